@@ -1,0 +1,159 @@
+"""One inbound message, end to end: exactly once, within WeChat's deadline.
+
+:meth:`Conversation.respond` is what the WeChat handler calls. It
+
+* claims the delivery in the reply cache, so WeChat's retries of the same
+  message are not handled again but get the first delivery's reply;
+* runs the router with the user's dialog state, turning any failure into a
+  polite reply rather than an error;
+* answers within ``deadline`` seconds: a handler still busy then is left to
+  finish in the background and its reply goes out as customer-service
+  messages, while WeChat gets ``success`` at once;
+* sends text longer than one message allows as a passive reply plus
+  customer-service messages, never truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot import texts
+from bot.chat_context import Chat
+from bot.errors import BotError
+from bot.inbound import Inbound
+from bot.replies import Reply, from_dict, to_dict
+from bot.router import Router
+from bot.services import Services
+from bot.textsplit import split_text
+from storage.mongo import MongoUnavailable
+from storage.redis_store import RedisUnavailable
+from storage.reply_cache import Claim
+from wechat.api import WeChatAPIError
+
+log = logging.getLogger(__name__)
+
+#: WeChat waits 5 s for a passive reply; leave room for the network.
+DEFAULT_DEADLINE = 4.5
+
+
+class Conversation:
+    """Routes inbound messages and keeps WeChat's delivery promises."""
+
+    def __init__(self, router: Router, services: Services, deadline: float = DEFAULT_DEADLINE) -> None:
+        self.router = router
+        self.services = services
+        self.deadline = deadline
+        self._background: set[asyncio.Task] = set()
+
+    async def respond(self, inbound: Inbound) -> Reply | None:
+        """The passive reply to ``inbound`` (``None``: answer ``success``)."""
+        delivery = inbound.dedupe_key
+        claim = await self._claim(delivery)
+        if claim.status == "done":
+            return from_dict(claim.reply or {})
+        if claim.status == "pending":
+            stored = await self._wait(delivery)
+            return from_dict(stored) if stored else None
+
+        task = asyncio.create_task(self.handle(inbound))
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(task), self.deadline)
+        except TimeoutError:
+            log.warning("no reply within %.1f s for %s; answering later", self.deadline, delivery)
+            self._spawn(self._deliver_late(inbound.openid, task))
+            await self._store(delivery, None)
+            return None
+        passive, rest = _split(reply)
+        if rest:
+            self._spawn(self._send_texts(inbound.openid, rest))
+        await self._store(delivery, passive)
+        return passive
+
+    async def handle(self, inbound: Inbound) -> Reply | None:
+        """Route one message; failures become a reply, never an exception."""
+        services = self.services
+        if inbound.kind != "event" or inbound.event != "unsubscribe":
+            self._spawn(self._touch(inbound.openid))
+        dialog = None
+        try:
+            dialog = await services.dialogs.load(inbound.openid)
+        except RedisUnavailable:
+            log.warning("dialog state unavailable for %s", inbound.openid)
+        chat = Chat(message=inbound, services=services, dialog=dialog)
+        try:
+            return await self.router.dispatch(chat)
+        except BotError as exc:
+            return Reply(exc.message)
+        except MongoUnavailable:
+            log.exception("MongoDB unavailable while handling %s", inbound.dedupe_key)
+            return Reply(texts.STORAGE_DOWN)
+        except RedisUnavailable:
+            log.exception("Redis unavailable while handling %s", inbound.dedupe_key)
+            return Reply(texts.DIALOG_UNAVAILABLE)
+        except Exception:
+            log.exception("handler failed for %s", inbound.dedupe_key)
+            return Reply(texts.INTERNAL_ERROR)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (up to ``timeout``) for background deliveries, e.g. at shutdown."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
+    # -- internals ----------------------------------------------------------
+
+    async def _claim(self, delivery: str) -> Claim:
+        try:
+            return await self.services.replies.claim(delivery)
+        except RedisUnavailable:
+            # Without Redis a retry may be handled twice; answering beats silence.
+            log.warning("reply cache unavailable; %s handled without retry protection", delivery)
+            return Claim("new")
+
+    async def _wait(self, delivery: str) -> dict | None:
+        try:
+            return await self.services.replies.wait(delivery, self.deadline)
+        except RedisUnavailable:
+            return None
+
+    async def _store(self, delivery: str, reply: Reply | None) -> None:
+        try:
+            await self.services.replies.store(delivery, to_dict(reply))
+        except RedisUnavailable:
+            log.warning("could not store the reply of %s", delivery)
+
+    async def _touch(self, openid: str) -> None:
+        try:
+            await self.services.followers.touch(openid, self.services.clock())
+        except MongoUnavailable:
+            log.warning("could not record the last interaction of %s", openid)
+
+    async def _deliver_late(self, openid: str, task: asyncio.Task) -> None:
+        reply = await task  # handle() never raises
+        if reply is not None and reply.text:
+            await self._send_texts(openid, split_text(reply.text, suffix=texts.CONTINUED))
+
+    async def _send_texts(self, openid: str, pieces: list[str]) -> None:
+        """Customer-service messages, in order; stop at the first failure."""
+        wechat = self.services.wechat
+        if wechat is None:
+            log.error("cannot send customer-service messages: WECHAT_APPID/WECHAT_SECRET not set")
+            return
+        for piece in pieces:
+            try:
+                await wechat.message.send_text(openid, piece)
+            except WeChatAPIError as exc:
+                log.error("customer-service message to %s failed: %s", openid, exc)
+                return
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _split(reply: Reply | None) -> tuple[Reply | None, list[str]]:
+    if reply is None or not reply.text:
+        return reply, []
+    pieces = split_text(reply.text, suffix=texts.CONTINUED)
+    return Reply(pieces[0]), pieces[1:]

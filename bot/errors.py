@@ -1,0 +1,33 @@
+"""Typed errors of the domain, each with a stable code and a message for users.
+
+Chat renders ``message`` as the reply, the API as
+``{"error": {"code", "message"}}`` with ``status``, the CLI prints it and
+exits with 2. One mapping, not one per handler.
+"""
+
+from __future__ import annotations
+
+from bot import texts
+
+
+class BotError(Exception):
+    """Base: ``code`` is stable English, ``message`` Chinese for the user."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class StorageUnavailable(BotError):
+    """A database needed for this action is down; nothing was stored."""
+
+    status = 503
+    code = "storage_unavailable"
+
+    def __init__(self, message: str = texts.STORAGE_DOWN) -> None:
+        super().__init__(message)

@@ -1,0 +1,47 @@
+"""What reached the bot: one message or event from a user, free of WeChat's XML."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Inbound:
+    """One inbound message or event.
+
+    ``kind`` is WeChat's ``MsgType`` in lower case (``text``, ``image``,
+    ``event`` …) or ``unknown`` for a type the bot does not know; ``event`` is
+    the lower-case ``Event`` of an event (``subscribe``, ``click`` …).
+    ``channel`` says where it came from (``official_account`` or
+    ``miniprogram``), so records can name it.
+    """
+
+    openid: str
+    kind: str
+    create_time: int
+    to_user: str = ""
+    content: str = ""
+    event: str = ""
+    event_key: str = ""
+    msg_id: str = ""
+    channel: str = "official_account"
+    known: bool = True
+    raw: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def dedupe_key(self) -> str:
+        """The identity WeChat keeps across its retries of this delivery.
+
+        Messages carry a ``MsgId``; events do not, so WeChat's documented rule
+        applies: ``FromUserName`` + ``CreateTime`` (+ the event name, since two
+        events of one user can share a second).
+        """
+        if self.msg_id:
+            return f"msg:{self.msg_id}"
+        return f"evt:{self.openid}:{self.create_time}:{self.event}"
+
+    @property
+    def text(self) -> str:
+        """The text of a text message, stripped; empty for anything else."""
+        return self.content.strip() if self.kind == "text" else ""

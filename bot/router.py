@@ -1,0 +1,161 @@
+"""A small declarative router for chat messages, in the manner of aiogram.
+
+Handlers are declared next to the condition that selects them::
+
+    router = Router()
+
+    @router.command("帮助", "help")
+    async def help_(chat: Chat) -> Reply: ...
+
+    @router.event("subscribe")
+    async def welcome(chat: Chat) -> Reply: ...
+
+A message is matched in this order, first match wins:
+
+1. events: a menu click by its ``EventKey`` (:meth:`Router.menu`), then any
+   event by name (:meth:`Router.event`); an event nobody handles gets no reply;
+2. the user's dialog state (:meth:`Router.state`, by exact name or by the
+   group before ``:``), for messages only; a state handler may return
+   :data:`PASS` to let the steps below have the message;
+3. an exact command word (:meth:`Router.command`), compared after
+   :func:`normalize_command`;
+4. the message type (:meth:`Router.message`: ``image``, ``voice`` …);
+5. for text, the fallback (:meth:`Router.fallback`): free text that is no
+   command (the Q&A, or the help reply).
+
+Anything else, unknown message types included, gets no reply (WeChat's
+``success``). Handlers are ``async def handler(chat) -> Reply | None``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from bot.replies import Reply
+
+if TYPE_CHECKING:
+    from bot.chat_context import Chat
+
+Handler = Callable[["Chat"], Awaitable["Reply | None | object"]]
+
+#: Returned by a state handler that does not take this message.
+PASS = object()
+
+
+def normalize_command(text: str) -> str:
+    """Fold a typed command for comparison: NFKC (full-width to half-width),
+    surrounding blanks removed, Latin letters in lower case."""
+    return unicodedata.normalize("NFKC", text).strip().lower()
+
+
+class Router:
+    """Maps (event, menu key, dialog state, command word, message type) to handlers."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, Handler] = {}
+        self._menu: dict[str, Handler] = {}
+        self._states: dict[str, Handler] = {}
+        self._commands: dict[str, Handler] = {}
+        self._kinds: dict[str, Handler] = {}
+        self._fallback: Handler | None = None
+
+    # -- registration -------------------------------------------------------
+
+    def event(self, *names: str) -> Callable[[Handler], Handler]:
+        """Handle events by name (lower case: ``subscribe``, ``unsubscribe`` …)."""
+        return self._register(self._events, [n.lower() for n in names])
+
+    def menu(self, *keys: str) -> Callable[[Handler], Handler]:
+        """Handle clicks on custom-menu buttons by their ``key``."""
+        return self._register(self._menu, keys)
+
+    def state(self, *names: str) -> Callable[[Handler], Handler]:
+        """Handle messages of users in a dialog state (``"registration"`` matches
+        ``"registration:phone"`` too)."""
+        return self._register(self._states, names)
+
+    def command(self, *words: str) -> Callable[[Handler], Handler]:
+        """Handle text that is exactly one of ``words`` (see :func:`normalize_command`)."""
+        return self._register(self._commands, [normalize_command(w) for w in words])
+
+    def message(self, *kinds: str) -> Callable[[Handler], Handler]:
+        """Handle messages by type (``image``, ``voice``, ``location`` …)."""
+        return self._register(self._kinds, kinds)
+
+    def fallback(self, handler: Handler) -> Handler:
+        """Handle free text that matched nothing else."""
+        self._fallback = handler
+        return handler
+
+    def include(self, other: "Router") -> None:
+        """Add every handler of ``other``; a condition declared twice is an error."""
+        for mine, theirs in (
+            (self._events, other._events),
+            (self._menu, other._menu),
+            (self._states, other._states),
+            (self._commands, other._commands),
+            (self._kinds, other._kinds),
+        ):
+            for key, handler in theirs.items():
+                self._add(mine, key, handler)
+        if other._fallback is not None:
+            self._fallback = other._fallback
+
+    def _register(self, table: dict[str, Handler], keys) -> Callable[[Handler], Handler]:
+        def decorator(handler: Handler) -> Handler:
+            for key in keys:
+                self._add(table, key, handler)
+            return handler
+
+        return decorator
+
+    @staticmethod
+    def _add(table: dict[str, Handler], key: str, handler: Handler) -> None:
+        if key in table and table[key] is not handler:
+            raise ValueError(f"two handlers for {key!r}")
+        table[key] = handler
+
+    # -- dispatch -----------------------------------------------------------
+
+    def commands(self) -> list[str]:
+        """Every registered command word, for help texts and tests."""
+        return list(self._commands)
+
+    async def dispatch(self, chat: "Chat") -> Reply | None:
+        """Run the handler that matches ``chat`` and return its reply."""
+        message = chat.message
+        if message.kind == "event":
+            handler = None
+            if message.event == "click":
+                handler = self._menu.get(message.event_key)
+            handler = handler or self._events.get(message.event)
+            return await _call(handler, chat)
+        if not message.known:
+            return None
+        if chat.state:
+            handler = self._state_handler(chat.state)
+            if handler is not None:
+                reply = await handler(chat)
+                if reply is not PASS:
+                    return reply  # type: ignore[return-value]
+        if message.kind == "text":
+            handler = self._commands.get(normalize_command(message.content))
+            if handler is not None:
+                return await _call(handler, chat)
+        handler = self._kinds.get(message.kind)
+        if handler is not None:
+            return await _call(handler, chat)
+        if message.kind == "text":
+            return await _call(self._fallback, chat)
+        return None
+
+    def _state_handler(self, state: str) -> Handler | None:
+        return self._states.get(state) or self._states.get(state.split(":", 1)[0])
+
+
+async def _call(handler: Handler | None, chat: "Chat") -> Reply | None:
+    if handler is None:
+        return None
+    reply = await handler(chat)
+    return None if reply is PASS else reply  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""WeChat API emulator for tests and the demo; see `emulator.app`."""

@@ -1,0 +1,55 @@
+"""What every handler shares: JSON error bodies, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+import tornado.web
+
+from bot.errors import BotError
+
+_MESSAGES = {
+    400: "请求格式不正确",
+    403: "没有权限",
+    404: "找不到该地址",
+    405: "不支持该请求方法",
+    413: "请求体过大",
+    429: "请求过于频繁，请稍后再试",
+    500: "服务器内部错误",
+    503: "服务暂时不可用",
+}
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Base class: errors render as ``{"error": {"code", "message"}}``."""
+
+    def send_error_json(self, status: int, code: str, message: str) -> None:
+        """Finish the request with an error body."""
+        self.set_status(status)
+        self.write_json({"error": {"code": code, "message": message}})
+
+    def write_json(self, data: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(data, ensure_ascii=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, BotError):
+            self.set_status(exc.status)
+            self.write_json({"error": {"code": exc.code, "message": exc.message}})
+            return
+        try:
+            code = HTTPStatus(status_code).phrase.lower().replace(" ", "_")
+        except ValueError:
+            code = "error"
+        message = _MESSAGES.get(status_code, "请求失败")
+        self.write_json({"error": {"code": code, "message": message}})
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown path: a JSON 404."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)

@@ -1,0 +1,255 @@
+"""The ``wetoop-bot`` command.
+
+``serve`` runs the service, ``emulator`` the WeChat API emulator, ``demo``
+both on the embedded default. Bad arguments or configuration print one line
+and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.netutil
+
+from service import supervisor
+from service.config import Config, ConfigError, load
+from storage.embedded import EmbeddedError, EmbeddedServers
+
+log = logging.getLogger("wetoop_bot")
+
+#: Credentials the demo uses unless the environment gives others.
+DEMO_TOKEN = "wetoopdemo"
+DEMO_APPID = "wxd0000000000demo"
+
+
+class UsageError(Exception):
+    """A command that cannot run as given: message printed, exit code 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args) or 0
+    except (ConfigError, UsageError) as exc:
+        print(f"wetoop-bot: {exc}", file=sys.stderr)
+        return 2
+    except EmbeddedError as exc:
+        print(f"wetoop-bot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wetoop-bot", description="微拓公众号与小程序后端")
+    parser.add_argument("--config", help="TOML 配置文件（环境变量优先）")
+    parser.add_argument("-v", "--verbose", action="store_true", help="输出更多日志")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="启动服务")
+    _service_flags(serve)
+    serve.add_argument("--processes", type=_positive_int, default=1, help="工作进程数（默认 1）")
+    serve.set_defaults(func=cmd_serve)
+
+    emulator = sub.add_parser("emulator", help="启动微信 API 模拟器（测试与演示用）")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=_port, default=8081)
+    emulator.add_argument("--rate-limit", type=float, default=None, help="每秒最多接受的消息数，超出返回 45009")
+    emulator.add_argument("--appid", help="只接受这个 AppID（默认接受任何）")
+    emulator.add_argument("--secret", help="只接受这个 AppSecret（默认接受任何）")
+    emulator.set_defaults(func=cmd_emulator)
+
+    demo = sub.add_parser("demo", help="演示环境：内置数据库 + 微信 API 模拟器 + 服务")
+    _service_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _service_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="监听地址（默认 HOST 或 127.0.0.1）")
+    parser.add_argument("--port", type=_port, help="监听端口（默认 PORT 或 8080）")
+    parser.add_argument("--data-dir", type=Path, help="数据目录（默认 DATA_DIR 或 ./var）")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"端口必须是整数：{text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"端口必须在 0 到 65535 之间：{value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"必须是正整数：{text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"必须是正整数：{value}")
+    return value
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load(toml_path=args.config)
+    changes = {}
+    for flag, field in (("host", "host"), ("port", "port"), ("data_dir", "data_dir")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[field] = value
+    return config.replace(**changes) if changes else config
+
+
+# -- serve ----------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not config.wechat_token:
+        log.warning("WECHAT_TOKEN is not set: /wechat answers 503 until it is")
+    return _run_service(config, processes=args.processes)
+
+
+def _run_service(config: Config, processes: int = 1, emulator_port: int | None = None, banner=None) -> int:
+    sockets = _bind(config)
+    port = sockets[0].getsockname()[1]
+    embedded = _embedded(config)
+    try:
+        mongodb_uri = config.mongodb_uri or embedded.url("mongo")
+        redis_url = config.redis_url or embedded.url("redis")
+
+        async def worker(socks: list[socket.socket], stop: asyncio.Event) -> None:
+            await _serve_until(config, mongodb_uri, redis_url, socks, stop, emulator_port, banner, port)
+
+        supervisor.run(worker, sockets, processes)
+    finally:
+        embedded.stop()
+    return 0
+
+
+def _bind(config: Config) -> list[socket.socket]:
+    try:
+        return tornado.netutil.bind_sockets(config.port, config.host)
+    except OSError as exc:
+        raise UsageError(f"无法监听 {config.host}:{config.port}：{exc.strerror}") from None
+
+
+def _embedded(config: Config) -> EmbeddedServers:
+    names = tuple(
+        name
+        for name, url in (("mongo", config.mongodb_uri), ("redis", config.redis_url))
+        if not url
+    )
+    return EmbeddedServers(config.data_dir, names).start()
+
+
+async def _serve_until(config, mongodb_uri, redis_url, sockets, stop, emulator_port, banner, port) -> None:
+    from emulator.app import EmulatorState, serve as serve_emulator
+    from handlers.app import make_app
+    from service.runtime import Runtime
+
+    emulator_server = None
+    if emulator_port is not None:
+        state = EmulatorState(appid=config.wechat_appid, secret=config.wechat_secret)
+        emulator_server = await serve_emulator("127.0.0.1", emulator_port, state)
+    runtime = Runtime(config, mongodb_uri, redis_url)
+    await runtime.prepare()
+    server = tornado.httpserver.HTTPServer(make_app(runtime), xheaders=True)
+    server.add_sockets(sockets)
+    if banner is not None:
+        banner(port)
+    else:
+        print(f"wetoop-bot 已启动：http://{_display_host(config.host)}:{port}/", flush=True)
+    await stop.wait()
+    server.stop()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.close_all_connections(), 3)
+    await runtime.close()
+    if emulator_server is not None:
+        emulator_server.stop()
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+# -- emulator --------------------------------------------------------------
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from emulator.app import EmulatorState, serve as serve_emulator
+
+    async def run() -> None:
+        state = EmulatorState(appid=args.appid, secret=args.secret, rate_limit=args.rate_limit)
+        try:
+            server = await serve_emulator(args.host, args.port, state)
+        except OSError as exc:
+            raise UsageError(f"无法监听 {args.host}:{args.port}：{exc.strerror}") from None
+        print(f"微信 API 模拟器已启动：http://{_display_host(args.host)}:{args.port}/", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (2, 15):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        server.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+# -- demo -------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = _config(args)
+    emulator_port = _free_port()
+    config = config.replace(
+        wechat_token=config.wechat_token or DEMO_TOKEN,
+        wechat_appid=config.wechat_appid or DEMO_APPID,
+        wechat_secret=config.wechat_secret or secrets.token_hex(16),
+        wechat_api_base=f"http://127.0.0.1:{emulator_port}",
+    )
+
+    def banner(port: int) -> None:
+        base = f"http://{_display_host(config.host)}:{port}"
+        mode = "安全模式（已配置 WECHAT_AES_KEY）" if config.safe_mode else "明文模式"
+        print(
+            "\n".join(
+                [
+                    "wetoop-bot 演示环境已启动",
+                    f"  公众号消息接口： {base}/wechat   （Token：{config.wechat_token}，{mode}）",
+                    f"  健康检查：       {base}/healthz",
+                    f"  微信 API 模拟器：{config.wechat_api_base}/   （已发出的消息：{config.wechat_api_base}/_emulator/messages）",
+                    f"  AppID：          {config.wechat_appid}",
+                    f"  数据目录：       {config.data_dir.resolve()}",
+                    "按 Ctrl-C 停止。",
+                ]
+            ),
+            flush=True,
+        )
+
+    return _run_service(config, emulator_port=emulator_port, banner=banner)
+
+
+def _free_port() -> int:
+    from storage.embedded import free_port
+
+    return free_port()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Configuration: environment variables, optionally completed by a TOML file.
+
+Every key can be set in the environment; a TOML file (``--config FILE`` or
+``WETOOP_CONFIG``) may give the same keys, and the environment wins. Invalid
+values raise :class:`ConfigError` with a one-line Chinese message, which the
+CLI prints before exiting with code 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+#: WeChat's production API; ``WECHAT_API_BASE`` replaces it (the emulator in tests).
+DEFAULT_API_BASE = "https://api.weixin.qq.com"
+
+KEYS = (
+    "WECHAT_TOKEN",
+    "WECHAT_APPID",
+    "WECHAT_SECRET",
+    "WECHAT_AES_KEY",
+    "WECHAT_API_BASE",
+    "MINIPROGRAM_APPID",
+    "MINIPROGRAM_SECRET",
+    "MONGODB_URI",
+    "REDIS_URL",
+    "DATA_DIR",
+    "HOST",
+    "PORT",
+)
+
+
+class ConfigError(Exception):
+    """A configuration value that the service cannot start with."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The validated configuration of one service process.
+
+    ``mongodb_uri`` and ``redis_url`` are ``None`` for the embedded default:
+    the service then starts its own nx-27017 and Valkey under ``data_dir``.
+    """
+
+    wechat_token: str | None = None
+    wechat_appid: str | None = None
+    wechat_secret: str | None = None
+    wechat_aes_key: str | None = None
+    wechat_api_base: str = DEFAULT_API_BASE
+    miniprogram_appid: str | None = None
+    miniprogram_secret: str | None = None
+    mongodb_uri: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path("./var")
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    def replace(self, **changes) -> "Config":
+        """A copy with ``changes`` applied (command-line flags override the environment)."""
+        merged = dataclasses.replace(self, **changes)
+        return validate(merged)
+
+    @property
+    def safe_mode(self) -> bool:
+        """True when an EncodingAESKey is set: compatible or safe (encrypted) mode."""
+        return bool(self.wechat_aes_key)
+
+
+def load(environ: Mapping[str, str] | None = None, toml_path: str | None = None) -> Config:
+    """Read the configuration from ``environ`` (default ``os.environ``) and a TOML file."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    toml_path = toml_path or environ.get("WETOOP_CONFIG")
+    if toml_path:
+        values.update(_read_toml(toml_path))
+    for key in KEYS:
+        if environ.get(key, "") != "":
+            values[key] = environ[key]
+    return validate(_from_values(values))
+
+
+def _read_toml(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"无法读取配置文件 {path}：{exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"配置文件 {path} 不是有效的 TOML：{exc}") from exc
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"配置文件 {path} 含有未知的配置项：{', '.join(unknown)}")
+    return {key: str(value) for key, value in data.items()}
+
+
+def _from_values(values: Mapping[str, str]) -> Config:
+    port_text = values.get("PORT", "8080")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"PORT 必须是 1 到 65535 之间的整数，收到的是 {port_text!r}") from None
+    return Config(
+        wechat_token=values.get("WECHAT_TOKEN"),
+        wechat_appid=values.get("WECHAT_APPID"),
+        wechat_secret=values.get("WECHAT_SECRET"),
+        wechat_aes_key=values.get("WECHAT_AES_KEY"),
+        wechat_api_base=values.get("WECHAT_API_BASE", DEFAULT_API_BASE),
+        miniprogram_appid=values.get("MINIPROGRAM_APPID"),
+        miniprogram_secret=values.get("MINIPROGRAM_SECRET"),
+        mongodb_uri=values.get("MONGODB_URI"),
+        redis_url=values.get("REDIS_URL"),
+        data_dir=Path(values.get("DATA_DIR", "./var")),
+        host=values.get("HOST", "127.0.0.1"),
+        port=port,
+    )
+
+
+def validate(config: Config) -> Config:
+    """Check every value; return ``config`` unchanged or raise :class:`ConfigError`."""
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"PORT 必须是 1 到 65535 之间的整数，收到的是 {config.port}")
+    if config.wechat_token is not None and not _valid_token(config.wechat_token):
+        raise ConfigError("WECHAT_TOKEN 必须是 3 到 32 位的英文字母或数字（与公众平台“服务器配置”中的 Token 一致）")
+    if config.wechat_aes_key is not None:
+        check_aes_key(config.wechat_aes_key)
+    parts = urlsplit(config.wechat_api_base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"WECHAT_API_BASE 必须是 http:// 或 https:// 开头的网址，收到的是 {config.wechat_api_base!r}")
+    if config.mongodb_uri is not None:
+        _check_mongodb_uri(config.mongodb_uri)
+    if config.redis_url is not None:
+        _check_redis_url(config.redis_url)
+    return config
+
+
+def _valid_token(token: str) -> bool:
+    # WeChat's console accepts 3-32 letters and digits for the Token.
+    return 3 <= len(token) <= 32 and token.isascii() and token.isalnum()
+
+
+def check_aes_key(key: str) -> bytes:
+    """Decode an EncodingAESKey (43 Base64 characters, 32 bytes) or raise ConfigError."""
+    message = "WECHAT_AES_KEY 必须是公众平台生成的 43 位 EncodingAESKey（Base64 字符）"
+    if len(key) != 43:
+        raise ConfigError(f"{message}，当前长度为 {len(key)}")
+    try:
+        raw = base64.b64decode(key + "=", validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{message}，其中含有非 Base64 字符") from None
+    if len(raw) != 32:
+        raise ConfigError(message)
+    return raw
+
+
+def _check_mongodb_uri(uri: str) -> None:
+    from pymongo.errors import ConfigurationError, InvalidURI
+    from pymongo.uri_parser import parse_uri
+
+    if uri.startswith("mongodb+srv://"):
+        # Parsing an SRV URI resolves DNS; check its shape only.
+        if not urlsplit(uri).hostname:
+            raise ConfigError(f"MONGODB_URI 无法解析：{uri!r}")
+        return
+    try:
+        parse_uri(uri)
+    except (InvalidURI, ConfigurationError, ValueError) as exc:
+        raise ConfigError(f"MONGODB_URI 无法解析：{exc}") from None
+
+
+def _check_redis_url(url: str) -> None:
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL 无法解析：{exc}") from None

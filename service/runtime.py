@@ -1,0 +1,95 @@
+"""Everything one service process holds, built from the configuration.
+
+:meth:`Runtime.open` connects MongoDB and Redis (URLs already resolved: the
+embedded servers are started by the CLI before the event loop), builds the
+repositories, the WeChat client and the :class:`~bot.conversation.Conversation`.
+The handlers and the CLI use this one object; there are no module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot import chat
+from bot.conversation import DEFAULT_DEADLINE, Conversation
+from bot.router import Router
+from bot.services import Services
+from service.config import Config
+from storage import mongo, redis_store
+from storage.dialog_state import DialogStates
+from storage.followers import Followers
+from storage.reply_cache import ReplyCache
+from wechat.api import WeChatAPI
+from wechat.client import SharedTokenClient
+from wechat.protocol import Endpoint
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = 2.0
+
+
+class Runtime:
+    """Clients, repositories and the conversation of one process."""
+
+    def __init__(
+        self,
+        config: Config,
+        mongodb_uri: str,
+        redis_url: str,
+        *,
+        database: str | None = None,
+        router: Router | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> None:
+        self.config = config
+        self.mongo_client, self.db = mongo.connect(mongodb_uri, database)
+        self.redis = redis_store.connect(redis_url)
+        self.redis_sync = redis_store.connect_sync(redis_url)
+        self.wechat: WeChatAPI | None = None
+        if config.wechat_appid and config.wechat_secret:
+            client = SharedTokenClient(
+                config.wechat_appid, config.wechat_secret, config.wechat_api_base, self.redis_sync
+            )
+            self.wechat = WeChatAPI(client)
+        self.endpoint: Endpoint | None = None
+        if config.wechat_token:
+            self.endpoint = Endpoint(config.wechat_token, config.wechat_aes_key, config.wechat_appid)
+        self.followers = Followers(self.db)
+        self.services = Services(
+            followers=self.followers,
+            dialogs=DialogStates(self.redis),
+            replies=ReplyCache(self.redis),
+            wechat=self.wechat,
+        )
+        self.conversation = Conversation(router or chat.router, self.services, deadline=deadline)
+
+    async def prepare(self) -> None:
+        """Create indexes; a database that is down now is retried on first use."""
+        try:
+            await mongo.ensure_indexes([self.followers])
+        except mongo.MongoUnavailable as exc:
+            log.warning("MongoDB unavailable at start-up, indexes not checked: %s", exc)
+
+    async def health(self) -> dict[str, str]:
+        """``{"mongo": "ok"|"down", "redis": "ok"|"down"}``, within about 2 s."""
+
+        async def check(probe) -> str:
+            try:
+                ok = await asyncio.wait_for(probe, HEALTH_TIMEOUT)
+            except TimeoutError:
+                ok = False
+            return "ok" if ok else "down"
+
+        mongo_state, redis_state = await asyncio.gather(
+            check(mongo.ping(self.db)), check(redis_store.ping(self.redis))
+        )
+        return {"mongo": mongo_state, "redis": redis_state}
+
+    async def close(self) -> None:
+        await self.conversation.drain()
+        if self.wechat is not None:
+            self.wechat.close()
+        await self.redis.aclose()
+        self.redis_sync.close()
+        await self.mongo_client.close()

@@ -1,0 +1,112 @@
+"""Run the service: one process, or several sharing the listening sockets.
+
+With ``processes > 1`` the parent binds the sockets, forks the workers and
+only supervises: a worker that dies is replaced, SIGINT/SIGTERM stop them
+all. Workers die with the parent even if it is killed (``PR_SET_PDEATHSIG``).
+The parent also owns the embedded servers, so they stop last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Awaitable, Callable
+
+from storage.embedded import die_with_parent
+
+log = logging.getLogger(__name__)
+
+#: ``main(sockets, stop_event)`` runs one worker until ``stop_event`` is set.
+WorkerMain = Callable[[list[socket.socket], asyncio.Event], Awaitable[None]]
+
+RESTART_BACKOFF = 1.0
+
+
+def run(main: WorkerMain, sockets: list[socket.socket], processes: int = 1) -> None:
+    """Run ``main`` in this process, or in ``processes`` forked workers."""
+    if processes <= 1:
+        asyncio.run(_worker(main, sockets))
+        return
+    _supervise(main, sockets, processes)
+
+
+async def _worker(main: WorkerMain, sockets: list[socket.socket]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await main(sockets, stop)
+
+
+def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int) -> None:
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def request_stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            die_with_parent()
+            code = 0
+            try:
+                asyncio.run(_worker(main, sockets))
+            except BaseException:  # noqa: BLE001 - a worker must never return into the parent's code
+                log.exception("worker %d failed", index)
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    for index in range(processes):
+        spawn(index)
+    log.info("started %d worker processes", processes)
+
+    while children:
+        if stopping:
+            break
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.1)
+            continue
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        log.warning("worker %d (pid %d) exited with status %d; restarting", index, pid, status)
+        time.sleep(RESTART_BACKOFF)
+        spawn(index)
+
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while children and time.monotonic() < deadline:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.05)
+        else:
+            children.pop(pid, None)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

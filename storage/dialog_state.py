@@ -1,0 +1,51 @@
+"""Dialog state per user in Redis, with an idle expiry (aiogram's FSM storage).
+
+A state is a name (``"registration:phone"``) plus a small JSON-ready dict of
+answers so far. Every save renews the expiry, so a dialog lapses only after
+:data:`IDLE_TTL` seconds without a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import redis.asyncio as aioredis
+
+from storage.redis_store import key
+
+#: A dialog forgotten after 30 minutes without a message.
+IDLE_TTL = 30 * 60
+
+
+@dataclasses.dataclass(frozen=True)
+class DialogState:
+    name: str
+    data: dict = dataclasses.field(default_factory=dict)
+
+
+class DialogStates:
+    """Load, save and clear users' dialog states."""
+
+    def __init__(self, redis: aioredis.Redis, ttl: int = IDLE_TTL) -> None:
+        self._redis = redis
+        self._ttl = ttl
+
+    async def load(self, openid: str) -> DialogState | None:
+        raw = await self._redis.get(key("dialog", openid))
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            return DialogState(name=str(doc["name"]), data=dict(doc.get("data") or {}))
+        except (ValueError, KeyError, TypeError):
+            # A value this version cannot read is dropped, not fatal.
+            await self.clear(openid)
+            return None
+
+    async def save(self, openid: str, state: DialogState) -> None:
+        payload = json.dumps({"name": state.name, "data": state.data}, ensure_ascii=False)
+        await self._redis.set(key("dialog", openid), payload, ex=self._ttl)
+
+    async def clear(self, openid: str) -> None:
+        await self._redis.delete(key("dialog", openid))

@@ -1,0 +1,80 @@
+"""Followers of the official account: who follows, since when, last seen."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from storage.mongo import as_bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Follower:
+    openid: str
+    subscribed: bool
+    unionid: str | None = None
+    subscribed_at: dt.datetime | None = None
+    unsubscribed_at: dt.datetime | None = None
+    last_interaction_at: dt.datetime | None = None
+
+
+class Followers:
+    """The ``followers`` collection, one document per openid."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._coll = db["followers"]
+
+    async def ensure_indexes(self) -> None:
+        await self._coll.create_indexes(
+            [
+                IndexModel([("openid", ASCENDING)], unique=True, name="openid_unique"),
+                IndexModel([("subscribed", ASCENDING)], name="subscribed"),
+            ]
+        )
+
+    async def subscribed(self, openid: str, at: dt.datetime) -> None:
+        """Record a follow (again, after an unfollow, is fine)."""
+        await self._coll.update_one(
+            {"openid": openid},
+            {
+                "$set": {"subscribed": True, "subscribed_at": at, "last_interaction_at": at},
+                "$unset": {"unsubscribed_at": ""},
+            },
+            upsert=True,
+        )
+
+    async def unsubscribed(self, openid: str, at: dt.datetime) -> None:
+        """Record an unfollow."""
+        await self._coll.update_one(
+            {"openid": openid},
+            {"$set": {"subscribed": False, "unsubscribed_at": at}},
+            upsert=True,
+        )
+
+    async def touch(self, openid: str, at: dt.datetime) -> None:
+        """Remember the user's last message (WeChat allows customer-service
+        messages only within 48 hours of it)."""
+        await self._coll.update_one(
+            {"openid": openid}, {"$set": {"last_interaction_at": at}}, upsert=True
+        )
+
+    async def get(self, openid: str) -> Follower | None:
+        doc = await self._coll.find_one({"openid": openid})
+        if doc is None:
+            return None
+        return Follower(
+            openid=doc["openid"],
+            # A user seen only through messages (no subscribe event recorded,
+            # e.g. followed before this service existed) does follow.
+            subscribed=as_bool(doc.get("subscribed", True)),
+            unionid=doc.get("unionid"),
+            subscribed_at=doc.get("subscribed_at"),
+            unsubscribed_at=doc.get("unsubscribed_at"),
+            last_interaction_at=doc.get("last_interaction_at"),
+        )
+
+    async def count_subscribed(self) -> int:
+        return await self._coll.count_documents({"subscribed": {"$in": [True, 1]}})

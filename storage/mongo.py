@@ -1,0 +1,75 @@
+"""MongoDB access through PyMongo's asyncio API (``AsyncMongoClient``).
+
+Timeouts are short on purpose: with the database down, a chat reply must still
+come within WeChat's 5 seconds, so server selection gives up after 2 s.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Protocol
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
+from pymongo.uri_parser import parse_uri
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "wetoop"
+
+#: Errors that mean "the database could not be reached or did not answer"
+#: (not logic errors such as a duplicate key).
+MongoUnavailable = (ConnectionFailure, ExecutionTimeout)
+
+
+class HasIndexes(Protocol):
+    """A repository that declares the indexes it needs."""
+
+    async def ensure_indexes(self) -> None: ...
+
+
+def connect(uri: str, database: str | None = None) -> tuple[AsyncMongoClient, AsyncDatabase]:
+    """A client for ``uri`` and the database it names (``wetoop`` if none).
+
+    No I/O happens here; the driver connects on first use.
+    """
+    client: AsyncMongoClient = AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=2000,
+        connectTimeoutMS=1500,
+        socketTimeoutMS=3000,
+        appname="wetoop-bot",
+    )
+    if database is None:
+        database = _database_in_uri(uri) or DEFAULT_DATABASE
+    return client, client[database]
+
+
+def _database_in_uri(uri: str) -> str | None:
+    if uri.startswith("mongodb+srv://"):
+        path = uri.split("/", 3)[3] if uri.count("/") >= 3 else ""
+        return path.split("?", 1)[0] or None
+    return parse_uri(uri).get("database")
+
+
+async def ping(db: AsyncDatabase) -> bool:
+    """True when the server answers a ping."""
+    try:
+        await db.command("ping")
+        return True
+    except PyMongoError as exc:
+        log.warning("MongoDB ping failed: %s", exc)
+        return False
+
+
+async def ensure_indexes(repositories: Iterable[HasIndexes]) -> None:
+    """Create every repository's indexes (idempotent)."""
+    for repository in repositories:
+        await repository.ensure_indexes()
+
+
+def as_bool(value: object) -> bool:
+    """Read a stored flag: real MongoDB returns booleans, nx-27017 1/0 after ``$set``."""
+    return bool(value)

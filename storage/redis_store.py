@@ -1,0 +1,55 @@
+"""Redis access through redis-py's asyncio client.
+
+All keys of the product start with :data:`PREFIX`, so one Redis can be shared
+with other software. Timeouts are short so a dead Redis costs a chat reply
+about a second, not WeChat's whole 5-second budget.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+PREFIX = "wb:"
+
+#: Errors that mean "Redis could not be reached or did not answer".
+RedisUnavailable = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def connect(url: str) -> aioredis.Redis:
+    """An asyncio client for ``url``; connects on first use."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        health_check_interval=15,
+    )
+
+
+def connect_sync(url: str) -> redis.Redis:
+    """A blocking client, for code that already runs in a worker thread (wechatpy)."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+    )
+
+
+def key(*parts: str) -> str:
+    """A namespaced key: ``key("dialog", openid)`` is ``wb:dialog:<openid>``."""
+    return PREFIX + ":".join(parts)
+
+
+async def ping(client: aioredis.Redis) -> bool:
+    """True when the server answers PING."""
+    try:
+        return bool(await client.ping())
+    except (redis.RedisError, OSError) as exc:
+        log.warning("Redis ping failed: %s", exc)
+        return False

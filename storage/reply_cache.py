@@ -1,0 +1,73 @@
+"""Exactly-once handling of WeChat deliveries, and the same reply for retries.
+
+WeChat re-sends a message up to three times when it gets no answer within
+5 seconds. The first delivery claims the message's key; later deliveries find
+either the stored reply (and send it again) or the claim still pending (and
+wait for the first to finish, within their own deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import redis.asyncio as aioredis
+
+from storage.redis_store import key
+
+_PENDING = "pending"
+#: A claim whose worker died is released after this many seconds.
+CLAIM_TTL = 30
+#: WeChat's retries come within about 15 seconds; keep replies well past that.
+REPLY_TTL = 10 * 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """Outcome of :meth:`ReplyCache.claim`.
+
+    ``status`` is ``"new"`` (this delivery must be handled), ``"done"`` (the
+    stored reply is in ``reply``) or ``"pending"`` (another delivery is being
+    handled right now).
+    """
+
+    status: str
+    reply: dict | None = None
+
+
+class ReplyCache:
+    """Claims and stored replies in Redis, keyed by the delivery's identity."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def claim(self, delivery: str) -> Claim:
+        k = key("reply", delivery)
+        if await self._redis.set(k, _PENDING, nx=True, ex=CLAIM_TTL):
+            return Claim("new")
+        value = await self._redis.get(k)
+        if value is None:  # expired between the two calls: claim again
+            return await self.claim(delivery)
+        if value == _PENDING:
+            return Claim("pending")
+        return Claim("done", json.loads(value))
+
+    async def store(self, delivery: str, reply: dict) -> None:
+        await self._redis.set(key("reply", delivery), json.dumps(reply, ensure_ascii=False), ex=REPLY_TTL)
+
+    async def release(self, delivery: str) -> None:
+        """Drop a claim whose handling failed, so a retry may try again."""
+        await self._redis.delete(key("reply", delivery))
+
+    async def wait(self, delivery: str, timeout: float, poll: float = 0.05) -> dict | None:
+        """The reply of a delivery another worker is handling, or ``None`` if it
+        is not ready within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            value = await self._redis.get(key("reply", delivery))
+            if value is not None and value != _PENDING:
+                return json.loads(value)
+            await asyncio.sleep(poll)
+        return None

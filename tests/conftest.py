@@ -1,0 +1,137 @@
+"""Shared fixtures: real Valkey and nx-27017 (or REDIS_URL / MONGODB_URI), the
+WeChat API emulator, and the service over real HTTP on a free port."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import pytest
+import tornado.httpserver
+import tornado.netutil
+from tornado.httpclient import AsyncHTTPClient
+
+from emulator.app import EmulatorState, serve as serve_emulator
+from handlers.app import make_app
+from service.config import Config
+from service.runtime import Runtime
+from storage.embedded import EmbeddedServers, free_port
+from storage.redis_store import PREFIX
+from tests.wx import WeChatServer
+
+TOKEN = "testtoken123"
+APPID = "wx1234567890test"
+SECRET = "test-secret"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+@dataclasses.dataclass
+class Backing:
+    mongodb_uri: str
+    redis_url: str
+    embedded: EmbeddedServers | None
+
+
+@pytest.fixture(scope="session")
+def backing(tmp_path_factory) -> Backing:
+    """Real servers for the whole run: the environment's, or embedded ones."""
+    mongodb_uri = os.environ.get("MONGODB_URI")
+    redis_url = os.environ.get("REDIS_URL")
+    names = tuple(n for n, url in (("mongo", mongodb_uri), ("redis", redis_url)) if not url)
+    embedded = None
+    if names:
+        embedded = EmbeddedServers(tmp_path_factory.mktemp("backing"), names).start()
+        mongodb_uri = mongodb_uri or embedded.url("mongo")
+        redis_url = redis_url or embedded.url("redis")
+    yield Backing(mongodb_uri, redis_url, embedded)
+    if embedded is not None:
+        embedded.stop()
+
+
+@dataclasses.dataclass
+class Emulator:
+    base: str
+    state: EmulatorState
+
+    async def messages(self, touser: str | None = None) -> list[dict]:
+        """What the emulator accepted, through its HTTP control API."""
+        import json
+
+        url = self.base + "/_emulator/messages" + (f"?touser={touser}" if touser else "")
+        response = await AsyncHTTPClient().fetch(url)
+        return json.loads(response.body)
+
+
+@pytest.fixture(scope="session")
+async def emulator_server() -> AsyncIterator[Emulator]:
+    state = EmulatorState(appid=APPID, secret=SECRET)
+    port = free_port()
+    server = await serve_emulator("127.0.0.1", port, state)
+    yield Emulator(f"http://127.0.0.1:{port}", state)
+    server.stop()
+
+
+@pytest.fixture
+async def emulator(emulator_server: Emulator) -> Emulator:
+    """The emulator, emptied before each test."""
+    await AsyncHTTPClient().fetch(emulator_server.base + "/_emulator/reset", method="POST", body=b"")
+    return emulator_server
+
+
+@dataclasses.dataclass
+class Service:
+    url: str
+    runtime: Runtime
+    wechat: WeChatServer
+    server: tornado.httpserver.HTTPServer
+
+
+@pytest.fixture
+async def make_service(backing: Backing, emulator: Emulator) -> AsyncIterator[Callable]:
+    """A factory: ``await make_service(**config_changes, router=..., deadline=...)``.
+
+    Each test gets an empty database and no keys of ours in Redis.
+    """
+    database = f"wetoop_test_{uuid.uuid4().hex[:10]}"
+    started: list[Service] = []
+
+    async def factory(router=None, deadline: float = 4.5, **changes) -> Service:
+        values = dict(wechat_token=TOKEN, wechat_appid=APPID, wechat_secret=SECRET, wechat_api_base=emulator.base)
+        config = Config(**{**values, **changes})
+        runtime = Runtime(config, backing.mongodb_uri, backing.redis_url, database=database, router=router, deadline=deadline)
+        if not started:
+            await _clear_redis(runtime)
+        await runtime.prepare()
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server = tornado.httpserver.HTTPServer(make_app(runtime))
+        server.add_sockets(sockets)
+        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+        service = Service(url, runtime, WeChatServer(url, TOKEN, config.wechat_aes_key, APPID), server)
+        started.append(service)
+        return service
+
+    yield factory
+    for service in started:
+        service.server.stop()
+        await service.runtime.mongo_client.drop_database(database)
+        await service.runtime.close()
+
+
+@pytest.fixture
+async def service(make_service) -> Service:
+    """The service with the default router, plaintext and AES both accepted."""
+    return await make_service(wechat_aes_key=AES_KEY)
+
+
+async def _clear_redis(runtime: Runtime) -> None:
+    keys = [k async for k in runtime.redis.scan_iter(match=PREFIX + "*", count=1000)]
+    if keys:
+        await runtime.redis.delete(*keys)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[1]

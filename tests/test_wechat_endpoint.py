@@ -1,0 +1,364 @@
+"""/wechat over real HTTP: verification, the three modes, hostile input, retries, deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from urllib.parse import urlencode
+
+import pytest
+import xmltodict
+from tornado.httpclient import AsyncHTTPClient
+
+from bot import texts
+from bot.chat import router as default_router
+from bot.replies import Reply
+from bot.router import Router
+from tests.conftest import TOKEN
+from tests.wx import event_xml, message_xml, sign, text_xml
+
+
+async def fetch(url: str, **kwargs):
+    return await AsyncHTTPClient().fetch(url, raise_error=False, **kwargs)
+
+
+def error_of(response) -> dict:
+    assert response.headers["Content-Type"].startswith("application/json")
+    return json.loads(response.body)["error"]
+
+
+# -- URL verification -------------------------------------------------------
+
+
+async def test_url_verification_echoes(service):
+    ts, nonce = str(int(time.time())), "42"
+    query = {"signature": sign(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce, "echostr": "hello-wechat"}
+    response = await fetch(service.url + "/wechat?" + urlencode(query))
+    assert response.code == 200
+    assert response.body == b"hello-wechat"
+
+
+@pytest.mark.parametrize("tamper", ["signature", "timestamp", "missing"])
+async def test_url_verification_refuses_bad_signature(service, tamper):
+    ts, nonce = str(int(time.time())), "42"
+    query = {"signature": sign(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce, "echostr": "x"}
+    if tamper == "signature":
+        query["signature"] = sign("othertoken", ts, nonce)
+    elif tamper == "timestamp":
+        query["timestamp"] = str(int(ts) + 1)
+    else:
+        del query["signature"]
+    response = await fetch(service.url + "/wechat?" + urlencode(query))
+    assert response.code == 403
+    assert error_of(response)["code"] == "bad_signature"
+    assert b"x" != response.body
+
+
+# -- the three modes --------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
+async def test_text_message_in_each_mode(service, mode):
+    response = await service.wechat.post(text_xml("o-alice", "帮助", to_user="gh_account"), mode)
+    assert response.code == 200
+    if mode == "plain":
+        assert b"<Encrypt>" not in response.body
+    else:
+        assert b"<Encrypt>" in response.body and "帮助".encode() not in response.body
+    reply = service.wechat.reply(response)
+    assert reply["Content"] == texts.HELP
+    assert reply["ToUserName"] == "o-alice"
+    assert reply["FromUserName"] == "gh_account"
+    assert reply["MsgType"] == "text"
+
+
+async def test_forged_signature_on_post_is_refused(service):
+    query = service.wechat.query()
+    query["signature"] = "0" * 40
+    response = await service.wechat.post(text_xml("o-alice", "帮助"), query=query)
+    assert response.code == 403
+    assert error_of(response)["code"] == "bad_signature"
+
+
+async def test_forged_msg_signature_is_refused(service):
+    query, body = service.wechat.envelope(text_xml("o-alice", "帮助"), "safe")
+    query["msg_signature"] = "f" * 40
+    response = await service.wechat.post(body, query=query)
+    assert response.code == 403
+
+
+async def test_ciphertext_from_another_key_is_refused(service):
+    from tests.wx import WeChatServer
+
+    stranger = WeChatServer(service.url, TOKEN, "B" * 43, "wx-other")
+    response = await stranger.post(text_xml("o-alice", "帮助"), "safe")
+    assert response.code in (400, 403)
+    assert "error" in json.loads(response.body)
+
+
+async def test_encrypted_push_without_aes_key_configured(make_service):
+    from tests.conftest import AES_KEY
+    from tests.wx import WeChatServer
+
+    plain_only = await make_service()
+    sender = WeChatServer(plain_only.url, TOKEN, AES_KEY, "wx1234567890test")
+    response = await sender.post(text_xml("o-alice", "帮助"), "safe")
+    assert response.code == 400
+    assert error_of(response)["code"] == "aes_not_configured"
+    # Plaintext still works on that service.
+    assert await plain_only.wechat.ask("o-alice", "帮助") == texts.HELP
+
+
+# -- hostile and malformed input ---------------------------------------------
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<xml><ToUserName>gh</ToUserName><FromUserName>o-evil</FromUserName><CreateTime>1</CreateTime>
+<MsgType>text</MsgType><Content>&lol3;</Content><MsgId>1</MsgId></xml>"""
+
+EXTERNAL_ENTITY = """<?xml version="1.0"?>
+<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<xml><ToUserName>gh</ToUserName><FromUserName>o-evil</FromUserName><CreateTime>1</CreateTime>
+<MsgType>text</MsgType><Content>&xxe;</Content><MsgId>2</MsgId></xml>"""
+
+
+@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, "<!doctype xml><xml/>"])
+async def test_doctype_and_entities_are_refused(service, body):
+    response = await service.wechat.post(body.encode(), query=service.wechat.query())
+    assert response.code == 400
+    assert error_of(response)["code"] == "hostile_xml"
+    assert b"root:" not in response.body
+
+
+async def test_entities_inside_the_ciphertext_are_refused(service):
+    query, body = service.wechat.envelope(EXTERNAL_ENTITY, "safe")
+    response = await service.wechat.post(body, query=query)
+    assert response.code == 400
+    assert error_of(response)["code"] == "hostile_xml"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not xml at all",
+        b"<xml><FromUserName>o</FromUserName>",
+        b"<other><a>1</a></other>",
+        b"<xml><FromUserName>o</FromUserName><CreateTime>1</CreateTime></xml>",
+        b"<xml><FromUserName>o</FromUserName><CreateTime>soon</CreateTime><MsgType>text</MsgType></xml>",
+        "<xml><Content>中文</Content></xml>".encode("gbk"),
+        b"<xml><MsgType><a>1</a></MsgType><FromUserName>o</FromUserName><CreateTime>1</CreateTime></xml>",
+    ],
+)
+async def test_malformed_bodies_get_400_json(service, body):
+    response = await service.wechat.post(body, query=service.wechat.query())
+    assert response.code == 400
+    error = error_of(response)
+    assert error["code"] and error["message"]
+
+
+async def test_oversize_body_gets_413(service):
+    big = text_xml("o-alice", "长" * 30000)
+    assert len(big.encode()) > 64 * 1024
+    response = await service.wechat.post(big)
+    assert response.code == 413
+    assert error_of(response)["code"] == "too_large"
+
+
+async def test_oversize_chunked_body_gets_413(service):
+    chunk = b"<xml>" + b"a" * 70000 + b"</xml>"
+
+    async def producer(write):
+        for start in range(0, len(chunk), 8192):
+            await write(chunk[start : start + 8192])
+
+    query = service.wechat.query()
+    response = await AsyncHTTPClient().fetch(
+        service.wechat.url + "?" + urlencode(query), method="POST", body_producer=producer, raise_error=False
+    )
+    assert response.code == 413
+
+
+async def test_unknown_types_get_success(service):
+    unknown_msg = message_xml("o-alice", "hologram", "<Beam>1</Beam>")
+    response = await service.wechat.post(unknown_msg)
+    assert response.code == 200 and response.body == b"success"
+    unknown_event = event_xml("o-alice", "teleport")
+    response = await service.wechat.post(unknown_event)
+    assert response.code == 200 and response.body == b"success"
+
+
+async def test_known_event_without_handler_gets_success(service):
+    response = await service.wechat.post(event_xml("o-alice", "VIEW", "https://example.com/"))
+    assert response.code == 200 and response.body == b"success"
+
+
+async def test_other_message_types_are_told_to_use_text(service):
+    image = message_xml("o-alice", "image", "<PicUrl>http://x/y.jpg</PicUrl><MediaId>m1</MediaId>")
+    response = await service.wechat.post(image)
+    assert service.wechat.reply(response)["Content"] == texts.ONLY_TEXT
+
+
+async def test_unknown_path_is_json_404(service):
+    response = await fetch(service.url + "/nowhere")
+    assert response.code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+# -- routing into the domain -------------------------------------------------
+
+
+async def test_subscribe_welcomes_and_records(service):
+    response = await service.wechat.post(event_xml("o-bob", "subscribe"))
+    assert service.wechat.reply(response)["Content"] == texts.WELCOME
+    follower = await service.runtime.followers.get("o-bob")
+    assert follower is not None and follower.subscribed is True and follower.subscribed_at is not None
+
+    response = await service.wechat.post(event_xml("o-bob", "unsubscribe", create_time=int(time.time()) + 1))
+    assert response.body == b"success"
+    follower = await service.runtime.followers.get("o-bob")
+    assert follower.subscribed is False and follower.unsubscribed_at is not None
+
+
+async def test_menu_click_and_free_text(service):
+    response = await service.wechat.post(event_xml("o-carol", "CLICK", "HELP"))
+    assert service.wechat.reply(response)["Content"] == texts.HELP
+    assert await service.wechat.ask("o-carol", "今天天气怎么样") == texts.NOT_UNDERSTOOD
+    # Full-width and case are folded for command words.
+    assert await service.wechat.ask("o-carol", "  ＨＥＬＰ ") == texts.HELP
+
+
+async def test_handler_failure_is_a_polite_reply(make_service):
+    router = Router()
+
+    @router.fallback
+    async def broken(chat):
+        raise RuntimeError("boom")
+
+    svc = await make_service(router=router)
+    assert await svc.wechat.ask("o-dave", "anything") == texts.INTERNAL_ERROR
+
+
+# -- retries and the deadline -------------------------------------------------
+
+
+def counting_router(delay: float = 0.0, text: str = "收到") -> tuple[Router, list]:
+    calls: list[str] = []
+    router = Router()
+
+    @router.fallback
+    async def slow(chat):
+        calls.append(chat.message.content)
+        await asyncio.sleep(delay)
+        return Reply(f"{text}：{chat.message.content}")
+
+    @router.event("subscribe")
+    async def sub(chat):
+        calls.append("subscribe")
+        return Reply(f"欢迎 {len(calls)}")
+
+    return router, calls
+
+
+async def test_retry_gets_same_reply_and_is_processed_once(make_service):
+    router, calls = counting_router()
+    svc = await make_service(router=router)
+    xml = text_xml("o-erin", "你好", msg_id=777001)
+    first = await svc.wechat.post(xml)
+    second = await svc.wechat.post(xml)
+    assert svc.wechat.reply(first)["Content"] == "收到：你好"
+    assert svc.wechat.reply(second)["Content"] == "收到：你好"
+    assert calls == ["你好"]
+
+
+async def test_concurrent_retry_waits_for_the_first(make_service):
+    router, calls = counting_router(delay=0.5)
+    svc = await make_service(router=router)
+    xml = text_xml("o-erin", "并发", msg_id=777002)
+    first, second = await asyncio.gather(svc.wechat.post(xml), svc.wechat.post(xml))
+    assert svc.wechat.reply(first)["Content"] == "收到：并发"
+    assert svc.wechat.reply(second)["Content"] == "收到：并发"
+    assert calls == ["并发"]
+
+
+async def test_event_retry_is_deduplicated_by_user_time_event(make_service):
+    router, calls = counting_router()
+    svc = await make_service(router=router)
+    xml = event_xml("o-frank", "subscribe", create_time=1700000000)
+    replies = [svc.wechat.reply(await svc.wechat.post(xml))["Content"] for _ in range(3)]
+    assert replies == ["欢迎 1"] * 3
+    assert calls == ["subscribe"]
+    # Same user and time but a later event is a different delivery.
+    await svc.wechat.post(event_xml("o-frank", "subscribe", create_time=1700000001))
+    assert calls == ["subscribe", "subscribe"]
+
+
+async def test_retry_in_encrypted_mode_gets_same_reply(service):
+    xml = text_xml("o-gina", "帮助", msg_id=777003)
+    first = service.wechat.reply(await service.wechat.post(xml, "safe"))
+    second = service.wechat.reply(await service.wechat.post(xml, "safe"))
+    assert first["Content"] == second["Content"] == texts.HELP
+
+
+async def test_deadline_answers_success_then_customer_service(make_service, emulator):
+    router, calls = counting_router(delay=1.0, text="慢回复")
+    svc = await make_service(router=router, deadline=0.3)
+    xml = text_xml("o-hank", "慢", msg_id=777004)
+    started = time.monotonic()
+    response = await svc.wechat.post(xml)
+    assert time.monotonic() - started < 0.9
+    assert response.body == b"success"
+    # A retry while the first is still working gets success too, and is not handled again.
+    assert (await svc.wechat.post(xml)).body == b"success"
+    for _ in range(60):
+        sent = await emulator.messages("o-hank")
+        if sent:
+            break
+        await asyncio.sleep(0.05)
+    assert [m["body"]["text"]["content"] for m in sent] == ["慢回复：慢"]
+    assert sent[0]["msgtype"] == "text"
+    assert calls == ["慢"]
+
+
+async def test_long_reply_continues_through_customer_service(make_service, emulator):
+    long_text = "\n".join(f"第{i}行：" + "协议条款内容" * 12 for i in range(40))
+    assert len(long_text.encode()) > 2048 * 3
+    router = Router()
+
+    @router.fallback
+    async def long(chat):
+        return Reply(long_text)
+
+    svc = await make_service(router=router)
+    response = await svc.wechat.post(text_xml("o-ivy", "全文"))
+    passive = svc.wechat.reply(response)["Content"]
+    assert len(passive.encode()) <= 2048
+    assert passive.endswith(texts.CONTINUED)
+    for _ in range(60):
+        sent = await emulator.messages("o-ivy")
+        if sent and not sent[-1]["body"]["text"]["content"].endswith(texts.CONTINUED):
+            break
+        await asyncio.sleep(0.05)
+    pieces = [passive] + [m["body"]["text"]["content"] for m in sent]
+    assert all(len(p.encode()) <= 2048 for p in pieces)
+    joined = "\n".join(p.removesuffix(texts.CONTINUED) for p in pieces)
+    assert joined == long_text
+
+
+async def test_service_without_token_says_so(make_service):
+    svc = await make_service(wechat_token=None)
+    response = await fetch(svc.url + "/wechat?signature=x&timestamp=1&nonce=1&echostr=e")
+    assert response.code == 503
+    assert error_of(response)["code"] == "not_configured"
+
+
+async def test_healthz_reports_each_service(service):
+    response = await fetch(service.url + "/healthz")
+    assert response.code == 200
+    assert json.loads(response.body) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+
+
+def test_default_router_has_help_commands():
+    assert "帮助" in default_router.commands()

@@ -1,0 +1,140 @@
+"""wechatpy's API client with its access token shared by every process.
+
+The token lives in Redis. Only one process refreshes it at a time (a Redis
+lock), and it asks ``/cgi-bin/stable_token``, which hands every caller the
+same token instead of invalidating the one other processes hold. A call that
+WeChat refuses for a stale token (40001, 42001, 40014) is retried once with
+the token another process stored meanwhile, or with a fresh one.
+
+Everything here blocks (wechatpy uses requests): it runs in worker threads,
+never on the event loop; :mod:`wechat.api` is the asyncio face of it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+import requests
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from storage.redis_store import key
+
+log = logging.getLogger(__name__)
+
+REAL_API = "https://api.weixin.qq.com/"
+#: Refresh this long before WeChat's expiry, so no call uses a dying token.
+EXPIRY_MARGIN = 300
+STALE_TOKEN_CODES = (40001, 40014, 42001)
+
+
+class SharedTokenClient(WeChatClient):
+    """A ``WeChatClient`` whose base URL is configurable and whose token is shared.
+
+    ``api_base`` replaces ``https://api.weixin.qq.com`` in every URL wechatpy
+    builds (the emulator in tests and the demo).
+    """
+
+    def __init__(
+        self,
+        appid: str,
+        secret: str,
+        api_base: str,
+        redis_client: redis.Redis,
+        timeout: float = 5.0,
+    ) -> None:
+        super().__init__(appid, secret, timeout=timeout, auto_retry=False)
+        self.api_base = api_base.rstrip("/") + "/"
+        self.API_BASE_URL = self.api_base + "cgi-bin/"
+        self._redis = redis_client
+
+    # -- the shared token ---------------------------------------------------
+
+    @property
+    def token_key(self) -> str:
+        return key("wechat", "access_token", self.appid)
+
+    @property
+    def access_token(self) -> str:
+        token = self._redis.get(self.token_key)
+        if token:
+            return token
+        return self.refresh_token(stale=None)
+
+    def fetch_access_token(self) -> dict:  # wechatpy's hook
+        return {"access_token": self.refresh_token(stale=None)}
+
+    def refresh_token(self, stale: str | None) -> str:
+        """Return a valid token, fetching one under the shared lock if needed.
+
+        ``stale`` is a token WeChat just refused: a stored token equal to it
+        is not reused.
+        """
+        lock = self._redis.lock(key("wechat", "token_lock", self.appid), timeout=15, blocking_timeout=15)
+        with lock:
+            token = self._redis.get(self.token_key)
+            if token and token != stale:
+                return token  # another process refreshed while we waited
+            result = self._stable_token(force_refresh=False)
+            if result["access_token"] == stale:
+                result = self._stable_token(force_refresh=True)
+            ttl = max(60, int(result.get("expires_in", 7200)) - EXPIRY_MARGIN)
+            self._redis.set(self.token_key, result["access_token"], ex=ttl)
+            self._redis.incr(key("wechat", "token_refreshes", self.appid))
+            log.info("fetched a new access token (valid %d s)", ttl)
+            return result["access_token"]
+
+    def _stable_token(self, force_refresh: bool) -> dict:
+        res = self._http.post(
+            self.api_base + "cgi-bin/stable_token",
+            json={
+                "grant_type": "client_credential",
+                "appid": self.appid,
+                "secret": self.secret,
+                "force_refresh": force_refresh,
+            },
+            timeout=self.timeout,
+        )
+        res.raise_for_status()
+        result = res.json()
+        if result.get("errcode"):
+            raise WeChatClientException(result["errcode"], result.get("errmsg", ""), client=self)
+        return result
+
+    # -- requests -----------------------------------------------------------
+
+    def _request(self, method, url_or_endpoint, **kwargs):
+        if url_or_endpoint.startswith(REAL_API):
+            url_or_endpoint = self.api_base + url_or_endpoint[len(REAL_API):]
+        base = kwargs.get("api_base_url")
+        if base and base.startswith(REAL_API):
+            kwargs["api_base_url"] = self.api_base + base[len(REAL_API):]
+        params = kwargs.get("params")
+        if isinstance(params, dict) and "access_token" not in params:
+            params["access_token"] = self.access_token
+        used = params.get("access_token") if isinstance(params, dict) else None
+        try:
+            return super()._request(method, url_or_endpoint, **kwargs)
+        except WeChatClientException as exc:
+            if exc.errcode not in STALE_TOKEN_CODES or not used:
+                raise
+            log.info("access token refused (%s); refreshing and retrying once", exc.errcode)
+            kwargs["params"]["access_token"] = self.refresh_token(stale=used)
+            return super()._request(method, url_or_endpoint, **kwargs)
+
+    def token_refreshes(self) -> int:
+        """How many times any process fetched a token (for health pages and tests)."""
+        return int(self._redis.get(key("wechat", "token_refreshes", self.appid)) or 0)
+
+
+def describe_error(exc: Exception) -> tuple[int, str]:
+    """WeChat's error code and message for an exception from a client call.
+
+    Network failures have no WeChat code; they read as ``-2``.
+    """
+    if isinstance(exc, WeChatClientException) and exc.errcode is not None:
+        return int(exc.errcode), str(exc.errmsg or "")
+    if isinstance(exc, (requests.RequestException, WeChatClientException, redis.RedisError, OSError)):
+        return -2, f"network error: {exc}"
+    return -3, repr(exc)

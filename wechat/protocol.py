@@ -1,0 +1,166 @@
+"""WeChat's push protocol: verify, decrypt and parse; render and encrypt replies.
+
+Plaintext mode signs the query (``signature`` over token, timestamp, nonce).
+Compatible and safe modes (an EncodingAESKey configured, ``encrypt_type=aes``
+in the query) carry an ``Encrypt`` element signed by ``msg_signature``;
+wechatpy does the cryptography. Parsing refuses any DOCTYPE or entity
+declaration before the XML parser sees the text, so entity expansion and
+external entities are impossible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Mapping
+
+import xmltodict
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import EVENT_TYPES
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.messages import MESSAGE_TYPES
+from wechatpy.replies import TextReply
+from wechatpy.utils import check_signature
+
+from bot.inbound import Inbound
+from bot.replies import Reply
+
+#: WeChat's pushes are a few KiB; anything larger is refused.
+MAX_BODY = 64 * 1024
+
+_HOSTILE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+class ProtocolError(Exception):
+    """A push that cannot be accepted: HTTP ``status``, a stable ``code``, a message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _forbidden() -> ProtocolError:
+    return ProtocolError(403, "bad_signature", "签名校验失败")
+
+
+@dataclasses.dataclass(frozen=True)
+class Opened:
+    """A verified push: the message, and whether the reply must be encrypted."""
+
+    inbound: Inbound
+    encrypted: bool
+
+
+class Endpoint:
+    """The official account's side of WeChat's push protocol.
+
+    ``aes_key`` (the EncodingAESKey) enables compatible and safe modes; without
+    it only plaintext pushes are accepted.
+    """
+
+    def __init__(self, token: str, aes_key: str | None = None, appid: str | None = None) -> None:
+        self.token = token
+        self._crypto = WeChatCrypto(token, aes_key, appid or "") if aes_key else None
+
+    def verify_url(self, query: Mapping[str, str]) -> str:
+        """Answer the console's URL check: the ``echostr`` if the signature holds."""
+        self._check_query_signature(query)
+        return query.get("echostr", "")
+
+    def open(self, query: Mapping[str, str], body: bytes) -> Opened:
+        """Verify and parse one POSTed push. Raises :class:`ProtocolError`."""
+        if len(body) > MAX_BODY:
+            raise ProtocolError(413, "too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
+        if query.get("encrypt_type", "raw").lower() == "aes":
+            return Opened(self._open_encrypted(query, body), encrypted=True)
+        self._check_query_signature(query)
+        return Opened(parse(body), encrypted=False)
+
+    def seal(self, reply: Reply | None, opened: Opened, query: Mapping[str, str]) -> str:
+        """The HTTP body answering ``opened``: reply XML (encrypted when the push
+        was), or ``success`` when there is nothing to say."""
+        if reply is None or not reply.text:
+            return "success"
+        message = opened.inbound
+        xml = TextReply(source=message.to_user, target=message.openid, content=reply.text).render()
+        if opened.encrypted and self._crypto is not None:
+            return self._crypto.encrypt_message(xml, query.get("nonce", ""), query.get("timestamp"))
+        return xml
+
+    def _check_query_signature(self, query: Mapping[str, str]) -> None:
+        try:
+            check_signature(self.token, query.get("signature", ""), query.get("timestamp", ""), query.get("nonce", ""))
+        except InvalidSignatureException:
+            raise _forbidden() from None
+
+    def _open_encrypted(self, query: Mapping[str, str], body: bytes) -> Inbound:
+        if self._crypto is None:
+            raise ProtocolError(400, "aes_not_configured", "收到加密消息，但服务未配置 EncodingAESKey")
+        if "signature" in query:
+            # Both signatures come with every real push; msg_signature alone
+            # already authenticates the ciphertext.
+            self._check_query_signature(query)
+        envelope = _parse_xml(body)
+        if not isinstance(envelope.get("Encrypt"), str):
+            raise ProtocolError(400, "bad_message", "加密消息缺少 Encrypt 字段")
+        try:
+            plain = self._crypto.decrypt_message(
+                envelope, query.get("msg_signature", ""), query.get("timestamp", ""), query.get("nonce", "")
+            )
+        except InvalidSignatureException:
+            raise _forbidden() from None
+        except Exception:  # noqa: BLE001 - bad padding, wrong AppID, bad base64 …
+            raise ProtocolError(400, "bad_ciphertext", "无法解密消息") from None
+        return parse(plain.encode("utf-8") if isinstance(plain, str) else plain)
+
+
+def _text(body: bytes) -> str:
+    if _HOSTILE.search(body):
+        raise ProtocolError(400, "hostile_xml", "不接受含 DOCTYPE 或实体声明的 XML")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(400, "bad_encoding", "消息体必须是 UTF-8 编码的 XML") from None
+
+
+def _parse_xml(body: bytes) -> dict:
+    text = _text(body)
+    try:
+        doc = xmltodict.parse(text, disable_entities=True)
+    except Exception:  # noqa: BLE001 - expat errors, ValueError …
+        raise ProtocolError(400, "bad_xml", "无法解析 XML") from None
+    root = doc.get("xml") if isinstance(doc, dict) else None
+    if not isinstance(root, dict):
+        raise ProtocolError(400, "bad_xml", "XML 的根元素必须是 <xml>")
+    return root
+
+
+def parse(body: bytes) -> Inbound:
+    """Parse a plaintext push into an :class:`Inbound`. Raises :class:`ProtocolError`."""
+    root = _parse_xml(body)
+    for field in ("MsgType", "FromUserName", "CreateTime"):
+        if not isinstance(root.get(field), str) or not root[field].strip():
+            raise ProtocolError(400, "bad_message", f"消息缺少 {field} 字段")
+    try:
+        create_time = int(root["CreateTime"])
+    except ValueError:
+        raise ProtocolError(400, "bad_message", "CreateTime 必须是整数") from None
+    raw = {k: v for k, v in root.items() if isinstance(v, str)}
+    kind = root["MsgType"].strip().lower()
+    event = raw.get("Event", "").strip().lower() if kind == "event" else ""
+    # wechatpy's tables of message and event types say what the bot knows.
+    known = event in EVENT_TYPES if kind == "event" else kind in MESSAGE_TYPES
+    return Inbound(
+        openid=root["FromUserName"],
+        to_user=raw.get("ToUserName", ""),
+        kind=kind,
+        create_time=create_time,
+        content=raw.get("Content", "") if kind == "text" else "",
+        event=event,
+        event_key=raw.get("EventKey", ""),
+        msg_id=raw.get("MsgId", "") if kind != "event" else "",
+        known=known,
+        raw=raw,
+    )
