@@ -110,7 +110,7 @@ class SharedTokenClient(WeChatClient):
         base = kwargs.get("api_base_url")
         if base and base.startswith(REAL_API):
             kwargs["api_base_url"] = self.api_base + base[len(REAL_API):]
-        params = kwargs.get("params")
+        params = kwargs.setdefault("params", {})
         if isinstance(params, dict) and "access_token" not in params:
             params["access_token"] = self.access_token
         used = params.get("access_token") if isinstance(params, dict) else None

@@ -1,0 +1,270 @@
+"""The ``wetoop-bot`` command as a user runs it: real processes, real embedded servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+import pytest
+import redis
+from tornado.httpclient import AsyncHTTPClient
+
+from bot import texts
+from storage.embedded import EmbeddedServers, free_port
+from tests.wx import WeChatServer, event_xml
+
+BIN = Path(sys.executable).parent / "wetoop-bot"
+TOKEN = "clitoken42"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _CONFIG_KEYS}
+    env.update(extra)
+    return env
+
+
+_CONFIG_KEYS = {
+    "WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_AES_KEY", "WECHAT_API_BASE",
+    "MINIPROGRAM_APPID", "MINIPROGRAM_SECRET", "MONGODB_URI", "REDIS_URL", "DATA_DIR",
+    "HOST", "PORT", "WETOOP_CONFIG",
+}
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN), *args], env=clean_env(**env), capture_output=True, text=True, timeout=60)
+
+
+# -- configuration errors: one line, exit code 2 --------------------------------
+
+
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({"WECHAT_AES_KEY": "tooshort"}, "WECHAT_AES_KEY"),
+        ({"WECHAT_AES_KEY": "!" * 43}, "WECHAT_AES_KEY"),
+        ({"MONGODB_URI": "mongodb://host:notaport/"}, "MONGODB_URI"),
+        ({"MONGODB_URI": "postgres://localhost/db"}, "MONGODB_URI"),
+        ({"REDIS_URL": "ftp://localhost"}, "REDIS_URL"),
+        ({"PORT": "eighty"}, "PORT"),
+        ({"WECHAT_API_BASE": "api.weixin.qq.com"}, "WECHAT_API_BASE"),
+        ({"WECHAT_TOKEN": "has spaces"}, "WECHAT_TOKEN"),
+    ],
+)
+def test_invalid_configuration_exits_2_with_one_line(tmp_path, env, needle):
+    result = run_cli("serve", "--data-dir", str(tmp_path), **env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "embedded.json").exists()
+
+
+def test_toml_file_gives_keys_and_environment_wins(tmp_path):
+    from service.config import load
+
+    path = tmp_path / "wetoop.toml"
+    path.write_text('WECHAT_TOKEN = "fromfile1"\nPORT = 9001\nWECHAT_APPID = "wxfile"\n')
+    config = load({"WECHAT_TOKEN": "fromenv1"}, str(path))
+    assert (config.wechat_token, config.port, config.wechat_appid) == ("fromenv1", 9001, "wxfile")
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("NOT_A_KEY = 1\n")
+    result = run_cli("--config", str(bad), "serve")
+    assert result.returncode == 2 and "NOT_A_KEY" in result.stderr
+
+
+def test_bad_flags_exit_2(tmp_path):
+    assert run_cli("serve", "--port", "99999").returncode == 2
+    assert run_cli("serve", "--processes", "0").returncode == 2
+    assert run_cli("no-such-command").returncode == 2
+
+
+# -- serve: embedded default, restart persistence, no orphans ---------------------
+
+
+class Running:
+    """A ``wetoop-bot`` process started by a test."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN), *args], env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    async def wait_healthy(self, url: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                response = await AsyncHTTPClient().fetch(url + "/healthz", raise_error=False, request_timeout=2)
+                if response.code == 200:
+                    return json.loads(response.body)
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError("service not healthy in time")
+
+    async def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.proc.send_signal(signum)
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert self.proc.poll() is not None, "did not stop in time"
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def embedded_state(data_dir: Path) -> dict:
+    return json.loads((data_dir / "run" / "embedded.json").read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+async def wait_dead(pids: list[int], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not any(alive(p) for p in pids), f"still alive: {[p for p in pids if alive(p)]}"
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"WECHAT_TOKEN": TOKEN, "DATA_DIR": str(tmp_path), "PORT": str(port)}
+
+    first = Running(["serve"], env)
+    try:
+        assert await first.wait_healthy(url) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+        state = embedded_state(tmp_path)
+        pids = [state["mongo"]["pid"], state["redis"]["pid"]]
+        assert set(pids) <= set(descendants(first.proc.pid))
+
+        sender = WeChatServer(url, TOKEN)
+        response = await sender.post(event_xml("o-persist", "subscribe"))
+        assert sender.reply(response)["Content"] == texts.WELCOME
+        redis.Redis(port=state["redis"]["port"]).set("wb:test:persist", "still here")
+
+        # A CLI process meanwhile attaches to the same servers instead of starting new ones.
+        attached = EmbeddedServers(tmp_path).start()
+        assert attached.running["mongo"].port == state["mongo"]["port"]
+        assert attached.pids() == []
+        attached.stop()
+        assert alive(pids[0]) and alive(pids[1])
+
+        assert await first.stop(signal.SIGTERM) == 0
+        await wait_dead(pids)
+        assert not (tmp_path / "run" / "embedded.json").exists()
+    finally:
+        first.kill()
+
+    second = Running(["serve"], env)
+    try:
+        await second.wait_healthy(url)
+        state = embedded_state(tmp_path)
+        follower = pymongo.MongoClient(port=state["mongo"]["port"]).wetoop.followers.find_one({"openid": "o-persist"})
+        assert follower is not None and follower["subscribed"]
+        assert redis.Redis(port=state["redis"]["port"]).get("wb:test:persist") == b"still here"
+        assert await second.stop(signal.SIGINT) == 0
+    finally:
+        second.kill()
+
+
+async def test_killed_service_takes_its_children_along(tmp_path):
+    port = free_port()
+    service = Running(["serve"], {"DATA_DIR": str(tmp_path), "PORT": str(port), "WECHAT_TOKEN": TOKEN})
+    try:
+        await service.wait_healthy(f"http://127.0.0.1:{port}")
+        state = embedded_state(tmp_path)
+        service.proc.kill()  # no chance to clean up
+        service.proc.wait()
+        await wait_dead([state["mongo"]["pid"], state["redis"]["pid"]])
+    finally:
+        service.kill()
+
+    # The stale state file does not stop the next start.
+    again = Running(["serve"], {"DATA_DIR": str(tmp_path), "PORT": str(port), "WECHAT_TOKEN": TOKEN})
+    try:
+        await again.wait_healthy(f"http://127.0.0.1:{port}")
+    finally:
+        await again.stop()
+        again.kill()
+
+
+async def test_several_processes_serve_and_stop_together(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = Running(["serve", "--processes", "2"], {"DATA_DIR": str(tmp_path), "PORT": str(port), "WECHAT_TOKEN": TOKEN})
+    try:
+        await service.wait_healthy(url)
+        family = descendants(service.proc.pid)
+        assert len(family) >= 4  # two workers, nx-27017, Valkey
+        sender = WeChatServer(url, TOKEN)
+        replies = await asyncio.gather(*(sender.ask(f"o-p{i}", "帮助") for i in range(10)))
+        assert replies == [texts.HELP] * 10
+        assert await service.stop(signal.SIGTERM) == 0
+        await wait_dead(family)
+    finally:
+        service.kill()
+
+
+async def test_demo_prints_urls_and_answers(tmp_path):
+    port = free_port()
+    demo = Running(["demo", "--port", str(port), "--data-dir", str(tmp_path)], {})
+    try:
+        await demo.wait_healthy(f"http://127.0.0.1:{port}")
+        banner = ""
+        while "Ctrl-C" not in banner:
+            banner += demo.proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/wechat" in banner
+        assert f"http://127.0.0.1:{port}/healthz" in banner
+        assert "wetoopdemo" in banner
+        emulator_url = re.search(r"模拟器：(http://[\d.:]+)/", banner).group(1)
+        response = await AsyncHTTPClient().fetch(emulator_url + "/_emulator/messages")
+        assert json.loads(response.body) == []
+
+        sender = WeChatServer(f"http://127.0.0.1:{port}", "wetoopdemo")
+        assert await sender.ask("o-demo", "帮助") == texts.HELP
+        started = time.monotonic()
+        assert await demo.stop(signal.SIGINT) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        demo.kill()

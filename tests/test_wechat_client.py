@@ -1,0 +1,125 @@
+"""The WeChat API client against the emulator: one shared token for every process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from storage import redis_store
+from storage.redis_store import key
+from tests.conftest import APPID, SECRET
+from wechat.api import WeChatAPI, WeChatAPIError
+from wechat.client import SharedTokenClient
+
+
+@pytest.fixture
+def clients(backing, emulator):
+    """Two clients as two processes would have them: separate objects and connections, one Redis."""
+    made = []
+
+    def make() -> WeChatAPI:
+        sync_redis = redis_store.connect_sync(backing.redis_url)
+        sync_redis.delete(key("wechat", "access_token", APPID), key("wechat", "token_refreshes", APPID))
+        api = WeChatAPI(SharedTokenClient(APPID, SECRET, emulator.base, sync_redis))
+        made.append((api, sync_redis))
+        return api
+
+    yield make
+    for api, sync_redis in made:
+        api.close()
+        sync_redis.close()
+
+
+async def test_two_clients_share_one_token(clients, emulator):
+    first, second = clients(), clients()
+    await first.message.send_text("o-one", "来自进程一")
+    await second.message.send_text("o-two", "来自进程二")
+    assert emulator.state.stats()["tokens_issued"] == 1
+    assert await first.access_token() == await second.access_token()
+    sent = await emulator.messages()
+    assert [(m["touser"], m["body"]["text"]["content"]) for m in sent] == [
+        ("o-one", "来自进程一"),
+        ("o-two", "来自进程二"),
+    ]
+
+
+async def test_concurrent_first_use_fetches_once(clients, emulator):
+    apis = [clients() for _ in range(4)]
+    await asyncio.gather(*(api.message.send_text(f"o-{i}", "并发") for i, api in enumerate(apis) for _ in range(3)))
+    assert emulator.state.stats()["tokens_issued"] == 1
+    assert apis[0].client.token_refreshes() == 1
+    assert len(await emulator.messages()) == 12
+
+
+async def test_threads_in_two_clients_refresh_once(clients, emulator):
+    first, second = clients(), clients()
+    barrier = threading.Barrier(8)
+    errors: list[Exception] = []
+
+    def use(client: SharedTokenClient) -> None:
+        barrier.wait()
+        try:
+            client.message.send_text("o-thread", "hi")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=use, args=((first if i % 2 else second).client,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    # The emulator runs on this event loop: wait without blocking it.
+    await asyncio.gather(*(asyncio.to_thread(t.join) for t in threads))
+    assert errors == []
+    assert emulator.state.stats()["tokens_issued"] == 1
+
+
+async def test_invalidated_token_is_replaced_once_and_call_retried(clients, emulator):
+    first, second = clients(), clients()
+    await first.message.send_text("o-a", "一")
+    old = await first.access_token()
+    emulator.state.invalidate_tokens()
+    await first.message.send_text("o-a", "二")  # 40001, refresh, retry
+    await second.message.send_text("o-a", "三")  # finds the new token in Redis
+    new = await second.access_token()
+    assert new != old
+    assert emulator.state.stats()["tokens_issued"] == 2
+    assert [m["body"]["text"]["content"] for m in await emulator.messages("o-a")] == ["一", "二", "三"]
+
+
+async def test_expired_token_is_refreshed(clients, emulator):
+    api = clients()
+    await api.message.send_text("o-b", "一")
+    emulator.state.expire_tokens()
+    await api.message.send_text("o-b", "二")
+    assert [m["body"]["text"]["content"] for m in await emulator.messages("o-b")] == ["一", "二"]
+
+
+async def test_errors_carry_wechat_codes(clients, emulator):
+    api = clients()
+    await emulator_post(emulator, "/_emulator/users", {"openid": "o-gone", "subscribed": False})
+    with pytest.raises(WeChatAPIError) as info:
+        await api.message.send_text("o-gone", "你还在吗")
+    assert info.value.code == 43004
+    assert await emulator.messages("o-gone") == []
+
+
+async def test_network_failure_is_a_typed_error(backing):
+    sync_redis = redis_store.connect_sync(backing.redis_url)
+    sync_redis.delete(key("wechat", "access_token", "wx-nowhere"))
+    api = WeChatAPI(SharedTokenClient("wx-nowhere", "s", "http://127.0.0.1:9", sync_redis, timeout=1))
+    try:
+        with pytest.raises(WeChatAPIError) as info:
+            await api.message.send_text("o-x", "hi")
+        assert info.value.code == -2
+    finally:
+        api.close()
+        sync_redis.close()
+
+
+async def emulator_post(emulator, path: str, body: dict) -> None:
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    await AsyncHTTPClient().fetch(emulator.base + path, method="POST", body=json.dumps(body))
