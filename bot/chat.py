@@ -1,8 +1,7 @@
 """Every message type and event the official account handles, in one file.
 
-Each handler is one decorated function (see :mod:`bot.router`). Later
-capabilities (agreement, registration, Q&A …) add their routers here with
-``router.include``.
+Each handler is one decorated function (see :mod:`bot.router`) that calls the
+domain and picks the words from :mod:`bot.texts`.
 """
 
 from __future__ import annotations
@@ -11,9 +10,12 @@ import logging
 
 from bot import texts
 from bot.chat_context import Chat
+from bot.consent import ConsentRefused, Origin
 from bot.replies import Reply
 from bot.router import Router
+from bot.terms import VersionNotFound
 from storage.mongo import MongoUnavailable
+from storage.redis_store import RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +23,39 @@ router = Router()
 
 #: Menu keys declared in data/menu.json.
 MENU_HELP = "HELP"
+MENU_TERMS = "TERMS"
+MENU_ACCEPT = "CONSENT_ACCEPT"
+MENU_DECLINE = "CONSENT_DECLINE"
+MENU_WITHDRAW = "CONSENT_WITHDRAW"
+
+CONSENT_WORDS = ("同意", "不同意", "撤回同意")
+
+
+def origin(chat: Chat) -> Origin:
+    """The ledger's view of where a chat action came from."""
+    message = chat.message
+    meta = {"msg_type": message.kind, "create_time": message.create_time, "to_user": message.to_user}
+    if message.event:
+        meta["event"], meta["event_key"] = message.event, message.event_key
+    return Origin(channel=message.channel, message_id=message.dedupe_key, meta=meta)
+
+
+# -- follow and unfollow ---------------------------------------------------------
 
 
 @router.event("subscribe")
 async def welcome(chat: Chat) -> Reply:
+    services = chat.services
     try:
-        await chat.services.followers.subscribed(chat.openid, chat.services.clock())
+        await services.followers.subscribed(chat.openid, services.clock())
     except MongoUnavailable:
         # The welcome matters more than the record; the next message retries it.
         log.warning("could not record the follow of %s", chat.openid)
-    return Reply(texts.WELCOME)
+    try:
+        state = await services.consents.state(chat.openid)
+        return Reply(texts.welcome(state.current, accepted=state.accepted))
+    except MongoUnavailable:
+        return Reply(texts.welcome(await services.terms.current(), accepted=False))
 
 
 @router.event("unsubscribe")
@@ -39,10 +64,129 @@ async def farewell(chat: Chat) -> None:
     return None
 
 
+# -- help --------------------------------------------------------------------------
+
+
 @router.command("帮助", "help", "菜单", "?", "？")
 @router.menu(MENU_HELP)
 async def help_(chat: Chat) -> Reply:
     return Reply(texts.HELP)
+
+
+# -- the agreement -----------------------------------------------------------------
+
+
+@router.command("条款", "协议")
+@router.menu(MENU_TERMS)
+async def terms_overview(chat: Chat) -> Reply:
+    terms = chat.services.terms
+    return Reply(texts.terms_overview(await terms.current(), await terms.upcoming()))
+
+
+@router.command("条款", "协议", args=r"(?:([0-9A-Za-z][0-9A-Za-z._-]*)\s+)?(\d{1,3})")
+async def terms_section(chat: Chat) -> Reply:
+    version_id, number = chat.args
+    terms = chat.services.terms
+    if version_id:
+        try:
+            version = await terms.get(version_id)
+        except VersionNotFound:
+            return Reply(texts.no_such_version(version_id))
+    else:
+        version = await terms.current()
+    section = version.section(int(number))
+    if section is None:
+        return Reply(texts.no_such_section(version, number))
+    return Reply(texts.terms_section(version, section))
+
+
+# -- consent -----------------------------------------------------------------------
+
+
+@router.command("同意")
+@router.menu(MENU_ACCEPT)
+async def accept(chat: Chat) -> Reply:
+    services = chat.services
+    state, added = await services.consents.accept(chat.openid, origin(chat))
+    text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
+    resume = await _pop_resume(chat)
+    if resume:
+        follow_up = await chat.run_command(resume)
+        if follow_up is not None and follow_up.text:
+            text += "\n\n" + follow_up.text
+    return Reply(text)
+
+
+@router.command("不同意")
+@router.menu(MENU_DECLINE)
+async def decline(chat: Chat) -> Reply:
+    state, _added = await chat.services.consents.decline(chat.openid, origin(chat))
+    await _pop_resume(chat)  # the pending action will not happen
+    return Reply(texts.declined(state.current))
+
+
+@router.command("撤回同意")
+@router.menu(MENU_WITHDRAW)
+async def withdraw(chat: Chat) -> Reply:
+    try:
+        _state, version = await chat.services.consents.withdraw(chat.openid, origin(chat))
+    except ConsentRefused as exc:
+        return Reply(exc.message)
+    return Reply(texts.withdrawn(version))
+
+
+async def require_consent(chat: Chat, resume: str) -> Reply | None:
+    """``None`` if the user accepted the current version; otherwise the consent
+    prompt, and ``resume`` (a command) runs by itself after ``同意``."""
+    state = await chat.services.consents.state(chat.openid)
+    if state.accepted:
+        return None
+    await chat.services.dialogs.set_resume(chat.openid, resume)
+    return Reply(texts.consent_needed(state.current))
+
+
+async def _pop_resume(chat: Chat) -> str | None:
+    try:
+        return await chat.services.dialogs.pop_resume(chat.openid)
+    except RedisUnavailable:
+        return None
+
+
+@router.middleware
+async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
+    """A user whose acceptance is of an older version is asked again, once per
+    version, at their next interaction (a message or a menu click)."""
+    message = chat.message
+    interactive = message.kind != "event" or message.event == "click"
+    if not interactive or message.text in CONSENT_WORDS or message.event_key in (MENU_ACCEPT, MENU_DECLINE):
+        return await call_next(chat)
+    try:
+        state = await chat.services.consents.state(chat.openid)
+    except MongoUnavailable:
+        return await call_next(chat)
+    reply = await call_next(chat)
+    if state.status != "outdated":
+        return reply
+    try:
+        first = await chat.services.dialogs.once(chat.openid, f"reconsent:{state.current.version}")
+    except RedisUnavailable:
+        first = True
+    if not first:
+        return reply
+    prompt = texts.reconsent(state.current, state.latest.version)
+    return Reply(prompt if reply is None else f"{prompt}\n\n{reply.text}")
+
+
+# -- the user's own data -----------------------------------------------------------
+
+
+@router.command("导出我的数据", "导出数据")
+async def export_data(chat: Chat) -> Reply:
+    services = chat.services
+    return Reply(await services.exports.summary_with_link(chat.openid, services.public_url))
+
+
+# -- everything else ---------------------------------------------------------------
 
 
 @router.message("image", "voice", "video", "shortvideo", "location", "link", "miniprogrampage")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from bot.inbound import Inbound
+from bot.replies import Reply
 from bot.services import Services
 from storage.dialog_state import DialogState
+
+if TYPE_CHECKING:
+    from bot.router import Router
 
 
 @dataclasses.dataclass
@@ -16,6 +21,9 @@ class Chat:
     message: Inbound
     services: Services
     dialog: DialogState | None = None
+    router: "Router | None" = None
+    #: Groups of a command's argument pattern (``条款 3`` gives ``("3",)``).
+    args: tuple = ()
 
     @property
     def openid(self) -> str:
@@ -25,3 +33,9 @@ class Chat:
     def state(self) -> str | None:
         """The name of the user's dialog state, if any."""
         return self.dialog.name if self.dialog else None
+
+    async def run_command(self, text: str) -> Reply | None:
+        """Handle ``text`` as if the user had typed it now (to resume an action)."""
+        assert self.router is not None
+        message = dataclasses.replace(self.message, kind="text", content=text, event="", event_key="")
+        return await self.router.dispatch(Chat(message, self.services, self.dialog, self.router))

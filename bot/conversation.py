@@ -80,7 +80,7 @@ class Conversation:
             dialog = await services.dialogs.load(inbound.openid)
         except RedisUnavailable:
             log.warning("dialog state unavailable for %s", inbound.openid)
-        chat = Chat(message=inbound, services=services, dialog=dialog)
+        chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router)
         try:
             return await self.router.dispatch(chat)
         except BotError as exc:

@@ -18,17 +18,23 @@ A message is matched in this order, first match wins:
    group before ``:``), for messages only; a state handler may return
    :data:`PASS` to let the steps below have the message;
 3. an exact command word (:meth:`Router.command`), compared after
-   :func:`normalize_command`;
+   :func:`normalize_command`; then a command word followed by an argument
+   that matches the handler's pattern (``条款 3``), the groups given to the
+   handler as ``chat.args``;
 4. the message type (:meth:`Router.message`: ``image``, ``voice`` …);
 5. for text, the fallback (:meth:`Router.fallback`): free text that is no
    command (the Q&A, or the help reply).
 
 Anything else, unknown message types included, gets no reply (WeChat's
 ``success``). Handlers are ``async def handler(chat) -> Reply | None``.
+
+Middlewares (:meth:`Router.middleware`) wrap every dispatch, outermost first:
+``async def mw(chat, call_next) -> Reply | None``.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import TYPE_CHECKING, Awaitable, Callable
 
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
     from bot.chat_context import Chat
 
 Handler = Callable[["Chat"], Awaitable["Reply | None | object"]]
+Middleware = Callable[["Chat", Callable[["Chat"], Awaitable["Reply | None"]]], Awaitable["Reply | None"]]
 
 #: Returned by a state handler that does not take this message.
 PASS = object()
@@ -58,6 +65,8 @@ class Router:
         self._states: dict[str, Handler] = {}
         self._commands: dict[str, Handler] = {}
         self._kinds: dict[str, Handler] = {}
+        self._patterns: list[tuple[re.Pattern, Handler]] = []
+        self._middlewares: list[Middleware] = []
         self._fallback: Handler | None = None
 
     # -- registration -------------------------------------------------------
@@ -75,9 +84,28 @@ class Router:
         ``"registration:phone"`` too)."""
         return self._register(self._states, names)
 
-    def command(self, *words: str) -> Callable[[Handler], Handler]:
-        """Handle text that is exactly one of ``words`` (see :func:`normalize_command`)."""
-        return self._register(self._commands, [normalize_command(w) for w in words])
+    def command(self, *words: str, args: str | None = None) -> Callable[[Handler], Handler]:
+        """Handle text that is exactly one of ``words`` (see :func:`normalize_command`).
+
+        With ``args`` (a regular expression with groups), handle instead a word
+        followed by an argument matching it, e.g. ``command("条款", args=r"(\\d+)")``
+        takes ``条款 3`` and ``条款3``; the groups arrive as ``chat.args``.
+        """
+        if args is None:
+            return self._register(self._commands, [normalize_command(w) for w in words])
+
+        def decorator(handler: Handler) -> Handler:
+            for word in words:
+                pattern = re.compile(rf"{re.escape(normalize_command(word))}\s*(?:{args})")
+                self._patterns.append((pattern, handler))
+            return handler
+
+        return decorator
+
+    def middleware(self, middleware: Middleware) -> Middleware:
+        """Wrap every dispatch (e.g. to ask for consent again after an amendment)."""
+        self._middlewares.append(middleware)
+        return middleware
 
     def message(self, *kinds: str) -> Callable[[Handler], Handler]:
         """Handle messages by type (``image``, ``voice``, ``location`` …)."""
@@ -99,6 +127,8 @@ class Router:
         ):
             for key, handler in theirs.items():
                 self._add(mine, key, handler)
+        self._patterns.extend(other._patterns)
+        self._middlewares.extend(other._middlewares)
         if other._fallback is not None:
             self._fallback = other._fallback
 
@@ -123,7 +153,13 @@ class Router:
         return list(self._commands)
 
     async def dispatch(self, chat: "Chat") -> Reply | None:
-        """Run the handler that matches ``chat`` and return its reply."""
+        """Run the handler that matches ``chat`` (through the middlewares)."""
+        call = self._route
+        for middleware in reversed(self._middlewares):
+            call = _wrap(middleware, call)
+        return await call(chat)
+
+    async def _route(self, chat: "Chat") -> Reply | None:
         message = chat.message
         if message.kind == "event":
             handler = None
@@ -140,9 +176,15 @@ class Router:
                 if reply is not PASS:
                     return reply  # type: ignore[return-value]
         if message.kind == "text":
-            handler = self._commands.get(normalize_command(message.content))
+            text = normalize_command(message.content)
+            handler = self._commands.get(text)
             if handler is not None:
                 return await _call(handler, chat)
+            for pattern, handler in self._patterns:
+                match = pattern.fullmatch(text)
+                if match:
+                    chat.args = match.groups()
+                    return await _call(handler, chat)
         handler = self._kinds.get(message.kind)
         if handler is not None:
             return await _call(handler, chat)
@@ -152,6 +194,13 @@ class Router:
 
     def _state_handler(self, state: str) -> Handler | None:
         return self._states.get(state) or self._states.get(state.split(":", 1)[0])
+
+
+def _wrap(middleware: Middleware, call_next):
+    async def wrapped(chat: "Chat") -> Reply | None:
+        return await middleware(chat, call_next)
+
+    return wrapped
 
 
 async def _call(handler: Handler | None, chat: "Chat") -> Reply | None:

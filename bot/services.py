@@ -11,6 +11,9 @@ from storage.followers import Followers
 from storage.reply_cache import ReplyCache
 
 if TYPE_CHECKING:
+    from bot.consent import Consents
+    from bot.export import Exports
+    from bot.terms import Terms
     from wechat.api import WeChatAPI
 
 
@@ -20,10 +23,19 @@ def utcnow() -> dt.datetime:
 
 @dataclasses.dataclass
 class Services:
-    """Repositories and clients; ``wechat`` is ``None`` without AppID and secret."""
+    """Repositories, domain services and clients handed to chat handlers.
+
+    ``wechat`` is ``None`` without AppID and secret. ``clock`` is the one
+    source of "now" (tests replace it). ``public_url`` is where users reach
+    this service (links in replies).
+    """
 
     followers: Followers
     dialogs: DialogStates
     replies: ReplyCache
+    terms: "Terms"
+    consents: "Consents"
+    exports: "Exports"
     wechat: "WeChatAPI | None" = None
     clock: Callable[[], dt.datetime] = utcnow
+    public_url: str = "http://127.0.0.1:8080"

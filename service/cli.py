@@ -14,24 +14,22 @@ import logging
 import secrets
 import socket
 import sys
-from pathlib import Path
 
 import tornado.httpserver
 import tornado.netutil
 
-from service import supervisor
-from service.config import Config, ConfigError, load
-from storage.embedded import EmbeddedError, EmbeddedServers
+from bot.errors import BotError
+from service import cli_data, supervisor
+from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded
+from service.config import Config, ConfigError
+from storage.embedded import EmbeddedError
+from storage.mongo import MongoUnavailable
 
 log = logging.getLogger("wetoop_bot")
 
 #: Credentials the demo uses unless the environment gives others.
 DEMO_TOKEN = "wetoopdemo"
 DEMO_APPID = "wxd0000000000demo"
-
-
-class UsageError(Exception):
-    """A command that cannot run as given: message printed, exit code 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as exc:
         print(f"wetoop-bot: {exc}", file=sys.stderr)
         return 2
+    except BotError as exc:
+        print(f"wetoop-bot: {exc.message}", file=sys.stderr)
+        return 2
     except EmbeddedError as exc:
         print(f"wetoop-bot: {exc}", file=sys.stderr)
+        return 1
+    except MongoUnavailable as exc:
+        print(f"wetoop-bot: 无法连接 MongoDB：{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -75,13 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="演示环境：内置数据库 + 微信 API 模拟器 + 服务")
     _service_flags(demo)
     demo.set_defaults(func=cmd_demo)
+
+    cli_data.register(sub)
     return parser
 
 
 def _service_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="监听地址（默认 HOST 或 127.0.0.1）")
     parser.add_argument("--port", type=_port, help="监听端口（默认 PORT 或 8080）")
-    parser.add_argument("--data-dir", type=Path, help="数据目录（默认 DATA_DIR 或 ./var）")
+    add_data_dir_flag(parser)
 
 
 def _port(text: str) -> int:
@@ -104,21 +110,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _config(args: argparse.Namespace) -> Config:
-    config = load(toml_path=args.config)
-    changes = {}
-    for flag, field in (("host", "host"), ("port", "port"), ("data_dir", "data_dir")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            changes[field] = value
-    return config.replace(**changes) if changes else config
-
-
 # -- serve ----------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = load_config(args)
     if not config.wechat_token:
         log.warning("WECHAT_TOKEN is not set: /wechat answers 503 until it is")
     return _run_service(config, processes=args.processes)
@@ -127,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _run_service(config: Config, processes: int = 1, emulator_port: int | None = None, banner=None) -> int:
     sockets = _bind(config)
     port = sockets[0].getsockname()[1]
-    embedded = _embedded(config)
+    embedded = start_embedded(config)
     try:
         mongodb_uri = config.mongodb_uri or embedded.url("mongo")
         redis_url = config.redis_url or embedded.url("redis")
@@ -146,15 +142,6 @@ def _bind(config: Config) -> list[socket.socket]:
         return tornado.netutil.bind_sockets(config.port, config.host)
     except OSError as exc:
         raise UsageError(f"无法监听 {config.host}:{config.port}：{exc.strerror}") from None
-
-
-def _embedded(config: Config) -> EmbeddedServers:
-    names = tuple(
-        name
-        for name, url in (("mongo", config.mongodb_uri), ("redis", config.redis_url))
-        if not url
-    )
-    return EmbeddedServers(config.data_dir, names).start()
 
 
 async def _serve_until(config, mongodb_uri, redis_url, sockets, stop, emulator_port, banner, port) -> None:
@@ -215,7 +202,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = load_config(args)
     emulator_port = _free_port()
     config = config.replace(
         wechat_token=config.wechat_token or DEMO_TOKEN,

@@ -33,6 +33,7 @@ KEYS = (
     "DATA_DIR",
     "HOST",
     "PORT",
+    "PUBLIC_URL",
 )
 
 
@@ -60,11 +61,20 @@ class Config:
     data_dir: Path = Path("./var")
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str | None = None
 
     def replace(self, **changes) -> "Config":
         """A copy with ``changes`` applied (command-line flags override the environment)."""
         merged = dataclasses.replace(self, **changes)
         return validate(merged)
+
+    @property
+    def base_url(self) -> str:
+        """Where users reach the service (links in replies): PUBLIC_URL, else host and port."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def safe_mode(self) -> bool:
@@ -118,6 +128,7 @@ def _from_values(values: Mapping[str, str]) -> Config:
         data_dir=Path(values.get("DATA_DIR", "./var")),
         host=values.get("HOST", "127.0.0.1"),
         port=port,
+        public_url=values.get("PUBLIC_URL"),
     )
 
 
@@ -132,6 +143,10 @@ def validate(config: Config) -> Config:
     parts = urlsplit(config.wechat_api_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"WECHAT_API_BASE 必须是 http:// 或 https:// 开头的网址，收到的是 {config.wechat_api_base!r}")
+    if config.public_url is not None:
+        public = urlsplit(config.public_url)
+        if public.scheme not in ("http", "https") or not public.netloc:
+            raise ConfigError(f"PUBLIC_URL 必须是 http:// 或 https:// 开头的网址，收到的是 {config.public_url!r}")
     if config.mongodb_uri is not None:
         _check_mongodb_uri(config.mongodb_uri)
     if config.redis_url is not None:

@@ -1,24 +1,34 @@
 """Everything one service process holds, built from the configuration.
 
-:meth:`Runtime.open` connects MongoDB and Redis (URLs already resolved: the
+:class:`Runtime` connects MongoDB and Redis (URLs already resolved: the
 embedded servers are started by the CLI before the event loop), builds the
-repositories, the WeChat client and the :class:`~bot.conversation.Conversation`.
-The handlers and the CLI use this one object; there are no module globals.
+repositories, the domain services, the WeChat client and the
+:class:`~bot.conversation.Conversation`. The handlers and the CLI use this one
+object; there are no module globals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+from typing import Callable
 
 from bot import chat
+from bot.consent import Consents
 from bot.conversation import DEFAULT_DEADLINE, Conversation
+from bot.export import Exports
 from bot.router import Router
-from bot.services import Services
+from bot.services import Services, utcnow
+from bot.terms import Terms
 from service.config import Config
 from storage import mongo, redis_store
+from storage.agreements import AgreementVersions
+from storage.consents import ConsentLedger
 from storage.dialog_state import DialogStates
+from storage.export_links import ExportLinks
 from storage.followers import Followers
+from storage.notices import Notices
 from storage.reply_cache import ReplyCache
 from wechat.api import WeChatAPI
 from wechat.client import SharedTokenClient
@@ -30,7 +40,11 @@ HEALTH_TIMEOUT = 2.0
 
 
 class Runtime:
-    """Clients, repositories and the conversation of one process."""
+    """Clients, repositories and services of one process.
+
+    ``clock`` is the single source of "now" for the domain (tests pass a
+    controllable one); ``router`` and ``deadline`` default to the product's.
+    """
 
     def __init__(
         self,
@@ -41,8 +55,10 @@ class Runtime:
         database: str | None = None,
         router: Router | None = None,
         deadline: float = DEFAULT_DEADLINE,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.mongo_client, self.db = mongo.connect(mongodb_uri, database)
         self.redis = redis_store.connect(redis_url)
         self.redis_sync = redis_store.connect_sync(redis_url)
@@ -55,19 +71,33 @@ class Runtime:
         self.endpoint: Endpoint | None = None
         if config.wechat_token:
             self.endpoint = Endpoint(config.wechat_token, config.wechat_aes_key, config.wechat_appid)
+
         self.followers = Followers(self.db)
+        self.versions = AgreementVersions(self.db)
+        self.ledger = ConsentLedger(self.db)
+        self.notices = Notices(self.db)
+        self.terms = Terms(self.versions, self.ledger, self.notices, clock)
+        self.consents = Consents(self.ledger, self.terms, clock)
+        self.exports = Exports(self.followers, self.consents, ExportLinks(self.redis), clock)
         self.services = Services(
             followers=self.followers,
             dialogs=DialogStates(self.redis),
             replies=ReplyCache(self.redis),
+            terms=self.terms,
+            consents=self.consents,
+            exports=self.exports,
             wechat=self.wechat,
+            clock=clock,
+            public_url=config.base_url,
         )
         self.conversation = Conversation(router or chat.router, self.services, deadline=deadline)
 
     async def prepare(self) -> None:
-        """Create indexes; a database that is down now is retried on first use."""
+        """Create indexes and store the seed agreement; a database that is down
+        now is retried on first use."""
         try:
-            await mongo.ensure_indexes([self.followers])
+            await mongo.ensure_indexes([self.followers, self.versions, self.ledger, self.notices])
+            await self.terms.ensure_seed()
         except mongo.MongoUnavailable as exc:
             log.warning("MongoDB unavailable at start-up, indexes not checked: %s", exc)
 

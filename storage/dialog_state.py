@@ -49,3 +49,15 @@ class DialogStates:
 
     async def clear(self, openid: str) -> None:
         await self._redis.delete(key("dialog", openid))
+
+    async def set_resume(self, openid: str, command: str) -> None:
+        """Remember a command to carry on with once a precondition (consent) is met."""
+        await self._redis.set(key("resume", openid), command, ex=self._ttl)
+
+    async def pop_resume(self, openid: str) -> str | None:
+        """The remembered command, forgotten as it is read."""
+        return await self._redis.getdel(key("resume", openid))
+
+    async def once(self, openid: str, marker: str, ttl: int = 90 * 24 * 3600) -> bool:
+        """True the first time ``marker`` is seen for this user (e.g. one prompt per version)."""
+        return bool(await self._redis.set(key("once", openid, marker), "1", nx=True, ex=ttl))

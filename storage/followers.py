@@ -8,7 +8,7 @@ import datetime as dt
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.mongo import as_bool
+from storage.mongo import as_bool, as_datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +71,9 @@ class Followers:
             # e.g. followed before this service existed) does follow.
             subscribed=as_bool(doc.get("subscribed", True)),
             unionid=doc.get("unionid"),
-            subscribed_at=doc.get("subscribed_at"),
-            unsubscribed_at=doc.get("unsubscribed_at"),
-            last_interaction_at=doc.get("last_interaction_at"),
+            subscribed_at=as_datetime(doc.get("subscribed_at")),
+            unsubscribed_at=as_datetime(doc.get("unsubscribed_at")),
+            last_interaction_at=as_datetime(doc.get("last_interaction_at")),
         )
 
     async def count_subscribed(self) -> int:

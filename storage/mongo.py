@@ -6,6 +6,7 @@ come within WeChat's 5 seconds, so server selection gives up after 2 s.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Iterable, Protocol
 
@@ -73,3 +74,20 @@ async def ensure_indexes(repositories: Iterable[HasIndexes]) -> None:
 def as_bool(value: object) -> bool:
     """Read a stored flag: real MongoDB returns booleans, nx-27017 1/0 after ``$set``."""
     return bool(value)
+
+
+def as_datetime(value: object) -> dt.datetime | None:
+    """Read a stored time as an aware UTC datetime.
+
+    Real MongoDB returns datetimes; nx-27017 returns a datetime written by
+    ``$set`` on an existing document as text (``2026-11-25 22:54:48.132000``).
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"not a stored time: {value!r}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 import uuid
 from pathlib import Path
@@ -100,10 +101,13 @@ async def make_service(backing: Backing, emulator: Emulator) -> AsyncIterator[Ca
     database = f"wetoop_test_{uuid.uuid4().hex[:10]}"
     started: list[Service] = []
 
-    async def factory(router=None, deadline: float = 4.5, **changes) -> Service:
+    async def factory(router=None, deadline: float = 4.5, clock=None, **changes) -> Service:
         values = dict(wechat_token=TOKEN, wechat_appid=APPID, wechat_secret=SECRET, wechat_api_base=emulator.base)
         config = Config(**{**values, **changes})
-        runtime = Runtime(config, backing.mongodb_uri, backing.redis_url, database=database, router=router, deadline=deadline)
+        extra = {"clock": clock} if clock is not None else {}
+        runtime = Runtime(
+            config, backing.mongodb_uri, backing.redis_url, database=database, router=router, deadline=deadline, **extra
+        )
         if not started:
             await _clear_redis(runtime)
         await runtime.prepare()
@@ -138,3 +142,21 @@ async def _clear_redis(runtime: Runtime) -> None:
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+class FakeClock:
+    """A clock tests move by hand: ``clock.advance(days=8)``."""
+
+    def __init__(self, now: dt.datetime | None = None) -> None:
+        self.now = now or dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

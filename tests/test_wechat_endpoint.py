@@ -212,7 +212,8 @@ async def test_unknown_path_is_json_404(service):
 
 async def test_subscribe_welcomes_and_records(service):
     response = await service.wechat.post(event_xml("o-bob", "subscribe"))
-    assert service.wechat.reply(response)["Content"] == texts.WELCOME
+    welcome = service.wechat.reply(response)["Content"]
+    assert welcome.startswith("欢迎关注微拓") and "回复“同意”" in welcome
     follower = await service.runtime.followers.get("o-bob")
     assert follower is not None and follower.subscribed is True and follower.subscribed_at is not None
 

@@ -1,0 +1,102 @@
+"""The agreement's own rules for amendments, in one place.
+
+《关于本协议》: amendments are not retroactive and take effect no sooner than
+one week after publication, except changes for new features or for legal
+reasons, which may take effect at once. A published version is immutable; a
+correction is a new version. Chat, the API, the admin pages and the CLI all
+publish through :func:`check_publication`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bot.agreement import CHINA, REASONS, AgreementVersion
+from bot.errors import BotError
+
+MIN_NOTICE = dt.timedelta(days=7)
+IMMEDIATE_REASONS = ("new_feature", "legal")
+PUBLISHABLE_REASONS = ("routine", "new_feature", "legal")
+
+
+class AmendmentRefused(BotError):
+    """Publication refused; ``rule`` names the rule, ``message`` says why."""
+
+    status = 422
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message, code=f"amendment_{rule}")
+        self.rule = rule
+
+
+def earliest_effective(reason: str, published_at: dt.datetime) -> dt.datetime:
+    """The earliest ``effective_at`` the rules allow for ``reason``."""
+    return published_at if reason in IMMEDIATE_REASONS else published_at + MIN_NOTICE
+
+
+def check_publication(
+    draft: AgreementVersion,
+    *,
+    reason: str,
+    effective_at: dt.datetime,
+    published_at: dt.datetime,
+    published: list[AgreementVersion],
+) -> None:
+    """Raise :class:`AmendmentRefused` unless ``draft`` may be published now."""
+    if reason not in PUBLISHABLE_REASONS:
+        allowed = "、".join(f"{r}（{REASONS[r]}）" for r in PUBLISHABLE_REASONS)
+        raise AmendmentRefused("reason", f"修改原因必须是 {allowed} 之一")
+    if effective_at.tzinfo is None:
+        raise AmendmentRefused("timezone", "生效时间必须带时区")
+    if any(v.version == draft.version for v in published):
+        raise AmendmentRefused(
+            "immutable", f"版本 {draft.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
+        )
+    if effective_at < published_at:
+        raise AmendmentRefused(
+            "retroactive",
+            f"生效时间 {_show(effective_at)} 早于发布时间 {_show(published_at)}：协议修改不具有追溯力",
+        )
+    earliest = earliest_effective(reason, published_at)
+    if effective_at < earliest:
+        raise AmendmentRefused(
+            "notice_period",
+            f"常规修改须在公布一周（7 天）后方始生效，最早可生效时间为 {_show(earliest)}；"
+            "只有新功能（new_feature）或法律原因（legal）的修改可以立即生效",
+        )
+    if published:
+        latest = max(published, key=lambda v: v.effective_at)
+        if effective_at <= latest.effective_at:
+            raise AmendmentRefused(
+                "order", f"生效时间须晚于已发布版本 {latest.version} 的生效时间 {_show(latest.effective_at)}"
+            )
+        if draft.text_sha256 == latest.text_sha256 and draft.summary == latest.summary and all(
+            a.summary == b.summary for a, b in zip(draft.sections, latest.sections)
+        ):
+            raise AmendmentRefused("unchanged", f"与版本 {latest.version} 的内容完全相同，无需发布")
+        if not draft.changes:
+            raise AmendmentRefused("changes", "修订版本必须在 changes 中写明本次修改的摘要")
+
+
+def _show(value: dt.datetime) -> str:
+    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M（北京时间）")
+
+
+def parse_effective_at(text: str) -> dt.datetime | None:
+    """Read an ``effective_at`` as admins type it: ISO 8601, ``now`` (``None``).
+
+    A time without a zone is Beijing time; a date alone is its midnight.
+    Raises :class:`AmendmentRefused` (rule ``format``) for anything else.
+    """
+    text = text.strip()
+    if text.lower() in ("now", "立即"):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise AmendmentRefused(
+            "format", f"无法识别的生效时间 {text!r}：请使用 ISO 8601 格式，例如 2026-12-08T00:00:00+08:00，或 now"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=CHINA)
+    return value.astimezone(dt.timezone.utc)

@@ -1,0 +1,127 @@
+"""Consent: accept, decline, withdraw, and a user's state derived from the ledger.
+
+Consent is always to one exact version (its identifier and text SHA-256 are
+recorded). The state is never stored: it is read off the user's latest ledger
+record against the version in force now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Callable
+
+from bot import texts
+from bot.agreement import AgreementVersion
+from bot.errors import BotError
+from bot.terms import Terms
+from storage.consents import ConsentLedger, ConsentRecord
+
+#: Derived states, see :meth:`Consents.state`.
+STATUSES = ("none", "accepted", "outdated", "declined", "withdrawn")
+
+
+class ConsentRefused(BotError):
+    """A consent action that cannot be taken (e.g. a version not in force)."""
+
+    status = 409
+    code = "consent_refused"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsentState:
+    """``status`` is one of :data:`STATUSES`; ``latest`` the record it comes from."""
+
+    status: str
+    current: AgreementVersion
+    latest: ConsentRecord | None
+
+    @property
+    def accepted(self) -> bool:
+        """True when the user accepted the version in force now."""
+        return self.status == "accepted"
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a consent action came from, for the ledger."""
+
+    channel: str
+    message_id: str | None = None
+    unionid: str | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+
+
+class Consents:
+    """The consent rules over the ledger."""
+
+    def __init__(self, ledger: ConsentLedger, terms: Terms, clock: Callable[[], dt.datetime]) -> None:
+        self.ledger = ledger
+        self.terms = terms
+        self._clock = clock
+
+    async def state(self, openid: str) -> ConsentState:
+        current = await self.terms.current()
+        latest = await self.ledger.latest(openid)
+        return ConsentState(_status(latest, current), current, latest)
+
+    async def accept(self, openid: str, origin: Origin, version: str | None = None) -> tuple[ConsentState, bool]:
+        """Record acceptance of the current version.
+
+        ``version``, when given (the API), must be the version in force:
+        consent is to one exact version. Returns the new state and whether a
+        record was added (``False`` when it was already accepted, or for a
+        retry of the same message).
+        """
+        state = await self.state(openid)
+        if version is not None and version != state.current.version:
+            upcoming = await self.terms.upcoming()
+            if upcoming is not None and upcoming.version == version:
+                raise ConsentRefused(
+                    f"版本 {version} 尚未生效（将于生效后开放确认），目前只能同意当前版本 {state.current.version}"
+                )
+            raise ConsentRefused(f"只能同意当前生效的版本 {state.current.version}，不能同意版本 {version}")
+        if state.accepted:
+            return state, False
+        added = await self._append(openid, "accept", state.current, origin)
+        return await self.state(openid), added
+
+    async def decline(self, openid: str, origin: Origin) -> tuple[ConsentState, bool]:
+        """Record refusal of the current version."""
+        state = await self.state(openid)
+        added = await self._append(openid, "decline", state.current, origin)
+        return await self.state(openid), added
+
+    async def withdraw(self, openid: str, origin: Origin) -> tuple[ConsentState, str]:
+        """Withdraw the user's acceptance; returns the new state and the version withdrawn.
+
+        Raises :class:`ConsentRefused` when there is no acceptance to withdraw.
+        """
+        state = await self.state(openid)
+        if state.status not in ("accepted", "outdated") or state.latest is None:
+            raise ConsentRefused(texts.NOTHING_TO_WITHDRAW, code="nothing_to_withdraw")
+        withdrawn = await self.terms.get(state.latest.version)
+        await self._append(openid, "withdraw", withdrawn, origin)
+        return await self.state(openid), withdrawn.version
+
+    async def _append(self, openid: str, action: str, version: AgreementVersion, origin: Origin) -> bool:
+        record = ConsentRecord(
+            openid=openid,
+            unionid=origin.unionid,
+            version=version.version,
+            text_sha256=version.text_sha256,
+            action=action,
+            channel=origin.channel,
+            message_id=origin.message_id,
+            at=self._clock(),
+            meta=origin.meta,
+        )
+        return await self.ledger.append(record)
+
+
+def _status(latest: ConsentRecord | None, current: AgreementVersion) -> str:
+    if latest is None:
+        return "none"
+    if latest.action == "accept":
+        return "accepted" if latest.version == current.version else "outdated"
+    return "declined" if latest.action == "decline" else "withdrawn"

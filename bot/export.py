@@ -1,0 +1,72 @@
+"""A user's own data: one JSON document with everything held about them.
+
+``export_user`` builds it (the CLI prints it, the one-time link serves it);
+later capabilities add their parts here (merchant record, preferences,
+deliveries).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from bot import texts
+from bot.consent import Consents
+from storage.export_links import ExportLinks
+from storage.followers import Followers
+
+#: A download link works once, within this many seconds.
+LINK_TTL = 24 * 3600
+
+
+class Exports:
+    """Builds export documents and one-time download links."""
+
+    def __init__(self, followers: Followers, consents: Consents, links: ExportLinks, clock) -> None:
+        self._followers = followers
+        self._consents = consents
+        self._links = links
+        self._clock = clock
+
+    async def document(self, openid: str) -> dict:
+        follower = await self._followers.get(openid)
+        history = await self._consents.ledger.history(openid)
+        state = await self._consents.state(openid)
+        return {
+            "openid": openid,
+            "exported_at": _iso(self._clock()),
+            "follower": None
+            if follower is None
+            else {
+                "subscribed": follower.subscribed,
+                "subscribed_at": _iso(follower.subscribed_at),
+                "unsubscribed_at": _iso(follower.unsubscribed_at),
+                "last_interaction_at": _iso(follower.last_interaction_at),
+            },
+            "consent_status": {"status": state.status, "current_version": state.current.version},
+            "consents": [record.to_export() for record in history],
+            "merchant": None,
+            "preferences": {},
+            "deliveries": [],
+        }
+
+    async def summary_with_link(self, openid: str, base_url: str) -> str:
+        """The chat reply to 导出我的数据: a short summary and a one-time link."""
+        doc = await self.document(openid)
+        token = secrets.token_urlsafe(24)
+        await self._links.create(token, openid, LINK_TTL)
+        summary = {
+            "consents": len(doc["consents"]),
+            "consent_status": texts.CONSENT_STATUS[doc["consent_status"]["status"]],
+            "merchant": "无" if doc["merchant"] is None else "有",
+        }
+        return texts.export_ready(summary, f"{base_url.rstrip('/')}/export/{token}")
+
+    async def redeem(self, token: str) -> dict | None:
+        """The document behind a link, once; ``None`` if unknown, used or expired."""
+        openid = await self._links.take(token)
+        return None if openid is None else await self.document(openid)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).isoformat() if value else None

@@ -1,0 +1,130 @@
+"""Which agreement version is in force, which is coming, and publishing new ones.
+
+Versions are few and change rarely, so each process keeps them for a few
+seconds; ``current`` and ``upcoming`` are then decided against the clock at
+every call, so a version takes effect on time without any job. If MongoDB is
+down, the last known versions (at worst the seed) still answer reading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Callable
+
+from bot import amendment_rules, texts
+from bot.agreement import AgreementVersion, load_seed
+from bot.errors import BotError
+from storage.agreements import AgreementVersions, VersionExists
+from storage.consents import ConsentLedger
+from storage.mongo import MongoUnavailable
+from storage.notices import Notices
+
+log = logging.getLogger(__name__)
+
+CACHE_SECONDS = 5.0
+
+
+class VersionNotFound(BotError):
+    status = 404
+    code = "version_not_found"
+
+
+class Terms:
+    """The agreement's versions and their publication."""
+
+    def __init__(
+        self,
+        versions: AgreementVersions,
+        ledger: ConsentLedger,
+        notices: Notices,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._repo = versions
+        self._ledger = ledger
+        self._notices = notices
+        self._clock = clock
+        self._cache: list[AgreementVersion] = []
+        self._loaded_at = float("-inf")
+        self._seed = load_seed()
+
+    async def ensure_seed(self) -> None:
+        """Store the seed version (2022-05-22) if this database has no versions yet."""
+        try:
+            await self._repo.insert(self._seed)
+            log.info("stored the seed agreement %s", self._seed.version)
+        except VersionExists:
+            pass
+        self._loaded_at = float("-inf")
+
+    async def versions(self) -> list[AgreementVersion]:
+        """Every published version, oldest effective date first."""
+        if time.monotonic() - self._loaded_at > CACHE_SECONDS:
+            try:
+                self._cache = await self._repo.all() or [self._seed]
+                self._loaded_at = time.monotonic()
+            except MongoUnavailable:
+                log.warning("agreement versions unavailable; using the last known ones")
+                self._cache = self._cache or [self._seed]
+        return self._cache
+
+    async def current(self) -> AgreementVersion:
+        """The version in force now."""
+        now = self._clock()
+        in_force = [v for v in await self.versions() if v.effective_at <= now]
+        return in_force[-1] if in_force else (await self.versions())[0]
+
+    async def upcoming(self) -> AgreementVersion | None:
+        """The next version published but not yet in force, if any."""
+        now = self._clock()
+        pending = [v for v in await self.versions() if v.effective_at > now]
+        return pending[0] if pending else None
+
+    async def get(self, version: str) -> AgreementVersion:
+        for candidate in await self.versions():
+            # Chat folds commands to lower case, so compare without case.
+            if candidate.version.casefold() == version.casefold():
+                return candidate
+        raise VersionNotFound(f"没有版本为 {version} 的协议")
+
+    async def publish(
+        self, draft: AgreementVersion, *, reason: str, effective_at: dt.datetime | None, by: str
+    ) -> tuple[AgreementVersion, str]:
+        """Publish ``draft``; ``effective_at=None`` means now.
+
+        Returns the published version and the id of the amendment notice
+        created for everyone who accepted any version. Raises
+        :class:`~bot.amendment_rules.AmendmentRefused` with the rule broken.
+        """
+        published_at = self._clock()
+        effective_at = effective_at or published_at
+        self._loaded_at = float("-inf")
+        existing = await self.versions()
+        amendment_rules.check_publication(
+            draft, reason=reason, effective_at=effective_at, published_at=published_at, published=existing
+        )
+        version = draft.published(reason, published_at, effective_at)
+        try:
+            await self._repo.insert(version)
+        except VersionExists:
+            raise amendment_rules.AmendmentRefused(
+                "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
+            ) from None
+        self._loaded_at = float("-inf")
+        audience = await self._ledger.openids_with_action("accept")
+        notice_id = await self._notices.record(
+            category="amendment",
+            title=f"《{version.title}》修改通知",
+            body=amendment_notice_body(version),
+            important=True,
+            audience={"type": "consented_any_version"},
+            created_at=published_at,
+            created_by=by,
+            extra={"version": version.version, "audience_size": len(audience)},
+        )
+        return version, notice_id
+
+
+def amendment_notice_body(version: AgreementVersion) -> str:
+    return texts.amendment_notice(version)

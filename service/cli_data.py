@@ -1,0 +1,192 @@
+"""``wetoop-bot terms …``, ``consents export`` and ``export``: the agreement,
+the consent ledger and a user's data, from the command line.
+
+Each command uses the running service's storage (or starts the embedded one
+for itself); refusals print the rule's reason and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import difflib
+import json
+import sys
+from pathlib import Path
+
+from bot.agreement import CHINA, REASONS, AgreementVersion, parse_toml
+from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at
+from service.clitools import UsageError, add_data_dir_flag, with_runtime
+from storage.consents import ACTIONS
+
+CSV_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    terms = sub.add_parser("terms", help="协议版本：列出、查看、发布、比较")
+    terms_sub = terms.add_subparsers(dest="terms_command", required=True, metavar="ACTION")
+
+    listing = terms_sub.add_parser("list", help="列出所有版本")
+    add_data_dir_flag(listing)
+    listing.set_defaults(func=cmd_terms_list)
+
+    show = terms_sub.add_parser("show", help="以发布文件格式打印一个版本（可复制修改后发布）")
+    show.add_argument("version")
+    add_data_dir_flag(show)
+    show.set_defaults(func=cmd_terms_show)
+
+    publish = terms_sub.add_parser("publish", help="发布新版本")
+    publish.add_argument("file", type=Path, help="版本文件（terms show 的格式）")
+    publish.add_argument("--effective-at", required=True, help="生效时间，ISO 8601（无时区按北京时间），或 now")
+    publish.add_argument("--reason", required=True, choices=PUBLISHABLE_REASONS, help="修改原因")
+    publish.add_argument("--by", default="cli", help="发布人（记入通知）")
+    add_data_dir_flag(publish)
+    publish.set_defaults(func=cmd_terms_publish)
+
+    diff = terms_sub.add_parser("diff", help="比较两个版本（逐款）")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    add_data_dir_flag(diff)
+    diff.set_defaults(func=cmd_terms_diff)
+
+    consents = sub.add_parser("consents", help="同意记录")
+    consents_sub = consents.add_subparsers(dest="consents_command", required=True, metavar="ACTION")
+    export = consents_sub.add_parser("export", help="导出同意记录")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--version", dest="terms_version", help="只导出该版本的记录")
+    export.add_argument("--action", choices=ACTIONS, help="只导出该动作的记录")
+    export.add_argument("--since", help="起始时间（含），ISO 8601")
+    export.add_argument("--until", help="截止时间（不含），ISO 8601")
+    export.add_argument("--output", type=Path, help="写入文件（默认标准输出）")
+    add_data_dir_flag(export)
+    export.set_defaults(func=cmd_consents_export)
+
+    user_export = sub.add_parser("export", help="导出一位用户的全部数据（JSON）")
+    user_export.add_argument("--openid", required=True)
+    add_data_dir_flag(user_export)
+    user_export.set_defaults(func=cmd_export)
+
+
+# -- terms ----------------------------------------------------------------------
+
+
+def cmd_terms_list(args: argparse.Namespace) -> int:
+    async def work(runtime):
+        return await runtime.terms.versions(), await runtime.terms.current(), await runtime.terms.upcoming()
+
+    versions, current, upcoming = with_runtime(args, work)
+    print(f"{'版本':<14}{'状态':<8}{'原因':<10}{'发布时间':<18}{'生效时间':<18}SHA-256")
+    for v in versions:
+        status = "当前" if v.version == current.version else ("待生效" if upcoming and v.effective_at > current.effective_at else "已失效")
+        print(f"{v.version:<16}{status:<8}{REASONS.get(v.reason or '', v.reason or ''):<10}{_local(v.published_at):<22}{_local(v.effective_at):<22}{v.text_sha256[:16]}")
+    return 0
+
+
+def cmd_terms_show(args: argparse.Namespace) -> int:
+    version = with_runtime(args, lambda runtime: runtime.terms.get(args.version))
+    sys.stdout.write(version.to_toml())
+    return 0
+
+
+def cmd_terms_publish(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"无法读取 {args.file}：{exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.file} 不是 UTF-8 编码的文本") from None
+    draft = parse_toml(text)
+    effective_at = parse_effective_at(args.effective_at)
+
+    async def work(runtime):
+        return await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=args.by)
+
+    version, notice_id = with_runtime(args, work)
+    print(
+        f"已发布版本 {version.version}（{REASONS[version.reason]}），"
+        f"生效时间 {_local(version.effective_at)}（北京时间），文本 SHA-256 {version.text_sha256}。\n"
+        f"已创建重要的条款修改通知 {notice_id}，发送给所有曾同意协议的用户。"
+    )
+    return 0
+
+
+def cmd_terms_diff(args: argparse.Namespace) -> int:
+    async def work(runtime):
+        return await runtime.terms.get(args.old), await runtime.terms.get(args.new)
+
+    old, new = with_runtime(args, work)
+    lines = difflib.unified_diff(_clause_lines(old), _clause_lines(new), old.version, new.version, lineterm="")
+    output = "\n".join(lines)
+    print(output if output else f"版本 {old.version} 与 {new.version} 的条款文本相同。")
+    return 0
+
+
+def _clause_lines(version: AgreementVersion) -> list[str]:
+    lines = [f"标题 {version.title}"]
+    lines += [f"前言.{i + 1} {clause}" for i, clause in enumerate(version.preamble)]
+    for section in version.sections:
+        lines.append(f"第{section.number}节 {section.title}")
+        lines += [f"{section.clause_number(i)} {clause}" for i, clause in enumerate(section.clauses)]
+    return lines
+
+
+# -- consents and user data --------------------------------------------------------
+
+
+def cmd_consents_export(args: argparse.Namespace) -> int:
+    since = _instant(args.since, "--since")
+    until = _instant(args.until, "--until")
+    out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+
+    async def work(runtime):
+        count = 0
+        writer = csv.writer(out) if args.format == "csv" else None
+        if writer:
+            writer.writerow(CSV_FIELDS)
+        async for record in runtime.ledger.scan(args.terms_version, args.action, since, until):
+            row = {
+                "at": record.at.astimezone(dt.timezone.utc).isoformat(),
+                "openid": record.openid,
+                "unionid": record.unionid or "",
+                "version": record.version,
+                "action": record.action,
+                "channel": record.channel,
+                "text_sha256": record.text_sha256,
+                "message_id": record.message_id or "",
+            }
+            if writer:
+                writer.writerow([row[f] for f in CSV_FIELDS])
+            else:
+                out.write(json.dumps({**row, "meta": record.meta}, ensure_ascii=False, default=str) + "\n")
+            count += 1
+        return count
+
+    try:
+        count = with_runtime(args, work)
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"已导出 {count} 条同意记录到 {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    document = with_runtime(args, lambda runtime: runtime.exports.document(args.openid))
+    print(json.dumps(document, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _instant(text: str | None, flag: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag} 不是 ISO 8601 时间：{text!r}") from None
+    return (value if value.tzinfo else value.replace(tzinfo=CHINA)).astimezone(dt.timezone.utc)
+
+
+def _local(value: dt.datetime | None) -> str:
+    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if value else ""

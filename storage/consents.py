@@ -1,0 +1,125 @@
+"""The consent ledger: append-only records of accept, decline and withdraw.
+
+There is deliberately no update or delete here: the ledger is evidence. A
+record bound to a message (a chat reply, an API request id) takes
+``<channel>:<message id>`` as its ``_id``, so a retry of the same message
+cannot add a second record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import AsyncIterator
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from storage.mongo import as_datetime
+
+ACTIONS = ("accept", "decline", "withdraw")
+CHANNELS = ("official_account", "miniprogram", "admin_import")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsentRecord:
+    openid: str
+    version: str
+    text_sha256: str
+    action: str
+    channel: str
+    at: dt.datetime
+    message_id: str | None = None
+    unionid: str | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def to_export(self) -> dict:
+        return {
+            "version": self.version,
+            "action": self.action,
+            "at": self.at.astimezone(dt.timezone.utc).isoformat(),
+            "channel": self.channel,
+            "text_sha256": self.text_sha256,
+            "message_id": self.message_id,
+        }
+
+
+class ConsentLedger:
+    """The ``consents`` collection."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._coll = db["consents"]
+
+    async def ensure_indexes(self) -> None:
+        await self._coll.create_indexes(
+            [
+                IndexModel([("openid", ASCENDING), ("at", DESCENDING)], name="openid_at"),
+                IndexModel([("version", ASCENDING), ("action", ASCENDING)], name="version_action"),
+                IndexModel([("at", ASCENDING)], name="at"),
+            ]
+        )
+
+    async def append(self, record: ConsentRecord) -> bool:
+        """Add ``record``; ``False`` if its message was already recorded."""
+        if record.action not in ACTIONS or record.channel not in CHANNELS:
+            raise ValueError(f"bad consent record: {record.action}/{record.channel}")
+        doc = dataclasses.asdict(record)
+        doc["_id"] = f"{record.channel}:{record.message_id}" if record.message_id else str(ObjectId())
+        if record.unionid is None:
+            del doc["unionid"]
+        try:
+            await self._coll.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def history(self, openid: str) -> list[ConsentRecord]:
+        """Every record of one user, oldest first."""
+        docs = await self._coll.find({"openid": openid}).sort("at", ASCENDING).to_list(None)
+        return [_record(doc) for doc in docs]
+
+    async def latest(self, openid: str) -> ConsentRecord | None:
+        docs = await self._coll.find({"openid": openid}).sort("at", DESCENDING).limit(1).to_list(1)
+        return _record(docs[0]) if docs else None
+
+    async def openids_with_action(self, action: str) -> list[str]:
+        """Users who ever recorded ``action`` (e.g. everyone who accepted any version)."""
+        return sorted(await self._coll.distinct("openid", {"action": action}))
+
+    async def scan(
+        self,
+        version: str | None = None,
+        action: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> AsyncIterator[ConsentRecord]:
+        """Records matching the filters, oldest first, streamed."""
+        query: dict = {}
+        if version:
+            query["version"] = version
+        if action:
+            query["action"] = action
+        if since or until:
+            query["at"] = {}
+            if since:
+                query["at"]["$gte"] = since
+            if until:
+                query["at"]["$lt"] = until
+        async for doc in self._coll.find(query).sort("at", ASCENDING):
+            yield _record(doc)
+
+
+def _record(doc: dict) -> ConsentRecord:
+    return ConsentRecord(
+        openid=doc["openid"],
+        version=doc["version"],
+        text_sha256=doc["text_sha256"],
+        action=doc["action"],
+        channel=doc["channel"],
+        at=as_datetime(doc["at"]),
+        message_id=doc.get("message_id"),
+        unionid=doc.get("unionid"),
+        meta=doc.get("meta") or {},
+    )

@@ -1,0 +1,151 @@
+"""The agreement as data and the amendment rules (no I/O)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from bot.agreement import SECTION_SUMMARY_MAX, InvalidAgreement, Section, load_seed, parse_toml
+from bot.amendment_rules import AmendmentRefused, check_publication, parse_effective_at
+
+# The published text as received (a copy of shared/seeds/000_c916f0118e10f9b8.txt).
+SEED_FILE = Path(__file__).resolve().parents[1] / "data" / "agreement" / "2022-05-22.source.txt"
+TITLES = ["使用微拓的服务", "微拓帐户", "隐私与著作权保护", "您在我们服务中发布的内容", "修改服务", "服务的商业使用", "关于本协议"]
+UTC = dt.timezone.utc
+
+
+def amended(version: str = "2026-12-09", **changes) -> object:
+    seed = load_seed()
+    first = seed.sections[0]
+    section = dataclasses.replace(first, clauses=first.clauses[:-1] + ("我们的部分服务可在移动设备上使用。",))
+    values = dict(version=version, changes=("第1节第6款：简化表述",), sections=(section,) + seed.sections[1:])
+    values.update(changes)
+    return dataclasses.replace(seed, **values)
+
+
+def test_seed_is_the_published_text_exactly():
+    seed = load_seed()
+    assert seed.version == "2022-05-22"
+    assert [s.title for s in seed.sections] == TITLES
+    paragraphs = [p.strip() for p in SEED_FILE.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    assert paragraphs[0] == "更新于 : 2022-05-22"
+    start = paragraphs.index("微拓软件服务使用协议")
+    end = paragraphs.index("有关如何与微拓联系的信息,请访问我们的联系信息页")
+    assert seed.canonical_text() == "\n\n".join(paragraphs[start : end + 1])
+    assert seed.sections[3].clauses[0].startswith("我们的某些服务允许您上传")
+    assert seed.sections[1].clause_number(2) == "2.3"
+    assert len(seed.text_sha256) == 64
+
+
+def test_summaries_are_short_and_plain():
+    seed = load_seed()
+    assert 3 <= len(seed.summary) <= 5
+    for section in seed.sections:
+        assert 0 < len(section.summary) <= SECTION_SUMMARY_MAX
+
+
+def test_file_format_round_trips():
+    seed = load_seed()
+    again = parse_toml(seed.to_toml())
+    assert again.canonical_text() == seed.canonical_text()
+    assert again.summary == seed.summary
+    assert [s.summary for s in again.sections] == [s.summary for s in seed.sections]
+
+
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda t: t.replace('version = "2022-05-22"', 'version = "bad version!"'), "version"),
+        (lambda t: t.replace("[[sections]]", "[[nothing]]"), "sections"),
+        (lambda t: t + 'extra = "x"\n', "未知的字段"),
+        (lambda t: t.replace('summary = "请遵守', 'summary = "' + "长" * 81 + '请遵守'), "80"),
+        (lambda t: "not = [toml", "TOML"),
+    ],
+)
+def test_bad_files_are_refused_with_reasons(mutate, needle):
+    with pytest.raises(InvalidAgreement) as info:
+        parse_toml(mutate(load_seed().to_toml()))
+    assert needle in info.value.message
+
+
+# -- the amendment rules ---------------------------------------------------------------
+
+NOW = dt.datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+
+def check(reason: str, effective_at: dt.datetime, draft=None, published=None) -> None:
+    check_publication(
+        draft or amended(),
+        reason=reason,
+        effective_at=effective_at,
+        published_at=NOW,
+        published=[load_seed()] if published is None else published,
+    )
+
+
+def test_routine_needs_seven_days():
+    check("routine", NOW + dt.timedelta(days=7))
+    with pytest.raises(AmendmentRefused) as info:
+        check("routine", NOW + dt.timedelta(days=7) - dt.timedelta(seconds=1))
+    assert info.value.rule == "notice_period"
+    assert "7 天" in info.value.message and "2026-12-08 10:00" in info.value.message
+
+
+@pytest.mark.parametrize("reason", ["new_feature", "legal"])
+def test_new_feature_and_legal_may_apply_at_once(reason):
+    check(reason, NOW)
+
+
+@pytest.mark.parametrize("reason", ["routine", "new_feature", "legal"])
+def test_nothing_is_retroactive(reason):
+    with pytest.raises(AmendmentRefused) as info:
+        check(reason, NOW - dt.timedelta(minutes=1))
+    assert info.value.rule == "retroactive"
+    assert "追溯" in info.value.message
+
+
+def test_published_versions_are_immutable():
+    with pytest.raises(AmendmentRefused) as info:
+        check("legal", NOW, draft=amended(version="2022-05-22"))
+    assert info.value.rule == "immutable"
+
+
+def test_versions_take_effect_in_order():
+    later = amended(version="2026-12-20").published("routine", NOW, NOW + dt.timedelta(days=19))
+    with pytest.raises(AmendmentRefused) as info:
+        check("routine", NOW + dt.timedelta(days=8), published=[load_seed(), later])
+    assert info.value.rule == "order"
+
+
+def test_amendments_need_a_change_summary_and_a_change():
+    with pytest.raises(AmendmentRefused) as info:
+        check("legal", NOW, draft=amended(changes=()))
+    assert info.value.rule == "changes"
+    same = dataclasses.replace(load_seed(), version="2026-12-09", changes=("无",))
+    with pytest.raises(AmendmentRefused) as info:
+        check("legal", NOW, draft=same)
+    assert info.value.rule == "unchanged"
+
+
+def test_unknown_reason_is_refused():
+    with pytest.raises(AmendmentRefused) as info:
+        check("because", NOW + dt.timedelta(days=30))
+    assert info.value.rule == "reason"
+
+
+def test_effective_at_formats():
+    assert parse_effective_at("now") is None
+    assert parse_effective_at("2026-12-08") == dt.datetime(2026, 12, 7, 16, 0, tzinfo=UTC)
+    assert parse_effective_at("2026-12-08T09:30:00Z") == dt.datetime(2026, 12, 8, 9, 30, tzinfo=UTC)
+    assert parse_effective_at("2026-12-08T09:30:00+08:00") == dt.datetime(2026, 12, 8, 1, 30, tzinfo=UTC)
+    with pytest.raises(AmendmentRefused) as info:
+        parse_effective_at("next tuesday")
+    assert info.value.rule == "format"
+
+
+def test_section_numbers_follow_file_order():
+    section = Section(3, "t", "s", ("a", "b"))
+    assert section.full_text() == "第3节 t\n\n3.1 a\n\n3.2 b"

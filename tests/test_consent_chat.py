@@ -1,0 +1,264 @@
+"""The agreement and consent in chat, over real HTTP, MongoDB and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from bot import chat as product_chat
+from bot import texts
+from bot.agreement import Section, load_seed
+from bot.replies import Reply
+from bot.router import Router
+from tests.wx import event_xml, text_xml
+
+
+def amendment(version: str, changes=("第1节第6款：简化表述",), long_section: bool = False):
+    seed = load_seed()
+    first = seed.sections[0]
+    clauses = first.clauses[:-1] + ("我们的部分服务可在移动设备上使用。",)
+    sections = (dataclasses.replace(first, clauses=clauses),) + seed.sections[1:]
+    if long_section:
+        long_clauses = tuple(f"第{i}条附加说明：" + "商家在使用智慧营销系统时应遵守平台规则。" * 6 for i in range(1, 16))
+        sections += (Section(8, "附加说明", "新增的附加说明。", long_clauses),)
+    return dataclasses.replace(seed, version=version, changes=changes, sections=sections)
+
+
+async def ledger(svc, openid: str) -> list:
+    return await svc.runtime.ledger.history(openid)
+
+
+async def sent_to(emulator, openid: str, settle: float = 0.3) -> list[str]:
+    """Customer-service texts the emulator received for ``openid`` once sending settles."""
+    previous = -1
+    texts_seen: list[str] = []
+    for _ in range(40):
+        texts_seen = [m["body"]["text"]["content"] for m in await emulator.messages(openid)]
+        if texts_seen and len(texts_seen) == previous:
+            return texts_seen
+        previous = len(texts_seen)
+        await asyncio.sleep(settle / 3)
+    return texts_seen
+
+
+# -- follow, read ---------------------------------------------------------------------
+
+
+async def test_follow_welcomes_with_summary_and_prompt(service):
+    response = await service.wechat.post(event_xml("o-new", "subscribe"))
+    text = service.wechat.reply(response)["Content"]
+    seed = load_seed()
+    assert text.startswith("欢迎关注微拓")
+    for line in seed.summary:
+        assert line in text
+    assert "回复“条款”" in text and "条款 N" in text
+    assert "回复“同意”" in text and "“不同意”" in text and "2022-05-22" in text
+
+
+async def test_terms_lists_sections_with_summaries(service):
+    text = await service.wechat.ask("o-read", "条款")
+    seed = load_seed()
+    for section in seed.sections:
+        assert f"{section.number}. {section.title}：{section.summary}" in text
+    assert "即将生效" not in text
+
+
+@pytest.mark.parametrize("command", ["条款 4", "条款4", "条款　４", "协议 4"])
+async def test_terms_n_shows_the_section_verbatim(service, command):
+    text = await service.wechat.ask("o-read", command)
+    section = load_seed().sections[3]
+    assert f"第4节 {section.title}" in text
+    for i, clause in enumerate(section.clauses):
+        assert f"4.{i + 1} {clause}" in text
+
+
+@pytest.mark.parametrize("command", ["条款 0", "条款 8", "条款 99"])
+async def test_terms_n_out_of_range(service, command):
+    text = await service.wechat.ask("o-read", command)
+    assert "没有第" in text and "条款 7" in text
+
+
+async def test_long_section_continues_through_customer_service(make_service, emulator, clock):
+    svc = await make_service(clock=clock)
+    await svc.runtime.terms.publish(amendment("2026-12-02", long_section=True), reason="new_feature", effective_at=None, by="test")
+    passive = await svc.wechat.ask("o-long", "条款 8")
+    assert passive.endswith(texts.CONTINUED) and len(passive.encode()) <= 2048
+    rest = await sent_to(emulator, "o-long")
+    assert rest and all(len(p.encode()) <= 2048 for p in rest)
+    whole = "\n".join(p.removesuffix(texts.CONTINUED) for p in [passive, *rest])
+    section = (await svc.runtime.terms.current()).section(8)
+    for i, clause in enumerate(section.clauses):
+        assert f"8.{i + 1} {clause}" in whole
+
+
+# -- consent ----------------------------------------------------------------------------
+
+
+async def test_accept_is_recorded_once_even_when_retried(service):
+    xml = text_xml("o-yes", "同意", msg_id=880001)
+    first = service.wechat.reply(await service.wechat.post(xml))["Content"]
+    second = service.wechat.reply(await service.wechat.post(xml))["Content"]
+    assert first == second and "已记录" in first and "2022-05-22" in first
+    records = await ledger(service, "o-yes")
+    assert len(records) == 1
+    record = records[0]
+    assert (record.action, record.version, record.channel) == ("accept", "2022-05-22", "official_account")
+    assert record.text_sha256 == load_seed().text_sha256
+    assert record.message_id == "msg:880001"
+    assert record.meta["msg_type"] == "text"
+    assert record.at.tzinfo is not None
+
+    again = await service.wechat.ask("o-yes", "同意")
+    assert "无需重复" in again
+    assert len(await ledger(service, "o-yes")) == 1
+
+
+async def test_consent_by_menu_click(service):
+    response = await service.wechat.post(event_xml("o-menu", "CLICK", "CONSENT_ACCEPT"))
+    assert "已记录" in service.wechat.reply(response)["Content"]
+    assert [r.action for r in await ledger(service, "o-menu")] == ["accept"]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["使用你们的服务就等于同意协议了吗", "我同意", "同意。", "不同意会怎样", "怎么撤回同意？"],
+)
+async def test_a_question_containing_consent_words_is_not_consent(service, question):
+    reply = await service.wechat.ask("o-asks", question)
+    assert "已记录" not in reply
+    assert await ledger(service, "o-asks") == []
+
+
+async def test_decline_explains_what_follows(service):
+    reply = await service.wechat.ask("o-no", "不同意")
+    assert "已记录" in reply and "停止" in reply and "导出我的数据" in reply and "条款" in reply
+    assert [r.action for r in await ledger(service, "o-no")] == ["decline"]
+    state = await service.runtime.consents.state("o-no")
+    assert state.status == "declined"
+
+
+async def test_withdraw_is_as_easy_as_accepting(service):
+    assert "没有有效的同意" in await service.wechat.ask("o-w", "撤回同意")
+    await service.wechat.ask("o-w", "同意")
+    reply = await service.wechat.ask("o-w", "撤回同意")
+    assert "撤回" in reply and "2022-05-22" in reply
+    assert [r.action for r in await ledger(service, "o-w")] == ["accept", "withdraw"]
+    assert (await service.runtime.consents.state("o-w")).status == "withdrawn"
+
+
+async def test_feature_needing_consent_asks_first_and_carries_on(make_service):
+    router = Router()
+    router.include(product_chat.router)
+
+    @router.command("开通服务")
+    async def open_service(chat):
+        prompt = await product_chat.require_consent(chat, "开通服务")
+        return prompt or Reply("服务已开通")
+
+    svc = await make_service(router=router)
+    first = await svc.wechat.ask("o-gate", "开通服务")
+    assert "需要您先同意" in first and "回复“同意”" in first
+    after = await svc.wechat.ask("o-gate", "同意")
+    assert "已记录" in after and after.endswith("服务已开通")
+    assert await svc.wechat.ask("o-gate", "开通服务") == "服务已开通"
+
+
+async def test_declining_drops_the_pending_feature(make_service):
+    router = Router()
+    router.include(product_chat.router)
+
+    @router.command("开通服务")
+    async def open_service(chat):
+        return await product_chat.require_consent(chat, "开通服务") or Reply("服务已开通")
+
+    svc = await make_service(router=router)
+    await svc.wechat.ask("o-gate2", "开通服务")
+    assert "服务已开通" not in await svc.wechat.ask("o-gate2", "不同意")
+    assert "服务已开通" not in await svc.wechat.ask("o-gate2", "同意")
+
+
+# -- amendments -----------------------------------------------------------------------------
+
+
+async def test_amendment_switches_and_asks_again(make_service, clock):
+    svc = await make_service(clock=clock)
+    await svc.wechat.ask("o-old", "同意")
+    version, notice_id = await svc.runtime.terms.publish(
+        amendment("2026-12-09"), reason="routine", effective_at=clock.now + dt.timedelta(days=7), by="test"
+    )
+
+    # Before it takes effect: still accepted, and 条款 shows what is coming.
+    overview = await svc.wechat.ask("o-old", "条款")
+    assert "即将生效" in overview and "2026-12-09" in overview and "第1节第6款：简化表述" in overview
+    assert (await svc.runtime.consents.state("o-old")).status == "accepted"
+    upcoming_section = await svc.wechat.ask("o-old", "条款 2026-12-09 1")
+    assert "版本 2026-12-09" in upcoming_section and "1.6 我们的部分服务可在移动设备上使用。" in upcoming_section
+
+    clock.advance(days=7, seconds=1)
+    assert (await svc.runtime.terms.current()).version == "2026-12-09"
+    state = await svc.runtime.consents.state("o-old")
+    assert state.status == "outdated" and state.latest.version == "2022-05-22"
+
+    first = await svc.wechat.ask("o-old", "帮助")
+    assert first.startswith("《微拓软件服务使用协议》已更新") and "您此前同意的是版本 2022-05-22" in first
+    assert first.endswith(texts.HELP)
+    assert await svc.wechat.ask("o-old", "帮助") == texts.HELP  # asked once, not nagged
+
+    accepted = await svc.wechat.ask("o-old", "同意")
+    assert "2026-12-09" in accepted
+    history = await ledger(svc, "o-old")
+    assert [(r.action, r.version) for r in history] == [("accept", "2022-05-22"), ("accept", "2026-12-09")]
+    assert history[0].text_sha256 == load_seed().text_sha256
+    assert history[1].text_sha256 == version.text_sha256 != history[0].text_sha256
+
+    notices = await svc.runtime.notices.all()
+    assert [(n["_id"], n["category"], n["important"], n["version"], n["audience_size"]) for n in notices] == [
+        (notice_id, "amendment", True, "2026-12-09", 1)
+    ]
+
+
+async def test_legal_amendment_applies_at_once(make_service, clock):
+    svc = await make_service(clock=clock)
+    await svc.wechat.ask("o-legal", "同意")
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal"), reason="legal", effective_at=None, by="test")
+    reply = await svc.wechat.ask("o-legal", "条款")
+    assert reply.startswith("《微拓软件服务使用协议》已更新") and "版本 2026-12-01-legal" in reply
+
+
+# -- the user's own data -------------------------------------------------------------------------
+
+
+async def test_export_link_works_once(service):
+    await service.wechat.post(event_xml("o-me", "subscribe"))
+    await service.wechat.ask("o-me", "同意")
+    reply = await service.wechat.ask("o-me", "导出我的数据")
+    assert "同意记录 1 条" in reply and "24 小时" in reply
+    url = reply.split()[-1]
+    assert url.startswith(service.runtime.config.base_url + "/export/")
+    url = service.url + url[len(service.runtime.config.base_url):]
+
+    response = await AsyncHTTPClient().fetch(url, raise_error=False)
+    assert response.code == 200
+    document = json.loads(response.body)
+    assert document["openid"] == "o-me"
+    assert document["merchant"] is None
+    assert document["preferences"] == {} and document["deliveries"] == []
+    assert document["follower"]["subscribed"] is True
+    [consent] = document["consents"]
+    assert consent["version"] == "2022-05-22" and consent["action"] == "accept"
+    assert consent["channel"] == "official_account" and consent["text_sha256"] == load_seed().text_sha256
+    assert dt.datetime.fromisoformat(consent["at"]).tzinfo is not None
+
+    again = await AsyncHTTPClient().fetch(url, raise_error=False)
+    assert again.code == 404
+    assert json.loads(again.body)["error"]["code"] == "link_expired"
+
+
+async def test_unknown_export_link_is_404(service):
+    response = await AsyncHTTPClient().fetch(service.url + "/export/" + "x" * 32, raise_error=False)
+    assert response.code == 404 and "error" in json.loads(response.body)
