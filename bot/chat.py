@@ -52,7 +52,7 @@ async def welcome(chat: Chat) -> Reply:
         # The welcome matters more than the record; the next message retries it.
         log.warning("could not record the follow of %s", chat.openid)
     try:
-        state = await services.consents.state(chat.openid)
+        state = await chat.consent()
         return Reply(texts.welcome(state.current, accepted=state.accepted))
     except MongoUnavailable:
         return Reply(texts.welcome(await services.terms.current(), accepted=False))
@@ -107,7 +107,8 @@ async def terms_section(chat: Chat) -> Reply:
 @router.menu(MENU_ACCEPT)
 async def accept(chat: Chat) -> Reply:
     services = chat.services
-    state, added = await services.consents.accept(chat.openid, origin(chat))
+    state, added = await services.consents.accept(chat.openid, origin(chat), state=await chat.consent())
+    chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
     resume = await _pop_resume(chat)
     if resume:
@@ -120,7 +121,8 @@ async def accept(chat: Chat) -> Reply:
 @router.command("不同意")
 @router.menu(MENU_DECLINE)
 async def decline(chat: Chat) -> Reply:
-    state, _added = await chat.services.consents.decline(chat.openid, origin(chat))
+    state, _added = await chat.services.consents.decline(chat.openid, origin(chat), state=await chat.consent())
+    chat.forget_consent()
     await _pop_resume(chat)  # the pending action will not happen
     return Reply(texts.declined(state.current))
 
@@ -129,16 +131,17 @@ async def decline(chat: Chat) -> Reply:
 @router.menu(MENU_WITHDRAW)
 async def withdraw(chat: Chat) -> Reply:
     try:
-        _state, version = await chat.services.consents.withdraw(chat.openid, origin(chat))
+        _state, version = await chat.services.consents.withdraw(chat.openid, origin(chat), state=await chat.consent())
     except ConsentRefused as exc:
         return Reply(exc.message)
+    chat.forget_consent()
     return Reply(texts.withdrawn(version))
 
 
 async def require_consent(chat: Chat, resume: str) -> Reply | None:
     """``None`` if the user accepted the current version; otherwise the consent
     prompt, and ``resume`` (a command) runs by itself after ``同意``."""
-    state = await chat.services.consents.state(chat.openid)
+    state = await chat.consent()
     if state.accepted:
         return None
     await chat.services.dialogs.set_resume(chat.openid, resume)
@@ -161,7 +164,7 @@ async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
     if not interactive or message.text in CONSENT_WORDS or message.event_key in (MENU_ACCEPT, MENU_DECLINE):
         return await call_next(chat)
     try:
-        state = await chat.services.consents.state(chat.openid)
+        state = await chat.consent()
     except MongoUnavailable:
         return await call_next(chat)
     reply = await call_next(chat)

@@ -11,6 +11,7 @@ from bot.services import Services
 from storage.dialog_state import DialogState
 
 if TYPE_CHECKING:
+    from bot.consent import ConsentState
     from bot.router import Router
 
 
@@ -24,6 +25,23 @@ class Chat:
     router: "Router | None" = None
     #: Groups of a command's argument pattern (``条款 3`` gives ``("3",)``).
     args: tuple = ()
+    _consent: "ConsentState | BaseException | None" = dataclasses.field(default=None, repr=False)
+
+    async def consent(self) -> "ConsentState":
+        """The user's consent state, read once per message (a database that is
+        down costs its timeout once, not at every look)."""
+        if self._consent is None:
+            try:
+                self._consent = await self.services.consents.state(self.openid)
+            except Exception as exc:
+                self._consent = exc
+        if isinstance(self._consent, BaseException):
+            raise self._consent
+        return self._consent
+
+    def forget_consent(self) -> None:
+        """Drop the remembered state after the user changed it."""
+        self._consent = None
 
     @property
     def openid(self) -> str:

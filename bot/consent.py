@@ -65,15 +65,18 @@ class Consents:
         latest = await self.ledger.latest(openid)
         return ConsentState(_status(latest, current), current, latest)
 
-    async def accept(self, openid: str, origin: Origin, version: str | None = None) -> tuple[ConsentState, bool]:
+    async def accept(
+        self, openid: str, origin: Origin, version: str | None = None, state: ConsentState | None = None
+    ) -> tuple[ConsentState, bool]:
         """Record acceptance of the current version.
 
         ``version``, when given (the API), must be the version in force:
         consent is to one exact version. Returns the new state and whether a
         record was added (``False`` when it was already accepted, or for a
-        retry of the same message).
+        retry of the same message). ``state`` may pass the state the caller
+        just read.
         """
-        state = await self.state(openid)
+        state = state or await self.state(openid)
         if version is not None and version != state.current.version:
             upcoming = await self.terms.upcoming()
             if upcoming is not None and upcoming.version == version:
@@ -86,18 +89,22 @@ class Consents:
         added = await self._append(openid, "accept", state.current, origin)
         return await self.state(openid), added
 
-    async def decline(self, openid: str, origin: Origin) -> tuple[ConsentState, bool]:
+    async def decline(
+        self, openid: str, origin: Origin, state: ConsentState | None = None
+    ) -> tuple[ConsentState, bool]:
         """Record refusal of the current version."""
-        state = await self.state(openid)
+        state = state or await self.state(openid)
         added = await self._append(openid, "decline", state.current, origin)
         return await self.state(openid), added
 
-    async def withdraw(self, openid: str, origin: Origin) -> tuple[ConsentState, str]:
+    async def withdraw(
+        self, openid: str, origin: Origin, state: ConsentState | None = None
+    ) -> tuple[ConsentState, str]:
         """Withdraw the user's acceptance; returns the new state and the version withdrawn.
 
         Raises :class:`ConsentRefused` when there is no acceptance to withdraw.
         """
-        state = await self.state(openid)
+        state = state or await self.state(openid)
         if state.status not in ("accepted", "outdated") or state.latest is None:
             raise ConsentRefused(texts.NOTHING_TO_WITHDRAW, code="nothing_to_withdraw")
         withdrawn = await self.terms.get(state.latest.version)

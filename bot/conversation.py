@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pymongo
+
 from bot import texts
 from bot.chat_context import Chat
 from bot.errors import BotError
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: WeChat waits 5 s for a passive reply; leave room for the network.
 DEFAULT_DEADLINE = 4.5
+#: Seconds all MongoDB calls of one message may take together.
+MONGO_BUDGET = 2.5
 
 
 class Conversation:
@@ -82,7 +86,11 @@ class Conversation:
             log.warning("dialog state unavailable for %s", inbound.openid)
         chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router)
         try:
-            return await self.router.dispatch(chat)
+            # One budget for every MongoDB call of this message: with the
+            # database down, the first call uses it up and the rest fail at
+            # once, so the user still gets an answer in time.
+            with pymongo.timeout(MONGO_BUDGET):
+                return await self.router.dispatch(chat)
         except BotError as exc:
             return Reply(exc.message)
         except MongoUnavailable:

@@ -67,6 +67,8 @@ class Terms:
             except MongoUnavailable:
                 log.warning("agreement versions unavailable; using the last known ones")
                 self._cache = self._cache or [self._seed]
+                # Do not pay the database's timeout again on every call.
+                self._loaded_at = time.monotonic()
         return self._cache
 
     async def current(self) -> AgreementVersion:

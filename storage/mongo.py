@@ -12,7 +12,7 @@ from typing import Iterable, Protocol
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 from pymongo.uri_parser import parse_uri
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ DEFAULT_DATABASE = "wetoop"
 
 #: Errors that mean "the database could not be reached or did not answer"
 #: (not logic errors such as a duplicate key).
-MongoUnavailable = (ConnectionFailure, ExecutionTimeout)
+MongoUnavailable = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
 class HasIndexes(Protocol):

@@ -262,3 +262,20 @@ async def test_export_link_works_once(service):
 async def test_unknown_export_link_is_404(service):
     response = await AsyncHTTPClient().fetch(service.url + "/export/" + "x" * 32, raise_error=False)
     assert response.code == 404 and "error" in json.loads(response.body)
+
+
+async def test_consent_with_mongodb_down_says_not_saved(make_service, backing, monkeypatch):
+    import time
+
+    from storage.embedded import free_port
+
+    monkeypatch.setattr(backing, "mongodb_uri", f"mongodb://127.0.0.1:{free_port()}/")
+    svc = await make_service()
+    started = time.monotonic()
+    reply = await svc.wechat.ask("o-down", "同意")
+    assert reply == texts.STORAGE_DOWN
+    assert time.monotonic() - started < 4.5  # an answer, not the customer-service fallback
+    # Reading the agreement still works from what the process knows.
+    assert "使用微拓的服务" in await svc.wechat.ask("o-down", "条款")
+    welcome = svc.wechat.reply(await svc.wechat.post(event_xml("o-down", "subscribe")))["Content"]
+    assert welcome.startswith("欢迎关注微拓")

@@ -1,0 +1,133 @@
+"""``wetoop-bot terms / consents export / export`` as an admin runs them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from bot.agreement import load_seed
+from tests.test_cli import run_cli
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli-terms")
+
+
+def cli(data_dir, *args: str):
+    return run_cli(*args, "--data-dir", str(data_dir))
+
+
+def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path):
+    shown = cli(data_dir, "terms", "show", "2022-05-22")
+    assert shown.returncode == 0, shown.stderr
+    assert 'version = "2022-05-22"' in shown.stdout
+    assert load_seed().sections[3].clauses[1] in shown.stdout
+
+    edited = (
+        shown.stdout.replace('version = "2022-05-22"', 'version = "2027-01-15"')
+        .replace("changes = []", 'changes = ["第5节第2款：明确停止服务前的通知"]')
+        .replace("尽管我们对此表示非常遗憾。", "尽管我们对此表示非常遗憾,我们会提前通知您。")
+    )
+    draft = tmp_path / "2027-01-15.toml"
+    draft.write_text(edited, encoding="utf-8")
+
+    # A routine change effective tomorrow breaks the 7-day rule: exit 2, the rule's reason.
+    too_soon = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "routine")
+    assert too_soon.returncode == 2
+    assert "7 天" in too_soon.stderr and "Traceback" not in too_soon.stderr
+    past = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "2020-01-01", "--reason", "legal")
+    assert past.returncode == 2 and "追溯" in past.stderr
+
+    ok = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "2027-01-15T00:00:00+08:00", "--reason", "routine")
+    assert ok.returncode == 0, ok.stderr
+    assert "已发布版本 2027-01-15" in ok.stdout and "条款修改通知" in ok.stdout
+
+    again = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "2027-02-15", "--reason", "routine")
+    assert again.returncode == 2 and "不可修改" in again.stderr
+
+    listed = cli(data_dir, "terms", "list")
+    assert listed.returncode == 0
+    assert "2022-05-22" in listed.stdout and "当前" in listed.stdout
+    assert "2027-01-15" in listed.stdout and "待生效" in listed.stdout
+
+    diff = cli(data_dir, "terms", "diff", "2022-05-22", "2027-01-15")
+    assert diff.returncode == 0
+    assert "-5.2 您可以随时停止使用我们的服务,尽管我们对此表示非常遗憾。" in diff.stdout
+    assert "+5.2 您可以随时停止使用我们的服务,尽管我们对此表示非常遗憾,我们会提前通知您。" in diff.stdout
+
+    # The shown file of the new version carries its metadata as comments and parses again.
+    shown_new = cli(data_dir, "terms", "show", "2027-01-15")
+    assert "# 修改原因：routine" in shown_new.stdout and "第5节第2款" in shown_new.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("terms", "show", "1999-01-01"), "没有版本"),
+        (("terms", "diff", "2022-05-22", "nope"), "没有版本"),
+        (("terms", "publish", "/no/such/file.toml", "--effective-at", "now", "--reason", "legal"), "无法读取"),
+        (("terms", "publish", "/etc/hostname", "--effective-at", "now", "--reason", "legal"), "TOML"),
+        (("consents", "export", "--since", "yesterday"), "ISO 8601"),
+    ],
+)
+def test_refusals_exit_2_with_a_reason(data_dir, args, needle):
+    result = cli(data_dir, *args)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_effective_at_and_reason(data_dir, tmp_path):
+    draft = tmp_path / "d.toml"
+    draft.write_text(load_seed().to_toml(), encoding="utf-8")
+    bad_time = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "next week", "--reason", "legal")
+    assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+    bad_reason = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "whim")
+    assert bad_reason.returncode == 2
+
+
+async def test_consents_export_and_user_export(tmp_path):
+    """Records made through chat come out of the CLI (run while no service is up)."""
+    import datetime as dt
+
+    from service.config import Config
+    from service.runtime import Runtime
+    from storage.embedded import EmbeddedServers
+    from bot.consent import Origin
+
+    embedded = EmbeddedServers(tmp_path).start()
+    runtime = Runtime(Config(data_dir=tmp_path), embedded.url("mongo"), embedded.url("redis"))
+    try:
+        await runtime.prepare()
+        await runtime.consents.accept("o-csv", Origin("official_account", "msg:1", meta={"k": "v"}))
+        await runtime.consents.decline("o-other", Origin("miniprogram", "req:2"))
+    finally:
+        await runtime.close()
+        embedded.stop()
+
+    result = cli(tmp_path, "consents", "export", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["openid"], r["action"], r["channel"], r["version"]) for r in rows] == [
+        ("o-csv", "accept", "official_account", "2022-05-22"),
+        ("o-other", "decline", "miniprogram", "2022-05-22"),
+    ]
+    assert rows[0]["text_sha256"] == load_seed().text_sha256
+    assert dt.datetime.fromisoformat(rows[0]["at"]).tzinfo is not None
+
+    jsonl = cli(tmp_path, "consents", "export", "--format", "jsonl", "--action", "accept")
+    lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [(l["openid"], l["meta"]) for l in lines] == [("o-csv", {"k": "v"})]
+
+    exported = cli(tmp_path, "export", "--openid", "o-csv")
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    assert set(document) >= {"openid", "merchant", "consents", "preferences", "deliveries"}
+    assert document["merchant"] is None
+    assert [(c["version"], c["action"], c["channel"]) for c in document["consents"]] == [
+        ("2022-05-22", "accept", "official_account")
+    ]
+    assert set(document["consents"][0]) >= {"version", "action", "at", "channel", "text_sha256"}
