@@ -86,7 +86,7 @@ def no_such_version(asked: str) -> str:
 
 
 def accepted(version: "AgreementVersion") -> str:
-    return f"已记录：您于此刻同意了《{version.title}》（版本 {version.version}）。感谢您的信任！回复“撤回同意”可随时撤回。"
+    return f"已记录：您同意了《{version.title}》（版本 {version.version}）。感谢您的信任！回复“撤回同意”可随时撤回。"
 
 
 def already_accepted(version: "AgreementVersion") -> str:
