@@ -11,9 +11,14 @@ import logging
 from bot import texts
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
+from bot.dialogs import CANCEL
+from bot.gate import require_consent
+from bot.merchants import STATUSES, AccountRefused
+from bot.registration import REGISTRATION, profile_answers
 from bot.replies import Reply
-from bot.router import Router
+from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
+from storage.dialog_state import DialogState
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
 
@@ -27,6 +32,8 @@ MENU_TERMS = "TERMS"
 MENU_ACCEPT = "CONSENT_ACCEPT"
 MENU_DECLINE = "CONSENT_DECLINE"
 MENU_WITHDRAW = "CONSENT_WITHDRAW"
+MENU_REGISTER = "REGISTER"
+MENU_ACCOUNT = "MY_ACCOUNT"
 
 CONSENT_WORDS = ("同意", "不同意", "撤回同意")
 
@@ -138,16 +145,6 @@ async def withdraw(chat: Chat) -> Reply:
     return Reply(texts.withdrawn(version))
 
 
-async def require_consent(chat: Chat, resume: str) -> Reply | None:
-    """``None`` if the user accepted the current version; otherwise the consent
-    prompt, and ``resume`` (a command) runs by itself after ``同意``."""
-    state = await chat.consent()
-    if state.accepted:
-        return None
-    await chat.services.dialogs.set_resume(chat.openid, resume)
-    return Reply(texts.consent_needed(state.current))
-
-
 async def _pop_resume(chat: Chat) -> str | None:
     try:
         return await chat.services.dialogs.pop_resume(chat.openid)
@@ -187,6 +184,99 @@ async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
 async def export_data(chat: Chat) -> Reply:
     services = chat.services
     return Reply(await services.exports.summary_with_link(chat.openid, services.public_url))
+
+
+# -- registration and the merchant account -----------------------------------------
+
+#: Commands that still work in the middle of a dialog (the dialog stays where it was).
+THROUGH_DIALOGS = {normalize_command(w) for w in ("帮助", "条款", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据")}
+
+
+@router.command("注册", "商家注册")
+@router.menu(MENU_REGISTER)
+async def register(chat: Chat) -> Reply:
+    prompt = await require_consent(chat, "注册")
+    if prompt is not None:
+        return prompt
+    merchant = await chat.services.merchants.get(chat.openid)
+    if merchant is not None and merchant.status == "suspended":
+        return Reply(await _suspended_text(chat))
+    if merchant is not None and merchant.status != "closed":
+        return Reply(texts.already_registered(STATUSES[merchant.status]))
+    return await chat.services.engine.start(chat, REGISTRATION)
+
+
+@router.state("registration")
+async def registration_step(chat: Chat):
+    if normalize_command(chat.message.text) in THROUGH_DIALOGS:
+        return PASS
+    return await chat.services.engine.handle(chat, REGISTRATION)
+
+
+@router.command("修改资料")
+async def edit_profile(chat: Chat) -> Reply:
+    merchant = await chat.services.merchants.get(chat.openid)
+    if merchant is None or merchant.status == "closed":
+        return Reply(texts.NOT_REGISTERED)
+    if merchant.status == "suspended":
+        return Reply(await _suspended_text(chat))
+    return await chat.services.engine.start(chat, REGISTRATION, answers=profile_answers(merchant), at_summary=True)
+
+
+@router.command("我的账户", "我的帐户", "账户", "帐户")
+@router.menu(MENU_ACCOUNT)
+async def my_account(chat: Chat) -> Reply:
+    merchant = await chat.services.merchants.get(chat.openid)
+    if merchant is None:
+        return Reply(texts.NOT_REGISTERED)
+    lines = [f"{step.label}：{step.show(value)}" for step, value in _profile_lines(merchant)]
+    reason = None
+    if merchant.status == "suspended":
+        reason = await _suspension_reason(chat)
+    return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason))
+
+
+@router.command("注销账户", "注销帐户", "注销")
+async def close_account(chat: Chat) -> Reply:
+    merchant = await chat.services.merchants.get(chat.openid)
+    if merchant is None or merchant.status == "closed":
+        return Reply(texts.NOT_REGISTERED)
+    await chat.services.dialogs.save(chat.openid, DialogState("close_account:confirm"))
+    return Reply(texts.CLOSE_CONFIRM)
+
+
+@router.state("close_account")
+async def close_account_confirm(chat: Chat):
+    word = normalize_command(chat.message.text)
+    if word in THROUGH_DIALOGS:
+        return PASS
+    if word == CANCEL:
+        await chat.services.dialogs.clear(chat.openid)
+        return Reply(texts.CLOSE_CANCELLED)
+    if word != "确认注销":
+        return Reply(texts.CLOSE_CHOICE)
+    await chat.services.dialogs.clear(chat.openid)
+    try:
+        await chat.services.merchants.set_status(chat.openid, "closed", "用户在公众号申请注销", by="user")
+    except AccountRefused as exc:
+        return Reply(exc.message)
+    await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
+    return Reply(texts.CLOSED)
+
+
+def _profile_lines(merchant):
+    answers = profile_answers(merchant)
+    return [(step, answers.get(step.name)) for step in REGISTRATION.applicable(answers) if step.editable]
+
+
+async def _suspension_reason(chat: Chat) -> str | None:
+    history = await chat.services.merchants.repo.history(chat.openid)
+    suspensions = [entry for entry in history if entry.status == "suspended"]
+    return suspensions[-1].reason if suspensions else None
+
+
+async def _suspended_text(chat: Chat) -> str:
+    return texts.suspended(await _suspension_reason(chat) or "未说明")
 
 
 # -- everything else ---------------------------------------------------------------

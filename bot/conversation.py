@@ -30,6 +30,7 @@ from bot.services import Services
 from bot.textsplit import split_text
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
+from storage.locks import UserLocks
 from storage.reply_cache import Claim
 from wechat.api import WeChatAPIError
 
@@ -44,9 +45,12 @@ MONGO_BUDGET = 2.5
 class Conversation:
     """Routes inbound messages and keeps WeChat's delivery promises."""
 
-    def __init__(self, router: Router, services: Services, deadline: float = DEFAULT_DEADLINE) -> None:
+    def __init__(
+        self, router: Router, services: Services, locks: UserLocks, deadline: float = DEFAULT_DEADLINE
+    ) -> None:
         self.router = router
         self.services = services
+        self.locks = locks
         self.deadline = deadline
         self._background: set[asyncio.Task] = set()
 
@@ -75,7 +79,12 @@ class Conversation:
         return passive
 
     async def handle(self, inbound: Inbound) -> Reply | None:
-        """Route one message; failures become a reply, never an exception."""
+        """Route one message, one at a time per user; failures become a reply,
+        never an exception."""
+        async with self.locks.hold(inbound.openid):
+            return await self._handle(inbound)
+
+    async def _handle(self, inbound: Inbound) -> Reply | None:
         services = self.services
         if inbound.kind != "event" or inbound.event != "unsubscribe":
             self._spawn(self._touch(inbound.openid))

@@ -12,6 +12,7 @@ import secrets
 
 from bot import texts
 from bot.consent import Consents
+from bot.merchants import STATUSES, MerchantAccounts
 from storage.export_links import ExportLinks
 from storage.followers import Followers
 
@@ -22,9 +23,12 @@ LINK_TTL = 24 * 3600
 class Exports:
     """Builds export documents and one-time download links."""
 
-    def __init__(self, followers: Followers, consents: Consents, links: ExportLinks, clock) -> None:
+    def __init__(
+        self, followers: Followers, consents: Consents, merchants: MerchantAccounts, links: ExportLinks, clock
+    ) -> None:
         self._followers = followers
         self._consents = consents
+        self._merchants = merchants
         self._links = links
         self._clock = clock
 
@@ -45,7 +49,7 @@ class Exports:
             },
             "consent_status": {"status": state.status, "current_version": state.current.version},
             "consents": [record.to_export() for record in history],
-            "merchant": None,
+            "merchant": await self._merchants.export(openid),
             "preferences": {},
             "deliveries": [],
         }
@@ -58,7 +62,7 @@ class Exports:
         summary = {
             "consents": len(doc["consents"]),
             "consent_status": texts.CONSENT_STATUS[doc["consent_status"]["status"]],
-            "merchant": "无" if doc["merchant"] is None else "有",
+            "merchant": "无" if doc["merchant"] is None else STATUSES[doc["merchant"]["status"]],
         }
         return texts.export_ready(summary, f"{base_url.rstrip('/')}/export/{token}")
 

@@ -12,6 +12,8 @@ from storage.reply_cache import ReplyCache
 
 if TYPE_CHECKING:
     from bot.consent import Consents
+    from bot.dialogs import DialogEngine
+    from bot.merchants import MerchantAccounts
     from bot.export import Exports
     from bot.terms import Terms
     from wechat.api import WeChatAPI
@@ -36,6 +38,8 @@ class Services:
     terms: "Terms"
     consents: "Consents"
     exports: "Exports"
+    merchants: "MerchantAccounts"
+    engine: "DialogEngine"
     wechat: "WeChatAPI | None" = None
     clock: Callable[[], dt.datetime] = utcnow
     public_url: str = "http://127.0.0.1:8080"

@@ -12,6 +12,8 @@ HELP = (
     "· 帮助：查看本菜单\n"
     "· 条款：阅读《微拓软件服务使用协议》各节摘要；条款 N：阅读第 N 节全文\n"
     "· 同意 / 不同意：对当前版本的协议作出选择；撤回同意：撤回已作出的同意\n"
+    "· 注册：注册微拓商家账户（约一分钟）\n"
+    "· 我的账户：查看商家资料和状态；修改资料；注销账户\n"
     "· 导出我的数据：获取我们保存的您的全部数据"
 )
 
@@ -152,3 +154,124 @@ CONSENT_STATUS = {
     "declined": "不同意",
     "withdrawn": "已撤回同意",
 }
+
+
+# -- dialogs -----------------------------------------------------------------------
+
+DIALOG_CONTROLS = "（回复“上一步”返回，回复“取消”退出）"
+
+
+def dialog_current_value(value: str) -> str:
+    return f"当前填写：{value}"
+
+
+def dialog_cancelled(title: str) -> str:
+    return f"已取消{title}，您填写的内容没有保存。需要时回复“帮助”查看可用指令。"
+
+
+def dialog_first_step() -> str:
+    return "已经是第一步了。"
+
+
+def dialog_summary(title: str, lines: list[str]) -> str:
+    return "\n".join([f"请核对{title}信息：", *[f"· {line}" for line in lines], "", "回复“确认”提交，“修改”更改某一项，“取消”放弃。"])
+
+
+def dialog_summary_choice() -> str:
+    return "请回复“确认”、“修改”或“取消”。"
+
+
+def dialog_choose(labels: list[str]) -> str:
+    options = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, start=1))
+    return f"请回复要修改的项目编号：\n{options}\n（回复“上一步”返回核对页）"
+
+
+def dialog_choose_again(count: int) -> str:
+    return f"请回复 1 到 {count} 之间的编号，或项目名称。"
+
+
+def dialog_resume_offer(title: str, lines: list[str]) -> str:
+    return "\n".join(
+        [f"您有一份未完成的{title}：", *[f"· {line}" for line in lines], "", "回复“继续”接着填写，回复“重新开始”从头填写，回复“取消”放弃。"]
+    )
+
+
+def dialog_resume_choice() -> str:
+    return "请回复“继续”、“重新开始”或“取消”。"
+
+
+# -- registration and the merchant account -------------------------------------------
+
+REGISTRATION_TITLE = "商家注册"
+
+PROMPT_ENTITY_TYPE = "第 1 步：请选择主体类型，回复“个人”或“企业”。"
+
+
+def prompt_entity_name(entity_type: str) -> str:
+    if entity_type == "enterprise":
+        return "第 2 步：请输入企业的注册名称（与营业执照一致），例如：南宁市微拓软件服务有限公司"
+    return "第 2 步：请输入您的真实姓名（与身份证件一致），例如：张三"
+
+
+PROMPT_CREDIT_CODE = "第 3 步：请输入 18 位统一社会信用代码（营业执照上），例如：91350100M000100Y43"
+PROMPT_ADULT = "第 3 步：根据协议的年龄和身份要求，请确认您已年满 18 周岁：回复“是”或“否”。"
+UNDERAGE = "很抱歉，个人注册需要年满 18 周岁。感谢您对微拓的关注！您仍然可以回复“条款”阅读协议，或直接提问。"
+PROMPT_CONTACT_NAME = "第 4 步：请输入联系人姓名，例如：李四"
+PROMPT_PHONE = "第 5 步：请输入联系人的手机号码（中国大陆 11 位），例如：13812345678"
+PROMPT_EMAIL = "第 6 步：请输入联系邮箱，例如：name@example.com；没有邮箱请回复“跳过”。"
+ADULT_CONFIRMED = "已确认年满 18 周岁"
+
+MERCHANT_STATUS_HELP = {
+    "pending_review": "我们会尽快审核，审核通过后即可使用商家服务。",
+    "active": "您可以使用微拓的商家服务。",
+    "suspended": "账户暂停期间不能使用商家服务。",
+    "closed": "账户已注销，个人资料已删除。",
+}
+
+
+def registered(outcome: str, status_label: str) -> str:
+    if outcome == "registered":
+        return f"注册信息已提交，当前状态：{status_label}。我们会尽快审核，结果将通过公众号通知您。回复“我的账户”随时查看。"
+    if outcome == "resubmitted":
+        return f"资料已更新。因主体信息有变化，账户需要重新审核，当前状态：{status_label}。"
+    return f"资料已更新，当前状态：{status_label}。回复“我的账户”查看。"
+
+
+def already_registered(status_label: str) -> str:
+    return f"您已注册微拓商家账户，当前状态：{status_label}。回复“我的账户”查看资料，回复“修改资料”修改。"
+
+
+NOT_REGISTERED = "您还没有注册微拓商家账户。回复“注册”开始注册，一分钟即可完成。"
+
+
+def suspended(reason: str) -> str:
+    return (
+        f"您的商家账户已被暂停。原因：{reason}\n"
+        "暂停期间不能使用商家服务，您仍然可以：\n"
+        "· 回复“条款”阅读协议；\n"
+        "· 回复“导出我的数据”导出您的数据；\n"
+        f"· {CONTACT}"
+    )
+
+
+def account_overview(lines: list[str], status: str, status_label: str, reason: str | None) -> str:
+    text = "\n".join(["您的微拓商家账户：", *[f"· {line}" for line in lines], f"· 状态：{status_label}"])
+    if status == "suspended":
+        return text + "\n\n" + suspended(reason or "未说明")
+    text += "\n\n" + MERCHANT_STATUS_HELP[status]
+    if status in ("pending_review", "active"):
+        text += "\n回复“修改资料”修改，回复“注销账户”注销。"
+    elif status == "closed":
+        text += "\n回复“注册”可重新注册。"
+    return text
+
+
+CLOSE_CONFIRM = (
+    "注销后，您的商家资料（名称、信用代码、联系人、电话、邮箱）将被删除且无法恢复；"
+    "依照法律要求，您的协议同意记录将保留。\n"
+    "建议先回复“导出我的数据”保存一份数据。\n"
+    "确认注销请回复“确认注销”，放弃请回复“取消”。"
+)
+CLOSE_CANCELLED = "已取消注销，您的账户保持不变。"
+CLOSED = "您的商家账户已注销，商家资料已删除，协议同意记录依法保留。感谢您使用微拓！如需再次使用，回复“注册”即可。"
+CLOSE_CHOICE = "请回复“确认注销”或“取消”。"

@@ -19,7 +19,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from bot.errors import BotError
-from service import cli_data, supervisor
+from service import cli_data, cli_merchants, supervisor
 from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     cli_data.register(sub)
+    cli_merchants.register(sub)
     return parser
 
 

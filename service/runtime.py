@@ -16,6 +16,8 @@ from typing import Callable
 
 from bot import chat
 from bot.consent import Consents
+from bot.dialogs import DialogEngine
+from bot.merchants import MerchantAccounts
 from bot.conversation import DEFAULT_DEADLINE, Conversation
 from bot.export import Exports
 from bot.router import Router
@@ -28,6 +30,8 @@ from storage.consents import ConsentLedger
 from storage.dialog_state import DialogStates
 from storage.export_links import ExportLinks
 from storage.followers import Followers
+from storage.locks import UserLocks
+from storage.merchants import Merchants
 from storage.notices import Notices
 from storage.reply_cache import ReplyCache
 from wechat.api import WeChatAPI
@@ -78,7 +82,8 @@ class Runtime:
         self.notices = Notices(self.db)
         self.terms = Terms(self.versions, self.ledger, self.notices, clock)
         self.consents = Consents(self.ledger, self.terms, clock)
-        self.exports = Exports(self.followers, self.consents, ExportLinks(self.redis), clock)
+        self.merchants = MerchantAccounts(Merchants(self.db), clock)
+        self.exports = Exports(self.followers, self.consents, self.merchants, ExportLinks(self.redis), clock)
         self.services = Services(
             followers=self.followers,
             dialogs=DialogStates(self.redis),
@@ -86,17 +91,21 @@ class Runtime:
             terms=self.terms,
             consents=self.consents,
             exports=self.exports,
+            merchants=self.merchants,
+            engine=DialogEngine(),
             wechat=self.wechat,
             clock=clock,
             public_url=config.base_url,
         )
-        self.conversation = Conversation(router or chat.router, self.services, deadline=deadline)
+        self.conversation = Conversation(
+            router or chat.router, self.services, locks=UserLocks(self.redis), deadline=deadline
+        )
 
     async def prepare(self) -> None:
         """Create indexes and store the seed agreement; a database that is down
         now is retried on first use."""
         try:
-            await mongo.ensure_indexes([self.followers, self.versions, self.ledger, self.notices])
+            await mongo.ensure_indexes([self.followers, self.versions, self.ledger, self.notices, self.merchants.repo])
             await self.terms.ensure_seed()
         except mongo.MongoUnavailable as exc:
             log.warning("MongoDB unavailable at start-up, indexes not checked: %s", exc)

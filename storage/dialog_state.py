@@ -16,6 +16,8 @@ from storage.redis_store import key
 
 #: A dialog forgotten after 30 minutes without a message.
 IDLE_TTL = 30 * 60
+#: Its answers are kept a week, so a user who comes back is offered to resume.
+DRAFT_TTL = 7 * 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,3 +63,17 @@ class DialogStates:
     async def once(self, openid: str, marker: str, ttl: int = 90 * 24 * 3600) -> bool:
         """True the first time ``marker`` is seen for this user (e.g. one prompt per version)."""
         return bool(await self._redis.set(key("once", openid, marker), "1", nx=True, ex=ttl))
+
+    async def save_draft(self, openid: str, dialog: str, draft: dict, ttl: int = DRAFT_TTL) -> None:
+        """Keep a dialog's answers longer than its state, to offer resuming later."""
+        await self._redis.set(key("draft", dialog, openid), json.dumps(draft, ensure_ascii=False), ex=ttl)
+
+    async def load_draft(self, openid: str, dialog: str) -> dict | None:
+        raw = await self._redis.get(key("draft", dialog, openid))
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    async def clear_draft(self, openid: str, dialog: str) -> None:
+        await self._redis.delete(key("draft", dialog, openid))

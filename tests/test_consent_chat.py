@@ -13,6 +13,7 @@ from tornado.httpclient import AsyncHTTPClient
 from bot import chat as product_chat
 from bot import texts
 from bot.agreement import Section, load_seed
+from bot.gate import require_consent
 from bot.replies import Reply
 from bot.router import Router
 from tests.wx import event_xml, text_xml
@@ -157,7 +158,7 @@ async def test_feature_needing_consent_asks_first_and_carries_on(make_service):
 
     @router.command("开通服务")
     async def open_service(chat):
-        prompt = await product_chat.require_consent(chat, "开通服务")
+        prompt = await require_consent(chat, "开通服务")
         return prompt or Reply("服务已开通")
 
     svc = await make_service(router=router)
@@ -174,7 +175,7 @@ async def test_declining_drops_the_pending_feature(make_service):
 
     @router.command("开通服务")
     async def open_service(chat):
-        return await product_chat.require_consent(chat, "开通服务") or Reply("服务已开通")
+        return await require_consent(chat, "开通服务") or Reply("服务已开通")
 
     svc = await make_service(router=router)
     await svc.wechat.ask("o-gate2", "开通服务")

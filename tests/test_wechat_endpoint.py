@@ -363,3 +363,26 @@ async def test_healthz_reports_each_service(service):
 
 def test_default_router_has_help_commands():
     assert "帮助" in default_router.commands()
+
+
+async def test_messages_of_one_user_are_handled_one_at_a_time(make_service):
+    router = Router()
+
+    @router.fallback
+    async def read_modify_write(chat):
+        redis = chat.services.dialogs._redis
+        k = f"wb:test:counter:{chat.openid}"
+        value = int(await redis.get(k) or 0)
+        await asyncio.sleep(0.2)  # a slow step between reading and writing state
+        await redis.set(k, value + 1)
+        return Reply(str(value + 1))
+
+    svc = await make_service(router=router)
+    started = time.monotonic()
+    replies = await asyncio.gather(*(svc.wechat.ask("o-serial", f"第{i}条") for i in range(3)))
+    assert sorted(replies) == ["1", "2", "3"]
+    assert time.monotonic() - started >= 0.6
+    # Other users are not held up by this one.
+    started = time.monotonic()
+    await asyncio.gather(*(svc.wechat.ask(f"o-par{i}", "x") for i in range(3)))
+    assert time.monotonic() - started < 0.55

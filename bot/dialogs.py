@@ -1,0 +1,229 @@
+"""A generic engine for step-by-step chat dialogs (aiogram's FSM, as data).
+
+A :class:`Dialog` is a tuple of :class:`Step` values, each with its prompt,
+its parser (which raises :class:`~bot.validation.Invalid` with a specific
+message) and the condition under which it applies. The engine walks it:
+
+* at any step ``取消`` ends the dialog and ``上一步`` goes back one step;
+* a wrong answer gets the parser's message and the same step again;
+* after the last step a summary: ``确认`` completes (the dialog's
+  ``on_confirm``), ``修改`` lets the user pick a field to change, ``取消`` ends;
+* the state (dialog, step, answers, history) lives in Redis with an idle
+  expiry; a draft is kept longer, so a user who comes back after the state
+  expired is offered to resume.
+
+The state name is ``"<dialog>:<step>"``; the router sends every message of a
+user in that state to :meth:`DialogEngine.handle`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Awaitable, Callable
+
+from bot import texts
+from bot.chat_context import Chat
+from bot.replies import Reply
+from bot.router import normalize_command
+from bot.validation import Invalid
+from storage.dialog_state import DialogState
+
+CANCEL = "取消"
+BACK = "上一步"
+CONFIRM = "确认"
+EDIT = "修改"
+RESUME = "继续"
+RESTART = "重新开始"
+
+SUMMARY = "summary"
+CHOOSE = "choose"
+RESUME_STEP = "resume"
+
+
+class Stop(Exception):
+    """Raised by a step's ``check`` to end the dialog with ``message``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One question of a dialog.
+
+    ``parse(text, answers)`` returns the value stored under ``name``;
+    ``applies(answers)`` says whether the step is asked at all; ``check(value)``
+    may raise :class:`Stop` to end the dialog (e.g. an applicant under 18);
+    ``show(value)`` renders the value in the summary.
+    """
+
+    name: str
+    label: str
+    prompt: Callable[[dict], str]
+    parse: Callable[[str, dict], Any]
+    applies: Callable[[dict], bool] = lambda answers: True
+    check: Callable[[Any], None] = lambda value: None
+    show: Callable[[Any], str] = lambda value: "（未填写）" if value in (None, "") else str(value)
+    editable: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Dialog:
+    """A whole dialog: its steps, its summary and what confirming does."""
+
+    name: str
+    steps: tuple[Step, ...]
+    title: str
+    #: Called with the cleaned answers on 确认; returns the reply and whether
+    #: the dialog is done (``False`` keeps it open, e.g. to ask for consent first).
+    on_confirm: Callable[[Chat, dict], Awaitable[tuple[Reply, bool]]]
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    def applicable(self, answers: dict) -> list[Step]:
+        return [s for s in self.steps if s.applies(answers)]
+
+    def clean(self, answers: dict) -> dict:
+        """Only the answers of steps that apply (a changed entity type drops the other's fields)."""
+        keep = {s.name for s in self.applicable(answers)}
+        return {k: v for k, v in answers.items() if k in keep}
+
+
+class DialogEngine:
+    """Walks any :class:`Dialog` for one user at a time (see module docstring)."""
+
+    async def start(self, chat: Chat, dialog: Dialog, answers: dict | None = None, at_summary: bool = False) -> Reply:
+        """Begin ``dialog`` (offering to resume a saved draft), or open it at the
+        summary with ``answers`` (to change saved data)."""
+        dialogs = chat.services.dialogs
+        if answers is None:
+            draft = await dialogs.load_draft(chat.openid, dialog.name)
+            if draft and draft.get("answers"):
+                await self._save(chat, dialog, RESUME_STEP, draft["answers"], [], draft)
+                return Reply(texts.dialog_resume_offer(dialog.title, self._summary_lines(dialog, draft["answers"])))
+            answers = {}
+        if at_summary:
+            return await self._goto(chat, dialog, SUMMARY, answers, [])
+        return await self._goto(chat, dialog, self._next(dialog, answers, None), answers, [])
+
+    async def handle(self, chat: Chat, dialog: Dialog) -> Reply:
+        """One message of a user in ``dialog``."""
+        state = chat.dialog
+        assert state is not None
+        step_name = state.name.split(":", 1)[1]
+        answers: dict = dict(state.data.get("answers") or {})
+        history: list[str] = list(state.data.get("history") or [])
+        word = normalize_command(chat.message.text)
+
+        if word == CANCEL:
+            await self._end(chat, dialog)
+            return Reply(texts.dialog_cancelled(dialog.title))
+        if step_name == RESUME_STEP:
+            if word == RESUME:
+                draft = state.data.get("draft") or {}
+                return await self._goto(chat, dialog, draft.get("step") or SUMMARY, answers, draft.get("history") or [])
+            if word == RESTART:
+                await chat.services.dialogs.clear_draft(chat.openid, dialog.name)
+                return await self._goto(chat, dialog, self._next(dialog, {}, None), {}, [])
+            return Reply(texts.dialog_resume_choice())
+        if word == BACK:
+            if not history:
+                return Reply(texts.dialog_first_step() + "\n\n" + self._prompt(dialog, step_name, answers))
+            previous = history.pop()
+            return await self._goto(chat, dialog, previous, answers, history)
+        if step_name == SUMMARY:
+            return await self._at_summary(chat, dialog, word, answers, history)
+        if step_name == CHOOSE:
+            return await self._choose(chat, dialog, word, answers, history)
+
+        step = dialog.step(step_name)
+        try:
+            value = step.parse(chat.message.text, answers)
+            step.check(value)
+        except Invalid as exc:
+            return Reply(exc.message + "\n\n" + self._prompt(dialog, step_name, answers))
+        except Stop as stop:
+            await self._end(chat, dialog)
+            return Reply(stop.message)
+        answers[step.name] = value
+        history.append(step.name)
+        editing = bool(state.data.get("editing"))
+        following = self._next(dialog, answers, None if editing else step.name)
+        if editing and following != SUMMARY:
+            # A change that makes another question apply asks it before the summary.
+            return await self._goto(chat, dialog, following, answers, history, editing=True)
+        return await self._goto(chat, dialog, following, answers, history)
+
+    # -- internals ------------------------------------------------------------
+
+    async def _at_summary(self, chat, dialog, word, answers, history) -> Reply:
+        if word == CONFIRM:
+            reply, done = await dialog.on_confirm(chat, dialog.clean(answers))
+            if done:
+                await self._end(chat, dialog)
+            return reply
+        if word == EDIT:
+            return await self._goto(chat, dialog, CHOOSE, answers, history + [SUMMARY])
+        return Reply(texts.dialog_summary_choice() + "\n\n" + self._prompt(dialog, SUMMARY, answers))
+
+    async def _choose(self, chat, dialog, word, answers, history) -> Reply:
+        editable = [s for s in dialog.applicable(answers) if s.editable]
+        chosen = None
+        if word.isdigit() and 1 <= int(word) <= len(editable):
+            chosen = editable[int(word) - 1]
+        else:
+            chosen = next((s for s in editable if normalize_command(s.label) == word), None)
+        if chosen is None:
+            return Reply(texts.dialog_choose_again(len(editable)) + "\n\n" + self._prompt(dialog, CHOOSE, answers))
+        return await self._goto(chat, dialog, chosen.name, answers, history, editing=True)
+
+    def _next(self, dialog: Dialog, answers: dict, after: str | None) -> str:
+        """The step after ``after`` (or the first unanswered one when ``after`` is None)."""
+        steps = dialog.applicable(answers)
+        if after is None:
+            return next((s.name for s in steps if s.name not in answers), SUMMARY)
+        names = [s.name for s in steps]
+        index = names.index(after) if after in names else -1
+        return names[index + 1] if index + 1 < len(names) else SUMMARY
+
+    async def _goto(self, chat, dialog, step_name, answers, history, editing: bool = False) -> Reply:
+        await self._save(chat, dialog, step_name, answers, history, editing=editing)
+        return Reply(self._prompt(dialog, step_name, answers))
+
+    def _prompt(self, dialog: Dialog, step_name: str, answers: dict) -> str:
+        if step_name == SUMMARY:
+            return texts.dialog_summary(dialog.title, self._summary_lines(dialog, answers))
+        if step_name == CHOOSE:
+            editable = [s for s in dialog.applicable(answers) if s.editable]
+            return texts.dialog_choose([s.label for s in editable])
+        step = dialog.step(step_name)
+        current = answers.get(step.name)
+        prompt = step.prompt(answers)
+        if current not in (None, ""):
+            prompt += "\n" + texts.dialog_current_value(step.show(current))
+        return prompt + "\n" + texts.DIALOG_CONTROLS
+
+    def _summary_lines(self, dialog: Dialog, answers: dict) -> list[str]:
+        return [f"{s.label}：{s.show(answers.get(s.name))}" for s in dialog.applicable(answers)]
+
+    async def _save(self, chat, dialog, step_name, answers, history, draft=None, editing=False) -> None:
+        data = {"answers": answers, "history": history, "editing": editing}
+        if draft is not None:
+            data["draft"] = draft
+        state = DialogState(name=f"{dialog.name}:{step_name}", data=data)
+        await chat.services.dialogs.save(chat.openid, state)
+        chat.dialog = state
+        if step_name != RESUME_STEP:
+            await chat.services.dialogs.save_draft(
+                chat.openid, dialog.name, {"step": step_name, "answers": answers, "history": history}
+            )
+
+    async def _end(self, chat: Chat, dialog: Dialog) -> None:
+        await chat.services.dialogs.clear(chat.openid)
+        await chat.services.dialogs.clear_draft(chat.openid, dialog.name)
+        chat.dialog = None

@@ -1,0 +1,146 @@
+"""A merchant account's life: registration, review, suspension, reinstatement, closure.
+
+The allowed status changes are declared once in :data:`TRANSITIONS`; chat,
+the API, the admin pages and the CLI all change status through
+:meth:`MerchantAccounts.set_status`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+from bot.errors import BotError
+from storage.merchants import Merchant, MerchantExists, Merchants, StatusChanged, StatusEntry
+
+STATUSES = {
+    "pending_review": "待审核",
+    "active": "已生效",
+    "suspended": "已暂停",
+    "closed": "已注销",
+}
+
+#: (from, to) -> what the change is called. Closing is allowed from every open status.
+TRANSITIONS = {
+    ("pending_review", "active"): "审核通过",
+    ("pending_review", "suspended"): "暂停",
+    ("active", "suspended"): "暂停",
+    ("suspended", "active"): "恢复",
+    ("pending_review", "closed"): "注销",
+    ("active", "closed"): "注销",
+    ("suspended", "closed"): "注销",
+}
+
+#: Changing these sends an active account back to review.
+ENTITY_FIELDS = ("entity_type", "entity_name", "credit_code")
+
+
+class AccountRefused(BotError):
+    """An account change that the rules do not allow; the message says why."""
+
+    status = 409
+    code = "account_refused"
+
+
+class NoAccount(BotError):
+    status = 404
+    code = "no_account"
+
+
+class MerchantAccounts:
+    """The rules of a merchant account over the ``merchants`` repository."""
+
+    def __init__(self, merchants: Merchants, clock: Callable[[], dt.datetime]) -> None:
+        self.repo = merchants
+        self._clock = clock
+
+    async def get(self, openid: str) -> Merchant | None:
+        return await self.repo.get(openid)
+
+    async def save_profile(self, openid: str, profile: dict, by: str = "user") -> tuple[Merchant, str]:
+        """Register (a new or a closed account) or change a profile.
+
+        Returns the record and what happened: ``"registered"``, ``"updated"``
+        or ``"resubmitted"`` (an active account whose entity changed goes back
+        to review). A suspended account cannot be changed.
+        """
+        at = self._clock()
+        existing = await self.repo.get(openid)
+        if existing is None:
+            entry = StatusEntry("pending_review", at, by, "提交注册")
+            try:
+                await self.repo.create(openid, profile, "pending_review", entry)
+            except MerchantExists:  # a concurrent registration won: treat as an update
+                return await self.save_profile(openid, profile, by)
+            return await self._reload(openid), "registered"
+        if existing.status == "suspended":
+            raise AccountRefused("您的商家账户已被暂停，暂时不能修改资料。回复“我的账户”查看原因。", code="account_suspended")
+        try:
+            if existing.status == "closed":
+                entry = StatusEntry("pending_review", at, by, "注销后重新注册")
+                await self.repo.update(openid, "closed", profile=profile, entry=entry)
+                return await self._reload(openid), "registered"
+            changed_entity = any(profile.get(f) != getattr(existing, f) for f in ENTITY_FIELDS)
+            if existing.status == "active" and changed_entity:
+                entry = StatusEntry("pending_review", at, by, "修改主体信息，需重新审核")
+                await self.repo.update(openid, "active", profile=profile, entry=entry)
+                return await self._reload(openid), "resubmitted"
+            await self.repo.update(openid, existing.status, profile=profile)
+        except StatusChanged:
+            raise AccountRefused("账户状态刚刚发生了变化，请回复“我的账户”查看后重试。", code="status_changed") from None
+        return await self._reload(openid), "updated"
+
+    async def set_status(self, openid: str, status: str, reason: str, by: str) -> Merchant:
+        """Change the status (review, suspend, reinstate, close); ``reason`` is required.
+
+        Closing erases the personal fields; the consent ledger is kept.
+        """
+        if status not in STATUSES:
+            raise AccountRefused(f"未知的状态 {status}，可选：{', '.join(STATUSES)}", code="bad_status")
+        reason = reason.strip()
+        if not reason:
+            raise AccountRefused("请写明原因（--reason）", code="reason_required")
+        existing = await self.repo.get(openid)
+        if existing is None:
+            raise NoAccount(f"没有 openid 为 {openid} 的商家账户")
+        if (existing.status, status) not in TRANSITIONS:
+            raise AccountRefused(
+                f"不能从“{STATUSES[existing.status]}”改为“{STATUSES[status]}”。"
+                f"允许的变更：{allowed_from(existing.status) or '无（账户已注销）'}",
+                code="bad_transition",
+            )
+        entry = StatusEntry(status, self._clock(), by, reason)
+        try:
+            await self.repo.update(openid, existing.status, entry=entry, erase=(status == "closed"))
+        except StatusChanged:
+            raise AccountRefused("账户状态刚刚被其他操作改变了，请刷新后重试。", code="status_changed") from None
+        return await self._reload(openid)
+
+    async def _reload(self, openid: str) -> Merchant:
+        merchant = await self.repo.get(openid)
+        assert merchant is not None
+        return merchant
+
+    async def export(self, openid: str) -> dict | None:
+        """The ``merchant`` part of the user's export document."""
+        merchant = await self.repo.get(openid)
+        if merchant is None:
+            return None
+        history = await self.repo.history(openid)
+        return {
+            **merchant.profile(),
+            "status": merchant.status,
+            "created_at": _iso(merchant.created_at),
+            "updated_at": _iso(merchant.updated_at),
+            "status_history": [
+                {"status": e.status, "at": _iso(e.at), "by": e.by, "reason": e.reason} for e in history
+            ],
+        }
+
+
+def allowed_from(status: str) -> str:
+    return "、".join(f"{TRANSITIONS[(a, b)]}（{b}）" for a, b in TRANSITIONS if a == status)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).isoformat() if value else None

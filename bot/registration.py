@@ -1,0 +1,87 @@
+"""Merchant registration as a dialog, and the account commands around it.
+
+The steps are data (:data:`REGISTRATION`); :mod:`bot.dialogs` walks them.
+Validation comes from :mod:`bot.validation`, the account rules from
+:mod:`bot.merchants`.
+"""
+
+from __future__ import annotations
+
+from bot import texts
+from bot.chat_context import Chat
+from bot.dialogs import Dialog, Step, Stop
+from bot.gate import require_consent
+from bot.merchants import STATUSES, AccountRefused
+from bot.replies import Reply
+from bot.validation import (
+    ENTITY_TYPES,
+    parse_contact_name,
+    parse_credit_code,
+    parse_email,
+    parse_entity_name,
+    parse_entity_type,
+    parse_phone,
+    parse_yes_no,
+)
+
+
+def _email(text: str, answers: dict) -> str:
+    return "" if text.strip() in ("跳过", "无", "没有") else parse_email(text)
+
+
+def _adult(value: bool) -> None:
+    if not value:
+        raise Stop(texts.UNDERAGE)
+
+
+async def _confirm(chat: Chat, answers: dict) -> tuple[Reply, bool]:
+    # Consent may have been withdrawn meanwhile: ask, then 确认 again by itself.
+    prompt = await require_consent(chat, "确认")
+    if prompt is not None:
+        return prompt, False
+    try:
+        merchant, outcome = await chat.services.merchants.save_profile(chat.openid, answers)
+    except AccountRefused as exc:
+        return Reply(exc.message), True
+    return Reply(texts.registered(outcome, STATUSES[merchant.status])), True
+
+
+REGISTRATION = Dialog(
+    name="registration",
+    title=texts.REGISTRATION_TITLE,
+    on_confirm=_confirm,
+    steps=(
+        Step(
+            "entity_type", "主体类型", lambda a: texts.PROMPT_ENTITY_TYPE,
+            lambda text, a: parse_entity_type(text), show=lambda v: ENTITY_TYPES.get(v, "（未填写）"),
+        ),
+        Step(
+            "entity_name", "名称", lambda a: texts.prompt_entity_name(a.get("entity_type", "")),
+            lambda text, a: parse_entity_name(text, a.get("entity_type", "")),
+        ),
+        Step(
+            "credit_code", "统一社会信用代码", lambda a: texts.PROMPT_CREDIT_CODE,
+            lambda text, a: parse_credit_code(text), applies=lambda a: a.get("entity_type") == "enterprise",
+        ),
+        Step(
+            "adult", "年龄确认", lambda a: texts.PROMPT_ADULT,
+            lambda text, a: parse_yes_no(text, "adult"), applies=lambda a: a.get("entity_type") == "individual",
+            check=_adult, show=lambda v: texts.ADULT_CONFIRMED if v else "（未确认）", editable=False,
+        ),
+        Step("contact_name", "联系人", lambda a: texts.PROMPT_CONTACT_NAME, lambda text, a: parse_contact_name(text)),
+        Step("phone", "手机号码", lambda a: texts.PROMPT_PHONE, lambda text, a: parse_phone(text)),
+        Step(
+            "email", "邮箱", lambda a: texts.PROMPT_EMAIL, _email,
+            show=lambda v: v or "（未填写）",
+        ),
+    ),
+)
+
+
+def profile_answers(merchant) -> dict:
+    """The dialog's answers for a saved record (to re-enter at the summary)."""
+    answers = {k: v for k, v in merchant.profile().items() if v is not None}
+    if merchant.entity_type == "individual":
+        answers["adult"] = True
+    answers.setdefault("email", "")
+    return answers

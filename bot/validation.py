@@ -1,0 +1,129 @@
+"""Validation of what merchants type, in one place for chat, API, admin and CLI.
+
+Each ``parse_*`` function takes raw user text and returns the normalised
+value, or raises :class:`Invalid` with a Chinese message that says what was
+wrong and gives an example.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from bot.errors import BotError
+
+
+class Invalid(BotError):
+    """A value that fails validation; ``field`` names it (for the API's 422)."""
+
+    status = 422
+    code = "invalid_field"
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def fold(text: str) -> str:
+    """Full-width to half-width, surrounding blanks removed."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+# -- entity type -------------------------------------------------------------------
+
+ENTITY_TYPES = {"individual": "个人", "enterprise": "企业"}
+_ENTITY_WORDS = {"个人": "individual", "企业": "enterprise", "公司": "enterprise", "individual": "individual", "enterprise": "enterprise"}
+
+
+def parse_entity_type(text: str) -> str:
+    value = _ENTITY_WORDS.get(fold(text).lower())
+    if value is None:
+        raise Invalid("请回复“个人”或“企业”。", "entity_type")
+    return value
+
+
+# -- names ---------------------------------------------------------------------------
+
+
+def _name(text: str, field: str, label: str, low: int, high: int, example: str) -> str:
+    value = re.sub(r"\s+", " ", fold(text))
+    if not low <= len(value) <= high:
+        raise Invalid(f"{label}应为 {low} 到 {high} 个字，您输入了 {len(value)} 个字。例如：{example}", field)
+    if any(unicodedata.category(c).startswith("C") for c in value):
+        raise Invalid(f"{label}含有无法识别的字符，请重新输入。例如：{example}", field)
+    if not any(c.isalpha() for c in value):
+        raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
+    return value
+
+
+def parse_entity_name(text: str, entity_type: str) -> str:
+    if entity_type == "enterprise":
+        return _name(text, "entity_name", "企业名称", 4, 100, "南宁市微拓软件服务有限公司")
+    return _name(text, "entity_name", "姓名", 2, 30, "张三")
+
+
+def parse_contact_name(text: str) -> str:
+    return _name(text, "contact_name", "联系人姓名", 2, 30, "李四")
+
+
+# -- unified social credit code (GB 32100-2015) -------------------------------------
+
+_CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+CREDIT_CODE_EXAMPLE = "91450100MA5KXXXXXX"
+
+
+def credit_code_check_char(first17: str) -> str:
+    """The 18th character GB 32100-2015 prescribes for the first 17."""
+    total = sum(_CODE_CHARS.index(c) * w for c, w in zip(first17, _CODE_WEIGHTS))
+    return _CODE_CHARS[(31 - total % 31) % 31]
+
+
+def parse_credit_code(text: str) -> str:
+    value = re.sub(r"[\s-]", "", fold(text)).upper()
+    example = "例如：91350100M000100Y43（营业执照上的统一社会信用代码）"
+    if len(value) != 18:
+        raise Invalid(f"统一社会信用代码应为 18 位，您输入了 {len(value)} 位。{example}", "credit_code")
+    bad = sorted({c for c in value if c not in _CODE_CHARS})
+    if bad:
+        raise Invalid(
+            f"统一社会信用代码只含数字和大写字母（不含 I、O、Z、S、V），“{''.join(bad)}”不在其中。{example}", "credit_code"
+        )
+    if credit_code_check_char(value[:17]) != value[17]:
+        raise Invalid(f"统一社会信用代码的校验位不正确，请核对营业执照后重新输入。{example}", "credit_code")
+    return value
+
+
+# -- contact methods -------------------------------------------------------------------
+
+_PHONE = re.compile(r"1[3-9]\d{9}")
+
+
+def parse_phone(text: str) -> str:
+    value = re.sub(r"[\s()-]", "", fold(text))
+    if value.startswith("+86"):
+        value = value[3:]
+    elif value.startswith("86") and len(value) == 13:
+        value = value[2:]
+    if not _PHONE.fullmatch(value):
+        raise Invalid("请输入 11 位中国大陆手机号码，以 13 到 19 开头，例如：13812345678", "phone")
+    return value
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+
+def parse_email(text: str) -> str:
+    value = fold(text)
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
+        raise Invalid("邮箱格式不正确，例如：name@example.com；没有邮箱请回复“跳过”。", "email")
+    return value.lower()
+
+
+def parse_yes_no(text: str, field: str) -> bool:
+    value = fold(text).lower()
+    if value in ("是", "是的", "对", "yes", "y"):
+        return True
+    if value in ("否", "不是", "不", "no", "n"):
+        return False
+    raise Invalid("请回复“是”或“否”。", field)

@@ -1,0 +1,49 @@
+"""``wetoop-bot merchants list|set-status``: merchant accounts for admins."""
+
+from __future__ import annotations
+
+import argparse
+
+from bot.agreement import CHINA
+from bot.merchants import STATUSES
+from service.clitools import add_data_dir_flag, with_runtime
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    merchants = sub.add_parser("merchants", help="商家账户：列出、审核、暂停、恢复、注销")
+    merchants_sub = merchants.add_subparsers(dest="merchants_command", required=True, metavar="ACTION")
+
+    listing = merchants_sub.add_parser("list", help="列出商家")
+    listing.add_argument("--status", choices=tuple(STATUSES), help="只列出该状态的商家")
+    add_data_dir_flag(listing)
+    listing.set_defaults(func=cmd_list)
+
+    status = merchants_sub.add_parser("set-status", help="变更状态：审核通过（active）、暂停（suspended）、恢复（active）、注销（closed）")
+    status.add_argument("openid")
+    status.add_argument("status", choices=tuple(STATUSES))
+    status.add_argument("--reason", required=True, help="原因（会告知商家，并记入状态历史）")
+    status.add_argument("--by", default="admin-cli", help="操作人")
+    add_data_dir_flag(status)
+    status.set_defaults(func=cmd_set_status)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    merchants = with_runtime(args, lambda runtime: runtime.merchants.repo.list(args.status))
+    if not merchants:
+        print("没有符合条件的商家。")
+        return 0
+    print(f"{'openid':<32}{'状态':<8}{'类型':<6}{'名称':<24}{'联系人':<10}{'手机':<13}更新时间")
+    for m in merchants:
+        updated = m.updated_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if m.updated_at else ""
+        kind = {"individual": "个人", "enterprise": "企业"}.get(m.entity_type or "", "")
+        print(f"{m.openid:<32}{STATUSES[m.status]:<8}{kind:<6}{(m.entity_name or '-'):<24}{(m.contact_name or '-'):<10}{(m.phone or '-'):<13}{updated}")
+    return 0
+
+
+def cmd_set_status(args: argparse.Namespace) -> int:
+    async def work(runtime):
+        return await runtime.merchants.set_status(args.openid, args.status, args.reason, by=args.by)
+
+    merchant = with_runtime(args, work)
+    print(f"商家 {merchant.openid} 的状态已改为：{STATUSES[merchant.status]}（原因：{args.reason.strip()}）")
+    return 0

@@ -1,0 +1,144 @@
+"""Merchant records (one per openid) and their status history.
+
+The history is its own insert-only collection (``merchant_status_history``):
+each change of status is one document with who and why, never edited. Only
+the current status sits on the merchant record, where a conditional update
+(``{"status": expected}``) makes concurrent changes safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from storage.mongo import as_datetime
+
+#: The fields a merchant types in; erased when the account is closed.
+PROFILE_FIELDS = ("entity_type", "entity_name", "credit_code", "contact_name", "phone", "email")
+PERSONAL_FIELDS = ("entity_name", "credit_code", "contact_name", "phone", "email")
+
+
+class MerchantExists(Exception):
+    """A merchant record for this openid exists already."""
+
+
+class StatusChanged(Exception):
+    """The record's status was not the expected one (changed meanwhile)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusEntry:
+    status: str
+    at: dt.datetime
+    by: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Merchant:
+    openid: str
+    entity_type: str | None
+    entity_name: str | None
+    credit_code: str | None
+    contact_name: str | None
+    phone: str | None
+    email: str | None
+    status: str
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    unionid: str | None = None
+
+    def profile(self) -> dict:
+        return {field: getattr(self, field) for field in PROFILE_FIELDS}
+
+
+class Merchants:
+    """The ``merchants`` and ``merchant_status_history`` collections."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._coll = db["merchants"]
+        self._history = db["merchant_status_history"]
+
+    async def ensure_indexes(self) -> None:
+        await self._coll.create_indexes(
+            [
+                IndexModel([("openid", ASCENDING)], unique=True, name="openid_unique"),
+                IndexModel([("status", ASCENDING)], name="status"),
+            ]
+        )
+        await self._history.create_indexes([IndexModel([("openid", ASCENDING), ("at", ASCENDING)], name="openid_at")])
+
+    async def get(self, openid: str) -> Merchant | None:
+        doc = await self._coll.find_one({"openid": openid})
+        return _merchant(doc) if doc else None
+
+    async def create(self, openid: str, profile: dict, status: str, entry: StatusEntry) -> None:
+        """Insert a new record. Raises :class:`MerchantExists`."""
+        doc = {"openid": openid, **_profile(profile), "status": status, "created_at": entry.at, "updated_at": entry.at}
+        try:
+            await self._coll.insert_one(doc)
+        except DuplicateKeyError:
+            raise MerchantExists(openid) from None
+        await self._add_history(openid, entry)
+
+    async def update(
+        self, openid: str, expected_status: str, *, profile: dict | None = None, entry: StatusEntry | None = None,
+        erase: bool = False,
+    ) -> None:
+        """Change the profile and/or status of a record whose status is still
+        ``expected_status``; raises :class:`StatusChanged` otherwise."""
+        update: dict = {"$set": {"updated_at": entry.at if entry else dt.datetime.now(dt.timezone.utc)}}
+        if profile is not None:
+            clean = _profile(profile)
+            update["$set"].update(clean)
+            missing = [f for f in PROFILE_FIELDS if f not in clean]
+            if missing:
+                update["$unset"] = {f: "" for f in missing}
+        if entry is not None:
+            update["$set"]["status"] = entry.status
+        if erase:
+            update["$unset"] = {f: "" for f in PERSONAL_FIELDS}
+        result = await self._coll.update_one({"openid": openid, "status": expected_status}, update)
+        if result.matched_count != 1:
+            raise StatusChanged(openid)
+        if entry is not None:
+            await self._add_history(openid, entry)
+
+    async def history(self, openid: str) -> list[StatusEntry]:
+        docs = await self._history.find({"openid": openid}).sort("at", ASCENDING).to_list(None)
+        return [StatusEntry(d["status"], as_datetime(d["at"]), d["by"], d["reason"]) for d in docs]
+
+    async def list(self, status: str | None = None, limit: int = 1000) -> list[Merchant]:
+        query = {"status": status} if status else {}
+        docs = await self._coll.find(query).sort("openid", ASCENDING).limit(limit).to_list(None)
+        return [_merchant(d) for d in docs]
+
+    async def _add_history(self, openid: str, entry: StatusEntry) -> None:
+        await self._history.insert_one(
+            {"_id": str(ObjectId()), "openid": openid, **dataclasses.asdict(entry)}
+        )
+
+
+def _profile(profile: dict) -> dict:
+    return {k: v for k, v in profile.items() if k in PROFILE_FIELDS and v not in (None, "")}
+
+
+def _merchant(doc: dict) -> Merchant:
+    return Merchant(
+        openid=doc["openid"],
+        entity_type=doc.get("entity_type"),
+        entity_name=doc.get("entity_name"),
+        credit_code=doc.get("credit_code"),
+        contact_name=doc.get("contact_name"),
+        phone=doc.get("phone"),
+        email=doc.get("email"),
+        status=doc["status"],
+        created_at=as_datetime(doc.get("created_at")),
+        updated_at=as_datetime(doc.get("updated_at")),
+        unionid=doc.get("unionid"),
+    )

@@ -1,0 +1,323 @@
+"""Merchant registration and the account's life, through /wechat."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot import texts
+from bot.validation import Invalid, credit_code_check_char, parse_credit_code, parse_phone
+from storage.redis_store import key
+from tests.test_cli import run_cli
+from tests.wx import text_xml
+
+CODE = "91350100M000100Y43"
+
+
+async def chat(svc, openid: str, *messages: str) -> list[str]:
+    return [await svc.wechat.ask(openid, m) for m in messages]
+
+
+async def accepted(svc, openid: str) -> None:
+    await svc.wechat.ask(openid, "同意")
+
+
+ENTERPRISE = ["注册", "企业", "南宁市测试贸易有限公司", CODE, "王五", "13812345678", "wangwu@example.com"]
+
+
+async def register_enterprise(svc, openid: str) -> list[str]:
+    await accepted(svc, openid)
+    return await chat(svc, openid, *ENTERPRISE, "确认")
+
+
+# -- whole dialogs ---------------------------------------------------------------------
+
+
+async def test_enterprise_registration(service):
+    replies = await register_enterprise(service, "o-ent")
+    assert replies[0].startswith(texts.PROMPT_ENTITY_TYPE)
+    assert "营业执照" in replies[1] and "第 2 步" in replies[1]
+    assert replies[2].startswith(texts.PROMPT_CREDIT_CODE)
+    summary = replies[-2]
+    for expected in ("主体类型：企业", "名称：南宁市测试贸易有限公司", f"统一社会信用代码：{CODE}", "联系人：王五", "手机号码：13812345678", "邮箱：wangwu@example.com"):
+        assert expected in summary
+    assert "已提交" in replies[-1] and "待审核" in replies[-1]
+
+    merchant = await service.runtime.merchants.get("o-ent")
+    assert merchant.profile() == {
+        "entity_type": "enterprise", "entity_name": "南宁市测试贸易有限公司", "credit_code": CODE,
+        "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com",
+    }
+    assert merchant.status == "pending_review"
+    [entry] = await service.runtime.merchants.repo.history("o-ent")
+    assert (entry.status, entry.by) == ("pending_review", "user")
+    assert await service.runtime.redis.get(key("dialog", "o-ent")) is None
+    assert "已注册" in await service.wechat.ask("o-ent", "注册")
+
+
+async def test_individual_registration_with_skipped_email(service):
+    await accepted(service, "o-ind")
+    replies = await chat(service, "o-ind", "注册", "个人", "张三", "是", "张三", "+86 139-1234-5678", "跳过", "确认")
+    assert "真实姓名" in replies[1]
+    assert replies[2].startswith(texts.PROMPT_ADULT)
+    assert "邮箱：（未填写）" in replies[-2] and "已确认年满 18 周岁" in replies[-2]
+    merchant = await service.runtime.merchants.get("o-ind")
+    assert (merchant.entity_type, merchant.phone, merchant.email, merchant.credit_code) == ("individual", "13912345678", None, None)
+
+
+async def test_under_18_ends_politely_without_saving(service):
+    await accepted(service, "o-kid")
+    replies = await chat(service, "o-kid", "注册", "个人", "小明", "否")
+    assert replies[-1] == texts.UNDERAGE
+    assert await service.runtime.merchants.get("o-kid") is None
+    assert "没能理解" in await service.wechat.ask("o-kid", "小明")  # the dialog is over
+
+
+# -- validation: a specific message and the same step again ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "steps, bad, needle, prompt",
+    [
+        ([], "公司吧", "“个人”或“企业”", texts.PROMPT_ENTITY_TYPE),
+        (["企业"], "微拓", "4 到 100 个字", "第 2 步"),
+        (["企业"], "12345678", "需要包含文字", "第 2 步"),
+        (["个人"], "张", "2 到 30 个字", "第 2 步"),
+        (["企业", "南宁市测试贸易有限公司"], "9135010", "应为 18 位", texts.PROMPT_CREDIT_CODE),
+        (["企业", "南宁市测试贸易有限公司"], "91350100M000100I43", "不含 I、O、Z、S、V", texts.PROMPT_CREDIT_CODE),
+        (["企业", "南宁市测试贸易有限公司"], "91350100M000100Y44", "校验位不正确", texts.PROMPT_CREDIT_CODE),
+        (["个人", "张三"], "也许", "“是”或“否”", texts.PROMPT_ADULT),
+        (["个人", "张三", "是"], "王", "联系人姓名应为", texts.PROMPT_CONTACT_NAME),
+        (["个人", "张三", "是", "张三"], "12345678901", "11 位中国大陆手机号码", texts.PROMPT_PHONE),
+        (["个人", "张三", "是", "张三"], "1381234567", "例如：13812345678", texts.PROMPT_PHONE),
+        (["个人", "张三", "是", "张三", "13812345678"], "not-an-email", "邮箱格式不正确", texts.PROMPT_EMAIL),
+    ],
+)
+async def test_wrong_answers_get_specific_reprompts(service, steps, bad, needle, prompt):
+    openid = "o-val"
+    await accepted(service, openid)
+    await chat(service, openid, "注册", *steps)
+    reply = await service.wechat.ask(openid, bad)
+    assert needle in reply, reply
+    assert prompt in reply
+    state = (await service.runtime.services.dialogs.load(openid)).name
+    assert state.startswith("registration:")
+    assert await service.runtime.merchants.get(openid) is None
+
+
+def test_credit_code_and_phone_rules():
+    assert parse_credit_code(" 91350100m000100y43 ") == CODE
+    assert credit_code_check_char(CODE[:17]) == CODE[17]
+    assert parse_phone("１３８ １２３４ ５６７８") == "13812345678"
+    for bad in ("12812345678", "138123456789", "abc"):
+        with pytest.raises(Invalid):
+            parse_phone(bad)
+
+
+# -- 取消, 上一步, 修改 -------------------------------------------------------------------
+
+
+async def test_cancel_and_back(service):
+    await accepted(service, "o-nav")
+    replies = await chat(service, "o-nav", "注册", "上一步", "企业", "上一步")
+    assert "已经是第一步" in replies[1]
+    assert replies[3].startswith(texts.PROMPT_ENTITY_TYPE) and "当前填写：企业" in replies[3]
+    cancelled = await service.wechat.ask("o-nav", "取消")
+    assert "已取消" in cancelled
+    assert await service.runtime.services.dialogs.load("o-nav") is None
+    assert await service.runtime.services.dialogs.load_draft("o-nav", "registration") is None
+
+
+async def test_edit_from_summary_including_entity_type(service):
+    await accepted(service, "o-edit")
+    await chat(service, "o-edit", *ENTERPRISE)
+    choose = await service.wechat.ask("o-edit", "修改")
+    assert "1. 主体类型" in choose and "6. 邮箱" in choose
+    phone_prompt = await service.wechat.ask("o-edit", "5")
+    assert phone_prompt.startswith(texts.PROMPT_PHONE) and "当前填写：13812345678" in phone_prompt
+    summary = await service.wechat.ask("o-edit", "13900001111")
+    assert "手机号码：13900001111" in summary and "确认" in summary
+
+    # Switching to 个人 drops the credit code and asks the age question first.
+    await service.wechat.ask("o-edit", "修改")
+    await service.wechat.ask("o-edit", "主体类型")
+    adult = await service.wechat.ask("o-edit", "个人")
+    assert adult.startswith(texts.PROMPT_ADULT)
+    summary = await service.wechat.ask("o-edit", "是")
+    assert "统一社会信用代码" not in summary and "主体类型：个人" in summary
+    await service.wechat.ask("o-edit", "确认")
+    merchant = await service.runtime.merchants.get("o-edit")
+    assert (merchant.entity_type, merchant.credit_code, merchant.phone) == ("individual", None, "13900001111")
+
+
+async def test_commands_still_work_inside_the_dialog(service):
+    await accepted(service, "o-mid")
+    await chat(service, "o-mid", "注册", "企业")
+    assert await service.wechat.ask("o-mid", "帮助") == texts.HELP
+    # The dialog waits where it was.
+    reply = await service.wechat.ask("o-mid", "南宁市测试贸易有限公司")
+    assert reply.startswith(texts.PROMPT_CREDIT_CODE)
+
+
+# -- consent first --------------------------------------------------------------------------------
+
+
+async def test_registration_asks_for_consent_first_then_carries_on(service):
+    first = await service.wechat.ask("o-new", "注册")
+    assert "需要您先同意" in first
+    assert await service.runtime.services.dialogs.load("o-new") is None
+    after = await service.wechat.ask("o-new", "同意")
+    assert "已记录" in after and texts.PROMPT_ENTITY_TYPE in after
+    assert "第 2 步" in await service.wechat.ask("o-new", "企业")
+
+
+# -- expiry and resume -------------------------------------------------------------------------------
+
+
+async def test_state_expires_after_30_minutes_and_resume_is_offered(service):
+    await accepted(service, "o-back")
+    await chat(service, "o-back", "注册", "企业", "南宁市测试贸易有限公司")
+    ttl = await service.runtime.redis.ttl(key("dialog", "o-back"))
+    assert 1700 < ttl <= 1800
+    await service.runtime.redis.delete(key("dialog", "o-back"))  # 30 idle minutes pass
+
+    assert "没能理解" in await service.wechat.ask("o-back", CODE)  # not in a dialog any more
+    offer = await service.wechat.ask("o-back", "注册")
+    assert "未完成的商家注册" in offer and "南宁市测试贸易有限公司" in offer and "继续" in offer
+    resumed = await service.wechat.ask("o-back", "继续")
+    assert resumed.startswith(texts.PROMPT_CREDIT_CODE)
+    assert (await service.wechat.ask("o-back", CODE)).startswith(texts.PROMPT_CONTACT_NAME)
+
+    await service.runtime.redis.delete(key("dialog", "o-back"))
+    await service.wechat.ask("o-back", "注册")
+    assert (await service.wechat.ask("o-back", "重新开始")).startswith(texts.PROMPT_ENTITY_TYPE)
+
+
+# -- one message at a time, retries once --------------------------------------------------------------
+
+
+async def test_concurrent_messages_are_handled_one_at_a_time(service):
+    await accepted(service, "o-race")
+    await chat(service, "o-race", "注册", "个人", "张三", "是", "张三")
+    first, second = await asyncio.gather(
+        service.wechat.ask("o-race", "13812345678"), service.wechat.ask("o-race", "13812345678")
+    )
+    # One answer advanced to the email step; the other was then checked as an email.
+    advanced = [r for r in (first, second) if r.startswith(texts.PROMPT_EMAIL)]
+    refused = [r for r in (first, second) if r.startswith("邮箱格式不正确")]
+    assert len(advanced) == 1 and len(refused) == 1
+    assert (await service.runtime.services.dialogs.load("o-race")).name == "registration:email"
+
+
+async def test_retried_message_does_not_advance_twice(service):
+    await accepted(service, "o-retry")
+    await chat(service, "o-retry", "注册")
+    xml = text_xml("o-retry", "企业", msg_id=990001)
+    replies = [service.wechat.reply(await service.wechat.post(xml))["Content"] for _ in range(3)]
+    assert len(set(replies)) == 1 and "第 2 步" in replies[0]
+    state = await service.runtime.services.dialogs.load("o-retry")
+    assert state.name == "registration:entity_name" and state.data["history"] == ["entity_type"]
+
+
+# -- the account -----------------------------------------------------------------------------------------
+
+
+async def test_my_account_and_edit_profile(service):
+    assert await service.wechat.ask("o-acct", "我的账户") == texts.NOT_REGISTERED
+    await register_enterprise(service, "o-acct")
+    overview = await service.wechat.ask("o-acct", "我的账户")
+    assert "状态：待审核" in overview and "名称：南宁市测试贸易有限公司" in overview
+
+    await service.runtime.merchants.set_status("o-acct", "active", "资料齐全", by="admin")
+    summary = await service.wechat.ask("o-acct", "修改资料")
+    assert "请核对商家注册信息" in summary
+    await chat(service, "o-acct", "修改", "联系人", "赵六")
+    updated = await service.wechat.ask("o-acct", "确认")
+    assert "资料已更新" in updated and "已生效" in updated
+    assert (await service.runtime.merchants.get("o-acct")).contact_name == "赵六"
+
+    # Changing the entity sends the account back to review.
+    await chat(service, "o-acct", "修改资料", "修改", "名称", "南宁市另一家贸易有限公司")
+    resubmitted = await service.wechat.ask("o-acct", "确认")
+    assert "重新审核" in resubmitted
+    assert (await service.runtime.merchants.get("o-acct")).status == "pending_review"
+
+
+async def test_suspension_is_explained_and_reinstated(service):
+    await register_enterprise(service, "o-susp")
+    merchants = service.runtime.merchants
+    await merchants.set_status("o-susp", "active", "资料齐全", by="admin")
+    await merchants.set_status("o-susp", "suspended", "多次发布违规内容（协议第1节：滥用服务）", by="admin")
+    overview = await service.wechat.ask("o-susp", "我的账户")
+    assert "已被暂停" in overview and "多次发布违规内容" in overview
+    assert "条款" in overview and "导出我的数据" in overview and "联系" in overview
+    assert "已被暂停" in await service.wechat.ask("o-susp", "修改资料")
+    assert "已被暂停" in await service.wechat.ask("o-susp", "注册")
+    await merchants.set_status("o-susp", "active", "申诉通过", by="admin")
+    assert "状态：已生效" in await service.wechat.ask("o-susp", "我的账户")
+    history = [(e.status, e.reason) for e in await merchants.repo.history("o-susp")]
+    assert history[-2:] == [("suspended", "多次发布违规内容（协议第1节：滥用服务）"), ("active", "申诉通过")]
+
+
+async def test_closure_erases_profile_and_keeps_the_ledger(service):
+    await register_enterprise(service, "o-bye")
+    confirm = await service.wechat.ask("o-bye", "注销账户")
+    assert "导出我的数据" in confirm and "确认注销" in confirm and "保留" in confirm
+    assert await service.wechat.ask("o-bye", "好的") == texts.CLOSE_CHOICE
+    assert await service.wechat.ask("o-bye", "取消") == texts.CLOSE_CANCELLED
+    assert (await service.runtime.merchants.get("o-bye")).status == "pending_review"
+
+    await service.wechat.ask("o-bye", "注销账户")
+    assert await service.wechat.ask("o-bye", "确认注销") == texts.CLOSED
+    merchant = await service.runtime.merchants.get("o-bye")
+    assert merchant.status == "closed"
+    assert [merchant.entity_name, merchant.credit_code, merchant.contact_name, merchant.phone, merchant.email] == [None] * 5
+    assert (await service.runtime.merchants.repo.history("o-bye"))[-1].reason == "用户在公众号申请注销"
+    assert [r.action for r in await service.runtime.ledger.history("o-bye")] == ["accept"]
+
+    document = await service.runtime.exports.document("o-bye")
+    assert document["merchant"]["status"] == "closed" and document["merchant"]["phone"] is None
+    assert document["consents"] and document["merchant"]["status_history"][-1]["status"] == "closed"
+    # A closed account may register again.
+    assert (await service.wechat.ask("o-bye", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
+
+
+async def test_export_includes_merchant(service):
+    await register_enterprise(service, "o-exp")
+    merchant = (await service.runtime.exports.document("o-exp"))["merchant"]
+    assert {k: merchant[k] for k in ("entity_type", "entity_name", "credit_code", "contact_name", "phone", "email", "status")} == {
+        "entity_type": "enterprise", "entity_name": "南宁市测试贸易有限公司", "credit_code": CODE,
+        "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com", "status": "pending_review",
+    }
+
+
+# -- admins' CLI ----------------------------------------------------------------------------------------
+
+
+async def test_merchants_cli(tmp_path):
+    from service.config import Config
+    from service.runtime import Runtime
+    from storage.embedded import EmbeddedServers
+
+    embedded = EmbeddedServers(tmp_path).start()
+    runtime = Runtime(Config(data_dir=tmp_path), embedded.url("mongo"), embedded.url("redis"))
+    try:
+        await runtime.prepare()
+        await runtime.merchants.save_profile("o-cli", {"entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13812345678"})
+    finally:
+        await runtime.close()
+        embedded.stop()
+
+    listed = run_cli("merchants", "list", "--data-dir", str(tmp_path))
+    assert listed.returncode == 0 and "o-cli" in listed.stdout and "待审核" in listed.stdout
+    assert "没有符合条件" in run_cli("merchants", "list", "--status", "active", "--data-dir", str(tmp_path)).stdout
+
+    ok = run_cli("merchants", "set-status", "o-cli", "active", "--reason", "资料齐全", "--data-dir", str(tmp_path))
+    assert ok.returncode == 0 and "已生效" in ok.stdout
+    bad = run_cli("merchants", "set-status", "o-cli", "pending_review", "--reason", "x", "--data-dir", str(tmp_path))
+    assert bad.returncode == 2 and "不能从“已生效”改为“待审核”" in bad.stderr
+    blank = run_cli("merchants", "set-status", "o-cli", "suspended", "--reason", "  ", "--data-dir", str(tmp_path))
+    assert blank.returncode == 2 and "原因" in blank.stderr
+    missing = run_cli("merchants", "set-status", "o-none", "active", "--reason", "x", "--data-dir", str(tmp_path))
+    assert missing.returncode == 2 and "没有 openid" in missing.stderr
