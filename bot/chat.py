@@ -14,12 +14,15 @@ from bot.consent import ConsentRefused, Origin
 from bot.dialogs import CANCEL
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused
+from bot.preferences import category_from_name, settings_text
 from bot.registration import REGISTRATION, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
+from bot.validation import Invalid
 from storage.dialog_state import DialogState
 from storage.mongo import MongoUnavailable
+from storage.notices import CATEGORIES
 from storage.redis_store import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -189,7 +192,9 @@ async def export_data(chat: Chat) -> Reply:
 # -- registration and the merchant account -----------------------------------------
 
 #: Commands that still work in the middle of a dialog (the dialog stays where it was).
-THROUGH_DIALOGS = {normalize_command(w) for w in ("帮助", "条款", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据")}
+THROUGH_DIALOGS = {
+    normalize_command(w) for w in ("帮助", "条款", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据", "通知设置")
+}
 
 
 @router.command("注册", "商家注册")
@@ -277,6 +282,42 @@ async def _suspension_reason(chat: Chat) -> str | None:
 
 async def _suspended_text(chat: Chat) -> str:
     return texts.suspended(await _suspension_reason(chat) or "未说明")
+
+
+# -- notices ------------------------------------------------------------------------------
+
+
+@router.command("通知设置", "通知")
+async def notice_settings(chat: Chat) -> Reply:
+    return Reply(settings_text(await chat.services.preferences.settings(chat.openid)))
+
+
+@router.command("退订", "订阅", args=r"(.+)")
+async def change_subscription(chat: Chat) -> Reply:
+    (name,) = chat.args
+    try:
+        category = category_from_name(name)
+    except Invalid as exc:
+        return Reply(exc.message)
+    on = normalize_command(chat.message.text).startswith("订阅")
+    await chat.services.preferences.set(chat.openid, category, on)
+    label = CATEGORIES[category]
+    return Reply(texts.opted_in(label) if on else texts.opted_out(label))
+
+
+@router.command("退订", "订阅")
+async def subscription_usage(chat: Chat) -> Reply:
+    return Reply(settings_text(await chat.services.preferences.settings(chat.openid)))
+
+
+@router.event("templatesendjobfinish")
+async def template_finished(chat: Chat) -> None:
+    """WeChat reports the fate of a template message (success or why it failed)."""
+    msgid = chat.message.raw.get("MsgID") or chat.message.raw.get("MsgId") or ""
+    status = chat.message.raw.get("Status", "")
+    if msgid.isdigit():
+        await chat.services.broadcasts.template_result(int(msgid), status)
+    return None
 
 
 # -- everything else ---------------------------------------------------------------

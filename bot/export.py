@@ -13,6 +13,8 @@ import secrets
 from bot import texts
 from bot.consent import Consents
 from bot.merchants import STATUSES, MerchantAccounts
+from bot.notices import Broadcasts
+from bot.preferences import NoticePreferences
 from storage.export_links import ExportLinks
 from storage.followers import Followers
 
@@ -24,11 +26,20 @@ class Exports:
     """Builds export documents and one-time download links."""
 
     def __init__(
-        self, followers: Followers, consents: Consents, merchants: MerchantAccounts, links: ExportLinks, clock
+        self,
+        followers: Followers,
+        consents: Consents,
+        merchants: MerchantAccounts,
+        preferences: NoticePreferences,
+        broadcasts: Broadcasts,
+        links: ExportLinks,
+        clock,
     ) -> None:
         self._followers = followers
         self._consents = consents
         self._merchants = merchants
+        self._preferences = preferences
+        self._broadcasts = broadcasts
         self._links = links
         self._clock = clock
 
@@ -50,9 +61,26 @@ class Exports:
             "consent_status": {"status": state.status, "current_version": state.current.version},
             "consents": [record.to_export() for record in history],
             "merchant": await self._merchants.export(openid),
-            "preferences": {},
-            "deliveries": [],
+            "preferences": await self._preferences.export(openid),
+            "deliveries": await self._deliveries(openid),
         }
+
+    async def _deliveries(self, openid: str) -> list[dict]:
+        records = await self._broadcasts.deliveries.for_user(openid)
+        notices = await self._broadcasts.notices.many([r.notice_id for r in records]) if records else {}
+        return [
+            {
+                "notice": r.notice_id,
+                "category": notices[r.notice_id].category if r.notice_id in notices else None,
+                "title": notices[r.notice_id].title if r.notice_id in notices else None,
+                "status": r.status,
+                "channel": r.channel,
+                "at": _iso(r.updated_at),
+                "errcode": r.errcode,
+                "reason": r.reason,
+            }
+            for r in records
+        ]
 
     async def summary_with_link(self, openid: str, base_url: str) -> str:
         """The chat reply to 导出我的数据: a short summary and a one-time link."""

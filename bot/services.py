@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from bot.consent import Consents
     from bot.dialogs import DialogEngine
     from bot.merchants import MerchantAccounts
+    from bot.notices import Broadcasts
+    from bot.preferences import NoticePreferences
     from bot.export import Exports
     from bot.terms import Terms
     from wechat.api import WeChatAPI
@@ -40,6 +42,8 @@ class Services:
     exports: "Exports"
     merchants: "MerchantAccounts"
     engine: "DialogEngine"
+    preferences: "NoticePreferences"
+    broadcasts: "Broadcasts"
     wechat: "WeChatAPI | None" = None
     clock: Callable[[], dt.datetime] = utcnow
     public_url: str = "http://127.0.0.1:8080"

@@ -11,15 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from bot import amendment_rules, texts
 from bot.agreement import AgreementVersion, load_seed
 from bot.errors import BotError
 from storage.agreements import AgreementVersions, VersionExists
-from storage.consents import ConsentLedger
 from storage.mongo import MongoUnavailable
-from storage.notices import Notices
+
+if TYPE_CHECKING:
+    from bot.notices import Broadcasts
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,11 @@ class Terms:
     def __init__(
         self,
         versions: AgreementVersions,
-        ledger: ConsentLedger,
-        notices: Notices,
+        broadcasts: "Broadcasts",
         clock: Callable[[], dt.datetime],
     ) -> None:
         self._repo = versions
-        self._ledger = ledger
-        self._notices = notices
+        self._broadcasts = broadcasts
         self._clock = clock
         self._cache: list[AgreementVersion] = []
         self._loaded_at = float("-inf")
@@ -114,19 +113,13 @@ class Terms:
                 "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
             ) from None
         self._loaded_at = float("-inf")
-        audience = await self._ledger.openids_with_action("accept")
-        notice_id = await self._notices.record(
+        notice_id = await self._broadcasts.send(
             category="amendment",
             title=f"《{version.title}》修改通知",
-            body=amendment_notice_body(version),
+            body=texts.amendment_notice(version),
             important=True,
             audience={"type": "consented_any_version"},
-            created_at=published_at,
-            created_by=by,
-            extra={"version": version.version, "audience_size": len(audience)},
+            by=by,
+            extra={"version": version.version},
         )
         return version, notice_id
-
-
-def amendment_notice_body(version: AgreementVersion) -> str:
-    return texts.amendment_notice(version)

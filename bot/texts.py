@@ -14,6 +14,7 @@ HELP = (
     "· 同意 / 不同意：对当前版本的协议作出选择；撤回同意：撤回已作出的同意\n"
     "· 注册：注册微拓商家账户（约一分钟）\n"
     "· 我的账户：查看商家资料和状态；修改资料；注销账户\n"
+    "· 通知设置：查看和退订通知（退订 服务公告 / 订阅 服务公告）\n"
     "· 导出我的数据：获取我们保存的您的全部数据"
 )
 
@@ -275,3 +276,26 @@ CLOSE_CONFIRM = (
 CLOSE_CANCELLED = "已取消注销，您的账户保持不变。"
 CLOSED = "您的商家账户已注销，商家资料已删除，协议同意记录依法保留。感谢您使用微拓！如需再次使用，回复“注册”即可。"
 CLOSE_CHOICE = "请回复“确认注销”或“取消”。"
+
+
+# -- notices -----------------------------------------------------------------------------
+
+IMPORTANT_STILL_ARRIVE = "标为“重要”的通知（如安全通告、条款修改通知）不受退订影响，仍会送达。"
+
+
+def notice_settings(lines: list[str], important: str) -> str:
+    return "\n".join(
+        ["您的通知设置：", *lines, "", "回复“退订 类别”停止接收，例如“退订 服务公告”；回复“订阅 类别”恢复接收。", IMPORTANT_STILL_ARRIVE]
+    )
+
+
+def unknown_category(names: list[str]) -> str:
+    return f"没有这个通知类别。可选的类别：{'、'.join(names)}。例如：退订 服务公告"
+
+
+def opted_out(name: str) -> str:
+    return f"已退订“{name}”。{IMPORTANT_STILL_ARRIVE}回复“订阅 {name}”可恢复。"
+
+
+def opted_in(name: str) -> str:
+    return f"已恢复接收“{name}”。回复“通知设置”查看全部设置。"

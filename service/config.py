@@ -34,6 +34,8 @@ KEYS = (
     "HOST",
     "PORT",
     "PUBLIC_URL",
+    "NOTICE_RATE",
+    "NOTICE_TEMPLATES",
 )
 
 
@@ -62,6 +64,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None
+    notice_rate: float = 100.0
+    notice_templates: str | None = None
 
     def replace(self, **changes) -> "Config":
         """A copy with ``changes`` applied (command-line flags override the environment)."""
@@ -110,6 +114,11 @@ def _read_toml(path: str) -> dict[str, str]:
 
 
 def _from_values(values: Mapping[str, str]) -> Config:
+    rate_text = values.get("NOTICE_RATE", "100")
+    try:
+        notice_rate = float(rate_text)
+    except ValueError:
+        raise ConfigError(f"NOTICE_RATE 必须是正数（每秒发送的消息数），收到的是 {rate_text!r}") from None
     port_text = values.get("PORT", "8080")
     try:
         port = int(port_text)
@@ -129,6 +138,8 @@ def _from_values(values: Mapping[str, str]) -> Config:
         host=values.get("HOST", "127.0.0.1"),
         port=port,
         public_url=values.get("PUBLIC_URL"),
+        notice_rate=notice_rate,
+        notice_templates=values.get("NOTICE_TEMPLATES"),
     )
 
 
@@ -143,6 +154,10 @@ def validate(config: Config) -> Config:
     parts = urlsplit(config.wechat_api_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"WECHAT_API_BASE 必须是 http:// 或 https:// 开头的网址，收到的是 {config.wechat_api_base!r}")
+    if not 0 < config.notice_rate <= 100_000:
+        raise ConfigError(f"NOTICE_RATE 必须是 0 到 100000 之间的正数，收到的是 {config.notice_rate}")
+    if config.notice_templates is not None:
+        _check_templates(config.notice_templates)
     if config.public_url is not None:
         public = urlsplit(config.public_url)
         if public.scheme not in ("http", "https") or not public.netloc:
@@ -171,6 +186,20 @@ def check_aes_key(key: str) -> bytes:
     if len(raw) != 32:
         raise ConfigError(message)
     return raw
+
+
+def _check_templates(path: str) -> None:
+    from bot.notices import load_templates
+
+    try:
+        templates = load_templates(path)
+    except OSError as exc:
+        raise ConfigError(f"无法读取 NOTICE_TEMPLATES 文件 {path}：{exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"NOTICE_TEMPLATES 文件 {path} 有误：{exc}") from None
+    for category, spec in templates.items():
+        if not isinstance(spec, dict) or not spec.get("template_id") or not isinstance(spec.get("fields", {}), dict):
+            raise ConfigError(f"NOTICE_TEMPLATES 中 {category} 需要 template_id 和 fields")
 
 
 def _check_mongodb_uri(uri: str) -> None:

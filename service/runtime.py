@@ -17,7 +17,10 @@ from typing import Callable
 from bot import chat
 from bot.consent import Consents
 from bot.dialogs import DialogEngine
+from bot.delivery_worker import DeliveryWorker, WorkerDeps
 from bot.merchants import MerchantAccounts
+from bot.notices import Broadcasts, load_templates
+from bot.preferences import NoticePreferences
 from bot.conversation import DEFAULT_DEADLINE, Conversation
 from bot.export import Exports
 from bot.router import Router
@@ -27,13 +30,17 @@ from service.config import Config
 from storage import mongo, redis_store
 from storage.agreements import AgreementVersions
 from storage.consents import ConsentLedger
+from storage.deliveries import Deliveries
 from storage.dialog_state import DialogStates
 from storage.export_links import ExportLinks
 from storage.followers import Followers
 from storage.locks import UserLocks
 from storage.merchants import Merchants
 from storage.notices import Notices
+from storage.preferences import Preferences
+from storage.rate_limit import SharedRateLimit
 from storage.reply_cache import ReplyCache
+from storage.work_queue import WorkQueue
 from wechat.api import WeChatAPI
 from wechat.client import SharedTokenClient
 from wechat.protocol import Endpoint
@@ -80,10 +87,19 @@ class Runtime:
         self.versions = AgreementVersions(self.db)
         self.ledger = ConsentLedger(self.db)
         self.notices = Notices(self.db)
-        self.terms = Terms(self.versions, self.ledger, self.notices, clock)
-        self.consents = Consents(self.ledger, self.terms, clock)
+        self.deliveries = Deliveries(self.db)
+        self.preferences = NoticePreferences(Preferences(self.db))
+        self.queue = WorkQueue(self.redis)
         self.merchants = MerchantAccounts(Merchants(self.db), clock)
-        self.exports = Exports(self.followers, self.consents, self.merchants, ExportLinks(self.redis), clock)
+        self.broadcasts = Broadcasts(
+            self.notices, self.deliveries, self.queue, self.followers, self.merchants.repo, self.ledger, clock
+        )
+        self.templates = load_templates(config.notice_templates)
+        self.terms = Terms(self.versions, self.broadcasts, clock)
+        self.consents = Consents(self.ledger, self.terms, clock)
+        self.exports = Exports(
+            self.followers, self.consents, self.merchants, self.preferences, self.broadcasts, ExportLinks(self.redis), clock
+        )
         self.services = Services(
             followers=self.followers,
             dialogs=DialogStates(self.redis),
@@ -93,6 +109,8 @@ class Runtime:
             exports=self.exports,
             merchants=self.merchants,
             engine=DialogEngine(),
+            preferences=self.preferences,
+            broadcasts=self.broadcasts,
             wechat=self.wechat,
             clock=clock,
             public_url=config.base_url,
@@ -105,10 +123,29 @@ class Runtime:
         """Create indexes and store the seed agreement; a database that is down
         now is retried on first use."""
         try:
-            await mongo.ensure_indexes([self.followers, self.versions, self.ledger, self.notices, self.merchants.repo])
+            await mongo.ensure_indexes(
+                [self.followers, self.versions, self.ledger, self.notices, self.merchants.repo,
+                 self.deliveries, self.preferences.repo]
+            )
             await self.terms.ensure_seed()
         except mongo.MongoUnavailable as exc:
             log.warning("MongoDB unavailable at start-up, indexes not checked: %s", exc)
+
+    def worker(self, concurrency: int = 8) -> DeliveryWorker:
+        """A broadcast worker using this process's clients."""
+        deps = WorkerDeps(
+            broadcasts=self.broadcasts,
+            notices=self.notices,
+            deliveries=self.deliveries,
+            followers=self.followers,
+            preferences=self.preferences.repo,
+            queue=self.queue,
+            limiter=SharedRateLimit(self.redis, self.config.notice_rate),
+            wechat=self.wechat,
+            templates=self.templates,
+            clock=self.clock,
+        )
+        return DeliveryWorker(deps, concurrency=concurrency)
 
     async def health(self) -> dict[str, str]:
         """``{"mongo": "ok"|"down", "redis": "ok"|"down"}``, within about 2 s."""

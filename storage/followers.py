@@ -63,18 +63,34 @@ class Followers:
 
     async def get(self, openid: str) -> Follower | None:
         doc = await self._coll.find_one({"openid": openid})
-        if doc is None:
-            return None
-        return Follower(
-            openid=doc["openid"],
-            # A user seen only through messages (no subscribe event recorded,
-            # e.g. followed before this service existed) does follow.
-            subscribed=as_bool(doc.get("subscribed", True)),
-            unionid=doc.get("unionid"),
-            subscribed_at=as_datetime(doc.get("subscribed_at")),
-            unsubscribed_at=as_datetime(doc.get("unsubscribed_at")),
-            last_interaction_at=as_datetime(doc.get("last_interaction_at")),
-        )
+        return None if doc is None else _follower(doc)
+
+    async def many(self, openids: list[str]) -> dict[str, Follower]:
+        docs = await self._coll.find({"openid": {"$in": openids}}).to_list(None)
+        return {d["openid"]: _follower(d) for d in docs}
+
+    async def subscribed_openids(self) -> list[str]:
+        """Every follower who has not unfollowed, sorted.
+
+        Filtered here rather than in the query: nx-27017 mishandles missing
+        fields and stored booleans, and a user known only from messages counts
+        as following.
+        """
+        docs = await self._coll.find({}, {"openid": 1, "subscribed": 1}).to_list(None)
+        return sorted(d["openid"] for d in docs if as_bool(d.get("subscribed", True)))
 
     async def count_subscribed(self) -> int:
-        return await self._coll.count_documents({"subscribed": {"$in": [True, 1]}})
+        return len(await self.subscribed_openids())
+
+
+def _follower(doc: dict) -> Follower:
+    return Follower(
+        openid=doc["openid"],
+        # A user seen only through messages (no subscribe event recorded,
+        # e.g. followed before this service existed) does follow.
+        subscribed=as_bool(doc.get("subscribed", True)),
+        unionid=doc.get("unionid"),
+        subscribed_at=as_datetime(doc.get("subscribed_at")),
+        unsubscribed_at=as_datetime(doc.get("unsubscribed_at")),
+        last_interaction_at=as_datetime(doc.get("last_interaction_at")),
+    )

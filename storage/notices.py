@@ -1,16 +1,21 @@
-"""Notices to users (service, security, admin, amendment, other).
+"""Notices and their broadcast jobs.
 
-For now notices are recorded; delivery (template, customer-service and mass
-messages, opt-outs) comes with the notices engine.
+A notice is also its broadcast job: ``status`` is ``queued`` (created, being
+planned), ``sending``, ``paused``, ``cancelled`` or ``done``. Status changes
+are conditional updates (``{"status": expected}``), so concurrent workers and
+admins cannot undo each other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+
+from storage.mongo import as_bool, as_datetime
 
 CATEGORIES = {
     "service": "服务公告",
@@ -19,6 +24,26 @@ CATEGORIES = {
     "amendment": "条款修改通知",
     "other": "其他",
 }
+JOB_STATUSES = ("queued", "sending", "paused", "cancelled", "done")
+
+
+@dataclasses.dataclass(frozen=True)
+class Notice:
+    id: str
+    category: str
+    title: str
+    body: str
+    important: bool
+    audience: dict
+    channel: str
+    status: str
+    total: int
+    created_at: dt.datetime | None
+    created_by: str
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    planned: bool = False
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
 class Notices:
@@ -28,9 +53,14 @@ class Notices:
         self._coll = db["notices"]
 
     async def ensure_indexes(self) -> None:
-        await self._coll.create_indexes([IndexModel([("created_at", ASCENDING)], name="created_at")])
+        await self._coll.create_indexes(
+            [
+                IndexModel([("created_at", DESCENDING)], name="created_at"),
+                IndexModel([("status", ASCENDING)], name="status"),
+            ]
+        )
 
-    async def record(
+    async def create(
         self,
         *,
         category: str,
@@ -38,11 +68,11 @@ class Notices:
         body: str,
         important: bool,
         audience: dict,
+        channel: str,
         created_at: dt.datetime,
         created_by: str,
         extra: dict | None = None,
     ) -> str:
-        """Store a notice in status ``recorded``; returns its id."""
         if category not in CATEGORIES:
             raise ValueError(f"unknown notice category {category!r}")
         notice_id = str(ObjectId())
@@ -52,9 +82,13 @@ class Notices:
                 "category": category,
                 "title": title,
                 "body": body,
-                "important": important,
+                # Stored as text: nx-27017 reads a boolean written by $set as 1/0.
+                "important": "yes" if important else "no",
                 "audience": audience,
-                "status": "recorded",
+                "channel": channel,
+                "status": "queued",
+                "total": 0,
+                "planned": "no",
                 "created_at": created_at,
                 "created_by": created_by,
                 **(extra or {}),
@@ -62,5 +96,64 @@ class Notices:
         )
         return notice_id
 
+    async def get(self, notice_id: str) -> Notice | None:
+        doc = await self._coll.find_one({"_id": notice_id})
+        return _notice(doc) if doc else None
+
+    async def planned(self, notice_id: str, total: int) -> None:
+        await self._coll.update_one({"_id": notice_id}, {"$set": {"planned": "yes", "total": total}})
+
+    async def transition(self, notice_id: str, expected: tuple[str, ...], status: str, at: dt.datetime) -> bool:
+        """Set ``status`` if the current one is in ``expected``; True if it changed."""
+        fields: dict = {"status": status}
+        if status == "sending":
+            fields["started_at"] = at
+        if status in ("done", "cancelled"):
+            fields["finished_at"] = at
+        result = await self._coll.update_one({"_id": notice_id, "status": {"$in": list(expected)}}, {"$set": fields})
+        return result.matched_count == 1
+
+    async def active(self) -> list[Notice]:
+        """Notices a worker may have to plan or finish (queued or sending)."""
+        docs = await self._coll.find({"status": {"$in": ["queued", "sending"]}}).to_list(None)
+        return [_notice(d) for d in docs]
+
+    async def recent(self, limit: int = 50) -> list[Notice]:
+        docs = await self._coll.find({}).sort("created_at", DESCENDING).limit(limit).to_list(None)
+        return [_notice(d) for d in docs]
+
+    async def many(self, notice_ids: list[str]) -> dict[str, Notice]:
+        docs = await self._coll.find({"_id": {"$in": notice_ids}}).to_list(None)
+        return {d["_id"]: _notice(d) for d in docs}
+
     async def all(self) -> list[dict]:
+        """Raw documents, oldest first (tests and exports)."""
         return await self._coll.find({}).sort("created_at", ASCENDING).to_list(None)
+
+
+_KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
+          "created_at", "created_by", "started_at", "finished_at"}
+
+
+def _flag(value: object) -> bool:
+    return value == "yes" if isinstance(value, str) else as_bool(value)
+
+
+def _notice(doc: dict) -> Notice:
+    return Notice(
+        id=doc["_id"],
+        category=doc["category"],
+        title=doc["title"],
+        body=doc["body"],
+        important=_flag(doc.get("important")),
+        audience=doc.get("audience") or {},
+        channel=doc.get("channel", "auto"),
+        status=doc.get("status", "queued"),
+        total=int(doc.get("total") or 0),
+        created_at=as_datetime(doc.get("created_at")),
+        created_by=doc.get("created_by", ""),
+        started_at=as_datetime(doc.get("started_at")),
+        finished_at=as_datetime(doc.get("finished_at")),
+        planned=_flag(doc.get("planned")),
+        extra={k: v for k, v in doc.items() if k not in _KNOWN},
+    )

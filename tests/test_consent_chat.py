@@ -217,10 +217,9 @@ async def test_amendment_switches_and_asks_again(make_service, clock):
     assert history[0].text_sha256 == load_seed().text_sha256
     assert history[1].text_sha256 == version.text_sha256 != history[0].text_sha256
 
-    notices = await svc.runtime.notices.all()
-    assert [(n["_id"], n["category"], n["important"], n["version"], n["audience_size"]) for n in notices] == [
-        (notice_id, "amendment", True, "2026-12-09", 1)
-    ]
+    notice = await svc.runtime.notices.get(notice_id)
+    assert (notice.category, notice.important, notice.extra["version"], notice.total) == ("amendment", True, "2026-12-09", 1)
+    assert await svc.runtime.deliveries.openids(notice_id, ("pending", "sending", "sent")) == ["o-old"]
 
 
 async def test_legal_amendment_applies_at_once(make_service, clock):
@@ -248,7 +247,8 @@ async def test_export_link_works_once(service):
     document = json.loads(response.body)
     assert document["openid"] == "o-me"
     assert document["merchant"] is None
-    assert document["preferences"] == {} and document["deliveries"] == []
+    assert document["preferences"] == {c: "on" for c in ("service", "security", "admin", "amendment", "other")}
+    assert document["deliveries"] == []
     assert document["follower"]["subscribed"] is True
     [consent] = document["consents"]
     assert consent["version"] == "2022-05-22" and consent["action"] == "accept"

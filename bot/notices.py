@@ -1,0 +1,326 @@
+"""Notices and broadcasts: the rules (opt-outs, channels) and the job's life.
+
+The rules live here once: :func:`receives` (opt-outs never stop an important
+notice), :func:`choose_channel` (template when configured for the category,
+else customer-service inside WeChat's 48-hour window, mass only on request).
+:class:`Broadcasts` creates a notice, plans its deliveries (one record per
+recipient, then batches on the work queue) and pauses, resumes or cancels it;
+:mod:`bot.delivery_worker` does the sending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Callable
+
+from bot.errors import BotError
+from storage.consents import ConsentLedger
+from storage.deliveries import Deliveries, Delivery
+from storage.followers import Followers
+from storage.merchants import Merchants
+from storage.notices import CATEGORIES, Notice, Notices
+from storage.work_queue import WorkQueue
+
+#: Categories that are important unless the admin says otherwise.
+IMPORTANT_BY_DEFAULT = ("security", "amendment")
+CHANNELS = ("auto", "mass")
+#: WeChat allows customer-service messages this long after the user's last message.
+SERVICE_WINDOW = dt.timedelta(hours=48)
+#: Recipients per work-queue entry (mass sends: per WeChat call).
+BATCH = 20
+MASS_CHUNK = 10_000
+CATEGORY_BY_NAME = {name: code for code, name in CATEGORIES.items()}
+
+
+class NoticeRefused(BotError):
+    status = 409
+    code = "notice_refused"
+
+
+class NoticeNotFound(BotError):
+    status = 404
+    code = "notice_not_found"
+
+
+def receives(category: str, important: bool, opted_out: set[str]) -> bool:
+    """Whether a user with these opt-outs gets a notice: important ones always arrive."""
+    return important or category not in opted_out
+
+
+def choose_channel(
+    category: str, templates: dict, last_interaction: dt.datetime | None, now: dt.datetime
+) -> str | None:
+    """``template``, ``custom`` or ``None`` (no channel reaches the user)."""
+    if category in templates:
+        return "template"
+    if last_interaction is not None and now - last_interaction < SERVICE_WINDOW:
+        return "custom"
+    return None
+
+
+def load_templates(path: str | None) -> dict:
+    """Template ids and field mappings per category, from a JSON file::
+
+        {"security": {"template_id": "...", "url": "https://…",
+                      "fields": {"first": "{title}", "keyword1": "{category}",
+                                 "keyword2": "{date}", "remark": "{body}"}}}
+    """
+    if not path:
+        return {}
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    unknown = set(data) - set(CATEGORIES)
+    if unknown:
+        raise ValueError(f"unknown categories in {path}: {', '.join(sorted(unknown))}")
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A broadcast's counts; ``total == sent + failed + skipped`` when done."""
+
+    notice: Notice
+    total: int
+    pending: int
+    sending: int
+    sent: int
+    failed: int
+    skipped: int
+    skipped_by_reason: dict
+    failed_by_code: dict
+    rate: float
+    eta_seconds: float | None
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.notice.id,
+            "status": self.notice.status,
+            "category": self.notice.category,
+            "title": self.notice.title,
+            "important": self.notice.important,
+            "channel": self.notice.channel,
+            "total": self.total,
+            "pending": self.pending,
+            "sending": self.sending,
+            "sent": self.sent,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "skipped_by_reason": self.skipped_by_reason,
+            "failed_by_code": self.failed_by_code,
+            "rate_per_second": round(self.rate, 1),
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
+        }
+
+
+class Broadcasts:
+    """Creating, planning and steering broadcasts."""
+
+    def __init__(
+        self,
+        notices: Notices,
+        deliveries: Deliveries,
+        queue: WorkQueue,
+        followers: Followers,
+        merchants: Merchants,
+        ledger: ConsentLedger,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self.notices = notices
+        self.deliveries = deliveries
+        self.queue = queue
+        self._followers = followers
+        self._merchants = merchants
+        self._ledger = ledger
+        self._clock = clock
+
+    async def send(
+        self,
+        *,
+        category: str,
+        title: str,
+        body: str,
+        important: bool | None = None,
+        audience: dict,
+        channel: str = "auto",
+        by: str,
+        extra: dict | None = None,
+    ) -> str:
+        """Create a notice and queue its deliveries; returns the notice id."""
+        if category not in CATEGORIES:
+            raise NoticeRefused(f"未知的通知类别 {category}，可选：{', '.join(CATEGORIES)}", code="bad_category")
+        if channel not in CHANNELS:
+            raise NoticeRefused(f"未知的发送渠道 {channel}，可选：{', '.join(CHANNELS)}", code="bad_channel")
+        title, body = title.strip(), body.strip()
+        if not title or not body:
+            raise NoticeRefused("通知的标题和正文都不能为空", code="empty_notice")
+        check_audience(audience)
+        if important is None:
+            important = category in IMPORTANT_BY_DEFAULT
+        notice_id = await self.notices.create(
+            category=category, title=title, body=body, important=important, audience=audience,
+            channel=channel, created_at=self._clock(), created_by=by, extra=extra,
+        )
+        await self.plan(notice_id)
+        return notice_id
+
+    async def audience(self, audience: dict) -> list[str]:
+        """The openids an audience stands for, sorted, without duplicates."""
+        kind = audience.get("type")
+        if kind == "all":
+            return await self._followers.subscribed_openids()
+        if kind == "merchants":
+            statuses = audience.get("statuses") or ["pending_review", "active", "suspended"]
+            found = [m.openid for s in statuses for m in await self._merchants.list(s, limit=10_000_000)]
+            return sorted(set(found))
+        if kind == "openids":
+            return sorted(set(audience["openids"]))
+        if kind == "consented_any_version":
+            return await self._ledger.openids_with_action("accept")
+        raise NoticeRefused(f"未知的受众 {kind}")
+
+    async def audience_size(self, audience: dict) -> int:
+        check_audience(audience)
+        return len(await self.audience(audience))
+
+    async def plan(self, notice_id: str) -> None:
+        """Record every recipient as pending and queue them (safe to repeat)."""
+        notice = await self._get(notice_id)
+        openids = await self.audience(notice.audience)
+        await self.deliveries.create_pending(notice_id, openids, self._clock())
+        await self.notices.planned(notice_id, len(openids))
+        await self.enqueue_pending(notice)
+        await self.notices.transition(notice_id, ("queued",), "sending", self._clock())
+        if not openids:
+            await self.notices.transition(notice_id, ("sending",), "done", self._clock())
+
+    async def enqueue_pending(self, notice: Notice) -> int:
+        """Put the notice's pending recipients on the work queue (again)."""
+        pending = await self.deliveries.openids(notice.id, ("pending",))
+        size = MASS_CHUNK if notice.channel == "mass" else BATCH
+        for start in range(0, len(pending), size):
+            await self.queue.add(notice.id, pending[start : start + size])
+        return len(pending)
+
+    async def pause(self, notice_id: str) -> Notice:
+        await self._get(notice_id)
+        if not await self.notices.transition(notice_id, ("queued", "sending"), "paused", self._clock()):
+            raise NoticeRefused(await self._cannot(notice_id, "暂停"))
+        return await self._get(notice_id)
+
+    async def resume(self, notice_id: str) -> Notice:
+        await self._get(notice_id)
+        if not await self.notices.transition(notice_id, ("paused",), "sending", self._clock()):
+            raise NoticeRefused(await self._cannot(notice_id, "继续"))
+        notice = await self._get(notice_id)
+        await self.enqueue_pending(notice)
+        await self.finish_if_complete(notice_id)
+        return await self._get(notice_id)
+
+    async def cancel(self, notice_id: str) -> Notice:
+        await self._get(notice_id)
+        if not await self.notices.transition(notice_id, ("queued", "sending", "paused"), "cancelled", self._clock()):
+            raise NoticeRefused(await self._cannot(notice_id, "取消"))
+        await self.deliveries.skip_pending(notice_id, "cancelled", self._clock())
+        return await self._get(notice_id)
+
+    async def finish_if_complete(self, notice_id: str) -> bool:
+        counts = (await self.deliveries.counts(notice_id))["by_status"]
+        if counts["pending"] == 0 and counts["sending"] == 0:
+            return await self.notices.transition(notice_id, ("sending",), "done", self._clock())
+        return False
+
+    async def progress(self, notice_id: str) -> Progress:
+        notice = await self._get(notice_id)
+        counts = await self.deliveries.counts(notice_id)
+        by = counts["by_status"]
+        now = self._clock()
+        rate = 0.0
+        if notice.started_at is not None:
+            recent = await self.deliveries.sent_since(notice_id, now - dt.timedelta(seconds=10))
+            rate = recent / 10.0
+        remaining = by["pending"] + by["sending"]
+        eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
+        return Progress(
+            notice=notice,
+            total=notice.total,
+            pending=by["pending"],
+            sending=by["sending"],
+            sent=by["sent"],
+            failed=by["failed"],
+            skipped=by["skipped"],
+            skipped_by_reason=counts["skipped_by_reason"],
+            failed_by_code=counts["failed_by_code"],
+            rate=rate,
+            eta_seconds=eta,
+        )
+
+    async def template_result(self, msgid: int, status: str) -> None:
+        """Apply a ``TEMPLATESENDJOBFINISH`` event to its delivery."""
+        delivery = await self.deliveries.by_template_msgid(msgid)
+        if delivery is None:
+            return
+        if status == "success":
+            await self.deliveries.finish(delivery.notice_id, delivery.openid, "sent", self._clock(), reason="confirmed")
+        else:
+            await self.deliveries.finish(
+                delivery.notice_id, delivery.openid, "failed", self._clock(), reason=f"template:{status}"[:200]
+            )
+
+    async def inbox(self, openid: str) -> list[tuple[Notice, Delivery]]:
+        """Notices delivered to a user, newest first."""
+        deliveries = [d for d in await self.deliveries.for_user(openid) if d.status == "sent"]
+        notices = await self.notices.many([d.notice_id for d in deliveries]) if deliveries else {}
+        pairs = [(notices[d.notice_id], d) for d in deliveries if d.notice_id in notices]
+        return sorted(pairs, key=lambda pair: pair[1].updated_at or self._clock(), reverse=True)
+
+    async def _get(self, notice_id: str) -> Notice:
+        notice = await self.notices.get(notice_id)
+        if notice is None:
+            raise NoticeNotFound(f"没有编号为 {notice_id} 的通知")
+        return notice
+
+    async def _cannot(self, notice_id: str, action: str) -> str:
+        notice = await self._get(notice_id)
+        return f"通知 {notice_id} 当前状态为“{JOB_LABELS[notice.status]}”，不能{action}"
+
+
+JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
+
+
+def check_audience(audience: dict) -> None:
+    """Raise :class:`NoticeRefused` for an audience that is not well formed."""
+    kind = audience.get("type") if isinstance(audience, dict) else None
+    if kind in ("all", "consented_any_version"):
+        return
+    if kind == "merchants":
+        statuses = audience.get("statuses") or []
+        bad = [s for s in statuses if s not in ("pending_review", "active", "suspended", "closed")]
+        if bad:
+            raise NoticeRefused(f"未知的商家状态：{', '.join(bad)}", code="bad_audience")
+        return
+    if kind == "openids":
+        openids = audience.get("openids")
+        if not isinstance(openids, list) or not openids or not all(isinstance(o, str) and o.strip() for o in openids):
+            raise NoticeRefused("openid 列表不能为空", code="bad_audience")
+        return
+    raise NoticeRefused("受众必须是 all、merchants（可按状态）或 openid 列表", code="bad_audience")
+
+
+def notice_text(notice: Notice) -> str:
+    """The text of a notice as a customer-service message."""
+    mark = "【重要】" if notice.important else ""
+    return f"{mark}【{CATEGORIES[notice.category]}】{notice.title}\n\n{notice.body}"
+
+
+def template_data(notice: Notice, spec: dict, now: dt.datetime) -> dict:
+    from bot.agreement import CHINA
+
+    values = {
+        "title": notice.title,
+        "body": notice.body,
+        "category": CATEGORIES[notice.category],
+        "date": now.astimezone(CHINA).strftime("%Y-%m-%d %H:%M"),
+    }
+    return {field: {"value": pattern.format(**values)} for field, pattern in (spec.get("fields") or {}).items()}

@@ -1,0 +1,50 @@
+"""Which notice categories a user receives: the opt-out rule lives in
+:func:`bot.notices.receives`; this module reads and changes the choices."""
+
+from __future__ import annotations
+
+from bot import texts
+from bot.notices import CATEGORY_BY_NAME, IMPORTANT_BY_DEFAULT
+from bot.validation import Invalid, fold
+from storage.notices import CATEGORIES
+from storage.preferences import Preferences
+
+
+def category_from_name(name: str) -> str:
+    """``"服务公告"`` or ``"service"`` to ``"service"``; :class:`Invalid` otherwise."""
+    value = fold(name)
+    if value in CATEGORY_BY_NAME:
+        return CATEGORY_BY_NAME[value]
+    if value.lower() in CATEGORIES:
+        return value.lower()
+    raise Invalid(texts.unknown_category(list(CATEGORIES.values())), "category")
+
+
+class NoticePreferences:
+    def __init__(self, repo: Preferences) -> None:
+        self.repo = repo
+
+    async def settings(self, openid: str) -> dict[str, bool]:
+        """Category -> on (True) or off, for every category."""
+        off = await self.repo.opted_out(openid)
+        return {code: code not in off for code in CATEGORIES}
+
+    async def set(self, openid: str, category: str, on: bool) -> None:
+        if on:
+            await self.repo.opt_in(openid, category)
+        else:
+            await self.repo.opt_out(openid, category)
+
+    async def replace(self, openid: str, settings: dict[str, bool]) -> None:
+        """Set several categories at once (the API's PUT)."""
+        for category, on in settings.items():
+            await self.set(openid, category, on)
+
+    async def export(self, openid: str) -> dict[str, str]:
+        return {code: "on" if on else "off" for code, on in (await self.settings(openid)).items()}
+
+
+def settings_text(settings: dict[str, bool]) -> str:
+    lines = [f"· {CATEGORIES[c]}：{'接收' if on else '已退订'}" for c, on in settings.items()]
+    important = "、".join(CATEGORIES[c] for c in IMPORTANT_BY_DEFAULT)
+    return texts.notice_settings(lines, important)

@@ -1,0 +1,170 @@
+"""One delivery record per notice and recipient: the broadcast's ledger of work.
+
+``_id`` is ``<notice id>:<openid>``, so a recipient is recorded once per
+notice however often planning runs. A worker claims a record by moving it
+from ``pending`` to ``sending`` with a conditional update, so two workers
+never send the same record; only a record whose send was confirmed becomes
+``sent``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from storage.mongo import as_datetime
+
+STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    notice_id: str
+    openid: str
+    status: str
+    channel: str | None = None
+    reason: str | None = None
+    errcode: int | None = None
+    attempts: int = 0
+    updated_at: dt.datetime | None = None
+    template_msgid: int | None = None
+
+
+class Deliveries:
+    """The ``deliveries`` collection."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._coll = db["deliveries"]
+
+    async def ensure_indexes(self) -> None:
+        await self._coll.create_indexes(
+            [
+                IndexModel([("notice_id", ASCENDING), ("status", ASCENDING)], name="notice_status"),
+                IndexModel([("openid", ASCENDING)], name="openid"),
+                IndexModel([("template_msgid", ASCENDING)], name="template_msgid", sparse=True),
+            ]
+        )
+
+    async def create_pending(self, notice_id: str, openids: list[str], at: dt.datetime) -> int:
+        """Record ``openids`` as pending recipients; existing records are kept."""
+        docs = [
+            {"_id": f"{notice_id}:{o}", "notice_id": notice_id, "openid": o, "status": "pending", "attempts": 0, "updated_at": at}
+            for o in openids
+        ]
+        if not docs:
+            return 0
+        try:
+            result = await self._coll.insert_many(docs, ordered=False)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            return int(exc.details.get("nInserted", 0))
+
+    async def claim(self, notice_id: str, openid: str, at: dt.datetime, stale_before: dt.datetime | None = None) -> bool:
+        """Move a record to ``sending``; True if this caller got it.
+
+        ``stale_before`` also takes over a record left ``sending`` by a worker
+        that died before that time (its send was never confirmed).
+        """
+        query: dict = {"_id": f"{notice_id}:{openid}", "status": "pending"}
+        if stale_before is not None:
+            query = {
+                "_id": f"{notice_id}:{openid}",
+                "$or": [{"status": "pending"}, {"status": "sending", "claimed_at_ms": {"$lt": _ms(stale_before)}}],
+            }
+        result = await self._coll.update_one(
+            query, {"$set": {"status": "sending", "claimed_at_ms": _ms(at), "updated_at": at}, "$inc": {"attempts": 1}}
+        )
+        return result.matched_count == 1
+
+    async def release(self, notice_id: str, openid: str, at: dt.datetime) -> None:
+        """Give a claimed record back (pause): it will be planned again."""
+        await self._coll.update_one(
+            {"_id": f"{notice_id}:{openid}", "status": "sending"}, {"$set": {"status": "pending", "updated_at": at}}
+        )
+
+    async def finish(
+        self,
+        notice_id: str,
+        openid: str,
+        status: str,
+        at: dt.datetime,
+        *,
+        channel: str | None = None,
+        reason: str | None = None,
+        errcode: int | None = None,
+        template_msgid: int | None = None,
+    ) -> None:
+        fields: dict = {"status": status, "updated_at": at, "finished_at_ms": _ms(at)}
+        for name, value in (("channel", channel), ("reason", reason), ("errcode", errcode), ("template_msgid", template_msgid)):
+            if value is not None:
+                fields[name] = value
+        await self._coll.update_one({"_id": f"{notice_id}:{openid}"}, {"$set": fields})
+
+    async def skip_pending(self, notice_id: str, reason: str, at: dt.datetime) -> int:
+        result = await self._coll.update_many(
+            {"notice_id": notice_id, "status": "pending"},
+            {"$set": {"status": "skipped", "reason": reason, "updated_at": at, "finished_at_ms": _ms(at)}},
+        )
+        return result.modified_count
+
+    async def openids(self, notice_id: str, statuses: tuple[str, ...]) -> list[str]:
+        docs = await self._coll.find({"notice_id": notice_id, "status": {"$in": list(statuses)}}, {"openid": 1}).to_list(None)
+        return [d["openid"] for d in docs]
+
+    async def counts(self, notice_id: str) -> dict:
+        """``{"by_status": {...}, "skipped_by_reason": {...}, "failed_by_code": {...}}``."""
+        by_status = {s: 0 for s in STATUSES}
+        skipped: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        pipeline = [
+            {"$match": {"notice_id": notice_id}},
+            {"$group": {"_id": {"s": "$status", "r": "$reason", "e": "$errcode"}, "n": {"$sum": 1}}},
+        ]
+        async for row in await self._coll.aggregate(pipeline):
+            key, n = row["_id"], row["n"]
+            status = key.get("s")
+            by_status[status] = by_status.get(status, 0) + n
+            if status == "skipped":
+                reason = key.get("r") or "unknown"
+                skipped[reason] = skipped.get(reason, 0) + n
+            elif status == "failed":
+                code = str(key.get("e") if key.get("e") is not None else "unknown")
+                failed[code] = failed.get(code, 0) + n
+        return {"by_status": by_status, "skipped_by_reason": skipped, "failed_by_code": failed}
+
+    async def sent_since(self, notice_id: str, since: dt.datetime) -> int:
+        return await self._coll.count_documents(
+            {"notice_id": notice_id, "status": "sent", "finished_at_ms": {"$gte": _ms(since)}}
+        )
+
+    async def by_template_msgid(self, msgid: int) -> Delivery | None:
+        doc = await self._coll.find_one({"template_msgid": msgid})
+        return _delivery(doc) if doc else None
+
+    async def for_user(self, openid: str) -> list[Delivery]:
+        docs = await self._coll.find({"openid": openid}).sort("updated_at", ASCENDING).to_list(None)
+        return [_delivery(d) for d in docs]
+
+
+def _ms(at: dt.datetime) -> int:
+    # Times used in queries are stored as epoch milliseconds: nx-27017 keeps
+    # a datetime set on an existing document as text, which would not compare.
+    return int(at.timestamp() * 1000)
+
+
+def _delivery(doc: dict) -> Delivery:
+    return Delivery(
+        notice_id=doc["notice_id"],
+        openid=doc["openid"],
+        status=doc["status"],
+        channel=doc.get("channel"),
+        reason=doc.get("reason"),
+        errcode=doc.get("errcode"),
+        attempts=int(doc.get("attempts") or 0),
+        updated_at=as_datetime(doc.get("updated_at")),
+        template_msgid=doc.get("template_msgid"),
+    )
