@@ -330,5 +330,6 @@ async def only_text(chat: Chat) -> Reply:
 
 @router.fallback
 async def free_text(chat: Chat) -> Reply:
-    # The Q&A takes over here once it exists.
-    return Reply(texts.NOT_UNDERSTOOD)
+    """A question in the user's words: answered by quoting the agreement."""
+    answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
+    return Reply(answer.text)

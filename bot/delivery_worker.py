@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 RETRYABLE = (-1, -2, 45009)
 MAX_ATTEMPTS = 5
 BACKOFF = 0.5
+#: A record claimed longer ago than this in a batch taken over from a dead
+#: worker is sent again (a little under the queue's reclaim time).
+STALE_CLAIM = dt.timedelta(milliseconds=RECLAIM_IDLE_MS - 1500)
+#: Safety net: records left "sending" this long are queued again by upkeep.
+ABANDONED_CLAIM = dt.timedelta(seconds=60)
 
 
 @dataclasses.dataclass
@@ -104,7 +109,7 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 await self.deps.queue.ensure_group()
-                entries = await self.deps.queue.read(consumer, count=1, block_ms=1000)
+                entries = await self.deps.queue.read(consumer, count=1, block_ms=500)
                 for entry_id, notice_id, openids in entries:
                     await self._process(consumer, entry_id, notice_id, openids)
             except asyncio.CancelledError:
@@ -140,7 +145,8 @@ class DeliveryWorker:
                     await self.deps.broadcasts.plan(notice.id)
             elif notice.status == "sending" and await self.deps.queue.backlog() == 0:
                 # Nothing queued but recipients left (e.g. Redis lost entries): queue them again.
-                if await self.deps.broadcasts.enqueue_pending(notice) == 0:
+                stale = self.deps.clock() - ABANDONED_CLAIM
+                if await self.deps.broadcasts.enqueue_pending(notice, stale_before=stale) == 0:
                     await self.deps.broadcasts.finish_if_complete(notice.id)
 
     # -- one batch ----------------------------------------------------------------------
@@ -153,20 +159,31 @@ class DeliveryWorker:
             return
         followers = await deps.followers.many(openids)
         opted_out = await deps.preferences.opted_out_many(openids)
-        stale_before = deps.clock() - dt.timedelta(milliseconds=RECLAIM_IDLE_MS)
+        stale_before = deps.clock() - STALE_CLAIM
+
+        async def heartbeat(openid: str | None = None) -> None:
+            await deps.queue.touch(consumer, entry_id)
+            if openid is not None:
+                await deps.deliveries.refresh_claim(notice_id, openid, deps.clock())
+
+        unresolved = False
         if notice.channel == "mass":
-            await self._mass(notice, openids, followers, opted_out, stale_before)
+            await self._mass(notice, openids, followers, opted_out, stale_before, heartbeat)
         else:
             for openid in openids:
                 current = await self._current(notice_id)
                 if current.status != "sending":
                     break  # paused or cancelled: the rest stays pending
                 if not await deps.deliveries.claim(notice_id, openid, deps.clock(), stale_before):
-                    continue  # done already, or another worker has it
-                await self._deliver(current, openid, followers.get(openid), opted_out.get(openid, set()))
-                await deps.queue.touch(consumer, entry_id)
-        await deps.queue.ack(entry_id)
+                    # Finished already, or claimed by someone: if that claim is never
+                    # finished (its worker died), this batch must come round again.
+                    unresolved |= await deps.deliveries.status_of(notice_id, openid) == "sending"
+                    continue
+                await self._deliver(current, openid, followers.get(openid), opted_out.get(openid, set()), heartbeat)
+                await heartbeat()
         await deps.broadcasts.finish_if_complete(notice_id)
+        if not unresolved:
+            await deps.queue.ack(entry_id)
 
     async def _current(self, notice_id: str) -> Notice:
         """The notice, re-read at most twice a second (to notice pause and cancel)."""
@@ -178,7 +195,7 @@ class DeliveryWorker:
             return notice
         return cached[1]
 
-    async def _deliver(self, notice: Notice, openid: str, follower, opted_out: set[str]) -> None:
+    async def _deliver(self, notice: Notice, openid: str, follower, opted_out: set[str], heartbeat) -> None:
         deps = self.deps
         now = deps.clock()
         finish = deps.deliveries.finish
@@ -197,7 +214,7 @@ class DeliveryWorker:
             await finish(notice.id, openid, "failed", now, channel=channel, reason="wechat_not_configured")
             return
         try:
-            msgid = await self._send(notice, openid, channel)
+            msgid = await self._send(notice, openid, channel, heartbeat)
         except WeChatAPIError as exc:
             if exc.code == 45015:
                 await finish(notice.id, openid, "skipped", deps.clock(), channel=channel, reason="outside_48h", errcode=45015)
@@ -208,7 +225,7 @@ class DeliveryWorker:
             return
         await finish(notice.id, openid, "sent", deps.clock(), channel=channel, template_msgid=msgid)
 
-    async def _send(self, notice: Notice, openid: str, channel: str) -> int | None:
+    async def _send(self, notice: Notice, openid: str, channel: str, heartbeat) -> int | None:
         """Send with retries on temporary errors; the template msgid, if any."""
         deps = self.deps
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -228,9 +245,10 @@ class DeliveryWorker:
                 if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     raise
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
+                await heartbeat(openid)  # still alive: keep the batch and the claim ours
         return None
 
-    async def _mass(self, notice: Notice, openids, followers, opted_out, stale_before) -> None:
+    async def _mass(self, notice: Notice, openids, followers, opted_out, stale_before, heartbeat) -> None:
         deps = self.deps
         now = deps.clock()
         targets = []
@@ -247,7 +265,7 @@ class DeliveryWorker:
         if not targets:
             return
         if len(targets) == 1:  # WeChat's mass send needs at least two recipients
-            await self._deliver(notice, targets[0], followers.get(targets[0]), set())
+            await self._deliver(notice, targets[0], followers.get(targets[0]), set(), heartbeat)
             return
         try:
             for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -259,6 +277,7 @@ class DeliveryWorker:
                     if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
                         raise
                     await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
+                    await heartbeat()
         except WeChatAPIError as exc:
             for openid in targets:
                 await deps.deliveries.finish(notice.id, openid, "failed", deps.clock(), channel="mass", errcode=exc.code, reason=exc.message[:200])

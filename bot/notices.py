@@ -195,9 +195,12 @@ class Broadcasts:
         if not openids:
             await self.notices.transition(notice_id, ("sending",), "done", self._clock())
 
-    async def enqueue_pending(self, notice: Notice) -> int:
-        """Put the notice's pending recipients on the work queue (again)."""
+    async def enqueue_pending(self, notice: Notice, stale_before: dt.datetime | None = None) -> int:
+        """Put the notice's pending recipients on the work queue (again), and
+        those a dead worker claimed before ``stale_before``."""
         pending = await self.deliveries.openids(notice.id, ("pending",))
+        if stale_before is not None:
+            pending += await self.deliveries.stale_sending(notice.id, stale_before)
         size = MASS_CHUNK if notice.channel == "mass" else BATCH
         for start in range(0, len(pending), size):
             await self.queue.add(notice.id, pending[start : start + size])

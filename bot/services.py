@@ -11,6 +11,7 @@ from storage.followers import Followers
 from storage.reply_cache import ReplyCache
 
 if TYPE_CHECKING:
+    from bot.answers import Answers
     from bot.consent import Consents
     from bot.dialogs import DialogEngine
     from bot.merchants import MerchantAccounts
@@ -44,6 +45,7 @@ class Services:
     engine: "DialogEngine"
     preferences: "NoticePreferences"
     broadcasts: "Broadcasts"
+    answers: "Answers"
     wechat: "WeChatAPI | None" = None
     clock: Callable[[], dt.datetime] = utcnow
     public_url: str = "http://127.0.0.1:8080"

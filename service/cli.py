@@ -19,7 +19,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from bot.errors import BotError
-from service import cli_data, cli_merchants, supervisor
+from service import cli_data, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="启动服务")
     _service_flags(serve)
     serve.add_argument("--processes", type=_positive_int, default=1, help="工作进程数（默认 1）")
+    serve.add_argument("--no-worker", action="store_true", help="不在服务进程内发送通知（另行运行 wetoop-bot worker）")
     serve.set_defaults(func=cmd_serve)
 
     emulator = sub.add_parser("emulator", help="启动微信 API 模拟器（测试与演示用）")
@@ -81,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     cli_data.register(sub)
+    cli_qa.register(sub)
     cli_merchants.register(sub)
+    cli_notices.register(sub)
     return parser
 
 
@@ -118,10 +121,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     if not config.wechat_token:
         log.warning("WECHAT_TOKEN is not set: /wechat answers 503 until it is")
-    return _run_service(config, processes=args.processes)
+    return _run_service(config, processes=args.processes, with_worker=not args.no_worker)
 
 
-def _run_service(config: Config, processes: int = 1, emulator_port: int | None = None, banner=None) -> int:
+def _run_service(
+    config: Config, processes: int = 1, emulator_port: int | None = None, banner=None, with_worker: bool = True
+) -> int:
     sockets = _bind(config)
     port = sockets[0].getsockname()[1]
     embedded = start_embedded(config)
@@ -130,7 +135,7 @@ def _run_service(config: Config, processes: int = 1, emulator_port: int | None =
         redis_url = config.redis_url or embedded.url("redis")
 
         async def worker(socks: list[socket.socket], stop: asyncio.Event) -> None:
-            await _serve_until(config, mongodb_uri, redis_url, socks, stop, emulator_port, banner, port)
+            await _serve_until(config, mongodb_uri, redis_url, socks, stop, emulator_port, banner, port, with_worker)
 
         supervisor.run(worker, sockets, processes)
     finally:
@@ -145,7 +150,7 @@ def _bind(config: Config) -> list[socket.socket]:
         raise UsageError(f"无法监听 {config.host}:{config.port}：{exc.strerror}") from None
 
 
-async def _serve_until(config, mongodb_uri, redis_url, sockets, stop, emulator_port, banner, port) -> None:
+async def _serve_until(config, mongodb_uri, redis_url, sockets, stop, emulator_port, banner, port, with_worker) -> None:
     from emulator.app import EmulatorState, serve as serve_emulator
     from handlers.app import make_app
     from service.runtime import Runtime
@@ -158,12 +163,17 @@ async def _serve_until(config, mongodb_uri, redis_url, sockets, stop, emulator_p
     await runtime.prepare()
     server = tornado.httpserver.HTTPServer(make_app(runtime), xheaders=True)
     server.add_sockets(sockets)
+    worker_stop = asyncio.Event()
+    worker = asyncio.create_task(runtime.worker().run(worker_stop)) if with_worker else None
     if banner is not None:
         banner(port)
     else:
         print(f"wetoop-bot 已启动：http://{_display_host(config.host)}:{port}/", flush=True)
     await stop.wait()
     server.stop()
+    worker_stop.set()
+    if worker is not None:
+        await worker
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.close_all_connections(), 3)
     await runtime.close()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import Callable
 
 from bot import chat
+from bot.answers import Answers
 from bot.consent import Consents
 from bot.dialogs import DialogEngine
 from bot.delivery_worker import DeliveryWorker, WorkerDeps
@@ -38,6 +40,7 @@ from storage.locks import UserLocks
 from storage.merchants import Merchants
 from storage.notices import Notices
 from storage.preferences import Preferences
+from storage.qa_log import QALog
 from storage.rate_limit import SharedRateLimit
 from storage.reply_cache import ReplyCache
 from storage.work_queue import WorkQueue
@@ -97,6 +100,11 @@ class Runtime:
         self.templates = load_templates(config.notice_templates)
         self.terms = Terms(self.versions, self.broadcasts, clock)
         self.consents = Consents(self.ledger, self.terms, clock)
+        self.qa_log = QALog(self.db)
+        self.answers = Answers(
+            self.terms, self.qa_log, clock,
+            override_dir=Path(config.data_dir) / "qa", cache_dir=Path(config.data_dir) / "cache",
+        )
         self.exports = Exports(
             self.followers, self.consents, self.merchants, self.preferences, self.broadcasts, ExportLinks(self.redis), clock
         )
@@ -111,6 +119,7 @@ class Runtime:
             engine=DialogEngine(),
             preferences=self.preferences,
             broadcasts=self.broadcasts,
+            answers=self.answers,
             wechat=self.wechat,
             clock=clock,
             public_url=config.base_url,
@@ -125,11 +134,12 @@ class Runtime:
         try:
             await mongo.ensure_indexes(
                 [self.followers, self.versions, self.ledger, self.notices, self.merchants.repo,
-                 self.deliveries, self.preferences.repo]
+                 self.deliveries, self.preferences.repo, self.qa_log]
             )
             await self.terms.ensure_seed()
         except mongo.MongoUnavailable as exc:
             log.warning("MongoDB unavailable at start-up, indexes not checked: %s", exc)
+        await self.answers.prepare()
 
     def worker(self, concurrency: int = 8) -> DeliveryWorker:
         """A broadcast worker using this process's clients."""

@@ -80,6 +80,16 @@ class Deliveries:
         )
         return result.matched_count == 1
 
+    async def refresh_claim(self, notice_id: str, openid: str, at: dt.datetime) -> None:
+        """Keep a claim fresh while its (live) worker is still retrying the send."""
+        await self._coll.update_one(
+            {"_id": f"{notice_id}:{openid}", "status": "sending"}, {"$set": {"claimed_at_ms": _ms(at)}}
+        )
+
+    async def status_of(self, notice_id: str, openid: str) -> str | None:
+        doc = await self._coll.find_one({"_id": f"{notice_id}:{openid}"}, {"status": 1})
+        return doc["status"] if doc else None
+
     async def release(self, notice_id: str, openid: str, at: dt.datetime) -> None:
         """Give a claimed record back (pause): it will be planned again."""
         await self._coll.update_one(
@@ -115,25 +125,33 @@ class Deliveries:
         docs = await self._coll.find({"notice_id": notice_id, "status": {"$in": list(statuses)}}, {"openid": 1}).to_list(None)
         return [d["openid"] for d in docs]
 
+    async def stale_sending(self, notice_id: str, before: dt.datetime) -> list[str]:
+        """Recipients claimed before ``before`` and never finished (their worker died)."""
+        docs = await self._coll.find(
+            {"notice_id": notice_id, "status": "sending", "claimed_at_ms": {"$lt": _ms(before)}}, {"openid": 1}
+        ).to_list(None)
+        return [d["openid"] for d in docs]
+
     async def counts(self, notice_id: str) -> dict:
-        """``{"by_status": {...}, "skipped_by_reason": {...}, "failed_by_code": {...}}``."""
-        by_status = {s: 0 for s in STATUSES}
+        """``{"by_status": {...}, "skipped_by_reason": {...}, "failed_by_code": {...}}``.
+
+        Counted per status, then the (usually few) skipped and failed records
+        read for their reasons: simple queries every MongoDB stand-in answers.
+        """
+        by_status = {s: await self._coll.count_documents({"notice_id": notice_id, "status": s}) for s in STATUSES}
         skipped: dict[str, int] = {}
         failed: dict[str, int] = {}
-        pipeline = [
-            {"$match": {"notice_id": notice_id}},
-            {"$group": {"_id": {"s": "$status", "r": "$reason", "e": "$errcode"}, "n": {"$sum": 1}}},
-        ]
-        async for row in await self._coll.aggregate(pipeline):
-            key, n = row["_id"], row["n"]
-            status = key.get("s")
-            by_status[status] = by_status.get(status, 0) + n
-            if status == "skipped":
-                reason = key.get("r") or "unknown"
-                skipped[reason] = skipped.get(reason, 0) + n
-            elif status == "failed":
-                code = str(key.get("e") if key.get("e") is not None else "unknown")
-                failed[code] = failed.get(code, 0) + n
+        if by_status["skipped"] or by_status["failed"]:
+            cursor = self._coll.find(
+                {"notice_id": notice_id, "status": {"$in": ["skipped", "failed"]}}, {"status": 1, "reason": 1, "errcode": 1}
+            )
+            async for doc in cursor:
+                if doc["status"] == "skipped":
+                    reason = doc.get("reason") or "unknown"
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                else:
+                    code = str(doc["errcode"]) if doc.get("errcode") is not None else (doc.get("reason") or "unknown")
+                    failed[code] = failed.get(code, 0) + 1
         return {"by_status": by_status, "skipped_by_reason": skipped, "failed_by_code": failed}
 
     async def sent_since(self, notice_id: str, since: dt.datetime) -> int:

@@ -226,7 +226,11 @@ async def test_subscribe_welcomes_and_records(service):
 async def test_menu_click_and_free_text(service):
     response = await service.wechat.post(event_xml("o-carol", "CLICK", "HELP"))
     assert service.wechat.reply(response)["Content"] == texts.HELP
-    assert await service.wechat.ask("o-carol", "今天天气怎么样") == texts.NOT_UNDERSTOOD
+    # Free text goes to the Q&A, which says when the agreement does not cover it.
+    weather = await service.wechat.ask("o-carol", "今天天气怎么样")
+    assert "没有找到能回答这个问题的条款" in weather and texts.CONTACT in weather
+    copyright_ = await service.wechat.ask("o-carol", "我上传的图片版权归谁？")
+    assert "第4节" in copyright_ and "条款 4" in copyright_
     # Full-width and case are folded for command words.
     assert await service.wechat.ask("o-carol", "  ＨＥＬＰ ") == texts.HELP
 

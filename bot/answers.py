@@ -1,0 +1,116 @@
+"""The agreement Q&A as a service: built for the version in force, rebuilt
+when that version changes or admins change the Q&A data, every question logged.
+
+Building takes about half a second (jieba and the index), so it runs in a
+thread; answering is pure CPU (well under a millisecond) on the event loop.
+Admins override the shipped data (``data/qa``) with files of the same names
+in ``DATA_DIR/qa`` (see ``data/qa/README.md``); changes there are picked up
+within a few seconds, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from bot.qa import DEFAULT_DATA_DIR, QA, Answer
+from bot.qa.data import QADataError
+from bot.terms import Terms
+from storage.mongo import MongoUnavailable
+from storage.qa_log import QALog
+
+log = logging.getLogger(__name__)
+
+#: How often the override folder is checked for changes.
+CHECK_SECONDS = 3.0
+
+#: Built indexes by (version text, data, overrides): pure values, shared by the
+#: runtimes of one process (tests build many) so each is built once.
+_BUILT: dict[tuple, QA] = {}
+
+
+class Answers:
+    """Answers questions about the agreement (see module docstring)."""
+
+    def __init__(
+        self,
+        terms: Terms,
+        qa_log: QALog,
+        clock: Callable,
+        override_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        data_dir: Path = DEFAULT_DATA_DIR,
+    ) -> None:
+        self._terms = terms
+        self._log = qa_log
+        self._clock = clock
+        self._data_dir = data_dir
+        self._override_dir = override_dir
+        self._cache_dir = cache_dir
+        self._qa: QA | None = None
+        self._signature: tuple = ()
+        self._checked_at = 0.0
+        self._building: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+
+    async def prepare(self) -> None:
+        """Build the index for the version in force (at start-up)."""
+        await self._ensure_current(wait=True)
+
+    async def answer(self, question: str, openid: str | None = None, channel: str = "official_account") -> Answer:
+        """The reply to a free-text question; the question and outcome are logged."""
+        await self._ensure_current(wait=self._qa is None)
+        assert self._qa is not None
+        result = self._qa.answer(question)
+        task = asyncio.create_task(self._record(question, result, openid, channel, self._qa.version.version))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return result
+
+    async def _ensure_current(self, wait: bool) -> None:
+        current = await self._terms.current()
+        stale = self._qa is None or self._qa.version.version != current.version
+        now = time.monotonic()
+        if not stale and now - self._checked_at > CHECK_SECONDS:
+            self._checked_at = now
+            stale = self._overrides() != self._signature
+        if stale and (self._building is None or self._building.done()):
+            self._building = asyncio.create_task(self._build(current))
+        if wait and self._building is not None:
+            await asyncio.shield(self._building)
+
+    async def _build(self, version) -> None:
+        signature = self._overrides()
+        override = self._override_dir if self._override_dir and self._override_dir.is_dir() else None
+        memo = (version.version, version.text_sha256, str(self._data_dir), str(override), signature)
+        try:
+            qa = _BUILT.get(memo) or await asyncio.to_thread(QA.build, version, self._data_dir, override, self._cache_dir)
+            _BUILT[memo] = qa
+        except QADataError as exc:
+            if self._qa is None:  # without admins' overrides rather than not at all
+                log.error("Q&A overrides unusable (%s); using the shipped data", exc)
+                qa = await asyncio.to_thread(QA.build, version, self._data_dir, None, self._cache_dir)
+            else:
+                log.error("Q&A overrides unusable (%s); keeping the current index", exc)
+                self._signature = signature
+                return
+        self._qa, self._signature = qa, signature
+        log.info("Q&A index built for agreement %s", version.version)
+
+    def _overrides(self) -> tuple:
+        folder = self._override_dir
+        if folder is None or not folder.is_dir():
+            return ()
+        return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir() if p.is_file()))
+
+    async def _record(self, question: str, result: Answer, openid, channel: str, version: str) -> None:
+        try:
+            await self._log.record(
+                question=question, kind=result.kind, refs=result.refs, score=result.score, version=version,
+                openid=openid, channel=channel, at=self._clock(),
+            )
+        except MongoUnavailable:
+            log.warning("could not log a question")

@@ -1,0 +1,57 @@
+"""The sentences of the agreement Q&A, in Simplified Chinese (to merge into bot/texts.py)."""
+
+from __future__ import annotations
+
+from bot.texts import CONTACT, HELP
+
+#: The longest reply the Q&A gives, in characters.
+MAX_REPLY = 600
+
+SMALLTALK = {
+    "greeting": "您好！我是微拓公众号小助手，可以用协议原文回答您关于《微拓软件服务使用协议》的问题，"
+    "例如“我上传的图片版权归谁？”。\n\n" + HELP,
+    "thanks": "不客气！还有问题随时问我。\n\n" + HELP,
+    "bye": "再见，有问题随时回来问我！\n\n" + HELP,
+}
+
+ELLIPSIS = "……"
+
+
+def clause_name(title: str, section: int, section_title: str, ref: str) -> str:
+    """``《协议》第4节《标题》第4.1款`` or ``《协议》前言第3段``."""
+    if section == 0:
+        return f"《{title}》前言第{ref.split('.', 1)[1]}段"
+    return f"《{title}》第{section}节《{section_title}》第{ref}款"
+
+
+def read_more(section: int) -> str:
+    if section == 0:
+        return "回复“条款”查看协议各节摘要。"
+    return f"回复“条款 {section}”阅读全文。"
+
+
+def answer(name: str, quote: str, section: int) -> str:
+    return f"根据{name}：\n“{quote}”\n\n{read_more(section)}"
+
+
+def abstain(title: str, nearest: list[tuple[int, str]]) -> str:
+    """``nearest``: (section number, section title), 0 for the preamble."""
+    lines = [f"抱歉，《{title}》中没有找到能回答这个问题的条款。"]
+    if nearest:
+        lines.append("与您的问题最接近的是：")
+        for number, section_title in nearest:
+            if number == 0:
+                lines.append("· 协议前言（回复“条款”查看各节摘要）")
+            else:
+                lines.append(f"· 第{number}节《{section_title}》（回复“条款 {number}”阅读）")
+    else:
+        lines.append("回复“条款”可查看协议各节摘要。")
+    lines.append(CONTACT)
+    return "\n".join(lines)
+
+
+def vague(title: str) -> str:
+    return (
+        f"请用一句话具体描述您想了解的内容，例如“我上传的图片版权归谁？”，我会从《{title}》中找到相关条款。\n"
+        "回复“条款”可查看协议各节摘要。\n" + CONTACT
+    )

@@ -1,0 +1,143 @@
+"""``wetoop-bot notice …`` and ``wetoop-bot worker``: broadcasts from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+from bot.notices import CHANNELS, JOB_LABELS, check_audience
+from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded, with_runtime
+from storage.notices import CATEGORIES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    notice = sub.add_parser("notice", help="通知：发送、查看进度、暂停、继续、取消")
+    notice_sub = notice.add_subparsers(dest="notice_command", required=True, metavar="ACTION")
+
+    send = notice_sub.add_parser("send", help="发送通知，打印通知编号")
+    send.add_argument("--category", required=True, choices=tuple(CATEGORIES))
+    send.add_argument("--title", required=True)
+    send.add_argument("--body", required=True)
+    send.add_argument(
+        "--important", action=argparse.BooleanOptionalAction, default=None,
+        help="标为重要（不受退订影响）；安全通告和条款修改通知默认重要",
+    )
+    send.add_argument(
+        "--audience", default="all",
+        help="all（所有关注者）、merchants 或 merchants:active,suspended（按状态）、openids:FILE（每行一个 openid）",
+    )
+    send.add_argument("--channel", choices=CHANNELS, default="auto", help="auto：模板消息或客服消息；mass：群发（每月次数有限）")
+    send.add_argument("--by", default="admin-cli")
+    add_data_dir_flag(send)
+    send.set_defaults(func=cmd_send)
+
+    status = notice_sub.add_parser("status", help="查看发送进度")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true", help="输出 JSON")
+    add_data_dir_flag(status)
+    status.set_defaults(func=cmd_status)
+
+    for action, label in (("pause", "暂停"), ("resume", "继续"), ("cancel", "取消")):
+        parser = notice_sub.add_parser(action, help=f"{label}发送")
+        parser.add_argument("id")
+        add_data_dir_flag(parser)
+        parser.set_defaults(func=cmd_control, action=action)
+
+    worker = sub.add_parser("worker", help="运行通知发送进程（可多开）")
+    worker.add_argument("--concurrency", type=int, default=8, help="并发发送任务数（默认 8）")
+    add_data_dir_flag(worker)
+    worker.set_defaults(func=cmd_worker)
+
+
+def parse_audience(text: str) -> dict:
+    """``all``, ``merchants``, ``merchants:active,suspended`` or ``openids:FILE``."""
+    kind, _, rest = text.partition(":")
+    if kind == "all" and not rest:
+        audience: dict = {"type": "all"}
+    elif kind == "merchants":
+        audience = {"type": "merchants"}
+        if rest:
+            audience["statuses"] = [s.strip() for s in rest.split(",") if s.strip()]
+    elif kind == "openids" and rest:
+        try:
+            lines = Path(rest).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"无法读取 openid 文件 {rest}：{exc.strerror}") from None
+        audience = {"type": "openids", "openids": [line.strip() for line in lines if line.strip()]}
+    else:
+        raise UsageError(f"无法识别的受众 {text!r}：可用 all、merchants、merchants:STATUS,…、openids:FILE")
+    check_audience(audience)
+    return audience
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    audience = parse_audience(args.audience)
+
+    async def work(runtime):
+        return await runtime.broadcasts.send(
+            category=args.category, title=args.title, body=args.body, important=args.important,
+            audience=audience, channel=args.channel, by=args.by,
+        )
+
+    print(with_runtime(args, work))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    progress = with_runtime(args, lambda runtime: runtime.broadcasts.progress(args.id))
+    data = progress.to_json()
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    eta = "—" if data["eta_seconds"] is None else f"{data['eta_seconds']} 秒"
+    print(
+        f"通知 {data['id']}（{CATEGORIES[data['category']]}{'，重要' if data['important'] else ''}）：{data['title']}\n"
+        f"状态：{JOB_LABELS[data['status']]}　共 {data['total']}　已发送 {data['sent']}　失败 {data['failed']}　"
+        f"跳过 {data['skipped']}　待发送 {data['pending'] + data['sending']}\n"
+        f"速度：{data['rate_per_second']} 条/秒　预计剩余：{eta}"
+    )
+    if data["skipped_by_reason"]:
+        print("跳过原因：" + "，".join(f"{k} {v}" for k, v in data["skipped_by_reason"].items()))
+    if data["failed_by_code"]:
+        print("失败（微信错误码）：" + "，".join(f"{k} {v}" for k, v in data["failed_by_code"].items()))
+    return 0
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    async def work(runtime):
+        return await getattr(runtime.broadcasts, args.action)(args.id)
+
+    notice = with_runtime(args, work)
+    print(f"通知 {notice.id} 当前状态：{JOB_LABELS[notice.status]}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service.runtime import Runtime
+
+    if args.concurrency < 1:
+        raise UsageError("--concurrency 必须是正整数")
+    config = load_config(args)
+    embedded = start_embedded(config)
+    try:
+
+        async def run() -> None:
+            runtime = Runtime(config, config.mongodb_uri or embedded.url("mongo"), config.redis_url or embedded.url("redis"))
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            try:
+                await runtime.prepare()
+                print(f"通知发送进程已启动（并发 {args.concurrency}）。按 Ctrl-C 停止。", flush=True)
+                await runtime.worker(args.concurrency).run(stop)
+            finally:
+                await runtime.close()
+
+        asyncio.run(run())
+    finally:
+        embedded.stop()
+    return 0

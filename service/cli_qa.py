@@ -1,0 +1,98 @@
+"""``wetoop-bot qa-eval`` and ``wetoop-bot ask``: the agreement Q&A from the command line.
+
+Both answer from the seed version of the agreement (``load_seed()``) and need no
+database. A missing or malformed file prints one line in Chinese and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bot.agreement import load_seed
+from bot.qa import DEFAULT_DATA_DIR, QA, evaluate, read_questions
+from bot.qa.evaluate import TARGETS, leave_one_out, meets_targets
+from service.clitools import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("qa-eval", help="评估协议问答：准确率、拒答情况")
+    ev.add_argument(
+        "file", nargs="?", type=Path, default=DEFAULT_DATA_DIR / "dev.jsonl",
+        help="问题文件（JSON Lines，每行 {\"q\": …, \"expected\": [条款编号]}；默认 data/qa/dev.jsonl）",
+    )
+    _qa_flags(ev)
+    ev.add_argument("--misses", action="store_true", help="列出答错、误拒答和不该回答却回答的问题")
+    ev.add_argument("--check", action="store_true", help="未达到目标时以退出码 1 结束")
+    ev.add_argument("--loo", action="store_true", help="改为用留一法评估 examples.toml 中的示例问题（校准阈值所用）")
+    ev.set_defaults(func=cmd_qa_eval)
+
+    ask = sub.add_parser("ask", help="像用户一样提问，打印机器人的回复")
+    ask.add_argument("question", help="问题，例如 \"我上传的图片版权归谁？\"")
+    _qa_flags(ask)
+    ask.add_argument("--explain", action="store_true", help="在标准错误输出回复类型、引用的条款和分数")
+    ask.set_defaults(func=cmd_ask)
+
+
+def _qa_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--qa-data", type=Path, default=DEFAULT_DATA_DIR, help="问答数据目录（默认 data/qa）")
+    parser.add_argument("--override", type=Path, help="覆盖目录：其中同名的数据文件扩展或替换默认数据")
+    parser.add_argument("--cache-dir", type=Path, help="jieba 词典缓存目录（默认系统临时目录）")
+
+
+def _build(args: argparse.Namespace) -> QA:
+    for flag, path in (("--qa-data", args.qa_data), ("--override", args.override)):
+        if path is not None and not path.is_dir():
+            raise UsageError(f"{flag} 不是目录：{path}")
+    return QA.build(load_seed(), args.qa_data, args.override, args.cache_dir)
+
+
+def cmd_qa_eval(args: argparse.Namespace) -> int:
+    if not args.loo:
+        read_questions(args.file)  # a bad file fails before the index is built
+    qa = _build(args)
+    figures = leave_one_out(qa) if args.loo else evaluate(qa, args.file)
+    print(format_figures(figures))
+    if args.misses and figures["misses"]:
+        print("\n未答对的问题：")
+        for miss in figures["misses"]:
+            expected = "、".join(miss["expected"]) or "应拒答"
+            got = "拒答" if miss["kind"] != "answer" else f"答 {miss['refs'][0]}"
+            rank = f"，正确条款排第 {miss['rank']}" if miss["rank"] else ""
+            print(f"· {miss['q']}（期望 {expected}；{got}，分数 {miss['score']}{rank}）")
+    missed = meets_targets(figures)
+    if args.check and missed:
+        print("未达到目标：" + "；".join(missed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_figures(f: dict) -> str:
+    n_in, n_out = f["in_scope"], f["out_of_scope"]
+    lines = [
+        f"问题文件：{f['file']}（协议版本 {f['version']}）",
+        f"问题 {f['questions']} 个：范围内 {n_in} 个，超出范围 {n_out} 个",
+        f"top-1 准确率：{_pct(f['top1'])}（回答且引用了正确条款；目标 ≥ {TARGETS['top1']:.0%}）",
+        f"top-3 准确率：{_pct(f['top3'])}（只看排序，不计拒答）",
+        f"MRR：{'—' if f['mrr'] is None else format(f['mrr'], '.3f')}",
+        f"拒答精确率：{_pct(f['abstain_precision'])}（拒答的问题中确实超出范围的比例）",
+        f"拒答召回率：{_pct(f['abstain_recall'])}（超出范围的问题被拒答的比例；目标 ≥ {TARGETS['abstain_recall']:.0%}）",
+        f"范围内误拒答率：{_pct(f['false_abstain'])}（目标 ≤ {TARGETS['false_abstain']:.0%}）",
+        f"范围内答错率：{_pct(f['wrong_answer'])}（回答了但引用的条款不对）",
+    ]
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    qa = _build(args)
+    answer = qa.answer(args.question)
+    print(answer.text)
+    if args.explain:
+        refs = "、".join(answer.refs) or "无"
+        print(f"[{answer.kind}] 引用/最接近：{refs}；分数 {answer.score:.3f}", file=sys.stderr)
+    return 0

@@ -1,0 +1,376 @@
+"""Notices and broadcasts: opt-outs, audiences, channels, retries, pause/cancel, crash safety."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from bot import texts
+from tests.conftest import APPID, SECRET
+from tests.wx import event_xml
+
+BIN = Path(sys.executable).parent / "wetoop-bot"
+
+
+async def emulator_post(emulator, path: str, body: dict) -> None:
+    await AsyncHTTPClient().fetch(emulator.base + path, method="POST", body=json.dumps(body))
+
+
+async def active_users(svc, *openids: str) -> None:
+    """Users who wrote to the account just now (inside WeChat's 48-hour window)."""
+    for openid in openids:
+        await svc.runtime.followers.subscribed(openid, svc.runtime.clock())
+
+
+async def send(svc, **kwargs) -> str:
+    values = dict(category="service", title="系统维护", body="今晚 23:00 至 24:00 系统维护。", by="test")
+    values.update(kwargs)
+    return await svc.runtime.broadcasts.send(**values)
+
+
+async def run_worker(svc, timeout: float = 30) -> None:
+    await svc.runtime.worker(concurrency=4).run_until_idle(timeout)
+
+
+async def deliveries(svc, notice_id: str) -> dict[str, tuple]:
+    found = {}
+    for status in ("pending", "sending", "sent", "failed", "skipped"):
+        for openid in await svc.runtime.deliveries.openids(notice_id, (status,)):
+            found[openid] = status
+    return found
+
+
+async def texts_to(emulator, openid: str) -> list[str]:
+    return [m["body"]["text"]["content"] for m in await emulator.messages(openid) if m["msgtype"] == "text"]
+
+
+@pytest.fixture
+async def svc(make_service):
+    return await make_service()
+
+
+# -- opt-outs -----------------------------------------------------------------------------
+
+
+async def test_opt_out_respected_for_ordinary_and_ignored_for_important(svc, emulator):
+    await active_users(svc, "o-out", "o-in")
+    await svc.runtime.preferences.set("o-out", "service", False)
+    ordinary = await send(svc, audience={"type": "openids", "openids": ["o-out", "o-in"]})
+    important = await send(svc, title="紧急维护", important=True, audience={"type": "openids", "openids": ["o-out", "o-in"]})
+    await run_worker(svc)
+
+    assert await deliveries(svc, ordinary) == {"o-out": "skipped", "o-in": "sent"}
+    assert await deliveries(svc, important) == {"o-out": "sent", "o-in": "sent"}
+    progress = await svc.runtime.broadcasts.progress(ordinary)
+    assert progress.skipped_by_reason == {"opted_out": 1}
+    assert progress.notice.status == "done"
+    assert [t.splitlines()[0] for t in await texts_to(emulator, "o-out")] == ["【重要】【服务公告】紧急维护"]
+    assert len(await texts_to(emulator, "o-in")) == 2
+
+
+async def test_security_and_amendment_are_important_by_default(svc):
+    security = await send(svc, category="security", audience={"type": "openids", "openids": ["o-x"]})
+    service = await send(svc, category="service", audience={"type": "openids", "openids": ["o-x"]})
+    assert (await svc.runtime.notices.get(security)).important is True
+    assert (await svc.runtime.notices.get(service)).important is False
+
+
+# -- audiences ---------------------------------------------------------------------------------
+
+
+async def test_audiences(svc):
+    await active_users(svc, "o-a", "o-b", "o-c")
+    await svc.runtime.followers.unsubscribed("o-c", svc.runtime.clock())
+    merchants = svc.runtime.merchants
+    await merchants.save_profile("o-a", {"entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13812345678"})
+    await merchants.save_profile("o-b", {"entity_type": "individual", "entity_name": "李四", "contact_name": "李四", "phone": "13812345679"})
+    await merchants.set_status("o-b", "active", "ok", by="test")
+    broadcasts = svc.runtime.broadcasts
+    assert await broadcasts.audience({"type": "all"}) == ["o-a", "o-b"]
+    assert await broadcasts.audience({"type": "merchants"}) == ["o-a", "o-b"]
+    assert await broadcasts.audience({"type": "merchants", "statuses": ["active"]}) == ["o-b"]
+    assert await broadcasts.audience({"type": "openids", "openids": ["o-z", "o-z", "o-y"]}) == ["o-y", "o-z"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"category": "gossip"}, "类别"),
+        ({"title": "  "}, "不能为空"),
+        ({"audience": {"type": "openids", "openids": []}}, "openid"),
+        ({"audience": {"type": "merchants", "statuses": ["vip"]}}, "商家状态"),
+        ({"audience": {"type": "everyone"}}, "受众"),
+        ({"channel": "sms"}, "渠道"),
+    ],
+)
+async def test_bad_notices_are_refused(svc, kwargs, needle):
+    from bot.notices import NoticeRefused
+
+    kwargs.setdefault("audience", {"type": "all"})
+    with pytest.raises(NoticeRefused) as info:
+        await send(svc, **kwargs)
+    assert needle in info.value.message
+
+
+# -- channels -------------------------------------------------------------------------------------
+
+
+async def test_template_when_configured_else_customer_service_in_window(make_service, emulator, tmp_path, clock):
+    templates = tmp_path / "templates.json"
+    templates.write_text(json.dumps({
+        "security": {"template_id": "TPL-SEC", "url": "https://wetoop.example/security",
+                     "fields": {"first": "{title}", "keyword1": "{category}", "remark": "{body}"}}
+    }), encoding="utf-8")
+    svc = await make_service(notice_templates=str(templates), clock=clock)
+    await active_users(svc, "o-recent")
+    await svc.runtime.followers.subscribed("o-old", clock.now)
+    clock.advance(hours=47)
+    await svc.runtime.followers.touch("o-recent", clock.now)
+    clock.advance(hours=2)  # o-old is now outside the 48-hour window, o-recent inside
+
+    security = await send(svc, category="security", title="密码安全提醒", audience={"type": "openids", "openids": ["o-old", "o-recent"]})
+    service = await send(svc, category="service", audience={"type": "openids", "openids": ["o-old", "o-recent"]})
+    await run_worker(svc)
+
+    [template] = [m for m in await emulator.messages("o-old") if m["msgtype"] == "template"]
+    assert template["body"]["template_id"] == "TPL-SEC"
+    assert template["body"]["data"]["first"]["value"] == "密码安全提醒"
+    assert template["body"]["data"]["keyword1"]["value"] == "安全通告"
+    assert await deliveries(svc, security) == {"o-old": "sent", "o-recent": "sent"}
+    assert await deliveries(svc, service) == {"o-old": "skipped", "o-recent": "sent"}
+    assert (await svc.runtime.broadcasts.progress(service)).skipped_by_reason == {"outside_48h": 1}
+
+
+async def test_45015_is_recorded_as_outside_the_window(svc, emulator):
+    await active_users(svc, "o-w")
+    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45015})
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-w"]})
+    await run_worker(svc)
+    progress = await svc.runtime.broadcasts.progress(notice)
+    assert (progress.skipped, progress.skipped_by_reason) == (1, {"outside_48h": 1})
+
+
+async def test_mass_send_on_request(svc, emulator):
+    openids = [f"o-m{i}" for i in range(5)]
+    await svc.runtime.preferences.set("o-m0", "other", False)
+    notice = await send(svc, category="other", channel="mass", audience={"type": "openids", "openids": openids})
+    await run_worker(svc)
+    sent = await emulator.messages()
+    assert sorted(m["touser"] for m in sent if m["kind"] == "mass") == openids[1:]
+    progress = await svc.runtime.broadcasts.progress(notice)
+    assert (progress.sent, progress.skipped, progress.total) == (4, 1, 5)
+
+
+# -- retries and permanent errors ----------------------------------------------------------------------
+
+
+async def test_temporary_errors_are_retried(svc, emulator):
+    await active_users(svc, "o-busy", "o-limit")
+    path = "/cgi-bin/message/custom/send"
+    await emulator_post(emulator, "/_emulator/faults", {"path": path, "errcode": -1, "times": 2})
+    await emulator_post(emulator, "/_emulator/faults", {"path": path, "errcode": 45009, "times": 1})
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-busy", "o-limit"]})
+    await run_worker(svc)
+    assert await deliveries(svc, notice) == {"o-busy": "sent", "o-limit": "sent"}
+    assert emulator.state.stats()["calls"][path] == 5
+
+
+async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
+    await active_users(svc, "o-gone", "bad openid!")
+    await emulator_post(emulator, "/_emulator/users", {"openid": "o-gone", "subscribed": False})
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-gone", "bad openid!"]})
+    await run_worker(svc)
+    progress = await svc.runtime.broadcasts.progress(notice)
+    assert progress.failed_by_code == {"43004": 1, "40003": 1}
+    assert emulator.state.stats()["calls"]["/cgi-bin/message/custom/send"] == 2
+    assert progress.notice.status == "done"
+
+
+async def test_template_job_finish_event_updates_the_delivery(make_service, emulator, tmp_path):
+    templates = tmp_path / "t.json"
+    templates.write_text(json.dumps({"service": {"template_id": "TPL", "fields": {"first": "{title}"}}}))
+    svc = await make_service(notice_templates=str(templates))
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-tpl"]})
+    await run_worker(svc)
+    [message] = await emulator.messages("o-tpl")
+    msgid = message["body"].get("msgid") or (await svc.runtime.deliveries.for_user("o-tpl"))[0].template_msgid
+    xml = event_xml("o-tpl", "TEMPLATESENDJOBFINISH").replace(
+        "</xml>", f"<MsgID>{msgid}</MsgID><Status><![CDATA[failed:user block]]></Status></xml>"
+    )
+    response = await svc.wechat.post(xml)
+    assert response.body == b"success"
+    [record] = await svc.runtime.deliveries.for_user("o-tpl")
+    assert (record.status, record.reason) == ("failed", "template:failed:user block")
+    assert (await svc.runtime.broadcasts.progress(notice)).failed == 1
+
+
+# -- pause, resume, cancel, progress -------------------------------------------------------------------
+
+
+async def test_pause_resume_and_cancel(make_service, emulator):
+    svc = await make_service(notice_rate=20)
+    openids = [f"o-p{i:03d}" for i in range(120)]
+    await active_users(svc, *openids)
+    broadcasts = svc.runtime.broadcasts
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=4).run(stop))
+    await asyncio.sleep(0.8)
+    await broadcasts.pause(notice)
+    await asyncio.sleep(1.5)  # sends already waiting for the rate limit finish
+    paused = await broadcasts.progress(notice)
+    await asyncio.sleep(0.8)
+    assert (await broadcasts.progress(notice)).sent == paused.sent
+    assert 0 < paused.sent < 120 and paused.notice.status == "paused"
+
+    await broadcasts.resume(notice)
+    await asyncio.sleep(0.6)
+    progress = await broadcasts.progress(notice)
+    assert progress.sent > paused.sent and progress.rate > 0 and progress.eta_seconds is not None
+    await broadcasts.cancel(notice)
+    await asyncio.sleep(0.8)
+    stop.set()
+    await worker
+
+    final = await broadcasts.progress(notice)
+    assert final.notice.status == "cancelled"
+    assert final.sent + final.failed + final.skipped == final.total == 120
+    assert final.skipped_by_reason.get("cancelled", 0) > 0
+    sent_to = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert sum(sent_to.values()) == final.sent and max(sent_to.values()) == 1
+
+    from bot.notices import NoticeRefused
+
+    with pytest.raises(NoticeRefused):
+        await broadcasts.resume(notice)
+
+
+# -- crash safety ------------------------------------------------------------------------------------
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN), "-v", "worker", "--concurrency", "4"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+async def test_kill_9_mid_broadcast_then_resume_without_duplicates(make_service, emulator, backing):
+    svc = await make_service(notice_rate=100)
+    openids = [f"o-k{i:03d}" for i in range(300)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    database = svc.runtime.db.name
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "MONGODB_", "REDIS_"))}
+    env.update(
+        MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + database,
+        REDIS_URL=backing.redis_url,
+        WECHAT_APPID=APPID,
+        WECHAT_SECRET=SECRET,
+        WECHAT_API_BASE=emulator.base,
+        NOTICE_RATE="100",
+    )
+    first = start_worker(env)
+    try:
+        deadline = time.monotonic() + 30
+        while (await svc.runtime.broadcasts.progress(notice)).sent < 80 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    at_crash = await svc.runtime.broadcasts.progress(notice)
+    assert 0 < at_crash.sent < 300
+
+    second = start_worker(env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            progress = await svc.runtime.broadcasts.progress(notice)
+            if progress.notice.status == "done":
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(10)
+        except subprocess.TimeoutExpired:
+            second.kill()
+    final = await svc.runtime.broadcasts.progress(notice)
+    assert final.notice.status == "done", (final.to_json(), second.stderr.read()[-3000:])
+    assert final.sent + final.failed + final.skipped == final.total == 300
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert set(counts) == set(openids)
+    assert max(counts.values()) == 1, [o for o, n in counts.items() if n > 1]
+
+
+# -- chat and export -------------------------------------------------------------------------------------
+
+
+async def test_chat_preferences(svc):
+    settings = await svc.wechat.ask("o-pref", "通知设置")
+    assert "服务公告：接收" in settings and "重要" in settings
+    reply = await svc.wechat.ask("o-pref", "退订 服务公告")
+    assert "已退订“服务公告”" in reply and "仍会送达" in reply
+    assert "服务公告：已退订" in await svc.wechat.ask("o-pref", "通知设置")
+    assert "已恢复" in await svc.wechat.ask("o-pref", "订阅 服务公告")
+    assert "没有这个通知类别" in await svc.wechat.ask("o-pref", "退订 天气预报")
+    assert (await svc.runtime.preferences.settings("o-pref"))["service"] is True
+
+
+async def test_export_has_preferences_and_deliveries(svc, emulator):
+    await active_users(svc, "o-exp")
+    await svc.runtime.preferences.set("o-exp", "other", False)
+    await emulator_post(emulator, "/_emulator/users", {"openid": "o-exp2", "subscribed": False})
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-exp"]})
+    await run_worker(svc)
+    document = await svc.runtime.exports.document("o-exp")
+    assert document["preferences"] == {"service": "on", "security": "on", "admin": "on", "amendment": "on", "other": "off"}
+    [delivery] = document["deliveries"]
+    assert {k: delivery[k] for k in ("notice", "category", "status", "channel")} == {
+        "notice": notice, "category": "service", "status": "sent", "channel": "custom"
+    }
+    assert delivery["at"] and delivery["errcode"] is None
+
+
+# -- the CLI -------------------------------------------------------------------------------------------------
+
+
+async def test_notice_cli(make_service, emulator, backing, tmp_path):
+    svc = await make_service()
+    await active_users(svc, "o-c1", "o-c2")
+    env = dict(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + svc.runtime.db.name, REDIS_URL=backing.redis_url)
+    from tests.test_cli import clean_env
+
+    def cli(*args):
+        return subprocess.run([str(BIN), *args], env=clean_env(**env), capture_output=True, text=True, timeout=60)
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("o-c1\no-c2\n")
+    sent = cli("notice", "send", "--category", "admin", "--title", "账户提醒", "--body", "请完善资料", "--audience", f"openids:{ids}")
+    assert sent.returncode == 0, sent.stderr
+    notice_id = sent.stdout.strip()
+    status = json.loads(cli("notice", "status", notice_id, "--json").stdout)
+    assert status["status"] in ("queued", "sending") and status["total"] == 2
+    assert all(isinstance(status[k], int) for k in ("total", "sent", "failed", "skipped"))
+    assert "已暂停" in cli("notice", "pause", notice_id).stdout
+    assert "发送中" in cli("notice", "resume", notice_id).stdout
+    await run_worker(svc)
+    done = json.loads(cli("notice", "status", notice_id, "--json").stdout)
+    assert (done["status"], done["sent"]) == ("done", 2)
+    assert "已完成" in cli("notice", "status", notice_id).stdout
+    refused = cli("notice", "cancel", notice_id)
+    assert refused.returncode == 2 and "不能取消" in refused.stderr
+    missing = cli("notice", "status", "nope")
+    assert missing.returncode == 2 and "没有编号" in missing.stderr
+    bad = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "everyone")
+    assert bad.returncode == 2 and "受众" in bad.stderr

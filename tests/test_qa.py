@@ -1,0 +1,362 @@
+"""The agreement Q&A (bot/qa): answers, abstentions, small talk, the data files and their
+overrides, the measured targets, and the two commands. Pure: no servers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import jieba
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from bot import texts
+from bot.agreement import load_seed
+from bot.qa import DEFAULT_DATA_DIR, QA, QADataError, QuestionFileError, evaluate
+from bot.qa.data import merge
+from bot.qa.evaluate import TARGETS, leave_one_out
+from bot.qa.units import attach_examples, units_of
+from service import cli
+
+DEV = DEFAULT_DATA_DIR / "dev.jsonl"
+HOLDOUT = DEFAULT_DATA_DIR / "holdout.jsonl"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("jieba-cache")
+
+
+@pytest.fixture(scope="module")
+def qa(cache_dir) -> QA:
+    return QA.build(load_seed(), cache_dir=cache_dir)
+
+
+def _questions(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _quoted(text: str) -> list[str]:
+    """The verbatim pieces inside the reply's “…” quote."""
+    start, end = text.index("“") + 1, text.index("”\n")
+    return [piece for piece in text[start:end].split("……") if piece]
+
+
+# -- known questions land on their clauses -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question, ref",
+    [
+        ("我不用了你们还能用我的商家信息吗", "4.2"),
+        ("能用你们的logo做广告吗", "1.3"),
+        ("能用你们的ＬＯＧＯ做广告吗", "1.3"),  # full-width folds to half-width
+        ("我上传的图片版权归谁？", "4.1"),
+        ("我的账号密码可以借给同事吗", "2.3"),
+        ("协议改了多久生效", "7.1"),
+        ("你们倒闭了我的数据怎么办", "5.3"),
+        ("可以用爬虫抓你们的数据吗", "1.2"),
+        ("怎么联系人工客服", "7.6"),
+    ],
+)
+def test_known_questions_land_on_their_clauses(qa, question, ref):
+    answer = qa.answer(question)
+    assert answer.kind == "answer", answer
+    assert answer.refs == (ref,)
+    assert answer.score > 0
+
+
+def test_the_answer_quotes_the_clause_verbatim_and_names_it(qa):
+    answer = qa.answer("我上传的图片版权归谁？")
+    clause = load_seed().sections[3].clauses[0]
+    assert "第4节《您在我们服务中发布的内容》第4.1款" in answer.text
+    assert "回复“条款 4”阅读全文" in answer.text
+    assert "属于您的内容依然归您所有" in answer.text
+    assert all(piece in clause for piece in _quoted(answer.text))
+
+
+def test_a_long_clause_is_quoted_by_its_relevant_sentence_not_whole(qa):
+    clause = load_seed().sections[3].clauses[1]  # 4.2, some 500 characters
+    answer = qa.answer("我不用了你们还能用我的商家信息吗")
+    pieces = _quoted(answer.text)
+    assert "该项许可在您停止使用我们的服务后依然有效" in "".join(pieces)
+    assert all(piece in clause for piece in pieces)
+    assert sum(map(len, pieces)) < len(clause) / 2
+
+
+def test_questions_with_command_words_are_answered_from_the_agreement(qa):
+    answer = qa.answer("使用你们的服务就等于同意协议了吗")
+    assert answer.kind == "answer" and answer.refs == ("前言.3",)
+    assert "您使用我们的服务即表示您已同意本协议的全部条款" in answer.text
+    assert "前言" in answer.text and "回复“条款”" in answer.text
+
+
+def test_every_quote_of_the_measured_sets_is_verbatim(qa):
+    units = {u.ref: u for u in qa.units}
+    answered = 0
+    for item in _questions(DEV) + _questions(HOLDOUT):
+        answer = qa.answer(item["q"])
+        if answer.kind == "answer":
+            answered += 1
+            assert all(piece in units[answer.refs[0]].text for piece in _quoted(answer.text)), item
+    assert answered > 100
+
+
+# -- abstaining ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["今天天气怎么样", "你们的软件多少钱", "退款多久到账", "给我讲个笑话", "快递什么时候到", "红烧肉怎么做", "手机充电很慢怎么办"],
+)
+def test_out_of_scope_questions_are_not_answered(qa, question):
+    answer = qa.answer(question)
+    assert answer.kind == "abstain", answer
+    assert "没有找到能回答这个问题的条款" in answer.text
+    assert texts.CONTACT in answer.text
+    for unit in qa.units:  # no clause is quoted, not even in part
+        assert not any(len(s) > 12 and s[:12] in answer.text for s in unit.sentences), unit.ref
+
+
+def test_abstaining_offers_the_nearest_sections(qa):
+    answer = qa.answer("手机充电很慢怎么办")
+    assert answer.kind == "abstain"
+    assert answer.refs and all(ref.isdigit() or ref == "前言" for ref in answer.refs)
+    assert len(answer.refs) <= 3
+    first = load_seed().section(int(answer.refs[0]))
+    assert f"第{first.number}节《{first.title}》" in answer.text
+    assert f"回复“条款 {first.number}”" in answer.text
+
+
+def test_a_question_without_content_asks_for_one(qa):
+    answer = qa.answer("？？？")
+    assert answer.kind == "abstain" and answer.refs == () and answer.score == 0
+    assert texts.CONTACT in answer.text
+
+
+# -- small talk ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", ["你好", "在吗？", "您好呀", "hello!", "Ｈｉ", "谢谢", "好的，谢谢！", "thanks", "再见"])
+def test_greetings_and_thanks_get_a_short_reply_with_the_help_menu(qa, message):
+    answer = qa.answer(message)
+    assert answer.kind == "smalltalk", answer
+    assert answer.score == 0 and answer.refs == ()
+    assert answer.text.endswith(texts.HELP)
+
+
+def test_a_greeting_with_a_question_is_answered(qa):
+    answer = qa.answer("你好，我上传的图片版权归谁？")
+    assert answer.kind == "answer" and answer.refs == ("4.1",)
+
+
+def test_thanks_and_greetings_differ(qa):
+    assert qa.answer("谢谢").text != qa.answer("你好").text
+
+
+# -- replies fit -------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from("我你的是吗版权帐号密码协议修改删除图片服务公司logo ，。？!abc123　ＡＢ✨"), max_size=400))
+def test_any_message_gets_a_reply_that_fits(qa, message):
+    answer = qa.answer(message)
+    assert answer.kind in ("answer", "abstain", "smalltalk")
+    assert 0 < len(answer.text) <= 600
+    assert (answer.kind == "answer") == bool(answer.refs and "." in answer.refs[0])
+
+
+def test_the_measured_questions_get_replies_that_fit(qa):
+    for item in _questions(DEV) + _questions(HOLDOUT):
+        assert len(qa.answer(item["q"]).text) <= 600, item
+
+
+# -- the measured targets ------------------------------------------------------------------
+
+
+def test_dev_set_meets_the_targets(qa):
+    figures = evaluate(qa, DEV)
+    assert figures["in_scope"] >= 120 and figures["out_of_scope"] >= 30
+    assert figures["top1"] >= TARGETS["top1"], figures["misses"]
+    assert figures["abstain_recall"] >= TARGETS["abstain_recall"], figures["misses"]
+    assert figures["false_abstain"] <= TARGETS["false_abstain"], figures["misses"]
+
+
+def test_dev_set_covers_every_clause():
+    refs = {ref for item in _questions(DEV) for ref in item["expected"]}
+    assert {u.ref for u in units_of(load_seed())} <= refs
+
+
+def test_examples_are_not_the_measured_questions(qa):
+    measured = {item["q"] for item in _questions(DEV) + _questions(HOLDOUT)}
+    examples = {q for entry in qa.data.clauses for q in entry.examples} | set(qa.data.out_of_scope)
+    assert not measured & examples
+
+
+def test_leave_one_out_on_the_examples_is_in_its_calibrated_range(qa):
+    figures = leave_one_out(qa)
+    assert figures["in_scope"] >= 300
+    assert figures["top1"] >= 0.8
+    assert figures["abstain_recall"] >= 0.9
+    assert figures["false_abstain"] <= 0.06
+
+
+def test_answering_is_fast(qa):
+    questions = [item["q"] for item in _questions(DEV)]
+    timings = []
+    for q in questions * 3:
+        t = time.perf_counter()
+        qa.answer(q)
+        timings.append(time.perf_counter() - t)
+    assert statistics.median(timings) < 0.002  # the target is 1 ms; CI machines vary
+
+
+# -- the data files, overrides, rebuilding ---------------------------------------------------
+
+
+def test_an_override_synonym_makes_an_abstained_question_answer(qa, tmp_path, cache_dir):
+    question = "我可以把账号出租吗"
+    assert qa.answer(question).kind == "abstain"
+    (tmp_path / "lexicon.toml").write_text('[synonyms]\n"出租" = ["他人", "共享"]\n', encoding="utf-8")
+    rebuilt = QA.build(load_seed(), override_dir=tmp_path, cache_dir=cache_dir)
+    answer = rebuilt.answer(question)
+    assert answer.kind == "answer" and answer.refs == ("2.3",)
+    # The override extends: the shipped synonyms still work.
+    assert rebuilt.answer("能用你们的logo做广告吗").refs == ("1.3",)
+
+
+def test_rebuild_reads_the_override_directory_as_it_is_now(tmp_path, cache_dir):
+    qa = QA.build(load_seed(), override_dir=tmp_path, cache_dir=cache_dir)
+    question = "我可以把账号出租吗"
+    assert qa.answer(question).kind == "abstain"
+    (tmp_path / "lexicon.toml").write_text('[synonyms]\n"出租" = ["他人", "共享"]\n', encoding="utf-8")
+    assert qa.answer(question).kind == "abstain"  # the built index does not change by itself
+    assert qa.rebuild().answer(question).refs == ("2.3",)
+
+
+def test_an_override_setting_replaces_the_shipped_value(qa, tmp_path, cache_dir):
+    (tmp_path / "settings.toml").write_text("[answer]\nmin_score = 1000.0\n", encoding="utf-8")
+    strict = QA.build(load_seed(), override_dir=tmp_path, cache_dir=cache_dir)
+    assert strict.settings.min_score == 1000.0 != qa.settings.min_score
+    assert strict.settings.k1 == qa.settings.k1
+    assert strict.answer("我上传的图片版权归谁？").kind == "abstain"
+
+
+def test_the_merge_rule():
+    base = {"words": ["a", "b"], "synonyms": {"x": ["1"], "y": ["2"]}, "answer": {"min_score": 0.5, "k": 1}}
+    extra = {"words": ["b", "c"], "synonyms": {"x": ["3"]}, "answer": {"min_score": 0.7}}
+    assert merge(base, extra) == {
+        "words": ["a", "b", "c"],
+        "synonyms": {"x": ["1", "3"], "y": ["2"]},
+        "answer": {"min_score": 0.7, "k": 1},
+    }
+    assert merge(base, {"replace": True, "words": ["z"]}) == {"words": ["z"]}
+
+
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("lexicon.toml", "words = [", "不是有效的 TOML"),
+        ("lexicon.toml", "[synonyms]\n\"版权\" = \"著作权\"\n", "[synonyms]"),
+        ("settings.toml", "[answer]\nmin_score = \"high\"\n", "min_score"),
+        ("settings.toml", "[ranking]\nk9 = 1\n", "未知的字段"),
+        ("examples.toml", "[clauses.\"4.1\"]\nexamples = [1]\n", "examples"),
+    ],
+)
+def test_a_malformed_data_file_is_refused_in_chinese(tmp_path, cache_dir, name, content, needle):
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    with pytest.raises(QADataError) as info:
+        QA.build(load_seed(), override_dir=tmp_path, cache_dir=cache_dir)
+    assert needle in info.value.message and name in info.value.message
+
+
+def test_a_missing_data_directory_is_refused(tmp_path, cache_dir):
+    with pytest.raises(QADataError, match="问答数据文件不存在"):
+        QA.build(load_seed(), data_dir=tmp_path, cache_dir=cache_dir)
+
+
+def test_examples_follow_their_anchor_when_clauses_move(qa, caplog):
+    seed = load_seed()
+    section = seed.sections[3]
+    swapped = dataclasses.replace(section, clauses=(section.clauses[1], section.clauses[0], *section.clauses[2:]))
+    moved = dataclasses.replace(seed, sections=(*seed.sections[:3], swapped, *seed.sections[4:]))
+    units = units_of(moved)
+    attached = dict(zip((u.ref for u in units), attach_examples(units, qa.data.clauses)))
+    assert "我上传的照片所有权是谁的" in attached["4.2"]  # 4.1's example, now on 4.2
+    assert "我注销以后你们还能用我的商家资料吗" in attached["4.1"]
+
+    gone = dataclasses.replace(seed, sections=seed.sections[:6])  # no section 7
+    units = units_of(gone)
+    with caplog.at_level(logging.WARNING, logger="bot.qa.units"):
+        attached = attach_examples(units, qa.data.clauses)
+    assert sum(map(len, attached)) < sum(len(e.examples) for e in qa.data.clauses)
+    assert "7.2" in caplog.text
+
+
+def test_jieba_is_private_and_cached(qa, cache_dir):
+    assert list(cache_dir.glob("*.cache")), "jieba's cache is written to cache_dir"
+    assert jieba.dt.FREQ.get("微社区") is None  # the global tokenizer knows nothing of the lexicon
+    assert qa.analyzer.tokens("微社区的登录码") == ["微社区", "的", "登录码"]
+
+
+# -- evaluation files and the commands -----------------------------------------------------
+
+
+def test_evaluate_refuses_missing_and_malformed_files(qa, tmp_path):
+    with pytest.raises(QuestionFileError, match="问题文件不存在"):
+        evaluate(qa, tmp_path / "nope.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"q": "版权归谁", "expected": ["4.1"]}\n{"q": "少了括号"\n', encoding="utf-8")
+    with pytest.raises(QuestionFileError, match="第 2 行"):
+        evaluate(qa, bad)
+    bad.write_text('{"q": "版权归谁", "expected": "4.1"}\n', encoding="utf-8")
+    with pytest.raises(QuestionFileError, match="expected"):
+        evaluate(qa, bad)
+    bad.write_text('{"q": "版权归谁", "expected": ["9.9"]}\n', encoding="utf-8")
+    with pytest.raises(QuestionFileError, match="9.9"):
+        evaluate(qa, bad)
+
+
+def test_evaluate_counts_what_it_says(qa, tmp_path):
+    path = tmp_path / "small.jsonl"
+    lines = [
+        {"q": "我上传的图片版权归谁？", "expected": ["4.1"]},  # right
+        {"q": "我上传的图片版权归谁？", "expected": ["7.6"]},  # answered, wrong clause
+        {"q": "今天天气怎么样", "expected": []},  # abstained, rightly
+        {"q": "今天天气怎么样", "expected": ["1.1"]},  # abstained, wrongly
+    ]
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", encoding="utf-8")
+    f = evaluate(qa, path)
+    assert (f["in_scope"], f["out_of_scope"]) == (3, 1)
+    assert f["top1"] == pytest.approx(1 / 3)
+    assert f["wrong_answer"] == pytest.approx(1 / 3)
+    assert f["false_abstain"] == pytest.approx(1 / 3)
+    assert f["abstain_recall"] == 1.0 and f["abstain_precision"] == pytest.approx(1 / 2)
+    assert len(f["misses"]) == 2
+
+
+def test_qa_eval_prints_the_figures(capsys, cache_dir):
+    assert cli.main(["qa-eval", "--cache-dir", str(cache_dir), "--check"]) == 0
+    out = capsys.readouterr().out
+    for label in ("top-1 准确率", "top-3 准确率", "MRR", "拒答精确率", "拒答召回率", "范围内误拒答率"):
+        assert label in out
+    assert "dev.jsonl" in out
+
+
+def test_qa_eval_on_a_missing_or_malformed_file_exits_2_in_chinese(capsys, tmp_path, cache_dir):
+    assert cli.main(["qa-eval", str(tmp_path / "none.jsonl"), "--cache-dir", str(cache_dir)]) == 2
+    assert "问题文件不存在" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("这不是 JSON\n", encoding="utf-8")
+    assert cli.main(["qa-eval", str(bad), "--cache-dir", str(cache_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "不是有效的 JSON" in err and "Traceback" not in err
+
+
+def test_ask_prints_the_reply_a_user_would_get(capsys, qa, cache_dir):
+    assert cli.main(["ask", "我上传的图片版权归谁？", "--cache-dir", str(cache_dir)]) == 0
+    assert capsys.readouterr().out.strip() == qa.answer("我上传的图片版权归谁？").text.strip()
