@@ -332,4 +332,9 @@ async def only_text(chat: Chat) -> Reply:
 async def free_text(chat: Chat) -> Reply:
     """A question in the user's words: answered by quoting the agreement."""
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
+    if chat.state_unknown:
+        # Perhaps an answer to a dialog whose state cannot be read now: say so.
+        if answer.kind != "answer":
+            return Reply(texts.DIALOG_UNAVAILABLE)
+        return Reply(f"{answer.text}\n\n（{texts.DIALOG_UNAVAILABLE}）")
     return Reply(answer.text)

@@ -25,6 +25,9 @@ class Chat:
     router: "Router | None" = None
     #: Groups of a command's argument pattern (``条款 3`` gives ``("3",)``).
     args: tuple = ()
+    #: True when the dialog state could not be read (Redis down): the user may
+    #: be in the middle of a dialog that cannot continue right now.
+    state_unknown: bool = False
     _consent: "ConsentState | BaseException | None" = dataclasses.field(default=None, repr=False)
 
     async def consent(self) -> "ConsentState":

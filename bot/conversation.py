@@ -88,12 +88,13 @@ class Conversation:
         services = self.services
         if inbound.kind != "event" or inbound.event != "unsubscribe":
             self._spawn(self._touch(inbound.openid))
-        dialog = None
+        dialog, state_unknown = None, False
         try:
             dialog = await services.dialogs.load(inbound.openid)
         except RedisUnavailable:
             log.warning("dialog state unavailable for %s", inbound.openid)
-        chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router)
+            state_unknown = True
+        chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router, state_unknown=state_unknown)
         try:
             # One budget for every MongoDB call of this message: with the
             # database down, the first call uses it up and the rest fail at

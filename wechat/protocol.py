@@ -84,7 +84,10 @@ class Endpoint:
         if reply is None or not reply.text:
             return "success"
         message = opened.inbound
-        xml = TextReply(source=message.to_user, target=message.openid, content=reply.text).render()
+        # The reply text sits in CDATA: a "]]>" in it (users' own words shown
+        # back) must be split across two sections to keep the XML well formed.
+        content = reply.text.replace("]]>", "]]]]><![CDATA[>")
+        xml = TextReply(source=message.to_user, target=message.openid, content=content).render()
         if opened.encrypted and self._crypto is not None:
             return self._crypto.encrypt_message(xml, query.get("nonce", ""), query.get("timestamp"))
         return xml
