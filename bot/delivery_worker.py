@@ -101,6 +101,7 @@ class DeliveryWorker:
         finally:
             stop.set()
             await runner
+        await self._replan()  # marks finished jobs done, as upkeep would within a second
 
     # -- loops --------------------------------------------------------------------
 
@@ -181,7 +182,9 @@ class DeliveryWorker:
                     continue
                 await self._deliver(current, openid, followers.get(openid), opted_out.get(openid, set()), heartbeat)
                 await heartbeat()
-        await deps.broadcasts.finish_if_complete(notice_id)
+        if await deps.queue.backlog() <= 1:
+            # Perhaps the last batch: check completion (upkeep catches a race).
+            await deps.broadcasts.finish_if_complete(notice_id)
         if not unresolved:
             await deps.queue.ack(entry_id)
 

@@ -229,10 +229,10 @@ class Broadcasts:
         return await self._get(notice_id)
 
     async def finish_if_complete(self, notice_id: str) -> bool:
-        counts = (await self.deliveries.counts(notice_id))["by_status"]
-        if counts["pending"] == 0 and counts["sending"] == 0:
-            return await self.notices.transition(notice_id, ("sending",), "done", self._clock())
-        return False
+        """Mark the job done when no recipient is pending or being sent."""
+        if await self.deliveries.unfinished(notice_id):
+            return False
+        return await self.notices.transition(notice_id, ("sending",), "done", self._clock())
 
     async def progress(self, notice_id: str) -> Progress:
         notice = await self._get(notice_id)

@@ -1,7 +1,11 @@
-"""``wetoop-bot qa-eval`` and ``wetoop-bot ask``: the agreement Q&A from the command line.
+"""``wetoop-bot qa-eval``, ``ask`` and ``qa-log``: the agreement Q&A from the command line.
 
-Both answer from the seed version of the agreement (``load_seed()``) and need no
-database. A missing or malformed file prints one line in Chinese and exits with code 2.
+``qa-eval`` measures on the seed version (``load_seed()``, the version the
+question files were written for) and needs no database. ``ask`` answers from
+the version in force and the admins' overrides in ``DATA_DIR/qa``, as a user
+in chat would be answered. ``qa-log`` lists logged questions (``--unanswered``:
+the ones to review). A missing or malformed file prints one line in Chinese
+and exits with code 2.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from bot.agreement import load_seed
 from bot.qa import DEFAULT_DATA_DIR, QA, evaluate, read_questions
 from bot.qa.evaluate import TARGETS, leave_one_out, meets_targets
-from service.clitools import UsageError
+from service.clitools import UsageError, add_data_dir_flag, load_config, with_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("question", help="问题，例如 \"我上传的图片版权归谁？\"")
     _qa_flags(ask)
     ask.add_argument("--explain", action="store_true", help="在标准错误输出回复类型、引用的条款和分数")
+    add_data_dir_flag(ask)
     ask.set_defaults(func=cmd_ask)
+
+    logged = sub.add_parser("qa-log", help="列出用户提过的问题（--unanswered：未能回答、待改进的问题）")
+    logged.add_argument("--unanswered", action="store_true", help="只列出未能回答的问题")
+    logged.add_argument("--limit", type=int, default=50)
+    add_data_dir_flag(logged)
+    logged.set_defaults(func=cmd_qa_log)
 
 
 def _qa_flags(parser: argparse.ArgumentParser) -> None:
@@ -84,12 +95,34 @@ def format_figures(f: dict) -> str:
     return "\n".join(lines)
 
 
+def _default_override(args: argparse.Namespace) -> Path | None:
+    folder = load_config(args).data_dir / "qa"
+    return folder if folder.is_dir() else None
+
+
+def cmd_qa_log(args: argparse.Namespace) -> int:
+    entries = with_runtime(args, lambda runtime: runtime.qa_log.recent("abstain" if args.unanswered else None, args.limit))
+    if not entries:
+        print("没有记录。")
+        return 0
+    for entry in entries:
+        at = entry["at"].strftime("%Y-%m-%d %H:%M") if hasattr(entry["at"], "strftime") else str(entry["at"])[:16]
+        refs = "、".join(entry.get("refs") or []) or "—"
+        print(f"{at}  [{entry['kind']}] {entry['question']}  （条款 {refs}，分数 {entry.get('score', 0)}）")
+    return 0
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    qa = _build(args)
+    for flag, path in (("--qa-data", args.qa_data), ("--override", args.override)):
+        if path is not None and not path.is_dir():
+            raise UsageError(f"{flag} 不是目录：{path}")
+    current = with_runtime(args, lambda runtime: runtime.terms.current())
+    override = args.override or _default_override(args)
+    qa = QA.build(current, args.qa_data, override, args.cache_dir)
     answer = qa.answer(args.question)
     print(answer.text)
     if args.explain:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -67,18 +68,23 @@ class Deliveries:
         """Move a record to ``sending``; True if this caller got it.
 
         ``stale_before`` also takes over a record left ``sending`` by a worker
-        that died before that time (its send was never confirmed).
+        that died before that time (its send was never confirmed). Whoever
+        wrote the claim's token last holds it: read back, rather than trusting
+        the update's match count, which MongoDB stand-ins report unreliably.
         """
-        query: dict = {"_id": f"{notice_id}:{openid}", "status": "pending"}
-        if stale_before is not None:
-            query = {
-                "_id": f"{notice_id}:{openid}",
-                "$or": [{"status": "pending"}, {"status": "sending", "claimed_at_ms": {"$lt": _ms(stale_before)}}],
-            }
-        result = await self._coll.update_one(
-            query, {"$set": {"status": "sending", "claimed_at_ms": _ms(at), "updated_at": at}, "$inc": {"attempts": 1}}
+        token = uuid.uuid4().hex
+        update = {"$set": {"status": "sending", "claimed_at_ms": _ms(at), "claim_token": token, "updated_at": at},
+                  "$inc": {"attempts": 1}}
+        result = await self._coll.update_one({"_id": f"{notice_id}:{openid}", "status": "pending"}, update)
+        if result.matched_count == 1:
+            return True
+        if stale_before is None:
+            return False
+        await self._coll.update_one(
+            {"_id": f"{notice_id}:{openid}", "status": "sending", "claimed_at_ms": {"$lt": _ms(stale_before)}}, update
         )
-        return result.matched_count == 1
+        doc = await self._coll.find_one({"_id": f"{notice_id}:{openid}"}, {"status": 1, "claim_token": 1})
+        return bool(doc) and doc.get("status") == "sending" and doc.get("claim_token") == token
 
     async def refresh_claim(self, notice_id: str, openid: str, at: dt.datetime) -> None:
         """Keep a claim fresh while its (live) worker is still retrying the send."""
@@ -135,10 +141,14 @@ class Deliveries:
     async def counts(self, notice_id: str) -> dict:
         """``{"by_status": {...}, "skipped_by_reason": {...}, "failed_by_code": {...}}``.
 
-        Counted per status, then the (usually few) skipped and failed records
-        read for their reasons: simple queries every MongoDB stand-in answers.
+        One grouping by status, then the (usually few) skipped and failed
+        records read for their reasons: simple queries every MongoDB stand-in
+        answers correctly.
         """
-        by_status = {s: await self._coll.count_documents({"notice_id": notice_id, "status": s}) for s in STATUSES}
+        by_status = {s: 0 for s in STATUSES}
+        pipeline = [{"$match": {"notice_id": notice_id}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        async for row in await self._coll.aggregate(pipeline):
+            by_status[row["_id"]] = int(row["n"])
         skipped: dict[str, int] = {}
         failed: dict[str, int] = {}
         if by_status["skipped"] or by_status["failed"]:
@@ -153,6 +163,11 @@ class Deliveries:
                     code = str(doc["errcode"]) if doc.get("errcode") is not None else (doc.get("reason") or "unknown")
                     failed[code] = failed.get(code, 0) + 1
         return {"by_status": by_status, "skipped_by_reason": skipped, "failed_by_code": failed}
+
+    async def unfinished(self, notice_id: str) -> bool:
+        """Whether any recipient is still pending or being sent."""
+        doc = await self._coll.find_one({"notice_id": notice_id, "status": {"$in": ["pending", "sending"]}}, {"_id": 1})
+        return doc is not None
 
     async def sent_since(self, notice_id: str, since: dt.datetime) -> int:
         return await self._coll.count_documents(
