@@ -164,6 +164,8 @@ async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
     if not interactive or message.text in CONSENT_WORDS or message.event_key in (MENU_ACCEPT, MENU_DECLINE):
         return await call_next(chat)
     try:
+        if len(await chat.services.terms.versions()) < 2:
+            return await call_next(chat)  # one version ever: nobody can need to consent again
         state = await chat.consent()
     except MongoUnavailable:
         return await call_next(chat)

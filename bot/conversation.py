@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DEADLINE = 4.5
 #: Seconds all MongoDB calls of one message may take together.
 MONGO_BUDGET = 2.5
+#: The last interaction is written at most this often per user (seconds).
+TOUCH_EVERY = 300
 
 
 class Conversation:
@@ -141,6 +143,14 @@ class Conversation:
             log.warning("could not store the reply of %s", delivery)
 
     async def _touch(self, openid: str) -> None:
+        """Record the user's last interaction, at most every few minutes (a
+        write per message would cost the database more than the 48-hour
+        window needs)."""
+        try:
+            if not await self.services.dialogs.once(openid, "touch", ttl=TOUCH_EVERY):
+                return
+        except RedisUnavailable:
+            pass
         try:
             await self.services.followers.touch(openid, self.services.clock())
         except MongoUnavailable:

@@ -139,7 +139,10 @@ class Runtime:
             await self.terms.ensure_seed()
         except mongo.MongoUnavailable as exc:
             log.warning("MongoDB unavailable at start-up, indexes not checked: %s", exc)
-        await self.answers.prepare()
+        # The Q&A index takes about half a second to build: build it in the
+        # background so the service answers (and /healthz says ready) at once;
+        # a question that comes first waits for it.
+        self._qa_build = asyncio.create_task(self.answers.prepare())
 
     def worker(self, concurrency: int = 8) -> DeliveryWorker:
         """A broadcast worker using this process's clients."""
@@ -173,6 +176,9 @@ class Runtime:
         return {"mongo": mongo_state, "redis": redis_state}
 
     async def close(self) -> None:
+        build = getattr(self, "_qa_build", None)
+        if build is not None and not build.done():
+            await asyncio.gather(build, return_exceptions=True)
         await self.conversation.drain()
         if self.wechat is not None:
             self.wechat.close()

@@ -56,6 +56,8 @@ class ConsentLedger:
         await self._coll.create_indexes(
             [
                 IndexModel([("openid", ASCENDING), ("at", DESCENDING)], name="openid_at"),
+                # nx-27017 does not use the compound index for {openid}; this one it does.
+                IndexModel([("openid", ASCENDING)], name="openid"),
                 IndexModel([("version", ASCENDING), ("action", ASCENDING)], name="version_action"),
                 IndexModel([("at", ASCENDING)], name="at"),
             ]

@@ -71,7 +71,12 @@ class Merchants:
                 IndexModel([("status", ASCENDING)], name="status"),
             ]
         )
-        await self._history.create_indexes([IndexModel([("openid", ASCENDING), ("at", ASCENDING)], name="openid_at")])
+        await self._history.create_indexes(
+            [
+                IndexModel([("openid", ASCENDING), ("at", ASCENDING)], name="openid_at"),
+                IndexModel([("openid", ASCENDING)], name="openid"),
+            ]
+        )
 
     async def get(self, openid: str) -> Merchant | None:
         doc = await self._coll.find_one({"openid": openid})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pymongo
 import pytest
 import redis
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from bot import texts
 from storage.embedded import EmbeddedServers, free_port
@@ -107,7 +107,7 @@ class Running:
                 response = await AsyncHTTPClient().fetch(url + "/healthz", raise_error=False, request_timeout=2)
                 if response.code == 200:
                     return json.loads(response.body)
-            except OSError:
+            except (OSError, HTTPClientError):  # not listening yet, or busy starting
                 pass
             await asyncio.sleep(0.1)
         raise AssertionError("service not healthy in time")

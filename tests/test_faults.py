@@ -1,0 +1,356 @@
+"""Faults under load: Redis and MongoDB stop in the middle of traffic and come back.
+
+Each test runs its own Valkey or nx-27017 on a fixed free port (the shared
+test servers are left alone), points a service at it, stops it while messages
+flow and starts it again on the same port. The bot must keep answering every
+message in time, say so when it cannot do or save something, never confirm
+what was not stored, and recover without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from bot import texts
+from storage.embedded import free_port
+from tests.test_health import health, start_valkey
+from tests.wx import text_xml
+
+QUESTION = "我上传的图片版权归谁"
+ENTERPRISE = ["注册", "企业", "南宁市测试贸易有限公司", "91350100M000100Y43", "王五", "13812345678", "wangwu@example.com"]
+#: WeChat waits 5 s; the service answers later (customer-service) after 4.5 s.
+REPLY_WITHIN = 4.4
+#: With the storage server down, replies must not wait for that fallback.
+STORAGE_DOWN_WITHIN = 3.0
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def ask_timed(svc, openid: str, content: str, timeout: float = 10.0) -> tuple[int, str | None, float]:
+    """(HTTP status, reply text or None for ``success``, seconds)."""
+    started = time.monotonic()
+    response = await svc.wechat.post(text_xml(openid, content), request_timeout=timeout)
+    elapsed = time.monotonic() - started
+    if response.code != 200:
+        return response.code, response.body.decode("utf-8", "replace"), elapsed
+    doc = svc.wechat.reply(response)
+    return 200, None if doc is None else doc.get("Content"), elapsed
+
+
+async def eventually(probe, timeout: float, interval: float = 0.2):
+    """Await ``probe()`` until it returns a truthy value, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not recovered within {timeout} s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def valkey(tmp_path):
+    """A Valkey of this test's own on a fixed port: ``.port``, ``.stop()``, ``.start()``."""
+
+    class Valkey:
+        port = free_port()
+        proc: subprocess.Popen | None = None
+
+        def start(self) -> None:
+            self.proc = start_valkey(self.port, tmp_path)
+
+        def stop(self) -> None:
+            if self.proc is not None:
+                stop(self.proc)
+
+    server = Valkey()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_redis_stops_during_a_stream_and_recovers(make_service, backing, monkeypatch, valkey):
+    monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{valkey.port}/0")
+    svc = await make_service()
+    assert (await health(svc))[0] == 200
+
+    registrants = [f"o-rs-reg-{i}" for i in range(12)]
+    for openid in registrants:
+        assert "已记录" in await svc.wechat.ask(openid, "同意")
+
+    # A bounded stream: 4 senders, 90 messages, mixed help / question / 注册.
+    stopped_at: list[float] = []
+    results: list[tuple[float, str, int, str | None, float]] = []
+    plan = []
+    for i in range(90):
+        kind = ("帮助", QUESTION, "注册")[i % 3]
+        openid = registrants[(i // 3) % len(registrants)] if kind == "注册" else f"o-rs-{i}"
+        plan.append((openid, kind))
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in plan:
+        queue.put_nowait(item)
+
+    async def sender() -> None:
+        while not queue.empty():
+            openid, content = queue.get_nowait()
+            sent = time.monotonic()
+            status, reply, elapsed = await ask_timed(svc, openid, content)
+            results.append((sent, content, status, reply, elapsed))
+            await asyncio.sleep(0.02)
+
+    async def saboteur() -> None:
+        while len(results) < 30:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(valkey.stop)
+        stopped_at.append(time.monotonic())
+
+    await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(4)), saboteur()), 120)
+    assert stopped_at, "Valkey was never stopped"
+    assert len(results) == len(plan)
+
+    after = [r for r in results if r[0] > stopped_at[0]]
+    assert len(after) >= 30, "too few messages were sent while Redis was down"
+    for sent, content, status, reply, elapsed in results:
+        assert status == 200, (content, status, reply)
+        assert reply, f"{content!r} got no reply ({'after' if sent > stopped_at[0] else 'before'} the stop)"
+        assert elapsed < REPLY_WITHIN, (content, elapsed)
+        assert reply not in (texts.INTERNAL_ERROR, texts.STORAGE_DOWN), (content, reply)
+    for sent, content, status, reply, elapsed in after:
+        if content == "帮助":
+            assert reply == texts.HELP
+        elif content == QUESTION:
+            assert reply != texts.DIALOG_UNAVAILABLE
+        else:
+            assert reply == texts.DIALOG_UNAVAILABLE, reply
+
+    assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down"})
+
+    # Back on the same port: everything recovers without a restart.
+    await asyncio.to_thread(valkey.start)
+    await eventually(lambda: _healthy(svc), 15)
+    # The restarted Valkey is empty (no persistence): the dialog starts afresh.
+    openid = registrants[0]
+    first = await svc.wechat.ask(openid, "注册")
+    assert first.startswith(texts.PROMPT_ENTITY_TYPE), first
+    assert "第 2 步" in await svc.wechat.ask(openid, "企业")
+    # Retries are deduplicated again: the same MsgId gets the same reply, handled once.
+    xml = text_xml(openid, "上一步", msg_id=987654321)
+    replies = [svc.wechat.reply(await svc.wechat.post(xml))["Content"] for _ in range(2)]
+    assert replies[0] == replies[1] and replies[0].startswith(texts.PROMPT_ENTITY_TYPE)
+
+
+async def _healthy(svc) -> bool:
+    return (await health(svc))[0] == 200
+
+
+async def test_mid_dialog_answer_while_redis_is_down_says_dialogs_are_unavailable(make_service, backing, monkeypatch, valkey):
+    monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{valkey.port}/0")
+    svc = await make_service()
+    await svc.wechat.ask("o-mid", "同意")
+    assert (await svc.wechat.ask("o-mid", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
+    await asyncio.to_thread(valkey.stop)
+
+    status, reply, elapsed = await ask_timed(svc, "o-mid", "企业")
+    assert status == 200 and elapsed < REPLY_WITHIN
+    # The user is answering the dialog's question: the bot cannot read the
+    # dialog's state, so it must say dialogs are briefly unavailable rather
+    # than treat the answer as a question it does not understand.
+    assert "暂时不可用" in (reply or ""), reply
+
+
+# -- MongoDB ------------------------------------------------------------------------------------
+
+
+class NxServer:
+    """nx-27017 of a test's own, on a fixed port, restartable on the same file."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.dir = data_dir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        pid_file = self.dir / "nx.pid"
+        pid_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "storage.nx_server", "--db", str(self.dir / "wetoop.db"),
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--pid-file", str(pid_file), "--log-file", str(self.dir / "nx.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nx-27017 exited with {self.proc.returncode}")
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                with pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=300) as client:
+                    client.admin.command("ping")
+                    return
+            time.sleep(0.05)
+        raise AssertionError("nx-27017 did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            stop(self.proc, sig)
+
+    def freeze(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def nx(tmp_path):
+    server = NxServer(tmp_path)
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            server.thaw()
+    server.stop()
+
+
+async def _walk_to_summary(svc, openid: str) -> None:
+    assert "已记录" in await svc.wechat.ask(openid, "同意")
+    replies = [await svc.wechat.ask(openid, m) for m in ENTERPRISE]
+    assert "请核对" in replies[-1], replies[-1]
+
+
+async def test_mongo_stops_nothing_is_confirmed_and_everything_recovers(make_service, backing, monkeypatch, nx):
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    svc = await make_service()
+    await _walk_to_summary(svc, "o-ms-reg")
+    assert await svc.wechat.ask("o-ms-ok", "帮助") == texts.HELP
+
+    await asyncio.to_thread(nx.stop)
+
+    # All at once, so the test pays the storage timeout once.
+    asks = [("o-ms-new", "同意"), ("o-ms-reg", "确认"), ("o-ms-q", QUESTION), ("o-ms-help", "帮助")]
+    answers = await asyncio.gather(*(ask_timed(svc, o, c) for o, c in asks))
+    for (openid, content), (status, reply, elapsed) in zip(asks, answers):
+        assert status == 200, (content, status, reply)
+        assert reply, f"{content!r} got no passive reply"
+        assert elapsed < STORAGE_DOWN_WITHIN, (content, elapsed)
+    consent_reply, confirm_reply = answers[0][1], answers[1][1]
+    assert consent_reply == texts.STORAGE_DOWN
+    assert confirm_reply == texts.STORAGE_DOWN
+    assert answers[3][1] == texts.HELP
+    assert answers[2][1] not in (texts.INTERNAL_ERROR, texts.DIALOG_UNAVAILABLE)
+    assert (await health(svc))[0] == 503
+
+    await asyncio.to_thread(nx.start)
+    await eventually(lambda: _healthy(svc), 15)
+    # Nothing was stored that the replies said was not.
+    assert await svc.runtime.ledger.history("o-ms-new") == []
+    assert await svc.runtime.merchants.get("o-ms-reg") is None
+
+    # Recovered without a restart: the same actions now succeed.
+    assert "已记录" in await svc.wechat.ask("o-ms-new", "同意")
+    assert [r.action for r in await svc.runtime.ledger.history("o-ms-new")] == ["accept"]
+    confirmed = await svc.wechat.ask("o-ms-reg", "确认")
+    assert "已提交" in confirmed, confirmed
+    merchant = await svc.runtime.merchants.get("o-ms-reg")
+    assert merchant is not None and merchant.status == "pending_review"
+
+
+async def test_mongo_killed_during_a_consent_stream(make_service, backing, monkeypatch, nx):
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    svc = await make_service()
+    assert (await health(svc))[0] == 200
+
+    users = [f"o-mk-{i}" for i in range(40)]
+    results: dict[str, tuple[int, str | None, float]] = {}
+    killed: list[float] = []
+
+    async def sender(chunk: list[str]) -> None:
+        for openid in chunk:
+            results[openid] = await ask_timed(svc, openid, "同意")
+
+    async def saboteur() -> None:
+        while len(results) < 12:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(nx.stop, signal.SIGKILL)  # a crash, mid-write
+        killed.append(time.monotonic())
+
+    chunks = [users[i::8] for i in range(8)]
+    await asyncio.wait_for(asyncio.gather(*(sender(c) for c in chunks), saboteur()), 120)
+    assert killed
+
+    accepted = [o for o, (_s, reply, _e) in results.items() if reply and "已记录" in reply]
+    refused = [o for o, (_s, reply, _e) in results.items() if reply == texts.STORAGE_DOWN]
+    assert accepted and refused, "the kill did not land in the middle of the stream"
+    for openid, (status, reply, elapsed) in results.items():
+        assert status == 200 and reply, (openid, status, reply)
+        assert openid in accepted or openid in refused, (openid, reply)
+        assert elapsed < STORAGE_DOWN_WITHIN + 0.5, (openid, elapsed)
+
+    await asyncio.to_thread(nx.start)
+    await eventually(lambda: _healthy(svc), 15)
+    # Every confirmation is backed by a ledger record.
+    for openid in accepted:
+        assert [r.action for r in await svc.runtime.ledger.history(openid)] == ["accept"], openid
+    # And a refused one can be given again, once.
+    retry = refused[0]
+    assert "已" in await svc.wechat.ask(retry, "同意")
+    assert [r.action for r in await svc.runtime.ledger.history(retry)].count("accept") == 1
+
+
+async def test_frozen_mongo_still_answers_within_3_seconds(make_service, backing, monkeypatch, nx):
+    """A server that accepts connections but never answers (SIGSTOP): the
+    per-message budget, not the socket, bounds the wait."""
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    svc = await make_service()
+    await _walk_to_summary(svc, "o-fz-reg")
+
+    nx.freeze()
+    try:
+        asks = [("o-fz-new", "同意"), ("o-fz-reg", "确认"), ("o-fz-help", "帮助")]
+        answers = await asyncio.gather(*(ask_timed(svc, o, c) for o, c in asks))
+        for (openid, content), (status, reply, elapsed) in zip(asks, answers):
+            assert status == 200 and reply, (content, status, reply)
+            assert elapsed < STORAGE_DOWN_WITHIN, (content, elapsed)
+        assert answers[0][1] == texts.STORAGE_DOWN
+        assert answers[1][1] == texts.STORAGE_DOWN
+        assert answers[2][1] == texts.HELP
+        code, body = await health(svc)
+        assert code == 503 and body["mongo"] == "down"
+    finally:
+        nx.thaw()
+
+    await eventually(lambda: _healthy(svc), 15)
+    assert "已记录" in await svc.wechat.ask("o-fz-new", "同意")
+    assert "已提交" in await svc.wechat.ask("o-fz-reg", "确认")
