@@ -56,13 +56,14 @@ class Deliveries:
             {"_id": f"{notice_id}:{o}", "notice_id": notice_id, "openid": o, "status": "pending", "attempts": 0, "updated_at": at}
             for o in openids
         ]
-        if not docs:
-            return 0
-        try:
-            result = await self._coll.insert_many(docs, ordered=False)
-            return len(result.inserted_ids)
-        except BulkWriteError as exc:
-            return int(exc.details.get("nInserted", 0))
+        inserted = 0
+        for start in range(0, len(docs), 1000):  # bounded requests, whatever the audience
+            try:
+                result = await self._coll.insert_many(docs[start : start + 1000], ordered=False)
+                inserted += len(result.inserted_ids)
+            except BulkWriteError as exc:
+                inserted += int(exc.details.get("nInserted", 0))
+        return inserted
 
     async def claim(self, notice_id: str, openid: str, at: dt.datetime, stale_before: dt.datetime | None = None) -> bool:
         """Move a record to ``sending``; True if this caller got it.

@@ -1,7 +1,9 @@
 """MongoDB access through PyMongo's asyncio API (``AsyncMongoClient``).
 
-Timeouts are short on purpose: with the database down, a chat reply must still
-come within WeChat's 5 seconds, so server selection gives up after 2 s.
+Server selection gives up after 2 s: with the database down, a chat reply
+must still come within WeChat's 5 seconds (chat also sets one time budget per
+message, see :mod:`bot.conversation`). The socket timeout is generous, since
+admin and broadcast work (planning 100,000 deliveries) takes longer.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def connect(uri: str, database: str | None = None) -> tuple[AsyncMongoClient, As
         tz_aware=True,
         serverSelectionTimeoutMS=2000,
         connectTimeoutMS=1500,
-        socketTimeoutMS=3000,
+        socketTimeoutMS=30000,
         appname="wetoop-bot",
     )
     if database is None:
