@@ -114,22 +114,7 @@ def evaluate(qa: "QA", path: Path) -> dict:
             else:
                 misses.append({"q": q, "expected": [], "kind": reply.kind, "refs": list(reply.refs),
                                "score": round(reply.score, 3), "rank": None})
-    not_answered = false_abstain + out_abstained
-    return {
-        "file": str(path),
-        "version": qa.version.version,
-        "questions": len(questions),
-        "in_scope": n_in,
-        "out_of_scope": n_out,
-        "top1": _share(top1, n_in),
-        "top3": _share(top3, n_in),
-        "mrr": rr / n_in if n_in else None,
-        "abstain_precision": _share(out_abstained, not_answered),
-        "abstain_recall": _share(out_abstained, n_out),
-        "false_abstain": _share(false_abstain, n_in),
-        "wrong_answer": _share(answered_wrong, n_in),
-        "misses": misses,
-    }
+    return _figures(str(path), qa, n_in, n_out, top1, top3, rr, answered_wrong, false_abstain, out_abstained, misses)
 
 
 def leave_one_out(qa: "QA") -> dict:
@@ -167,9 +152,14 @@ def leave_one_out(qa: "QA") -> dict:
         false_abstain += not confident
         misses.append({"q": q, "expected": [units[unit].ref], "kind": "answer" if confident else "abstain",
                        "refs": [units[best].ref], "score": round(scores[best], 3), "rank": rank})
+    return _figures("examples.toml（留一法）", qa, n_in, n_out, top1, top3, rr, wrong, false_abstain, out_abstained, misses)
+
+
+def _figures(name, qa, n_in, n_out, top1, top3, rr, wrong, false_abstain, out_abstained, misses) -> dict:
+    """The figures both evaluations report, from their counts."""
     not_answered = false_abstain + out_abstained
     return {
-        "file": "examples.toml（留一法）",
+        "file": name,
         "version": qa.version.version,
         "questions": n_in + n_out,
         "in_scope": n_in,
