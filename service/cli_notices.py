@@ -131,7 +131,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             try:
-                await runtime.prepare()
+                await runtime.prepare(qa=False)  # a worker answers no questions
                 print(f"通知发送进程已启动（并发 {args.concurrency}）。按 Ctrl-C 停止。", flush=True)
                 await runtime.worker(args.concurrency).run(stop)
             finally:

@@ -60,7 +60,7 @@ def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable
                 config.redis_url or embedded.url("redis"),
             )
             try:
-                await runtime.prepare()
+                await runtime.prepare(qa=False)
                 return await work(runtime)
             finally:
                 await runtime.close()

@@ -128,9 +128,10 @@ class Runtime:
             router or chat.router, self.services, locks=UserLocks(self.redis), deadline=deadline
         )
 
-    async def prepare(self) -> None:
+    async def prepare(self, qa: bool = True) -> None:
         """Create indexes and store the seed agreement; a database that is down
-        now is retried on first use."""
+        now is retried on first use. ``qa=False`` skips building the Q&A index
+        (CLI commands that answer no questions)."""
         try:
             await mongo.ensure_indexes(
                 [self.followers, self.versions, self.ledger, self.notices, self.merchants.repo,
@@ -142,7 +143,8 @@ class Runtime:
         # The Q&A index takes about half a second to build: build it in the
         # background so the service answers (and /healthz says ready) at once;
         # a question that comes first waits for it.
-        self._qa_build = asyncio.create_task(self.answers.prepare())
+        if qa:
+            self._qa_build = asyncio.create_task(self.answers.prepare())
 
     def worker(self, concurrency: int = 8) -> DeliveryWorker:
         """A broadcast worker using this process's clients."""
