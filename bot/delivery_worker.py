@@ -10,11 +10,12 @@ bad openid …) are recorded and not retried.
 
 Crash safety: a batch is acknowledged only after each of its recipients is
 finished, so a dead worker's batches are taken over by another (XAUTOCLAIM,
-after 5 idle seconds). Records it had claimed but not finished are retried
-once they are older than that. The at-most window: a message whose send
-WeChat accepted but whose ``sent`` record the dead worker had not yet
-written (a few milliseconds per message, at most ``concurrency`` messages
-per worker) may reach its user twice; a recorded ``sent`` is never sent again.
+after 5 idle seconds) and their pending recipients are sent. The at-most
+window: the recipients the dead worker had claimed but not finished (at most
+one per sending task, ``concurrency`` per worker) were in flight; whether
+WeChat got them is unknown, so they are recorded ``failed`` with the reason
+``interrupted`` and not sent again. Nobody gets a second copy; those few may
+get none (the progress report lists them).
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ log = logging.getLogger(__name__)
 RETRYABLE = (-1, -2, 45009)
 MAX_ATTEMPTS = 5
 BACKOFF = 0.5
-#: A record claimed longer ago than this in a batch taken over from a dead
-#: worker is sent again (a little under the queue's reclaim time).
+#: A record claimed longer ago than this and never finished, met in a batch
+#: taken over from a dead worker, was in flight when it died (a little under
+#: the queue's reclaim time; live workers refresh their claims while retrying).
 STALE_CLAIM = dt.timedelta(milliseconds=RECLAIM_IDLE_MS - 1500)
-#: Safety net: records left "sending" this long are queued again by upkeep.
+#: Safety net: records left "sending" this long are queued again by upkeep,
+#: so that a batch lost with Redis still ends (as interrupted).
 ABANDONED_CLAIM = dt.timedelta(seconds=60)
 
 
@@ -175,10 +178,13 @@ class DeliveryWorker:
                 current = await self._current(notice_id)
                 if current.status != "sending":
                     break  # paused or cancelled: the rest stays pending
-                if not await deps.deliveries.claim(notice_id, openid, deps.clock(), stale_before):
-                    # Finished already, or claimed by someone: if that claim is never
-                    # finished (its worker died), this batch must come round again.
-                    unresolved |= await deps.deliveries.status_of(notice_id, openid) == "sending"
+                if not await deps.deliveries.claim(notice_id, openid, deps.clock()):
+                    # Finished already, or claimed: a stale claim was in flight in a
+                    # dead worker; a fresh one may belong to a live worker, so this
+                    # batch comes round again until it is finished.
+                    if await deps.deliveries.status_of(notice_id, openid) == "sending":
+                        await deps.deliveries.interrupt_stale(notice_id, openid, stale_before, deps.clock())
+                        unresolved |= await deps.deliveries.status_of(notice_id, openid) == "sending"
                     continue
                 await self._deliver(current, openid, followers.get(openid), opted_out.get(openid, set()), heartbeat)
                 await heartbeat()
@@ -256,7 +262,8 @@ class DeliveryWorker:
         now = deps.clock()
         targets = []
         for openid in openids:
-            if not await deps.deliveries.claim(notice.id, openid, now, stale_before):
+            if not await deps.deliveries.claim(notice.id, openid, now):
+                await deps.deliveries.interrupt_stale(notice.id, openid, stale_before, now)
                 continue
             follower = followers.get(openid)
             if not receives(notice.category, notice.important, opted_out.get(openid, set())):

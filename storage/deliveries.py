@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -65,27 +64,22 @@ class Deliveries:
                 inserted += int(exc.details.get("nInserted", 0))
         return inserted
 
-    async def claim(self, notice_id: str, openid: str, at: dt.datetime, stale_before: dt.datetime | None = None) -> bool:
-        """Move a record to ``sending``; True if this caller got it.
-
-        ``stale_before`` also takes over a record left ``sending`` by a worker
-        that died before that time (its send was never confirmed). Whoever
-        wrote the claim's token last holds it: read back, rather than trusting
-        the update's match count, which MongoDB stand-ins report unreliably.
-        """
-        token = uuid.uuid4().hex
-        update = {"$set": {"status": "sending", "claimed_at_ms": _ms(at), "claim_token": token, "updated_at": at},
-                  "$inc": {"attempts": 1}}
-        result = await self._coll.update_one({"_id": f"{notice_id}:{openid}", "status": "pending"}, update)
-        if result.matched_count == 1:
-            return True
-        if stale_before is None:
-            return False
-        await self._coll.update_one(
-            {"_id": f"{notice_id}:{openid}", "status": "sending", "claimed_at_ms": {"$lt": _ms(stale_before)}}, update
+    async def claim(self, notice_id: str, openid: str, at: dt.datetime) -> bool:
+        """Move a pending record to ``sending``; True if this caller got it."""
+        result = await self._coll.update_one(
+            {"_id": f"{notice_id}:{openid}", "status": "pending"},
+            {"$set": {"status": "sending", "claimed_at_ms": _ms(at), "updated_at": at}, "$inc": {"attempts": 1}},
         )
-        doc = await self._coll.find_one({"_id": f"{notice_id}:{openid}"}, {"status": 1, "claim_token": 1})
-        return bool(doc) and doc.get("status") == "sending" and doc.get("claim_token") == token
+        return result.matched_count == 1
+
+    async def interrupt_stale(self, notice_id: str, openid: str, before: dt.datetime, at: dt.datetime) -> None:
+        """Finish a record its (dead) worker claimed before ``before`` and never
+        finished as ``failed``/``interrupted``: the send may or may not have
+        reached WeChat, and sending again could deliver a second copy."""
+        await self._coll.update_one(
+            {"_id": f"{notice_id}:{openid}", "status": "sending", "claimed_at_ms": {"$lt": _ms(before)}},
+            {"$set": {"status": "failed", "reason": "interrupted", "updated_at": at, "finished_at_ms": _ms(at)}},
+        )
 
     async def refresh_claim(self, notice_id: str, openid: str, at: dt.datetime) -> None:
         """Keep a claim fresh while its (live) worker is still retrying the send."""
