@@ -7,8 +7,6 @@ exits with 2. One mapping, not one per handler.
 
 from __future__ import annotations
 
-from bot import texts
-
 
 class BotError(Exception):
     """Base: ``code`` is stable English, ``message`` Chinese for the user."""
@@ -22,12 +20,3 @@ class BotError(Exception):
         if code is not None:
             self.code = code
 
-
-class StorageUnavailable(BotError):
-    """A database needed for this action is down; nothing was stored."""
-
-    status = 503
-    code = "storage_unavailable"
-
-    def __init__(self, message: str = texts.STORAGE_DOWN) -> None:
-        super().__init__(message)

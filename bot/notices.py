@@ -180,10 +180,6 @@ class Broadcasts:
             return await self._ledger.openids_with_action("accept")
         raise NoticeRefused(f"未知的受众 {kind}")
 
-    async def audience_size(self, audience: dict) -> int:
-        check_audience(audience)
-        return len(await self.audience(audience))
-
     async def plan(self, notice_id: str) -> None:
         """Record every recipient as pending and queue them (safe to repeat)."""
         notice = await self._get(notice_id)

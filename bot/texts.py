@@ -18,8 +18,6 @@ HELP = (
     "· 导出我的数据：获取我们保存的您的全部数据"
 )
 
-NOT_UNDERSTOOD = "抱歉，暂时没能理解您的意思。\n\n" + HELP
-
 ONLY_TEXT = "目前只能处理文字消息，请用文字描述您的问题。\n\n" + HELP
 
 INTERNAL_ERROR = "抱歉，系统开了个小差，请稍后再试。"

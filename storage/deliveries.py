@@ -91,12 +91,6 @@ class Deliveries:
         doc = await self._coll.find_one({"_id": f"{notice_id}:{openid}"}, {"status": 1})
         return doc["status"] if doc else None
 
-    async def release(self, notice_id: str, openid: str, at: dt.datetime) -> None:
-        """Give a claimed record back (pause): it will be planned again."""
-        await self._coll.update_one(
-            {"_id": f"{notice_id}:{openid}", "status": "sending"}, {"$set": {"status": "pending", "updated_at": at}}
-        )
-
     async def finish(
         self,
         notice_id: str,

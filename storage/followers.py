@@ -79,9 +79,6 @@ class Followers:
         docs = await self._coll.find({}, {"openid": 1, "subscribed": 1}).to_list(None)
         return sorted(d["openid"] for d in docs if as_bool(d.get("subscribed", True)))
 
-    async def count_subscribed(self) -> int:
-        return len(await self.subscribed_openids())
-
 
 def _follower(doc: dict) -> Follower:
     return Follower(

@@ -118,17 +118,9 @@ class Notices:
         docs = await self._coll.find({"status": {"$in": ["queued", "sending"]}}).to_list(None)
         return [_notice(d) for d in docs]
 
-    async def recent(self, limit: int = 50) -> list[Notice]:
-        docs = await self._coll.find({}).sort("created_at", DESCENDING).limit(limit).to_list(None)
-        return [_notice(d) for d in docs]
-
     async def many(self, notice_ids: list[str]) -> dict[str, Notice]:
         docs = await self._coll.find({"_id": {"$in": notice_ids}}).to_list(None)
         return {d["_id"]: _notice(d) for d in docs}
-
-    async def all(self) -> list[dict]:
-        """Raw documents, oldest first (tests and exports)."""
-        return await self._coll.find({}).sort("created_at", ASCENDING).to_list(None)
 
 
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",

@@ -56,10 +56,6 @@ class ReplyCache:
     async def store(self, delivery: str, reply: dict) -> None:
         await self._redis.set(key("reply", delivery), json.dumps(reply, ensure_ascii=False), ex=REPLY_TTL)
 
-    async def release(self, delivery: str) -> None:
-        """Drop a claim whose handling failed, so a retry may try again."""
-        await self._redis.delete(key("reply", delivery))
-
     async def wait(self, delivery: str, timeout: float, poll: float = 0.05) -> dict | None:
         """The reply of a delivery another worker is handling, or ``None`` if it
         is not ready within ``timeout`` seconds."""

@@ -296,6 +296,18 @@ def envelope(svc, xml: str, mode: str, to_user: str = "gh_wetoop") -> tuple[dict
     return query, (head + encrypt + end + tail) if end else xml
 
 
+async def post_text(svc, openid: str, content: str, mode: str) -> tuple[int, bytes]:
+    """A signed text message from ``openid`` in ``mode``; the status and the raw reply."""
+    xml = (
+        f"<xml><ToUserName>{cdata('gh_wetoop')}</ToUserName><FromUserName>{cdata(openid)}</FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{cdata('text')}</MsgType>"
+        f"<Content>{cdata(content)}</Content><MsgId>{next(_msg_ids)}</MsgId></xml>"
+    )
+    query, body = envelope(svc, xml, mode)
+    status, _headers, reply = await http(svc.url, "POST", "/wechat?" + urlencode(query), body.encode())
+    return status, reply
+
+
 QUERY_KEYS = ["signature", "timestamp", "nonce", "encrypt_type", "msg_signature", "openid", "echostr"]
 
 
@@ -484,13 +496,7 @@ async def test_conversations_keep_replies_well_formed(service, openid, mode, sta
         "summary": ["同意", "注册", "企业", name, "91350100M000100Y43", contact, "13812345678", "跳过"],
     }[start]
     for content in walk + messages:
-        xml = (
-            f"<xml><ToUserName>{cdata('gh_wetoop')}</ToUserName><FromUserName>{cdata(openid)}</FromUserName>"
-            f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{cdata('text')}</MsgType>"
-            f"<Content>{cdata(content)}</Content><MsgId>{next(_msg_ids)}</MsgId></xml>"
-        )
-        query, body = envelope(service, xml, mode)
-        status, _headers, reply = await http(service.url, "POST", "/wechat?" + urlencode(query), body.encode())
+        status, reply = await post_text(service, openid, content, mode)
         assert status == 200, (content, reply[:300])
         assert_reply_well_formed(service, reply, mode)
     await check_health(service)
@@ -556,13 +562,7 @@ async def test_typed_cdata_terminator_keeps_the_reply_well_formed(service, mode)
     name = "南宁]]>测试贸易有限公司"
     walk = ["同意", "注册", "企业", name, "91350100M000100Y43", "王五", "13812345678", "跳过"]
     for content in walk:
-        xml = (
-            f"<xml><ToUserName>{cdata('gh_wetoop')}</ToUserName><FromUserName>{cdata('o-cdata')}</FromUserName>"
-            f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{cdata('text')}</MsgType>"
-            f"<Content>{cdata(content)}</Content><MsgId>{next(_msg_ids)}</MsgId></xml>"
-        )
-        query, body = envelope(service, xml, mode)
-        status, _headers, reply = await http(service.url, "POST", "/wechat?" + urlencode(query), body.encode())
+        status, reply = await post_text(service, "o-cdata", content, mode)
         assert status == 200
     assert_reply_well_formed(service, reply, mode)
     doc = xmltodict.parse(reply.decode())["xml"]
