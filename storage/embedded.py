@@ -12,7 +12,8 @@ the same files. Starting and attaching are serialised by a file lock.
 
 Children never outlive their owner: they stop with :meth:`EmbeddedServers.stop`
 (SIGTERM, then SIGKILL), and on Linux the kernel sends them SIGTERM should
-the owner die without cleaning up (``PR_SET_PDEATHSIG``).
+the owner die without cleaning up (``PR_SET_PDEATHSIG``); nx-27017 also runs
+under a watchdog that notices its owner's death (see ``storage.nx_server``).
 """
 
 from __future__ import annotations
