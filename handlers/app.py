@@ -1,14 +1,23 @@
-"""The Tornado application: one URL table for the whole service."""
+"""The Tornado application: one URL table for the whole service.
+
+Each area (chat webhook, mini-program API, admin console, simulator) owns
+its routes in its own module; this file only joins them.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import tornado.web
 
+from handlers import admin, api, simulator
 from handlers.base import NotFoundHandler
 from handlers.export import ExportHandler
 from handlers.health import HealthHandler
 from handlers.wechat import WeChatHandler
 from service.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_app(runtime: Runtime, **settings) -> tornado.web.Application:
@@ -18,6 +27,11 @@ def make_app(runtime: Runtime, **settings) -> tornado.web.Application:
         (r"/healthz", HealthHandler, {"runtime": runtime}),
         (r"/export/([A-Za-z0-9_-]{16,64})", ExportHandler, {"runtime": runtime}),
     ]
+    routes += api.routes(runtime)
+    routes += admin.routes(runtime)
+    routes += simulator.routes(runtime)
+    settings.setdefault("template_path", str(ROOT / "templates"))
+    settings.setdefault("static_path", str(ROOT / "static"))
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,

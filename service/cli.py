@@ -19,7 +19,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from bot.errors import BotError
-from service import cli_data, cli_merchants, cli_notices, cli_qa, supervisor
+from service import cli_admin, cli_data, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     cli_qa.register(sub)
     cli_merchants.register(sub)
     cli_notices.register(sub)
+    cli_admin.register(sub)
+    cli_menu.register(sub)
     return parser
 
 
