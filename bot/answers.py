@@ -19,7 +19,6 @@ from typing import Callable
 from bot.qa import DEFAULT_DATA_DIR, QA, Answer
 from bot.qa.data import QADataError
 from bot.terms import Terms
-from storage.mongo import MongoUnavailable
 from storage.qa_log import QALog
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,6 @@ class Answers:
         self._signature: tuple = ()
         self._checked_at = 0.0
         self._building: asyncio.Task | None = None
-        self._background: set[asyncio.Task] = set()
 
     async def prepare(self) -> None:
         """Build the index for the version in force (at start-up)."""
@@ -65,9 +63,10 @@ class Answers:
         await self._ensure_current(wait=self._qa is None)
         assert self._qa is not None
         result = self._qa.answer(question)
-        task = asyncio.create_task(self._record(question, result, openid, channel, self._qa.version.version))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._log.record(
+            question=question, kind=result.kind, refs=result.refs, score=result.score,
+            version=self._qa.version.version, openid=openid, channel=channel, at=self._clock(),
+        )
         return result
 
     async def _ensure_current(self, wait: bool) -> None:
@@ -105,12 +104,3 @@ class Answers:
         if folder is None or not folder.is_dir():
             return ()
         return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir() if p.is_file()))
-
-    async def _record(self, question: str, result: Answer, openid, channel: str, version: str) -> None:
-        try:
-            await self._log.record(
-                question=question, kind=result.kind, refs=result.refs, score=result.score, version=version,
-                openid=openid, channel=channel, at=self._clock(),
-            )
-        except MongoUnavailable:
-            log.warning("could not log a question")

@@ -31,6 +31,7 @@ from bot.textsplit import split_text
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
 from storage.locks import UserLocks
+from storage.inbound_gate import InboundGate, Opening
 from storage.reply_cache import Claim
 from wechat.api import WeChatAPIError
 
@@ -53,49 +54,62 @@ class Conversation:
         self.router = router
         self.services = services
         self.locks = locks
+        self.gate = InboundGate(locks.redis, touch_every=TOUCH_EVERY)
         self.deadline = deadline
         self._background: set[asyncio.Task] = set()
 
     async def respond(self, inbound: Inbound) -> Reply | None:
         """The passive reply to ``inbound`` (``None``: answer ``success``)."""
         delivery = inbound.dedupe_key
-        claim = await self._claim(delivery)
-        if claim.status == "done":
-            return from_dict(claim.reply or {})
-        if claim.status == "pending":
+        opening = await self._open(delivery, inbound.openid)
+        if opening.claim.status == "done":
+            return from_dict(opening.claim.reply or {})
+        if opening.claim.status == "pending":
             stored = await self._wait(delivery)
             return from_dict(stored) if stored else None
 
-        task = asyncio.create_task(self.handle(inbound))
+        task = asyncio.create_task(self._handle_opened(inbound, opening))
         try:
             reply = await asyncio.wait_for(asyncio.shield(task), self.deadline)
         except TimeoutError:
             log.warning("no reply within %.1f s for %s; answering later", self.deadline, delivery)
-            self._spawn(self._deliver_late(inbound.openid, task))
+            self._spawn(self._deliver_late(inbound.openid, task, opening))
             await self._store(delivery, None)
             return None
         passive, rest = _split(reply)
         if rest:
             self._spawn(self._send_texts(inbound.openid, rest))
-        await self._store(delivery, passive)
+        await self._finish(delivery, passive, inbound.openid, opening)
         return passive
 
     async def handle(self, inbound: Inbound) -> Reply | None:
         """Route one message, one at a time per user; failures become a reply,
-        never an exception."""
-        async with self.locks.hold(inbound.openid):
-            return await self._handle(inbound)
-
-    async def _handle(self, inbound: Inbound) -> Reply | None:
-        services = self.services
-        if inbound.kind != "event" or inbound.event != "unsubscribe":
-            self._spawn(self._touch(inbound.openid))
-        dialog, state_unknown = None, False
+        never an exception. (Without the delivery claim: :meth:`respond` is
+        what the webhook calls.)"""
+        opening = Opening(Claim("new"), touch_due=True)
         try:
-            dialog = await services.dialogs.load(inbound.openid)
-        except RedisUnavailable:
-            log.warning("dialog state unavailable for %s", inbound.openid)
-            state_unknown = True
+            return await self._handle_opened(inbound, opening)
+        finally:
+            await self.locks.release(inbound.openid, opening.lock_token)
+
+    async def _handle_opened(self, inbound: Inbound, opening: Opening) -> Reply | None:
+        """Handle under the user's lock (waited for here unless the gate got
+        it); the lock stays held for the caller to release."""
+        if opening.lock_token is None and not opening.redis_down:
+            opening.lock_token = await self.locks.acquire(inbound.openid)
+        return await self._handle(inbound, opening)
+
+    async def _handle(self, inbound: Inbound, opening: Opening) -> Reply | None:
+        services = self.services
+        if opening.touch_due and (inbound.kind != "event" or inbound.event != "unsubscribe"):
+            self._spawn(self._touch(inbound.openid))
+        dialog, state_unknown = opening.dialog, False
+        if not opening.dialog_known:
+            try:
+                dialog = await services.dialogs.load(inbound.openid)
+            except RedisUnavailable:
+                log.warning("dialog state unavailable for %s", inbound.openid)
+                state_unknown = True
         chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router, state_unknown=state_unknown)
         try:
             # One budget for every MongoDB call of this message: with the
@@ -122,13 +136,22 @@ class Conversation:
 
     # -- internals ----------------------------------------------------------
 
-    async def _claim(self, delivery: str) -> Claim:
+    async def _open(self, delivery: str, openid: str) -> Opening:
         try:
-            return await self.services.replies.claim(delivery)
+            return await self.gate.open(delivery, openid)
         except RedisUnavailable:
-            # Without Redis a retry may be handled twice; answering beats silence.
-            log.warning("reply cache unavailable; %s handled without retry protection", delivery)
-            return Claim("new")
+            # Without Redis a retry may be handled twice and the user's
+            # messages are not serialised; answering beats silence.
+            log.warning("Redis unavailable; %s handled without retry protection or lock", delivery)
+            return Opening(Claim("new"), touch_due=True, redis_down=True)
+
+    async def _finish(self, delivery: str, reply: Reply | None, openid: str, opening: Opening) -> None:
+        if opening.redis_down:
+            return
+        try:
+            await self.gate.finish(delivery, to_dict(reply), openid, opening.lock_token)
+        except RedisUnavailable:
+            log.warning("could not store the reply of %s", delivery)
 
     async def _wait(self, delivery: str) -> dict | None:
         try:
@@ -143,21 +166,17 @@ class Conversation:
             log.warning("could not store the reply of %s", delivery)
 
     async def _touch(self, openid: str) -> None:
-        """Record the user's last interaction, at most every few minutes (a
-        write per message would cost the database more than the 48-hour
-        window needs)."""
-        try:
-            if not await self.services.dialogs.once(openid, "touch", ttl=TOUCH_EVERY):
-                return
-        except RedisUnavailable:
-            pass
+        """Record the user's last interaction. The gate asks for it at most
+        every few minutes per user: a write per message would cost the
+        database more than the 48-hour window needs."""
         try:
             await self.services.followers.touch(openid, self.services.clock())
         except MongoUnavailable:
             log.warning("could not record the last interaction of %s", openid)
 
-    async def _deliver_late(self, openid: str, task: asyncio.Task) -> None:
-        reply = await task  # handle() never raises
+    async def _deliver_late(self, openid: str, task: asyncio.Task, opening: Opening) -> None:
+        reply = await task  # never raises
+        await self.locks.release(openid, opening.lock_token)
         if reply is not None and reply.text:
             await self._send_texts(openid, split_text(reply.text, suffix=texts.CONTINUED))
 

@@ -182,6 +182,7 @@ class Runtime:
         if build is not None and not build.done():
             await asyncio.gather(build, return_exceptions=True)
         await self.conversation.drain()
+        await self.qa_log.flush()
         if self.wechat is not None:
             self.wechat.close()
         await self.redis.aclose()

@@ -26,6 +26,25 @@ class DialogState:
     data: dict = dataclasses.field(default_factory=dict)
 
 
+def dialog_key(openid: str) -> str:
+    return key("dialog", openid)
+
+
+def once_key(openid: str, marker: str) -> str:
+    return key("once", openid, marker)
+
+
+def decode(raw: str | None) -> DialogState | None:
+    """The state stored as ``raw``; ``None`` for none or a value this version cannot read."""
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+        return DialogState(name=str(doc["name"]), data=dict(doc.get("data") or {}))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class DialogStates:
     """Load, save and clear users' dialog states."""
 
@@ -34,23 +53,19 @@ class DialogStates:
         self._ttl = ttl
 
     async def load(self, openid: str) -> DialogState | None:
-        raw = await self._redis.get(key("dialog", openid))
-        if raw is None:
-            return None
-        try:
-            doc = json.loads(raw)
-            return DialogState(name=str(doc["name"]), data=dict(doc.get("data") or {}))
-        except (ValueError, KeyError, TypeError):
+        raw = await self._redis.get(dialog_key(openid))
+        state = decode(raw)
+        if raw is not None and state is None:
             # A value this version cannot read is dropped, not fatal.
             await self.clear(openid)
-            return None
+        return state
 
     async def save(self, openid: str, state: DialogState) -> None:
         payload = json.dumps({"name": state.name, "data": state.data}, ensure_ascii=False)
-        await self._redis.set(key("dialog", openid), payload, ex=self._ttl)
+        await self._redis.set(dialog_key(openid), payload, ex=self._ttl)
 
     async def clear(self, openid: str) -> None:
-        await self._redis.delete(key("dialog", openid))
+        await self._redis.delete(dialog_key(openid))
 
     async def set_resume(self, openid: str, command: str) -> None:
         """Remember a command to carry on with once a precondition (consent) is met."""
@@ -62,7 +77,7 @@ class DialogStates:
 
     async def once(self, openid: str, marker: str, ttl: int = 90 * 24 * 3600) -> bool:
         """True the first time ``marker`` is seen for this user (e.g. one prompt per version)."""
-        return bool(await self._redis.set(key("once", openid, marker), "1", nx=True, ex=ttl))
+        return bool(await self._redis.set(once_key(openid, marker), "1", nx=True, ex=ttl))
 
     async def save_draft(self, openid: str, dialog: str, draft: dict, ttl: int = DRAFT_TTL) -> None:
         """Keep a dialog's answers longer than its state, to offer resuming later."""

@@ -1,44 +1,86 @@
-"""One message of a user at a time, across processes (a Redis lock per user)."""
+"""One message of a user at a time, across processes (a Redis lock per user).
+
+A lock is the key ``wb:lock:<openid>`` holding a random token, set with NX and
+an expiry; only the holder's token deletes it. :mod:`storage.inbound_gate`
+takes the same lock in the same script as the delivery claim.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import secrets
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
-from redis.exceptions import LockError
 
 from storage.redis_store import RedisUnavailable, key
 
 log = logging.getLogger(__name__)
 
+#: A lock not released (a crashed process) expires after this many seconds.
+LOCK_TTL = 10.0
+#: How long a message waits for the user's previous one.
+LOCK_WAIT = 4.0
+POLL_SECONDS = 0.05
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def lock_key(openid: str) -> str:
+    return key("lock", openid)
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
 
 class UserLocks:
     """``async with locks.hold(openid):`` serialises a user's messages.
 
-    A lock not released (a crashed process) expires after ``ttl`` seconds.
-    If it cannot be had within ``wait`` seconds, or Redis is down, the message
-    is handled anyway: answering beats silence.
+    If the lock cannot be had within ``wait`` seconds, or Redis is down, the
+    message is handled anyway: answering beats silence.
     """
 
-    def __init__(self, redis: aioredis.Redis, ttl: float = 10.0, wait: float = 4.0) -> None:
-        self._redis = redis
+    def __init__(self, redis: aioredis.Redis, ttl: float = LOCK_TTL, wait: float = LOCK_WAIT) -> None:
+        self.redis = redis
         self._ttl = ttl
         self._wait = wait
+        self._release = redis.register_script(_RELEASE)
+
+    async def acquire(self, openid: str) -> str | None:
+        """The token of the user's lock, waiting up to ``wait`` seconds; ``None``
+        if it could not be had (held too long, or Redis down)."""
+        token = new_token()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        try:
+            while True:
+                if await self.redis.set(lock_key(openid), token, nx=True, px=int(self._ttl * 1000)):
+                    return token
+                if loop.time() >= deadline:
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+        except RedisUnavailable:
+            pass
+        log.warning("handling a message of %s without its lock", openid)
+        return None
+
+    async def release(self, openid: str, token: str | None) -> None:
+        """Release a lock this process holds (a no-op for ``None``)."""
+        if token is None:
+            return
+        with contextlib.suppress(*RedisUnavailable):
+            await self._release(keys=[lock_key(openid)], args=[token])
 
     @contextlib.asynccontextmanager
     async def hold(self, openid: str) -> AsyncIterator[bool]:
-        lock = self._redis.lock(key("lock", openid), timeout=self._ttl, blocking_timeout=self._wait)
+        token = await self.acquire(openid)
         try:
-            acquired = await lock.acquire()
-        except RedisUnavailable:
-            acquired = False
-        if not acquired:
-            log.warning("handling a message of %s without its lock", openid)
-        try:
-            yield acquired
+            yield token is not None
         finally:
-            if acquired:
-                with contextlib.suppress(LockError, *RedisUnavailable):
-                    await lock.release()
+            await self.release(openid, token)

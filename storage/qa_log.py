@@ -1,20 +1,42 @@
 """Every question asked, with the clause chosen and its score; unanswered
-ones are what admins review to improve the lexicon and examples."""
+ones are what admins review to improve the lexicon and examples.
+
+Questions are the hot path of the webhook, so the log is written in batches:
+:meth:`QALog.record` buffers, and one ``insert_many`` a second (or every
+:data:`BATCH` questions) writes them. A crash loses at most that second of
+log; :meth:`flush` runs at shutdown and before every read.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
+import logging
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from storage.mongo import MongoUnavailable
+
+log = logging.getLogger(__name__)
+
+#: Seconds between writes of the buffered log, and the most questions per write.
+FLUSH_EVERY = 1.0
+BATCH = 500
+#: With MongoDB down, at most this many questions wait in memory; older ones are dropped.
+MAX_PENDING = 10_000
+
 
 class QALog:
     """The ``qa_log`` collection (insert-only)."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, flush_every: float = FLUSH_EVERY) -> None:
         self._coll = db["qa_log"]
+        self._flush_every = flush_every
+        self._pending: list[dict] = []
+        self._flusher: asyncio.Task | None = None
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_indexes(
@@ -24,11 +46,13 @@ class QALog:
             ]
         )
 
-    async def record(
+    def record(
         self, *, question: str, kind: str, refs: tuple[str, ...], score: float, version: str,
         openid: str | None, channel: str, at: dt.datetime,
     ) -> None:
-        await self._coll.insert_one(
+        """Buffer one question; it is written within about a second (call from
+        the event loop)."""
+        self._pending.append(
             {
                 "_id": str(ObjectId()),
                 "question": question,
@@ -41,7 +65,28 @@ class QALog:
                 "at": at,
             }
         )
+        if len(self._pending) > MAX_PENDING:
+            del self._pending[: len(self._pending) - MAX_PENDING]
+        if self._flusher is None or self._flusher.done():
+            # A fresh context: not bound by the time budget of the message that asked.
+            self._flusher = asyncio.create_task(self._flush_later(), context=contextvars.Context())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._flush_every)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is buffered; with MongoDB down it stays buffered (bounded)."""
+        while self._pending:
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            try:
+                await self._coll.insert_many(batch, ordered=False)
+            except MongoUnavailable as exc:
+                log.warning("question log not written, kept for later: %s", exc)
+                self._pending[:0] = batch
+                return
 
     async def recent(self, kind: str | None = None, limit: int = 100) -> list[dict]:
+        await self.flush()
         query = {"kind": kind} if kind else {}
         return await self._coll.find(query, {"_id": 0}).sort("at", DESCENDING).limit(limit).to_list(None)

@@ -16,11 +16,24 @@ import redis.asyncio as aioredis
 
 from storage.redis_store import key
 
-_PENDING = "pending"
+PENDING = "pending"
 #: A claim whose worker died is released after this many seconds.
 CLAIM_TTL = 30
 #: WeChat's retries come within about 15 seconds; keep replies well past that.
 REPLY_TTL = 10 * 60
+
+
+def reply_key(delivery: str) -> str:
+    return key("reply", delivery)
+
+
+def parse_claim(value: str | None) -> "Claim | None":
+    """The claim a delivery's stored value stands for (``None``: nothing stored)."""
+    if value is None:
+        return None
+    if value == PENDING:
+        return Claim("pending")
+    return Claim("done", json.loads(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,18 +56,14 @@ class ReplyCache:
         self._redis = redis
 
     async def claim(self, delivery: str) -> Claim:
-        k = key("reply", delivery)
-        if await self._redis.set(k, _PENDING, nx=True, ex=CLAIM_TTL):
+        k = reply_key(delivery)
+        if await self._redis.set(k, PENDING, nx=True, ex=CLAIM_TTL):
             return Claim("new")
-        value = await self._redis.get(k)
-        if value is None:  # expired between the two calls: claim again
-            return await self.claim(delivery)
-        if value == _PENDING:
-            return Claim("pending")
-        return Claim("done", json.loads(value))
+        # None: expired between the two calls, so claim again.
+        return parse_claim(await self._redis.get(k)) or await self.claim(delivery)
 
     async def store(self, delivery: str, reply: dict) -> None:
-        await self._redis.set(key("reply", delivery), json.dumps(reply, ensure_ascii=False), ex=REPLY_TTL)
+        await self._redis.set(reply_key(delivery), json.dumps(reply, ensure_ascii=False), ex=REPLY_TTL)
 
     async def wait(self, delivery: str, timeout: float, poll: float = 0.05) -> dict | None:
         """The reply of a delivery another worker is handling, or ``None`` if it
@@ -62,8 +71,8 @@ class ReplyCache:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            value = await self._redis.get(key("reply", delivery))
-            if value is not None and value != _PENDING:
+            value = await self._redis.get(reply_key(delivery))
+            if value is not None and value != PENDING:
                 return json.loads(value)
             await asyncio.sleep(poll)
         return None

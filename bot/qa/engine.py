@@ -6,6 +6,7 @@ jieba cache); :meth:`QA.answer` is pure CPU with no I/O, safe to call on the eve
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from pathlib import Path
@@ -21,6 +22,8 @@ from bot.qa.units import PREAMBLE, Unit, attach_examples, units_of
 log = logging.getLogger(__name__)
 
 ANSWER, ABSTAIN, SMALLTALK = "answer", "abstain", "smalltalk"
+#: Answers remembered per index (each at most 600 characters).
+MEMO_SIZE = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +48,7 @@ class QA:
         self.settings = data.settings
         self.analyzer = analyzer
         self._source = source
+        self._memo: collections.OrderedDict[str, Answer] = collections.OrderedDict()
         self.units: list[Unit] = units_of(version)
         examples = attach_examples(self.units, data.clauses)
         sections = {s.number: analyzer.terms(f"{s.title}\n{s.summary}") for s in version.sections}
@@ -84,6 +88,21 @@ class QA:
     # -- answering --------------------------------------------------------------------
 
     def answer(self, question: str) -> Answer:
+        """The answer to ``question``. Answers are a pure function of the
+        question and this index, and users ask the same things, so the
+        latest :data:`MEMO_SIZE` are remembered (an LRU)."""
+        memo = self._memo
+        found = memo.get(question)
+        if found is not None:
+            memo.move_to_end(question)
+            return found
+        result = self._answer(question)
+        memo[question] = result
+        if len(memo) > MEMO_SIZE:
+            memo.popitem(last=False)
+        return result
+
+    def _answer(self, question: str) -> Answer:
         group = self.analyzer.smalltalk_group(question)
         if group is not None:
             return Answer(SMALLTALK, qa_texts.SMALLTALK[group], (), 0.0)

@@ -1,0 +1,97 @@
+"""The Redis work at the start and end of each inbound message, one round trip each.
+
+Every message needs its delivery claimed (retry dedupe, :mod:`storage.reply_cache`),
+the user's lock (:mod:`storage.locks`), the user's dialog state
+(:mod:`storage.dialog_state`) and, every few minutes, a last-interaction
+mark; afterwards its reply stored and the lock released. Done one command at
+a time that is six round trips per message, the largest cost of the webhook
+(``bench/RESULTS.md``); these two scripts do the same on the same keys in one
+round trip each. The modules named keep the key names and formats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import redis.asyncio as aioredis
+
+from storage.dialog_state import DialogState, decode, dialog_key, once_key
+from storage.locks import LOCK_TTL, lock_key, new_token
+from storage.reply_cache import CLAIM_TTL, PENDING, REPLY_TTL, Claim, parse_claim, reply_key
+
+# Lua returns stop at the first nil, so "nothing" travels as "".
+_OPEN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return {0, redis.call('GET', KEYS[1]) or ''}
+end
+local locked = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])
+local dialog = ''
+if locked then dialog = redis.call('GET', KEYS[3]) or '' end
+local touch = redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5])
+return {1, locked and 1 or 0, dialog, touch and 1 or 0}
+"""
+
+_FINISH = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+
+@dataclasses.dataclass
+class Opening:
+    """What :meth:`InboundGate.open` found.
+
+    ``claim`` as :meth:`ReplyCache.claim`. For a new claim: ``lock_token`` is
+    the user's lock when it was free (``None``: someone holds it, wait with
+    :class:`UserLocks`); ``dialog`` and ``dialog_known`` the user's state, read
+    under the lock (unknown without it); ``touch_due`` whether the last
+    interaction should be written now. ``redis_down``: the gate could not
+    reach Redis (nothing claimed, nothing locked).
+    """
+
+    claim: Claim
+    lock_token: str | None = None
+    dialog: DialogState | None = None
+    dialog_known: bool = False
+    touch_due: bool = False
+    redis_down: bool = False
+
+
+class InboundGate:
+    """The two scripts (see module docstring)."""
+
+    def __init__(self, redis: aioredis.Redis, touch_every: int) -> None:
+        self._open = redis.register_script(_OPEN)
+        self._finish = redis.register_script(_FINISH)
+        self._touch_every = touch_every
+
+    async def open(self, delivery: str, openid: str) -> Opening:
+        """Claim ``delivery`` and, if it is new, take ``openid``'s lock and read its state."""
+        token = new_token()
+        while True:
+            result = await self._open(
+                keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch")],
+                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every],
+            )
+            if int(result[0]) == 1:
+                break
+            claim = parse_claim(result[1] or None)
+            if claim is not None:  # else the claim expired just now: try again
+                return Opening(claim)
+        locked = int(result[1]) == 1
+        return Opening(
+            claim=Claim("new"),
+            lock_token=token if locked else None,
+            dialog=decode(result[2]) if locked else None,
+            dialog_known=locked,
+            touch_due=int(result[3]) == 1,
+        )
+
+    async def finish(self, delivery: str, reply: dict, openid: str, lock_token: str | None) -> None:
+        """Store the reply of ``delivery`` and release the lock ``lock_token``."""
+        await self._finish(
+            keys=[reply_key(delivery), lock_key(openid)],
+            args=[json.dumps(reply, ensure_ascii=False), REPLY_TTL, lock_token or ""],
+        )
