@@ -1,20 +1,24 @@
 """The broadcast worker: takes batches from the work queue and sends them.
 
 Several workers (threads of asyncio tasks in several processes) share the
-queue. For each recipient a worker first claims the delivery record
-(pending -> sending), then applies the rules (:func:`bot.notices.receives`,
-:func:`bot.notices.choose_channel`), waits for the shared rate limit, sends,
-and records the outcome. Temporary WeChat errors (-1 busy, 45009 rate limit,
+queue. A worker claims a batch's delivery records at once (pending ->
+sending under its token), then for each recipient applies the rules
+(:func:`bot.notices.receives`, :func:`bot.notices.choose_channel`), waits for
+the shared rate limit, sends, and notes the outcome in the Redis journal
+(:mod:`storage.delivery_journal`); the batch's outcomes reach MongoDB in one
+write per distinct outcome at its end. Temporary WeChat errors (-1 busy, 45009 rate limit,
 network) are retried with backoff; permanent ones (43004 unsubscribed, 40003
 bad openid …) are recorded and not retried.
 
 Crash safety: a batch is acknowledged only after each of its recipients is
 finished, so a dead worker's batches are taken over by another (XAUTOCLAIM,
-after 5 idle seconds) and their pending recipients are sent. The at-most
-window: the recipients the dead worker had claimed but not finished (at most
-one per sending task, ``concurrency`` per worker) were in flight; whether
-WeChat got them is unknown, so they are recorded ``failed`` with the reason
-``interrupted`` and not sent again. Nobody gets a second copy; those few may
+after 5 idle seconds). The journal tells the taker what became of each
+recipient the dead worker had claimed: outcomes it noted are recorded as
+they were, recipients it never tried are sent. The at-most window: a
+recipient marked as being sent with no outcome (at most one per sending
+task, ``concurrency`` per worker) was in flight; whether WeChat got it is
+unknown, so it is recorded ``failed`` with the reason ``interrupted`` and not
+sent again. Nobody gets a second copy; those few may
 get none (the progress report lists them).
 """
 
@@ -26,12 +30,15 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
+import uuid
 from typing import Callable
 
 from bot.notices import Broadcasts, choose_channel, notice_text, receives, template_data
 from bot.textsplit import split_text
 from bot import texts
 from storage.deliveries import Deliveries
+from storage.delivery_journal import ATTEMPT, DeliveryJournal
 from storage.followers import Followers
 from storage.mongo import MongoUnavailable
 from storage.notices import Notice, Notices
@@ -53,6 +60,9 @@ STALE_CLAIM = dt.timedelta(milliseconds=RECLAIM_IDLE_MS - 1500)
 #: Safety net: records left "sending" this long are queued again by upkeep,
 #: so that a batch lost with Redis still ends (as interrupted).
 ABANDONED_CLAIM = dt.timedelta(seconds=60)
+#: Outcomes reach MongoDB at the end of a batch, or sooner when a slow batch
+#: has held them this many seconds (progress stays live at low rates).
+FLUSH_EVERY = 0.5
 
 
 @dataclasses.dataclass
@@ -63,6 +73,7 @@ class WorkerDeps:
     followers: Followers
     preferences: Preferences
     queue: WorkQueue
+    journal: DeliveryJournal
     limiter: SharedRateLimit
     wechat: WeChatAPI | None
     templates: dict
@@ -161,38 +172,81 @@ class DeliveryWorker:
         if notice is None or notice.status in ("cancelled", "done"):
             await deps.queue.ack(entry_id)
             return
-        followers = await deps.followers.many(openids)
-        opted_out = await deps.preferences.opted_out_many(openids)
-        stale_before = deps.clock() - STALE_CLAIM
-
-        async def heartbeat(openid: str | None = None) -> None:
-            await deps.queue.touch(consumer, entry_id)
-            if openid is not None:
-                await deps.deliveries.refresh_claim(notice_id, openid, deps.clock())
-
+        batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex)
+        ours = await deps.deliveries.claim_many(notice_id, openids, batch.token, deps.clock())
         unresolved = False
-        if notice.channel == "mass":
-            await self._mass(notice, openids, followers, opted_out, stale_before, heartbeat)
-        else:
-            for openid in openids:
-                current = await self._current(notice_id)
-                if current.status != "sending":
-                    break  # paused or cancelled: the rest stays pending
-                if not await deps.deliveries.claim(notice_id, openid, deps.clock()):
-                    # Finished already, or claimed: a stale claim was in flight in a
-                    # dead worker; a fresh one may belong to a live worker, so this
-                    # batch comes round again until it is finished.
-                    if await deps.deliveries.status_of(notice_id, openid) == "sending":
-                        await deps.deliveries.interrupt_stale(notice_id, openid, stale_before, deps.clock())
-                        unresolved |= await deps.deliveries.status_of(notice_id, openid) == "sending"
-                    continue
-                await self._deliver(current, openid, followers.get(openid), opted_out.get(openid, set()), heartbeat)
-                await heartbeat()
+        others = [o for o in openids if o not in ours]
+        if others:
+            unresolved, recovered = await self._take_over(batch, others)
+            ours |= recovered
+        todo = batch.claimed = [o for o in openids if o in ours]
+        if todo:
+            followers = await deps.followers.many(todo)
+            opted_out = await deps.preferences.opted_out_many(todo)
+            if notice.channel == "mass":
+                await self._mass(batch, notice, todo, followers, opted_out)
+            else:
+                for index, openid in enumerate(todo):
+                    current = await self._current(notice_id)
+                    if current.status == "cancelled":
+                        batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[index:]})
+                        break
+                    if current.status != "sending":  # paused: the rest waits as pending
+                        await deps.deliveries.unclaim(notice_id, todo[index:], batch.token)
+                        break
+                    outcome = await self._deliver(batch, current, openid, followers.get(openid), opted_out.get(openid, set()))
+                    batch.outcomes[openid] = outcome
+                    await batch.heartbeat()
+                    await batch.flush(every=FLUSH_EVERY)
+            await batch.flush()
         if await deps.queue.backlog() <= 1:
             # Perhaps the last batch: check completion (upkeep catches a race).
             await deps.broadcasts.finish_if_complete(notice_id)
         if not unresolved:
             await deps.queue.ack(entry_id)
+
+    async def _take_over(self, batch: "_Batch", openids: list[str]) -> tuple[bool, set[str]]:
+        """Recipients of this batch someone else claimed. A claim older than
+        :data:`STALE_CLAIM` belongs to a dead worker: its journal says what
+        became of each (outcome: recorded; attempt: in flight, recorded as
+        interrupted; nothing: never tried, claimed again here). A fresh claim
+        may be a live worker's: the batch comes round again until it is
+        finished (returns ``unresolved``). Also returns the openids reclaimed."""
+        deps = self.deps
+        notice_id = batch.notice_id
+        stale_ms = int((deps.clock() - STALE_CLAIM).timestamp() * 1000)
+        unresolved = False
+        stale: dict[str, list[str]] = {}
+        for openid, (status, claimed_at_ms, token) in (await deps.deliveries.claims(notice_id, openids)).items():
+            if status != "sending":
+                continue
+            if claimed_at_ms >= stale_ms:
+                unresolved = True
+            else:
+                stale.setdefault(token or "", []).append(openid)
+        if not stale:
+            return unresolved, set()
+        journal = await deps.journal.read(notice_id, [o for group in stale.values() for o in group])
+        outcomes: dict[str, dict] = {}
+        retry: list[str] = []
+        for token, group in stale.items():
+            untried = []
+            for openid in group:
+                entry = journal.get(openid)
+                if entry is None:
+                    untried.append(openid)
+                elif entry == ATTEMPT:
+                    outcomes[openid] = {"status": "failed", "reason": "interrupted"}
+                else:
+                    outcomes[openid] = entry
+            await deps.deliveries.unclaim(notice_id, untried, token)
+            retry += untried
+        if outcomes:
+            log.warning("notice %s: %d recipients taken over from a dead worker", notice_id, len(outcomes))
+            await deps.deliveries.finish_many(notice_id, outcomes, deps.clock())
+            await deps.journal.forget(notice_id, list(outcomes))
+        recovered = await deps.deliveries.claim_many(notice_id, retry, batch.token, deps.clock()) if retry else set()
+        return unresolved, recovered
 
     async def _current(self, notice_id: str) -> Notice:
         """The notice, re-read at most twice a second (to notice pause and cancel)."""
@@ -204,37 +258,29 @@ class DeliveryWorker:
             return notice
         return cached[1]
 
-    async def _deliver(self, notice: Notice, openid: str, follower, opted_out: set[str], heartbeat) -> None:
+    async def _deliver(self, batch: "_Batch", notice: Notice, openid: str, follower, opted_out: set[str]) -> dict:
+        """Apply the rules and send; the outcome (fields of the delivery record)."""
         deps = self.deps
-        now = deps.clock()
-        finish = deps.deliveries.finish
         if not receives(notice.category, notice.important, opted_out):
-            await finish(notice.id, openid, "skipped", now, reason="opted_out")
-            return
+            return {"status": "skipped", "reason": "opted_out"}
         if follower is not None and not follower.subscribed:
-            await finish(notice.id, openid, "skipped", now, reason="unsubscribed")
-            return
+            return {"status": "skipped", "reason": "unsubscribed"}
         last = follower.last_interaction_at if follower else None
-        channel = choose_channel(notice.category, deps.templates, last, now)
+        channel = choose_channel(notice.category, deps.templates, last, deps.clock())
         if channel is None:
-            await finish(notice.id, openid, "skipped", now, reason="outside_48h")
-            return
+            return {"status": "skipped", "reason": "outside_48h"}
         if deps.wechat is None:
-            await finish(notice.id, openid, "failed", now, channel=channel, reason="wechat_not_configured")
-            return
+            return {"status": "failed", "channel": channel, "reason": "wechat_not_configured"}
+        await deps.journal.attempt(notice.id, [openid])
         try:
-            msgid = await self._send(notice, openid, channel, heartbeat)
+            msgid = await self._send(batch, notice, openid, channel)
+            outcome = {"status": "sent", "channel": channel, "template_msgid": msgid}
         except WeChatAPIError as exc:
-            if exc.code == 45015:
-                await finish(notice.id, openid, "skipped", deps.clock(), channel=channel, reason="outside_48h", errcode=45015)
-            elif exc.code == 43004:
-                await finish(notice.id, openid, "failed", deps.clock(), channel=channel, reason="unsubscribed", errcode=43004)
-            else:
-                await finish(notice.id, openid, "failed", deps.clock(), channel=channel, reason=exc.message[:200], errcode=exc.code)
-            return
-        await finish(notice.id, openid, "sent", deps.clock(), channel=channel, template_msgid=msgid)
+            outcome = _failure(exc, channel)
+        await deps.journal.record(notice.id, {openid: outcome})
+        return outcome
 
-    async def _send(self, notice: Notice, openid: str, channel: str, heartbeat) -> int | None:
+    async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str) -> int | None:
         """Send with retries on temporary errors; the template msgid, if any."""
         deps = self.deps
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -254,29 +300,25 @@ class DeliveryWorker:
                 if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     raise
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
-                await heartbeat(openid)  # still alive: keep the batch and the claim ours
+                await batch.heartbeat(force=True)  # still alive: keep the batch and the claims ours
         return None
 
-    async def _mass(self, notice: Notice, openids, followers, opted_out, stale_before, heartbeat) -> None:
+    async def _mass(self, batch: "_Batch", notice: Notice, openids, followers, opted_out) -> None:
         deps = self.deps
-        now = deps.clock()
         targets = []
         for openid in openids:
-            if not await deps.deliveries.claim(notice.id, openid, now):
-                await deps.deliveries.interrupt_stale(notice.id, openid, stale_before, now)
-                continue
             follower = followers.get(openid)
             if not receives(notice.category, notice.important, opted_out.get(openid, set())):
-                await deps.deliveries.finish(notice.id, openid, "skipped", now, reason="opted_out")
+                batch.outcomes[openid] = {"status": "skipped", "reason": "opted_out"}
             elif follower is not None and not follower.subscribed:
-                await deps.deliveries.finish(notice.id, openid, "skipped", now, reason="unsubscribed")
+                batch.outcomes[openid] = {"status": "skipped", "reason": "unsubscribed"}
             else:
                 targets.append(openid)
-        if not targets:
-            return
         if len(targets) == 1:  # WeChat's mass send needs at least two recipients
-            await self._deliver(notice, targets[0], followers.get(targets[0]), set(), heartbeat)
+            batch.outcomes[targets[0]] = await self._deliver(batch, notice, targets[0], followers.get(targets[0]), set())
+        if len(targets) <= 1:
             return
+        await deps.journal.attempt(notice.id, targets)
         try:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 try:
@@ -287,10 +329,52 @@ class DeliveryWorker:
                     if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
                         raise
                     await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
-                    await heartbeat()
+                    await batch.heartbeat(force=True)
+            outcome = {"status": "sent", "channel": "mass"}
         except WeChatAPIError as exc:
-            for openid in targets:
-                await deps.deliveries.finish(notice.id, openid, "failed", deps.clock(), channel="mass", errcode=exc.code, reason=exc.message[:200])
+            outcome = _failure(exc, "mass")
+        outcomes = {openid: outcome for openid in targets}
+        await deps.journal.record(notice.id, outcomes)
+        batch.outcomes.update(outcomes)
+
+
+class _Batch:
+    """One stream entry being worked on: its claim token, the outcomes not yet
+    in MongoDB, and the heartbeat that keeps entry and claims ours."""
+
+    def __init__(self, worker: DeliveryWorker, consumer: str, entry_id: str, notice_id: str, token: str) -> None:
+        self.deps = worker.deps
+        self.consumer = consumer
+        self.entry_id = entry_id
+        self.notice_id = notice_id
+        self.token = token
+        self.outcomes: dict[str, dict] = {}
+        self.claimed: list[str] = []
+        self._beat = self._flushed = time.monotonic()
+
+    async def heartbeat(self, force: bool = False) -> None:
+        """At most once a second (or when ``force``d, during retries)."""
+        if not force and time.monotonic() - self._beat < 1.0:
             return
-        for openid in targets:
-            await deps.deliveries.finish(notice.id, openid, "sent", deps.clock(), channel="mass")
+        self._beat = time.monotonic()
+        await self.deps.queue.touch(self.consumer, self.entry_id)
+        if self.claimed:
+            await self.deps.deliveries.refresh_claims(self.notice_id, self.claimed, self.token, self.deps.clock())
+
+    async def flush(self, every: float = 0.0) -> None:
+        """Write the outcomes to MongoDB, then drop them from the journal
+        (with ``every``: only if the last write is that many seconds old)."""
+        if not self.outcomes or time.monotonic() - self._flushed < every:
+            return
+        self._flushed = time.monotonic()
+        await self.deps.deliveries.finish_many(self.notice_id, self.outcomes, self.deps.clock())
+        await self.deps.journal.forget(self.notice_id, list(self.outcomes))
+        self.outcomes = {}
+
+
+def _failure(exc: WeChatAPIError, channel: str) -> dict:
+    if exc.code == 45015:
+        return {"status": "skipped", "channel": channel, "reason": "outside_48h", "errcode": 45015}
+    if exc.code == 43004:
+        return {"status": "failed", "channel": channel, "reason": "unsubscribed", "errcode": 43004}
+    return {"status": "failed", "channel": channel, "reason": exc.message[:200], "errcode": exc.code}

@@ -33,6 +33,7 @@ from storage import mongo, redis_store
 from storage.agreements import AgreementVersions
 from storage.consents import ConsentLedger
 from storage.deliveries import Deliveries
+from storage.delivery_journal import DeliveryJournal
 from storage.dialog_state import DialogStates
 from storage.export_links import ExportLinks
 from storage.followers import Followers
@@ -155,6 +156,7 @@ class Runtime:
             followers=self.followers,
             preferences=self.preferences.repo,
             queue=self.queue,
+            journal=DeliveryJournal(self.redis),
             limiter=SharedRateLimit(self.redis, self.config.notice_rate),
             wechat=self.wechat,
             templates=self.templates,

@@ -1,10 +1,11 @@
 """One delivery record per notice and recipient: the broadcast's ledger of work.
 
 ``_id`` is ``<notice id>:<openid>``, so a recipient is recorded once per
-notice however often planning runs. A worker claims a record by moving it
-from ``pending`` to ``sending`` with a conditional update, so two workers
-never send the same record; only a record whose send was confirmed becomes
-``sent``.
+notice however often planning runs. A worker claims a batch of records by moving
+them from ``pending`` to ``sending`` under its token with one conditional
+update, so two workers never send the same record; only a record whose send
+was confirmed becomes ``sent``. Outcomes are written a batch at a time (see
+:mod:`storage.delivery_journal` for what covers the time in between).
 """
 
 from __future__ import annotations
@@ -64,32 +65,52 @@ class Deliveries:
                 inserted += int(exc.details.get("nInserted", 0))
         return inserted
 
-    async def claim(self, notice_id: str, openid: str, at: dt.datetime) -> bool:
-        """Move a pending record to ``sending``; True if this caller got it."""
-        result = await self._coll.update_one(
-            {"_id": f"{notice_id}:{openid}", "status": "pending"},
-            {"$set": {"status": "sending", "claimed_at_ms": _ms(at), "updated_at": at}, "$inc": {"attempts": 1}},
+    async def claim_many(self, notice_id: str, openids: list[str], token: str, at: dt.datetime) -> set[str]:
+        """Move the pending records among ``openids`` to ``sending`` under
+        ``token``; the openids this caller got (one conditional update and one
+        read, whatever the batch size)."""
+        ids = [f"{notice_id}:{o}" for o in openids]
+        await self._coll.update_many(
+            {"_id": {"$in": ids}, "status": "pending"},
+            {"$set": {"status": "sending", "claim": token, "claimed_at_ms": _ms(at), "updated_at": at}, "$inc": {"attempts": 1}},
         )
-        return result.matched_count == 1
+        docs = await self._coll.find({"_id": {"$in": ids}, "claim": token, "status": "sending"}, {"openid": 1}).to_list(None)
+        return {d["openid"] for d in docs}
 
-    async def interrupt_stale(self, notice_id: str, openid: str, before: dt.datetime, at: dt.datetime) -> None:
-        """Finish a record its (dead) worker claimed before ``before`` and never
-        finished as ``failed``/``interrupted``: the send may or may not have
-        reached WeChat, and sending again could deliver a second copy."""
-        await self._coll.update_one(
-            {"_id": f"{notice_id}:{openid}", "status": "sending", "claimed_at_ms": {"$lt": _ms(before)}},
-            {"$set": {"status": "failed", "reason": "interrupted", "updated_at": at, "finished_at_ms": _ms(at)}},
+    async def claims(self, notice_id: str, openids: list[str]) -> dict[str, tuple[str, int, str | None]]:
+        """``openid -> (status, claimed_at_ms, claim token)`` of these records."""
+        docs = await self._coll.find(
+            {"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, {"openid": 1, "status": 1, "claimed_at_ms": 1, "claim": 1}
+        ).to_list(None)
+        return {d["openid"]: (d["status"], int(d.get("claimed_at_ms") or 0), d.get("claim")) for d in docs}
+
+    async def unclaim(self, notice_id: str, openids: list[str], token: str) -> None:
+        """Put records claimed under ``token`` and never tried back to ``pending``."""
+        if openids:
+            await self._coll.update_many(
+                {"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}, "status": "sending", "claim": token},
+                {"$set": {"status": "pending", "claim": ""}},
+            )
+
+    async def refresh_claims(self, notice_id: str, openids: list[str], token: str, at: dt.datetime) -> None:
+        """Keep claims fresh while their (live) worker is still on them."""
+        await self._coll.update_many(
+            {"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}, "status": "sending", "claim": token},
+            {"$set": {"claimed_at_ms": _ms(at)}},
         )
 
-    async def refresh_claim(self, notice_id: str, openid: str, at: dt.datetime) -> None:
-        """Keep a claim fresh while its (live) worker is still retrying the send."""
-        await self._coll.update_one(
-            {"_id": f"{notice_id}:{openid}", "status": "sending"}, {"$set": {"claimed_at_ms": _ms(at)}}
-        )
-
-    async def status_of(self, notice_id: str, openid: str) -> str | None:
-        doc = await self._coll.find_one({"_id": f"{notice_id}:{openid}"}, {"status": 1})
-        return doc["status"] if doc else None
+    async def finish_many(self, notice_id: str, outcomes: dict[str, dict], at: dt.datetime) -> None:
+        """Record outcomes (``openid -> {"status", "channel"?, "reason"?,
+        "errcode"?, "template_msgid"?}``): one update per distinct outcome, so
+        a batch of plain sends is one write."""
+        groups: dict[str, tuple[dict, list[str]]] = {}
+        for openid, fields in outcomes.items():
+            signature = repr(sorted(fields.items()))
+            groups.setdefault(signature, (fields, []))[1].append(openid)
+        for fields, openids in groups.values():
+            values = {"updated_at": at, "finished_at_ms": _ms(at)}
+            values.update({k: v for k, v in fields.items() if v is not None})
+            await self._coll.update_many({"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, {"$set": values})
 
     async def finish(
         self,

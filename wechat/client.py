@@ -13,6 +13,7 @@ never on the event loop; :mod:`wechat.api` is the asyncio face of it.
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 import requests
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 REAL_API = "https://api.weixin.qq.com/"
 #: Refresh this long before WeChat's expiry, so no call uses a dying token.
 EXPIRY_MARGIN = 300
+#: Seconds a process reuses the token it last read from Redis without asking
+#: again (a Redis round trip per API call would be most of a broadcast's cost).
+#: A token refreshed meanwhile by another process is refused by WeChat once,
+#: and the retry reads the new one.
+LOCAL_TTL = 30.0
 STALE_TOKEN_CODES = (40001, 40014, 42001)
 
 
@@ -48,6 +54,7 @@ class SharedTokenClient(WeChatClient):
         self.api_base = api_base.rstrip("/") + "/"
         self.API_BASE_URL = self.api_base + "cgi-bin/"
         self._redis = redis_client
+        self._local: tuple[str, float] | None = None
 
     # -- the shared token ---------------------------------------------------
 
@@ -57,10 +64,14 @@ class SharedTokenClient(WeChatClient):
 
     @property
     def access_token(self) -> str:
+        local = self._local
+        if local is not None and time.monotonic() - local[1] < LOCAL_TTL:
+            return local[0]
         token = self._redis.get(self.token_key)
-        if token:
-            return token
-        return self.refresh_token(stale=None)
+        if not token:
+            return self.refresh_token(stale=None)
+        self._local = (token, time.monotonic())
+        return token
 
     def fetch_access_token(self) -> dict:  # wechatpy's hook
         return {"access_token": self.refresh_token(stale=None)}
@@ -73,8 +84,10 @@ class SharedTokenClient(WeChatClient):
         """
         lock = self._redis.lock(key("wechat", "token_lock", self.appid), timeout=15, blocking_timeout=15)
         with lock:
+            self._local = None
             token = self._redis.get(self.token_key)
             if token and token != stale:
+                self._local = (token, time.monotonic())
                 return token  # another process refreshed while we waited
             result = self._stable_token(force_refresh=False)
             if result["access_token"] == stale:
@@ -83,6 +96,7 @@ class SharedTokenClient(WeChatClient):
             self._redis.set(self.token_key, result["access_token"], ex=ttl)
             self._redis.incr(key("wechat", "token_refreshes", self.appid))
             log.info("fetched a new access token (valid %d s)", ttl)
+            self._local = (result["access_token"], time.monotonic())
             return result["access_token"]
 
     def _stable_token(self, force_refresh: bool) -> dict:
