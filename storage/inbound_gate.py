@@ -43,7 +43,7 @@ return 1
 class Opening:
     """What :meth:`InboundGate.open` found.
 
-    ``claim`` as :meth:`ReplyCache.claim`. For a new claim: ``lock_token`` is
+    ``claim``: ``new``, ``pending`` or ``done`` (see :class:`Claim`). For a new claim: ``lock_token`` is
     the user's lock when it was free (``None``: someone holds it, wait with
     :class:`UserLocks`); ``dialog`` and ``dialog_known`` the user's state, read
     under the lock (unknown without it); ``touch_due`` whether the last

@@ -38,7 +38,7 @@ def parse_claim(value: str | None) -> "Claim | None":
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """Outcome of :meth:`ReplyCache.claim`.
+    """Outcome of claiming a delivery (:meth:`storage.inbound_gate.InboundGate.open`).
 
     ``status`` is ``"new"`` (this delivery must be handled), ``"done"`` (the
     stored reply is in ``reply``) or ``"pending"`` (another delivery is being
@@ -50,17 +50,11 @@ class Claim:
 
 
 class ReplyCache:
-    """Claims and stored replies in Redis, keyed by the delivery's identity."""
+    """Stored replies in Redis, keyed by the delivery's identity (claims are
+    made by :class:`storage.inbound_gate.InboundGate` on the same keys)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-
-    async def claim(self, delivery: str) -> Claim:
-        k = reply_key(delivery)
-        if await self._redis.set(k, PENDING, nx=True, ex=CLAIM_TTL):
-            return Claim("new")
-        # None: expired between the two calls, so claim again.
-        return parse_claim(await self._redis.get(k)) or await self.claim(delivery)
 
     async def store(self, delivery: str, reply: dict) -> None:
         await self._redis.set(reply_key(delivery), json.dumps(reply, ensure_ascii=False), ex=REPLY_TTL)
