@@ -61,6 +61,12 @@ async def welcome(chat: Chat) -> Reply:
     except MongoUnavailable:
         # The welcome matters more than the record; the next message retries it.
         log.warning("could not record the follow of %s", chat.openid)
+    if services.mini is not None:
+        # The unionid makes this follower and their mini-program self one person.
+        try:
+            await services.mini.learn_follower(chat.openid)
+        except MongoUnavailable:
+            log.warning("could not record the unionid of %s", chat.openid)
     try:
         state = await chat.consent()
         return Reply(texts.welcome(state.current, accepted=state.accepted))

@@ -42,11 +42,14 @@ class Exports:
         self._broadcasts = broadcasts
         self._links = links
         self._clock = clock
+        #: Further parts of the document by name: ``async (openid) -> data`` (e.g. the mini-program's).
+        self.parts: dict = {}
 
     async def document(self, openid: str) -> dict:
         follower = await self._followers.get(openid)
         history = await self._consents.ledger.history(openid)
         state = await self._consents.state(openid)
+        extra = {name: await part(openid) for name, part in self.parts.items()}
         return {
             "openid": openid,
             "exported_at": _iso(self._clock()),
@@ -63,6 +66,7 @@ class Exports:
             "merchant": await self._merchants.export(openid),
             "preferences": await self._preferences.export(openid),
             "deliveries": await self._deliveries(openid),
+            **extra,
         }
 
     async def _deliveries(self, openid: str) -> list[dict]:

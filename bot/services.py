@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from bot.consent import Consents
     from bot.dialogs import DialogEngine
     from bot.merchants import MerchantAccounts
+    from bot.mini_sessions import MiniSessions
     from bot.notices import Broadcasts
     from bot.preferences import NoticePreferences
     from bot.export import Exports
@@ -49,3 +50,5 @@ class Services:
     wechat: "WeChatAPI | None" = None
     clock: Callable[[], dt.datetime] = utcnow
     public_url: str = "http://127.0.0.1:8080"
+    #: Mini-program identities (``bot.mini_sessions.MiniSessions``): chat links followers by unionid.
+    mini: "MiniSessions | None" = None

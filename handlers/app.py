@@ -32,6 +32,10 @@ def make_app(runtime: Runtime, **settings) -> tornado.web.Application:
     routes += simulator.routes(runtime)
     settings.setdefault("template_path", str(ROOT / "templates"))
     settings.setdefault("static_path", str(ROOT / "static"))
+    # Signed cookies and xsrf for the admin console (which checks xsrf itself;
+    # not global, or /wechat and the JSON API would need tokens).
+    settings.setdefault("cookie_secret", admin.cookie_secret(runtime.config))
+    settings.setdefault("xsrf_cookie_kwargs", {"httponly": True, "samesite": "Strict"})
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,

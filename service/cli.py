@@ -30,6 +30,11 @@ log = logging.getLogger("wetoop_bot")
 #: Credentials the demo uses unless the environment gives others.
 DEMO_TOKEN = "wetoopdemo"
 DEMO_APPID = "wxd0000000000demo"
+DEMO_MINIPROGRAM_APPID = "wxd00000000mpdemo"
+#: The demo's admin console account (owner); its password is random per start.
+DEMO_ADMIN = "demo"
+#: The demo's EncodingAESKey (safe mode in the simulator); published, so never for a real account.
+DEMO_AES_KEY = "WetoopDemoEncodingAESKey0123456789abcdefghi"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--secret", help="只接受这个 AppSecret（默认接受任何）")
     emulator.set_defaults(func=cmd_emulator)
 
-    demo = sub.add_parser("demo", help="演示环境：内置数据库 + 微信 API 模拟器 + 服务")
+    demo = sub.add_parser("demo", help="演示环境：服务 + 内置数据库 + 微信 API 模拟器 + 聊天模拟器 + 管理后台")
     _service_flags(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -127,8 +132,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _run_service(
-    config: Config, processes: int = 1, emulator_port: int | None = None, banner=None, with_worker: bool = True
+    config: Config, processes: int = 1, emulator_port: int | None = None, banner=None, with_worker: bool = True,
+    ready=None,
 ) -> int:
+    """Serve until SIGINT/SIGTERM. ``ready(runtime)``, if given, is awaited once
+    the service listens, before ``banner(port)`` (the demo pushes its menu)."""
     sockets = _bind(config)
     port = sockets[0].getsockname()[1]
     embedded = start_embedded(config)
@@ -137,7 +145,9 @@ def _run_service(
         redis_url = config.redis_url or embedded.url("redis")
 
         async def worker(socks: list[socket.socket], stop: asyncio.Event) -> None:
-            await _serve_until(config, mongodb_uri, redis_url, socks, stop, emulator_port, banner, port, with_worker)
+            await _serve_until(
+                config, mongodb_uri, redis_url, socks, stop, emulator_port, banner, port, with_worker, ready
+            )
 
         supervisor.run(worker, sockets, processes)
     finally:
@@ -152,7 +162,9 @@ def _bind(config: Config) -> list[socket.socket]:
         raise UsageError(f"无法监听 {config.host}:{config.port}：{exc.strerror}") from None
 
 
-async def _serve_until(config, mongodb_uri, redis_url, sockets, stop, emulator_port, banner, port, with_worker) -> None:
+async def _serve_until(
+    config, mongodb_uri, redis_url, sockets, stop, emulator_port, banner, port, with_worker, ready=None
+) -> None:
     from emulator.app import EmulatorState, serve as serve_emulator
     from handlers.app import make_app
     from service.runtime import Runtime
@@ -167,6 +179,8 @@ async def _serve_until(config, mongodb_uri, redis_url, sockets, stop, emulator_p
     server.add_sockets(sockets)
     worker_stop = asyncio.Event()
     worker = asyncio.create_task(runtime.worker().run(worker_stop)) if with_worker else None
+    if ready is not None:
+        await ready(runtime)
     if banner is not None:
         banner(port)
     else:
@@ -215,34 +229,67 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Everything a newcomer needs on a laptop: the service on the embedded
+    databases, an in-process WeChat API emulator, the in-process notice worker,
+    the chat simulator (with the menu of ``data/menu.json`` pushed at start) and
+    the admin console. Ctrl-C stops all of it, the embedded servers included."""
     config = load_config(args)
     emulator_port = _free_port()
     config = config.replace(
         wechat_token=config.wechat_token or DEMO_TOKEN,
         wechat_appid=config.wechat_appid or DEMO_APPID,
         wechat_secret=config.wechat_secret or secrets.token_hex(16),
+        # A fixed, published key: the demo's pushes are not secret, and a
+        # stable key lets people decrypt what they capture between restarts.
+        wechat_aes_key=config.wechat_aes_key or DEMO_AES_KEY,
         wechat_api_base=f"http://127.0.0.1:{emulator_port}",
+        simulator=True,
+        # The mini-program API logs in through the emulator's jscode2session.
+        miniprogram_appid=config.miniprogram_appid or DEMO_MINIPROGRAM_APPID,
+        miniprogram_secret=config.miniprogram_secret or secrets.token_hex(16),
     )
+    menu_state = {"text": "未推送"}
+    admin = {"name": DEMO_ADMIN, "password": ""}
+
+    async def ready(runtime) -> None:
+        from bot.admin_accounts import generate_password
+        from wechat.api import WeChatAPIError
+        from wechat.menu import DEFAULT_MENU, MenuFileError, load_menu
+
+        # A fresh random password at every start, printed once in the banner.
+        admin["password"] = generate_password()
+        await runtime.admins.create_or_reset(DEMO_ADMIN, "owner", admin["password"])
+
+        try:
+            menu = load_menu()
+            await runtime.wechat.menu.create(menu)
+        except (MenuFileError, WeChatAPIError) as exc:
+            # The demo still runs; the simulator then shows the file's menu.
+            menu_state["text"] = f"推送失败：{exc}"
+            log.warning("demo menu push failed: %s", exc)
+            return
+        menu_state["text"] = f"已推送 {DEFAULT_MENU.relative_to(DEFAULT_MENU.parents[1])}（{len(menu['button'])} 个一级菜单）"
 
     def banner(port: int) -> None:
         base = f"http://{_display_host(config.host)}:{port}"
-        mode = "安全模式（已配置 WECHAT_AES_KEY）" if config.safe_mode else "明文模式"
-        print(
-            "\n".join(
-                [
-                    "wetoop-bot 演示环境已启动",
-                    f"  公众号消息接口： {base}/wechat   （Token：{config.wechat_token}，{mode}）",
-                    f"  健康检查：       {base}/healthz",
-                    f"  微信 API 模拟器：{config.wechat_api_base}/   （已发出的消息：{config.wechat_api_base}/_emulator/messages）",
-                    f"  AppID：          {config.wechat_appid}",
-                    f"  数据目录：       {config.data_dir.resolve()}",
-                    "按 Ctrl-C 停止。",
-                ]
-            ),
-            flush=True,
-        )
+        lines = [
+            "wetoop-bot 演示环境已启动",
+            f"  聊天模拟器：     {base}/simulator   （在浏览器中打开，像在微信里一样和公众号对话）",
+            f"  管理后台：       {base}/admin   （用户名：{admin['name']}，密码：{admin['password']}，角色：所有者；每次启动重新生成）",
+            f"  公众号消息接口： {base}/wechat   （Token：{config.wechat_token}；明文、兼容、安全模式均可，"
+            f"EncodingAESKey：{config.wechat_aes_key}）",
+            f"  健康检查：       {base}/healthz",
+            f"  小程序 API：     {base}/api/v1/   （接口文档：{base}/api/v1/openapi.json；登录 code 可用任意字母数字，如 alice-1）",
+            f"  微信 API 模拟器：{config.wechat_api_base}/   （已发出的消息：{config.wechat_api_base}/_emulator/messages）",
+            "  通知发送：       服务进程内的 worker 已运行",
+            f"  自定义菜单：     {menu_state['text']}",
+            f"  AppID：          {config.wechat_appid}",
+            f"  数据目录：       {config.data_dir.resolve()}",
+            "按 Ctrl-C 停止（会一并停止内置数据库等子进程）。",
+        ]
+        print("\n".join(lines), flush=True)
 
-    return _run_service(config, emulator_port=emulator_port, banner=banner)
+    return _run_service(config, emulator_port=emulator_port, banner=banner, ready=ready)
 
 
 def _free_port() -> int:

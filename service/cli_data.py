@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import difflib
 import json
 import sys
 from pathlib import Path
 
-from bot.agreement import CHINA, REASONS, AgreementVersion, parse_toml
+from bot import terms_diff
+from bot.agreement import CHINA, REASONS, parse_toml
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at
 from service.clitools import UsageError, add_data_dir_flag, with_runtime
 from storage.consents import ACTIONS
@@ -100,7 +100,13 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
     effective_at = parse_effective_at(args.effective_at)
 
     async def work(runtime):
-        return await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=args.by)
+        version, notice_id = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=args.by)
+        await runtime.audit.record(
+            f"cli:{args.by}", "version_publish", version.version, address="localhost",
+            after={"version": version.version, "reason": version.reason, "effective_at": version.effective_at,
+                   "text_sha256": version.text_sha256, "notice": notice_id},
+        )
+        return version, notice_id
 
     version, notice_id = with_runtime(args, work)
     print(
@@ -116,19 +122,9 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
         return await runtime.terms.get(args.old), await runtime.terms.get(args.new)
 
     old, new = with_runtime(args, work)
-    lines = difflib.unified_diff(_clause_lines(old), _clause_lines(new), old.version, new.version, lineterm="")
-    output = "\n".join(lines)
+    output = terms_diff.unified(old, new)
     print(output if output else f"版本 {old.version} 与 {new.version} 的条款文本相同。")
     return 0
-
-
-def _clause_lines(version: AgreementVersion) -> list[str]:
-    lines = [f"标题 {version.title}"]
-    lines += [f"前言.{i + 1} {clause}" for i, clause in enumerate(version.preamble)]
-    for section in version.sections:
-        lines.append(f"第{section.number}节 {section.title}")
-        lines += [f"{section.clause_number(i)} {clause}" for i, clause in enumerate(section.clauses)]
-    return lines
 
 
 # -- consents and user data --------------------------------------------------------

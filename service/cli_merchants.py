@@ -42,7 +42,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_set_status(args: argparse.Namespace) -> int:
     async def work(runtime):
-        return await runtime.merchants.set_status(args.openid, args.status, args.reason, by=args.by)
+        before = await runtime.merchants.get(args.openid)
+        merchant = await runtime.merchants.set_status(args.openid, args.status, args.reason, by=args.by)
+        await runtime.audit.record(
+            f"cli:{args.by}", "merchant_status", args.openid, address="localhost",
+            before={"status": before.status if before else None},
+            after={"status": merchant.status, "reason": args.reason.strip()},
+        )
+        return merchant
 
     merchant = with_runtime(args, work)
     print(f"商家 {merchant.openid} 的状态已改为：{STATUSES[merchant.status]}（原因：{args.reason.strip()}）")

@@ -77,10 +77,15 @@ def cmd_send(args: argparse.Namespace) -> int:
     audience = parse_audience(args.audience)
 
     async def work(runtime):
-        return await runtime.broadcasts.send(
+        notice_id = await runtime.broadcasts.send(
             category=args.category, title=args.title, body=args.body, important=args.important,
             audience=audience, channel=args.channel, by=args.by,
         )
+        await runtime.audit.record(
+            f"cli:{args.by}", "notice_send", notice_id, address="localhost",
+            after={"category": args.category, "title": args.title, "audience": audience.get("type")},
+        )
+        return notice_id
 
     print(with_runtime(args, work))
     return 0
@@ -108,7 +113,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     async def work(runtime):
-        return await getattr(runtime.broadcasts, args.action)(args.id)
+        notice = await getattr(runtime.broadcasts, args.action)(args.id)
+        await runtime.audit.record("cli", f"notice_{args.action}", args.id, after={"status": notice.status},
+                                   address="localhost")
+        return notice
 
     notice = with_runtime(args, work)
     print(f"通知 {notice.id} 当前状态：{JOB_LABELS[notice.status]}")

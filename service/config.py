@@ -36,6 +36,8 @@ KEYS = (
     "PUBLIC_URL",
     "NOTICE_RATE",
     "NOTICE_TEMPLATES",
+    "SIMULATOR",
+    "COOKIE_SECRET",
 )
 
 
@@ -66,6 +68,10 @@ class Config:
     public_url: str | None = None
     notice_rate: float = 100.0
     notice_templates: str | None = None
+    #: The chat simulator page (/simulator): demo and development only.
+    simulator: bool = False
+    #: Signs the admin console's cookies; None: generated once into DATA_DIR/run/cookie_secret.
+    cookie_secret: str | None = None
 
     def replace(self, **changes) -> "Config":
         """A copy with ``changes`` applied (command-line flags override the environment)."""
@@ -140,7 +146,18 @@ def _from_values(values: Mapping[str, str]) -> Config:
         public_url=values.get("PUBLIC_URL"),
         notice_rate=notice_rate,
         notice_templates=values.get("NOTICE_TEMPLATES"),
+        simulator=_flag("SIMULATOR", values.get("SIMULATOR", "0")),
+        cookie_secret=values.get("COOKIE_SECRET"),
     )
+
+
+def _flag(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} 必须是 1 或 0（开或关），收到的是 {text!r}")
 
 
 def validate(config: Config) -> Config:
@@ -162,6 +179,8 @@ def validate(config: Config) -> Config:
         public = urlsplit(config.public_url)
         if public.scheme not in ("http", "https") or not public.netloc:
             raise ConfigError(f"PUBLIC_URL 必须是 http:// 或 https:// 开头的网址，收到的是 {config.public_url!r}")
+    if config.cookie_secret is not None and len(config.cookie_secret) < 32:
+        raise ConfigError("COOKIE_SECRET 至少需要 32 个字符（建议用 python -c 'import secrets; print(secrets.token_urlsafe(48))' 生成）")
     if config.mongodb_uri is not None:
         _check_mongodb_uri(config.mongodb_uri)
     if config.redis_url is not None:

@@ -15,7 +15,10 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from bot import chat
+from bot import chat, my_account
+from bot.admin_accounts import AdminAccounts
+from bot.audit import Audit
+from bot.console import Console
 from bot.answers import Answers
 from bot.consent import Consents
 from bot.dialogs import DialogEngine
@@ -28,9 +31,19 @@ from bot.export import Exports
 from bot.router import Router
 from bot.services import Services, utcnow
 from bot.terms import Terms
+from bot.inbox import Inbox
+from bot.mini_sessions import MiniSessions
 from service.config import Config
 from storage import mongo, redis_store
+from storage.admin_drafts import Drafts
+from storage.admin_sessions import AdminSessions
+from storage.admin_stats import AdminStats
+from storage.admin_users import AdminUsers
 from storage.agreements import AgreementVersions
+from storage.api_sessions import ApiSessions, RequestCounters
+from storage.identities import Identities
+from storage.notice_reads import NoticeReads
+from storage.audit_log import AuditLog
 from storage.consents import ConsentLedger
 from storage.deliveries import Deliveries
 from storage.delivery_journal import DeliveryJournal
@@ -38,6 +51,7 @@ from storage.dialog_state import DialogStates
 from storage.export_links import ExportLinks
 from storage.followers import Followers
 from storage.locks import UserLocks
+from storage.login_limits import LoginLimits
 from storage.merchants import Merchants
 from storage.notices import Notices
 from storage.preferences import Preferences
@@ -47,6 +61,7 @@ from storage.reply_cache import ReplyCache
 from storage.work_queue import WorkQueue
 from wechat.api import WeChatAPI
 from wechat.client import SharedTokenClient
+from wechat.miniprogram import MiniProgramAPI, MiniProgramClient
 from wechat.protocol import Endpoint
 
 log = logging.getLogger(__name__)
@@ -128,6 +143,31 @@ class Runtime:
         self.conversation = Conversation(
             router or chat.router, self.services, locks=UserLocks(self.redis), deadline=deadline
         )
+        # The admin console: accounts, audit log, and its actions over the same services.
+        self.audit = Audit(AuditLog(self.db), clock)
+        self.admins = AdminAccounts(
+            AdminUsers(self.db), AdminSessions(self.redis), LoginLimits(self.redis), self.audit, clock
+        )
+        self.console = Console(
+            broadcasts=self.broadcasts, terms=self.terms, merchants=self.merchants, followers=self.followers,
+            drafts=Drafts(self.db), stats=AdminStats(self.db), audit=self.audit,
+            qa_override_dir=Path(config.data_dir) / "qa", clock=clock,
+        )
+
+        # The mini-program API: its own WeChat client (login), sessions, identities, inbox read-state.
+        self.miniprogram: MiniProgramAPI | None = None
+        if config.miniprogram_appid and config.miniprogram_secret:
+            self.miniprogram = MiniProgramAPI(
+                MiniProgramClient(config.miniprogram_appid, config.miniprogram_secret, config.wechat_api_base)
+            )
+        self.mini = MiniSessions(
+            self.miniprogram, ApiSessions(self.redis), Identities(self.db), self.followers,
+            RequestCounters(self.redis), clock,
+            official=self.wechat, holds_data=lambda openid: my_account.holds_records(self.services, openid),
+        )
+        self.services.mini = self.mini
+        self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock)
+        self.exports.parts.update(miniprogram_logins=self.mini.export, notice_reads=self.inbox.export)
 
     async def prepare(self, qa: bool = True) -> None:
         """Create indexes and store the seed agreement; a database that is down
@@ -136,7 +176,8 @@ class Runtime:
         try:
             await mongo.ensure_indexes(
                 [self.followers, self.versions, self.ledger, self.notices, self.merchants.repo,
-                 self.deliveries, self.preferences.repo, self.qa_log]
+                 self.deliveries, self.preferences.repo, self.qa_log, self.mini.identities, self.inbox.reads,
+                 self.admins.users, self.audit.log, self.console.drafts]
             )
             await self.terms.ensure_seed()
         except mongo.MongoUnavailable as exc:
@@ -187,6 +228,8 @@ class Runtime:
         await self.qa_log.flush()
         if self.wechat is not None:
             self.wechat.close()
+        if self.miniprogram is not None:
+            self.miniprogram.close()
         await self.redis.aclose()
         self.redis_sync.close()
         await self.mongo_client.close()

@@ -32,6 +32,7 @@ class Followers:
             [
                 IndexModel([("openid", ASCENDING)], unique=True, name="openid_unique"),
                 IndexModel([("subscribed", ASCENDING)], name="subscribed"),
+                IndexModel([("unionid", ASCENDING)], name="unionid", sparse=True),
             ]
         )
 
@@ -64,6 +65,15 @@ class Followers:
     async def get(self, openid: str) -> Follower | None:
         doc = await self._coll.find_one({"openid": openid})
         return None if doc is None else _follower(doc)
+
+    async def with_unionid(self, unionid: str) -> Follower | None:
+        """The follower WeChat knows by ``unionid`` (the same person in the mini-program)."""
+        doc = await self._coll.find_one({"unionid": unionid})
+        return None if doc is None else _follower(doc)
+
+    async def set_unionid(self, openid: str, unionid: str) -> None:
+        """Record a follower's unionid (from ``user/info`` or an import)."""
+        await self._coll.update_one({"openid": openid}, {"$set": {"unionid": unionid}}, upsert=True)
 
     async def many(self, openids: list[str]) -> dict[str, Follower]:
         docs = await self._coll.find({"openid": {"$in": openids}}).to_list(None)

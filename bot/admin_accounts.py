@@ -1,0 +1,258 @@
+"""Admin accounts of the console: roles, passwords, log-in, sessions.
+
+The permission rule lives in one place, :func:`allowed`: every console route
+and every domain action of :mod:`bot.console` asks it. Passwords are hashed
+with argon2id (argon2-cffi); hashing and checking are CPU-heavy, so they run in
+a worker thread, never on the event loop. Log-in failures are limited per
+account and per address (:mod:`storage.login_limits`); after the limit even
+the right password is refused until the lock expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import re
+import secrets
+from typing import Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from bot.audit import Audit
+from bot.errors import BotError
+from storage.admin_sessions import AdminSessions
+from storage.admin_users import AdminExists, AdminUser, AdminUsers
+from storage.login_limits import LoginLimits
+
+ROLES = {"viewer": "只读", "editor": "编辑", "owner": "所有者"}
+_RANK = {"viewer": 1, "editor": 2, "owner": 3}
+
+#: What each permission needs at least.
+PERMISSIONS = {
+    "read": "viewer",             # every page, the audit log, exports
+    "draft": "editor",            # notice and version drafts, previews
+    "merchant_review": "editor",  # approve a pending registration
+    "qa_edit": "editor",          # lexicon and example questions
+    "publish": "owner",           # publish an agreement version
+    "broadcast": "owner",         # send, pause, resume, cancel notices
+    "merchant_suspend": "owner",  # suspend, reinstate, close merchants
+    "manage_admins": "owner",
+}
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
+MIN_PASSWORD = 10
+_hasher = PasswordHasher()
+# Checked when the name is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def allowed(role: str | None, permission: str) -> bool:
+    """Whether ``role`` may do ``permission`` (see :data:`PERMISSIONS`)."""
+    return _RANK.get(role or "", 0) >= _RANK[PERMISSIONS[permission]]
+
+
+class AdminRefused(BotError):
+    status = 400
+    code = "admin_refused"
+
+
+class Forbidden(BotError):
+    status = 403
+    code = "forbidden"
+
+
+class LoginFailed(BotError):
+    status = 401
+    code = "login_failed"
+
+
+class LoginLocked(BotError):
+    status = 429
+    code = "login_locked"
+
+    def __init__(self, seconds: int) -> None:
+        minutes = max(1, (seconds + 59) // 60)
+        super().__init__(f"登录失败次数过多，已暂时锁定。请在 {minutes} 分钟后再试。")
+        self.seconds = seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who acts: an admin's name and role, and the address they came from."""
+
+    name: str
+    role: str
+    address: str = ""
+
+    def require(self, permission: str) -> None:
+        if not allowed(self.role, permission):
+            need = ROLES[PERMISSIONS[permission]]
+            raise Forbidden(f"没有权限：此操作需要“{need}”角色，您的角色是“{ROLES.get(self.role, self.role)}”。")
+
+
+#: The actor of commands typed on the server (they have shell access already).
+CLI = Actor("cli", "owner", "localhost")
+
+
+def generate_password() -> str:
+    """A random password good enough for a first log-in (demo, CLI without a prompt)."""
+    return secrets.token_urlsafe(12)
+
+
+class AdminAccounts:
+    """Accounts, log-in and sessions of the admin console."""
+
+    def __init__(self, users: AdminUsers, sessions: AdminSessions, limits: LoginLimits, audit: Audit,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.limits = limits
+        self._audit = audit
+        self._clock = clock
+
+    async def create(self, name: str, role: str, password: str, by: Actor = CLI) -> AdminUser:
+        """Create an admin. Raises :class:`AdminRefused` for a bad name, role,
+        short password or an existing name."""
+        by.require("manage_admins")
+        name = name.strip()
+        if not NAME_PATTERN.match(name):
+            raise AdminRefused("用户名须为 2 到 32 位英文字母、数字或 _ . -", code="bad_name")
+        _check_role(role)
+        _check_password(password)
+        digest = await asyncio.to_thread(_hasher.hash, password)
+        try:
+            await self.users.create(name, role, digest, self._clock(), by.name)
+        except AdminExists:
+            raise AdminRefused(f"管理员 {name} 已存在", code="admin_exists") from None
+        user = await self._get(name)
+        await self._audit.record(by.name, "admin_create", name, after=user.public(), address=by.address)
+        return user
+
+    async def create_or_reset(self, name: str, role: str, password: str, by: Actor = CLI) -> AdminUser:
+        """Create ``name``, or give an existing admin of that name this role and
+        password (and enable it): what ``wetoop-bot demo`` needs on every start."""
+        try:
+            return await self.create(name, role, password, by=by)
+        except AdminRefused as exc:
+            if exc.code != "admin_exists":
+                raise
+        await self.set_password(name, password, by=by)
+        if (await self._get(name)).disabled:
+            await self.set_disabled(name, False, by=by)
+        if (await self._get(name)).role != role:
+            await self.set_role(name, role, by=by)
+        return await self._get(name)
+
+    async def list(self) -> list[AdminUser]:
+        return await self.users.list()
+
+    async def authenticate(self, name: str, password: str, address: str) -> tuple[AdminUser, str]:
+        """Check a log-in; returns the admin and a new session token.
+
+        Raises :class:`LoginLocked` (429) while the account or address is
+        locked, even for the right password, and :class:`LoginFailed` for a
+        wrong name or password (one message for both).
+        """
+        name = name.strip()
+        wait = await self.limits.locked_for(name, address)
+        if wait:
+            raise LoginLocked(wait)
+        user = await self.users.get(name) if NAME_PATTERN.match(name) else None
+        ok = await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
+        if user is None or not ok or user.disabled:
+            await self.limits.failed(name, address)
+            await self._audit.record(name if user else f"?{name[:32]}", "login_failed", name[:32], address=address)
+            raise LoginFailed("用户名或密码不正确，或账户已停用。")
+        await self.limits.succeeded(name, address)
+        token = await self.sessions.create(user.name, address)
+        await self._audit.record(user.name, "login", user.name, address=address)
+        return user, token
+
+    async def session_user(self, token: str) -> AdminUser | None:
+        """The admin behind a session token, if the session and the admin are live."""
+        session = await self.sessions.get(token)
+        if session is None:
+            return None
+        user = await self.users.get(session.name)
+        if user is None or user.disabled:
+            await self.sessions.revoke(token)
+            return None
+        return user
+
+    async def logout(self, token: str, by: Actor) -> None:
+        await self.sessions.revoke(token)
+        await self._audit.record(by.name, "logout", by.name, address=by.address)
+
+    async def set_role(self, name: str, role: str, by: Actor) -> AdminUser:
+        by.require("manage_admins")
+        _check_role(role)
+        user = await self._get(name)
+        if user.role == "owner" and role != "owner":
+            await self._keep_an_owner(name)
+        await self.users.update(name, self._clock(), role=role)
+        after = await self._get(name)
+        await self._audit.record(by.name, "admin_role", name, before=user.public(), after=after.public(), address=by.address)
+        return after
+
+    async def set_disabled(self, name: str, disabled: bool, by: Actor) -> AdminUser:
+        """Disable (and log out) or re-enable an admin."""
+        by.require("manage_admins")
+        user = await self._get(name)
+        if disabled and user.role == "owner":
+            await self._keep_an_owner(name)
+        await self.users.update(name, self._clock(), disabled=disabled)
+        if disabled:
+            await self.sessions.revoke_all(name)
+        after = await self._get(name)
+        action = "admin_disable" if disabled else "admin_enable"
+        await self._audit.record(by.name, action, name, before=user.public(), after=after.public(), address=by.address)
+        return after
+
+    async def set_password(self, name: str, password: str, by: Actor) -> None:
+        """A new password; the admin's sessions end."""
+        by.require("manage_admins")
+        _check_password(password)
+        await self._get(name)
+        digest = await asyncio.to_thread(_hasher.hash, password)
+        await self.users.update(name, self._clock(), password_hash=digest)
+        await self.sessions.revoke_all(name)
+        await self._audit.record(by.name, "admin_password", name, address=by.address)
+
+    async def revoke_sessions(self, name: str, by: Actor) -> int:
+        """End every session of ``name``; returns how many were live."""
+        if by.name != name:
+            by.require("manage_admins")
+        await self._get(name)
+        count = await self.sessions.revoke_all(name)
+        await self._audit.record(by.name, "admin_revoke_sessions", name, after={"revoked": count}, address=by.address)
+        return count
+
+    async def _get(self, name: str) -> AdminUser:
+        user = await self.users.get(name)
+        if user is None:
+            raise AdminRefused(f"没有名为 {name} 的管理员", code="no_admin")
+        return user
+
+    async def _keep_an_owner(self, name: str) -> None:
+        owners = [u for u in await self.users.list() if u.role == "owner" and not u.disabled and u.name != name]
+        if not owners:
+            raise AdminRefused("至少要保留一位启用中的所有者", code="last_owner")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AdminRefused(f"未知的角色 {role}，可选：{'、'.join(f'{k}（{v}）' for k, v in ROLES.items())}", code="bad_role")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AdminRefused(f"密码至少需要 {MIN_PASSWORD} 个字符", code="weak_password")
+
+
+def _verify(digest: str, password: str) -> bool:
+    try:
+        return _hasher.verify(digest, password)
+    except (VerificationError, InvalidHashError):
+        return False

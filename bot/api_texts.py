@@ -1,0 +1,41 @@
+"""The mini-program API's sentences for users, in Simplified Chinese.
+
+Validation messages are not here: the API uses :mod:`bot.validation`'s,
+the same the chat dialog gives.
+"""
+
+from __future__ import annotations
+
+LOGIN_REQUIRED = "请先登录（请求头需带 Authorization: Bearer <token>）。"
+SESSION_EXPIRED = "登录已失效，请重新登录。"
+CODE_INVALID = "登录凭证（code）无效，请重新调用 wx.login 获取后再试。"
+CODE_USED = "登录凭证（code）已被使用，请重新调用 wx.login 获取新的凭证。"
+CODE_TOO_FREQUENT = "登录过于频繁，请稍后再试。"
+USER_RISKY = "微信判定该账号存在风险，暂时无法登录。"
+LOGIN_UNAVAILABLE = "小程序登录暂不可用，请稍后再试。"
+WECHAT_UNAVAILABLE = "暂时无法连接微信服务器，请稍后再试。"
+CODE_MISSING = "请提供 wx.login 获取的登录凭证 code。"
+RATE_LIMITED = "请求过于频繁，请 {seconds} 秒后再试。"
+BAD_JSON = "请求体必须是 JSON 对象。"
+STORAGE_UNAVAILABLE = "服务暂时不可用，请稍后再试。"
+
+NOT_REGISTERED = "您还没有注册微拓商家账户。"
+ADULT_REQUIRED = "个人注册需要确认您已年满 18 周岁（adult 为 true）。"
+NOT_TEXT = "{label}应为文字。"
+
+QUESTION_MISSING = "请输入问题（参数 q）。"
+QUESTION_TOO_LONG = "问题太长了，请控制在 {limit} 个字以内。"
+
+ACTION_UNKNOWN = "action 只能是 accept（同意）、decline（不同意）或 withdraw（撤回同意）。"
+VERSION_MISSING = "请提供要操作的协议版本号 version。"
+DECLINE_OTHER_VERSION = "只能对当前生效的版本 {current} 表示不同意，不能对版本 {version}。"
+WITHDRAW_OTHER_VERSION = "您同意的是版本 {accepted}，不能撤回对版本 {version} 的同意。"
+SECTION_NOT_FOUND = "版本 {version} 没有第 {number} 节（共 {count} 节）。"
+NOTICE_NOT_FOUND = "您的通知中没有编号为 {notice_id} 的通知。"
+PREFERENCES_EMPTY = "请提供要修改的通知类别，例如：{\"preferences\": {\"service\": false}}。"
+PREFERENCES_NOTE = "重要通知（如安全通告、条款修改通知）不受退订影响，始终送达。"
+PREFERENCE_NOT_BOOL = "通知类别 {category} 的值应为 true（接收）或 false（退订）。"
+
+
+def consent_required(title: str, version: str) -> str:
+    return f"此功能需要您先同意《{title}》（版本 {version}）。"

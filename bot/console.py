@@ -1,0 +1,407 @@
+"""What the admin console does, as domain functions: each checks the actor's
+permission (:func:`bot.admin_accounts.allowed`), calls the same domain
+services as chat and the CLI (``Broadcasts``, ``Terms``, ``MerchantAccounts``)
+and records the action in the audit log. The console's handlers only parse
+forms, call one of these and render the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from bot.admin_accounts import Actor
+from bot.agreement import CHINA, AgreementVersion, parse_toml
+from bot.amendment_rules import parse_effective_at
+from bot.audit import Audit
+from bot.errors import BotError
+from bot.merchants import STATUSES, MerchantAccounts
+from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, notice_text
+from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
+from bot.terms import Terms
+from storage.admin_drafts import Draft, Drafts
+from storage.admin_stats import AdminStats
+from storage.followers import Followers
+from storage.merchants import Merchant
+from storage.notices import CATEGORIES, Notice
+
+#: A notice to more recipients than this needs the audience size typed in as confirmation.
+LARGE_AUDIENCE = 1000
+#: Days shown in the dashboard's consent chart.
+CHART_DAYS = 30
+#: Q&A files admins may override from the console.
+QA_FILES = {"lexicon.toml": "词典（同义词、停用词、自定义词）", "examples.toml": "示例问题"}
+MERCHANT_FIELDS = ("openid", "status", "entity_type", "entity_name", "credit_code", "contact_name", "phone", "email",
+                   "created_at", "updated_at")
+
+
+class DraftNotFound(BotError):
+    status = 404
+    code = "draft_not_found"
+
+
+class ConfirmationNeeded(BotError):
+    """A large audience not yet confirmed; the form asks for the count."""
+
+    status = 409
+    code = "confirmation_needed"
+
+
+@dataclasses.dataclass(frozen=True)
+class NoticeForm:
+    """A notice as the compose form holds it (also a draft's fields)."""
+
+    category: str = "service"
+    title: str = ""
+    body: str = ""
+    important: str = "default"  # default, yes, no
+    audience_type: str = "all"
+    statuses: tuple[str, ...] = ()
+    openids: str = ""
+    channel: str = "auto"
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "NoticeForm":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in fields.items() if k in known}
+        values["statuses"] = tuple(values.get("statuses") or ())
+        return cls(**values)
+
+    def fields(self) -> dict:
+        return {**dataclasses.asdict(self), "statuses": list(self.statuses)}
+
+    def important_flag(self) -> bool:
+        if self.important == "yes":
+            return True
+        if self.important == "no":
+            return False
+        return self.category in IMPORTANT_BY_DEFAULT
+
+    def audience(self) -> dict:
+        """The audience in ``Broadcasts``' form; raises NoticeRefused when malformed."""
+        if self.audience_type == "merchants":
+            audience: dict = {"type": "merchants"}
+            if self.statuses:
+                audience["statuses"] = list(self.statuses)
+        elif self.audience_type == "openids":
+            openids = sorted({line.strip() for line in self.openids.replace(",", "\n").splitlines() if line.strip()})
+            audience = {"type": "openids", "openids": openids}
+        else:
+            audience = {"type": self.audience_type}
+        check_audience(audience)
+        return audience
+
+    def check(self) -> None:
+        if self.category not in CATEGORIES:
+            raise NoticeRefused(f"未知的通知类别 {self.category}", code="bad_category")
+        if self.channel not in CHANNELS:
+            raise NoticeRefused(f"未知的发送渠道 {self.channel}", code="bad_channel")
+        if not self.title.strip() or not self.body.strip():
+            raise NoticeRefused("通知的标题和正文都不能为空", code="empty_notice")
+        if len(self.title) > 64:
+            raise NoticeRefused("标题最多 64 个字", code="title_too_long")
+        if len(self.body) > 1500:
+            raise NoticeRefused("正文最多 1500 个字（客服消息每条最多 2048 字节，超出部分会分条发送）", code="body_too_long")
+        self.audience()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoticePreview:
+    text: str
+    audience_size: int
+    large: bool
+    important: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionForm:
+    toml: str = ""
+    reason: str = "routine"
+    effective_at: str = ""
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "VersionForm":
+        return cls(**{k: v for k, v in fields.items() if k in ("toml", "reason", "effective_at")})
+
+    def draft(self) -> AgreementVersion:
+        return parse_toml(self.toml)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dashboard:
+    followers: int
+    merchants: dict[str, int]
+    current: AgreementVersion
+    upcoming: AgreementVersion | None
+    accepted: int
+    share: float | None
+    days: list[tuple[dt.date, int, int, int]]  # day, accepts, declines, withdrawals
+
+
+class Console:
+    """The admin console's actions (see module docstring)."""
+
+    def __init__(self, *, broadcasts: Broadcasts, terms: Terms, merchants: MerchantAccounts, followers: Followers,
+                 drafts: Drafts, stats: AdminStats, audit: Audit, qa_override_dir: Path,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self.broadcasts = broadcasts
+        self.terms = terms
+        self.merchants = merchants
+        self.followers = followers
+        self.drafts = drafts
+        self.stats = stats
+        self.audit = audit
+        self.qa_override_dir = Path(qa_override_dir)
+        self._clock = clock
+
+    # -- dashboard ------------------------------------------------------------------
+
+    async def dashboard(self, actor: Actor) -> Dashboard:
+        """Followers, merchants by status, the share of followers (who have not
+        unfollowed) whose latest choice is acceptance of the version in force,
+        and consents per day (Beijing days) over :data:`CHART_DAYS`."""
+        actor.require("read")
+        followers = await self.followers.subscribed_openids()
+        current = await self.terms.current()
+        latest = await self.stats.latest_consents()
+        accepted = sum(1 for openid in followers if latest.get(openid) == (current.version, "accept"))
+        today = self._clock().astimezone(CHINA).date()
+        first = today - dt.timedelta(days=CHART_DAYS - 1)
+        since = dt.datetime.combine(first, dt.time(), CHINA).astimezone(dt.timezone.utc)
+        counts = {first + dt.timedelta(days=i): [0, 0, 0] for i in range(CHART_DAYS)}
+        for at, action in await self.stats.consents_since(since):
+            day = at.astimezone(CHINA).date()
+            if day in counts:
+                counts[day][("accept", "decline", "withdraw").index(action)] += 1
+        by_status = await self.stats.merchants_by_status()
+        return Dashboard(
+            followers=len(followers),
+            merchants={status: by_status.get(status, 0) for status in STATUSES},
+            current=current,
+            upcoming=await self.terms.upcoming(),
+            accepted=accepted,
+            share=(accepted / len(followers)) if followers else None,
+            days=[(day, *values) for day, values in counts.items()],
+        )
+
+    # -- notices --------------------------------------------------------------------
+
+    async def preview_notice(self, actor: Actor, form: NoticeForm) -> NoticePreview:
+        """What users will see and how many will get it (before opt-outs)."""
+        actor.require("draft")
+        form.check()
+        size = len(await self.broadcasts.audience(form.audience()))
+        important = form.important_flag()
+        sample = Notice(id="preview", category=form.category, title=form.title.strip(), body=form.body.strip(),
+                        important=important, audience={}, channel=form.channel, status="queued", total=size,
+                        created_at=None, created_by=actor.name)
+        return NoticePreview(notice_text(sample), size, size > LARGE_AUDIENCE, important)
+
+    async def save_notice_draft(self, actor: Actor, form: NoticeForm, draft_id: str | None = None) -> str:
+        actor.require("draft")
+        return await self._save_draft(actor, "notice", form.title.strip() or "（无标题）", form.fields(), draft_id,
+                                      "notice_draft")
+
+    async def send_notice(self, actor: Actor, form: NoticeForm, confirmed_size: int | None,
+                          draft_id: str | None = None) -> str:
+        """Send a notice; an audience over :data:`LARGE_AUDIENCE` must be confirmed
+        by its exact size (so a stale confirmation does not send to more)."""
+        actor.require("broadcast")
+        preview = await self.preview_notice(actor, form)
+        if preview.large and confirmed_size != preview.audience_size:
+            raise ConfirmationNeeded(
+                f"该通知将发送给 {preview.audience_size} 人，超过 {LARGE_AUDIENCE} 人，请在确认框中填写人数 {preview.audience_size} 后再发送。"
+            )
+        if draft_id:
+            await self._open_draft(draft_id, "notice")
+        notice_id = await self.broadcasts.send(
+            category=form.category, title=form.title, body=form.body, important=form.important_flag(),
+            audience=form.audience(), channel=form.channel, by=actor.name,
+        )
+        if draft_id:
+            await self.drafts.close(draft_id, "published", notice_id, actor.name, self._clock())
+        await self.audit.record(actor.name, "notice_send", notice_id, after={
+            "category": form.category, "title": form.title.strip(), "important": form.important_flag(),
+            "audience": _short_audience(form.audience()), "audience_size": preview.audience_size,
+            "channel": form.channel, "draft": draft_id or "",
+        }, address=actor.address)
+        return notice_id
+
+    async def control_notice(self, actor: Actor, notice_id: str, action: str) -> Notice:
+        """Pause, resume or cancel a broadcast."""
+        actor.require("broadcast")
+        if action not in ("pause", "resume", "cancel"):
+            raise NoticeRefused(f"未知的操作 {action}")
+        before = await self.broadcasts.progress(notice_id)
+        notice = await getattr(self.broadcasts, action)(notice_id)
+        await self.audit.record(actor.name, f"notice_{action}", notice_id,
+                                before={"status": before.notice.status, "sent": before.sent, "pending": before.pending},
+                                after={"status": notice.status}, address=actor.address)
+        return notice
+
+    async def recent_notices(self, actor: Actor, limit: int = 50) -> list[Notice]:
+        actor.require("read")
+        return await self.stats.recent_notices(limit)
+
+    # -- drafts ---------------------------------------------------------------------
+
+    async def open_drafts(self, actor: Actor, kind: str) -> list[Draft]:
+        actor.require("read")
+        return await self.drafts.open(kind)
+
+    async def draft(self, actor: Actor, draft_id: str, kind: str) -> Draft:
+        actor.require("read")
+        return await self._open_draft(draft_id, kind, open_only=False)
+
+    async def discard_draft(self, actor: Actor, draft_id: str, kind: str) -> None:
+        actor.require("draft")
+        draft = await self._open_draft(draft_id, kind)
+        await self.drafts.close(draft_id, "discarded", "", actor.name, self._clock())
+        await self.audit.record(actor.name, "draft_discard", draft_id, before={"kind": kind, "title": draft.title},
+                                address=actor.address)
+
+    async def _save_draft(self, actor: Actor, kind: str, title: str, fields: dict, draft_id: str | None,
+                          action: str) -> str:
+        before = None
+        if draft_id:
+            before = (await self._open_draft(draft_id, kind)).fields
+        try:
+            saved = await self.drafts.save(kind, title, fields, actor.name, self._clock(), draft_id)
+        except KeyError:
+            raise DraftNotFound("该草稿已发布或已放弃，不能再修改") from None
+        await self.audit.record(actor.name, action, saved, before=before, after=fields, address=actor.address)
+        return saved
+
+    async def _open_draft(self, draft_id: str, kind: str, open_only: bool = True) -> Draft:
+        draft = await self.drafts.get(draft_id)
+        if draft is None or draft.kind != kind:
+            raise DraftNotFound(f"没有编号为 {draft_id} 的草稿")
+        if open_only and draft.status != "draft":
+            raise DraftNotFound("该草稿已发布或已放弃")
+        return draft
+
+    # -- agreement ------------------------------------------------------------------
+
+    async def save_version_draft(self, actor: Actor, form: VersionForm, draft_id: str | None = None) -> str:
+        """Save a version draft; its text must parse (the format of ``terms show``)."""
+        actor.require("draft")
+        draft = form.draft()
+        if form.effective_at.strip():
+            parse_effective_at(form.effective_at)
+        return await self._save_draft(actor, "version", f"{draft.version} {draft.title}",
+                                      dataclasses.asdict(form), draft_id, "version_draft")
+
+    async def publish_version(self, actor: Actor, form: VersionForm,
+                              draft_id: str | None = None) -> tuple[AgreementVersion, str]:
+        """Publish through :meth:`Terms.publish` (and so the shared amendment rules)."""
+        actor.require("publish")
+        if draft_id:
+            await self._open_draft(draft_id, "version")
+        draft = form.draft()
+        if not form.effective_at.strip():
+            raise BotError("请填写生效时间（或填 now 表示立即，仅限新功能或法律原因）", code="effective_at_required")
+        effective_at = parse_effective_at(form.effective_at)
+        version, notice_id = await self.terms.publish(draft, reason=form.reason, effective_at=effective_at, by=actor.name)
+        if draft_id:
+            await self.drafts.close(draft_id, "published", version.version, actor.name, self._clock())
+        await self.audit.record(actor.name, "version_publish", version.version, after={
+            "version": version.version, "reason": version.reason, "effective_at": version.effective_at,
+            "published_at": version.published_at, "text_sha256": version.text_sha256, "notice": notice_id,
+        }, address=actor.address)
+        return version, notice_id
+
+    # -- merchants ------------------------------------------------------------------
+
+    async def search_merchants(self, actor: Actor, query: str = "", status: str | None = None,
+                               limit: int = 100_000) -> list[Merchant]:
+        """Merchants whose openid, name, credit code, contact, phone or email contains ``query``."""
+        actor.require("read")
+        if status and status not in STATUSES:
+            raise BotError(f"未知的状态 {status}", code="bad_status")
+        found = await self.merchants.repo.list(status or None, limit=limit)
+        needle = query.strip().casefold()
+        if not needle:
+            return found
+        return [m for m in found if any(needle in (getattr(m, f) or "").casefold() for f in
+                                        ("openid", "entity_name", "credit_code", "contact_name", "phone", "email"))]
+
+    async def set_merchant_status(self, actor: Actor, openid: str, status: str, reason: str) -> Merchant:
+        """Review (editor), or suspend, reinstate, close (owner), through
+        :meth:`MerchantAccounts.set_status` and its transitions."""
+        existing = await self.merchants.get(openid)
+        review = existing is not None and existing.status == "pending_review" and status == "active"
+        actor.require("merchant_review" if review else "merchant_suspend")
+        merchant = await self.merchants.set_status(openid, status, reason, by=f"admin:{actor.name}")
+        await self.audit.record(actor.name, "merchant_status", openid,
+                                before={"status": existing.status if existing else None},
+                                after={"status": merchant.status, "reason": reason.strip()}, address=actor.address)
+        return merchant
+
+    # -- Q&A data ------------------------------------------------------------------
+
+    def qa_file(self, actor: Actor, name: str) -> tuple[str, str]:
+        """(the admins' override text, the shipped text) of a Q&A file."""
+        actor.require("read")
+        _check_qa_name(name)
+        override = self.qa_override_dir / name
+        return (override.read_text(encoding="utf-8") if override.is_file() else "",
+                (DEFAULT_DATA_DIR / name).read_text(encoding="utf-8"))
+
+    async def save_qa_file(self, actor: Actor, name: str, text: str) -> None:
+        """Check the override against the shipped data (as the index would load
+        it), then replace the file atomically; the index reloads within seconds.
+        Empty text removes the override."""
+        actor.require("qa_edit")
+        _check_qa_name(name)
+        before, _ = self.qa_file(actor, name)
+        text = text.replace("\r\n", "\n")
+        # Parsing and file writes are blocking: off the event loop.
+        await asyncio.to_thread(self._check_and_write, name, text)
+        await self.audit.record(actor.name, "qa_edit", name, before={"text": before}, after={"text": text},
+                                address=actor.address)
+
+    def _check_and_write(self, name: str, text: str) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            if self.qa_override_dir.is_dir():
+                for other in QA_FILES:
+                    if other != name and (self.qa_override_dir / other).is_file():
+                        shutil.copy(self.qa_override_dir / other, Path(scratch) / other)
+            if text.strip():
+                (Path(scratch) / name).write_text(text, encoding="utf-8")
+            try:
+                load_data(DEFAULT_DATA_DIR, Path(scratch))
+            except QADataError as exc:
+                raise QADataError(exc.message.replace(str(Path(scratch)) + os.sep, "")) from None
+        self.qa_override_dir.mkdir(parents=True, exist_ok=True)
+        target = self.qa_override_dir / name
+        if text.strip():
+            temporary = target.with_name(f".{name}.{os.getpid()}.tmp")
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, target)
+        elif target.exists():
+            target.unlink()
+
+
+def _check_qa_name(name: str) -> None:
+    if name not in QA_FILES:
+        raise QADataError(f"不能编辑文件 {name}，可编辑：{'、'.join(QA_FILES)}")
+
+
+def _short_audience(audience: dict) -> dict:
+    if audience.get("type") == "openids":
+        return {"type": "openids", "count": len(audience["openids"]), "first": audience["openids"][:20]}
+    return audience
+
+
+def merchant_row(merchant: Merchant) -> dict:
+    """A merchant as one CSV row."""
+    row = {f: getattr(merchant, f) for f in MERCHANT_FIELDS}
+    for f in ("created_at", "updated_at"):
+        row[f] = row[f].astimezone(dt.timezone.utc).isoformat() if row[f] else ""
+    return {k: ("" if v is None else v) for k, v in row.items()}

@@ -1,0 +1,245 @@
+"""Mini-program login, API sessions, the person behind them, and rate limits.
+
+Login exchanges a ``wx.login()`` code through WeChat's ``jscode2session`` and
+hands out our own token: opaque, random, expiring, kept in Redis (as a
+hash). WeChat's ``session_key`` stays in the session on the server.
+
+One person, one record: when WeChat gives a unionid and an official-account
+follower is known with it, the API acts as that follower's openid (the
+*subject*), so consent, registration, notices and preferences are shared with
+the chat. Otherwise the subject is the mini-program openid.
+
+The official account learns a follower's unionid from ``user/info`` when they
+follow (:meth:`MiniSessions.learn_follower`). A mini-program user who came
+first then becomes the follower at their next login, provided nothing is kept
+under their mini-program openid yet; records are never moved from one openid
+to another (the ledger records the unionid, so the two can still be joined).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import secrets
+import time
+from typing import Awaitable, Callable
+
+from bot import api_texts
+from bot.errors import BotError
+from storage.api_sessions import ApiSessions, RequestCounters
+from storage.followers import Followers
+from storage.identities import Identities, MiniProgramUser
+from wechat.api import WeChatAPIError
+
+log = logging.getLogger(__name__)
+
+#: A token works this long; the mini-program then logs in again (wx.login is silent).
+SESSION_TTL = 7 * 24 * 3600
+#: Longest ``code`` accepted before asking WeChat.
+MAX_CODE_LENGTH = 128
+#: How long following waits for ``user/info`` (the welcome must not wait long).
+LEARN_TIMEOUT = 1.5
+
+
+class Unauthorized(BotError):
+    status = 401
+    code = "unauthorized"
+
+
+class LoginFailed(BotError):
+    status = 401
+    code = "invalid_code"
+
+
+class RateLimited(BotError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
+
+
+class LoginUnavailable(BotError):
+    status = 503
+    code = "login_unavailable"
+
+
+#: WeChat's jscode2session errors -> what the API answers.
+_LOGIN_ERRORS: dict[int, tuple[type[BotError], str, str]] = {
+    40029: (LoginFailed, "invalid_code", api_texts.CODE_INVALID),
+    40163: (LoginFailed, "code_used", api_texts.CODE_USED),
+    40226: (LoginFailed, "user_blocked", api_texts.USER_RISKY),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Requests per minute: per user over the whole API, per client address for login."""
+
+    per_user: int = 120
+    login_per_address: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiUser:
+    """Who an API request is from. ``openid`` is the subject the domain uses."""
+
+    openid: str
+    miniprogram_openid: str
+    unionid: str | None
+
+    @property
+    def linked(self) -> bool:
+        """True when the subject is an official-account follower (same unionid)."""
+        return self.openid != self.miniprogram_openid
+
+
+@dataclasses.dataclass(frozen=True)
+class Login:
+    token: str
+    expires_in: int
+    user: ApiUser
+
+
+class MiniSessions:
+    """Login, token checks, logout, rate limits (see module docstring)."""
+
+    def __init__(
+        self,
+        wechat,  # wechat.miniprogram.MiniProgramAPI | None
+        sessions: ApiSessions,
+        identities: Identities,
+        followers: Followers,
+        counters: RequestCounters,
+        clock: Callable[[], dt.datetime],
+        ttl: int = SESSION_TTL,
+        limits: Limits = Limits(),
+        official=None,  # wechat.api.WeChatAPI | None: the official account's client
+        holds_data: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.wechat = wechat
+        self.sessions = sessions
+        self.identities = identities
+        self.followers = followers
+        self.counters = counters
+        self.ttl = ttl
+        self.limits = limits
+        self.official = official
+        self._holds_data = holds_data
+        self._clock = clock
+
+    async def login(self, code: str) -> Login:
+        """Exchange ``code`` and start a session; raises :class:`LoginFailed`,
+        :class:`RateLimited` (WeChat's 45011) or :class:`LoginUnavailable`."""
+        if self.wechat is None:
+            raise LoginUnavailable(api_texts.LOGIN_UNAVAILABLE)
+        try:
+            wx = await self.wechat.code_to_session(code)
+        except WeChatAPIError as exc:
+            raise _login_error(exc) from None
+        user = await self._identify(wx.openid, wx.unionid)
+        token = secrets.token_urlsafe(32)
+        await self.sessions.create(
+            token,
+            {
+                "openid": user.openid,
+                "miniprogram_openid": user.miniprogram_openid,
+                "unionid": user.unionid,
+                "session_key": wx.session_key,
+                "created_at": self._clock().isoformat(),
+            },
+            self.ttl,
+        )
+        return Login(token, self.ttl, user)
+
+    async def _identify(self, mp_openid: str, unionid: str | None) -> ApiUser:
+        now = self._clock()
+        known = await self.identities.get(mp_openid)
+        if known is None:
+            follower = await self.followers.with_unionid(unionid) if unionid else None
+            subject = follower.openid if follower is not None else mp_openid
+            if await self.identities.create(mp_openid, subject, unionid, now):
+                return ApiUser(subject, mp_openid, unionid)
+            known = await self.identities.get(mp_openid)  # a concurrent first login won
+            assert known is not None
+        else:
+            await self.identities.logged_in(mp_openid, unionid, now)
+        return ApiUser(known.subject, mp_openid, unionid or known.unionid)
+
+    async def authenticate(self, token: str | None) -> ApiUser:
+        """The user behind a bearer token; :class:`Unauthorized` otherwise."""
+        if not token:
+            raise Unauthorized(api_texts.LOGIN_REQUIRED)
+        session = await self.sessions.get(token) if len(token) <= 256 else None
+        if session is None:
+            raise Unauthorized(api_texts.SESSION_EXPIRED, code="invalid_token")
+        user = ApiUser(session["openid"], session["miniprogram_openid"], session.get("unionid"))
+        if not user.linked and user.unionid:
+            # The follower may have been linked since this session began.
+            known = await self.identities.get(user.miniprogram_openid)
+            if known is not None and known.subject != user.openid:
+                user = dataclasses.replace(user, openid=known.subject)
+        return user
+
+    async def logout(self, token: str) -> None:
+        await self.sessions.delete(token)
+
+    async def check_rate(self, who: str, per_minute: int) -> None:
+        """Count a request of ``who``; :class:`RateLimited` beyond ``per_minute``."""
+        now = time.time()
+        window = int(now // 60)
+        if await self.counters.hit(who, window, 60) > per_minute:
+            retry = max(1, int((window + 1) * 60 - now) + 1)
+            raise RateLimited(api_texts.RATE_LIMITED.format(seconds=retry), retry)
+
+    async def link_follower(self, follower_openid: str, unionid: str) -> None:
+        """Record that the follower ``follower_openid`` has ``unionid``: mini-program
+        users with it act as that follower from their next login, unless records
+        are already kept under their own mini-program openid."""
+        await self.followers.set_unionid(follower_openid, unionid)
+        for user in await self.identities.with_unionid(unionid):
+            if user.subject != user.openid:
+                continue  # already someone's: never moved
+            if self._holds_data is not None and await self._holds_data(user.openid):
+                log.warning("mini-program user %s has records of their own; not linked to %s", user.openid, follower_openid)
+                continue
+            await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
+
+    async def learn_follower(self, follower_openid: str) -> None:
+        """Ask ``user/info`` for a new follower's unionid and link it; best effort,
+        bounded by :data:`LEARN_TIMEOUT` (the welcome is sent regardless)."""
+        if self.official is None:
+            return
+        try:
+            info = await asyncio.wait_for(self.official.user.get(follower_openid), LEARN_TIMEOUT)
+        except (WeChatAPIError, TimeoutError) as exc:
+            log.info("no unionid for %s: %s", follower_openid, exc)
+            return
+        unionid = info.get("unionid") if isinstance(info, dict) else None
+        if unionid:
+            await self.link_follower(follower_openid, unionid)
+
+    async def export(self, subject: str) -> list[dict]:
+        """The mini-program identities of a person, for their data export."""
+        return [user.to_export() for user in await self.identities.of_subject(subject)]
+
+
+def _login_error(exc: WeChatAPIError) -> BotError:
+    if exc.code in _LOGIN_ERRORS:
+        kind, code, message = _LOGIN_ERRORS[exc.code]
+        return kind(message, code=code)
+    if exc.code == 45011:
+        return RateLimited(api_texts.CODE_TOO_FREQUENT, 60, code="too_frequent")
+    if exc.code in (-2, -1, -3):
+        log.warning("jscode2session failed: %s", exc)
+        return LoginUnavailable(api_texts.WECHAT_UNAVAILABLE, code="wechat_unavailable")
+    # 40013, 40125, 41002 …: our AppID or secret is wrong; users cannot fix that.
+    log.error("jscode2session refused our credentials: %s", exc)
+    return LoginUnavailable(api_texts.LOGIN_UNAVAILABLE)
+
+
+__all__ = ["ApiUser", "Limits", "Login", "LoginFailed", "LoginUnavailable", "MiniProgramUser", "MiniSessions",
+           "RateLimited", "Unauthorized"]

@@ -1,0 +1,184 @@
+"""What a user does with their own account outside chat (the mini-program API):
+the registration as one form, closure, and consent naming the exact version.
+
+The rules are the chat dialog's: the same validators and messages
+(:mod:`bot.validation`), acceptance of the version in force first (as
+:func:`bot.gate.require_consent`), individuals confirm they are 18 or older,
+and :class:`bot.merchants.MerchantAccounts` decides what a change does.
+Closing is the chat's 注销账户 without the typed confirmation (the
+mini-program asks in its own UI).
+"""
+
+from __future__ import annotations
+
+from bot import api_texts, texts
+from bot.consent import ConsentRefused, ConsentState, Origin
+from bot.errors import BotError
+from bot.merchants import NoAccount
+from bot.registration import REGISTRATION
+from bot.services import Services
+from bot.validation import (
+    Invalid,
+    parse_contact_name,
+    parse_credit_code,
+    parse_email,
+    parse_entity_name,
+    parse_entity_type,
+    parse_phone,
+    parse_yes_no,
+)
+from storage.merchants import Merchant
+
+#: The form's fields in the dialog's order, with the dialog's labels.
+LABELS = {
+    "entity_type": "主体类型",
+    "entity_name": "名称",
+    "credit_code": "统一社会信用代码",
+    "adult": "年龄确认",
+    "contact_name": "联系人姓名",
+    "phone": "手机号码",
+    "email": "邮箱",
+}
+
+
+class ConsentRequired(BotError):
+    status = 403
+    code = "consent_required"
+
+
+class InvalidFields(Invalid):
+    """Several fields failed; ``field``/``message`` are the first, ``errors`` all of them."""
+
+    def __init__(self, errors: list[Invalid]) -> None:
+        super().__init__(errors[0].message, errors[0].field)
+        self.errors = [{"field": e.field, "message": e.message} for e in errors]
+
+
+def parse_profile(body: dict, existing: Merchant | None) -> dict:
+    """The profile to save from a JSON form; :class:`InvalidFields` names every bad field.
+
+    ``status`` and unknown keys are ignored (read-only or not ours). An
+    individual confirms ``adult`` when registering or becoming one.
+    """
+    errors: list[Invalid] = []
+
+    def field(name: str, parse, optional: bool = False):
+        value = body.get(name)
+        if optional and value in (None, ""):
+            return ""
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            if value is not None:
+                errors.append(Invalid(api_texts.NOT_TEXT.format(label=LABELS[name]), name))
+                return None
+            value = ""
+        try:
+            return parse(str(value))
+        except Invalid as exc:
+            errors.append(Invalid(exc.message, name))
+            return None
+
+    profile: dict = {"entity_type": field("entity_type", parse_entity_type)}
+    entity_type = profile["entity_type"]
+    if entity_type is not None:
+        profile["entity_name"] = field("entity_name", lambda text: parse_entity_name(text, entity_type))
+    if entity_type == "enterprise":
+        profile["credit_code"] = field("credit_code", parse_credit_code)
+    if entity_type == "individual":
+        _check_adult(body.get("adult"), existing, errors)
+    profile["contact_name"] = field("contact_name", parse_contact_name)
+    profile["phone"] = field("phone", parse_phone)
+    profile["email"] = field("email", parse_email, optional=True)
+    if errors:
+        raise InvalidFields(errors)
+    return profile
+
+
+def _check_adult(value, existing: Merchant | None, errors: list[Invalid]) -> None:
+    confirmed_before = existing is not None and existing.status != "closed" and existing.entity_type == "individual"
+    if value is None and confirmed_before:
+        return
+    if isinstance(value, str):
+        try:
+            value = parse_yes_no(value, "adult")
+        except Invalid as exc:
+            errors.append(exc)
+            return
+    if value is True:
+        return
+    if value is False:
+        errors.append(Invalid(texts.UNDERAGE, "adult"))
+    else:
+        errors.append(Invalid(api_texts.ADULT_REQUIRED, "adult"))
+
+
+async def save_registration(services: Services, openid: str, body: dict) -> tuple[Merchant, str]:
+    """Register or change the profile: ``(record, "registered"|"updated"|"resubmitted")``.
+
+    Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422) or
+    :class:`~bot.merchants.AccountRefused` (409, e.g. suspended).
+    """
+    state = await services.consents.state(openid)
+    if not state.accepted:
+        raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
+    existing = await services.merchants.get(openid)
+    profile = parse_profile(body, existing)
+    return await services.merchants.save_profile(openid, profile)
+
+
+async def registration(services: Services, openid: str) -> Merchant:
+    """The user's merchant record; :class:`~bot.merchants.NoAccount` (404) if none."""
+    merchant = await services.merchants.get(openid)
+    if merchant is None:
+        raise NoAccount(api_texts.NOT_REGISTERED)
+    return merchant
+
+
+async def holds_records(services: Services, openid: str) -> bool:
+    """Whether anything of the user's is kept under ``openid`` (consent or a merchant record)."""
+    return await services.consents.ledger.latest(openid) is not None or await services.merchants.get(openid) is not None
+
+
+async def close(services: Services, openid: str, via: str = "小程序") -> Merchant:
+    """Close the account as chat's 注销账户 does: personal fields erased, ledger kept."""
+    merchant = await services.merchants.get(openid)
+    if merchant is None or merchant.status == "closed":
+        raise NoAccount(api_texts.NOT_REGISTERED)
+    closed = await services.merchants.set_status(openid, "closed", f"用户在{via}申请注销", by="user")
+    await services.dialogs.clear_draft(openid, REGISTRATION.name)
+    return closed
+
+
+# -- consent ------------------------------------------------------------------------
+
+CONSENT_ACTIONS = ("accept", "decline", "withdraw")
+
+
+async def record_consent(
+    services: Services, openid: str, version: object, action: object, origin: Origin
+) -> tuple[ConsentState, bool]:
+    """Accept, decline or withdraw, naming the exact version: ``(state, recorded)``.
+
+    Accepting anything but the version in force is refused with the reason
+    (:meth:`bot.consent.Consents.accept`); declining names the version in
+    force, withdrawing the version accepted.
+    """
+    if action not in CONSENT_ACTIONS:
+        raise Invalid(api_texts.ACTION_UNKNOWN, "action")
+    if not isinstance(version, str) or not version.strip():
+        raise Invalid(api_texts.VERSION_MISSING, "version")
+    version = version.strip()
+    consents = services.consents
+    state = await consents.state(openid)
+    if action == "accept":
+        return await consents.accept(openid, origin, version=version, state=state)
+    if action == "decline":
+        if version != state.current.version:
+            raise ConsentRefused(api_texts.DECLINE_OTHER_VERSION.format(current=state.current.version, version=version))
+        return await consents.decline(openid, origin, state=state)
+    if state.latest is not None and state.status in ("accepted", "outdated") and state.latest.version != version:
+        raise ConsentRefused(
+            api_texts.WITHDRAW_OTHER_VERSION.format(accepted=state.latest.version, version=version),
+            code="nothing_to_withdraw",
+        )
+    new_state, _withdrawn = await consents.withdraw(openid, origin, state=state)
+    return new_state, True

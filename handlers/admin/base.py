@@ -1,0 +1,187 @@
+"""What every admin page shares: the session, the role check, xsrf, HTML errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import tornado.escape
+import tornado.web
+
+from bot.admin_accounts import PERMISSIONS, ROLES, Actor, allowed
+from bot.agreement import CHINA
+from bot.errors import BotError
+from storage.admin_users import AdminUser
+from storage.mongo import MongoUnavailable
+from storage.redis_store import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "wb_admin"
+#: What the last action did, shown once on the next page. Signed, so a
+#: crafted link cannot put words on our pages.
+FLASH_COOKIE = "wb_admin_flash"
+
+_STATUS_TEXT = {
+    400: "请求有误",
+    401: "需要登录",
+    403: "没有权限",
+    404: "找不到该页面",
+    405: "不支持该请求方法",
+    409: "操作未执行",
+    422: "内容有误",
+    429: "请求过于频繁",
+    500: "服务器内部错误",
+    503: "服务暂时不可用",
+}
+
+
+class AdminHandler(tornado.web.RequestHandler):
+    """Base of every ``/admin`` page.
+
+    ``permissions`` maps the HTTP method to the permission it needs at least
+    (:data:`bot.admin_accounts.PERMISSIONS`); a method not listed is refused.
+    Every non-GET request must carry Tornado's xsrf token. An anonymous
+    request is redirected to the log-in form; too low a role gets 403.
+    """
+
+    permissions: dict[str, str] = {"GET": "read"}
+    #: Pages that need no session (the log-in form).
+    public = False
+
+    def initialize(self, runtime) -> None:
+        self.runtime = runtime
+        self.console = runtime.console
+        self.admin: AdminUser | None = None
+        self.actor: Actor | None = None
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+
+    async def prepare(self) -> None:
+        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            self.check_xsrf_cookie()
+        if self.public:
+            return
+        token = self.get_signed_cookie(SESSION_COOKIE, max_age_days=1)
+        user = await self.runtime.admins.session_user(token.decode()) if token else None
+        if user is None:
+            target = self.request.uri if self.request.method == "GET" else "/admin"
+            self.redirect("/admin/login?next=" + quote(target, safe=""), status=303 if self.request.method != "GET" else 302)
+            return
+        self.admin = user
+        self.actor = Actor(user.name, user.role, self.request.remote_ip or "")
+        needed = self.permissions.get(self.request.method)
+        if needed is None:
+            raise tornado.web.HTTPError(405)
+        if not allowed(user.role, needed):
+            self.actor.require(needed)  # raises Forbidden with the role needed
+
+    # -- rendering ------------------------------------------------------------------
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(
+            admin=self.admin,
+            roles=ROLES,
+            can=lambda permission: self.admin is not None and allowed(self.admin.role, permission),
+            local=local_time,
+            nav=getattr(self, "nav", ""),
+            flash=self._flash(),
+            tojson=lambda value: json.dumps(value, ensure_ascii=False, default=str),
+        )
+        return namespace
+
+    def done(self, url: str, message: str) -> None:
+        """Redirect (303, after a POST) to ``url``, which will say ``message`` once."""
+        self.set_signed_cookie(FLASH_COOKIE, tornado.escape.url_escape(message[:300]), expires_days=None,
+                               httponly=True, samesite="Lax", path="/admin")
+        self.redirect(url, status=303)
+
+    def _flash(self) -> str:
+        raw = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1)
+        if not raw:
+            return ""
+        self.clear_cookie(FLASH_COOKIE, path="/admin")
+        return tornado.escape.url_unescape(raw.decode())
+
+    def page(self, template: str, http_status: int = 200, **values: Any) -> None:
+        self.set_status(http_status)
+        self.render(f"admin/{template}", **values)
+
+    def log_exception(self, typ, value, tb) -> None:
+        # A refusal of the domain is an answer, not a server error.
+        if isinstance(value, BotError):
+            log.info("%s %s refused: %s", self.request.method, self.request.path, value.code)
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = _STATUS_TEXT.get(status_code, "请求失败")
+        detail = ""
+        if isinstance(exc, BotError):
+            self.set_status(exc.status)
+            status_code = exc.status
+            message, detail = _STATUS_TEXT.get(exc.status, "请求失败"), exc.message
+        elif isinstance(exc, tornado.web.HTTPError) and "xsrf" in (exc.log_message or "").lower():
+            detail = "表单已过期或来源不明（缺少或不匹配的 xsrf 令牌）。请刷新页面后重新提交。"
+        elif isinstance(exc, tornado.web.MissingArgumentError):
+            detail = f"缺少参数 {exc.arg_name}"
+        elif isinstance(exc, MongoUnavailable + RedisUnavailable):
+            self.set_status(503)
+            status_code, message, detail = 503, _STATUS_TEXT[503], "数据库暂时无法连接，请稍后再试。"
+        self.clear_header("Content-Disposition")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        try:
+            self.render("admin/error.html", status=status_code, message=message, detail=detail)
+        except Exception:  # the template itself failed: still no traceback
+            log.exception("error page failed")
+            self.finish(f"<!doctype html><meta charset=utf-8><title>{status_code}</title><p>{message}</p>")
+
+    # -- input ----------------------------------------------------------------------
+
+    def text(self, name: str, default: str = "", limit: int = 20_000) -> str:
+        """A form field, stripped of surrounding space; too long is refused."""
+        value = self.get_argument(name, default, strip=False)
+        if len(value) > limit:
+            raise BotError(f"字段 {name} 过长（最多 {limit} 个字符）", code="too_long")
+        return value
+
+    def day(self, name: str, end: bool = False) -> dt.datetime | None:
+        """A ``YYYY-MM-DD`` field as the start (or end) of that Beijing day, in UTC."""
+        value = self.get_argument(name, "").strip()
+        if not value:
+            return None
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            raise BotError(f"日期格式不正确：{value!r}，请使用 YYYY-MM-DD", code="bad_date") from None
+        if end:
+            day += dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(), CHINA).astimezone(dt.timezone.utc)
+
+    def stream_csv(self, filename: str) -> None:
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+
+
+def local_time(value: dt.datetime | None, seconds: bool = False) -> str:
+    """Beijing time as admins read it."""
+    if value is None:
+        return "—"
+    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""))
+
+
+__all__ = ["AdminHandler", "PERMISSIONS", "SESSION_COOKIE", "local_time"]

@@ -1,0 +1,238 @@
+"""Pages that change what users get: agreement versions, notices, Q&A data."""
+
+from __future__ import annotations
+
+import tornado.escape
+import tornado.web
+
+from bot.agreement import REASONS
+from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASONS, earliest_effective
+from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm
+from bot.errors import BotError
+from bot.merchants import STATUSES
+from bot.notices import JOB_LABELS, notice_text
+from bot.terms_diff import side_by_side
+from handlers.admin.base import AdminHandler
+from storage.notices import CATEGORIES
+
+AUDIENCES = {"all": "所有关注者", "merchants": "商家（可按状态）", "consented_any_version": "曾同意协议的用户",
+             "openids": "指定 openid"}
+SKIP_REASONS = {"opted_out": "用户已退订该类通知", "unsubscribed": "已取消关注", "outside_48h": "超出 48 小时客服消息窗口",
+                "cancelled": "发送已取消", "no_channel": "没有可用的发送渠道"}
+#: WeChat error codes seen when sending, and what they mean for an admin.
+WECHAT_ERRORS = {
+    "-1": "微信系统繁忙", "40001": "access_token 无效", "40003": "openid 无效", "43004": "用户未关注公众号",
+    "43101": "用户拒绝接收此类消息", "45009": "接口调用次数超过限额", "45015": "超出 48 小时客服消息时限",
+    "45047": "客服消息下行条数超过上限", "48001": "接口未授权", "interrupted": "发送中断（进程退出，为免重复不再重发）",
+}
+
+
+# -- agreement ------------------------------------------------------------------------
+
+
+class TermsHandler(AdminHandler):
+    nav = "terms"
+
+    async def get(self) -> None:
+        versions = await self.runtime.terms.versions()
+        current = await self.runtime.terms.current()
+        drafts = await self.console.open_drafts(self.actor, "version")
+        self.page("terms.html", versions=list(reversed(versions)), current=current, reasons=REASONS,
+                  now=self.runtime.clock(), drafts=drafts)
+
+
+class TermsVersionHandler(AdminHandler):
+    nav = "terms"
+
+    async def get(self, version: str) -> None:
+        found = await self.runtime.terms.get(version)
+        self.page("terms_version.html", version=found, reasons=REASONS)
+
+
+class TermsDiffHandler(AdminHandler):
+    nav = "terms"
+
+    async def get(self) -> None:
+        versions = await self.runtime.terms.versions()
+        names = [v.version for v in versions]
+        old_name = self.get_argument("old", names[-2] if len(names) > 1 else names[0])
+        new_name = self.get_argument("new", names[-1])
+        old, new = await self.runtime.terms.get(old_name), await self.runtime.terms.get(new_name)
+        full = self.get_argument("full", "") == "1"
+        rows = side_by_side(old, new, context=None if full else 2)
+        changed = sum(1 for row in rows if row.tag != "equal")
+        self.page("terms_diff.html", old=old, new=new, rows=rows, names=names, full=full, changed=changed)
+
+
+class TermsPublishHandler(AdminHandler):
+    """Compose a version (editors save drafts; owners publish)."""
+
+    nav = "terms"
+    permissions = {"GET": "draft", "POST": "draft"}
+
+    async def get(self) -> None:
+        draft_id = self.get_argument("draft", "")
+        if draft_id:
+            form = VersionForm.from_fields((await self.console.draft(self.actor, draft_id, "version")).fields)
+        else:
+            base = await self.runtime.terms.get(self.get_argument("from", "")) if self.get_argument("from", "") \
+                else (await self.runtime.terms.upcoming() or await self.runtime.terms.current())
+            form = VersionForm(toml=base.to_toml(), reason="routine", effective_at="")
+        await self._form(form, draft_id)
+
+    async def post(self) -> None:
+        form = VersionForm(toml=self.text("toml", limit=200_000), reason=self.text("reason", "routine", 32),
+                           effective_at=self.text("effective_at", "", 64).strip())
+        draft_id = self.get_argument("draft", "") or None
+        action = self.get_argument("action", "save")
+        try:
+            if action == "publish":
+                version, notice_id = await self.console.publish_version(self.actor, form, draft_id)
+                self.done(f"/admin/notices/{notice_id}", f"已发布版本 {version.version}，条款修改通知正在发送")
+                return
+            saved = await self.console.save_version_draft(self.actor, form, draft_id)
+            self.done(f"/admin/terms/new?draft={saved}", "草稿已保存")
+        except BotError as exc:
+            await self._form(form, draft_id or "", error=exc.message, status=exc.status)
+
+    async def _form(self, form: VersionForm, draft_id: str, error: str = "", status: int = 200) -> None:
+        now = self.runtime.clock()
+        latest = (await self.runtime.terms.versions())[-1]
+        self.page("terms_publish.html", http_status=status, form=form, draft_id=draft_id, error=error, reasons=REASONS,
+                  publishable=PUBLISHABLE_REASONS, immediate=IMMEDIATE_REASONS, min_days=MIN_NOTICE.days,
+                  earliest=earliest_effective("routine", now), now=now, latest=latest)
+
+
+# -- notices ------------------------------------------------------------------------
+
+
+class NoticesHandler(AdminHandler):
+    nav = "notices"
+
+    async def get(self) -> None:
+        notices = await self.console.recent_notices(self.actor)
+        drafts = await self.console.open_drafts(self.actor, "notice")
+        self.page("notices.html", notices=notices, drafts=drafts, categories=CATEGORIES, labels=JOB_LABELS)
+
+
+class NoticeComposeHandler(AdminHandler):
+    """Compose: preview and save (editor), send (owner)."""
+
+    nav = "notices"
+    permissions = {"GET": "draft", "POST": "draft"}
+
+    async def get(self) -> None:
+        draft_id = self.get_argument("draft", "")
+        form = NoticeForm()
+        if draft_id:
+            form = NoticeForm.from_fields((await self.console.draft(self.actor, draft_id, "notice")).fields)
+        await self._form(form, draft_id)
+
+    async def post(self) -> None:
+        form = NoticeForm(
+            category=self.text("category", "service", 32), title=self.text("title", "", 200).strip(),
+            body=self.text("body", "", 5000).strip(), important=self.text("important", "default", 16),
+            audience_type=self.text("audience_type", "all", 32),
+            statuses=tuple(s for s in self.get_arguments("statuses") if s in STATUSES),
+            openids=self.text("openids", "", 500_000), channel=self.text("channel", "auto", 16),
+        )
+        draft_id = self.get_argument("draft", "") or None
+        action = self.get_argument("action", "preview")
+        try:
+            if action == "send":
+                confirm = self.get_argument("confirm_size", "").strip()
+                notice_id = await self.console.send_notice(
+                    self.actor, form, int(confirm) if confirm.isdigit() else None, draft_id)
+                self.done(f"/admin/notices/{notice_id}", "通知已开始发送")
+                return
+            if action == "save":
+                saved = await self.console.save_notice_draft(self.actor, form, draft_id)
+                self.done(f"/admin/notices/new?draft={saved}", "草稿已保存")
+                return
+            preview = await self.console.preview_notice(self.actor, form)
+            await self._form(form, draft_id or "", preview=preview)
+        except BotError as exc:
+            preview = None
+            try:
+                preview = await self.console.preview_notice(self.actor, form)
+            except BotError:
+                pass
+            await self._form(form, draft_id or "", preview=preview, error=exc.message, status=exc.status)
+
+    async def _form(self, form: NoticeForm, draft_id: str, preview=None, error: str = "", status: int = 200) -> None:
+        self.page("notice_compose.html", http_status=status, form=form, draft_id=draft_id, preview=preview, error=error,
+                  categories=CATEGORIES, audiences=AUDIENCES, statuses=STATUSES, large=LARGE_AUDIENCE)
+
+
+class NoticeHandler(AdminHandler):
+    nav = "notices"
+
+    async def get(self, notice_id: str) -> None:
+        progress = await self.runtime.broadcasts.progress(notice_id)
+        self.page("notice.html", p=progress, data=progress.to_json(), categories=CATEGORIES, labels=JOB_LABELS,
+                  skip_reasons=SKIP_REASONS, audiences=AUDIENCES, wechat_errors=WECHAT_ERRORS,
+                  text=notice_text(progress.notice))
+
+
+class NoticeProgressHandler(AdminHandler):
+    """The progress as JSON, polled by the page's script."""
+
+    async def get(self, notice_id: str) -> None:
+        data = (await self.runtime.broadcasts.progress(notice_id)).to_json()
+        data["status_label"] = JOB_LABELS[data["status"]]
+        data["failed_labels"] = {code: WECHAT_ERRORS.get(code, "") for code in data["failed_by_code"]}
+        data["skipped_labels"] = {reason: SKIP_REASONS.get(reason, reason) for reason in data["skipped_by_reason"]}
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(tornado.escape.json_encode(data))
+
+
+class NoticeControlHandler(AdminHandler):
+    permissions = {"POST": "broadcast"}
+
+    async def post(self, notice_id: str, action: str) -> None:
+        await self.console.control_notice(self.actor, notice_id, action)
+        label = {"pause": "已暂停", "resume": "已继续发送", "cancel": "已取消"}[action]
+        self.done(f"/admin/notices/{notice_id}", label)
+
+
+class DraftDiscardHandler(AdminHandler):
+    permissions = {"POST": "draft"}
+
+    async def post(self, draft_id: str) -> None:
+        kind = self.get_argument("kind", "notice")
+        if kind not in ("notice", "version"):
+            raise BotError("未知的草稿类型", code="bad_kind")
+        await self.console.discard_draft(self.actor, draft_id, kind)
+        back = "/admin/notices" if kind == "notice" else "/admin/terms"
+        self.done(back, "草稿已放弃")
+
+
+# -- Q&A ----------------------------------------------------------------------------
+
+
+class QAHandler(AdminHandler):
+    nav = "qa"
+
+    async def get(self) -> None:
+        unanswered = await self.runtime.qa_log.recent("abstain", limit=200)
+        self.page("qa.html", unanswered=unanswered, files=QA_FILES)
+
+
+class QAFileHandler(AdminHandler):
+    nav = "qa"
+    permissions = {"GET": "read", "POST": "qa_edit"}
+
+    async def get(self, name: str) -> None:
+        override, shipped = self.console.qa_file(self.actor, name)
+        self.page("qa_file.html", name=name, label=QA_FILES[name], text=override, shipped=shipped, error="")
+
+    async def post(self, name: str) -> None:
+        text = self.text("text", "", 500_000)
+        try:
+            await self.console.save_qa_file(self.actor, name, text)
+        except BotError as exc:
+            _, shipped = self.console.qa_file(self.actor, name)
+            self.page("qa_file.html", http_status=exc.status, name=name, label=QA_FILES[name], text=text, shipped=shipped,
+                      error=exc.message)
+            return
+        self.done(f"/admin/qa/{name}", "已保存，问答索引将在几秒内重新加载")

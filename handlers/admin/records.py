@@ -1,0 +1,145 @@
+"""Read-only pages: dashboard, audit log, consent ledger (with CSV exports)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+from bot.audit import ACTIONS
+from bot.errors import BotError
+from bot.merchants import STATUSES
+from handlers.admin.base import AdminHandler
+from storage.consents import ACTIONS as CONSENT_ACTIONS
+
+PAGE = 100
+CONSENT_CSV_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
+CONSENT_LABELS = {"accept": "同意", "decline": "不同意", "withdraw": "撤回"}
+
+
+def chart(days: list[tuple], width: int = 720, height: int = 220) -> dict:
+    """Geometry of the consents-per-day line chart (inline SVG)."""
+    left, right, top, bottom = 36, 20, 12, 28
+    peak = max([max(a, d, w) for _, a, d, w in days] + [1])
+    step = 10 ** max(0, len(str(peak)) - 1)
+    peak = ((peak + step - 1) // step) * step
+    span_x = (width - left - right) / max(1, len(days) - 1)
+    span_y = height - top - bottom
+
+    def y(value: int) -> float:
+        return round(top + span_y * (1 - value / peak), 1)
+
+    def x(index: int) -> float:
+        return round(left + span_x * index, 1)
+
+    series = []
+    for key, label, index in (("accept", "同意", 1), ("decline", "不同意", 2), ("withdraw", "撤回", 3)):
+        points = [(x(i), y(row[index])) for i, row in enumerate(days)]
+        series.append({"key": key, "label": label, "points": " ".join(f"{px},{py}" for px, py in points),
+                       "dots": [(px, py, row[0], row[index]) for (px, py), row in zip(points, days)],
+                       "total": sum(row[index] for row in days)})
+    ticks = [(y(v), v) for v in (0, peak // 2, peak)]
+    last = len(days) - 1
+    labels = [(x(i), row[0].strftime("%m-%d"), "end" if i == last else "middle")
+              for i, row in enumerate(days) if (i % 5 == 0 and last - i >= 3) or i == last]
+    return {"width": width, "height": height, "series": series, "ticks": ticks, "labels": labels,
+            "left": left, "right": width - right, "base": height - bottom}
+
+
+class DashboardHandler(AdminHandler):
+    nav = "dashboard"
+
+    async def get(self) -> None:
+        board = await self.console.dashboard(self.actor)
+        self.page("dashboard.html", board=board, chart=chart(board.days), statuses=STATUSES)
+
+
+def _audit_filters(handler: AdminHandler) -> dict:
+    action = handler.get_argument("action", "").strip()
+    if action and action not in ACTIONS:
+        raise BotError(f"未知的操作类型 {action}", code="bad_action")
+    return {"actor": handler.get_argument("actor", "").strip()[:64] or None, "action": action or None,
+            "since": handler.day("since"), "until": handler.day("until", end=True)}
+
+
+class AuditHandler(AdminHandler):
+    nav = "audit"
+
+    async def get(self) -> None:
+        filters = _audit_filters(self)
+        try:
+            page = max(1, int(self.get_argument("page", "1")))
+        except ValueError:
+            page = 1
+        entries = await self.runtime.audit.recent(**filters, limit=PAGE + 1, skip=(page - 1) * PAGE)
+        self.page("audit.html", entries=entries[:PAGE], more=len(entries) > PAGE, page=page, actions=ACTIONS,
+                  query={k: self.get_argument(k, "") for k in ("actor", "action", "since", "until")},
+                  dumps=lambda v: "" if v is None else json.dumps(v, ensure_ascii=False, indent=1, default=str))
+
+
+class AuditCsvHandler(AdminHandler):
+    async def get(self) -> None:
+        filters = _audit_filters(self)
+        await self.runtime.audit.record(self.actor.name, "export", "audit.csv", after=_shown(filters),
+                                        address=self.actor.address)
+        self.stream_csv("admin-audit.csv")
+        async for chunk in self.runtime.audit.csv_chunks(**filters):
+            self.write(chunk)
+            await self.flush()
+
+
+def _consent_filters(handler: AdminHandler) -> dict:
+    action = handler.get_argument("action", "").strip()
+    if action and action not in CONSENT_ACTIONS:
+        raise BotError(f"未知的动作 {action}，可选：{'、'.join(CONSENT_ACTIONS)}", code="bad_action")
+    return {"version": handler.get_argument("version", "").strip()[:64] or None, "action": action or None,
+            "since": handler.day("since"), "until": handler.day("until", end=True)}
+
+
+def _consent_row(record) -> dict:
+    return {
+        "at": record.at.astimezone(dt.timezone.utc).isoformat(), "openid": record.openid,
+        "unionid": record.unionid or "", "version": record.version, "action": record.action,
+        "channel": record.channel, "text_sha256": record.text_sha256, "message_id": record.message_id or "",
+    }
+
+
+def _shown(filters: dict) -> dict:
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items() if v}
+
+
+class ConsentsHandler(AdminHandler):
+    nav = "consents"
+
+    async def get(self) -> None:
+        filters = _consent_filters(self)
+        records, total = [], 0
+        async for record in self.runtime.ledger.scan(**filters):
+            total += 1
+            if len(records) < PAGE * 2:
+                records.append(record)
+        versions = [v.version for v in await self.runtime.terms.versions()]
+        self.page("consents.html", records=records, total=total, versions=versions, labels=CONSENT_LABELS,
+                  query={k: self.get_argument(k, "") for k in ("version", "action", "since", "until")})
+
+
+class ConsentsCsvHandler(AdminHandler):
+    async def get(self) -> None:
+        filters = _consent_filters(self)
+        await self.runtime.audit.record(self.actor.name, "export", "consents.csv", after=_shown(filters),
+                                        address=self.actor.address)
+        self.stream_csv("consents.csv")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write("\ufeff")
+        writer.writerow(CONSENT_CSV_FIELDS)
+        async for record in self.runtime.ledger.scan(**filters):
+            row = _consent_row(record)
+            writer.writerow([row[f] for f in CONSENT_CSV_FIELDS])
+            if buffer.tell() > 32_000:
+                self.write(buffer.getvalue())
+                buffer.seek(0)
+                buffer.truncate()
+                await self.flush()
+        self.write(buffer.getvalue())

@@ -1,0 +1,110 @@
+"""What every API handler shares: bearer authentication, rate limits, JSON
+bodies, and one error mapping (``{"error": {"code", "message"}}``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+
+from bot import api_texts
+from bot.errors import BotError
+from bot.mini_sessions import ApiUser, RateLimited
+from bot.validation import Invalid
+from handlers.base import BaseHandler
+from service.runtime import Runtime
+from storage.mongo import MongoUnavailable
+from storage.redis_store import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+#: Request bodies larger than this are refused (413) before parsing.
+MAX_BODY = 16 * 1024
+
+
+class BadRequest(BotError):
+    status = 400
+    code = "bad_request"
+
+
+class ApiHandler(BaseHandler):
+    """Base of the ``/api/v1`` handlers.
+
+    ``public`` handlers need no token and are limited per client address;
+    the others set ``self.user`` from ``Authorization: Bearer <token>`` and
+    are limited per user (:class:`bot.mini_sessions.Limits`).
+    """
+
+    public = False
+    user: ApiUser
+
+    def initialize(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.services = runtime.services
+
+    async def prepare(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        mini = self.runtime.mini
+        if self.public:
+            try:
+                await mini.check_rate(f"addr:{self.request.remote_ip}", self.address_limit())
+            except RedisUnavailable:
+                # Reading the agreement beats refusing it: no limit while Redis is down.
+                log.warning("rate limit unavailable (Redis down) for %s", self.request.path)
+            return
+        self.user = await mini.authenticate(self.bearer())
+        await mini.check_rate(f"user:{self.user.openid}", mini.limits.per_user)
+
+    def address_limit(self) -> int:
+        return self.runtime.mini.limits.per_user * 5
+
+    def bearer(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return token.strip() or None
+
+    def json_body(self) -> dict:
+        """The body as a JSON object; :class:`BadRequest` (400) otherwise."""
+        if len(self.request.body) > MAX_BODY:
+            raise BadRequest("请求体过大", code="body_too_large")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (UnicodeDecodeError, ValueError):
+            body = None
+        if not isinstance(body, dict):
+            raise BadRequest(api_texts.BAD_JSON, code="bad_json")
+        return body
+
+    # -- errors -------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, BotError):
+            self.set_status(exc.status)
+            error: dict = {"code": exc.code, "message": exc.message}
+            if isinstance(exc, Invalid) and exc.field:
+                error["field"] = exc.field
+                error["errors"] = getattr(exc, "errors", None) or [{"field": exc.field, "message": exc.message}]
+            if isinstance(exc, RateLimited):
+                self.set_header("Retry-After", str(exc.retry_after))
+            if exc.status == 401:
+                self.set_header("WWW-Authenticate", 'Bearer realm="wetoop"')
+            self.set_header("Cache-Control", "no-store")
+            self.write_json({"error": error})
+            return
+        if isinstance(exc, (*MongoUnavailable, *RedisUnavailable, redis.RedisError)):
+            self.set_status(503)
+            self.write_json({"error": {"code": "service_unavailable", "message": api_texts.STORAGE_UNAVAILABLE}})
+            return
+        super().write_error(status_code, **kwargs)
+
+    def log_exception(self, typ, value, tb) -> None:
+        # Refusals are answers, not faults: no traceback in the log for them.
+        if isinstance(value, BotError):
+            log.debug("%s %s: %s", self.request.method, self.request.path, value.code)
+            return
+        super().log_exception(typ, value, tb)

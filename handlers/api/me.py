@@ -1,0 +1,154 @@
+"""``/api/v1/me…`` and ``/api/v1/consents``: the signed-in user's own data."""
+
+from __future__ import annotations
+
+import re
+
+from bot import api_texts, my_account, texts
+from bot.consent import Origin
+from bot.merchants import STATUSES
+from bot.preferences import category_from_name
+from bot.mini_sessions import ApiUser
+from bot.validation import Invalid
+from handlers.api import render
+from handlers.api.base import ApiHandler
+from service.runtime import Runtime
+
+#: An Idempotency-Key makes a repeated consent request record once.
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
+
+
+async def user_state(runtime: Runtime, user: ApiUser) -> dict:
+    """What the mini-program shows on its first screen: consent, account, unread notices."""
+    services = runtime.services
+    state = await services.consents.state(user.openid)
+    merchant = await services.merchants.get(user.openid)
+    items = await runtime.inbox.items(user.openid)
+    return {
+        "openid": user.miniprogram_openid,
+        "linked_official_account": user.linked,
+        "consent": render.consent_state(state, await services.terms.upcoming()),
+        "registration": None
+        if merchant is None
+        else {"status": merchant.status, "status_label": STATUSES[merchant.status]},
+        "unread_notices": sum(1 for item in items if not item.read),
+    }
+
+
+class MeHandler(ApiHandler):
+    """GET: the user's state. DELETE: close the merchant account (chat's 注销账户)."""
+
+    async def get(self) -> None:
+        self.write_json(await user_state(self.runtime, self.user))
+
+    async def delete(self) -> None:
+        merchant = await my_account.close(self.services, self.user.openid)
+        self.write_json({"registration": render.registration(merchant), "message": texts.CLOSED})
+
+
+class ConsentsHandler(ApiHandler):
+    """POST ``{"version", "action"}``: accept, decline or withdraw one exact version."""
+
+    async def post(self) -> None:
+        body = self.json_body()
+        key = self.request.headers.get("Idempotency-Key", "").strip()
+        if key and not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise Invalid("Idempotency-Key 应为 8 到 64 位字母、数字或 _.:-", "Idempotency-Key")
+        origin = Origin(
+            channel="miniprogram",
+            message_id=f"{self.user.miniprogram_openid}:{key}" if key else None,
+            unionid=self.user.unionid,
+            meta={"via": "api", "miniprogram_openid": self.user.miniprogram_openid},
+        )
+        state, recorded = await my_account.record_consent(
+            self.services, self.user.openid, body.get("version"), body.get("action"), origin
+        )
+        self.write_json(
+            {"recorded": recorded, "consent": render.consent_state(state, await self.services.terms.upcoming())}
+        )
+
+
+class MyConsentsHandler(ApiHandler):
+    """GET: the consent state and every ledger record of the user, oldest first."""
+
+    async def get(self) -> None:
+        consents = self.services.consents
+        state = await consents.state(self.user.openid)
+        history = await consents.ledger.history(self.user.openid)
+        self.write_json(
+            {
+                "consent": render.consent_state(state, await self.services.terms.upcoming()),
+                "history": [render.consent_record(r) for r in history],
+            }
+        )
+
+
+class RegistrationHandler(ApiHandler):
+    """GET: the merchant record (404 if none). PUT: register or change it, whole form."""
+
+    async def get(self) -> None:
+        merchant = await my_account.registration(self.services, self.user.openid)
+        self.write_json({"registration": render.registration(merchant)})
+
+    async def put(self) -> None:
+        merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body())
+        self.set_status(201 if outcome == "registered" else 200)
+        self.write_json(
+            {
+                "registration": render.registration(merchant),
+                "outcome": outcome,
+                "message": texts.registered(outcome, STATUSES[merchant.status]),
+            }
+        )
+
+
+class NoticesHandler(ApiHandler):
+    """GET: the inbox, newest first, with the unread count."""
+
+    async def get(self) -> None:
+        items = await self.runtime.inbox.items(self.user.openid)
+        self.write_json(
+            {
+                "notices": [render.inbox_item(i) for i in items],
+                "unread": sum(1 for i in items if not i.read),
+            }
+        )
+
+
+class NoticeReadHandler(ApiHandler):
+    """POST: mark one notice of the inbox read (idempotent)."""
+
+    async def post(self, notice_id: str) -> None:
+        item = await self.runtime.inbox.mark_read(self.user.openid, notice_id)
+        self.write_json({"notice": render.inbox_item(item)})
+
+
+class PreferencesHandler(ApiHandler):
+    """GET: every category on or off. PUT ``{"preferences": {category: bool}}``: change some."""
+
+    async def get(self) -> None:
+        self.write_json(render.preferences(await self.services.preferences.settings(self.user.openid)))
+
+    async def put(self) -> None:
+        wanted = self.json_body().get("preferences")
+        if not isinstance(wanted, dict) or not wanted:
+            raise Invalid(api_texts.PREFERENCES_EMPTY, "preferences")
+        changes: dict[str, bool] = {}
+        for name, on in wanted.items():
+            try:
+                category = category_from_name(name)
+            except Invalid as exc:
+                raise Invalid(exc.message, f"preferences.{name}") from None
+            if not isinstance(on, bool):
+                raise Invalid(api_texts.PREFERENCE_NOT_BOOL.format(category=name), f"preferences.{name}")
+            changes[category] = on
+        await self.services.preferences.replace(self.user.openid, changes)
+        self.write_json(render.preferences(await self.services.preferences.settings(self.user.openid)))
+
+
+class ExportHandler(ApiHandler):
+    """GET: everything held about the user (the document chat's 导出我的数据 links to)."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Disposition", 'inline; filename="wetoop-my-data.json"')
+        self.write_json(await self.services.exports.document(self.user.openid))

@@ -1,0 +1,39 @@
+"""``/api/v1/session``: log in with a ``wx.login()`` code, log out."""
+
+from __future__ import annotations
+
+from bot import api_texts
+from bot.mini_sessions import MAX_CODE_LENGTH
+from bot.validation import Invalid
+from handlers.api.base import ApiHandler
+from handlers.api.me import user_state
+
+
+class SessionHandler(ApiHandler):
+    """POST: exchange the code for our token. DELETE: end this token's session."""
+
+    async def prepare(self) -> None:
+        self.public = self.request.method != "DELETE"
+        await super().prepare()
+
+    def address_limit(self) -> int:
+        return self.runtime.mini.limits.login_per_address
+
+    async def post(self) -> None:
+        code = self.json_body().get("code")
+        if not isinstance(code, str) or not code.strip() or len(code) > MAX_CODE_LENGTH:
+            raise Invalid(api_texts.CODE_MISSING, "code")
+        login = await self.runtime.mini.login(code.strip())
+        self.write_json(
+            {
+                "token": login.token,
+                "token_type": "Bearer",
+                "expires_in": login.expires_in,
+                "user": await user_state(self.runtime, login.user),
+            }
+        )
+
+    async def delete(self) -> None:
+        await self.runtime.mini.logout(self.bearer() or "")
+        self.set_status(204)
+        self.finish()

@@ -1,0 +1,291 @@
+"""The API's OpenAPI 3.1 document, served at ``/api/v1/openapi.json``.
+
+Kept here as data beside the handlers it describes; ``tests/test_api_contract.py``
+checks that every route of the URL table is in it (and nothing else), and runs
+schemathesis against the served document.
+"""
+
+from __future__ import annotations
+
+from bot.consent import STATUSES as CONSENT_STATUSES
+from bot.merchants import STATUSES as MERCHANT_STATUSES
+from storage.notices import CATEGORIES
+
+PREFIX = "/api/v1"
+
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$"
+NOTICE_PATTERN = r"^[0-9A-Za-z]{1,64}$"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str] | None = None, **props) -> dict:
+    schema: dict = {"type": "object", "properties": props}
+    schema["required"] = list(props) if required is None else required
+    return schema
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+NSTR = {"type": ["string", "null"]}
+STRS = {"type": "array", "items": STR}
+
+SCHEMAS = {
+    "Error": _obj(
+        error=_obj(
+            ["code", "message"],
+            code={"type": "string", "description": "stable English code, e.g. invalid_field, rate_limited"},
+            message={"type": "string", "description": "for the user, in Simplified Chinese"},
+            field={"type": "string", "description": "the field that failed (422)"},
+            errors={"type": "array", "items": _obj(field=STR, message=STR)},
+        )
+    ),
+    "ConsentState": _obj(
+        status={"enum": list(CONSENT_STATUSES)},
+        status_label=STR,
+        current_version=STR,
+        accepted_version=NSTR,
+        upcoming_version=NSTR,
+    ),
+    "UserState": _obj(
+        openid={"type": "string", "description": "the mini-program openid"},
+        linked_official_account={"type": "boolean", "description": "same person as a follower of the official account (unionid)"},
+        consent=_ref("ConsentState"),
+        registration={"oneOf": [{"type": "null"}, _obj(status={"enum": list(MERCHANT_STATUSES)}, status_label=STR)]},
+        unread_notices={"type": "integer", "minimum": 0},
+    ),
+    "SectionBrief": _obj(number=INT, title=STR, summary=STR),
+    "Section": _obj(number=INT, title=STR, summary=STR, clauses={"type": "array", "items": _obj(number=STR, text=STR)}),
+    "VersionBrief": _obj(
+        version=STR, title=STR, summary=STRS, changes=STRS, reason=NSTR, reason_label=NSTR, published_at=TIME,
+        effective_at=TIME, text_sha256=STR, sections={"type": "array", "items": _ref("SectionBrief")},
+    ),
+    "Version": _obj(
+        version=STR, title=STR, summary=STRS, changes=STRS, reason=NSTR, reason_label=NSTR, published_at=TIME,
+        effective_at=TIME, text_sha256=STR, preamble=STRS, sections={"type": "array", "items": _ref("Section")},
+    ),
+    "ConsentRecord": _obj(
+        version=STR, action={"enum": ["accept", "decline", "withdraw"]}, at=STR, channel=STR, text_sha256=STR,
+        message_id=NSTR,
+    ),
+    "Registration": _obj(
+        entity_type={"enum": ["individual", "enterprise", None]},
+        entity_name=NSTR, credit_code=NSTR, contact_name=NSTR, phone=NSTR, email=NSTR,
+        status={"enum": list(MERCHANT_STATUSES), "readOnly": True},
+        status_label=STR, created_at=TIME, updated_at=TIME,
+    ),
+    "RegistrationInput": {
+        "type": "object",
+        "description": "The whole form (PUT replaces it). Validation and messages are the chat dialog's.",
+        "properties": {
+            "entity_type": {"type": "string", "description": "individual/enterprise (个人/企业 accepted)"},
+            "entity_name": STR,
+            "credit_code": {"type": "string", "description": "enterprise only (GB 32100-2015)"},
+            "adult": {"type": "boolean", "description": "individuals confirm they are 18 or older"},
+            "contact_name": STR,
+            "phone": STR,
+            "email": {"type": ["string", "null"]},
+        },
+        "required": ["entity_type", "entity_name", "contact_name", "phone"],
+        "example": {
+            "entity_type": "enterprise", "entity_name": "南宁市示例贸易有限公司", "credit_code": "91350100M000100Y43",
+            "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com",
+        },
+    },
+    "Notice": _obj(
+        id=STR, category={"enum": list(CATEGORIES)}, category_label=STR, title=STR, body=STR, important=BOOL,
+        delivered_at=TIME, read=BOOL, read_at=TIME,
+    ),
+    "Preferences": _obj(
+        preferences={"type": "object", "additionalProperties": BOOL, "properties": {c: BOOL for c in CATEGORIES}},
+        categories={"type": "array", "items": _obj(category=STR, label=STR, important_by_default=BOOL)},
+        note=STR,
+    ),
+}
+
+
+def _json(schema: dict, description: str = "OK", headers: dict | None = None) -> dict:
+    response = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_ERRORS = {
+    "400": "request body is not a JSON object",
+    "401": "no token, or an expired one; or (login) a code WeChat refused",
+    "403": "the version in force must be accepted first",
+    "404": "no such resource",
+    "409": "refused by the rules (the message says why)",
+    "422": "a field failed validation (error.field names it)",
+    "429": "too many requests (Retry-After says when to retry)",
+    "503": "WeChat or storage unavailable",
+}
+
+
+def _errors(*codes: int) -> dict:
+    out = {}
+    for code in codes:
+        headers = {"Retry-After": {"schema": {"type": "string"}}} if code == 429 else None
+        out[str(code)] = _json(_ref("Error"), _ERRORS[str(code)], headers)
+    return out
+
+
+def _op(summary: str, ok: dict, *errors: int, auth: bool = True, body: dict | None = None, params=None,
+        ok_status: str = "200", extra_ok: dict | None = None) -> dict:
+    codes = set(errors) | {429, 503}
+    if auth:
+        codes.add(401)
+    op: dict = {"summary": summary, "responses": {ok_status: ok, **(extra_ok or {}), **_errors(*sorted(codes))}}
+    if not auth:
+        op["security"] = []
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+_VERSION = {**_path_param("version", {"type": "string", "pattern": VERSION_PATTERN}), "example": "2022-05-22"}
+
+PATHS = {
+    "/session": {
+        "post": _op(
+            "Log in: exchange a wx.login() code (jscode2session) for our token",
+            _json(_obj(token=STR, token_type={"const": "Bearer"}, expires_in=INT, user=_ref("UserState"))),
+            400, 401, 403, 422, auth=False,
+            body={"type": "object", "properties": {"code": {"type": "string", "maxLength": 128}}, "required": ["code"],
+                  "example": {"code": "081Kq4Ga1Mh1vG0KQOGa1Kq4Ga1Kq4Gk"}},
+        ),
+        "delete": _op("Log out: end this token's session", {"description": "logged out"}, ok_status="204"),
+    },
+    "/me": {
+        "get": _op("The user's state: consent, registration, unread notices", _json(_ref("UserState"))),
+        "delete": _op(
+            "Close the merchant account (personal fields erased, consent ledger kept)",
+            _json(_obj(registration=_ref("Registration"), message=STR)), 404, 409,
+        ),
+    },
+    "/terms": {
+        "get": _op(
+            "The version in force and the upcoming one, with summaries",
+            _json(_obj(
+                current=_ref("VersionBrief"),
+                upcoming={"oneOf": [{"type": "null"}, _ref("VersionBrief")]},
+                versions={"type": "array", "items": _obj(version=STR, effective_at=TIME)},
+            )),
+            auth=False,
+        )
+    },
+    "/terms/{version}": {
+        "get": _op("One version in full", _json(_ref("Version")), 404, auth=False, params=[_VERSION])
+    },
+    "/terms/{version}/sections/{n}": {
+        "get": _op(
+            "One section of one version", _json(_obj(version=STR, section=_ref("Section"))), 404, auth=False,
+            params=[_VERSION, {**_path_param("n", {"type": "integer", "minimum": 1, "maximum": 999}), "example": 1}],
+        )
+    },
+    "/consents": {
+        "post": _op(
+            "Accept, decline or withdraw one exact version",
+            _json(_obj(recorded=BOOL, consent=_ref("ConsentState"))), 400, 409, 422,
+            body={
+                "type": "object",
+                "properties": {"version": STR, "action": {"enum": ["accept", "decline", "withdraw"]}},
+                "required": ["version", "action"],
+                "example": {"version": "2022-05-22", "action": "accept"},
+            },
+            params=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{8,64}$"}}],
+        )
+    },
+    "/me/consents": {
+        "get": _op(
+            "Consent state and the user's ledger records",
+            _json(_obj(consent=_ref("ConsentState"), history={"type": "array", "items": _ref("ConsentRecord")})),
+        )
+    },
+    "/me/registration": {
+        "get": _op("The merchant record", _json(_obj(registration=_ref("Registration"))), 404),
+        "put": _op(
+            "Register, or change the profile (same rules as the chat dialog)",
+            _json(_obj(registration=_ref("Registration"), outcome={"enum": ["updated", "resubmitted"]}, message=STR)),
+            400, 403, 409, 422, body=_ref("RegistrationInput"),
+            extra_ok={"201": _json(_obj(registration=_ref("Registration"), outcome={"const": "registered"}, message=STR),
+                                   "registered")},
+        ),
+    },
+    "/me/notices": {
+        "get": _op(
+            "The inbox: notices delivered to the user, newest first",
+            _json(_obj(notices={"type": "array", "items": _ref("Notice")}, unread={"type": "integer", "minimum": 0})),
+        )
+    },
+    "/me/notices/{id}/read": {
+        "post": _op(
+            "Mark a notice read", _json(_obj(notice=_ref("Notice"))), 404,
+            params=[_path_param("id", {"type": "string", "pattern": NOTICE_PATTERN})],
+        )
+    },
+    "/me/preferences": {
+        "get": _op("Notice categories on or off", _json(_ref("Preferences"))),
+        "put": _op(
+            "Turn categories on or off (important notices always arrive)", _json(_ref("Preferences")), 400, 422,
+            body={**_obj(preferences={"type": "object", "additionalProperties": BOOL, "minProperties": 1}),
+                  "example": {"preferences": {"service": False}}},
+        ),
+    },
+    "/qa": {
+        "get": _op(
+            "Ask a question about the agreement",
+            _json(_obj(
+                question=STR, kind={"enum": ["answer", "abstain", "smalltalk"]}, text=STR, refs=STRS,
+                references={"type": "array", "items": _obj(
+                    ref=STR, kind={"enum": ["clause", "section", "preamble"]},
+                    section={"type": ["integer", "null"]}, section_title=NSTR,
+                )},
+                version=STR,
+            )),
+            422,
+            params=[{"name": "q", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 200}}],
+        )
+    },
+    "/me/export": {
+        "get": _op("Everything held about the user (JSON)", _json({"type": "object", "required": ["openid", "consents"]}))
+    },
+    "/openapi.json": {
+        "get": _op("This document", _json({"type": "object"}), auth=False)
+    },
+}
+
+
+def document(server_url: str | None = None) -> dict:
+    """The OpenAPI 3.1 document; ``server_url`` is where this service answers."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "微拓 WETOOP mini-program API",
+            "version": "1.0.0",
+            "description": (
+                "The backend of the WETOOP mini-program: log in, read and consent to the service agreement, "
+                "register as a merchant, notices, preferences, Q&A, export and closure. Errors are "
+                '{"error": {"code", "message"}}; messages are for users, in Simplified Chinese.'
+            ),
+        },
+        "servers": [{"url": (server_url or "").rstrip("/") + PREFIX}],
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "the token from POST /session"}},
+        },
+    }

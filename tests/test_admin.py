@@ -1,0 +1,661 @@
+"""The admin console over real HTTP: access control, xsrf, log-in limiting,
+sessions, the audit log, and each page's actions against real storage."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from bot import console as console_module
+from bot.admin_accounts import CLI
+from storage.redis_store import key
+
+BIN = Path(sys.executable).parent / "wetoop-bot"
+PASSWORD = "correct-horse-battery"
+HEX = "0123456789abcdef01234567"
+
+
+class AdminClient:
+    """A cookie-keeping HTTP client for the console (no redirects followed)."""
+
+    def __init__(self, base: str, address: str | None = None) -> None:
+        self.base = base
+        self.cookies: dict[str, str] = {}
+
+    async def request(self, method: str, path: str, form: dict | None = None, xsrf: bool = True) -> HTTPResponse:
+        body = None
+        if method == "POST":
+            form = dict(form or {})
+            if xsrf:
+                form.setdefault("_xsrf", await self.xsrf())
+            body = urlencode(form, doseq=True)
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        response = await AsyncHTTPClient().fetch(
+            self.base + path, method=method, body=body, headers=headers, follow_redirects=False, raise_error=False,
+        )
+        for header in response.headers.get_list("Set-Cookie"):
+            cookie = SimpleCookie()
+            cookie.load(header)
+            for name, morsel in cookie.items():
+                if morsel.value and "1970" not in morsel.get("expires", ""):
+                    self.cookies[name] = morsel.value
+                else:
+                    self.cookies.pop(name, None)
+        return response
+
+    async def get(self, path: str) -> HTTPResponse:
+        return await self.request("GET", path)
+
+    async def post(self, path: str, form: dict | None = None, xsrf: bool = True) -> HTTPResponse:
+        return await self.request("POST", path, form, xsrf)
+
+    async def xsrf(self) -> str:
+        if "_xsrf" not in self.cookies:
+            await self.get("/admin/login")
+        return self.cookies["_xsrf"]
+
+    async def login(self, name: str, password: str = PASSWORD) -> HTTPResponse:
+        return await self.post("/admin/login", {"name": name, "password": password, "next": "/admin"})
+
+
+def text(response: HTTPResponse) -> str:
+    return response.body.decode("utf-8", "replace")
+
+
+async def make_admins(svc) -> None:
+    for name, role in (("vera", "viewer"), ("eddie", "editor"), ("olga", "owner")):
+        await svc.runtime.admins.create(name, role, PASSWORD, by=CLI)
+
+
+async def logged_in(svc, name: str) -> AdminClient:
+    client = AdminClient(svc.url)
+    response = await client.login(name)
+    assert response.code == 303, text(response)
+    return client
+
+
+@pytest.fixture
+async def svc(make_service, tmp_path):
+    svc = await make_service(data_dir=tmp_path / "data")
+    await make_admins(svc)
+    return svc
+
+
+# Every console route, the method, and the lowest role allowed.
+ROUTES = [
+    ("GET", "/admin", "viewer"),
+    ("GET", "/admin/audit", "viewer"),
+    ("GET", "/admin/audit.csv", "viewer"),
+    ("GET", "/admin/terms", "viewer"),
+    ("GET", "/admin/terms/diff", "viewer"),
+    ("GET", "/admin/terms/v/2022-05-22", "viewer"),
+    ("GET", "/admin/terms/new", "editor"),
+    ("POST", "/admin/terms/new", "editor"),
+    ("GET", "/admin/notices", "viewer"),
+    ("GET", "/admin/notices/new", "editor"),
+    ("POST", "/admin/notices/new", "editor"),
+    ("GET", f"/admin/notices/{HEX}", "viewer"),
+    ("GET", f"/admin/notices/{HEX}/progress", "viewer"),
+    ("POST", f"/admin/notices/{HEX}/pause", "owner"),
+    ("POST", f"/admin/notices/{HEX}/resume", "owner"),
+    ("POST", f"/admin/notices/{HEX}/cancel", "owner"),
+    ("POST", f"/admin/drafts/{HEX}/discard", "editor"),
+    ("GET", "/admin/merchants", "viewer"),
+    ("GET", "/admin/merchants.csv", "viewer"),
+    ("GET", "/admin/merchants/o-m1", "viewer"),
+    ("POST", "/admin/merchants/o-m1", "editor"),
+    ("GET", "/admin/consents", "viewer"),
+    ("GET", "/admin/consents.csv", "viewer"),
+    ("GET", "/admin/qa", "viewer"),
+    ("GET", "/admin/qa/lexicon.toml", "viewer"),
+    ("POST", "/admin/qa/lexicon.toml", "editor"),
+    ("POST", "/admin/qa/examples.toml", "editor"),
+    ("GET", "/admin/users", "owner"),
+    ("POST", "/admin/users", "owner"),
+    ("POST", "/admin/users/vera/role", "owner"),
+    ("POST", "/admin/users/vera/disable", "owner"),
+    ("POST", "/admin/users/vera/enable", "owner"),
+    ("POST", "/admin/users/vera/revoke", "owner"),
+    ("POST", "/admin/users/vera/password", "owner"),
+    ("POST", "/admin/logout", "viewer"),
+]
+RANK = {"viewer": 1, "editor": 2, "owner": 3}
+USERS = {"viewer": "vera", "editor": "eddie", "owner": "olga"}
+
+
+def test_every_route_is_listed():
+    """A new console route must be added to ROUTES (and so to these tests)."""
+    from handlers import admin
+
+    patterns = {pattern for pattern, _, _ in admin.routes(None)} - {r"/admin/login", r"/admin/.*"}
+    covered = set()
+    for _, path, _ in ROUTES:
+        for pattern in patterns:
+            if re.fullmatch(pattern, path):
+                covered.add(pattern)
+    assert covered == patterns
+
+
+async def test_anonymous_requests_go_to_the_login_form(svc):
+    client = AdminClient(svc.url)
+    for method, path, _ in ROUTES + [("GET", "/admin/nowhere", "viewer")]:
+        response = await client.request(method, path, {})
+        assert response.code in (302, 303), (method, path, response.code)
+        assert response.headers["Location"].startswith("/admin/login?next="), (method, path)
+    login = await client.get("/admin/login")
+    assert login.code == 200 and "登录管理后台" in text(login)
+    assert await svc.runtime.admins.list() and not await svc.runtime.console.stats.recent_notices()
+
+
+async def test_a_role_too_low_gets_403(svc):
+    clients = {role: await logged_in(svc, name) for role, name in USERS.items()}
+    for method, path, needed in ROUTES:
+        for role, client in clients.items():
+            if RANK[role] >= RANK[needed] or path == "/admin/logout":
+                continue
+            response = await client.request(method, path, {})
+            assert response.code == 403, (role, method, path, response.code)
+            assert "没有权限" in text(response) and "<html" in text(response)
+    # Allowed roles get past the check (a page, a redirect, or the domain's 4xx for empty forms).
+    for method, path, needed in ROUTES:
+        if path == "/admin/logout" or method == "POST":
+            continue
+        response = await clients[needed].request(method, path)
+        assert response.code in (200, 404), (needed, path, response.code)
+        if response.headers["Content-Type"].startswith("text/html"):
+            assert 'href="/admin/audit"' in text(response), path  # the audit log is in every page's navigation
+
+
+async def test_post_without_xsrf_token_is_refused(svc):
+    owner = await logged_in(svc, "olga")
+    response = await owner.post("/admin/users", {"name": "mallory", "role": "owner", "password": "x" * 12}, xsrf=False)
+    assert response.code == 403
+    assert "xsrf" in text(response)
+    forged = await owner.post("/admin/users", {"name": "mallory", "role": "owner", "password": "x" * 12, "_xsrf": "2|00|00|00"})
+    assert forged.code == 403
+    assert await svc.runtime.admins.users.get("mallory") is None
+    # The same form with the token works.
+    assert (await owner.post("/admin/users", {"name": "mallory", "role": "viewer", "password": "x" * 12})).code == 303
+    assert (await svc.runtime.admins.users.get("mallory")).role == "viewer"
+
+
+async def test_login_is_limited_per_account(svc):
+    client = AdminClient(svc.url)
+    for attempt in range(10):
+        response = await client.login("olga", "wrong-password")
+        assert response.code == 401, attempt
+        assert "用户名或密码不正确" in text(response)
+    locked = await client.login("olga", PASSWORD)
+    assert locked.code == 429
+    assert "登录失败次数过多" in text(locked) and "分钟后再试" in text(locked)
+    assert "wb_admin" not in client.cookies
+    # From another address the account is still locked (the counter is per account).
+    await svc.runtime.redis.delete(key("admin", "loginfail", "addr", "127.0.0.1"))
+    assert (await AdminClient(svc.url).login("olga", PASSWORD)).code == 429
+    # When the lock expires, the right password works again.
+    await svc.runtime.redis.expire(key("admin", "loginfail", "name", "olga"), 1)
+    await asyncio.sleep(1.2)
+    assert (await client.login("olga", PASSWORD)).code == 303
+
+
+async def test_login_is_limited_per_address(svc):
+    client = AdminClient(svc.url)
+    for n in range(10):
+        assert (await client.login(f"nobody{n}", "wrong-password")).code == 401
+    # Another account from the same address: refused, right password or not.
+    response = await client.login("vera", PASSWORD)
+    assert response.code == 429
+    entries = await svc.runtime.audit.recent(action="login_failed")
+    assert len(entries) == 10
+
+
+async def test_session_cookie_and_logout(svc):
+    client = AdminClient(svc.url)
+    response = await client.login("vera")
+    cookie = next(h for h in response.headers.get_list("Set-Cookie") if h.startswith("wb_admin="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert response.headers["Location"] == "/admin"
+    page = await client.get("/admin")
+    assert page.code == 200 and "vera" in text(page) and "/admin/audit" in text(page)
+    assert (await client.post("/admin/logout")).code == 303
+    assert (await client.get("/admin")).code == 302
+    # A tampered cookie is no session.
+    client.cookies["wb_admin"] = "x" + client.cookies.get("wb_admin", "abc")
+    assert (await client.get("/admin")).code == 302
+
+
+async def test_cookie_is_secure_behind_https(make_service, tmp_path):
+    svc = await make_service(data_dir=tmp_path / "data", public_url="https://admin.wetoop.example")
+    await svc.runtime.admins.create("vera", "viewer", PASSWORD, by=CLI)
+    response = await AdminClient(svc.url).login("vera")
+    cookie = next(h for h in response.headers.get_list("Set-Cookie") if h.startswith("wb_admin="))
+    assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+async def test_owner_revokes_and_disables(svc):
+    viewer = await logged_in(svc, "vera")
+    owner = await logged_in(svc, "olga")
+    assert (await owner.post("/admin/users/vera/revoke")).code == 303
+    assert (await viewer.get("/admin")).code == 302
+    viewer = await logged_in(svc, "vera")
+    assert (await owner.post("/admin/users/vera/disable")).code == 303
+    assert (await viewer.get("/admin")).code == 302
+    assert (await viewer.login("vera")).code == 401
+    assert (await owner.post("/admin/users/vera/role", {"role": "editor"})).code == 303
+    assert (await svc.runtime.admins.users.get("vera")).role == "editor"
+    assert (await owner.post("/admin/users/vera/enable")).code == 303
+    short = await owner.post("/admin/users/vera/password", {"password": "short"})
+    assert short.code == 400 and "至少需要 10 个字符" in text(short)
+    assert (await owner.post("/admin/users/vera/password", {"password": "a-new-password-1"})).code == 303
+    assert (await AdminClient(svc.url).login("vera")).code == 401
+    assert (await AdminClient(svc.url).login("vera", "a-new-password-1")).code == 303
+    assert (await svc.runtime.admins.users.get("vera")).password_hash.startswith("$argon2id$")
+    # The last owner cannot be demoted.
+    response = await owner.post("/admin/users/olga/role", {"role": "viewer"})
+    assert response.code == 400 and "至少要保留一位" in text(response)
+    # A role change applies to live sessions at once.
+    editor = await logged_in(svc, "eddie")
+    assert (await editor.get("/admin/notices/new")).code == 200
+    assert (await owner.post("/admin/users/eddie/role", {"role": "viewer"})).code == 303
+    assert (await editor.get("/admin/notices/new")).code == 403
+
+
+async def test_sessions_expire(svc):
+    client = await logged_in(svc, "vera")
+    sessions = [k async for k in svc.runtime.redis.scan_iter(match=key("admin", "session", "*"))]
+    assert sessions
+    ttl = await svc.runtime.redis.ttl(sessions[0])
+    assert 0 < ttl <= 2 * 3600
+    await svc.runtime.redis.expire(sessions[0], 1)
+    await asyncio.sleep(1.2)
+    assert (await client.get("/admin")).code == 302
+
+
+async def test_audit_log_records_who_what_before_after_and_exports(svc):
+    owner = await logged_in(svc, "olga")
+    await owner.post("/admin/users/vera/role", {"role": "editor"})
+    page = await owner.get("/admin/audit?action=admin_role")
+    assert page.code == 200
+    body = text(page)
+    assert "修改角色" in body and "olga" in body and "vera" in body
+    entry = (await svc.runtime.audit.recent(action="admin_role"))[0]
+    assert entry.actor == "olga" and entry.target == "vera"
+    assert entry.before["role"] == "viewer" and entry.after["role"] == "editor"
+    export = await owner.get("/admin/audit.csv")
+    assert export.code == 200 and export.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
+    assert {"login", "admin_role", "admin_create"} <= {r["action"] for r in rows}
+    role_row = next(r for r in rows if r["action"] == "admin_role")
+    assert json.loads(role_row["after"])["role"] == "editor"
+    assert (await svc.runtime.audit.recent(action="export"))[0].target == "audit.csv"
+    bad = await owner.get("/admin/audit?since=yesterday")
+    assert bad.code == 400 and "日期格式不正确" in text(bad)
+
+
+# -- notices ------------------------------------------------------------------------------
+
+
+NOTICE = {"category": "service", "title": "系统维护", "body": "今晚 23:00 至 24:00 系统维护。", "important": "default",
+          "audience_type": "all", "channel": "auto"}
+
+
+async def followers(svc, *openids):
+    for openid in openids:
+        await svc.runtime.followers.subscribed(openid, svc.runtime.clock())
+
+
+async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
+    await followers(svc, "o-a", "o-b", "o-c")
+    editor = await logged_in(svc, "eddie")
+    preview = await editor.post("/admin/notices/new", {**NOTICE, "action": "preview"})
+    assert preview.code == 200
+    body = text(preview)
+    assert "【服务公告】系统维护" in body and "受众：<b>3</b> 人" in body
+    # An editor cannot send, but can save a draft that the owner sends.
+    refused = await editor.post("/admin/notices/new", {**NOTICE, "action": "send"})
+    assert refused.code == 403 and "所有者" in text(refused)
+    saved = await editor.post("/admin/notices/new", {**NOTICE, "action": "save"})
+    assert saved.code == 303
+    draft_id = re.search(r"draft=([0-9a-f]{24})", saved.headers["Location"]).group(1)
+    # Drafts can be reopened, changed and discarded.
+    draft_page = text(await editor.get(f"/admin/notices/new?draft={draft_id}"))
+    assert "今晚 23:00 至 24:00 系统维护。" in draft_page
+    other = await editor.post("/admin/notices/new", {**NOTICE, "title": "作废的草稿", "action": "save"})
+    other_id = re.search(r"draft=([0-9a-f]{24})", other.headers["Location"]).group(1)
+    assert (await editor.post(f"/admin/drafts/{other_id}/discard", {"kind": "notice"})).code == 303
+    assert (await svc.runtime.console.drafts.get(other_id)).status == "discarded"
+    closed = await editor.post("/admin/notices/new", {**NOTICE, "action": "save", "draft": other_id})
+    assert closed.code == 404 and "已发布或已放弃" in text(closed)
+    owner = await logged_in(svc, "olga")
+    listing = text(await owner.get("/admin/notices"))
+    assert "系统维护" in listing and "作废的草稿" not in listing
+    sent = await owner.post("/admin/notices/new", {**NOTICE, "action": "send", "draft": draft_id})
+    assert sent.code == 303, text(sent)
+    notice_id = re.search(r"/admin/notices/([0-9a-f]{24})", sent.headers["Location"]).group(1)
+    assert (await svc.runtime.console.drafts.get(draft_id)).status == "published"
+    await svc.runtime.worker(concurrency=2).run_until_idle(20)
+    progress = json.loads((await owner.get(f"/admin/notices/{notice_id}/progress")).body)
+    assert progress["status"] == "done" and progress["sent"] == 3 and progress["total"] == 3
+    page = text(await owner.get(f"/admin/notices/{notice_id}"))
+    assert "发送报告" in page and "已完成" in page
+    assert len(await emulator.messages()) == 3
+    sent_entry = (await svc.runtime.audit.recent(action="notice_send"))[0]
+    assert sent_entry.actor == "olga" and sent_entry.after["audience_size"] == 3
+    # A finished job cannot be paused: a clear 409.
+    late = await owner.post(f"/admin/notices/{notice_id}/pause")
+    assert late.code == 409 and "不能暂停" in text(late)
+
+
+async def test_delivery_report_lists_failures_by_wechat_code(svc, emulator):
+    await followers(svc, "o-a", "o-b", "o-c")
+    await svc.runtime.preferences.set("o-c", "service", False)
+    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="POST", body=json.dumps(
+        {"path": "/cgi-bin/message/custom/send", "errcode": 43004, "times": 1}))
+    owner = await logged_in(svc, "olga")
+    sent = await owner.post("/admin/notices/new", {**NOTICE, "action": "send"})
+    notice_id = sent.headers["Location"].split("/")[3]
+    await svc.runtime.worker(concurrency=1).run_until_idle(20)
+    progress = json.loads((await owner.get(f"/admin/notices/{notice_id}/progress")).body)
+    assert (progress["sent"], progress["failed"], progress["skipped"]) == (1, 1, 1)
+    assert progress["failed_by_code"] == {"43004": 1} and progress["failed_labels"] == {"43004": "用户未关注公众号"}
+    page = text(await owner.get(f"/admin/notices/{notice_id}"))
+    assert "43004" in page and "用户未关注公众号" in page and "用户已退订该类通知" in page
+
+
+async def test_pause_resume_cancel(svc):
+    await followers(svc, "o-a", "o-b")
+    owner = await logged_in(svc, "olga")
+    sent = await owner.post("/admin/notices/new", {**NOTICE, "action": "send"})
+    notice_id = sent.headers["Location"].split("/")[3].split("?")[0]
+    assert (await owner.post(f"/admin/notices/{notice_id}/pause")).code == 303
+    assert (await svc.runtime.notices.get(notice_id)).status == "paused"
+    assert (await owner.post(f"/admin/notices/{notice_id}/resume")).code == 303
+    assert (await owner.post(f"/admin/notices/{notice_id}/cancel")).code == 303
+    progress = await svc.runtime.broadcasts.progress(notice_id)
+    assert progress.notice.status == "cancelled" and progress.skipped == 2
+    actions = [e.action for e in await svc.runtime.audit.recent(actor="olga")]
+    assert {"notice_pause", "notice_resume", "notice_cancel"} <= set(actions)
+
+
+async def test_large_audience_needs_confirmation(svc, monkeypatch):
+    monkeypatch.setattr(console_module, "LARGE_AUDIENCE", 2)
+    await followers(svc, "o-a", "o-b", "o-c")
+    owner = await logged_in(svc, "olga")
+    response = await owner.post("/admin/notices/new", {**NOTICE, "action": "send"})
+    assert response.code == 409
+    assert "请在确认框中填写人数 3" in text(response) and 'name="confirm_size"' in text(response)
+    wrong = await owner.post("/admin/notices/new", {**NOTICE, "action": "send", "confirm_size": "2"})
+    assert wrong.code == 409
+    assert not await svc.runtime.console.stats.recent_notices()
+    ok = await owner.post("/admin/notices/new", {**NOTICE, "action": "send", "confirm_size": "3"})
+    assert ok.code == 303
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"title": " "}, "不能为空"),
+        ({"category": "gossip"}, "未知的通知类别"),
+        ({"audience_type": "openids", "openids": ""}, "openid 列表不能为空"),
+        ({"audience_type": "everyone"}, "受众"),
+    ],
+)
+async def test_bad_notice_forms_get_a_message(svc, changes, needle):
+    owner = await logged_in(svc, "olga")
+    response = await owner.post("/admin/notices/new", {**NOTICE, **changes, "action": "send"})
+    assert 400 <= response.code < 500
+    assert needle in text(response) and "Traceback" not in text(response)
+    assert not await svc.runtime.console.stats.recent_notices()
+
+
+# -- agreement ------------------------------------------------------------------------
+
+
+async def draft_toml(svc, version: str = "2026-12-20") -> str:
+    current = await svc.runtime.terms.current()
+    toml = current.to_toml()
+    toml = re.sub(r'^version = ".*"$', f'version = "{version}"', toml, count=1, flags=re.M)
+    toml = re.sub(r"^changes = \[.*?\]$", 'changes = ["第 4 节：补充一句"]', toml, count=1, flags=re.M | re.S)
+    first_clause = current.sections[3].clauses[0]
+    return toml.replace(first_clause, first_clause + "（补充说明。）", 1)
+
+
+async def test_publishing_follows_the_shared_seven_day_rule(svc):
+    toml = await draft_toml(svc)
+    owner = await logged_in(svc, "olga")
+    form = await owner.get("/admin/terms/new")
+    assert form.code == 200 and "7 天" in text(form)
+    now = svc.runtime.clock()
+    soon = now.astimezone(console_module.CHINA) + __import__("datetime").timedelta(days=3)
+    refused = await owner.post("/admin/terms/new", {"toml": toml, "reason": "routine",
+                                                    "effective_at": soon.strftime("%Y-%m-%d %H:%M"), "action": "publish"})
+    assert refused.code == 422 and "一周（7 天）" in text(refused)
+    assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22"]
+    # An editor drafts; publishing is the owner's.
+    editor = await logged_in(svc, "eddie")
+    later = now.astimezone(console_module.CHINA) + __import__("datetime").timedelta(days=8)
+    fields = {"toml": toml, "reason": "routine", "effective_at": later.strftime("%Y-%m-%d %H:%M")}
+    saved = await editor.post("/admin/terms/new", {**fields, "action": "save"})
+    assert saved.code == 303
+    draft_id = re.search(r"draft=([0-9a-f]{24})", saved.headers["Location"]).group(1)
+    assert (await editor.post("/admin/terms/new", {**fields, "action": "publish", "draft": draft_id})).code == 403
+    published = await owner.post("/admin/terms/new", {**fields, "action": "publish", "draft": draft_id})
+    assert published.code == 303, text(published)
+    assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22", "2026-12-20"]
+    entry = (await svc.runtime.audit.recent(action="version_publish"))[0]
+    assert entry.after["version"] == "2026-12-20" and entry.after["reason"] == "routine"
+    listing = text(await owner.get("/admin/terms"))
+    assert "待生效" in listing and "第 4 节：补充一句" in listing
+    diff = await owner.get("/admin/terms/diff?old=2022-05-22&new=2026-12-20")
+    assert diff.code == 200 and "<ins>（补充说明。）</ins>" in text(diff)
+    bad = await owner.post("/admin/terms/new", {"toml": "version = ", "reason": "routine", "effective_at": "now", "action": "save"})
+    assert bad.code == 422
+
+
+# -- merchants ---------------------------------------------------------------------------
+
+
+async def register(svc, openid: str, name: str) -> None:
+    await svc.runtime.merchants.save_profile(
+        openid, {"entity_type": "individual", "entity_name": name, "contact_name": name, "phone": "13812345678"}
+    )
+
+
+async def test_merchants_review_suspend_reinstate_and_export(svc):
+    await register(svc, "o-m1", "张三小店")
+    await register(svc, "o-m2", "李四商行")
+    editor = await logged_in(svc, "eddie")
+    listing = await editor.get("/admin/merchants?q=%E5%BC%A0%E4%B8%89")  # 张三
+    assert "张三小店" in text(listing) and "李四商行" not in text(listing)
+    assert (await editor.post("/admin/merchants/o-m1", {"status": "active", "reason": "资料齐全"})).code == 303
+    assert (await svc.runtime.merchants.get("o-m1")).status == "active"
+    # Suspending is the owner's.
+    assert (await editor.post("/admin/merchants/o-m1", {"status": "suspended", "reason": "滥用"})).code == 403
+    owner = await logged_in(svc, "olga")
+    no_reason = await owner.post("/admin/merchants/o-m1", {"status": "suspended", "reason": " "})
+    assert no_reason.code == 409 and "请写明原因" in text(no_reason)
+    assert (await owner.post("/admin/merchants/o-m1", {"status": "suspended", "reason": "发布违规内容"})).code == 303
+    detail = text(await owner.get("/admin/merchants/o-m1"))
+    assert "发布违规内容" in detail and "admin:olga" in detail
+    assert "状态已改为“已暂停”" in detail  # said once, after the action
+    again = text(await owner.get("/admin/merchants/o-m1?done=%E8%AF%B7%E8%BD%AC%E8%B4%A6"))  # 请转账
+    assert "状态已改为" not in again and "请转账" not in again
+    bad = await owner.post("/admin/merchants/o-m2", {"status": "pending_review", "reason": "x"})
+    assert bad.code == 409 and "不能从" in text(bad)
+    assert (await owner.post("/admin/merchants/o-m1", {"status": "active", "reason": "已整改"})).code == 303
+    export = await owner.get("/admin/merchants.csv?status=active")
+    rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
+    assert [r["openid"] for r in rows] == ["o-m1"]
+    assert (await owner.get("/admin/merchants/o-none")).code == 404
+    entry = (await svc.runtime.audit.recent(action="merchant_status"))[0]
+    assert entry.before == {"status": "suspended"} and entry.after["status"] == "active"
+
+
+# -- consents, dashboard, Q&A -------------------------------------------------------------
+
+
+async def test_consents_filter_export_and_dashboard(svc):
+    from bot.consent import Origin
+
+    await followers(svc, "o-a", "o-b", "o-c", "o-d")
+    consents = svc.runtime.consents
+    await consents.accept("o-a", Origin("official_account", "m1"))
+    await consents.accept("o-b", Origin("official_account", "m2"))
+    await consents.decline("o-c", Origin("official_account", "m3"))
+    viewer = await logged_in(svc, "vera")
+    page = await viewer.get("/admin/consents?action=accept")
+    assert page.code == 200 and "共 2 条" in text(page)
+    export = await viewer.get("/admin/consents.csv?action=decline")
+    rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
+    assert [(r["openid"], r["action"]) for r in rows] == [("o-c", "decline")]
+    assert (await viewer.get("/admin/consents?action=maybe")).code == 400
+    board = text(await viewer.get("/admin"))
+    assert "50.0%" in board and "<svg" in board and "<polyline" in board
+    numbers = await svc.runtime.console.dashboard(CLI)
+    assert numbers.followers == 4 and numbers.accepted == 2
+    assert numbers.days[-1][1:] == (2, 1, 0)
+
+
+async def test_qa_overrides_are_checked_then_saved(svc):
+    editor = await logged_in(svc, "eddie")
+    target = Path(svc.runtime.config.data_dir) / "qa" / "lexicon.toml"
+    bad = await editor.post("/admin/qa/lexicon.toml", {"text": "[synonyms\n"})
+    assert bad.code == 422 and "不是有效的 TOML" in text(bad) and not target.exists()
+    wrong_shape = await editor.post("/admin/qa/lexicon.toml", {"text": 'stopwords = "的"'})
+    assert wrong_shape.code == 422 and not target.exists()
+    good = await editor.post("/admin/qa/lexicon.toml", {"text": '[synonyms]\n"小铺" = ["商家"]\n'})
+    assert good.code == 303
+    assert '"小铺"' in target.read_text(encoding="utf-8")
+    assert "小铺" in text(await editor.get("/admin/qa/lexicon.toml"))
+    assert (await svc.runtime.audit.recent(action="qa_edit"))[0].after["text"].startswith("[synonyms]")
+    await svc.runtime.answers.answer("你好")
+    await svc.runtime.answers.answer("火星上能开店吗")
+    await asyncio.sleep(0.2)
+    unanswered = text(await editor.get("/admin/qa"))
+    assert "火星上能开店吗" in unanswered and "你好" not in unanswered
+
+
+async def test_an_example_question_added_in_the_console_reloads_the_index(svc):
+    question = "店铺装修图片算谁的"
+    answers = svc.runtime.answers
+    await answers.prepare()
+    assert (await answers.answer(question)).kind == "abstain"
+    editor = await logged_in(svc, "eddie")
+    saved = await editor.post("/admin/qa/examples.toml", {"text": f'[clauses."4.1"]\nexamples = ["{question}"]\n'})
+    assert saved.code == 303, text(saved)
+    for _ in range(60):  # the override folder is checked every few seconds, the index rebuilt in a thread
+        result = await answers.answer(question)
+        if result.kind == "answer":
+            break
+        await asyncio.sleep(0.25)
+    assert result.kind == "answer" and "4.1" in result.refs
+
+
+async def test_demo_owner_can_be_created_again_with_a_new_password(svc):
+    from bot.admin_accounts import generate_password
+
+    first, second = generate_password(), generate_password()
+    await svc.runtime.admins.create_or_reset("demo", "owner", first)
+    await svc.runtime.admins.set_disabled("demo", True, by=CLI)
+    user = await svc.runtime.admins.create_or_reset("demo", "owner", second)
+    assert user.role == "owner" and not user.disabled
+    assert (await AdminClient(svc.url).login("demo", first)).code == 401
+    assert (await AdminClient(svc.url).login("demo", second)).code == 303
+
+
+async def test_cookie_secret_is_generated_once_and_kept(tmp_path):
+    from handlers.admin import cookie_secret
+    from service.config import Config
+
+    config = Config(data_dir=tmp_path)
+    first = cookie_secret(config)
+    assert cookie_secret(config) == first and len(first) >= 32
+    assert oct((tmp_path / "run" / "cookie_secret").stat().st_mode & 0o777) == "0o600"
+    assert cookie_secret(Config(data_dir=tmp_path, cookie_secret="s" * 40)) == "s" * 40
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def cli_redis(backing) -> str:
+    """A Redis database of its own, so what these commands queue reaches no other test's worker."""
+    base = backing.redis_url.rstrip("/")
+    return re.sub(r"/\d+$", "", base) + "/7"
+
+
+def cli_mongo(backing) -> str:
+    """The backing server's URI naming a database of this test's own."""
+    parts = urlsplit(backing.mongodb_uri)
+    return urlunsplit((parts.scheme, parts.netloc, "/wetoop_cli_admin", parts.query, ""))
+
+
+def run_cli(backing, data_dir, *args, **env):
+    environ = {k: v for k, v in os.environ.items() if k not in ("ADMIN_PASSWORD", "DATA_DIR")}
+    environ.update(MONGODB_URI=cli_mongo(backing), REDIS_URL=cli_redis(backing),
+                   DATA_DIR=str(data_dir), **env)
+    return subprocess.run([str(BIN), "admin", *args], env=environ, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_cli_creates_and_manages_admins(backing, tmp_path):
+    import pymongo
+
+    client = pymongo.MongoClient(backing.mongodb_uri)
+    client.drop_database("wetoop_cli_admin")
+    try:
+        done = run_cli(backing, tmp_path, "create-user", "root", "--role", "owner", ADMIN_PASSWORD="a-long-password")
+        assert done.returncode == 0, done.stderr
+        assert "已创建管理员 root" in done.stdout
+        stored = client["wetoop_cli_admin"]["admin_users"].find_one({"_id": "root"})
+        assert stored["password_hash"].startswith("$argon2id$") and "a-long-password" not in str(stored)
+        again = run_cli(backing, tmp_path, "create-user", "root", "--role", "owner", ADMIN_PASSWORD="a-long-password")
+        assert again.returncode == 2 and "已存在" in again.stderr
+        short = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer", ADMIN_PASSWORD="short")
+        assert short.returncode == 2 and "至少需要 10 个字符" in short.stderr
+        no_tty = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer")
+        assert no_tty.returncode == 2 and "ADMIN_PASSWORD" in no_tty.stderr
+        bad_role = run_cli(backing, tmp_path, "create-user", "kid", "--role", "god", ADMIN_PASSWORD="a-long-password")
+        assert bad_role.returncode == 2
+        generated = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer", "--generate-password")
+        assert generated.returncode == 0 and "初始密码：" in generated.stdout
+        listing = run_cli(backing, tmp_path, "list-users")
+        assert "root" in listing.stdout and "所有者" in listing.stdout and "kid" in listing.stdout
+        assert run_cli(backing, tmp_path, "set-role", "kid", "editor").returncode == 0
+        assert run_cli(backing, tmp_path, "disable", "kid").returncode == 0
+        last = run_cli(backing, tmp_path, "disable", "root")
+        assert last.returncode == 2 and "至少要保留一位" in last.stderr
+        assert run_cli(backing, tmp_path, "revoke-sessions", "kid").returncode == 0
+        audit = [d["action"] for d in client["wetoop_cli_admin"]["admin_audit"].find({"actor": "cli"})]
+        assert {"admin_create", "admin_role", "admin_disable", "admin_revoke_sessions"} <= set(audit)
+        # Admin actions taken with the other commands are in the same log.
+        (tmp_path / "ids.txt").write_text("o-cli-1\n", encoding="utf-8")
+        sent = subprocess.run(
+            [str(BIN), "notice", "send", "--category", "service", "--title", "T", "--body", "B",
+             "--audience", f"openids:{tmp_path / 'ids.txt'}"],
+            env={**os.environ, "MONGODB_URI": cli_mongo(backing),
+                 "REDIS_URL": cli_redis(backing), "DATA_DIR": str(tmp_path)},
+            capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        entry = client["wetoop_cli_admin"]["admin_audit"].find_one({"action": "notice_send"})
+        assert entry["actor"] == "cli:admin-cli" and entry["target"] == sent.stdout.strip()
+    finally:
+        client.drop_database("wetoop_cli_admin")
+        client.close()
+        import redis
+
+        with redis.Redis.from_url(cli_redis(backing)) as spare:
+            keys = list(spare.scan_iter(match="wb:*"))
+            if keys:
+                spare.delete(*keys)

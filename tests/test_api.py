@@ -1,0 +1,616 @@
+"""The mini-program API over real HTTP: sessions made through the emulator's
+jscode2session, real Redis and MongoDB, every endpoint's happy path and errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import json
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from bot import texts
+from bot.agreement import load_seed
+from bot.mini_sessions import Limits
+from bot.validation import Invalid, parse_phone
+from emulator.app import EmulatorState
+from storage.embedded import free_port
+from storage.redis_store import key
+from tests.wx import event_xml
+
+MP_APPID = "wxminiprogramtest"
+MP_SECRET = "mp-test-secret"
+CODE = "91350100M000100Y43"
+ENTERPRISE = {
+    "entity_type": "enterprise",
+    "entity_name": "南宁市测试贸易有限公司",
+    "credit_code": CODE,
+    "contact_name": "王五",
+    "phone": "13812345678",
+    "email": "wangwu@example.com",
+}
+_codes = itertools.count(1)
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    body: dict | None
+    headers: dict
+
+    def error(self) -> dict:
+        assert self.body is not None and set(self.body) == {"error"}, self.body
+        return self.body["error"]
+
+
+class Api:
+    """The service's /api/v1 over HTTP."""
+
+    def __init__(self, svc, emulator) -> None:
+        self.svc = svc
+        self.emulator = emulator
+        self.base = svc.url + "/api/v1"
+
+    async def call(self, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
+                   headers: dict | None = None) -> Reply:
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        payload = raw if raw is not None else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
+        if payload is None and method in ("POST", "PUT"):
+            payload = b""
+        response = await AsyncHTTPClient().fetch(
+            self.base + path, method=method, body=payload, headers=all_headers, raise_error=False,
+            allow_nonstandard_methods=True,
+        )
+        assert response.code < 500 or response.code == 503, (response.code, response.body)
+        parsed = json.loads(response.body) if response.body else None
+        return Reply(response.code, parsed, dict(response.headers))
+
+    async def login(self, user: str = "alice") -> tuple[str, dict]:
+        reply = await self.call("POST", "/session", {"code": f"{user}-{next(_codes)}"})
+        assert reply.status == 200, reply.body
+        return reply.body["token"], reply.body["user"]
+
+    async def token(self, user: str = "alice") -> str:
+        return (await self.login(user))[0]
+
+    async def accepted(self, token: str) -> None:
+        reply = await self.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token)
+        assert reply.status == 200, reply.body
+
+
+@pytest.fixture
+async def api(make_service, emulator) -> Api:
+    svc = await make_service(miniprogram_appid=MP_APPID, miniprogram_secret=MP_SECRET)
+    return Api(svc, emulator)
+
+
+def amended(version: str):
+    """A new version of the seed with one clause changed."""
+    seed = load_seed()
+    first = seed.sections[0]
+    changed = dataclasses.replace(first, clauses=(first.clauses[0] + "（修订）", *first.clauses[1:]))
+    return dataclasses.replace(seed, version=version, changes=("第 1 节措辞调整",), sections=(changed, *seed.sections[1:]))
+
+
+def mp_openid(user: str) -> str:
+    return EmulatorState.miniprogram_openid_for_user(user)
+
+
+# -- login ---------------------------------------------------------------------------------
+
+
+async def test_login_returns_our_own_token_and_the_user_state(api):
+    reply = await api.call("POST", "/session", {"code": "alice-1"})
+    assert reply.status == 200
+    body = reply.body
+    assert set(body) == {"token", "token_type", "expires_in", "user"}
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 7 * 24 * 3600
+    assert len(body["token"]) >= 40 and mp_openid("alice") not in body["token"]
+    assert body["user"] == {
+        "openid": mp_openid("alice"),
+        "linked_official_account": False,
+        "consent": {
+            "status": "none", "status_label": texts.CONSENT_STATUS["none"], "current_version": "2022-05-22",
+            "accepted_version": None, "upcoming_version": None,
+        },
+        "registration": None,
+        "unread_notices": 0,
+    }
+    # Kept in Redis under the token's hash, with WeChat's session_key, which never leaves the server.
+    redis = api.svc.runtime.redis
+    stored_key = key("api", "session", hashlib.sha256(body["token"].encode()).hexdigest())
+    stored = json.loads(await redis.get(stored_key))
+    assert stored["openid"] == mp_openid("alice") and stored["session_key"]
+    assert stored["session_key"] not in json.dumps(body)
+    assert 0 < await redis.ttl(stored_key) <= 7 * 24 * 3600
+    assert [k async for k in redis.scan_iter(match=f"*{body['token']}*")] == []
+
+    me = await api.call("GET", "/me", token=body["token"])
+    assert me.status == 200 and me.body == body["user"]
+
+
+async def test_login_errors_map_wechat_codes(api, emulator):
+    bad = await api.call("POST", "/session", {"code": "-not-a-code"})
+    assert (bad.status, bad.error()["code"]) == (401, "invalid_code")
+    assert "wx.login" in bad.error()["message"]
+
+    await api.call("POST", "/session", {"code": "bob-7"})
+    used = await api.call("POST", "/session", {"code": "bob-7"})
+    assert (used.status, used.error()["code"]) == (401, "code_used")
+
+    fault = {"path": "/sns/jscode2session", "errcode": 45011}
+    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="POST", body=json.dumps(fault))
+    busy = await api.call("POST", "/session", {"code": "bob-8"})
+    assert (busy.status, busy.error()["code"]) == (429, "too_frequent")
+    assert int(busy.headers["Retry-After"]) > 0
+
+    for body, status, code in (
+        ({}, 422, "invalid_field"),
+        ({"code": ""}, 422, "invalid_field"),
+        ({"code": 12}, 422, "invalid_field"),
+        ({"code": "x" * 129}, 422, "invalid_field"),
+    ):
+        reply = await api.call("POST", "/session", body)
+        assert (reply.status, reply.error()["code"], reply.error()["field"]) == (status, code, "code")
+    for raw in (b"", b"not json", b"[1]", b'"code"'):
+        reply = await api.call("POST", "/session", raw=raw)
+        assert (reply.status, reply.error()["code"]) == (400, "bad_json")
+
+
+async def test_login_with_wrong_credentials_or_none_is_unavailable(api, make_service, emulator):
+    emulator.state.miniprogram_appid = "wxsomeoneelse"
+    try:
+        reply = await api.call("POST", "/session", {"code": "carol-1"})
+    finally:
+        emulator.state.miniprogram_appid = None
+    assert (reply.status, reply.error()["code"]) == (503, "login_unavailable")
+
+    unconfigured = Api(await make_service(), emulator)
+    reply = await unconfigured.call("POST", "/session", {"code": "carol-2"})
+    assert (reply.status, reply.error()["code"]) == (503, "login_unavailable")
+
+
+async def test_bearer_token_required_and_logout_ends_it(api):
+    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer"}):
+        reply = await api.call("GET", "/me", headers=headers)
+        assert (reply.status, reply.error()["code"]) == (401, "unauthorized")
+        assert reply.headers["Www-Authenticate"].startswith("Bearer")
+    reply = await api.call("GET", "/me", token="made-up-token")
+    assert (reply.status, reply.error()["code"]) == (401, "invalid_token")
+
+    token = await api.token()
+    assert (await api.call("GET", "/me", token=token)).status == 200
+    assert (await api.call("DELETE", "/session", token=token)).status == 204
+    assert (await api.call("GET", "/me", token=token)).status == 401
+    assert (await api.call("DELETE", "/session")).status == 401
+
+
+async def test_errors_are_json_for_unknown_paths_and_methods(api):
+    token = await api.token()
+    reply = await api.call("GET", "/nothing-here", token=token)
+    assert (reply.status, reply.error()["code"]) == (404, "not_found")
+    reply = await api.call("PATCH", "/me", {}, token=token)
+    assert (reply.status, reply.error()["code"]) == (405, "method_not_allowed")
+
+
+# -- the agreement -----------------------------------------------------------------------
+
+
+async def test_terms_current_upcoming_version_and_section(api):
+    seed = load_seed()
+    reply = await api.call("GET", "/terms")  # public: no token needed
+    assert reply.status == 200
+    current = reply.body["current"]
+    assert current["version"] == seed.version and current["text_sha256"] == seed.text_sha256
+    assert current["summary"] == list(seed.summary)
+    assert [s["title"] for s in current["sections"]] == [s.title for s in seed.sections]
+    assert all(s["summary"] for s in current["sections"]) and "clauses" not in current["sections"][0]
+    assert reply.body["upcoming"] is None
+
+    runtime = api.svc.runtime
+    await runtime.terms.publish(amended("2026-12-31"), reason="routine", effective_at=runtime.clock() + dt.timedelta(days=8), by="test")
+    reply = await api.call("GET", "/terms")
+    assert reply.body["upcoming"]["version"] == "2026-12-31"
+    assert reply.body["upcoming"]["changes"] == ["第 1 节措辞调整"]
+    assert [v["version"] for v in reply.body["versions"]] == ["2022-05-22", "2026-12-31"]
+
+    full = await api.call("GET", "/terms/2022-05-22")
+    assert full.status == 200 and full.body["preamble"] == list(seed.preamble)
+    assert full.body["sections"][0]["clauses"][0] == {"number": "1.1", "text": seed.sections[0].clauses[0]}
+
+    section = await api.call("GET", "/terms/2022-05-22/sections/2")
+    assert section.status == 200 and section.body["section"]["title"] == seed.sections[1].title
+    assert section.body["section"]["clauses"][0]["number"] == "2.1"
+
+    missing = await api.call("GET", "/terms/1999-01-01")
+    assert (missing.status, missing.error()["code"]) == (404, "version_not_found")
+    for n in ("0", "999"):
+        missing = await api.call("GET", f"/terms/2022-05-22/sections/{n}")
+        assert (missing.status, missing.error()["code"]) == (404, "section_not_found")
+    assert (await api.call("GET", "/terms/2022-05-22/sections/abc")).status == 404
+
+
+# -- consent -----------------------------------------------------------------------------
+
+
+async def test_consent_accept_decline_withdraw_and_history(api):
+    token = await api.token()
+    reply = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token)
+    assert reply.status == 200
+    assert reply.body["recorded"] is True and reply.body["consent"]["status"] == "accepted"
+    assert reply.body["consent"]["accepted_version"] == "2022-05-22"
+    again = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token)
+    assert again.body["recorded"] is False
+
+    withdrawn = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "withdraw"}, token)
+    assert withdrawn.body["consent"]["status"] == "withdrawn"
+    nothing = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "withdraw"}, token)
+    assert (nothing.status, nothing.error()["code"]) == (409, "nothing_to_withdraw")
+    assert nothing.error()["message"] == texts.NOTHING_TO_WITHDRAW
+
+    declined = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token)
+    assert declined.body["consent"]["status"] == "declined"
+
+    history = await api.call("GET", "/me/consents", token=token)
+    assert [(r["action"], r["version"], r["channel"]) for r in history.body["history"]] == [
+        ("accept", "2022-05-22", "miniprogram"), ("withdraw", "2022-05-22", "miniprogram"),
+        ("decline", "2022-05-22", "miniprogram"),
+    ]
+    assert history.body["consent"]["status"] == "declined"
+    # The ledger keeps the unionid WeChat gave, so the evidence joins across apps.
+    [record] = [r for r in await api.svc.runtime.ledger.history(mp_openid("alice")) if r.action == "accept"]
+    assert record.unionid == EmulatorState.unionid_for_user("alice")
+    assert record.text_sha256 == load_seed().text_sha256
+
+
+async def test_consent_to_anything_but_the_current_version_is_refused(api):
+    runtime = api.svc.runtime
+    await runtime.terms.publish(
+        amended("2026-12-31"), reason="routine",
+        effective_at=runtime.clock() + dt.timedelta(days=8), by="test",
+    )
+    token = await api.token()
+    upcoming = await api.call("POST", "/consents", {"version": "2026-12-31", "action": "accept"}, token)
+    assert (upcoming.status, upcoming.error()["code"]) == (409, "consent_refused")
+    assert "尚未生效" in upcoming.error()["message"] and "2022-05-22" in upcoming.error()["message"]
+    unknown = await api.call("POST", "/consents", {"version": "1999-01-01", "action": "accept"}, token)
+    assert unknown.status == 409 and "2022-05-22" in unknown.error()["message"]
+    decline_other = await api.call("POST", "/consents", {"version": "2026-12-31", "action": "decline"}, token)
+    assert decline_other.status == 409
+
+    for body, field in (
+        ({"version": "2022-05-22", "action": "maybe"}, "action"),
+        ({"version": "2022-05-22"}, "action"),
+        ({"action": "accept"}, "version"),
+        ({"version": 5, "action": "accept"}, "version"),
+    ):
+        reply = await api.call("POST", "/consents", body, token)
+        assert (reply.status, reply.error()["field"]) == (422, field), body
+    assert await runtime.ledger.history(mp_openid("alice")) == []
+
+
+async def test_idempotency_key_records_a_repeated_request_once(api):
+    token = await api.token()
+    headers = {"Idempotency-Key": "req-000123"}
+    for _ in range(2):
+        reply = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token, headers=headers)
+        assert reply.status == 200
+    assert len(await api.svc.runtime.ledger.history(mp_openid("alice"))) == 1
+    bad = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token,
+                         headers={"Idempotency-Key": "x"})
+    assert bad.status == 422
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+async def test_registration_needs_consent_then_registers(api):
+    token = await api.token()
+    missing = await api.call("GET", "/me/registration", token=token)
+    assert (missing.status, missing.error()["code"]) == (404, "no_account")
+
+    refused = await api.call("PUT", "/me/registration", ENTERPRISE, token)
+    assert (refused.status, refused.error()["code"]) == (403, "consent_required")
+    assert "2022-05-22" in refused.error()["message"]
+
+    await api.accepted(token)
+    created = await api.call("PUT", "/me/registration", {**ENTERPRISE, "status": "active"}, token)
+    assert created.status == 201 and created.body["outcome"] == "registered"
+    registration = created.body["registration"]
+    assert {k: registration[k] for k in ENTERPRISE} == ENTERPRISE
+    assert registration["status"] == "pending_review"  # read-only: the body's status is ignored
+    assert created.body["message"] == texts.registered("registered", "待审核")
+
+    read = await api.call("GET", "/me/registration", token=token)
+    assert read.body["registration"] == registration
+    merchant = await api.svc.runtime.merchants.get(mp_openid("alice"))
+    assert merchant.profile() == ENTERPRISE
+
+    me = await api.call("GET", "/me", token=token)
+    assert me.body["registration"] == {"status": "pending_review", "status_label": "待审核"}
+
+
+async def test_registration_validation_names_fields_with_the_chat_messages(api):
+    token = await api.token()
+    await api.accepted(token)
+    reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "phone": "12345"}, token)
+    assert reply.status == 422
+    error = reply.error()
+    assert (error["code"], error["field"]) == ("invalid_field", "phone")
+    with pytest.raises(Invalid) as chat_error:
+        parse_phone("12345")
+    assert error["message"] == chat_error.value.message
+
+    reply = await api.call(
+        "PUT", "/me/registration",
+        {**ENTERPRISE, "credit_code": "91350100M000100Y44", "email": "nope", "contact_name": None}, token,
+    )
+    assert [e["field"] for e in reply.error()["errors"]] == ["credit_code", "contact_name", "email"]
+    assert "校验位" in reply.error()["errors"][0]["message"]
+
+    reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_type": "partnership"}, token)
+    assert reply.error()["field"] == "entity_type"
+
+    individual = {"entity_type": "个人", "entity_name": "张三", "contact_name": "张三", "phone": "+86 139-1234-5678"}
+    reply = await api.call("PUT", "/me/registration", individual, token)
+    assert (reply.status, reply.error()["field"]) == (422, "adult")
+    reply = await api.call("PUT", "/me/registration", {**individual, "adult": False}, token)
+    assert reply.error()["message"] == texts.UNDERAGE
+    assert await api.svc.runtime.merchants.get(mp_openid("alice")) is None
+
+    reply = await api.call("PUT", "/me/registration", {**individual, "adult": True}, token)
+    assert reply.status == 201
+    assert reply.body["registration"]["phone"] == "13912345678"
+    assert reply.body["registration"]["email"] is None and reply.body["registration"]["entity_type"] == "individual"
+    # An individual already confirmed 18+: a later change need not repeat it.
+    reply = await api.call("PUT", "/me/registration", {**individual, "phone": "13800000000"}, token)
+    assert (reply.status, reply.body["outcome"]) == (200, "updated")
+
+
+async def test_registration_changes_follow_the_account_rules(api):
+    token = await api.token()
+    await api.accepted(token)
+    await api.call("PUT", "/me/registration", ENTERPRISE, token)
+    merchants = api.svc.runtime.merchants
+    await merchants.set_status(mp_openid("alice"), "active", "审核通过", by="admin")
+
+    contact = await api.call("PUT", "/me/registration", {**ENTERPRISE, "phone": "13900000000"}, token)
+    assert (contact.body["outcome"], contact.body["registration"]["status"]) == ("updated", "active")
+    entity = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_name": "南宁市另一家贸易有限公司"}, token)
+    assert (entity.body["outcome"], entity.body["registration"]["status"]) == ("resubmitted", "pending_review")
+
+    await merchants.set_status(mp_openid("alice"), "suspended", "资料待核实", by="admin")
+    refused = await api.call("PUT", "/me/registration", ENTERPRISE, token)
+    assert (refused.status, refused.error()["code"]) == (409, "account_suspended")
+
+
+async def test_close_account_erases_the_profile_as_in_chat(api):
+    token = await api.token()
+    missing = await api.call("DELETE", "/me", token=token)
+    assert (missing.status, missing.error()["code"]) == (404, "no_account")
+
+    await api.accepted(token)
+    await api.call("PUT", "/me/registration", ENTERPRISE, token)
+    closed = await api.call("DELETE", "/me", token=token)
+    assert closed.status == 200 and closed.body["message"] == texts.CLOSED
+    registration = closed.body["registration"]
+    assert registration["status"] == "closed"
+    assert [registration[f] for f in ("entity_name", "credit_code", "contact_name", "phone", "email")] == [None] * 5
+    [*_, entry] = await api.svc.runtime.merchants.repo.history(mp_openid("alice"))
+    assert (entry.status, entry.by) == ("closed", "user")
+    again = await api.call("DELETE", "/me", token=token)
+    assert again.status == 404
+    # The consent ledger is kept, and the session still works (reading the agreement, asking).
+    history = await api.call("GET", "/me/consents", token=token)
+    assert len(history.body["history"]) == 1
+
+
+# -- notices and preferences -------------------------------------------------------------
+
+
+async def _follower_linked(api, user: str) -> str:
+    """An official-account follower who is also ``user`` in the mini-program (same unionid)."""
+    follower = f"oa-{user}-follower"
+    runtime = api.svc.runtime
+    await runtime.followers.subscribed(follower, runtime.clock())
+    await runtime.mini.link_follower(follower, EmulatorState.unionid_for_user(user))
+    return follower
+
+
+async def test_inbox_lists_delivered_notices_and_marks_them_read(api):
+    follower = await _follower_linked(api, "dora")
+    token, user = await api.login("dora")
+    assert user["linked_official_account"] is True
+    runtime = api.svc.runtime
+    first = await runtime.broadcasts.send(
+        category="service", title="系统维护", body="今晚维护。", audience={"type": "openids", "openids": [follower]}, by="t"
+    )
+    second = await runtime.broadcasts.send(
+        category="security", title="安全提醒", body="请勿泄露验证码。", audience={"type": "openids", "openids": [follower]}, by="t"
+    )
+    await runtime.worker(concurrency=2).run_until_idle(30)
+
+    inbox = await api.call("GET", "/me/notices", token=token)
+    assert inbox.status == 200 and inbox.body["unread"] == 2
+    by_id = {n["id"]: n for n in inbox.body["notices"]}
+    assert set(by_id) == {first, second}
+    assert by_id[second]["important"] is True and by_id[second]["category_label"] == "安全通告"
+    assert by_id[first]["read"] is False and by_id[first]["read_at"] is None and by_id[first]["delivered_at"]
+
+    read = await api.call("POST", f"/me/notices/{first}/read", token=token)
+    assert read.status == 200 and read.body["notice"]["read"] is True
+    read_at = read.body["notice"]["read_at"]
+    again = await api.call("POST", f"/me/notices/{first}/read", token=token)
+    assert again.body["notice"]["read_at"] == read_at
+    inbox = await api.call("GET", "/me/notices", token=token)
+    assert inbox.body["unread"] == 1 and {n["id"]: n["read"] for n in inbox.body["notices"]} == {first: True, second: False}
+    assert (await api.call("GET", "/me", token=token)).body["unread_notices"] == 1
+
+    missing = await api.call("POST", "/me/notices/0123456789abcdef01234567/read", token=token)
+    assert (missing.status, missing.error()["code"]) == (404, "notice_not_found")
+    # Someone else's notice is not in your inbox.
+    other = await api.token("erin")
+    assert (await api.call("POST", f"/me/notices/{first}/read", token=other)).status == 404
+    assert (await api.call("GET", "/me/notices", token=other)).body == {"notices": [], "unread": 0}
+
+
+async def test_preferences_read_and_change(api):
+    token = await api.token()
+    reply = await api.call("GET", "/me/preferences", token=token)
+    assert reply.status == 200 and all(reply.body["preferences"].values())
+    assert {c["category"] for c in reply.body["categories"]} == set(reply.body["preferences"])
+
+    changed = await api.call("PUT", "/me/preferences", {"preferences": {"service": False, "其他": False}}, token)
+    assert changed.status == 200
+    assert changed.body["preferences"]["service"] is False and changed.body["preferences"]["other"] is False
+    assert changed.body["preferences"]["security"] is True
+    assert await api.svc.runtime.preferences.repo.opted_out(mp_openid("alice")) == {"service", "other"}
+    back = await api.call("PUT", "/me/preferences", {"preferences": {"service": True}}, token)
+    assert back.body["preferences"]["service"] is True
+
+    for body, field in (
+        ({"preferences": {"weather": False}}, "preferences.weather"),
+        ({"preferences": {"service": "no"}}, "preferences.service"),
+        ({"preferences": {}}, "preferences"),
+        ({}, "preferences"),
+    ):
+        reply = await api.call("PUT", "/me/preferences", body, token)
+        assert (reply.status, reply.error()["field"]) == (422, field)
+
+
+# -- Q&A, export, identity, limits ------------------------------------------------------------
+
+
+async def test_qa_answers_with_clause_references_or_abstains(api):
+    token = await api.token()
+    reply = await api.call("GET", "/qa?q=" + "我上传的图片版权归谁？", token=token)
+    assert reply.status == 200 and reply.body["kind"] == "answer"
+    assert reply.body["refs"] and reply.body["references"][0]["kind"] == "clause"
+    ref = reply.body["refs"][0]
+    assert reply.body["references"][0]["section"] == int(ref.split(".")[0])
+
+    off_topic = await api.call("GET", "/qa?q=" + "明天南宁会下雨吗", token=token)
+    assert off_topic.status == 200 and off_topic.body["kind"] == "abstain"
+
+    for query in ("", "?q=", "?q=%20%20", "?q=" + "问" * 201):
+        reply = await api.call("GET", "/qa" + query, token=token)
+        assert (reply.status, reply.error()["field"]) == (422, "q")
+    assert (await api.call("GET", "/qa?q=hi")).status == 401
+
+
+async def test_export_is_the_chat_document_with_the_mini_program_parts(api):
+    token = await api.token()
+    await api.accepted(token)
+    reply = await api.call("GET", "/me/export", token=token)
+    assert reply.status == 200
+    document = reply.body
+    assert document["openid"] == mp_openid("alice")
+    assert [c["action"] for c in document["consents"]] == ["accept"]
+    assert document["consent_status"]["status"] == "accepted"
+    [login] = document["miniprogram_logins"]
+    assert login["miniprogram_openid"] == mp_openid("alice")
+    assert login["unionid"] == EmulatorState.unionid_for_user("alice")
+    assert document["notice_reads"] == []
+    chat_document = await api.svc.runtime.exports.document(mp_openid("alice"))
+    assert set(chat_document) == set(document)
+
+
+async def test_unionid_makes_the_follower_and_the_mini_program_user_one_person(api):
+    follower = await _follower_linked(api, "frank")
+    token, user = await api.login("frank")
+    assert user["linked_official_account"] is True
+    await api.accepted(token)
+    # The chat sees the consent given in the mini-program: same person.
+    assert (await api.svc.runtime.consents.state(follower)).accepted
+    assert texts.already_accepted(load_seed()) == await api.svc.wechat.ask(follower, "同意")
+    [record] = await api.svc.runtime.ledger.history(follower)
+    assert (record.channel, record.unionid) == ("miniprogram", EmulatorState.unionid_for_user("frank"))
+
+    # A later login of the same person (another code) is still linked.
+    _token, again = await api.login("frank")
+    assert again["linked_official_account"] is True and again["consent"]["status"] == "accepted"
+    # Someone without a known follower is their own mini-program openid.
+    _token, other = await api.login("gina")
+    assert other["linked_official_account"] is False
+
+
+async def test_per_user_rate_limit(api):
+    api.svc.runtime.mini.limits = Limits(per_user=3, login_per_address=100)
+    token = await api.token()
+    statuses = [(await api.call("GET", "/me", token=token)).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    reply = await api.call("GET", "/me/preferences", token=token)
+    assert (reply.status, reply.error()["code"]) == (429, "rate_limited")
+    assert 0 < int(reply.headers["Retry-After"]) <= 61
+    # Another user has their own budget.
+    assert (await api.call("GET", "/me", token=await api.token("hank"))).status == 200
+
+
+async def test_login_rate_limit_per_address(api):
+    api.svc.runtime.mini.limits = Limits(per_user=100, login_per_address=2)
+    statuses = [(await api.call("POST", "/session", {"code": f"ivy-{i}"})).status for i in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+async def _follows(api, follower: str, user: str) -> None:
+    """``follower`` follows the official account; WeChat's user/info knows their unionid."""
+    await AsyncHTTPClient().fetch(
+        api.emulator.base + "/_emulator/users", method="POST",
+        body=json.dumps({"openid": follower, "unionid": EmulatorState.unionid_for_user(user)}),
+    )
+    response = await api.svc.wechat.post(event_xml(follower, "subscribe"))
+    assert response.code == 200
+
+
+async def test_following_learns_the_unionid_from_user_info(api):
+    await _follows(api, "oa-kate", "kate")
+    assert (await api.svc.runtime.followers.get("oa-kate")).unionid == EmulatorState.unionid_for_user("kate")
+    token, user = await api.login("kate")
+    assert user["linked_official_account"] is True
+    await api.accepted(token)
+    assert (await api.svc.runtime.consents.state("oa-kate")).accepted
+
+
+async def test_a_mini_program_user_who_came_first_becomes_the_follower(api):
+    token, user = await api.login("leo")
+    assert user["linked_official_account"] is False
+    await _follows(api, "oa-leo", "leo")
+    # The same session now acts as the follower (nothing was kept under the mini-program openid).
+    me = await api.call("GET", "/me", token=token)
+    assert me.body["linked_official_account"] is True
+    await api.accepted(token)
+    assert (await api.svc.runtime.consents.state("oa-leo")).accepted
+    assert await api.svc.runtime.ledger.history(mp_openid("leo")) == []
+
+
+async def test_records_under_the_mini_program_openid_are_never_moved(api):
+    token, _user = await api.login("mia")
+    await api.accepted(token)
+    await _follows(api, "oa-mia", "mia")
+    me = await api.call("GET", "/me", token=token)
+    assert me.body["linked_official_account"] is False and me.body["consent"]["status"] == "accepted"
+    assert (await api.svc.runtime.consents.state("oa-mia")).status == "none"
+
+
+async def test_following_without_a_unionid_or_with_wechat_down_still_welcomes(api, emulator):
+    response = await api.svc.wechat.post(event_xml("oa-nick", "subscribe"))
+    assert response.code == 200 and "欢迎" in api.svc.wechat.reply(response)["Content"]
+    assert (await api.svc.runtime.followers.get("oa-nick")).unionid is None
+    fault = {"path": "/cgi-bin/user/info", "errcode": -1}
+    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="POST", body=json.dumps(fault))
+    response = await api.svc.wechat.post(event_xml("oa-olga", "subscribe"))
+    assert response.code == 200 and api.svc.wechat.reply(response)["Content"]
+
+
+async def test_redis_down_answers_503_but_the_agreement_still_reads(api, make_service, backing, monkeypatch):
+    monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    down = Api(await make_service(miniprogram_appid=MP_APPID, miniprogram_secret=MP_SECRET), api.emulator)
+    assert (await down.call("GET", "/terms")).status == 200
+    for method, path, body in (("POST", "/session", {"code": "zoe-1"}), ("GET", "/me", None)):
+        reply = await down.call(method, path, body, token="some-token")
+        assert (reply.status, reply.error()["code"]) == (503, "service_unavailable")

@@ -1,0 +1,123 @@
+"""``wetoop-bot demo`` as a newcomer runs it (``make run``): one real process
+with its embedded servers, the emulator, the worker and the simulator; Ctrl-C
+stops all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import time
+
+from tornado.httpclient import AsyncHTTPClient
+
+from storage.embedded import free_port
+from tests.test_admin import AdminClient
+from tests.test_cli import BIN, Running, alive, clean_env, descendants, wait_dead
+from wechat.menu import load_menu
+
+
+async def api(method: str, url: str, body=None):
+    response = await AsyncHTTPClient().fetch(
+        url, method=method, body=None if body is None else json.dumps(body, ensure_ascii=False).encode(),
+        raise_error=False, headers={"Content-Type": "application/json"},
+    )
+    return response.code, json.loads(response.body)
+
+
+async def read_banner(demo: Running, timeout: float = 30) -> str:
+    banner = ""
+    deadline = time.monotonic() + timeout
+    while "Ctrl-C" not in banner and time.monotonic() < deadline:
+        line = await asyncio.to_thread(demo.proc.stdout.readline)
+        if not line:
+            break
+        banner += line
+    assert "Ctrl-C" in banner, banner
+    return banner
+
+
+async def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    demo = Running(["demo", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)], {})
+    try:
+        await demo.wait_healthy(base)
+        banner = await read_banner(demo)
+        assert f"{base}/simulator" in banner and f"{base}/admin" in banner
+        assert str(tmp_path) in banner and "已推送 data/menu.json" in banner
+
+        # The demo admin's password is printed once, and it opens the console.
+        found = re.search(r"用户名：(\S+?)，密码：(\S+?)，", banner)
+        assert found, banner
+        admin = AdminClient(base)
+        response = await admin.login(found.group(1), found.group(2))
+        assert response.code == 303 and response.headers["Location"] == "/admin"
+        assert "概览" in (await admin.get("/admin")).body.decode()
+
+        page = await AsyncHTTPClient().fetch(base + "/simulator")
+        assert "聊天模拟器" in page.body.decode()
+        # The menu was pushed to the emulator at start, and the page shows that one.
+        code, state = await api("GET", base + "/simulator/api/state")
+        assert code == 200 and state["menu_source"] == "wechat" and state["menu"] == load_menu()
+        assert state["safe_mode_available"] is True
+
+        code, user = await api("POST", base + "/simulator/api/users", {"nickname": "演示用户"})
+        openid = user["openid"]
+        code, welcome = await api("POST", base + "/simulator/api/send", {"openid": openid, "kind": "subscribe", "mode": "safe"})
+        assert code == 200 and welcome["reply"].startswith("欢迎关注微拓"), welcome
+
+        # A notice sent from another process reaches the user through the
+        # demo's worker and the emulator, and the simulator lists it.
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN), "notice", "send", "--data-dir", str(tmp_path), "--category", "security",
+            "--title", "安全提醒", "--body", "请勿向任何人透露验证码。",
+            env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        listed: list = []
+        deadline = time.monotonic() + 20
+        while not listed and time.monotonic() < deadline:
+            code, listed = await api("GET", f"{base}/simulator/api/messages?openid={openid}&since=0")
+            await asyncio.sleep(0.2)
+        assert listed and listed[0]["label"] == "客服消息" and "安全提醒" in listed[0]["text"]
+
+        family = descendants(demo.proc.pid)
+        assert len(family) >= 2  # nx-27017 and Valkey at least
+        started = time.monotonic()
+        assert await demo.stop(signal.SIGINT) == 0
+        assert time.monotonic() - started < 10
+        await wait_dead(family)
+        assert not any(alive(pid) for pid in family)
+        assert not (tmp_path / "run" / "embedded.json").exists()
+    finally:
+        demo.kill()
+
+
+def test_demo_bad_flags_exit_2(tmp_path):
+    import subprocess
+
+    for args in (["--port", "http"], ["--port", "70000"], ["--no-such-flag"]):
+        result = subprocess.run(
+            [str(BIN), "demo", *args, "--data-dir", str(tmp_path)], env=clean_env(), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+async def test_demo_refuses_a_port_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN), "demo", "--port", str(port), "--data-dir", str(tmp_path),
+            env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert re.search(r"无法监听 127\.0\.0\.1:\d+", err.decode()), err.decode()
