@@ -15,7 +15,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.mongo import as_datetime
+from storage.mongo import as_datetime, filter_query
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +55,7 @@ class AuditLog:
         return entry_id
 
     def _query(self, actor: str | None, action: str | None, since: dt.datetime | None, until: dt.datetime | None) -> dict:
-        query: dict = {}
-        if actor:
-            query["actor"] = actor
-        if action:
-            query["action"] = action
-        if since or until:
-            query["at"] = {}
-            if since:
-                query["at"]["$gte"] = since
-            if until:
-                query["at"]["$lt"] = until
-        return query
+        return filter_query({"actor": actor, "action": action}, since, until)
 
     async def recent(self, *, actor: str | None = None, action: str | None = None, since: dt.datetime | None = None,
                      until: dt.datetime | None = None, limit: int = 200, skip: int = 0) -> list[AuditEntry]:

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from storage.mongo import as_datetime
+from storage.mongo import as_datetime, filter_query
 
 ACTIONS = ("accept", "decline", "withdraw")
 CHANNELS = ("official_account", "miniprogram", "admin_import")
@@ -98,17 +98,7 @@ class ConsentLedger:
         until: dt.datetime | None = None,
     ) -> AsyncIterator[ConsentRecord]:
         """Records matching the filters, oldest first, streamed."""
-        query: dict = {}
-        if version:
-            query["version"] = version
-        if action:
-            query["action"] = action
-        if since or until:
-            query["at"] = {}
-            if since:
-                query["at"]["$gte"] = since
-            if until:
-                query["at"]["$lt"] = until
+        query = filter_query({"version": version, "action": action}, since, until)
         async for doc in self._coll.find(query).sort("at", ASCENDING):
             yield _record(doc)
 

@@ -93,3 +93,16 @@ def as_datetime(value: object) -> dt.datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc)
+
+
+def filter_query(equals: dict, since: dt.datetime | None = None, until: dt.datetime | None = None, field: str = "at") -> dict:
+    """A find filter: ``equals`` (empty values left out) and the half-open time
+    range ``since <= field < until`` (either end optional)."""
+    query: dict = {name: value for name, value in equals.items() if value}
+    if since or until:
+        query[field] = {}
+        if since:
+            query[field]["$gte"] = since
+        if until:
+            query[field]["$lt"] = until
+    return query
