@@ -102,7 +102,7 @@ class Conversation:
     async def _handle(self, inbound: Inbound, opening: Opening) -> Reply | None:
         services = self.services
         if opening.touch_due and (inbound.kind != "event" or inbound.event != "unsubscribe"):
-            self._spawn(self._touch(inbound.openid))
+            services.followers.touch(inbound.openid, services.clock())
         dialog, state_unknown = opening.dialog, False
         if not opening.dialog_known:
             try:
@@ -138,7 +138,7 @@ class Conversation:
 
     async def _open(self, delivery: str, openid: str) -> Opening:
         try:
-            return await self.gate.open(delivery, openid)
+            return await self.gate.open(delivery, openid, self.services.clock())
         except RedisUnavailable:
             # Without Redis a retry may be handled twice and the user's
             # messages are not serialised; answering beats silence.
@@ -164,15 +164,6 @@ class Conversation:
             await self.services.replies.store(delivery, to_dict(reply))
         except RedisUnavailable:
             log.warning("could not store the reply of %s", delivery)
-
-    async def _touch(self, openid: str) -> None:
-        """Record the user's last interaction. The gate asks for it at most
-        every few minutes per user: a write per message would cost the
-        database more than the 48-hour window needs."""
-        try:
-            await self.services.followers.touch(openid, self.services.clock())
-        except MongoUnavailable:
-            log.warning("could not record the last interaction of %s", openid)
 
     async def _deliver_late(self, openid: str, task: asyncio.Task, opening: Opening) -> None:
         reply = await task  # never raises

@@ -37,6 +37,7 @@ from typing import Callable
 from bot.notices import Broadcasts, choose_channel, notice_text, receives, template_data
 from bot.textsplit import split_text
 from bot import texts
+from storage.activity import Activity
 from storage.deliveries import Deliveries
 from storage.delivery_journal import ATTEMPT, DeliveryJournal
 from storage.followers import Followers
@@ -71,6 +72,7 @@ class WorkerDeps:
     notices: Notices
     deliveries: Deliveries
     followers: Followers
+    activity: Activity
     preferences: Preferences
     queue: WorkQueue
     journal: DeliveryJournal
@@ -182,6 +184,7 @@ class DeliveryWorker:
         todo = batch.claimed = [o for o in openids if o in ours]
         if todo:
             followers = await deps.followers.many(todo)
+            seen = await deps.activity.last_seen_many(todo)
             opted_out = await deps.preferences.opted_out_many(todo)
             if notice.channel == "mass":
                 await self._mass(batch, notice, todo, followers, opted_out)
@@ -194,7 +197,9 @@ class DeliveryWorker:
                     if current.status != "sending":  # paused: the rest waits as pending
                         await deps.deliveries.unclaim(notice_id, todo[index:], batch.token)
                         break
-                    outcome = await self._deliver(batch, current, openid, followers.get(openid), opted_out.get(openid, set()))
+                    outcome = await self._deliver(
+                        batch, current, openid, followers.get(openid), seen.get(openid), opted_out.get(openid, set())
+                    )
                     batch.outcomes[openid] = outcome
                     await batch.heartbeat()
                     await batch.flush(every=FLUSH_EVERY)
@@ -258,14 +263,17 @@ class DeliveryWorker:
             return notice
         return cached[1]
 
-    async def _deliver(self, batch: "_Batch", notice: Notice, openid: str, follower, opted_out: set[str]) -> dict:
+    async def _deliver(
+        self, batch: "_Batch", notice: Notice, openid: str, follower, seen: dt.datetime | None, opted_out: set[str]
+    ) -> dict:
         """Apply the rules and send; the outcome (fields of the delivery record)."""
         deps = self.deps
         if not receives(notice.category, notice.important, opted_out):
             return {"status": "skipped", "reason": "opted_out"}
         if follower is not None and not follower.subscribed:
             return {"status": "skipped", "reason": "unsubscribed"}
-        last = follower.last_interaction_at if follower else None
+        # The latest of the durable record and the fresher mark in Redis.
+        last = max(filter(None, (follower.last_interaction_at if follower else None, seen)), default=None)
         channel = choose_channel(notice.category, deps.templates, last, deps.clock())
         if channel is None:
             return {"status": "skipped", "reason": "outside_48h"}
@@ -315,7 +323,7 @@ class DeliveryWorker:
             else:
                 targets.append(openid)
         if len(targets) == 1:  # WeChat's mass send needs at least two recipients
-            batch.outcomes[targets[0]] = await self._deliver(batch, notice, targets[0], followers.get(targets[0]), set())
+            batch.outcomes[targets[0]] = await self._deliver(batch, notice, targets[0], followers.get(targets[0]), None, set())
         if len(targets) <= 1:
             return
         await deps.journal.attempt(notice.id, targets)

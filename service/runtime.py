@@ -39,6 +39,7 @@ from storage.admin_drafts import Drafts
 from storage.admin_sessions import AdminSessions
 from storage.admin_stats import AdminStats
 from storage.admin_users import AdminUsers
+from storage.activity import Activity
 from storage.agreements import AgreementVersions
 from storage.api_sessions import ApiSessions, RequestCounters
 from storage.identities import Identities
@@ -195,6 +196,7 @@ class Runtime:
             notices=self.notices,
             deliveries=self.deliveries,
             followers=self.followers,
+            activity=Activity(self.redis),
             preferences=self.preferences.repo,
             queue=self.queue,
             journal=DeliveryJournal(self.redis),
@@ -226,6 +228,7 @@ class Runtime:
             await asyncio.gather(build, return_exceptions=True)
         await self.conversation.drain()
         await self.qa_log.flush()
+        await self.followers.flush()
         if self.wechat is not None:
             self.wechat.close()
         if self.miniprogram is not None:

@@ -2,8 +2,8 @@
 
 Every message needs its delivery claimed (retry dedupe, :mod:`storage.reply_cache`),
 the user's lock (:mod:`storage.locks`), the user's dialog state
-(:mod:`storage.dialog_state`) and, every few minutes, a last-interaction
-mark; afterwards its reply stored and the lock released. Done one command at
+(:mod:`storage.dialog_state`), the time the user was last seen
+(:mod:`storage.activity`) and, every few minutes, a due write of it to MongoDB; afterwards its reply stored and the lock released. Done one command at
 a time that is six round trips per message, the largest cost of the webhook
 (``bench/RESULTS.md``); these two scripts do the same on the same keys in one
 round trip each. The modules named keep the key names and formats.
@@ -12,10 +12,12 @@ round trip each. The modules named keep the key names and formats.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 
 import redis.asyncio as aioredis
 
+from storage.activity import SEEN_TTL, seen_key, to_ms
 from storage.dialog_state import DialogState, decode, dialog_key, once_key
 from storage.locks import LOCK_TTL, lock_key, new_token
 from storage.reply_cache import CLAIM_TTL, PENDING, REPLY_TTL, Claim, parse_claim, reply_key
@@ -29,6 +31,7 @@ local locked = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])
 local dialog = ''
 if locked then dialog = redis.call('GET', KEYS[3]) or '' end
 local touch = redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5])
+redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[7])
 return {1, locked and 1 or 0, dialog, touch and 1 or 0}
 """
 
@@ -67,13 +70,14 @@ class InboundGate:
         self._finish = redis.register_script(_FINISH)
         self._touch_every = touch_every
 
-    async def open(self, delivery: str, openid: str) -> Opening:
-        """Claim ``delivery`` and, if it is new, take ``openid``'s lock and read its state."""
+    async def open(self, delivery: str, openid: str, at: dt.datetime) -> Opening:
+        """Claim ``delivery`` and, if it is new, take ``openid``'s lock, read its
+        state and mark the user as seen at ``at`` (:mod:`storage.activity`)."""
         token = new_token()
         while True:
             result = await self._open(
-                keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch")],
-                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every],
+                keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch"), seen_key(openid)],
+                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every, to_ms(at), SEEN_TTL],
             )
             if int(result[0]) == 1:
                 break

@@ -135,7 +135,8 @@ async def test_template_when_configured_else_customer_service_in_window(make_ser
     await active_users(svc, "o-recent")
     await svc.runtime.followers.subscribed("o-old", clock.now)
     clock.advance(hours=47)
-    await svc.runtime.followers.touch("o-recent", clock.now)
+    svc.runtime.followers.touch("o-recent", clock.now)
+    await svc.runtime.followers.flush()
     clock.advance(hours=2)  # o-old is now outside the 48-hour window, o-recent inside
 
     security = await send(svc, category="security", title="密码安全提醒", audience={"type": "openids", "openids": ["o-old", "o-recent"]})
@@ -149,6 +150,24 @@ async def test_template_when_configured_else_customer_service_in_window(make_ser
     assert await deliveries(svc, security) == {"o-old": "sent", "o-recent": "sent"}
     assert await deliveries(svc, service) == {"o-old": "skipped", "o-recent": "sent"}
     assert (await svc.runtime.broadcasts.progress(service)).skipped_by_reason == {"outside_48h": 1}
+
+
+async def test_a_message_opens_the_window_at_once_and_is_recorded_durably(make_service, emulator, clock):
+    svc = await make_service(clock=clock)
+    await svc.wechat.ask("o-writer", "帮助")  # known only from this message: no follow event
+    # The broadcast goes out before the buffered MongoDB write: the Redis mark
+    # written with the message puts the user inside the 48-hour window.
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-writer"]})
+    await run_worker(svc)
+    assert await deliveries(svc, notice) == {"o-writer": "sent"}
+    await svc.runtime.followers.flush()
+    follower = await svc.runtime.followers.get("o-writer")
+    assert follower is not None and follower.last_interaction_at == clock.now
+
+    clock.advance(hours=49)
+    late = await send(svc, audience={"type": "openids", "openids": ["o-writer"]})
+    await run_worker(svc)
+    assert await deliveries(svc, late) == {"o-writer": "skipped"}
 
 
 async def test_45015_is_recorded_as_outside_the_window(svc, emulator):
