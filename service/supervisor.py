@@ -29,7 +29,7 @@ RESTART_BACKOFF = 1.0
 def run(main: WorkerMain, sockets: list[socket.socket], processes: int = 1) -> None:
     """Run ``main`` in this process, or in ``processes`` forked workers."""
     if processes <= 1:
-        asyncio.run(_worker(main, sockets))
+        _run(_worker(main, sockets))
         return
     _supervise(main, sockets, processes)
 
@@ -61,7 +61,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int) -
             die_with_parent()
             code = 0
             try:
-                asyncio.run(_worker(main, sockets))
+                _run(_worker(main, sockets))
             except BaseException:  # noqa: BLE001 - a worker must never return into the parent's code
                 log.exception("worker %d failed", index)
                 code = 1
@@ -110,3 +110,14 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int) -
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _run(coro) -> None:
+    """``asyncio.run``, on uvloop when it is installed (a faster event loop)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)
