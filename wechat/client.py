@@ -13,6 +13,7 @@ never on the event loop; :mod:`wechat.api` is the asyncio face of it.
 from __future__ import annotations
 
 import logging
+import urllib.request
 import time
 
 import redis
@@ -55,6 +56,11 @@ class SharedTokenClient(WeChatClient):
         self.API_BASE_URL = self.api_base + "cgi-bin/"
         self._redis = redis_client
         self._local: tuple[str, float] | None = None
+        # requests reads ~/.netrc and the proxy variables on every call when
+        # trust_env is on (a broadcast's largest avoidable cost); read the
+        # proxies once instead.
+        self._http.trust_env = False
+        self._http.proxies.update(urllib.request.getproxies())
 
     # -- the shared token ---------------------------------------------------
 
