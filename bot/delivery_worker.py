@@ -238,9 +238,11 @@ class DeliveryWorker:
             untried = []
             for openid in group:
                 entry = journal.get(openid)
-                if entry is None:
+                if entry is None and token:
                     untried.append(openid)
-                elif entry == ATTEMPT:
+                elif entry is None or entry == ATTEMPT:
+                    # A claim without a token predates the journal: nothing proves
+                    # it was never sent, so it counts as in flight.
                     outcomes[openid] = {"status": "failed", "reason": "interrupted"}
                 else:
                     outcomes[openid] = entry

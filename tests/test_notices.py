@@ -278,6 +278,37 @@ async def test_pause_resume_and_cancel(make_service, emulator):
 # -- crash safety ------------------------------------------------------------------------------------
 
 
+async def test_a_dead_workers_batch_is_finished_from_its_journal(svc, emulator):
+    """What a worker that died mid-batch left: its journal decides each recipient."""
+    openids = ["o-noted", "o-flight", "o-untried", "o-legacy", "o-fresh"]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    deliveries_coll, long_ago = svc.runtime.db["deliveries"], 0
+    for openid in ("o-noted", "o-flight", "o-untried"):
+        await deliveries_coll.update_one(
+            {"_id": f"{notice}:{openid}"},
+            {"$set": {"status": "sending", "claim": "dead-worker", "claimed_at_ms": long_ago}},
+        )
+    # Claimed before claims had tokens: nothing shows it was never sent.
+    await deliveries_coll.update_one({"_id": f"{notice}:o-legacy"}, {"$set": {"status": "sending", "claimed_at_ms": long_ago}})
+    journal = f"wb:journal:{notice}"
+    await svc.runtime.redis.hset(journal, mapping={
+        "o-noted": json.dumps({"status": "sent", "channel": "custom"}), "o-flight": "attempt",
+    })
+
+    await run_worker(svc)
+
+    assert await deliveries(svc, notice) == {
+        "o-noted": "sent", "o-flight": "failed", "o-untried": "sent", "o-legacy": "failed", "o-fresh": "sent",
+    }
+    # Only those never tried were sent now; the journal is emptied once MongoDB has the outcomes.
+    assert sorted(m["touser"] for m in await emulator.messages()) == ["o-fresh", "o-untried"]
+    assert await svc.runtime.redis.hlen(journal) == 0
+    progress = await svc.runtime.broadcasts.progress(notice)
+    assert progress.notice.status == "done" and progress.failed_by_code == {"interrupted": 2}
+
+
+
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     # A file, not a pipe: a full pipe nobody reads would stall the worker.
     with log_path.open("a") as log_file:
