@@ -8,6 +8,7 @@ down, the last known versions (at worst the seed) still answer reading.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -46,6 +47,10 @@ class Terms:
         self._clock = clock
         self._cache: list[AgreementVersion] = []
         self._loaded_at = float("-inf")
+        # One load at a time: when the cache expires under load, every request
+        # waits for the same read instead of each reading every version.
+        self._loading: asyncio.Future | None = None
+        self._generation = self._loading_generation = 0
         self._seed = load_seed()
 
     async def ensure_seed(self) -> None:
@@ -55,20 +60,33 @@ class Terms:
             log.info("stored the seed agreement %s", self._seed.version)
         except VersionExists:
             pass
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        """Forget the cache; a load already under way no longer counts."""
         self._loaded_at = float("-inf")
+        self._generation += 1
 
     async def versions(self) -> list[AgreementVersion]:
         """Every published version, oldest effective date first."""
         if time.monotonic() - self._loaded_at > CACHE_SECONDS:
-            try:
-                self._cache = await self._repo.all() or [self._seed]
-                self._loaded_at = time.monotonic()
-            except MongoUnavailable:
-                log.warning("agreement versions unavailable; using the last known ones")
-                self._cache = self._cache or [self._seed]
-                # Do not pay the database's timeout again on every call.
-                self._loaded_at = time.monotonic()
+            loading = self._loading
+            if loading is None or loading.done() or self._loading_generation != self._generation:
+                self._loading_generation = self._generation
+                loading = self._loading = asyncio.ensure_future(self._load(self._generation))
+            await asyncio.shield(loading)
         return self._cache
+
+    async def _load(self, generation: int) -> None:
+        try:
+            versions = await self._repo.all() or [self._seed]
+        except MongoUnavailable:
+            log.warning("agreement versions unavailable; using the last known ones")
+            versions = self._cache or [self._seed]
+        self._cache = versions
+        if generation == self._generation:
+            # (Also after a failure: do not pay the database's timeout again on every call.)
+            self._loaded_at = time.monotonic()
 
     async def current(self) -> AgreementVersion:
         """The version in force now."""
@@ -100,7 +118,7 @@ class Terms:
         """
         published_at = self._clock()
         effective_at = effective_at or published_at
-        self._loaded_at = float("-inf")
+        self._invalidate()
         existing = await self.versions()
         amendment_rules.check_publication(
             draft, reason=reason, effective_at=effective_at, published_at=published_at, published=existing
@@ -112,7 +130,7 @@ class Terms:
             raise amendment_rules.AmendmentRefused(
                 "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
             ) from None
-        self._loaded_at = float("-inf")
+        self._invalidate()
         notice_id = await self._broadcasts.send(
             category="amendment",
             title=f"《{version.title}》修改通知",
