@@ -74,23 +74,14 @@ class Conversation:
         except TimeoutError:
             log.warning("no reply within %.1f s for %s; answering later", self.deadline, delivery)
             self._spawn(self._deliver_late(inbound.openid, task, opening))
-            await self._store(delivery, None)
+            # Retries get "success" too; the lock stays with the late handler.
+            await self._finish(delivery, None, inbound.openid, opening, release=False)
             return None
         passive, rest = _split(reply)
         if rest:
             self._spawn(self._send_texts(inbound.openid, rest))
         await self._finish(delivery, passive, inbound.openid, opening)
         return passive
-
-    async def handle(self, inbound: Inbound) -> Reply | None:
-        """Route one message, one at a time per user; failures become a reply,
-        never an exception. (Without the delivery claim: :meth:`respond` is
-        what the webhook calls.)"""
-        opening = Opening(Claim("new"), touch_due=True)
-        try:
-            return await self._handle_opened(inbound, opening)
-        finally:
-            await self.locks.release(inbound.openid, opening.lock_token)
 
     async def _handle_opened(self, inbound: Inbound, opening: Opening) -> Reply | None:
         """Handle under the user's lock (waited for here unless the gate got
@@ -145,11 +136,13 @@ class Conversation:
             log.warning("Redis unavailable; %s handled without retry protection or lock", delivery)
             return Opening(Claim("new"), touch_due=True, redis_down=True)
 
-    async def _finish(self, delivery: str, reply: Reply | None, openid: str, opening: Opening) -> None:
+    async def _finish(
+        self, delivery: str, reply: Reply | None, openid: str, opening: Opening, release: bool = True
+    ) -> None:
         if opening.redis_down:
             return
         try:
-            await self.gate.finish(delivery, to_dict(reply), openid, opening.lock_token)
+            await self.gate.finish(delivery, to_dict(reply), openid, opening.lock_token if release else None)
         except RedisUnavailable:
             log.warning("could not store the reply of %s", delivery)
 
@@ -158,12 +151,6 @@ class Conversation:
             return await self.services.replies.wait(delivery, self.deadline)
         except RedisUnavailable:
             return None
-
-    async def _store(self, delivery: str, reply: Reply | None) -> None:
-        try:
-            await self.services.replies.store(delivery, to_dict(reply))
-        except RedisUnavailable:
-            log.warning("could not store the reply of %s", delivery)
 
     async def _deliver_late(self, openid: str, task: asyncio.Task, opening: Opening) -> None:
         reply = await task  # never raises

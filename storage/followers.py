@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import dataclasses
 import datetime as dt
 import logging
@@ -13,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from storage.mongo import MongoUnavailable, as_bool, as_datetime
+from storage.write_behind import FlushSoon
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class Followers:
     def __init__(self, db: AsyncDatabase) -> None:
         self._coll = db["followers"]
         self._touched: dict[str, dt.datetime] = {}
-        self._flusher: asyncio.Task | None = None
+        self._flusher = FlushSoon(self.flush, FLUSH_EVERY)
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_indexes(
@@ -77,13 +76,7 @@ class Followers:
         self._touched[openid] = at
         if len(self._touched) > MAX_PENDING:
             self._touched.pop(next(iter(self._touched)))
-        if self._flusher is None or self._flusher.done():
-            # A fresh context: not bound by the time budget of the message that asked.
-            self._flusher = asyncio.create_task(self._flush_later(), context=contextvars.Context())
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(FLUSH_EVERY)
-        await self.flush()
+        self._flusher.schedule()
 
     async def flush(self) -> None:
         """Write the buffered last interactions: users new to the collection

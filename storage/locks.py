@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import AsyncIterator
 
 import redis.asyncio as aioredis
 
@@ -40,7 +39,8 @@ def new_token() -> str:
 
 
 class UserLocks:
-    """``async with locks.hold(openid):`` serialises a user's messages.
+    """Serialises a user's messages: :meth:`acquire` (when the inbound gate
+    could not take the lock at once), then :meth:`release`.
 
     If the lock cannot be had within ``wait`` seconds, or Redis is down, the
     message is handled anyway: answering beats silence.
@@ -76,11 +76,3 @@ class UserLocks:
             return
         with contextlib.suppress(*RedisUnavailable):
             await self._release(keys=[lock_key(openid)], args=[token])
-
-    @contextlib.asynccontextmanager
-    async def hold(self, openid: str) -> AsyncIterator[bool]:
-        token = await self.acquire(openid)
-        try:
-            yield token is not None
-        finally:
-            await self.release(openid, token)

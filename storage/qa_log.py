@@ -9,8 +9,6 @@ log; :meth:`flush` runs at shutdown and before every read.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import datetime as dt
 import logging
 
@@ -19,6 +17,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from storage.mongo import MongoUnavailable
+from storage.write_behind import FlushSoon
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +33,8 @@ class QALog:
 
     def __init__(self, db: AsyncDatabase, flush_every: float = FLUSH_EVERY) -> None:
         self._coll = db["qa_log"]
-        self._flush_every = flush_every
         self._pending: list[dict] = []
-        self._flusher: asyncio.Task | None = None
+        self._flusher = FlushSoon(self.flush, flush_every)
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_indexes(
@@ -67,13 +65,7 @@ class QALog:
         )
         if len(self._pending) > MAX_PENDING:
             del self._pending[: len(self._pending) - MAX_PENDING]
-        if self._flusher is None or self._flusher.done():
-            # A fresh context: not bound by the time budget of the message that asked.
-            self._flusher = asyncio.create_task(self._flush_later(), context=contextvars.Context())
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self._flush_every)
-        await self.flush()
+        self._flusher.schedule()
 
     async def flush(self) -> None:
         """Write what is buffered; with MongoDB down it stays buffered (bounded)."""

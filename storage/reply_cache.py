@@ -50,14 +50,11 @@ class Claim:
 
 
 class ReplyCache:
-    """Stored replies in Redis, keyed by the delivery's identity (claims are
-    made by :class:`storage.inbound_gate.InboundGate` on the same keys)."""
+    """Waits for the reply of a delivery another worker is handling (claims
+    and replies are written by :class:`storage.inbound_gate.InboundGate`)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-
-    async def store(self, delivery: str, reply: dict) -> None:
-        await self._redis.set(reply_key(delivery), json.dumps(reply, ensure_ascii=False), ex=REPLY_TTL)
 
     async def wait(self, delivery: str, timeout: float, poll: float = 0.05) -> dict | None:
         """The reply of a delivery another worker is handling, or ``None`` if it
