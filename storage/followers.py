@@ -80,14 +80,16 @@ class Followers:
 
     async def flush(self) -> None:
         """Write the buffered last interactions: users new to the collection
-        in one insert, the others in one update per batch (on nx-27017 an
+        in one insert with their own times, the others in one update per batch (on nx-27017 an
         upsert per user costs several times more); kept for later with
         MongoDB down."""
         while self._touched:
             batch = dict(list(self._touched.items())[:BATCH])
             for openid in batch:
                 del self._touched[openid]
-            at = max(batch.values())
+            # One time for the whole update: the earliest, so nobody is recorded
+            # as active later than they were (the exact time is in storage.activity).
+            at = min(batch.values())
             try:
                 existing = list(batch)
                 try:

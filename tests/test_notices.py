@@ -170,6 +170,19 @@ async def test_a_message_opens_the_window_at_once_and_is_recorded_durably(make_s
     assert await deliveries(svc, late) == {"o-writer": "skipped"}
 
 
+async def test_buffered_last_interactions_never_move_a_user_later(make_service, clock):
+    svc = await make_service(clock=clock)
+    followers = svc.runtime.followers
+    await followers.subscribed("o-early", clock.now)
+    await followers.subscribed("o-late", clock.now)
+    followers.touch("o-early", clock.now)
+    first = clock.now
+    clock.advance(hours=2)  # e.g. MongoDB was down meanwhile and both waited in the buffer
+    followers.touch("o-late", clock.now)
+    await followers.flush()
+    assert (await followers.get("o-early")).last_interaction_at == first
+
+
 async def test_45015_is_recorded_as_outside_the_window(svc, emulator):
     await active_users(svc, "o-w")
     await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45015})
