@@ -1,25 +1,28 @@
 """The broadcast worker: takes batches from the work queue and sends them.
 
-Several workers (threads of asyncio tasks in several processes) share the
+Several workers (tasks of asyncio loops in several processes) share the
 queue. A worker claims a batch's delivery records at once (pending ->
-sending under its token), then for each recipient applies the rules
-(:func:`bot.notices.receives`, :func:`bot.notices.choose_channel`), waits for
-the shared rate limit, sends, and notes the outcome in the Redis journal
-(:mod:`storage.delivery_journal`); the batch's outcomes reach MongoDB in one
-write per distinct outcome at its end. Temporary WeChat errors (-1 busy, 45009 rate limit,
-network) are retried with backoff; permanent ones (43004 unsubscribed, 40003
-bad openid …) are recorded and not retried.
+sending under its token), then takes the batch a window of recipients at a
+time: applies the rules to each (:func:`bot.notices.receives`,
+:func:`bot.notices.choose_channel`), notes those it will send as attempted
+in the Redis journal (:mod:`storage.delivery_journal`), waits once for the
+window's share of the shared rate limit, sends them concurrently (on the
+event loop: :mod:`wechat.async_transport`) and notes their outcomes in the
+journal; the batch's outcomes reach MongoDB in one write per distinct
+outcome. Temporary WeChat errors (-1 busy, 45009 rate limit, network) are
+retried with backoff; permanent ones (43004 unsubscribed, 40003 bad openid …)
+are recorded and not retried.
 
 Crash safety: a batch is acknowledged only after each of its recipients is
 finished, so a dead worker's batches are taken over by another (XAUTOCLAIM,
 after 5 idle seconds). The journal tells the taker what became of each
 recipient the dead worker had claimed: outcomes it noted are recorded as
 they were, recipients it never tried are sent. The at-most window: a
-recipient marked as being sent with no outcome (at most one per sending
-task, ``concurrency`` per worker) was in flight; whether WeChat got it is
-unknown, so it is recorded ``failed`` with the reason ``interrupted`` and not
-sent again. Nobody gets a second copy; those few may
-get none (the progress report lists them).
+recipient marked attempted with no outcome was in flight (at most one
+window, :data:`WINDOW` recipients, per sending task: ``concurrency`` ×
+``WINDOW`` per worker); whether WeChat got it is unknown, so it is recorded
+``failed`` with the reason ``interrupted`` and not sent again. Nobody gets a
+second copy; those few may get none (the progress report lists them).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import time
 import uuid
 from typing import Callable
 
-from bot.notices import Broadcasts, choose_channel, notice_text, receives, template_data
+from bot.notices import PLANNER_SILENT, Broadcasts, choose_channel, notice_text, receives, template_data
 from bot.textsplit import split_text
 from bot import texts
 from storage.activity import Activity
@@ -64,6 +67,12 @@ ABANDONED_CLAIM = dt.timedelta(seconds=60)
 #: Outcomes reach MongoDB at the end of a batch, or sooner when a slow batch
 #: has held them this many seconds (progress stays live at low rates).
 FLUSH_EVERY = 0.5
+#: Recipients of a batch sent at once (marked attempted together, their rate
+#: paid in one wait): the most one sending task has in flight. Fewer at low
+#: rates, so that paying for a window takes at most PAY_SECONDS and pause and
+#: cancel take effect within about that.
+WINDOW = 10
+PAY_SECONDS = 0.25
 
 
 @dataclasses.dataclass
@@ -90,6 +99,7 @@ class DeliveryWorker:
         self.concurrency = concurrency
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._notice_cache: dict[str, tuple[float, Notice]] = {}
+        self.window = max(1, min(WINDOW, int(deps.limiter.rate * PAY_SECONDS / concurrency)))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; Redis or MongoDB outages are waited out."""
@@ -156,9 +166,9 @@ class DeliveryWorker:
 
     async def _replan(self) -> None:
         for notice in await self.deps.notices.active():
-            if notice.status == "queued" and not notice.planned:
-                age = self.deps.clock() - (notice.created_at or self.deps.clock())
-                if age > dt.timedelta(seconds=30):  # its creator died while planning
+            if not notice.planned:
+                since = notice.planning_at or notice.created_at or self.deps.clock()
+                if self.deps.clock() - since > PLANNER_SILENT:  # its planner died
                     await self.deps.broadcasts.plan(notice.id)
             elif notice.status == "sending" and await self.deps.queue.backlog() == 0:
                 # Nothing queued but recipients left (e.g. Redis lost entries): queue them again.
@@ -189,18 +199,16 @@ class DeliveryWorker:
             if notice.channel == "mass":
                 await self._mass(batch, notice, todo, followers, opted_out)
             else:
-                for index, openid in enumerate(todo):
+                for start in range(0, len(todo), self.window):
                     current = await self._current(notice_id)
                     if current.status == "cancelled":
-                        batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[index:]})
+                        batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
                         break
                     if current.status != "sending":  # paused: the rest waits as pending
-                        await deps.deliveries.unclaim(notice_id, todo[index:], batch.token)
+                        await deps.deliveries.unclaim(notice_id, todo[start:], batch.token)
                         break
-                    outcome = await self._deliver(
-                        batch, current, openid, followers.get(openid), seen.get(openid), opted_out.get(openid, set())
-                    )
-                    batch.outcomes[openid] = outcome
+                    window = todo[start : start + self.window]
+                    batch.outcomes.update(await self._deliver(batch, current, window, followers, seen, opted_out))
                     await batch.heartbeat()
                     await batch.flush(every=FLUSH_EVERY)
             await batch.flush()
@@ -266,52 +274,67 @@ class DeliveryWorker:
         return cached[1]
 
     async def _deliver(
-        self, batch: "_Batch", notice: Notice, openid: str, follower, seen: dt.datetime | None, opted_out: set[str]
-    ) -> dict:
-        """Apply the rules and send; the outcome (fields of the delivery record)."""
+        self, batch: "_Batch", notice: Notice, openids: list[str], followers: dict, seen: dict, opted_out: dict
+    ) -> dict[str, dict]:
+        """Apply the rules to each recipient and send to those a channel reaches,
+        all at once; ``openid -> outcome`` (fields of the delivery record)."""
         deps = self.deps
-        if not receives(notice.category, notice.important, opted_out):
-            return {"status": "skipped", "reason": "opted_out"}
-        if follower is not None and not follower.subscribed:
-            return {"status": "skipped", "reason": "unsubscribed"}
-        # The latest of the durable record and the fresher mark in Redis.
-        last = max(filter(None, (follower.last_interaction_at if follower else None, seen)), default=None)
-        channel = choose_channel(notice.category, deps.templates, last, deps.clock())
-        if channel is None:
-            return {"status": "skipped", "reason": "outside_48h"}
-        if deps.wechat is None:
-            return {"status": "failed", "channel": channel, "reason": "wechat_not_configured"}
-        await deps.journal.attempt(notice.id, [openid])
-        try:
-            msgid = await self._send(batch, notice, openid, channel)
-            outcome = {"status": "sent", "channel": channel, "template_msgid": msgid}
-        except WeChatAPIError as exc:
-            outcome = _failure(exc, channel)
-        await deps.journal.record(notice.id, {openid: outcome})
-        return outcome
+        outcomes: dict[str, dict] = {}
+        channels: dict[str, str] = {}
+        now = deps.clock()
+        for openid in openids:
+            follower = followers.get(openid)
+            if not receives(notice.category, notice.important, opted_out.get(openid, set())):
+                outcomes[openid] = {"status": "skipped", "reason": "opted_out"}
+                continue
+            if follower is not None and not follower.subscribed:
+                outcomes[openid] = {"status": "skipped", "reason": "unsubscribed"}
+                continue
+            # The latest of the durable record and the fresher mark in Redis.
+            last = max(filter(None, (follower.last_interaction_at if follower else None, seen.get(openid))), default=None)
+            channel = choose_channel(notice.category, deps.templates, last, now)
+            if channel is None:
+                outcomes[openid] = {"status": "skipped", "reason": "outside_48h"}
+            elif deps.wechat is None:
+                outcomes[openid] = {"status": "failed", "channel": channel, "reason": "wechat_not_configured"}
+            else:
+                channels[openid] = channel
+        if not channels:
+            return outcomes
+        pieces = [] if notice.category in deps.templates else split_text(notice_text(notice), suffix=texts.CONTINUED)
+        await deps.journal.attempt(notice.id, list(channels))
+        # One wait for the whole window's messages; only retries wait again.
+        await deps.limiter.acquire(sum(1 if c == "template" else len(pieces) for c in channels.values()))
+        sent = await asyncio.gather(*(self._send(batch, notice, o, c, pieces) for o, c in channels.items()))
+        fresh = dict(zip(channels, sent))
+        await deps.journal.record(notice.id, fresh)
+        outcomes.update(fresh)
+        return outcomes
 
-    async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str) -> int | None:
-        """Send with retries on temporary errors; the template msgid, if any."""
+    async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str, pieces: list[str]) -> dict:
+        """Send (its rate already paid), retrying temporary errors; the outcome."""
         deps = self.deps
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
+                if attempt > 1:
+                    await deps.limiter.acquire(1 if channel == "template" else len(pieces))
                 if channel == "template":
                     spec = deps.templates[notice.category]
-                    await deps.limiter.acquire()
                     result = await deps.wechat.message.send_template(
                         openid, spec["template_id"], template_data(notice, spec, deps.clock()), url=spec.get("url")
                     )
-                    return int(result.get("msgid")) if isinstance(result, dict) and result.get("msgid") else None
-                for piece in split_text(notice_text(notice), suffix=texts.CONTINUED):
-                    await deps.limiter.acquire()
+                    msgid = int(result["msgid"]) if isinstance(result, dict) and result.get("msgid") else None
+                    return {"status": "sent", "channel": channel, "template_msgid": msgid}
+                # A retry resends every piece: WeChat gave no partial acknowledgement to go by.
+                for piece in pieces:
                     await deps.wechat.message.send_text(openid, piece)
-                return None
+                return {"status": "sent", "channel": channel, "template_msgid": None}
             except WeChatAPIError as exc:
                 if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
-                    raise
+                    return _failure(exc, channel)
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
                 await batch.heartbeat(force=True)  # still alive: keep the batch and the claims ours
-        return None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _mass(self, batch: "_Batch", notice: Notice, openids, followers, opted_out) -> None:
         deps = self.deps
@@ -325,7 +348,7 @@ class DeliveryWorker:
             else:
                 targets.append(openid)
         if len(targets) == 1:  # WeChat's mass send needs at least two recipients
-            batch.outcomes[targets[0]] = await self._deliver(batch, notice, targets[0], followers.get(targets[0]), None, set())
+            batch.outcomes.update(await self._deliver(batch, notice, targets, followers, {}, {}))
         if len(targets) <= 1:
             return
         await deps.journal.attempt(notice.id, targets)
@@ -360,15 +383,19 @@ class _Batch:
         self.token = token
         self.outcomes: dict[str, dict] = {}
         self.claimed: list[str] = []
-        self._beat = self._flushed = time.monotonic()
+        self._beat = self._flushed = self._claims_refreshed = time.monotonic()
 
     async def heartbeat(self, force: bool = False) -> None:
-        """At most once a second (or when ``force``d, during retries)."""
-        if not force and time.monotonic() - self._beat < 1.0:
+        """Keep the entry ours at most once a second (or when ``force``d,
+        during retries), and the claims once they are half-way to looking stale:
+        a batch that finishes sooner never rewrites them (a write per recipient)."""
+        now = time.monotonic()
+        if not force and now - self._beat < 1.0:
             return
-        self._beat = time.monotonic()
+        self._beat = now
         await self.deps.queue.touch(self.consumer, self.entry_id)
-        if self.claimed:
+        if self.claimed and now - self._claims_refreshed >= STALE_CLAIM.total_seconds() / 2:
+            self._claims_refreshed = now
             await self.deps.deliveries.refresh_claims(self.notice_id, self.claimed, self.token, self.deps.clock())
 
     async def flush(self, every: float = 0.0) -> None:

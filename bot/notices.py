@@ -30,7 +30,11 @@ CHANNELS = ("auto", "mass")
 #: WeChat allows customer-service messages this long after the user's last message.
 SERVICE_WINDOW = dt.timedelta(hours=48)
 #: Recipients per work-queue entry (mass sends: per WeChat call).
-BATCH = 20
+BATCH = 100
+#: Recipients recorded per step of planning (then queued at once).
+PLAN_CHUNK = 2000
+#: A planner that has reported no progress for this long is dead; upkeep plans again.
+PLANNER_SILENT = dt.timedelta(seconds=30)
 MASS_CHUNK = 10_000
 CATEGORY_BY_NAME = {name: code for code, name in CATEGORIES.items()}
 
@@ -181,15 +185,32 @@ class Broadcasts:
         raise NoticeRefused(f"未知的受众 {kind}")
 
     async def plan(self, notice_id: str) -> None:
-        """Record every recipient as pending and queue them (safe to repeat)."""
+        """Record every recipient as pending and queue them (safe to repeat).
+
+        A chunk at a time: workers start sending the first recipients while
+        the rest of a large audience is still being recorded. The job is
+        ``sending`` from the start but cannot be ``done`` before it is
+        ``planned``; a planner that dies midway is replaced by upkeep
+        (:data:`PLANNER_SILENT` after its last chunk)."""
         notice = await self._get(notice_id)
         openids = await self.audience(notice.audience)
-        await self.deliveries.create_pending(notice_id, openids, self._clock())
-        await self.notices.planned(notice_id, len(openids))
-        await self.enqueue_pending(notice)
+        await self.notices.planning(notice_id, len(openids), self._clock())
         await self.notices.transition(notice_id, ("queued",), "sending", self._clock())
-        if not openids:
-            await self.notices.transition(notice_id, ("sending",), "done", self._clock())
+        batch = MASS_CHUNK if notice.channel == "mass" else BATCH
+        chunk = max(PLAN_CHUNK, batch)
+        for start in range(0, len(openids), chunk):
+            part = openids[start : start + chunk]
+            # Records first, queue second: a queued recipient always has a record.
+            # A repeat queues some recipients twice; claims make that harmless.
+            await self.deliveries.create_pending(notice_id, part, self._clock())
+            for first in range(0, len(part), batch):
+                await self.queue.add(notice_id, part[first : first + batch])
+            await self.notices.planning(notice_id, len(openids), self._clock())
+        await self.notices.planned(notice_id, len(openids))
+        if (await self._get(notice_id)).status == "cancelled":
+            # Cancelled while planning: what was recorded after the cancel is skipped too.
+            await self.deliveries.skip_pending(notice_id, "cancelled", self._clock())
+        await self.finish_if_complete(notice_id)
 
     async def enqueue_pending(self, notice: Notice, stale_before: dt.datetime | None = None) -> int:
         """Put the notice's pending recipients on the work queue (again), and
@@ -213,8 +234,11 @@ class Broadcasts:
         if not await self.notices.transition(notice_id, ("paused",), "sending", self._clock()):
             raise NoticeRefused(await self._cannot(notice_id, "继续"))
         notice = await self._get(notice_id)
-        await self.enqueue_pending(notice)
-        await self.finish_if_complete(notice_id)
+        if not notice.planned:  # paused while planning, and the planner is gone
+            await self.plan(notice_id)
+        else:
+            await self.enqueue_pending(notice)
+            await self.finish_if_complete(notice_id)
         return await self._get(notice_id)
 
     async def cancel(self, notice_id: str) -> Notice:
@@ -225,8 +249,9 @@ class Broadcasts:
         return await self._get(notice_id)
 
     async def finish_if_complete(self, notice_id: str) -> bool:
-        """Mark the job done when no recipient is pending or being sent."""
-        if await self.deliveries.unfinished(notice_id):
+        """Mark the job done when every recipient is recorded and none is pending or being sent."""
+        notice = await self.notices.get(notice_id)
+        if notice is None or not notice.planned or await self.deliveries.unfinished(notice_id):
             return False
         return await self.notices.transition(notice_id, ("sending",), "done", self._clock())
 

@@ -68,13 +68,20 @@ class Terms:
         self._generation += 1
 
     async def versions(self) -> list[AgreementVersion]:
-        """Every published version, oldest effective date first."""
+        """Every published version, oldest effective date first.
+
+        Read at most every :data:`CACHE_SECONDS` (publications in other
+        processes show within that). An expired cache is still answered
+        from while the fresh read runs, so a busy database never holds up
+        every message at once; after a publication in this process
+        (:meth:`_invalidate`) callers wait for the fresh read."""
         if time.monotonic() - self._loaded_at > CACHE_SECONDS:
             loading = self._loading
             if loading is None or loading.done() or self._loading_generation != self._generation:
                 self._loading_generation = self._generation
                 loading = self._loading = asyncio.ensure_future(self._load(self._generation))
-            await asyncio.shield(loading)
+            if self._loaded_at == float("-inf"):
+                await asyncio.shield(loading)
         return self._cache
 
     async def _load(self, generation: int) -> None:

@@ -43,6 +43,8 @@ class Notice:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     planned: bool = False
+    #: When the planner last reported progress (a planner silent for long died).
+    planning_at: dt.datetime | None = None
     extra: dict = dataclasses.field(default_factory=dict)
 
 
@@ -100,6 +102,10 @@ class Notices:
         doc = await self._coll.find_one({"_id": notice_id})
         return _notice(doc) if doc else None
 
+    async def planning(self, notice_id: str, total: int, at: dt.datetime) -> None:
+        """The planner is alive and recording ``total`` recipients."""
+        await self._coll.update_one({"_id": notice_id}, {"$set": {"total": total, "planning_at": at}})
+
     async def planned(self, notice_id: str, total: int) -> None:
         await self._coll.update_one({"_id": notice_id}, {"$set": {"planned": "yes", "total": total}})
 
@@ -124,7 +130,7 @@ class Notices:
 
 
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
-          "created_at", "created_by", "started_at", "finished_at"}
+          "created_at", "created_by", "started_at", "finished_at", "planning_at"}
 
 
 def _flag(value: object) -> bool:
@@ -147,5 +153,6 @@ def _notice(doc: dict) -> Notice:
         started_at=as_datetime(doc.get("started_at")),
         finished_at=as_datetime(doc.get("finished_at")),
         planned=_flag(doc.get("planned")),
+        planning_at=as_datetime(doc.get("planning_at")),
         extra={k: v for k, v in doc.items() if k not in _KNOWN},
     )

@@ -15,7 +15,7 @@ from wechat.client import SharedTokenClient
 
 
 @pytest.fixture
-def clients(backing, emulator):
+async def clients(backing, emulator):
     """Two clients as two processes would have them: separate objects and connections, one Redis."""
     made = []
 
@@ -28,7 +28,7 @@ def clients(backing, emulator):
 
     yield make
     for api, sync_redis in made:
-        api.close()
+        await api.aclose()
         sync_redis.close()
 
 
@@ -113,7 +113,7 @@ async def test_network_failure_is_a_typed_error(backing):
             await api.message.send_text("o-x", "hi")
         assert info.value.code == -2
     finally:
-        api.close()
+        await api.aclose()
         sync_redis.close()
 
 
@@ -123,3 +123,28 @@ async def emulator_post(emulator, path: str, body: dict) -> None:
     from tornado.httpclient import AsyncHTTPClient
 
     await AsyncHTTPClient().fetch(emulator.base + path, method="POST", body=json.dumps(body))
+
+
+async def test_template_send_goes_out_as_wechatpy_builds_it(clients, emulator):
+    api = clients()
+    await api.message.send_text("o-t", "先取令牌")  # the first call may fetch the token in a thread
+    api._executor.shutdown()  # a call made in a thread would now fail: this one must not use one
+    result = await api.message.send_template("o-t", "TPL-1", {"first": {"value": "您好"}}, url="https://wetoop.example/n")
+    assert isinstance(result.get("msgid"), int)
+    sent = (await emulator.messages("o-t"))[-1]
+    assert sent["body"] == {
+        "touser": "o-t",
+        "template_id": "TPL-1",
+        "url": "https://wetoop.example/n",
+        "data": {"first": {"value": "您好"}},
+    }
+
+
+async def test_rate_limit_error_from_the_async_path_carries_its_code(clients, emulator):
+    api = clients()
+    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45009})
+    with pytest.raises(WeChatAPIError) as info:
+        await api.message.send_text("o-r", "太快了")
+    assert info.value.code == 45009
+    await api.message.send_text("o-r", "再试一次")
+    assert [m["body"]["text"]["content"] for m in await emulator.messages("o-r")] == ["再试一次"]

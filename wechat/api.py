@@ -1,9 +1,11 @@
 """The asyncio face of the WeChat API client.
 
 Callers say ``await wx.message.send_text(openid, text)``: the same methods as
-wechatpy's client domains (``message``, ``menu``, ``user``, ``wxa``), each
-call run in a thread pool so the event loop never blocks. Failures raise
-:class:`WeChatAPIError` with WeChat's error code.
+wechatpy's client domains (``message``, ``menu``, ``user``, ``wxa``). The
+message sends a broadcast makes go out on the event loop through
+:mod:`wechat.async_transport`; every other call runs in a thread pool, so the
+event loop never blocks. Failures raise :class:`WeChatAPIError` with
+WeChat's error code.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
+from wechat.async_transport import AsyncTransport
 from wechat.client import SharedTokenClient, describe_error
 
 
@@ -28,17 +31,26 @@ class WeChatAPIError(Exception):
 class _AsyncDomain:
     """One wechatpy API domain whose methods return awaitables."""
 
-    def __init__(self, sync_domain: Any, run: Callable) -> None:
+    def __init__(self, name: str, sync_domain: Any, api: "WeChatAPI") -> None:
+        self._name = name
         self._sync = sync_domain
-        self._run = run
+        self._api = api
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._sync, name)
         if not callable(method):
             raise AttributeError(name)
+        api = self._api
+        if api.transport.handles(self._name, name):
+            domain = self._name
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self._run(functools.partial(method, *args, **kwargs))
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await api._guard(api.transport.call(domain, name, *args, **kwargs))
+
+        else:
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await api._run(functools.partial(method, *args, **kwargs))
 
         return call
 
@@ -49,15 +61,24 @@ class WeChatAPI:
     def __init__(self, client: SharedTokenClient, max_workers: int = 16) -> None:
         self.client = client
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="wechat-api")
-        self.message = _AsyncDomain(client.message, self._run)
-        self.menu = _AsyncDomain(client.menu, self._run)
-        self.user = _AsyncDomain(client.user, self._run)
-        self.wxa = _AsyncDomain(client.wxa, self._run)
+        self.transport = AsyncTransport(client, self._in_thread)
+        self.message = _AsyncDomain("message", client.message, self)
+        self.menu = _AsyncDomain("menu", client.menu, self)
+        self.user = _AsyncDomain("user", client.user, self)
+        self.wxa = _AsyncDomain("wxa", client.wxa, self)
+
+    async def _in_thread(self, fn: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def _run(self, fn: Callable[[], Any]) -> Any:
-        loop = asyncio.get_running_loop()
+        return await self._guard(self._in_thread(fn))
+
+    @staticmethod
+    async def _guard(call: Awaitable[Any]) -> Any:
         try:
-            return await loop.run_in_executor(self._executor, fn)
+            return await call
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes one typed error
             code, message = describe_error(exc)
             raise WeChatAPIError(code, message) from exc
@@ -66,5 +87,6 @@ class WeChatAPI:
         """The shared token (fetched if none is stored)."""
         return await self._run(lambda: self.client.access_token)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        await self.transport.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)

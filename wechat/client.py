@@ -16,10 +16,12 @@ import logging
 import urllib.request
 import time
 
+import aiohttp
 import redis
 import requests
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
+from wechatpy.utils import json as wechatpy_json
 
 from storage.redis_store import key
 
@@ -70,9 +72,9 @@ class SharedTokenClient(WeChatClient):
 
     @property
     def access_token(self) -> str:
-        local = self._local
-        if local is not None and time.monotonic() - local[1] < LOCAL_TTL:
-            return local[0]
+        cached = self.cached_token()
+        if cached is not None:
+            return cached
         token = self._redis.get(self.token_key)
         if not token:
             return self.refresh_token(stale=None)
@@ -122,14 +124,33 @@ class SharedTokenClient(WeChatClient):
             raise WeChatClientException(result["errcode"], result.get("errmsg", ""), client=self)
         return result
 
+    def cached_token(self) -> str | None:
+        """The token this process read less than :data:`LOCAL_TTL` ago, without I/O."""
+        local = self._local
+        if local is not None and time.monotonic() - local[1] < LOCAL_TTL:
+            return local[0]
+        return None
+
     # -- requests -----------------------------------------------------------
 
+    def resolve_url(self, url_or_endpoint: str, kwargs: dict) -> str:
+        """The full URL wechatpy would call, on ``api_base`` instead of WeChat's host."""
+        if url_or_endpoint.startswith(("http://", "https://")):
+            url = url_or_endpoint
+        else:
+            url = (kwargs.get("api_base_url") or self.API_BASE_URL) + url_or_endpoint
+        if url.startswith(REAL_API):
+            url = self.api_base + url[len(REAL_API):]
+        return url
+
+    @staticmethod
+    def encode_body(data: dict) -> bytes:
+        """A JSON body as wechatpy encodes it (Chinese left as UTF-8, not escaped)."""
+        return wechatpy_json.dumps(data, ensure_ascii=False).encode("utf-8")
+
     def _request(self, method, url_or_endpoint, **kwargs):
-        if url_or_endpoint.startswith(REAL_API):
-            url_or_endpoint = self.api_base + url_or_endpoint[len(REAL_API):]
-        base = kwargs.get("api_base_url")
-        if base and base.startswith(REAL_API):
-            kwargs["api_base_url"] = self.api_base + base[len(REAL_API):]
+        url_or_endpoint = self.resolve_url(url_or_endpoint, kwargs)
+        kwargs.pop("api_base_url", None)
         params = kwargs.setdefault("params", {})
         if isinstance(params, dict) and "access_token" not in params:
             params["access_token"] = self.access_token
@@ -155,6 +176,6 @@ def describe_error(exc: Exception) -> tuple[int, str]:
     """
     if isinstance(exc, WeChatClientException) and exc.errcode is not None:
         return int(exc.errcode), str(exc.errmsg or "")
-    if isinstance(exc, (requests.RequestException, WeChatClientException, redis.RedisError, OSError)):
+    if isinstance(exc, (requests.RequestException, aiohttp.ClientError, WeChatClientException, redis.RedisError, OSError)):
         return -2, f"network error: {exc}"
     return -3, repr(exc)

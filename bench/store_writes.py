@@ -1,0 +1,104 @@
+"""What one broadcast recipient costs the embedded database, and the ceiling that sets.
+
+    .venv/bin/python bench/store_writes.py [--recipients 20000] [--output FILE]
+
+A broadcast writes each recipient's delivery record three times: recorded as
+pending when planned, claimed (pending -> sending) by a worker, and finished
+with its outcome. This script starts nx-27017 as the embedded default does
+(``MONGODB_URI`` set: that server instead) and times each of those writes
+with the same shapes the service uses (batches of 1,000 inserts, conditional
+updates of 100 records by ``_id``), one client, nothing else running. The
+ceiling printed is how many recipients a second the database can take if it
+had a whole core for nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pymongo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import machine_lines  # noqa: E402
+from storage.embedded import EmbeddedServers  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    n = args.recipients - args.recipients % 100
+
+    servers = None
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        servers = EmbeddedServers(Path(tempfile.mkdtemp(prefix="wetoop-store-")), names=("mongo",)).start()
+        uri = servers.url("mongo")
+    engine = "MONGODB_URI" if os.environ.get("MONGODB_URI") else "nx-27017 (embedded default)"
+    try:
+        client = pymongo.MongoClient(uri)
+        coll = client["wetoop_store_bench"]["deliveries"]
+        coll.drop()
+        coll.create_index([("notice_id", 1), ("status", 1)])
+        coll.create_index("openid")
+        coll.create_index("template_msgid", sparse=True)
+        now = dt.datetime.now(dt.timezone.utc)
+        ids = [f"n1:o{i:06d}" for i in range(n)]
+        timings = {}
+
+        started = time.perf_counter()
+        docs = [{"_id": i, "notice_id": "n1", "openid": i[3:], "status": "pending", "attempts": 0, "updated_at": now} for i in ids]
+        for start in range(0, n, 1000):
+            coll.insert_many(docs[start : start + 1000], ordered=False)
+        timings["record as pending (insert_many of 1,000)"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        for start in range(0, n, 100):
+            coll.update_many(
+                {"_id": {"$in": ids[start : start + 100]}, "status": "pending"},
+                {"$set": {"status": "sending", "claim": "t", "claimed_at_ms": 1, "updated_at": now}, "$inc": {"attempts": 1}},
+            )
+        timings["claim (update_many of 100)"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        for start in range(0, n, 100):
+            coll.update_many(
+                {"_id": {"$in": ids[start : start + 100]}},
+                {"$set": {"status": "sent", "channel": "custom", "updated_at": now, "finished_at_ms": 2}},
+            )
+        timings["finish (update_many of 100)"] = time.perf_counter() - started
+        coll.drop()
+        client.close()
+    finally:
+        if servers is not None:
+            servers.stop()
+
+    per = {name: seconds / n * 1000 for name, seconds in timings.items()}
+    total = sum(per.values())
+    lines = machine_lines() + [
+        "",
+        f"## Delivery-record writes: {n:,} recipients, {engine}",
+        "",
+        "| write | ms per recipient |",
+        "|---|---|",
+        *(f"| {name} | {ms:.3f} |" for name, ms in per.items()),
+        f"| all three | {total:.3f} |",
+        "",
+        f"Ceiling with one whole core for the database: {1000 / total:,.0f} recipients/s.",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.output:
+        args.output.write_text(report + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
