@@ -1,11 +1,13 @@
 """Broadcast throughput, /wechat latency meanwhile, and a crash-and-resume run.
 
-    .venv/bin/python bench/broadcast.py [--recipients 100000] [--rate 2000] [--output FILE]
+    .venv/bin/python bench/broadcast.py [--recipients 100000] [--rate 2000] [--separate-worker] [--output FILE]
 
 Starts, on 127.0.0.1: the WeChat API emulator rate-limited to ``--rate``
 messages per second (``wetoop-bot emulator --rate-limit``), and ``wetoop-bot
 serve`` on the embedded default (its in-process worker sends; ``NOTICE_RATE``
-is set to the same rate). It writes ``--recipients`` followers who wrote
+is set to the same rate). With ``--separate-worker``: ``serve --no-worker``
+and one ``wetoop-bot worker`` process, which then sends (and is the process
+the crash run kills). It writes ``--recipients`` followers who wrote
 recently, sends one service notice to all of them with ``wetoop-bot notice
 send``, and measures the time until the job is done, while a probe sends a
 signed question to ``/wechat`` every 20 ms and records the latency.
@@ -52,7 +54,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class Setup:
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, separate_worker: bool = False) -> None:
+        self.separate_worker = separate_worker
+        self.worker: subprocess.Popen | None = None
         self.dir = Path(tempfile.mkdtemp(prefix="wetoop-broadcast-"))
         self.rate = rate
         self.emulator_port = free_port()
@@ -68,8 +72,24 @@ class Setup:
         )
         self.service: subprocess.Popen | None = None
 
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen([str(BIN), "worker"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sender(self) -> subprocess.Popen:
+        """The process whose worker sends."""
+        return self.worker if self.separate_worker else self.service
+
+    def restart_sender(self) -> None:
+        if self.separate_worker:
+            self.start_worker()
+        else:
+            self.start_service()
+
     def start_service(self) -> None:
-        self.service = subprocess.Popen([str(BIN), "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = [str(BIN), "serve"] + (["--no-worker"] if self.separate_worker else [])
+        self.service = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.separate_worker and self.worker is None:
+            self.start_worker()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -92,7 +112,7 @@ class Setup:
             return json.loads(r.read())
 
     def stop(self) -> None:
-        for proc in (self.service, self.emulator):
+        for proc in (self.worker, self.service, self.emulator):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -185,10 +205,11 @@ def crash_run(setup: Setup, recipients: int, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while quick_status(setup, notice_id)["sent"] < recipients // 3 and time.monotonic() < deadline:
         time.sleep(0.2)
-    setup.service.send_signal(signal.SIGKILL)
-    setup.service.wait()
+    sender = setup.sender()
+    sender.send_signal(signal.SIGKILL)
+    sender.wait()
     sent_at_kill = status(setup, notice_id)["sent"]
-    setup.start_service()
+    setup.restart_sender()
     state = {}
     while time.monotonic() < deadline:
         if quick_status(setup, notice_id)["status"] == "done":
@@ -207,10 +228,11 @@ def main() -> None:
     parser.add_argument("--crash-recipients", type=int, default=5_000)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--separate-worker", action="store_true", help="serve --no-worker plus one wetoop-bot worker process")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
-    setup = Setup(args.rate)
+    setup = Setup(args.rate, args.separate_worker)
     try:
         setup.start_service()
         run = asyncio.run(throughput_run(setup, args.recipients, args.timeout))
@@ -220,14 +242,15 @@ def main() -> None:
     s = run["state"]
     lines = machine_lines() + [
         "",
-        f"## Broadcast: {args.recipients:,} recipients, emulator limited to {args.rate:,}/s",
+        f"## Broadcast: {args.recipients:,} recipients, emulator limited to {args.rate:,}/s, "
+        + ("sent by a separate `wetoop-bot worker`" if args.separate_worker else "sent by the worker inside `serve`"),
         "",
         "| status | sent | failed | skipped | total | time | sent/s | share of the limit | /wechat p50 | /wechat p99 | probes |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {s.get('status')} | {s.get('sent')} | {s.get('failed')} | {s.get('skipped')} | {s.get('total')} | "
         f"{run['elapsed']:.1f} s | {run['rate']:.0f} | {run['rate'] / args.rate:.0%} | {run['p50']:.1f} ms | {run['p99']:.1f} ms | {run['probes']} |",
         "",
-        f"## Crash and resume: {args.crash_recipients:,} recipients, SIGKILL after a third",
+        f"## Crash and resume: {args.crash_recipients:,} recipients, SIGKILL of the sending process after a third",
         "",
         "| status | sent at kill | sent | failed | skipped | total | recipients reached | duplicates (emulator log) |",
         "|---|---|---|---|---|---|---|---|",

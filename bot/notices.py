@@ -176,7 +176,7 @@ class Broadcasts:
             return await self._followers.subscribed_openids()
         if kind == "merchants":
             statuses = audience.get("statuses") or ["pending_review", "active", "suspended"]
-            found = [m.openid for s in statuses for m in await self._merchants.list(s, limit=10_000_000)]
+            found = [openid for s in statuses for openid in await self._merchants.openids(s)]
             return sorted(set(found))
         if kind == "openids":
             return sorted(set(audience["openids"]))

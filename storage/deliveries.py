@@ -17,7 +17,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from storage.mongo import as_datetime
+from storage.mongo import as_datetime, read_all
 
 STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 
@@ -138,7 +138,7 @@ class Deliveries:
         return result.modified_count
 
     async def openids(self, notice_id: str, statuses: tuple[str, ...]) -> list[str]:
-        docs = await self._coll.find({"notice_id": notice_id, "status": {"$in": list(statuses)}}, {"openid": 1}).to_list(None)
+        docs = await read_all(self._coll, {"notice_id": notice_id, "status": {"$in": list(statuses)}}, {"openid": 1}, "_id")
         return [d["openid"] for d in docs]
 
     async def stale_sending(self, notice_id: str, before: dt.datetime) -> list[str]:

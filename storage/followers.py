@@ -10,7 +10,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from storage.mongo import MongoUnavailable, as_bool, as_datetime
+from storage.mongo import MongoUnavailable, as_bool, as_datetime, read_all
 from storage.write_behind import FlushSoon
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Followers:
         fields and stored booleans, and a user known only from messages counts
         as following.
         """
-        docs = await self._coll.find({}, {"openid": 1, "subscribed": 1}).to_list(None)
+        docs = await read_all(self._coll, {}, {"openid": 1, "subscribed": 1}, "openid")
         return sorted(d["openid"] for d in docs if as_bool(d.get("subscribed", True)))
 
 

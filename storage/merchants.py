@@ -16,7 +16,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from storage.mongo import as_datetime
+from storage.mongo import as_datetime, read_all
 
 #: The fields a merchant types in; erased when the account is closed.
 PROFILE_FIELDS = ("entity_type", "entity_name", "credit_code", "contact_name", "phone", "email")
@@ -117,6 +117,10 @@ class Merchants:
     async def history(self, openid: str) -> list[StatusEntry]:
         docs = await self._history.find({"openid": openid}).sort("at", ASCENDING).to_list(None)
         return [StatusEntry(d["status"], as_datetime(d["at"]), d["by"], d["reason"]) for d in docs]
+
+    async def openids(self, status: str) -> list[str]:
+        """Every merchant with ``status``, by openid (a broadcast's audience)."""
+        return [d["openid"] for d in await read_all(self._coll, {"status": status}, {"openid": 1}, "openid")]
 
     async def list(self, status: str | None = None, limit: int = 1000) -> list[Merchant]:
         query = {"status": status} if status else {}

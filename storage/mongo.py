@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "wetoop"
 
+#: Documents per query in :func:`read_all`.
+PAGE = 5000
+
 #: Errors that mean "the database could not be reached or did not answer"
 #: (not logic errors such as a duplicate key).
 MongoUnavailable = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
@@ -55,6 +58,28 @@ def _database_in_uri(uri: str) -> str | None:
         path = uri.split("/", 3)[3] if uri.count("/") >= 3 else ""
         return path.split("?", 1)[0] or None
     return parse_uri(uri).get("database")
+
+
+async def read_all(coll, query: dict, projection: dict, key: str) -> list[dict]:
+    """Every document matching ``query``, in ``key`` order, a page of :data:`PAGE` per query.
+
+    For reads that may return a whole collection (an audience of 100,000).
+    nx-27017 builds a query's whole result before its first reply and answers
+    nothing else meanwhile, the driver's heartbeat included: one query for
+    100,000 documents took 5 s, longer than the heartbeat's timeout
+    (``connectTimeoutMS``), and the driver then dropped its connections and
+    cancelled every operation in flight. A page takes about half a second.
+    ``key`` must be indexed and unique (``_id``, ``openid``).
+    """
+    if key in query:
+        raise ValueError(f"read_all pages on {key!r}; the query must not filter on it")
+    docs: list[dict] = []
+    while True:
+        page_query = query if not docs else {**query, key: {"$gt": docs[-1][key]}}
+        page = await coll.find(page_query, projection).sort(key, 1).limit(PAGE).to_list(None)
+        docs += page
+        if len(page) < PAGE:
+            return docs
 
 
 async def ping(db: AsyncDatabase) -> bool:
