@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wetoop-bot: {exc}", file=sys.stderr)
         return 1
     except MongoUnavailable as exc:
-        import traceback; traceback.print_exc()  # DEBUG-TEMP
         print(f"wetoop-bot: 无法连接 MongoDB：{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
