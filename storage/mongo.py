@@ -2,7 +2,7 @@
 
 Server selection gives up after 2 s: with the database down, a chat reply
 must still come within WeChat's 5 seconds (chat also sets one time budget per
-message, see :mod:`bot.conversation`). The socket timeout is generous, since
+message, see :mod:`bot.conversation`, which also bounds connection attempts). The socket timeout is generous, since
 admin and broadcast work (planning 100,000 deliveries) takes longer.
 """
 
@@ -44,7 +44,11 @@ def connect(uri: str, database: str | None = None) -> tuple[AsyncMongoClient, As
         uri,
         tz_aware=True,
         serverSelectionTimeoutMS=2000,
-        connectTimeoutMS=1500,
+        # Also the driver's heartbeat timeout: nx-27017 answers no heartbeat
+        # while it runs a long query (counting a 100,000-recipient broadcast
+        # takes seconds), and a missed heartbeat makes the driver cancel every
+        # operation in flight. Chat's own time budget still bounds each message.
+        connectTimeoutMS=10000,
         socketTimeoutMS=30000,
         appname="wetoop-bot",
     )
