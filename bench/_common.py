@@ -25,17 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from service.config import KEYS
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PYTHON = Path(sys.executable)
 BIN = PYTHON.parent / "wetoop-bot"
 TOKEN = "benchtoken42"
 
-_CONFIG_KEYS = {
-    "WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_AES_KEY", "WECHAT_API_BASE",
-    "MINIPROGRAM_APPID", "MINIPROGRAM_SECRET", "MONGODB_URI", "REDIS_URL", "DATA_DIR",
-    "HOST", "PORT", "WETOOP_CONFIG", "PUBLIC_URL",
-}
+#: Settings a benchmark's processes must not inherit from the shell.
+_CONFIG_KEYS = {*KEYS, "WETOOP_CONFIG"}
 
 
 # -- the machine -----------------------------------------------------------------
@@ -87,6 +86,13 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def emit(report: str, output: str | Path | None) -> None:
+    """Print a report, and also write it to ``output`` (``--output``) when given."""
+    print(report)
+    if output:
+        Path(output).write_text(report + "\n", encoding="utf-8")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

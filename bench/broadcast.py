@@ -38,19 +38,10 @@ import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import BIN, TOKEN, machine_lines  # noqa: E402
-from storage.embedded import free_port  # noqa: E402
+from bench._common import BIN, TOKEN, clean_env, emit, free_port, machine_lines  # noqa: E402
 from tests.wx import WeChatServer  # noqa: E402
 
 APPID, SECRET = "wxbenchbroadcast", "bench-secret"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "MONGODB_", "REDIS_", "NOTICE_"))}
-    keep.pop("DATA_DIR", None)
-    keep.pop("PORT", None)
-    keep.update(extra)
-    return keep
 
 
 class Setup:
@@ -257,10 +248,7 @@ def main() -> None:
         f"| {crash['state'].get('status')} | {crash['sent_at_kill']} | {crash['state'].get('sent')} | {crash['state'].get('failed')} | "
         f"{crash['state'].get('skipped')} | {crash['state'].get('total')} | {crash['received']} | {crash['duplicates']} |",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.output:
-        args.output.write_text(report + "\n", encoding="utf-8")
+    emit("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

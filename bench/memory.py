@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Service, machine_lines, median, post_once, rss_kib, table, text_xml  # noqa: E402
+from _common import Service, emit, machine_lines, median, post_once, rss_kib, table, text_xml  # noqa: E402
 
 _ids = itertools.count(int(time.time() * 1000) * 1000)
 BATCH = 10_000
@@ -214,9 +214,7 @@ def main() -> None:
             table(["message", "n", "median ms", "max ms", "expected answer", "most frequent answer"], whatif),
         ]
     text = "\n".join(lines)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit(text, args.output)
 
 
 if __name__ == "__main__":

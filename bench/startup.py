@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Service, machine_lines, median, table  # noqa: E402
+from _common import Service, emit, machine_lines, median, table  # noqa: E402
 
 
 def once(data_dir: Path) -> float:
@@ -65,9 +65,7 @@ def main() -> None:
             table(["DATA_DIR", "runs", "median s", "min s", "max s"], [row("cold (new)", cold), row("warm (existing)", warm)]),
         ]
     )
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit(text, args.output)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import machine_lines  # noqa: E402
+from bench._common import emit, machine_lines  # noqa: E402
 from storage.embedded import EmbeddedServers  # noqa: E402
 
 
@@ -94,10 +94,7 @@ def main() -> None:
         "",
         f"Ceiling with one whole core for the database: {1000 / total:,.0f} recipients/s.",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.output:
-        args.output.write_text(report + "\n", encoding="utf-8")
+    emit("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

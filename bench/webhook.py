@@ -43,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    BENCH, PYTHON, ROOT, TOKEN, Service, cpu_seconds, free_port, machine_cpu, machine_lines, post_once, post_request,
+    BENCH, PYTHON, ROOT, TOKEN, Service, cpu_seconds, emit, free_port, machine_cpu, machine_lines, post_once, post_request,
     signed_query, stop_process, table, text_xml, wait_http,
 )
 from loadgen import Result, run_load  # noqa: E402
@@ -488,9 +488,7 @@ def main() -> None:
     shutil.rmtree(logdir, ignore_errors=True)
 
     text = report(rows, args, wrk_bare, refinfo)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit(text, args.output)
 
 
 if __name__ == "__main__":
