@@ -74,6 +74,7 @@ class AsyncTransport:
         self._run_blocking = run_blocking  # runs a blocking function in the API's threads
         self._domains = {name: type(getattr(client, name))(_Recorder(client)) for name in ASYNC_CALLS}
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._proxy = _proxy_for(client.api_base)
 
     def handles(self, domain: str, method: str) -> bool:
@@ -120,9 +121,10 @@ class AsyncTransport:
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop, as aiohttp requires.
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session._loop is not loop:
+        if self._session is None or self._session.closed or self._session_loop is not loop:
             connector = aiohttp.TCPConnector(limit=CONNECTIONS, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("Content-Type",))
+            self._session_loop = loop
         return self._session
 
     async def aclose(self) -> None:
