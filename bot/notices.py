@@ -196,15 +196,13 @@ class Broadcasts:
         openids = await self.audience(notice.audience)
         await self.notices.planning(notice_id, len(openids), self._clock())
         await self.notices.transition(notice_id, ("queued",), "sending", self._clock())
-        batch = MASS_CHUNK if notice.channel == "mass" else BATCH
-        chunk = max(PLAN_CHUNK, batch)
+        chunk = max(PLAN_CHUNK, _batch_size(notice))
         for start in range(0, len(openids), chunk):
             part = openids[start : start + chunk]
             # Records first, queue second: a queued recipient always has a record.
             # A repeat queues some recipients twice; claims make that harmless.
             await self.deliveries.create_pending(notice_id, part, self._clock())
-            for first in range(0, len(part), batch):
-                await self.queue.add(notice_id, part[first : first + batch])
+            await self._queue(notice, part)
             await self.notices.planning(notice_id, len(openids), self._clock())
         await self.notices.planned(notice_id, len(openids))
         if (await self._get(notice_id)).status == "cancelled":
@@ -218,10 +216,14 @@ class Broadcasts:
         pending = await self.deliveries.openids(notice.id, ("pending",))
         if stale_before is not None:
             pending += await self.deliveries.stale_sending(notice.id, stale_before)
-        size = MASS_CHUNK if notice.channel == "mass" else BATCH
-        for start in range(0, len(pending), size):
-            await self.queue.add(notice.id, pending[start : start + size])
+        await self._queue(notice, pending)
         return len(pending)
+
+    async def _queue(self, notice: Notice, openids: list[str]) -> None:
+        """Put ``openids`` on the work queue, a batch per entry."""
+        size = _batch_size(notice)
+        for start in range(0, len(openids), size):
+            await self.queue.add(notice.id, openids[start : start + size])
 
     async def pause(self, notice_id: str) -> Notice:
         await self._get(notice_id)
@@ -311,6 +313,11 @@ class Broadcasts:
 
 
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
+
+
+def _batch_size(notice: Notice) -> int:
+    """Recipients per work-queue entry: a mass send's chunk, else a worker's batch."""
+    return MASS_CHUNK if notice.channel == "mass" else BATCH
 
 
 def check_audience(audience: dict) -> None:

@@ -41,6 +41,14 @@ async def send(svc, **kwargs) -> str:
     return await svc.runtime.broadcasts.send(**values)
 
 
+async def unplanned_notice(rt, title: str, openids: list[str]) -> str:
+    """A notice stored as ``send`` stores it, but not planned (tests play the planner)."""
+    return await rt.notices.create(
+        category="service", title=title, body="正文", important=False,
+        audience={"type": "openids", "openids": openids}, channel="auto", created_at=rt.clock(), created_by="test",
+    )
+
+
 async def run_worker(svc, timeout: float = 30) -> None:
     await svc.runtime.worker(concurrency=4).run_until_idle(timeout)
 
@@ -330,11 +338,7 @@ async def test_a_planner_that_died_midway_is_replaced_and_the_job_ends_complete(
     rt = svc.runtime
     openids = [f"o-pl{i:04d}" for i in range(PLAN_CHUNK + 300)]
     await active_users(svc, *openids)
-    audience = {"type": "openids", "openids": openids}
-    notice_id = await rt.notices.create(
-        category="service", title="分批规划", body="正文", important=False, audience=audience,
-        channel="auto", created_at=rt.clock(), created_by="test",
-    )
+    notice_id = await unplanned_notice(rt, "分批规划", openids)
     # What a planner had done when it died: the job sending, its first chunk recorded and queued.
     long_ago = rt.clock() - PLANNER_SILENT - dt.timedelta(seconds=5)
     await rt.notices.planning(notice_id, len(openids), long_ago)
@@ -356,10 +360,7 @@ async def test_a_cancel_while_planning_skips_what_is_recorded_after_it(make_serv
     svc = await make_service()
     rt = svc.runtime
     openids = [f"o-pc{i:04d}" for i in range(PLAN_CHUNK + 10)]
-    notice_id = await rt.notices.create(
-        category="service", title="取消", body="正文", important=False,
-        audience={"type": "openids", "openids": openids}, channel="auto", created_at=rt.clock(), created_by="test",
-    )
+    notice_id = await unplanned_notice(rt, "取消", openids)
     recorded = rt.deliveries.create_pending
 
     async def cancel_after_first_chunk(nid, part, at):
