@@ -1,8 +1,9 @@
 """The broadcast worker: takes batches from the work queue and sends them.
 
 Several workers (tasks of asyncio loops in several processes) share the
-queue. A worker claims a batch's delivery records at once (pending ->
-sending under its token), then takes the batch a window of recipients at a
+queue. A worker claims a batch's recipients at once in Redis (under its
+token, :meth:`storage.delivery_journal.DeliveryJournal.claim`) and reads
+which of them are still pending in MongoDB, then takes them a window at a
 time: applies the rules to each (:func:`bot.notices.receives`,
 :func:`bot.notices.choose_channel`), notes those it will send as attempted
 in the Redis journal (:mod:`storage.delivery_journal`), waits once for the
@@ -37,12 +38,12 @@ import time
 import uuid
 from typing import Callable
 
-from bot.notices import PLANNER_SILENT, Broadcasts, choose_channel, notice_text, receives, template_data
+from bot.notices import Broadcasts, choose_channel, notice_text, receives, template_data
 from bot.textsplit import split_text
 from bot import texts
 from storage.activity import Activity
-from storage.deliveries import Deliveries
-from storage.delivery_journal import ATTEMPT, DeliveryJournal
+from storage.deliveries import UNFINISHED, Deliveries
+from storage.delivery_journal import ATTEMPT, BUSY, DeliveryJournal
 from storage.followers import Followers
 from storage.mongo import MongoUnavailable
 from storage.notices import Notice, Notices
@@ -57,13 +58,10 @@ log = logging.getLogger(__name__)
 RETRYABLE = (-1, -2, 45009)
 MAX_ATTEMPTS = 5
 BACKOFF = 0.5
-#: A record claimed longer ago than this and never finished, met in a batch
-#: taken over from a dead worker, was in flight when it died (a little under
-#: the queue's reclaim time; live workers refresh their claims while retrying).
+#: A claim not refreshed for this long belongs to a dead worker and is taken
+#: over (a little under the queue's reclaim time; live workers refresh their
+#: claims every second).
 STALE_CLAIM = dt.timedelta(milliseconds=RECLAIM_IDLE_MS - 1500)
-#: Safety net: records left "sending" this long are queued again by upkeep,
-#: so that a batch lost with Redis still ends (as interrupted).
-ABANDONED_CLAIM = dt.timedelta(seconds=60)
 #: Outcomes reach MongoDB at the end of a batch, or sooner when a slow batch
 #: has held them this many seconds (progress stays live at low rates).
 FLUSH_EVERY = 0.5
@@ -167,13 +165,10 @@ class DeliveryWorker:
     async def _replan(self) -> None:
         for notice in await self.deps.notices.active():
             if not notice.planned:
-                since = notice.planning_at or notice.created_at or self.deps.clock()
-                if self.deps.clock() - since > PLANNER_SILENT:  # its planner died
-                    await self.deps.broadcasts.plan(notice.id)
+                await self.deps.broadcasts.plan(notice.id)  # if its planner died
             elif notice.status == "sending" and await self.deps.queue.backlog() == 0:
                 # Nothing queued but recipients left (e.g. Redis lost entries): queue them again.
-                stale = self.deps.clock() - ABANDONED_CLAIM
-                if await self.deps.broadcasts.enqueue_pending(notice, stale_before=stale) == 0:
+                if await self.deps.broadcasts.enqueue_pending(notice) == 0:
                     await self.deps.broadcasts.finish_if_complete(notice.id)
 
     # -- one batch ----------------------------------------------------------------------
@@ -185,13 +180,7 @@ class DeliveryWorker:
             await deps.queue.ack(entry_id)
             return
         batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex)
-        ours = await deps.deliveries.claim_many(notice_id, openids, batch.token, deps.clock())
-        unresolved = False
-        others = [o for o in openids if o not in ours]
-        if others:
-            unresolved, recovered = await self._take_over(batch, others)
-            ours |= recovered
-        todo = batch.claimed = [o for o in openids if o in ours]
+        todo, unresolved = await self._claim(batch, openids)
         if todo:
             followers = await deps.followers.many(todo)
             seen = await deps.activity.last_seen_many(todo)
@@ -205,7 +194,7 @@ class DeliveryWorker:
                         batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
                         break
                     if current.status != "sending":  # paused: the rest waits as pending
-                        await deps.deliveries.unclaim(notice_id, todo[start:], batch.token)
+                        await deps.journal.release(notice_id, todo[start:], batch.token)
                         break
                     window = todo[start : start + self.window]
                     batch.outcomes.update(await self._deliver(batch, current, window, followers, seen, opted_out))
@@ -218,50 +207,45 @@ class DeliveryWorker:
         if not unresolved:
             await deps.queue.ack(entry_id)
 
-    async def _take_over(self, batch: "_Batch", openids: list[str]) -> tuple[bool, set[str]]:
-        """Recipients of this batch someone else claimed. A claim older than
-        :data:`STALE_CLAIM` belongs to a dead worker: its journal says what
-        became of each (outcome: recorded; attempt: in flight, recorded as
-        interrupted; nothing: never tried, claimed again here). A fresh claim
-        may be a live worker's: the batch comes round again until it is
-        finished (returns ``unresolved``). Also returns the openids reclaimed."""
+    async def _claim(self, batch: "_Batch", openids: list[str]) -> tuple[list[str], bool]:
+        """Claim the batch's recipients; returns those to send, and whether a
+        live worker holds some of them (the batch then comes round again until
+        they are finished).
+
+        Claim first, read second: nobody else finishes a recipient claimed
+        here, so its record tells whether it is still to do. For one still
+        pending the journal decides: no mark, send it; an outcome (a dead
+        worker's, whose claim was taken over), record it; ``attempt``, it was
+        in flight when that worker died: recorded as interrupted. A record
+        still ``sending`` was claimed in MongoDB by an earlier version: in
+        flight too, unless the journal has its outcome.
+        """
         deps = self.deps
         notice_id = batch.notice_id
-        stale_ms = int((deps.clock() - STALE_CLAIM).timestamp() * 1000)
-        unresolved = False
-        stale: dict[str, list[str]] = {}
-        for openid, (status, claimed_at_ms, token) in (await deps.deliveries.claims(notice_id, openids)).items():
-            if status != "sending":
-                continue
-            if claimed_at_ms >= stale_ms:
-                unresolved = True
-            else:
-                stale.setdefault(token or "", []).append(openid)
-        if not stale:
-            return unresolved, set()
-        journal = await deps.journal.read(notice_id, [o for group in stale.values() for o in group])
+        now = deps.clock()
+        codes = await deps.journal.claim(notice_id, openids, batch.token, _ms(now), _ms(now - STALE_CLAIM))
+        ours = [o for o in openids if codes[o] != BUSY]
+        statuses = await deps.deliveries.statuses(notice_id, ours)
+        marks = await deps.journal.read(notice_id, ours)
+        todo: list[str] = []
+        finished: list[str] = []
         outcomes: dict[str, dict] = {}
-        retry: list[str] = []
-        for token, group in stale.items():
-            untried = []
-            for openid in group:
-                entry = journal.get(openid)
-                if entry is None and token:
-                    untried.append(openid)
-                elif entry is None or entry == ATTEMPT:
-                    # A claim without a token predates the journal: nothing proves
-                    # it was never sent, so it counts as in flight.
-                    outcomes[openid] = {"status": "failed", "reason": "interrupted"}
-                else:
-                    outcomes[openid] = entry
-            await deps.deliveries.unclaim(notice_id, untried, token)
-            retry += untried
+        for openid in ours:
+            status, mark = statuses.get(openid), marks.get(openid)
+            if status not in UNFINISHED:
+                finished.append(openid)
+            elif status == "pending" and mark is None:
+                todo.append(openid)
+            elif mark is None or mark == ATTEMPT:
+                outcomes[openid] = {"status": "failed", "reason": "interrupted"}
+            else:
+                outcomes[openid] = mark
         if outcomes:
             log.warning("notice %s: %d recipients taken over from a dead worker", notice_id, len(outcomes))
-            await deps.deliveries.finish_many(notice_id, outcomes, deps.clock())
-            await deps.journal.forget(notice_id, list(outcomes))
-        recovered = await deps.deliveries.claim_many(notice_id, retry, batch.token, deps.clock()) if retry else set()
-        return unresolved, recovered
+            await deps.deliveries.finish_many(notice_id, outcomes, now)
+        await deps.journal.forget(notice_id, finished + list(outcomes))
+        batch.claimed = todo
+        return todo, len(ours) < len(openids)
 
     async def _current(self, notice_id: str) -> Notice:
         """The notice, re-read at most twice a second (to notice pause and cancel)."""
@@ -312,7 +296,8 @@ class DeliveryWorker:
         return outcomes
 
     async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str, pieces: list[str]) -> dict:
-        """Send (its rate already paid), retrying temporary errors; the outcome."""
+        """Send (its rate already paid), retrying temporary errors; the outcome
+        (with ``attempts``: how many times it was tried)."""
         deps = self.deps
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -324,14 +309,14 @@ class DeliveryWorker:
                         openid, spec["template_id"], template_data(notice, spec, deps.clock()), url=spec.get("url")
                     )
                     msgid = int(result["msgid"]) if isinstance(result, dict) and result.get("msgid") else None
-                    return {"status": "sent", "channel": channel, "template_msgid": msgid}
+                    return {"status": "sent", "channel": channel, "template_msgid": msgid, "attempts": attempt}
                 # A retry resends every piece: WeChat gave no partial acknowledgement to go by.
                 for piece in pieces:
                     await deps.wechat.message.send_text(openid, piece)
-                return {"status": "sent", "channel": channel, "template_msgid": None}
+                return {"status": "sent", "channel": channel, "template_msgid": None, "attempts": attempt}
             except WeChatAPIError as exc:
                 if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
-                    return _failure(exc, channel)
+                    return {**_failure(exc, channel), "attempts": attempt}
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
                 await batch.heartbeat(force=True)  # still alive: keep the batch and the claims ours
         raise AssertionError("unreachable")  # pragma: no cover
@@ -383,20 +368,17 @@ class _Batch:
         self.token = token
         self.outcomes: dict[str, dict] = {}
         self.claimed: list[str] = []
-        self._beat = self._flushed = self._claims_refreshed = time.monotonic()
+        self._beat = self._flushed = time.monotonic()
 
     async def heartbeat(self, force: bool = False) -> None:
-        """Keep the entry ours at most once a second (or when ``force``d,
-        during retries), and the claims once they are half-way to looking stale:
-        a batch that finishes sooner never rewrites them (a write per recipient)."""
+        """Keep the entry and the claims ours: at most once a second, or when
+        ``force``d (during retries)."""
         now = time.monotonic()
         if not force and now - self._beat < 1.0:
             return
         self._beat = now
         await self.deps.queue.touch(self.consumer, self.entry_id)
-        if self.claimed and now - self._claims_refreshed >= STALE_CLAIM.total_seconds() / 2:
-            self._claims_refreshed = now
-            await self.deps.deliveries.refresh_claims(self.notice_id, self.claimed, self.token, self.deps.clock())
+        await self.deps.journal.refresh(self.notice_id, self.claimed, self.token, _ms(self.deps.clock()))
 
     async def flush(self, every: float = 0.0) -> None:
         """Write the outcomes to MongoDB, then drop them from the journal
@@ -407,6 +389,10 @@ class _Batch:
         await self.deps.deliveries.finish_many(self.notice_id, self.outcomes, self.deps.clock())
         await self.deps.journal.forget(self.notice_id, list(self.outcomes))
         self.outcomes = {}
+
+
+def _ms(at: dt.datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 def _failure(exc: WeChatAPIError, channel: str) -> dict:

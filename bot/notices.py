@@ -10,19 +10,24 @@ recipient, then batches on the work queue) and pauses, resumes or cancels it;
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 from typing import Callable
 
 from bot.errors import BotError
 from storage.consents import ConsentLedger
-from storage.deliveries import Deliveries, Delivery
+from storage.deliveries import UNFINISHED, Deliveries, Delivery
+from storage.delivery_journal import DeliveryJournal
 from storage.followers import Followers
 from storage.merchants import Merchants
 from storage.notices import CATEGORIES, Notice, Notices
 from storage.work_queue import WorkQueue
+
+log = logging.getLogger(__name__)
 
 #: Categories that are important unless the admin says otherwise.
 IMPORTANT_BY_DEFAULT = ("security", "amendment")
@@ -129,11 +134,18 @@ class Broadcasts:
         followers: Followers,
         merchants: Merchants,
         ledger: ConsentLedger,
+        journal: DeliveryJournal,
         clock: Callable[[], dt.datetime],
     ) -> None:
         self.notices = notices
         self.deliveries = deliveries
         self.queue = queue
+        self._journal = journal
+        #: Whether :meth:`send` returns once the first chunk of recipients is
+        #: queued, planning the rest in a task (for long-lived processes: the
+        #: admin console then answers at once, whatever the audience).
+        self.plan_in_background = False
+        self._planners: set[asyncio.Task] = set()
         self._followers = followers
         self._merchants = merchants
         self._ledger = ledger
@@ -166,7 +178,7 @@ class Broadcasts:
             category=category, title=title, body=body, important=important, audience=audience,
             channel=channel, created_at=self._clock(), created_by=by, extra=extra,
         )
-        await self.plan(notice_id)
+        await self._plan(notice_id)  # created as its planner: nobody else plans it meanwhile
         return notice_id
 
     async def audience(self, audience: dict) -> list[str]:
@@ -184,38 +196,72 @@ class Broadcasts:
             return await self._ledger.openids_with_action("accept")
         raise NoticeRefused(f"未知的受众 {kind}")
 
-    async def plan(self, notice_id: str) -> None:
-        """Record every recipient as pending and queue them (safe to repeat).
+    async def plan(self, notice_id: str) -> bool:
+        """Plan a notice whose planner is gone (died, or the job was paused
+        while planning); False if a live planner has it (one that reported
+        progress within :data:`PLANNER_SILENT`). Safe to repeat."""
+        now = self._clock()
+        if not await self.notices.take_planning(notice_id, now - PLANNER_SILENT, now):
+            return False
+        await self._plan(notice_id)
+        return True
+
+    async def _plan(self, notice_id: str) -> None:
+        """Record every recipient as pending and queue them.
 
         A chunk at a time: workers start sending the first recipients while
         the rest of a large audience is still being recorded. The job is
         ``sending`` from the start but cannot be ``done`` before it is
         ``planned``; a planner that dies midway is replaced by upkeep
-        (:data:`PLANNER_SILENT` after its last chunk)."""
+        (:data:`PLANNER_SILENT` after its last chunk). With
+        :attr:`plan_in_background`, only the first chunk is recorded before
+        this returns."""
         notice = await self._get(notice_id)
         openids = await self.audience(notice.audience)
         await self.notices.planning(notice_id, len(openids), self._clock())
         await self.notices.transition(notice_id, ("queued",), "sending", self._clock())
         chunk = max(PLAN_CHUNK, _batch_size(notice))
-        for start in range(0, len(openids), chunk):
-            part = openids[start : start + chunk]
-            # Records first, queue second: a queued recipient always has a record.
-            # A repeat queues some recipients twice; claims make that harmless.
-            await self.deliveries.create_pending(notice_id, part, self._clock())
-            await self._queue(notice, part)
-            await self.notices.planning(notice_id, len(openids), self._clock())
-        await self.notices.planned(notice_id, len(openids))
-        if (await self._get(notice_id)).status == "cancelled":
-            # Cancelled while planning: what was recorded after the cancel is skipped too.
-            await self.deliveries.skip_pending(notice_id, "cancelled", self._clock())
-        await self.finish_if_complete(notice_id)
+        await self._record(notice, openids[:chunk], len(openids))
+        rest = self._plan_rest(notice, openids, chunk)
+        if self.plan_in_background and len(openids) > chunk:
+            task = asyncio.create_task(rest, name=f"plan {notice_id}")
+            self._planners.add(task)
+            task.add_done_callback(self._planned_in_background)
+        else:
+            await rest
 
-    async def enqueue_pending(self, notice: Notice, stale_before: dt.datetime | None = None) -> int:
-        """Put the notice's pending recipients on the work queue (again), and
-        those a dead worker claimed before ``stale_before``."""
-        pending = await self.deliveries.openids(notice.id, ("pending",))
-        if stale_before is not None:
-            pending += await self.deliveries.stale_sending(notice.id, stale_before)
+    async def _plan_rest(self, notice: Notice, openids: list[str], start: int) -> None:
+        chunk = max(PLAN_CHUNK, _batch_size(notice))
+        for offset in range(start, len(openids), chunk):
+            await self._record(notice, openids[offset : offset + chunk], len(openids))
+        await self.notices.planned(notice.id, len(openids))
+        if (await self._get(notice.id)).status == "cancelled":
+            # Cancelled while planning: what was recorded after the cancel is skipped too.
+            await self.deliveries.skip_pending(notice.id, "cancelled", self._clock())
+        await self.finish_if_complete(notice.id)
+
+    async def _record(self, notice: Notice, part: list[str], total: int) -> None:
+        # Records first, queue second: a queued recipient always has a record.
+        # A repeat queues some recipients twice; claims make that harmless.
+        await self.deliveries.create_pending(notice.id, part, self._clock())
+        await self._queue(notice, part)
+        await self.notices.planning(notice.id, total, self._clock())
+
+    def _planned_in_background(self, task: asyncio.Task) -> None:
+        self._planners.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Upkeep plans the job again once this planner has been silent long enough.
+            log.error("planning %s failed", task.get_name(), exc_info=task.exception())
+
+    async def close(self) -> None:
+        """Stop planning in the background (upkeep finishes it later)."""
+        for task in list(self._planners):
+            task.cancel()
+        await asyncio.gather(*self._planners, return_exceptions=True)
+
+    async def enqueue_pending(self, notice: Notice) -> int:
+        """Put the notice's unfinished recipients on the work queue (again)."""
+        pending = await self.deliveries.openids(notice.id, UNFINISHED)
         await self._queue(notice, pending)
         return len(pending)
 
@@ -261,6 +307,10 @@ class Broadcasts:
         notice = await self._get(notice_id)
         counts = await self.deliveries.counts(notice_id)
         by = counts["by_status"]
+        # Records stay pending in MongoDB while a worker sends them; Redis knows which.
+        claimed = min(by["pending"], await self._journal.claimed(notice_id))
+        by["pending"] -= claimed
+        by["sending"] += claimed
         now = self._clock()
         rate = 0.0
         if notice.started_at is not None:

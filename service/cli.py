@@ -181,6 +181,7 @@ async def _serve_until(
         state = EmulatorState(appid=config.wechat_appid, secret=config.wechat_secret)
         emulator_server = await serve_emulator("127.0.0.1", emulator_port, state)
     runtime = Runtime(config, mongodb_uri, redis_url)
+    runtime.broadcasts.plan_in_background = True  # the console answers at once; this process lives on
     await runtime.prepare()
     settling = asyncio.create_task(runtime.freeze_start_up_objects())
     server = tornado.httpserver.HTTPServer(make_app(runtime), xheaders=True)

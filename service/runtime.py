@@ -111,9 +111,10 @@ class Runtime:
         self.deliveries = Deliveries(self.db)
         self.preferences = NoticePreferences(Preferences(self.db))
         self.queue = WorkQueue(self.redis)
+        self.journal = DeliveryJournal(self.redis)
         self.merchants = MerchantAccounts(Merchants(self.db), clock)
         self.broadcasts = Broadcasts(
-            self.notices, self.deliveries, self.queue, self.followers, self.merchants.repo, self.ledger, clock
+            self.notices, self.deliveries, self.queue, self.followers, self.merchants.repo, self.ledger, self.journal, clock
         )
         self.templates = load_templates(config.notice_templates)
         self.terms = Terms(self.versions, self.broadcasts, clock)
@@ -211,7 +212,7 @@ class Runtime:
             activity=Activity(self.redis),
             preferences=self.preferences.repo,
             queue=self.queue,
-            journal=DeliveryJournal(self.redis),
+            journal=self.journal,
             limiter=SharedRateLimit(self.redis, self.config.notice_rate),
             wechat=self.wechat,
             templates=self.templates,
@@ -238,6 +239,7 @@ class Runtime:
         build = getattr(self, "_qa_build", None)
         if build is not None and not build.done():
             await asyncio.gather(build, return_exceptions=True)
+        await self.broadcasts.close()
         await self.conversation.drain()
         await self.qa_log.flush()
         await self.followers.flush()

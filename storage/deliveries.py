@@ -1,11 +1,12 @@
 """One delivery record per notice and recipient: the broadcast's ledger of work.
 
 ``_id`` is ``<notice id>:<openid>``, so a recipient is recorded once per
-notice however often planning runs. A worker claims a batch of records by moving
-them from ``pending`` to ``sending`` under its token with one conditional
-update, so two workers never send the same record; only a record whose send
-was confirmed becomes ``sent``. Outcomes are written a batch at a time (see
-:mod:`storage.delivery_journal` for what covers the time in between).
+notice however often planning runs. A record is ``pending`` until its
+outcome is written (``sent``, ``failed`` or ``skipped``), a batch at a time;
+only a record whose send was confirmed becomes ``sent``. Which worker is
+sending it meanwhile is kept in Redis (:mod:`storage.delivery_journal`).
+``sending`` is only found in records claimed by versions before 2026-11-26,
+which claimed in MongoDB.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pymongo.errors import BulkWriteError
 from storage.mongo import as_datetime, read_all
 
 STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+#: Records whose outcome is not written yet.
+UNFINISHED = ("pending", "sending")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,39 +68,12 @@ class Deliveries:
                 inserted += int(exc.details.get("nInserted", 0))
         return inserted
 
-    async def claim_many(self, notice_id: str, openids: list[str], token: str, at: dt.datetime) -> set[str]:
-        """Move the pending records among ``openids`` to ``sending`` under
-        ``token``; the openids this caller got (one conditional update and one
-        read, whatever the batch size)."""
-        ids = [f"{notice_id}:{o}" for o in openids]
-        await self._coll.update_many(
-            {"_id": {"$in": ids}, "status": "pending"},
-            {"$set": {"status": "sending", "claim": token, "claimed_at_ms": _ms(at), "updated_at": at}, "$inc": {"attempts": 1}},
-        )
-        docs = await self._coll.find({"_id": {"$in": ids}, "claim": token, "status": "sending"}, {"openid": 1}).to_list(None)
-        return {d["openid"] for d in docs}
-
-    async def claims(self, notice_id: str, openids: list[str]) -> dict[str, tuple[str, int, str | None]]:
-        """``openid -> (status, claimed_at_ms, claim token)`` of these records."""
-        docs = await self._coll.find(
-            {"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, {"openid": 1, "status": 1, "claimed_at_ms": 1, "claim": 1}
-        ).to_list(None)
-        return {d["openid"]: (d["status"], int(d.get("claimed_at_ms") or 0), d.get("claim")) for d in docs}
-
-    async def unclaim(self, notice_id: str, openids: list[str], token: str) -> None:
-        """Put records claimed under ``token`` and never tried back to ``pending``."""
-        if openids:
-            await self._coll.update_many(
-                {"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}, "status": "sending", "claim": token},
-                {"$set": {"status": "pending", "claim": ""}},
-            )
-
-    async def refresh_claims(self, notice_id: str, openids: list[str], token: str, at: dt.datetime) -> None:
-        """Keep claims fresh while their (live) worker is still on them."""
-        await self._coll.update_many(
-            {"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}, "status": "sending", "claim": token},
-            {"$set": {"claimed_at_ms": _ms(at)}},
-        )
+    async def statuses(self, notice_id: str, openids: list[str]) -> dict[str, str]:
+        """``openid -> status`` of these recipients' records (one read)."""
+        if not openids:
+            return {}
+        docs = await self._coll.find({"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, {"openid": 1, "status": 1}).to_list(None)
+        return {d["openid"]: d["status"] for d in docs}
 
     async def finish_many(self, notice_id: str, outcomes: dict[str, dict], at: dt.datetime) -> None:
         """Record outcomes (``openid -> {"status", "channel"?, "reason"?,
@@ -141,13 +117,6 @@ class Deliveries:
         docs = await read_all(self._coll, {"notice_id": notice_id, "status": {"$in": list(statuses)}}, {"openid": 1}, "_id")
         return [d["openid"] for d in docs]
 
-    async def stale_sending(self, notice_id: str, before: dt.datetime) -> list[str]:
-        """Recipients claimed before ``before`` and never finished (their worker died)."""
-        docs = await self._coll.find(
-            {"notice_id": notice_id, "status": "sending", "claimed_at_ms": {"$lt": _ms(before)}}, {"openid": 1}
-        ).to_list(None)
-        return [d["openid"] for d in docs]
-
     async def counts(self, notice_id: str) -> dict:
         """``{"by_status": {...}, "skipped_by_reason": {...}, "failed_by_code": {...}}``.
 
@@ -176,7 +145,7 @@ class Deliveries:
 
     async def unfinished(self, notice_id: str) -> bool:
         """Whether any recipient is still pending or being sent."""
-        doc = await self._coll.find_one({"notice_id": notice_id, "status": {"$in": ["pending", "sending"]}}, {"_id": 1})
+        doc = await self._coll.find_one({"notice_id": notice_id, "status": {"$in": list(UNFINISHED)}}, {"_id": 1})
         return doc is not None
 
     async def sent_since(self, notice_id: str, since: dt.datetime) -> int:

@@ -1,14 +1,24 @@
-"""What a worker is doing with each recipient right now, in Redis.
+"""What workers are doing with each recipient right now, in Redis: claims and the journal.
 
-Delivery outcomes reach MongoDB in one write per batch (``Deliveries.finish_many``),
-not one per recipient: on nx-27017 a write costs a millisecond or more, which
-would cap a broadcast at a few hundred messages a second. Between the send and
-that write, the journal holds the truth: a worker marks a recipient
-``attempt`` just before sending and replaces the mark with the outcome just
-after. A worker taking over a dead one's batch reads it: an outcome is
-recorded as it was, an ``attempt`` without outcome was in flight (recorded
-as interrupted, never sent again), no mark means never tried (sent now).
-Entries are removed once MongoDB has the outcome.
+A delivery record in MongoDB changes once while it is sent: from ``pending``
+to its outcome, written a batch at a time (``Deliveries.finish_many``). On
+nx-27017 every write costs about 0.3 ms per record of the server's time
+(``bench/store_writes.py``), so everything in between lives in Redis, per
+notice:
+
+- the claims (``wb:claims:<notice>``, openid -> ``<token>:<ms>``): a
+  worker claims a batch's recipients before it looks at them, so no two
+  workers send the same one; a live worker refreshes its claims every
+  second, and a claim not refreshed for ``stale_ms`` belongs to a dead
+  worker and is taken over (:meth:`DeliveryJournal.claim`);
+- the journal (``wb:journal:<notice>``, openid -> ``attempt`` or the outcome
+  as JSON): a worker marks a recipient ``attempt`` just before sending and
+  replaces the mark with the outcome just after. Whoever takes over a dead
+  worker's claim reads it: an outcome is recorded as it was, an ``attempt``
+  without outcome was in flight (recorded as interrupted, never sent again),
+  no mark means never tried (sent now).
+
+Once MongoDB has an outcome, its claim and journal entry are removed together.
 """
 
 from __future__ import annotations
@@ -20,19 +30,83 @@ import redis.asyncio as aioredis
 from storage.redis_store import key
 
 ATTEMPT = "attempt"
-#: A journal outlives any broadcast.
+#: Outlives any broadcast.
 TTL = 7 * 24 * 3600
+#: What :meth:`DeliveryJournal.claim` says of each recipient.
+OURS, BUSY, TAKEN_OVER = 0, 1, 2
+
+# KEYS[1] claims; ARGV: token, now ms, stale-before ms, ttl, openids…
+# Returns a code per openid: OURS (free, or ours already), BUSY (a live
+# worker's), TAKEN_OVER (a dead worker's, now ours).
+_CLAIM = """
+local mine = ARGV[1] .. ':' .. ARGV[2]
+local codes = {}
+for i = 5, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  local code = 0
+  if held then
+    local sep = string.find(held, ':', 1, true)
+    if string.sub(held, 1, sep - 1) ~= ARGV[1] then
+      if tonumber(string.sub(held, sep + 1)) >= tonumber(ARGV[3]) then code = 1 else code = 2 end
+    end
+  end
+  if code ~= 1 then redis.call('HSET', KEYS[1], ARGV[i], mine) end
+  codes[#codes + 1] = code
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return codes
+"""
+
+# KEYS[1] claims; ARGV: token, new value ('' = release), openids…
+_RENEW = """
+for i = 3, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+    if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[i]) else redis.call('HSET', KEYS[1], ARGV[i], ARGV[2]) end
+  end
+end
+return 1
+"""
 
 
 def journal_key(notice_id: str) -> str:
     return key("journal", notice_id)
 
 
+def claims_key(notice_id: str) -> str:
+    return key("claims", notice_id)
+
+
 class DeliveryJournal:
-    """One Redis hash per notice: openid -> ``attempt`` or the outcome (JSON)."""
+    """Claims and journal of every notice (see the module docstring)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        self._claim = redis.register_script(_CLAIM)
+        self._renew = redis.register_script(_RENEW)
+
+    async def claim(self, notice_id: str, openids: list[str], token: str, now_ms: int, stale_ms: int) -> dict[str, int]:
+        """Claim ``openids`` under ``token``: ``openid ->`` :data:`OURS`,
+        :data:`BUSY` (claimed by someone who refreshed it at or after
+        ``stale_ms``) or :data:`TAKEN_OVER` (an older claim, now ours)."""
+        if not openids:
+            return {}
+        codes = await self._claim(keys=[claims_key(notice_id)], args=[token, now_ms, stale_ms, TTL, *openids])
+        return {openid: int(code) for openid, code in zip(openids, codes)}
+
+    async def refresh(self, notice_id: str, openids: list[str], token: str, now_ms: int) -> None:
+        """Keep the claims ``token`` still holds fresh (its worker is alive)."""
+        if openids:
+            await self._renew(keys=[claims_key(notice_id)], args=[token, f"{token}:{now_ms}", *openids])
+
+    async def release(self, notice_id: str, openids: list[str], token: str) -> None:
+        """Give up the claims ``token`` holds on recipients it did not send."""
+        if openids:
+            await self._renew(keys=[claims_key(notice_id)], args=[token, "", *openids])
+
+    async def claimed(self, notice_id: str) -> int:
+        """How many recipients of the notice are claimed right now."""
+        return int(await self._redis.hlen(claims_key(notice_id)))
 
     async def attempt(self, notice_id: str, openids: list[str]) -> None:
         """Mark ``openids`` as about to be sent."""
@@ -50,6 +124,8 @@ class DeliveryJournal:
 
     async def read(self, notice_id: str, openids: list[str]) -> dict[str, dict | str]:
         """``openid -> outcome fields`` or ``ATTEMPT``; recipients without a mark are absent."""
+        if not openids:
+            return {}
         values = await self._redis.hmget(journal_key(notice_id), openids)
         found: dict[str, dict | str] = {}
         for openid, value in zip(openids, values):
@@ -58,5 +134,9 @@ class DeliveryJournal:
         return found
 
     async def forget(self, notice_id: str, openids: list[str]) -> None:
+        """Drop claims and journal entries of recipients whose outcome MongoDB has."""
         if openids:
-            await self._redis.hdel(journal_key(notice_id), *openids)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(journal_key(notice_id), *openids)
+                pipe.hdel(claims_key(notice_id), *openids)
+                await pipe.execute()

@@ -91,6 +91,8 @@ class Notices:
                 "status": "queued",
                 "total": 0,
                 "planned": "no",
+                # Its creator plans it: upkeep leaves it alone until that goes silent.
+                "planning_ms": _ms(created_at),
                 "created_at": created_at,
                 "created_by": created_by,
                 **(extra or {}),
@@ -104,7 +106,21 @@ class Notices:
 
     async def planning(self, notice_id: str, total: int, at: dt.datetime) -> None:
         """The planner is alive and recording ``total`` recipients."""
-        await self._coll.update_one({"_id": notice_id}, {"$set": {"total": total, "planning_at": at}})
+        await self._coll.update_one(
+            {"_id": notice_id}, {"$set": {"total": total, "planning_at": at, "planning_ms": _ms(at)}}
+        )
+
+    async def take_planning(self, notice_id: str, silent_before: dt.datetime, at: dt.datetime) -> bool:
+        """Become the notice's planner if it is not planned and its planner has
+        reported nothing since ``silent_before`` (one conditional update: of
+        several workers' upkeep, one wins)."""
+        result = await self._coll.update_one(
+            # (Notices stored before planning_ms existed have none.)
+            {"_id": notice_id, "planned": "no",
+             "$or": [{"planning_ms": {"$lt": _ms(silent_before)}}, {"planning_ms": {"$exists": False}}]},
+            {"$set": {"planning_at": at, "planning_ms": _ms(at)}},
+        )
+        return result.matched_count == 1
 
     async def planned(self, notice_id: str, total: int) -> None:
         await self._coll.update_one({"_id": notice_id}, {"$set": {"planned": "yes", "total": total}})
@@ -130,7 +146,13 @@ class Notices:
 
 
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
-          "created_at", "created_by", "started_at", "finished_at", "planning_at"}
+          "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms"}
+
+
+def _ms(at: dt.datetime) -> int:
+    # Compared in queries, so epoch milliseconds: nx-27017 keeps a datetime
+    # set on an existing document as text.
+    return int(at.timestamp() * 1000)
 
 
 def _flag(value: object) -> bool:

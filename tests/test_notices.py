@@ -18,6 +18,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from bot.delivery_worker import PAY_SECONDS, WINDOW
 from bot.notices import PLAN_CHUNK, PLANNER_SILENT
+from storage.delivery_journal import OURS
 from bot import texts
 from tests.conftest import APPID, SECRET
 from tests.wx import event_xml
@@ -42,10 +43,11 @@ async def send(svc, **kwargs) -> str:
 
 
 async def unplanned_notice(rt, title: str, openids: list[str]) -> str:
-    """A notice stored as ``send`` stores it, but not planned (tests play the planner)."""
+    """A notice stored as ``send`` stores it, but not planned and its creator
+    gone silent (tests play the planner)."""
     return await rt.notices.create(
-        category="service", title=title, body="正文", important=False,
-        audience={"type": "openids", "openids": openids}, channel="auto", created_at=rt.clock(), created_by="test",
+        category="service", title=title, body="正文", important=False, audience={"type": "openids", "openids": openids},
+        channel="auto", created_at=rt.clock() - PLANNER_SILENT - dt.timedelta(seconds=1), created_by="test",
     )
 
 
@@ -307,14 +309,13 @@ async def test_a_dead_workers_batch_is_finished_from_its_journal(svc, emulator):
     openids = ["o-noted", "o-flight", "o-untried", "o-legacy", "o-fresh"]
     await active_users(svc, *openids)
     notice = await send(svc, audience={"type": "openids", "openids": openids})
-    deliveries_coll, long_ago = svc.runtime.db["deliveries"], 0
-    for openid in ("o-noted", "o-flight", "o-untried"):
-        await deliveries_coll.update_one(
-            {"_id": f"{notice}:{openid}"},
-            {"$set": {"status": "sending", "claim": "dead-worker", "claimed_at_ms": long_ago}},
-        )
-    # Claimed before claims had tokens: nothing shows it was never sent.
-    await deliveries_coll.update_one({"_id": f"{notice}:o-legacy"}, {"$set": {"status": "sending", "claimed_at_ms": long_ago}})
+    # The dead worker's claims, last refreshed long ago.
+    claims = f"wb:claims:{notice}"
+    await svc.runtime.redis.hset(claims, mapping={o: "dead-worker:1000" for o in ("o-noted", "o-flight", "o-untried")})
+    # Claimed in MongoDB by a version before claims moved to Redis: nothing shows it was never sent.
+    await svc.runtime.db["deliveries"].update_one(
+        {"_id": f"{notice}:o-legacy"}, {"$set": {"status": "sending", "claim": "old", "claimed_at_ms": 0}}
+    )
     journal = f"wb:journal:{notice}"
     await svc.runtime.redis.hset(journal, mapping={
         "o-noted": json.dumps({"status": "sent", "channel": "custom"}), "o-flight": "attempt",
@@ -327,10 +328,33 @@ async def test_a_dead_workers_batch_is_finished_from_its_journal(svc, emulator):
     }
     # Only those never tried were sent now; the journal is emptied once MongoDB has the outcomes.
     assert sorted(m["touser"] for m in await emulator.messages()) == ["o-fresh", "o-untried"]
-    assert await svc.runtime.redis.hlen(journal) == 0
+    assert await svc.runtime.redis.hlen(journal) == 0 and await svc.runtime.redis.hlen(claims) == 0
     progress = await svc.runtime.broadcasts.progress(notice)
     assert progress.notice.status == "done" and progress.failed_by_code == {"interrupted": 2}
 
+
+
+async def test_a_recipient_a_live_worker_holds_is_left_to_it(svc, emulator):
+    """A fresh claim is another worker's: not sent here, shown as being sent,
+    and the batch comes round again until the holder has finished it."""
+    rt = svc.runtime
+    await active_users(svc, "o-free", "o-held")
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-free", "o-held"]})
+    now_ms = int(rt.clock().timestamp() * 1000)
+    assert await rt.journal.claim(notice, ["o-held"], "live-worker", now_ms, now_ms - 3500) == {"o-held": OURS}
+
+    await rt.worker(concurrency=1).run_until_idle(timeout=2)
+    assert [m["touser"] for m in await emulator.messages()] == ["o-free"]
+    progress = await rt.broadcasts.progress(notice)
+    assert (progress.notice.status, progress.sent, progress.sending, progress.pending) == ("sending", 1, 1, 0)
+
+    # The holder finishes its recipient; the batch, reclaimed, finds nothing left to send.
+    await rt.deliveries.finish_many(notice, {"o-held": {"status": "sent", "channel": "custom"}}, rt.clock())
+    await rt.journal.forget(notice, ["o-held"])
+    await run_worker(svc)
+    assert [m["touser"] for m in await emulator.messages()] == ["o-free"]
+    progress = await rt.broadcasts.progress(notice)
+    assert (progress.notice.status, progress.sent, progress.sending) == ("done", 2, 0)
 
 
 async def test_a_planner_that_died_midway_is_replaced_and_the_job_ends_complete(make_service, emulator):
@@ -356,6 +380,43 @@ async def test_a_planner_that_died_midway_is_replaced_and_the_job_ends_complete(
     assert len(counts) == len(openids) and max(counts.values()) == 1
 
 
+async def test_a_live_planner_is_left_alone_and_a_silent_one_replaced_once(svc):
+    rt = svc.runtime
+    openids = ["o-lp1", "o-lp2"]
+    notice_id = await unplanned_notice(rt, "规划", openids)
+    await rt.notices.planning(notice_id, len(openids), rt.clock())  # its planner reports progress
+    assert not await rt.broadcasts.plan(notice_id)
+    assert await rt.deliveries.openids(notice_id, ("pending",)) == []
+
+    await rt.notices.planning(notice_id, len(openids), rt.clock() - PLANNER_SILENT - dt.timedelta(seconds=1))
+    # Several workers' upkeep find it silent at once: one of them plans it.
+    taken = await asyncio.gather(*(rt.broadcasts.plan(notice_id) for _ in range(3)))
+    assert sorted(taken) == [False, False, True]
+    notice = await rt.notices.get(notice_id)
+    assert notice.planned and notice.total == 2
+    assert await rt.deliveries.openids(notice_id, ("pending",)) == openids
+    assert await rt.queue.backlog() == 1
+
+
+async def test_in_a_long_lived_process_send_returns_once_the_first_chunk_is_queued(make_service, emulator):
+    svc = await make_service(notice_rate=2000)
+    rt = svc.runtime
+    rt.broadcasts.plan_in_background = True
+    openids = [f"o-bg{i:04d}" for i in range(PLAN_CHUNK + 300)]
+    await active_users(svc, *openids)
+    notice_id = await send(svc, audience={"type": "openids", "openids": openids})
+    assert len(rt.broadcasts._planners) == 1  # the rest is being planned
+    notice = await rt.notices.get(notice_id)
+    assert notice.status == "sending" and notice.total == len(openids)
+    assert not await rt.broadcasts.plan(notice_id)  # nobody else plans it meanwhile
+
+    await run_worker(svc, timeout=60)
+    final = await rt.broadcasts.progress(notice_id)
+    assert final.notice.status == "done" and final.sent == final.total == len(openids)
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert len(counts) == len(openids) and max(counts.values()) == 1
+
+
 async def test_a_cancel_while_planning_skips_what_is_recorded_after_it(make_service, emulator):
     svc = await make_service()
     rt = svc.runtime
@@ -371,7 +432,7 @@ async def test_a_cancel_while_planning_skips_what_is_recorded_after_it(make_serv
 
     rt.deliveries.create_pending = cancel_after_first_chunk
     try:
-        await rt.broadcasts.plan(notice_id)
+        assert await rt.broadcasts.plan(notice_id)
     finally:
         del rt.deliveries.create_pending
     final = await rt.broadcasts.progress(notice_id)
