@@ -149,9 +149,15 @@ class Deliveries:
         return doc is not None
 
     async def sent_since(self, notice_id: str, since: dt.datetime) -> int:
-        return await self._coll.count_documents(
-            {"notice_id": notice_id, "status": "sent", "finished_at_ms": {"$gte": _ms(since)}}
-        )
+        # Not count_documents: nx-27017 answers its pipeline ($group on a
+        # constant) in Python, 40 times slower than this one (seconds at
+        # 100,000 records); real MongoDB treats both the same.
+        pipeline = [
+            {"$match": {"notice_id": notice_id, "status": "sent", "finished_at_ms": {"$gte": _ms(since)}}},
+            {"$group": {"_id": None, "n": {"$sum": 1}}},
+        ]
+        rows = await (await self._coll.aggregate(pipeline)).to_list(None)
+        return int(rows[0]["n"]) if rows else 0
 
     async def by_template_msgid(self, msgid: int) -> Delivery | None:
         doc = await self._coll.find_one({"template_msgid": msgid})

@@ -45,8 +45,8 @@ def connect(uri: str, database: str | None = None) -> tuple[AsyncMongoClient, As
         tz_aware=True,
         serverSelectionTimeoutMS=2000,
         # Also the driver's heartbeat timeout: nx-27017 answers no heartbeat
-        # while it runs a long query (counting a 100,000-recipient broadcast
-        # takes seconds), and a missed heartbeat makes the driver cancel every
+        # while it runs a long query (reading 100,000 documents takes
+        # seconds), and a missed heartbeat makes the driver cancel every
         # operation in flight. Chat's own time budget still bounds each message.
         connectTimeoutMS=10000,
         socketTimeoutMS=30000,
