@@ -114,7 +114,8 @@ class Deliveries:
         return result.modified_count
 
     async def openids(self, notice_id: str, statuses: tuple[str, ...]) -> list[str]:
-        docs = await read_all(self._coll, {"notice_id": notice_id, "status": {"$in": list(statuses)}}, {"openid": 1}, "_id")
+        # Paged by openid (unique within a notice): nx-27017 pages by _id in Python, 20 times slower.
+        docs = await read_all(self._coll, {"notice_id": notice_id, "status": {"$in": list(statuses)}}, {"openid": 1}, "openid")
         return [d["openid"] for d in docs]
 
     async def counts(self, notice_id: str) -> dict:

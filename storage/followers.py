@@ -10,7 +10,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from storage.mongo import MongoUnavailable, as_bool, as_datetime, read_all
+from storage.mongo import MongoUnavailable, as_bool, as_datetime, find_in, read_all
 from storage.write_behind import FlushSoon
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,8 @@ class Followers:
                     openids = list(batch)
                     existing = [openids[i] for i in sorted(failed)]
                 if existing:
-                    await self._coll.update_many({"openid": {"$in": existing}}, {"$set": {"last_interaction_at": at}})
+                    ids = [d["_id"] for d in await find_in(self._coll, "openid", existing, {"_id": 1})]
+                    await self._coll.update_many({"_id": {"$in": ids}}, {"$set": {"last_interaction_at": at}})
             except MongoUnavailable as exc:
                 log.warning("last interactions not written, kept for later: %s", exc)
                 for openid, t in batch.items():
@@ -123,8 +124,7 @@ class Followers:
         await self._coll.update_one({"openid": openid}, {"$set": {"unionid": unionid}}, upsert=True)
 
     async def many(self, openids: list[str]) -> dict[str, Follower]:
-        docs = await self._coll.find({"openid": {"$in": openids}}).to_list(None)
-        return {d["openid"]: _follower(d) for d in docs}
+        return {d["openid"]: _follower(d) for d in await find_in(self._coll, "openid", openids)}
 
     async def subscribed_openids(self) -> list[str]:
         """Every follower who has not unfollowed, sorted.

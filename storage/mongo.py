@@ -64,6 +64,35 @@ def _database_in_uri(uri: str) -> str | None:
     return parse_uri(uri).get("database")
 
 
+#: How many documents a range in :func:`find_in` may hold per value sought
+#: before it gives way to ``$in``.
+SPREAD = 4
+
+
+async def find_in(coll, key: str, values: list[str], projection: dict | None = None) -> list[dict]:
+    """The documents whose ``key`` (an indexed field) is one of ``values``.
+
+    The same as ``find({key: {"$in": values}})``, which real MongoDB answers
+    from the index; nx-27017 answers ``$in`` on any field but ``_id`` by
+    scanning the whole collection (about 140 ms at 100,000 followers, per
+    broadcast batch). A range on the field uses its index there too, so this
+    reads the range from the least to the greatest value and keeps the values
+    sought: exact for a broadcast's batches (consecutive openids of a sorted
+    audience); values spread across a range holding more than :data:`SPREAD`
+    documents each fall back to ``$in``.
+    """
+    wanted = set(values)
+    if not wanted:
+        return []
+    if projection is not None:
+        projection = {**projection, key: 1}  # needed to keep only the values sought
+    limit = SPREAD * len(wanted)
+    docs = await coll.find({key: {"$gte": min(wanted), "$lte": max(wanted)}}, projection).limit(limit + 1).to_list(None)
+    if len(docs) > limit:
+        docs = await coll.find({key: {"$in": sorted(wanted)}}, projection).to_list(None)
+    return [d for d in docs if d.get(key) in wanted]
+
+
 async def read_all(coll, query: dict, projection: dict, key: str) -> list[dict]:
     """Every document matching ``query``, in ``key`` order, a page of :data:`PAGE` per query.
 
@@ -73,7 +102,7 @@ async def read_all(coll, query: dict, projection: dict, key: str) -> list[dict]:
     100,000 documents took 5 s, longer than the heartbeat's timeout
     (``connectTimeoutMS``), and the driver then dropped its connections and
     cancelled every operation in flight. A page takes about half a second.
-    ``key`` must be indexed and unique (``_id``, ``openid``).
+    ``key`` must be indexed and unique among the documents ``query`` matches.
     """
     if key in query:
         raise ValueError(f"read_all pages on {key!r}; the query must not filter on it")

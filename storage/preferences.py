@@ -5,6 +5,8 @@ from __future__ import annotations
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from storage.mongo import find_in
+
 
 class Preferences:
     """The ``preferences`` collection: ``{openid, opted_out: [category, …]}``.
@@ -23,7 +25,7 @@ class Preferences:
         return set(doc.get("opted_out") or []) if doc else set()
 
     async def opted_out_many(self, openids: list[str]) -> dict[str, set[str]]:
-        docs = await self._coll.find({"openid": {"$in": openids}}).to_list(None)
+        docs = await find_in(self._coll, "openid", openids)
         return {d["openid"]: set(d.get("opted_out") or []) for d in docs}
 
     async def opt_out(self, openid: str, category: str) -> None:

@@ -26,8 +26,14 @@ async def test_audiences_read_in_pages_are_complete(make_service, small_pages):
         category="service", title="分页", body="正文", important=False,
         audience={"type": "all"}, channel="auto", created_at=now, created_by="test",
     )
-    await rt.deliveries.create_pending(notice_id, followers, now)
+    other_id = await rt.notices.create(
+        category="service", title="另一条", body="正文", important=False,
+        audience={"type": "all"}, channel="auto", created_at=now, created_by="test",
+    )
+    for nid in (notice_id, other_id):  # the same recipients in two notices: pages keep to one
+        await rt.deliveries.create_pending(nid, followers, now)
     await rt.deliveries.finish_many(notice_id, {"o-page07": {"status": "sent"}}, now)
+    await rt.deliveries.finish_many(other_id, {"o-page02": {"status": "sent"}}, now)
     pending = await rt.deliveries.openids(notice_id, ("pending",))
     assert pending == [o for o in followers if o != "o-page07"]
 
@@ -36,3 +42,22 @@ async def test_a_page_key_in_the_query_is_refused(make_service):
     svc = await make_service()
     with pytest.raises(ValueError):
         await mongo.read_all(svc.runtime.db["followers"], {"openid": "x"}, {"openid": 1}, "openid")
+
+
+async def test_find_in_reads_a_range_of_the_index_or_falls_back_to_in(make_service):
+    svc = await make_service()
+    rt = svc.runtime
+    openids = [f"o-in{i:02d}" for i in range(20)]
+    for openid in openids:
+        await rt.followers.subscribed(openid, rt.clock())
+
+    async def found(values: list[str]) -> list[str]:
+        return sorted(d["openid"] for d in await mongo.find_in(rt.db["followers"], "openid", values, {"openid": 1}))
+
+    assert await found(openids[5:9]) == openids[5:9]  # consecutive: exactly the range
+    assert await found([openids[0], openids[2], "o-in02x"]) == [openids[0], openids[2]]  # the range holds o-in01 too
+    assert await found([openids[0], openids[19], "o-missing"]) == [openids[0], openids[19]]  # too spread: $in
+    assert await found([]) == []
+    kept = await mongo.find_in(rt.db["followers"], "openid", [openids[0], openids[2]], {"_id": 1})
+    assert len(kept) == 2  # the key is read even when the projection leaves it out
+    assert sorted(await rt.followers.many(openids[3:6])) == openids[3:6]
