@@ -157,11 +157,16 @@ async def probe(setup: Setup, stop: asyncio.Event, latencies: list[float]) -> No
 
 async def throughput_run(setup: Setup, recipients: int, timeout: float) -> dict:
     add_followers(setup, recipients, "o-b")
-    notice_id = setup.cli("notice", "send", "--category", "service", "--title", "系统维护", "--body", "今晚系统维护。")
-    started = time.monotonic()
+    # From the admin's command to done: planning (reading the audience, recording
+    # every recipient) is part of it, and sending starts while it runs.
     latencies: list[float] = []
     stop = asyncio.Event()
     prober = asyncio.create_task(probe(setup, stop, latencies))
+    started = time.monotonic()
+    notice_id = await asyncio.to_thread(
+        setup.cli, "notice", "send", "--category", "service", "--title", "系统维护", "--body", "今晚系统维护。"
+    )
+    planned_after = time.monotonic() - started
     first_sent_at = None
     state = {}
     while time.monotonic() - started < timeout:
@@ -178,6 +183,7 @@ async def throughput_run(setup: Setup, recipients: int, timeout: float) -> dict:
     latencies.sort()
     return {
         "notice": notice_id,
+        "planned_after": planned_after,
         "state": state,
         "elapsed": elapsed,
         "rate": state.get("sent", 0) / elapsed if elapsed else 0.0,
@@ -240,6 +246,9 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {s.get('status')} | {s.get('sent')} | {s.get('failed')} | {s.get('skipped')} | {s.get('total')} | "
         f"{run['elapsed']:.1f} s | {run['rate']:.0f} | {run['rate'] / args.rate:.0%} | {run['p50']:.1f} ms | {run['p99']:.1f} ms | {run['probes']} |",
+        "",
+        f"Time from `notice send` to `done`; `notice send` itself (reading the audience and recording "
+        f"every recipient, while sending already runs) returned after {run['planned_after']:.1f} s.",
         "",
         f"## Crash and resume: {args.crash_recipients:,} recipients, SIGKILL of the sending process after a third",
         "",
