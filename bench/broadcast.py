@@ -24,7 +24,6 @@ import asyncio
 import collections
 import datetime as dt
 import json
-import os
 import signal
 import statistics
 import subprocess

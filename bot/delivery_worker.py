@@ -45,7 +45,7 @@ from storage.activity import Activity
 from storage.deliveries import UNFINISHED, Deliveries
 from storage.delivery_journal import ATTEMPT, BUSY, DeliveryJournal
 from storage.followers import Followers
-from storage.mongo import MongoUnavailable
+from storage.mongo import MongoUnavailable, epoch_ms
 from storage.notices import Notice, Notices
 from storage.preferences import Preferences
 from storage.rate_limit import SharedRateLimit
@@ -223,7 +223,7 @@ class DeliveryWorker:
         deps = self.deps
         notice_id = batch.notice_id
         now = deps.clock()
-        codes = await deps.journal.claim(notice_id, openids, batch.token, _ms(now), _ms(now - STALE_CLAIM))
+        codes = await deps.journal.claim(notice_id, openids, batch.token, epoch_ms(now), epoch_ms(now - STALE_CLAIM))
         ours = [o for o in openids if codes[o] != BUSY]
         statuses = await deps.deliveries.statuses(notice_id, ours)
         marks = await deps.journal.read(notice_id, ours)
@@ -378,7 +378,7 @@ class _Batch:
             return
         self._beat = now
         await self.deps.queue.touch(self.consumer, self.entry_id)
-        await self.deps.journal.refresh(self.notice_id, self.claimed, self.token, _ms(self.deps.clock()))
+        await self.deps.journal.refresh(self.notice_id, self.claimed, self.token, epoch_ms(self.deps.clock()))
 
     async def flush(self, every: float = 0.0) -> None:
         """Write the outcomes to MongoDB, then drop them from the journal
@@ -389,10 +389,6 @@ class _Batch:
         await self.deps.deliveries.finish_many(self.notice_id, self.outcomes, self.deps.clock())
         await self.deps.journal.forget(self.notice_id, list(self.outcomes))
         self.outcomes = {}
-
-
-def _ms(at: dt.datetime) -> int:
-    return int(at.timestamp() * 1000)
 
 
 def _failure(exc: WeChatAPIError, channel: str) -> dict:

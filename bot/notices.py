@@ -230,9 +230,9 @@ class Broadcasts:
         else:
             await rest
 
-    async def _plan_rest(self, notice: Notice, openids: list[str], start: int) -> None:
-        chunk = max(PLAN_CHUNK, _batch_size(notice))
-        for offset in range(start, len(openids), chunk):
+    async def _plan_rest(self, notice: Notice, openids: list[str], chunk: int) -> None:
+        """Record and queue the recipients after the first chunk, then mark the job planned."""
+        for offset in range(chunk, len(openids), chunk):
             await self._record(notice, openids[offset : offset + chunk], len(openids))
         await self.notices.planned(notice.id, len(openids))
         if (await self._get(notice.id)).status == "cancelled":

@@ -24,10 +24,6 @@ def seen_key(openid: str) -> str:
     return key("seen", openid)
 
 
-def to_ms(at: dt.datetime) -> int:
-    return int(at.timestamp() * 1000)
-
-
 class Activity:
     """Reads the marks the inbound gate writes."""
 

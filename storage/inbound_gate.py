@@ -17,7 +17,8 @@ import json
 
 import redis.asyncio as aioredis
 
-from storage.activity import SEEN_TTL, seen_key, to_ms
+from storage.activity import SEEN_TTL, seen_key
+from storage.mongo import epoch_ms
 from storage.dialog_state import DialogState, decode, dialog_key, once_key
 from storage.locks import LOCK_TTL, lock_key, new_token
 from storage.reply_cache import CLAIM_TTL, PENDING, REPLY_TTL, Claim, parse_claim, reply_key
@@ -77,7 +78,7 @@ class InboundGate:
         while True:
             result = await self._open(
                 keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch"), seen_key(openid)],
-                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every, to_ms(at), SEEN_TTL],
+                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every, epoch_ms(at), SEEN_TTL],
             )
             if int(result[0]) == 1:
                 break

@@ -64,6 +64,13 @@ def _database_in_uri(uri: str) -> str | None:
     return parse_uri(uri).get("database")
 
 
+def epoch_ms(at: dt.datetime) -> int:
+    """``at`` as epoch milliseconds: how times compared in queries are stored
+    (nx-27017 keeps a datetime set on an existing document as text, which
+    would not compare), and how claims in Redis carry them."""
+    return int(at.timestamp() * 1000)
+
+
 #: How many documents a range in :func:`find_in` may hold per value sought
 #: before it gives way to ``$in``.
 SPREAD = 4

@@ -15,7 +15,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.mongo import as_bool, as_datetime
+from storage.mongo import as_bool, as_datetime, epoch_ms
 
 CATEGORIES = {
     "service": "服务公告",
@@ -92,7 +92,7 @@ class Notices:
                 "total": 0,
                 "planned": "no",
                 # Its creator plans it: upkeep leaves it alone until that goes silent.
-                "planning_ms": _ms(created_at),
+                "planning_ms": epoch_ms(created_at),
                 "created_at": created_at,
                 "created_by": created_by,
                 **(extra or {}),
@@ -107,7 +107,7 @@ class Notices:
     async def planning(self, notice_id: str, total: int, at: dt.datetime) -> None:
         """The planner is alive and recording ``total`` recipients."""
         await self._coll.update_one(
-            {"_id": notice_id}, {"$set": {"total": total, "planning_at": at, "planning_ms": _ms(at)}}
+            {"_id": notice_id}, {"$set": {"total": total, "planning_at": at, "planning_ms": epoch_ms(at)}}
         )
 
     async def take_planning(self, notice_id: str, silent_before: dt.datetime, at: dt.datetime) -> bool:
@@ -117,8 +117,8 @@ class Notices:
         result = await self._coll.update_one(
             # (Notices stored before planning_ms existed have none.)
             {"_id": notice_id, "planned": "no",
-             "$or": [{"planning_ms": {"$lt": _ms(silent_before)}}, {"planning_ms": {"$exists": False}}]},
-            {"$set": {"planning_at": at, "planning_ms": _ms(at)}},
+             "$or": [{"planning_ms": {"$lt": epoch_ms(silent_before)}}, {"planning_ms": {"$exists": False}}]},
+            {"$set": {"planning_at": at, "planning_ms": epoch_ms(at)}},
         )
         return result.matched_count == 1
 
@@ -148,11 +148,6 @@ class Notices:
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
           "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms"}
 
-
-def _ms(at: dt.datetime) -> int:
-    # Compared in queries, so epoch milliseconds: nx-27017 keeps a datetime
-    # set on an existing document as text.
-    return int(at.timestamp() * 1000)
 
 
 def _flag(value: object) -> bool:

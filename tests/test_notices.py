@@ -19,7 +19,6 @@ from tornado.httpclient import AsyncHTTPClient
 from bot.delivery_worker import PAY_SECONDS, WINDOW
 from bot.notices import PLAN_CHUNK, PLANNER_SILENT
 from storage.delivery_journal import OURS
-from bot import texts
 from tests.conftest import APPID, SECRET
 from tests.wx import event_xml
 

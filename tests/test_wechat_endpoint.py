@@ -8,7 +8,6 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-import xmltodict
 from tornado.httpclient import AsyncHTTPClient
 
 from bot import texts
