@@ -29,6 +29,7 @@ second copy; those few may get none (the progress report lists them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -36,7 +37,7 @@ import os
 import socket
 import time
 import uuid
-from typing import Callable
+from typing import AsyncIterator, Callable
 
 from bot.notices import Broadcasts, choose_channel, notice_text, receives, template_data
 from bot.textsplit import split_text
@@ -62,6 +63,8 @@ BACKOFF = 0.5
 #: over (a little under the queue's reclaim time; live workers refresh their
 #: claims every second).
 STALE_CLAIM = dt.timedelta(milliseconds=RECLAIM_IDLE_MS - 1500)
+#: Seconds between a batch's heartbeats (well under STALE_CLAIM).
+BEAT = 1.0
 #: Outcomes reach MongoDB at the end of a batch, or sooner when a slow batch
 #: has held them this many seconds (progress stays live at low rates).
 FLUSH_EVERY = 0.5
@@ -180,32 +183,36 @@ class DeliveryWorker:
             await deps.queue.ack(entry_id)
             return
         batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex)
-        todo, unresolved = await self._claim(batch, openids)
-        if todo:
-            followers = await deps.followers.many(todo)
-            seen = await deps.activity.last_seen_many(todo)
-            opted_out = await deps.preferences.opted_out_many(todo)
-            if notice.channel == "mass":
-                await self._mass(batch, notice, todo, followers, opted_out)
-            else:
-                for start in range(0, len(todo), self.window):
-                    current = await self._current(notice_id)
-                    if current.status == "cancelled":
-                        batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
-                        break
-                    if current.status != "sending":  # paused: the rest waits as pending
-                        await deps.journal.release(notice_id, todo[start:], batch.token)
-                        break
-                    window = todo[start : start + self.window]
-                    batch.outcomes.update(await self._deliver(batch, current, window, followers, seen, opted_out))
-                    await batch.heartbeat()
-                    await batch.flush(every=FLUSH_EVERY)
-            await batch.flush()
+        async with batch.kept_alive():
+            todo, unresolved = await self._claim(batch, openids)
+            if todo:
+                await self._send_batch(batch, notice, todo)
         if await deps.queue.backlog() <= 1:
             # Perhaps the last batch: check completion (upkeep catches a race).
             await deps.broadcasts.finish_if_complete(notice_id)
         if not unresolved:
             await deps.queue.ack(entry_id)
+
+    async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str]) -> None:
+        deps = self.deps
+        followers = await deps.followers.many(todo)
+        seen = await deps.activity.last_seen_many(todo)
+        opted_out = await deps.preferences.opted_out_many(todo)
+        if notice.channel == "mass":
+            await self._mass(batch, notice, todo, followers, opted_out)
+        else:
+            for start in range(0, len(todo), self.window):
+                current = await self._current(notice.id)
+                if current.status == "cancelled":
+                    batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
+                    break
+                if current.status != "sending":  # paused: the rest waits as pending
+                    await deps.journal.release(notice.id, todo[start:], batch.token)
+                    break
+                window = todo[start : start + self.window]
+                batch.outcomes.update(await self._deliver(batch, current, window, followers, seen, opted_out))
+                await batch.flush(every=FLUSH_EVERY)
+        await batch.flush()
 
     async def _claim(self, batch: "_Batch", openids: list[str]) -> tuple[list[str], bool]:
         """Claim the batch's recipients; returns those to send, and whether a
@@ -318,7 +325,6 @@ class DeliveryWorker:
                 if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     return {**_failure(exc, channel), "attempts": attempt}
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
-                await batch.heartbeat(force=True)  # still alive: keep the batch and the claims ours
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _mass(self, batch: "_Batch", notice: Notice, openids, followers, opted_out) -> None:
@@ -347,7 +353,6 @@ class DeliveryWorker:
                     if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
                         raise
                     await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
-                    await batch.heartbeat(force=True)
             outcome = {"status": "sent", "channel": "mass"}
         except WeChatAPIError as exc:
             outcome = _failure(exc, "mass")
@@ -368,17 +373,31 @@ class _Batch:
         self.token = token
         self.outcomes: dict[str, dict] = {}
         self.claimed: list[str] = []
-        self._beat = self._flushed = time.monotonic()
+        self._flushed = time.monotonic()
 
-    async def heartbeat(self, force: bool = False) -> None:
-        """Keep the entry and the claims ours: at most once a second, or when
-        ``force``d (during retries)."""
-        now = time.monotonic()
-        if not force and now - self._beat < 1.0:
-            return
-        self._beat = now
-        await self.deps.queue.touch(self.consumer, self.entry_id)
-        await self.deps.journal.refresh(self.notice_id, self.claimed, self.token, epoch_ms(self.deps.clock()))
+    @contextlib.asynccontextmanager
+    async def kept_alive(self) -> AsyncIterator[None]:
+        """Keep the entry and the claims ours once a second while the batch is
+        worked on, whatever the work waits for (the shared rate limit, which
+        other tasks may hold for seconds; a retry's backoff; a slow answer):
+        only a process that died stops beating, and only then is its batch
+        taken over."""
+        beating = asyncio.create_task(self._beat())
+        try:
+            yield
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(BEAT)
+            try:
+                await self.deps.queue.touch(self.consumer, self.entry_id)
+                await self.deps.journal.refresh(self.notice_id, self.claimed, self.token, epoch_ms(self.deps.clock()))
+            except (*RedisUnavailable, *MongoUnavailable) as exc:
+                log.warning("worker %s could not keep batch %s: %s", self.consumer, self.entry_id, exc)
 
     async def flush(self, every: float = 0.0) -> None:
         """Write the outcomes to MongoDB, then drop them from the journal

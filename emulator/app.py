@@ -39,14 +39,16 @@ Control API, JSON, for tests and the demo (bad input: HTTP 400):
   ``{"openid", "subscribed"?, "unionid"?, "nickname"?}`` (upsert)
 * ``POST /_emulator/tokens/expire``, ``POST /_emulator/tokens/invalidate``
 * ``GET /_emulator/stats``
-* ``POST /_emulator/faults`` ``{"path", "errcode", "times"?: 1, "errmsg"?}``:
-  the next calls to ``path`` answer that error, after the access-token check
-  and before any other; ``DELETE /_emulator/faults``
+* ``POST /_emulator/faults`` ``{"path", "errcode"?, "delay"?: seconds, "times"?: 1, "errmsg"?}``:
+  the next calls to ``path`` answer that error (or, with ``delay`` alone,
+  answer normally) after ``delay`` seconds, after the access-token check and
+  before any other; ``DELETE /_emulator/faults``
 * ``POST /_emulator/reset``
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -101,14 +103,18 @@ class _ApiHandler(_JSONHandler):
 
     needs_token = True
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         path = self.request.path
         self.state.calls[path] += 1
         if self.needs_token:
             self.state.check_token(self.get_query_argument("access_token", None))
         fault = self.state.take_fault(path)
         if fault is not None:
-            raise fault
+            error, delay = fault
+            if delay:
+                await asyncio.sleep(delay)
+            if error is not None:
+                raise error
 
     # Subclasses override the method they serve; the other gets WeChat's answer.
     def get(self) -> None:
@@ -269,16 +275,20 @@ class _FaultsControl(_ControlHandler):
     def post(self) -> None:
         body = self.control_body()
         path, errcode = body.get("path"), body.get("errcode")
-        times, errmsg = body.get("times", 1), body.get("errmsg")
+        times, errmsg, delay = body.get("times", 1), body.get("errmsg"), body.get("delay", 0)
         if not isinstance(path, str) or not path.startswith("/"):
             raise _bad("path must start with '/'")
-        if not isinstance(errcode, int) or isinstance(errcode, bool):
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= delay <= 60:
+            raise _bad("delay must be a number of seconds from 0 to 60")
+        if errcode is None and not delay:
+            raise _bad("give errcode, delay or both")
+        if errcode is not None and (not isinstance(errcode, int) or isinstance(errcode, bool)):
             raise _bad("errcode must be an integer")
         if not isinstance(times, int) or isinstance(times, bool) or times < 1:
             raise _bad("times must be a positive integer")
         if errmsg is not None and not isinstance(errmsg, str):
             raise _bad("errmsg must be a string")
-        self.state.add_fault(path, errcode, times=times, errmsg=errmsg)
+        self.state.add_fault(path, errcode, times=times, errmsg=errmsg, delay=float(delay))
         self.ok()
 
     def delete(self) -> None:

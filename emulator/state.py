@@ -368,17 +368,21 @@ class EmulatorState:
 
     # -- faults and stats ---------------------------------------------------------
 
-    def add_fault(self, path: str, errcode: int, *, times: int = 1, errmsg: str | None = None) -> None:
-        """Makes the next ``times`` calls to ``path`` answer ``errcode``.
+    def add_fault(
+        self, path: str, errcode: int | None, *, times: int = 1, errmsg: str | None = None, delay: float = 0.0
+    ) -> None:
+        """Makes the next ``times`` calls to ``path`` answer ``errcode`` (``None``:
+        answer normally), after ``delay`` seconds (a slow WeChat).
 
         Faults on one path queue up: each is used ``times`` times, in order.
         """
         self._faults.setdefault(path, collections.deque()).append(
-            [ApiError(errcode, errmsg), times]
+            [None if errcode is None else ApiError(errcode, errmsg), times, delay]
         )
 
-    def take_fault(self, path: str) -> ApiError | None:
-        """Consumes one use of the next fault on ``path``, if any."""
+    def take_fault(self, path: str) -> tuple[ApiError | None, float] | None:
+        """Consumes one use of the next fault on ``path``, if any: its error
+        (``None``: none) and its delay."""
         queue = self._faults.get(path)
         if not queue:
             return None
@@ -386,7 +390,7 @@ class EmulatorState:
         entry[1] -= 1
         if entry[1] <= 0:
             queue.popleft()
-        return entry[0]
+        return entry[0], entry[2]
 
     def clear_faults(self) -> None:
         self._faults.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 import socket
 from dataclasses import dataclass
@@ -561,6 +562,23 @@ async def test_fault_injection(emu):
 
     code, _, _ = await emu.request("POST", "/_emulator/faults", {"path": send, "errcode": "x"})
     assert code == 400
+    for bad in ({"path": send}, {"path": send, "delay": -1}, {"path": send, "delay": "1"}, {"path": send, "delay": 61}):
+        assert (await emu.request("POST", "/_emulator/faults", bad))[0] == 400
+
+
+async def test_a_slow_answer(emu):
+    send = "/cgi-bin/message/custom/send"
+    await emu.post("/_emulator/faults", {"path": send, "delay": 0.5})
+    await emu.post("/_emulator/faults", {"path": send, "delay": 0.3, "errcode": -1})
+    token = await emu.token()
+    timings = []
+    for _ in range(3):
+        started = time.monotonic()
+        answer = await emu.post(send, text_message(ALICE, "x"), access_token=token)
+        timings.append((answer["errcode"], time.monotonic() - started))
+    assert [code for code, _ in timings] == [0, -1, 0]
+    assert timings[0][1] >= 0.5 and timings[1][1] >= 0.3 and timings[2][1] < 0.3
+    assert len(emu.state.messages) == 2
 
 
 async def test_reset(emu):

@@ -356,6 +356,19 @@ async def test_a_recipient_a_live_worker_holds_is_left_to_it(svc, emulator):
     assert (progress.notice.status, progress.sent, progress.sending) == ("done", 2, 0)
 
 
+async def test_a_slow_worker_keeps_its_batch(svc, emulator, caplog):
+    """A worker still waiting for WeChat after the reclaim time is alive: its
+    batch is not taken over (nobody records its sends as interrupted)."""
+    await active_users(svc, "o-slow1", "o-slow2")
+    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 6.5})
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-slow1", "o-slow2"]})
+    await run_worker(svc)
+    progress = await svc.runtime.broadcasts.progress(notice)
+    assert progress.notice.status == "done" and progress.sent == 2 and progress.failed == 0
+    assert "taken over" not in caplog.text and "taking over" not in caplog.text
+    assert sorted(m["touser"] for m in await emulator.messages()) == ["o-slow1", "o-slow2"]
+
+
 async def test_a_planner_that_died_midway_is_replaced_and_the_job_ends_complete(make_service, emulator):
     svc = await make_service(notice_rate=2000)
     rt = svc.runtime
