@@ -10,9 +10,10 @@ in the Redis journal (:mod:`storage.delivery_journal`), waits once for the
 window's share of the shared rate limit, sends them concurrently (on the
 event loop: :mod:`wechat.async_transport`) and notes their outcomes in the
 journal; the batch's outcomes reach MongoDB in one write per distinct
-outcome. Temporary WeChat errors (-1 busy, 45009 rate limit, network) are
-retried with backoff; permanent ones (43004 unsubscribed, 40003 bad openid …)
-are recorded and not retried.
+outcome. Temporary WeChat errors (-1 busy, 45009 rate limit, a network
+failure) are retried with backoff; permanent ones (43004 unsubscribed, 40003
+bad openid …) are recorded and not retried, and so is a send that got no
+answer in time (-4): WeChat may have delivered it.
 
 Crash safety: a batch is acknowledged only after each of its recipients is
 finished, so a dead worker's batches are taken over by another (XAUTOCLAIM,
@@ -56,6 +57,8 @@ from wechat.api import WeChatAPI, WeChatAPIError
 
 log = logging.getLogger(__name__)
 
+#: Busy, network (nothing sent), rate limit. Not -4 (sent, no answer in time:
+#: WeChat may have delivered it), which is recorded as failed: no second copy.
 RETRYABLE = (-1, -2, 45009)
 MAX_ATTEMPTS = 5
 BACKOFF = 0.5
@@ -382,17 +385,23 @@ class _Batch:
         other tasks may hold for seconds; a retry's backoff; a slow answer):
         only a process that died stops beating, and only then is its batch
         taken over."""
-        beating = asyncio.create_task(self._beat())
+        done = asyncio.Event()
+        beating = asyncio.create_task(self._beat(done))
         try:
             yield
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
+            # Told to stop, not cancelled: a Redis command cancelled half-way
+            # could swallow the cancellation and leave the beat (and the batch)
+            # running for ever.
+            done.set()
+            await beating
 
-    async def _beat(self) -> None:
+    async def _beat(self, done: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(BEAT)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), BEAT)
+            if done.is_set():
+                return
             try:
                 await self.deps.queue.touch(self.consumer, self.entry_id)
                 await self.deps.journal.refresh(self.notice_id, self.claimed, self.token, epoch_ms(self.deps.clock()))

@@ -233,7 +233,7 @@ def _login_error(exc: WeChatAPIError) -> BotError:
         return kind(message, code=code)
     if exc.code == 45011:
         return RateLimited(api_texts.CODE_TOO_FREQUENT, 60, code="too_frequent")
-    if exc.code in (-2, -1, -3):
+    if exc.code in (-4, -3, -2, -1):
         log.warning("jscode2session failed: %s", exc)
         return LoginUnavailable(api_texts.WECHAT_UNAVAILABLE, code="wechat_unavailable")
     # 40013, 40125, 41002 …: our AppID or secret is wrong; users cannot fix that.

@@ -148,3 +148,18 @@ async def test_rate_limit_error_from_the_async_path_carries_its_code(clients, em
     assert info.value.code == 45009
     await api.message.send_text("o-r", "再试一次")
     assert [m["body"]["text"]["content"] for m in await emulator.messages("o-r")] == ["再试一次"]
+
+
+async def test_a_send_without_an_answer_in_time_is_told_apart(backing, emulator):
+    """-4, not -2: the request went out and WeChat may have acted on it."""
+    sync_redis = redis_store.connect_sync(backing.redis_url)
+    sync_redis.delete(key("wechat", "access_token", APPID))
+    api = WeChatAPI(SharedTokenClient(APPID, SECRET, emulator.base, sync_redis, timeout=1))
+    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 1.5})
+    try:
+        with pytest.raises(WeChatAPIError) as info:
+            await api.message.send_text("o-slow", "hi")
+        assert info.value.code == -4
+    finally:
+        await api.aclose()
+        sync_redis.close()

@@ -20,7 +20,8 @@ from wechat.client import SharedTokenClient, describe_error
 
 
 class WeChatAPIError(Exception):
-    """A WeChat API call failed; ``code`` is WeChat's errcode (-2: network)."""
+    """A WeChat API call failed; ``code`` is WeChat's errcode (-2: network,
+    -4: sent but no answer in time)."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"{code}: {message}")

@@ -169,13 +169,21 @@ class SharedTokenClient(WeChatClient):
         return int(self._redis.get(key("wechat", "token_refreshes", self.appid)) or 0)
 
 
+#: The code of a call that was sent but got no answer in time.
+NO_ANSWER = -4
+
+
 def describe_error(exc: Exception) -> tuple[int, str]:
     """WeChat's error code and message for an exception from a client call.
 
-    Network failures have no WeChat code; they read as ``-2``.
+    Network failures have no WeChat code; they read as ``-2``, and a request
+    sent that got no answer in time as ``-4`` (:data:`NO_ANSWER`: WeChat may
+    have acted on it, so it is not safe to repeat).
     """
     if isinstance(exc, WeChatClientException) and exc.errcode is not None:
         return int(exc.errcode), str(exc.errmsg or "")
+    if isinstance(exc, (TimeoutError, requests.ReadTimeout, aiohttp.ServerDisconnectedError)):
+        return NO_ANSWER, f"no answer: {exc!r}"
     if isinstance(exc, (requests.RequestException, aiohttp.ClientError, WeChatClientException, redis.RedisError, OSError)):
         return -2, f"network error: {exc}"
     return -3, repr(exc)
