@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from typing import AsyncIterator
 
 import pytest
 
@@ -104,17 +106,24 @@ async def test_errors_carry_wechat_codes(clients, emulator):
     assert await emulator.messages("o-gone") == []
 
 
-async def test_network_failure_is_a_typed_error(backing):
+@contextlib.asynccontextmanager
+async def one_client(backing, appid: str, secret: str, base: str) -> AsyncIterator[WeChatAPI]:
+    """A client with a 1 s timeout and no stored token."""
     sync_redis = redis_store.connect_sync(backing.redis_url)
-    sync_redis.delete(key("wechat", "access_token", "wx-nowhere"))
-    api = WeChatAPI(SharedTokenClient("wx-nowhere", "s", "http://127.0.0.1:9", sync_redis, timeout=1))
+    sync_redis.delete(key("wechat", "access_token", appid))
+    api = WeChatAPI(SharedTokenClient(appid, secret, base, sync_redis, timeout=1))
     try:
-        with pytest.raises(WeChatAPIError) as info:
-            await api.message.send_text("o-x", "hi")
-        assert info.value.code == -2
+        yield api
     finally:
         await api.aclose()
         sync_redis.close()
+
+
+async def test_network_failure_is_a_typed_error(backing):
+    async with one_client(backing, "wx-nowhere", "s", "http://127.0.0.1:9") as api:
+        with pytest.raises(WeChatAPIError) as info:
+            await api.message.send_text("o-x", "hi")
+        assert info.value.code == -2
 
 
 async def emulator_post(emulator, path: str, body: dict) -> None:
@@ -152,14 +161,8 @@ async def test_rate_limit_error_from_the_async_path_carries_its_code(clients, em
 
 async def test_a_send_without_an_answer_in_time_is_told_apart(backing, emulator):
     """-4, not -2: the request went out and WeChat may have acted on it."""
-    sync_redis = redis_store.connect_sync(backing.redis_url)
-    sync_redis.delete(key("wechat", "access_token", APPID))
-    api = WeChatAPI(SharedTokenClient(APPID, SECRET, emulator.base, sync_redis, timeout=1))
     await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 1.5})
-    try:
+    async with one_client(backing, APPID, SECRET, emulator.base) as api:
         with pytest.raises(WeChatAPIError) as info:
             await api.message.send_text("o-slow", "hi")
         assert info.value.code == -4
-    finally:
-        await api.aclose()
-        sync_redis.close()
