@@ -15,6 +15,7 @@ import secrets
 import socket
 import sys
 
+import redis
 import tornado.httpserver
 import tornado.netutil
 
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MongoUnavailable as exc:
         print(f"wetoop-bot: 无法连接 MongoDB：{exc}", file=sys.stderr)
+        return 1
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        print(f"wetoop-bot: 无法连接 Redis：{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -268,3 +268,20 @@ async def test_demo_prints_urls_and_answers(tmp_path):
         assert time.monotonic() - started < 10
     finally:
         demo.kill()
+
+
+def test_redis_down_is_a_clear_message(backing):
+    """`notice status` reads who is being sent to from Redis: down, a one-line answer, not a traceback."""
+    import datetime as dt
+
+    import pymongo
+
+    notice_id = "f" * 24
+    with pymongo.MongoClient(backing.mongodb_uri) as client:
+        client["wetoop"]["notices"].replace_one({"_id": notice_id}, {
+            "_id": notice_id, "category": "service", "title": "t", "body": "b", "important": "no",
+            "audience": {"type": "all"}, "channel": "auto", "status": "sending", "total": 0, "planned": "yes",
+            "created_at": dt.datetime.now(dt.timezone.utc), "created_by": "test",
+        }, upsert=True)
+    done = run_cli("notice", "status", notice_id, MONGODB_URI=backing.mongodb_uri, REDIS_URL="redis://127.0.0.1:9/0")
+    assert done.returncode == 1 and "无法连接 Redis" in done.stderr and "Traceback" not in done.stderr, done.stderr
