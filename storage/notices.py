@@ -44,7 +44,6 @@ class Notice:
     finished_at: dt.datetime | None = None
     planned: bool = False
     #: When the planner last reported progress (a planner silent for long died).
-    planning_at: dt.datetime | None = None
     extra: dict = dataclasses.field(default_factory=dict)
 
 
@@ -107,7 +106,7 @@ class Notices:
     async def planning(self, notice_id: str, total: int, at: dt.datetime) -> None:
         """The planner is alive and recording ``total`` recipients."""
         await self._coll.update_one(
-            {"_id": notice_id}, {"$set": {"total": total, "planning_at": at, "planning_ms": epoch_ms(at)}}
+            {"_id": notice_id}, {"$set": {"total": total, "planning_ms": epoch_ms(at)}}
         )
 
     async def take_planning(self, notice_id: str, silent_before: dt.datetime, at: dt.datetime) -> bool:
@@ -118,7 +117,7 @@ class Notices:
             # (Notices stored before planning_ms existed have none.)
             {"_id": notice_id, "planned": "no",
              "$or": [{"planning_ms": {"$lt": epoch_ms(silent_before)}}, {"planning_ms": {"$exists": False}}]},
-            {"$set": {"planning_at": at, "planning_ms": epoch_ms(at)}},
+            {"$set": {"planning_ms": epoch_ms(at)}},
         )
         return result.matched_count == 1
 
@@ -146,6 +145,7 @@ class Notices:
 
 
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
+          # planning_at: what notices stored before planning_ms had.
           "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms"}
 
 
@@ -170,6 +170,5 @@ def _notice(doc: dict) -> Notice:
         started_at=as_datetime(doc.get("started_at")),
         finished_at=as_datetime(doc.get("finished_at")),
         planned=_flag(doc.get("planned")),
-        planning_at=as_datetime(doc.get("planning_at")),
         extra={k: v for k, v in doc.items() if k not in _KNOWN},
     )
