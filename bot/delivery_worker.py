@@ -278,11 +278,9 @@ class DeliveryWorker:
         now = deps.clock()
         for openid in openids:
             follower = followers.get(openid)
-            if not receives(notice.category, notice.important, opted_out.get(openid, set())):
-                outcomes[openid] = {"status": "skipped", "reason": "opted_out"}
-                continue
-            if follower is not None and not follower.subscribed:
-                outcomes[openid] = {"status": "skipped", "reason": "unsubscribed"}
+            excluded = _excluded(notice, follower, opted_out.get(openid, set()))
+            if excluded is not None:
+                outcomes[openid] = excluded
                 continue
             # The latest of the durable record and the fresher mark in Redis.
             last = max(filter(None, (follower.last_interaction_at if follower else None, seen.get(openid))), default=None)
@@ -334,11 +332,9 @@ class DeliveryWorker:
         deps = self.deps
         targets = []
         for openid in openids:
-            follower = followers.get(openid)
-            if not receives(notice.category, notice.important, opted_out.get(openid, set())):
-                batch.outcomes[openid] = {"status": "skipped", "reason": "opted_out"}
-            elif follower is not None and not follower.subscribed:
-                batch.outcomes[openid] = {"status": "skipped", "reason": "unsubscribed"}
+            excluded = _excluded(notice, followers.get(openid), opted_out.get(openid, set()))
+            if excluded is not None:
+                batch.outcomes[openid] = excluded
             else:
                 targets.append(openid)
         if len(targets) == 1:  # WeChat's mass send needs at least two recipients
@@ -417,6 +413,15 @@ class _Batch:
         await self.deps.deliveries.finish_many(self.notice_id, self.outcomes, self.deps.clock())
         await self.deps.journal.forget(self.notice_id, list(self.outcomes))
         self.outcomes = {}
+
+
+def _excluded(notice: Notice, follower, opted_out: set[str]) -> dict | None:
+    """The outcome of a recipient no channel may serve (opted out, unfollowed), else ``None``."""
+    if not receives(notice.category, notice.important, opted_out):
+        return {"status": "skipped", "reason": "opted_out"}
+    if follower is not None and not follower.subscribed:
+        return {"status": "skipped", "reason": "unsubscribed"}
+    return None
 
 
 def _failure(exc: WeChatAPIError, channel: str) -> dict:
