@@ -27,6 +27,7 @@ from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.terms import Terms
 from storage.admin_drafts import Draft, Drafts
 from storage.admin_stats import AdminStats
+from storage.consent_view import ConsentView
 from storage.followers import Followers
 from storage.merchants import Merchant
 from storage.notices import CATEGORIES, Notice
@@ -148,7 +149,7 @@ class Console:
     """The admin console's actions (see module docstring)."""
 
     def __init__(self, *, broadcasts: Broadcasts, terms: Terms, merchants: MerchantAccounts, followers: Followers,
-                 drafts: Drafts, stats: AdminStats, audit: Audit, qa_override_dir: Path,
+                 drafts: Drafts, stats: AdminStats, consent_view: ConsentView, audit: Audit, qa_override_dir: Path,
                  clock: Callable[[], dt.datetime]) -> None:
         self.broadcasts = broadcasts
         self.terms = terms
@@ -156,6 +157,7 @@ class Console:
         self.followers = followers
         self.drafts = drafts
         self.stats = stats
+        self.consent_view = consent_view
         self.audit = audit
         self.qa_override_dir = Path(qa_override_dir)
         self._clock = clock
@@ -169,8 +171,9 @@ class Console:
         actor.require("read")
         followers = await self.followers.subscribed_openids()
         current = await self.terms.current()
-        latest = await self.stats.latest_consents()
-        accepted = sum(1 for openid in followers if latest.get(openid) == (current.version, "accept"))
+        await self.consent_view.catch_up(self._clock())
+        accepting = await self.consent_view.accepted(current.version)
+        accepted = sum(1 for openid in followers if openid in accepting)
         today = self._clock().astimezone(CHINA).date()
         first = today - dt.timedelta(days=CHART_DAYS - 1)
         since = dt.datetime.combine(first, dt.time(), CHINA).astimezone(dt.timezone.utc)

@@ -192,6 +192,7 @@ async def _serve_until(
     server.add_sockets(sockets)
     worker_stop = asyncio.Event()
     worker = asyncio.create_task(runtime.worker(IN_PROCESS_SENDERS).run(worker_stop)) if with_worker else None
+    views = asyncio.create_task(runtime.keep_views_current(worker_stop))
     if ready is not None:
         await ready(runtime)
     if banner is not None:
@@ -204,6 +205,8 @@ async def _serve_until(
     worker_stop.set()
     if worker is not None:
         await worker
+    views.cancel()  # a first catch-up may replay a large ledger; nothing is lost by stopping it
+    await asyncio.gather(views, return_exceptions=True)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.close_all_connections(), 3)
     await runtime.close()

@@ -10,6 +10,7 @@ object; there are no module globals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import datetime as dt
 import logging
@@ -46,6 +47,7 @@ from storage.api_sessions import ApiSessions, RequestCounters
 from storage.identities import Identities
 from storage.notice_reads import NoticeReads
 from storage.audit_log import AuditLog
+from storage.consent_view import ConsentView
 from storage.consents import ConsentLedger
 from storage.deliveries import Deliveries
 from storage.delivery_journal import DeliveryJournal
@@ -69,6 +71,9 @@ from wechat.protocol import Endpoint
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 2.0
+
+#: Seconds between catch-ups of the dashboard's consent view in ``serve``.
+VIEW_EVERY = 60.0
 
 
 class Runtime:
@@ -107,6 +112,7 @@ class Runtime:
         self.followers = Followers(self.db)
         self.versions = AgreementVersions(self.db)
         self.ledger = ConsentLedger(self.db)
+        self.consent_view = ConsentView(self.db)
         self.notices = Notices(self.db)
         self.deliveries = Deliveries(self.db)
         self.preferences = NoticePreferences(Preferences(self.db))
@@ -153,7 +159,7 @@ class Runtime:
         )
         self.console = Console(
             broadcasts=self.broadcasts, terms=self.terms, merchants=self.merchants, followers=self.followers,
-            drafts=Drafts(self.db), stats=AdminStats(self.db), audit=self.audit,
+            drafts=Drafts(self.db), stats=AdminStats(self.db), consent_view=self.consent_view, audit=self.audit,
             qa_override_dir=Path(config.data_dir) / "qa", clock=clock,
         )
 
@@ -178,7 +184,7 @@ class Runtime:
         (CLI commands that answer no questions)."""
         try:
             await mongo.ensure_indexes(
-                [self.followers, self.versions, self.ledger, self.notices, self.merchants.repo,
+                [self.followers, self.versions, self.ledger, self.consent_view, self.notices, self.merchants.repo,
                  self.deliveries, self.preferences.repo, self.qa_log, self.mini.identities, self.inbox.reads,
                  self.admins.users, self.audit.log, self.console.drafts]
             )
@@ -201,6 +207,18 @@ class Runtime:
             await asyncio.gather(build, return_exceptions=True)
         gc.collect()
         gc.freeze()
+
+    async def keep_views_current(self, stop: asyncio.Event, every: float = VIEW_EVERY) -> None:
+        """Catch the consent view up with the ledger now and every ``every``
+        seconds until ``stop``, so the dashboard's own catch-up has little to do
+        (the first one after an upgrade replays the whole ledger)."""
+        while not stop.is_set():
+            try:
+                await self.consent_view.catch_up(self.clock())
+            except Exception:  # the database may be down; the next round retries
+                log.warning("consent view catch-up failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
 
     def worker(self, concurrency: int = 8) -> DeliveryWorker:
         """A broadcast worker using this process's clients."""

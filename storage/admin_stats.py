@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from storage.mongo import as_datetime
@@ -22,14 +22,6 @@ class AdminStats:
     async def merchants_by_status(self) -> dict[str, int]:
         pipeline = [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
         return {row["_id"]: int(row["n"]) async for row in await self._db["merchants"].aggregate(pipeline)}
-
-    async def latest_consents(self) -> dict[str, tuple[str, str]]:
-        """openid -> (version, action) of each user's latest ledger record."""
-        latest: dict[str, tuple[str, str]] = {}
-        cursor = self._db["consents"].find({}, {"openid": 1, "version": 1, "action": 1, "at": 1}).sort("at", ASCENDING)
-        async for doc in cursor:
-            latest[doc["openid"]] = (doc["version"], doc["action"])
-        return latest
 
     async def consents_since(self, since: dt.datetime) -> list[tuple[dt.datetime, str]]:
         """(at, action) of every ledger record since ``since``."""

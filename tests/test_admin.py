@@ -528,6 +528,60 @@ async def test_consents_filter_export_and_dashboard(svc):
     assert numbers.days[-1][1:] == (2, 1, 0)
 
 
+async def test_the_dashboard_counts_each_users_latest_choice_whoever_wrote_it(svc):
+    """The share comes from a view of each user's latest record, caught up
+    from the ledger: a withdrawal counts, and so does a record some other
+    process wrote (here: straight into the ledger) before or after the
+    view's last catch-up."""
+    import datetime as dt
+
+    from bot.consent import Origin
+
+    await followers(svc, "o-a", "o-b", "o-c", "o-d")
+    consents, console = svc.runtime.consents, svc.runtime.console
+    await consents.accept("o-a", Origin("official_account", "m1"))
+    await consents.accept("o-b", Origin("official_account", "m2"))
+    assert (await console.dashboard(CLI)).accepted == 2
+    await consents.withdraw("o-b", Origin("official_account", "m3"))
+    assert (await console.dashboard(CLI)).accepted == 1
+    current = await svc.runtime.terms.current()
+    now = svc.runtime.clock()
+    ledger = svc.runtime.db["consents"]
+    for openid, seconds in (("o-c", -120), ("o-d", 30)):  # 2 minutes before the last catch-up, and after it
+        await ledger.insert_one({
+            "openid": openid, "version": current.version, "text_sha256": current.text_sha256, "action": "accept",
+            "channel": "miniprogram", "at": now + dt.timedelta(seconds=seconds), "message_id": None, "meta": {},
+        })
+    numbers = await console.dashboard(CLI)
+    assert numbers.accepted == 3 and numbers.share == 0.75
+
+
+async def test_the_consent_view_replays_pages_of_equal_times_and_never_goes_back(svc, monkeypatch):
+    import datetime as dt
+
+    from storage import consent_view
+
+    monkeypatch.setattr(consent_view, "PAGE", 2)
+    db = svc.runtime.db
+    view = consent_view.ConsentView(db)
+    t0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+
+    def record(_id, openid, action, at):
+        return {"_id": _id, "openid": openid, "version": "v9", "text_sha256": "x", "action": action,
+                "channel": "official_account", "at": at, "meta": {}}
+
+    # Five users at one instant (more than a page), then one of them withdraws.
+    await db["consents"].insert_many([record(f"r{i}", f"u{i}", "accept", t0) for i in range(5)])
+    await db["consents"].insert_one(record("w1", "u1", "withdraw", t0 + dt.timedelta(seconds=1)))
+    assert await view.catch_up(t0 + dt.timedelta(minutes=1)) == 6
+    assert await view.accepted("v9") == {"u0", "u2", "u3", "u4"}
+    # A late record older than the user's latest one is replayed, and changes nothing.
+    await db["consents"].insert_one(record("late", "u1", "accept", t0 + dt.timedelta(milliseconds=500)))
+    await view.catch_up(t0 + dt.timedelta(minutes=2))
+    assert await view.accepted("v9") == {"u0", "u2", "u3", "u4"}
+    assert (await db["consent_latest"].find_one({"_id": "u1"}))["record"] == "w1"
+
+
 async def test_qa_overrides_are_checked_then_saved(svc):
     editor = await logged_in(svc, "eddie")
     target = Path(svc.runtime.config.data_dir) / "qa" / "lexicon.toml"
