@@ -252,8 +252,10 @@ async def my_account(chat: Chat) -> Reply:
 @router.command("注销账户", "注销帐户", "注销")
 async def close_account(chat: Chat) -> Reply:
     merchant = await chat.services.merchants.get(chat.openid)
-    if merchant is None or merchant.status == "closed":
+    if merchant is None:
         return Reply(texts.NOT_REGISTERED)
+    if merchant.status == "closed":
+        return Reply(texts.ALREADY_CLOSED)
     await chat.services.dialogs.save(chat.openid, DialogState("close_account:confirm"))
     return Reply(texts.CLOSE_CONFIRM)
 

@@ -22,7 +22,7 @@ from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
 from bot.merchants import STATUSES, MerchantAccounts
-from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, notice_text
+from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, check_text, notice_text
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.terms import Terms
 from storage.admin_drafts import Draft, Drafts
@@ -103,12 +103,7 @@ class NoticeForm:
             raise NoticeRefused(f"未知的通知类别 {self.category}", code="bad_category")
         if self.channel not in CHANNELS:
             raise NoticeRefused(f"未知的发送渠道 {self.channel}", code="bad_channel")
-        if not self.title.strip() or not self.body.strip():
-            raise NoticeRefused("通知的标题和正文都不能为空", code="empty_notice")
-        if len(self.title) > 64:
-            raise NoticeRefused("标题最多 64 个字", code="title_too_long")
-        if len(self.body) > 1500:
-            raise NoticeRefused("正文最多 1500 个字（客服消息每条最多 2048 字节，超出部分会分条发送）", code="body_too_long")
+        check_text(self.title, self.body)
         self.audience()
 
 

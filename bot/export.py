@@ -45,6 +45,14 @@ class Exports:
         #: Further parts of the document by name: ``async (openid) -> data`` (e.g. the mini-program's).
         self.parts: dict = {}
 
+    async def knows(self, openid: str) -> bool:
+        """Whether anything is kept about ``openid``: a follower, a consent record or a merchant."""
+        return (
+            await self._followers.get(openid) is not None
+            or await self._consents.ledger.latest(openid) is not None
+            or await self._merchants.get(openid) is not None
+        )
+
     async def document(self, openid: str) -> dict:
         follower = await self._followers.get(openid)
         history = await self._consents.ledger.history(openid)

@@ -47,6 +47,11 @@ class NoAccount(BotError):
     code = "no_account"
 
 
+class AlreadyClosed(BotError):
+    status = 409
+    code = "already_closed"
+
+
 class MerchantAccounts:
     """The rules of a merchant account over the ``merchants`` repository."""
 

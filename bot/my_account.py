@@ -14,7 +14,7 @@ from __future__ import annotations
 from bot import api_texts, texts
 from bot.consent import ConsentRefused, ConsentState, Origin
 from bot.errors import BotError
-from bot.merchants import NoAccount
+from bot.merchants import AlreadyClosed, NoAccount
 from bot.registration import REGISTRATION
 from bot.services import Services
 from bot.validation import (
@@ -141,8 +141,10 @@ async def holds_records(services: Services, openid: str) -> bool:
 async def close(services: Services, openid: str, via: str = "小程序") -> Merchant:
     """Close the account as chat's 注销账户 does: personal fields erased, ledger kept."""
     merchant = await services.merchants.get(openid)
-    if merchant is None or merchant.status == "closed":
+    if merchant is None:
         raise NoAccount(api_texts.NOT_REGISTERED)
+    if merchant.status == "closed":
+        raise AlreadyClosed(api_texts.ALREADY_CLOSED)
     closed = await services.merchants.set_status(openid, "closed", f"用户在{via}申请注销", by="user")
     await services.dialogs.clear_draft(openid, REGISTRATION.name)
     return closed

@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -168,9 +169,7 @@ class Broadcasts:
             raise NoticeRefused(f"未知的通知类别 {category}，可选：{', '.join(CATEGORIES)}", code="bad_category")
         if channel not in CHANNELS:
             raise NoticeRefused(f"未知的发送渠道 {channel}，可选：{', '.join(CHANNELS)}", code="bad_channel")
-        title, body = title.strip(), body.strip()
-        if not title or not body:
-            raise NoticeRefused("通知的标题和正文都不能为空", code="empty_notice")
+        title, body = check_text(title, body)
         check_audience(audience)
         if important is None:
             important = category in IMPORTANT_BY_DEFAULT
@@ -362,12 +361,52 @@ class Broadcasts:
         return f"通知 {notice_id} 当前状态为“{JOB_LABELS[notice.status]}”，不能{action}"
 
 
+#: Why a recipient was skipped, for admins.
+SKIP_REASONS = {"opted_out": "用户已退订该类通知", "unsubscribed": "已取消关注", "outside_48h": "超出 48 小时客服消息窗口",
+                "cancelled": "发送已取消", "no_channel": "没有可用的发送渠道"}
+#: WeChat error codes seen when sending, and what they mean for an admin.
+WECHAT_ERRORS = {
+    "-1": "微信系统繁忙", "40001": "access_token 无效", "40003": "openid 无效", "43004": "用户未关注公众号",
+    "43101": "用户拒绝接收此类消息", "45009": "接口调用次数超过限额", "45015": "超出 48 小时客服消息时限",
+    "45047": "客服消息下行条数超过上限", "48001": "接口未授权", "-4": "微信未在时限内答复（可能已送达，为免重复不再重发）",
+    "interrupted": "发送中断（进程退出，为免重复不再重发）", "wechat_not_configured": "未配置公众号 AppID/AppSecret",
+}
+
+
+def explain(labels: dict[str, str], key: str) -> str:
+    """``key`` explained for an admin: ``说明（key）``, or ``key`` if unknown."""
+    return f"{labels[key]}（{key}）" if key in labels else key
+
+
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
 
 
 def _batch_size(notice: Notice) -> int:
     """Recipients per work-queue entry: a mass send's chunk, else a worker's batch."""
     return MASS_CHUNK if notice.channel == "mass" else BATCH
+
+
+#: What an openid looks like (WeChat's are 28 characters of these).
+OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: The longest title and body a notice may have, wherever it is written.
+TITLE_LIMIT = 64
+BODY_LIMIT = 1500
+
+
+def check_text(title: str, body: str) -> tuple[str, str]:
+    """The title and body stripped; :class:`NoticeRefused` when either is empty or too long."""
+    title, body = title.strip(), body.strip()
+    if not title or not body:
+        raise NoticeRefused("通知的标题和正文都不能为空", code="empty_notice")
+    if len(title) > TITLE_LIMIT:
+        raise NoticeRefused(f"标题最多 {TITLE_LIMIT} 个字，当前 {len(title)} 个字", code="title_too_long")
+    if len(body) > BODY_LIMIT:
+        raise NoticeRefused(
+            f"正文最多 {BODY_LIMIT} 个字，当前 {len(body)} 个字（客服消息每条最多 2048 字节，超出部分会分条发送）",
+            code="body_too_long",
+        )
+    return title, body
 
 
 def check_audience(audience: dict) -> None:
@@ -385,6 +424,10 @@ def check_audience(audience: dict) -> None:
         openids = audience.get("openids")
         if not isinstance(openids, list) or not openids or not all(isinstance(o, str) and o.strip() for o in openids):
             raise NoticeRefused("openid 列表不能为空", code="bad_audience")
+        bad = [o for o in openids if not OPENID.fullmatch(o)]
+        if bad:
+            shown = "、".join(repr(o[:40]) for o in bad[:3]) + (f" 等 {len(bad)} 个" if len(bad) > 3 else "")
+            raise NoticeRefused(f"openid 只能由字母、数字、- 和 _ 组成（最长 64 个字符）：{shown}", code="bad_audience")
         return
     raise NoticeRefused("受众必须是 all、merchants（可按状态）或 openid 列表", code="bad_audience")
 

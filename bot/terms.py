@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 from bot import amendment_rules, texts
 from bot.agreement import AgreementVersion, load_seed
 from bot.errors import BotError
+from bot.notices import check_text
 from storage.agreements import AgreementVersions, VersionExists
 from storage.mongo import MongoUnavailable
 
@@ -131,6 +132,9 @@ class Terms:
             draft, reason=reason, effective_at=effective_at, published_at=published_at, published=existing
         )
         version = draft.published(reason, published_at, effective_at)
+        # Checked before the version is stored: a notice refused afterwards
+        # would leave a published amendment that nobody was told about.
+        title, body = check_text(f"《{version.title}》修改通知", texts.amendment_notice(version))
         try:
             await self._repo.insert(version)
         except VersionExists:
@@ -140,8 +144,8 @@ class Terms:
         self._invalidate()
         notice_id = await self._broadcasts.send(
             category="amendment",
-            title=f"《{version.title}》修改通知",
-            body=texts.amendment_notice(version),
+            title=title,
+            body=body,
             important=True,
             audience={"type": "consented_any_version"},
             by=by,

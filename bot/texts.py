@@ -241,6 +241,7 @@ def already_registered(status_label: str) -> str:
 
 
 NOT_REGISTERED = "您还没有注册微拓商家账户。回复“注册”开始注册，一分钟即可完成。"
+ALREADY_CLOSED = "您的微拓商家账户已经注销，无需重复操作。如需再次使用商家服务，回复“注册”重新注册。"
 
 
 def suspended(reason: str) -> str:

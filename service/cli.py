@@ -21,7 +21,7 @@ import tornado.netutil
 
 from bot.errors import BotError
 from service import cli_admin, cli_data, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
-from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded
+from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded, write_demo_settings
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
 from storage.mongo import MongoUnavailable
@@ -191,6 +191,10 @@ async def _serve_until(
     server = tornado.httpserver.HTTPServer(make_app(runtime), xheaders=True)
     server.add_sockets(sockets)
     worker_stop = asyncio.Event()
+    if with_worker and runtime.wechat is None:
+        # A worker without an account could only record every send as failed.
+        log.warning("WECHAT_APPID/WECHAT_SECRET not set: notices stay queued until a configured worker runs")
+        with_worker = False
     worker = asyncio.create_task(runtime.worker(IN_PROCESS_SENDERS).run(worker_stop)) if with_worker else None
     views = asyncio.create_task(runtime.keep_views_current(worker_stop))
     if ready is not None:
@@ -306,7 +310,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ]
         print("\n".join(lines), flush=True)
 
-    return _run_service(config, emulator_port=emulator_port, banner=banner, ready=ready)
+    settings = write_demo_settings(config)
+    try:
+        return _run_service(config, emulator_port=emulator_port, banner=banner, ready=ready)
+    finally:
+        settings.unlink(missing_ok=True)
 
 
 def _free_port() -> int:

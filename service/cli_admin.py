@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     password = admin_sub.add_parser("set-password", help="重设密码（提示输入或 ADMIN_PASSWORD），并注销其会话")
     password.add_argument("name")
+    password.add_argument("--generate-password", action="store_true", help="生成随机密码并打印")
     add_data_dir_flag(password)
     password.set_defaults(func=cmd_set_password)
 
@@ -111,7 +112,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
-    password = read_password()
+    password = generate_password() if args.generate_password else read_password()
     with_runtime(args, lambda runtime: runtime.admins.set_password(args.name, password, by=CLI))
     print(f"已重设 {args.name} 的密码，其会话已全部注销。")
+    if args.generate_password:
+        print(f"新密码：{password}")
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from bot import terms_diff
 from bot.agreement import CHINA, REASONS, parse_toml
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at
-from service.clitools import UsageError, add_data_dir_flag, with_runtime
+from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, with_runtime
 from storage.consents import ACTIONS
 
 CSV_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     publish.add_argument("file", type=Path, help="版本文件（terms show 的格式）")
     publish.add_argument("--effective-at", required=True, help="生效时间，ISO 8601（无时区按北京时间），或 now")
     publish.add_argument("--reason", required=True, choices=PUBLISHABLE_REASONS, help="修改原因")
-    publish.add_argument("--by", default="cli", help="发布人（记入通知）")
+    add_by_flag(publish)
     add_data_dir_flag(publish)
     publish.set_defaults(func=cmd_terms_publish)
 
@@ -100,9 +100,9 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
     effective_at = parse_effective_at(args.effective_at)
 
     async def work(runtime):
-        version, notice_id = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=args.by)
+        version, notice_id = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args))
         await runtime.audit.record(
-            f"cli:{args.by}", "version_publish", version.version, address="localhost",
+            actor_of(args), "version_publish", version.version, address="localhost",
             after={"version": version.version, "reason": version.reason, "effective_at": version.effective_at,
                    "text_sha256": version.text_sha256, "notice": notice_id},
         )
@@ -133,7 +133,10 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
 def cmd_consents_export(args: argparse.Namespace) -> int:
     since = _instant(args.since, "--since")
     until = _instant(args.until, "--until")
-    out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+    except OSError as exc:
+        raise UsageError(f"无法写入 {args.output}：{exc.strerror}") from None
 
     async def work(runtime):
         count = 0
@@ -169,7 +172,16 @@ def cmd_consents_export(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    document = with_runtime(args, lambda runtime: runtime.exports.document(args.openid))
+    openid = args.openid.strip()
+    if not openid:
+        raise UsageError("--openid 不能为空")
+
+    async def work(runtime):
+        return await runtime.exports.document(openid) if await runtime.exports.knows(openid) else None
+
+    document = with_runtime(args, work)
+    if document is None:
+        raise UsageError(f"没有 openid 为 {openid} 的用户：既未关注公众号，也没有同意记录或商家资料")
     print(json.dumps(document, ensure_ascii=False, indent=2))
     return 0
 

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _require_wechat(runtime) -> None:
     if runtime.wechat is None:
-        raise UsageError("推送菜单需要 WECHAT_APPID 和 WECHAT_SECRET（公众号的 AppID 与 AppSecret）")
+        raise UsageError("读取或推送菜单需要 WECHAT_APPID 和 WECHAT_SECRET（公众号的 AppID 与 AppSecret；演示环境运行时自动使用它的设置）")
 
 
 def _explain(exc) -> str:

@@ -6,7 +6,7 @@ import argparse
 
 from bot.agreement import CHINA
 from bot.merchants import STATUSES
-from service.clitools import add_data_dir_flag, with_runtime
+from service.clitools import actor_of, add_by_flag, add_data_dir_flag, with_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.add_argument("openid")
     status.add_argument("status", choices=tuple(STATUSES))
     status.add_argument("--reason", required=True, help="原因（会告知商家，并记入状态历史）")
-    status.add_argument("--by", default="admin-cli", help="操作人")
+    add_by_flag(status)
     add_data_dir_flag(status)
     status.set_defaults(func=cmd_set_status)
 
@@ -43,9 +43,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_set_status(args: argparse.Namespace) -> int:
     async def work(runtime):
         before = await runtime.merchants.get(args.openid)
-        merchant = await runtime.merchants.set_status(args.openid, args.status, args.reason, by=args.by)
+        merchant = await runtime.merchants.set_status(args.openid, args.status, args.reason, by=actor_of(args))
         await runtime.audit.record(
-            f"cli:{args.by}", "merchant_status", args.openid, address="localhost",
+            actor_of(args), "merchant_status", args.openid, address="localhost",
             before={"status": before.status if before else None},
             after={"status": merchant.status, "reason": args.reason.strip()},
         )

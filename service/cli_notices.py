@@ -8,8 +8,8 @@ import json
 import signal
 from pathlib import Path
 
-from bot.notices import CHANNELS, JOB_LABELS, check_audience
-from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded, with_runtime
+from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, check_audience, explain
+from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, start_embedded, with_runtime
 from storage.notices import CATEGORIES
 
 
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="all（所有关注者）、merchants 或 merchants:active,suspended（按状态）、openids:FILE（每行一个 openid）",
     )
     send.add_argument("--channel", choices=CHANNELS, default="auto", help="auto：模板消息或客服消息；mass：群发（每月次数有限）")
-    send.add_argument("--by", default="admin-cli")
+    add_by_flag(send)
     add_data_dir_flag(send)
     send.set_defaults(func=cmd_send)
 
@@ -79,10 +79,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     async def work(runtime):
         notice_id = await runtime.broadcasts.send(
             category=args.category, title=args.title, body=args.body, important=args.important,
-            audience=audience, channel=args.channel, by=args.by,
+            audience=audience, channel=args.channel, by=actor_of(args),
         )
         await runtime.audit.record(
-            f"cli:{args.by}", "notice_send", notice_id, address="localhost",
+            actor_of(args), "notice_send", notice_id, address="localhost",
             after={"category": args.category, "title": args.title, "audience": audience.get("type")},
         )
         return notice_id
@@ -105,9 +105,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"速度：{data['rate_per_second']} 条/秒　预计剩余：{eta}"
     )
     if data["skipped_by_reason"]:
-        print("跳过原因：" + "，".join(f"{k} {v}" for k, v in data["skipped_by_reason"].items()))
+        print("跳过原因：" + "，".join(f"{explain(SKIP_REASONS, k)} {v}" for k, v in data["skipped_by_reason"].items()))
     if data["failed_by_code"]:
-        print("失败（微信错误码）：" + "，".join(f"{k} {v}" for k, v in data["failed_by_code"].items()))
+        print("失败原因（微信错误码）：" + "，".join(f"{explain(WECHAT_ERRORS, k)} {v}" for k, v in data["failed_by_code"].items()))
     return 0
 
 
@@ -129,6 +129,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency 必须是正整数")
     config = load_config(args)
+    if not (config.wechat_appid and config.wechat_secret):
+        raise UsageError("发送通知需要公众号的 WECHAT_APPID 和 WECHAT_SECRET（演示环境运行时自动使用它的设置）")
     embedded = start_embedded(config)
     try:
 

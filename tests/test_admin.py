@@ -684,6 +684,9 @@ def test_cli_creates_and_manages_admins(backing, tmp_path):
         assert bad_role.returncode == 2
         generated = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer", "--generate-password")
         assert generated.returncode == 0 and "初始密码：" in generated.stdout
+        reset = run_cli(backing, tmp_path, "set-password", "kid", "--generate-password")
+        assert reset.returncode == 0 and "新密码：" in reset.stdout, reset.stderr
+        assert reset.stdout.split("新密码：")[1].strip() != generated.stdout.split("初始密码：")[1].strip()
         listing = run_cli(backing, tmp_path, "list-users")
         assert "root" in listing.stdout and "所有者" in listing.stdout and "kid" in listing.stdout
         assert run_cli(backing, tmp_path, "set-role", "kid", "editor").returncode == 0
@@ -703,7 +706,7 @@ def test_cli_creates_and_manages_admins(backing, tmp_path):
             capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr
         entry = client["wetoop_cli_admin"]["admin_audit"].find_one({"action": "notice_send"})
-        assert entry["actor"] == "cli:admin-cli" and entry["target"] == sent.stdout.strip()
+        assert entry["actor"] == "cli" and entry["target"] == sent.stdout.strip()
     finally:
         client.drop_database("wetoop_cli_admin")
         client.close()

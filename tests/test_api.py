@@ -404,7 +404,8 @@ async def test_close_account_erases_the_profile_as_in_chat(api):
     [*_, entry] = await api.svc.runtime.merchants.repo.history(mp_openid("alice"))
     assert (entry.status, entry.by) == ("closed", "user")
     again = await api.call("DELETE", "/me", token=token)
-    assert again.status == 404
+    assert (again.status, again.error()["code"]) == (409, "already_closed")
+    assert "已经注销" in again.error()["message"]
     # The consent ledger is kept, and the session still works (reading the agreement, asking).
     history = await api.call("GET", "/me/consents", token=token)
     assert len(history.body["history"]) == 1

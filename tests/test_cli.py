@@ -87,6 +87,12 @@ def test_bad_flags_exit_2(tmp_path):
     assert run_cli("no-such-command").returncode == 2
 
 
+def test_a_worker_without_a_wechat_account_refuses_to_start(tmp_path):
+    # It could only record every recipient as failed: the notices stay queued instead.
+    result = run_cli("worker", "--data-dir", str(tmp_path))
+    assert result.returncode == 2 and "WECHAT_APPID" in result.stderr and "Traceback" not in result.stderr
+
+
 # -- serve: embedded default, restart persistence, no orphans ---------------------
 
 

@@ -72,6 +72,9 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
         (("terms", "publish", "/no/such/file.toml", "--effective-at", "now", "--reason", "legal"), "无法读取"),
         (("terms", "publish", "/etc/hostname", "--effective-at", "now", "--reason", "legal"), "TOML"),
         (("consents", "export", "--since", "yesterday"), "ISO 8601"),
+        (("consents", "export", "--output", "/no/such/dir/consents.csv"), "无法写入"),
+        (("export", "--openid", "o-nobody"), "没有 openid 为 o-nobody 的用户"),
+        (("export", "--openid", " "), "不能为空"),
     ],
 )
 def test_refusals_exit_2_with_a_reason(data_dir, args, needle):

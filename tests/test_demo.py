@@ -84,6 +84,15 @@ async def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
             await asyncio.sleep(0.2)
         assert listed and listed[0]["label"] == "客服消息" and "安全提醒" in listed[0]["text"]
 
+        # Commands that talk to WeChat use the running demo's account and emulator.
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN), "menu", "show", "--data-dir", str(tmp_path),
+            env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert load_menu()["button"][0]["name"] in out.decode()
+
         family = descendants(demo.proc.pid)
         assert len(family) >= 2  # nx-27017 and Valkey at least
         started = time.monotonic()
@@ -92,6 +101,7 @@ async def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         await wait_dead(family)
         assert not any(alive(pid) for pid in family)
         assert not (tmp_path / "run" / "embedded.json").exists()
+        assert not (tmp_path / "run" / "demo-wechat.json").exists()
     finally:
         demo.kill()
 

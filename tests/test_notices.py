@@ -230,14 +230,18 @@ async def test_temporary_errors_are_retried(svc, emulator):
 
 
 async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
-    await active_users(svc, "o-gone", "bad openid!")
+    await active_users(svc, "o-gone", "o-foreign")
     await emulator_post(emulator, "/_emulator/users", {"openid": "o-gone", "subscribed": False})
-    notice = await send(svc, audience={"type": "openids", "openids": ["o-gone", "bad openid!"]})
+    gone = await send(svc, audience={"type": "openids", "openids": ["o-gone"]})
     await run_worker(svc)
-    progress = await svc.runtime.broadcasts.progress(notice)
-    assert progress.failed_by_code == {"43004": 1, "40003": 1}
+    # An openid of the right shape that WeChat does not know for this account.
+    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 40003})
+    foreign = await send(svc, audience={"type": "openids", "openids": ["o-foreign"]})
+    await run_worker(svc)
+    for notice, code in ((gone, "43004"), (foreign, "40003")):
+        progress = await svc.runtime.broadcasts.progress(notice)
+        assert progress.failed_by_code == {code: 1} and progress.notice.status == "done"
     assert emulator.state.stats()["calls"]["/cgi-bin/message/custom/send"] == 2
-    assert progress.notice.status == "done"
 
 
 async def test_template_job_finish_event_updates_the_delivery(make_service, emulator, tmp_path):
@@ -581,3 +585,19 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert missing.returncode == 2 and "没有编号" in missing.stderr
     bad = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "everyone")
     assert bad.returncode == 2 and "受众" in bad.stderr
+    # The same limits as the console's, wherever a notice is written.
+    long_title = cli("notice", "send", "--category", "admin", "--title", "长" * 65, "--body", "b", "--audience", f"openids:{ids}")
+    assert long_title.returncode == 2 and "标题最多 64 个字" in long_title.stderr
+    ids.write_text("o-c1\nbad id with space\n")
+    malformed = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{ids}")
+    assert malformed.returncode == 2 and "'bad id with space'" in malformed.stderr
+
+    # Reasons are explained in Chinese beside their codes.
+    ids.write_text("o-c1\no-never-wrote\n")
+    await svc.runtime.preferences.set("o-c1", "service", False)
+    skipped = cli("notice", "send", "--category", "service", "--title", "维护", "--body", "今晚维护", "--audience", f"openids:{ids}")
+    await run_worker(svc)
+    shown = cli("notice", "status", skipped.stdout.strip())
+    assert shown.returncode == 0, shown.stderr
+    shown = shown.stdout
+    assert "用户已退订该类通知（opted_out） 1" in shown and "超出 48 小时客服消息窗口（outside_48h） 1" in shown

@@ -280,6 +280,7 @@ async def test_closure_erases_profile_and_keeps_the_ledger(service):
     document = await service.runtime.exports.document("o-bye")
     assert document["merchant"]["status"] == "closed" and document["merchant"]["phone"] is None
     assert document["consents"] and document["merchant"]["status_history"][-1]["status"] == "closed"
+    assert await service.wechat.ask("o-bye", "注销账户") == texts.ALREADY_CLOSED
     # A closed account may register again.
     assert (await service.wechat.ask("o-bye", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
 

@@ -10,21 +10,14 @@ from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASO
 from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm
 from bot.errors import BotError
 from bot.merchants import STATUSES
-from bot.notices import JOB_LABELS, notice_text
+from bot.notices import JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, notice_text
 from bot.terms_diff import side_by_side
 from handlers.admin.base import AdminHandler
 from storage.notices import CATEGORIES
 
 AUDIENCES = {"all": "所有关注者", "merchants": "商家（可按状态）", "consented_any_version": "曾同意协议的用户",
              "openids": "指定 openid"}
-SKIP_REASONS = {"opted_out": "用户已退订该类通知", "unsubscribed": "已取消关注", "outside_48h": "超出 48 小时客服消息窗口",
-                "cancelled": "发送已取消", "no_channel": "没有可用的发送渠道"}
-#: WeChat error codes seen when sending, and what they mean for an admin.
-WECHAT_ERRORS = {
-    "-1": "微信系统繁忙", "40001": "access_token 无效", "40003": "openid 无效", "43004": "用户未关注公众号",
-    "43101": "用户拒绝接收此类消息", "45009": "接口调用次数超过限额", "45015": "超出 48 小时客服消息时限",
-    "45047": "客服消息下行条数超过上限", "48001": "接口未授权", "interrupted": "发送中断（进程退出，为免重复不再重发）",
-}
+
 
 
 # -- agreement ------------------------------------------------------------------------
