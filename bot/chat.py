@@ -154,6 +154,20 @@ async def withdraw(chat: Chat) -> Reply:
     return Reply(texts.withdrawn(version))
 
 
+#: Near misses of the three replies above ("我同意", "同意。"). Only the exact
+#: words count as a choice, but answering these from the Q&A (a quoted
+#: clause) would let the user believe they had chosen.
+NEAR_CONSENT = ("同意", "不同意", "撤回同意", "我同意", "我不同意", "我要撤回同意", "同意协议", "同意条款",
+                "同意服务协议", "我同意协议", "我同意条款", "不同意协议", "不同意条款", "撤销同意", "取消同意")
+
+
+@router.command(*NEAR_CONSENT, args=r"[。.!！~～]*")
+async def near_consent(chat: Chat) -> Reply:
+    text = chat.message.text
+    word = "不同意" if "不同意" in text else "撤回同意" if ("撤" in text or "取消" in text) else "同意"
+    return Reply(texts.consent_exact_words(word))
+
+
 async def _pop_resume(chat: Chat) -> str | None:
     try:
         return await chat.services.dialogs.pop_resume(chat.openid)

@@ -86,6 +86,13 @@ def no_such_version(asked: str) -> str:
     return f"没有版本为 {asked} 的协议。回复“条款”查看当前版本。"
 
 
+def consent_exact_words(word: str) -> str:
+    return (
+        f"您的消息没有被记录为您的选择：为确保是您明确的意思，只有单独回复“{word}”"
+        "（不加其他文字或标点）或点击菜单才会被记录。回复“条款”可先阅读协议。"
+    )
+
+
 def accepted(version: "AgreementVersion") -> str:
     return f"已记录：您同意了《{version.title}》（版本 {version.version}）。感谢您的信任！回复“撤回同意”可随时撤回。"
 

@@ -135,6 +135,14 @@ async def test_a_question_containing_consent_words_is_not_consent(service, quest
     assert await ledger(service, "o-asks") == []
 
 
+@pytest.mark.parametrize("text, word", [("我同意", "同意"), ("同意。", "同意"), ("我不同意！", "不同意"), ("撤销同意", "撤回同意")])
+async def test_a_near_miss_of_a_consent_reply_says_what_to_reply(service, text, word):
+    # Not a choice (only the exact words count), and not a quoted clause either.
+    reply = await service.wechat.ask("o-near", text)
+    assert reply == texts.consent_exact_words(word)
+    assert await ledger(service, "o-near") == []
+
+
 async def test_decline_explains_what_follows(service):
     reply = await service.wechat.ask("o-no", "不同意")
     assert "已记录" in reply and "停止" in reply and "导出我的数据" in reply and "条款" in reply
