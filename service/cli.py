@@ -21,7 +21,10 @@ import tornado.netutil
 
 from bot.errors import BotError
 from service import cli_admin, cli_data, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
-from service.clitools import UsageError, add_data_dir_flag, load_config, start_embedded, write_demo_settings
+from service.clitools import (
+    UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, speak_chinese_in_argparse, start_embedded,
+    write_demo_settings,
+)
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
 from storage.mongo import MongoUnavailable
@@ -39,6 +42,7 @@ DEMO_AES_KEY = "WetoopDemoEncodingAESKey0123456789abcdefghi"
 
 
 def main(argv: list[str] | None = None) -> int:
+    speak_chinese_in_argparse()
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -96,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_notices.register(sub)
     cli_admin.register(sub)
     cli_menu.register(sub)
+    add_global_flags_everywhere(parser)
     return parser
 
 

@@ -15,6 +15,50 @@ from storage.embedded import EmbeddedServers
 T = TypeVar("T")
 
 
+#: argparse's own messages in Chinese. argparse asks gettext for each one when
+#: it prints it, so replacing the module's ``_`` is how a program translates
+#: them without a compiled catalog.
+_ARGPARSE_ZH = {
+    "usage: ": "用法：",
+    "positional arguments": "位置参数",
+    "options": "选项",
+    "show this help message and exit": "显示帮助并退出",
+    "%(prog)s: error: %(message)s\n": "%(prog)s：错误：%(message)s\n",
+    "argument %(argument_name)s: %(message)s": "参数 %(argument_name)s：%(message)s",
+    "the following arguments are required: %s": "缺少必需的参数：%s",
+    "one of the arguments %s is required": "需要以下参数之一：%s",
+    "unrecognized arguments: %s": "无法识别的参数：%s",
+    "invalid choice: %(value)r (choose from %(choices)s)": "无效的取值 %(value)r（可选：%(choices)s）",
+    "invalid %(type)s value: %(value)r": "无效的值 %(value)r（应为 %(type)s）",
+    "expected one argument": "需要一个值",
+    "expected at most one argument": "最多需要一个值",
+    "expected at least one argument": "至少需要一个值",
+    "not allowed with argument %s": "不能与参数 %s 同时使用",
+    "ambiguous option: %(option)s could match %(matches)s": "有歧义的选项 %(option)s，可能是：%(matches)s",
+    "ignored explicit argument %r": "多余的取值 %r",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": "未知的命令 %(parser_name)r（可选：%(choices)s）",
+}
+
+
+def speak_chinese_in_argparse() -> None:
+    """Make argparse's usage lines and errors Chinese, as the rest of the CLI is."""
+    argparse._ = lambda message: _ARGPARSE_ZH.get(message, message)  # type: ignore[attr-defined]
+
+
+def add_global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--config`` and ``-v`` after any subcommand too, not only before it.
+
+    Defaults are suppressed below the top level, so a flag given before the
+    subcommand is not reset by the subcommand's parser.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                child.add_argument("--config", default=argparse.SUPPRESS, help="TOML 配置文件（环境变量优先）")
+                child.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="输出更多日志")
+                add_global_flags_everywhere(child)
+
+
 class UsageError(Exception):
     """A command that cannot run as given: message printed, exit code 2."""
 

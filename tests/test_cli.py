@@ -87,6 +87,20 @@ def test_bad_flags_exit_2(tmp_path):
     assert run_cli("no-such-command").returncode == 2
 
 
+def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
+    missing = run_cli("notice", "send")
+    assert missing.returncode == 2 and "缺少必需的参数：--category" in missing.stderr and "用法：" in missing.stderr
+    wrong = run_cli("notice", "send", "--category", "nope", "--title", "t", "--body", "b")
+    assert wrong.returncode == 2 and "无效的取值 'nope'" in wrong.stderr
+    extra = run_cli("terms", "list", "--frobnicate")
+    assert extra.returncode == 2 and "无法识别的参数：--frobnicate" in extra.stderr
+    # -v and --config after the subcommand, as before it.
+    listed = run_cli("terms", "list", "-v", "--data-dir", str(tmp_path))
+    assert listed.returncode == 0 and "2022-05-22" in listed.stdout and "INFO" in listed.stderr
+    config = run_cli("terms", "list", "--config", str(tmp_path / "none.toml"), "--data-dir", str(tmp_path))
+    assert config.returncode == 2 and "none.toml" in config.stderr
+
+
 def test_a_worker_without_a_wechat_account_refuses_to_start(tmp_path):
     # It could only record every recipient as failed: the notices stay queued instead.
     result = run_cli("worker", "--data-dir", str(tmp_path))
