@@ -25,7 +25,6 @@ from bot.validation import (
     parse_entity_name,
     parse_entity_type,
     parse_phone,
-    parse_yes_no,
 )
 from storage.merchants import Merchant
 
@@ -97,12 +96,9 @@ def _check_adult(value, existing: Merchant | None, errors: list[Invalid]) -> Non
     confirmed_before = existing is not None and existing.status != "closed" and existing.entity_type == "individual"
     if value is None and confirmed_before:
         return
-    if isinstance(value, str):
-        try:
-            value = parse_yes_no(value, "adult")
-        except Invalid as exc:
-            errors.append(exc)
-            return
+    if value is not None and not isinstance(value, bool):
+        errors.append(Invalid(api_texts.ADULT_NOT_BOOL, "adult"))
+        return
     if value is True:
         return
     if value is False:

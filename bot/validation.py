@@ -38,7 +38,7 @@ _ENTITY_WORDS = {"个人": "individual", "企业": "enterprise", "公司": "ente
 def parse_entity_type(text: str) -> str:
     value = _ENTITY_WORDS.get(fold(text).lower())
     if value is None:
-        raise Invalid("请回复“个人”或“企业”。", "entity_type")
+        raise Invalid("主体类型只能是“个人”或“企业”。", "entity_type")
     return value
 
 
@@ -51,6 +51,8 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"{label}应为 {low} 到 {high} 个字，您输入了 {len(value)} 个字。例如：{example}", field)
     if any(unicodedata.category(c).startswith("C") for c in value):
         raise Invalid(f"{label}含有无法识别的字符，请重新输入。例如：{example}", field)
+    if any(unicodedata.category(c) == "So" for c in value):  # emoji and pictographs
+        raise Invalid(f"{label}不能包含表情或图形符号，请按证件上的写法输入。例如：{example}", field)
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
     return value
@@ -116,7 +118,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z
 def parse_email(text: str) -> str:
     value = fold(text)
     if len(value) > 254 or not _EMAIL.fullmatch(value):
-        raise Invalid("邮箱格式不正确，例如：name@example.com；没有邮箱请回复“跳过”。", "email")
+        raise Invalid("邮箱格式不正确，例如：name@example.com。", "email")
     return value.lower()
 
 

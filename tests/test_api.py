@@ -355,10 +355,15 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
 
     reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_type": "partnership"}, token)
     assert reply.error()["field"] == "entity_type"
+    assert "请回复" not in reply.error()["message"]  # chat's wording stays in chat
+    reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "contact_name": "李四😀"}, token)
+    assert reply.error()["field"] == "contact_name" and "表情" in reply.error()["message"]
 
     individual = {"entity_type": "个人", "entity_name": "张三", "contact_name": "张三", "phone": "+86 139-1234-5678"}
     reply = await api.call("PUT", "/me/registration", individual, token)
     assert (reply.status, reply.error()["field"]) == (422, "adult")
+    reply = await api.call("PUT", "/me/registration", {**individual, "adult": "yes"}, token)
+    assert (reply.status, reply.error()["field"]) == (422, "adult")  # a boolean, as the schema says
     reply = await api.call("PUT", "/me/registration", {**individual, "adult": False}, token)
     assert reply.error()["message"] == texts.UNDERAGE
     assert await api.svc.runtime.merchants.get(mp_openid("alice")) is None
