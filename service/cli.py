@@ -22,8 +22,8 @@ import tornado.netutil
 from bot.errors import BotError
 from service import cli_admin, cli_data, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import (
-    UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, speak_chinese_in_argparse, start_embedded,
-    write_demo_settings,
+    UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, positive_int, speak_chinese_in_argparse,
+    start_embedded, write_demo_settings,
 )
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="启动服务")
     _service_flags(serve)
-    serve.add_argument("--processes", type=_positive_int, default=1, help="工作进程数（默认 1）")
+    serve.add_argument("--processes", type=positive_int, default=1, help="工作进程数（默认 1）")
     serve.add_argument("--no-worker", action="store_true", help="不在服务进程内发送通知（另行运行 wetoop-bot worker）")
     serve.set_defaults(func=cmd_serve)
 
@@ -117,16 +117,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"端口必须是整数：{text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"端口必须在 0 到 65535 之间：{value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"必须是正整数：{text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"必须是正整数：{value}")
     return value
 
 

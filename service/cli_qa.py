@@ -17,7 +17,7 @@ from pathlib import Path
 from bot.agreement import load_seed
 from bot.qa import DEFAULT_DATA_DIR, QA, evaluate, read_questions
 from bot.qa.evaluate import TARGETS, leave_one_out, meets_targets
-from service.clitools import UsageError, add_data_dir_flag, load_config, with_runtime
+from service.clitools import UsageError, add_data_dir_flag, load_config, positive_int, with_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     logged = sub.add_parser("qa-log", help="列出用户提过的问题（--unanswered：未能回答、待改进的问题）")
     logged.add_argument("--unanswered", action="store_true", help="只列出未能回答的问题")
-    logged.add_argument("--limit", type=int, default=50)
+    logged.add_argument("--limit", type=positive_int, default=50, help="最多显示多少条（默认 50）")
     add_data_dir_flag(logged)
     logged.set_defaults(func=cmd_qa_log)
 

@@ -63,6 +63,16 @@ class UsageError(Exception):
     """A command that cannot run as given: message printed, exit code 2."""
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"必须是正整数：{text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"必须是正整数：{value}")
+    return value
+
+
 def add_by_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", help="操作人（记入审计日志，默认 cli）")
 

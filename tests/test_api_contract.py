@@ -70,6 +70,12 @@ async def test_the_document_is_served(api):
     assert served["paths"] == json.loads(json.dumps(spec.PATHS))
 
 
+async def test_the_api_root_points_to_the_document(api):
+    for path in ("", "/"):
+        response = await AsyncHTTPClient().fetch(api.base + path)
+        assert json.loads(response.body)["openapi"] == api.svc.url + "/api/v1/openapi.json"
+
+
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(api):
     runtime = api.svc.runtime
     runtime.mini.limits = Limits(per_user=100_000, login_per_address=100_000)

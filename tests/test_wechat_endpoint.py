@@ -200,6 +200,15 @@ async def test_other_message_types_are_told_to_use_text(service):
     assert service.wechat.reply(response)["Content"] == texts.ONLY_TEXT
 
 
+async def test_a_voice_message_with_speech_recognition_is_answered_as_text(service):
+    said = message_xml("o-voice", "voice", "<MediaId>m2</MediaId><Format>amr</Format>"
+                                           "<Recognition><![CDATA[我上传的图片版权归谁？]]></Recognition>")
+    answer = service.wechat.reply(await service.wechat.post(said))["Content"]
+    assert "4.1" in answer or "知识产权" in answer, answer
+    unrecognised = message_xml("o-voice", "voice", "<MediaId>m3</MediaId><Format>amr</Format><Recognition></Recognition>")
+    assert service.wechat.reply(await service.wechat.post(unrecognised))["Content"] == texts.ONLY_TEXT
+
+
 async def test_unknown_path_is_json_404(service):
     response = await fetch(service.url + "/nowhere")
     assert response.code == 404

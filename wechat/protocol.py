@@ -152,6 +152,11 @@ def parse(body: bytes) -> Inbound:
         raise ProtocolError(400, "bad_message", "CreateTime 必须是整数") from None
     raw = {k: v for k, v in root.items() if isinstance(v, str)}
     kind = root["MsgType"].strip().lower()
+    content = raw.get("Content", "") if kind == "text" else ""
+    if kind == "voice" and raw.get("Recognition", "").strip():
+        # WeChat's speech recognition (when the account turns it on): the user
+        # said something, and is answered as if they had typed it.
+        kind, content = "text", raw["Recognition"].strip()
     event = raw.get("Event", "").strip().lower() if kind == "event" else ""
     # wechatpy's tables of message and event types say what the bot knows.
     known = event in EVENT_TYPES if kind == "event" else kind in MESSAGE_TYPES
@@ -160,7 +165,7 @@ def parse(body: bytes) -> Inbound:
         to_user=raw.get("ToUserName", ""),
         kind=kind,
         create_time=create_time,
-        content=raw.get("Content", "") if kind == "text" else "",
+        content=content,
         event=event,
         event_key=raw.get("EventKey", ""),
         msg_id=raw.get("MsgId", "") if kind != "event" else "",

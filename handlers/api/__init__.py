@@ -8,13 +8,14 @@ Handlers are thin: parse, call the domain (:mod:`bot.mini_sessions`,
 from __future__ import annotations
 
 from handlers.api import me, qa, session, terms
-from handlers.api.openapi import OpenAPIHandler
+from handlers.api.openapi import IndexHandler, OpenAPIHandler
 from handlers.api.spec import PREFIX
 
 _VERSION = r"([0-9A-Za-z][0-9A-Za-z._-]{0,31})"
 
 #: (path as in the OpenAPI document, URL pattern, handler)
 ROUTES = (
+    ("/", r"/?", IndexHandler),
     ("/session", r"/session", session.SessionHandler),
     ("/me", r"/me", me.MeHandler),
     ("/terms", r"/terms", terms.TermsHandler),

@@ -29,6 +29,11 @@ class BadRequest(BotError):
     code = "bad_request"
 
 
+class TooLarge(BotError):
+    status = 413  # as /wechat answers
+    code = "body_too_large"
+
+
 class ApiHandler(BaseHandler):
     """Base of the ``/api/v1`` handlers.
 
@@ -70,7 +75,7 @@ class ApiHandler(BaseHandler):
     def json_body(self) -> dict:
         """The body as a JSON object; :class:`BadRequest` (400) otherwise."""
         if len(self.request.body) > MAX_BODY:
-            raise BadRequest("请求体过大", code="body_too_large")
+            raise TooLarge(f"请求体过大（最多 {MAX_BODY // 1024} KiB）")
         try:
             body = json.loads(self.request.body or b"null")
         except (UnicodeDecodeError, ValueError):

@@ -11,6 +11,19 @@ class OpenAPIHandler(ApiHandler):
 
     async def get(self) -> None:
         self.set_header("Cache-Control", "public, max-age=300")
+        self.write_json(spec.document(self.base_url()))
+
+    def base_url(self) -> str:
         # PUBLIC_URL when set (behind a proxy), else the address this request came to.
-        base = self.runtime.config.public_url or f"{self.request.protocol}://{self.request.host}"
-        self.write_json(spec.document(base))
+        return self.runtime.config.public_url or f"{self.request.protocol}://{self.request.host}"
+
+
+class IndexHandler(OpenAPIHandler):
+    """``/api/v1/``: where the contract is (the address the demo's banner shows)."""
+
+    async def get(self) -> None:
+        self.write_json({
+            "name": "微拓小程序 API",
+            "version": "v1",
+            "openapi": self.base_url() + spec.PREFIX + "/openapi.json",
+        })

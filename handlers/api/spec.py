@@ -121,6 +121,7 @@ _ERRORS = {
     "403": "the version in force must be accepted first",
     "404": "no such resource",
     "409": "refused by the rules (the message says why)",
+    "413": "request body larger than 16 KiB",
     "422": "a field failed validation (error.field names it)",
     "429": "too many requests (Retry-After says when to retry)",
     "503": "WeChat or storage unavailable",
@@ -145,6 +146,7 @@ def _op(summary: str, ok: dict, *errors: int, auth: bool = True, body: dict | No
         op["security"] = []
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        op["responses"].update(_errors(413))
     if params:
         op["parameters"] = params
     return op
@@ -157,6 +159,9 @@ def _path_param(name: str, schema: dict) -> dict:
 _VERSION = {**_path_param("version", {"type": "string", "pattern": VERSION_PATTERN}), "example": "2022-05-22"}
 
 PATHS = {
+    "/": {
+        "get": _op("Where this contract is", _json(_obj(name=STR, version=STR, openapi=STR)), auth=False),
+    },
     "/session": {
         "post": _op(
             "Log in: exchange a wx.login() code (jscode2session) for our token",
