@@ -361,4 +361,5 @@ async def free_text(chat: Chat) -> Reply:
         if answer.kind != "answer":
             return Reply(texts.DIALOG_UNAVAILABLE)
         return Reply(f"{answer.text}\n\n（{texts.DIALOG_UNAVAILABLE}）")
-    return Reply(answer.text)
+    hint = texts.command_hint(chat.message.text)
+    return Reply(f"{answer.text}\n\n{hint}" if hint else answer.text)

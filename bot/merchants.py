@@ -104,7 +104,7 @@ class MerchantAccounts:
             raise AccountRefused(f"未知的状态 {status}，可选：{', '.join(STATUSES)}", code="bad_status")
         reason = reason.strip()
         if not reason:
-            raise AccountRefused("请写明原因（--reason）", code="reason_required")
+            raise AccountRefused("请写明原因（会记入状态历史）", code="reason_required")
         existing = await self.repo.get(openid)
         if existing is None:
             raise NoAccount(f"没有 openid 为 {openid} 的商家账户")

@@ -86,6 +86,24 @@ def no_such_version(asked: str) -> str:
     return f"没有版本为 {asked} 的协议。回复“条款”查看当前版本。"
 
 
+#: Questions about something the bot itself does, and the reply that does it:
+#: added under the quoted clause, which says what the agreement allows but not how.
+COMMAND_HINTS = (
+    (("导出", "下载数据", "下载我的数据", "备份数据"), "如需导出，回复“导出我的数据”即可获取我们保存的您的全部数据。"),
+    (("退订", "订阅", "不想收", "关闭通知", "通知设置"), "回复“通知设置”可查看或更改通知订阅（重要通知仍会送达）。"),
+    (("注销", "销户", "关闭账号", "关闭账户", "删除账号", "删除账户"), "回复“注销账户”可注销商家账户（同意记录会保留）。"),
+    (("撤回同意", "取消同意", "撤销同意"), "回复“撤回同意”即可撤回您对协议的同意。"),
+)
+
+
+def command_hint(question: str) -> str | None:
+    """The reply that does what ``question`` asks about, if the bot does it."""
+    for words, hint in COMMAND_HINTS:
+        if any(word in question for word in words):
+            return hint
+    return None
+
+
 def consent_exact_words(word: str) -> str:
     return (
         f"您的消息没有被记录为您的选择：为确保是您明确的意思，只有单独回复“{word}”"

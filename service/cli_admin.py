@@ -13,7 +13,7 @@ import sys
 
 from bot.admin_accounts import CLI, ROLES, generate_password
 from bot.agreement import CHINA
-from service.clitools import UsageError, add_data_dir_flag, with_runtime
+from service.clitools import UsageError, add_data_dir_flag, print_table, with_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,10 +86,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print("还没有管理员。用 wetoop-bot admin create-user NAME --role owner 创建。")
         return 0
-    print(f"{'用户名':<20}{'角色':<8}{'状态':<6}{'会话':<6}创建时间")
+    table = []
     for user, sessions in rows:
         created = user.created_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if user.created_at else ""
-        print(f"{user.name:<23}{ROLES[user.role]:<8}{'停用' if user.disabled else '启用':<6}{sessions:<8}{created}")
+        table.append([user.name, ROLES[user.role], "停用" if user.disabled else "启用", sessions, created])
+    print_table(["用户名", "角色", "状态", "会话", "创建时间"], table)
     return 0
 
 

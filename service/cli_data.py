@@ -17,7 +17,7 @@ from pathlib import Path
 from bot import terms_diff
 from bot.agreement import CHINA, REASONS, parse_toml
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at
-from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, with_runtime
+from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
 from storage.consents import ACTIONS
 
 CSV_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
@@ -76,10 +76,12 @@ def cmd_terms_list(args: argparse.Namespace) -> int:
         return await runtime.terms.versions(), await runtime.terms.current(), await runtime.terms.upcoming()
 
     versions, current, upcoming = with_runtime(args, work)
-    print(f"{'版本':<14}{'状态':<8}{'原因':<10}{'发布时间':<18}{'生效时间':<18}SHA-256")
+    rows = []
     for v in versions:
         status = "当前" if v.version == current.version else ("待生效" if upcoming and v.effective_at > current.effective_at else "已失效")
-        print(f"{v.version:<16}{status:<8}{REASONS.get(v.reason or '', v.reason or ''):<10}{_local(v.published_at):<22}{_local(v.effective_at):<22}{v.text_sha256[:16]}")
+        rows.append([v.version, status, REASONS.get(v.reason or "", v.reason or ""), _local(v.published_at),
+                     _local(v.effective_at), v.text_sha256[:16]])
+    print_table(["版本", "状态", "原因", "发布时间", "生效时间", "SHA-256"], rows)
     return 0
 
 

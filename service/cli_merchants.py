@@ -6,7 +6,7 @@ import argparse
 
 from bot.agreement import CHINA
 from bot.merchants import STATUSES
-from service.clitools import actor_of, add_by_flag, add_data_dir_flag, with_runtime
+from service.clitools import actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,11 +32,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not merchants:
         print("没有符合条件的商家。")
         return 0
-    print(f"{'openid':<32}{'状态':<8}{'类型':<6}{'名称':<24}{'联系人':<10}{'手机':<13}更新时间")
+    rows = []
     for m in merchants:
         updated = m.updated_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if m.updated_at else ""
         kind = {"individual": "个人", "enterprise": "企业"}.get(m.entity_type or "", "")
-        print(f"{m.openid:<32}{STATUSES[m.status]:<8}{kind:<6}{(m.entity_name or '-'):<24}{(m.contact_name or '-'):<10}{(m.phone or '-'):<13}{updated}")
+        rows.append([m.openid, STATUSES[m.status], kind, m.entity_name or "-", m.contact_name or "-", m.phone or "-", updated])
+    print_table(["openid", "状态", "类型", "名称", "联系人", "手机", "更新时间"], rows)
     return 0
 
 

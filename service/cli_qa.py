@@ -108,7 +108,8 @@ def cmd_qa_log(args: argparse.Namespace) -> int:
     for entry in entries:
         at = entry["at"].strftime("%Y-%m-%d %H:%M") if hasattr(entry["at"], "strftime") else str(entry["at"])[:16]
         refs = "、".join(entry.get("refs") or []) or "—"
-        print(f"{at}  [{entry['kind']}] {entry['question']}  （条款 {refs}，分数 {entry.get('score', 0)}）")
+        question = entry["question"] if len(entry["question"]) <= 80 else entry["question"][:80] + "…"
+        print(f"{at}  [{entry['kind']}] {question}  （条款 {refs}，分数 {entry.get('score', 0)}）")
     return 0
 
 

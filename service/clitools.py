@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
@@ -61,6 +62,18 @@ def add_global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
 
 class UsageError(Exception):
     """A command that cannot run as given: message printed, exit code 2."""
+
+
+def print_table(headers: list[str], rows: list[list[object]]) -> None:
+    """Columns aligned by display width (a Chinese character takes two cells)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(_width(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths)).rstrip())
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
 def positive_int(text: str) -> int:

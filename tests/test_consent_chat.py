@@ -268,6 +268,13 @@ async def test_export_link_works_once(service):
     assert json.loads(again.body)["error"]["code"] == "link_expired"
 
 
+async def test_a_question_about_something_the_bot_does_says_which_reply_does_it(service):
+    reply = await service.wechat.ask("o-how", "我的数据可以导出吗")
+    assert "根据《" in reply and reply.endswith(texts.command_hint("导出"))
+    assert "回复“通知设置”" in await service.wechat.ask("o-how", "怎么退订你们的通知")
+    assert texts.command_hint("我上传的图片版权归谁") is None
+
+
 async def test_unknown_export_link_is_404(service):
     response = await AsyncHTTPClient().fetch(service.url + "/export/" + "x" * 32, raise_error=False)
     assert response.code == 404 and "error" in json.loads(response.body)
