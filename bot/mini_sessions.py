@@ -222,6 +222,32 @@ class MiniSessions:
         if unionid:
             await self.link_follower(follower_openid, unionid)
 
+    async def backfill_unionids(self, openids: list[str], concurrency: int = 8) -> dict[str, int]:
+        """Ask ``user/info`` for the unionid of followers who have none (they
+        followed before it was asked for) and link each one found, as a new
+        follow does. Returns ``{"found", "none", "failed"}`` counts."""
+        if self.official is None:
+            raise ValueError("no official-account client")
+        counts = {"found": 0, "none": 0, "failed": 0}
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(openid: str) -> None:
+            async with gate:
+                try:
+                    info = await self.official.user.get(openid)
+                except WeChatAPIError as exc:
+                    log.warning("user/info for %s failed: %s", openid, exc)
+                    counts["failed"] += 1
+                    return
+            unionid = info.get("unionid") if isinstance(info, dict) else None
+            if unionid:
+                await self.link_follower(openid, unionid)
+            counts["found" if unionid else "none"] += 1
+
+        for start in range(0, len(openids), 1000):  # bounded memory for a large audience
+            await asyncio.gather(*(one(openid) for openid in openids[start:start + 1000]))
+        return counts
+
     async def export(self, subject: str) -> list[dict]:
         """The mini-program identities of a person, for their data export."""
         return [user.to_export() for user in await self.identities.of_subject(subject)]

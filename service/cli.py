@@ -20,7 +20,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from bot.errors import BotError
-from service import cli_admin, cli_data, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
+from service import cli_admin, cli_data, cli_followers, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import (
     UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, positive_int, speak_chinese_in_argparse,
     start_embedded, write_demo_settings,
@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_notices.register(sub)
     cli_admin.register(sub)
     cli_menu.register(sub)
+    cli_followers.register(sub)
     add_global_flags_everywhere(parser)
     return parser
 

@@ -137,6 +137,16 @@ class Followers:
         return sorted(d["openid"] for d in docs if as_bool(d.get("subscribed", True)))
 
 
+    async def without_unionid(self) -> list[str]:
+        """Followers (not unfollowed) with no unionid recorded, sorted.
+
+        Filtered here, like :meth:`subscribed_openids`, rather than with
+        ``$exists`` in the query: one paged read either way.
+        """
+        docs = await read_all(self._coll, {}, {"openid": 1, "subscribed": 1, "unionid": 1}, "openid")
+        return [d["openid"] for d in docs if as_bool(d.get("subscribed", True)) and not d.get("unionid")]
+
+
 def _follower(doc: dict) -> Follower:
     return Follower(
         openid=doc["openid"],

@@ -3,6 +3,7 @@ jscode2session, real Redis and MongoDB, every endpoint's happy path and errors."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
@@ -601,6 +602,45 @@ async def test_records_under_the_mini_program_openid_are_never_moved(api):
     me = await api.call("GET", "/me", token=token)
     assert me.body["linked_official_account"] is False and me.body["consent"]["status"] == "accepted"
     assert (await api.svc.runtime.consents.state("oa-mia")).status == "none"
+
+
+async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api, backing):
+    from tests.test_cli import BIN, clean_env
+
+    async def backfill(env) -> tuple[int, str, str]:
+        # Not subprocess.run: the emulator answers on this test's event loop.
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN), "followers", "backfill-unionid", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode(), err.decode()
+
+    # Followed before the service asked user/info; WeChat knows the unionid now.
+    runtime = api.svc.runtime
+    for follower, user in (("oa-pam", "pam"), ("oa-quinn", None)):
+        body = {"openid": follower, **({"unionid": EmulatorState.unionid_for_user(user)} if user else {})}
+        await AsyncHTTPClient().fetch(api.emulator.base + "/_emulator/users", method="POST", body=json.dumps(body))
+        await runtime.followers.subscribed(follower, runtime.clock())
+    await runtime.followers.flush()
+    token, user = await api.login("pam")
+    assert user["linked_official_account"] is False
+    assert await runtime.followers.without_unionid() == ["oa-pam", "oa-quinn"]
+
+    env = clean_env(
+        MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + runtime.db.name, REDIS_URL=backing.redis_url,
+        WECHAT_APPID=runtime.config.wechat_appid, WECHAT_SECRET=runtime.config.wechat_secret,
+        WECHAT_API_BASE=api.emulator.base,
+    )
+    code, out, err = await backfill(env)
+    assert code == 0, err
+    assert "已查询 2 位" in out and "找到并关联 1 位" in out and "未提供 unionid 1 位" in out
+    assert (await runtime.followers.get("oa-pam")).unionid == EmulatorState.unionid_for_user("pam")
+    me = await api.call("GET", "/me", token=token)
+    assert me.body["linked_official_account"] is True  # the same session now acts as the follower
+    assert await runtime.followers.without_unionid() == ["oa-quinn"]
+    code, _out, err = await backfill({**env, "WECHAT_APPID": "", "WECHAT_SECRET": ""})
+    assert code == 2 and "WECHAT_APPID" in err
 
 
 async def test_following_without_a_unionid_or_with_wechat_down_still_welcomes(api, emulator):

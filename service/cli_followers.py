@@ -1,0 +1,35 @@
+"""``wetoop-bot followers backfill-unionid``: the unionid of followers who followed before it was asked."""
+
+from __future__ import annotations
+
+import argparse
+
+from service.clitools import UsageError, add_data_dir_flag, load_config, with_runtime
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    followers = sub.add_parser("followers", help="公众号关注者")
+    followers_sub = followers.add_subparsers(dest="followers_command", required=True, metavar="ACTION")
+    backfill = followers_sub.add_parser(
+        "backfill-unionid",
+        help="为还没有 unionid 的关注者向微信查询（user/info），并与同一人的小程序账户关联",
+    )
+    add_data_dir_flag(backfill)
+    backfill.set_defaults(func=cmd_backfill_unionid)
+
+
+def cmd_backfill_unionid(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    if not (config.wechat_appid and config.wechat_secret):
+        raise UsageError("查询 unionid 需要公众号的 WECHAT_APPID 和 WECHAT_SECRET（演示环境运行时自动使用它的设置）")
+
+    async def work(runtime):
+        openids = await runtime.followers.without_unionid()
+        return len(openids), await runtime.mini.backfill_unionids(openids)
+
+    total, counts = with_runtime(args, work)
+    print(
+        f"已查询 {total} 位没有 unionid 的关注者：找到并关联 {counts['found']} 位，"
+        f"微信未提供 unionid {counts['none']} 位（公众号未绑定开放平台时如此），失败 {counts['failed']} 位。"
+    )
+    return 0 if counts["failed"] == 0 else 1
