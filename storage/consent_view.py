@@ -33,6 +33,9 @@ from storage.mongo import PAGE, as_datetime, epoch_ms, read_all
 #: of several hosts a little apart).
 SLACK = dt.timedelta(minutes=5)
 
+#: The longest replay window, in seconds (sparse years of ledger).
+MAX_SPAN = 366 * 24 * 3600
+
 #: Upserts per bulk write.
 CHUNK = 1000
 
@@ -68,7 +71,7 @@ class ConsentView:
                 since = dt.datetime.fromtimestamp(meta["through_ms"] / 1000, dt.timezone.utc) - SLACK
             latest: dict[str, dict] = {}
             replayed = 0
-            async for doc in self._records_since(since):
+            async for doc in self._records_since(since, now):
                 replayed += 1
                 held = latest.get(doc["openid"])
                 if held is None or as_datetime(doc["at"]) >= as_datetime(held["at"]):
@@ -82,34 +85,37 @@ class ConsentView:
         docs = await read_all(self._coll, {"version": version, "action": "accept"}, {"openid": 1}, "openid")
         return {d["openid"] for d in docs}
 
-    async def _records_since(self, since: dt.datetime | None) -> AsyncIterator[dict]:
-        """Ledger records from ``since`` on (all if None), a page at a time,
-        in ascending order of their second (not within one).
+    async def _records_since(self, since: dt.datetime | None, now: dt.datetime) -> AsyncIterator[dict]:
+        """Ledger records from ``since`` on (all if None), in ascending time
+        windows (not in order within one).
 
-        Paged on ``at``, indexed but not unique: each page starts at the whole
-        second of the last page's last record and excludes by id the records
-        already read from that second on. Whole seconds, because nx-27017
-        compares times to the second only (a range from 00:00:00.5 also
-        returns 00:00:00.2), which at a sub-second boundary sent the pages back.
+        Windows rather than pages of "the next N after the last one": nx-27017
+        answers a sorted, limited range by reading the whole range, which made
+        every page cost as much as the rest of the ledger (71 s for 100,000
+        records). A window's span adapts to hold about :data:`PAGE` records.
+        Bounds are whole seconds, since nx-27017 compares times to the second
+        only (a range from 00:00:00.5 also returns 00:00:00.2).
         """
         projection = {"openid": 1, "version": 1, "at": 1, "action": 1}
-        boundary = None if since is None else _second(since)
-        seen: list = []
-        while True:
-            query: dict = {} if boundary is None else {"at": {"$gte": boundary}}
-            if seen:
-                query["_id"] = {"$nin": seen}
-            page = await self._ledger.find(query, projection).sort("at", ASCENDING).limit(PAGE).to_list(None)
-            for doc in page:
-                yield doc
-            if len(page) < PAGE:
+        if since is None:
+            first = await self._ledger.find({}, {"at": 1}).sort("at", ASCENDING).limit(1).to_list(1)
+            if not first:
                 return
-            second = _second(as_datetime(page[-1]["at"]))
-            if second != boundary:
-                seen = [d["_id"] for d in page if as_datetime(d["at"]) >= second]
-                boundary = second
-            else:
-                seen += [d["_id"] for d in page]
+            since = as_datetime(first[0]["at"])
+        low, end, span = _second(since), now, 3600
+        while low <= end:
+            high = low + dt.timedelta(seconds=span)
+            window = await self._ledger.find({"at": {"$gte": low, "$lt": high}}, projection).to_list(None)
+            for doc in window:
+                yield doc
+            low = high
+            if len(window) < PAGE // 4:
+                span = min(span * 2, MAX_SPAN)
+            elif len(window) > PAGE:
+                span = max(1, span // 2)
+        # Records dated after ``now`` (another host's clock ahead of ours).
+        for doc in await self._ledger.find({"at": {"$gte": low}}, projection).to_list(None):
+            yield doc
 
     async def _apply(self, records: list[dict]) -> None:
         for start in range(0, len(records), CHUNK):

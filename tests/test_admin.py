@@ -556,7 +556,7 @@ async def test_the_dashboard_counts_each_users_latest_choice_whoever_wrote_it(sv
     assert numbers.accepted == 3 and numbers.share == 0.75
 
 
-async def test_the_consent_view_replays_pages_of_equal_times_and_never_goes_back(svc, monkeypatch):
+async def test_the_consent_view_replays_a_busy_second_and_never_goes_back(svc, monkeypatch):
     import datetime as dt
 
     from storage import consent_view
@@ -570,7 +570,7 @@ async def test_the_consent_view_replays_pages_of_equal_times_and_never_goes_back
         return {"_id": _id, "openid": openid, "version": "v9", "text_sha256": "x", "action": action,
                 "channel": "official_account", "at": at, "meta": {}}
 
-    # Five users at one instant (more than a page), then one of them withdraws.
+    # Five users in one second (more than a window should hold), then one of them withdraws.
     await db["consents"].insert_many([record(f"r{i}", f"u{i}", "accept", t0) for i in range(5)])
     await db["consents"].insert_one(record("w1", "u1", "withdraw", t0 + dt.timedelta(seconds=1)))
     assert await view.catch_up(t0 + dt.timedelta(minutes=1)) == 6
