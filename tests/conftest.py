@@ -59,6 +59,12 @@ class Emulator:
     base: str
     state: EmulatorState
 
+    async def post(self, path: str, body: dict) -> None:
+        """POST ``body`` to one of the emulator's control paths (``/_emulator/faults`` …)."""
+        import json
+
+        await AsyncHTTPClient().fetch(self.base + path, method="POST", body=json.dumps(body))
+
     async def messages(self, touser: str | None = None) -> list[dict]:
         """What the emulator accepted, through its HTTP control API."""
         import json

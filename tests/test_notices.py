@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
 
 from bot.delivery_worker import PAY_SECONDS, WINDOW
 from bot.notices import PLAN_CHUNK, PLANNER_SILENT
@@ -23,10 +22,6 @@ from tests.conftest import APPID, SECRET
 from tests.wx import event_xml
 
 BIN = Path(sys.executable).parent / "wetoop-bot"
-
-
-async def emulator_post(emulator, path: str, body: dict) -> None:
-    await AsyncHTTPClient().fetch(emulator.base + path, method="POST", body=json.dumps(body))
 
 
 async def active_users(svc, *openids: str) -> None:
@@ -197,7 +192,7 @@ async def test_buffered_last_interactions_never_move_a_user_later(make_service, 
 
 async def test_45015_is_recorded_as_outside_the_window(svc, emulator):
     await active_users(svc, "o-w")
-    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45015})
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45015})
     notice = await send(svc, audience={"type": "openids", "openids": ["o-w"]})
     await run_worker(svc)
     progress = await svc.runtime.broadcasts.progress(notice)
@@ -221,8 +216,8 @@ async def test_mass_send_on_request(svc, emulator):
 async def test_temporary_errors_are_retried(svc, emulator):
     await active_users(svc, "o-busy", "o-limit")
     path = "/cgi-bin/message/custom/send"
-    await emulator_post(emulator, "/_emulator/faults", {"path": path, "errcode": -1, "times": 2})
-    await emulator_post(emulator, "/_emulator/faults", {"path": path, "errcode": 45009, "times": 1})
+    await emulator.post("/_emulator/faults", {"path": path, "errcode": -1, "times": 2})
+    await emulator.post("/_emulator/faults", {"path": path, "errcode": 45009, "times": 1})
     notice = await send(svc, audience={"type": "openids", "openids": ["o-busy", "o-limit"]})
     await run_worker(svc)
     assert await deliveries(svc, notice) == {"o-busy": "sent", "o-limit": "sent"}
@@ -231,11 +226,11 @@ async def test_temporary_errors_are_retried(svc, emulator):
 
 async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
     await active_users(svc, "o-gone", "o-foreign")
-    await emulator_post(emulator, "/_emulator/users", {"openid": "o-gone", "subscribed": False})
+    await emulator.post("/_emulator/users", {"openid": "o-gone", "subscribed": False})
     gone = await send(svc, audience={"type": "openids", "openids": ["o-gone"]})
     await run_worker(svc)
     # An openid of the right shape that WeChat does not know for this account.
-    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 40003})
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 40003})
     foreign = await send(svc, audience={"type": "openids", "openids": ["o-foreign"]})
     await run_worker(svc)
     for notice, code in ((gone, "43004"), (foreign, "40003")):
@@ -365,7 +360,7 @@ async def test_a_slow_worker_keeps_its_batch(svc, emulator, caplog):
     batch is not taken over. The send that got no answer within the client's
     5 s is recorded as failed, not repeated (WeChat delivered it after all)."""
     await active_users(svc, "o-slow1", "o-slow2")
-    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 6.5})
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 6.5})
     notice = await send(svc, audience={"type": "openids", "openids": ["o-slow1", "o-slow2"]})
     await run_worker(svc)
     progress = await svc.runtime.broadcasts.progress(notice)
@@ -541,7 +536,7 @@ async def test_chat_preferences(svc):
 async def test_export_has_preferences_and_deliveries(svc, emulator):
     await active_users(svc, "o-exp")
     await svc.runtime.preferences.set("o-exp", "other", False)
-    await emulator_post(emulator, "/_emulator/users", {"openid": "o-exp2", "subscribed": False})
+    await emulator.post("/_emulator/users", {"openid": "o-exp2", "subscribed": False})
     notice = await send(svc, audience={"type": "openids", "openids": ["o-exp"]})
     await run_worker(svc)
     document = await svc.runtime.exports.document("o-exp")

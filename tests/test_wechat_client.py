@@ -99,7 +99,7 @@ async def test_expired_token_is_refreshed(clients, emulator):
 
 async def test_errors_carry_wechat_codes(clients, emulator):
     api = clients()
-    await emulator_post(emulator, "/_emulator/users", {"openid": "o-gone", "subscribed": False})
+    await emulator.post("/_emulator/users", {"openid": "o-gone", "subscribed": False})
     with pytest.raises(WeChatAPIError) as info:
         await api.message.send_text("o-gone", "你还在吗")
     assert info.value.code == 43004
@@ -126,14 +126,6 @@ async def test_network_failure_is_a_typed_error(backing):
         assert info.value.code == -2
 
 
-async def emulator_post(emulator, path: str, body: dict) -> None:
-    import json
-
-    from tornado.httpclient import AsyncHTTPClient
-
-    await AsyncHTTPClient().fetch(emulator.base + path, method="POST", body=json.dumps(body))
-
-
 async def test_template_send_goes_out_as_wechatpy_builds_it(clients, emulator):
     api = clients()
     await api.message.send_text("o-t", "先取令牌")  # the first call may fetch the token in a thread
@@ -151,7 +143,7 @@ async def test_template_send_goes_out_as_wechatpy_builds_it(clients, emulator):
 
 async def test_rate_limit_error_from_the_async_path_carries_its_code(clients, emulator):
     api = clients()
-    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45009})
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45009})
     with pytest.raises(WeChatAPIError) as info:
         await api.message.send_text("o-r", "太快了")
     assert info.value.code == 45009
@@ -161,7 +153,7 @@ async def test_rate_limit_error_from_the_async_path_carries_its_code(clients, em
 
 async def test_a_send_without_an_answer_in_time_is_told_apart(backing, emulator):
     """-4, not -2: the request went out and WeChat may have acted on it."""
-    await emulator_post(emulator, "/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 1.5})
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 1.5})
     async with one_client(backing, APPID, SECRET, emulator.base) as api:
         with pytest.raises(WeChatAPIError) as info:
             await api.message.send_text("o-slow", "hi")
