@@ -6,12 +6,11 @@ called by the domain function that performs it, so no caller can forget it.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 from typing import AsyncIterator, Callable
 
+from bot.spreadsheet import ExcelCsv
 from storage.audit_log import AuditEntry, AuditLog
 
 #: Action codes and how the console names them.
@@ -60,22 +59,17 @@ class Audit:
 
     async def csv_chunks(self, **filters) -> AsyncIterator[str]:
         """The filtered log as CSV (UTF-8 with BOM so Excel reads Chinese), in chunks."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        buffer.write("\ufeff")
-        writer.writerow(CSV_FIELDS)
+        sheet = ExcelCsv(CSV_FIELDS)
         async for entry in self.log.scan(**filters):
-            writer.writerow([
+            sheet.row([
                 entry.at.isoformat(), entry.actor, entry.action, entry.target,
                 "" if entry.before is None else json.dumps(entry.before, ensure_ascii=False, default=str),
                 "" if entry.after is None else json.dumps(entry.after, ensure_ascii=False, default=str),
                 entry.address,
             ])
-            if buffer.tell() > 32_000:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+            if sheet.size > 32_000:
+                yield sheet.take()
+        yield sheet.take()
 
 
 def _plain(value: dict | None) -> dict | None:

@@ -235,9 +235,31 @@ async def register(chat: Chat) -> Reply:
 
 @router.state("registration")
 async def registration_step(chat: Chat):
-    if normalize_command(chat.message.text) in THROUGH_DIALOGS:
-        return PASS
+    word = normalize_command(chat.message.text)
+    if word in THROUGH_DIALOGS:
+        return PASS  # handled as usual; remind_open_dialog adds where the dialog stands
+    if word in router.commands():
+        # Another command is not an answer (a name of "注册" is a mistake).
+        engine = chat.services.engine
+        return Reply(texts.dialog_command_inside(REGISTRATION.title, chat.message.text.strip())
+                     + "\n\n" + engine.current_prompt(chat, REGISTRATION))
     return await chat.services.engine.handle(chat, REGISTRATION)
+
+
+@router.middleware
+async def remind_open_dialog(chat: Chat, call_next) -> Reply | None:
+    """A command answered in the middle of registration says the dialog still waits."""
+    reply = await call_next(chat)
+    if (reply is None or chat.dialog is None or not chat.dialog.name.startswith(f"{REGISTRATION.name}:")
+            or normalize_command(chat.message.text) not in THROUGH_DIALOGS):
+        return reply
+    try:  # the command may have ended it (同意 resuming 确认)
+        still = await chat.services.dialogs.load(chat.openid)
+    except RedisUnavailable:
+        return reply
+    if still is None or not still.name.startswith(f"{REGISTRATION.name}:"):
+        return reply
+    return Reply(reply.text + "\n\n" + texts.dialog_waiting(REGISTRATION.title))
 
 
 @router.command("修改资料")

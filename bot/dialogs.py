@@ -55,7 +55,9 @@ class Step:
     ``parse(text, answers)`` returns the value stored under ``name``;
     ``applies(answers)`` says whether the step is asked at all; ``check(value)``
     may raise :class:`Stop` to end the dialog (e.g. an applicant under 18);
-    ``show(value)`` renders the value in the summary.
+    ``show(value)`` renders the value in the summary; ``depends_on`` names
+    steps whose change makes this one's answer void, so it is asked again
+    (a name given as a company is not a person's name).
     """
 
     name: str
@@ -66,6 +68,7 @@ class Step:
     check: Callable[[Any], None] = lambda value: None
     show: Callable[[Any], str] = lambda value: "（未填写）" if value in (None, "") else str(value)
     editable: bool = True
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +153,10 @@ class DialogEngine:
         except Stop as stop:
             await self._end(chat, dialog)
             return Reply(stop.message)
+        if answers.get(step.name, value) != value:
+            for other in dialog.steps:
+                if step.name in other.depends_on:
+                    answers.pop(other.name, None)
         answers[step.name] = value
         history.append(step.name)
         editing = bool(state.data.get("editing"))
@@ -158,6 +165,15 @@ class DialogEngine:
             # A change that makes another question apply asks it before the summary.
             return await self._goto(chat, dialog, following, answers, history, editing=True)
         return await self._goto(chat, dialog, following, answers, history)
+
+    def current_prompt(self, chat: Chat, dialog: Dialog) -> str:
+        """What the user's open dialog is asking now (to repeat it)."""
+        state = chat.dialog
+        assert state is not None
+        step_name = state.name.split(":", 1)[1]
+        if step_name == RESUME_STEP:
+            return texts.dialog_resume_choice()
+        return self._prompt(dialog, step_name, dict(state.data.get("answers") or {}))
 
     # -- internals ------------------------------------------------------------
 

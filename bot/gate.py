@@ -9,7 +9,12 @@ from bot.replies import Reply
 
 async def require_consent(chat: Chat, resume: str) -> Reply | None:
     """``None`` if the user accepted the current version; otherwise the consent
-    prompt, and ``resume`` (a command) runs by itself after ``同意``."""
+    prompt, and ``resume`` (a command) runs by itself after ``同意``.
+
+    The versions are read afresh: a version another process made effective a
+    moment ago must stop the action (the cache is up to 5 s old)."""
+    await chat.services.terms.refresh()
+    chat.forget_consent()
     state = await chat.consent()
     if state.accepted:
         return None

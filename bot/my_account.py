@@ -113,6 +113,7 @@ async def save_registration(services: Services, openid: str, body: dict) -> tupl
     Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422) or
     :class:`~bot.merchants.AccountRefused` (409, e.g. suspended).
     """
+    await services.terms.refresh()  # as chat's consent gate does
     state = await services.consents.state(openid)
     if not state.accepted:
         raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))

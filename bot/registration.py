@@ -57,7 +57,7 @@ REGISTRATION = Dialog(
         ),
         Step(
             "entity_name", "名称", lambda a: texts.prompt_entity_name(a.get("entity_type", "")),
-            lambda text, a: parse_entity_name(text, a.get("entity_type", "")),
+            lambda text, a: parse_entity_name(text, a.get("entity_type", "")), depends_on=("entity_type",),
         ),
         Step(
             "credit_code", "统一社会信用代码", lambda a: texts.PROMPT_CREDIT_CODE,

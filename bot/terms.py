@@ -85,6 +85,12 @@ class Terms:
                 await asyncio.shield(loading)
         return self._cache
 
+    async def refresh(self) -> None:
+        """Read the versions now, not from the cache: before an action that must
+        see a version another process published a moment ago."""
+        self._invalidate()
+        await self.versions()
+
     async def _load(self, generation: int) -> None:
         try:
             versions = await self._repo.all() or [self._seed]

@@ -189,6 +189,14 @@ def dialog_current_value(value: str) -> str:
     return f"当前填写：{value}"
 
 
+def dialog_waiting(title: str) -> str:
+    return f"（您的{title}还没有完成：回复内容继续填写，回复“取消”退出。）"
+
+
+def dialog_command_inside(title: str, word: str) -> str:
+    return f"您正在填写{title}，“{word}”不能作为这一步的内容。请按下面的提示回复，回复“取消”可退出。"
+
+
 def dialog_cancelled(title: str) -> str:
     return f"已取消{title}，您填写的内容没有保存。需要时回复“帮助”查看可用指令。"
 

@@ -129,6 +129,10 @@ async def make_service(backing: Backing, emulator: Emulator) -> AsyncIterator[Ca
     for service in started:
         service.server.stop()
         with contextlib.suppress(*MongoUnavailable):  # tests may point at a dead server
+            # Buffered writes first: written after the drop, they would
+            # recreate the database (and nx-27017 let them land in the next one's).
+            await service.runtime.followers.flush()
+            await service.runtime.qa_log.flush()
             await service.runtime.mongo_client.drop_database(database)
         await service.runtime.close()
 

@@ -498,6 +498,11 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     export = await owner.get("/admin/merchants.csv?status=active")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [r["openid"] for r in rows] == ["o-m1"]
+    # What users typed never runs as a formula in Excel.
+    await register(svc, "o-m3", '=HYPERLINK("http://x.cn","点")')
+    export = await owner.get("/admin/merchants.csv?status=pending_review")
+    rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
+    assert [r["entity_name"] for r in rows if r["openid"] == "o-m3"] == ["'=HYPERLINK(\"http://x.cn\",\"点\")"]
     assert (await owner.get("/admin/merchants/o-none")).code == 404
     entry = (await svc.runtime.audit.recent(action="merchant_status"))[0]
     assert entry.before == {"status": "suspended"} and entry.after["status"] == "active"

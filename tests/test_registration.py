@@ -140,25 +140,56 @@ async def test_edit_from_summary_including_entity_type(service):
     summary = await service.wechat.ask("o-edit", "13900001111")
     assert "手机号码：13900001111" in summary and "确认" in summary
 
-    # Switching to 个人 drops the credit code and asks the age question first.
+    # Switching to 个人 drops the credit code, asks the name again (a company
+    # name is not a person's) and then the age question.
     await service.wechat.ask("o-edit", "修改")
     await service.wechat.ask("o-edit", "主体类型")
-    adult = await service.wechat.ask("o-edit", "个人")
+    name = await service.wechat.ask("o-edit", "个人")
+    assert name.startswith(texts.prompt_entity_name("individual")) and "当前填写" not in name
+    adult = await service.wechat.ask("o-edit", "张三")
     assert adult.startswith(texts.PROMPT_ADULT)
     summary = await service.wechat.ask("o-edit", "是")
-    assert "统一社会信用代码" not in summary and "主体类型：个人" in summary
+    assert "统一社会信用代码" not in summary and "主体类型：个人" in summary and "张三" in summary
     await service.wechat.ask("o-edit", "确认")
     merchant = await service.runtime.merchants.get("o-edit")
-    assert (merchant.entity_type, merchant.credit_code, merchant.phone) == ("individual", None, "13900001111")
+    assert (merchant.entity_type, merchant.entity_name, merchant.credit_code, merchant.phone) == (
+        "individual", "张三", None, "13900001111")
 
 
 async def test_commands_still_work_inside_the_dialog(service):
     await accepted(service, "o-mid")
     await chat(service, "o-mid", "注册", "企业")
-    assert await service.wechat.ask("o-mid", "帮助") == texts.HELP
+    # Answered, with a word that the dialog still waits.
+    assert await service.wechat.ask("o-mid", "帮助") == texts.HELP + "\n\n" + texts.dialog_waiting(texts.REGISTRATION_TITLE)
+    # Another command is not taken as the name.
+    again = await service.wechat.ask("o-mid", "注册")
+    assert again.startswith(texts.dialog_command_inside(texts.REGISTRATION_TITLE, "注册"))
+    assert texts.prompt_entity_name("enterprise") in again
     # The dialog waits where it was.
     reply = await service.wechat.ask("o-mid", "南宁市测试贸易有限公司")
     assert reply.startswith(texts.PROMPT_CREDIT_CODE)
+
+
+async def test_an_amendment_in_force_stops_the_confirmation_until_accepted(service):
+    import dataclasses
+
+    from bot.agreement import load_seed
+    from bot.terms import Terms
+
+    await accepted(service, "o-amend")
+    await chat(service, "o-amend", *ENTERPRISE)
+    seed = load_seed()
+    first = seed.sections[0]
+    changed = dataclasses.replace(first, clauses=(first.clauses[0] + "（修订）", *first.clauses[1:]))
+    draft = dataclasses.replace(seed, version="2026-11-26", changes=("第 1 节措辞调整",),
+                                sections=(changed, *seed.sections[1:]))
+    # Published by another process (the CLI) a moment ago: this one's cache has not seen it.
+    rt = service.runtime
+    await Terms(rt.versions, rt.broadcasts, rt.clock).publish(draft, reason="legal", effective_at=None, by="test")
+    confirm = await service.wechat.ask("o-amend", "确认")
+    assert "需要您先同意" in confirm and await service.runtime.merchants.get("o-amend") is None
+    done = await service.wechat.ask("o-amend", "同意")
+    assert "2026-11-26" in done and (await service.runtime.merchants.get("o-amend")) is not None
 
 
 # -- consent first --------------------------------------------------------------------------------

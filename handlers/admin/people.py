@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 
 import tornado.escape
 
 from bot.admin_accounts import ROLES
 from bot.console import MERCHANT_FIELDS, merchant_row
+from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
 from bot.merchants import STATUSES, TRANSITIONS, NoAccount
 from handlers.admin.base import AdminHandler
@@ -34,15 +33,12 @@ class MerchantsCsvHandler(AdminHandler):
         await self.runtime.audit.record(self.actor.name, "export", "merchants.csv",
                                         after={"q": query, "status": status, "rows": len(found)},
                                         address=self.actor.address)
-        buffer = io.StringIO()
-        buffer.write("\ufeff")
-        writer = csv.writer(buffer)
-        writer.writerow(MERCHANT_FIELDS)
+        sheet = ExcelCsv(MERCHANT_FIELDS)
         for merchant in found:
             row = merchant_row(merchant)
-            writer.writerow([row[f] for f in MERCHANT_FIELDS])
+            sheet.row([row[f] for f in MERCHANT_FIELDS])
         self.stream_csv("merchants.csv")
-        self.finish(buffer.getvalue())
+        self.finish(sheet.take())
 
 
 class MerchantHandler(AdminHandler):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 
 from bot.audit import ACTIONS
 from bot.errors import BotError
+from bot.spreadsheet import ExcelCsv
 from bot.merchants import STATUSES
 from handlers.admin.base import AdminHandler
 from storage.consents import ACTIONS as CONSENT_ACTIONS
@@ -130,16 +129,11 @@ class ConsentsCsvHandler(AdminHandler):
         await self.runtime.audit.record(self.actor.name, "export", "consents.csv", after=_shown(filters),
                                         address=self.actor.address)
         self.stream_csv("consents.csv")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        buffer.write("\ufeff")
-        writer.writerow(CONSENT_CSV_FIELDS)
+        sheet = ExcelCsv(CONSENT_CSV_FIELDS)
         async for record in self.runtime.ledger.scan(**filters):
             row = _consent_row(record)
-            writer.writerow([row[f] for f in CONSENT_CSV_FIELDS])
-            if buffer.tell() > 32_000:
-                self.write(buffer.getvalue())
-                buffer.seek(0)
-                buffer.truncate()
+            sheet.row([row[f] for f in CONSENT_CSV_FIELDS])
+            if sheet.size > 32_000:
+                self.write(sheet.take())
                 await self.flush()
-        self.write(buffer.getvalue())
+        self.write(sheet.take())
