@@ -8,10 +8,17 @@ the API, the admin pages and the CLI all change status through
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+import logging
+from typing import Awaitable, Callable
 
+from bot import texts
 from bot.errors import BotError
 from storage.merchants import Merchant, MerchantExists, Merchants, StatusChanged, StatusEntry
+
+log = logging.getLogger(__name__)
+
+#: Told to the merchant after an admin changed their account: (merchant, status before, reason, by).
+StatusListener = Callable[[Merchant, str, str, str], Awaitable[None]]
 
 STATUSES = {
     "pending_review": "待审核",
@@ -58,6 +65,8 @@ class MerchantAccounts:
     def __init__(self, merchants: Merchants, clock: Callable[[], dt.datetime]) -> None:
         self.repo = merchants
         self._clock = clock
+        #: Called after a change made by anyone but the user (the runtime sends them a notice).
+        self.on_admin_change: StatusListener | None = None
 
     async def get(self, openid: str) -> Merchant | None:
         return await self.repo.get(openid)
@@ -119,7 +128,13 @@ class MerchantAccounts:
             await self.repo.update(openid, existing.status, entry=entry, erase=(status == "closed"))
         except StatusChanged:
             raise AccountRefused("账户状态刚刚被其他操作改变了，请刷新后重试。", code="status_changed") from None
-        return await self._reload(openid)
+        merchant = await self._reload(openid)
+        if by != "user" and self.on_admin_change is not None:
+            try:
+                await self.on_admin_change(merchant, existing.status, reason, by)
+            except Exception:  # the change is stored; telling the merchant is best effort
+                log.warning("could not tell %s about the status change", openid, exc_info=True)
+        return merchant
 
     async def _reload(self, openid: str) -> Merchant:
         merchant = await self.repo.get(openid)
@@ -149,3 +164,18 @@ def allowed_from(status: str) -> str:
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.timezone.utc).isoformat() if value else None
+
+
+def tell_merchants_through(broadcasts) -> StatusListener:
+    """A listener for :attr:`MerchantAccounts.on_admin_change` that sends the
+    merchant a notice through ``broadcasts`` (:class:`bot.notices.Broadcasts`):
+    important, since it concerns their own account, so an opt-out does not stop it."""
+
+    async def tell(merchant: Merchant, before: str, reason: str, by: str) -> None:
+        title, body = texts.status_notice(merchant.status, before, reason)
+        await broadcasts.send(
+            category="admin", title=title, body=body, important=True,
+            audience={"type": "openids", "openids": [merchant.openid]}, by=by,
+        )
+
+    return tell

@@ -277,6 +277,25 @@ NOT_REGISTERED = "您还没有注册微拓商家账户。回复“注册”开�
 ALREADY_CLOSED = "您的微拓商家账户已经注销，无需重复操作。如需再次使用商家服务，回复“注册”重新注册。"
 
 
+def status_notice(status: str, before: str, reason: str) -> tuple[str, str]:
+    """The notice telling a merchant that an admin changed their account: (title, body)."""
+    if status == "active" and before == "pending_review":
+        return "商家账户审核通过", f"您的微拓商家账户已审核通过，现在可以使用商家服务。审核意见：{reason}"
+    if status == "active":
+        return "商家账户已恢复", f"您的微拓商家账户已恢复正常，可以继续使用商家服务。说明：{reason}"
+    if status == "suspended":
+        return "商家账户已暂停", (
+            f"您的微拓商家账户已被暂停。原因：{reason}\n暂停期间不能使用商家服务，您仍可以阅读协议、导出数据"
+            "（公众号回复“我的账户”查看详情）。如有异议，请联系我们。"
+        )
+    if status == "closed":
+        return "商家账户已注销", (
+            f"您的微拓商家账户已被注销。原因：{reason}\n商家资料已删除，同意记录依法保留；"
+            "如有异议，请联系我们。"
+        )
+    return "商家账户状态变更", f"您的微拓商家账户状态已变更。说明：{reason}"
+
+
 def suspended(reason: str) -> str:
     return (
         f"您的商家账户已被暂停。原因：{reason}\n"

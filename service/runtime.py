@@ -25,7 +25,7 @@ from bot.answers import Answers
 from bot.consent import Consents
 from bot.dialogs import DialogEngine
 from bot.delivery_worker import DeliveryWorker, WorkerDeps
-from bot.merchants import MerchantAccounts
+from bot.merchants import MerchantAccounts, tell_merchants_through
 from bot.notices import Broadcasts, load_templates
 from bot.preferences import NoticePreferences
 from bot.conversation import DEFAULT_DEADLINE, Conversation
@@ -122,6 +122,7 @@ class Runtime:
         self.broadcasts = Broadcasts(
             self.notices, self.deliveries, self.queue, self.followers, self.merchants.repo, self.ledger, self.journal, clock
         )
+        self.merchants.on_admin_change = tell_merchants_through(self.broadcasts)
         self.templates = load_templates(config.notice_templates)
         self.terms = Terms(self.versions, self.broadcasts, clock)
         self.consents = Consents(self.ledger, self.terms, clock)

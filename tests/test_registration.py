@@ -276,7 +276,7 @@ async def test_my_account_and_edit_profile(service):
     assert (await service.runtime.merchants.get("o-acct")).status == "pending_review"
 
 
-async def test_suspension_is_explained_and_reinstated(service):
+async def test_suspension_is_explained_and_reinstated(service, emulator):
     await register_enterprise(service, "o-susp")
     merchants = service.runtime.merchants
     await merchants.set_status("o-susp", "active", "资料齐全", by="admin")
@@ -290,6 +290,11 @@ async def test_suspension_is_explained_and_reinstated(service):
     assert "状态：已生效" in await service.wechat.ask("o-susp", "我的账户")
     history = [(e.status, e.reason) for e in await merchants.repo.history("o-susp")]
     assert history[-2:] == [("suspended", "多次发布违规内容（协议第1节：滥用服务）"), ("active", "申诉通过")]
+    # Each change an admin made was told to the merchant, opt-outs or not (it is their account).
+    await service.runtime.worker(concurrency=2).run_until_idle(30)
+    told = [m["body"]["text"]["content"] for m in await emulator.messages("o-susp") if m["msgtype"] == "text"]
+    assert any("审核通过" in t for t in told) and any("已被暂停" in t and "多次发布违规内容" in t for t in told)
+    assert any("已恢复正常" in t and "申诉通过" in t for t in told)
 
 
 async def test_closure_erases_profile_and_keeps_the_ledger(service):
