@@ -344,8 +344,11 @@ class Broadcasts:
             )
 
     async def inbox(self, openid: str) -> list[tuple[Notice, Delivery]]:
-        """Notices delivered to a user, newest first."""
-        deliveries = [d for d in await self.deliveries.for_user(openid) if d.status == "sent"]
+        """Notices meant for a user, newest first: those sent in chat, and those
+        the official account could not carry (outside the 48 hours, WeChat
+        refused: a mini-program user who does not follow gets amendment notices
+        here). Not those the user opted out of, or an admin cancelled."""
+        deliveries = [d for d in await self.deliveries.for_user(openid) if _in_inbox(d)]
         notices = await self.notices.many([d.notice_id for d in deliveries]) if deliveries else {}
         pairs = [(notices[d.notice_id], d) for d in deliveries if d.notice_id in notices]
         return sorted(pairs, key=lambda pair: pair[1].updated_at or self._clock(), reverse=True)
@@ -359,6 +362,12 @@ class Broadcasts:
     async def _cannot(self, notice_id: str, action: str) -> str:
         notice = await self._get(notice_id)
         return f"通知 {notice_id} 当前状态为“{JOB_LABELS[notice.status]}”，不能{action}"
+
+
+def _in_inbox(delivery: Delivery) -> bool:
+    if delivery.status in ("sent", "failed"):
+        return True
+    return delivery.status == "skipped" and delivery.reason in ("outside_48h", "no_channel")
 
 
 #: Why a recipient was skipped, for admins.

@@ -155,8 +155,13 @@ def consent_needed(version: "AgreementVersion") -> str:
 
 
 def amendment_notice(version: "AgreementVersion") -> str:
+    if version.published_at is not None and version.effective_at <= version.published_at:
+        # A new feature or a legal change, in force at publication.
+        when = f"已于 {_date(version.effective_at)} 更新为版本 {version.version}（即时生效）"
+    else:
+        when = f"将于 {_date(version.effective_at)} 更新为版本 {version.version}"
     lines = [
-        f"《{version.title}》将于 {_date(version.effective_at)} 更新为版本 {version.version}。修改摘要：",
+        f"《{version.title}》{when}。修改摘要：",
         *[f"· {line}" for line in version.changes],
         "回复“条款”查看详情。如不同意修改后的条款，您可以停止使用服务，并可先回复“导出我的数据”导出数据。",
     ]

@@ -177,7 +177,9 @@ class Runtime:
         )
         self.services.mini = self.mini
         self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock)
-        self.exports.parts.update(miniprogram_logins=self.mini.export, notice_reads=self.inbox.export)
+        self.exports.parts.update(
+            miniprogram_logins=self.mini.export, notice_reads=self.inbox.export, questions=self.qa_log.export
+        )
 
     async def prepare(self, qa: bool = True) -> None:
         """Create indexes and store the seed agreement; a database that is down

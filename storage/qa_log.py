@@ -16,7 +16,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.mongo import MongoUnavailable
+from storage.mongo import MongoUnavailable, as_datetime
 from storage.write_behind import FlushSoon
 
 log = logging.getLogger(__name__)
@@ -82,3 +82,14 @@ class QALog:
         await self.flush()
         query = {"kind": kind} if kind else {}
         return await self._coll.find(query, {"_id": 0}).sort("at", DESCENDING).limit(limit).to_list(None)
+
+    async def export(self, openid: str) -> list[dict]:
+        """The questions ``openid`` asked, oldest first, for their data export."""
+        await self.flush()
+        docs = await self._coll.find({"openid": openid}, {"_id": 0, "openid": 0}).to_list(None)
+        docs.sort(key=lambda d: as_datetime(d["at"]))
+        return [
+            {"question": d["question"], "at": as_datetime(d["at"]).isoformat(), "kind": d.get("kind"),
+             "refs": d.get("refs") or [], "channel": d.get("channel")}
+            for d in docs
+        ]

@@ -466,6 +466,27 @@ async def test_inbox_lists_delivered_notices_and_marks_them_read(api):
     assert (await api.call("GET", "/me/notices", token=other)).body == {"notices": [], "unread": 0}
 
 
+async def test_a_mini_program_only_user_finds_the_amendment_notice_in_the_inbox(api):
+    # Consented in the mini-program only: the official account cannot message them.
+    token = await api.token("zed")
+    await api.accepted(token)
+    runtime = api.svc.runtime
+    _version, notice_id = await runtime.terms.publish(
+        amended("2026-12-31"), reason="routine", effective_at=runtime.clock() + dt.timedelta(days=8), by="test")
+    await runtime.worker(concurrency=2).run_until_idle(30)
+    progress = await runtime.broadcasts.progress(notice_id)
+    assert progress.skipped_by_reason == {"outside_48h": 1}
+    inbox = await api.call("GET", "/me/notices", token=token)
+    assert [n["id"] for n in inbox.body["notices"]] == [notice_id] and inbox.body["unread"] == 1
+    # What the user opted out of stays out.
+    other = await api.token("yuri")
+    await api.call("PUT", "/me/preferences", {"preferences": {"service": False}}, other)
+    await runtime.broadcasts.send(category="service", title="维护", body="今晚维护。",
+                                  audience={"type": "openids", "openids": [mp_openid("yuri")]}, by="t")
+    await runtime.worker(concurrency=2).run_until_idle(30)
+    assert (await api.call("GET", "/me/notices", token=other)).body["notices"] == []
+
+
 async def test_preferences_read_and_change(api):
     token = await api.token()
     reply = await api.call("GET", "/me/preferences", token=token)
@@ -513,9 +534,13 @@ async def test_qa_answers_with_clause_references_or_abstains(api):
 async def test_export_is_the_chat_document_with_the_mini_program_parts(api):
     token = await api.token()
     await api.accepted(token)
+    await api.call("GET", "/qa?q=" + "我上传的图片版权归谁", token=token)
     reply = await api.call("GET", "/me/export", token=token)
     assert reply.status == 200
     document = reply.body
+    # The questions the user asked are theirs too.
+    [asked] = document["questions"]
+    assert asked["question"] == "我上传的图片版权归谁" and asked["refs"] == ["4.1"] and asked["at"]
     assert document["openid"] == mp_openid("alice")
     assert [c["action"] for c in document["consents"]] == ["accept"]
     assert document["consent_status"]["status"] == "accepted"

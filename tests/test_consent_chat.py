@@ -233,9 +233,13 @@ async def test_amendment_switches_and_asks_again(make_service, clock):
 async def test_legal_amendment_applies_at_once(make_service, clock):
     svc = await make_service(clock=clock)
     await svc.wechat.ask("o-legal", "同意")
-    await svc.runtime.terms.publish(amendment("2026-12-01-legal"), reason="legal", effective_at=None, by="test")
+    version, notice_id = await svc.runtime.terms.publish(
+        amendment("2026-12-01-legal"), reason="legal", effective_at=None, by="test")
     reply = await svc.wechat.ask("o-legal", "条款")
     assert reply.startswith("《微拓软件服务使用协议》已更新") and "版本 2026-12-01-legal" in reply
+    # Its notice says it is in force, not that it will be.
+    notice = await svc.runtime.notices.get(notice_id)
+    assert "已于" in notice.body and "即时生效" in notice.body and "将于" not in notice.body
 
 
 # -- the user's own data -------------------------------------------------------------------------

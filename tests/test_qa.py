@@ -149,6 +149,15 @@ def test_greetings_and_thanks_get_a_short_reply_with_the_help_menu(qa, message):
     assert answer.text.endswith(texts.HELP)
 
 
+def test_every_listed_small_talk_phrase_alone_is_small_talk(qa):
+    # jieba splits some of them ("哈喽" -> 哈 / 喽); the whole phrase still counts.
+    from bot.qa.data import load_data
+
+    lexicon = load_data(DEFAULT_DATA_DIR).lexicon
+    missed = [w for group in lexicon.smalltalk.values() for w in group if qa.answer(w + "！").kind != "smalltalk"]
+    assert missed == []
+
+
 def test_a_greeting_with_a_question_is_answered(qa):
     answer = qa.answer("你好，我上传的图片版权归谁？")
     assert answer.kind == "answer" and answer.refs == ("4.1",)

@@ -101,7 +101,12 @@ class Analyzer:
 
     def smalltalk_group(self, text: str) -> str | None:
         """``"greeting"``, ``"thanks"`` or ``"bye"`` when the message is nothing but that."""
-        tokens = self.tokens(text)
+        whole = fold(text).strip().strip(_SENTENCE_ENDS).strip()
+        if whole in self._smalltalk_words:
+            # The message is one listed phrase, which jieba may split ("哈喽" -> 哈 / 喽).
+            tokens = [whole]
+        else:
+            tokens = self.tokens(text)
         if not tokens and text.strip():
             tokens = [fold(text.strip())]  # an emoji alone
         found = [t for t in tokens if t in self._smalltalk_words]
@@ -114,6 +119,10 @@ class Analyzer:
 
     def frequency(self, term: str) -> int:
         return self._tk.FREQ.get(term, 0)
+
+
+#: Punctuation around a one-phrase message ("谢啦！", "哈喽~").
+_SENTENCE_ENDS = "。.!！?？~～,，、 "
 
 
 def _is_word(token: str) -> bool:
