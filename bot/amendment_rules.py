@@ -67,8 +67,11 @@ def check_publication(
     if published:
         latest = max(published, key=lambda v: v.effective_at)
         if effective_at <= latest.effective_at:
+            pending = latest.effective_at > published_at
+            hint = (f"；如需让这次修改更早生效，请先撤回尚未生效的版本 {latest.version}"
+                    f"（wetoop-bot terms withdraw {latest.version} --reason …）") if pending else ""
             raise AmendmentRefused(
-                "order", f"生效时间须晚于已发布版本 {latest.version} 的生效时间 {_show(latest.effective_at)}"
+                "order", f"生效时间须晚于已发布版本 {latest.version} 的生效时间 {_show(latest.effective_at)}{hint}"
             )
         if draft.text_sha256 == latest.text_sha256 and draft.summary == latest.summary and all(
             a.summary == b.summary for a, b in zip(draft.sections, latest.sections)
@@ -76,6 +79,11 @@ def check_publication(
             raise AmendmentRefused("unchanged", f"与版本 {latest.version} 的内容完全相同，无需发布")
         if not draft.changes:
             raise AmendmentRefused("changes", "修订版本必须在 changes 中写明本次修改的摘要")
+
+
+def show(value: dt.datetime) -> str:
+    """A time as admins read it (Beijing time)."""
+    return _show(value)
 
 
 def _show(value: dt.datetime) -> str:

@@ -31,6 +31,7 @@ ACTIONS = {
     "notice_cancel": "取消发送",
     "version_draft": "保存协议草稿",
     "version_publish": "发布协议版本",
+    "version_withdraw": "撤回协议版本",
     "draft_discard": "放弃草稿",
     "merchant_status": "变更商家状态",
     "qa_edit": "修改问答数据",

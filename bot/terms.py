@@ -93,7 +93,8 @@ class Terms:
 
     async def _load(self, generation: int) -> None:
         try:
-            versions = await self._repo.all() or [self._seed]
+            withdrawn = await self._repo.withdrawn()
+            versions = [v for v in await self._repo.all() if v.version not in withdrawn] or [self._seed]
         except MongoUnavailable:
             log.warning("agreement versions unavailable; using the last known ones")
             versions = self._cache or [self._seed]
@@ -156,5 +157,33 @@ class Terms:
             audience={"type": "consented_any_version"},
             by=by,
             extra={"version": version.version},
+        )
+        return version, notice_id
+
+    async def withdraw(self, version_id: str, *, reason: str, by: str) -> tuple[AgreementVersion, str]:
+        """Withdraw a published version that is not yet in force (e.g. so that a
+        legal change can take effect at once without being superseded by it).
+
+        Nothing is retroactive: a version in force, or past, stays. Returns the
+        version and the id of the notice telling everyone who was told of it.
+        """
+        reason = reason.strip()
+        if not reason:
+            raise amendment_rules.AmendmentRefused("reason", "请写明撤回的原因（会告知用户）")
+        self._invalidate()
+        version = await self.get(version_id)
+        now = self._clock()
+        if version.effective_at <= now:
+            raise amendment_rules.AmendmentRefused(
+                "in_force", f"版本 {version.version} 已于 {amendment_rules.show(version.effective_at)} 生效，"
+                "已生效的版本不能撤回；如需修改，请发布新的版本",
+            )
+        title, body = check_text(f"《{version.title}》修改撤回通知", texts.amendment_withdrawn(version, reason))
+        if not await self._repo.withdraw(version.version, now, by, reason):
+            raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile
+        self._invalidate()
+        notice_id = await self._broadcasts.send(
+            category="amendment", title=title, body=body, important=True,
+            audience={"type": "consented_any_version"}, by=by, extra={"version": version.version},
         )
         return version, notice_id

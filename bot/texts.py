@@ -168,6 +168,13 @@ def amendment_notice(version: "AgreementVersion") -> str:
     return "\n".join(lines)
 
 
+def amendment_withdrawn(version: "AgreementVersion", reason: str) -> str:
+    return (
+        f"《{version.title}》版本 {version.version}（原定 {_date(version.effective_at)} 生效）的修改已撤回，"
+        f"不会生效。原因：{reason}\n回复“条款”查看现行协议。"
+    )
+
+
 def export_ready(summary: dict, url: str) -> str:
     return (
         f"我们保存的您的数据：同意记录 {summary['consents']} 条，当前协议状态：{summary['consent_status']}；"

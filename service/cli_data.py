@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir_flag(publish)
     publish.set_defaults(func=cmd_terms_publish)
 
+    withdraw = terms_sub.add_parser("withdraw", help="撤回尚未生效的版本（并通知曾同意协议的用户）")
+    withdraw.add_argument("version")
+    withdraw.add_argument("--reason", required=True, help="撤回原因（会告知用户）")
+    add_by_flag(withdraw)
+    add_data_dir_flag(withdraw)
+    withdraw.set_defaults(func=cmd_terms_withdraw)
+
     diff = terms_sub.add_parser("diff", help="比较两个版本（逐款）")
     diff.add_argument("old")
     diff.add_argument("new")
@@ -115,6 +122,23 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
         f"已发布版本 {version.version}（{REASONS[version.reason]}），"
         f"生效时间 {_local(version.effective_at)}（北京时间），文本 SHA-256 {version.text_sha256}。\n"
         f"已创建重要的条款修改通知 {notice_id}，发送给所有曾同意协议的用户。"
+    )
+    return 0
+
+
+def cmd_terms_withdraw(args: argparse.Namespace) -> int:
+    async def work(runtime):
+        version, notice_id = await runtime.terms.withdraw(args.version, reason=args.reason, by=actor_of(args))
+        await runtime.audit.record(
+            actor_of(args), "version_withdraw", version.version, address="localhost",
+            after={"version": version.version, "reason": args.reason.strip(), "notice": notice_id},
+        )
+        return version, notice_id
+
+    version, notice_id = with_runtime(args, work)
+    print(
+        f"已撤回版本 {version.version}（原定 {_local(version.effective_at)} 生效），它不会生效。\n"
+        f"已创建重要的条款修改通知 {notice_id}，告知所有曾同意协议的用户。"
     )
     return 0
 

@@ -1,6 +1,13 @@
-"""Published agreement versions. Insert-only: a published version never changes."""
+"""Published agreement versions. Insert-only: a published version never changes.
+
+A version withdrawn before it took effect keeps its document; the withdrawal
+is its own insert-only record (``agreement_withdrawals``), and its identifier
+stays taken.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -18,6 +25,7 @@ class AgreementVersions:
 
     def __init__(self, db: AsyncDatabase) -> None:
         self._coll = db["agreement_versions"]
+        self._withdrawals = db["agreement_withdrawals"]
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_indexes(
@@ -38,3 +46,15 @@ class AgreementVersions:
         """Every version, oldest effective date first."""
         docs = await self._coll.find({}).sort("effective_at", ASCENDING).to_list(None)
         return [AgreementVersion.from_document(doc) for doc in docs]
+
+    async def withdraw(self, version: str, at: dt.datetime, by: str, reason: str) -> bool:
+        """Record that ``version`` will not take effect; ``False`` if already recorded."""
+        try:
+            await self._withdrawals.insert_one({"_id": version, "at": at, "by": by, "reason": reason})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def withdrawn(self) -> set[str]:
+        """The versions withdrawn before they took effect."""
+        return {doc["_id"] async for doc in self._withdrawals.find({}, {"_id": 1})}

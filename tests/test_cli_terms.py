@@ -63,6 +63,14 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     shown_new = cli(data_dir, "terms", "show", "2027-01-15")
     assert "# 修改原因：routine" in shown_new.stdout and "第5节第2款" in shown_new.stdout
 
+    # A version not yet in force can be withdrawn (users are told); one in force cannot.
+    in_force = cli(data_dir, "terms", "withdraw", "2022-05-22", "--reason", "试试")
+    assert in_force.returncode == 2 and "已生效的版本不能撤回" in in_force.stderr
+    withdrawn = cli(data_dir, "terms", "withdraw", "2027-01-15", "--reason", "改为明年再议")
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    assert "已撤回版本 2027-01-15" in withdrawn.stdout
+    assert "2027-01-15" not in cli(data_dir, "terms", "list").stdout
+
 
 @pytest.mark.parametrize(
     "args, needle",

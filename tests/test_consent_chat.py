@@ -230,6 +230,37 @@ async def test_amendment_switches_and_asks_again(make_service, clock):
     assert await svc.runtime.deliveries.openids(notice_id, ("pending", "sending", "sent")) == ["o-old"]
 
 
+async def test_a_scheduled_version_can_be_withdrawn_so_a_legal_change_applies_at_once(make_service, clock, emulator):
+    from bot.amendment_rules import AmendmentRefused
+
+    svc = await make_service(clock=clock)
+    await svc.wechat.ask("o-wd", "同意")
+    terms = svc.runtime.terms
+    await terms.publish(amendment("2026-12-09"), reason="routine", effective_at=clock.now + dt.timedelta(days=7), by="t")
+    legal = amendment("2026-11-26-legal", changes=("第1节第6款：依法调整",))
+    with pytest.raises(AmendmentRefused) as refused:
+        await terms.publish(legal, reason="legal", effective_at=None, by="t")
+    assert "terms withdraw 2026-12-09" in refused.value.message
+    # Withdrawn before it took effect: it never will, and users are told.
+    _version, notice_id = await terms.withdraw("2026-12-09", reason="与即将发布的法律修订合并", by="t")
+    assert (await terms.upcoming()) is None
+    await terms.publish(legal, reason="legal", effective_at=None, by="t")
+    assert (await terms.current()).version == "2026-11-26-legal"
+    await svc.runtime.worker(concurrency=2).run_until_idle(30)
+    told = await sent_to(emulator, "o-wd")
+    assert any("已撤回" in t and "与即将发布的法律修订合并" in t for t in told)
+    clock.advance(days=8)
+    assert (await terms.current()).version == "2026-11-26-legal"
+    # Its identifier stays taken, and a version in force cannot be withdrawn.
+    with pytest.raises(AmendmentRefused):
+        await terms.publish(amendment("2026-12-09"), reason="legal", effective_at=None, by="t")
+    with pytest.raises(AmendmentRefused) as in_force:
+        await terms.withdraw("2026-11-26-legal", reason="x", by="t")
+    assert "已生效的版本不能撤回" in in_force.value.message
+    progress = await svc.runtime.broadcasts.progress(notice_id)
+    assert progress.notice.category == "amendment" and progress.notice.important
+
+
 async def test_legal_amendment_applies_at_once(make_service, clock):
     svc = await make_service(clock=clock)
     await svc.wechat.ask("o-legal", "同意")
