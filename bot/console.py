@@ -24,6 +24,7 @@ from bot.errors import BotError
 from bot.merchants import STATUSES, MerchantAccounts
 from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, check_text, notice_text
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
+from bot.qa.units import attach_examples, units_of
 from bot.terms import Terms
 from storage.admin_drafts import Draft, Drafts
 from storage.admin_stats import AdminStats
@@ -360,11 +361,11 @@ class Console:
         before, _ = self.qa_file(actor, name)
         text = text.replace("\r\n", "\n")
         # Parsing and file writes are blocking: off the event loop.
-        await asyncio.to_thread(self._check_and_write, name, text)
+        await asyncio.to_thread(self._check_and_write, name, text, await self.terms.current())
         await self.audit.record(actor.name, "qa_edit", name, before={"text": before}, after={"text": text},
                                 address=actor.address)
 
-    def _check_and_write(self, name: str, text: str) -> None:
+    def _check_and_write(self, name: str, text: str, version: AgreementVersion) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             if self.qa_override_dir.is_dir():
                 for other in QA_FILES:
@@ -373,9 +374,16 @@ class Console:
             if text.strip():
                 (Path(scratch) / name).write_text(text, encoding="utf-8")
             try:
-                load_data(DEFAULT_DATA_DIR, Path(scratch))
+                data = load_data(DEFAULT_DATA_DIR, Path(scratch))
             except QADataError as exc:
                 raise QADataError(exc.message.replace(str(Path(scratch)) + os.sep, "")) from None
+        unknown = _unplaced_examples(data, version) - _unplaced_examples(load_data(DEFAULT_DATA_DIR), version)
+        if unknown:
+            # The index would drop them with only a log line; say so now.
+            raise QADataError(
+                f"现行版本 {version.version} 中没有条款 {'、'.join(sorted(unknown))}（且没有与锚点 anchor 相符的条款），"
+                "这些例句不会被使用。条款编号形如 4.1 或 前言.3"
+            )
         self.qa_override_dir.mkdir(parents=True, exist_ok=True)
         target = self.qa_override_dir / name
         if text.strip():
@@ -384,6 +392,14 @@ class Console:
             os.replace(temporary, target)
         elif target.exists():
             target.unlink()
+
+
+def _unplaced_examples(data, version: AgreementVersion) -> set[str]:
+    """Clause numbers of ``data``'s examples that no clause of ``version`` takes."""
+    units = units_of(version)
+    placed = attach_examples(units, data.clauses)
+    taken = {example for examples in placed for example in examples}
+    return {entry.ref for entry in data.clauses if not set(entry.examples) <= taken}
 
 
 def _check_qa_name(name: str) -> None:

@@ -592,6 +592,10 @@ async def test_qa_overrides_are_checked_then_saved(svc):
     target = Path(svc.runtime.config.data_dir) / "qa" / "lexicon.toml"
     bad = await editor.post("/admin/qa/lexicon.toml", {"text": "[synonyms\n"})
     assert bad.code == 422 and "不是有效的 TOML" in text(bad) and not target.exists()
+    assert "第 1 行" in text(bad)
+    nowhere = await editor.post("/admin/qa/examples.toml", {"text": '[clauses."99.1"]\nexamples = ["火星上能开店吗"]\n'})
+    assert nowhere.code == 422 and "没有条款 99.1" in text(nowhere)
+    assert not (target.parent / "examples.toml").exists()
     wrong_shape = await editor.post("/admin/qa/lexicon.toml", {"text": 'stopwords = "的"'})
     assert wrong_shape.code == 422 and not target.exists()
     good = await editor.post("/admin/qa/lexicon.toml", {"text": '[synonyms]\n"小铺" = ["商家"]\n'})

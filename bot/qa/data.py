@@ -15,6 +15,7 @@ level says ``replace = true`` replaces the shipped file instead.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -155,7 +156,9 @@ def _read(path: Path, required: bool) -> dict | None:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise QADataError(f"问答数据文件 {path} 不是有效的 TOML：{exc}") from None
+        where = re.search(r"line (\d+), column (\d+)", str(exc))
+        at = f"第 {where[1]} 行第 {where[2]} 列附近有语法错误" if where else "有语法错误"
+        raise QADataError(f"问答数据文件 {path} 不是有效的 TOML：{at}（{exc}）") from None
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
