@@ -95,7 +95,7 @@ class MerchantAccounts:
                 return await self.save_profile(openid, profile, by)
             return await self._reload(openid), "registered"
         if existing.status == "suspended":
-            raise AccountRefused("您的商家账户已被暂停，暂时不能修改资料。回复“我的账户”查看原因。", code="account_suspended")
+            raise AccountRefused("您的商家账户已被暂停，暂时不能修改资料（暂停原因见“我的账户”）。", code="account_suspended")
         try:
             if existing.status == "closed":
                 entry = StatusEntry("pending_review", at, by, "注销后重新注册")

@@ -13,7 +13,7 @@ import json
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from bot import texts
+from bot import api_texts, texts
 from bot.agreement import load_seed
 from bot.mini_sessions import Limits
 from bot.validation import Invalid, parse_phone
@@ -325,7 +325,7 @@ async def test_registration_needs_consent_then_registers(api):
     registration = created.body["registration"]
     assert {k: registration[k] for k in ENTERPRISE} == ENTERPRISE
     assert registration["status"] == "pending_review"  # read-only: the body's status is ignored
-    assert created.body["message"] == texts.registered("registered", "待审核")
+    assert created.body["message"] == api_texts.registered("registered", "待审核") and "回复" not in created.body["message"]
 
     read = await api.call("GET", "/me/registration", token=token)
     assert read.body["registration"] == registration
@@ -413,7 +413,7 @@ async def test_close_account_erases_the_profile_as_in_chat(api):
     await api.accepted(token)
     await api.call("PUT", "/me/registration", ENTERPRISE, token)
     closed = await api.call("DELETE", "/me", token=token)
-    assert closed.status == 200 and closed.body["message"] == texts.CLOSED
+    assert closed.status == 200 and closed.body["message"] == api_texts.CLOSED
     registration = closed.body["registration"]
     assert registration["status"] == "closed"
     assert [registration[f] for f in ("entity_name", "credit_code", "contact_name", "phone", "email")] == [None] * 5

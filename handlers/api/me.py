@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bot import api_texts, my_account, texts
+from bot import api_texts, my_account
 from bot.consent import Origin
 from bot.merchants import STATUSES
 from bot.preferences import category_from_name
@@ -43,7 +43,7 @@ class MeHandler(ApiHandler):
 
     async def delete(self) -> None:
         merchant = await my_account.close(self.services, self.user.openid)
-        self.write_json({"registration": render.registration(merchant), "message": texts.CLOSED})
+        self.write_json({"registration": render.registration(merchant), "message": api_texts.CLOSED})
 
 
 class ConsentsHandler(ApiHandler):
@@ -97,7 +97,7 @@ class RegistrationHandler(ApiHandler):
             {
                 "registration": render.registration(merchant),
                 "outcome": outcome,
-                "message": texts.registered(outcome, STATUSES[merchant.status]),
+                "message": api_texts.registered(outcome, STATUSES[merchant.status]),
             }
         )
 
