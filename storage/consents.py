@@ -96,11 +96,21 @@ class ConsentLedger:
         action: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
+        openid: str | None = None,
     ) -> AsyncIterator[ConsentRecord]:
         """Records matching the filters, oldest first, streamed."""
-        query = filter_query({"version": version, "action": action}, since, until)
+        query = filter_query({"version": version, "action": action, "openid": openid}, since, until)
         async for doc in self._coll.find(query).sort("at", ASCENDING):
             yield _record(doc)
+
+    async def newest(self, limit: int, **filters) -> tuple[list[ConsentRecord], int]:
+        """The ``limit`` newest records matching ``scan``'s filters, and how many match."""
+        query = filter_query({k: filters.get(k) for k in ("version", "action", "openid")},
+                             filters.get("since"), filters.get("until"))
+        docs = await self._coll.find(query).sort("at", DESCENDING).limit(limit).to_list(None)
+        # $match + $group rather than count_documents, which nx-27017 runs in Python.
+        rows = await (await self._coll.aggregate([{"$match": query}, {"$group": {"_id": None, "n": {"$sum": 1}}}])).to_list(None)
+        return [_record(doc) for doc in docs], int(rows[0]["n"]) if rows else 0
 
 
 def _record(doc: dict) -> ConsentRecord:

@@ -522,6 +522,10 @@ async def test_consents_filter_export_and_dashboard(svc):
     viewer = await logged_in(svc, "vera")
     page = await viewer.get("/admin/consents?action=accept")
     assert page.code == 200 and "共 2 条" in text(page)
+    newest_first = text(page)
+    assert newest_first.index("o-b") < newest_first.index("o-a")  # the newest on top
+    one = await viewer.get("/admin/consents?openid=o-c")
+    assert "共 1 条" in text(one) and "o-a" not in text(one)
     export = await viewer.get("/admin/consents.csv?action=decline")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [(r["openid"], r["action"]) for r in rows] == [("o-c", "decline")]

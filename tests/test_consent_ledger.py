@@ -44,4 +44,4 @@ def test_no_code_path_updates_or_deletes_the_ledger():
     source = inspect.getsource(consents_module)
     assert not re.search(r"\.(update|delete|replace|find_one_and|bulk_write|drop)", source)
     public = {name for name, _ in inspect.getmembers(ConsentLedger, inspect.isfunction) if not name.startswith("_")}
-    assert public == {"append", "ensure_indexes", "history", "latest", "openids_with_action", "scan"}
+    assert public == {"append", "ensure_indexes", "history", "latest", "newest", "openids_with_action", "scan"}

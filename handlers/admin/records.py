@@ -93,7 +93,8 @@ def _consent_filters(handler: AdminHandler) -> dict:
     if action and action not in CONSENT_ACTIONS:
         raise BotError(f"未知的动作 {action}，可选：{'、'.join(CONSENT_ACTIONS)}", code="bad_action")
     return {"version": handler.get_argument("version", "").strip()[:64] or None, "action": action or None,
-            "since": handler.day("since"), "until": handler.day("until", end=True)}
+            "since": handler.day("since"), "until": handler.day("until", end=True),
+            "openid": handler.get_argument("openid", "").strip()[:64] or None}
 
 
 def _consent_row(record) -> dict:
@@ -113,14 +114,10 @@ class ConsentsHandler(AdminHandler):
 
     async def get(self) -> None:
         filters = _consent_filters(self)
-        records, total = [], 0
-        async for record in self.runtime.ledger.scan(**filters):
-            total += 1
-            if len(records) < PAGE * 2:
-                records.append(record)
+        records, total = await self.runtime.ledger.newest(PAGE * 2, **filters)
         versions = [v.version for v in await self.runtime.terms.versions()]
         self.page("consents.html", records=records, total=total, versions=versions, labels=CONSENT_LABELS,
-                  query={k: self.get_argument(k, "") for k in ("version", "action", "since", "until")})
+                  query={k: self.get_argument(k, "") for k in ("version", "action", "since", "until", "openid")})
 
 
 class ConsentsCsvHandler(AdminHandler):
