@@ -218,6 +218,7 @@ class AdminAccounts:
         digest = await asyncio.to_thread(_hasher.hash, password)
         await self.users.update(name, self._clock(), password_hash=digest)
         await self.sessions.revoke_all(name)
+        await self.limits.clear_account(name)  # a lock-out from guessing the old one ends
         await self._audit.record(by.name, "admin_password", name, address=by.address)
 
     async def revoke_sessions(self, name: str, by: Actor) -> int:

@@ -22,6 +22,7 @@ from bot.terms import VersionNotFound
 from bot.validation import Invalid
 from storage.dialog_state import DialogState
 from storage.mongo import MongoUnavailable
+from bot.notices import IMPORTANT_BY_DEFAULT
 from storage.notices import CATEGORIES
 from storage.redis_store import RedisUnavailable
 
@@ -348,7 +349,7 @@ async def change_subscription(chat: Chat) -> Reply:
     on = normalize_command(chat.message.text).startswith("订阅")
     await chat.services.preferences.set(chat.openid, category, on)
     label = CATEGORIES[category]
-    return Reply(texts.opted_in(label) if on else texts.opted_out(label))
+    return Reply(texts.opted_in(label) if on else texts.opted_out(label, category in IMPORTANT_BY_DEFAULT))
 
 
 @router.command("退订", "订阅")

@@ -34,12 +34,14 @@ class Inbound:
         """The identity WeChat keeps across its retries of this delivery.
 
         Messages carry a ``MsgId``; events do not, so WeChat's documented rule
-        applies: ``FromUserName`` + ``CreateTime`` (+ the event name, since two
-        events of one user can share a second).
+        applies: ``FromUserName`` + ``CreateTime`` (+ the event name and its
+        key, since two menu clicks of one user can share a second: 查看条款
+        then 同意协议 must both be handled).
         """
         if self.msg_id:
             return f"msg:{self.msg_id}"
-        return f"evt:{self.openid}:{self.create_time}:{self.event}"
+        key = f":{self.event_key}" if self.event_key else ""
+        return f"evt:{self.openid}:{self.create_time}:{self.event}{key}"
 
     @property
     def text(self) -> str:

@@ -359,7 +359,11 @@ def unknown_category(names: list[str]) -> str:
     return f"没有这个通知类别。可选的类别：{'、'.join(names)}。例如：退订 服务公告"
 
 
-def opted_out(name: str) -> str:
+def opted_out(name: str, mostly_important: bool = False) -> str:
+    if mostly_important:
+        # Security and amendment notices are marked important unless an admin says otherwise.
+        return (f"已退订“{name}”，但这类通知通常标为“重要”，仍会送达；只有未标为重要的“{name}”不再发给您。"
+                f"回复“订阅 {name}”可恢复。")
     return f"已退订“{name}”。{IMPORTANT_STILL_ARRIVE}回复“订阅 {name}”可恢复。"
 
 

@@ -6,7 +6,9 @@ its routes in its own module; this file only joins them.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import tornado.web
 
@@ -20,7 +22,33 @@ from service.runtime import Runtime
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_app(runtime: Runtime, **settings) -> tornado.web.Application:
+class ServiceApp(tornado.web.Application):
+    """Tornado's application, counting the requests it is answering, so that
+    a shutdown can let them finish (:meth:`drained`) before it closes the
+    connections: a reply cut off would leave a user not knowing that their
+    同意 was recorded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_flight = 0
+
+    def get_handler_delegate(self, *args: Any, **kwargs: Any):
+        self.in_flight += 1
+        return super().get_handler_delegate(*args, **kwargs)
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        self.in_flight = max(0, self.in_flight - 1)  # called when each request finishes
+        super().log_request(handler)
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is being answered, at most ``timeout`` seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return not self.in_flight
+
+
+def make_app(runtime: Runtime, **settings) -> ServiceApp:
     """The service's application for ``runtime``; ``settings`` go to Tornado."""
     routes = [
         (r"/wechat", WeChatHandler, {"runtime": runtime}),
@@ -36,7 +64,7 @@ def make_app(runtime: Runtime, **settings) -> tornado.web.Application:
     # not global, or /wechat and the JSON API would need tokens).
     settings.setdefault("cookie_secret", admin.cookie_secret(runtime.config))
     settings.setdefault("xsrf_cookie_kwargs", {"httponly": True, "samesite": "Strict"})
-    return tornado.web.Application(
+    return ServiceApp(
         routes,
         default_handler_class=NotFoundHandler,
         compress_response=False,

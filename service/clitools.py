@@ -149,7 +149,10 @@ def start_embedded(config: Config) -> EmbeddedServers:
     names = tuple(
         name for name, url in (("mongo", config.mongodb_uri), ("redis", config.redis_url)) if not url
     )
-    return EmbeddedServers(config.data_dir, names).start()
+    try:
+        return EmbeddedServers(config.data_dir, names).start()
+    except (PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+        raise UsageError(f"无法使用数据目录 {config.data_dir}：{exc.strerror}（DATA_DIR 或 --data-dir）") from None
 
 
 def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable[T]]) -> T:  # noqa: F821

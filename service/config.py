@@ -163,11 +163,14 @@ def _flag(name: str, text: str) -> bool:
 def validate(config: Config) -> Config:
     """Check every value; return ``config`` unchanged or raise :class:`ConfigError`."""
     if not 0 <= config.port <= 65535:
-        raise ConfigError(f"PORT 必须是 1 到 65535 之间的整数，收到的是 {config.port}")
+        raise ConfigError(f"PORT 必须是 0 到 65535 之间的整数（0 表示任选一个空闲端口），收到的是 {config.port}")
     if config.wechat_token is not None and not _valid_token(config.wechat_token):
         raise ConfigError("WECHAT_TOKEN 必须是 3 到 32 位的英文字母或数字（与公众平台“服务器配置”中的 Token 一致）")
     if config.wechat_aes_key is not None:
         check_aes_key(config.wechat_aes_key)
+        if not config.wechat_appid:
+            # WeChat's encrypted envelope ends with the AppID, checked on every push.
+            raise ConfigError("设置了 WECHAT_AES_KEY 时也必须设置 WECHAT_APPID：安全模式和兼容模式的消息要用它校验")
     parts = urlsplit(config.wechat_api_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"WECHAT_API_BASE 必须是 http:// 或 https:// 开头的网址，收到的是 {config.wechat_api_base!r}")

@@ -95,7 +95,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int) -
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15  # a worker drains its requests for up to 6 s, then shuts down
     while children and time.monotonic() < deadline:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)

@@ -46,3 +46,13 @@ class LoginLimits:
         """A right password clears the account's counter (not the address's:
         one good account must not whitewash guessing at others)."""
         await self._redis.delete(self._keys(name, address)[0])
+
+    async def clear_account(self, name: str) -> None:
+        """Forget the account's failures (a new password was set: the guessing was at the old one)."""
+        await self._redis.delete(self._keys(name, "")[0])
+
+    async def clear_all(self) -> None:
+        """Forget every failure (the demo, whose password changes at every start)."""
+        keys = [k async for k in self._redis.scan_iter(match=key("admin", "loginfail", "*"), count=500)]
+        if keys:
+            await self._redis.delete(*keys)

@@ -50,6 +50,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     [
         ({"WECHAT_AES_KEY": "tooshort"}, "WECHAT_AES_KEY"),
         ({"WECHAT_AES_KEY": "!" * 43}, "WECHAT_AES_KEY"),
+        ({"WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}, "WECHAT_APPID"),
         ({"MONGODB_URI": "mongodb://host:notaport/"}, "MONGODB_URI"),
         ({"MONGODB_URI": "postgres://localhost/db"}, "MONGODB_URI"),
         ({"REDIS_URL": "ftp://localhost"}, "REDIS_URL"),
@@ -99,6 +100,13 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
     assert listed.returncode == 0 and "2022-05-22" in listed.stdout and "INFO" in listed.stderr
     config = run_cli("terms", "list", "--config", str(tmp_path / "none.toml"), "--data-dir", str(tmp_path))
     assert config.returncode == 2 and "none.toml" in config.stderr
+
+
+def test_a_data_directory_that_cannot_be_used_is_one_line(tmp_path):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    result = run_cli("terms", "list", DATA_DIR=str(afile))
+    assert result.returncode == 2 and "无法使用数据目录" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_worker_without_a_wechat_account_refuses_to_start(tmp_path):

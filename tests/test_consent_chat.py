@@ -119,6 +119,19 @@ async def test_accept_is_recorded_once_even_when_retried(service):
     assert len(await ledger(service, "o-yes")) == 1
 
 
+async def test_two_menu_clicks_in_one_second_are_both_handled(service):
+    at = 1_790_000_000
+    first = await service.wechat.post(event_xml("o-quick", "CLICK", "HELP", create_time=at))
+    second = await service.wechat.post(event_xml("o-quick", "CLICK", "CONSENT_ACCEPT", create_time=at))
+    assert "已记录" in service.wechat.reply(second)["Content"]
+    assert service.wechat.reply(first)["Content"] != service.wechat.reply(second)["Content"]
+    assert [r.action for r in await ledger(service, "o-quick")] == ["accept"]
+    # WeChat's retry of the same click is still answered once.
+    again = await service.wechat.post(event_xml("o-quick", "CLICK", "CONSENT_ACCEPT", create_time=at))
+    assert service.wechat.reply(again)["Content"] == service.wechat.reply(second)["Content"]
+    assert len(await ledger(service, "o-quick")) == 1
+
+
 async def test_consent_by_menu_click(service):
     response = await service.wechat.post(event_xml("o-menu", "CLICK", "CONSENT_ACCEPT"))
     assert "已记录" in service.wechat.reply(response)["Content"]

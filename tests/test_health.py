@@ -58,3 +58,35 @@ async def test_mongo_down_is_reported(make_service, backing, monkeypatch):
     assert time.monotonic() - started < 3
     assert code == 503
     assert body == {"status": "degraded", "mongo": "down", "redis": "ok"}
+
+
+async def test_a_stopping_server_lets_requests_in_flight_finish():
+    import asyncio
+
+    import tornado.httpserver
+    import tornado.netutil
+    import tornado.web
+    from tornado.httpclient import AsyncHTTPClient
+
+    from handlers.app import ServiceApp
+
+    class Slow(tornado.web.RequestHandler):
+        async def get(self) -> None:
+            await asyncio.sleep(0.5)
+            self.write("saved")
+
+    app = ServiceApp([(r"/slow", Slow)])
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server = tornado.httpserver.HTTPServer(app)
+    server.add_sockets(sockets)
+    url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/slow"
+    answer = asyncio.ensure_future(AsyncHTTPClient().fetch(url, raise_error=False))
+    await asyncio.sleep(0.1)
+    assert app.in_flight == 1
+    # What serve does on SIGTERM: stop listening, drain, then close.
+    server.stop()
+    assert await app.drained(5)
+    await server.close_all_connections()
+    response = await answer
+    assert response.code == 200 and response.body == b"saved"
+    assert app.in_flight == 0
