@@ -14,6 +14,7 @@ import logging
 import secrets
 import socket
 import sys
+from pathlib import Path
 
 import redis
 import tornado.httpserver
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wetoop-bot", description="微拓公众号与小程序后端")
     parser.add_argument("--config", help="TOML 配置文件（环境变量优先）")
     parser.add_argument("-v", "--verbose", action="store_true", help="输出更多日志")
+    parser.add_argument("--data-dir", type=Path, help="数据目录（默认 DATA_DIR 或 ./var）")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="启动服务")

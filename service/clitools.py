@@ -96,7 +96,8 @@ def actor_of(args: argparse.Namespace) -> str:
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="数据目录（默认 DATA_DIR 或 ./var）")
+    # Suppressed when not given, so a --data-dir before the subcommand stands.
+    parser.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="数据目录（默认 DATA_DIR 或 ./var）")
 
 
 #: Written by a running ``wetoop-bot demo`` under ``DATA_DIR/run``: its WeChat

@@ -98,6 +98,8 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
     # -v and --config after the subcommand, as before it.
     listed = run_cli("terms", "list", "-v", "--data-dir", str(tmp_path))
     assert listed.returncode == 0 and "2022-05-22" in listed.stdout and "INFO" in listed.stderr
+    before = run_cli("--data-dir", str(tmp_path / "before"), "terms", "list")
+    assert before.returncode == 0 and (tmp_path / "before" / "run").is_dir()
     config = run_cli("terms", "list", "--config", str(tmp_path / "none.toml"), "--data-dir", str(tmp_path))
     assert config.returncode == 2 and "none.toml" in config.stderr
 
