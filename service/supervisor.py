@@ -9,6 +9,7 @@ The parent also owns the embedded servers, so they stop last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -26,23 +27,47 @@ WorkerMain = Callable[[list[socket.socket], asyncio.Event], Awaitable[None]]
 RESTART_BACKOFF = 1.0
 
 
-def run(main: WorkerMain, sockets: list[socket.socket], processes: int = 1) -> None:
-    """Run ``main`` in this process, or in ``processes`` forked workers."""
+#: Seconds between calls of ``tick`` (the embedded servers' watchdog).
+TICK_EVERY = 2.0
+
+
+def run(main: WorkerMain, sockets: list[socket.socket], processes: int = 1,
+        tick: Callable[[], object] | None = None) -> None:
+    """Run ``main`` in this process, or in ``processes`` forked workers.
+
+    ``tick`` (blocking) is called every :data:`TICK_EVERY` seconds in this
+    process, which owns the embedded servers, until the workers stop.
+    """
     if processes <= 1:
-        _run(_worker(main, sockets))
+        _run(_worker(main, sockets, tick))
         return
-    _supervise(main, sockets, processes)
+    _supervise(main, sockets, processes, tick)
 
 
-async def _worker(main: WorkerMain, sockets: list[socket.socket]) -> None:
+async def _worker(main: WorkerMain, sockets: list[socket.socket], tick=None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    ticking = asyncio.create_task(_tick_until(tick, stop)) if tick is not None else None
     await main(sockets, stop)
+    if ticking is not None:
+        stop.set()
+        await ticking
 
 
-def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int) -> None:
+async def _tick_until(tick: Callable[[], object], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), TICK_EVERY)
+            return
+        try:
+            await asyncio.to_thread(tick)
+        except Exception:  # noqa: BLE001 - the watchdog must not take the service down
+            log.exception("watchdog tick failed")
+
+
+def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, tick=None) -> None:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
 
@@ -73,9 +98,16 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int) -
         spawn(index)
     log.info("started %d worker processes", processes)
 
+    next_tick = time.monotonic() + TICK_EVERY
     while children:
         if stopping:
             break
+        if tick is not None and time.monotonic() >= next_tick:
+            try:
+                tick()
+            except Exception:  # noqa: BLE001 - the watchdog must not take the service down
+                log.exception("watchdog tick failed")
+            next_tick = time.monotonic() + TICK_EVERY
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:

@@ -117,16 +117,36 @@ class EmbeddedServers:
             self._write_state(state)
             self._owned.clear()
 
+    def revive(self) -> list[str]:
+        """Start again, on their ports, the servers this object started that
+        have died (a crash, an OOM kill): clients keep their addresses and
+        reconnect. Blocking; returns the names restarted."""
+        revived = []
+        with self._lock():
+            for name, proc in list(self._owned.items()):
+                if proc.poll() is None:
+                    continue
+                port = self.running[name].port
+                log.warning("embedded %s (pid %d) exited with %s; starting it again on port %d",
+                            name, proc.pid, proc.returncode, port)
+                del self._owned[name]
+                self.running[name] = self._spawn(name, port)
+                revived.append(name)
+            if revived:
+                self._write_state({**self._read_state(), **self.running})
+        return revived
+
     def pids(self) -> list[int]:
         """Pids of the servers this object started (for tests and shutdown checks)."""
         return [proc.pid for proc in self._owned.values()]
 
     # -- internals ----------------------------------------------------------
 
-    def _spawn(self, name: str) -> Running:
+    def _spawn(self, name: str, port: int | None = None) -> Running:
         last_error = ""
+        fixed = port
         for _attempt in range(3):  # a free port can be taken between probe and bind
-            port = free_port()
+            port = fixed or free_port()
             command = self._command(name, port)
             logfile = open(self.data_dir / "log" / f"{name}.log", "ab")
             try:

@@ -238,6 +238,31 @@ async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_pat
         second.kill()
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_embedded_servers_that_die_are_started_again(tmp_path, processes):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = Running(["serve", "--processes", processes], {"WECHAT_TOKEN": TOKEN, "DATA_DIR": str(tmp_path), "PORT": str(port)})
+    try:
+        await service.wait_healthy(url)
+        sender = WeChatServer(url, TOKEN)
+        await sender.post(event_xml("o-revive", "subscribe"))
+        state = embedded_state(tmp_path)
+        for name in ("mongo", "redis"):
+            os.kill(state[name]["pid"], signal.SIGKILL)
+        # Back on the same ports, data kept, without restarting the service.
+        assert await service.wait_healthy(url, timeout=30) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+        again = embedded_state(tmp_path)
+        assert [again[n]["port"] for n in ("mongo", "redis")] == [state[n]["port"] for n in ("mongo", "redis")]
+        assert all(again[n]["pid"] != state[n]["pid"] for n in ("mongo", "redis"))
+        reply = await sender.post(event_xml("o-revive", "CLICK", "HELP"))
+        assert sender.reply(reply)["Content"]  # answered through the revived Redis and MongoDB
+        assert await service.stop(signal.SIGTERM) == 0
+        await wait_dead([again["mongo"]["pid"], again["redis"]["pid"]])
+    finally:
+        service.kill()
+
+
 async def test_killed_service_takes_its_children_along(tmp_path):
     port = free_port()
     service = Running(["serve"], {"DATA_DIR": str(tmp_path), "PORT": str(port), "WECHAT_TOKEN": TOKEN})
