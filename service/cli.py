@@ -192,7 +192,7 @@ async def _serve_until(
     await runtime.prepare()
     settling = asyncio.create_task(runtime.freeze_start_up_objects())
     app = make_app(runtime)
-    server = tornado.httpserver.HTTPServer(app, xheaders=True)
+    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
     server.add_sockets(sockets)
     worker_stop = asyncio.Event()
     if with_worker and runtime.wechat is None:

@@ -37,6 +37,7 @@ KEYS = (
     "NOTICE_RATE",
     "NOTICE_TEMPLATES",
     "SIMULATOR",
+    "TRUST_PROXY",
     "COOKIE_SECRET",
 )
 
@@ -70,6 +71,10 @@ class Config:
     notice_templates: str | None = None
     #: The chat simulator page (/simulator): demo and development only.
     simulator: bool = False
+    #: Take the client's address and scheme from X-Real-IP / X-Forwarded-For /
+    #: X-Forwarded-Proto (nginx in front). With clients reaching the service
+    #: directly, anyone could claim any address (and dodge per-address limits).
+    trust_proxy: bool = True
     #: Signs the admin console's cookies; None: generated once into DATA_DIR/run/cookie_secret.
     cookie_secret: str | None = None
 
@@ -147,6 +152,7 @@ def _from_values(values: Mapping[str, str]) -> Config:
         notice_rate=notice_rate,
         notice_templates=values.get("NOTICE_TEMPLATES"),
         simulator=_flag("SIMULATOR", values.get("SIMULATOR", "0")),
+        trust_proxy=_flag("TRUST_PROXY", values.get("TRUST_PROXY", "1")),
         cookie_secret=values.get("COOKIE_SECRET"),
     )
 

@@ -34,7 +34,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 _CONFIG_KEYS = {
     "WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_AES_KEY", "WECHAT_API_BASE",
     "MINIPROGRAM_APPID", "MINIPROGRAM_SECRET", "MONGODB_URI", "REDIS_URL", "DATA_DIR",
-    "HOST", "PORT", "WETOOP_CONFIG",
+    "HOST", "PORT", "WETOOP_CONFIG", "TRUST_PROXY",
 }
 
 
@@ -51,6 +51,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"WECHAT_AES_KEY": "tooshort"}, "WECHAT_AES_KEY"),
         ({"WECHAT_AES_KEY": "!" * 43}, "WECHAT_AES_KEY"),
         ({"WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}, "WECHAT_APPID"),
+        ({"TRUST_PROXY": "maybe"}, "TRUST_PROXY"),
         ({"MONGODB_URI": "mongodb://host:notaport/"}, "MONGODB_URI"),
         ({"MONGODB_URI": "postgres://localhost/db"}, "MONGODB_URI"),
         ({"REDIS_URL": "ftp://localhost"}, "REDIS_URL"),
