@@ -79,13 +79,6 @@ class MerchantAccounts:
         to review). A suspended account cannot be changed.
         """
         at = self._clock()
-        code = profile.get("credit_code")
-        if code and any(other != openid for other in await self.repo.with_credit_code(code)):
-            # One enterprise, one merchant account: a second is a typo or someone else's code.
-            raise AccountRefused(
-                "这个统一社会信用代码已用于另一个微拓商家账户，请核对营业执照；如确属贵公司，请联系我们处理。",
-                code="credit_code_taken",
-            )
         existing = await self.repo.get(openid)
         if existing is None:
             entry = StatusEntry("pending_review", at, by, "提交注册")

@@ -42,8 +42,6 @@ async def _confirm(chat: Chat, answers: dict) -> tuple[Reply, bool]:
     try:
         merchant, outcome = await chat.services.merchants.save_profile(chat.openid, answers)
     except AccountRefused as exc:
-        if exc.code == "credit_code_taken":  # correctable: stay at the summary
-            return Reply(exc.message + "\n\n" + texts.CORRECT_OR_CANCEL), False
         return Reply(exc.message), True
     return Reply(texts.registered(outcome, STATUSES[merchant.status])), True
 

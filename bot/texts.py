@@ -201,9 +201,6 @@ def dialog_current_value(value: str) -> str:
     return f"当前填写：{value}"
 
 
-CORRECT_OR_CANCEL = "回复“修改”更正，或回复“取消”退出。"
-
-
 def dialog_waiting(title: str) -> str:
     return f"（您的{title}还没有完成：回复内容继续填写，回复“取消”退出。）"
 

@@ -69,7 +69,6 @@ class Merchants:
             [
                 IndexModel([("openid", ASCENDING)], unique=True, name="openid_unique"),
                 IndexModel([("status", ASCENDING)], name="status"),
-                IndexModel([("credit_code", ASCENDING)], name="credit_code", sparse=True),
             ]
         )
         await self._history.create_indexes(
@@ -82,10 +81,6 @@ class Merchants:
     async def get(self, openid: str) -> Merchant | None:
         doc = await self._coll.find_one({"openid": openid})
         return _merchant(doc) if doc else None
-
-    async def with_credit_code(self, credit_code: str) -> list[str]:
-        """The openids of the accounts registered with ``credit_code`` (closed ones have none)."""
-        return [d["openid"] async for d in self._coll.find({"credit_code": credit_code}, {"openid": 1})]
 
     async def create(self, openid: str, profile: dict, status: str, entry: StatusEntry) -> None:
         """Insert a new record. Raises :class:`MerchantExists`."""

@@ -395,16 +395,6 @@ async def test_registration_changes_follow_the_account_rules(api):
     assert (refused.status, refused.error()["code"]) == (409, "account_suspended")
 
 
-async def test_a_credit_code_already_registered_is_refused(api):
-    first = await api.token("ada")
-    await api.accepted(first)
-    assert (await api.call("PUT", "/me/registration", ENTERPRISE, first)).status == 201
-    second = await api.token("ben")
-    await api.accepted(second)
-    refused = await api.call("PUT", "/me/registration", ENTERPRISE, second)
-    assert (refused.status, refused.error()["code"]) == (409, "credit_code_taken")
-
-
 async def test_close_account_erases_the_profile_as_in_chat(api):
     token = await api.token()
     missing = await api.call("DELETE", "/me", token=token)

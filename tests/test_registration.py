@@ -170,25 +170,6 @@ async def test_commands_still_work_inside_the_dialog(service):
     assert reply.startswith(texts.PROMPT_CREDIT_CODE)
 
 
-async def test_one_credit_code_one_merchant_account(service):
-    from bot.validation import credit_code_check_char
-
-    await register_enterprise(service, "o-first")
-    await accepted(service, "o-second")
-    await chat(service, "o-second", *ENTERPRISE)
-    refused = await service.wechat.ask("o-second", "确认")
-    assert "已用于另一个微拓商家账户" in refused and texts.CORRECT_OR_CANCEL in refused
-    assert await service.runtime.merchants.get("o-second") is None
-    # Still at the summary: correct the code and confirm.
-    await service.wechat.ask("o-second", "修改")
-    await service.wechat.ask("o-second", "统一社会信用代码")
-    other = "91450100MA5KXXXX1"
-    other += credit_code_check_char(other)
-    await service.wechat.ask("o-second", other)
-    assert "已提交" in await service.wechat.ask("o-second", "确认") or await service.runtime.merchants.get("o-second")
-    assert (await service.runtime.merchants.get("o-second")).credit_code == other
-
-
 async def test_an_amendment_in_force_stops_the_confirmation_until_accepted(service):
     import dataclasses
 
