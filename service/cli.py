@@ -130,6 +130,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     if not config.wechat_token:
         log.warning("WECHAT_TOKEN is not set: /wechat answers 503 until it is")
+    if config.wechat_aes_key and not config.wechat_appid:
+        # WeChat's encrypted envelope ends with the AppID, checked on every push.
+        log.warning("WECHAT_AES_KEY is set without WECHAT_APPID: encrypted pushes will be refused (plaintext still works)")
     return _run_service(config, processes=args.processes, with_worker=not args.no_worker)
 
 

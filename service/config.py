@@ -174,9 +174,6 @@ def validate(config: Config) -> Config:
         raise ConfigError("WECHAT_TOKEN 必须是 3 到 32 位的英文字母或数字（与公众平台“服务器配置”中的 Token 一致）")
     if config.wechat_aes_key is not None:
         check_aes_key(config.wechat_aes_key)
-        if not config.wechat_appid:
-            # WeChat's encrypted envelope ends with the AppID, checked on every push.
-            raise ConfigError("设置了 WECHAT_AES_KEY 时也必须设置 WECHAT_APPID：安全模式和兼容模式的消息要用它校验")
     parts = urlsplit(config.wechat_api_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"WECHAT_API_BASE 必须是 http:// 或 https:// 开头的网址，收到的是 {config.wechat_api_base!r}")

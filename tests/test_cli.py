@@ -50,7 +50,6 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     [
         ({"WECHAT_AES_KEY": "tooshort"}, "WECHAT_AES_KEY"),
         ({"WECHAT_AES_KEY": "!" * 43}, "WECHAT_AES_KEY"),
-        ({"WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}, "WECHAT_APPID"),
         ({"TRUST_PROXY": "maybe"}, "TRUST_PROXY"),
         ({"MONGODB_URI": "mongodb://host:notaport/"}, "MONGODB_URI"),
         ({"MONGODB_URI": "postgres://localhost/db"}, "MONGODB_URI"),
@@ -237,6 +236,19 @@ async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_pat
         assert await second.stop(signal.SIGINT) == 0
     finally:
         second.kill()
+
+
+async def test_an_aes_key_without_an_appid_is_warned_about(tmp_path):
+    port = free_port()
+    env = {"WECHAT_TOKEN": TOKEN, "WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+           "DATA_DIR": str(tmp_path), "PORT": str(port)}
+    service = Running(["serve"], env)
+    try:
+        await service.wait_healthy(f"http://127.0.0.1:{port}")
+        assert await service.stop(signal.SIGTERM) == 0
+        assert "WECHAT_AES_KEY is set without WECHAT_APPID" in service.proc.stderr.read()
+    finally:
+        service.kill()
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
