@@ -46,12 +46,18 @@ class Exports:
         self.parts: dict = {}
 
     async def knows(self, openid: str) -> bool:
-        """Whether anything is kept about ``openid``: a follower, a consent record or a merchant."""
-        return (
+        """Whether anything is kept about ``openid``: a follower, a consent record,
+        a merchant, or what the added parts hold (a mini-program log-in, questions)."""
+        if (
             await self._followers.get(openid) is not None
             or await self._consents.ledger.latest(openid) is not None
             or await self._merchants.get(openid) is not None
-        )
+        ):
+            return True
+        for part in self.parts.values():
+            if await part(openid):
+                return True
+        return False
 
     async def document(self, openid: str) -> dict:
         follower = await self._followers.get(openid)

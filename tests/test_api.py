@@ -550,6 +550,10 @@ async def test_export_is_the_chat_document_with_the_mini_program_parts(api):
     assert document["notice_reads"] == []
     chat_document = await api.svc.runtime.exports.document(mp_openid("alice"))
     assert set(chat_document) == set(document)
+    # A mini-program user with nothing but a log-in is still someone the CLI can export.
+    await api.token("lena")
+    assert await api.svc.runtime.exports.knows(mp_openid("lena"))
+    assert not await api.svc.runtime.exports.knows("o-nobody-at-all")
 
 
 async def test_unionid_makes_the_follower_and_the_mini_program_user_one_person(api):
