@@ -82,6 +82,22 @@ def median(values: list[float]) -> float:
 # -- ports, processes ------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def bench_mongo(prefix: str):
+    """``(uri, engine)``: ``MONGODB_URI`` when set, else an nx-27017 of its own, stopped after."""
+    from storage.embedded import EmbeddedServers
+
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        yield uri, "MONGODB_URI"
+        return
+    servers = EmbeddedServers(Path(tempfile.mkdtemp(prefix=prefix)), names=("mongo",)).start()
+    try:
+        yield servers.url("mongo"), "nx-27017 (embedded default)"
+    finally:
+        servers.stop()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

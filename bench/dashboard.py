@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import sys
 import tempfile
 import time
@@ -26,12 +25,11 @@ import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import emit, machine_lines  # noqa: E402
+from bench._common import bench_mongo, emit, machine_lines  # noqa: E402
 from bot.admin_accounts import CLI  # noqa: E402
 from bot.consent import Origin  # noqa: E402
 from service.config import Config  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
-from storage.embedded import EmbeddedServers  # noqa: E402
 
 DATABASE = "wetoop_dashboard_bench"
 
@@ -92,17 +90,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    servers = None
-    uri = os.environ.get("MONGODB_URI")
-    if not uri:
-        servers = EmbeddedServers(Path(tempfile.mkdtemp(prefix="wetoop-dash-")), names=("mongo",)).start()
-        uri = servers.url("mongo")
-    engine = "MONGODB_URI" if os.environ.get("MONGODB_URI") else "nx-27017 (embedded default)"
-    try:
+    with bench_mongo("wetoop-dash-") as (uri, engine):
         rows = asyncio.run(measure(uri, args))
-    finally:
-        if servers is not None:
-            servers.stop()
     lines = machine_lines() + [
         "",
         f"## Admin dashboard with {args.records:,} consent records, {engine}",

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +24,7 @@ import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import emit, machine_lines  # noqa: E402
-from storage.embedded import EmbeddedServers  # noqa: E402
+from bench._common import bench_mongo, emit, machine_lines  # noqa: E402
 
 
 def main() -> None:
@@ -37,13 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.recipients - args.recipients % 100
 
-    servers = None
-    uri = os.environ.get("MONGODB_URI")
-    if not uri:
-        servers = EmbeddedServers(Path(tempfile.mkdtemp(prefix="wetoop-store-")), names=("mongo",)).start()
-        uri = servers.url("mongo")
-    engine = "MONGODB_URI" if os.environ.get("MONGODB_URI") else "nx-27017 (embedded default)"
-    try:
+    with bench_mongo("wetoop-store-") as (uri, engine):
         client = pymongo.MongoClient(uri)
         coll = client["wetoop_store_bench"]["deliveries"]
         coll.drop()
@@ -74,9 +65,6 @@ def main() -> None:
         timings["finish (update_many of 100)"] = time.perf_counter() - started
         coll.drop()
         client.close()
-    finally:
-        if servers is not None:
-            servers.stop()
 
     per = {name: seconds / n * 1000 for name, seconds in timings.items()}
     total = sum(per.values())
