@@ -27,14 +27,6 @@ NOT_TEXT = "{label}应为文字。"
 CLOSED = "您的商家账户已注销，商家资料已删除，协议同意记录依法保留。感谢您使用微拓！如需再次使用，重新提交注册资料即可。"
 
 
-def registered(outcome: str, status_label: str) -> str:
-    """Chat's :func:`bot.texts.registered` without its chat commands."""
-    if outcome == "registered":
-        return f"注册信息已提交，当前状态：{status_label}。我们会尽快审核，结果会以通知告知您。"
-    if outcome == "resubmitted":
-        return f"资料已更新。因主体信息有变化，账户需要重新审核，当前状态：{status_label}。"
-    return f"资料已更新，当前状态：{status_label}。"
-
 QUESTION_MISSING = "请输入问题（参数 q）。"
 QUESTION_TOO_LONG = "问题太长了，请控制在 {limit} 个字以内。"
 

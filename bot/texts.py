@@ -273,12 +273,15 @@ MERCHANT_STATUS_HELP = {
 }
 
 
-def registered(outcome: str, status_label: str) -> str:
+def registered(outcome: str, status_label: str, chat: bool = True) -> str:
+    """What a registration or a change of profile did; ``chat`` adds the reply
+    that shows the account (the API has no replies)."""
     if outcome == "registered":
-        return f"注册信息已提交，当前状态：{status_label}。我们会尽快审核，结果将通过公众号通知您。回复“我的账户”随时查看。"
+        text = f"注册信息已提交，当前状态：{status_label}。我们会尽快审核，结果会以通知告知您。"
+        return text + ("回复“我的账户”随时查看。" if chat else "")
     if outcome == "resubmitted":
         return f"资料已更新。因主体信息有变化，账户需要重新审核，当前状态：{status_label}。"
-    return f"资料已更新，当前状态：{status_label}。回复“我的账户”查看。"
+    return f"资料已更新，当前状态：{status_label}。" + ("回复“我的账户”查看。" if chat else "")
 
 
 def already_registered(status_label: str) -> str:

@@ -325,7 +325,7 @@ async def test_registration_needs_consent_then_registers(api):
     registration = created.body["registration"]
     assert {k: registration[k] for k in ENTERPRISE} == ENTERPRISE
     assert registration["status"] == "pending_review"  # read-only: the body's status is ignored
-    assert created.body["message"] == api_texts.registered("registered", "待审核") and "回复" not in created.body["message"]
+    assert created.body["message"] == texts.registered("registered", "待审核", chat=False) and "回复" not in created.body["message"]
 
     read = await api.call("GET", "/me/registration", token=token)
     assert read.body["registration"] == registration

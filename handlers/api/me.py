@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bot import api_texts, my_account
+from bot import api_texts, my_account, texts
 from bot.consent import Origin
 from bot.merchants import STATUSES
 from bot.preferences import category_from_name
@@ -97,7 +97,7 @@ class RegistrationHandler(ApiHandler):
             {
                 "registration": render.registration(merchant),
                 "outcome": outcome,
-                "message": api_texts.registered(outcome, STATUSES[merchant.status]),
+                "message": texts.registered(outcome, STATUSES[merchant.status], chat=False),
             }
         )
 
