@@ -14,6 +14,7 @@ from bot.consent import ConsentRefused, Origin
 from bot.dialogs import CANCEL
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused
+from bot.notices import IMPORTANT_BY_DEFAULT
 from bot.preferences import category_from_name, settings_text
 from bot.registration import REGISTRATION, profile_answers
 from bot.replies import Reply
@@ -22,7 +23,6 @@ from bot.terms import VersionNotFound
 from bot.validation import Invalid
 from storage.dialog_state import DialogState
 from storage.mongo import MongoUnavailable
-from bot.notices import IMPORTANT_BY_DEFAULT
 from storage.notices import CATEGORIES
 from storage.redis_store import RedisUnavailable
 
