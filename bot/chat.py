@@ -345,7 +345,7 @@ async def change_subscription(chat: Chat) -> Reply:
     try:
         category = category_from_name(name)
     except Invalid as exc:
-        return Reply(exc.message)
+        return Reply(exc.message + texts.UNKNOWN_CATEGORY_EXAMPLE)
     on = normalize_command(chat.message.text).startswith("订阅")
     await chat.services.preferences.set(chat.openid, category, on)
     label = CATEGORIES[category]

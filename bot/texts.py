@@ -356,7 +356,10 @@ def notice_settings(lines: list[str], important: str) -> str:
 
 
 def unknown_category(names: list[str]) -> str:
-    return f"没有这个通知类别。可选的类别：{'、'.join(names)}。例如：退订 服务公告"
+    return f"没有这个通知类别。可选的类别：{'、'.join(names)}。"
+
+
+UNKNOWN_CATEGORY_EXAMPLE = "例如：退订 服务公告"
 
 
 def opted_out(name: str, mostly_important: bool = False) -> str:

@@ -509,6 +509,7 @@ async def test_preferences_read_and_change(api):
     ):
         reply = await api.call("PUT", "/me/preferences", body, token)
         assert (reply.status, reply.error()["field"]) == (422, field)
+        assert "回复" not in reply.error()["message"] and "退订 服务公告" not in reply.error()["message"]
 
 
 # -- Q&A, export, identity, limits ------------------------------------------------------------
