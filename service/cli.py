@@ -200,13 +200,16 @@ async def _serve_until(
     worker_stop = asyncio.Event()
     if with_worker and runtime.wechat is None:
         # A worker without an account could only record every send as failed.
-        log.warning("WECHAT_APPID/WECHAT_SECRET not set: notices stay queued until a configured worker runs")
+        if supervisor.first_worker():
+            log.warning("WECHAT_APPID/WECHAT_SECRET not set: notices stay queued until a configured worker runs")
         with_worker = False
     worker = asyncio.create_task(runtime.worker(IN_PROCESS_SENDERS).run(worker_stop)) if with_worker else None
     views = asyncio.create_task(runtime.keep_views_current(worker_stop))
     if ready is not None:
         await ready(runtime)
-    if banner is not None:
+    if not supervisor.first_worker():
+        pass  # worker 0 announces the service
+    elif banner is not None:
         banner(port)
     else:
         print(f"wetoop-bot 已启动：http://{_display_host(config.host)}:{port}/", flush=True)

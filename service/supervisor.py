@@ -27,6 +27,15 @@ WorkerMain = Callable[[list[socket.socket], asyncio.Event], Awaitable[None]]
 RESTART_BACKOFF = 1.0
 
 
+#: Set in each forked worker to its index (0, 1 …): what is said once is said by worker 0.
+WORKER_INDEX = "WETOOP_WORKER_INDEX"
+
+
+def first_worker() -> bool:
+    """True in worker 0, and in a service that does not fork."""
+    return os.environ.get(WORKER_INDEX, "0") == "0"
+
+
 #: Seconds between calls of ``tick`` (the embedded servers' watchdog).
 TICK_EVERY = 2.0
 
@@ -84,6 +93,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             die_with_parent()
+            os.environ[WORKER_INDEX] = str(index)
             code = 0
             try:
                 _run(_worker(main, sockets))

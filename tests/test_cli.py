@@ -310,6 +310,7 @@ async def test_several_processes_serve_and_stop_together(tmp_path):
         assert replies == [texts.HELP] * 10
         assert await service.stop(signal.SIGTERM) == 0
         await wait_dead(family)
+        assert service.proc.stdout.read().count("wetoop-bot 已启动") == 1  # said once, not per worker
     finally:
         service.kill()
 
