@@ -87,14 +87,27 @@ class Terms:
 
     async def refresh(self) -> None:
         """Read the versions now, not from the cache: before an action that must
-        see a version another process published a moment ago."""
-        self._invalidate()
-        await self.versions()
+        see a version another process published a moment ago.
+
+        Read by the caller alone (other messages keep answering from the
+        cache meanwhile); with the database down the cache stays, and the
+        caller's own next read fails and says so.
+        """
+        generation = self._generation
+        try:
+            versions = await self._read()
+        except MongoUnavailable:
+            return
+        if generation == self._generation:
+            self._cache, self._loaded_at = versions, time.monotonic()
+
+    async def _read(self) -> list[AgreementVersion]:
+        withdrawn = await self._repo.withdrawn()
+        return [v for v in await self._repo.all() if v.version not in withdrawn] or [self._seed]
 
     async def _load(self, generation: int) -> None:
         try:
-            withdrawn = await self._repo.withdrawn()
-            versions = [v for v in await self._repo.all() if v.version not in withdrawn] or [self._seed]
+            versions = await self._read()
         except MongoUnavailable:
             log.warning("agreement versions unavailable; using the last known ones")
             versions = self._cache or [self._seed]
