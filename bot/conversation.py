@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: WeChat waits 5 s for a passive reply; leave room for the network.
 DEFAULT_DEADLINE = 4.5
 #: Seconds all MongoDB calls of one message may take together.
-MONGO_BUDGET = 2.5
+MONGO_BUDGET = 2.2  # server selection gives up after 2 s; replies must come within 3 s
 #: The last interaction is written at most this often per user (seconds).
 TOUCH_EVERY = 300
 
