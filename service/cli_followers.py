@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.clitools import UsageError, add_data_dir_flag, load_config, with_runtime
+from service.clitools import add_data_dir_flag, load_config, require_wechat_account, with_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_backfill_unionid(args: argparse.Namespace) -> int:
     config = load_config(args)
-    if not (config.wechat_appid and config.wechat_secret):
-        raise UsageError("查询 unionid 需要公众号的 WECHAT_APPID 和 WECHAT_SECRET（演示环境运行时自动使用它的设置）")
+    require_wechat_account(config, "查询 unionid ")
 
     async def work(runtime):
         openids = await runtime.followers.without_unionid()

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from service.clitools import UsageError, add_data_dir_flag, with_runtime
+from service.clitools import UsageError, add_data_dir_flag, require_wechat_account, with_runtime
 from wechat.menu import DEFAULT_MENU, MenuFileError, load_menu
 
 #: WeChat's menu refusals, said plainly (the code is printed too).
@@ -47,11 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(func=cmd_show)
 
 
-def _require_wechat(runtime) -> None:
-    if runtime.wechat is None:
-        raise UsageError("读取或推送菜单需要 WECHAT_APPID 和 WECHAT_SECRET（公众号的 AppID 与 AppSecret；演示环境运行时自动使用它的设置）")
-
-
 def _explain(exc) -> str:
     reason = MENU_ERRORS.get(exc.code, exc.message)
     return f"微信拒绝了菜单：{reason}（错误码 {exc.code}）"
@@ -66,7 +61,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     async def work(runtime):
-        _require_wechat(runtime)
+        require_wechat_account(runtime.config, "读取或推送菜单")
         try:
             await runtime.wechat.menu.create(menu)
         except WeChatAPIError as exc:
@@ -94,7 +89,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from wechat.api import WeChatAPIError
 
     async def work(runtime):
-        _require_wechat(runtime)
+        require_wechat_account(runtime.config, "读取或推送菜单")
         try:
             return await runtime.wechat.menu.get()
         except WeChatAPIError as exc:

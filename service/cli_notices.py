@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, check_audience, explain
-from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, start_embedded, with_runtime
+from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
 from storage.notices import CATEGORIES
 
 
@@ -129,8 +129,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency 必须是正整数")
     config = load_config(args)
-    if not (config.wechat_appid and config.wechat_secret):
-        raise UsageError("发送通知需要公众号的 WECHAT_APPID 和 WECHAT_SECRET（演示环境运行时自动使用它的设置）")
+    require_wechat_account(config, "发送通知")
     embedded = start_embedded(config)
     try:
 

@@ -86,6 +86,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def require_wechat_account(config: Config, doing: str) -> None:
+    """:class:`UsageError` unless ``config`` names the official account (``doing`` says what needs it)."""
+    if not (config.wechat_appid and config.wechat_secret):
+        raise UsageError(
+            f"{doing}需要公众号的 WECHAT_APPID 和 WECHAT_SECRET（公众号的 AppID 与 AppSecret；演示环境运行时自动使用它的设置）"
+        )
+
+
 def add_by_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", help="操作人（记入审计日志，默认 cli）")
 
