@@ -162,16 +162,7 @@ class Terms:
                 "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
             ) from None
         self._invalidate()
-        notice_id = await self._broadcasts.send(
-            category="amendment",
-            title=title,
-            body=body,
-            important=True,
-            audience={"type": "consented_any_version"},
-            by=by,
-            extra={"version": version.version},
-        )
-        return version, notice_id
+        return version, await self._tell_everyone(version, title, body, by)
 
     async def withdraw(self, version_id: str, *, reason: str, by: str) -> tuple[AgreementVersion, str]:
         """Withdraw a published version that is not yet in force (e.g. so that a
@@ -195,8 +186,11 @@ class Terms:
         if not await self._repo.withdraw(version.version, now, by, reason):
             raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile
         self._invalidate()
-        notice_id = await self._broadcasts.send(
+        return version, await self._tell_everyone(version, title, body, by)
+
+    async def _tell_everyone(self, version: AgreementVersion, title: str, body: str, by: str) -> str:
+        """The amendment notice about ``version`` to everyone who accepted any version (important)."""
+        return await self._broadcasts.send(
             category="amendment", title=title, body=body, important=True,
             audience={"type": "consented_any_version"}, by=by, extra={"version": version.version},
         )
-        return version, notice_id
