@@ -70,10 +70,14 @@ async def _tick_until(tick: Callable[[], object], stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), TICK_EVERY)
             return
-        try:
-            await asyncio.to_thread(tick)
-        except Exception:  # noqa: BLE001 - the watchdog must not take the service down
-            log.exception("watchdog tick failed")
+        await asyncio.to_thread(_tick_safely, tick)
+
+
+def _tick_safely(tick: Callable[[], object]) -> None:
+    try:
+        tick()
+    except Exception:  # noqa: BLE001 - the watchdog must not take the service down
+        log.exception("watchdog tick failed")
 
 
 def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, tick=None) -> None:
@@ -113,10 +117,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
         if stopping:
             break
         if tick is not None and time.monotonic() >= next_tick:
-            try:
-                tick()
-            except Exception:  # noqa: BLE001 - the watchdog must not take the service down
-                log.exception("watchdog tick failed")
+            _tick_safely(tick)
             next_tick = time.monotonic() + TICK_EVERY
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
