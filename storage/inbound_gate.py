@@ -22,6 +22,7 @@ from storage.mongo import epoch_ms
 from storage.dialog_state import DialogState, decode, dialog_key, once_key
 from storage.locks import LOCK_TTL, lock_key, new_token
 from storage.reply_cache import CLAIM_TTL, PENDING, REPLY_TTL, Claim, parse_claim, reply_key
+from storage.script_batch import ScriptBatch
 
 # Lua returns stop at the first nil, so "nothing" travels as "".
 _OPEN = """
@@ -67,8 +68,10 @@ class InboundGate:
     """The two scripts (see module docstring)."""
 
     def __init__(self, redis: aioredis.Redis, touch_every: int) -> None:
-        self._open = redis.register_script(_OPEN)
-        self._finish = redis.register_script(_FINISH)
+        # Batched: many messages open and finish in the same loop turn under load.
+        batch = ScriptBatch(redis)
+        self._open = batch.script(_OPEN)
+        self._finish = batch.script(_FINISH)
         self._touch_every = touch_every
 
     async def open(self, delivery: str, openid: str, at: dt.datetime) -> Opening:
