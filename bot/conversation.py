@@ -45,6 +45,13 @@ MONGO_BUDGET = 2.2  # server selection gives up after 2 s; replies must come wit
 TOUCH_EVERY = 300
 
 
+class ReplayedPush(BotError):
+    """A signed push whose timestamp and nonce came before with another body."""
+
+    status = 403
+    code = "replayed_push"
+
+
 class Conversation:
     """Routes inbound messages and keeps WeChat's delivery promises."""
 
@@ -59,9 +66,14 @@ class Conversation:
         self._background: set[asyncio.Task] = set()
 
     async def respond(self, inbound: Inbound) -> Reply | None:
-        """The passive reply to ``inbound`` (``None``: answer ``success``)."""
+        """The passive reply to ``inbound`` (``None``: answer ``success``).
+
+        Raises :class:`ReplayedPush` for a push that replays a signature.
+        """
         delivery = inbound.dedupe_key
-        opening = await self._open(delivery, inbound.openid)
+        opening = await self._open(delivery, inbound)
+        if opening.replayed:
+            raise ReplayedPush("该签名已用于另一条消息，拒绝重放")
         if opening.claim.status == "done":
             return from_dict(opening.claim.reply or {})
         if opening.claim.status == "pending":
@@ -127,9 +139,11 @@ class Conversation:
 
     # -- internals ----------------------------------------------------------
 
-    async def _open(self, delivery: str, openid: str) -> Opening:
+    async def _open(self, delivery: str, inbound: Inbound) -> Opening:
         try:
-            return await self.gate.open(delivery, openid, self.services.clock())
+            return await self.gate.open(
+                delivery, inbound.openid, self.services.clock(), inbound.push_nonce, inbound.push_digest
+            )
         except RedisUnavailable:
             # Without Redis a retry may be handled twice and the user's
             # messages are not serialised; answering beats silence.

@@ -14,7 +14,9 @@ class Inbound:
     ``event`` …) or ``unknown`` for a type the bot does not know; ``event`` is
     the lower-case ``Event`` of an event (``subscribe``, ``click`` …).
     ``channel`` says where it came from (``official_account`` or
-    ``miniprogram``), so records can name it.
+    ``miniprogram``), so records can name it. ``push_nonce`` (the signed
+    timestamp and nonce) and ``push_digest`` (of the body) identify a signed
+    push from WeChat: seen again, the pair must match (a replay check).
     """
 
     openid: str
@@ -27,6 +29,8 @@ class Inbound:
     msg_id: str = ""
     channel: str = "official_account"
     known: bool = True
+    push_nonce: str = ""
+    push_digest: str = ""
     raw: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property

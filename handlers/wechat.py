@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tornado.web
 
+from bot.conversation import ReplayedPush
 from handlers.base import BaseHandler
 from service.runtime import Runtime
 from wechat.protocol import MAX_BODY, ProtocolError
@@ -64,7 +65,11 @@ class WeChatHandler(BaseHandler):
         except ProtocolError as exc:
             self.send_error_json(exc.status, exc.code, exc.message)
             return
-        reply = await self.runtime.conversation.respond(opened.inbound)
+        try:
+            reply = await self.runtime.conversation.respond(opened.inbound)
+        except ReplayedPush as exc:
+            self.send_error_json(exc.status, exc.code, exc.message)
+            return
         body = endpoint.seal(reply, opened, query)
         self.set_header("Content-Type", "application/xml; charset=utf-8" if body != "success" else "text/plain; charset=utf-8")
         self.finish(body)

@@ -22,10 +22,25 @@ from storage.mongo import epoch_ms
 from storage.dialog_state import DialogState, decode, dialog_key, once_key
 from storage.locks import LOCK_TTL, lock_key, new_token
 from storage.reply_cache import CLAIM_TTL, PENDING, REPLY_TTL, Claim, parse_claim, reply_key
+from storage.redis_store import key
 from storage.script_batch import ScriptBatch
 
+#: Seconds a push's nonce is remembered: a timestamp is accepted within 5
+#: minutes either side of now (wechat.protocol.MAX_SKEW), so 10 cover it.
+PUSH_TTL = 600
+
 # Lua returns stop at the first nil, so "nothing" travels as "".
+# A signed push seen before with another body is a replay: refused before
+# anything is claimed (KEYS[6], ARGV[8] the body's digest, '' for none).
 _OPEN = """
+if ARGV[8] ~= '' then
+  local seen = redis.call('GET', KEYS[6])
+  if not seen then
+    redis.call('SET', KEYS[6], ARGV[8], 'EX', ARGV[9])
+  elseif seen ~= ARGV[8] then
+    return {2}
+  end
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   return {0, redis.call('GET', KEYS[1]) or ''}
 end
@@ -53,7 +68,8 @@ class Opening:
     :class:`UserLocks`); ``dialog`` and ``dialog_known`` the user's state, read
     under the lock (unknown without it); ``touch_due`` whether the last
     interaction should be written now. ``redis_down``: the gate could not
-    reach Redis (nothing claimed, nothing locked).
+    reach Redis (nothing claimed, nothing locked). ``replayed``: the push's
+    signed nonce came before with another body (nothing claimed).
     """
 
     claim: Claim
@@ -62,6 +78,7 @@ class Opening:
     dialog_known: bool = False
     touch_due: bool = False
     redis_down: bool = False
+    replayed: bool = False
 
 
 class InboundGate:
@@ -74,15 +91,22 @@ class InboundGate:
         self._finish = batch.script(_FINISH)
         self._touch_every = touch_every
 
-    async def open(self, delivery: str, openid: str, at: dt.datetime) -> Opening:
+    async def open(
+        self, delivery: str, openid: str, at: dt.datetime, push_nonce: str = "", push_digest: str = ""
+    ) -> Opening:
         """Claim ``delivery`` and, if it is new, take ``openid``'s lock, read its
-        state and mark the user as seen at ``at`` (:mod:`storage.activity`)."""
+        state and mark the user as seen at ``at`` (:mod:`storage.activity`).
+        ``push_nonce`` and ``push_digest``: see :class:`bot.inbound.Inbound`."""
         token = new_token()
         while True:
             result = await self._open(
-                keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch"), seen_key(openid)],
-                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every, epoch_ms(at), SEEN_TTL],
+                keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch"), seen_key(openid),
+                      key("push", push_nonce)],
+                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every, epoch_ms(at), SEEN_TTL,
+                      push_digest if push_nonce else "", PUSH_TTL],
             )
+            if int(result[0]) == 2:
+                return Opening(Claim("new"), replayed=True)
             if int(result[0]) == 1:
                 break
             claim = parse_claim(result[1] or None)

@@ -80,6 +80,52 @@ async def test_forged_signature_on_post_is_refused(service):
     assert error_of(response)["code"] == "bad_signature"
 
 
+async def test_a_signed_query_reused_with_another_body_is_refused(service):
+    # A signed query string (they reach access logs) must not sign pushes of
+    # an attacker's choosing: the signature does not cover the body.
+    query, body = service.wechat.query(), text_xml("o-victim", "帮助")
+    genuine = await service.wechat.post(body, query=query)
+    assert service.wechat.reply(genuine)["Content"] == texts.HELP
+    forged = await service.wechat.post(text_xml("o-victim", "同意"), query=query)
+    assert forged.code == 403 and error_of(forged)["code"] == "replayed_push"
+    assert await service.runtime.ledger.history("o-victim") == []
+    # WeChat's own retry (same query, same body) is still answered.
+    again = await service.wechat.post(body, query=query)
+    assert again.code == 200 and service.wechat.reply(again)["Content"] == texts.HELP
+
+
+async def test_a_safe_mode_query_cannot_sign_a_plaintext_push(service):
+    query, body = service.wechat.envelope(text_xml("o-victim", "帮助"), "safe")
+    assert (await service.wechat.post(body, query=query)).code == 200
+    plain_query = {k: v for k, v in query.items() if k not in ("encrypt_type", "msg_signature")}
+    forged = await service.wechat.post(text_xml("o-victim", "同意"), query=plain_query)
+    assert forged.code == 403 and error_of(forged)["code"] == "replayed_push"
+    assert await service.runtime.ledger.history("o-victim") == []
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+@pytest.mark.parametrize("offset", [-600, 600])
+async def test_a_push_signed_long_ago_or_ahead_is_refused(service, mode, offset):
+    timestamp = str(int(time.time()) + offset)
+    query, body = service.wechat.envelope(text_xml("o-victim", "同意"), mode)
+    query.update(timestamp=timestamp, signature=sign(TOKEN, timestamp, query["nonce"]))
+    if mode == "safe":  # sealed again, so that only the time is wrong
+        query, body = _sealed_at(service, text_xml("o-victim", "同意"), timestamp, query["nonce"])
+    response = await service.wechat.post(body, query=query)
+    assert response.code == 403 and error_of(response)["code"] == "stale_timestamp"
+    assert "分钟" in error_of(response)["message"]
+    assert await service.runtime.ledger.history("o-victim") == []
+
+
+def _sealed_at(service, xml: str, timestamp: str, nonce: str) -> tuple[dict, str]:
+    import xmltodict
+
+    sealed = xmltodict.parse(service.wechat.crypto.encrypt_message(xml, nonce, timestamp))["xml"]
+    query = {"signature": sign(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce,
+             "encrypt_type": "aes", "msg_signature": sealed["MsgSignature"]}
+    return query, f"<xml><ToUserName><![CDATA[gh_wetoop]]></ToUserName><Encrypt><![CDATA[{sealed['Encrypt']}]]></Encrypt></xml>"
+
+
 async def test_forged_msg_signature_is_refused(service):
     query, body = service.wechat.envelope(text_xml("o-alice", "帮助"), "safe")
     query["msg_signature"] = "f" * 40

@@ -11,7 +11,9 @@ external entities are impossible.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
+import time
 from typing import Mapping
 from xml.etree import ElementTree
 
@@ -27,6 +29,9 @@ from bot.replies import Reply
 
 #: WeChat's pushes are a few KiB; anything larger is refused.
 MAX_BODY = 64 * 1024
+#: Seconds a push's signed timestamp may be off our clock. Without a bound, one
+#: signed query string (they reach access logs) would sign pushes for ever.
+MAX_SKEW = 300
 
 _HOSTILE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
@@ -60,9 +65,12 @@ class Endpoint:
     it only plaintext pushes are accepted.
     """
 
-    def __init__(self, token: str, aes_key: str | None = None, appid: str | None = None) -> None:
+    def __init__(
+        self, token: str, aes_key: str | None = None, appid: str | None = None, clock=time.time
+    ) -> None:
         self.token = token
         self._crypto = WeChatCrypto(token, aes_key, appid or "") if aes_key else None
+        self._clock = clock
 
     def verify_url(self, query: Mapping[str, str]) -> str:
         """Answer the console's URL check: the ``echostr`` if the signature holds."""
@@ -70,13 +78,29 @@ class Endpoint:
         return query.get("echostr", "")
 
     def open(self, query: Mapping[str, str], body: bytes) -> Opened:
-        """Verify and parse one POSTed push. Raises :class:`ProtocolError`."""
+        """Verify and parse one POSTed push. Raises :class:`ProtocolError`.
+
+        The signature covers the timestamp and nonce but not the body: the
+        inbound message carries ``push_nonce`` and ``push_digest`` so that a
+        signed query seen again with another body is refused
+        (:mod:`storage.inbound_gate`), and a timestamp more than
+        :data:`MAX_SKEW` seconds off is refused here.
+        """
         if len(body) > MAX_BODY:
             raise ProtocolError(413, "too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
-        if query.get("encrypt_type", "raw").lower() == "aes":
-            return Opened(self._open_encrypted(query, body), encrypted=True)
-        self._check_query_signature(query)
-        return Opened(parse(body), encrypted=False)
+        encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        if encrypted:
+            inbound = self._open_encrypted(query, body)
+        else:
+            self._check_query_signature(query)
+            self._check_fresh(query)
+            inbound = parse(body)
+        inbound = dataclasses.replace(
+            inbound,
+            push_nonce=f"{query.get('timestamp', '')}:{query.get('nonce', '')}",
+            push_digest=hashlib.sha1(body).hexdigest(),
+        )
+        return Opened(inbound, encrypted=encrypted)
 
     def seal(self, reply: Reply | None, opened: Opened, query: Mapping[str, str]) -> str:
         """The HTTP body answering ``opened``: reply XML (encrypted when the push
@@ -91,6 +115,14 @@ class Endpoint:
         if opened.encrypted and self._crypto is not None:
             return self._crypto.encrypt_message(xml, query.get("nonce", ""), query.get("timestamp"))
         return xml
+
+    def _check_fresh(self, query: Mapping[str, str]) -> None:
+        try:
+            skew = abs(self._clock() - int(query.get("timestamp", "")))
+        except ValueError:
+            raise _forbidden() from None
+        if skew > MAX_SKEW:
+            raise ProtocolError(403, "stale_timestamp", f"时间戳与服务器时间相差超过 {MAX_SKEW // 60} 分钟，请检查服务器时钟")
 
     def _check_query_signature(self, query: Mapping[str, str]) -> None:
         try:
@@ -116,6 +148,7 @@ class Endpoint:
             raise _forbidden() from None
         except Exception:  # noqa: BLE001 - bad padding, wrong AppID, bad base64 …
             raise ProtocolError(400, "bad_ciphertext", "无法解密消息") from None
+        self._check_fresh(query)
         return parse(plain.encode("utf-8") if isinstance(plain, str) else plain)
 
 
