@@ -156,13 +156,12 @@ class AdminAccounts:
         wrong name or password (one message for both).
         """
         name = name.strip()
-        wait = await self.limits.locked_for(name, address)
+        wait = await self.limits.attempt(name, address)
         if wait:
             raise LoginLocked(wait)
         user = await self.users.get(name) if NAME_PATTERN.match(name) else None
         ok = await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
         if user is None or not ok or user.disabled:
-            await self.limits.failed(name, address)
             await self._audit.record(name if user else f"?{name[:32]}", "login_failed", name[:32], address=address)
             raise LoginFailed("用户名或密码不正确，或账户已停用。")
         await self.limits.succeeded(name, address)

@@ -1,8 +1,10 @@
 """Failed log-in counters in Redis, per account and per address.
 
 ``wb:admin:loginfail:name:<name>`` and ``wb:admin:loginfail:addr:<address>``
-count failures; the first failure starts the window (``window`` seconds), so a
-lock lifts by itself when the key expires. Shared by every process.
+count attempts that did not succeed (an attempt is counted before its password
+is checked, and taken back when it was right); the first starts the window
+(``window`` seconds), so a lock lifts by itself when the key expires. Shared
+by every process.
 """
 
 from __future__ import annotations
@@ -15,37 +17,56 @@ MAX_FAILURES = 10
 WINDOW_SECONDS = 15 * 60
 
 
+# The counter is created with its expiry (SET NX EX) so a lock always lifts;
+# INCR keeps the TTL.
+_ATTEMPT = """
+local wait = 0
+for _, k in ipairs(KEYS) do
+  if tonumber(redis.call('GET', k) or '0') >= tonumber(ARGV[1]) then
+    wait = math.max(wait, redis.call('TTL', k), 1)
+  end
+end
+if wait > 0 then return wait end
+for _, k in ipairs(KEYS) do
+  redis.call('SET', k, 0, 'EX', ARGV[2], 'NX')
+  redis.call('INCR', k)
+end
+return 0
+"""
+
+_SUCCEEDED = """
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+return 1
+"""
+
+
 class LoginLimits:
     def __init__(self, redis: aioredis.Redis, limit: int = MAX_FAILURES, window: int = WINDOW_SECONDS) -> None:
         self._redis = redis
         self.limit = limit
         self.window = window
+        self._attempt = redis.register_script(_ATTEMPT)
+        self._succeeded = redis.register_script(_SUCCEEDED)
 
     def _keys(self, name: str, address: str) -> tuple[str, str]:
         return key("admin", "loginfail", "name", name.casefold()), key("admin", "loginfail", "addr", address)
 
-    async def locked_for(self, name: str, address: str) -> int:
-        """Seconds until log-in is allowed again for this account or address; 0 if allowed."""
-        wait = 0
-        for k in self._keys(name, address):
-            count = await self._redis.get(k)
-            if count is not None and int(count) >= self.limit:
-                wait = max(wait, int(await self._redis.ttl(k)), 1)
-        return wait
+    async def attempt(self, name: str, address: str) -> int:
+        """Count a log-in attempt before its password is checked; returns the
+        seconds until log-in is allowed again (0: go ahead, counted).
 
-    async def failed(self, name: str, address: str) -> None:
-        for k in self._keys(name, address):
-            # SET NX EX creates the counter with its expiry in one step (a
-            # crash between INCR and EXPIRE would lock forever); INCR keeps the TTL.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(k, 0, ex=self.window, nx=True)
-                pipe.incr(k)
-                await pipe.execute()
+        Counting first, in one script, is what bounds guessing: checking the
+        counters and counting failures afterwards let 60 parallel attempts
+        all be checked against a limit of 10.
+        """
+        return int(await self._attempt(keys=list(self._keys(name, address)), args=[self.limit, self.window]))
 
     async def succeeded(self, name: str, address: str) -> None:
-        """A right password clears the account's counter (not the address's:
-        one good account must not whitewash guessing at others)."""
-        await self._redis.delete(self._keys(name, address)[0])
+        """A right password clears the account's counter and takes back the
+        address's count of this attempt (not its earlier failures: one good
+        account must not whitewash guessing at others)."""
+        await self._succeeded(keys=list(self._keys(name, address)), args=[])
 
     async def clear_account(self, name: str) -> None:
         """Forget the account's failures (a new password was set: the guessing was at the old one)."""

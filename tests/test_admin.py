@@ -219,6 +219,20 @@ async def test_login_is_limited_per_account(svc):
     assert (await client.login("olga", PASSWORD)).code == 303
 
 
+async def test_parallel_guesses_are_limited_too(svc):
+    # Each attempt is counted before its password is checked: a burst cannot
+    # have every guess checked while the counter lags behind.
+    responses = await asyncio.gather(*(AdminClient(svc.url).login("olga", f"guess-{n}") for n in range(30)))
+    codes = sorted(r.code for r in responses)
+    assert codes.count(401) == 10 and codes.count(429) == 20, codes
+    assert len(await svc.runtime.audit.recent(action="login_failed")) == 10
+
+
+async def test_right_passwords_do_not_use_up_the_address(svc):
+    for _ in range(12):  # an office signing in all morning from one address
+        assert (await AdminClient(svc.url).login("vera", PASSWORD)).code == 303
+
+
 async def test_login_is_limited_per_address(svc):
     client = AdminClient(svc.url)
     for n in range(10):
