@@ -76,7 +76,8 @@ class MerchantAccounts:
 
         Returns the record and what happened: ``"registered"``, ``"updated"``
         or ``"resubmitted"`` (an active account whose entity changed goes back
-        to review). A suspended account cannot be changed.
+        to review). A suspended account cannot be changed, nor one closed
+        while suspended registered again.
         """
         at = self._clock()
         existing = await self.repo.get(openid)
@@ -89,6 +90,11 @@ class MerchantAccounts:
             return await self._reload(openid), "registered"
         if existing.status == "suspended":
             raise AccountRefused("您的商家账户已被暂停，暂时不能修改资料（暂停原因见“我的账户”）。", code="account_suspended")
+        if existing.status == "closed" and await self._closed_while_suspended(openid):
+            # Else closing and registering again would lift a suspension
+            # without the owner who alone may reinstate.
+            raise AccountRefused("您的商家账户在暂停期间注销，不能自行重新注册。如有疑问请联系微拓客服。",
+                                 code="account_suspended")
         try:
             if existing.status == "closed":
                 entry = StatusEntry("pending_review", at, by, "注销后重新注册")
@@ -135,6 +141,14 @@ class MerchantAccounts:
             except Exception:  # the change is stored; telling the merchant is best effort
                 log.warning("could not tell %s about the status change", openid, exc_info=True)
         return merchant
+
+    async def _closed_while_suspended(self, openid: str) -> bool:
+        before = None
+        for entry in await self.repo.history(openid):
+            if entry.status == "closed":
+                closed_from = before
+            before = entry.status
+        return before == "closed" and closed_from == "suspended"
 
     async def _reload(self, openid: str) -> Merchant:
         merchant = await self.repo.get(openid)

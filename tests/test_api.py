@@ -394,6 +394,19 @@ async def test_registration_changes_follow_the_account_rules(api):
     refused = await api.call("PUT", "/me/registration", ENTERPRISE, token)
     assert (refused.status, refused.error()["code"]) == (409, "account_suspended")
 
+    # Closing does not lift the suspension: registering again is refused (only
+    # an owner reinstates), while an account closed in good standing may return.
+    assert (await api.call("DELETE", "/me", token=token)).status == 200
+    again = await api.call("PUT", "/me/registration", ENTERPRISE, token)
+    assert (again.status, again.error()["code"]) == (409, "account_suspended")
+    assert "暂停期间注销" in again.error()["message"]
+    assert (await merchants.get(mp_openid("alice"))).status == "closed"
+    bob = await api.token("bob")
+    await api.accepted(bob)
+    await api.call("PUT", "/me/registration", ENTERPRISE, bob)
+    await api.call("DELETE", "/me", token=bob)
+    assert (await api.call("PUT", "/me/registration", ENTERPRISE, bob)).body["outcome"] == "registered"
+
 
 async def test_close_account_erases_the_profile_as_in_chat(api):
     token = await api.token()
