@@ -158,3 +158,30 @@ async def test_a_send_without_an_answer_in_time_is_told_apart(backing, emulator)
         with pytest.raises(WeChatAPIError) as info:
             await api.message.send_text("o-slow", "hi")
         assert info.value.code == -4
+
+
+async def test_errors_never_carry_the_app_secret_or_a_token(backing):
+    # A connection error names the URL: the AppSecret and js_code are in its
+    # query (jscode2session), the access token in every other call's.
+    from storage.embedded import free_port
+    from wechat.miniprogram import MiniProgramAPI, MiniProgramClient
+
+    down = f"http://127.0.0.1:{free_port()}"
+    mini = MiniProgramAPI(MiniProgramClient("wxMINIAPPID", "TOPSECRET-mini-appsecret", down, timeout=1.0))
+    sync_redis = redis_store.connect_sync(backing.redis_url)
+    sync_redis.set(key("wechat", "access_token", "wxOFFICIAL"), "ACCESS-TOKEN-SECRET", ex=60)
+    official = WeChatAPI(SharedTokenClient("wxOFFICIAL", "OFFICIAL-SECRET", down, sync_redis))
+    try:
+        with pytest.raises(WeChatAPIError) as login:
+            await mini.code_to_session("the-js-code")
+        with pytest.raises(WeChatAPIError) as info:
+            await official.user.get("o-someone")
+    finally:
+        mini.close()
+        await official.aclose()
+        sync_redis.delete(key("wechat", "access_token", "wxOFFICIAL"))
+        sync_redis.close()
+    for error in (login.value, info.value):
+        assert error.code in (-2, -4), error
+        for secret in ("TOPSECRET-mini-appsecret", "the-js-code", "ACCESS-TOKEN-SECRET", "OFFICIAL-SECRET"):
+            assert secret not in str(error), str(error)

@@ -13,6 +13,7 @@ never on the event loop; :mod:`wechat.api` is the asyncio face of it.
 from __future__ import annotations
 
 import logging
+import re
 import urllib.request
 import time
 
@@ -173,17 +174,30 @@ class SharedTokenClient(WeChatClient):
 NO_ANSWER = -4
 
 
+#: Secrets that request URLs and answers carry (``?secret=…&js_code=…``,
+#: ``access_token=…``, a ``session_key``): never in a message that is logged.
+_SECRETS = re.compile(
+    r"""(?i)\b(secret|appsecret|access_token|js_code|session_key|code)(=|['"]?\s*:\s*['"]?)([^&\s'",}]+)"""
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with the values of secret parameters replaced by ``***``."""
+    return _SECRETS.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
 def describe_error(exc: Exception) -> tuple[int, str]:
     """WeChat's error code and message for an exception from a client call.
 
     Network failures have no WeChat code; they read as ``-2``, and a request
     sent that got no answer in time as ``-4`` (:data:`NO_ANSWER`: WeChat may
-    have acted on it, so it is not safe to repeat).
+    have acted on it, so it is not safe to repeat). Messages are scrubbed of
+    secrets (:func:`scrub`): a connection error names the URL, AppSecret and all.
     """
     if isinstance(exc, WeChatClientException) and exc.errcode is not None:
-        return int(exc.errcode), str(exc.errmsg or "")
+        return int(exc.errcode), scrub(str(exc.errmsg or ""))
     if isinstance(exc, (TimeoutError, requests.ReadTimeout, aiohttp.ServerDisconnectedError)):
-        return NO_ANSWER, f"no answer: {exc!r}"
+        return NO_ANSWER, scrub(f"no answer: {exc!r}")
     if isinstance(exc, (requests.RequestException, aiohttp.ClientError, WeChatClientException, redis.RedisError, OSError)):
-        return -2, f"network error: {exc}"
-    return -3, repr(exc)
+        return -2, scrub(f"network error: {exc}")
+    return -3, scrub(repr(exc))

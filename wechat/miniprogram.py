@@ -72,7 +72,9 @@ class MiniProgramAPI:
             code, message = describe_error(exc)
             raise WeChatAPIError(code, message) from exc
         if not isinstance(result, dict) or not result.get("openid") or not result.get("session_key"):
-            raise WeChatAPIError(-3, f"unexpected jscode2session answer: {result!r}")
+            # Its keys only: the answer may hold a session_key.
+            keys = sorted(result) if isinstance(result, dict) else type(result).__name__
+            raise WeChatAPIError(-3, f"unexpected jscode2session answer: {keys}")
         return CodeSession(result["openid"], result["session_key"], result.get("unionid") or None)
 
     def close(self) -> None:
