@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import redis
-import tornado.httpserver
 import tornado.netutil
 
 from bot.errors import BotError
@@ -183,7 +182,7 @@ async def _serve_until(
     config, mongodb_uri, redis_url, sockets, stop, emulator_port, banner, port, with_worker, ready=None
 ) -> None:
     from emulator.app import EmulatorState, serve as serve_emulator
-    from handlers.app import make_app
+    from handlers.app import make_app, make_server
     from service.runtime import Runtime
 
     emulator_server = None
@@ -195,7 +194,7 @@ async def _serve_until(
     await runtime.prepare()
     settling = asyncio.create_task(runtime.freeze_start_up_objects())
     app = make_app(runtime)
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    server = make_server(app, config.trust_proxy)
     server.add_sockets(sockets)
     worker_stop = asyncio.Event()
     if with_worker and runtime.wechat is None:

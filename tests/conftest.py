@@ -17,7 +17,7 @@ import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient
 
 from emulator.app import EmulatorState, serve as serve_emulator
-from handlers.app import make_app
+from handlers.app import make_app, make_server
 from service.config import Config
 from service.runtime import Runtime
 from storage.embedded import EmbeddedServers, free_port
@@ -118,7 +118,7 @@ async def make_service(backing: Backing, emulator: Emulator) -> AsyncIterator[Ca
             await _clear_redis(runtime)
         await runtime.prepare()
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        server = tornado.httpserver.HTTPServer(make_app(runtime))
+        server = make_server(make_app(runtime))
         server.add_sockets(sockets)
         url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
         service = Service(url, runtime, WeChatServer(url, TOKEN, config.wechat_aes_key, APPID), server)

@@ -703,3 +703,20 @@ async def test_redis_down_answers_503_but_the_agreement_still_reads(api, make_se
     for method, path, body in (("POST", "/session", {"code": "zoe-1"}), ("GET", "/me", None)):
         reply = await down.call(method, path, body, token="some-token")
         assert (reply.status, reply.error()["code"]) == (503, "service_unavailable")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/session", "/admin/login", "/wechat"])
+async def test_a_huge_body_is_refused_before_it_is_read(api, path):
+    # Announced larger than anything the service takes: refused at once, not
+    # held in memory while it arrives (Tornado's default allowed 100 MB).
+    host, port = api.svc.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {50 * 1024 * 1024}\r\n\r\n".encode())
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert status_line.split()[1] in (b"400", b"413"), status_line
+    assert (await AsyncHTTPClient().fetch(api.svc.url + "/healthz")).code == 200
