@@ -81,8 +81,13 @@ class EmbeddedServers:
 
     def start(self) -> "EmbeddedServers":
         """Attach to live servers of this DATA_DIR or start the missing ones."""
+        # The databases, logs and run files are the owner's alone (other local
+        # users could otherwise read consent records, merchants' details and
+        # export tokens): the directories holding them are 0700.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("run", "log", "mongo", "redis"):
-            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+            (self.data_dir / sub).mkdir(mode=0o700, exist_ok=True)
+            os.chmod(self.data_dir / sub, 0o700)  # made by an older version with the umask's mode
         with self._lock():
             known = self._read_state()
             for name in self.names:

@@ -216,6 +216,9 @@ async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_pat
         # A CLI process meanwhile attaches to the same servers instead of starting new ones.
         attached = EmbeddedServers(tmp_path).start()
         assert attached.running["mongo"].port == state["mongo"]["port"]
+        # The databases and run files are the owner's alone.
+        for sub in ("run", "log", "mongo", "redis"):
+            assert (tmp_path / sub).stat().st_mode & 0o777 == 0o700, sub
         assert attached.pids() == []
         attached.stop()
         assert alive(pids[0]) and alive(pids[1])

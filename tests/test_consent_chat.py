@@ -297,6 +297,10 @@ async def test_export_link_works_once(service):
     url = reply.split()[-1]
     assert url.startswith(service.runtime.config.base_url + "/export/")
     url = service.url + url[len(service.runtime.config.base_url):]
+    # Redis holds the token's hash only: a copy of its data cannot be used as a link.
+    token = url.rsplit("/", 1)[-1]
+    stored = [k async for k in service.runtime.redis.scan_iter(match="wb:export:*")]
+    assert len(stored) == 1 and token not in stored[0]
 
     response = await AsyncHTTPClient().fetch(url, raise_error=False)
     assert response.code == 200
