@@ -132,6 +132,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config.wechat_aes_key and not config.wechat_appid:
         # WeChat's encrypted envelope ends with the AppID, checked on every push.
         log.warning("WECHAT_AES_KEY is set without WECHAT_APPID: encrypted pushes will be refused (plaintext still works)")
+    if config.trust_proxy and config.host not in ("127.0.0.1", "::1", "localhost"):
+        # X-Real-IP then decides the address that log-in limits and the audit log use.
+        log.warning("TRUST_PROXY=1 while listening on %s: a client reaching this port directly can claim any "
+                    "address; set TRUST_PROXY=0 unless only the proxy can reach it", config.host)
     return _run_service(config, processes=args.processes, with_worker=not args.no_worker)
 
 

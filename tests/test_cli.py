@@ -241,15 +241,17 @@ async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_pat
         second.kill()
 
 
-async def test_an_aes_key_without_an_appid_is_warned_about(tmp_path):
+async def test_risky_settings_are_warned_about(tmp_path):
     port = free_port()
     env = {"WECHAT_TOKEN": TOKEN, "WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-           "DATA_DIR": str(tmp_path), "PORT": str(port)}
+           "DATA_DIR": str(tmp_path), "PORT": str(port), "HOST": "0.0.0.0"}
     service = Running(["serve"], env)
     try:
         await service.wait_healthy(f"http://127.0.0.1:{port}")
         assert await service.stop(signal.SIGTERM) == 0
-        assert "WECHAT_AES_KEY is set without WECHAT_APPID" in service.proc.stderr.read()
+        stderr = service.proc.stderr.read()
+        assert "WECHAT_AES_KEY is set without WECHAT_APPID" in stderr
+        assert "TRUST_PROXY=1 while listening on 0.0.0.0" in stderr
     finally:
         service.kill()
 
