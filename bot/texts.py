@@ -179,7 +179,7 @@ def export_ready(summary: dict, url: str) -> str:
     return (
         f"我们保存的您的数据：同意记录 {summary['consents']} 条，当前协议状态：{summary['consent_status']}；"
         f"商家资料：{summary['merchant']}。\n"
-        f"完整数据（JSON）请在 24 小时内打开以下链接下载，链接只能使用一次：\n{url}"
+        f"完整数据请在 24 小时内打开以下链接查看并保存（页面可下载 JSON 文件），链接只能打开一次：\n{url}"
     )
 
 

@@ -327,6 +327,30 @@ async def test_a_question_about_something_the_bot_does_says_which_reply_does_it(
     assert texts.command_hint("我上传的图片版权归谁") is None
 
 
+async def test_export_link_opened_in_wechats_browser_shows_the_data_and_carries_the_json(service):
+    # WeChat's in-app browser does not download attachments, and the link works once.
+    import re
+    from urllib.parse import unquote
+
+    await service.wechat.post(event_xml("o-page", "subscribe"))
+    await service.wechat.ask("o-page", "同意")
+    url = (await service.wechat.ask("o-page", "导出我的数据")).split()[-1]
+    url = service.url + url[len(service.runtime.config.base_url):]
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+    page = await AsyncHTTPClient().fetch(url, headers=browser, raise_error=False)
+    assert page.code == 200 and page.headers["Content-Type"].startswith("text/html")
+    html = page.body.decode()
+    for shown in ("您在微拓保存的数据", "同意记录", "2022-05-22", "北京时间", "协议版本", "同意", "下载 JSON 文件", "现已失效"):
+        assert shown in html, shown
+    href = re.search(r'href="data:application/json;charset=utf-8,([^"]+)"', html).group(1)
+    carried = json.loads(unquote(href.replace("&amp;", "&")))
+    assert carried["openid"] == "o-page" and carried["consents"][0]["action"] == "accept"
+
+    gone = await AsyncHTTPClient().fetch(url, headers=browser, raise_error=False)
+    assert gone.code == 404 and "重新发送“导出我的数据”" in gone.body.decode()
+
+
 async def test_unknown_export_link_is_404(service):
     response = await AsyncHTTPClient().fetch(service.url + "/export/" + "x" * 32, raise_error=False)
     assert response.code == 404 and "error" in json.loads(response.body)
