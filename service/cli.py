@@ -258,7 +258,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         await stop.wait()
         server.stop()
 
-    asyncio.run(run())
+    supervisor.run_loop(run())
     return 0
 
 

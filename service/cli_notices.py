@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, check_audience, explain
+from service import supervisor
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
 from storage.notices import CATEGORIES
 
@@ -146,7 +147,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             finally:
                 await runtime.close()
 
-        asyncio.run(run())
+        supervisor.run_loop(run())
     finally:
         embedded.stop()
     return 0

@@ -48,7 +48,7 @@ def run(main: WorkerMain, sockets: list[socket.socket], processes: int = 1,
     process, which owns the embedded servers, until the workers stop.
     """
     if processes <= 1:
-        _run(_worker(main, sockets, tick))
+        run_loop(_worker(main, sockets, tick))
         return
     _supervise(main, sockets, processes, tick)
 
@@ -100,7 +100,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             os.environ[WORKER_INDEX] = str(index)
             code = 0
             try:
-                _run(_worker(main, sockets))
+                run_loop(_worker(main, sockets))
             except BaseException:  # noqa: BLE001 - a worker must never return into the parent's code
                 log.exception("worker %d failed", index)
                 code = 1
@@ -155,12 +155,13 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             pass
 
 
-def _run(coro) -> None:
-    """``asyncio.run``, on uvloop when it is installed (a faster event loop)."""
+def run_loop(coro):
+    """``asyncio.run``, on uvloop when it is installed (a faster event loop:
+    the service, the notice worker and the emulator each spend most of their
+    CPU in it)."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(coro)
-        return
+        return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(coro)
+        return runner.run(coro)
