@@ -22,8 +22,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from bot.audit import Audit
 from bot.errors import BotError
+from bot.serial import one_at_a_time
 from storage.admin_sessions import AdminSessions
 from storage.admin_users import AdminExists, AdminUser, AdminUsers
+from storage.locks import UserLocks
 from storage.login_limits import LoginLimits
 
 ROLES = {"viewer": "只读", "editor": "编辑", "owner": "所有者"}
@@ -41,6 +43,8 @@ PERMISSIONS = {
     "manage_admins": "owner",
 }
 
+#: Held while a change could leave no enabled owner (bot.serial).
+OWNERS_LOCK = "admin:owners"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
 MIN_PASSWORD = 10
 _hasher = PasswordHasher()
@@ -105,7 +109,8 @@ class AdminAccounts:
     """Accounts, log-in and sessions of the admin console."""
 
     def __init__(self, users: AdminUsers, sessions: AdminSessions, limits: LoginLimits, audit: Audit,
-                 clock: Callable[[], dt.datetime]) -> None:
+                 clock: Callable[[], dt.datetime], locks: UserLocks | None = None) -> None:
+        self._locks = locks
         self.users = users
         self.sessions = sessions
         self.limits = limits
@@ -187,10 +192,11 @@ class AdminAccounts:
     async def set_role(self, name: str, role: str, by: Actor) -> AdminUser:
         by.require("manage_admins")
         _check_role(role)
-        user = await self._get(name)
-        if user.role == "owner" and role != "owner":
-            await self._keep_an_owner(name)
-        await self.users.update(name, self._clock(), role=role)
+        async with one_at_a_time(self._locks, OWNERS_LOCK):  # two owners demoting each other
+            user = await self._get(name)
+            if user.role == "owner" and role != "owner":
+                await self._keep_an_owner(name)
+            await self.users.update(name, self._clock(), role=role)
         after = await self._get(name)
         await self._audit.record(by.name, "admin_role", name, before=user.public(), after=after.public(), address=by.address)
         return after
@@ -198,10 +204,11 @@ class AdminAccounts:
     async def set_disabled(self, name: str, disabled: bool, by: Actor) -> AdminUser:
         """Disable (and log out) or re-enable an admin."""
         by.require("manage_admins")
-        user = await self._get(name)
-        if disabled and user.role == "owner":
-            await self._keep_an_owner(name)
-        await self.users.update(name, self._clock(), disabled=disabled)
+        async with one_at_a_time(self._locks, OWNERS_LOCK):  # two owners disabling each other
+            user = await self._get(name)
+            if disabled and user.role == "owner":
+                await self._keep_an_owner(name)
+            await self.users.update(name, self._clock(), disabled=disabled)
         if disabled:
             await self.sessions.revoke_all(name)
         after = await self._get(name)

@@ -336,7 +336,10 @@ class Console:
         existing = await self.merchants.get(openid)
         review = existing is not None and existing.status == "pending_review" and status == "active"
         actor.require("merchant_review" if review else "merchant_suspend")
-        merchant = await self.merchants.set_status(openid, status, reason, by=f"admin:{actor.name}")
+        # The change is made only from the status the permission was decided on:
+        # else an editor's 审核通过 landing after an owner's 暂停 would reinstate.
+        merchant = await self.merchants.set_status(openid, status, reason, by=f"admin:{actor.name}",
+                                                   expected=existing.status if existing else None)
         await self.audit.record(actor.name, "merchant_status", openid,
                                 before={"status": existing.status if existing else None},
                                 after={"status": merchant.status, "reason": reason.strip()}, address=actor.address)

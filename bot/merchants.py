@@ -110,10 +110,13 @@ class MerchantAccounts:
             raise AccountRefused("账户状态刚刚发生了变化，请回复“我的账户”查看后重试。", code="status_changed") from None
         return await self._reload(openid), "updated"
 
-    async def set_status(self, openid: str, status: str, reason: str, by: str) -> Merchant:
+    async def set_status(self, openid: str, status: str, reason: str, by: str, *, expected: str | None = None) -> Merchant:
         """Change the status (review, suspend, reinstate, close); ``reason`` is required.
 
         Closing erases the personal fields; the consent ledger is kept.
+        ``expected``: the status the caller decided on (e.g. which permission
+        the change needs); another status found means someone changed it
+        meanwhile, refused as ``status_changed``.
         """
         if status not in STATUSES:
             raise AccountRefused(f"未知的状态 {status}，可选：{', '.join(STATUSES)}", code="bad_status")
@@ -123,6 +126,8 @@ class MerchantAccounts:
         existing = await self.repo.get(openid)
         if existing is None:
             raise NoAccount(f"没有 openid 为 {openid} 的商家账户")
+        if expected is not None and existing.status != expected:
+            raise AccountRefused("账户状态刚刚被其他操作改变了，请刷新后重试。", code="status_changed")
         if (existing.status, status) not in TRANSITIONS:
             raise AccountRefused(
                 f"不能从“{STATUSES[existing.status]}”改为“{STATUSES[status]}”。"

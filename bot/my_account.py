@@ -12,10 +12,11 @@ mini-program asks in its own UI).
 from __future__ import annotations
 
 from bot import api_texts, texts
-from bot.consent import ConsentRefused, ConsentState, Origin
+from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
 from bot.merchants import AlreadyClosed, NoAccount
 from bot.registration import REGISTRATION
+from bot.serial import one_at_a_time
 from bot.services import Services
 from bot.validation import (
     Invalid,
@@ -114,12 +115,13 @@ async def save_registration(services: Services, openid: str, body: dict) -> tupl
     :class:`~bot.merchants.AccountRefused` (409, e.g. suspended).
     """
     await services.terms.refresh()  # as chat's consent gate does
-    state = await services.consents.state(openid)
-    if not state.accepted:
-        raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
-    existing = await services.merchants.get(openid)
-    profile = parse_profile(body, existing)
-    return await services.merchants.save_profile(openid, profile)
+    async with one_at_a_time(services.locks, openid):  # the user's lock, as chat's messages hold it
+        state = await services.consents.state(openid)
+        if not state.accepted:
+            raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
+        existing = await services.merchants.get(openid)
+        profile = parse_profile(body, existing)
+        return await services.merchants.save_profile(openid, profile)
 
 
 async def registration(services: Services, openid: str) -> Merchant:
@@ -137,14 +139,24 @@ async def holds_records(services: Services, openid: str) -> bool:
 
 async def close(services: Services, openid: str, via: str = "小程序") -> Merchant:
     """Close the account as chat's 注销账户 does: personal fields erased, ledger kept."""
-    merchant = await services.merchants.get(openid)
-    if merchant is None:
-        raise NoAccount(api_texts.NOT_REGISTERED)
-    if merchant.status == "closed":
-        raise AlreadyClosed(api_texts.ALREADY_CLOSED)
-    closed = await services.merchants.set_status(openid, "closed", f"用户在{via}申请注销", by="user")
+    async with one_at_a_time(services.locks, openid):
+        merchant = await services.merchants.get(openid)
+        if merchant is None:
+            raise NoAccount(api_texts.NOT_REGISTERED)
+        if merchant.status == "closed":
+            raise AlreadyClosed(api_texts.ALREADY_CLOSED)
+        closed = await services.merchants.set_status(openid, "closed", f"用户在{via}申请注销", by="user")
+        await forget_registration_dialog(services, openid)
+        return closed
+
+
+async def forget_registration_dialog(services: Services, openid: str) -> None:
+    """After a closure: a registration dialog still open in chat (its answers,
+    credit code and all) must neither outlive the account nor register it again."""
+    state = await services.dialogs.load(openid)
+    if state is not None and state.name.startswith(f"{REGISTRATION.name}:"):
+        await services.dialogs.clear(openid)
     await services.dialogs.clear_draft(openid, REGISTRATION.name)
-    return closed
 
 
 # -- consent ------------------------------------------------------------------------
@@ -166,7 +178,15 @@ async def record_consent(
     if not isinstance(version, str) or not version.strip():
         raise Invalid(api_texts.VERSION_MISSING, "version")
     version = version.strip()
-    consents = services.consents
+    # One consent action of a person at a time, chat's included (else a 同意
+    # in chat and an accept here both read "not accepted" and both append).
+    async with one_at_a_time(services.locks, openid):
+        return await _record_consent(services.consents, openid, version, action, origin)
+
+
+async def _record_consent(
+    consents: Consents, openid: str, version: str, action: str, origin: Origin
+) -> tuple[ConsentState, bool]:
     state = await consents.state(openid)
     if action == "accept":
         return await consents.accept(openid, origin, version=version, state=state)

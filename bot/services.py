@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 from storage.dialog_state import DialogStates
 from storage.followers import Followers
+from storage.locks import UserLocks
 from storage.reply_cache import ReplyCache
 
 if TYPE_CHECKING:
@@ -52,3 +53,5 @@ class Services:
     public_url: str = "http://127.0.0.1:8080"
     #: Mini-program identities (``bot.mini_sessions.MiniSessions``): chat links followers by unionid.
     mini: "MiniSessions | None" = None
+    #: The per-user locks chat's messages hold; the API takes them too (``bot.my_account``).
+    locks: UserLocks | None = None

@@ -18,7 +18,9 @@ from bot import amendment_rules, texts
 from bot.agreement import AgreementVersion, load_seed
 from bot.errors import BotError
 from bot.notices import check_text
+from bot.serial import one_at_a_time
 from storage.agreements import AgreementVersions, VersionExists
+from storage.locks import UserLocks
 from storage.mongo import MongoUnavailable
 
 if TYPE_CHECKING:
@@ -42,8 +44,10 @@ class Terms:
         versions: AgreementVersions,
         broadcasts: "Broadcasts",
         clock: Callable[[], dt.datetime],
+        locks: UserLocks | None = None,
     ) -> None:
         self._repo = versions
+        self._locks = locks
         self._broadcasts = broadcasts
         self._clock = clock
         self._cache: list[AgreementVersion] = []
@@ -144,24 +148,27 @@ class Terms:
         created for everyone who accepted any version. Raises
         :class:`~bot.amendment_rules.AmendmentRefused` with the rule broken.
         """
-        published_at = self._clock()
-        effective_at = effective_at or published_at
-        self._invalidate()
-        existing = await self.versions()
-        amendment_rules.check_publication(
-            draft, reason=reason, effective_at=effective_at, published_at=published_at, published=existing
-        )
-        version = draft.published(reason, published_at, effective_at)
-        # Checked before the version is stored: a notice refused afterwards
-        # would leave a published amendment that nobody was told about.
-        title, body = check_text(f"《{version.title}》修改通知", texts.amendment_notice(version))
-        try:
-            await self._repo.insert(version)
-        except VersionExists:
-            raise amendment_rules.AmendmentRefused(
-                "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
-            ) from None
-        self._invalidate()
+        # The order rules hold only if nobody publishes between the check and
+        # the insert (two admins at once published two versions for one moment).
+        async with one_at_a_time(self._locks, "terms:publication"):
+            published_at = self._clock()
+            effective_at = effective_at or published_at
+            self._invalidate()
+            existing = await self._read()
+            amendment_rules.check_publication(
+                draft, reason=reason, effective_at=effective_at, published_at=published_at, published=existing
+            )
+            version = draft.published(reason, published_at, effective_at)
+            # Checked before the version is stored: a notice refused afterwards
+            # would leave a published amendment that nobody was told about.
+            title, body = check_text(f"《{version.title}》修改通知", texts.amendment_notice(version))
+            try:
+                await self._repo.insert(version)
+            except VersionExists:
+                raise amendment_rules.AmendmentRefused(
+                    "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
+                ) from None
+            self._invalidate()
         return version, await self._tell_everyone(version, title, body, by)
 
     async def withdraw(self, version_id: str, *, reason: str, by: str) -> tuple[AgreementVersion, str]:
@@ -174,18 +181,19 @@ class Terms:
         reason = reason.strip()
         if not reason:
             raise amendment_rules.AmendmentRefused("reason", "请写明撤回的原因（会告知用户）")
-        self._invalidate()
-        version = await self.get(version_id)
-        now = self._clock()
-        if version.effective_at <= now:
-            raise amendment_rules.AmendmentRefused(
-                "in_force", f"版本 {version.version} 已于 {amendment_rules.show(version.effective_at)} 生效，"
-                "已生效的版本不能撤回；如需修改，请发布新的版本",
-            )
-        title, body = check_text(f"《{version.title}》修改撤回通知", texts.amendment_withdrawn(version, reason))
-        if not await self._repo.withdraw(version.version, now, by, reason):
-            raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile
-        self._invalidate()
+        async with one_at_a_time(self._locks, "terms:publication"):
+            self._invalidate()
+            version = await self.get(version_id)
+            now = self._clock()
+            if version.effective_at <= now:
+                raise amendment_rules.AmendmentRefused(
+                    "in_force", f"版本 {version.version} 已于 {amendment_rules.show(version.effective_at)} 生效，"
+                    "已生效的版本不能撤回；如需修改，请发布新的版本",
+                )
+            title, body = check_text(f"《{version.title}》修改撤回通知", texts.amendment_withdrawn(version, reason))
+            if not await self._repo.withdraw(version.version, now, by, reason):
+                raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile
+            self._invalidate()
         return version, await self._tell_everyone(version, title, body, by)
 
     async def _tell_everyone(self, version: AgreementVersion, title: str, body: str, by: str) -> str:

@@ -98,6 +98,7 @@ class Runtime:
         self.clock = clock
         self.mongo_client, self.db = mongo.connect(mongodb_uri, database)
         self.redis = redis_store.connect(redis_url)
+        self.locks = UserLocks(self.redis)
         self.redis_sync = redis_store.connect_sync(redis_url)
         self.wechat: WeChatAPI | None = None
         if config.wechat_appid and config.wechat_secret:
@@ -122,9 +123,8 @@ class Runtime:
         self.broadcasts = Broadcasts(
             self.notices, self.deliveries, self.queue, self.followers, self.merchants.repo, self.ledger, self.journal, clock
         )
-        self.merchants.on_admin_change = tell_merchants_through(self.broadcasts)
         self.templates = load_templates(config.notice_templates)
-        self.terms = Terms(self.versions, self.broadcasts, clock)
+        self.terms = Terms(self.versions, self.broadcasts, clock, locks=self.locks)
         self.consents = Consents(self.ledger, self.terms, clock)
         self.qa_log = QALog(self.db)
         self.answers = Answers(
@@ -149,14 +149,21 @@ class Runtime:
             wechat=self.wechat,
             clock=clock,
             public_url=config.base_url,
+            locks=self.locks,
         )
-        self.conversation = Conversation(
-            router or chat.router, self.services, locks=UserLocks(self.redis), deadline=deadline
-        )
+        self.conversation = Conversation(router or chat.router, self.services, locks=self.locks, deadline=deadline)
+        tell_merchant = tell_merchants_through(self.broadcasts)
+
+        async def after_admin_change(merchant, before: str, reason: str, by: str) -> None:
+            if merchant.status == "closed":
+                await my_account.forget_registration_dialog(self.services, merchant.openid)
+            await tell_merchant(merchant, before, reason, by)
+
+        self.merchants.on_admin_change = after_admin_change
         # The admin console: accounts, audit log, and its actions over the same services.
         self.audit = Audit(AuditLog(self.db), clock)
         self.admins = AdminAccounts(
-            AdminUsers(self.db), AdminSessions(self.redis), LoginLimits(self.redis), self.audit, clock
+            AdminUsers(self.db), AdminSessions(self.redis), LoginLimits(self.redis), self.audit, clock, locks=self.locks
         )
         self.console = Console(
             broadcasts=self.broadcasts, terms=self.terms, merchants=self.merchants, followers=self.followers,

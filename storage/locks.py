@@ -30,6 +30,10 @@ return 0
 """
 
 
+class LockBusy(Exception):
+    """:meth:`UserLocks.exclusive` could not take the lock (held too long, or Redis down)."""
+
+
 def lock_key(openid: str) -> str:
     return key("lock", openid)
 
@@ -67,8 +71,21 @@ class UserLocks:
                 await asyncio.sleep(POLL_SECONDS)
         except RedisUnavailable:
             pass
-        log.warning("handling a message of %s without its lock", openid)
+        log.warning("could not take the lock of %s", openid)
         return None
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str):
+        """Hold the lock ``name`` (an openid, or a rule's name such as
+        ``admin:owners``) for a check and the write that depends on it;
+        raises :class:`LockBusy` rather than go ahead without it."""
+        token = await self.acquire(name)
+        if token is None:
+            raise LockBusy(name)
+        try:
+            yield
+        finally:
+            await self.release(name, token)
 
     async def release(self, openid: str, token: str | None) -> None:
         """Release a lock this process holds (a no-op for ``None``)."""

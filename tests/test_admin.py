@@ -752,3 +752,23 @@ def test_cli_creates_and_manages_admins(backing, tmp_path):
             keys = list(spare.scan_iter(match="wb:*"))
             if keys:
                 spare.delete(*keys)
+
+
+async def test_owner_changes_are_made_one_at_a_time(svc):
+    # "At least one enabled owner" holds only if no other change lands between
+    # the check and the write: two owners disabling each other both succeeded.
+    from bot.admin_accounts import OWNERS_LOCK, Actor, AdminRefused
+
+    admins, locks = svc.runtime.admins, svc.runtime.locks
+    await admins.create("otto", "owner", PASSWORD, by=CLI)
+    olga, otto = Actor("olga", "owner"), Actor("otto", "owner")
+    held = await locks.acquire(OWNERS_LOCK)  # another process changing owners
+    first = asyncio.create_task(admins.set_disabled("otto", True, by=olga))
+    await asyncio.sleep(0.3)
+    assert not first.done() and not (await admins.users.get("otto")).disabled
+    await locks.release(OWNERS_LOCK, held)
+    await first
+    with pytest.raises(AdminRefused) as refused:
+        await admins.set_disabled("olga", True, by=otto)
+    assert refused.value.code == "last_owner"
+    assert [u.name for u in await admins.list() if u.role == "owner" and not u.disabled] == ["olga"]

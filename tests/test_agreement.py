@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -149,3 +150,21 @@ def test_effective_at_formats():
 def test_section_numbers_follow_file_order():
     section = Section(3, "t", "s", ("a", "b"))
     assert section.full_text() == "第3节 t\n\n3.1 a\n\n3.2 b"
+
+
+async def test_two_publications_at_once_are_checked_one_after_the_other(service):
+    # Each checks the order rule against the versions published: two admins
+    # publishing at the same moment had both versions stored for one date.
+    from bot.amendment_rules import AmendmentRefused
+
+    runtime = service.runtime
+    when = runtime.clock() + dt.timedelta(days=10)
+    results = await asyncio.gather(
+        runtime.terms.publish(amended("2026-12-20a"), reason="routine", effective_at=when, by="olga"),
+        runtime.terms.publish(amended("2026-12-20b"), reason="routine", effective_at=when, by="ed"),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, AmendmentRefused)]
+    assert len(refused) == 1, results
+    assert [v.version for v in await runtime.terms.versions()][-1] in ("2026-12-20a", "2026-12-20b")
+    assert len(await runtime.terms.versions()) == 2

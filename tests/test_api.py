@@ -720,3 +720,28 @@ async def test_a_huge_body_is_refused_before_it_is_read(api, path):
         writer.close()
     assert status_line.split()[1] in (b"400", b"413"), status_line
     assert (await AsyncHTTPClient().fetch(api.svc.url + "/healthz")).code == 200
+
+
+async def test_an_api_consent_action_waits_for_the_users_chat_message_in_progress(api):
+    # Chat holds the user's lock while it handles a message (a 同意 reading
+    # the state, then appending); the API's action must not run in between.
+    token = await api.token()
+    openid = mp_openid("alice")
+    locks = api.svc.runtime.locks
+    held = await locks.acquire(openid)
+    accept = asyncio.create_task(api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token))
+    await asyncio.sleep(0.5)
+    assert not accept.done() and await api.svc.runtime.ledger.history(openid) == []
+    await locks.release(openid, held)
+    assert (await accept).status == 200
+    assert [r.action for r in await api.svc.runtime.ledger.history(openid)] == ["accept"]
+
+
+async def test_closing_twice_at_once_says_already_closed(api):
+    token = await api.token()
+    await api.accepted(token)
+    await api.call("PUT", "/me/registration", ENTERPRISE, token)
+    first, second = await asyncio.gather(api.call("DELETE", "/me", token=token), api.call("DELETE", "/me", token=token))
+    assert sorted((first.status, second.status)) == [200, 409]
+    refused = first if first.status == 409 else second
+    assert refused.error()["code"] == "already_closed"

@@ -359,3 +359,31 @@ async def test_merchants_cli(tmp_path):
     assert blank.returncode == 2 and "原因" in blank.stderr
     missing = run_cli("merchants", "set-status", "o-none", "active", "--reason", "x", "--data-dir", str(tmp_path))
     assert missing.returncode == 2 and "没有 openid" in missing.stderr
+
+
+async def test_an_admin_closure_ends_an_open_registration_dialog(service):
+    # The merchant is editing their profile in chat when an owner closes the
+    # account: the dialog (holding the old answers) must not register it again.
+    await register_enterprise(service, "o-edit")
+    merchants = service.runtime.merchants
+    await chat(service, "o-edit", "修改资料")
+    assert await service.runtime.services.dialogs.load("o-edit") is not None
+    await merchants.set_status("o-edit", "closed", "商家申请，由客服办理", by="admin:olga")
+    assert await service.runtime.services.dialogs.load("o-edit") is None
+    await service.wechat.ask("o-edit", "确认")
+    assert (await merchants.get("o-edit")).status == "closed"
+    assert (await merchants.get("o-edit")).credit_code is None
+
+
+async def test_a_change_decided_on_an_old_status_is_refused(service):
+    # An editor's 审核通过 decided on "pending_review" must not land as a
+    # reinstatement after an owner's 暂停 (only owners reinstate).
+    from bot.merchants import AccountRefused
+
+    await register_enterprise(service, "o-race")
+    merchants = service.runtime.merchants
+    await merchants.set_status("o-race", "suspended", "资料待核实", by="admin:olga")
+    with pytest.raises(AccountRefused) as refused:
+        await merchants.set_status("o-race", "active", "审核通过", by="admin:ed", expected="pending_review")
+    assert refused.value.code == "status_changed"
+    assert (await merchants.get("o-race")).status == "suspended"
