@@ -21,15 +21,17 @@ from bot.agreement import CHINA, AgreementVersion, parse_toml
 from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
-from bot.merchants import STATUSES, MerchantAccounts
+from bot.merchants import STATUSES, AccountRefused, MerchantAccounts
 from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, check_text, notice_text
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import attach_examples, units_of
+from bot.serial import one_at_a_time
 from bot.terms import Terms
 from storage.admin_drafts import Draft, Drafts
 from storage.admin_stats import AdminStats
 from storage.consent_view import ConsentView
 from storage.followers import Followers
+from storage.locks import UserLocks
 from storage.merchants import Merchant
 from storage.notices import CATEGORIES, Notice
 
@@ -146,7 +148,8 @@ class Console:
 
     def __init__(self, *, broadcasts: Broadcasts, terms: Terms, merchants: MerchantAccounts, followers: Followers,
                  drafts: Drafts, stats: AdminStats, consent_view: ConsentView, audit: Audit, qa_override_dir: Path,
-                 clock: Callable[[], dt.datetime]) -> None:
+                 clock: Callable[[], dt.datetime], locks: UserLocks | None = None) -> None:
+        self.locks = locks
         self.broadcasts = broadcasts
         self.terms = terms
         self.merchants = merchants
@@ -330,16 +333,26 @@ class Console:
         return [m for m in found if any(needle in (getattr(m, f) or "").casefold() for f in
                                         ("openid", "entity_name", "credit_code", "contact_name", "phone", "email"))]
 
-    async def set_merchant_status(self, actor: Actor, openid: str, status: str, reason: str) -> Merchant:
+    async def set_merchant_status(self, actor: Actor, openid: str, status: str, reason: str,
+                                  seen: str | None = None) -> Merchant:
         """Review (editor), or suspend, reinstate, close (owner), through
-        :meth:`MerchantAccounts.set_status` and its transitions."""
-        existing = await self.merchants.get(openid)
-        review = existing is not None and existing.status == "pending_review" and status == "active"
-        actor.require("merchant_review" if review else "merchant_suspend")
-        # The change is made only from the status the permission was decided on:
-        # else an editor's 审核通过 landing after an owner's 暂停 would reinstate.
-        merchant = await self.merchants.set_status(openid, status, reason, by=f"admin:{actor.name}",
-                                                   expected=existing.status if existing else None)
+        :meth:`MerchantAccounts.set_status` and its transitions.
+
+        ``seen``: :func:`profile_stamp` of the record the admin looked at; a
+        profile changed since is not approved unseen (refused, ``profile_changed``).
+        """
+        # Under the merchant's own lock, which chat and the API hold while they
+        # change the profile: the record checked is the record changed.
+        async with one_at_a_time(self.locks, openid):
+            existing = await self.merchants.get(openid)
+            review = existing is not None and existing.status == "pending_review" and status == "active"
+            actor.require("merchant_review" if review else "merchant_suspend")
+            if seen is not None and existing is not None and profile_stamp(existing) != seen:
+                raise AccountRefused("商家资料在您打开页面后有更新，请核对页面上的最新资料后再操作。", code="profile_changed")
+            # The change is made only from the status the permission was decided on:
+            # else an editor's 审核通过 landing after an owner's 暂停 would reinstate.
+            merchant = await self.merchants.set_status(openid, status, reason, by=f"admin:{actor.name}",
+                                                       expected=existing.status if existing else None)
         await self.audit.record(actor.name, "merchant_status", openid,
                                 before={"status": existing.status if existing else None},
                                 after={"status": merchant.status, "reason": reason.strip()}, address=actor.address)
@@ -414,6 +427,11 @@ def _short_audience(audience: dict) -> dict:
     if audience.get("type") == "openids":
         return {"type": "openids", "count": len(audience["openids"]), "first": audience["openids"][:20]}
     return audience
+
+
+def profile_stamp(merchant: Merchant) -> str:
+    """What an admin saw of a merchant: the record's last change, as text."""
+    return merchant.updated_at.isoformat() if merchant.updated_at else ""
 
 
 def merchant_row(merchant: Merchant) -> dict:

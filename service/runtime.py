@@ -168,7 +168,7 @@ class Runtime:
         self.console = Console(
             broadcasts=self.broadcasts, terms=self.terms, merchants=self.merchants, followers=self.followers,
             drafts=Drafts(self.db), stats=AdminStats(self.db), consent_view=self.consent_view, audit=self.audit,
-            qa_override_dir=Path(config.data_dir) / "qa", clock=clock,
+            qa_override_dir=Path(config.data_dir) / "qa", clock=clock, locks=self.locks,
         )
 
         # The mini-program API: its own WeChat client (login), sessions, identities, inbox read-state.

@@ -772,3 +772,21 @@ async def test_owner_changes_are_made_one_at_a_time(svc):
         await admins.set_disabled("olga", True, by=otto)
     assert refused.value.code == "last_owner"
     assert [u.name for u in await admins.list() if u.role == "owner" and not u.disabled] == ["olga"]
+
+
+async def test_a_profile_changed_after_the_page_was_opened_is_not_approved_unseen(svc):
+    await register(svc, "o-m3", "王五小店")
+    editor = await logged_in(svc, "eddie")
+    page = text(await editor.get("/admin/merchants/o-m3"))
+    seen = re.search(r'name="seen" value="([^"]*)"', page).group(1)
+    assert "王五小店" in page and seen
+    # The merchant changes the name meanwhile (still in review).
+    await svc.runtime.merchants.save_profile(
+        "o-m3", {"entity_type": "individual", "entity_name": "另一家店", "contact_name": "王五", "phone": "13812345678"}
+    )
+    refused = await editor.post("/admin/merchants/o-m3", {"status": "active", "reason": "资料齐全", "seen": seen})
+    assert refused.code == 409 and "有更新" in text(refused) and "另一家店" in text(refused)
+    assert (await svc.runtime.merchants.get("o-m3")).status == "pending_review"
+    fresh = re.search(r'name="seen" value="([^"]*)"', text(refused)).group(1)
+    approved = await editor.post("/admin/merchants/o-m3", {"status": "active", "reason": "资料齐全", "seen": fresh})
+    assert approved.code == 303 and (await svc.runtime.merchants.get("o-m3")).status == "active"

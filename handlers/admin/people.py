@@ -6,7 +6,7 @@ from __future__ import annotations
 import tornado.escape
 
 from bot.admin_accounts import ROLES
-from bot.console import MERCHANT_FIELDS, merchant_row
+from bot.console import MERCHANT_FIELDS, merchant_row, profile_stamp
 from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
 from bot.merchants import STATUSES, TRANSITIONS, NoAccount
@@ -53,7 +53,8 @@ class MerchantHandler(AdminHandler):
         status = self.get_argument("status", "")
         reason = self.text("reason", "", 500)
         try:
-            await self.console.set_merchant_status(self.actor, openid, status, reason)
+            await self.console.set_merchant_status(self.actor, openid, status, reason,
+                                                   seen=self.get_argument("seen", "") or None)
         except BotError as exc:
             if exc.status == 403:
                 raise
@@ -68,7 +69,7 @@ class MerchantHandler(AdminHandler):
         history = await self.runtime.merchants.repo.history(openid)
         moves = [(to, label) for (frm, to), label in TRANSITIONS.items() if frm == merchant.status]
         self.page("merchant.html", http_status=status, m=merchant, history=history, moves=moves, statuses=STATUSES,
-                  kinds=KINDS, error=error, reason=reason)
+                  kinds=KINDS, error=error, reason=reason, seen=profile_stamp(merchant))
 
 
 class AdminsHandler(AdminHandler):
