@@ -145,7 +145,7 @@ def _run_service(
 ) -> int:
     """Serve until SIGINT/SIGTERM. ``ready(runtime)``, if given, is awaited once
     the service listens, before ``banner(port)`` (the demo pushes its menu)."""
-    sockets = _bind(config)
+    sockets = _bind(config, reuse_port=processes > 1 and supervisor.REUSE_PORT)
     port = sockets[0].getsockname()[1]
     embedded = start_embedded(config)
     try:
@@ -165,9 +165,9 @@ def _run_service(
     return 0
 
 
-def _bind(config: Config) -> list[socket.socket]:
+def _bind(config: Config, reuse_port: bool = False) -> list[socket.socket]:
     try:
-        return tornado.netutil.bind_sockets(config.port, config.host)
+        return tornado.netutil.bind_sockets(config.port, config.host, reuse_port=reuse_port)
     except OSError as exc:
         raise UsageError(f"无法监听 {config.host}:{config.port}：{exc.strerror}") from None
 

@@ -1,9 +1,15 @@
-"""Run the service: one process, or several sharing the listening sockets.
+"""Run the service: one process, or several listening on one port.
 
 With ``processes > 1`` the parent binds the sockets, forks the workers and
 only supervises: a worker that dies is replaced, SIGINT/SIGTERM stop them
 all. Workers die with the parent even if it is killed (``PR_SET_PDEATHSIG``).
 The parent also owns the embedded servers, so they stop last.
+
+Where the system has ``SO_REUSEPORT`` (Linux), each worker listens on a
+socket of its own on the port and the kernel spreads new connections evenly
+among them. On one shared socket, whichever worker woke first accepted a whole
+burst of connections: nginx's (or a load generator's) keep-alive connections,
+opened together, ended up mostly in one worker while the other idled.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ log = logging.getLogger(__name__)
 WorkerMain = Callable[[list[socket.socket], asyncio.Event], Awaitable[None]]
 
 RESTART_BACKOFF = 1.0
+#: Whether workers can each listen on the port (see module docstring).
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
 
 
 #: Set in each forked worker to its index (0, 1 …): what is said once is said by worker 0.
@@ -91,6 +99,11 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
+    # With SO_REUSEPORT on the parent's sockets, each worker opens its own on
+    # the same addresses; the parent's are closed once the workers listen.
+    own_sockets = REUSE_PORT and all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in sockets)
+    addresses = [(s.family, s.getsockname()) for s in sockets]
+
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
@@ -100,7 +113,12 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             os.environ[WORKER_INDEX] = str(index)
             code = 0
             try:
-                run_loop(_worker(main, sockets))
+                listening = sockets
+                if own_sockets:
+                    listening = [_listen_again(family, address) for family, address in addresses]
+                    for inherited in sockets:
+                        inherited.close()
+                run_loop(_worker(main, listening))
             except BaseException:  # noqa: BLE001 - a worker must never return into the parent's code
                 log.exception("worker %d failed", index)
                 code = 1
@@ -111,6 +129,9 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
     for index in range(processes):
         spawn(index)
     log.info("started %d worker processes", processes)
+    if own_sockets:
+        for sock in sockets:
+            sock.close()
 
     next_tick = time.monotonic() + TICK_EVERY
     while children:
@@ -153,6 +174,24 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _listen_again(family: int, address) -> socket.socket:
+    """A worker's own listening socket on ``address`` (SO_REUSEPORT), set up as
+    ``tornado.netutil.bind_sockets`` sets up the parent's."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setblocking(False)
+        sock.bind(address)
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def run_loop(coro):

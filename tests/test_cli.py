@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -317,6 +318,48 @@ async def test_several_processes_serve_and_stop_together(tmp_path):
         await wait_dead(family)
         assert service.proc.stdout.read().count("wetoop-bot 已启动") == 1  # said once, not per worker
     finally:
+        service.kill()
+
+
+def _connections_of(pid: int, port: int) -> int:
+    """Established TCP connections on local ``port`` held by process ``pid``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01" and fields[9] in inodes:
+            count += 1
+    return count
+
+
+async def test_several_processes_share_the_connections(tmp_path):
+    # Keep-alive connections opened together (nginx's, a load generator's)
+    # went mostly to one worker on a shared socket; each has its own now.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = Running(["serve", "--processes", "2"], {"DATA_DIR": str(tmp_path), "PORT": str(port), "WECHAT_TOKEN": TOKEN})
+    streams = []
+    try:
+        await service.wait_healthy(url)
+        state = embedded_state(tmp_path)
+        workers = [p for p in descendants(service.proc.pid) if p not in (state["mongo"]["pid"], state["redis"]["pid"])]
+        assert len(workers) == 2
+        streams = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(24)))
+        for _reader, writer in streams:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        for reader, _writer in streams:
+            assert b" 200 " in await asyncio.wait_for(reader.readline(), 10)
+        shares = [_connections_of(pid, port) for pid in workers]
+        assert sum(shares) == 24 and min(shares) >= 4, shares
+    finally:
+        for _reader, writer in streams:
+            writer.close()
+        await service.stop(signal.SIGTERM)
         service.kill()
 
 
