@@ -252,7 +252,7 @@ class DeliveryWorker:
                 outcomes[openid] = mark
         if outcomes:
             log.warning("notice %s: %d recipients taken over from a dead worker", notice_id, len(outcomes))
-            await deps.deliveries.finish_many(notice_id, outcomes, now)
+            await deps.broadcasts.record_outcomes(notice_id, outcomes, now)
         await deps.journal.forget(notice_id, finished + list(outcomes))
         batch.claimed = todo
         return todo, len(ours) < len(openids)
@@ -410,7 +410,7 @@ class _Batch:
         if not self.outcomes or time.monotonic() - self._flushed < every:
             return
         self._flushed = time.monotonic()
-        await self.deps.deliveries.finish_many(self.notice_id, self.outcomes, self.deps.clock())
+        await self.deps.broadcasts.record_outcomes(self.notice_id, self.outcomes, self.deps.clock())
         await self.deps.journal.forget(self.notice_id, list(self.outcomes))
         self.outcomes = {}
 

@@ -332,16 +332,28 @@ class Broadcasts:
         )
 
     async def template_result(self, msgid: int, status: str) -> None:
-        """Apply a ``TEMPLATESENDJOBFINISH`` event to its delivery."""
+        """Apply a ``TEMPLATESENDJOBFINISH`` event to its delivery; one that
+        came before the send's outcome was written waits for it
+        (:meth:`record_outcomes`)."""
         delivery = await self.deliveries.by_template_msgid(msgid)
         if delivery is None:
+            await self._journal.keep_report(msgid, status)
             return
+        await self._apply_report(delivery.notice_id, delivery.openid, status)
+
+    async def record_outcomes(self, notice_id: str, outcomes: dict[str, dict], at: dt.datetime) -> None:
+        """Write sends' outcomes (``openid -> fields``), then any template
+        report WeChat sent before they were written."""
+        await self.deliveries.finish_many(notice_id, outcomes, at)
+        by_msgid = {fields["template_msgid"]: openid for openid, fields in outcomes.items() if fields.get("template_msgid")}
+        for msgid, status in (await self._journal.take_reports(list(by_msgid))).items():
+            await self._apply_report(notice_id, by_msgid[msgid], status)
+
+    async def _apply_report(self, notice_id: str, openid: str, status: str) -> None:
         if status == "success":
-            await self.deliveries.finish(delivery.notice_id, delivery.openid, "sent", self._clock(), reason="confirmed")
+            await self.deliveries.finish(notice_id, openid, "sent", self._clock(), reason="confirmed")
         else:
-            await self.deliveries.finish(
-                delivery.notice_id, delivery.openid, "failed", self._clock(), reason=f"template:{status}"[:200]
-            )
+            await self.deliveries.finish(notice_id, openid, "failed", self._clock(), reason=f"template:{status}"[:200])
 
     async def inbox(self, openid: str) -> list[tuple[Notice, Delivery]]:
         """Notices meant for a user, newest first: those sent in chat, and those

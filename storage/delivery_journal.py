@@ -19,6 +19,11 @@ notice:
   no mark means never tried (sent now).
 
 Once MongoDB has an outcome, its claim and journal entry are removed together.
+
+WeChat's report on a template message (``TEMPLATESENDJOBFINISH``) can arrive
+before the send's outcome, which carries the message id, reaches MongoDB; it
+waits here (``wb:template_report:<msgid>``, a day) until the outcome is
+written (:meth:`DeliveryJournal.keep_report`, :meth:`DeliveryJournal.take_reports`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from storage.redis_store import key
 ATTEMPT = "attempt"
 #: Outlives any broadcast.
 TTL = 7 * 24 * 3600
+#: An early template report waits this long for its delivery's outcome.
+REPORT_TTL = 24 * 3600
 #: What :meth:`DeliveryJournal.claim` says of each recipient.
 OURS, BUSY, TAKEN_OVER = 0, 1, 2
 
@@ -140,3 +147,17 @@ class DeliveryJournal:
                 pipe.hdel(journal_key(notice_id), *openids)
                 pipe.hdel(claims_key(notice_id), *openids)
                 await pipe.execute()
+
+    async def keep_report(self, msgid: int, status: str) -> None:
+        """Hold WeChat's report on template message ``msgid`` until its outcome is written."""
+        await self._redis.set(key("template_report", str(msgid)), status, ex=REPORT_TTL)
+
+    async def take_reports(self, msgids: list[int]) -> dict[int, str]:
+        """The reports held for ``msgids`` (``msgid -> status``), removed as they are taken."""
+        if not msgids:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for msgid in msgids:
+                pipe.getdel(key("template_report", str(msgid)))
+            values = await pipe.execute()
+        return {m: v for m, v in zip(msgids, values) if v is not None}

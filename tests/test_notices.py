@@ -257,6 +257,22 @@ async def test_template_job_finish_event_updates_the_delivery(make_service, emul
     assert (await svc.runtime.broadcasts.progress(notice)).failed == 1
 
 
+async def test_a_template_report_that_comes_before_the_outcome_is_written_still_applies(svc):
+    # The worker writes outcomes a batch at a time; WeChat may report on a
+    # template message (user block) before its msgid is in MongoDB.
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-early"]})
+    xml = event_xml("o-early", "TEMPLATESENDJOBFINISH").replace(
+        "</xml>", "<MsgID>777001</MsgID><Status><![CDATA[failed:user block]]></Status></xml>"
+    )
+    assert (await svc.wechat.post(xml)).body == b"success"
+    [record] = await svc.runtime.deliveries.for_user("o-early")
+    assert record.status == "pending"  # nothing to apply it to yet
+    outcome = {"o-early": {"status": "sent", "channel": "template", "template_msgid": 777001}}
+    await svc.runtime.broadcasts.record_outcomes(notice, outcome, svc.runtime.clock())
+    [record] = await svc.runtime.deliveries.for_user("o-early")
+    assert (record.status, record.reason) == ("failed", "template:failed:user block")
+
+
 # -- pause, resume, cancel, progress -------------------------------------------------------------------
 
 
