@@ -56,9 +56,10 @@ class UserLocks:
         self._wait = wait
         self._release = redis.register_script(_RELEASE)
 
-    async def acquire(self, openid: str) -> str | None:
+    async def acquire(self, openid: str, *, strict: bool = False) -> str | None:
         """The token of the user's lock, waiting up to ``wait`` seconds; ``None``
-        if it could not be had (held too long, or Redis down)."""
+        if it could not be had (held too long, or Redis down; ``strict``: Redis'
+        error is raised instead)."""
         token = new_token()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
@@ -70,7 +71,8 @@ class UserLocks:
                     break
                 await asyncio.sleep(POLL_SECONDS)
         except RedisUnavailable:
-            pass
+            if strict:
+                raise
         log.warning("could not take the lock of %s", openid)
         return None
 
@@ -78,8 +80,9 @@ class UserLocks:
     async def exclusive(self, name: str):
         """Hold the lock ``name`` (an openid, or a rule's name such as
         ``admin:owners``) for a check and the write that depends on it;
-        raises :class:`LockBusy` rather than go ahead without it."""
-        token = await self.acquire(name)
+        raises :class:`LockBusy` rather than go ahead without it (Redis' own
+        error when it is down, so that callers say so)."""
+        token = await self.acquire(name, strict=True)
         if token is None:
             raise LockBusy(name)
         try:

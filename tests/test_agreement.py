@@ -168,3 +168,23 @@ async def test_two_publications_at_once_are_checked_one_after_the_other(service)
     assert len(refused) == 1, results
     assert [v.version for v in await runtime.terms.versions()][-1] in ("2026-12-20a", "2026-12-20b")
     assert len(await runtime.terms.versions()) == 2
+
+
+async def test_publishing_with_redis_down_says_so_and_stores_nothing(service):
+    # Publication holds a Redis lock; with Redis down the admin hears that,
+    # not "another operation is in progress", and nothing is published.
+    from bot.terms import Terms
+    from storage import redis_store
+    from storage.embedded import free_port
+    from storage.locks import UserLocks
+
+    runtime = service.runtime
+    dead = redis_store.connect(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        terms = Terms(runtime.versions, runtime.broadcasts, runtime.clock, locks=UserLocks(dead))
+        with pytest.raises(redis_store.RedisUnavailable):
+            await terms.publish(amended("2026-12-21"), reason="routine",
+                                effective_at=runtime.clock() + dt.timedelta(days=10), by="olga")
+    finally:
+        await dead.aclose()
+    assert [v.version for v in await runtime.terms.versions()] == ["2022-05-22"]
