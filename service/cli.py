@@ -167,6 +167,11 @@ def _run_service(
 
 def _bind(config: Config, reuse_port: bool = False) -> list[socket.socket]:
     try:
+        if reuse_port and config.port:
+            # SO_REUSEPORT would let a second service (an old one still
+            # running) share the port silently: first make sure it is free.
+            for probe in tornado.netutil.bind_sockets(config.port, config.host):
+                probe.close()
         return tornado.netutil.bind_sockets(config.port, config.host, reuse_port=reuse_port)
     except OSError as exc:
         raise UsageError(f"无法监听 {config.host}:{config.port}：{exc.strerror}") from None

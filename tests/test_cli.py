@@ -363,6 +363,20 @@ async def test_several_processes_share_the_connections(tmp_path):
         service.kill()
 
 
+async def test_a_second_service_on_the_same_port_is_refused(tmp_path):
+    # Workers listen with SO_REUSEPORT; a second service must not join them.
+    port = free_port()
+    env = {"DATA_DIR": str(tmp_path / "a"), "PORT": str(port), "WECHAT_TOKEN": TOKEN}
+    first = Running(["serve", "--processes", "2"], env)
+    try:
+        await first.wait_healthy(f"http://127.0.0.1:{port}")
+        second = run_cli("serve", "--processes", "2", **{**env, "DATA_DIR": str(tmp_path / "b")})
+        assert second.returncode == 2 and "无法监听" in second.stderr, second.stderr
+        assert await first.stop(signal.SIGTERM) == 0
+    finally:
+        first.kill()
+
+
 async def test_demo_prints_urls_and_answers(tmp_path):
     port = free_port()
     demo = Running(["demo", "--port", str(port), "--data-dir", str(tmp_path)], {})
