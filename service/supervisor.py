@@ -23,6 +23,8 @@ import socket
 import time
 from typing import Awaitable, Callable
 
+import tornado.netutil
+
 from storage.embedded import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             try:
                 listening = sockets
                 if own_sockets:
-                    listening = [_listen_again(family, address) for family, address in addresses]
+                    listening = [sock for family, address in addresses for sock in _listen_again(family, address)]
                     for inherited in sockets:
                         inherited.close()
                 run_loop(_worker(main, listening))
@@ -176,22 +178,11 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             pass
 
 
-def _listen_again(family: int, address) -> socket.socket:
-    """A worker's own listening socket on ``address`` (SO_REUSEPORT), set up as
-    ``tornado.netutil.bind_sockets`` sets up the parent's."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setblocking(False)
-        sock.bind(address)
-        sock.listen(128)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+def _listen_again(family: int, address) -> list[socket.socket]:
+    """A worker's own listening socket on ``address`` (``SO_REUSEPORT``), made
+    by the same Tornado helper as the parent's."""
+    host, port = address[0], address[1]
+    return tornado.netutil.bind_sockets(port, host, family=family, reuse_port=True)
 
 
 def run_loop(coro):
