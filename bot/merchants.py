@@ -148,12 +148,8 @@ class MerchantAccounts:
         return merchant
 
     async def _closed_while_suspended(self, openid: str) -> bool:
-        before = None
-        for entry in await self.repo.history(openid):
-            if entry.status == "closed":
-                closed_from = before
-            before = entry.status
-        return before == "closed" and closed_from == "suspended"
+        # Every status change has its history entry: the last two are the closure and what it ended.
+        return [e.status for e in (await self.repo.history(openid))[-2:]] == ["suspended", "closed"]
 
     async def _reload(self, openid: str) -> Merchant:
         merchant = await self.repo.get(openid)

@@ -24,7 +24,7 @@ class Busy(BotError):
 
 
 @contextlib.asynccontextmanager
-async def one_at_a_time(locks: UserLocks | None, name: str, message: str = BUSY):
+async def one_at_a_time(locks: UserLocks | None, name: str):
     """Run the block holding the lock ``name``; :class:`Busy` if it cannot be had.
     ``locks=None`` (no Redis configured, some tests) runs it unguarded."""
     if locks is None:
@@ -34,4 +34,4 @@ async def one_at_a_time(locks: UserLocks | None, name: str, message: str = BUSY)
         async with locks.exclusive(name):
             yield
     except LockBusy:
-        raise Busy(message) from None
+        raise Busy(BUSY) from None
