@@ -114,8 +114,8 @@ class AgreementVersion:
         out = []
         if self.published_at is not None:
             out += [
-                f"# 发布时间：{_iso(self.published_at)}",
-                f"# 生效时间：{_iso(self.effective_at)}",
+                f"# 发布时间：{beijing_iso(self.published_at)}",
+                f"# 生效时间：{beijing_iso(self.effective_at)}",
                 f"# 修改原因：{self.reason}（{REASONS.get(self.reason or '', '')}）",
                 f"# 文本 SHA-256：{self.text_sha256}",
                 "# 修改后发布新版本：请改用新的 version，并更新 changes。",
@@ -254,7 +254,8 @@ def _utc(value) -> dt.datetime | None:
     return as_datetime(value)
 
 
-def _iso(value: dt.datetime | None) -> str:
+def beijing_iso(value: dt.datetime | None) -> str:
+    """ISO 8601 in Beijing time with its offset: what admins read in files, still exact for scripts."""
     return value.astimezone(CHINA).isoformat(timespec="seconds") if value else ""
 
 

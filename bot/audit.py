@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from typing import AsyncIterator, Callable
 
+from bot.agreement import beijing_iso
 from bot.spreadsheet import ExcelCsv
 from storage.audit_log import AuditEntry, AuditLog
 
@@ -63,7 +64,7 @@ class Audit:
         sheet = ExcelCsv(CSV_FIELDS)
         async for entry in self.log.scan(**filters):
             sheet.row([
-                entry.at.isoformat(), entry.actor, entry.action, entry.target,
+                beijing_iso(entry.at), entry.actor, entry.action, entry.target,
                 "" if entry.before is None else json.dumps(entry.before, ensure_ascii=False, default=str),
                 "" if entry.after is None else json.dumps(entry.after, ensure_ascii=False, default=str),
                 entry.address,

@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Callable
 
 from bot import texts
-from bot.agreement import AgreementVersion
+from bot.agreement import AgreementVersion, beijing_iso
 from bot.errors import BotError
 from bot.terms import Terms
 from storage.consents import ConsentLedger, ConsentRecord
@@ -132,3 +132,16 @@ def _status(latest: ConsentRecord | None, current: AgreementVersion) -> str:
     if latest.action == "accept":
         return "accepted" if latest.version == current.version else "outdated"
     return "declined" if latest.action == "decline" else "withdrawn"
+
+
+#: The columns of a consent record in the admin's CSV and the CLI's export.
+RECORD_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
+
+
+def record_row(record: ConsentRecord) -> dict:
+    """One ledger record as a flat row (time in Beijing time with its offset)."""
+    return {
+        "at": beijing_iso(record.at), "openid": record.openid, "unionid": record.unionid or "",
+        "version": record.version, "action": record.action, "channel": record.channel,
+        "text_sha256": record.text_sha256, "message_id": record.message_id or "",
+    }

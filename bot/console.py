@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from bot.admin_accounts import Actor
-from bot.agreement import CHINA, AgreementVersion, parse_toml
+from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
 from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
@@ -438,5 +438,5 @@ def merchant_row(merchant: Merchant) -> dict:
     """A merchant as one CSV row."""
     row = {f: getattr(merchant, f) for f in MERCHANT_FIELDS}
     for f in ("created_at", "updated_at"):
-        row[f] = row[f].astimezone(dt.timezone.utc).isoformat() if row[f] else ""
+        row[f] = beijing_iso(row[f])
     return {k: ("" if v is None else v) for k, v in row.items()}

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from bot.agreement import CHINA
 from bot.merchants import STATUSES
 from bot.texts import CONSENT_STATUS
 from handlers.base import BaseHandler
@@ -58,7 +59,6 @@ VALUES = {
 }
 #: The notice preferences: category -> on/off.
 SWITCH = {"on": "接收", "off": "已退订"}
-_BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 class ExportHandler(BaseHandler):
@@ -139,5 +139,5 @@ def _readable(value: Any, field: str = "") -> Any:
         except ValueError:
             return value
         if at.tzinfo is not None:
-            return at.astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+            return at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
     return str(value)

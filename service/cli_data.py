@@ -17,10 +17,10 @@ from pathlib import Path
 from bot import terms_diff
 from bot.agreement import CHINA, REASONS, parse_toml
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at
+from bot.consent import RECORD_FIELDS, record_row
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
 from storage.consents import ACTIONS
 
-CSV_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -168,20 +168,11 @@ def cmd_consents_export(args: argparse.Namespace) -> int:
         count = 0
         writer = csv.writer(out) if args.format == "csv" else None
         if writer:
-            writer.writerow(CSV_FIELDS)
+            writer.writerow(RECORD_FIELDS)
         async for record in runtime.ledger.scan(args.terms_version, args.action, since, until):
-            row = {
-                "at": record.at.astimezone(dt.timezone.utc).isoformat(),
-                "openid": record.openid,
-                "unionid": record.unionid or "",
-                "version": record.version,
-                "action": record.action,
-                "channel": record.channel,
-                "text_sha256": record.text_sha256,
-                "message_id": record.message_id or "",
-            }
+            row = record_row(record)
             if writer:
-                writer.writerow([row[f] for f in CSV_FIELDS])
+                writer.writerow([row[f] for f in RECORD_FIELDS])
             else:
                 out.write(json.dumps({**row, "meta": record.meta}, ensure_ascii=False, default=str) + "\n")
             count += 1

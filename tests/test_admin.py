@@ -322,6 +322,7 @@ async def test_audit_log_records_who_what_before_after_and_exports(svc):
     assert {"login", "admin_role", "admin_create"} <= {r["action"] for r in rows}
     role_row = next(r for r in rows if r["action"] == "admin_role")
     assert json.loads(role_row["after"])["role"] == "editor"
+    assert role_row["at"].endswith("+08:00")  # Beijing time, as on the pages
     assert (await svc.runtime.audit.recent(action="export"))[0].target == "audit.csv"
     bad = await owner.get("/admin/audit?since=yesterday")
     assert bad.code == 400 and "日期格式不正确" in text(bad)
@@ -521,6 +522,7 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     export = await owner.get("/admin/merchants.csv?status=active")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [r["openid"] for r in rows] == ["o-m1"]
+    assert rows[0]["created_at"].endswith("+08:00") and rows[0]["updated_at"].endswith("+08:00")
     # What users typed never runs as a formula in Excel.
     await register(svc, "o-m3", '=HYPERLINK("http://x.cn","点")')
     export = await owner.get("/admin/merchants.csv?status=pending_review")
@@ -552,6 +554,7 @@ async def test_consents_filter_export_and_dashboard(svc):
     export = await viewer.get("/admin/consents.csv?action=decline")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [(r["openid"], r["action"]) for r in rows] == [("o-c", "decline")]
+    assert rows[0]["at"].endswith("+08:00")
     assert (await viewer.get("/admin/consents?action=maybe")).code == 400
     board = text(await viewer.get("/admin"))
     assert "50.0%" in board and "<svg" in board and "<polyline" in board

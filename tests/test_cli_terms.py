@@ -127,7 +127,7 @@ async def test_consents_export_and_user_export(tmp_path):
         ("o-other", "decline", "miniprogram", "2022-05-22"),
     ]
     assert rows[0]["text_sha256"] == load_seed().text_sha256
-    assert dt.datetime.fromisoformat(rows[0]["at"]).tzinfo is not None
+    assert dt.datetime.fromisoformat(rows[0]["at"]).utcoffset() == dt.timedelta(hours=8)  # Beijing time
 
     jsonl = cli(tmp_path, "consents", "export", "--format", "jsonl", "--action", "accept")
     lines = [json.loads(line) for line in jsonl.stdout.splitlines()]

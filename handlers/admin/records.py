@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 from bot.audit import ACTIONS
+from bot.consent import RECORD_FIELDS, record_row
 from bot.errors import BotError
 from bot.spreadsheet import ExcelCsv
 from bot.merchants import STATUSES
@@ -13,7 +14,6 @@ from handlers.admin.base import AdminHandler
 from storage.consents import ACTIONS as CONSENT_ACTIONS
 
 PAGE = 100
-CONSENT_CSV_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
 CONSENT_LABELS = {"accept": "同意", "decline": "不同意", "withdraw": "撤回"}
 
 
@@ -97,14 +97,6 @@ def _consent_filters(handler: AdminHandler) -> dict:
             "openid": handler.get_argument("openid", "").strip()[:64] or None}
 
 
-def _consent_row(record) -> dict:
-    return {
-        "at": record.at.astimezone(dt.timezone.utc).isoformat(), "openid": record.openid,
-        "unionid": record.unionid or "", "version": record.version, "action": record.action,
-        "channel": record.channel, "text_sha256": record.text_sha256, "message_id": record.message_id or "",
-    }
-
-
 def _shown(filters: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items() if v}
 
@@ -126,10 +118,10 @@ class ConsentsCsvHandler(AdminHandler):
         await self.runtime.audit.record(self.actor.name, "export", "consents.csv", after=_shown(filters),
                                         address=self.actor.address)
         self.stream_csv("consents.csv")
-        sheet = ExcelCsv(CONSENT_CSV_FIELDS)
+        sheet = ExcelCsv(RECORD_FIELDS)
         async for record in self.runtime.ledger.scan(**filters):
-            row = _consent_row(record)
-            sheet.row([row[f] for f in CONSENT_CSV_FIELDS])
+            row = record_row(record)
+            sheet.row([row[f] for f in RECORD_FIELDS])
             if sheet.size > 32_000:
                 self.write(sheet.take())
                 await self.flush()
