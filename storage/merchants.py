@@ -4,6 +4,13 @@ The history is its own insert-only collection (``merchant_status_history``):
 each change of status is one document with who and why, never edited. Only
 the current status sits on the merchant record, where a conditional update
 (``{"status": expected}``) makes concurrent changes safe.
+
+A status and its history entry cannot be written in one step without a
+transaction (which standalone MongoDB lacks), so the record also carries its
+latest entry (``last_change``, with the entry's ``_id``) in the same update
+as the status. The history insert that follows is idempotent, and
+:meth:`Merchants.history` writes a ``last_change`` that a failure in between
+left out.
 """
 
 from __future__ import annotations
@@ -84,12 +91,14 @@ class Merchants:
 
     async def create(self, openid: str, profile: dict, status: str, entry: StatusEntry) -> None:
         """Insert a new record. Raises :class:`MerchantExists`."""
-        doc = {"openid": openid, **_profile(profile), "status": status, "created_at": entry.at, "updated_at": entry.at}
+        change = _change(openid, entry)
+        doc = {"openid": openid, **_profile(profile), "status": status, "created_at": entry.at, "updated_at": entry.at,
+               "last_change": change}
         try:
             await self._coll.insert_one(doc)
         except DuplicateKeyError:
             raise MerchantExists(openid) from None
-        await self._add_history(openid, entry)
+        await self._add_history(change)
 
     async def update(
         self, openid: str, expected_status: str, *, profile: dict | None = None, entry: StatusEntry | None = None,
@@ -104,18 +113,26 @@ class Merchants:
             missing = [f for f in PROFILE_FIELDS if f not in clean]
             if missing:
                 update["$unset"] = {f: "" for f in missing}
+        change = None
         if entry is not None:
-            update["$set"]["status"] = entry.status
+            change = _change(openid, entry)
+            update["$set"].update(status=entry.status, last_change=change)
         if erase:
             update["$unset"] = {f: "" for f in PERSONAL_FIELDS}
         result = await self._coll.update_one({"openid": openid, "status": expected_status}, update)
         if result.matched_count != 1:
             raise StatusChanged(openid)
-        if entry is not None:
-            await self._add_history(openid, entry)
+        if change is not None:
+            await self._add_history(change)
 
     async def history(self, openid: str) -> list[StatusEntry]:
         docs = await self._history.find({"openid": openid}).sort("at", ASCENDING).to_list(None)
+        record = await self._coll.find_one({"openid": openid}, {"last_change": 1})
+        latest = (record or {}).get("last_change")
+        if latest and latest["_id"] not in {d["_id"] for d in docs}:
+            # The status was stored but its history insert failed: write it now.
+            await self._add_history(latest)
+            docs.append(latest)
         return [StatusEntry(d["status"], as_datetime(d["at"]), d["by"], d["reason"]) for d in docs]
 
     async def openids(self, status: str) -> list[str]:
@@ -127,10 +144,16 @@ class Merchants:
         docs = await self._coll.find(query).sort("openid", ASCENDING).limit(limit).to_list(None)
         return [_merchant(d) for d in docs]
 
-    async def _add_history(self, openid: str, entry: StatusEntry) -> None:
-        await self._history.insert_one(
-            {"_id": str(ObjectId()), "openid": openid, **dataclasses.asdict(entry)}
-        )
+    async def _add_history(self, change: dict) -> None:
+        try:
+            await self._history.insert_one(dict(change))
+        except DuplicateKeyError:  # written already (a repair racing the original insert)
+            pass
+
+
+def _change(openid: str, entry: StatusEntry) -> dict:
+    """A history document; its ``_id`` is chosen here so that writing it twice is harmless."""
+    return {"_id": str(ObjectId()), "openid": openid, **dataclasses.asdict(entry)}
 
 
 def _profile(profile: dict) -> dict:

@@ -387,3 +387,18 @@ async def test_a_change_decided_on_an_old_status_is_refused(service):
         await merchants.set_status("o-race", "active", "审核通过", by="admin:ed", expected="pending_review")
     assert refused.value.code == "status_changed"
     assert (await merchants.get("o-race")).status == "suspended"
+
+
+async def test_a_status_whose_history_insert_was_lost_is_still_in_the_history(service):
+    # The status and its history entry are two writes; when the second one is
+    # lost (MongoDB fails in between), the entry the status update carried is
+    # written the next time the history is read.
+    await register_enterprise(service, "o-lost")
+    merchants = service.runtime.merchants
+    await merchants.set_status("o-lost", "suspended", "资料待核实", by="admin:olga")
+    history = service.runtime.db["merchant_status_history"]
+    assert (await history.delete_one({"openid": "o-lost", "status": "suspended"})).deleted_count == 1
+    entries = await merchants.repo.history("o-lost")
+    assert [(e.status, e.reason, e.by) for e in entries][-1] == ("suspended", "资料待核实", "admin:olga")
+    assert await history.count_documents({"openid": "o-lost"}) == len(entries) == 2
+    assert len(await merchants.repo.history("o-lost")) == 2  # repaired once, not again
