@@ -309,13 +309,10 @@ class Console:
         if not form.effective_at.strip():
             raise BotError("请填写生效时间（或填 now 表示立即，仅限新功能或法律原因）", code="effective_at_required")
         effective_at = parse_effective_at(form.effective_at)
-        version, notice_id = await self.terms.publish(draft, reason=form.reason, effective_at=effective_at, by=actor.name)
+        version, notice_id = await self.terms.publish(draft, reason=form.reason, effective_at=effective_at,
+                                                      by=actor.name, address=actor.address)
         if draft_id:
             await self.drafts.close(draft_id, "published", version.version, actor.name, self._clock())
-        await self.audit.record(actor.name, "version_publish", version.version, after={
-            "version": version.version, "reason": version.reason, "effective_at": version.effective_at,
-            "published_at": version.published_at, "text_sha256": version.text_sha256, "notice": notice_id,
-        }, address=actor.address)
         return version, notice_id
 
     # -- merchants ------------------------------------------------------------------

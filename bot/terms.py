@@ -24,6 +24,7 @@ from storage.locks import UserLocks
 from storage.mongo import MongoUnavailable
 
 if TYPE_CHECKING:
+    from bot.audit import Audit
     from bot.notices import Broadcasts
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ class Terms:
         broadcasts: "Broadcasts",
         clock: Callable[[], dt.datetime],
         locks: UserLocks | None = None,
+        audit: "Audit | None" = None,
     ) -> None:
         self._repo = versions
+        self._audit = audit
         self._locks = locks
         self._broadcasts = broadcasts
         self._clock = clock
@@ -140,13 +143,16 @@ class Terms:
         raise VersionNotFound(f"没有版本为 {version} 的协议")
 
     async def publish(
-        self, draft: AgreementVersion, *, reason: str, effective_at: dt.datetime | None, by: str
+        self, draft: AgreementVersion, *, reason: str, effective_at: dt.datetime | None, by: str,
+        address: str = "",
     ) -> tuple[AgreementVersion, str]:
         """Publish ``draft``; ``effective_at=None`` means now.
 
         Returns the published version and the id of the amendment notice
         created for everyone who accepted any version. Raises
         :class:`~bot.amendment_rules.AmendmentRefused` with the rule broken.
+        The audit log gets the publication (by ``by`` from ``address``) once
+        the version is stored, even if its notice then fails.
         """
         # The order rules hold only if nobody publishes between the check and
         # the insert (two admins at once published two versions for one moment).
@@ -169,9 +175,11 @@ class Terms:
                     "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
                 ) from None
             self._invalidate()
-        return version, await self._tell_everyone(version, title, body, by)
+        after = {"version": version.version, "reason": version.reason, "effective_at": version.effective_at,
+                 "published_at": version.published_at, "text_sha256": version.text_sha256}
+        return version, await self._tell_everyone(version, title, body, by, ("version_publish", after, address))
 
-    async def withdraw(self, version_id: str, *, reason: str, by: str) -> tuple[AgreementVersion, str]:
+    async def withdraw(self, version_id: str, *, reason: str, by: str, address: str = "") -> tuple[AgreementVersion, str]:
         """Withdraw a published version that is not yet in force (e.g. so that a
         legal change can take effect at once without being superseded by it).
 
@@ -194,11 +202,25 @@ class Terms:
             if not await self._repo.withdraw(version.version, now, by, reason):
                 raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile
             self._invalidate()
-        return version, await self._tell_everyone(version, title, body, by)
+        after = {"version": version.version, "reason": reason}
+        return version, await self._tell_everyone(version, title, body, by, ("version_withdraw", after, address))
 
-    async def _tell_everyone(self, version: AgreementVersion, title: str, body: str, by: str) -> str:
-        """The amendment notice about ``version`` to everyone who accepted any version (important)."""
-        return await self._broadcasts.send(
-            category="amendment", title=title, body=body, important=True,
-            audience={"type": "consented_any_version"}, by=by, extra={"version": version.version},
-        )
+    async def _tell_everyone(self, version: AgreementVersion, title: str, body: str, by: str,
+                             audited: tuple[str, dict, str]) -> str:
+        """The amendment notice about ``version`` to everyone who accepted any
+        version (important), and the audit entry for the change that needs it.
+
+        The change is stored already, so its audit entry is written even when
+        the notice fails (then with ``notice: None``)."""
+        action, after, address = audited
+        notice_id = None
+        try:
+            notice_id = await self._broadcasts.send(
+                category="amendment", title=title, body=body, important=True,
+                audience={"type": "consented_any_version"}, by=by, extra={"version": version.version},
+            )
+        finally:
+            if self._audit is not None:
+                await self._audit.record(by, action, version.version, after={**after, "notice": notice_id},
+                                         address=address)
+        return notice_id

@@ -109,13 +109,8 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
     effective_at = parse_effective_at(args.effective_at)
 
     async def work(runtime):
-        version, notice_id = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args))
-        await runtime.audit.record(
-            actor_of(args), "version_publish", version.version, address="localhost",
-            after={"version": version.version, "reason": version.reason, "effective_at": version.effective_at,
-                   "text_sha256": version.text_sha256, "notice": notice_id},
-        )
-        return version, notice_id
+        return await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args),
+                                           address="localhost")
 
     version, notice_id = with_runtime(args, work)
     print(
@@ -128,12 +123,7 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
 
 def cmd_terms_withdraw(args: argparse.Namespace) -> int:
     async def work(runtime):
-        version, notice_id = await runtime.terms.withdraw(args.version, reason=args.reason, by=actor_of(args))
-        await runtime.audit.record(
-            actor_of(args), "version_withdraw", version.version, address="localhost",
-            after={"version": version.version, "reason": args.reason.strip(), "notice": notice_id},
-        )
-        return version, notice_id
+        return await runtime.terms.withdraw(args.version, reason=args.reason, by=actor_of(args), address="localhost")
 
     version, notice_id = with_runtime(args, work)
     print(

@@ -124,7 +124,8 @@ class Runtime:
             self.notices, self.deliveries, self.queue, self.followers, self.merchants.repo, self.ledger, self.journal, clock
         )
         self.templates = load_templates(config.notice_templates)
-        self.terms = Terms(self.versions, self.broadcasts, clock, locks=self.locks)
+        self.audit = Audit(AuditLog(self.db), clock)
+        self.terms = Terms(self.versions, self.broadcasts, clock, locks=self.locks, audit=self.audit)
         self.consents = Consents(self.ledger, self.terms, clock)
         self.qa_log = QALog(self.db)
         self.answers = Answers(
@@ -160,8 +161,7 @@ class Runtime:
             await tell_merchant(merchant, before, reason, by)
 
         self.merchants.on_admin_change = after_admin_change
-        # The admin console: accounts, audit log, and its actions over the same services.
-        self.audit = Audit(AuditLog(self.db), clock)
+        # The admin console: accounts and its actions over the same services (and the audit log above).
         self.admins = AdminAccounts(
             AdminUsers(self.db), AdminSessions(self.redis), LoginLimits(self.redis), self.audit, clock, locks=self.locks
         )

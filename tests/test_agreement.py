@@ -188,3 +188,33 @@ async def test_publishing_with_redis_down_says_so_and_stores_nothing(service):
     finally:
         await dead.aclose()
     assert [v.version for v in await runtime.terms.versions()] == ["2022-05-22"]
+
+
+async def test_a_publication_whose_notice_fails_is_still_in_the_audit_log(service):
+    # The version is stored before its notice is queued; when queueing fails
+    # (Redis gone in between), the publication must still be in the audit log.
+    from bot.consent import Origin
+    from bot.notices import Broadcasts
+    from bot.terms import Terms
+    from storage import redis_store
+    from storage.delivery_journal import DeliveryJournal
+    from storage.embedded import free_port
+    from storage.work_queue import WorkQueue
+
+    runtime = service.runtime
+    await runtime.consents.accept("o-told", Origin("official_account", "m1"))
+    dead = redis_store.connect(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        broadcasts = Broadcasts(runtime.notices, runtime.deliveries, WorkQueue(dead), runtime.followers,
+                                runtime.merchants.repo, runtime.ledger, DeliveryJournal(dead), runtime.clock)
+        terms = Terms(runtime.versions, broadcasts, runtime.clock, locks=runtime.locks, audit=runtime.audit)
+        with pytest.raises(redis_store.RedisUnavailable):
+            await terms.publish(amended("2026-12-22"), reason="routine",
+                                effective_at=runtime.clock() + dt.timedelta(days=10), by="cli:olga",
+                                address="localhost")
+    finally:
+        await dead.aclose()
+    assert [v.version for v in await terms.versions()][-1] == "2026-12-22"
+    [entry] = await runtime.audit.recent(action="version_publish")
+    assert (entry.actor, entry.target, entry.address) == ("cli:olga", "2026-12-22", "localhost")
+    assert entry.after["notice"] is None and entry.after["reason"] == "routine"

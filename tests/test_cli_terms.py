@@ -70,6 +70,31 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert "已撤回版本 2027-01-15" in withdrawn.stdout
     assert "2027-01-15" not in cli(data_dir, "terms", "list").stdout
+    # Both are in the audit log, from the one place that writes them (bot.terms).
+    logged = _audit_entries(data_dir)
+    assert [(e["action"], e["target"], e["actor"]) for e in logged] == [
+        ("version_publish", "2027-01-15", "cli"), ("version_withdraw", "2027-01-15", "cli")]
+    assert logged[0]["after"]["reason"] == "routine" and logged[1]["after"]["reason"] == "改为明年再议"
+    assert all(e["after"]["notice"] for e in logged)
+
+
+def _audit_entries(data_dir) -> list[dict]:
+    """The audit log's version entries, oldest first, read with the driver."""
+    import pymongo
+
+    from storage.embedded import EmbeddedServers
+
+    embedded = EmbeddedServers(data_dir).start()
+    try:
+        client = pymongo.MongoClient(embedded.url("mongo"))
+        try:
+            found = client.get_default_database("wetoop")["admin_audit"].find(
+                {"action": {"$in": ["version_publish", "version_withdraw"]}}).sort("at", 1)
+            return list(found)
+        finally:
+            client.close()
+    finally:
+        embedded.stop()
 
 
 @pytest.mark.parametrize(
