@@ -124,6 +124,9 @@ async def terms_section(chat: Chat) -> Reply:
 @router.menu(MENU_ACCEPT)
 async def accept(chat: Chat) -> Reply:
     services = chat.services
+    # Accept the version in force as stored now, not as cached (up to 5 s old).
+    await services.terms.refresh()
+    chat.forget_consent()
     state, added = await services.consents.accept(chat.openid, origin(chat), state=await chat.consent())
     chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)

@@ -178,6 +178,9 @@ async def record_consent(
     if not isinstance(version, str) or not version.strip():
         raise Invalid(api_texts.VERSION_MISSING, "version")
     version = version.strip()
+    # The version named must be checked against the versions as stored now,
+    # not the cache (a version another process made effective a moment ago).
+    await services.terms.refresh()
     # One consent action of a person at a time, chat's included (else a 同意
     # in chat and an accept here both read "not accepted" and both append).
     async with one_at_a_time(services.locks, openid):

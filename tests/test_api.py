@@ -310,6 +310,24 @@ async def test_idempotency_key_records_a_repeated_request_once(api):
 # -- registration ------------------------------------------------------------------------
 
 
+async def test_a_version_another_process_made_effective_is_the_one_accepted_at_once(api):
+    # Another process (the CLI) publishes a legal change effective now; this
+    # service's versions are cached for up to 5 s, but the version named in a
+    # consent is checked against the versions as stored.
+    from bot.terms import Terms
+
+    runtime = api.svc.runtime
+    token = await api.token()
+    assert (await api.call("GET", "/terms", token=token)).body["current"]["version"] == "2022-05-22"  # cached
+    other = Terms(runtime.versions, runtime.broadcasts, runtime.clock, locks=runtime.locks)
+    await other.publish(amended("2026-11-20"), reason="legal", effective_at=None, by="cli")
+    old = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token)
+    assert (old.status, old.error()["code"]) == (409, "consent_refused"), old.body
+    assert "2026-11-20" in old.error()["message"]
+    new = await api.call("POST", "/consents", {"version": "2026-11-20", "action": "accept"}, token)
+    assert new.status == 200 and new.body["recorded"] is True, new.body
+
+
 async def test_registration_needs_consent_then_registers(api):
     token = await api.token()
     missing = await api.call("GET", "/me/registration", token=token)

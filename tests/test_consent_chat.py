@@ -119,6 +119,18 @@ async def test_accept_is_recorded_once_even_when_retried(service):
     assert len(await ledger(service, "o-yes")) == 1
 
 
+async def test_accept_records_the_version_another_process_made_effective_a_moment_ago(service):
+    # The versions are cached for up to 5 s; 同意 records the version in force as stored.
+    from bot.terms import Terms
+
+    runtime = service.runtime
+    assert "2022-05-22" in await service.wechat.ask("o-fresh", "条款")  # the cache is warm
+    other = Terms(runtime.versions, runtime.broadcasts, runtime.clock, locks=runtime.locks)
+    await other.publish(amendment("2026-11-20"), reason="legal", effective_at=None, by="cli")
+    assert "2026-11-20" in await service.wechat.ask("o-fresh", "同意")
+    assert [r.version for r in await ledger(service, "o-fresh")] == ["2026-11-20"]
+
+
 async def test_two_menu_clicks_in_one_second_are_both_handled(service):
     at = 1_790_000_000
     first = await service.wechat.post(event_xml("o-quick", "CLICK", "HELP", create_time=at))
