@@ -234,6 +234,8 @@ async def register(chat: Chat) -> Reply:
         return Reply(await _suspended_text(chat))
     if merchant is not None and merchant.status != "closed":
         return Reply(texts.already_registered(STATUSES[merchant.status]))
+    if merchant is not None and await chat.services.merchants.closed_while_suspended(chat.openid):
+        return Reply(texts.REREGISTRATION_BARRED)  # said now, not after the whole dialog
     return await chat.services.engine.start(chat, REGISTRATION)
 
 
@@ -286,7 +288,8 @@ async def my_account(chat: Chat) -> Reply:
     reason = None
     if merchant.status == "suspended":
         reason = await _suspension_reason(chat)
-    return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason))
+    barred = merchant.status == "closed" and await chat.services.merchants.closed_while_suspended(chat.openid)
+    return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason, barred))
 
 
 @router.command("注销账户", "注销帐户", "注销")
@@ -295,8 +298,11 @@ async def close_account(chat: Chat) -> Reply:
     if merchant is None:
         return Reply(texts.NOT_REGISTERED)
     if merchant.status == "closed":
-        return Reply(texts.ALREADY_CLOSED)
+        barred = await chat.services.merchants.closed_while_suspended(chat.openid)
+        return Reply(texts.ALREADY_CLOSED_BARRED if barred else texts.ALREADY_CLOSED)
     await chat.services.dialogs.save(chat.openid, DialogState("close_account:confirm"))
+    if merchant.status == "suspended":
+        return Reply(texts.CLOSE_WHILE_SUSPENDED + "\n" + texts.CLOSE_CONFIRM)
     return Reply(texts.CLOSE_CONFIRM)
 
 
@@ -316,7 +322,8 @@ async def close_account_confirm(chat: Chat):
     except AccountRefused as exc:
         return Reply(exc.message)
     await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
-    return Reply(texts.CLOSED)
+    barred = await chat.services.merchants.closed_while_suspended(chat.openid)
+    return Reply(texts.CLOSED_BARRED if barred else texts.CLOSED)
 
 
 def _profile_lines(merchant):

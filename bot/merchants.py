@@ -33,6 +33,7 @@ TRANSITIONS = {
     ("pending_review", "suspended"): "暂停",
     ("active", "suspended"): "暂停",
     ("suspended", "active"): "恢复",
+    ("suspended", "pending_review"): "恢复（待审核）",
     ("pending_review", "closed"): "注销",
     ("active", "closed"): "注销",
     ("suspended", "closed"): "注销",
@@ -90,11 +91,10 @@ class MerchantAccounts:
             return await self._reload(openid), "registered"
         if existing.status == "suspended":
             raise AccountRefused("您的商家账户已被暂停，暂时不能修改资料（暂停原因见“我的账户”）。", code="account_suspended")
-        if existing.status == "closed" and await self._closed_while_suspended(openid):
+        if existing.status == "closed" and await self.closed_while_suspended(openid):
             # Else closing and registering again would lift a suspension
             # without the owner who alone may reinstate.
-            raise AccountRefused("您的商家账户在暂停期间注销，不能自行重新注册。如有疑问请联系微拓客服。",
-                                 code="account_suspended")
+            raise AccountRefused(texts.REREGISTRATION_BARRED, code="account_suspended")
         try:
             if existing.status == "closed":
                 entry = StatusEntry("pending_review", at, by, "注销后重新注册")
@@ -134,6 +134,16 @@ class MerchantAccounts:
                 f"允许的变更：{allowed_from(existing.status) or '无（账户已注销）'}",
                 code="bad_transition",
             )
+        if existing.status == "suspended" and status != "closed":
+            # Reinstating returns to the status the suspension interrupted: an
+            # account suspended while pending review has still to be reviewed.
+            before = await self.status_before_suspension(openid)
+            if status != before:
+                raise AccountRefused(
+                    f"该账户暂停前为“{STATUSES[before]}”，恢复后应回到“{STATUSES[before]}”"
+                    f"（{TRANSITIONS[('suspended', before)]}），恢复不能跳过审核。",
+                    code="bad_transition",
+                )
         entry = StatusEntry(status, self._clock(), by, reason)
         try:
             await self.repo.update(openid, existing.status, entry=entry, erase=(status == "closed"))
@@ -147,7 +157,22 @@ class MerchantAccounts:
                 log.warning("could not tell %s about the status change", openid, exc_info=True)
         return merchant
 
-    async def _closed_while_suspended(self, openid: str) -> bool:
+    async def status_before_suspension(self, openid: str) -> str:
+        """The status a suspended account returns to when reinstated."""
+        history = await self.repo.history(openid)
+        last = max((i for i, e in enumerate(history) if e.status == "suspended"), default=0)
+        return "pending_review" if last and history[last - 1].status == "pending_review" else "active"
+
+    async def moves(self, merchant: Merchant) -> list[tuple[str, str]]:
+        """The status changes open to ``merchant`` now: ``(to, label)``."""
+        moves = [(to, label) for (frm, to), label in TRANSITIONS.items() if frm == merchant.status]
+        if merchant.status == "suspended":
+            back = await self.status_before_suspension(merchant.openid)
+            moves = [(to, label) for to, label in moves if to in (back, "closed")]
+        return moves
+
+    async def closed_while_suspended(self, openid: str) -> bool:
+        """Whether the account was closed while suspended: its user may not register it again."""
         # Every status change has its history entry: the last two are the closure and what it ended.
         return [e.status for e in (await self.repo.history(openid))[-2:]] == ["suspended", "closed"]
 

@@ -298,6 +298,8 @@ def status_notice(status: str, before: str, reason: str) -> tuple[str, str]:
         return "商家账户审核通过", f"您的微拓商家账户已审核通过，现在可以使用商家服务。审核意见：{reason}"
     if status == "active":
         return "商家账户已恢复", f"您的微拓商家账户已恢复正常，可以继续使用商家服务。说明：{reason}"
+    if status == "pending_review" and before == "suspended":
+        return "商家账户已恢复", f"您的微拓商家账户已恢复，注册资料等待审核，审核通过后即可使用商家服务。说明：{reason}"
     if status == "suspended":
         return "商家账户已暂停", (
             f"您的微拓商家账户已被暂停。原因：{reason}\n暂停期间不能使用商家服务，您仍可以阅读协议、导出数据"
@@ -321,7 +323,9 @@ def suspended(reason: str) -> str:
     )
 
 
-def account_overview(lines: list[str], status: str, status_label: str, reason: str | None) -> str:
+def account_overview(lines: list[str], status: str, status_label: str, reason: str | None,
+                     barred: bool = False) -> str:
+    """``barred``: closed while suspended, so not to be registered again by the user."""
     text = "\n".join(["您的微拓商家账户：", *[f"· {line}" for line in lines], f"· 状态：{status_label}"])
     if status == "suspended":
         return text + "\n\n" + suspended(reason or "未说明")
@@ -329,7 +333,7 @@ def account_overview(lines: list[str], status: str, status_label: str, reason: s
     if status in ("pending_review", "active"):
         text += "\n回复“修改资料”修改，回复“注销账户”注销。"
     elif status == "closed":
-        text += "\n回复“注册”可重新注册。"
+        text += "\n" + (REREGISTRATION_BARRED if barred else "回复“注册”可重新注册。")
     return text
 
 
@@ -339,8 +343,14 @@ CLOSE_CONFIRM = (
     "建议先回复“导出我的数据”保存一份数据。\n"
     "确认注销请回复“确认注销”，放弃请回复“取消”。"
 )
+#: Added to :data:`CLOSE_CONFIRM` for a suspended account.
+CLOSE_WHILE_SUSPENDED = "注意：您的账户目前处于暂停状态，暂停期间注销后不能自行重新注册。"
 CLOSE_CANCELLED = "已取消注销，您的账户保持不变。"
 CLOSED = "您的商家账户已注销，商家资料已删除，协议同意记录依法保留。感谢您使用微拓！如需再次使用，回复“注册”即可。"
+#: Why an account closed while suspended cannot be registered again by its user.
+REREGISTRATION_BARRED = "您的商家账户在暂停期间注销，不能自行重新注册。如有疑问请联系微拓客服。"
+CLOSED_BARRED = "您的商家账户已注销，商家资料已删除，协议同意记录依法保留。" + REREGISTRATION_BARRED
+ALREADY_CLOSED_BARRED = "您的微拓商家账户已经注销，无需重复操作。" + REREGISTRATION_BARRED
 CLOSE_CHOICE = "请回复“确认注销”或“取消”。"
 
 

@@ -414,7 +414,9 @@ async def test_registration_changes_follow_the_account_rules(api):
 
     # Closing does not lift the suspension: registering again is refused (only
     # an owner reinstates), while an account closed in good standing may return.
-    assert (await api.call("DELETE", "/me", token=token)).status == 200
+    closed = await api.call("DELETE", "/me", token=token)
+    assert closed.status == 200 and "暂停期间注销" in closed.body["message"]
+    assert "重新提交" not in closed.body["message"]  # no invitation to what would be refused
     again = await api.call("PUT", "/me/registration", ENTERPRISE, token)
     assert (again.status, again.error()["code"]) == (409, "account_suspended")
     assert "暂停期间注销" in again.error()["message"]

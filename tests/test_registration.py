@@ -402,3 +402,50 @@ async def test_a_status_whose_history_insert_was_lost_is_still_in_the_history(se
     assert [(e.status, e.reason, e.by) for e in entries][-1] == ("suspended", "资料待核实", "admin:olga")
     assert await history.count_documents({"openid": "o-lost"}) == len(entries) == 2
     assert len(await merchants.repo.history("o-lost")) == 2  # repaired once, not again
+
+
+async def test_closing_while_suspended_warns_first_and_never_invites_a_refused_registration(service):
+    await register_enterprise(service, "o-barred")
+    await service.runtime.merchants.set_status("o-barred", "suspended", "资料待核实", by="admin")
+    confirm = await service.wechat.ask("o-barred", "注销账户")
+    assert "暂停期间注销后不能自行重新注册" in confirm and "确认注销" in confirm
+    closed = await service.wechat.ask("o-barred", "确认注销")
+    assert "已注销" in closed and "不能自行重新注册" in closed and "回复“注册”" not in closed
+    overview = await service.wechat.ask("o-barred", "我的账户")
+    assert "不能自行重新注册" in overview and "回复“注册”" not in overview
+    # 注册 says so at once instead of running the whole dialog into a refusal.
+    refused = await service.wechat.ask("o-barred", "注册")
+    assert refused == texts.REREGISTRATION_BARRED
+    assert await service.runtime.services.dialogs.load("o-barred") is None
+    assert "不能自行重新注册" in await service.wechat.ask("o-barred", "注销账户")
+    # An account closed in good standing is still invited back.
+    await register_enterprise(service, "o-good")
+    await service.wechat.ask("o-good", "注销账户")
+    assert "回复“注册”" in await service.wechat.ask("o-good", "确认注销")
+    assert texts.PROMPT_ENTITY_TYPE in await service.wechat.ask("o-good", "注册")
+
+
+async def test_reinstating_returns_to_the_status_the_suspension_interrupted(service, emulator):
+    # Suspended while pending review: reinstating must not skip the review.
+    from bot.merchants import AccountRefused
+
+    await register_enterprise(service, "o-unreviewed")
+    merchants = service.runtime.merchants
+    await merchants.set_status("o-unreviewed", "suspended", "调查中", by="admin")
+    assert [to for to, _ in await merchants.moves(await merchants.get("o-unreviewed"))] == ["pending_review", "closed"]
+    with pytest.raises(AccountRefused) as refused:
+        await merchants.set_status("o-unreviewed", "active", "调查结束", by="admin")
+    assert refused.value.code == "bad_transition" and "待审核" in refused.value.message
+    assert (await merchants.get("o-unreviewed")).status == "suspended"
+    await merchants.set_status("o-unreviewed", "pending_review", "调查结束", by="admin")
+    assert (await merchants.get("o-unreviewed")).status == "pending_review"
+    # An approved account goes back to active, and not to review.
+    await merchants.set_status("o-unreviewed", "active", "审核通过", by="admin")
+    await merchants.set_status("o-unreviewed", "suspended", "违规", by="admin")
+    assert [to for to, _ in await merchants.moves(await merchants.get("o-unreviewed"))] == ["active", "closed"]
+    with pytest.raises(AccountRefused):
+        await merchants.set_status("o-unreviewed", "pending_review", "申诉", by="admin")
+    await merchants.set_status("o-unreviewed", "active", "申诉通过", by="admin")
+    await service.runtime.worker(concurrency=2).run_until_idle(30)
+    told = [m["body"]["text"]["content"] for m in await emulator.messages("o-unreviewed") if m["msgtype"] == "text"]
+    assert any("已恢复" in t and "等待审核" in t for t in told)

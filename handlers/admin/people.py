@@ -9,7 +9,7 @@ from bot.admin_accounts import ROLES
 from bot.console import MERCHANT_FIELDS, merchant_row, profile_stamp
 from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
-from bot.merchants import STATUSES, TRANSITIONS, NoAccount
+from bot.merchants import STATUSES, NoAccount
 from handlers.admin.base import AdminHandler
 
 PAGE = 200
@@ -67,7 +67,7 @@ class MerchantHandler(AdminHandler):
         if merchant is None:
             raise NoAccount(f"没有 openid 为 {openid} 的商家")
         history = await self.runtime.merchants.repo.history(openid)
-        moves = [(to, label) for (frm, to), label in TRANSITIONS.items() if frm == merchant.status]
+        moves = await self.runtime.merchants.moves(merchant)
         self.page("merchant.html", http_status=status, m=merchant, history=history, moves=moves, statuses=STATUSES,
                   kinds=KINDS, error=error, reason=reason, seen=profile_stamp(merchant))
 

@@ -43,7 +43,9 @@ class MeHandler(ApiHandler):
 
     async def delete(self) -> None:
         merchant = await my_account.close(self.services, self.user.openid)
-        self.write_json({"registration": render.registration(merchant), "message": api_texts.CLOSED})
+        barred = await self.services.merchants.closed_while_suspended(self.user.openid)
+        self.write_json({"registration": render.registration(merchant),
+                         "message": texts.CLOSED_BARRED if barred else api_texts.CLOSED})
 
 
 class ConsentsHandler(ApiHandler):
