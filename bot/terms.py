@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 5.0
+#: How old the cache may be and still answer while a fresh read runs: past
+#: this (the first message after a quiet spell), callers wait for the read.
+STALE_SECONDS = 2 * CACHE_SECONDS
 
 
 class VersionNotFound(BotError):
@@ -78,17 +81,19 @@ class Terms:
     async def versions(self) -> list[AgreementVersion]:
         """Every published version, oldest effective date first.
 
-        Read at most every :data:`CACHE_SECONDS` (publications in other
-        processes show within that). An expired cache is still answered
-        from while the fresh read runs, so a busy database never holds up
-        every message at once; after a publication in this process
-        (:meth:`_invalidate`) callers wait for the fresh read."""
-        if time.monotonic() - self._loaded_at > CACHE_SECONDS:
+        Read at most every :data:`CACHE_SECONDS`. A cache expired less than
+        :data:`STALE_SECONDS` ago is still answered from while the fresh read
+        runs, so a busy database never holds up every message at once; an
+        older one (after a quiet spell, or a publication in this process:
+        :meth:`_invalidate`) makes callers wait for the read. So a version
+        another process published shows within :data:`STALE_SECONDS`."""
+        age = time.monotonic() - self._loaded_at
+        if age > CACHE_SECONDS:
             loading = self._loading
             if loading is None or loading.done() or self._loading_generation != self._generation:
                 self._loading_generation = self._generation
                 loading = self._loading = asyncio.ensure_future(self._load(self._generation))
-            if self._loaded_at == float("-inf"):
+            if age > STALE_SECONDS:
                 await asyncio.shield(loading)
         return self._cache
 

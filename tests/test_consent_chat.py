@@ -383,3 +383,21 @@ async def test_consent_with_mongodb_down_says_not_saved(make_service, backing, m
     assert "使用微拓的服务" in await svc.wechat.ask("o-down", "条款")
     welcome = svc.wechat.reply(await svc.wechat.post(event_xml("o-down", "subscribe")))["Content"]
     assert welcome.startswith("欢迎关注微拓")
+
+
+async def test_the_first_message_after_a_quiet_spell_sees_a_version_published_elsewhere(service, monkeypatch):
+    # The cache may answer while it reloads only if it is recent: after a
+    # quiet spell the first message waits for the read, and so is not told
+    # about a version that another process replaced long ago.
+    import time as real_time
+
+    import bot.terms
+    from bot.terms import STALE_SECONDS, Terms
+
+    runtime = service.runtime
+    assert "2022-05-22" in await service.wechat.ask("o-quiet", "条款")  # the cache is warm
+    other = Terms(runtime.versions, runtime.broadcasts, runtime.clock, locks=runtime.locks)
+    await other.publish(amendment("2026-11-20"), reason="legal", effective_at=None, by="cli")
+    later = real_time.monotonic() + STALE_SECONDS + 1
+    monkeypatch.setattr(bot.terms.time, "monotonic", lambda: later)
+    assert "2026-11-20" in await service.wechat.ask("o-quiet", "条款")
