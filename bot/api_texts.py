@@ -17,6 +17,7 @@ WECHAT_UNAVAILABLE = "暂时无法连接微信服务器，请稍后再试。"
 CODE_MISSING = "请提供 wx.login 获取的登录凭证 code。"
 RATE_LIMITED = "请求过于频繁，请 {seconds} 秒后再试。"
 BAD_JSON = "请求体必须是 JSON 对象。"
+BAD_TEXT = "请求中含有无效的字符（不成对的 Unicode 代理项），请检查后重试。"
 STORAGE_UNAVAILABLE = "服务暂时不可用，请稍后再试。"
 
 NOT_REGISTERED = "您还没有注册微拓商家账户。"

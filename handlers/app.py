@@ -7,11 +7,13 @@ its routes in its own module; this file only joins them.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
 import tornado.web
+from tornado import httputil
 
 from handlers import admin, api, simulator
 from handlers.base import NotFoundHandler
@@ -31,15 +33,24 @@ class ServiceApp(tornado.web.Application):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.in_flight = 0
+        self._answering: set[httputil.HTTPServerRequest] = set()
 
-    def get_handler_delegate(self, *args: Any, **kwargs: Any):
-        self.in_flight += 1
-        return super().get_handler_delegate(*args, **kwargs)
+    @property
+    def in_flight(self) -> int:
+        return len(self._answering)
+
+    def get_handler_delegate(self, request: httputil.HTTPServerRequest, *args: Any, **kwargs: Any):
+        if _declared_length(request) > MAX_REQUEST_BODY:
+            return _TooLarge(request)
+        self._answering.add(request)
+        return _Counted(super().get_handler_delegate(request, *args, **kwargs), self, request)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        self.in_flight = max(0, self.in_flight - 1)  # called when each request finishes
+        self.done(handler.request)  # called when each request finishes
         super().log_request(handler)
+
+    def done(self, request: httputil.HTTPServerRequest) -> None:
+        self._answering.discard(request)
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is being answered, at most ``timeout`` seconds."""
@@ -49,10 +60,59 @@ class ServiceApp(tornado.web.Application):
         return not self.in_flight
 
 
+class _Counted(httputil.HTTPMessageDelegate):
+    """Tornado's delegate for one request, which also takes the request off
+    the count when its connection closes before the handler ran (a body cut
+    off, or refused as too large): no handler would ever finish it."""
+
+    def __init__(self, inner: httputil.HTTPMessageDelegate, app: ServiceApp,
+                 request: httputil.HTTPServerRequest) -> None:
+        self._inner, self._app, self._request = inner, app, request
+        self._handled = False
+
+    def headers_received(self, start_line, headers):
+        return self._inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes):
+        return self._inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self._handled = True  # the handler runs now, and log_request ends the count
+        self._inner.finish()
+
+    def on_connection_close(self) -> None:
+        if not self._handled:
+            self._app.done(self._request)
+        self._inner.on_connection_close()
+
+
+class _TooLarge(httputil.HTTPMessageDelegate):
+    """A request declaring a body over :data:`MAX_REQUEST_BODY`: answered
+    413 with the JSON error before any of the body is read, then closed.
+    (Left to Tornado, it is a bare 400 with no body.)"""
+
+    def __init__(self, request: httputil.HTTPServerRequest) -> None:
+        self._connection = request.connection
+
+    def headers_received(self, start_line, headers) -> None:
+        body = json.dumps({"error": {"code": "payload_too_large", "message": f"请求体过大（最多 {MAX_REQUEST_BODY // 1024 // 1024} MiB）"}},
+                          ensure_ascii=False).encode()
+        stream = self._connection.detach()  # the body is never read
+        head = (b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json; charset=utf-8\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        stream.write(head + body).add_done_callback(lambda _: stream.close())
+
+
+def _declared_length(request: httputil.HTTPServerRequest) -> int:
+    value = request.headers.get("Content-Length", "")
+    return int(value) if value.isdigit() else 0
+
+
 #: The largest request body read at all (the JSON API allows 16 KiB, /wechat
 #: 64 KiB, an agreement version published in the console some tens). A
-#: larger one is refused before it is read (400 and the connection closed):
-#: Tornado's default, 100 MB, let unauthenticated bodies fill memory.
+#: larger one is refused before it is read (413 and the connection closed;
+#: Tornado's own 400 for a chunked one): Tornado's default, 100 MB, let
+#: unauthenticated bodies fill memory.
 MAX_REQUEST_BODY = 1024 * 1024
 
 

@@ -22,6 +22,30 @@ _MESSAGES = {
 }
 
 
+def allowed_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
+    """The HTTP methods ``handler`` implements."""
+    base = tornado.web.RequestHandler
+    return [m for m in handler.SUPPORTED_METHODS
+            if getattr(handler, m.lower(), None) is not getattr(base, m.lower(), None)]
+
+
+def json_object(raw: bytes) -> tuple[dict | None, str]:
+    """A request body as a JSON object: ``(object, "")``, or ``(None, why)``
+    with ``why`` ``"bad_json"`` (not a JSON object) or ``"bad_text"``."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested thousands deep
+        return None, "bad_json"
+    if not isinstance(body, dict):
+        return None, "bad_json"
+    try:
+        # "\ud800" is valid JSON but no text: it could be neither stored nor echoed in a message.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "bad_text"
+    return body, ""
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Base class: errors render as ``{"error": {"code", "message"}}``."""
 
@@ -32,9 +56,16 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_json(self, data: Any) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(data, ensure_ascii=False))
+        text = json.dumps(data, ensure_ascii=False)
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it, still JSON
+            body = json.dumps(data).encode("ascii")
+        self.finish(body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:  # RFC 9110: say which methods the resource has
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, BotError):
             self.set_status(exc.status)

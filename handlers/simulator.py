@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from handlers.base import BaseHandler
+from handlers.base import BaseHandler, json_object
 from wechat.menu import MenuFileError, load_menu
 from wechat.push_client import MODES, WECHAT_TIMEOUT, PushClient, event_xml, text_xml
 
@@ -235,11 +235,10 @@ class _Base(BaseHandler):
         # preflight, which the simulator never grants.
         if not self.request.headers.get("Content-Type", "").startswith("application/json"):
             raise SimulatorError(415, "not_json", "请求体必须是 JSON（Content-Type: application/json）")
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except (UnicodeDecodeError, ValueError):
-            raise SimulatorError(400, "bad_json", "请求体必须是 JSON") from None
-        if not isinstance(body, dict):
+        body, problem = json_object(self.request.body or b"{}")
+        if problem == "bad_text":
+            raise SimulatorError(400, "bad_text", "请求中含有无效的字符（不成对的 Unicode 代理项）")
+        if body is None:
             raise SimulatorError(400, "bad_json", "请求体必须是 JSON 对象")
         return body
 

@@ -158,9 +158,12 @@ async def test_login_errors_map_wechat_codes(api, emulator):
     ):
         reply = await api.call("POST", "/session", body)
         assert (reply.status, reply.error()["code"], reply.error()["field"]) == (status, code, "code")
-    for raw in (b"", b"not json", b"[1]", b'"code"'):
+    for raw in (b"", b"not json", b"[1]", b'"code"', b"[" * 5000 + b"]" * 5000, b'{"a":' * 2000 + b"1" + b"}" * 2000):
         reply = await api.call("POST", "/session", raw=raw)
         assert (reply.status, reply.error()["code"]) == (400, "bad_json")
+    # A lone surrogate is valid JSON but no text: refused, with a readable error body.
+    reply = await api.call("POST", "/session", raw=b'{"code": "\\ud800"}')
+    assert (reply.status, reply.error()["code"]) == (400, "bad_text") and "无效的字符" in reply.error()["message"]
 
 
 async def test_login_with_wrong_credentials_or_none_is_unavailable(api, make_service, emulator):
@@ -308,6 +311,17 @@ async def test_idempotency_key_records_a_repeated_request_once(api):
 
 
 # -- registration ------------------------------------------------------------------------
+
+
+async def test_text_that_cannot_be_encoded_gets_a_json_error_not_an_empty_body(api):
+    token = await api.token()
+    for path, method, raw in (
+        ("/consents", "POST", b'{"version": "\\ud800", "action": "accept"}'),
+        ("/me/preferences", "PUT", b'{"preferences": {"\\ud800": true}}'),
+        ("/me/registration", "PUT", b'{"entity_type": "enterprise", "entity_name": "\\udfff\\ud800"}'),
+    ):
+        reply = await api.call(method, path, token=token, raw=raw)
+        assert (reply.status, reply.error()["code"]) == (400, "bad_text"), (path, reply.body)
 
 
 async def test_a_version_another_process_made_effective_is_the_one_accepted_at_once(api):
@@ -765,3 +779,11 @@ async def test_closing_twice_at_once_says_already_closed(api):
     assert sorted((first.status, second.status)) == [200, 409]
     refused = first if first.status == 409 else second
     assert refused.error()["code"] == "already_closed"
+
+
+async def test_a_method_the_resource_lacks_gets_405_naming_the_ones_it_has(api):
+    token = await api.token()
+    reply = await api.call("PATCH", "/me", {"x": 1}, token)
+    assert (reply.status, reply.error()["code"]) == (405, "method_not_allowed")
+    assert reply.headers["Allow"] == "GET, DELETE"
+    assert (await api.call("DELETE", "/terms")).headers["Allow"] == "GET"

@@ -90,3 +90,50 @@ async def test_a_stopping_server_lets_requests_in_flight_finish():
     response = await answer
     assert response.code == 200 and response.body == b"saved"
     assert app.in_flight == 0
+
+
+async def test_requests_cut_off_or_refused_before_their_handler_do_not_stay_counted():
+    # A body cut off mid-way, or one declared too large, never reaches a
+    # handler; counted forever, it made every later shutdown wait the full drain.
+    import asyncio
+
+    import tornado.httpserver
+    import tornado.netutil
+    import tornado.web
+
+    from handlers.app import MAX_REQUEST_BODY, ServiceApp, make_server
+
+    class Echo(tornado.web.RequestHandler):
+        def post(self) -> None:
+            self.write(self.request.body)
+
+    app = ServiceApp([(r"/echo", Echo)])
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server = make_server(app)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabcd")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        assert app.in_flight == 1
+        writer.close()
+        for _ in range(50):
+            if app.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert app.in_flight == 0
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_REQUEST_BODY + 1))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)  # answered and closed without the body
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413 ")
+        assert json.loads(body)["error"]["code"] == "payload_too_large"
+        writer.close()
+        assert app.in_flight == 0
+    finally:
+        server.stop()
+        await server.close_all_connections()

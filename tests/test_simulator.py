@@ -150,6 +150,8 @@ async def test_template_and_mass_messages_are_labelled(sim):
         ("/simulator/api/users", {"nickname": ""}, 400, "bad_nickname", "昵称"),
         ("/simulator/api/users", {"nickname": "长" * 21}, 400, "bad_nickname", "昵称"),
         ("/simulator/api/users", b"not json", 400, "bad_json", "JSON"),
+        ("/simulator/api/users", b"[" * 5000 + b"]" * 5000, 400, "bad_json", "JSON"),
+        ("/simulator/api/users", b'{"nickname": "\\ud800"}', 400, "bad_text", "无效的字符"),
         ("/simulator/api/send", {"openid": "bad openid!", "kind": "text", "content": "x"}, 400, "bad_openid", "openid"),
         ("/simulator/api/send", {"openid": "o-nobody", "kind": "text", "content": "x"}, 404, "no_such_user", "新建"),
         ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "  "}, 400, "empty_text", "不能为空"),

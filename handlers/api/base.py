@@ -3,7 +3,6 @@ bodies, and one error mapping (``{"error": {"code", "message"}}``)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,7 +12,7 @@ from bot import api_texts
 from bot.errors import BotError
 from bot.mini_sessions import ApiUser, RateLimited
 from bot.validation import Invalid
-from handlers.base import BaseHandler
+from handlers.base import BaseHandler, json_object
 from service.runtime import Runtime
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
@@ -76,11 +75,10 @@ class ApiHandler(BaseHandler):
         """The body as a JSON object; :class:`BadRequest` (400) otherwise."""
         if len(self.request.body) > MAX_BODY:
             raise TooLarge(f"请求体过大（最多 {MAX_BODY // 1024} KiB）")
-        try:
-            body = json.loads(self.request.body or b"null")
-        except (UnicodeDecodeError, ValueError):
-            body = None
-        if not isinstance(body, dict):
+        body, problem = json_object(self.request.body or b"null")
+        if problem == "bad_text":
+            raise BadRequest(api_texts.BAD_TEXT, code="bad_text")
+        if body is None:
             raise BadRequest(api_texts.BAD_JSON, code="bad_json")
         return body
 

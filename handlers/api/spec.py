@@ -33,6 +33,8 @@ BOOL = {"type": "boolean"}
 TIME = {"type": ["string", "null"], "format": "date-time"}
 NSTR = {"type": ["string", "null"]}
 STRS = {"type": "array", "items": STR}
+#: A string that is not blank (blank ones are refused with 422).
+TEXT = {"type": "string", "pattern": r"\S"}
 
 SCHEMAS = {
     "Error": _obj(
@@ -82,7 +84,8 @@ SCHEMAS = {
         "type": "object",
         "description": "The whole form (PUT replaces it). Validation and messages are the chat dialog's.",
         "properties": {
-            "entity_type": {"type": "string", "description": "individual/enterprise (个人/企业 accepted)"},
+            "entity_type": {"enum": ["individual", "enterprise", "个人", "企业", "公司"],
+                            "description": "individual/enterprise (个人/企业 accepted)"},
             "entity_name": STR,
             "credit_code": {"type": "string", "description": "enterprise only (GB 32100-2015)"},
             "adult": {"type": "boolean", "description": "individuals confirm they are 18 or older"},
@@ -116,7 +119,7 @@ def _json(schema: dict, description: str = "OK", headers: dict | None = None) ->
 
 
 _ERRORS = {
-    "400": "request body is not a JSON object",
+    "400": "malformed request: the body is not a JSON object, or text is not valid Unicode",
     "401": "no token, or an expired one; or (login) a code WeChat refused",
     "403": "the version in force must be accepted first",
     "404": "no such resource",
@@ -138,7 +141,7 @@ def _errors(*codes: int) -> dict:
 
 def _op(summary: str, ok: dict, *errors: int, auth: bool = True, body: dict | None = None, params=None,
         ok_status: str = "200", extra_ok: dict | None = None) -> dict:
-    codes = set(errors) | {429, 503}
+    codes = set(errors) | {400, 429, 503}
     if auth:
         codes.add(401)
     op: dict = {"summary": summary, "responses": {ok_status: ok, **(extra_ok or {}), **_errors(*sorted(codes))}}
@@ -205,7 +208,7 @@ PATHS = {
             _json(_obj(recorded=BOOL, consent=_ref("ConsentState"))), 400, 409, 422,
             body={
                 "type": "object",
-                "properties": {"version": STR, "action": {"enum": ["accept", "decline", "withdraw"]}},
+                "properties": {"version": TEXT, "action": {"enum": ["accept", "decline", "withdraw"]}},
                 "required": ["version", "action"],
                 "example": {"version": "2022-05-22", "action": "accept"},
             },
@@ -245,7 +248,9 @@ PATHS = {
         "get": _op("Notice categories on or off", _json(_ref("Preferences"))),
         "put": _op(
             "Turn categories on or off (important notices always arrive)", _json(_ref("Preferences")), 400, 422,
-            body={**_obj(preferences={"type": "object", "additionalProperties": BOOL, "minProperties": 1}),
+            body={**_obj(preferences={"type": "object", "additionalProperties": BOOL, "minProperties": 1,
+                                      "propertyNames": {"enum": [*CATEGORIES, *CATEGORIES.values()]},
+                                      "description": "category code or its Chinese name -> on/off"}),
                   "example": {"preferences": {"service": False}}},
         ),
     },
@@ -261,7 +266,7 @@ PATHS = {
                 version=STR,
             )),
             422,
-            params=[{"name": "q", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 200}}],
+            params=[{"name": "q", "in": "query", "required": True, "schema": {**TEXT, "maxLength": 200}}],
         )
     },
     "/me/export": {
