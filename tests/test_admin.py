@@ -551,6 +551,13 @@ async def test_consents_filter_export_and_dashboard(svc):
     assert newest_first.index("o-b") < newest_first.index("o-a")  # the newest on top
     one = await viewer.get("/admin/consents?openid=o-c")
     assert "共 1 条" in text(one) and "o-a" not in text(one)
+    # Date filters (Beijing days): the count agrees with the rows shown.
+    today = svc.runtime.clock().astimezone(console_module.CHINA).date()
+    tomorrow = today + __import__("datetime").timedelta(days=1)
+    same_day = text(await viewer.get(f"/admin/consents?since={today}&until={today}"))
+    assert "共 3 条" in same_day and "o-a" in same_day
+    later = text(await viewer.get(f"/admin/consents?since={tomorrow}"))
+    assert "共 0 条" in later and "o-a" not in later
     export = await viewer.get("/admin/consents.csv?action=decline")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [(r["openid"], r["action"]) for r in rows] == [("o-c", "decline")]
