@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for action, label in (("pause", "暂停"), ("resume", "继续"), ("cancel", "取消")):
         parser = notice_sub.add_parser(action, help=f"{label}发送")
         parser.add_argument("id")
+        add_by_flag(parser)
         add_data_dir_flag(parser)
         parser.set_defaults(func=cmd_control, action=action)
 
@@ -64,9 +65,12 @@ def parse_audience(text: str) -> dict:
             audience["statuses"] = [s.strip() for s in rest.split(",") if s.strip()]
     elif kind == "openids" and rest:
         try:
-            lines = Path(rest).read_text(encoding="utf-8").splitlines()
+            # utf-8-sig: Windows Notepad starts its UTF-8 files with a BOM.
+            lines = Path(rest).read_text(encoding="utf-8-sig").splitlines()
         except OSError as exc:
             raise UsageError(f"无法读取 openid 文件 {rest}：{exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"openid 文件 {rest} 不是 UTF-8 编码的文本") from None
         audience = {"type": "openids", "openids": [line.strip() for line in lines if line.strip()]}
     else:
         raise UsageError(f"无法识别的受众 {text!r}：可用 all、merchants、merchants:STATUS,…、openids:FILE")
@@ -114,9 +118,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     async def work(runtime):
-        notice = await getattr(runtime.broadcasts, args.action)(args.id)
-        await runtime.audit.record("cli", f"notice_{args.action}", args.id, after={"status": notice.status},
-                                   address="localhost")
+        before = await runtime.notices.get(args.id)
+        notice = await getattr(runtime.broadcasts, args.action)(args.id)  # refuses an unknown id
+        await runtime.audit.record(actor_of(args), f"notice_{args.action}", args.id, before={"status": before.status},
+                                   after={"status": notice.status}, address="localhost")
         return notice
 
     notice = with_runtime(args, work)

@@ -86,7 +86,7 @@ class Deliveries:
         for fields, openids in groups.values():
             values = {"updated_at": at, "finished_at_ms": epoch_ms(at)}
             values.update({k: v for k, v in fields.items() if v is not None})
-            await self._coll.update_many({"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, {"$set": values})
+            await self._coll.update_many({"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, _outcome(values))
 
     async def finish(
         self,
@@ -104,7 +104,7 @@ class Deliveries:
         for name, value in (("channel", channel), ("reason", reason), ("errcode", errcode), ("template_msgid", template_msgid)):
             if value is not None:
                 fields[name] = value
-        await self._coll.update_one({"_id": f"{notice_id}:{openid}"}, {"$set": fields})
+        await self._coll.update_one({"_id": f"{notice_id}:{openid}"}, _outcome(fields))
 
     async def skip_pending(self, notice_id: str, reason: str, at: dt.datetime) -> int:
         result = await self._coll.update_many(
@@ -181,3 +181,14 @@ def _delivery(doc: dict) -> Delivery:
         updated_at=as_datetime(doc.get("updated_at")),
         template_msgid=doc.get("template_msgid"),
     )
+
+
+def _outcome(values: dict) -> dict:
+    """The update recording an outcome: a reason or code it lacks is removed,
+    not left from before (a send in flight when its broadcast was cancelled
+    ends ``sent``, not ``sent`` for the reason ``cancelled``)."""
+    update: dict = {"$set": values}
+    stale = {k: "" for k in ("reason", "errcode") if k not in values}
+    if stale:
+        update["$unset"] = stale
+    return update

@@ -588,8 +588,10 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     status = json.loads(cli("notice", "status", notice_id, "--json").stdout)
     assert status["status"] in ("queued", "sending") and status["total"] == 2
     assert all(isinstance(status[k], int) for k in ("total", "sent", "failed", "skipped"))
-    assert "已暂停" in cli("notice", "pause", notice_id).stdout
+    assert "已暂停" in cli("notice", "pause", notice_id, "--by", "olga").stdout
     assert "发送中" in cli("notice", "resume", notice_id).stdout
+    [paused] = await svc.runtime.audit.recent(action="notice_pause")
+    assert (paused.actor, paused.before, paused.after) == ("cli:olga", {"status": "sending"}, {"status": "paused"})
     await run_worker(svc)
     done = json.loads(cli("notice", "status", notice_id, "--json").stdout)
     assert (done["status"], done["sent"]) == ("done", 2)
@@ -606,6 +608,16 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     ids.write_text("o-c1\nbad id with space\n")
     malformed = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{ids}")
     assert malformed.returncode == 2 and "'bad id with space'" in malformed.stderr
+    ids.write_bytes(b"\xff\xfe\n")
+    not_utf8 = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{ids}")
+    assert not_utf8.returncode == 2 and "不是 UTF-8" in not_utf8.stderr and "Traceback" not in not_utf8.stderr
+    ids.write_text("\ufeffo-c1\no-c2\n", encoding="utf-8")  # as Windows Notepad saves it
+    bom = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{ids}")
+    assert bom.returncode == 0, bom.stderr
+    # A reader that goes away (`| head`) ends the command quietly.
+    piped = subprocess.run(f"'{BIN}' notice status {notice_id} --json | true", shell=True, env=clean_env(**env),
+                           capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
 
     # Reasons are explained in Chinese beside their codes.
     ids.write_text("o-c1\no-never-wrote\n")
@@ -616,3 +628,18 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert shown.returncode == 0, shown.stderr
     shown = shown.stdout
     assert "用户已退订该类通知（opted_out） 1" in shown and "超出 48 小时客服消息窗口（outside_48h） 1" in shown
+
+
+async def test_a_send_in_flight_when_cancelled_ends_sent_without_the_cancel_reason(svc):
+    # Cancelling skips what is pending; a send already in flight then records
+    # "sent". It was sent: no reason "cancelled" may stay on it.
+    deliveries = svc.runtime.deliveries
+    at = svc.runtime.clock()
+    await deliveries.create_pending("n-flight", ["o-1", "o-2"], at)
+    assert await deliveries.skip_pending("n-flight", "cancelled", at) == 2
+    await deliveries.finish_many("n-flight", {"o-1": {"status": "sent", "channel": "custom"}}, at)
+    await deliveries.finish("n-flight", "o-2", "failed", at, errcode=43004)
+    [one] = await deliveries.for_user("o-1")
+    [two] = await deliveries.for_user("o-2")
+    assert (one.status, one.reason) == ("sent", None)
+    assert (two.status, two.reason, two.errcode) == ("failed", None, 43004)
