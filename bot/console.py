@@ -102,6 +102,8 @@ class NoticeForm:
         return audience
 
     def check(self) -> None:
+        if self.important not in ("default", "yes", "no"):
+            raise NoticeRefused("“重要”只能选择 按类别默认、是 或 否", code="bad_important")
         if self.category not in CATEGORIES:
             raise NoticeRefused(f"未知的通知类别 {self.category}", code="bad_category")
         if self.channel not in CHANNELS:
@@ -224,7 +226,7 @@ class Console:
             await self._open_draft(draft_id, "notice")
         notice_id = await self.broadcasts.send(
             category=form.category, title=form.title, body=form.body, important=form.important_flag(),
-            audience=form.audience(), channel=form.channel, by=actor.name,
+            audience=form.audience(), channel=form.channel, by=actor.name, refuse_empty=True,
         )
         if draft_id:
             await self.drafts.close(draft_id, "published", notice_id, actor.name, self._clock())

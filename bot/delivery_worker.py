@@ -172,7 +172,7 @@ class DeliveryWorker:
         for notice in await self.deps.notices.active():
             if not notice.planned:
                 await self.deps.broadcasts.plan(notice.id)  # if its planner died
-            elif notice.status == "sending" and await self.deps.queue.backlog() == 0:
+            elif await self.deps.queue.backlog() == 0:
                 # Nothing queued but recipients left (e.g. Redis lost entries): queue them again.
                 if await self.deps.broadcasts.enqueue_pending(notice) == 0:
                     await self.deps.broadcasts.finish_if_complete(notice.id)
@@ -185,6 +185,7 @@ class DeliveryWorker:
         if notice is None or notice.status in ("cancelled", "done"):
             await deps.queue.ack(entry_id)
             return
+        notice = await deps.broadcasts.start(notice)
         batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex)
         async with batch.kept_alive():
             todo, unresolved = await self._claim(batch, openids)

@@ -163,8 +163,13 @@ class Broadcasts:
         channel: str = "auto",
         by: str,
         extra: dict | None = None,
+        refuse_empty: bool = False,
     ) -> str:
-        """Create a notice and queue its deliveries; returns the notice id."""
+        """Create a notice and queue its deliveries; returns the notice id.
+
+        ``refuse_empty``: an admin's notice to nobody (say, merchants of a
+        status that none has) is refused rather than done at once with 0.
+        """
         if category not in CATEGORIES:
             raise NoticeRefused(f"未知的通知类别 {category}，可选：{', '.join(CATEGORIES)}", code="bad_category")
         if channel not in CHANNELS:
@@ -173,6 +178,8 @@ class Broadcasts:
         check_audience(audience)
         if important is None:
             important = category in IMPORTANT_BY_DEFAULT
+        if refuse_empty and not await self.audience(audience):
+            raise NoticeRefused("没有符合条件的接收者，通知未发送。请检查受众。", code="empty_audience")
         notice_id = await self.notices.create(
             category=category, title=title, body=body, important=important, audience=audience,
             channel=channel, created_at=self._clock(), created_by=by, extra=extra,
@@ -210,15 +217,14 @@ class Broadcasts:
 
         A chunk at a time: workers start sending the first recipients while
         the rest of a large audience is still being recorded. The job is
-        ``sending`` from the start but cannot be ``done`` before it is
-        ``planned``; a planner that dies midway is replaced by upkeep
+        ``queued`` until a worker takes its first batch (:meth:`start`) and
+        cannot be ``done`` before it is ``planned``; a planner that dies midway is replaced by upkeep
         (:data:`PLANNER_SILENT` after its last chunk). With
         :attr:`plan_in_background`, only the first chunk is recorded before
         this returns."""
         notice = await self._get(notice_id)
         openids = await self.audience(notice.audience)
         await self.notices.planning(notice_id, len(openids), self._clock())
-        await self.notices.transition(notice_id, ("queued",), "sending", self._clock())
         chunk = max(PLAN_CHUNK, _batch_size(notice))
         await self._record(notice, openids[:chunk], len(openids))
         rest = self._plan_rest(notice, openids, chunk)
@@ -277,8 +283,9 @@ class Broadcasts:
         return await self._get(notice_id)
 
     async def resume(self, notice_id: str) -> Notice:
-        await self._get(notice_id)
-        if not await self.notices.transition(notice_id, ("paused",), "sending", self._clock()):
+        paused = await self._get(notice_id)
+        back = "sending" if paused.started_at is not None else "queued"  # paused before any worker began
+        if not await self.notices.transition(notice_id, ("paused",), back, self._clock()):
             raise NoticeRefused(await self._cannot(notice_id, "继续"))
         notice = await self._get(notice_id)
         if not notice.planned:  # paused while planning, and the planner is gone
@@ -295,12 +302,20 @@ class Broadcasts:
         await self.deliveries.skip_pending(notice_id, "cancelled", self._clock())
         return await self._get(notice_id)
 
+    async def start(self, notice: Notice) -> Notice:
+        """A worker begins on a queued job: it is ``sending`` from now (until
+        then it stays ``queued``, as with no worker running at all)."""
+        if notice.status == "queued":
+            await self.notices.transition(notice.id, ("queued",), "sending", self._clock())
+            return await self._get(notice.id)
+        return notice
+
     async def finish_if_complete(self, notice_id: str) -> bool:
         """Mark the job done when every recipient is recorded and none is pending or being sent."""
         notice = await self.notices.get(notice_id)
         if notice is None or not notice.planned or await self.deliveries.unfinished(notice_id):
             return False
-        return await self.notices.transition(notice_id, ("sending",), "done", self._clock())
+        return await self.notices.transition(notice_id, ("queued", "sending"), "done", self._clock())
 
     async def progress(self, notice_id: str) -> Progress:
         notice = await self._get(notice_id)
@@ -312,7 +327,7 @@ class Broadcasts:
         by["sending"] += claimed
         now = self._clock()
         rate = 0.0
-        if notice.started_at is not None:
+        if notice.started_at is not None and notice.status == "sending":  # a paused job has no speed, nor an ETA
             recent = await self.deliveries.sent_since(notice_id, now - dt.timedelta(seconds=10))
             rate = recent / 10.0
         remaining = by["pending"] + by["sending"]

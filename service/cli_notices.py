@@ -84,7 +84,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     async def work(runtime):
         notice_id = await runtime.broadcasts.send(
             category=args.category, title=args.title, body=args.body, important=args.important,
-            audience=audience, channel=args.channel, by=actor_of(args),
+            audience=audience, channel=args.channel, by=actor_of(args), refuse_empty=True,
         )
         await runtime.audit.record(
             actor_of(args), "notice_send", notice_id, address="localhost",

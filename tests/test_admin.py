@@ -382,6 +382,22 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
     assert late.code == 409 and "不能暂停" in text(late)
 
 
+async def test_a_malformed_or_empty_compose_is_refused_not_guessed(svc):
+    await followers(svc, "o-a")
+    owner = await logged_in(svc, "olga")
+    bogus = await owner.post("/admin/notices/new", {**NOTICE, "audience_type": "merchants", "statuses": "bogus",
+                                                     "action": "send"})
+    assert bogus.code in (409, 422) and "未知的商家状态" in text(bogus)
+    maybe = await owner.post("/admin/notices/new", {**NOTICE, "important": "maybe", "action": "send"})
+    assert maybe.code in (409, 422) and "重要" in text(maybe)
+    # Merchants that are suspended: there are none. Nothing is sent to nobody.
+    nobody = await owner.post("/admin/notices/new", {**NOTICE, "audience_type": "merchants", "statuses": "suspended",
+                                                      "action": "send"})
+    assert nobody.code == 409 and "没有符合条件的接收者" in text(nobody)
+    assert await svc.runtime.db["notices"].count_documents({}) == 0
+    assert (await svc.runtime.audit.recent(action="notice_send")) == []
+
+
 async def test_delivery_report_lists_failures_by_wechat_code(svc, emulator):
     await followers(svc, "o-a", "o-b", "o-c")
     await svc.runtime.preferences.set("o-c", "service", False)

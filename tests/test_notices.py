@@ -286,12 +286,14 @@ async def test_pause_resume_and_cancel(make_service, emulator):
     stop = asyncio.Event()
     worker = asyncio.create_task(svc.runtime.worker(concurrency=4).run(stop))
     await asyncio.sleep(0.8)
+    assert (await svc.runtime.notices.get(notice)).status == "sending"  # a worker took its first batch
     await broadcasts.pause(notice)
     await asyncio.sleep(1.5)  # sends already waiting for the rate limit finish
     paused = await broadcasts.progress(notice)
     await asyncio.sleep(0.8)
     assert (await broadcasts.progress(notice)).sent == paused.sent
     assert 0 < paused.sent < 120 and paused.notice.status == "paused"
+    assert (paused.rate, paused.eta_seconds) == (0.0, None)  # no speed or ETA shown while paused
 
     await broadcasts.resume(notice)
     await asyncio.sleep(0.6)
@@ -436,7 +438,7 @@ async def test_in_a_long_lived_process_send_returns_once_the_first_chunk_is_queu
     notice_id = await send(svc, audience={"type": "openids", "openids": openids})
     assert len(rt.broadcasts._planners) == 1  # the rest is being planned
     notice = await rt.notices.get(notice_id)
-    assert notice.status == "sending" and notice.total == len(openids)
+    assert notice.status == "queued" and notice.total == len(openids)  # until a worker takes a batch
     assert not await rt.broadcasts.plan(notice_id)  # nobody else plans it meanwhile
 
     await run_worker(svc, timeout=60)
@@ -586,12 +588,12 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert sent.returncode == 0, sent.stderr
     notice_id = sent.stdout.strip()
     status = json.loads(cli("notice", "status", notice_id, "--json").stdout)
-    assert status["status"] in ("queued", "sending") and status["total"] == 2
+    assert status["status"] == "queued" and status["total"] == 2  # no worker has begun
     assert all(isinstance(status[k], int) for k in ("total", "sent", "failed", "skipped"))
     assert "已暂停" in cli("notice", "pause", notice_id, "--by", "olga").stdout
-    assert "发送中" in cli("notice", "resume", notice_id).stdout
+    assert "排队中" in cli("notice", "resume", notice_id).stdout
     [paused] = await svc.runtime.audit.recent(action="notice_pause")
-    assert (paused.actor, paused.before, paused.after) == ("cli:olga", {"status": "sending"}, {"status": "paused"})
+    assert (paused.actor, paused.before, paused.after) == ("cli:olga", {"status": "queued"}, {"status": "paused"})
     await run_worker(svc)
     done = json.loads(cli("notice", "status", notice_id, "--json").stdout)
     assert (done["status"], done["sent"]) == ("done", 2)
@@ -602,6 +604,8 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert missing.returncode == 2 and "没有编号" in missing.stderr
     bad = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "everyone")
     assert bad.returncode == 2 and "受众" in bad.stderr
+    nobody = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "merchants:suspended")
+    assert nobody.returncode == 2 and "没有符合条件的接收者" in nobody.stderr
     # The same limits as the console's, wherever a notice is written.
     long_title = cli("notice", "send", "--category", "admin", "--title", "长" * 65, "--body", "b", "--audience", f"openids:{ids}")
     assert long_title.returncode == 2 and "标题最多 64 个字" in long_title.stderr
