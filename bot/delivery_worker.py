@@ -295,9 +295,12 @@ class DeliveryWorker:
         if not channels:
             return outcomes
         pieces = [] if notice.category in deps.templates else split_text(notice_text(notice), suffix=texts.CONTINUED)
-        await deps.journal.attempt(notice.id, list(channels))
         # One wait for the whole window's messages; only retries wait again.
         await deps.limiter.acquire(sum(1 if c == "template" else len(pieces) for c in channels.values()))
+        # Marked in flight only now, its rate paid: a worker that dies while
+        # waiting for the limiter has sent nothing, and its successor sends
+        # these (marked before the wait, they were recorded as interrupted).
+        await deps.journal.attempt(notice.id, list(channels))
         sent = await asyncio.gather(*(self._send(batch, notice, o, c, pieces) for o, c in channels.items()))
         fresh = dict(zip(channels, sent))
         await deps.journal.record(notice.id, fresh)
