@@ -43,6 +43,13 @@ TRANSITIONS = {
 ENTITY_FIELDS = ("entity_type", "entity_name", "credit_code")
 
 
+class ReasonRequired(BotError):
+    """A status change without its reason: the form is incomplete (422), nothing refused by the rules."""
+
+    status = 422
+    code = "reason_required"
+
+
 class AccountRefused(BotError):
     """An account change that the rules do not allow; the message says why."""
 
@@ -122,7 +129,7 @@ class MerchantAccounts:
             raise AccountRefused(f"未知的状态 {status}，可选：{', '.join(STATUSES)}", code="bad_status")
         reason = reason.strip()
         if not reason:
-            raise AccountRefused("请写明原因（会记入状态历史）", code="reason_required")
+            raise ReasonRequired("请写明原因（会记入状态历史）")
         existing = await self.repo.get(openid)
         if existing is None:
             raise NoAccount(f"没有 openid 为 {openid} 的商家账户")

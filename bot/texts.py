@@ -381,4 +381,4 @@ def opted_out(name: str, mostly_important: bool = False) -> str:
 
 
 def opted_in(name: str) -> str:
-    return f"已恢复接收“{name}”。回复“通知设置”查看全部设置。"
+    return f"已恢复接收“{name}”。{IMPORTANT_STILL_ARRIVE}回复“通知设置”查看全部设置。"

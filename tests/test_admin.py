@@ -525,7 +525,7 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     assert (await editor.post("/admin/merchants/o-m1", {"status": "suspended", "reason": "滥用"})).code == 403
     owner = await logged_in(svc, "olga")
     no_reason = await owner.post("/admin/merchants/o-m1", {"status": "suspended", "reason": " "})
-    assert no_reason.code == 409 and "请写明原因" in text(no_reason)
+    assert no_reason.code == 422 and "请写明原因" in text(no_reason)
     assert (await owner.post("/admin/merchants/o-m1", {"status": "suspended", "reason": "发布违规内容"})).code == 303
     detail = text(await owner.get("/admin/merchants/o-m1"))
     assert "发布违规内容" in detail and "admin:olga" in detail

@@ -546,7 +546,8 @@ async def test_chat_preferences(svc):
     reply = await svc.wechat.ask("o-pref", "退订 服务公告")
     assert "已退订“服务公告”" in reply and "仍会送达" in reply
     assert "服务公告：已退订" in await svc.wechat.ask("o-pref", "通知设置")
-    assert "已恢复" in await svc.wechat.ask("o-pref", "订阅 服务公告")
+    subscribed = await svc.wechat.ask("o-pref", "订阅 服务公告")
+    assert "已恢复" in subscribed and "仍会送达" in subscribed  # both replies say it
     unknown = await svc.wechat.ask("o-pref", "退订 天气预报")
     assert "没有这个通知类别" in unknown and unknown.endswith("例如：退订 服务公告")
     # Security notices are important unless an admin says otherwise: the reply says they still come.
