@@ -145,6 +145,12 @@ class Terms:
             # Chat folds commands to lower case, so compare without case.
             if candidate.version.casefold() == version.casefold():
                 return candidate
+        withdrawal = await self._repo.withdrawal(version)
+        if withdrawal is not None:
+            raise VersionNotFound(
+                f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回，不会生效"
+                f"（原因：{withdrawal['reason']}）。撤回的版本号不能再次使用。"
+            )
         raise VersionNotFound(f"没有版本为 {version} 的协议")
 
     async def publish(
@@ -176,8 +182,11 @@ class Terms:
             try:
                 await self._repo.insert(version)
             except VersionExists:
+                withdrawn = await self._repo.withdrawal(version.version) is not None
                 raise amendment_rules.AmendmentRefused(
-                    "immutable", f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
+                    "immutable",
+                    f"版本 {version.version} 曾发布并已撤回，撤回的版本号不能再次使用；请以新的版本号发布" if withdrawn else
+                    f"版本 {version.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布",
                 ) from None
             self._invalidate()
         after = {"version": version.version, "reason": version.reason, "effective_at": version.effective_at,

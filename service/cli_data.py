@@ -80,12 +80,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_terms_list(args: argparse.Namespace) -> int:
     async def work(runtime):
-        return await runtime.terms.versions(), await runtime.terms.current(), await runtime.terms.upcoming()
+        gone = await runtime.versions.withdrawn()
+        withdrawn = [v for v in await runtime.versions.all() if v.version in gone]
+        return await runtime.terms.versions(), await runtime.terms.current(), await runtime.terms.upcoming(), withdrawn
 
-    versions, current, upcoming = with_runtime(args, work)
+    versions, current, upcoming, withdrawn = with_runtime(args, work)
     rows = []
-    for v in versions:
-        status = "当前" if v.version == current.version else ("待生效" if upcoming and v.effective_at > current.effective_at else "已失效")
+    for v in sorted([*versions, *withdrawn], key=lambda v: (v.effective_at, v.version)):
+        if any(v.version == w.version for w in withdrawn):
+            status = "已撤回"
+        else:
+            status = "当前" if v.version == current.version else ("待生效" if upcoming and v.effective_at > current.effective_at else "已失效")
         rows.append([v.version, status, REASONS.get(v.reason or "", v.reason or ""), _local(v.published_at),
                      _local(v.effective_at), v.text_sha256[:16]])
     print_table(["版本", "状态", "原因", "发布时间", "生效时间", "SHA-256"], rows)

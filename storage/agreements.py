@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from bot.agreement import AgreementVersion
+from storage.mongo import as_datetime
 
 
 class VersionExists(Exception):
@@ -54,6 +55,13 @@ class AgreementVersions:
         except DuplicateKeyError:
             return False
         return True
+
+    async def withdrawal(self, version: str) -> dict | None:
+        """``{"at", "by", "reason"}`` if ``version`` was withdrawn (any case), else None."""
+        async for doc in self._withdrawals.find({}):
+            if doc["_id"].casefold() == version.casefold():
+                return {"version": doc["_id"], "at": as_datetime(doc["at"]), "by": doc["by"], "reason": doc["reason"]}
+        return None
 
     async def withdrawn(self) -> set[str]:
         """The versions withdrawn before they took effect."""
