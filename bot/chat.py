@@ -395,4 +395,12 @@ async def free_text(chat: Chat) -> Reply:
             return Reply(texts.DIALOG_UNAVAILABLE)
         return Reply(f"{answer.text}\n\n（{texts.DIALOG_UNAVAILABLE}）")
     hint = texts.command_hint(chat.message.text)
+    if hint is None and answer.kind != "answer" and await _unfinished_registration(chat):
+        # Perhaps an answer to a registration step whose dialog expired (30 min): offer to resume.
+        hint = texts.UNFINISHED_REGISTRATION
     return Reply(f"{answer.text}\n\n{hint}" if hint else answer.text)
+
+
+async def _unfinished_registration(chat: Chat) -> bool:
+    draft = await chat.services.dialogs.load_draft(chat.openid, REGISTRATION.name)
+    return bool(draft and draft.get("answers"))

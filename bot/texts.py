@@ -93,7 +93,12 @@ COMMAND_HINTS = (
     (("退订", "订阅", "不想收", "关闭通知", "通知设置"), "回复“通知设置”可查看或更改通知订阅（重要通知仍会送达）。"),
     (("注销", "销户", "关闭账号", "关闭账户", "删除账号", "删除账户"), "回复“注销账户”可注销商家账户（同意记录会保留）。"),
     (("撤回同意", "取消同意", "撤销同意"), "回复“撤回同意”即可撤回您对协议的同意。"),
+    (("注册", "入驻", "开店"), "回复“注册”即可开始注册微拓商家账户，约一分钟。"),
+    # Said as a sentence, consent is not recorded (only the bare word is): say how.
+    (("我同意", "同意吧", "同意了", "同意协议", "同意条款"), "如您同意协议，请单独回复“同意”两个字（不加其他文字）。"),
 )
+#: Added to a reply that found no clause when a registration was left unfinished.
+UNFINISHED_REGISTRATION = "您有一份未完成的商家注册资料（保存 7 天），回复“注册”可继续填写。"
 
 
 def command_hint(question: str) -> str | None:

@@ -131,6 +131,14 @@ async def test_accept_records_the_version_another_process_made_effective_a_momen
     assert [r.version for r in await ledger(service, "o-fresh")] == ["2026-11-20"]
 
 
+async def test_consent_said_in_a_sentence_is_not_recorded_and_the_reply_says_how(service):
+    for sentence in ("那我同意吧", "好的我同意"):
+        reply = await service.wechat.ask("o-sentence", sentence)
+        assert "请单独回复“同意”" in reply
+    assert await ledger(service, "o-sentence") == []
+    assert "回复“注册”即可开始注册" in await service.wechat.ask("o-sentence", "我要注册")
+
+
 async def test_two_menu_clicks_in_one_second_are_both_handled(service):
     at = 1_790_000_000
     first = await service.wechat.post(event_xml("o-quick", "CLICK", "HELP", create_time=at))
