@@ -37,6 +37,14 @@ def _date(value) -> str:
     return value.astimezone(CHINA).strftime("%Y-%m-%d")
 
 
+def _when(value) -> str:
+    """A moment in Beijing time: the date, and the time unless it is midnight."""
+    from bot.agreement import CHINA
+
+    local = value.astimezone(CHINA)
+    return local.strftime("%Y-%m-%d" if (local.hour, local.minute) == (0, 0) else "%Y-%m-%d %H:%M")
+
+
 def consent_prompt(version: "AgreementVersion") -> str:
     return (
         f"请回复“同意”接受《{version.title}》（版本 {version.version}），或回复“不同意”。"
@@ -67,7 +75,7 @@ def terms_overview(current: "AgreementVersion", upcoming: "AgreementVersion | No
     if upcoming is not None:
         lines += [
             "",
-            f"【即将生效】版本 {upcoming.version} 将于 {_date(upcoming.effective_at)} 生效。修改摘要：",
+            f"【即将生效】版本 {upcoming.version} 将于 {_when(upcoming.effective_at)} 生效。修改摘要：",
             *[f"· {line}" for line in upcoming.changes],
             f"届时我们会请您重新确认。回复“条款 {upcoming.version} N”可提前阅读新版第 N 节。",
         ]
@@ -164,7 +172,7 @@ def amendment_notice(version: "AgreementVersion") -> str:
         # A new feature or a legal change, in force at publication.
         when = f"已于 {_date(version.effective_at)} 更新为版本 {version.version}（即时生效）"
     else:
-        when = f"将于 {_date(version.effective_at)} 更新为版本 {version.version}"
+        when = f"将于 {_when(version.effective_at)} 更新为版本 {version.version}"
     lines = [
         f"《{version.title}》{when}。修改摘要：",
         *[f"· {line}" for line in version.changes],

@@ -409,3 +409,13 @@ async def test_the_first_message_after_a_quiet_spell_sees_a_version_published_el
     later = real_time.monotonic() + STALE_SECONDS + 1
     monkeypatch.setattr(bot.terms.time, "monotonic", lambda: later)
     assert "2026-11-20" in await service.wechat.ask("o-quiet", "条款")
+
+
+async def test_an_upcoming_version_shows_its_time_unless_it_is_midnight(service):
+    from bot.agreement import CHINA
+
+    runtime = service.runtime
+    day = (runtime.clock().astimezone(CHINA) + dt.timedelta(days=9)).date()
+    at = dt.datetime.combine(day, dt.time(9, 30), CHINA)
+    await runtime.terms.publish(amendment("2027-09-09"), reason="routine", effective_at=at, by="test")
+    assert f"将于 {day:%Y-%m-%d} 09:30 生效" in await service.wechat.ask("o-when", "条款")
