@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Flags for the demo: make run ARGS="--port 9000 --data-dir /tmp/wetoop"
 run: $(STAMP)
-	$(BIN)/wetoop-bot demo
+	$(BIN)/wetoop-bot demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
