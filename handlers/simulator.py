@@ -22,9 +22,11 @@ API (errors: ``{"error": {"code", "message"}}`` with 4xx/5xx):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -129,6 +131,37 @@ class Simulator:
     def __init__(self, runtime) -> None:
         self.runtime = runtime
         self.emulator = EmulatorControl(runtime.config.wechat_api_base)
+        # The emulator forgets its users when the demo stops; the bot does not.
+        # They are kept here so that the same people can be picked after a restart.
+        self._saved = Path(runtime.config.data_dir) / "simulator" / "users.json"
+        self._restoring: asyncio.Future | None = None
+
+    async def restore(self) -> None:
+        """Give the emulator the users saved by an earlier run (once)."""
+        if self._restoring is None:
+            self._restoring = asyncio.ensure_future(self._restore())
+        try:
+            await asyncio.shield(self._restoring)
+        except SimulatorError:
+            self._restoring = None  # the emulator was not there: try again next time
+            raise
+
+    async def _restore(self) -> None:
+        try:
+            saved = json.loads(await asyncio.to_thread(self._saved.read_text, encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # none yet, or unreadable: start with no users
+        known = {u.get("openid") for u in await self.emulator.users()}
+        for user in saved if isinstance(saved, list) else []:
+            openid = user.get("openid") if isinstance(user, dict) else None
+            if isinstance(openid, str) and OPENID_RE.fullmatch(openid) and openid not in known:
+                await self.emulator.set_user(openid, nickname=str(user.get("nickname") or "")[:20],
+                                             subscribed=bool(user.get("subscribed")))
+
+    async def _save(self) -> None:
+        users = [{"openid": u["openid"], "nickname": u.get("nickname") or "", "subscribed": bool(u.get("subscribed"))}
+                 for u in await self.emulator.users()]
+        await asyncio.to_thread(_write_json, self._saved, users)
 
     async def menu(self) -> tuple[dict, str]:
         """The menu WeChat (the emulator) holds, else the file's; and which it is."""
@@ -151,7 +184,9 @@ class Simulator:
             raise SimulatorError(400, "bad_nickname", "昵称需为 1 到 20 个字")
         # Real openids are 28 characters of this alphabet.
         openid = "o" + secrets.token_urlsafe(21)[:27]
-        return await self.emulator.set_user(openid, nickname=nickname.strip(), subscribed=False)
+        user = await self.emulator.set_user(openid, nickname=nickname.strip(), subscribed=False)
+        await self._save()
+        return user
 
     async def send(self, request: dict, own_url: str) -> dict:
         """Push one message or event as WeChat would; the passive reply's text."""
@@ -184,6 +219,7 @@ class Simulator:
         elif kind in ("subscribe", "unsubscribe"):
             # WeChat knows the follow first, then tells the account.
             await self.emulator.set_user(openid, subscribed=kind == "subscribe")
+            await self._save()
             xml = event_xml(openid, kind, to_user=ACCOUNT_ID)
         else:
             raise SimulatorError(400, "bad_kind", "kind 只能是 text、subscribe、unsubscribe、click 或 view")
@@ -226,6 +262,9 @@ class Simulator:
 class _Base(BaseHandler):
     def initialize(self, simulator: Simulator) -> None:
         self.simulator = simulator
+
+    async def prepare(self) -> None:
+        await self.simulator.restore()
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -297,6 +336,14 @@ class MessagesHandler(_Base):
         self.write_json(await self.simulator.messages(
             self.get_query_argument("openid", None), self.get_query_argument("since", "0")
         ))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` whole or not at all (a file cut off by a crash would lose every user)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    part = path.with_suffix(".part")
+    part.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    part.replace(path)
 
 
 def routes(runtime) -> list[tuple]:

@@ -50,10 +50,10 @@ async def browser():
 
 
 @pytest.fixture
-async def sim(make_service):
+async def sim(make_service, tmp_path):
     """The service with the simulator on, safe mode possible, the menu pushed
     and a notice worker running, as in the demo."""
-    svc = await make_service(wechat_aes_key=AES_KEY, simulator=True)
+    svc = await make_service(wechat_aes_key=AES_KEY, simulator=True, data_dir=tmp_path)
     await svc.runtime.wechat.menu.create(load_menu())
     stop = asyncio.Event()
     worker = asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))

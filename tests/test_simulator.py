@@ -36,8 +36,8 @@ async def send(svc, openid: str, kind: str, mode: str = "safe", **fields) -> tup
 
 
 @pytest.fixture
-async def sim(make_service):
-    return await make_service(wechat_aes_key=AES_KEY, simulator=True)
+async def sim(make_service, tmp_path):
+    return await make_service(wechat_aes_key=AES_KEY, simulator=True, data_dir=tmp_path)
 
 
 async def test_simulator_is_404_unless_enabled(make_service):
@@ -182,8 +182,8 @@ async def test_only_json_is_accepted(sim):
     assert (code, users) == (200, [])
 
 
-async def test_safe_mode_needs_an_aes_key(make_service):
-    svc = await make_service(simulator=True)
+async def test_safe_mode_needs_an_aes_key(make_service, tmp_path):
+    svc = await make_service(simulator=True, data_dir=tmp_path)
     code, state = await call(svc, "GET", "/simulator/api/state")
     assert code == 200 and state["safe_mode_available"] is False
     openid = await new_user(svc)
@@ -263,12 +263,28 @@ async def test_menu_push_cli(make_service, emulator, backing, tmp_path):
     assert no_credentials.returncode == 2 and "WECHAT_APPID" in no_credentials.stderr
 
 
-async def test_without_the_emulator_the_page_still_loads_and_says_why(make_service):
+async def test_without_the_emulator_the_page_still_loads_and_says_why(make_service, tmp_path):
     from storage.embedded import free_port
 
-    svc = await make_service(simulator=True, wechat_api_base=f"http://127.0.0.1:{free_port()}")
+    svc = await make_service(simulator=True, wechat_api_base=f"http://127.0.0.1:{free_port()}", data_dir=tmp_path)
     code, state = await call(svc, "GET", "/simulator/api/state")
     assert code == 200 and state["menu_source"] == "file"
     code, answer = await call(svc, "GET", "/simulator/api/users")
     assert code == 502 and answer["error"]["code"] == "emulator_unavailable"
     assert "无法连接微信 API 模拟器" in answer["error"]["message"]
+
+
+async def test_users_are_kept_across_a_restart(make_service, emulator, tmp_path):
+    # The emulator forgets its users when the demo stops; the simulator gives
+    # them back, so the people the bot remembers can be picked again.
+    first = await make_service(simulator=True, data_dir=tmp_path)
+    kept = await new_user(first, "持久")
+    assert (await send(first, kept, "subscribe", mode="plain"))[0] == 200
+    gone = await new_user(first, "走了")
+    emulator.state.reset()  # the demo stopped: a new emulator knows nobody
+    second = await make_service(simulator=True, data_dir=tmp_path)
+    code, users = await call(second, "GET", "/simulator/api/users")
+    assert code == 200
+    assert {u["openid"]: (u["nickname"], u["subscribed"]) for u in users} == {kept: ("持久", True), gone: ("走了", False)}
+    code, reply = await send(second, kept, "text", mode="plain", content="帮助")
+    assert code == 200, reply
