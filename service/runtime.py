@@ -71,6 +71,7 @@ from wechat.protocol import Endpoint
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 2.0
+CLOSE_TIMEOUT = 5.0
 
 #: Seconds between catch-ups of the dashboard's consent view in ``serve``.
 VIEW_EVERY = 60.0
@@ -124,6 +125,7 @@ class Runtime:
             self.notices, self.deliveries, self.queue, self.followers, self.merchants.repo, self.ledger, self.journal, clock
         )
         self.templates = load_templates(config.notice_templates)
+        self._probes: dict[str, asyncio.Future] = {}  # health pings under way (see health)
         self.audit = Audit(AuditLog(self.db), clock)
         self.terms = Terms(self.versions, self.broadcasts, clock, locks=self.locks, audit=self.audit)
         self.consents = Consents(self.ledger, self.terms, clock)
@@ -249,17 +251,24 @@ class Runtime:
         return DeliveryWorker(deps, concurrency=concurrency)
 
     async def health(self) -> dict[str, str]:
-        """``{"mongo": "ok"|"down", "redis": "ok"|"down"}``, within about 2 s."""
+        """``{"mongo": "ok"|"down", "redis": "ok"|"down"}``, within about 2 s.
 
-        async def check(probe) -> str:
-            try:
-                ok = await asyncio.wait_for(probe, HEALTH_TIMEOUT)
-            except TimeoutError:
-                ok = False
-            return "ok" if ok else "down"
+        A ping that takes longer is reported ``down`` but never cancelled:
+        cancelling PyMongo in the middle of choosing a server left its
+        topology lock held, and every later operation of the process waited
+        on it for good. One ping of each kind runs at a time; polls that come
+        meanwhile wait for the same one.
+        """
+
+        async def check(name: str, probe) -> str:
+            running = self._probes.get(name)
+            if running is None or running.done():
+                running = self._probes[name] = asyncio.ensure_future(probe())
+            done, _ = await asyncio.wait({running}, timeout=HEALTH_TIMEOUT)
+            return "ok" if done and not running.cancelled() and running.result() else "down"
 
         mongo_state, redis_state = await asyncio.gather(
-            check(mongo.ping(self.db)), check(redis_store.ping(self.redis))
+            check("mongo", lambda: mongo.ping(self.db)), check("redis", lambda: redis_store.ping(self.redis))
         )
         return {"mongo": mongo_state, "redis": redis_state}
 
@@ -277,4 +286,8 @@ class Runtime:
             self.miniprogram.close()
         await self.redis.aclose()
         self.redis_sync.close()
-        await self.mongo_client.close()
+        try:
+            # Bounded: a stop must not wait for ever on a database that is gone.
+            await asyncio.wait_for(self.mongo_client.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("MongoDB client did not close within %s s", CLOSE_TIMEOUT)

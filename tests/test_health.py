@@ -137,3 +137,26 @@ async def test_requests_cut_off_or_refused_before_their_handler_do_not_stay_coun
     finally:
         server.stop()
         await server.close_all_connections()
+
+
+async def test_a_slow_mongo_ping_is_reported_down_but_never_cancelled(make_service, backing, monkeypatch):
+    # Cancelling PyMongo while it chooses a server (a health check's timeout)
+    # could leave its topology lock held and the whole process stuck on it.
+    # A server that accepts connections and never answers: pings hang.
+    import asyncio
+
+    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        monkeypatch.setattr(backing, "mongodb_uri", f"mongodb://127.0.0.1:{port}/")
+        svc = await make_service()
+        started = time.monotonic()
+        answers = await asyncio.gather(*(svc.runtime.health() for _ in range(3)))
+        assert time.monotonic() - started < 3
+        assert all(a["mongo"] == "down" for a in answers)
+        probe = svc.runtime._probes["mongo"]  # one ping for the three polls, left to finish by itself
+        assert not probe.cancelled()
+        await asyncio.wait({probe}, timeout=5)
+        assert probe.done() and not probe.cancelled() and probe.result() is False
+    finally:
+        silent.close()
