@@ -163,9 +163,10 @@ def _run_service(
                 config, mongodb_uri, redis_url, socks, stop, emulator_port, banner, port, with_worker, ready
             )
 
-        # Embedded servers that die are started again on their ports (production
-        # uses MONGODB_URI / REDIS_URL, which this leaves alone).
-        supervisor.run(worker, sockets, processes, tick=embedded.revive if embedded.pids() else None)
+        # Embedded servers that die, or that the process they were attached from
+        # stops, are started again on their ports (production uses MONGODB_URI /
+        # REDIS_URL, which this leaves alone).
+        supervisor.run(worker, sockets, processes, tick=embedded.revive if embedded.running else None)
     finally:
         embedded.stop()
     return 0

@@ -145,11 +145,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
+            # Embedded servers attached from a service that stops are taken over.
+            ticking = asyncio.create_task(supervisor.tick_until(embedded.revive, stop)) if embedded.running else None
             try:
                 await runtime.prepare(qa=False)  # a worker answers no questions
                 print(f"通知发送进程已启动（并发 {args.concurrency}）。按 Ctrl-C 停止。", flush=True)
                 await runtime.worker(args.concurrency).run(stop)
             finally:
+                stop.set()
+                if ticking is not None:
+                    await ticking
                 await runtime.close()
 
         supervisor.run_loop(run())

@@ -160,8 +160,11 @@ def start_embedded(config: Config) -> EmbeddedServers:
     )
     try:
         return EmbeddedServers(config.data_dir, names).start()
-    except (PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
-        raise UsageError(f"无法使用数据目录 {config.data_dir}：{exc.strerror}（DATA_DIR 或 --data-dir）") from None
+    except OSError as exc:
+        if exc.filename is None or not str(exc.filename).startswith(str(Path(config.data_dir).resolve())):
+            raise  # not about the data directory (e.g. a server's binary)
+        # Not writable, a file, under /proc, ...
+        raise UsageError(f"无法使用数据目录 {config.data_dir}：{exc.strerror or exc}（DATA_DIR 或 --data-dir）") from None
 
 
 def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable[T]]) -> T:  # noqa: F821

@@ -55,7 +55,7 @@ def run(main: WorkerMain, sockets: list[socket.socket], processes: int = 1,
     """Run ``main`` in this process, or in ``processes`` forked workers.
 
     ``tick`` (blocking) is called every :data:`TICK_EVERY` seconds in this
-    process, which owns the embedded servers, until the workers stop.
+    process, which holds the embedded servers, until the workers stop.
     """
     if processes <= 1:
         run_loop(_worker(main, sockets, tick))
@@ -68,14 +68,15 @@ async def _worker(main: WorkerMain, sockets: list[socket.socket], tick=None) -> 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    ticking = asyncio.create_task(_tick_until(tick, stop)) if tick is not None else None
+    ticking = asyncio.create_task(tick_until(tick, stop)) if tick is not None else None
     await main(sockets, stop)
     if ticking is not None:
         stop.set()
         await ticking
 
 
-async def _tick_until(tick: Callable[[], object], stop: asyncio.Event) -> None:
+async def tick_until(tick: Callable[[], object], stop: asyncio.Event) -> None:
+    """Call ``tick`` (blocking, in a thread) every :data:`TICK_EVERY` seconds until ``stop``."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), TICK_EVERY)

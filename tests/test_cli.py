@@ -108,8 +108,9 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
 def test_a_data_directory_that_cannot_be_used_is_one_line(tmp_path):
     afile = tmp_path / "a-file"
     afile.write_text("x")
-    result = run_cli("terms", "list", DATA_DIR=str(afile))
-    assert result.returncode == 2 and "无法使用数据目录" in result.stderr and "Traceback" not in result.stderr
+    for bad in (afile, "/proc/self/nowhere"):
+        result = run_cli("terms", "list", DATA_DIR=str(bad))
+        assert result.returncode == 2 and "无法使用数据目录" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_worker_without_a_wechat_account_refuses_to_start(tmp_path):
@@ -280,6 +281,40 @@ async def test_embedded_servers_that_die_are_started_again(tmp_path, processes):
         await wait_dead([again["mongo"]["pid"], again["redis"]["pid"]])
     finally:
         service.kill()
+
+
+async def test_a_service_takes_over_the_servers_of_a_worker_that_stops(tmp_path, emulator):
+    # A worker started first owns the embedded servers and stops them when it
+    # exits; the service that attached to them must not be left without storage.
+    from tests.conftest import APPID, SECRET
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    account = {"WECHAT_APPID": APPID, "WECHAT_SECRET": SECRET, "WECHAT_API_BASE": emulator.base}
+    worker = Running(["worker"], {**account, "DATA_DIR": str(tmp_path)})
+    service = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "run" / "embedded.json").exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        first = embedded_state(tmp_path)
+        service = Running(["serve", "--no-worker"], {"WECHAT_TOKEN": TOKEN, "DATA_DIR": str(tmp_path), "PORT": str(port)})
+        await service.wait_healthy(url)
+        sender = WeChatServer(url, TOKEN)
+        await sender.post(event_xml("o-handover", "subscribe"))
+        assert await worker.stop(signal.SIGINT) == 0
+        await wait_dead([first["mongo"]["pid"], first["redis"]["pid"]])
+        # Taken over on the same ports, data kept, without restarting the service.
+        assert await service.wait_healthy(url, timeout=30) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+        now = embedded_state(tmp_path)
+        assert [now[n]["port"] for n in ("mongo", "redis")] == [first[n]["port"] for n in ("mongo", "redis")]
+        assert sender.reply(await sender.post(event_xml("o-handover", "CLICK", "HELP")))["Content"]
+        assert await service.stop(signal.SIGTERM) == 0
+        await wait_dead([now["mongo"]["pid"], now["redis"]["pid"]])  # now the service's, they stop with it
+    finally:
+        worker.kill()
+        if service is not None:
+            service.kill()
 
 
 async def test_killed_service_takes_its_children_along(tmp_path):
