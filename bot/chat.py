@@ -390,9 +390,9 @@ async def free_text(chat: Chat) -> Reply:
     """A question in the user's words: answered by quoting the agreement."""
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
     if chat.state_unknown:
-        # Perhaps an answer to a dialog whose state cannot be read now: say so.
-        if answer.kind != "answer":
-            return Reply(texts.DIALOG_UNAVAILABLE)
+        # Perhaps an answer to a dialog whose state cannot be read now: say so,
+        # after the Q&A's own reply (a clause, "not covered" with the nearest
+        # sections, or a greeting), which needs no Redis.
         return Reply(f"{answer.text}\n\n（{texts.DIALOG_UNAVAILABLE}）")
     hint = texts.command_hint(chat.message.text)
     if hint is None and answer.kind != "answer" and await _unfinished_registration(chat):

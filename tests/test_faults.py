@@ -149,6 +149,13 @@ async def test_redis_stops_during_a_stream_and_recovers(make_service, backing, m
             assert reply == texts.DIALOG_UNAVAILABLE, reply
 
     assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down"})
+    # The Q&A answers in full without Redis: "not covered" names the nearest
+    # sections, a greeting is greeted; the note says dialogs are unavailable.
+    off_topic = await svc.wechat.ask("o-rs-weather", "今天天气怎么样")
+    assert "没有找到" in off_topic and texts.DIALOG_UNAVAILABLE in off_topic, off_topic
+    hello = await svc.wechat.ask("o-rs-hello", "你好")
+    assert hello != f"（{texts.DIALOG_UNAVAILABLE}）" and hello.endswith(f"（{texts.DIALOG_UNAVAILABLE}）")
+    assert len(hello) > len(texts.DIALOG_UNAVAILABLE) + 4
 
     # Back on the same port: everything recovers without a restart.
     await asyncio.to_thread(valkey.start)
