@@ -7,6 +7,7 @@ domain and picks the words from :mod:`bot.texts`.
 from __future__ import annotations
 
 import logging
+import re
 
 from bot import texts
 from bot.chat_context import Chat
@@ -100,9 +101,15 @@ async def terms_overview(chat: Chat) -> Reply:
     return Reply(texts.terms_overview(await terms.current(), await terms.upcoming()))
 
 
-@router.command("条款", "协议", args=r"(?:([0-9A-Za-z][0-9A-Za-z._-]*)\s+)?(\d{1,3})")
+#: What may follow 条款 as a place in the agreement: 3, 4.1 (a clause, as the
+#: Q&A quotes them), 第三节, 四; also -1 or 99999, to be told the range rather
+#: than answered by the Q&A. Anything else (条款是什么意思) is a question.
+_PLACE = r"(-?\d+(?:\.\d+)?|第?[一二三四五六七八九十\d]+[节款条]?)"
+
+
+@router.command("条款", "协议", args=r"(?:([0-9A-Za-z][0-9A-Za-z._-]*)\s+)?" + _PLACE)
 async def terms_section(chat: Chat) -> Reply:
-    version_id, number = chat.args
+    version_id, place = chat.args
     terms = chat.services.terms
     if version_id:
         try:
@@ -111,10 +118,34 @@ async def terms_section(chat: Chat) -> Reply:
             return Reply(texts.no_such_version(version_id))
     else:
         version = await terms.current()
-    section = version.section(int(number))
+    number, clause = _section_and_clause(place)
+    section = version.section(number) if number is not None else None
     if section is None:
-        return Reply(texts.no_such_section(version, number))
+        return Reply(texts.no_such_section(version, place))
+    if clause is not None:
+        if not 1 <= clause <= len(section.clauses):
+            return Reply(texts.no_such_clause(section, place))
+        return Reply(texts.terms_clause(version, section, clause))
     return Reply(texts.terms_section(version, section))
+
+
+_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
+
+
+def _section_and_clause(place: str) -> tuple[int | None, int | None]:
+    """``"4.1"`` -> (4, 1), ``"第三节"`` -> (3, None); (None, None) for what names no section."""
+    text = place.strip("第节款条")
+    if re.fullmatch(r"\d+\.\d+", text):
+        section, clause = text.split(".")
+        return int(section), int(clause)
+    if text.isdigit():
+        return int(text), None
+    if text and all(c in _NUMERALS for c in text):
+        if len(text) == 1:
+            return _NUMERALS[text], None
+        if len(text) == 2 and text[0] == "十":  # 十一 ... 十九
+            return 10 + _NUMERALS[text[1]], None
+    return None, None
 
 
 # -- consent -----------------------------------------------------------------------

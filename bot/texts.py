@@ -86,6 +86,17 @@ def terms_section(version: "AgreementVersion", section: "Section") -> str:
     return f"《{version.title}》版本 {version.version}\n\n{section.full_text()}"
 
 
+def terms_clause(version: "AgreementVersion", section: "Section", clause: int) -> str:
+    return (f"《{version.title}》版本 {version.version} 第{section.number}节《{section.title}》\n\n"
+            f"{section.clause_number(clause - 1)} {section.clauses[clause - 1]}\n\n"
+            f"回复“条款 {section.number}”阅读整节。")
+
+
+def no_such_clause(section: "Section", asked: str) -> str:
+    return (f"没有第 {asked} 款。第 {section.number} 节共 {len(section.clauses)} 款，"
+            f"请回复“条款 {section.number}.1”到“条款 {section.number}.{len(section.clauses)}”，或“条款 {section.number}”阅读整节。")
+
+
 def no_such_section(version: "AgreementVersion", asked: str) -> str:
     return f"没有第 {asked} 节。当前版本共 {len(version.sections)} 节，请回复“条款 1”到“条款 {len(version.sections)}”。"
 

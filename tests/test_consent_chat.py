@@ -419,3 +419,24 @@ async def test_an_upcoming_version_shows_its_time_unless_it_is_midnight(service)
     at = dt.datetime.combine(day, dt.time(9, 30), CHINA)
     await runtime.terms.publish(amendment("2027-09-09"), reason="routine", effective_at=at, by="test")
     assert f"将于 {day:%Y-%m-%d} 09:30 生效" in await service.wechat.ask("o-when", "条款")
+
+
+@pytest.mark.parametrize("command, needle", [
+    ("条款 4.1", "4.1 "),
+    ("条款4.2", "4.2 "),
+    ("条款 第四节", "第4节"),
+    ("条款 四", "第4节"),
+    ("条款 4.99", "没有第 4.99 款"),
+    ("条款 -1", "没有第 -1 节"),
+    ("条款 99999999999999999999", "请回复“条款 1”到“条款 7”"),
+    ("条款 2022-05-22 4.1", "4.1 "),
+])
+async def test_terms_with_a_clause_or_an_odd_number_is_a_command_not_a_question(service, command, needle):
+    reply = await service.wechat.ask("o-place", command)
+    assert needle in reply, reply
+    assert "最接近的是" not in reply and "没有找到" not in reply
+
+
+async def test_a_question_starting_with_terms_is_still_a_question(service):
+    reply = await service.wechat.ask("o-place", "条款是什么意思")
+    assert "没有第" not in reply
