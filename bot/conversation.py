@@ -107,7 +107,9 @@ class Conversation:
         if opening.touch_due and (inbound.kind != "event" or inbound.event != "unsubscribe"):
             services.followers.touch(inbound.openid, services.clock())
         dialog, state_unknown = opening.dialog, False
-        if not opening.dialog_known:
+        if opening.redis_down:
+            state_unknown = True  # the gate's script just failed: do not wait on Redis again
+        elif not opening.dialog_known:
             try:
                 dialog = await services.dialogs.load(inbound.openid)
             except RedisUnavailable:

@@ -361,3 +361,21 @@ async def test_frozen_mongo_still_answers_within_3_seconds(make_service, backing
     await eventually(lambda: _healthy(svc), 15)
     assert "已记录" in await svc.wechat.ask("o-fz-new", "同意")
     assert "已提交" in await svc.wechat.ask("o-fz-reg", "确认")
+
+
+async def test_frozen_redis_still_answers_within_3_seconds(make_service, backing, monkeypatch, valkey):
+    """Valkey accepting connections but never answering (SIGSTOP): each Redis
+    call waits out its socket timeout, so a message must not make many."""
+    monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{valkey.port}/0")
+    svc = await make_service()
+    assert "已记录" in await svc.wechat.ask("o-fr-old", "同意")
+    os.kill(valkey.proc.pid, signal.SIGSTOP)
+    try:
+        asks = [("o-fr-new", "同意"), ("o-fr-old", "注册"), ("o-fr-q", QUESTION), ("o-fr-help", "帮助")]
+        answers = await asyncio.gather(*(ask_timed(svc, o, c) for o, c in asks))
+        for (openid, content), (status, reply, elapsed) in zip(asks, answers):
+            assert status == 200 and reply, (content, status, reply)
+            assert elapsed < STORAGE_DOWN_WITHIN, (content, elapsed, reply)
+        assert "已记录" in answers[0][1]
+    finally:
+        os.kill(valkey.proc.pid, signal.SIGCONT)
