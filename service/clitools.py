@@ -47,7 +47,7 @@ def speak_chinese_in_argparse() -> None:
 
 
 def add_global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
-    """Accept ``--config`` and ``-v`` after any subcommand too, not only before it.
+    """Accept ``--config``, ``-v`` and ``--data-dir`` after any subcommand too, not only before it.
 
     Defaults are suppressed below the top level, so a flag given before the
     subcommand is not reset by the subcommand's parser.
@@ -57,6 +57,8 @@ def add_global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
             for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
                 child.add_argument("--config", default=argparse.SUPPRESS, help="TOML 配置文件（环境变量优先）")
                 child.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="输出更多日志")
+                if "--data-dir" not in child._option_string_actions:  # accepted everywhere, as the README says
+                    add_data_dir_flag(child)
                 add_global_flags_everywhere(child)
 
 

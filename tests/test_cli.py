@@ -97,6 +97,8 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
     extra = run_cli("terms", "list", "--frobnicate")
     assert extra.returncode == 2 and "无法识别的参数：--frobnicate" in extra.stderr
     # -v and --config after the subcommand, as before it.
+    every = run_cli("qa-eval", "--data-dir", str(tmp_path))  # every command takes it, as the README says
+    assert every.returncode == 0 and "无法识别的参数" not in every.stderr
     listed = run_cli("terms", "list", "-v", "--data-dir", str(tmp_path))
     assert listed.returncode == 0 and "2022-05-22" in listed.stdout and "INFO" in listed.stderr
     before = run_cli("--data-dir", str(tmp_path / "before"), "terms", "list")
