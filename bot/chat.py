@@ -91,6 +91,12 @@ async def help_(chat: Chat) -> Reply:
     return Reply(texts.HELP)
 
 
+@router.event("click")
+async def unknown_menu_item(chat: Chat) -> Reply:
+    # A menu key this version does not know (a menu pushed by another version): say what works.
+    return Reply(f"{texts.UNKNOWN_MENU_ITEM}\n\n{texts.HELP}")
+
+
 # -- the agreement -----------------------------------------------------------------
 
 

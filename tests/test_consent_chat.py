@@ -440,3 +440,8 @@ async def test_terms_with_a_clause_or_an_odd_number_is_a_command_not_a_question(
 async def test_a_question_starting_with_terms_is_still_a_question(service):
     reply = await service.wechat.ask("o-place", "条款是什么意思")
     assert "没有第" not in reply
+
+
+async def test_an_unknown_menu_item_gets_the_help_not_silence(service):
+    reply = service.wechat.reply(await service.wechat.post(event_xml("o-menu", "CLICK", "NO_SUCH_KEY")))
+    assert reply is not None and reply["Content"].startswith(texts.UNKNOWN_MENU_ITEM) and texts.HELP in reply["Content"]
