@@ -439,5 +439,9 @@ async def free_text(chat: Chat) -> Reply:
 
 
 async def _unfinished_registration(chat: Chat) -> bool:
+    """A registration draft that 注册 would offer to resume (not a merchant's 修改资料)."""
     draft = await chat.services.dialogs.load_draft(chat.openid, REGISTRATION.name)
-    return bool(draft and draft.get("answers"))
+    if not (draft and draft.get("answers")):
+        return False
+    merchant = await chat.services.merchants.get(chat.openid)
+    return merchant is None or merchant.status == "closed"

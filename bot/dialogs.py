@@ -103,6 +103,7 @@ class DialogEngine:
     async def start(self, chat: Chat, dialog: Dialog, answers: dict | None = None, at_summary: bool = False) -> Reply:
         """Begin ``dialog`` (offering to resume a saved draft), or open it at the
         summary with ``answers`` (to change saved data)."""
+        chat.dialog = None  # a new dialog: nothing carried over from an earlier one
         dialogs = chat.services.dialogs
         if answers is None:
             draft = await dialogs.load_draft(chat.openid, dialog.name)
@@ -111,7 +112,8 @@ class DialogEngine:
                 return Reply(texts.dialog_resume_offer(dialog.title, self._summary_lines(dialog, draft["answers"])))
             answers = {}
         if at_summary:
-            return await self._goto(chat, dialog, SUMMARY, answers, [])
+            await self._save(chat, dialog, SUMMARY, answers, [], amending=True)
+            return Reply(self._prompt(dialog, SUMMARY, answers))
         return await self._goto(chat, dialog, self._next(dialog, answers, None), answers, [])
 
     async def handle(self, chat: Chat, dialog: Dialog) -> Reply:
@@ -125,6 +127,8 @@ class DialogEngine:
 
         if word == CANCEL:
             await self._end(chat, dialog)
+            if state.data.get("amending"):  # changing saved data: nothing was lost
+                return Reply(texts.dialog_amend_cancelled(dialog.title))
             return Reply(texts.dialog_cancelled(dialog.title))
         if step_name == RESUME_STEP:
             if word == RESUME:
@@ -145,6 +149,9 @@ class DialogEngine:
             return await self._choose(chat, dialog, word, answers, history)
 
         step = dialog.step(step_name)
+        if word in (CONFIRM, EDIT, RESUME, RESTART):
+            # A control word is never an answer (确认 is no contact name): say where we are.
+            return Reply(texts.dialog_word_not_answer(word, step.label) + "\n\n" + self._prompt(dialog, step_name, answers))
         try:
             value = step.parse(chat.message.text, answers)
             step.check(value)
@@ -227,8 +234,11 @@ class DialogEngine:
     def _summary_lines(self, dialog: Dialog, answers: dict) -> list[str]:
         return [f"{s.label}：{s.show(answers.get(s.name))}" for s in dialog.applicable(answers)]
 
-    async def _save(self, chat, dialog, step_name, answers, history, draft=None, editing=False) -> None:
-        data = {"answers": answers, "history": history, "editing": editing}
+    async def _save(self, chat, dialog, step_name, answers, history, draft=None, editing=False,
+                    amending: bool | None = None) -> None:
+        if amending is None:  # carried along the dialog: it changes saved data (修改资料)
+            amending = bool(chat.dialog and chat.dialog.data.get("amending"))
+        data = {"answers": answers, "history": history, "editing": editing, "amending": amending}
         if draft is not None:
             data["draft"] = draft
         state = DialogState(name=f"{dialog.name}:{step_name}", data=data)

@@ -238,6 +238,14 @@ def dialog_cancelled(title: str) -> str:
     return f"已取消{title}，您填写的内容没有保存。需要时回复“帮助”查看可用指令。"
 
 
+def dialog_word_not_answer(word: str, label: str) -> str:
+    return f"“{word}”是操作指令，不能作为{label}。请先回答下面的问题。"
+
+
+def dialog_amend_cancelled(title: str) -> str:
+    return f"已取消修改，您的{title.removesuffix('注册')}资料保持不变。需要时回复“帮助”查看可用指令。"
+
+
 def dialog_first_step() -> str:
     return "已经是第一步了。"
 

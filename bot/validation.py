@@ -108,8 +108,17 @@ def parse_phone(text: str) -> str:
     elif value.startswith("86") and len(value) == 13:
         value = value[2:]
     if not _PHONE.fullmatch(value):
-        raise Invalid("请输入 11 位中国大陆手机号码，以 13 到 19 开头，例如：13812345678", "phone")
+        raise Invalid(f"{_phone_problem(value)}请输入 11 位中国大陆手机号码，以 13 到 19 开头，例如：13812345678", "phone")
     return value
+
+
+def _phone_problem(value: str) -> str:
+    """What is wrong with a phone number, said first so the user sees it at once."""
+    if not value.isdigit():
+        return "手机号码只能包含数字。"
+    if len(value) != 11:
+        return f"手机号码应为 11 位，您输入了 {len(value)} 位。"
+    return f"手机号码不能以 {value[:2]} 开头。"
 
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")

@@ -111,9 +111,11 @@ def test_credit_code_and_phone_rules():
     assert parse_credit_code(" 91350100m000100y43 ") == CODE
     assert credit_code_check_char(CODE[:17]) == CODE[17]
     assert parse_phone("１３８ １２３４ ５６７８") == "13812345678"
-    for bad in ("12812345678", "138123456789", "abc"):
-        with pytest.raises(Invalid):
+    for bad, why in (("12812345678", "不能以 12 开头"), ("138123456789", "您输入了 12 位"), ("138", "您输入了 3 位"),
+                     ("abc@", "只能包含数字")):
+        with pytest.raises(Invalid) as refused:
             parse_phone(bad)
+        assert refused.value.message.startswith("手机号码") and why in refused.value.message
 
 
 # -- 取消, 上一步, 修改 -------------------------------------------------------------------
@@ -451,3 +453,21 @@ async def test_reinstating_returns_to_the_status_the_suspension_interrupted(serv
     await service.runtime.worker(concurrency=2).run_until_idle(30)
     told = [m["body"]["text"]["content"] for m in await emulator.messages("o-unreviewed") if m["msgtype"] == "text"]
     assert any("已恢复" in t and "等待审核" in t for t in told)
+
+
+async def test_cancelling_a_profile_change_keeps_the_profile_and_control_words_are_no_answers(service):
+    await register_enterprise(service, "o-amend")
+    await chat(service, "o-amend", "修改资料", "修改", "联系人")
+    refused = await service.wechat.ask("o-amend", "确认")  # at the contact-name step
+    assert "是操作指令，不能作为联系人" in refused
+    cancelled = await service.wechat.ask("o-amend", "取消")
+    assert "已取消修改" in cancelled and "保持不变" in cancelled and "没有保存" not in cancelled
+    assert (await service.runtime.merchants.get("o-amend")).contact_name == "王五"
+    # A new registration cancelled is still a registration cancelled.
+    await accepted(service, "o-new-cancel")
+    await chat(service, "o-new-cancel", "注册", "企业")
+    assert "已取消商家注册" in await service.wechat.ask("o-new-cancel", "取消")
+    # A merchant who left a profile change unfinished is not told to 注册.
+    await chat(service, "o-amend", "修改资料", "修改", "联系人")
+    await service.runtime.redis.delete(key("dialog", "o-amend"))
+    assert texts.UNFINISHED_REGISTRATION not in await service.wechat.ask("o-amend", "今天天气怎么样")
