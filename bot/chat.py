@@ -126,11 +126,12 @@ async def terms_section(chat: Chat) -> Reply:
         version = await terms.current()
     number, clause = _section_and_clause(place)
     section = version.section(number) if number is not None else None
+    shown = place.strip("第节款条")[:12]  # "没有第 4.9 款", not "没有第 第4.9款 款"
     if section is None:
-        return Reply(texts.no_such_section(version, place))
+        return Reply(texts.no_such_section(version, shown))
     if clause is not None:
         if not 1 <= clause <= len(section.clauses):
-            return Reply(texts.no_such_clause(section, place))
+            return Reply(texts.no_such_clause(section, shown))
         return Reply(texts.terms_clause(version, section, clause))
     return Reply(texts.terms_section(version, section))
 
@@ -141,6 +142,8 @@ _NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=
 def _section_and_clause(place: str) -> tuple[int | None, int | None]:
     """``"4.1"`` -> (4, 1), ``"第三节"`` -> (3, None); (None, None) for what names no section."""
     text = place.strip("第节款条")
+    if len(text) > 9:  # 条款 99999999999999999999: no agreement has that many (nor may int() take 5,000 digits)
+        return None, None
     if re.fullmatch(r"\d+\.\d+", text):
         section, clause = text.split(".")
         return int(section), int(clause)
@@ -431,11 +434,27 @@ async def free_text(chat: Chat) -> Reply:
         # after the Q&A's own reply (a clause, "not covered" with the nearest
         # sections, or a greeting), which needs no Redis.
         return Reply(f"{answer.text}\n\n（{texts.DIALOG_UNAVAILABLE}）")
-    hint = texts.command_hint(chat.message.text)
+    text = chat.message.text
+    hint = texts.command_hint(text) or texts.consent_hint(text)
+    if hint is None and any(word in text for word in texts.REGISTRATION_WORDS):
+        hint = await _registration_hint(chat)
     if hint is None and answer.kind != "answer" and await _unfinished_registration(chat):
         # Perhaps an answer to a registration step whose dialog expired (30 min): offer to resume.
         hint = texts.UNFINISHED_REGISTRATION
     return Reply(f"{answer.text}\n\n{hint}" if hint else answer.text)
+
+
+async def _registration_hint(chat: Chat) -> str:
+    """What to reply to register, as this account stands (no invitation that 注册 would refuse)."""
+    merchant = await chat.services.merchants.get(chat.openid)
+    if merchant is None:
+        return texts.REGISTRATION_HINT
+    if merchant.status == "closed":
+        barred = await chat.services.merchants.closed_while_suspended(chat.openid)
+        return texts.REREGISTRATION_BARRED if barred else texts.REGISTRATION_HINT
+    if merchant.status == "suspended":
+        return await _suspended_text(chat)
+    return texts.REGISTERED_HINT
 
 
 async def _unfinished_registration(chat: Chat) -> bool:

@@ -113,10 +113,21 @@ COMMAND_HINTS = (
     (("退订", "订阅", "不想收", "关闭通知", "通知设置"), "回复“通知设置”可查看或更改通知订阅（重要通知仍会送达）。"),
     (("注销", "销户", "关闭账号", "关闭账户", "删除账号", "删除账户"), "回复“注销账户”可注销商家账户（同意记录会保留）。"),
     (("撤回同意", "取消同意", "撤销同意"), "回复“撤回同意”即可撤回您对协议的同意。"),
-    (("注册", "入驻", "开店"), "回复“注册”即可开始注册微拓商家账户，约一分钟。"),
-    # Said as a sentence, consent is not recorded (only the bare word is): say how.
-    (("我同意", "同意吧", "同意了", "同意协议", "同意条款"), "如您同意协议，请单独回复“同意”两个字（不加其他文字）。"),
 )
+#: Words of a question about registering; the hint depends on the account (chat.free_text).
+REGISTRATION_WORDS = ("注册", "入驻", "开店")
+REGISTRATION_HINT = "回复“注册”即可开始注册微拓商家账户，约一分钟。"
+REGISTERED_HINT = "您已注册微拓商家账户：回复“我的账户”查看，回复“修改资料”修改。"
+
+
+def consent_hint(text: str) -> str | None:
+    """For consent said in a sentence (not recorded: only the bare word is), the
+    exact reply; a refusal ("我不同意了") is pointed to 不同意, never to 同意."""
+    if any(word in text for word in ("不同意", "不想同意", "拒绝")):
+        return "如您不同意协议，请单独回复“不同意”三个字（不加其他文字）。"
+    if any(word in text for word in ("我同意", "同意吧", "同意了", "同意协议", "同意条款")):
+        return "如您同意协议，请单独回复“同意”两个字（不加其他文字）。"
+    return None
 #: Added to a reply that found no clause when a registration was left unfinished.
 UNFINISHED_REGISTRATION = "您有一份未完成的商家注册资料（保存 7 天），回复“注册”可继续填写。"
 

@@ -137,6 +137,11 @@ async def test_consent_said_in_a_sentence_is_not_recorded_and_the_reply_says_how
         assert "请单独回复“同意”" in reply
     assert await ledger(service, "o-sentence") == []
     assert "回复“注册”即可开始注册" in await service.wechat.ask("o-sentence", "我要注册")
+    # A refusal in a sentence is pointed to 不同意, never to 同意.
+    for sentence in ("我不同意协议", "我不同意了", "我不想同意了"):
+        reply = await service.wechat.ask("o-sentence", sentence)
+        assert "请单独回复“不同意”" in reply and "请单独回复“同意”" not in reply, reply
+    assert await ledger(service, "o-sentence") == []
 
 
 async def test_two_menu_clicks_in_one_second_are_both_handled(service):
@@ -429,6 +434,8 @@ async def test_an_upcoming_version_shows_its_time_unless_it_is_midnight(service)
     ("条款 4.99", "没有第 4.99 款"),
     ("条款 -1", "没有第 -1 节"),
     ("条款 99999999999999999999", "请回复“条款 1”到“条款 7”"),
+    ("条款 " + "9" * 5000, "请回复“条款 1”到“条款 7”"),
+    ("条款 第0节", "没有第 0 节"),
     ("条款 2022-05-22 4.1", "4.1 "),
 ])
 async def test_terms_with_a_clause_or_an_odd_number_is_a_command_not_a_question(service, command, needle):

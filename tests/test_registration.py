@@ -420,10 +420,14 @@ async def test_closing_while_suspended_warns_first_and_never_invites_a_refused_r
     # 注册 says so at once instead of running the whole dialog into a refusal.
     refused = await service.wechat.ask("o-barred", "注册")
     assert refused == texts.REREGISTRATION_BARRED
+    asked = await service.wechat.ask("o-barred", "我想重新注册")  # a question: its hint says the same
+    assert texts.REREGISTRATION_BARRED in asked and texts.REGISTRATION_HINT not in asked
     assert await service.runtime.services.dialogs.load("o-barred") is None
     assert "不能自行重新注册" in await service.wechat.ask("o-barred", "注销账户")
     # An account closed in good standing is still invited back.
     await register_enterprise(service, "o-good")
+    asked = await service.wechat.ask("o-good", "已经注册了怎么修改联系人")
+    assert texts.REGISTERED_HINT in asked and texts.REGISTRATION_HINT not in asked
     await service.wechat.ask("o-good", "注销账户")
     assert "回复“注册”" in await service.wechat.ask("o-good", "确认注销")
     assert texts.PROMPT_ENTITY_TYPE in await service.wechat.ask("o-good", "注册")
