@@ -23,9 +23,12 @@ API (errors: ``{"error": {"code", "message"}}`` with 4xx/5xx):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -131,37 +134,36 @@ class Simulator:
     def __init__(self, runtime) -> None:
         self.runtime = runtime
         self.emulator = EmulatorControl(runtime.config.wechat_api_base)
-        # The emulator forgets its users when the demo stops; the bot does not.
-        # They are kept here so that the same people can be picked after a restart.
+        # The emulator forgets its users when it stops (the demo, or a separate
+        # `wetoop-bot emulator`); the bot does not. The simulator keeps its own
+        # list, so that the same people can be picked after either restarts.
         self._saved = Path(runtime.config.data_dir) / "simulator" / "users.json"
-        self._restoring: asyncio.Future | None = None
+        self._users: dict[str, dict] | None = None  # openid -> {"nickname", "subscribed"}; read on first use
+        self._file_lock = asyncio.Lock()
 
     async def restore(self) -> None:
-        """Give the emulator the users saved by an earlier run (once)."""
-        if self._restoring is None:
-            self._restoring = asyncio.ensure_future(self._restore())
-        try:
-            await asyncio.shield(self._restoring)
-        except SimulatorError:
-            self._restoring = None  # the emulator was not there: try again next time
-            raise
-
-    async def _restore(self) -> None:
-        try:
-            saved = json.loads(await asyncio.to_thread(self._saved.read_text, encoding="utf-8"))
-        except (OSError, ValueError):
-            return  # none yet, or unreadable: start with no users
+        """Give the emulator any saved user it does not know (after its restart)."""
+        saved = await self._saved_users()
+        if not saved:
+            return
         known = {u.get("openid") for u in await self.emulator.users()}
-        for user in saved if isinstance(saved, list) else []:
-            openid = user.get("openid") if isinstance(user, dict) else None
-            if isinstance(openid, str) and OPENID_RE.fullmatch(openid) and openid not in known:
-                await self.emulator.set_user(openid, nickname=str(user.get("nickname") or "")[:20],
-                                             subscribed=bool(user.get("subscribed")))
+        for openid, fields in list(saved.items()):
+            if openid not in known:
+                await self.emulator.set_user(openid, nickname=fields["nickname"], subscribed=fields["subscribed"])
 
-    async def _save(self) -> None:
-        users = [{"openid": u["openid"], "nickname": u.get("nickname") or "", "subscribed": bool(u.get("subscribed"))}
-                 for u in await self.emulator.users()]
-        await asyncio.to_thread(_write_json, self._saved, users)
+    async def _saved_users(self) -> dict[str, dict]:
+        async with self._file_lock:
+            if self._users is None:
+                self._users = await asyncio.to_thread(_read_users, self._saved)
+            return self._users
+
+    async def _remember(self, user: dict) -> None:
+        """Add or update one user in the saved list (merged by openid, written whole)."""
+        users = await self._saved_users()
+        async with self._file_lock:
+            users[user["openid"]] = {"nickname": user.get("nickname") or "", "subscribed": bool(user.get("subscribed"))}
+            listed = [{"openid": o, **fields} for o, fields in users.items()]
+            await asyncio.to_thread(_write_json, self._saved, listed)
 
     async def menu(self) -> tuple[dict, str]:
         """The menu WeChat (the emulator) holds, else the file's; and which it is."""
@@ -185,7 +187,7 @@ class Simulator:
         # Real openids are 28 characters of this alphabet.
         openid = "o" + secrets.token_urlsafe(21)[:27]
         user = await self.emulator.set_user(openid, nickname=nickname.strip(), subscribed=False)
-        await self._save()
+        await self._remember(user)
         return user
 
     async def send(self, request: dict, own_url: str) -> dict:
@@ -218,8 +220,7 @@ class Simulator:
             xml = event_xml(openid, kind.upper(), value, to_user=ACCOUNT_ID)
         elif kind in ("subscribe", "unsubscribe"):
             # WeChat knows the follow first, then tells the account.
-            await self.emulator.set_user(openid, subscribed=kind == "subscribe")
-            await self._save()
+            await self._remember(await self.emulator.set_user(openid, subscribed=kind == "subscribe"))
             xml = event_xml(openid, kind, to_user=ACCOUNT_ID)
         else:
             raise SimulatorError(400, "bad_kind", "kind 只能是 text、subscribe、unsubscribe、click 或 view")
@@ -263,8 +264,6 @@ class _Base(BaseHandler):
     def initialize(self, simulator: Simulator) -> None:
         self.simulator = simulator
 
-    async def prepare(self) -> None:
-        await self.simulator.restore()
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -310,6 +309,7 @@ class StateHandler(_Base):
 
 class UsersHandler(_Base):
     async def get(self) -> None:
+        await self.simulator.restore()
         users = await self.simulator.emulator.users()
         self.write_json([
             {"openid": u["openid"], "nickname": u.get("nickname") or "", "subscribed": bool(u.get("subscribed"))}
@@ -328,7 +328,9 @@ class SendHandler(_Base):
         # process's /wechat, whatever Host header a proxy passed along.
         host, port = self.request.connection.stream.socket.getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
-        self.write_json(await self.simulator.send(self.json_body(), f"http://{host}:{port}"))
+        request = self.json_body()
+        await self.simulator.restore()
+        self.write_json(await self.simulator.send(request, f"http://{host}:{port}"))
 
 
 class MessagesHandler(_Base):
@@ -338,12 +340,31 @@ class MessagesHandler(_Base):
         ))
 
 
+def _read_users(path: Path) -> dict[str, dict]:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: start with no users
+    users = {}
+    for user in saved if isinstance(saved, list) else []:
+        openid = user.get("openid") if isinstance(user, dict) else None
+        if isinstance(openid, str) and OPENID_RE.fullmatch(openid):
+            users[openid] = {"nickname": str(user.get("nickname") or "")[:20], "subscribed": bool(user.get("subscribed"))}
+    return users
+
+
 def _write_json(path: Path, data: Any) -> None:
     """Write ``data`` whole or not at all (a file cut off by a crash would lose every user)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    part = path.with_suffix(".part")
-    part.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    part.replace(path)
+    handle, part = tempfile.mkstemp(dir=path.parent, prefix=".users-", suffix=".part")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, ensure_ascii=False)
+        os.replace(part, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise
 
 
 def routes(runtime) -> list[tuple]:

@@ -288,3 +288,23 @@ async def test_users_are_kept_across_a_restart(make_service, emulator, tmp_path)
     assert {u["openid"]: (u["nickname"], u["subscribed"]) for u in users} == {kept: ("持久", True), gone: ("走了", False)}
     code, reply = await send(second, kept, "text", mode="plain", content="帮助")
     assert code == 200, reply
+
+    # The emulator restarts while the service runs: nobody is lost, old or new.
+    emulator.state.reset()
+    later = await new_user(second, "后来")
+    code, users = await call(second, "GET", "/simulator/api/users")
+    assert {u["openid"] for u in users} == {kept, gone, later}
+    # Saves at once (two tabs) leave a whole file.
+    await asyncio.gather(*(new_user(second, f"并发{i}") for i in range(8)))
+    saved = json.loads((tmp_path / "simulator" / "users.json").read_text(encoding="utf-8"))
+    assert len(saved) == 11 and not list((tmp_path / "simulator").glob("*.part"))
+
+
+async def test_the_page_state_does_not_need_the_emulator_even_with_saved_users(make_service, tmp_path):
+    from storage.embedded import free_port
+
+    (tmp_path / "simulator").mkdir()
+    (tmp_path / "simulator" / "users.json").write_text('[{"openid": "o-saved", "nickname": "存", "subscribed": true}]')
+    svc = await make_service(simulator=True, wechat_api_base=f"http://127.0.0.1:{free_port()}", data_dir=tmp_path)
+    code, state = await call(svc, "GET", "/simulator/api/state")
+    assert code == 200 and state["menu_source"] == "file"
