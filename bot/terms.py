@@ -62,7 +62,12 @@ class Terms:
         # waits for the same read instead of each reading every version.
         self._loading: asyncio.Future | None = None
         self._generation = self._loading_generation = 0
+        # Reads are numbered as they start; the cache holds the newest read to
+        # start, whatever order they finish in (a background load that began
+        # before a refresh must not put older versions back).
+        self._reads = self._cache_read = 0
         self._seed = load_seed()
+        self.monotonic = time.monotonic  # the cache's clock (a test may move it on)
 
     async def ensure_seed(self) -> None:
         """Store the seed version (2022-05-22) if this database has no versions yet."""
@@ -74,9 +79,22 @@ class Terms:
         self._invalidate()
 
     def _invalidate(self) -> None:
-        """Forget the cache; a load already under way no longer counts."""
+        """Forget the cache; a read already under way no longer counts."""
         self._loaded_at = float("-inf")
         self._generation += 1
+        self._reads += 1
+        self._cache_read = self._reads
+
+    def _install(self, read: int, versions: list[AgreementVersion] | None) -> None:
+        """Keep what read number ``read`` found (``None``: it failed) unless a later read is kept already."""
+        if read <= self._cache_read:
+            return
+        if versions is not None:
+            self._cache, self._cache_read = versions, read
+        elif not self._cache:
+            self._cache = [self._seed]
+        # (Also after a failure: do not pay the database's timeout again on every call.)
+        self._loaded_at = self.monotonic()
 
     async def versions(self) -> list[AgreementVersion]:
         """Every published version, oldest effective date first.
@@ -87,12 +105,12 @@ class Terms:
         older one (after a quiet spell, or a publication in this process:
         :meth:`_invalidate`) makes callers wait for the read. So a version
         another process published shows within :data:`STALE_SECONDS`."""
-        age = time.monotonic() - self._loaded_at
+        age = self.monotonic() - self._loaded_at
         if age > CACHE_SECONDS:
             loading = self._loading
             if loading is None or loading.done() or self._loading_generation != self._generation:
                 self._loading_generation = self._generation
-                loading = self._loading = asyncio.ensure_future(self._load(self._generation))
+                loading = self._loading = asyncio.ensure_future(self._load())
             if age > STALE_SECONDS:
                 await asyncio.shield(loading)
         return self._cache
@@ -105,28 +123,27 @@ class Terms:
         cache meanwhile); with the database down the cache stays, and the
         caller's own next read fails and says so.
         """
-        generation = self._generation
+        self._reads += 1
+        read = self._reads
         try:
             versions = await self._read()
         except MongoUnavailable:
             return
-        if generation == self._generation:
-            self._cache, self._loaded_at = versions, time.monotonic()
+        self._install(read, versions)
 
     async def _read(self) -> list[AgreementVersion]:
         withdrawn = await self._repo.withdrawn()
         return [v for v in await self._repo.all() if v.version not in withdrawn] or [self._seed]
 
-    async def _load(self, generation: int) -> None:
+    async def _load(self) -> None:
+        self._reads += 1
+        read = self._reads
         try:
             versions = await self._read()
         except MongoUnavailable:
             log.warning("agreement versions unavailable; using the last known ones")
-            versions = self._cache or [self._seed]
-        self._cache = versions
-        if generation == self._generation:
-            # (Also after a failure: do not pay the database's timeout again on every call.)
-            self._loaded_at = time.monotonic()
+            versions = None
+        self._install(read, versions)
 
     async def current(self) -> AgreementVersion:
         """The version in force now."""

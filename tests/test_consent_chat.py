@@ -402,17 +402,14 @@ async def test_the_first_message_after_a_quiet_spell_sees_a_version_published_el
     # The cache may answer while it reloads only if it is recent: after a
     # quiet spell the first message waits for the read, and so is not told
     # about a version that another process replaced long ago.
-    import time as real_time
-
-    import bot.terms
     from bot.terms import STALE_SECONDS, Terms
 
     runtime = service.runtime
     assert "2022-05-22" in await service.wechat.ask("o-quiet", "条款")  # the cache is warm
     other = Terms(runtime.versions, runtime.broadcasts, runtime.clock, locks=runtime.locks)
     await other.publish(amendment("2026-11-20"), reason="legal", effective_at=None, by="cli")
-    later = real_time.monotonic() + STALE_SECONDS + 1
-    monkeypatch.setattr(bot.terms.time, "monotonic", lambda: later)
+    later = runtime.terms.monotonic() + STALE_SECONDS + 1
+    monkeypatch.setattr(runtime.terms, "monotonic", lambda: later)  # the quiet spell, on the cache's clock only
     assert "2026-11-20" in await service.wechat.ask("o-quiet", "条款")
 
 
