@@ -29,6 +29,13 @@ def allowed_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
             if getattr(handler, m.lower(), None) is not getattr(base, m.lower(), None)]
 
 
+def name_allowed_methods(handler: tornado.web.RequestHandler, status_code: int) -> None:
+    """On a 405, the ``Allow`` header (RFC 9110): which methods the resource has.
+    For every handler's ``write_error``, whatever page or body it writes."""
+    if status_code == 405:
+        handler.set_header("Allow", ", ".join(allowed_methods(type(handler))))
+
+
 def json_object(raw: bytes) -> tuple[dict | None, str]:
     """A request body as a JSON object: ``(object, "")``, or ``(None, why)``
     with ``why`` ``"bad_json"`` (not a JSON object) or ``"bad_text"``."""
@@ -64,8 +71,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if status_code == 405:  # RFC 9110: say which methods the resource has
-            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
+        name_allowed_methods(self, status_code)
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, BotError):
             self.set_status(exc.status)

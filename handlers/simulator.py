@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from handlers.base import BaseHandler, json_object
+from handlers.base import BaseHandler, json_object, name_allowed_methods
 from wechat.menu import MenuFileError, load_menu
 from wechat.push_client import MODES, WECHAT_TIMEOUT, PushClient, event_xml, text_xml
 
@@ -298,6 +298,10 @@ class PageHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
         self.render("simulator.html")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        name_allowed_methods(self, status_code)
+        super().write_error(status_code, **kwargs)
 
 
 class StateHandler(_Base):

@@ -816,3 +816,9 @@ async def test_a_profile_changed_after_the_page_was_opened_is_not_approved_unsee
     fresh = re.search(r'name="seen" value="([^"]*)"', text(refused)).group(1)
     approved = await editor.post("/admin/merchants/o-m3", {"status": "active", "reason": "资料齐全", "seen": fresh})
     assert approved.code == 303 and (await svc.runtime.merchants.get("o-m3")).status == "active"
+
+
+async def test_a_method_a_console_page_lacks_gets_405_naming_the_ones_it_has(svc):
+    owner = await logged_in(svc, "olga")
+    response = await owner.post("/admin/audit", {"x": "1"})  # a read-only page, with a valid xsrf token
+    assert response.code == 405 and response.headers["Allow"] == "GET"

@@ -14,6 +14,7 @@ import tornado.web
 from bot.admin_accounts import PERMISSIONS, ROLES, Actor, allowed
 from bot.agreement import CHINA
 from bot.errors import BotError
+from handlers.base import name_allowed_methods
 from storage.admin_users import AdminUser
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
@@ -128,6 +129,7 @@ class AdminHandler(tornado.web.RequestHandler):
         super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        name_allowed_methods(self, status_code)
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = _STATUS_TEXT.get(status_code, "请求失败")
         detail = ""
