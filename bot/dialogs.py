@@ -57,7 +57,8 @@ class Step:
     may raise :class:`Stop` to end the dialog (e.g. an applicant under 18);
     ``show(value)`` renders the value in the summary; ``depends_on`` names
     steps whose change makes this one's answer void, so it is asked again
-    (a name given as a company is not a person's name).
+    (a name given as a company is not a person's name); ``takes`` the control
+    words it accepts as an answer (any other is refused, never stored).
     """
 
     name: str
@@ -69,6 +70,8 @@ class Step:
     show: Callable[[Any], str] = lambda value: "（未填写）" if value in (None, "") else str(value)
     editable: bool = True
     depends_on: tuple[str, ...] = ()
+    #: Control words this step takes as an answer (确认 to "请确认您已年满 18 周岁").
+    takes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +152,7 @@ class DialogEngine:
             return await self._choose(chat, dialog, word, answers, history)
 
         step = dialog.step(step_name)
-        if word in (CONFIRM, EDIT, RESUME, RESTART):
+        if word in (CONFIRM, EDIT, RESUME, RESTART) and word not in step.takes:
             # A control word is never an answer (确认 is no contact name): say where we are.
             return Reply(texts.dialog_word_not_answer(word, step.label) + "\n\n" + self._prompt(dialog, step_name, answers))
         try:

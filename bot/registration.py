@@ -67,6 +67,7 @@ REGISTRATION = Dialog(
             "adult", "年龄确认", lambda a: texts.PROMPT_ADULT,
             lambda text, a: parse_yes_no(text, "adult"), applies=lambda a: a.get("entity_type") == "individual",
             check=_adult, show=lambda v: texts.ADULT_CONFIRMED if v else "（未确认）", editable=False,
+            takes=("确认",),
         ),
         Step("contact_name", "联系人", lambda a: texts.PROMPT_CONTACT_NAME, lambda text, a: parse_contact_name(text)),
         Step("phone", "手机号码", lambda a: texts.PROMPT_PHONE, lambda text, a: parse_phone(text)),

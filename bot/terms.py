@@ -250,8 +250,17 @@ class Terms:
                 category="amendment", title=title, body=body, important=True,
                 audience={"type": "consented_any_version"}, by=by, extra={"version": version.version},
             )
-        finally:
-            if self._audit is not None:
-                await self._audit.record(by, action, version.version, after={**after, "notice": notice_id},
-                                         address=address)
+        except BaseException:
+            # The notice failed: its error is what the admin must see, even if the audit write fails too.
+            try:
+                await self._record(by, action, version, after, address, None)
+            except Exception:  # noqa: BLE001
+                log.exception("could not write the audit entry of %s %s", action, version.version)
+            raise
+        await self._record(by, action, version, after, address, notice_id)
         return notice_id
+
+    async def _record(self, by: str, action: str, version: AgreementVersion, after: dict, address: str,
+                      notice_id: str | None) -> None:
+        if self._audit is not None:
+            await self._audit.record(by, action, version.version, after={**after, "notice": notice_id}, address=address)

@@ -133,7 +133,7 @@ def parse_email(text: str) -> str:
 
 def parse_yes_no(text: str, field: str) -> bool:
     value = fold(text).lower()
-    if value in ("是", "是的", "对", "yes", "y"):
+    if value in ("是", "是的", "对", "确认", "yes", "y"):
         return True
     if value in ("否", "不是", "不", "no", "n"):
         return False

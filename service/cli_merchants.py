@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir_flag(listing)
     listing.set_defaults(func=cmd_list)
 
-    status = merchants_sub.add_parser("set-status", help="变更状态：审核通过（active）、暂停（suspended）、恢复（active）、注销（closed）")
+    status = merchants_sub.add_parser("set-status", help="变更状态：审核通过（active）、暂停（suspended）、恢复（回到暂停前的状态：active 或 pending_review）、注销（closed）")
     status.add_argument("openid")
     status.add_argument("status", choices=tuple(STATUSES))
     status.add_argument("--reason", required=True, help="原因（会告知商家，并记入状态历史）")

@@ -475,3 +475,9 @@ async def test_cancelling_a_profile_change_keeps_the_profile_and_control_words_a
     await chat(service, "o-amend", "修改资料", "修改", "联系人")
     await service.runtime.redis.delete(key("dialog", "o-amend"))
     assert texts.UNFINISHED_REGISTRATION not in await service.wechat.ask("o-amend", "今天天气怎么样")
+
+
+async def test_confirming_the_age_with_the_word_in_the_prompt_is_yes(service):
+    await accepted(service, "o-adult")
+    replies = await chat(service, "o-adult", "注册", "个人", "张三", "确认")
+    assert replies[-1].startswith(texts.PROMPT_CONTACT_NAME), replies[-1]
