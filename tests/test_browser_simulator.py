@@ -183,6 +183,14 @@ async def test_newcomer_tour_in_a_real_browser(browser, sim, emulator, tmp_path)
         README_SHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(final, README_SHOT)
 
+    # A reload keeps the conversation: what was said and answered, and the live notice, once each.
+    await page.reload()
+    await page.wait_for_selector("body[data-ready='1']")
+    await page.locator(".msg.from-user .bubble", has_text="我上传的图片版权归谁？").wait_for()
+    assert "归您所有" in " ".join(await chat.bot_texts())
+    await asyncio.sleep(1.5)  # a poll or two: the notice is not added a second time
+    assert await page.locator(".msg.live[data-kind='custom']", has_text="账户安全提醒").count() == 1
+
     # Unfollowing closes the conversation again.
     await page.locator("#follow-btn").click()
     await page.locator(".user.selected .state", has_text="未关注").wait_for()

@@ -53,6 +53,30 @@
       $("thread").appendChild(render(entry));
       scrollDown();
     }
+    remember();
+  }
+
+  // Threads and cursors outlive a reload of the page (this tab only): what was
+  // said and answered is not on the server to be fetched again.
+  const SAVED = "wetoop-simulator";
+  const KEPT = 200;  // entries per thread
+
+  function remember() {
+    const threads = {};
+    for (const [openid, entries] of state.threads) {
+      threads[openid] = entries.slice(-KEPT).map(({ wire, ...kept }) => kept);  // the XML stays out
+    }
+    try {
+      sessionStorage.setItem(SAVED, JSON.stringify({ threads, cursors: Object.fromEntries(state.cursors) }));
+    } catch (err) { /* storage full or off: the thread just lasts until the reload */ }
+  }
+
+  function recall() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(SAVED) || "{}");
+      for (const [openid, entries] of Object.entries(saved.threads || {})) state.threads.set(openid, entries);
+      for (const [openid, id] of Object.entries(saved.cursors || {})) state.cursors.set(openid, id);
+    } catch (err) { /* unreadable: start empty */ }
   }
 
   function scrollDown() {
@@ -156,6 +180,7 @@
 
   function select(openid) {
     state.current = openid;
+    try { sessionStorage.setItem(SAVED + ":current", openid); } catch (err) { /* off: the first user then */ }
     $("sidebar").classList.remove("open");
     renderUsers();
     renderThread();
@@ -304,6 +329,7 @@
   }
 
   async function start() {
+    recall();
     $("new-user-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       const input = $("new-user-nickname");
@@ -343,7 +369,9 @@
       if (state.safeAvailable) setMode("safe");
       renderMenu();
       await loadUsers();
-      if (state.users.length) select(state.users[0].openid);
+      const last = sessionStorage.getItem(SAVED + ":current");  // the user picked before a reload
+      const again = state.users.find((u) => u.openid === last);
+      if (again || state.users.length) select((again || state.users[0]).openid);
     } catch (err) {
       toast(err.message);
     }
