@@ -178,13 +178,16 @@ class Broadcasts:
         check_audience(audience)
         if important is None:
             important = category in IMPORTANT_BY_DEFAULT
-        if refuse_empty and not await self.audience(audience):
-            raise NoticeRefused("没有符合条件的接收者，通知未发送。请检查受众。", code="empty_audience")
+        openids = None
+        if refuse_empty:
+            openids = await self.audience(audience)  # read once: planning uses it too
+            if not openids:
+                raise NoticeRefused("没有符合条件的接收者，通知未发送。请检查受众。", code="empty_audience")
         notice_id = await self.notices.create(
             category=category, title=title, body=body, important=important, audience=audience,
             channel=channel, created_at=self._clock(), created_by=by, extra=extra,
         )
-        await self._plan(notice_id)  # created as its planner: nobody else plans it meanwhile
+        await self._plan(notice_id, openids)  # created as its planner: nobody else plans it meanwhile
         return notice_id
 
     async def audience(self, audience: dict) -> list[str]:
@@ -212,7 +215,7 @@ class Broadcasts:
         await self._plan(notice_id)
         return True
 
-    async def _plan(self, notice_id: str) -> None:
+    async def _plan(self, notice_id: str, openids: list[str] | None = None) -> None:
         """Record every recipient as pending and queue them.
 
         A chunk at a time: workers start sending the first recipients while
@@ -221,9 +224,10 @@ class Broadcasts:
         cannot be ``done`` before it is ``planned``; a planner that dies midway is replaced by upkeep
         (:data:`PLANNER_SILENT` after its last chunk). With
         :attr:`plan_in_background`, only the first chunk is recorded before
-        this returns."""
+        this returns. ``openids``: the audience, if the caller has just read it."""
         notice = await self._get(notice_id)
-        openids = await self.audience(notice.audience)
+        if openids is None:
+            openids = await self.audience(notice.audience)
         await self.notices.planning(notice_id, len(openids), self._clock())
         chunk = max(PLAN_CHUNK, _batch_size(notice))
         await self._record(notice, openids[:chunk], len(openids))
