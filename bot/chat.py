@@ -164,7 +164,7 @@ def _section_and_clause(place: str) -> tuple[int | None, int | None]:
 @router.menu(MENU_ACCEPT)
 async def accept(chat: Chat) -> Reply:
     services = chat.services
-    state, added = await services.consents.accept(chat.openid, origin(chat), state=await _fresh_consent(chat))
+    state, added = await services.consents.accept(chat.openid, origin(chat), state=await chat.fresh_consent())
     chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
     resume = await _pop_resume(chat)
@@ -178,7 +178,7 @@ async def accept(chat: Chat) -> Reply:
 @router.command("不同意")
 @router.menu(MENU_DECLINE)
 async def decline(chat: Chat) -> Reply:
-    state, _added = await chat.services.consents.decline(chat.openid, origin(chat), state=await _fresh_consent(chat))
+    state, _added = await chat.services.consents.decline(chat.openid, origin(chat), state=await chat.fresh_consent())
     chat.forget_consent()
     await _pop_resume(chat)  # the pending action will not happen
     return Reply(texts.declined(state.current))
@@ -188,19 +188,11 @@ async def decline(chat: Chat) -> Reply:
 @router.menu(MENU_WITHDRAW)
 async def withdraw(chat: Chat) -> Reply:
     try:
-        _state, version = await chat.services.consents.withdraw(chat.openid, origin(chat), state=await _fresh_consent(chat))
+        _state, version = await chat.services.consents.withdraw(chat.openid, origin(chat), state=await chat.fresh_consent())
     except ConsentRefused as exc:
         return Reply(exc.message)
     chat.forget_consent()
     return Reply(texts.withdrawn(version))
-
-
-async def _fresh_consent(chat: Chat):
-    """The user's consent state against the versions as stored now, not as
-    cached (up to 10 s old): a choice is recorded for the version in force."""
-    await chat.services.terms.refresh()
-    chat.forget_consent()
-    return await chat.consent()
 
 
 #: Near misses of the three replies above ("我同意", "同意。"). Only the exact

@@ -30,6 +30,11 @@ class Chat:
     state_unknown: bool = False
     _consent: "ConsentState | BaseException | None" = dataclasses.field(default=None, repr=False)
 
+    async def fresh_consent(self) -> "ConsentState":
+        """:meth:`consent`, read again against the versions as stored now."""
+        self._consent = await self.services.consents.fresh_state(self.openid)
+        return self._consent
+
     async def consent(self) -> "ConsentState":
         """The user's consent state, read once per message (a database that is
         down costs its timeout once, not at every look)."""

@@ -65,6 +65,13 @@ class Consents:
         latest = await self.ledger.latest(openid)
         return ConsentState(_status(latest, current), current, latest)
 
+    async def fresh_state(self, openid: str) -> ConsentState:
+        """:meth:`state` against the versions as stored now, not the cache: for a
+        consent action, or a feature that needs acceptance, right after another
+        process made a version effective."""
+        await self.terms.refresh()
+        return await self.state(openid)
+
     async def accept(
         self, openid: str, origin: Origin, version: str | None = None, state: ConsentState | None = None
     ) -> tuple[ConsentState, bool]:

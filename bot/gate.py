@@ -13,9 +13,7 @@ async def require_consent(chat: Chat, resume: str) -> Reply | None:
 
     The versions are read afresh: a version another process made effective a
     moment ago must stop the action (the cache is up to 5 s old)."""
-    await chat.services.terms.refresh()
-    chat.forget_consent()
-    state = await chat.consent()
+    state = await chat.fresh_consent()
     if state.accepted:
         return None
     await chat.services.dialogs.set_resume(chat.openid, resume)

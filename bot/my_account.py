@@ -114,9 +114,8 @@ async def save_registration(services: Services, openid: str, body: dict) -> tupl
     Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422) or
     :class:`~bot.merchants.AccountRefused` (409, e.g. suspended).
     """
-    await services.terms.refresh()  # as chat's consent gate does
     async with one_at_a_time(services.locks, openid):  # the user's lock, as chat's messages hold it
-        state = await services.consents.state(openid)
+        state = await services.consents.fresh_state(openid)  # as chat's consent gate reads it
         if not state.accepted:
             raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
         existing = await services.merchants.get(openid)
@@ -179,9 +178,6 @@ async def record_consent(
     if not isinstance(version, str) or not version.strip():
         raise Invalid(api_texts.VERSION_MISSING, "version")
     version = version.strip()
-    # The version named must be checked against the versions as stored now,
-    # not the cache (a version another process made effective a moment ago).
-    await services.terms.refresh()
     # One consent action of a person at a time, chat's included (else a 同意
     # in chat and an accept here both read "not accepted" and both append).
     async with one_at_a_time(services.locks, openid):
@@ -191,7 +187,9 @@ async def record_consent(
 async def _record_consent(
     consents: Consents, openid: str, version: str, action: str, origin: Origin
 ) -> tuple[ConsentState, bool]:
-    state = await consents.state(openid)
+    # The version named is checked against the versions as stored now, not
+    # the cache (a version another process made effective a moment ago).
+    state = await consents.fresh_state(openid)
     if action == "accept":
         return await consents.accept(openid, origin, version=version, state=state)
     if action == "decline":
