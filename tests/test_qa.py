@@ -111,7 +111,11 @@ def test_every_quote_of_the_measured_sets_is_verbatim(qa):
 
 @pytest.mark.parametrize(
     "question",
-    ["今天天气怎么样", "你们的软件多少钱", "退款多久到账", "给我讲个笑话", "快递什么时候到", "红烧肉怎么做", "手机充电很慢怎么办"],
+    [
+        "今天天气怎么样", "你们的软件多少钱", "退款多久到账", "给我讲个笑话", "快递什么时候到", "红烧肉怎么做", "手机充电很慢怎么办",
+        # Words the agreement has in another sense: 老板 is no 企业 (6.1), 微信 is one word (not 微 + 信封).
+        "你们老板是谁", "我的公众号被微信封了,你们能帮忙解封吗",
+    ],
 )
 def test_out_of_scope_questions_are_not_answered(qa, question):
     answer = qa.answer(question)
@@ -120,6 +124,16 @@ def test_out_of_scope_questions_are_not_answered(qa, question):
     assert texts.CONTACT in answer.text
     for unit in qa.units:  # no clause is quoted, not even in part
         assert not any(len(s) > 12 and s[:12] in answer.text for s in unit.sentences), unit.ref
+
+
+def test_lone_characters_in_a_row_count_as_one_unknown_word(qa):
+    # jieba (HMM off) cuts words it does not know into characters; counted as
+    # characters they weighed next to nothing, and "忘了续费会怎么样,数据会被删吗"
+    # was answered from the clause on deleting features (5.1).
+    groups = dict((terms[0], factor) for terms, factor in qa.analyzer.groups("忘了续费会怎么样"))
+    assert groups.get("续费") == 1.0, groups
+    assert "续" not in groups and "费" not in groups
+    assert qa.analyzer.groups("网") == [(("网",), qa.settings.char_weight)]  # one alone stays light
 
 
 def test_abstaining_offers_the_nearest_sections(qa):

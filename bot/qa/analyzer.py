@@ -75,10 +75,27 @@ class Analyzer:
         single character (改, 删, 钱) counts ``char_weight`` as much."""
         out: list[Group] = []
         synonyms, stopwords, freq = self._synonyms, self.stopwords, self._tk.FREQ
+        # Consecutive lone characters (not stop words, no synonym) are most often a word
+        # jieba does not know (续费, 网店), cut apart since its HMM is off: they count as
+        # one word, the run, holding its characters too, not as several near-weightless ones.
+        run: list[str] = []
+
+        def end_run() -> None:
+            if len(run) > 1:
+                out.append((("".join(run), *run), 1.0))
+            elif run:
+                out.append(((run[0],), self._char_weight))
+            run.clear()
+
         for token in self.tokens(text):
             if token in stopwords:
+                end_run()
                 continue
             mapped = synonyms.get(token)
+            if len(token) == 1 and mapped is None and not token.isascii() and not token.isdigit():
+                run.append(token)
+                continue
+            end_run()
             # A lone character or number says little, unless the lexicon gives it a meaning.
             factor = self._char_weight if (len(token) == 1 or token.isdigit()) and mapped is None else 1.0
             if mapped is not None:
@@ -93,6 +110,7 @@ class Analyzer:
                         if n < len(token) and freq.get(gram) and gram not in stopwords:
                             group.extend(synonyms.get(gram, (gram,)))
             out.append((tuple(dict.fromkeys(group)), factor))
+        end_run()
         return list(dict.fromkeys(out))
 
     def terms(self, text: str) -> list[str]:
