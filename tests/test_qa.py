@@ -215,7 +215,7 @@ def test_dev_set_covers_every_clause():
 
 
 def test_examples_are_not_the_measured_questions(qa):
-    measured = {item["q"] for item in _questions(DEV) + _questions(HOLDOUT)}
+    measured = {item["q"] for item in _questions(DEV) + _questions(HOLDOUT) + _questions(DEFAULT_DATA_DIR / "blind.jsonl")}
     examples = {q for entry in qa.data.clauses for q in entry.examples} | set(qa.data.out_of_scope)
     assert not measured & examples
 
@@ -224,7 +224,10 @@ def test_leave_one_out_on_the_examples_is_in_its_calibrated_range(qa):
     figures = leave_one_out(qa)
     assert figures["in_scope"] >= 300
     assert figures["top1"] >= 0.8
-    assert figures["abstain_recall"] >= 0.9
+    # 0.85, not 0.9, since the out-of-scope examples include the blind sets' (see
+    # data/qa/README.md): many are the only one of their topic, so left out they have
+    # nothing to be refused by. The measured sets are the targets' test.
+    assert figures["abstain_recall"] >= 0.85
     assert figures["false_abstain"] <= 0.06
 
 
