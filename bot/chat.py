@@ -12,7 +12,7 @@ import re
 from bot import texts
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
-from bot.dialogs import CANCEL
+from bot.dialogs import CANCEL, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused
 from bot.notices import IMPORTANT_BY_DEFAULT
@@ -286,6 +286,8 @@ async def registration_step(chat: Chat):
         engine = chat.services.engine
         return Reply(texts.dialog_command_inside(REGISTRATION.title, chat.message.text.strip())
                      + "\n\n" + engine.current_prompt(chat, REGISTRATION))
+    if chat.message.kind != "text":  # a photo of the licence is no answer: say so, ask again
+        return Reply(texts.DIALOG_TEXT_ONLY + "\n\n" + chat.services.engine.current_prompt(chat, REGISTRATION))
     return await chat.services.engine.handle(chat, REGISTRATION)
 
 
@@ -348,12 +350,16 @@ async def close_account_confirm(chat: Chat):
     word = normalize_command(chat.message.text)
     if word in THROUGH_DIALOGS:
         return PASS
+    word = control_word(chat.message.text)
     if word == CANCEL:
         await chat.services.dialogs.clear(chat.openid)
         return Reply(texts.CLOSE_CANCELLED)
     if word != "确认注销":
         return Reply(texts.CLOSE_CHOICE)
     await chat.services.dialogs.clear(chat.openid)
+    merchant = await chat.services.merchants.get(chat.openid)
+    if merchant is None or merchant.status == "closed":  # closed meanwhile (the mini-program, an admin)
+        return await close_account(chat)
     try:
         await chat.services.merchants.set_status(chat.openid, "closed", "用户在公众号申请注销", by="user")
     except AccountRefused as exc:

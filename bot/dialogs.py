@@ -40,6 +40,16 @@ CHOOSE = "choose"
 RESUME_STEP = "resume"
 
 
+#: Punctuation a phone keyboard adds to a word ("取消。", "上一步！").
+_TRAILING = "。.!！?？~～,，、 "
+
+
+def control_word(text: str) -> str:
+    """``text`` folded as a command, without the punctuation around it: inside a
+    dialog "取消。" is still 取消 (outside, "同意？" must stay a question)."""
+    return normalize_command(text).strip(_TRAILING)
+
+
 class Stop(Exception):
     """Raised by a step's ``check`` to end the dialog with ``message``."""
 
@@ -94,6 +104,10 @@ class Dialog:
     def applicable(self, answers: dict) -> list[Step]:
         return [s for s in self.steps if s.applies(answers)]
 
+    def missing(self, answers: dict) -> Step | None:
+        """The first step that applies and has no answer (``None``: all answered)."""
+        return next((s for s in self.applicable(answers) if s.name not in answers), None)
+
     def clean(self, answers: dict) -> dict:
         """Only the answers of steps that apply (a changed entity type drops the other's fields)."""
         keep = {s.name for s in self.applicable(answers)}
@@ -126,7 +140,7 @@ class DialogEngine:
         step_name = state.name.split(":", 1)[1]
         answers: dict = dict(state.data.get("answers") or {})
         history: list[str] = list(state.data.get("history") or [])
-        word = normalize_command(chat.message.text)
+        word = control_word(chat.message.text)
 
         if word == CANCEL:
             await self._end(chat, dialog)
@@ -142,6 +156,12 @@ class DialogEngine:
                 return await self._goto(chat, dialog, self._next(dialog, {}, None), {}, [])
             return Reply(texts.dialog_resume_choice())
         if word == BACK:
+            if not history:
+                return Reply(texts.dialog_first_step() + "\n\n" + self._prompt(dialog, step_name, answers))
+            # Skip steps a changed answer made void (企业's credit code for 个人).
+            live = {s.name for s in dialog.applicable(answers)} | {SUMMARY, CHOOSE}
+            while history and history[-1] not in live:
+                history.pop()
             if not history:
                 return Reply(texts.dialog_first_step() + "\n\n" + self._prompt(dialog, step_name, answers))
             previous = history.pop()
@@ -188,6 +208,8 @@ class DialogEngine:
     # -- internals ------------------------------------------------------------
 
     async def _at_summary(self, chat, dialog, word, answers, history) -> Reply:
+        if word == CONFIRM and dialog.missing(answers) is not None:  # a draft from before a change of steps
+            return await self._goto(chat, dialog, SUMMARY, answers, history)
         if word == CONFIRM:
             reply, done = await dialog.on_confirm(chat, dialog.clean(answers))
             if done:
@@ -218,6 +240,13 @@ class DialogEngine:
         return names[index + 1] if index + 1 < len(names) else SUMMARY
 
     async def _goto(self, chat, dialog, step_name, answers, history, editing: bool = False) -> Reply:
+        if step_name in (SUMMARY, CHOOSE):
+            # The summary (and 确认 from it) only once every question that applies
+            # is answered: 上一步 after 修改 could come back to it with the new
+            # entity type's questions still open.
+            missing = dialog.missing(answers)
+            if missing is not None:
+                step_name, editing = missing.name, True
         await self._save(chat, dialog, step_name, answers, history, editing=editing)
         return Reply(self._prompt(dialog, step_name, answers))
 

@@ -67,6 +67,31 @@ class AlreadyClosed(BotError):
     code = "already_closed"
 
 
+class IncompleteProfile(BotError):
+    status = 422
+    code = "incomplete_profile"
+
+
+#: The profile's fields and their labels, in the registration's order.
+FIELD_LABELS = {
+    "entity_type": "主体类型",
+    "entity_name": "名称",
+    "credit_code": "统一社会信用代码",
+    "adult": "年龄确认",
+    "contact_name": "联系人姓名",
+    "phone": "手机号码",
+    "email": "邮箱",
+}
+
+
+def missing_fields(profile: dict) -> list[str]:
+    """The required fields ``profile`` lacks (an enterprise also needs its credit code)."""
+    required = ["entity_type", "entity_name", "contact_name", "phone"]
+    if profile.get("entity_type") == "enterprise":
+        required.insert(2, "credit_code")
+    return [f for f in required if not profile.get(f)]
+
+
 class MerchantAccounts:
     """The rules of a merchant account over the ``merchants`` repository."""
 
@@ -87,6 +112,9 @@ class MerchantAccounts:
         to review). A suspended account cannot be changed, nor one closed
         while suspended registered again.
         """
+        missing = missing_fields(profile)
+        if missing:  # every way in (chat, API) checks first; this is the rule's last word
+            raise IncompleteProfile("注册资料不完整，缺少：" + "、".join(FIELD_LABELS[f] for f in missing) + "。")
         at = self._clock()
         existing = await self.repo.get(openid)
         if existing is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bot import api_texts, texts
 from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
-from bot.merchants import AlreadyClosed, NoAccount
+from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount
 from bot.registration import REGISTRATION
 from bot.serial import one_at_a_time
 from bot.services import Services
@@ -28,17 +28,6 @@ from bot.validation import (
     parse_phone,
 )
 from storage.merchants import Merchant
-
-#: The form's fields in the dialog's order, with the dialog's labels.
-LABELS = {
-    "entity_type": "主体类型",
-    "entity_name": "名称",
-    "credit_code": "统一社会信用代码",
-    "adult": "年龄确认",
-    "contact_name": "联系人姓名",
-    "phone": "手机号码",
-    "email": "邮箱",
-}
 
 
 class ConsentRequired(BotError):
@@ -68,7 +57,7 @@ def parse_profile(body: dict, existing: Merchant | None) -> dict:
             return ""
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             if value is not None:
-                errors.append(Invalid(api_texts.NOT_TEXT.format(label=LABELS[name]), name))
+                errors.append(Invalid(api_texts.NOT_TEXT.format(label=FIELD_LABELS[name]), name))
                 return None
             value = ""
         try:

@@ -11,7 +11,7 @@ from bot import texts
 from bot.chat_context import Chat
 from bot.dialogs import Dialog, Step, Stop
 from bot.gate import require_consent
-from bot.merchants import STATUSES, AccountRefused
+from bot.merchants import STATUSES, AccountRefused, IncompleteProfile
 from bot.replies import Reply
 from bot.validation import (
     ENTITY_TYPES,
@@ -43,6 +43,8 @@ async def _confirm(chat: Chat, answers: dict) -> tuple[Reply, bool]:
         merchant, outcome = await chat.services.merchants.save_profile(chat.openid, answers)
     except AccountRefused as exc:
         return Reply(exc.message), True
+    except IncompleteProfile as exc:  # the dialog asks every question first; kept open to answer them
+        return Reply(exc.message), False
     return Reply(texts.registered(outcome, STATUSES[merchant.status])), True
 
 

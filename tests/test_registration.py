@@ -10,7 +10,7 @@ from bot import texts
 from bot.validation import Invalid, credit_code_check_char, parse_credit_code, parse_phone
 from storage.redis_store import key
 from tests.test_cli import run_cli
-from tests.wx import text_xml
+from tests.wx import message_xml, text_xml
 
 CODE = "91350100M000100Y43"
 
@@ -481,3 +481,63 @@ async def test_confirming_the_age_with_the_word_in_the_prompt_is_yes(service):
     await accepted(service, "o-adult")
     replies = await chat(service, "o-adult", "注册", "个人", "张三", "确认")
     assert replies[-1].startswith(texts.PROMPT_CONTACT_NAME), replies[-1]
+
+
+async def test_back_after_changing_the_entity_type_never_reaches_an_incomplete_summary(service):
+    # 修改 → 主体类型 → 企业, then 上一步 twice used to show the summary with the
+    # company's name and credit code unanswered, and 确认 saved it so.
+    await accepted(service, "o-flip")
+    await chat(service, "o-flip", "注册", "个人", "张三", "是", "李四", "13812345678", "跳过")
+    replies = await chat(service, "o-flip", "修改", "1", "企业", "上一步", "上一步", "确认")
+    assert not any("（未填写）" in r and "统一社会信用代码" in r for r in replies), replies
+    assert await service.runtime.merchants.get("o-flip") is None  # nothing saved incomplete
+    # Answering what is missing reaches the summary, and 确认 saves a whole record.
+    replies = await chat(service, "o-flip", "南宁市测试贸易有限公司", CODE)
+    assert "统一社会信用代码：" + CODE in replies[-1] and "确认" in replies[-1]
+    assert "已提交" in await service.wechat.ask("o-flip", "确认")
+    merchant = await service.runtime.merchants.get("o-flip")
+    assert (merchant.entity_type, merchant.entity_name, merchant.credit_code) == ("enterprise", "南宁市测试贸易有限公司", CODE)
+
+
+async def test_back_skips_steps_that_no_longer_apply(service):
+    await accepted(service, "o-back")
+    await chat(service, "o-back", *ENTERPRISE)
+    replies = await chat(service, "o-back", "修改", "1", "个人", "维拉", "是", *["上一步"] * 8)
+    assert not any(r.startswith(texts.PROMPT_CREDIT_CODE) for r in replies), replies  # not an individual's question
+
+
+async def test_control_words_with_punctuation_are_still_control_words(service):
+    await accepted(service, "o-punct")
+    replies = await chat(service, "o-punct", "注册", "企业", "上一步。")
+    assert replies[-1].startswith(texts.PROMPT_ENTITY_TYPE)  # went back, not a company called 上一步。
+    reply = await service.wechat.ask("o-punct", "取消。")
+    assert reply.startswith(texts.dialog_cancelled(texts.REGISTRATION_TITLE)[:8])
+    assert await service.runtime.services.dialogs.load("o-punct") is None
+
+
+async def test_a_photo_inside_the_dialog_is_no_empty_answer(service):
+    await accepted(service, "o-photo")
+    await chat(service, "o-photo", "注册", "企业")
+    image = message_xml("o-photo", "image", "<PicUrl>http://x/licence.jpg</PicUrl><MediaId>m1</MediaId>")
+    reply = service.wechat.reply(await service.wechat.post(image))["Content"]
+    assert reply.startswith(texts.DIALOG_TEXT_ONLY) and "第 2 步" in reply
+    assert "0 个字" not in reply
+
+
+async def test_an_incomplete_profile_is_refused_by_the_account_rules(service):
+    from bot.merchants import IncompleteProfile
+
+    with pytest.raises(IncompleteProfile) as refused:
+        await service.runtime.merchants.save_profile(
+            "o-half", {"entity_type": "enterprise", "entity_name": None, "contact_name": "王五", "phone": "13812345678"}
+        )
+    assert "名称" in refused.value.message and "统一社会信用代码" in refused.value.message
+    assert await service.runtime.merchants.get("o-half") is None
+
+
+async def test_confirming_a_closure_already_done_elsewhere_says_so(service):
+    await register_enterprise(service, "o-twice")
+    assert "确认注销" in await service.wechat.ask("o-twice", "注销账户")
+    await service.runtime.merchants.set_status("o-twice", "closed", "小程序中注销", by="user")
+    reply = await service.wechat.ask("o-twice", "确认注销")
+    assert reply == texts.ALREADY_CLOSED, reply
