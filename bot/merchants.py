@@ -67,6 +67,10 @@ class AlreadyClosed(BotError):
     code = "already_closed"
 
 
+#: The longest reason for a status change (it is quoted in the merchant's notice).
+REASON_LIMIT = 500
+
+
 class IncompleteProfile(BotError):
     status = 422
     code = "incomplete_profile"
@@ -158,6 +162,8 @@ class MerchantAccounts:
         reason = reason.strip()
         if not reason:
             raise ReasonRequired("请写明原因（会记入状态历史）")
+        if len(reason) > REASON_LIMIT:  # it goes into the merchant's notice, which has a limit of its own
+            raise ReasonRequired(f"原因最多 {REASON_LIMIT} 个字，当前 {len(reason)} 个字", code="reason_too_long")
         existing = await self.repo.get(openid)
         if existing is None:
             raise NoAccount(f"没有 openid 为 {openid} 的商家账户")
@@ -188,8 +194,8 @@ class MerchantAccounts:
         if by != "user" and self.on_admin_change is not None:
             try:
                 await self.on_admin_change(merchant, existing.status, reason, by)
-            except Exception:  # the change is stored; telling the merchant is best effort
-                log.warning("could not tell %s about the status change", openid, exc_info=True)
+            except Exception as exc:  # the change is stored; telling the merchant is best effort
+                log.warning("could not tell %s about the status change: %r", openid, exc)
         return merchant
 
     async def status_before_suspension(self, openid: str) -> str:

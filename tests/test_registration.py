@@ -363,6 +363,12 @@ async def test_merchants_cli(tmp_path):
     assert blank.returncode == 2 and "原因" in blank.stderr
     missing = run_cli("merchants", "set-status", "o-none", "active", "--reason", "x", "--data-dir", str(tmp_path))
     assert missing.returncode == 2 and "没有 openid" in missing.stderr
+    # A reason too long for the merchant's notice is refused before anything changes
+    # (it was stored, the notice refused, and a traceback printed).
+    long = run_cli("merchants", "set-status", "o-cli", "suspended", "--reason", "多次发布违规内容。" * 160,
+                   "--data-dir", str(tmp_path))
+    assert long.returncode == 2 and "原因最多 500 个字" in long.stderr and "Traceback" not in long.stderr
+    assert "已生效" in run_cli("merchants", "list", "--data-dir", str(tmp_path)).stdout
 
 
 async def test_an_admin_closure_ends_an_open_registration_dialog(service):

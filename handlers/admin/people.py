@@ -51,7 +51,7 @@ class MerchantHandler(AdminHandler):
 
     async def post(self, openid: str) -> None:
         status = self.get_argument("status", "")
-        reason = self.text("reason", "", 500)
+        reason = self.text("reason", "")  # its length is the account rules' (REASON_LIMIT)
         try:
             await self.console.set_merchant_status(self.actor, openid, status, reason,
                                                    seen=self.get_argument("seen", "") or None)
