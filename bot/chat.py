@@ -256,7 +256,8 @@ async def export_data(chat: Chat) -> Reply:
 
 #: Commands that still work in the middle of a dialog (the dialog stays where it was).
 THROUGH_DIALOGS = {
-    normalize_command(w) for w in ("帮助", "条款", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据", "通知设置")
+    normalize_command(w)
+    for w in ("帮助", "条款", "协议", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据", "通知设置", "退订", "订阅")
 }
 
 
@@ -278,10 +279,10 @@ async def register(chat: Chat) -> Reply:
 
 @router.state("registration")
 async def registration_step(chat: Chat):
-    word = normalize_command(chat.message.text)
+    word = router.command_of(chat.message.text)  # 条款 2 and 退订 服务公告 too, not only bare words
     if word in THROUGH_DIALOGS:
         return PASS  # handled as usual; remind_open_dialog adds where the dialog stands
-    if word in router.commands():
+    if word is not None:
         # Another command is not an answer (a name of "注册" is a mistake).
         engine = chat.services.engine
         return Reply(texts.dialog_command_inside(REGISTRATION.title, chat.message.text.strip())
@@ -296,7 +297,7 @@ async def remind_open_dialog(chat: Chat, call_next) -> Reply | None:
     """A command answered in the middle of registration says the dialog still waits."""
     reply = await call_next(chat)
     if (reply is None or chat.dialog is None or not chat.dialog.name.startswith(f"{REGISTRATION.name}:")
-            or normalize_command(chat.message.text) not in THROUGH_DIALOGS):
+            or router.command_of(chat.message.text) not in THROUGH_DIALOGS):
         return reply
     try:  # the command may have ended it (同意 resuming 确认)
         still = await chat.services.dialogs.load(chat.openid)

@@ -65,7 +65,7 @@ class Router:
         self._states: dict[str, Handler] = {}
         self._commands: dict[str, Handler] = {}
         self._kinds: dict[str, Handler] = {}
-        self._patterns: list[tuple[re.Pattern, Handler]] = []
+        self._patterns: list[tuple[re.Pattern, Handler, str]] = []  # (pattern, handler, its word)
         self._middlewares: list[Middleware] = []
         self._fallback: Handler | None = None
 
@@ -96,8 +96,8 @@ class Router:
 
         def decorator(handler: Handler) -> Handler:
             for word in words:
-                pattern = re.compile(rf"{re.escape(normalize_command(word))}\s*(?:{args})")
-                self._patterns.append((pattern, handler))
+                word = normalize_command(word)
+                self._patterns.append((re.compile(rf"{re.escape(word)}\s*(?:{args})"), handler, word))
             return handler
 
         return decorator
@@ -152,6 +152,14 @@ class Router:
         """Every registered command word, for help texts and tests."""
         return list(self._commands)
 
+    def command_of(self, text: str) -> str | None:
+        """The command word ``text`` invokes, with or without its argument
+        (``"条款 2"`` → ``"条款"``), or ``None`` when it is no command."""
+        text = normalize_command(text)
+        if text in self._commands:
+            return text
+        return next((word for pattern, _, word in self._patterns if pattern.fullmatch(text)), None)
+
     async def dispatch(self, chat: "Chat") -> Reply | None:
         """Run the handler that matches ``chat`` (through the middlewares)."""
         call = self._route
@@ -180,7 +188,7 @@ class Router:
             handler = self._commands.get(text)
             if handler is not None:
                 return await _call(handler, chat)
-            for pattern, handler in self._patterns:
+            for pattern, handler, _ in self._patterns:
                 match = pattern.fullmatch(text)
                 if match:
                     chat.args = match.groups()

@@ -167,9 +167,19 @@ async def test_commands_still_work_inside_the_dialog(service):
     again = await service.wechat.ask("o-mid", "注册")
     assert again.startswith(texts.dialog_command_inside(texts.REGISTRATION_TITLE, "注册"))
     assert texts.prompt_entity_name("enterprise") in again
+    # Commands with an argument are commands too, never a company called "条款 2".
+    section = await service.wechat.ask("o-mid", "条款 2")
+    assert "微拓帐户" in section and section.endswith(texts.dialog_waiting(texts.REGISTRATION_TITLE))
+    opted = await service.wechat.ask("o-mid", "退订 服务公告")
+    assert "服务公告" in opted and opted.endswith(texts.dialog_waiting(texts.REGISTRATION_TITLE))
+    state = await service.runtime.services.dialogs.load("o-mid")
+    assert state.name == "registration:entity_name" and "entity_name" not in state.data["answers"]
     # The dialog waits where it was.
     reply = await service.wechat.ask("o-mid", "南宁市测试贸易有限公司")
     assert reply.startswith(texts.PROMPT_CREDIT_CODE)
+    # At the credit code too: 条款 1.1 shows the clause, not "应为 18 位".
+    clause = await service.wechat.ask("o-mid", "条款 1.1")
+    assert "1.1" in clause and "18 位" not in clause
 
 
 async def test_an_amendment_in_force_stops_the_confirmation_until_accepted(service):
