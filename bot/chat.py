@@ -43,13 +43,16 @@ MENU_ACCOUNT = "MY_ACCOUNT"
 CONSENT_WORDS = ("同意", "不同意", "撤回同意")
 
 
-def origin(chat: Chat) -> Origin:
-    """The ledger's view of where a chat action came from."""
+async def origin(chat: Chat) -> Origin:
+    """The ledger's view of where a chat action came from (with the unionid when
+    WeChat gave one: the API's records of the same person carry it too)."""
     message = chat.message
     meta = {"msg_type": message.kind, "create_time": message.create_time, "to_user": message.to_user}
     if message.event:
         meta["event"], meta["event_key"] = message.event, message.event_key
-    return Origin(channel=message.channel, message_id=message.dedupe_key, meta=meta)
+    follower = await chat.services.followers.get(chat.openid)
+    unionid = follower.unionid if follower is not None else None
+    return Origin(channel=message.channel, message_id=message.dedupe_key, unionid=unionid, meta=meta)
 
 
 # -- follow and unfollow ---------------------------------------------------------
@@ -164,7 +167,7 @@ def _section_and_clause(place: str) -> tuple[int | None, int | None]:
 @router.menu(MENU_ACCEPT)
 async def accept(chat: Chat) -> Reply:
     services = chat.services
-    state, added = await services.consents.accept(chat.openid, origin(chat), state=await chat.fresh_consent())
+    state, added = await services.consents.accept(chat.openid, await origin(chat), state=await chat.fresh_consent())
     chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
     resume = await _pop_resume(chat)
@@ -178,7 +181,7 @@ async def accept(chat: Chat) -> Reply:
 @router.command("不同意")
 @router.menu(MENU_DECLINE)
 async def decline(chat: Chat) -> Reply:
-    state, _added = await chat.services.consents.decline(chat.openid, origin(chat), state=await chat.fresh_consent())
+    state, _added = await chat.services.consents.decline(chat.openid, await origin(chat), state=await chat.fresh_consent())
     chat.forget_consent()
     await _pop_resume(chat)  # the pending action will not happen
     return Reply(texts.declined(state.current))
@@ -188,7 +191,7 @@ async def decline(chat: Chat) -> Reply:
 @router.menu(MENU_WITHDRAW)
 async def withdraw(chat: Chat) -> Reply:
     try:
-        _state, version = await chat.services.consents.withdraw(chat.openid, origin(chat), state=await chat.fresh_consent())
+        _state, version = await chat.services.consents.withdraw(chat.openid, await origin(chat), state=await chat.fresh_consent())
     except ConsentRefused as exc:
         return Reply(exc.message)
     chat.forget_consent()
@@ -329,7 +332,8 @@ async def my_account(chat: Chat) -> Reply:
     if merchant.status == "suspended":
         reason = await _suspension_reason(chat)
     barred = merchant.status == "closed" and await chat.services.merchants.closed_while_suspended(chat.openid)
-    return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason, barred))
+    consent = (await chat.consent()).status if merchant.status in ("pending_review", "active") else "accepted"
+    return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason, barred, consent))
 
 
 @router.command("注销账户", "注销帐户", "注销")

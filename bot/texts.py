@@ -368,12 +368,26 @@ def suspended(reason: str) -> str:
     )
 
 
+#: 我的账户 of an account whose owner has not accepted the version in force
+#: (by consent status): the services that need acceptance are stopped.
+ACCOUNT_WITHOUT_CONSENT = {
+    "withdrawn": "您已撤回对协议的同意，需要同意协议的商家服务已停止为您提供。回复“同意”可恢复。",
+    "declined": "您未同意协议，需要同意协议的商家服务暂不能使用。回复“条款”阅读，回复“同意”同意。",
+    "outdated": "协议已更新，您尚未同意新版本，需要同意协议的商家服务暂不能使用。回复“条款”查看修改，回复“同意”同意。",
+    "none": "您尚未同意协议，需要同意协议的商家服务暂不能使用。回复“条款”阅读，回复“同意”同意。",
+}
+
+
 def account_overview(lines: list[str], status: str, status_label: str, reason: str | None,
-                     barred: bool = False) -> str:
-    """``barred``: closed while suspended, so not to be registered again by the user."""
+                     barred: bool = False, consent: str = "accepted") -> str:
+    """``barred``: closed while suspended, so not to be registered again by the user;
+    ``consent``: the owner's consent status (see :data:`ACCOUNT_WITHOUT_CONSENT`)."""
     text = "\n".join(["您的微拓商家账户：", *[f"· {line}" for line in lines], f"· 状态：{status_label}"])
     if status == "suspended":
         return text + "\n\n" + suspended(reason or "未说明")
+    if status in ("pending_review", "active") and consent in ACCOUNT_WITHOUT_CONSENT:
+        text += "\n\n" + ACCOUNT_WITHOUT_CONSENT[consent]
+        return text + "\n回复“修改资料”修改，回复“注销账户”注销。"
     text += "\n\n" + MERCHANT_STATUS_HELP[status]
     if status in ("pending_review", "active"):
         text += "\n回复“修改资料”修改，回复“注销账户”注销。"

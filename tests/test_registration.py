@@ -557,3 +557,22 @@ async def test_confirming_a_closure_already_done_elsewhere_says_so(service):
     await service.runtime.merchants.set_status("o-twice", "closed", "小程序中注销", by="user")
     reply = await service.wechat.ask("o-twice", "确认注销")
     assert reply == texts.ALREADY_CLOSED, reply
+
+
+async def test_my_account_says_when_consent_was_withdrawn(service):
+    await register_enterprise(service, "o-nocon")
+    await service.runtime.merchants.set_status("o-nocon", "active", "资料齐全", by="admin")
+    assert texts.MERCHANT_STATUS_HELP["active"] in await service.wechat.ask("o-nocon", "我的账户")
+    await service.wechat.ask("o-nocon", "撤回同意")
+    overview = await service.wechat.ask("o-nocon", "我的账户")
+    assert texts.MERCHANT_STATUS_HELP["active"] not in overview  # "您可以使用微拓的商家服务" would contradict it
+    assert texts.ACCOUNT_WITHOUT_CONSENT["withdrawn"] in overview
+    await service.wechat.ask("o-nocon", "同意")
+    assert texts.MERCHANT_STATUS_HELP["active"] in await service.wechat.ask("o-nocon", "我的账户")
+
+
+async def test_a_chat_consent_record_carries_the_followers_unionid(service):
+    await service.runtime.followers.set_unionid("o-union", "u-union-1")
+    await service.wechat.ask("o-union", "同意")
+    [record] = await service.runtime.ledger.history("o-union")
+    assert (record.action, record.unionid) == ("accept", "u-union-1")
