@@ -254,6 +254,19 @@ def _utc(value) -> dt.datetime | None:
     return as_datetime(value)
 
 
+#: Years an admin may type (further out is a typo, and at year 1 or 9999 a change
+#: of zone overflows Python's datetime).
+TYPED_YEARS = range(2000, 2100)
+
+
+def typed_utc(value: dt.datetime) -> dt.datetime:
+    """A time an admin typed (Beijing time when it has no zone) in UTC; raises
+    :class:`ValueError` with a Chinese message outside :data:`TYPED_YEARS`."""
+    if value.year not in TYPED_YEARS:
+        raise ValueError(f"时间超出范围：年份须在 {TYPED_YEARS.start} 到 {TYPED_YEARS.stop - 1} 之间")
+    return (value if value.tzinfo else value.replace(tzinfo=CHINA)).astimezone(dt.timezone.utc)
+
+
 def beijing_iso(value: dt.datetime | None) -> str:
     """ISO 8601 in Beijing time with its offset: what admins read in files, still exact for scripts."""
     return value.astimezone(CHINA).isoformat(timespec="seconds") if value else ""

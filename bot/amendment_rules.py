@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.agreement import CHINA, REASONS, AgreementVersion
+from bot.agreement import CHINA, REASONS, AgreementVersion, typed_utc
 from bot.errors import BotError
 
 MIN_NOTICE = dt.timedelta(days=7)
@@ -29,9 +29,19 @@ class AmendmentRefused(BotError):
         self.rule = rule
 
 
+#: The furthest ahead a version may take effect: a version years ahead would sit
+#: before every later amendment (which must take effect after it) until withdrawn.
+MAX_AHEAD = dt.timedelta(days=366)
+
+
 def earliest_effective(reason: str, published_at: dt.datetime) -> dt.datetime:
-    """The earliest ``effective_at`` the rules allow for ``reason``."""
-    return published_at if reason in IMMEDIATE_REASONS else published_at + MIN_NOTICE
+    """The earliest ``effective_at`` the rules allow for ``reason``; a week ahead is
+    rounded up to the whole minute, as admins see and type it (17:04:37 → 17:05)."""
+    if reason in IMMEDIATE_REASONS:
+        return published_at
+    week = published_at + MIN_NOTICE
+    whole = week.replace(second=0, microsecond=0)
+    return whole if whole == week else whole + dt.timedelta(minutes=1)
 
 
 def check_publication(
@@ -63,6 +73,10 @@ def check_publication(
             "notice_period",
             f"常规修改须在公布一周（7 天）后方始生效，最早可生效时间为 {_show(earliest)}；"
             "只有新功能（new_feature）或法律原因（legal）的修改可以立即生效",
+        )
+    if effective_at > published_at + MAX_AHEAD:
+        raise AmendmentRefused(
+            "too_far", f"生效时间 {_show(effective_at)} 太远：最晚为公布后一年内（{_show(published_at + MAX_AHEAD)} 之前）"
         )
     if published:
         latest = max(published, key=lambda v: v.effective_at)
@@ -105,6 +119,7 @@ def parse_effective_at(text: str) -> dt.datetime | None:
         raise AmendmentRefused(
             "format", f"无法识别的生效时间 {text!r}：请使用 ISO 8601 格式，例如 2026-12-08T00:00:00+08:00，或 now"
         ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=CHINA)
-    return value.astimezone(dt.timezone.utc)
+    try:
+        return typed_utc(value)
+    except ValueError as exc:
+        raise AmendmentRefused("format", f"生效时间 {text!r}：{exc}") from None

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bot import terms_diff
-from bot.agreement import CHINA, REASONS, parse_toml
+from bot.agreement import CHINA, REASONS, parse_toml, typed_utc
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at
 from bot.consent import RECORD_FIELDS, record_row
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
@@ -205,7 +205,10 @@ def _instant(text: str | None, flag: str) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"{flag} 不是 ISO 8601 时间：{text!r}") from None
-    return (value if value.tzinfo else value.replace(tzinfo=CHINA)).astimezone(dt.timezone.utc)
+    try:
+        return typed_utc(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {text}：{exc}") from None
 
 
 def _local(value: dt.datetime | None) -> str:

@@ -326,6 +326,11 @@ async def test_audit_log_records_who_what_before_after_and_exports(svc):
     assert (await svc.runtime.audit.recent(action="export"))[0].target == "audit.csv"
     bad = await owner.get("/admin/audit?since=yesterday")
     assert bad.code == 400 and "日期格式不正确" in text(bad)
+    for query in ("since=0001-01-01", "until=9999-12-31"):  # a change of zone overflowed: 500
+        for page in ("/admin/audit", "/admin/consents", "/admin/consents.csv"):
+            far = await owner.get(f"{page}?{query}")
+            assert far.code == 400 and "超出范围" in text(far), (page, query, far.code)
+    assert (await owner.get("/admin/audit?page=99999999999999999999")).code == 200
 
 
 # -- notices ------------------------------------------------------------------------------

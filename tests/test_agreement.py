@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.agreement import SECTION_SUMMARY_MAX, InvalidAgreement, Section, load_seed, parse_toml
-from bot.amendment_rules import AmendmentRefused, check_publication, parse_effective_at
+from bot.amendment_rules import AmendmentRefused, check_publication, earliest_effective, parse_effective_at
 
 # The published text as received (a copy of shared/seeds/000_c916f0118e10f9b8.txt).
 SEED_FILE = Path(__file__).resolve().parents[1] / "data" / "agreement" / "2022-05-22.source.txt"
@@ -95,6 +95,24 @@ def test_routine_needs_seven_days():
     assert "7 天" in info.value.message and "2026-12-08 10:00" in info.value.message
 
 
+def test_the_earliest_time_shown_to_admins_is_a_whole_minute_they_can_type():
+    # Published at 10:00:37 (Beijing): "最早 …10:01" is shown, and 10:01 is accepted
+    # (the seconds were cut, so the time shown was refused when typed).
+    published = NOW + dt.timedelta(seconds=37)
+    earliest = earliest_effective("routine", published)
+    assert earliest == NOW + dt.timedelta(days=7, minutes=1)
+    check_publication(amended(), reason="routine", effective_at=earliest, published_at=published,
+                      published=[load_seed()])
+    assert earliest_effective("routine", NOW) == NOW + dt.timedelta(days=7)  # already whole
+
+
+def test_a_version_may_not_take_effect_more_than_a_year_ahead():
+    check("routine", NOW + dt.timedelta(days=366))
+    with pytest.raises(AmendmentRefused) as info:
+        check("routine", NOW + dt.timedelta(days=367))
+    assert info.value.rule == "too_far" and "一年" in info.value.message
+
+
 @pytest.mark.parametrize("reason", ["new_feature", "legal"])
 def test_new_feature_and_legal_may_apply_at_once(reason):
     check(reason, NOW)
@@ -145,6 +163,10 @@ def test_effective_at_formats():
     with pytest.raises(AmendmentRefused) as info:
         parse_effective_at("next tuesday")
     assert info.value.rule == "format"
+    for edge in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+08:00"):  # overflowed: a traceback
+        with pytest.raises(AmendmentRefused) as info:
+            parse_effective_at(edge)
+        assert info.value.rule == "format" and "超出范围" in info.value.message
 
 
 def test_section_numbers_follow_file_order():

@@ -111,6 +111,7 @@ def _audit_entries(data_dir) -> list[dict]:
         (("terms", "publish", "/no/such/file.toml", "--effective-at", "now", "--reason", "legal"), "无法读取"),
         (("terms", "publish", "/etc/hostname", "--effective-at", "now", "--reason", "legal"), "TOML"),
         (("consents", "export", "--since", "yesterday"), "ISO 8601"),
+        (("consents", "export", "--since", "0001-01-01"), "超出范围"),
         (("consents", "export", "--output", "/no/such/dir/consents.csv"), "无法写入"),
         (("export", "--openid", "o-nobody"), "没有 openid 为 o-nobody 的用户"),
         (("export", "--openid", " "), "不能为空"),
@@ -127,6 +128,8 @@ def test_bad_effective_at_and_reason(data_dir, tmp_path):
     draft.write_text(load_seed().to_toml(), encoding="utf-8")
     bad_time = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "next week", "--reason", "legal")
     assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+    far = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "9999-12-31T23:59:59-12:00", "--reason", "legal")
+    assert far.returncode == 2 and "超出范围" in far.stderr and "Traceback" not in far.stderr
     bad_reason = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "whim")
     assert bad_reason.returncode == 2
 

@@ -12,7 +12,7 @@ import tornado.escape
 import tornado.web
 
 from bot.admin_accounts import PERMISSIONS, ROLES, Actor, allowed
-from bot.agreement import CHINA
+from bot.agreement import CHINA, typed_utc
 from bot.errors import BotError
 from handlers.base import name_allowed_methods
 from storage.admin_users import AdminUser
@@ -170,9 +170,11 @@ class AdminHandler(tornado.web.RequestHandler):
             day = dt.date.fromisoformat(value)
         except ValueError:
             raise BotError(f"日期格式不正确：{value!r}，请使用 YYYY-MM-DD", code="bad_date") from None
-        if end:
-            day += dt.timedelta(days=1)
-        return dt.datetime.combine(day, dt.time(), CHINA).astimezone(dt.timezone.utc)
+        try:
+            start = typed_utc(dt.datetime.combine(day, dt.time()))
+        except ValueError as exc:
+            raise BotError(f"{value}：{exc}", code="bad_date") from None
+        return start + dt.timedelta(days=1) if end else start
 
     def stream_csv(self, filename: str) -> None:
         self.set_header("Content-Type", "text/csv; charset=utf-8")

@@ -14,6 +14,7 @@ from handlers.admin.base import AdminHandler
 from storage.consents import ACTIONS as CONSENT_ACTIONS
 
 PAGE = 100
+MAX_PAGE = 1_000_000
 CONSENT_LABELS = {"accept": "同意", "decline": "不同意", "withdraw": "撤回"}
 
 
@@ -68,7 +69,7 @@ class AuditHandler(AdminHandler):
     async def get(self) -> None:
         filters = _audit_filters(self)
         try:
-            page = max(1, int(self.get_argument("page", "1")))
+            page = min(max(1, int(self.get_argument("page", "1"))), MAX_PAGE)  # MongoDB skips take 8-byte ints
         except ValueError:
             page = 1
         entries = await self.runtime.audit.recent(**filters, limit=PAGE + 1, skip=(page - 1) * PAGE)
