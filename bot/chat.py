@@ -107,7 +107,7 @@ async def unknown_menu_item(chat: Chat) -> Reply:
 @router.menu(MENU_TERMS)
 async def terms_overview(chat: Chat) -> Reply:
     terms = chat.services.terms
-    return Reply(texts.terms_overview(await terms.current(), await terms.upcoming()))
+    return Reply(texts.terms_overview(await terms.current(), await terms.pending()))
 
 
 #: What may follow 条款 as a place in the agreement: 3, 4.1 (a clause, as the

@@ -153,9 +153,13 @@ class Terms:
 
     async def upcoming(self) -> AgreementVersion | None:
         """The next version published but not yet in force, if any."""
-        now = self._clock()
-        pending = [v for v in await self.versions() if v.effective_at > now]
+        pending = await self.pending()
         return pending[0] if pending else None
+
+    async def pending(self) -> list[AgreementVersion]:
+        """Every version published but not yet in force, the next first."""
+        now = self._clock()
+        return [v for v in await self.versions() if v.effective_at > now]
 
     async def get(self, version: str) -> AgreementVersion:
         for candidate in await self.versions():

@@ -70,16 +70,17 @@ def welcome(version: "AgreementVersion", accepted: bool) -> str:
     return "\n".join(lines)
 
 
-def terms_overview(current: "AgreementVersion", upcoming: "AgreementVersion | None") -> str:
+def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion]") -> str:
+    """The version in force, and every version published to take effect later."""
     lines = [f"《{current.title}》版本 {current.version}（自 {_date(current.effective_at)} 起生效）", ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
     lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”。"]
-    if upcoming is not None:
+    for version in upcoming:
         lines += [
             "",
-            f"【即将生效】版本 {upcoming.version} 将于 {_when(upcoming.effective_at)} 生效。修改摘要：",
-            *[f"· {line}" for line in upcoming.changes],
-            f"届时我们会请您重新确认。回复“条款 {upcoming.version} N”可提前阅读新版第 N 节。",
+            f"【即将生效】版本 {version.version} 将于 {_when(version.effective_at)} 生效。修改摘要：",
+            *[f"· {line}" for line in version.changes],
+            f"届时我们会请您重新确认。回复“条款 {version.version} N”可提前阅读新版第 N 节。",
         ]
     return "\n".join(lines)
 

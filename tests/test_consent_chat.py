@@ -449,3 +449,17 @@ async def test_a_question_starting_with_terms_is_still_a_question(service):
 async def test_an_unknown_menu_item_gets_the_help_not_silence(service):
     reply = service.wechat.reply(await service.wechat.post(event_xml("o-menu", "CLICK", "NO_SUCH_KEY")))
     assert reply is not None and reply["Content"].startswith(texts.UNKNOWN_MENU_ITEM) and texts.HELP in reply["Content"]
+
+
+async def test_terms_shows_every_upcoming_version(make_service, clock):
+    svc = await make_service(clock=clock)
+    await svc.runtime.terms.publish(
+        amendment("2026-12-09"), reason="routine", effective_at=clock.now + dt.timedelta(days=7), by="test"
+    )
+    await svc.runtime.terms.publish(
+        amendment("2026-12-11", changes=("新增附加说明一节",), long_section=True), reason="routine",
+        effective_at=clock.now + dt.timedelta(days=9), by="test",
+    )
+    overview = await svc.wechat.ask("o-two", "条款")
+    assert "版本 2026-12-09 将于" in overview and "第1节第6款：简化表述" in overview
+    assert "版本 2026-12-11 将于" in overview and "新增附加说明一节" in overview  # the later one was hidden
