@@ -43,6 +43,9 @@ DEFAULT_DEADLINE = 4.5
 MONGO_BUDGET = 2.2  # server selection gives up after 2 s; replies must come within 3 s
 #: The last interaction is written at most this often per user (seconds).
 TOUCH_EVERY = 300
+#: Tries of each customer-service piece of a long reply, and the first wait between them (doubling).
+SEND_ATTEMPTS = 4
+SEND_BACKOFF = 0.5
 
 
 class ReplayedPush(BotError):
@@ -175,17 +178,23 @@ class Conversation:
             await self._send_texts(openid, split_text(reply.text, suffix=texts.CONTINUED))
 
     async def _send_texts(self, openid: str, pieces: list[str]) -> None:
-        """Customer-service messages, in order; stop at the first failure."""
+        """Customer-service messages, in order; a busy WeChat is tried again a few
+        times (the rest of a long reply must not vanish on one -1); stop at a
+        failure that stays."""
         wechat = self.services.wechat
         if wechat is None:
             log.error("cannot send customer-service messages: WECHAT_APPID/WECHAT_SECRET not set")
             return
         for piece in pieces:
-            try:
-                await wechat.message.send_text(openid, piece)
-            except WeChatAPIError as exc:
-                log.error("customer-service message to %s failed: %s", openid, exc)
-                return
+            for attempt in range(SEND_ATTEMPTS):
+                try:
+                    await wechat.message.send_text(openid, piece)
+                    break
+                except WeChatAPIError as exc:
+                    if not exc.retryable or attempt + 1 == SEND_ATTEMPTS:
+                        log.error("customer-service message to %s failed: %s", openid, exc)
+                        return
+                    await asyncio.sleep(SEND_BACKOFF * 2**attempt)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

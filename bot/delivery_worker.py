@@ -57,9 +57,6 @@ from wechat.api import WeChatAPI, WeChatAPIError
 
 log = logging.getLogger(__name__)
 
-#: Busy, network (nothing sent), rate limit. Not -4 (sent, no answer in time:
-#: WeChat may have delivered it), which is recorded as failed: no second copy.
-RETRYABLE = (-1, -2, 45009)
 MAX_ATTEMPTS = 5
 BACKOFF = 0.5
 #: A claim not refreshed for this long belongs to a dead worker and is taken
@@ -327,7 +324,7 @@ class DeliveryWorker:
                     await deps.wechat.message.send_text(openid, piece)
                 return {"status": "sent", "channel": channel, "template_msgid": None, "attempts": attempt}
             except WeChatAPIError as exc:
-                if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
+                if not exc.retryable or attempt == MAX_ATTEMPTS:
                     return {**_failure(exc, channel), "attempts": attempt}
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -353,7 +350,7 @@ class DeliveryWorker:
                     await deps.wechat.message.send_mass_text(targets, notice_text(notice), is_to_all=False)
                     break
                 except WeChatAPIError as exc:
-                    if exc.code not in RETRYABLE or attempt == MAX_ATTEMPTS:
+                    if not exc.retryable or attempt == MAX_ATTEMPTS:
                         raise
                     await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
             outcome = {"status": "sent", "channel": "mass"}

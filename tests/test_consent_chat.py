@@ -97,6 +97,19 @@ async def test_long_section_continues_through_customer_service(make_service, emu
         assert f"8.{i + 1} {clause}" in whole
 
 
+async def test_the_rest_of_a_long_reply_survives_a_busy_wechat(make_service, emulator, clock):
+    # One -1 on the first continuation used to end the reply there, silently.
+    svc = await make_service(clock=clock)
+    await svc.runtime.terms.publish(amendment("2026-12-02", long_section=True), reason="new_feature", effective_at=None, by="test")
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": -1, "times": 1})
+    passive = await svc.wechat.ask("o-busy", "条款 8")
+    assert passive.endswith(texts.CONTINUED)
+    rest = await sent_to(emulator, "o-busy", settle=1.0)
+    whole = "\n".join(p.removesuffix(texts.CONTINUED) for p in [passive, *rest])
+    section = (await svc.runtime.terms.current()).section(8)
+    assert f"8.{len(section.clauses)} {section.clauses[-1]}" in whole
+
+
 # -- consent ----------------------------------------------------------------------------
 
 

@@ -19,6 +19,11 @@ from wechat.async_transport import AsyncTransport
 from wechat.client import SharedTokenClient, describe_error
 
 
+#: Busy, network (nothing sent), rate limit: worth another try. Not -4 (sent, no
+#: answer in time: WeChat may have delivered it), which must not be sent twice.
+RETRYABLE = (-1, -2, 45009)
+
+
 class WeChatAPIError(Exception):
     """A WeChat API call failed; ``code`` is WeChat's errcode (-2: network,
     -4: sent but no answer in time)."""
@@ -27,6 +32,10 @@ class WeChatAPIError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
 
 
 class _AsyncDomain:
