@@ -77,8 +77,11 @@ class EmulatorState:
         self._started = self.clock()
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Future] = set()
-        # Ids stay unique over resets so a live listener never sees one reused.
-        self._message_ids = itertools.count(1)
+        # Ids stay unique over resets so a live listener never sees one reused, and
+        # grow over restarts too (they start at the time in microseconds): the
+        # simulator page asks for messages after the last id it saw, which a new
+        # emulator numbering from 1 would hide until it caught up.
+        self._message_ids = itertools.count(int(time.time() * 1_000_000))
         self._send_ids = itertools.count(1000001)
         self.reset()
 

@@ -632,3 +632,14 @@ async def test_listeners(emu):
     await emu.post(send, text_message("bad id", "三"), access_token=token)
     await asyncio.sleep(0.01)
     assert seen_async == ["一", "二"]
+
+
+def test_message_ids_grow_across_a_restart():
+    # The simulator page asks for messages after the last id it saw: a new
+    # emulator numbering from 1 hid its messages from an open page.
+    before = EmulatorState()
+    for _ in range(3):
+        before._keep("custom", "o-a", "text", {"text": {"content": "x"}})
+    after = EmulatorState()
+    after._keep("custom", "o-a", "text", {"text": {"content": "y"}})
+    assert after.messages[0]["id"] > before.messages[-1]["id"]
