@@ -24,7 +24,7 @@ from bot.errors import BotError
 from service import cli_admin, cli_data, cli_followers, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import (
     UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, positive_int, speak_chinese_in_argparse,
-    start_embedded, write_demo_settings,
+    remove_demo_settings, running_demo_pid, start_embedded, write_demo_settings,
 )
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
@@ -283,6 +283,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     the chat simulator (with the menu of ``data/menu.json`` pushed at start) and
     the admin console. Ctrl-C stops all of it, the embedded servers included."""
     config = load_config(args)
+    other = running_demo_pid(config.data_dir)
+    if other is not None:
+        # A second demo would share the databases, reset the first one's admin
+        # password and overwrite its settings: refuse, and touch nothing.
+        raise UsageError(
+            f"数据目录 {Path(config.data_dir).resolve()} 上已有一个演示环境在运行（进程 {other}）："
+            "请先停止它（Ctrl-C），或用 --data-dir 指定另一个目录。"
+        )
     emulator_port = _free_port()
     config = config.replace(
         wechat_token=config.wechat_token or DEMO_TOKEN,
@@ -343,7 +351,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         return _run_service(config, emulator_port=emulator_port, banner=banner, ready=ready)
     finally:
-        settings.unlink(missing_ok=True)
+        remove_demo_settings(settings)
 
 
 def _free_port() -> int:

@@ -144,14 +144,36 @@ def write_demo_settings(config: Config) -> Path:
     return path
 
 
-def running_demo_settings(data_dir: Path) -> dict:
-    """The WeChat settings of the demo running on ``data_dir``; {} if none runs."""
+def _running_demo(data_dir: Path) -> dict:
+    """What the demo running on ``data_dir`` recorded (``pid`` and its settings); {} if none runs."""
     try:
         saved = json.loads((Path(data_dir) / "run" / DEMO_SETTINGS).read_text(encoding="utf-8"))
         os.kill(int(saved["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):  # no file, unreadable, or its demo is gone
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no file, unreadable, or its demo is gone
         return {}
+    return saved
+
+
+def running_demo_settings(data_dir: Path) -> dict:
+    """The WeChat settings of the demo running on ``data_dir``; {} if none runs."""
+    saved = _running_demo(data_dir)
     return {field: saved[field] for field in DEMO_FIELDS if saved.get(field)}
+
+
+def running_demo_pid(data_dir: Path) -> int | None:
+    """The process id of another demo running on ``data_dir``, if one is."""
+    pid = _running_demo(data_dir).get("pid")
+    return int(pid) if pid and int(pid) != os.getpid() else None
+
+
+def remove_demo_settings(path: Path) -> None:
+    """Remove a demo's settings file, if it is still this process's."""
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") != os.getpid():
+            return
+    except (OSError, ValueError, AttributeError):
+        return
+    path.unlink(missing_ok=True)
 
 
 def start_embedded(config: Config) -> EmbeddedServers:

@@ -93,6 +93,18 @@ async def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         assert proc.returncode == 0, err.decode()
         assert load_menu()["button"][0]["name"] in out.decode()
 
+        # A second demo on the same data directory is refused and touches nothing: it
+        # used to reset the first one's password and remove its settings file.
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN), "demo", "--port", str(free_port()), "--data-dir", str(tmp_path),
+            env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2 and "已有一个演示环境在运行" in err.decode(), err.decode()
+        assert (tmp_path / "run" / "demo-wechat.json").exists()
+        again = AdminClient(base)
+        assert (await again.login(found.group(1), found.group(2))).code == 303  # the printed password still works
+
         family = descendants(demo.proc.pid)
         assert len(family) >= 2  # nx-27017 and Valkey at least
         started = time.monotonic()
