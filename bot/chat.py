@@ -14,7 +14,7 @@ from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
 from bot.dialogs import CANCEL, control_word
 from bot.gate import require_consent
-from bot.merchants import STATUSES, AccountRefused
+from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
 from bot.preferences import category_from_name, settings_text
 from bot.registration import REGISTRATION, profile_answers
@@ -277,7 +277,7 @@ async def register(chat: Chat) -> Reply:
         return Reply(texts.already_registered(STATUSES[merchant.status]))
     if merchant is not None and await chat.services.merchants.closed_while_suspended(chat.openid):
         return Reply(texts.REREGISTRATION_BARRED)  # said now, not after the whole dialog
-    return await chat.services.engine.start(chat, REGISTRATION)
+    return await chat.services.engine.start(chat, REGISTRATION, context={"seen": profile_stamp(merchant)})
 
 
 @router.state("registration")
@@ -318,7 +318,8 @@ async def edit_profile(chat: Chat) -> Reply:
         return Reply(texts.NOT_REGISTERED)
     if merchant.status == "suspended":
         return Reply(await _suspended_text(chat))
-    return await chat.services.engine.start(chat, REGISTRATION, answers=profile_answers(merchant), at_summary=True)
+    return await chat.services.engine.start(chat, REGISTRATION, answers=profile_answers(merchant), at_summary=True,
+                                            context={"seen": profile_stamp(merchant)})
 
 
 @router.command("我的账户", "我的帐户", "账户", "帐户")

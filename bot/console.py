@@ -21,7 +21,7 @@ from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
 from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
-from bot.merchants import STATUSES, AccountRefused, MerchantAccounts
+from bot.merchants import STATUSES, AccountRefused, MerchantAccounts, profile_stamp
 from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, check_text, notice_text
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import attach_examples, units_of
@@ -426,11 +426,6 @@ def _short_audience(audience: dict) -> dict:
     if audience.get("type") == "openids":
         return {"type": "openids", "count": len(audience["openids"]), "first": audience["openids"][:20]}
     return audience
-
-
-def profile_stamp(merchant: Merchant) -> str:
-    """What an admin saw of a merchant: the record's last change, as text."""
-    return merchant.updated_at.isoformat() if merchant.updated_at else ""
 
 
 def merchant_row(merchant: Merchant) -> dict:

@@ -50,6 +50,11 @@ def control_word(text: str) -> str:
     return normalize_command(text).strip(_TRAILING)
 
 
+def dialog_context(chat: Chat) -> dict:
+    """The ``context`` the user's open dialog was started with ({} if none)."""
+    return dict((chat.dialog.data.get("context") or {}) if chat.dialog is not None else {})
+
+
 class Stop(Exception):
     """Raised by a step's ``check`` to end the dialog with ``message``."""
 
@@ -117,20 +122,25 @@ class Dialog:
 class DialogEngine:
     """Walks any :class:`Dialog` for one user at a time (see module docstring)."""
 
-    async def start(self, chat: Chat, dialog: Dialog, answers: dict | None = None, at_summary: bool = False) -> Reply:
+    async def start(self, chat: Chat, dialog: Dialog, answers: dict | None = None, at_summary: bool = False,
+                    context: dict | None = None) -> Reply:
         """Begin ``dialog`` (offering to resume a saved draft), or open it at the
-        summary with ``answers`` (to change saved data)."""
+        summary with ``answers`` (to change saved data). ``context`` travels with
+        the dialog (and its draft) for ``on_confirm`` to read as
+        :func:`dialog_context` (what the answers were based on)."""
         chat.dialog = None  # a new dialog: nothing carried over from an earlier one
         dialogs = chat.services.dialogs
         if answers is None:
             draft = await dialogs.load_draft(chat.openid, dialog.name)
             if draft and draft.get("answers"):
-                await self._save(chat, dialog, RESUME_STEP, draft["answers"], [], draft)
+                draft.setdefault("context", context or {})  # what the draft's answers were based on
+                await self._save(chat, dialog, RESUME_STEP, draft["answers"], [], draft, context=draft["context"])
                 return Reply(texts.dialog_resume_offer(dialog.title, self._summary_lines(dialog, draft["answers"])))
             answers = {}
         if at_summary:
-            await self._save(chat, dialog, SUMMARY, answers, [], amending=True)
+            await self._save(chat, dialog, SUMMARY, answers, [], amending=True, context=context or {})
             return Reply(self._prompt(dialog, SUMMARY, answers))
+        chat.dialog = DialogState(name="", data={"context": context or {}})  # for _goto's save to carry
         return await self._goto(chat, dialog, self._next(dialog, answers, None), answers, [])
 
     async def handle(self, chat: Chat, dialog: Dialog) -> Reply:
@@ -267,10 +277,12 @@ class DialogEngine:
         return [f"{s.label}：{s.show(answers.get(s.name))}" for s in dialog.applicable(answers)]
 
     async def _save(self, chat, dialog, step_name, answers, history, draft=None, editing=False,
-                    amending: bool | None = None) -> None:
+                    amending: bool | None = None, context: dict | None = None) -> None:
         if amending is None:  # carried along the dialog: it changes saved data (修改资料)
             amending = bool(chat.dialog and chat.dialog.data.get("amending"))
-        data = {"answers": answers, "history": history, "editing": editing, "amending": amending}
+        if context is None:  # carried along the dialog too
+            context = dialog_context(chat)
+        data = {"answers": answers, "history": history, "editing": editing, "amending": amending, "context": context}
         if draft is not None:
             data["draft"] = draft
         state = DialogState(name=f"{dialog.name}:{step_name}", data=data)
@@ -278,7 +290,8 @@ class DialogEngine:
         chat.dialog = state
         if step_name != RESUME_STEP:
             await chat.services.dialogs.save_draft(
-                chat.openid, dialog.name, {"step": step_name, "answers": answers, "history": history}
+                chat.openid, dialog.name,
+                {"step": step_name, "answers": answers, "history": history, "context": context},
             )
 
     async def _end(self, chat: Chat, dialog: Dialog) -> None:

@@ -96,6 +96,12 @@ def missing_fields(profile: dict) -> list[str]:
     return [f for f in required if not profile.get(f)]
 
 
+def profile_stamp(merchant: Merchant | None) -> str:
+    """What someone saw of a merchant record (the time of its last change, as
+    text; "" for no record), to refuse a change based on an older one."""
+    return merchant.updated_at.isoformat() if merchant is not None and merchant.updated_at else ""
+
+
 class MerchantAccounts:
     """The rules of a merchant account over the ``merchants`` repository."""
 
@@ -108,7 +114,8 @@ class MerchantAccounts:
     async def get(self, openid: str) -> Merchant | None:
         return await self.repo.get(openid)
 
-    async def save_profile(self, openid: str, profile: dict, by: str = "user") -> tuple[Merchant, str]:
+    async def save_profile(self, openid: str, profile: dict, by: str = "user",
+                           seen: str | None = None) -> tuple[Merchant, str]:
         """Register (a new or a closed account) or change a profile.
 
         Returns the record and what happened: ``"registered"``, ``"updated"``
@@ -121,12 +128,19 @@ class MerchantAccounts:
             raise IncompleteProfile("注册资料不完整，缺少：" + "、".join(FIELD_LABELS[f] for f in missing) + "。")
         at = self._clock()
         existing = await self.repo.get(openid)
+        if seen is not None and profile_stamp(existing) != seen:
+            # Changed elsewhere (the mini-program) since the user began: saving these
+            # answers would silently undo that change.
+            raise AccountRefused(
+                "您的商家资料在您填写期间已在别处（如小程序）更新，为免覆盖，本次填写未保存。"
+                "请回复“我的账户”查看当前资料，需要时再回复“修改资料”。", code="profile_changed",
+            )
         if existing is None:
             entry = StatusEntry("pending_review", at, by, "提交注册")
             try:
                 await self.repo.create(openid, profile, "pending_review", entry)
             except MerchantExists:  # a concurrent registration won: treat as an update
-                return await self.save_profile(openid, profile, by)
+                return await self.save_profile(openid, profile, by, seen)
             return await self._reload(openid), "registered"
         if existing.status == "suspended":
             raise AccountRefused("您的商家账户已被暂停，暂时不能修改资料（暂停原因见“我的账户”）。", code="account_suspended")

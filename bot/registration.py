@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot import texts
 from bot.chat_context import Chat
-from bot.dialogs import Dialog, Step, Stop
+from bot.dialogs import Dialog, Step, Stop, dialog_context
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, IncompleteProfile
 from bot.replies import Reply
@@ -40,7 +40,9 @@ async def _confirm(chat: Chat, answers: dict) -> tuple[Reply, bool]:
     if prompt is not None:
         return prompt, False
     try:
-        merchant, outcome = await chat.services.merchants.save_profile(chat.openid, answers)
+        merchant, outcome = await chat.services.merchants.save_profile(
+            chat.openid, answers, seen=dialog_context(chat).get("seen"),  # refused if changed elsewhere meanwhile
+        )
     except AccountRefused as exc:
         return Reply(exc.message), True
     except IncompleteProfile as exc:  # the dialog asks every question first; kept open to answer them

@@ -576,3 +576,31 @@ async def test_a_chat_consent_record_carries_the_followers_unionid(service):
     await service.wechat.ask("o-union", "同意")
     [record] = await service.runtime.ledger.history("o-union")
     assert (record.action, record.unionid) == ("accept", "u-union-1")
+
+
+async def test_a_profile_changed_elsewhere_during_the_dialog_is_not_overwritten(service):
+    # 修改资料 in chat while the mini-program changes the phone: confirming the
+    # chat's answers silently undid the mini-program's change.
+    await register_enterprise(service, "o-race")
+    await chat(service, "o-race", "修改资料", "修改", "邮箱")
+    merchants = service.runtime.merchants
+    profile = (await merchants.get("o-race")).profile() | {"phone": "13999999999"}
+    await merchants.save_profile("o-race", profile)  # what PUT /me/registration does
+    await service.wechat.ask("o-race", "w@example.com")
+    refused = await service.wechat.ask("o-race", "确认")
+    assert "已在别处" in refused and "未保存" in refused
+    merchant = await merchants.get("o-race")
+    assert (merchant.phone, merchant.email) == ("13999999999", "wangwu@example.com")
+    # Started again from the record as it is now, the change goes through.
+    await chat(service, "o-race", "修改资料", "修改", "邮箱", "w@example.com")
+    assert "资料已更新" in await service.wechat.ask("o-race", "确认")
+    assert (await merchants.get("o-race")).email == "w@example.com"
+
+
+async def test_a_registration_made_elsewhere_during_the_dialog_is_not_overwritten(service):
+    await accepted(service, "o-race2")
+    await chat(service, "o-race2", *ENTERPRISE)
+    await service.runtime.merchants.save_profile("o-race2", {
+        "entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13912345678"})
+    assert "已在别处" in await service.wechat.ask("o-race2", "确认")
+    assert (await service.runtime.merchants.get("o-race2")).entity_type == "individual"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import tornado.escape
 
 from bot.admin_accounts import ROLES
-from bot.console import MERCHANT_FIELDS, merchant_row, profile_stamp
+from bot.console import MERCHANT_FIELDS, merchant_row
 from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
-from bot.merchants import STATUSES, NoAccount
+from bot.merchants import STATUSES, NoAccount, profile_stamp
 from handlers.admin.base import AdminHandler
 
 PAGE = 200
