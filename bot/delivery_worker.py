@@ -308,10 +308,11 @@ class DeliveryWorker:
         """Send (its rate already paid), retrying temporary errors; the outcome
         (with ``attempts``: how many times it was tried)."""
         deps = self.deps
+        done = 0  # pieces WeChat accepted (each is a call of its own, acknowledged or not)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 if attempt > 1:
-                    await deps.limiter.acquire(1 if channel == "template" else len(pieces))
+                    await deps.limiter.acquire(1 if channel == "template" else len(pieces) - done)
                 if channel == "template":
                     spec = deps.templates[notice.category]
                     result = await deps.wechat.message.send_template(
@@ -319,9 +320,11 @@ class DeliveryWorker:
                     )
                     msgid = int(result["msgid"]) if isinstance(result, dict) and result.get("msgid") else None
                     return {"status": "sent", "channel": channel, "template_msgid": msgid, "attempts": attempt}
-                # A retry resends every piece: WeChat gave no partial acknowledgement to go by.
-                for piece in pieces:
-                    await deps.wechat.message.send_text(openid, piece)
+                # A retry resumes at the piece that failed: those before it were
+                # acknowledged, and sending them again would repeat them.
+                while done < len(pieces):
+                    await deps.wechat.message.send_text(openid, pieces[done])
+                    done += 1
                 return {"status": "sent", "channel": channel, "template_msgid": None, "attempts": attempt}
             except WeChatAPIError as exc:
                 if not exc.retryable or attempt == MAX_ATTEMPTS:

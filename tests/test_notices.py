@@ -224,6 +224,21 @@ async def test_temporary_errors_are_retried(svc, emulator):
     assert emulator.state.stats()["calls"][path] == 5
 
 
+async def test_a_retry_resumes_a_long_notice_at_the_piece_that_failed(svc, emulator):
+    # A body sent in three customer-service pieces, the second refused once with -1:
+    # the retry sent the first piece again (the user got it twice).
+    await active_users(svc, "o-pieces")
+    path = "/cgi-bin/message/custom/send"
+    await emulator.post("/_emulator/faults", {"path": path, "delay": 0.01, "times": 1})  # the first piece goes through
+    await emulator.post("/_emulator/faults", {"path": path, "errcode": -1, "times": 1})
+    body = "".join(f"第{i}段：今晚系统维护，期间暂停下单与支付功能，请提前安排。" for i in range(60))[:1500]
+    notice = await send(svc, body=body, audience={"type": "openids", "openids": ["o-pieces"]})
+    await run_worker(svc)
+    assert await deliveries(svc, notice) == {"o-pieces": "sent"}
+    pieces = await texts_to(emulator, "o-pieces")
+    assert len(pieces) == 3 and len(set(pieces)) == 3, [p[:20] for p in pieces]
+
+
 async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
     await active_users(svc, "o-gone", "o-foreign")
     await emulator.post("/_emulator/users", {"openid": "o-gone", "subscribed": False})
