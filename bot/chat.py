@@ -421,7 +421,7 @@ async def template_finished(chat: Chat) -> None:
     """WeChat reports the fate of a template message (success or why it failed)."""
     msgid = chat.message.raw.get("MsgID") or chat.message.raw.get("MsgId") or ""
     status = chat.message.raw.get("Status", "")
-    if msgid.isdigit():
+    if msgid.isascii() and msgid.isdigit() and int(msgid) < 2**63:  # WeChat's ids are 64-bit; a hostile one is not
         await chat.services.broadcasts.template_result(int(msgid), status)
     return None
 

@@ -107,7 +107,7 @@ class Conversation:
 
     async def _handle(self, inbound: Inbound, opening: Opening) -> Reply | None:
         services = self.services
-        if opening.touch_due and (inbound.kind != "event" or inbound.event != "unsubscribe"):
+        if opening.touch_due:  # only for the user's own doing (Inbound.opens_window)
             services.followers.touch(inbound.openid, services.clock())
         dialog, state_unknown = opening.dialog, False
         if opening.redis_down:
@@ -147,13 +147,14 @@ class Conversation:
     async def _open(self, delivery: str, inbound: Inbound) -> Opening:
         try:
             return await self.gate.open(
-                delivery, inbound.openid, self.services.clock(), inbound.push_nonce, inbound.push_digest
+                delivery, inbound.openid, self.services.clock(), inbound.push_nonce, inbound.push_digest,
+                interacted=inbound.opens_window,  # WeChat's reports do not open the 48 hours
             )
         except RedisUnavailable:
             # Without Redis a retry may be handled twice and the user's
             # messages are not serialised; answering beats silence.
             log.warning("Redis unavailable; %s handled without retry protection or lock", delivery)
-            return Opening(Claim("new"), touch_due=True, redis_down=True)
+            return Opening(Claim("new"), touch_due=inbound.opens_window, redis_down=True)
 
     async def _finish(
         self, delivery: str, reply: Reply | None, openid: str, opening: Opening, release: bool = True

@@ -48,6 +48,20 @@ class Inbound:
         return f"evt:{self.openid}:{self.create_time}:{self.event}{key}"
 
     @property
+    def opens_window(self) -> bool:
+        """Whether WeChat counts this push as the user's interaction, opening its
+        48 hours for customer-service messages: a message, a follow, a QR scan, a
+        click or scan-code menu tap; not a link menu tap, an automatic location
+        report, WeChat's own reports (TEMPLATESENDJOBFINISH …) or an unfollow."""
+        if self.kind != "event":
+            return self.kind != "unknown"
+        return self.event in _WINDOW_EVENTS
+
+    @property
     def text(self) -> str:
         """The text of a text message, stripped; empty for anything else."""
         return self.content.strip() if self.kind == "text" else ""
+
+
+#: Events WeChat documents as opening the customer-service window.
+_WINDOW_EVENTS = frozenset({"subscribe", "scan", "click", "scancode_push", "scancode_waitmsg"})

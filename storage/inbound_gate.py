@@ -47,8 +47,11 @@ end
 local locked = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])
 local dialog = ''
 if locked then dialog = redis.call('GET', KEYS[3]) or '' end
-local touch = redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5])
-redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[7])
+local touch = false
+if ARGV[6] ~= '' then
+  touch = redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5])
+  redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[7])
+end
 return {1, locked and 1 or 0, dialog, touch and 1 or 0}
 """
 
@@ -92,17 +95,20 @@ class InboundGate:
         self._touch_every = touch_every
 
     async def open(
-        self, delivery: str, openid: str, at: dt.datetime, push_nonce: str = "", push_digest: str = ""
+        self, delivery: str, openid: str, at: dt.datetime, push_nonce: str = "", push_digest: str = "",
+        interacted: bool = True,
     ) -> Opening:
         """Claim ``delivery`` and, if it is new, take ``openid``'s lock, read its
-        state and mark the user as seen at ``at`` (:mod:`storage.activity`).
+        state and, when the push is the user's own doing (``interacted``), mark
+        the user as seen at ``at`` (:mod:`storage.activity`).
         ``push_nonce`` and ``push_digest``: see :class:`bot.inbound.Inbound`."""
         token = new_token()
         while True:
             result = await self._open(
                 keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch"), seen_key(openid),
                       key("push", push_nonce)],
-                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every, epoch_ms(at), SEEN_TTL,
+                args=[PENDING, CLAIM_TTL, token, int(LOCK_TTL * 1000), self._touch_every,
+                      epoch_ms(at) if interacted else "", SEEN_TTL,
                       push_digest if push_nonce else "", PUSH_TTL],
             )
             if int(result[0]) == 2:

@@ -288,6 +288,21 @@ async def test_a_template_report_that_comes_before_the_outcome_is_written_still_
     assert (record.status, record.reason) == ("failed", "template:failed:user block")
 
 
+async def test_wechats_own_reports_do_not_open_the_48_hour_window(svc):
+    # A template report (or a link menu tap) is no interaction of the user's: a
+    # customer-service message to them would get 45015 from WeChat.
+    report = event_xml("o-quiet", "TEMPLATESENDJOBFINISH").replace(
+        "</xml>", "<MsgID>99999999999999999999999999999</MsgID><Status><![CDATA[success]]></Status></xml>"
+    )
+    assert (await svc.wechat.post(report)).body == b"success"  # a hostile id: no traceback, no reply
+    assert (await svc.wechat.post(event_xml("o-quiet", "VIEW", "https://example.com/"))).code == 200
+    notice = await send(svc, audience={"type": "openids", "openids": ["o-quiet", "o-talked"]})
+    await svc.wechat.post(event_xml("o-talked", "CLICK", "HELP"))  # a click menu tap does open it
+    await run_worker(svc)
+    assert await deliveries(svc, notice) == {"o-quiet": "skipped", "o-talked": "sent"}
+    assert (await svc.runtime.broadcasts.progress(notice)).skipped_by_reason == {"outside_48h": 1}
+
+
 # -- pause, resume, cancel, progress -------------------------------------------------------------------
 
 
