@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 
 from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, check_audience, explain
@@ -80,19 +81,31 @@ def parse_audience(text: str) -> dict:
 
 def cmd_send(args: argparse.Namespace) -> int:
     audience = parse_audience(args.audience)
+    created: list[str] = []
 
     async def work(runtime):
-        notice_id = await runtime.broadcasts.send(
-            category=args.category, title=args.title, body=args.body, important=args.important,
-            audience=audience, channel=args.channel, by=actor_of(args), refuse_empty=True,
-        )
-        await runtime.audit.record(
-            actor_of(args), "notice_send", notice_id, address="localhost",
-            after={"category": args.category, "title": args.title, "audience": audience.get("type")},
-        )
-        return notice_id
+        async def announce(notice_id: str) -> None:
+            # Printed and audited once the notice exists, before its recipients are
+            # recorded: stopped then (Ctrl-C), it is still sent, and the admin knows its id.
+            created.append(notice_id)
+            print(notice_id, flush=True)
+            await runtime.audit.record(
+                actor_of(args), "notice_send", notice_id, address="localhost",
+                after={"category": args.category, "title": args.title, "audience": audience.get("type")},
+            )
 
-    print(with_runtime(args, work))
+        await runtime.broadcasts.send(
+            category=args.category, title=args.title, body=args.body, important=args.important,
+            audience=audience, channel=args.channel, by=actor_of(args), refuse_empty=True, on_created=announce,
+        )
+
+    try:
+        with_runtime(args, work)
+    except KeyboardInterrupt:
+        if created:
+            print(f"通知 {created[0]} 已创建，会继续记录接收者并发送。如需停止：wetoop-bot notice cancel {created[0]}",
+                  file=sys.stderr)
+        raise
     return 0
 
 

@@ -678,3 +678,17 @@ async def test_a_send_in_flight_when_cancelled_ends_sent_without_the_cancel_reas
     [two] = await deliveries.for_user("o-2")
     assert (one.status, one.reason) == ("sent", None)
     assert (two.status, two.reason, two.errcode) == ("failed", None, 43004)
+
+
+async def test_the_notice_id_is_known_before_its_recipients_are_recorded(svc):
+    # `notice send` prints the id (and audits) from on_created: an admin who
+    # stops waiting during a long planning still knows what is being sent.
+    seen = []
+
+    async def on_created(notice_id):
+        seen.append((notice_id, len(await svc.runtime.deliveries.openids(notice_id, ("pending",)))))
+
+    openids = [f"o-early{i:03d}" for i in range(300)]
+    notice = await send(svc, audience={"type": "openids", "openids": openids}, on_created=on_created)
+    assert seen == [(notice, 0)]
+    assert len(await svc.runtime.deliveries.openids(notice, ("pending", "sent", "skipped", "failed"))) == 300
