@@ -81,10 +81,39 @@ def load_templates(path: str | None) -> dict:
     if not path:
         return {}
     data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("顶层应为对象：{类别: {template_id, fields}}")
     unknown = set(data) - set(CATEGORIES)
     if unknown:
-        raise ValueError(f"unknown categories in {path}: {', '.join(sorted(unknown))}")
+        raise ValueError(f"未知的类别 {', '.join(sorted(unknown))}，可选：{', '.join(CATEGORIES)}")
+    for category, spec in data.items():
+        _check_template(category, spec)
     return data
+
+
+#: What a template field's pattern may name (see :func:`template_data`).
+TEMPLATE_VALUES = ("title", "body", "category", "date")
+
+
+def _check_template(category: str, spec) -> None:
+    """Refuse now what would fail every recipient at send time (a typo in a field's pattern)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("template_id"), str) or not spec["template_id"]:
+        raise ValueError(f"{category} 需要 template_id（文字）")
+    fields = spec.get("fields", {})
+    if not isinstance(fields, dict):
+        raise ValueError(f"{category} 的 fields 应为对象：{{模板字段: \"{{title}}\" …}}")
+    sample = {name: "x" for name in TEMPLATE_VALUES}
+    for field, pattern in fields.items():
+        if not isinstance(pattern, str):
+            raise ValueError(f"{category} 的字段 {field} 应为文字")
+        try:
+            pattern.format(**sample)
+        except KeyError as exc:
+            raise ValueError(
+                f"{category} 的字段 {field} 引用了未知的值 {{{exc.args[0]}}}，可用：{', '.join('{' + v + '}' for v in TEMPLATE_VALUES)}"
+            ) from None
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{category} 的字段 {field} 格式有误（{pattern!r}）：{exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,24 @@ def test_invalid_configuration_exits_2_with_one_line(tmp_path, env, needle):
     assert not (tmp_path / "run" / "embedded.json").exists()
 
 
+@pytest.mark.parametrize(
+    "templates, needle",
+    [
+        ({"admin": {"template_id": "T", "fields": {"first": "{titel}"}}}, "{titel}"),  # failed every recipient
+        ({"admin": {"template_id": "T", "fields": {"first": "{title"}}}, "格式有误"),
+        ({"admin": {"fields": {}}}, "template_id"),
+        ({"weather": {"template_id": "T"}}, "weather"),
+    ],
+)
+def test_a_notice_template_that_could_not_be_filled_is_refused_at_start(tmp_path, templates, needle):
+    path = tmp_path / "templates.json"
+    path.write_text(json.dumps(templates), encoding="utf-8")
+    result = run_cli("serve", "--data-dir", str(tmp_path), NOTICE_TEMPLATES=str(path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NOTICE_TEMPLATES" in lines[0] and needle in lines[0], lines
+
+
 def test_toml_file_gives_keys_and_environment_wins(tmp_path):
     from service.config import load
 
