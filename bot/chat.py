@@ -64,8 +64,9 @@ async def welcome(chat: Chat) -> Reply:
     try:
         await services.followers.subscribed(chat.openid, services.clock())
     except MongoUnavailable:
-        # The welcome matters more than the record; the next message retries it.
-        log.warning("could not record the follow of %s", chat.openid)
+        # The welcome matters more than the record, written once MongoDB is back.
+        log.warning("could not record the follow of %s now", chat.openid)
+        services.followers.defer(chat.openid, True, services.clock())
     if services.mini is not None:
         # The unionid makes this follower and their mini-program self one person.
         try:
@@ -81,7 +82,12 @@ async def welcome(chat: Chat) -> Reply:
 
 @router.event("unsubscribe")
 async def farewell(chat: Chat) -> None:
-    await chat.services.followers.unsubscribed(chat.openid, chat.services.clock())
+    services = chat.services
+    try:
+        await services.followers.unsubscribed(chat.openid, services.clock())
+    except MongoUnavailable:  # kept and written once MongoDB is back: no notices to a former follower
+        log.warning("could not record the unfollow of %s now", chat.openid)
+        services.followers.defer(chat.openid, False, services.clock())
     return None
 
 

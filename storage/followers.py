@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 1.0
 BATCH = 1000
 MAX_PENDING = 100_000
+#: Seconds before writes that found MongoDB down are tried again.
+RETRY_EVERY = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Followers:
     def __init__(self, db: AsyncDatabase) -> None:
         self._coll = db["followers"]
         self._touched: dict[str, dt.datetime] = {}
+        #: Follows and unfollows MongoDB could not take when they came: openid → (following, at).
+        self._deferred: dict[str, tuple[bool, dt.datetime]] = {}
         self._flusher = FlushSoon(self.flush, FLUSH_EVERY)
 
     async def ensure_indexes(self) -> None:
@@ -68,6 +73,14 @@ class Followers:
             upsert=True,
         )
 
+    def defer(self, openid: str, following: bool, at: dt.datetime) -> None:
+        """A follow (``following``) or unfollow that MongoDB could not take now:
+        written by the next flush, the latest of each user winning, and retried
+        until MongoDB is back (else a user who followed and unfollowed during an
+        outage was later stored by a last interaction alone, and counted as following)."""
+        self._deferred[openid] = (following, at)
+        self._flusher.schedule()
+
     def touch(self, openid: str, at: dt.datetime) -> None:
         """Remember the user's last message (WeChat allows customer-service
         messages only within 48 hours of it), written within about a second
@@ -82,7 +95,17 @@ class Followers:
         """Write the buffered last interactions: users new to the collection
         in one insert with their own times, the others in one update per batch (on nx-27017 an
         upsert per user costs several times more); kept for later with
-        MongoDB down."""
+        MongoDB down (retried a few seconds later)."""
+        while self._deferred:
+            openid, (following, at) = next(iter(self._deferred.items()))
+            try:
+                await (self.subscribed if following else self.unsubscribed)(openid, at)
+            except MongoUnavailable as exc:
+                log.warning("follows and unfollows not written, kept for later: %s", exc)
+                self._retry_later()
+                return
+            if self._deferred.get(openid) == (following, at):  # else a later one came meanwhile
+                del self._deferred[openid]
         while self._touched:
             batch = dict(list(self._touched.items())[:BATCH])
             for openid in batch:
@@ -108,7 +131,12 @@ class Followers:
                 log.warning("last interactions not written, kept for later: %s", exc)
                 for openid, t in batch.items():
                     self._touched.setdefault(openid, t)
+                self._retry_later()
                 return
+
+    def _retry_later(self) -> None:
+        # Not only at the next user's message: a quiet account's writes would wait for ever.
+        asyncio.get_running_loop().call_later(RETRY_EVERY, self._flusher.schedule)
 
     async def get(self, openid: str) -> Follower | None:
         doc = await self._coll.find_one({"openid": openid})

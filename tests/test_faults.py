@@ -24,7 +24,7 @@ import pytest
 from bot import texts
 from storage.embedded import free_port
 from tests.test_health import health, start_valkey
-from tests.wx import text_xml
+from tests.wx import event_xml, text_xml
 
 QUESTION = "我上传的图片版权归谁"
 ENTERPRISE = ["注册", "企业", "南宁市测试贸易有限公司", "91350100M000100Y43", "王五", "13812345678", "wangwu@example.com"]
@@ -267,7 +267,14 @@ async def test_mongo_stops_nothing_is_confirmed_and_everything_recovers(make_ser
 
     # All at once, so the test pays the storage timeout once.
     asks = [("o-ms-new", "同意"), ("o-ms-reg", "确认"), ("o-ms-q", QUESTION), ("o-ms-help", "帮助")]
-    answers = await asyncio.gather(*(ask_timed(svc, o, c) for o, c in asks))
+
+    async def follow_and_leave() -> None:  # both lost before: later counted as following
+        await svc.wechat.post(event_xml("o-ms-gone", "subscribe"))
+        await svc.wechat.post(event_xml("o-ms-gone", "unsubscribe"))
+
+    *answers, _ = await asyncio.gather(
+        *(ask_timed(svc, o, c) for o, c in asks), follow_and_leave(), svc.wechat.post(event_xml("o-ms-came", "subscribe"))
+    )
     for (openid, content), (status, reply, elapsed) in zip(asks, answers):
         assert status == 200, (content, status, reply)
         assert reply, f"{content!r} got no passive reply"
@@ -281,6 +288,14 @@ async def test_mongo_stops_nothing_is_confirmed_and_everything_recovers(make_ser
 
     await asyncio.to_thread(nx.start)
     await eventually(lambda: _healthy(svc), 15)
+    # The follows and the unfollow of the outage are written once it is back, unasked.
+    followers = svc.runtime.followers
+
+    async def written() -> bool:
+        gone, came = await followers.get("o-ms-gone"), await followers.get("o-ms-came")
+        return gone is not None and not gone.subscribed and came is not None and came.subscribed
+
+    await eventually(written, 15)
     # Nothing was stored that the replies said was not.
     assert await svc.runtime.ledger.history("o-ms-new") == []
     assert await svc.runtime.merchants.get("o-ms-reg") is None
