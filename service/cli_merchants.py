@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    merchants = with_runtime(args, lambda runtime: runtime.merchants.repo.list(args.status))
+    # All of them: an admin's list that stopped at 1,000 without a word looked complete.
+    merchants = with_runtime(args, lambda runtime: runtime.merchants.repo.list(args.status, limit=None))
     if not merchants:
         print("没有符合条件的商家。")
         return 0

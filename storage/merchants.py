@@ -139,8 +139,11 @@ class Merchants:
         """Every merchant with ``status``, by openid (a broadcast's audience)."""
         return [d["openid"] for d in await read_all(self._coll, {"status": status}, {"openid": 1}, "openid")]
 
-    async def list(self, status: str | None = None, limit: int = 1000) -> list[Merchant]:
+    async def list(self, status: str | None = None, limit: int | None = 1000) -> list[Merchant]:
+        """Merchants by openid, at most ``limit`` (``None``: all of them)."""
         query = {"status": status} if status else {}
+        if limit is None:
+            return [_merchant(d) for d in await read_all(self._coll, query, None, "openid")]
         docs = await self._coll.find(query).sort("openid", ASCENDING).limit(limit).to_list(None)
         return [_merchant(d) for d in docs]
 

@@ -61,3 +61,16 @@ async def test_find_in_reads_a_range_of_the_index_or_falls_back_to_in(make_servi
     kept = await mongo.find_in(rt.db["followers"], "openid", [openids[0], openids[2]], {"_id": 1})
     assert len(kept) == 2  # the key is read even when the projection leaves it out
     assert sorted(await rt.followers.many(openids[3:6])) == openids[3:6]
+
+
+async def test_the_cli_merchant_list_has_every_merchant(make_service, small_pages):
+    # `merchants list` stopped at 1,000 rows without a word; the console keeps its bound.
+    svc = await make_service()
+    repo = svc.runtime.merchants.repo
+    for i in range(7):
+        await svc.runtime.merchants.save_profile(
+            f"o-list{i}", {"entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13812345678"}
+        )
+    assert [m.openid for m in await repo.list(limit=None)] == [f"o-list{i}" for i in range(7)]
+    assert len(await repo.list("pending_review", limit=None)) == 7
+    assert len(await repo.list(limit=5)) == 5
