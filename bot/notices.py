@@ -288,7 +288,7 @@ class Broadcasts:
         # Records first, queue second: a queued recipient always has a record.
         # A repeat queues some recipients twice; claims make that harmless.
         await self.deliveries.create_pending(notice.id, part, self._clock())
-        await self._queue(notice, part)
+        await self._queue(notice, part, total)
         await self.notices.planning(notice.id, total, self._clock())
 
     def _planned_in_background(self, task: asyncio.Task) -> None:
@@ -306,14 +306,16 @@ class Broadcasts:
     async def enqueue_pending(self, notice: Notice) -> int:
         """Put the notice's unfinished recipients on the work queue (again)."""
         pending = await self.deliveries.openids(notice.id, UNFINISHED)
-        await self._queue(notice, pending)
+        await self._queue(notice, pending, notice.total or len(pending))
         return len(pending)
 
-    async def _queue(self, notice: Notice, openids: list[str]) -> None:
-        """Put ``openids`` on the work queue, a batch per entry."""
+    async def _queue(self, notice: Notice, openids: list[str], total: int) -> None:
+        """Put ``openids`` on the work queue, a batch per entry; a notice to at
+        most :data:`SMALL_AUDIENCE` people goes ahead of larger broadcasts."""
         size = _batch_size(notice)
+        urgent = total <= SMALL_AUDIENCE
         for start in range(0, len(openids), size):
-            await self.queue.add(notice.id, openids[start : start + size])
+            await self.queue.add(notice.id, openids[start : start + size], urgent=urgent)
 
     async def pause(self, notice_id: str) -> Notice:
         await self._get(notice_id)
@@ -454,6 +456,11 @@ def explain(labels: dict[str, str], key: str) -> str:
 
 
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
+
+
+#: A notice to at most this many people (one merchant's suspension, a security
+#: notice to a few) is sent ahead of larger broadcasts already queued.
+SMALL_AUDIENCE = 1000
 
 
 def _batch_size(notice: Notice) -> int:

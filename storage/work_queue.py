@@ -17,48 +17,82 @@ from redis.exceptions import ResponseError
 from storage.redis_store import key
 
 STREAM = key("notices", "work")
+#: Small notices' entries, read before any of :data:`STREAM`'s.
+URGENT = key("notices", "urgent")
 GROUP = "senders"
 RECLAIM_IDLE_MS = 5000
 
 
 class WorkQueue:
-    def __init__(self, redis: aioredis.Redis, stream: str = STREAM) -> None:
+    """Two streams: ``urgent`` entries are read before the others, so a notice
+    to a few people (a merchant's suspension, a security notice to one user)
+    does not wait behind a broadcast to everyone. An entry is known by a
+    reference naming its stream (``"u/<id>"`` or ``"n/<id>"``)."""
+
+    def __init__(self, redis: aioredis.Redis, stream: str = STREAM, urgent: str = URGENT) -> None:
         self._redis = redis
         self.stream = stream
+        self._streams = {"u": urgent, "n": stream}
 
     async def ensure_group(self) -> None:
-        try:
-            await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self._streams.values():
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
-    async def add(self, notice_id: str, openids: list[str]) -> str:
-        return await self._redis.xadd(self.stream, {"notice": notice_id, "openids": json.dumps(openids)})
+    async def add(self, notice_id: str, openids: list[str], urgent: bool = False) -> str:
+        tag = "u" if urgent else "n"
+        entry_id = await self._redis.xadd(self._streams[tag], {"notice": notice_id, "openids": json.dumps(openids)})
+        return f"{tag}/{entry_id}"
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, str, list[str]]]:
-        """New entries for ``consumer``: ``(entry id, notice id, openids)``."""
-        response = await self._redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms)
-        return [_entry(entry_id, fields) for _stream, entries in response or [] for entry_id, fields in entries]
+        """New entries for ``consumer``: ``(entry reference, notice id, openids)``,
+        urgent ones first: those waiting now, else the first of either stream
+        within ``block_ms`` (both at once, rarely: the caller works them in order)."""
+        urgent, normal = self._streams["u"], self._streams["n"]
+        response = await self._redis.xreadgroup(GROUP, consumer, {urgent: ">"}, count=count)
+        if not any(entries for _stream, entries in response or []):
+            response = await self._redis.xreadgroup(GROUP, consumer, {urgent: ">", normal: ">"}, count=count,
+                                                    block=block_ms)
+        tags = {stream: tag for tag, stream in self._streams.items()}
+        return [
+            _entry(tags[_text(stream)], entry_id, fields)
+            for stream, entries in response or [] for entry_id, fields in entries
+        ]
 
     async def reclaim(self, consumer: str, count: int) -> list[tuple[str, str, list[str]]]:
         """Entries idle longer than :data:`RECLAIM_IDLE_MS` (their worker died), now ``consumer``'s."""
-        result = await self._redis.xautoclaim(self.stream, GROUP, consumer, RECLAIM_IDLE_MS, "0-0", count=count)
-        entries = result[1] if len(result) > 1 else []
-        return [_entry(entry_id, fields) for entry_id, fields in entries if fields]
+        found = []
+        for tag, stream in self._streams.items():
+            result = await self._redis.xautoclaim(stream, GROUP, consumer, RECLAIM_IDLE_MS, "0-0", count=count)
+            entries = result[1] if len(result) > 1 else []
+            found += [_entry(tag, entry_id, fields) for entry_id, fields in entries if fields]
+        return found
 
-    async def touch(self, consumer: str, entry_id: str) -> None:
+    async def touch(self, consumer: str, ref: str) -> None:
         """Reset the idle time of an entry this consumer is still working on."""
-        await self._redis.xclaim(self.stream, GROUP, consumer, 0, [entry_id], justid=True)
+        stream, entry_id = self._where(ref)
+        await self._redis.xclaim(stream, GROUP, consumer, 0, [entry_id], justid=True)
 
-    async def ack(self, entry_id: str) -> None:
-        await self._redis.xack(self.stream, GROUP, entry_id)
-        await self._redis.xdel(self.stream, entry_id)
+    async def ack(self, ref: str) -> None:
+        stream, entry_id = self._where(ref)
+        await self._redis.xack(stream, GROUP, entry_id)
+        await self._redis.xdel(stream, entry_id)
 
     async def backlog(self) -> int:
         """Entries not yet acknowledged (unread or being worked on)."""
-        return int(await self._redis.xlen(self.stream))
+        return sum([int(await self._redis.xlen(stream)) for stream in self._streams.values()])
+
+    def _where(self, ref: str) -> tuple[str, str]:
+        tag, _, entry_id = ref.partition("/")
+        return self._streams[tag], entry_id
 
 
-def _entry(entry_id: str, fields: dict) -> tuple[str, str, list[str]]:
-    return entry_id, fields.get("notice", ""), json.loads(fields.get("openids") or "[]")
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry(tag: str, entry_id: str, fields: dict) -> tuple[str, str, list[str]]:
+    return f"{tag}/{entry_id}", fields.get("notice", ""), json.loads(fields.get("openids") or "[]")

@@ -692,3 +692,19 @@ async def test_the_notice_id_is_known_before_its_recipients_are_recorded(svc):
     notice = await send(svc, audience={"type": "openids", "openids": openids}, on_created=on_created)
     assert seen == [(notice, 0)]
     assert len(await svc.runtime.deliveries.openids(notice, ("pending", "sent", "skipped", "failed"))) == 300
+
+
+async def test_a_small_notice_goes_ahead_of_a_large_broadcast(svc):
+    # A security notice to one user waited behind every batch of a broadcast to
+    # 23,000 (minutes at the default rate).
+    rt = svc.runtime
+    crowd = [f"o-crowd{i:04d}" for i in range(1001)]
+    large = await send(svc, audience={"type": "openids", "openids": crowd})
+    small = await send(svc, category="security", title="账号异常登录", audience={"type": "openids", "openids": ["o-urgent"]})
+    await rt.queue.ensure_group()
+    [(ref, notice_id, openids)] = await rt.queue.read("test-reader", count=1, block_ms=10)
+    assert (notice_id, openids) == (small, ["o-urgent"])
+    await rt.queue.ack(ref)
+    [(ref, notice_id, _)] = await rt.queue.read("test-reader", count=1, block_ms=10)
+    assert notice_id == large
+    await rt.queue.ack(ref)
