@@ -33,6 +33,7 @@ from storage.consent_view import ConsentView
 from storage.followers import Followers
 from storage.locks import UserLocks
 from storage.merchants import Merchant
+from storage.submit_tokens import PENDING, SubmitTokens
 from storage.notices import CATEGORIES, Notice
 
 #: A notice to more recipients than this needs the audience size typed in as confirmation.
@@ -150,8 +151,10 @@ class Console:
 
     def __init__(self, *, broadcasts: Broadcasts, terms: Terms, merchants: MerchantAccounts, followers: Followers,
                  drafts: Drafts, stats: AdminStats, consent_view: ConsentView, audit: Audit, qa_override_dir: Path,
-                 clock: Callable[[], dt.datetime], locks: UserLocks | None = None) -> None:
+                 clock: Callable[[], dt.datetime], locks: UserLocks | None = None,
+                 submit_tokens: SubmitTokens | None = None) -> None:
         self.locks = locks
+        self.submit_tokens = submit_tokens
         self.broadcasts = broadcasts
         self.terms = terms
         self.merchants = merchants
@@ -213,10 +216,29 @@ class Console:
                                       "notice_draft")
 
     async def send_notice(self, actor: Actor, form: NoticeForm, confirmed_size: int | None,
-                          draft_id: str | None = None) -> str:
+                          draft_id: str | None = None, submit_token: str = "") -> str:
         """Send a notice; an audience over :data:`LARGE_AUDIENCE` must be confirmed
-        by its exact size (so a stale confirmation does not send to more)."""
+        by its exact size (so a stale confirmation does not send to more).
+        ``submit_token``: the form's own; a second submission of one form (a
+        double click) sends nothing and returns the first one's notice."""
         actor.require("broadcast")
+        if not (submit_token and self.submit_tokens):
+            return await self._send_notice(actor, form, confirmed_size, draft_id)
+        first = await self.submit_tokens.begin(submit_token)
+        if first == PENDING:
+            raise NoticeRefused("这条通知已经提交，正在发送中，请勿重复提交；稍后可在通知列表中查看。", code="duplicate_submit")
+        if first is not None:
+            return first
+        try:
+            notice_id = await self._send_notice(actor, form, confirmed_size, draft_id)
+        except BaseException:
+            await self.submit_tokens.release(submit_token)
+            raise
+        await self.submit_tokens.done(submit_token, notice_id)
+        return notice_id
+
+    async def _send_notice(self, actor: Actor, form: NoticeForm, confirmed_size: int | None,
+                           draft_id: str | None) -> str:
         preview = await self.preview_notice(actor, form)
         if preview.large and confirmed_size != preview.audience_size:
             raise ConfirmationNeeded(

@@ -62,6 +62,7 @@ from storage.preferences import Preferences
 from storage.qa_log import QALog
 from storage.rate_limit import SharedRateLimit
 from storage.reply_cache import ReplyCache
+from storage.submit_tokens import SubmitTokens
 from storage.work_queue import WorkQueue
 from wechat.api import WeChatAPI
 from wechat.client import SharedTokenClient
@@ -171,6 +172,7 @@ class Runtime:
             broadcasts=self.broadcasts, terms=self.terms, merchants=self.merchants, followers=self.followers,
             drafts=Drafts(self.db), stats=AdminStats(self.db), consent_view=self.consent_view, audit=self.audit,
             qa_override_dir=Path(config.data_dir) / "qa", clock=clock, locks=self.locks,
+            submit_tokens=SubmitTokens(self.redis),
         )
 
         # The mini-program API: its own WeChat client (login), sessions, identities, inbox read-state.

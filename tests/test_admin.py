@@ -387,6 +387,24 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
     assert late.code == 409 and "不能暂停" in text(late)
 
 
+async def test_a_compose_form_submitted_twice_sends_once(svc):
+    # Two POSTs of one form (a double click, a retry) created two notices.
+    await followers(svc, "o-a", "o-b")
+    owner = await logged_in(svc, "olga")
+    page = text(await owner.get("/admin/notices/new"))
+    token = re.search(r'name="submit_token" value="([^"]+)"', page).group(1)
+    form = {**NOTICE, "action": "send", "submit_token": token}
+    first, second = await asyncio.gather(owner.post("/admin/notices/new", form), owner.post("/admin/notices/new", form))
+    assert sorted([first.code, second.code]) in ([303, 303], [303, 409]), (first.code, second.code)
+    assert await svc.runtime.db["notices"].count_documents({}) == 1
+    again = await owner.post("/admin/notices/new", form)  # later: shown the notice it sent
+    assert again.code == 303 and again.headers["Location"] == (first if first.code == 303 else second).headers["Location"]
+    assert await svc.runtime.db["notices"].count_documents({}) == 1
+    # A fresh form is a new notice.
+    fresh = re.search(r'name="submit_token" value="([^"]+)"', text(await owner.get("/admin/notices/new"))).group(1)
+    assert fresh != token
+
+
 async def test_a_malformed_or_empty_compose_is_refused_not_guessed(svc):
     await followers(svc, "o-a")
     owner = await logged_in(svc, "olga")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import tornado.escape
 import tornado.web
 
@@ -135,7 +137,8 @@ class NoticeComposeHandler(AdminHandler):
             if action == "send":
                 confirm = self.get_argument("confirm_size", "").strip()
                 notice_id = await self.console.send_notice(
-                    self.actor, form, int(confirm) if confirm.isdigit() else None, draft_id)
+                    self.actor, form, int(confirm) if confirm.isdigit() else None, draft_id,
+                    submit_token=self.text("submit_token", "", 64))
                 self.done(f"/admin/notices/{notice_id}", "通知已开始发送")
                 return
             if action == "save":
@@ -154,7 +157,8 @@ class NoticeComposeHandler(AdminHandler):
 
     async def _form(self, form: NoticeForm, draft_id: str, preview=None, error: str = "", status: int = 200) -> None:
         self.page("notice_compose.html", http_status=status, form=form, draft_id=draft_id, preview=preview, error=error,
-                  categories=CATEGORIES, audiences=AUDIENCES, statuses=STATUSES, large=LARGE_AUDIENCE)
+                  categories=CATEGORIES, audiences=AUDIENCES, statuses=STATUSES, large=LARGE_AUDIENCE,
+                  submit_token=secrets.token_urlsafe(16))  # one per form shown: a double submit sends once
 
 
 class NoticeHandler(AdminHandler):
