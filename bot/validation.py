@@ -98,7 +98,7 @@ def parse_credit_code(text: str) -> str:
 
 # -- contact methods -------------------------------------------------------------------
 
-_PHONE = re.compile(r"1[3-9]\d{9}")
+_PHONE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only: "\d" takes ٣ and ३ too
 
 
 def parse_phone(text: str) -> str:
@@ -114,14 +114,17 @@ def parse_phone(text: str) -> str:
 
 def _phone_problem(value: str) -> str:
     """What is wrong with a phone number, said first so the user sees it at once."""
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         return "手机号码只能包含数字。"
     if len(value) != 11:
         return f"手机号码应为 11 位，您输入了 {len(value)} 位。"
     return f"手机号码不能以 {value[:2]} 开头。"
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# A local part of dot-separated atoms (no leading, trailing or double dot); a
+# domain of labels that neither start nor end with a hyphen.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:{_LABEL}\.)+[A-Za-z]{{2,}}")
 
 
 def parse_email(text: str) -> str:

@@ -112,10 +112,19 @@ def test_credit_code_and_phone_rules():
     assert credit_code_check_char(CODE[:17]) == CODE[17]
     assert parse_phone("１３８ １２３４ ５６７８") == "13812345678"
     for bad, why in (("12812345678", "不能以 12 开头"), ("138123456789", "您输入了 12 位"), ("138", "您输入了 3 位"),
-                     ("abc@", "只能包含数字")):
+                     ("abc@", "只能包含数字"), ("13٨١٢٣٤٥٦٧٨", "只能包含数字")):  # Arabic-Indic digits were stored
         with pytest.raises(Invalid) as refused:
             parse_phone(bad)
         assert refused.value.message.startswith("手机号码") and why in refused.value.message
+
+
+def test_email_rules():
+    from bot.validation import parse_email
+
+    assert parse_email(" Wang.Wu+shop@Mail.Example.com.cn ") == "wang.wu+shop@mail.example.com.cn"
+    for bad in (".a@example.com", "a..b@example.com", "a.@example.com", "a@-b.com", "a@b-.com", "a@example", "a@@b.com"):
+        with pytest.raises(Invalid):
+            parse_email(bad)
 
 
 # -- 取消, 上一步, 修改 -------------------------------------------------------------------
