@@ -40,6 +40,7 @@ NOTICE_NOT_FOUND = "您的通知中没有编号为 {notice_id} 的通知。"
 PREFERENCES_EMPTY = "请提供要修改的通知类别，例如：{\"preferences\": {\"service\": false}}。"
 PREFERENCES_NOTE = "重要通知（如安全通告、条款修改通知）不受退订影响，始终送达。"
 PREFERENCE_NOT_BOOL = "通知类别 {category} 的值应为 true（接收）或 false（退订）。"
+PREFERENCE_TWICE = "通知类别 {category} 与请求中的另一个名称指同一类别，取值却相反，请只保留一个。"
 
 
 def consent_required(title: str, version: str) -> str:

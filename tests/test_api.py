@@ -553,6 +553,7 @@ async def test_preferences_read_and_change(api):
         ({"preferences": {"service": "no"}}, "preferences.service"),
         ({"preferences": {}}, "preferences"),
         ({}, "preferences"),
+        ({"preferences": {"service": False, "服务公告": True}}, "preferences.服务公告"),  # the last one won
     ):
         reply = await api.call("PUT", "/me/preferences", body, token)
         assert (reply.status, reply.error()["field"]) == (422, field)

@@ -143,6 +143,8 @@ class PreferencesHandler(ApiHandler):
                 raise Invalid(exc.message, f"preferences.{name}") from None
             if not isinstance(on, bool):
                 raise Invalid(api_texts.PREFERENCE_NOT_BOOL.format(category=name), f"preferences.{name}")
+            if changes.get(category, on) != on:  # "service": false with "服务公告": true
+                raise Invalid(api_texts.PREFERENCE_TWICE.format(category=name), f"preferences.{name}")
             changes[category] = on
         await self.services.preferences.replace(self.user.openid, changes)
         self.write_json(render.preferences(await self.services.preferences.settings(self.user.openid)))
