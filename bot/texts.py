@@ -26,7 +26,7 @@ INTERNAL_ERROR = "抱歉，系统开了个小差，请稍后再试。"
 STORAGE_DOWN = "抱歉，系统暂时无法读取或保存数据，请稍后再试。如您刚才提交了内容，它未被记录。"
 UNKNOWN_MENU_ITEM = "该菜单项暂不可用。"
 
-DIALOG_UNAVAILABLE = "对话功能暂时不可用，请稍后再试。您仍然可以直接提问。"
+DIALOG_UNAVAILABLE = "抱歉，对话等部分功能（注册、导出数据等）暂时不可用，请稍后再试。您仍然可以直接提问。"
 
 CONTINUED = "（未完，见下一条消息）"
 
