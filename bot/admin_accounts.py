@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import re
 import secrets
 from typing import Callable
@@ -48,8 +49,11 @@ OWNERS_LOCK = "admin:owners"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
 MIN_PASSWORD = 10
 _hasher = PasswordHasher()
-# Checked when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the name is unknown, so a wrong name costs as long as a wrong
+    password. Made on first use: at import it cost every CLI command 0.2 s."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def allowed(role: str | None, permission: str) -> bool:
@@ -165,7 +169,7 @@ class AdminAccounts:
         if wait:
             raise LoginLocked(wait)
         user = await self.users.get(name) if NAME_PATTERN.match(name) else None
-        ok = await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
+        ok = await asyncio.to_thread(lambda: _verify(user.password_hash if user else _dummy_hash(), password))
         if user is None or not ok or user.disabled:
             await self._audit.record(name if user else f"?{name[:32]}", "login_failed", name[:32], address=address)
             raise LoginFailed("用户名或密码不正确，或账户已停用。")

@@ -14,16 +14,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from bot.agreement import load_seed
-from bot.qa import DEFAULT_DATA_DIR, QA, evaluate, read_questions
-from bot.qa.evaluate import TARGETS, leave_one_out, meets_targets
 from service.clitools import UsageError, add_data_dir_flag, load_config, positive_int, with_runtime
+
+if TYPE_CHECKING:
+    from bot.qa import QA
+
+# bot.qa (jieba, about 0.25 s to import) is imported by the commands that use it,
+# not by every CLI command that only registers its flags.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("qa-eval", help="评估协议问答：准确率、拒答情况")
     ev.add_argument(
-        "file", nargs="?", type=Path, default=DEFAULT_DATA_DIR / "dev.jsonl",
+        "file", nargs="?", type=Path, default=None,
         help="问题文件（JSON Lines，每行 {\"q\": …, \"expected\": [条款编号]}；默认 data/qa/dev.jsonl）",
     )
     _qa_flags(ev)
@@ -47,12 +53,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _qa_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--qa-data", type=Path, default=DEFAULT_DATA_DIR, help="问答数据目录（默认 data/qa）")
+    parser.add_argument("--qa-data", type=Path, default=None, help="问答数据目录（默认 data/qa）")
     parser.add_argument("--override", type=Path, help="覆盖目录：其中同名的数据文件扩展或替换默认数据")
     parser.add_argument("--cache-dir", type=Path, help="jieba 词典缓存目录（默认系统临时目录）")
 
 
-def _build(args: argparse.Namespace) -> QA:
+def _defaults(args: argparse.Namespace) -> None:
+    from bot.qa import DEFAULT_DATA_DIR
+
+    args.qa_data = args.qa_data or DEFAULT_DATA_DIR
+    if hasattr(args, "file"):
+        args.file = args.file or DEFAULT_DATA_DIR / "dev.jsonl"
+
+
+def _build(args: argparse.Namespace) -> "QA":
+    from bot.qa import QA
+
     for flag, path in (("--qa-data", args.qa_data), ("--override", args.override)):
         if path is not None and not path.is_dir():
             raise UsageError(f"{flag} 不是目录：{path}")
@@ -60,6 +76,10 @@ def _build(args: argparse.Namespace) -> QA:
 
 
 def cmd_qa_eval(args: argparse.Namespace) -> int:
+    from bot.qa import evaluate, read_questions
+    from bot.qa.evaluate import leave_one_out, meets_targets
+
+    _defaults(args)
     if not args.loo:
         read_questions(args.file)  # a bad file fails before the index is built
     qa = _build(args)
@@ -80,6 +100,8 @@ def cmd_qa_eval(args: argparse.Namespace) -> int:
 
 
 def format_figures(f: dict) -> str:
+    from bot.qa.evaluate import TARGETS
+
     n_in, n_out = f["in_scope"], f["out_of_scope"]
     lines = [
         f"问题文件：{f['file']}（协议版本 {f['version']}）",
@@ -118,6 +140,9 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from bot.qa import QA
+
+    _defaults(args)
     for flag, path in (("--qa-data", args.qa_data), ("--override", args.override)):
         if path is not None and not path.is_dir():
             raise UsageError(f"{flag} 不是目录：{path}")
