@@ -40,7 +40,7 @@ import time
 import uuid
 from typing import AsyncIterator, Callable
 
-from bot.notices import Broadcasts, choose_channel, notice_text, receives, template_data
+from bot.notices import SMALL_AUDIENCE, Broadcasts, choose_channel, notice_text, receives, template_data
 from bot.textsplit import split_text
 from bot import texts
 from storage.activity import Activity
@@ -138,8 +138,11 @@ class DeliveryWorker:
             try:
                 await self.deps.queue.ensure_group()
                 entries = await self.deps.queue.read(consumer, count=1, block_ms=500)
-                for entry_id, notice_id, openids in entries:
-                    await self._process(consumer, entry_id, notice_id, openids)
+                for i, (entry_id, notice_id, openids) in enumerate(entries):
+                    # Entries read together (one of each stream, rarely) are all kept
+                    # ours while the first is worked on: else upkeep takes the waiting one over.
+                    later = [ref for ref, _, _ in entries[i + 1:]]
+                    await self._process(consumer, entry_id, notice_id, openids, keep=later)
             except asyncio.CancelledError:
                 raise
             except (*RedisUnavailable, *MongoUnavailable) as exc:
@@ -169,27 +172,30 @@ class DeliveryWorker:
         for notice in await self.deps.notices.active():
             if not notice.planned:
                 await self.deps.broadcasts.plan(notice.id)  # if its planner died
-            elif await self.deps.queue.backlog() == 0:
+            elif await self.deps.queue.backlog(of="u" if notice.total <= SMALL_AUDIENCE else None) == 0:
                 # Nothing queued but recipients left (e.g. Redis lost entries): queue them again.
+                # A small notice's own stream is enough: broadcasts queued beside it do not hold it.
                 if await self.deps.broadcasts.enqueue_pending(notice) == 0:
                     await self.deps.broadcasts.finish_if_complete(notice.id)
 
     # -- one batch ----------------------------------------------------------------------
 
-    async def _process(self, consumer: str, entry_id: str, notice_id: str, openids: list[str]) -> None:
+    async def _process(self, consumer: str, entry_id: str, notice_id: str, openids: list[str],
+                       keep: list[str] | None = None) -> None:
         deps = self.deps
         notice = await deps.notices.get(notice_id)
         if notice is None or notice.status in ("cancelled", "done"):
             await deps.queue.ack(entry_id)
             return
         notice = await deps.broadcasts.start(notice)
-        batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex)
+        batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex, keep=keep)
         async with batch.kept_alive():
             todo, unresolved = await self._claim(batch, openids)
             if todo:
                 await self._send_batch(batch, notice, todo)
-        if await deps.queue.backlog() <= 1:
-            # Perhaps the last batch: check completion (upkeep catches a race).
+        if await deps.queue.backlog(of=entry_id) <= 1:
+            # Perhaps the last batch (of its stream: a small notice is done long
+            # before the broadcasts queued beside it): check completion (upkeep catches a race).
             await deps.broadcasts.finish_if_complete(notice_id)
         if not unresolved:
             await deps.queue.ack(entry_id)
@@ -368,10 +374,12 @@ class _Batch:
     """One stream entry being worked on: its claim token, the outcomes not yet
     in MongoDB, and the heartbeat that keeps entry and claims ours."""
 
-    def __init__(self, worker: DeliveryWorker, consumer: str, entry_id: str, notice_id: str, token: str) -> None:
+    def __init__(self, worker: DeliveryWorker, consumer: str, entry_id: str, notice_id: str, token: str,
+                 keep: list[str] | None = None) -> None:
         self.deps = worker.deps
         self.consumer = consumer
         self.entry_id = entry_id
+        self.keep = keep or []  # entries read with this one, waiting their turn
         self.notice_id = notice_id
         self.token = token
         self.outcomes: dict[str, dict] = {}
@@ -403,7 +411,8 @@ class _Batch:
             if done.is_set():
                 return
             try:
-                await self.deps.queue.touch(self.consumer, self.entry_id)
+                for ref in (self.entry_id, *self.keep):
+                    await self.deps.queue.touch(self.consumer, ref)
                 await self.deps.journal.refresh(self.notice_id, self.claimed, self.token, epoch_ms(self.deps.clock()))
             except (*RedisUnavailable, *MongoUnavailable) as exc:
                 log.warning("worker %s could not keep batch %s: %s", self.consumer, self.entry_id, exc)

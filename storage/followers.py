@@ -56,22 +56,13 @@ class Followers:
 
     async def subscribed(self, openid: str, at: dt.datetime) -> None:
         """Record a follow (again, after an unfollow, is fine)."""
-        await self._coll.update_one(
-            {"openid": openid},
-            {
-                "$set": {"subscribed": True, "subscribed_at": at, "last_interaction_at": at},
-                "$unset": {"unsubscribed_at": ""},
-            },
-            upsert=True,
-        )
+        self._deferred.pop(openid, None)  # older than this one
+        await self._coll.update_one({"openid": openid}, _follow_change(True, at), upsert=True)
 
     async def unsubscribed(self, openid: str, at: dt.datetime) -> None:
         """Record an unfollow."""
-        await self._coll.update_one(
-            {"openid": openid},
-            {"$set": {"subscribed": False, "unsubscribed_at": at}},
-            upsert=True,
-        )
+        self._deferred.pop(openid, None)  # older than this one
+        await self._coll.update_one({"openid": openid}, _follow_change(False, at), upsert=True)
 
     def defer(self, openid: str, following: bool, at: dt.datetime) -> None:
         """A follow (``following``) or unfollow that MongoDB could not take now:
@@ -99,7 +90,13 @@ class Followers:
         while self._deferred:
             openid, (following, at) = next(iter(self._deferred.items()))
             try:
-                await (self.subscribed if following else self.unsubscribed)(openid, at)
+                known = await self.get(openid)
+                # Another process may have recorded a later follow or unfollow meanwhile.
+                later = known is not None and any(
+                    t is not None and t > at for t in (known.subscribed_at, known.unsubscribed_at)
+                )
+                if not later:
+                    await self._coll.update_one({"openid": openid}, _follow_change(following, at), upsert=True)
             except MongoUnavailable as exc:
                 log.warning("follows and unfollows not written, kept for later: %s", exc)
                 self._retry_later()
@@ -173,6 +170,14 @@ class Followers:
         """
         docs = await read_all(self._coll, {}, {"openid": 1, "subscribed": 1, "unionid": 1}, "openid")
         return [d["openid"] for d in docs if as_bool(d.get("subscribed", True)) and not d.get("unionid")]
+
+
+def _follow_change(following: bool, at: dt.datetime) -> dict:
+    """The update that records a follow or an unfollow at ``at``."""
+    if following:
+        return {"$set": {"subscribed": True, "subscribed_at": at, "last_interaction_at": at},
+                "$unset": {"unsubscribed_at": ""}}
+    return {"$set": {"subscribed": False, "unsubscribed_at": at}}
 
 
 def _follower(doc: dict) -> Follower:

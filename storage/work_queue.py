@@ -81,9 +81,11 @@ class WorkQueue:
         await self._redis.xack(stream, GROUP, entry_id)
         await self._redis.xdel(stream, entry_id)
 
-    async def backlog(self) -> int:
-        """Entries not yet acknowledged (unread or being worked on)."""
-        return sum([int(await self._redis.xlen(stream)) for stream in self._streams.values()])
+    async def backlog(self, of: str | None = None) -> int:
+        """Entries not yet acknowledged (unread or being worked on); with ``of``
+        (an entry reference, or a stream's tag ``"u"`` or ``"n"``), only in that stream."""
+        streams = [self._where(of)[0]] if of else list(self._streams.values())
+        return sum([int(await self._redis.xlen(stream)) for stream in streams])
 
     def _where(self, ref: str) -> tuple[str, str]:
         tag, _, entry_id = ref.partition("/")

@@ -394,3 +394,22 @@ async def test_frozen_redis_still_answers_within_3_seconds(make_service, backing
         assert "已记录" in answers[0][1]
     finally:
         os.kill(valkey.proc.pid, signal.SIGCONT)
+
+
+async def test_a_deferred_follow_never_overwrites_a_later_one(make_service):
+    # An unfollow kept through an outage, then a follow recorded by another
+    # process: writing the kept unfollow afterwards made the user a non-follower.
+    import datetime as dt
+
+    svc = await make_service()
+    followers, now = svc.runtime.followers, svc.runtime.clock()
+    followers.defer("o-back", False, now)
+    other = type(followers)(svc.runtime.db)  # another process's view of the same collection
+    await other.subscribed("o-back", now + dt.timedelta(seconds=3))
+    await followers.flush()
+    assert (await followers.get("o-back")).subscribed
+    # In one process the direct write replaces what was kept.
+    followers.defer("o-here", False, now)
+    await followers.subscribed("o-here", now + dt.timedelta(seconds=1))
+    await followers.flush()
+    assert (await followers.get("o-here")).subscribed

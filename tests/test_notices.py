@@ -708,3 +708,24 @@ async def test_a_small_notice_goes_ahead_of_a_large_broadcast(svc):
     [(ref, notice_id, _)] = await rt.queue.read("test-reader", count=1, block_ms=10)
     assert notice_id == large
     await rt.queue.ack(ref)
+
+
+async def test_a_small_notice_is_done_while_a_large_broadcast_is_still_queued(make_service, emulator):
+    # Its completion waited for the whole backlog (both streams) to drain.
+    svc = await make_service(notice_rate=5)
+    rt = svc.runtime
+    await active_users(svc, "o-soon")
+    crowd = [f"o-many{i:04d}" for i in range(1001)]
+    large = await send(svc, audience={"type": "openids", "openids": crowd})
+    small = await send(svc, category="security", title="账号异常登录", audience={"type": "openids", "openids": ["o-soon"]})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(rt.worker(concurrency=2).run(stop))
+    try:
+        deadline = time.monotonic() + 15
+        while (await rt.notices.get(small)).status != "done" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert (await rt.notices.get(small)).status == "done"
+        assert (await rt.notices.get(large)).status in ("queued", "sending")
+    finally:
+        stop.set()
+        await worker

@@ -74,3 +74,4 @@ async def test_the_cli_merchant_list_has_every_merchant(make_service, small_page
     assert [m.openid for m in await repo.list(limit=None)] == [f"o-list{i}" for i in range(7)]
     assert len(await repo.list("pending_review", limit=None)) == 7
     assert len(await repo.list(limit=5)) == 5
+
