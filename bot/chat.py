@@ -289,6 +289,8 @@ async def register(chat: Chat) -> Reply:
 @router.state("registration")
 async def registration_step(chat: Chat):
     word = router.command_of(chat.message.text)  # 条款 2 and 退订 服务公告 too, not only bare words
+    if word in ("退订", "订阅") and not _names_a_category(chat.message.text):
+        word = None  # "订阅号运营工作室" is a name, not a preference
     if word in THROUGH_DIALOGS:
         return PASS  # handled as usual; remind_open_dialog adds where the dialog stands
     if word is not None:
@@ -415,6 +417,18 @@ async def change_subscription(chat: Chat) -> Reply:
     await chat.services.preferences.set(chat.openid, category, on)
     label = CATEGORIES[category]
     return Reply(texts.opted_in(label) if on else texts.opted_out(label, category in IMPORTANT_BY_DEFAULT))
+
+
+def _names_a_category(text: str) -> bool:
+    """Whether ``退订 X`` / ``订阅 X`` names a notice category (or none: the bare word)."""
+    rest = normalize_command(text)[2:].strip()
+    if not rest:
+        return True
+    try:
+        category_from_name(rest)
+    except Invalid:
+        return False
+    return True
 
 
 @router.command("退订", "订阅")

@@ -134,6 +134,7 @@ class DialogEngine:
             draft = await dialogs.load_draft(chat.openid, dialog.name)
             if draft and draft.get("answers"):
                 draft.setdefault("context", context or {})  # what the draft's answers were based on
+                draft["restart_context"] = context or {}  # 重新开始 begins from now, not from the draft
                 await self._save(chat, dialog, RESUME_STEP, draft["answers"], [], draft, context=draft["context"])
                 return Reply(texts.dialog_resume_offer(dialog.title, self._summary_lines(dialog, draft["answers"])))
             answers = {}
@@ -163,7 +164,8 @@ class DialogEngine:
                 return await self._goto(chat, dialog, draft.get("step") or SUMMARY, answers, draft.get("history") or [])
             if word == RESTART:
                 await chat.services.dialogs.clear_draft(chat.openid, dialog.name)
-                return await self._goto(chat, dialog, self._next(dialog, {}, None), {}, [])
+                fresh = (state.data.get("draft") or {}).get("restart_context") or {}
+                return await self._goto(chat, dialog, self._next(dialog, {}, None), {}, [], context=fresh)
             return Reply(texts.dialog_resume_choice())
         if word == BACK:
             if not history:
@@ -249,7 +251,8 @@ class DialogEngine:
         index = names.index(after) if after in names else -1
         return names[index + 1] if index + 1 < len(names) else SUMMARY
 
-    async def _goto(self, chat, dialog, step_name, answers, history, editing: bool = False) -> Reply:
+    async def _goto(self, chat, dialog, step_name, answers, history, editing: bool = False,
+                    context: dict | None = None) -> Reply:
         if step_name in (SUMMARY, CHOOSE):
             # The summary (and 确认 from it) only once every question that applies
             # is answered: 上一步 after 修改 could come back to it with the new
@@ -257,7 +260,7 @@ class DialogEngine:
             missing = dialog.missing(answers)
             if missing is not None:
                 step_name, editing = missing.name, True
-        await self._save(chat, dialog, step_name, answers, history, editing=editing)
+        await self._save(chat, dialog, step_name, answers, history, editing=editing, context=context)
         return Reply(self._prompt(dialog, step_name, answers))
 
     def _prompt(self, dialog: Dialog, step_name: str, answers: dict) -> str:

@@ -132,8 +132,8 @@ class MerchantAccounts:
             # Changed elsewhere (the mini-program) since the user began: saving these
             # answers would silently undo that change.
             raise AccountRefused(
-                "您的商家资料在您填写期间已在别处（如小程序）更新，为免覆盖，本次填写未保存。"
-                "请回复“我的账户”查看当前资料，需要时再回复“修改资料”。", code="profile_changed",
+                "您的商家账户在您填写期间有了变化（如在小程序中修改了资料，或账户状态有变），为免覆盖，本次填写未保存。"
+                "请回复“我的账户”查看当前情况，需要时再回复“修改资料”或“注册”。", code="profile_changed",
             )
         if existing is None:
             entry = StatusEntry("pending_review", at, by, "提交注册")

@@ -183,6 +183,10 @@ async def test_commands_still_work_inside_the_dialog(service):
     assert "服务公告" in opted and opted.endswith(texts.dialog_waiting(texts.REGISTRATION_TITLE))
     state = await service.runtime.services.dialogs.load("o-mid")
     assert state.name == "registration:entity_name" and "entity_name" not in state.data["answers"]
+    # A name that merely starts like a command is a name.
+    named = await service.wechat.ask("o-mid", "订阅号运营工作室")
+    assert named.startswith(texts.PROMPT_CREDIT_CODE), named
+    assert await service.wechat.ask("o-mid", "上一步")
     # The dialog waits where it was.
     reply = await service.wechat.ask("o-mid", "南宁市测试贸易有限公司")
     assert reply.startswith(texts.PROMPT_CREDIT_CODE)
@@ -597,7 +601,7 @@ async def test_a_profile_changed_elsewhere_during_the_dialog_is_not_overwritten(
     await merchants.save_profile("o-race", profile)  # what PUT /me/registration does
     await service.wechat.ask("o-race", "w@example.com")
     refused = await service.wechat.ask("o-race", "确认")
-    assert "已在别处" in refused and "未保存" in refused
+    assert "有了变化" in refused and "未保存" in refused
     merchant = await merchants.get("o-race")
     assert (merchant.phone, merchant.email) == ("13999999999", "wangwu@example.com")
     # Started again from the record as it is now, the change goes through.
@@ -611,5 +615,21 @@ async def test_a_registration_made_elsewhere_during_the_dialog_is_not_overwritte
     await chat(service, "o-race2", *ENTERPRISE)
     await service.runtime.merchants.save_profile("o-race2", {
         "entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13912345678"})
-    assert "已在别处" in await service.wechat.ask("o-race2", "确认")
+    assert "有了变化" in await service.wechat.ask("o-race2", "确认")
     assert (await service.runtime.merchants.get("o-race2")).entity_type == "individual"
+
+
+async def test_starting_over_from_an_old_draft_is_not_refused_as_changed_elsewhere(service):
+    # A draft kept the record's stamp of its day; 重新开始 (a new registration,
+    # from the record as it is now) was refused as "changed elsewhere".
+    await accepted(service, "o-again")
+    await chat(service, "o-again", "注册", "企业", "南宁市测试贸易有限公司")  # a draft, based on no record
+    await service.runtime.redis.delete(key("dialog", "o-again"))  # abandoned
+    await service.runtime.merchants.save_profile("o-again", {   # registered meanwhile (the mini-program)
+        "entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13912345678"})
+    await service.runtime.merchants.set_status("o-again", "closed", "用户申请注销", by="user")
+    assert "未完成的商家注册" in await service.wechat.ask("o-again", "注册")
+    await service.wechat.ask("o-again", "重新开始")
+    await chat(service, "o-again", *ENTERPRISE[1:])
+    assert "已提交" in await service.wechat.ask("o-again", "确认")
+    assert (await service.runtime.merchants.get("o-again")).entity_type == "enterprise"
