@@ -146,6 +146,10 @@ class Dashboard:
     days: list[tuple[dt.date, int, int, int]]  # day, accepts, declines, withdrawals
 
 
+#: Seconds a second submission of one compose form waits for the first one's notice.
+DUPLICATE_WAIT = 10
+
+
 class Console:
     """The admin console's actions (see module docstring)."""
 
@@ -222,23 +226,36 @@ class Console:
         ``submit_token``: the form's own; a second submission of one form (a
         double click) sends nothing and returns the first one's notice."""
         actor.require("broadcast")
-        if not (submit_token and self.submit_tokens):
+        tokens = self.submit_tokens if submit_token else None
+        if tokens is None:
             return await self._send_notice(actor, form, confirmed_size, draft_id)
-        first = await self.submit_tokens.begin(submit_token)
+        first = await tokens.begin(submit_token)
+        for _ in range(DUPLICATE_WAIT * 5):  # the first is still at it: its notice is known within moments
+            if first != PENDING:
+                break
+            await asyncio.sleep(0.2)
+            first = await tokens.result(submit_token)
+            if first is None:  # the first failed before sending anything: this one may go
+                first = await tokens.begin(submit_token)
         if first == PENDING:
             raise NoticeRefused("这条通知已经提交，正在发送中，请勿重复提交；稍后可在通知列表中查看。", code="duplicate_submit")
         if first is not None:
             return first
+        created: list[str] = []
+
+        async def remember(notice_id: str) -> None:  # from the moment it exists: a failure later keeps it
+            created.append(notice_id)
+            await tokens.done(submit_token, notice_id)
+
         try:
-            notice_id = await self._send_notice(actor, form, confirmed_size, draft_id)
+            return await self._send_notice(actor, form, confirmed_size, draft_id, on_created=remember)
         except BaseException:
-            await self.submit_tokens.release(submit_token)
+            if not created:  # nothing was sent: the form may be sent again
+                await tokens.release(submit_token)
             raise
-        await self.submit_tokens.done(submit_token, notice_id)
-        return notice_id
 
     async def _send_notice(self, actor: Actor, form: NoticeForm, confirmed_size: int | None,
-                           draft_id: str | None) -> str:
+                           draft_id: str | None, on_created=None) -> str:
         preview = await self.preview_notice(actor, form)
         if preview.large and confirmed_size != preview.audience_size:
             raise ConfirmationNeeded(
@@ -248,7 +265,7 @@ class Console:
             await self._open_draft(draft_id, "notice")
         notice_id = await self.broadcasts.send(
             category=form.category, title=form.title, body=form.body, important=form.important_flag(),
-            audience=form.audience(), channel=form.channel, by=actor.name, refuse_empty=True,
+            audience=form.audience(), channel=form.channel, by=actor.name, refuse_empty=True, on_created=on_created,
         )
         if draft_id:
             await self.drafts.close(draft_id, "published", notice_id, actor.name, self._clock())

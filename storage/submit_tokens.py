@@ -22,8 +22,12 @@ class SubmitTokens:
         what the first left (:data:`PENDING`, or its result)."""
         if await self._redis.set(key("admin", "submit", token), PENDING, nx=True, ex=TTL):
             return None
+        return await self.result(token) or PENDING
+
+    async def result(self, token: str) -> str | None:
+        """What the first submission left (:data:`PENDING` while it works), ``None`` if nothing."""
         found = await self._redis.get(key("admin", "submit", token))
-        return found.decode() if isinstance(found, bytes) else (found or PENDING)
+        return found.decode() if isinstance(found, bytes) else found
 
     async def done(self, token: str, result: str) -> None:
         await self._redis.set(key("admin", "submit", token), result, ex=TTL)
