@@ -289,7 +289,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # password and overwrite its settings: refuse, and touch nothing.
         raise UsageError(
             f"数据目录 {Path(config.data_dir).resolve()} 上已有一个演示环境在运行（进程 {other}）："
-            "请先停止它（Ctrl-C），或用 --data-dir 指定另一个目录。"
+            "请先停止它（Ctrl-C），或用 --data-dir 指定另一个目录"
+            f"（如确认没有演示环境在运行，可删除 {Path(config.data_dir).resolve() / 'run' / 'demo-wechat.json'}）。"
         )
     emulator_port = _free_port()
     config = config.replace(

@@ -161,9 +161,16 @@ def running_demo_settings(data_dir: Path) -> dict:
 
 
 def running_demo_pid(data_dir: Path) -> int | None:
-    """The process id of another demo running on ``data_dir``, if one is."""
+    """The process id of another demo running on ``data_dir``, if one is (a
+    file left by a killed demo whose pid now belongs to something else is not one)."""
     pid = _running_demo(data_dir).get("pid")
-    return int(pid) if pid and int(pid) != os.getpid() else None
+    if not pid or int(pid) == os.getpid():
+        return None
+    try:
+        command = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # no /proc (not Linux): trust the pid
+        return int(pid)
+    return int(pid) if b"demo" in command and any(b"wetoop" in part for part in command) else None
 
 
 def remove_demo_settings(path: Path) -> None:

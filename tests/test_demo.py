@@ -143,3 +143,15 @@ async def test_demo_refuses_a_port_in_use(tmp_path):
         _out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert re.search(r"无法监听 127\.0\.0\.1:\d+", err.decode()), err.decode()
+
+
+def test_a_settings_file_left_by_a_killed_demo_does_not_block_the_next(tmp_path):
+    # Its pid may now belong to another process: that is no running demo.
+    import os
+
+    from service.clitools import running_demo_pid
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "demo-wechat.json").write_text(json.dumps({"pid": os.getppid()}), encoding="utf-8")  # alive, no demo
+    assert running_demo_pid(tmp_path) is None
