@@ -361,8 +361,7 @@ async def close_account(chat: Chat) -> Reply:
 
 @router.state("close_account")
 async def close_account_confirm(chat: Chat):
-    word = normalize_command(chat.message.text)
-    if word in THROUGH_DIALOGS:
+    if router.command_of(chat.message.text) in THROUGH_DIALOGS:  # 条款 2 as well as 帮助
         return PASS
     word = control_word(chat.message.text)
     if word == CANCEL:

@@ -281,7 +281,7 @@ class Runtime:
         await self.broadcasts.close()
         await self.conversation.drain()
         await self.qa_log.flush()
-        await self.followers.flush()
+        await self.followers.close()
         if self.wechat is not None:
             await self.wechat.aclose()
         if self.miniprogram is not None:

@@ -44,6 +44,7 @@ class Followers:
         #: Follows and unfollows MongoDB could not take when they came: openid → (following, at).
         self._deferred: dict[str, tuple[bool, dt.datetime]] = {}
         self._flusher = FlushSoon(self.flush, FLUSH_EVERY)
+        self._closed = False
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_indexes(
@@ -133,7 +134,20 @@ class Followers:
 
     def _retry_later(self) -> None:
         # Not only at the next user's message: a quiet account's writes would wait for ever.
-        asyncio.get_running_loop().call_later(RETRY_EVERY, self._flusher.schedule)
+        if not self._closed:
+            asyncio.get_running_loop().call_later(RETRY_EVERY, self._retry)
+
+    def _retry(self) -> None:
+        if not self._closed:  # the client may be closed by now
+            self._flusher.schedule()
+
+    async def close(self) -> None:
+        """Write what is buffered (once: MongoDB may be down) and retry no more."""
+        await self.flush()
+        self._closed = True
+        if self._deferred or self._touched:
+            log.warning("%d follows/unfollows and %d last interactions not written at shutdown",
+                        len(self._deferred), len(self._touched))
 
     async def get(self, openid: str) -> Follower | None:
         doc = await self._coll.find_one({"openid": openid})

@@ -633,3 +633,12 @@ async def test_starting_over_from_an_old_draft_is_not_refused_as_changed_elsewhe
     await chat(service, "o-again", *ENTERPRISE[1:])
     assert "已提交" in await service.wechat.ask("o-again", "确认")
     assert (await service.runtime.merchants.get("o-again")).entity_type == "enterprise"
+
+
+async def test_commands_with_an_argument_work_while_a_closure_waits_for_its_confirmation(service):
+    await register_enterprise(service, "o-closing")
+    assert "确认注销" in await service.wechat.ask("o-closing", "注销账户")
+    section = await service.wechat.ask("o-closing", "条款 2")
+    assert "微拓帐户" in section  # it said "请回复“确认注销”或“取消”"
+    assert (await service.runtime.merchants.get("o-closing")).status == "pending_review"
+    assert "已注销" in await service.wechat.ask("o-closing", "确认注销")
