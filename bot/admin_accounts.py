@@ -157,15 +157,20 @@ class AdminAccounts:
     async def list(self) -> list[AdminUser]:
         return await self.users.list()
 
-    async def authenticate(self, name: str, password: str, address: str) -> tuple[AdminUser, str]:
-        """Check a log-in; returns the admin and a new session token.
+    async def authenticate(self, name: str, password: str, address: str,
+                           device: str | None = None) -> tuple[AdminUser, str, str]:
+        """Check a log-in; returns the admin, a new session token and the id of
+        the device (browser) to remember.
 
         Raises :class:`LoginLocked` (429) while the account or address is
         locked, even for the right password, and :class:`LoginFailed` for a
-        wrong name or password (one message for both).
+        wrong name or password (one message for both). ``device``: the id this
+        browser got at an earlier log-in of ``name`` (from a signed cookie); its
+        attempts are counted apart, so a lock-out caused by others' guessing
+        does not lock the admin out of their own browser.
         """
         name = name.strip()
-        wait = await self.limits.attempt(name, address)
+        wait = await self.limits.attempt(name, address, device)
         if wait:
             raise LoginLocked(wait)
         user = await self.users.get(name) if NAME_PATTERN.match(name) else None
@@ -173,10 +178,10 @@ class AdminAccounts:
         if user is None or not ok or user.disabled:
             await self._audit.record(name if user else f"?{name[:32]}", "login_failed", name[:32], address=address)
             raise LoginFailed("用户名或密码不正确，或账户已停用。")
-        await self.limits.succeeded(name, address)
+        await self.limits.succeeded(name, address, device)
         token = await self.sessions.create(user.name, address)
         await self._audit.record(user.name, "login", user.name, address=address)
-        return user, token
+        return user, token, device or secrets.token_urlsafe(16)
 
     async def session_user(self, token: str) -> AdminUser | None:
         """The admin behind a session token, if the session and the admin are live."""

@@ -1,6 +1,7 @@
 """Failed log-in counters in Redis, per account and per address.
 
-``wb:admin:loginfail:name:<name>`` and ``wb:admin:loginfail:addr:<address>``
+``wb:admin:loginfail:name:<name>`` (or ``…:device:<name>:<device>`` from a
+browser the admin logged in from before) and ``wb:admin:loginfail:addr:<address>``
 count attempts that did not succeed (an attempt is counted before its password
 is checked, and taken back when it was right); the first starts the window
 (``window`` seconds), so a lock lifts by itself when the key expires. Shared
@@ -49,24 +50,30 @@ class LoginLimits:
         self._attempt = redis.register_script(_ATTEMPT)
         self._succeeded = redis.register_script(_SUCCEEDED)
 
-    def _keys(self, name: str, address: str) -> tuple[str, str]:
-        return key("admin", "loginfail", "name", name.casefold()), key("admin", "loginfail", "addr", address)
+    def _keys(self, name: str, address: str, device: str | None = None) -> tuple[str, str]:
+        account = key("admin", "loginfail", "name", name.casefold())
+        if device:  # a browser this admin logged in from before: its own counter
+            account = key("admin", "loginfail", "device", name.casefold(), device)
+        return account, key("admin", "loginfail", "addr", address)
 
-    async def attempt(self, name: str, address: str) -> int:
+    async def attempt(self, name: str, address: str, device: str | None = None) -> int:
         """Count a log-in attempt before its password is checked; returns the
         seconds until log-in is allowed again (0: go ahead, counted).
 
         Counting first, in one script, is what bounds guessing: checking the
         counters and counting failures afterwards let 60 parallel attempts
-        all be checked against a limit of 10.
+        all be checked against a limit of 10. ``device``: the admin's own
+        browser (a signed cookie from an earlier log-in) is counted apart from
+        the account, so strangers guessing at the name cannot lock its owner out.
         """
-        return int(await self._attempt(keys=list(self._keys(name, address)), args=[self.limit, self.window]))
+        keys = list(self._keys(name, address, device))
+        return int(await self._attempt(keys=keys, args=[self.limit, self.window]))
 
-    async def succeeded(self, name: str, address: str) -> None:
-        """A right password clears the account's counter and takes back the
-        address's count of this attempt (not its earlier failures: one good
-        account must not whitewash guessing at others)."""
-        await self._succeeded(keys=list(self._keys(name, address)), args=[])
+    async def succeeded(self, name: str, address: str, device: str | None = None) -> None:
+        """A right password clears the account's (or the device's) counter and
+        takes back the address's count of this attempt (not its earlier
+        failures: one good account must not whitewash guessing at others)."""
+        await self._succeeded(keys=list(self._keys(name, address, device)), args=[])
 
     async def clear_account(self, name: str) -> None:
         """Forget the account's failures (a new password was set: the guessing was at the old one)."""

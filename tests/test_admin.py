@@ -219,6 +219,23 @@ async def test_login_is_limited_per_account(svc):
     assert (await client.login("olga", PASSWORD)).code == 303
 
 
+async def test_strangers_guessing_do_not_lock_the_admin_out_of_their_own_browser(svc):
+    # Anyone who knew an admin's name could lock the account with 10 wrong guesses.
+    own = AdminClient(svc.url)
+    assert (await own.login("olga", PASSWORD)).code == 303  # this browser is remembered
+    stranger = AdminClient(svc.url)
+    for _ in range(10):
+        await stranger.login("olga", "wrong-password")
+    await svc.runtime.redis.delete(key("admin", "loginfail", "addr", "127.0.0.1"))  # they were elsewhere
+    assert (await AdminClient(svc.url).login("olga", PASSWORD)).code == 429  # a new browser: locked
+    assert (await own.login("olga", PASSWORD)).code == 303  # the admin's own: not
+    # Guessing from a remembered browser is limited too, on its own counter.
+    for _ in range(10):
+        await own.login("olga", "wrong-password")
+    await svc.runtime.redis.delete(key("admin", "loginfail", "addr", "127.0.0.1"))
+    assert (await own.login("olga", PASSWORD)).code == 429
+
+
 async def test_parallel_guesses_are_limited_too(svc):
     # Each attempt is counted before its password is checked: a burst cannot
     # have every guess checked while the counter lags behind.

@@ -7,6 +7,10 @@ import tornado.web
 from bot.admin_accounts import LoginFailed, LoginLocked
 from handlers.admin.base import SESSION_COOKIE, AdminHandler
 
+#: Remembers the browsers an admin logged in from (see AdminAccounts.authenticate).
+DEVICE_COOKIE = "wb_admin_device"
+DEVICE_DAYS = 90
+
 
 def safe_next(target: str) -> str:
     """Only our own console pages are redirect targets (no open redirect)."""
@@ -26,17 +30,24 @@ class LoginHandler(AdminHandler):
         password = self.get_argument("password", "", strip=False)[:1024]
         target = safe_next(self.get_argument("next", "/admin"))
         try:
-            _, token = await self.runtime.admins.authenticate(name, password, self.request.remote_ip or "")
+            _, token, device = await self.runtime.admins.authenticate(
+                name, password, self.request.remote_ip or "", self._device(name))
         except (LoginLocked, LoginFailed) as exc:
             self.page("login.html", http_status=exc.status, next=target, name=name, error=exc.message)
             return
-        self.set_signed_cookie(
-            SESSION_COOKIE, token, expires_days=None, httponly=True, samesite="Lax",
-            # Behind nginx, serve's xheaders make protocol follow X-Forwarded-Proto;
-            # an https PUBLIC_URL says the same when the proxy does not send it.
-            secure=self.request.protocol == "https" or self.runtime.config.base_url.startswith("https://"),
-        )
+        # Behind nginx, serve's xheaders make protocol follow X-Forwarded-Proto;
+        # an https PUBLIC_URL says the same when the proxy does not send it.
+        secure = self.request.protocol == "https" or self.runtime.config.base_url.startswith("https://")
+        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=None, httponly=True, samesite="Lax", secure=secure)
+        self.set_signed_cookie(DEVICE_COOKIE, f"{name.casefold()}|{device}", expires_days=DEVICE_DAYS, httponly=True,
+                               samesite="Strict", secure=secure)
         self.redirect(target, status=303)
+
+    def _device(self, name: str) -> str | None:
+        """This browser's device id for ``name``, from its signed cookie (None: a stranger's)."""
+        value = self.get_signed_cookie(DEVICE_COOKIE, max_age_days=DEVICE_DAYS)
+        owner, _, device = (value or b"").decode(errors="replace").partition("|")
+        return device if device and owner == name.strip().casefold() else None
 
 
 class LogoutHandler(AdminHandler):
