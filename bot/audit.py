@@ -75,7 +75,12 @@ class Audit:
 
 
 def _plain(value: dict | None) -> dict | None:
-    """Round-trip through JSON so only plain values are stored (datetimes as text)."""
+    """Round-trip through JSON so only plain values are stored: datetimes as text
+    in Beijing time with its offset, as the rest of the page and the CSV show times."""
     if value is None:
         return None
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    return json.loads(json.dumps(value, ensure_ascii=False, default=_text))
+
+
+def _text(value) -> str:
+    return beijing_iso(value) if isinstance(value, dt.datetime) and value.tzinfo else str(value)

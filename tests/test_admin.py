@@ -537,6 +537,8 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22", "2026-12-20"]
     entry = (await svc.runtime.audit.recent(action="version_publish"))[0]
     assert entry.after["version"] == "2026-12-20" and entry.after["reason"] == "routine"
+    # In Beijing time, as typed and as the rest of the page shows (it read "… 15:59:00+00:00").
+    assert entry.after["effective_at"] == later.strftime("%Y-%m-%dT%H:%M:00+08:00"), entry.after
     listing = text(await owner.get("/admin/terms"))
     assert "待生效" in listing and "第 4 节：补充一句" in listing
     diff = await owner.get("/admin/terms/diff?old=2022-05-22&new=2026-12-20")
