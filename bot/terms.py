@@ -156,6 +156,11 @@ class Terms:
         pending = await self.pending()
         return pending[0] if pending else None
 
+    async def withdrawn(self) -> list[AgreementVersion]:
+        """The versions withdrawn before they took effect (kept for the record)."""
+        gone = await self._repo.withdrawn()
+        return [v for v in await self._repo.all() if v.version in gone]
+
     async def pending(self) -> list[AgreementVersion]:
         """Every version published but not yet in force, the next first."""
         now = self._clock()

@@ -80,9 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_terms_list(args: argparse.Namespace) -> int:
     async def work(runtime):
-        gone = await runtime.versions.withdrawn()
-        withdrawn = [v for v in await runtime.versions.all() if v.version in gone]
-        return await runtime.terms.versions(), await runtime.terms.current(), await runtime.terms.upcoming(), withdrawn
+        terms = runtime.terms
+        return await terms.versions(), await terms.current(), await terms.upcoming(), await terms.withdrawn()
 
     versions, current, upcoming, withdrawn = with_runtime(args, work)
     rows = []

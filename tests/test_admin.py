@@ -545,6 +545,10 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert diff.code == 200 and "<ins>（补充说明。）</ins>" in text(diff)
     bad = await owner.post("/admin/terms/new", {"toml": "version = ", "reason": "routine", "effective_at": "now", "action": "save"})
     assert bad.code == 422
+    # A withdrawn version stays listed, marked (it vanished from the console; `terms list` kept it).
+    await svc.runtime.terms.withdraw("2026-12-20", reason="与法律修订合并", by="olga")
+    listing = text(await owner.get("/admin/terms"))
+    assert "2026-12-20" in listing and "已撤回" in listing
 
 
 # -- merchants ---------------------------------------------------------------------------

@@ -29,11 +29,12 @@ class TermsHandler(AdminHandler):
     nav = "terms"
 
     async def get(self) -> None:
-        versions = await self.runtime.terms.versions()
-        current = await self.runtime.terms.current()
+        terms = self.runtime.terms
+        withdrawn = await terms.withdrawn()  # listed too, as `terms list` does, marked 已撤回
+        versions = sorted([*await terms.versions(), *withdrawn], key=lambda v: (v.effective_at, v.version), reverse=True)
         drafts = await self.console.open_drafts(self.actor, "version")
-        self.page("terms.html", versions=list(reversed(versions)), current=current, reasons=REASONS,
-                  now=self.runtime.clock(), drafts=drafts)
+        self.page("terms.html", versions=versions, current=await terms.current(), reasons=REASONS,
+                  now=self.runtime.clock(), drafts=drafts, withdrawn={v.version for v in withdrawn})
 
 
 class TermsVersionHandler(AdminHandler):
