@@ -28,6 +28,7 @@ from bot.delivery_worker import DeliveryWorker, WorkerDeps
 from bot.merchants import MerchantAccounts, tell_merchants_through
 from bot.notices import Broadcasts, load_templates
 from bot.preferences import NoticePreferences
+from bot.registration import REGISTRATION
 from bot.conversation import DEFAULT_DEADLINE, Conversation
 from bot.export import Exports
 from bot.router import Router
@@ -189,7 +190,8 @@ class Runtime:
         self.services.mini = self.mini
         self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock)
         self.exports.parts.update(
-            miniprogram_logins=self.mini.export, notice_reads=self.inbox.export, questions=self.qa_log.export
+            miniprogram_logins=self.mini.export, notice_reads=self.inbox.export, questions=self.qa_log.export,
+            dialog_drafts=lambda openid: self.services.dialogs.export(openid, (REGISTRATION.name,)),
         )
 
     async def prepare(self, qa: bool = True) -> None:

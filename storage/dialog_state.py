@@ -90,5 +90,15 @@ class DialogStates:
         except ValueError:
             return None
 
+    async def export(self, openid: str, dialogs: tuple[str, ...]) -> list[dict]:
+        """The user's unfinished dialogs kept as drafts (their answers hold personal
+        data, so the user's export shows them): ``[{"dialog", "step", "answers"}]``."""
+        found = []
+        for dialog in dialogs:
+            draft = await self.load_draft(openid, dialog)
+            if draft and draft.get("answers"):
+                found.append({"dialog": dialog, "step": draft.get("step"), "answers": draft["answers"]})
+        return found
+
     async def clear_draft(self, openid: str, dialog: str) -> None:
         await self._redis.delete(key("draft", dialog, openid))

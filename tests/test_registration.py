@@ -355,6 +355,15 @@ async def test_export_includes_merchant(service):
         "entity_type": "enterprise", "entity_name": "南宁市测试贸易有限公司", "credit_code": CODE,
         "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com", "status": "pending_review",
     }
+    assert (await service.runtime.exports.document("o-exp"))["dialog_drafts"] == []  # registered: no draft left
+
+
+async def test_export_includes_an_unfinished_registration(service):
+    # The draft (kept 7 days) holds names and phone numbers: the user's export shows it.
+    await accepted(service, "o-half-done")
+    await chat(service, "o-half-done", "注册", "企业", "南宁市测试贸易有限公司")
+    [draft] = (await service.runtime.exports.document("o-half-done"))["dialog_drafts"]
+    assert draft["dialog"] == "registration" and draft["answers"]["entity_name"] == "南宁市测试贸易有限公司"
 
 
 # -- admins' CLI ----------------------------------------------------------------------------------------
