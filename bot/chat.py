@@ -336,7 +336,8 @@ async def my_account(chat: Chat) -> Reply:
     merchant = await chat.services.merchants.get(chat.openid)
     if merchant is None:
         return Reply(texts.NOT_REGISTERED)
-    lines = [f"{step.label}：{step.show(value)}" for step, value in _profile_lines(merchant)]
+    # A closed account's fields were erased: listing each as "（未填写）" read as a blank form.
+    lines = [] if merchant.status == "closed" else [f"{step.label}：{step.show(value)}" for step, value in _profile_lines(merchant)]
     reason = None
     if merchant.status == "suspended":
         reason = await _suspension_reason(chat)

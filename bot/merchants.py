@@ -194,9 +194,10 @@ class MerchantAccounts:
             # account suspended while pending review has still to be reviewed.
             before = await self.status_before_suspension(openid)
             if status != before:
+                why = "恢复不能跳过审核。" if before == "pending_review" else "恢复后无需重新审核。"
                 raise AccountRefused(
                     f"该账户暂停前为“{STATUSES[before]}”，恢复后应回到“{STATUSES[before]}”"
-                    f"（{TRANSITIONS[('suspended', before)]}），恢复不能跳过审核。",
+                    f"（{TRANSITIONS[('suspended', before)]}），{why}",
                     code="bad_transition",
                 )
         entry = StatusEntry(status, self._clock(), by, reason)

@@ -344,6 +344,8 @@ async def test_closure_erases_profile_and_keeps_the_ledger(service):
     assert document["merchant"]["status"] == "closed" and document["merchant"]["phone"] is None
     assert document["consents"] and document["merchant"]["status_history"][-1]["status"] == "closed"
     assert await service.wechat.ask("o-bye", "注销账户") == texts.ALREADY_CLOSED
+    overview = await service.wechat.ask("o-bye", "我的账户")
+    assert "状态：已注销" in overview and "未填写" not in overview  # no blank form of erased fields
     # A closed account may register again.
     assert (await service.wechat.ask("o-bye", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
 
@@ -489,8 +491,9 @@ async def test_reinstating_returns_to_the_status_the_suspension_interrupted(serv
     await merchants.set_status("o-unreviewed", "active", "审核通过", by="admin")
     await merchants.set_status("o-unreviewed", "suspended", "违规", by="admin")
     assert [to for to, _ in await merchants.moves(await merchants.get("o-unreviewed"))] == ["active", "closed"]
-    with pytest.raises(AccountRefused):
+    with pytest.raises(AccountRefused) as refused:
         await merchants.set_status("o-unreviewed", "pending_review", "申诉", by="admin")
+    assert "跳过审核" not in refused.value.message  # nothing skips review here (it said so)
     await merchants.set_status("o-unreviewed", "active", "申诉通过", by="admin")
     await service.runtime.worker(concurrency=2).run_until_idle(30)
     told = [m["body"]["text"]["content"] for m in await emulator.messages("o-unreviewed") if m["msgtype"] == "text"]
