@@ -134,7 +134,7 @@ def _from_values(values: Mapping[str, str]) -> Config:
     try:
         port = int(port_text)
     except ValueError:
-        raise ConfigError(f"PORT 必须是 1 到 65535 之间的整数，收到的是 {port_text!r}") from None
+        raise ConfigError(f"PORT 必须是 0 到 65535 之间的整数（0 表示任选一个空闲端口），收到的是 {port_text!r}") from None
     return Config(
         wechat_token=values.get("WECHAT_TOKEN"),
         wechat_appid=values.get("WECHAT_APPID"),
