@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 from bot import amendment_rules, texts
 from bot.agreement import AgreementVersion, load_seed
 from bot.errors import BotError
-from bot.notices import check_text
+from bot.notices import NoticeRefused, check_text
 from bot.serial import one_at_a_time
 from storage.agreements import AgreementVersions, VersionExists
 from storage.locks import UserLocks
@@ -204,7 +204,13 @@ class Terms:
             version = draft.published(reason, published_at, effective_at)
             # Checked before the version is stored: a notice refused afterwards
             # would leave a published amendment that nobody was told about.
-            title, body = check_text(f"《{version.title}》修改通知", texts.amendment_notice(version))
+            try:
+                title, body = check_text(f"《{version.title}》修改通知", texts.amendment_notice(version))
+            except NoticeRefused as exc:  # say which part of the version is too long, not the notice's
+                raise amendment_rules.AmendmentRefused(
+                    "notice", f"协议标题（title）或修改摘要（changes）过长，修改通知无法发出：{exc.message}。"
+                    f"通知标题为“《{version.title}》修改通知”，正文包含每条修改摘要。",
+                ) from None
             try:
                 await self._repo.insert(version)
             except VersionExists:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import io
 import json
@@ -128,6 +130,12 @@ def test_bad_effective_at_and_reason(data_dir, tmp_path):
     draft.write_text(load_seed().to_toml(), encoding="utf-8")
     bad_time = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "next week", "--reason", "legal")
     assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+    long_title = tmp_path / "long.toml"
+    seed = load_seed()
+    long_title.write_text(dataclasses.replace(seed, version="2026-12-30", title="微拓" * 30, changes=("文字修订",)).to_toml(),
+                          encoding="utf-8")
+    refused = cli(data_dir, "terms", "publish", str(long_title), "--effective-at", "now", "--reason", "legal")
+    assert refused.returncode == 2 and "协议标题（title）或修改摘要（changes）过长" in refused.stderr, refused.stderr
     far = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "9999-12-31T23:59:59-12:00", "--reason", "legal")
     assert far.returncode == 2 and "超出范围" in far.stderr and "Traceback" not in far.stderr
     bad_reason = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "whim")
