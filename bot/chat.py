@@ -389,9 +389,7 @@ def _profile_lines(merchant):
 
 
 async def _suspension_reason(chat: Chat) -> str | None:
-    history = await chat.services.merchants.repo.history(chat.openid)
-    suspensions = [entry for entry in history if entry.status == "suspended"]
-    return suspensions[-1].reason if suspensions else None
+    return await chat.services.merchants.suspension_reason(chat.openid)
 
 
 async def _suspended_text(chat: Chat) -> str:

@@ -213,6 +213,11 @@ class MerchantAccounts:
                 log.warning("could not tell %s about the status change: %r", openid, exc)
         return merchant
 
+    async def suspension_reason(self, openid: str) -> str | None:
+        """Why the account was last suspended (what the admin wrote), if it was."""
+        suspensions = [entry for entry in await self.repo.history(openid) if entry.status == "suspended"]
+        return suspensions[-1].reason if suspensions else None
+
     async def status_before_suspension(self, openid: str) -> str:
         """The status a suspended account returns to when reinstated."""
         history = await self.repo.history(openid)

@@ -422,9 +422,13 @@ async def test_registration_changes_follow_the_account_rules(api):
     entity = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_name": "南宁市另一家贸易有限公司"}, token)
     assert (entity.body["outcome"], entity.body["registration"]["status"]) == ("resubmitted", "pending_review")
 
+    assert (await api.call("GET", "/me/registration", token=token)).body["registration"]["suspension_reason"] is None
     await merchants.set_status(mp_openid("alice"), "suspended", "资料待核实", by="admin")
     refused = await api.call("PUT", "/me/registration", ENTERPRISE, token)
     assert (refused.status, refused.error()["code"]) == (409, "account_suspended")
+    # The mini-program can say why (only the inbox notice told it).
+    read = await api.call("GET", "/me/registration", token=token)
+    assert read.body["registration"]["suspension_reason"] == "资料待核实"
 
     # Closing does not lift the suspension: registering again is refused (only
     # an owner reinstates), while an account closed in good standing may return.

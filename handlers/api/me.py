@@ -90,7 +90,8 @@ class RegistrationHandler(ApiHandler):
 
     async def get(self) -> None:
         merchant = await my_account.registration(self.services, self.user.openid)
-        self.write_json({"registration": render.registration(merchant)})
+        reason = await self.services.merchants.suspension_reason(merchant.openid) if merchant.status == "suspended" else None
+        self.write_json({"registration": render.registration(merchant, reason)})
 
     async def put(self) -> None:
         merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body())

@@ -71,11 +71,13 @@ def consent_state(state: ConsentState, upcoming: AgreementVersion | None) -> dic
     }
 
 
-def registration(merchant: Merchant) -> dict:
+def registration(merchant: Merchant, suspension_reason: str | None = None) -> dict:
+    """``suspension_reason``: why a suspended account is suspended (null otherwise)."""
     return {
         **{field: getattr(merchant, field) for field in PROFILE_FIELDS},
         "status": merchant.status,
         "status_label": STATUSES[merchant.status],
+        "suspension_reason": suspension_reason if merchant.status == "suspended" else None,
         "created_at": iso(merchant.created_at),
         "updated_at": iso(merchant.updated_at),
     }

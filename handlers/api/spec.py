@@ -78,7 +78,9 @@ SCHEMAS = {
         entity_type={"enum": ["individual", "enterprise", None]},
         entity_name=NSTR, credit_code=NSTR, contact_name=NSTR, phone=NSTR, email=NSTR,
         status={"enum": list(MERCHANT_STATUSES), "readOnly": True},
-        status_label=STR, created_at=TIME, updated_at=TIME,
+        status_label=STR,
+        suspension_reason={"type": ["string", "null"], "description": "why a suspended account is suspended (GET only)"},
+        created_at=TIME, updated_at=TIME,
     ),
     "RegistrationInput": {
         "type": "object",
