@@ -22,6 +22,7 @@ STORAGE_UNAVAILABLE = "服务暂时不可用，请稍后再试。"
 
 NOT_REGISTERED = "您还没有注册微拓商家账户。"
 ALREADY_CLOSED = "您的微拓商家账户已经注销，无需重复操作；重新提交注册资料即可再次注册。"
+UNDERAGE = "很抱歉，个人注册需要年满 18 周岁。"
 ADULT_REQUIRED = "个人注册需要确认您已年满 18 周岁（adult 为 true）。"
 ADULT_NOT_BOOL = "adult 应为 true（已年满 18 周岁）或 false。"
 NOT_TEXT = "{label}应为文字。"

@@ -92,7 +92,7 @@ def _check_adult(value, existing: Merchant | None, errors: list[Invalid]) -> Non
     if value is True:
         return
     if value is False:
-        errors.append(Invalid(texts.UNDERAGE, "adult"))
+        errors.append(Invalid(api_texts.UNDERAGE, "adult"))  # chat's says 回复“条款”
     else:
         errors.append(Invalid(api_texts.ADULT_REQUIRED, "adult"))
 
