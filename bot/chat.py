@@ -288,9 +288,7 @@ async def register(chat: Chat) -> Reply:
 
 @router.state("registration")
 async def registration_step(chat: Chat):
-    word = router.command_of(chat.message.text)  # 条款 2 and 退订 服务公告 too, not only bare words
-    if word in ("退订", "订阅") and not _names_a_category(chat.message.text):
-        word = None  # "订阅号运营工作室" is a name, not a preference
+    word = _dialog_command(chat.message.text)
     if word in THROUGH_DIALOGS:
         return PASS  # handled as usual; remind_open_dialog adds where the dialog stands
     if word is not None:
@@ -308,7 +306,7 @@ async def remind_open_dialog(chat: Chat, call_next) -> Reply | None:
     """A command answered in the middle of registration says the dialog still waits."""
     reply = await call_next(chat)
     if (reply is None or chat.dialog is None or not chat.dialog.name.startswith(f"{REGISTRATION.name}:")
-            or router.command_of(chat.message.text) not in THROUGH_DIALOGS):
+            or _dialog_command(chat.message.text) not in THROUGH_DIALOGS):
         return reply
     try:  # the command may have ended it (同意 resuming 确认)
         still = await chat.services.dialogs.load(chat.openid)
@@ -415,6 +413,15 @@ async def change_subscription(chat: Chat) -> Reply:
     await chat.services.preferences.set(chat.openid, category, on)
     label = CATEGORIES[category]
     return Reply(texts.opted_in(label) if on else texts.opted_out(label, category in IMPORTANT_BY_DEFAULT))
+
+
+def _dialog_command(text: str) -> str | None:
+    """The command ``text`` is inside a dialog (条款 2 and 退订 服务公告 too, not only bare
+    words); ``None`` for an answer, such as the name 订阅号运营工作室."""
+    word = router.command_of(text)
+    if word in ("退订", "订阅") and not _names_a_category(text):
+        return None
+    return word
 
 
 def _names_a_category(text: str) -> bool:

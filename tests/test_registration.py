@@ -186,6 +186,7 @@ async def test_commands_still_work_inside_the_dialog(service):
     # A name that merely starts like a command is a name.
     named = await service.wechat.ask("o-mid", "订阅号运营工作室")
     assert named.startswith(texts.PROMPT_CREDIT_CODE), named
+    assert texts.dialog_waiting(texts.REGISTRATION_TITLE) not in named  # an answer: no "not finished" note
     assert await service.wechat.ask("o-mid", "上一步")
     # The dialog waits where it was.
     reply = await service.wechat.ask("o-mid", "南宁市测试贸易有限公司")
