@@ -360,7 +360,7 @@ async def close_account(chat: Chat) -> Reply:
 
 @router.state("close_account")
 async def close_account_confirm(chat: Chat):
-    if router.command_of(chat.message.text) in THROUGH_DIALOGS:  # 条款 2 as well as 帮助
+    if _dialog_command(chat.message.text) in THROUGH_DIALOGS:  # 条款 2 as well as 帮助, as in registration
         return PASS
     word = control_word(chat.message.text)
     if word == CANCEL:
