@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import pymongo
@@ -33,7 +34,7 @@ from storage.redis_store import RedisUnavailable
 from storage.locks import UserLocks
 from storage.inbound_gate import InboundGate, Opening
 from storage.reply_cache import Claim
-from wechat.api import WeChatAPIError
+from wechat.api import WeChatAPIError, retrying
 
 log = logging.getLogger(__name__)
 
@@ -187,15 +188,11 @@ class Conversation:
             log.error("cannot send customer-service messages: WECHAT_APPID/WECHAT_SECRET not set")
             return
         for piece in pieces:
-            for attempt in range(SEND_ATTEMPTS):
-                try:
-                    await wechat.message.send_text(openid, piece)
-                    break
-                except WeChatAPIError as exc:
-                    if not exc.retryable or attempt + 1 == SEND_ATTEMPTS:
-                        log.error("customer-service message to %s failed: %s", openid, exc)
-                        return
-                    await asyncio.sleep(SEND_BACKOFF * 2**attempt)
+            try:
+                await retrying(functools.partial(wechat.message.send_text, openid, piece), SEND_ATTEMPTS, SEND_BACKOFF)
+            except WeChatAPIError as exc:
+                log.error("customer-service message to %s failed: %s", openid, exc)
+                return
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

@@ -53,7 +53,7 @@ from storage.preferences import Preferences
 from storage.rate_limit import SharedRateLimit
 from storage.redis_store import RedisUnavailable
 from storage.work_queue import RECLAIM_IDLE_MS, WorkQueue
-from wechat.api import WeChatAPI, WeChatAPIError
+from wechat.api import WeChatAPI, WeChatAPIError, retrying
 
 log = logging.getLogger(__name__)
 
@@ -352,16 +352,12 @@ class DeliveryWorker:
         if len(targets) <= 1:
             return
         await deps.journal.attempt(notice.id, targets)
+        async def send() -> None:  # each try pays its turn in the shared rate
+            await deps.limiter.acquire()
+            await deps.wechat.message.send_mass_text(targets, notice_text(notice), is_to_all=False)
+
         try:
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                try:
-                    await deps.limiter.acquire()
-                    await deps.wechat.message.send_mass_text(targets, notice_text(notice), is_to_all=False)
-                    break
-                except WeChatAPIError as exc:
-                    if not exc.retryable or attempt == MAX_ATTEMPTS:
-                        raise
-                    await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
+            await retrying(send, MAX_ATTEMPTS, BACKOFF)
             outcome = {"status": "sent", "channel": "mass"}
         except WeChatAPIError as exc:
             outcome = _failure(exc, "mass")

@@ -38,6 +38,20 @@ class WeChatAPIError(Exception):
         return self.code in RETRYABLE
 
 
+async def retrying(call: Callable[[], Awaitable[Any]], attempts: int, backoff: float) -> Any:
+    """``await call()``, again after ``backoff``, 2 × ``backoff`` … seconds while it
+    fails with a :attr:`~WeChatAPIError.retryable` error, at most ``attempts``
+    times; the last error is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except WeChatAPIError as exc:
+            if not exc.retryable or attempt == attempts:
+                raise
+            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class _AsyncDomain:
     """One wechatpy API domain whose methods return awaitables."""
 
