@@ -202,6 +202,7 @@ async def test_45015_is_recorded_as_outside_the_window(svc, emulator):
 async def test_mass_send_on_request(svc, emulator):
     openids = [f"o-m{i}" for i in range(5)]
     await svc.runtime.preferences.set("o-m0", "other", False)
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/mass/send", "errcode": -1})  # retried
     notice = await send(svc, category="other", channel="mass", audience={"type": "openids", "openids": openids})
     await run_worker(svc)
     sent = await emulator.messages()
