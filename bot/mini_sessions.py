@@ -11,9 +11,12 @@ the chat. Otherwise the subject is the mini-program openid.
 
 The official account learns a follower's unionid from ``user/info`` when they
 follow (:meth:`MiniSessions.learn_follower`). A mini-program user who came
-first then becomes the follower at their next login, provided nothing is kept
-under their mini-program openid yet; records are never moved from one openid
-to another (the ledger records the unionid, so the two can still be joined).
+first then becomes the follower: their sessions act as the follower from the
+next request on, and what they did before (consent, registration,
+preferences, notices, questions) moves to the follower's openid
+(:mod:`storage.openid_moves`), so chat sees it. Only when both openids already
+hold choices of their own (each accepted or registered separately) do the two
+stay apart, logged, since neither can be taken over the other.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ import datetime as dt
 import logging
 import secrets
 import time
-from typing import Awaitable, Callable
+from typing import Callable
 
 from bot import api_texts
 from bot.errors import BotError
+from bot.serial import one_at_a_time
 from storage.api_sessions import ApiSessions, RequestCounters
 from storage.followers import Followers
 from storage.identities import Identities, MiniProgramUser
+from storage.locks import UserLocks
+from storage.openid_moves import OpenidMoves
 from wechat.api import WeChatAPIError
 
 log = logging.getLogger(__name__)
@@ -118,7 +124,8 @@ class MiniSessions:
         ttl: int = SESSION_TTL,
         limits: Limits = Limits(),
         official=None,  # wechat.api.WeChatAPI | None: the official account's client
-        holds_data: Callable[[str], Awaitable[bool]] | None = None,
+        records: OpenidMoves | None = None,
+        locks: UserLocks | None = None,
     ) -> None:
         self.wechat = wechat
         self.sessions = sessions
@@ -128,7 +135,8 @@ class MiniSessions:
         self.ttl = ttl
         self.limits = limits
         self.official = official
-        self._holds_data = holds_data
+        self._records = records
+        self._locks = locks
         self._clock = clock
 
     async def login(self, code: str) -> Login:
@@ -167,6 +175,13 @@ class MiniSessions:
             assert known is not None
         else:
             await self.identities.logged_in(mp_openid, unionid, now)
+            unionid = unionid or known.unionid
+            if known.subject == mp_openid and unionid:
+                # A follower learnt since (or a move cut short): join them now.
+                follower = await self.followers.with_unionid(unionid)
+                if follower is not None:
+                    await self.link_follower(follower.openid, unionid)
+                    known = await self.identities.get(mp_openid) or known
         return ApiUser(known.subject, mp_openid, unionid or known.unionid)
 
     async def authenticate(self, token: str | None) -> ApiUser:
@@ -197,16 +212,31 @@ class MiniSessions:
 
     async def link_follower(self, follower_openid: str, unionid: str) -> None:
         """Record that the follower ``follower_openid`` has ``unionid``: mini-program
-        users with it act as that follower from their next login, unless records
-        are already kept under their own mini-program openid."""
+        users with it become that follower, their records moved to the
+        follower's openid; not when both hold choices of their own.
+
+        The caller holds the follower's lock or none (chat's follow holds it);
+        the mini-program user's is taken here, as the API's writes take it.
+        """
         await self.followers.set_unionid(follower_openid, unionid)
         for user in await self.identities.with_unionid(unionid):
             if user.subject != user.openid:
-                continue  # already someone's: never moved
-            if self._holds_data is not None and await self._holds_data(user.openid):
-                log.warning("mini-program user %s has records of their own; not linked to %s", user.openid, follower_openid)
-                continue
-            await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
+                continue  # already someone's
+            if self._records is not None and user.joining != follower_openid:
+                if await self._records.holds_records(user.openid):
+                    if await self._records.holds_records(follower_openid):
+                        log.warning("mini-program user %s and follower %s both hold records; kept apart",
+                                    user.openid, follower_openid)
+                        continue
+                    await self.identities.start_joining(user.openid, follower_openid)
+                    user = dataclasses.replace(user, joining=follower_openid)
+            if user.joining == follower_openid and self._records is not None:
+                async with one_at_a_time(self._locks, user.openid):
+                    moved = await self._records.move(user.openid, follower_openid, self._clock())
+                    await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
+                log.info("mini-program user %s joined follower %s: %s", user.openid, follower_openid, moved)
+            else:
+                await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
 
     async def learn_follower(self, follower_openid: str) -> None:
         """Ask ``user/info`` for a new follower's unionid and link it; best effort,

@@ -120,11 +120,6 @@ async def registration(services: Services, openid: str) -> Merchant:
     return merchant
 
 
-async def holds_records(services: Services, openid: str) -> bool:
-    """Whether anything of the user's is kept under ``openid`` (consent or a merchant record)."""
-    return await services.consents.ledger.latest(openid) is not None or await services.merchants.get(openid) is not None
-
-
 async def close(services: Services, openid: str, via: str = "小程序") -> Merchant:
     """Close the account as chat's 注销账户 does: personal fields erased, ledger kept."""
     async with one_at_a_time(services.locks, openid):

@@ -49,6 +49,7 @@ from storage.identities import Identities
 from storage.notice_reads import NoticeReads
 from storage.audit_log import AuditLog
 from storage.consent_view import ConsentView
+from storage.openid_moves import OpenidMoves
 from storage.consents import ConsentLedger
 from storage.deliveries import Deliveries
 from storage.delivery_journal import DeliveryJournal
@@ -185,7 +186,7 @@ class Runtime:
         self.mini = MiniSessions(
             self.miniprogram, ApiSessions(self.redis), Identities(self.db), self.followers,
             RequestCounters(self.redis), clock,
-            official=self.wechat, holds_data=lambda openid: my_account.holds_records(self.services, openid),
+            official=self.wechat, records=OpenidMoves(self.db, self.consent_view), locks=self.locks,
         )
         self.services.mini = self.mini
         self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock)

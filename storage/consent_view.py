@@ -80,6 +80,24 @@ class ConsentView:
             await _set_if_greater(self._views, _VIEW, "through_ms", epoch_ms(now))
             return replayed
 
+    async def refresh(self, openids: list[str]) -> None:
+        """Rebuild these users' documents from the ledger as it is now (after
+        records moved from one openid to another, which a replay by time
+        would not see)."""
+        for openid in openids:
+            docs = await self._ledger.find({"openid": openid}, {"openid": 1, "version": 1, "at": 1, "action": 1}) \
+                .sort("at", -1).limit(1).to_list(1)
+            if not docs:
+                await self._coll.delete_one({"_id": openid})
+                continue
+            doc = docs[0]
+            await self._coll.replace_one(
+                {"_id": openid},
+                {"openid": openid, "version": doc["version"], "action": doc["action"],
+                 "at_ms": epoch_ms(doc["at"]), "record": doc["_id"]},
+                upsert=True,
+            )
+
     async def accepted(self, version: str) -> set[str]:
         """Users whose latest choice is acceptance of ``version``."""
         docs = await read_all(self._coll, {"version": version, "action": "accept"}, {"openid": 1}, "openid")

@@ -1,6 +1,8 @@
 """The consent ledger: append-only records of accept, decline and withdraw.
 
-There is deliberately no update or delete here: the ledger is evidence. A
+There is deliberately no update or delete here: the ledger is evidence. (The
+one change it takes is elsewhere, in :mod:`storage.openid_moves`: a person's
+records re-keyed to their follower openid, each keeping where it came from.) A
 record bound to a message (a chat reply, an API request id) takes
 ``<channel>:<message id>`` as its ``_id``, so a retry of the same message
 cannot add a second record.

@@ -24,6 +24,8 @@ class MiniProgramUser:
     unionid: str | None
     first_login_at: dt.datetime | None
     last_login_at: dt.datetime | None
+    #: The follower this user's records are being moved to (a move cut short is resumed).
+    joining: str | None = None
 
     def to_export(self) -> dict:
         return {
@@ -61,9 +63,18 @@ class Identities:
         return [_user(d) for d in docs]
 
     async def repoint(self, openid: str, subject: str, expected: str) -> bool:
-        """Make ``subject`` the person behind ``openid`` if it is still ``expected``."""
-        result = await self._coll.update_one({"_id": openid, "subject": expected}, {"$set": {"subject": subject}})
+        """Make ``subject`` the person behind ``openid`` if it is still ``expected``
+        (and end a move of its records: :meth:`start_joining`)."""
+        result = await self._coll.update_one(
+            {"_id": openid, "subject": expected}, {"$set": {"subject": subject}, "$unset": {"joining": ""}}
+        )
         return result.matched_count == 1
+
+    async def start_joining(self, openid: str, follower: str) -> None:
+        """Note that ``openid``'s records are about to move to ``follower``, so
+        that a move cut short is finished rather than refused (the follower then
+        holds records of its own: the part already moved)."""
+        await self._coll.update_one({"_id": openid, "subject": openid}, {"$set": {"joining": follower}})
 
     async def create(self, openid: str, subject: str, unionid: str | None, at: dt.datetime) -> bool:
         """Insert a first login; ``False`` if another request inserted it first."""
@@ -94,4 +105,5 @@ def _user(doc: dict) -> MiniProgramUser:
         unionid=doc.get("unionid"),
         first_login_at=as_datetime(doc.get("first_login_at")),
         last_login_at=as_datetime(doc.get("last_login_at")),
+        joining=doc.get("joining"),
     )

@@ -647,14 +647,16 @@ async def test_login_rate_limit_per_address(api):
     assert statuses == [200, 200, 429]
 
 
-async def _follows(api, follower: str, user: str) -> None:
-    """``follower`` follows the official account; WeChat's user/info knows their unionid."""
+async def _follows(api, follower: str, user: str) -> str:
+    """``follower`` follows the official account; WeChat's user/info knows their
+    unionid. Returns the welcome."""
     await AsyncHTTPClient().fetch(
         api.emulator.base + "/_emulator/users", method="POST",
         body=json.dumps({"openid": follower, "unionid": EmulatorState.unionid_for_user(user)}),
     )
     response = await api.svc.wechat.post(event_xml(follower, "subscribe"))
     assert response.code == 200
+    return api.svc.wechat.reply(response)["Content"]
 
 
 async def test_following_learns_the_unionid_from_user_info(api):
@@ -678,13 +680,89 @@ async def test_a_mini_program_user_who_came_first_becomes_the_follower(api):
     assert await api.svc.runtime.ledger.history(mp_openid("leo")) == []
 
 
-async def test_records_under_the_mini_program_openid_are_never_moved(api):
-    token, _user = await api.login("mia")
+async def _registered_in_the_mini_program(api, user: str) -> str:
+    """``user`` accepts, registers, opts out of service notices, gets a
+    security notice in the inbox and reads it, and asks a question: all under
+    their mini-program openid, before following. Returns their token."""
+    runtime = api.svc.runtime
+    token, _user = await api.login(user)
     await api.accepted(token)
-    await _follows(api, "oa-mia", "mia")
+    assert (await api.call("PUT", "/me/registration", ENTERPRISE, token)).status in (200, 201)
+    assert (await api.call("PUT", "/me/preferences", {"preferences": {"service": False}}, token)).status == 200
+    notice = await runtime.broadcasts.send(
+        category="security", title="安全提醒", body="请勿泄露验证码。",
+        audience={"type": "openids", "openids": [mp_openid(user)]}, by="t",
+    )
+    await runtime.worker(concurrency=2).run_until_idle(30)
+    assert (await api.call("POST", f"/me/notices/{notice}/read", token=token)).status == 200
+    assert (await api.call("GET", "/qa?q=" + "我上传的图片版权归谁", token=token)).status == 200
+    await runtime.qa_log.flush()
+    return token
+
+
+async def test_a_mini_program_user_who_registered_first_joins_the_follower_with_their_records(api):
+    runtime = api.svc.runtime
+    token = await _registered_in_the_mini_program(api, "mia")
+    mp = mp_openid("mia")
+
+    welcome = await _follows(api, "oa-mia", "mia")
+    # One person: chat sees the consent and the registration made in the mini-program.
+    assert "您已同意当前版本" in welcome
+    assert "南宁市测试贸易有限公司" in await api.svc.wechat.ask("oa-mia", "我的账户")
+    settings = await api.svc.wechat.ask("oa-mia", "通知设置")
+    assert [line for line in settings.splitlines() if "服务公告" in line][0].endswith("已退订"), settings
+    # The ledger's record moved with the openid it was given under kept beside it.
+    [record] = await runtime.ledger.history("oa-mia")
+    assert (record.action, record.channel) == ("accept", "miniprogram")
+    raw = await runtime.db["consents"].find_one({"openid": "oa-mia"})
+    assert raw["moved_from"] == mp and raw["unionid"] == EmulatorState.unionid_for_user("mia")
+    assert await runtime.ledger.history(mp) == [] and await runtime.merchants.get(mp) is None
+    assert await runtime.consent_view.accepted("2022-05-22") == {"oa-mia"}
+
+    # The same session now acts as the follower, with everything it had.
     me = await api.call("GET", "/me", token=token)
-    assert me.body["linked_official_account"] is False and me.body["consent"]["status"] == "accepted"
-    assert (await api.svc.runtime.consents.state("oa-mia")).status == "none"
+    assert me.body["linked_official_account"] is True and me.body["consent"]["status"] == "accepted"
+    assert me.body["unread_notices"] == 0
+    [notice] = (await api.call("GET", "/me/notices", token=token)).body["notices"]
+    assert notice["read"] is True and notice["title"] == "安全提醒"
+    registration = await api.call("GET", "/me/registration", token=token)
+    assert registration.body["registration"]["entity_name"] == "南宁市测试贸易有限公司"
+    document = (await api.call("GET", "/me/export", token=token)).body
+    assert document["openid"] == "oa-mia" and [c["action"] for c in document["consents"]] == ["accept"]
+    assert [q["question"] for q in document["questions"]] == ["我上传的图片版权归谁"]
+    assert [login["miniprogram_openid"] for login in document["miniprogram_logins"]] == [mp]
+
+
+async def test_a_follower_and_a_mini_program_user_who_each_accepted_stay_apart(api):
+    runtime = api.svc.runtime
+    # Followed before the unionid was asked for, and accepted in chat.
+    await runtime.followers.subscribed("oa-nora", runtime.clock())
+    await api.svc.wechat.ask("oa-nora", "同意")
+    token = await _registered_in_the_mini_program(api, "nora")
+    await runtime.mini.link_follower("oa-nora", EmulatorState.unionid_for_user("nora"))  # as the backfill does
+    me = await api.call("GET", "/me", token=token)
+    assert me.body["linked_official_account"] is False
+    assert (await runtime.merchants.get(mp_openid("nora"))) is not None
+    assert [r.channel for r in await runtime.ledger.history("oa-nora")] == ["official_account"]
+    assert [r.channel for r in await runtime.ledger.history(mp_openid("nora"))] == ["miniprogram"]
+
+
+async def test_a_move_cut_short_is_finished_at_the_next_login(api):
+    runtime = api.svc.runtime
+    await _registered_in_the_mini_program(api, "otto")
+    mp = mp_openid("otto")
+    await runtime.followers.subscribed("oa-otto", runtime.clock())
+    await runtime.followers.set_unionid("oa-otto", EmulatorState.unionid_for_user("otto"))
+    # Where a move stops when MongoDB goes away after the ledger: the follower
+    # now holds a consent, the merchant record is still under the old openid.
+    await runtime.mini.identities.start_joining(mp, "oa-otto")
+    await runtime.db["consents"].update_many({"openid": mp}, {"$set": {"openid": "oa-otto", "moved_from": mp}})
+
+    _token, user = await api.login("otto")
+    assert user["linked_official_account"] is True
+    assert (await runtime.merchants.get("oa-otto")).entity_name == "南宁市测试贸易有限公司"
+    assert await runtime.merchants.get(mp) is None
+    assert (await runtime.mini.identities.get(mp)).joining is None
 
 
 async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api, backing):

@@ -1,0 +1,96 @@
+"""Moving a person's records from one openid to another.
+
+A mini-program user who accepted the agreement or registered before following
+the official account has records under their mini-program openid. Once their
+follower is known by the same unionid the two are one person, and the records
+move to the follower's openid, the key chat and notices use
+(:meth:`bot.mini_sessions.MiniSessions.link_follower` decides when).
+
+Every collection keyed by openid is listed here, in one place. Each step moves
+whatever is still under the old openid, so a move cut short (a crash, MongoDB
+gone) is finished by running it again. The consent ledger's records move too,
+the one change the ledger ever takes: each keeps its time, version, text hash,
+channel, message id and unionid, and gains ``moved_from``, the openid it was
+recorded under. Logs of what happened to the old openid (admin audit entries)
+stay as they were written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from storage.consent_view import ConsentView
+
+#: Collections whose documents carry the person in ``openid`` under an ``_id``
+#: of their own: their documents are updated in place.
+_UPDATED_IN_PLACE = ("qa_log", "merchant_status_history")
+
+#: Collections whose ``_id`` is ``<notice id>:<openid>`` (one per notice and
+#: person): their documents are inserted anew and the old ones deleted. A
+#: delivery still to be sent stays where it is: the worker finishes it by that
+#: ``_id`` (it then stays the old openid's).
+_KEYED_BY_NOTICE = {"deliveries": {"status": {"$in": ["sent", "failed", "skipped"]}}, "notice_reads": {}}
+
+
+class OpenidMoves:
+    """Finds and moves everything kept under one openid."""
+
+    def __init__(self, db: AsyncDatabase, view: ConsentView) -> None:
+        self._db = db
+        self._view = view
+
+    async def holds_records(self, openid: str) -> bool:
+        """Whether the person's own choices are kept under ``openid``: consent,
+        a merchant record or notice preferences (logs alone do not count)."""
+        for name in ("consents", "merchants", "preferences"):
+            if await self._db[name].find_one({"openid": openid}, {"_id": 1}) is not None:
+                return True
+        return False
+
+    async def move(self, old: str, new: str, at: dt.datetime) -> dict[str, int]:
+        """Move every record of ``old`` to ``new``; how many moved, by collection.
+
+        ``new`` is expected to hold no consent, merchant record or preferences
+        of its own (:meth:`holds_records`); notices that reached both openids
+        are kept once, under ``new``.
+        """
+        moved: dict[str, int] = {}
+        ledger = await self._db["consents"].update_many(
+            {"openid": old}, {"$set": {"openid": new, "moved_from": old, "moved_at": at}}
+        )
+        moved["consents"] = ledger.modified_count
+        await self._view.refresh([old, new])
+        # Merchants: one per openid (a unique index); the latest change names it too.
+        merchant = await self._db["merchants"].update_one(
+            {"openid": old}, {"$set": {"openid": new, "last_change.openid": new}}
+        )
+        moved["merchants"] = merchant.modified_count
+        preferences = self._db["preferences"]
+        if await preferences.find_one({"openid": new}, {"_id": 1}) is None:
+            moved["preferences"] = (await preferences.update_one({"openid": old}, {"$set": {"openid": new}})).modified_count
+        else:  # chosen again under the new openid since: that choice is the newer one
+            moved["preferences"] = 0
+            await preferences.delete_one({"openid": old})
+        for name in _UPDATED_IN_PLACE:
+            moved[name] = (await self._db[name].update_many({"openid": old}, {"$set": {"openid": new}})).modified_count
+        for name, only in _KEYED_BY_NOTICE.items():
+            moved[name] = await _rekey(self._db[name], old, new, only)
+        return moved
+
+
+async def _rekey(coll: AsyncCollection, old: str, new: str, only: dict) -> int:
+    """Re-insert ``old``'s documents under ``new``'s ``<notice>:<openid>`` ids."""
+    moved = 0
+    for doc in await coll.find({"openid": old, **only}).to_list(None):
+        copy = {**doc, "_id": f"{doc['notice_id']}:{new}", "openid": new}
+        try:
+            await coll.insert_one(copy)
+            moved += 1
+        except DuplicateKeyError:
+            pass  # moved before this run was cut short, or the notice reached both
+        await coll.delete_one({"_id": doc["_id"]})
+    return moved
