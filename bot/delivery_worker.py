@@ -205,20 +205,22 @@ class DeliveryWorker:
         followers = await deps.followers.many(todo)
         seen = await deps.activity.last_seen_many(todo)
         opted_out = await deps.preferences.opted_out_many(todo)
-        if notice.channel == "mass":
-            await self._mass(batch, notice, todo, followers, opted_out)
-        else:
-            for start in range(0, len(todo), self.window):
-                current = await self._current(notice.id)
-                if current.status == "cancelled":
-                    batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
-                    break
-                if current.status != "sending":  # paused: the rest waits as pending
-                    await deps.journal.release(notice.id, todo[start:], batch.token)
-                    break
-                window = todo[start : start + self.window]
+        # A mass send is one call for the whole batch: paused or cancelled is checked once, before it.
+        step = len(todo) if notice.channel == "mass" else self.window
+        for start in range(0, len(todo), step):
+            current = await self._current(notice.id)
+            if current.status == "cancelled":
+                batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
+                break
+            if current.status != "sending":  # paused: the rest waits as pending
+                await deps.journal.release(notice.id, todo[start:], batch.token)
+                break
+            window = todo[start : start + step]
+            if notice.channel == "mass":
+                await self._mass(batch, current, window, followers, opted_out)
+            else:
                 batch.outcomes.update(await self._deliver(batch, current, window, followers, seen, opted_out))
-                await batch.flush(every=FLUSH_EVERY)
+            await batch.flush(every=FLUSH_EVERY)
         await batch.flush()
 
     async def _claim(self, batch: "_Batch", openids: list[str]) -> tuple[list[str], bool]:
@@ -290,7 +292,8 @@ class DeliveryWorker:
             last = max(filter(None, (follower.last_interaction_at if follower else None, seen.get(openid))), default=None)
             channel = choose_channel(notice.category, deps.templates, last, now)
             if channel is None:
-                outcomes[openid] = {"status": "skipped", "reason": "outside_48h"}
+                # Never seen following (a mini-program user only): no window to be outside of.
+                outcomes[openid] = {"status": "skipped", "reason": "outside_48h" if follower or last else "no_channel"}
             elif deps.wechat is None:
                 outcomes[openid] = {"status": "failed", "channel": channel, "reason": "wechat_not_configured"}
             else:
@@ -342,7 +345,12 @@ class DeliveryWorker:
         deps = self.deps
         targets = []
         for openid in openids:
-            excluded = _excluded(notice, followers.get(openid), opted_out.get(openid, set()))
+            follower = followers.get(openid)
+            excluded = _excluded(notice, follower, opted_out.get(openid, set()))
+            if excluded is None and follower is None:
+                # Not known to follow: a mass send reaches followers only, and
+                # WeChat says nothing per openid, so "sent" would be a guess.
+                excluded = {"status": "skipped", "reason": "no_channel"}
             if excluded is not None:
                 batch.outcomes[openid] = excluded
             else:

@@ -440,7 +440,7 @@ def _in_inbox(delivery: Delivery) -> bool:
 
 #: Why a recipient was skipped, for admins.
 SKIP_REASONS = {"opted_out": "用户已退订该类通知", "unsubscribed": "已取消关注", "outside_48h": "超出 48 小时客服消息窗口",
-                "cancelled": "发送已取消", "no_channel": "没有可用的发送渠道"}
+                "cancelled": "发送已取消", "no_channel": "没有可用的发送渠道（未见其关注公众号）"}
 #: WeChat error codes seen when sending, and what they mean for an admin.
 WECHAT_ERRORS = {
     "-1": "微信系统繁忙", "40001": "access_token 无效", "40003": "openid 无效", "43004": "用户未关注公众号",

@@ -527,7 +527,7 @@ async def test_a_mini_program_only_user_finds_the_amendment_notice_in_the_inbox(
         amended("2026-12-31"), reason="routine", effective_at=runtime.clock() + dt.timedelta(days=8), by="test")
     await runtime.worker(concurrency=2).run_until_idle(30)
     progress = await runtime.broadcasts.progress(notice_id)
-    assert progress.skipped_by_reason == {"outside_48h": 1}
+    assert progress.skipped_by_reason == {"no_channel": 1}
     inbox = await api.call("GET", "/me/notices", token=token)
     assert [n["id"] for n in inbox.body["notices"]] == [notice_id] and inbox.body["unread"] == 1
     # What the user opted out of stays out.

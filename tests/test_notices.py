@@ -201,14 +201,39 @@ async def test_45015_is_recorded_as_outside_the_window(svc, emulator):
 
 async def test_mass_send_on_request(svc, emulator):
     openids = [f"o-m{i}" for i in range(5)]
+    await active_users(svc, *openids)
     await svc.runtime.preferences.set("o-m0", "other", False)
     await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/mass/send", "errcode": -1})  # retried
-    notice = await send(svc, category="other", channel="mass", audience={"type": "openids", "openids": openids})
+    # o-stranger was never seen following: a mass send reaches followers only,
+    # and WeChat would not say it did not reach them.
+    notice = await send(svc, category="other", channel="mass", audience={"type": "openids", "openids": [*openids, "o-stranger"]})
     await run_worker(svc)
     sent = await emulator.messages()
     assert sorted(m["touser"] for m in sent if m["kind"] == "mass") == openids[1:]
     progress = await svc.runtime.broadcasts.progress(notice)
-    assert (progress.sent, progress.skipped, progress.total) == (4, 1, 5)
+    assert (progress.sent, progress.skipped, progress.total) == (4, 2, 6)
+    assert progress.skipped_by_reason == {"opted_out": 1, "no_channel": 1}
+
+
+async def test_a_paused_mass_send_waits_and_a_cancelled_one_is_not_sent(svc, emulator):
+    # Each mass send is one entry of the work stream: paused before a worker
+    # takes it, it used to go out all the same.
+    openids = [f"o-p{i}" for i in range(3)]
+    await active_users(svc, *openids)
+    broadcasts = svc.runtime.broadcasts
+    paused = await send(svc, category="other", channel="mass", audience={"type": "openids", "openids": openids})
+    await broadcasts.pause(paused)
+    cancelled = await send(svc, category="other", title="取消的通知", channel="mass", audience={"type": "openids", "openids": openids})
+    await broadcasts.cancel(cancelled)
+    await run_worker(svc, timeout=5)
+    assert [m for m in await emulator.messages() if m["kind"] == "mass"] == []
+    assert set((await deliveries(svc, paused)).values()) == {"pending"}
+    assert (await broadcasts.progress(cancelled)).skipped_by_reason == {"cancelled": 3}
+
+    await broadcasts.resume(paused)
+    await run_worker(svc)
+    assert sorted(m["touser"] for m in await emulator.messages() if m["kind"] == "mass") == openids
+    assert (await broadcasts.progress(paused)).sent == 3
 
 
 # -- retries and permanent errors ----------------------------------------------------------------------
@@ -301,7 +326,8 @@ async def test_wechats_own_reports_do_not_open_the_48_hour_window(svc):
     await svc.wechat.post(event_xml("o-talked", "CLICK", "HELP"))  # a click menu tap does open it
     await run_worker(svc)
     assert await deliveries(svc, notice) == {"o-quiet": "skipped", "o-talked": "sent"}
-    assert (await svc.runtime.broadcasts.progress(notice)).skipped_by_reason == {"outside_48h": 1}
+    # Never seen following at all: no window to be outside of.
+    assert (await svc.runtime.broadcasts.progress(notice)).skipped_by_reason == {"no_channel": 1}
 
 
 # -- pause, resume, cancel, progress -------------------------------------------------------------------
@@ -663,7 +689,7 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     shown = cli("notice", "status", skipped.stdout.strip())
     assert shown.returncode == 0, shown.stderr
     shown = shown.stdout
-    assert "用户已退订该类通知（opted_out） 1" in shown and "超出 48 小时客服消息窗口（outside_48h） 1" in shown
+    assert "用户已退订该类通知（opted_out） 1" in shown and "（no_channel） 1" in shown and "未见其关注公众号" in shown
 
 
 async def test_a_send_in_flight_when_cancelled_ends_sent_without_the_cancel_reason(svc):
