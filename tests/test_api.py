@@ -578,6 +578,14 @@ async def test_qa_answers_with_clause_references_or_abstains(api):
 
     off_topic = await api.call("GET", "/qa?q=" + "明天南宁会下雨吗", token=token)
     assert off_topic.status == 200 and off_topic.body["kind"] == "abstain"
+    # The mini-program's wording: chat's commands (回复“条款 4”) mean nothing there.
+    for question, kind in (("我上传的图片版权归谁？", "answer"), ("我上传的商品图片会被拿去做广告吗", None),
+                           ("明天南宁会下雨吗", "abstain"), ("你好", "smalltalk"), ("嗯", None)):
+        reply = await api.call("GET", "/qa?q=" + question, token=token)
+        assert kind is None or reply.body["kind"] == kind
+        assert "回复" not in reply.body["text"] and "条款 " not in reply.body["text"], reply.body
+    chat = await api.svc.wechat.ask("o-qa-chat", "我上传的图片版权归谁？")
+    assert "回复“条款 4”" in chat  # chat keeps them
 
     for query in ("", "?q=", "?q=%20%20", "?q=" + "问" * 201):
         reply = await api.call("GET", "/qa" + query, token=token)

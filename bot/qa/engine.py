@@ -29,9 +29,10 @@ MEMO_SIZE = 4096
 @dataclasses.dataclass(frozen=True)
 class Answer:
     kind: str  # "answer" | "abstain" | "smalltalk"
-    text: str  # the reply, at most 600 characters
+    text: str  # the reply in chat, at most 600 characters
     refs: tuple[str, ...]  # clauses quoted ("4.2",); for abstain, the nearest sections ("4", "前言")
     score: float  # best score (0 for smalltalk)
+    app_text: str  # the same for the mini-program: no chat commands in it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,10 +106,11 @@ class QA:
     def _answer(self, question: str) -> Answer:
         group = self.analyzer.smalltalk_group(question)
         if group is not None:
-            return Answer(SMALLTALK, qa_texts.SMALLTALK[group], (), 0.0)
+            return Answer(SMALLTALK, qa_texts.SMALLTALK[group], (), 0.0, qa_texts.APP_SMALLTALK[group])
         groups = self.analyzer.groups(question)
         if not groups:
-            return Answer(ABSTAIN, qa_texts.vague(self.version.title), (), 0.0)
+            title = self.version.title
+            return Answer(ABSTAIN, qa_texts.vague(title), (), 0.0, qa_texts.vague(title, chat=False))
         scores, best, confident = self.judge(groups)
         if not confident:
             return self._abstain(scores, scores[best])
@@ -118,7 +120,8 @@ class QA:
             unit.text, unit.sentences, self._sentence_terms[best], {t for terms, _ in groups for t in terms},
             self.index.term_weight, self.settings.max_quote_chars, self.settings.whole_clause_chars,
         )
-        return Answer(ANSWER, _fit(qa_texts.answer(name, quoted, unit.section)), (unit.ref,), scores[best])
+        return Answer(ANSWER, _fit(qa_texts.answer(name, quoted, unit.section)), (unit.ref,), scores[best],
+                      _fit(qa_texts.answer(name, quoted, unit.section, chat=False)))
 
     def judge(self, groups, exclude_doc: int | None = None) -> tuple[list[float], int, bool]:
         """Every clause's score, the best clause, and whether to answer with it.
@@ -152,9 +155,10 @@ class QA:
             if value > 0:
                 by_section[unit.section] = max(by_section.get(unit.section, 0.0), value)
         nearest = sorted(by_section, key=lambda s: (-by_section[s], s))[: self.settings.nearest_sections]
-        text = qa_texts.abstain(self.version.title, [(s, self._section_titles[s]) for s in nearest])
+        titled = [(s, self._section_titles[s]) for s in nearest]
+        text = qa_texts.abstain(self.version.title, titled)
         refs = tuple(PREAMBLE if s == 0 else str(s) for s in nearest)
-        return Answer(ABSTAIN, _fit(text), refs, score)
+        return Answer(ABSTAIN, _fit(text), refs, score, _fit(qa_texts.abstain(self.version.title, titled, chat=False)))
 
 
 def _fit(text: str) -> str:

@@ -25,7 +25,7 @@ class QAHandler(ApiHandler):
             {
                 "question": question,
                 "kind": answer.kind,
-                "text": answer.text,
+                "text": answer.app_text,
                 "refs": list(answer.refs),
                 "references": [_reference(version, ref) for ref in answer.refs],
                 "version": version.version,

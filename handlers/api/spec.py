@@ -260,7 +260,9 @@ PATHS = {
         "get": _op(
             "Ask a question about the agreement",
             _json(_obj(
-                question=STR, kind={"enum": ["answer", "abstain", "smalltalk"]}, text=STR, refs=STRS,
+                question=STR, kind={"enum": ["answer", "abstain", "smalltalk"]},
+                text={**STR, "description": "the quoted clause (or the abstention with the nearest sections), "
+                      "worded for the mini-program: no chat commands"}, refs=STRS,
                 references={"type": "array", "items": _obj(
                     ref=STR, kind={"enum": ["clause", "section", "preamble"]},
                     section={"type": ["integer", "null"]}, section_title=NSTR,
