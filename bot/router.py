@@ -79,6 +79,10 @@ class Router:
         """Handle clicks on custom-menu buttons by their ``key``."""
         return self._register(self._menu, keys)
 
+    def menu_keys(self) -> frozenset[str]:
+        """The click keys that have a handler (others get the generic click handler)."""
+        return frozenset(self._menu)
+
     def state(self, *names: str) -> Callable[[Handler], Handler]:
         """Handle messages of users in a dialog state (``"registration"`` matches
         ``"registration:phone"`` too)."""

@@ -72,11 +72,23 @@ def cmd_push(args: argparse.Namespace) -> int:
     if failure is None:
         count = sum(len(b.get("sub_button") or [b]) for b in menu["button"])
         print(f"菜单已推送：{len(menu['button'])} 个一级菜单，{count} 个菜单项（{_api_base(args)}）")
+        unhandled = _unhandled_keys(menu)
+        if unhandled:  # pushed all the same: WeChat takes any key, and the bot answers with its help
+            print(f"注意：这些菜单项的 key 没有对应的功能，用户点击只会收到帮助信息：{'、'.join(unhandled)}", file=sys.stderr)
         return 0
     if failure.code < 0:  # network: not the file's fault
         print(f"wetoop-bot: 无法连接微信接口：{failure.message}", file=sys.stderr)
         return 1
     raise UsageError(_explain(failure))
+
+
+def _unhandled_keys(menu: dict) -> list[str]:
+    """Click keys in ``menu`` that the chat does not handle (a typo, a key of another version)."""
+    from bot.chat import router
+
+    known = router.menu_keys()
+    leaves = [leaf for button in menu["button"] for leaf in (button.get("sub_button") or [button])]
+    return [leaf.get("key") or "（空）" for leaf in leaves if leaf["type"] == "click" and leaf.get("key") not in known]
 
 
 def _api_base(args: argparse.Namespace) -> str:

@@ -241,6 +241,16 @@ async def test_menu_push_cli(make_service, emulator, backing, tmp_path):
     assert emulator.state.menu == json.loads(DEFAULT_MENU.read_text(encoding="utf-8"))
     shown = await cli("menu", "show")
     assert json.loads(shown.stdout) == emulator.state.menu
+    assert "注意" not in pushed.stderr  # every key of the shipped menu has its handler
+
+    # A key the bot does not handle (a typo) is pushed, with a warning naming it.
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"button": [{"type": "click", "name": "帮助", "key": "HELP"},
+                                           {"type": "click", "name": "促销", "key": "PROMO_TYPO"}]}), encoding="utf-8")
+    warned = await cli("menu", "push", "--file", str(typo))
+    assert warned.returncode == 0 and "PROMO_TYPO" in warned.stderr and "HELP" not in warned.stderr
+    assert emulator.state.menu["button"][1]["key"] == "PROMO_TYPO"
+    assert (await cli("menu", "push")).returncode == 0
 
     broken = tmp_path / "broken.json"
     broken.write_text("{not json", encoding="utf-8")
