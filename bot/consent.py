@@ -142,7 +142,7 @@ def _status(latest: ConsentRecord | None, current: AgreementVersion) -> str:
 
 
 #: The columns of a consent record in the admin's CSV and the CLI's export.
-RECORD_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id")
+RECORD_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id", "copied_from")
 
 
 def record_row(record: ConsentRecord) -> dict:
@@ -151,4 +151,5 @@ def record_row(record: ConsentRecord) -> dict:
         "at": beijing_iso(record.at), "openid": record.openid, "unionid": record.unionid or "",
         "version": record.version, "action": record.action, "channel": record.channel,
         "text_sha256": record.text_sha256, "message_id": record.message_id or "",
+        "copied_from": record.copied_from or "",
     }

@@ -186,7 +186,7 @@ class Runtime:
         self.mini = MiniSessions(
             self.miniprogram, ApiSessions(self.redis), Identities(self.db), self.followers,
             RequestCounters(self.redis), clock,
-            official=self.wechat, records=OpenidMoves(self.db, self.consent_view), locks=self.locks,
+            official=self.wechat, records=OpenidMoves(self.db, self.ledger, self.consent_view), locks=self.locks,
         )
         self.services.mini = self.mini
         self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock)

@@ -27,6 +27,7 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from storage.consents import carried_away
 from storage.mongo import PAGE, as_datetime, epoch_ms, read_all
 
 #: How far before the watermark a replay starts (in-flight appends, clocks
@@ -69,10 +70,15 @@ class ConsentView:
             since = None
             if meta is not None and "through_ms" in meta:
                 since = dt.datetime.fromtimestamp(meta["through_ms"] / 1000, dt.timezone.utc) - SLACK
+            # A whole replay leaves out openids whose records were carried to
+            # another (the copies count there); since then they hold nothing new.
+            away = await carried_away(self._ledger) if since is None else set()
             latest: dict[str, dict] = {}
             replayed = 0
             async for doc in self._records_since(since, now):
                 replayed += 1
+                if doc["openid"] in away:
+                    continue
                 held = latest.get(doc["openid"])
                 if held is None or as_datetime(doc["at"]) >= as_datetime(held["at"]):
                     latest[doc["openid"]] = doc
@@ -82,12 +88,13 @@ class ConsentView:
 
     async def refresh(self, openids: list[str]) -> None:
         """Rebuild these users' documents from the ledger as it is now (after
-        records moved from one openid to another, which a replay by time
-        would not see)."""
+        records were carried from one openid to another, which a replay by
+        time would not see: the copies keep their original times)."""
+        away = await carried_away(self._ledger)
         for openid in openids:
             docs = await self._ledger.find({"openid": openid}, {"openid": 1, "version": 1, "at": 1, "action": 1}) \
                 .sort("at", -1).limit(1).to_list(1)
-            if not docs:
+            if not docs or openid in away:
                 await self._coll.delete_one({"_id": openid})
                 continue
             doc = docs[0]

@@ -1,8 +1,10 @@
 """The consent ledger: append-only records of accept, decline and withdraw.
 
-There is deliberately no update or delete here: the ledger is evidence. (The
-one change it takes is elsewhere, in :mod:`storage.openid_moves`: a person's
-records re-keyed to their follower openid, each keeping where it came from.) A
+There is deliberately no update or delete here: the ledger is evidence. A
+person whose records were given under their mini-program openid before they
+followed keeps them there; copies under the follower's openid are appended
+(:meth:`ConsentLedger.carry`), each naming the openid it came from
+(``copied_from``), so chat finds them and the originals stay as written. A
 record bound to a message (a chat reply, an API request id) takes
 ``<channel>:<message id>`` as its ``_id``, so a retry of the same message
 cannot add a second record.
@@ -16,6 +18,7 @@ from typing import AsyncIterator
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -36,6 +39,8 @@ class ConsentRecord:
     message_id: str | None = None
     unionid: str | None = None
     meta: dict = dataclasses.field(default_factory=dict)
+    #: For a copy carried to a follower's openid: the openid the original is under.
+    copied_from: str | None = None
 
     def to_export(self) -> dict:
         return {
@@ -62,6 +67,7 @@ class ConsentLedger:
                 IndexModel([("openid", ASCENDING)], name="openid"),
                 IndexModel([("version", ASCENDING), ("action", ASCENDING)], name="version_action"),
                 IndexModel([("at", ASCENDING)], name="at"),
+                IndexModel([("copied_from", ASCENDING)], name="copied_from", sparse=True),
             ]
         )
 
@@ -71,8 +77,9 @@ class ConsentLedger:
             raise ValueError(f"bad consent record: {record.action}/{record.channel}")
         doc = dataclasses.asdict(record)
         doc["_id"] = f"{record.channel}:{record.message_id}" if record.message_id else str(ObjectId())
-        if record.unionid is None:
-            del doc["unionid"]
+        for optional in ("unionid", "copied_from"):
+            if doc[optional] is None:
+                del doc[optional]
         try:
             await self._coll.insert_one(doc)
         except DuplicateKeyError:
@@ -89,8 +96,32 @@ class ConsentLedger:
         return _record(docs[0]) if docs else None
 
     async def openids_with_action(self, action: str) -> list[str]:
-        """Users who ever recorded ``action`` (e.g. everyone who accepted any version)."""
-        return sorted(await self._coll.distinct("openid", {"action": action}))
+        """Users who ever recorded ``action`` (e.g. everyone who accepted any
+        version); not the openids whose records were carried to another."""
+        found = set(await self._coll.distinct("openid", {"action": action}))
+        return sorted(found - await self.carried_away())
+
+    async def carried_away(self) -> set[str]:
+        """Openids whose records were carried to another openid (:meth:`carry`)."""
+        return await carried_away(self._coll)
+
+    async def carry(self, old: str, new: str, at: dt.datetime) -> int:
+        """Append under ``new`` a copy of each record of ``old`` (same time,
+        version, text hash, channel, message id), marked ``copied_from``;
+        the number appended. Run again, it appends only what is missing."""
+        copies = []
+        for doc in await self._coll.find({"openid": old}).to_list(None):
+            copy = {**doc, "_id": f"copy:{new}:{doc['_id']}", "openid": new, "copied_from": old}
+            copy["meta"] = {**(doc.get("meta") or {}), "copied_at": at}
+            copies.append(copy)
+        appended = 0
+        for copy in copies:
+            try:
+                await self._coll.insert_one(copy)
+                appended += 1
+            except DuplicateKeyError:
+                pass
+        return appended
 
     async def scan(
         self,
@@ -119,6 +150,11 @@ class ConsentLedger:
         return [_record(doc) for doc in docs], int(rows[0]["n"]) if rows else 0
 
 
+async def carried_away(ledger: AsyncCollection) -> set[str]:
+    """The openids named by copies' ``copied_from`` in the ``consents`` collection ``ledger``."""
+    return set(await ledger.distinct("copied_from", {"copied_from": {"$exists": True}}))
+
+
 def _record(doc: dict) -> ConsentRecord:
     return ConsentRecord(
         openid=doc["openid"],
@@ -130,4 +166,5 @@ def _record(doc: dict) -> ConsentRecord:
         message_id=doc.get("message_id"),
         unionid=doc.get("unionid"),
         meta=doc.get("meta") or {},
+        copied_from=doc.get("copied_from"),
     )

@@ -8,11 +8,11 @@ move to the follower's openid, the key chat and notices use
 
 Every collection keyed by openid is listed here, in one place. Each step moves
 whatever is still under the old openid, so a move cut short (a crash, MongoDB
-gone) is finished by running it again. The consent ledger's records move too,
-the one change the ledger ever takes: each keeps its time, version, text hash,
-channel, message id and unionid, and gains ``moved_from``, the openid it was
-recorded under. Logs of what happened to the old openid (admin audit entries)
-stay as they were written.
+gone) is finished by running it again. The consent ledger is never updated:
+its records stay where they were written, and copies marked ``copied_from``
+are appended under the new openid (:meth:`storage.consents.ConsentLedger.carry`);
+audiences and the dashboard's view leave out openids carried away. Logs of
+what happened to the old openid (admin audit entries) stay as they were written.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from storage.consent_view import ConsentView
+from storage.consents import ConsentLedger
 
 #: Collections whose documents carry the person in ``openid`` under an ``_id``
 #: of their own: their documents are updated in place.
@@ -39,13 +40,15 @@ _KEYED_BY_NOTICE = {"deliveries": {"status": {"$in": ["sent", "failed", "skipped
 class OpenidMoves:
     """Finds and moves everything kept under one openid."""
 
-    def __init__(self, db: AsyncDatabase, view: ConsentView) -> None:
+    def __init__(self, db: AsyncDatabase, ledger: ConsentLedger, view: ConsentView) -> None:
         self._db = db
+        self._ledger = ledger
         self._view = view
 
     async def holds_records(self, openid: str) -> bool:
-        """Whether the person's own choices are kept under ``openid``: consent,
-        a merchant record or notice preferences (logs alone do not count)."""
+        """Whether the person's own choices are kept under ``openid``: consent
+        (copies carried there count), a merchant record or notice preferences
+        (logs alone do not count)."""
         for name in ("consents", "merchants", "preferences"):
             if await self._db[name].find_one({"openid": openid}, {"_id": 1}) is not None:
                 return True
@@ -58,11 +61,7 @@ class OpenidMoves:
         of its own (:meth:`holds_records`); notices that reached both openids
         are kept once, under ``new``.
         """
-        moved: dict[str, int] = {}
-        ledger = await self._db["consents"].update_many(
-            {"openid": old}, {"$set": {"openid": new, "moved_from": old, "moved_at": at}}
-        )
-        moved["consents"] = ledger.modified_count
+        moved: dict[str, int] = {"consents": await self._ledger.carry(old, new, at)}
         await self._view.refresh([old, new])
         # Merchants: one per openid (a unique index); the latest change names it too.
         merchant = await self._db["merchants"].update_one(

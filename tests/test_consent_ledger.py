@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
+from pathlib import Path
 
 import storage.consents as consents_module
 from storage.consents import ConsentLedger, ConsentRecord
@@ -44,4 +45,15 @@ def test_no_code_path_updates_or_deletes_the_ledger():
     source = inspect.getsource(consents_module)
     assert not re.search(r"\.(update|delete|replace|find_one_and|bulk_write|drop)", source)
     public = {name for name, _ in inspect.getmembers(ConsentLedger, inspect.isfunction) if not name.startswith("_")}
-    assert public == {"append", "ensure_indexes", "history", "latest", "newest", "openids_with_action", "scan"}
+    assert public == {"append", "carried_away", "carry", "ensure_indexes", "history", "latest", "newest",
+                      "openids_with_action", "scan"}
+    # Nor does any other module that reaches the collection itself.
+    root = Path(consents_module.__file__).parents[1]
+    reaching = {}
+    for path in [*root.glob("bot/**/*.py"), *root.glob("storage/*.py"), *root.glob("service/*.py"), *root.glob("handlers/**/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        if re.search(r'db\["consents"\]', text):
+            reaching[path.relative_to(root).as_posix()] = text
+    assert set(reaching) == {"storage/consents.py", "storage/consent_view.py", "storage/admin_stats.py"}
+    assert not re.search(r"_ledger\.(update|delete|replace|find_one_and|bulk_write|drop)", reaching["storage/consent_view.py"])
+    assert not re.search(r'\["consents"\]\.(update|delete|replace|find_one_and|bulk_write|drop)', reaching["storage/admin_stats.py"])
