@@ -10,6 +10,7 @@ publish through :func:`check_publication`.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Iterable
 
 from bot.agreement import CHINA, REASONS, AgreementVersion, typed_utc
 from bot.errors import BotError
@@ -35,13 +36,16 @@ MAX_AHEAD = dt.timedelta(days=366)
 
 
 def earliest_effective(reason: str, published_at: dt.datetime) -> dt.datetime:
-    """The earliest ``effective_at`` the rules allow for ``reason``; a week ahead is
-    rounded up to the whole minute, as admins see and type it (17:04:37 → 17:05)."""
-    if reason in IMMEDIATE_REASONS:
-        return published_at
-    week = published_at + MIN_NOTICE
-    whole = week.replace(second=0, microsecond=0)
-    return whole if whole == week else whole + dt.timedelta(minutes=1)
+    """The earliest ``effective_at`` the rules allow for ``reason``, to the microsecond."""
+    return published_at if reason in IMMEDIATE_REASONS else published_at + MIN_NOTICE
+
+
+def earliest_shown(reason: str, published_at: dt.datetime) -> dt.datetime:
+    """:func:`earliest_effective` rounded up to the whole minute, as admins see and
+    type times (17:04:37 → 17:05): the time shown is always one that is accepted."""
+    earliest = earliest_effective(reason, published_at)
+    whole = earliest.replace(second=0, microsecond=0)
+    return whole if whole == earliest else whole + dt.timedelta(minutes=1)
 
 
 def check_publication(
@@ -51,6 +55,7 @@ def check_publication(
     effective_at: dt.datetime,
     published_at: dt.datetime,
     published: list[AgreementVersion],
+    withdrawn: Iterable[str] = (),
 ) -> None:
     """Raise :class:`AmendmentRefused` unless ``draft`` may be published now."""
     if reason not in PUBLISHABLE_REASONS:
@@ -62,16 +67,23 @@ def check_publication(
         raise AmendmentRefused(
             "immutable", f"版本 {draft.version} 已发布，已发布的版本不可修改；如需更正，请以新的版本号发布"
         )
+    # Users type version ids in chat in any case (条款 2026-12-v4): two that differ
+    # only in case could not be told apart there.
+    alike = [v for v in [*(p.version for p in published), *withdrawn]
+             if v != draft.version and v.casefold() == draft.version.casefold()]
+    if alike:
+        raise AmendmentRefused(
+            "immutable", f"版本号 {draft.version} 与已有的版本 {alike[0]} 只有大小写不同，用户无法区分；请换一个版本号"
+        )
     if effective_at < published_at:
         raise AmendmentRefused(
             "retroactive",
             f"生效时间 {_show(effective_at)} 早于发布时间 {_show(published_at)}：协议修改不具有追溯力",
         )
-    earliest = earliest_effective(reason, published_at)
-    if effective_at < earliest:
+    if effective_at < earliest_effective(reason, published_at):
         raise AmendmentRefused(
             "notice_period",
-            f"常规修改须在公布一周（7 天）后方始生效，最早可生效时间为 {_show(earliest)}；"
+            f"常规修改须在公布一周（7 天）后方始生效，最早可生效时间为 {_show(earliest_shown(reason, published_at))}；"
             "只有新功能（new_feature）或法律原因（legal）的修改可以立即生效",
         )
     if effective_at > published_at + MAX_AHEAD:

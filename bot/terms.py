@@ -167,8 +167,13 @@ class Terms:
         return [v for v in await self.versions() if v.effective_at > now]
 
     async def get(self, version: str) -> AgreementVersion:
-        for candidate in await self.versions():
-            # Chat folds commands to lower case, so compare without case.
+        versions = await self.versions()
+        for candidate in versions:
+            if candidate.version == version:
+                return candidate
+        for candidate in versions:
+            # Chat folds commands to lower case, so compare without case too
+            # (publication refuses two ids that differ only in case).
             if candidate.version.casefold() == version.casefold():
                 return candidate
         withdrawal = await self._repo.withdrawal(version)
@@ -199,7 +204,8 @@ class Terms:
             self._invalidate()
             existing = await self._read()
             amendment_rules.check_publication(
-                draft, reason=reason, effective_at=effective_at, published_at=published_at, published=existing
+                draft, reason=reason, effective_at=effective_at, published_at=published_at, published=existing,
+                withdrawn=await self._repo.withdrawn(),
             )
             version = draft.published(reason, published_at, effective_at)
             # Checked before the version is stored: a notice refused afterwards

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.agreement import SECTION_SUMMARY_MAX, InvalidAgreement, Section, load_seed, parse_toml
-from bot.amendment_rules import AmendmentRefused, check_publication, earliest_effective, parse_effective_at
+from bot.amendment_rules import (
+    AmendmentRefused, check_publication, earliest_effective, earliest_shown, parse_effective_at,
+)
 
 # The published text as received (a copy of shared/seeds/000_c916f0118e10f9b8.txt).
 SEED_FILE = Path(__file__).resolve().parents[1] / "data" / "agreement" / "2022-05-22.source.txt"
@@ -99,11 +101,34 @@ def test_the_earliest_time_shown_to_admins_is_a_whole_minute_they_can_type():
     # Published at 10:00:37 (Beijing): "最早 …10:01" is shown, and 10:01 is accepted
     # (the seconds were cut, so the time shown was refused when typed).
     published = NOW + dt.timedelta(seconds=37)
-    earliest = earliest_effective("routine", published)
-    assert earliest == NOW + dt.timedelta(days=7, minutes=1)
-    check_publication(amended(), reason="routine", effective_at=earliest, published_at=published,
+    shown = earliest_shown("routine", published)
+    assert shown == NOW + dt.timedelta(days=7, minutes=1)
+    check_publication(amended(), reason="routine", effective_at=shown, published_at=published,
                       published=[load_seed()])
-    assert earliest_effective("routine", NOW) == NOW + dt.timedelta(days=7)  # already whole
+    assert earliest_shown("routine", NOW) == NOW + dt.timedelta(days=7)  # already whole
+    # The rule itself is the week to the second, not to the minute shown:
+    # a second after the week is allowed, a second before is not.
+    week = earliest_effective("routine", published)
+    assert week == published + dt.timedelta(days=7)
+    check_publication(amended(), reason="routine", effective_at=week + dt.timedelta(seconds=1),
+                      published_at=published, published=[load_seed()])
+    with pytest.raises(AmendmentRefused) as info:
+        check_publication(amended(), reason="routine", effective_at=week - dt.timedelta(seconds=1),
+                          published_at=published, published=[load_seed()])
+    assert info.value.rule == "notice_period" and "10:01" in info.value.message
+
+
+def test_a_version_id_that_differs_only_in_case_is_refused():
+    # Chat reads 条款 2026-12-V4 without case: two such ids could not be told
+    # apart, and withdrawing one withdrew the other.
+    published = [load_seed(), amended("2026-12-v4")]
+    with pytest.raises(AmendmentRefused) as info:
+        check("routine", NOW + dt.timedelta(days=8), draft=amended("2026-12-V4"), published=published)
+    assert info.value.rule == "immutable" and "大小写" in info.value.message and "2026-12-v4" in info.value.message
+    with pytest.raises(AmendmentRefused) as info:  # a withdrawn id is taken too
+        check_publication(amended("2026-12-W1"), reason="routine", effective_at=NOW + dt.timedelta(days=8),
+                          published_at=NOW, published=[load_seed()], withdrawn={"2026-12-w1"})
+    assert "大小写" in info.value.message
 
 
 def test_a_version_may_not_take_effect_more_than_a_year_ahead():

@@ -8,7 +8,7 @@ import tornado.escape
 import tornado.web
 
 from bot.agreement import REASONS
-from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASONS, earliest_effective
+from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASONS, earliest_shown
 from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm
 from bot.errors import BotError
 from bot.merchants import STATUSES
@@ -96,7 +96,7 @@ class TermsPublishHandler(AdminHandler):
         latest = (await self.runtime.terms.versions())[-1]
         self.page("terms_publish.html", http_status=status, form=form, draft_id=draft_id, error=error, reasons=REASONS,
                   publishable=PUBLISHABLE_REASONS, immediate=IMMEDIATE_REASONS, min_days=MIN_NOTICE.days,
-                  earliest=earliest_effective("routine", now), now=now, latest=latest)
+                  earliest=earliest_shown("routine", now), now=now, latest=latest)
 
 
 # -- notices ------------------------------------------------------------------------
