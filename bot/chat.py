@@ -71,8 +71,8 @@ async def welcome(chat: Chat) -> Reply:
         # The unionid makes this follower and their mini-program self one person.
         try:
             await services.mini.learn_follower(chat.openid)
-        except MongoUnavailable:
-            log.warning("could not record the unionid of %s", chat.openid)
+        except Exception:  # noqa: BLE001 - the welcome goes out regardless; a log-in or the upkeep joins them later
+            log.warning("could not link %s to their mini-program self now", chat.openid, exc_info=True)
     try:
         state = await chat.consent()
         return Reply(texts.welcome(state.current, accepted=state.accepted))

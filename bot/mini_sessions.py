@@ -180,7 +180,10 @@ class MiniSessions:
                 # A follower learnt since (or a move cut short): join them now.
                 follower = await self.followers.with_unionid(unionid)
                 if follower is not None:
-                    await self.link_follower(follower.openid, unionid)
+                    try:
+                        await self.link_follower(follower.openid, unionid)
+                    except Exception:  # noqa: BLE001 - the log-in must not fail for it: the next try joins them
+                        log.warning("could not join %s to follower %s now", mp_openid, follower.openid, exc_info=True)
                     known = await self.identities.get(mp_openid) or known
         return ApiUser(known.subject, mp_openid, unionid or known.unionid)
 
@@ -210,33 +213,60 @@ class MiniSessions:
             retry = max(1, int((window + 1) * 60 - now) + 1)
             raise RateLimited(api_texts.RATE_LIMITED.format(seconds=retry), retry)
 
-    async def link_follower(self, follower_openid: str, unionid: str) -> None:
+    async def link_follower(self, follower_openid: str, unionid: str) -> int:
         """Record that the follower ``follower_openid`` has ``unionid``: mini-program
         users with it become that follower, their records moved to the
-        follower's openid; not when both hold choices of their own.
+        follower's openid; not when both hold a merchant record. Returns how
+        many stay apart for that reason.
 
         The caller holds the follower's lock or none (chat's follow holds it);
-        the mini-program user's is taken here, as the API's writes take it.
+        each mini-program user's is taken here, as the API's writes take it
+        (:func:`bot.my_account.as_person`), so none is written meanwhile.
         """
         await self.followers.set_unionid(follower_openid, unionid)
+        apart = 0
         for user in await self.identities.with_unionid(unionid):
             if user.subject != user.openid:
                 continue  # already someone's
-            if self._records is not None and user.joining != follower_openid:
-                if await self._records.holds_records(user.openid):
-                    if await self._records.holds_records(follower_openid):
-                        log.warning("mini-program user %s and follower %s both hold records; kept apart",
-                                    user.openid, follower_openid)
-                        continue
-                    await self.identities.start_joining(user.openid, follower_openid)
-                    user = dataclasses.replace(user, joining=follower_openid)
-            if user.joining == follower_openid and self._records is not None:
-                async with one_at_a_time(self._locks, user.openid):
-                    moved = await self._records.move(user.openid, follower_openid, self._clock())
-                    await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
-                log.info("mini-program user %s joined follower %s: %s", user.openid, follower_openid, moved)
-            else:
-                await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
+            async with one_at_a_time(self._locks, user.openid):
+                now = await self.identities.get(user.openid)  # as it is under the lock
+                if now is not None and now.subject == now.openid and not await self._join(now, follower_openid):
+                    apart += 1
+        return apart
+
+    async def _join(self, user: MiniProgramUser, follower_openid: str) -> bool:
+        """Make ``user`` the follower, moving their records; ``False`` if both
+        hold a merchant record (neither can be taken over the other)."""
+        records = self._records
+        if records is not None:
+            if user.joining != follower_openid:
+                if await records.both_registered(user.openid, follower_openid):
+                    log.warning("mini-program user %s and follower %s both hold a merchant record; kept apart",
+                                user.openid, follower_openid)
+                    return False
+                # Marked first: a move cut short is then finished, not refused
+                # (the follower holds part of it by then).
+                await self.identities.start_joining(user.openid, follower_openid)
+            moved = await records.move(user.openid, follower_openid, self._clock())
+            log.info("mini-program user %s joined follower %s: %s", user.openid, follower_openid, moved)
+        await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
+        return True
+
+    async def finish_joins(self) -> int:
+        """Finish the moves a crash or an outage cut short (run every minute:
+        the person may not log in or follow again soon); how many were finished."""
+        finished = 0
+        for user in await self.identities.joining():
+            follower = await self.followers.get(user.joining)
+            if follower is not None and follower.unionid and follower.unionid == user.unionid:
+                await self.link_follower(follower.openid, follower.unionid)
+                finished += 1
+        return finished
+
+    async def joined(self, openid: str) -> str | None:
+        """The follower a mini-program user ``openid`` has become, if so."""
+        user = await self.identities.get(openid)
+        return user.subject if user is not None and user.subject != openid else None
 
     async def learn_follower(self, follower_openid: str) -> None:
         """Ask ``user/info`` for a new follower's unionid and link it; best effort,
@@ -255,10 +285,11 @@ class MiniSessions:
     async def backfill_unionids(self, openids: list[str], concurrency: int = 8) -> dict[str, int]:
         """Ask ``user/info`` for the unionid of followers who have none (they
         followed before it was asked for) and link each one found, as a new
-        follow does. Returns ``{"found", "none", "failed"}`` counts."""
+        follow does. Returns ``{"found", "none", "failed", "apart"}`` counts
+        (``apart``: mini-program users left apart, both holding a merchant record)."""
         if self.official is None:
             raise ValueError("no official-account client")
-        counts = {"found": 0, "none": 0, "failed": 0}
+        counts = {"found": 0, "none": 0, "failed": 0, "apart": 0}
         gate = asyncio.Semaphore(concurrency)
 
         async def one(openid: str) -> None:
@@ -271,7 +302,7 @@ class MiniSessions:
                     return
             unionid = info.get("unionid") if isinstance(info, dict) else None
             if unionid:
-                await self.link_follower(openid, unionid)
+                counts["apart"] += await self.link_follower(openid, unionid)
             counts["found" if unionid else "none"] += 1
 
         for start in range(0, len(openids), 1000):  # bounded memory for a large audience

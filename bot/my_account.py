@@ -11,6 +11,9 @@ mini-program asks in its own UI).
 
 from __future__ import annotations
 
+import contextlib
+from typing import AsyncIterator
+
 from bot import api_texts, texts
 from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
@@ -97,13 +100,40 @@ def _check_adult(value, existing: Merchant | None, errors: list[Invalid]) -> Non
         errors.append(Invalid(api_texts.ADULT_REQUIRED, "adult"))
 
 
+@contextlib.asynccontextmanager
+async def as_person(services: Services, openid: str) -> AsyncIterator[str]:
+    """Hold the person's lock, as chat's messages hold it; yields the openid
+    their records are under now.
+
+    A request names the openid its token stood for when it arrived. A
+    mini-program user who joined their follower since (the join holds the
+    mini-program openid's lock while it moves the records) is the follower by
+    the time the lock is had: their change goes there, not to records just moved.
+    """
+    for _ in range(3):  # a join happens once; a third round would be a cycle
+        async with one_at_a_time(services.locks, openid):
+            joined = await services.mini.joined(openid) if services.mini is not None else None
+            if joined is None:
+                yield openid
+                return
+        openid = joined
+    raise RuntimeError(f"no stable openid for {openid}")
+
+
+async def set_preferences(services: Services, openid: str, changes: dict[str, bool]) -> dict[str, bool]:
+    """Turn categories on or off (the API's PUT); every category's setting after."""
+    async with as_person(services, openid) as openid:
+        await services.preferences.replace(openid, changes)
+        return await services.preferences.settings(openid)
+
+
 async def save_registration(services: Services, openid: str, body: dict) -> tuple[Merchant, str]:
     """Register or change the profile: ``(record, "registered"|"updated"|"resubmitted")``.
 
     Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422) or
     :class:`~bot.merchants.AccountRefused` (409, e.g. suspended).
     """
-    async with one_at_a_time(services.locks, openid):  # the user's lock, as chat's messages hold it
+    async with as_person(services, openid) as openid:
         state = await services.consents.fresh_state(openid)  # as chat's consent gate reads it
         if not state.accepted:
             raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
@@ -122,7 +152,7 @@ async def registration(services: Services, openid: str) -> Merchant:
 
 async def close(services: Services, openid: str, via: str = "小程序") -> Merchant:
     """Close the account as chat's 注销账户 does: personal fields erased, ledger kept."""
-    async with one_at_a_time(services.locks, openid):
+    async with as_person(services, openid) as openid:
         merchant = await services.merchants.get(openid)
         if merchant is None:
             raise NoAccount(api_texts.NOT_REGISTERED)
@@ -164,7 +194,7 @@ async def record_consent(
     version = version.strip()
     # One consent action of a person at a time, chat's included (else a 同意
     # in chat and an accept here both read "not accepted" and both append).
-    async with one_at_a_time(services.locks, openid):
+    async with as_person(services, openid) as openid:
         return await _record_consent(services.consents, openid, version, action, origin)
 
 

@@ -435,7 +435,9 @@ class Broadcasts:
 def _in_inbox(delivery: Delivery) -> bool:
     if delivery.status in ("sent", "failed"):
         return True
-    return delivery.status == "skipped" and delivery.reason in ("outside_48h", "no_channel")
+    # Skipped in chat but readable in the mini-program: outside the 48 hours,
+    # never following, or no longer following.
+    return delivery.status == "skipped" and delivery.reason in ("outside_48h", "no_channel", "unsubscribed")
 
 
 #: Why a recipient was skipped, for admins.

@@ -219,7 +219,7 @@ async def _serve_until(
             log.warning("WECHAT_APPID/WECHAT_SECRET not set: notices stay queued until a configured worker runs")
         with_worker = False
     worker = asyncio.create_task(runtime.worker(IN_PROCESS_SENDERS).run(worker_stop)) if with_worker else None
-    views = asyncio.create_task(runtime.keep_views_current(worker_stop))
+    views = asyncio.create_task(runtime.keep_up(worker_stop))
     if ready is not None:
         await ready(runtime)
     if not supervisor.first_worker():

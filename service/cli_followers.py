@@ -31,4 +31,6 @@ def cmd_backfill_unionid(args: argparse.Namespace) -> int:
         f"已查询 {total} 位没有 unionid 的关注者：找到并关联 {counts['found']} 位，"
         f"微信未提供 unionid {counts['none']} 位（公众号未绑定开放平台时如此），失败 {counts['failed']} 位。"
     )
+    if counts["apart"]:
+        print(f"其中 {counts['apart']} 位在公众号和小程序各有一份商家资料，未合并：请管理员核对后处理（见日志）。")
     return 0 if counts["failed"] == 0 else 1

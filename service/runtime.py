@@ -186,7 +186,7 @@ class Runtime:
         self.mini = MiniSessions(
             self.miniprogram, ApiSessions(self.redis), Identities(self.db), self.followers,
             RequestCounters(self.redis), clock,
-            official=self.wechat, records=OpenidMoves(self.db, self.ledger, self.consent_view), locks=self.locks,
+            official=self.wechat, records=OpenidMoves(self.db, self.ledger, self.consent_view, flush_logs=self.qa_log.flush), locks=self.locks,
         )
         self.services.mini = self.mini
         self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock)
@@ -225,15 +225,19 @@ class Runtime:
         gc.collect()
         gc.freeze()
 
-    async def keep_views_current(self, stop: asyncio.Event, every: float = VIEW_EVERY) -> None:
-        """Catch the consent view up with the ledger now and every ``every``
-        seconds until ``stop``, so the dashboard's own catch-up has little to do
-        (the first one after an upgrade replays the whole ledger)."""
+    async def keep_up(self, stop: asyncio.Event, every: float = VIEW_EVERY) -> None:
+        """Now and every ``every`` seconds until ``stop``: catch the consent view
+        up with the ledger, so the dashboard's own catch-up has little to do
+        (the first one after an upgrade replays the whole ledger), and finish
+        the joins of mini-program users to their followers that something cut
+        short (:meth:`bot.mini_sessions.MiniSessions.finish_joins`)."""
         while not stop.is_set():
-            try:
-                await self.consent_view.catch_up(self.clock())
-            except Exception:  # the database may be down; the next round retries
-                log.warning("consent view catch-up failed", exc_info=True)
+            for name, task in (("consent view catch-up", lambda: self.consent_view.catch_up(self.clock())),
+                               ("finishing joins", self.mini.finish_joins)):
+                try:
+                    await task()
+                except Exception:  # the database may be down; the next round retries
+                    log.warning("%s failed", name, exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
 

@@ -70,10 +70,14 @@ class Identities:
         )
         return result.matched_count == 1
 
+    async def joining(self) -> list[MiniProgramUser]:
+        """Users whose records were being moved when something cut it short."""
+        return [_user(d) for d in await self._coll.find({"joining": {"$exists": True}}).to_list(None)]
+
     async def start_joining(self, openid: str, follower: str) -> None:
         """Note that ``openid``'s records are about to move to ``follower``, so
-        that a move cut short is finished rather than refused (the follower then
-        holds records of its own: the part already moved)."""
+        that a move cut short is finished (:meth:`joining`) rather than judged
+        afresh (the follower then holds part of it)."""
         await self._coll.update_one({"_id": openid, "subject": openid}, {"$set": {"joining": follower}})
 
     async def create(self, openid: str, subject: str, unionid: str | None, at: dt.datetime) -> bool:

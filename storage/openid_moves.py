@@ -6,7 +6,9 @@ follower is known by the same unionid the two are one person, and the records
 move to the follower's openid, the key chat and notices use
 (:meth:`bot.mini_sessions.MiniSessions.link_follower` decides when).
 
-Every collection keyed by openid is listed here, in one place. Each step moves
+Every collection keyed by openid is listed here, in one place. Nothing is
+moved when both openids hold a merchant record (two accounts: an admin's
+call, :meth:`OpenidMoves.both_registered`). Each step moves
 whatever is still under the old openid, so a move cut short (a crash, MongoDB
 gone) is finished by running it again. The consent ledger is never updated:
 its records stay where they were written, and copies marked ``copied_from``
@@ -18,6 +20,8 @@ what happened to the old openid (admin audit entries) stay as they were written.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from typing import Awaitable, Callable
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,6 +29,8 @@ from pymongo.errors import DuplicateKeyError
 
 from storage.consent_view import ConsentView
 from storage.consents import ConsentLedger
+
+log = logging.getLogger(__name__)
 
 #: Collections whose documents carry the person in ``openid`` under an ``_id``
 #: of their own: their documents are updated in place.
@@ -40,34 +46,45 @@ _KEYED_BY_NOTICE = {"deliveries": {"status": {"$in": ["sent", "failed", "skipped
 class OpenidMoves:
     """Finds and moves everything kept under one openid."""
 
-    def __init__(self, db: AsyncDatabase, ledger: ConsentLedger, view: ConsentView) -> None:
+    def __init__(self, db: AsyncDatabase, ledger: ConsentLedger, view: ConsentView,
+                 flush_logs: Callable[[], Awaitable[None]] | None = None) -> None:
         self._db = db
         self._ledger = ledger
         self._view = view
+        self._flush = flush_logs
 
-    async def holds_records(self, openid: str) -> bool:
-        """Whether the person's own choices are kept under ``openid``: consent
-        (copies carried there count), a merchant record or notice preferences
-        (logs alone do not count)."""
-        for name in ("consents", "merchants", "preferences"):
-            if await self._db[name].find_one({"openid": openid}, {"_id": 1}) is not None:
-                return True
-        return False
+    async def _flush_logs(self) -> None:
+        if self._flush is not None:
+            await self._flush()
+
+    async def both_registered(self, old: str, new: str) -> bool:
+        """Whether ``old`` and ``new`` each hold a merchant record (two accounts
+        of one person: which to keep is an admin's decision, not a move's)."""
+        merchants = self._db["merchants"]
+        return all([await merchants.find_one({"openid": o}, {"_id": 1}) is not None for o in (old, new)])
 
     async def move(self, old: str, new: str, at: dt.datetime) -> dict[str, int]:
         """Move every record of ``old`` to ``new``; how many moved, by collection.
 
-        ``new`` is expected to hold no consent, merchant record or preferences
-        of its own (:meth:`holds_records`); notices that reached both openids
-        are kept once, under ``new``.
+        What ``new`` holds already wins: its merchant record (``old``'s then
+        stays, logged), its preferences; consent copies join its ledger, where
+        the latest choice by time counts; notices that reached both are kept
+        once, under ``new``.
         """
+        await self._flush_logs()  # questions asked a moment ago, still in this process's buffer
         moved: dict[str, int] = {"consents": await self._ledger.carry(old, new, at)}
         await self._view.refresh([old, new])
         # Merchants: one per openid (a unique index); the latest change names it too.
-        merchant = await self._db["merchants"].update_one(
-            {"openid": old}, {"$set": {"openid": new, "last_change.openid": new}}
-        )
-        moved["merchants"] = merchant.modified_count
+        merchants = self._db["merchants"]
+        moved["merchants"] = 0
+        if await merchants.find_one({"openid": new}, {"_id": 1}) is None:
+            try:
+                result = await merchants.update_one({"openid": old}, {"$set": {"openid": new, "last_change.openid": new}})
+                moved["merchants"] = result.modified_count
+            except DuplicateKeyError:  # registered under ``new`` this very moment
+                pass
+        if not moved["merchants"] and await merchants.find_one({"openid": old}, {"_id": 1}) is not None:
+            log.warning("merchant record of %s kept: %s registered meanwhile", old, new)
         preferences = self._db["preferences"]
         if await preferences.find_one({"openid": new}, {"_id": 1}) is None:
             moved["preferences"] = (await preferences.update_one({"openid": old}, {"$set": {"openid": new}})).modified_count
@@ -75,6 +92,8 @@ class OpenidMoves:
             moved["preferences"] = 0
             await preferences.delete_one({"openid": old})
         for name in _UPDATED_IN_PLACE:
+            if name == "merchant_status_history" and not moved["merchants"]:
+                continue  # stays with the record it belongs to
             moved[name] = (await self._db[name].update_many({"openid": old}, {"$set": {"openid": new}})).modified_count
         for name, only in _KEYED_BY_NOTICE.items():
             moved[name] = await _rekey(self._db[name], old, new, only)

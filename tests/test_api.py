@@ -703,8 +703,8 @@ async def _registered_in_the_mini_program(api, user: str) -> str:
     )
     await runtime.worker(concurrency=2).run_until_idle(30)
     assert (await api.call("POST", f"/me/notices/{notice}/read", token=token)).status == 200
+    # Asked just before following: still in the question log's buffer when the move runs.
     assert (await api.call("GET", "/qa?q=" + "我上传的图片版权归谁", token=token)).status == 200
-    await runtime.qa_log.flush()
     return token
 
 
@@ -748,18 +748,86 @@ async def test_a_mini_program_user_who_registered_first_joins_the_follower_with_
     assert [login["miniprogram_openid"] for login in document["miniprogram_logins"]] == [mp]
 
 
-async def test_a_follower_and_a_mini_program_user_who_each_accepted_stay_apart(api):
+async def test_two_merchant_records_of_one_person_stay_apart(api):
     runtime = api.svc.runtime
-    # Followed before the unionid was asked for, and accepted in chat.
+    # Followed before the unionid was asked for, and registered in chat.
     await runtime.followers.subscribed("oa-nora", runtime.clock())
     await api.svc.wechat.ask("oa-nora", "同意")
+    await runtime.merchants.save_profile("oa-nora", {"entity_type": "individual", "entity_name": "诺拉",
+                                                     "contact_name": "诺拉", "phone": "13812345678", "adult": True})
     token = await _registered_in_the_mini_program(api, "nora")
-    await runtime.mini.link_follower("oa-nora", EmulatorState.unionid_for_user("nora"))  # as the backfill does
+    # As the backfill does: which account to keep is an admin's call.
+    assert await runtime.mini.link_follower("oa-nora", EmulatorState.unionid_for_user("nora")) == 1
     me = await api.call("GET", "/me", token=token)
     assert me.body["linked_official_account"] is False
-    assert (await runtime.merchants.get(mp_openid("nora"))) is not None
+    assert (await runtime.merchants.get(mp_openid("nora"))).entity_name == "南宁市测试贸易有限公司"
     assert [r.channel for r in await runtime.ledger.history("oa-nora")] == ["official_account"]
-    assert [r.channel for r in await runtime.ledger.history(mp_openid("nora"))] == ["miniprogram"]
+
+
+async def test_consent_given_on_both_sides_joins_and_the_latest_choice_counts(api):
+    runtime = api.svc.runtime
+    # The welcome asks for 同意 at once; the unionid was not known at the follow.
+    await runtime.followers.subscribed("oa-pia", runtime.clock())
+    await api.svc.wechat.ask("oa-pia", "同意")
+    await api.svc.wechat.ask("oa-pia", "撤回同意")
+    token = await _registered_in_the_mini_program(api, "pia")  # accepted after the withdrawal
+    assert await runtime.mini.link_follower("oa-pia", EmulatorState.unionid_for_user("pia")) == 0
+    assert (await api.call("GET", "/me", token=token)).body["linked_official_account"] is True
+    history = await runtime.ledger.history("oa-pia")
+    assert [(r.action, r.copied_from) for r in history] == [("accept", None), ("withdraw", None), ("accept", mp_openid("pia"))]
+    assert (await runtime.consents.state("oa-pia")).accepted
+    assert "南宁市测试贸易有限公司" in await api.svc.wechat.ask("oa-pia", "我的账户")
+
+
+async def test_a_request_that_waited_for_the_join_writes_to_the_follower(api):
+    # A request resolved to the mini-program openid just before the join, and
+    # waited for its lock while the join moved the records: its write must go
+    # to the follower, not to records just moved away.
+    from bot import my_account
+    from bot.consent import Origin
+
+    runtime = api.svc.runtime
+    token, _user = await api.login("quin")
+    await _follows(api, "oa-quin", "quin")
+    services = runtime.services
+    state, recorded = await my_account.record_consent(
+        services, mp_openid("quin"), "2022-05-22", "accept", Origin(channel="miniprogram", message_id=None))
+    assert recorded and state.accepted
+    assert await runtime.ledger.history(mp_openid("quin")) == []
+    assert [r.action for r in await runtime.ledger.history("oa-quin")] == ["accept"]
+    settings = await my_account.set_preferences(services, mp_openid("quin"), {"service": False})
+    assert settings["service"] is False and await runtime.preferences.settings("oa-quin") == settings
+    assert (await api.call("GET", "/me/preferences", token=token)).body["preferences"]["service"] is False
+
+
+async def test_a_follow_while_the_mini_program_user_is_busy_is_still_welcomed(api):
+    runtime = api.svc.runtime
+    await api.login("rex")
+    await AsyncHTTPClient().fetch(
+        api.emulator.base + "/_emulator/users", method="POST",
+        body=json.dumps({"openid": "oa-rex", "unionid": EmulatorState.unionid_for_user("rex")}),
+    )
+    async with runtime.locks.exclusive(mp_openid("rex")):  # a slow API call of theirs
+        response = await api.svc.wechat.post(event_xml("oa-rex", "subscribe"))
+    assert response.code == 200 and "欢迎" in api.svc.wechat.reply(response)["Content"]
+    # Joined at their next log-in instead.
+    _token, user = await api.login("rex")
+    assert user["linked_official_account"] is True
+
+
+async def test_an_unfollowed_users_notices_are_in_the_mini_program_inbox(api):
+    runtime = api.svc.runtime
+    token, _user = await api.login("sue")
+    await _follows(api, "oa-sue", "sue")
+    await api.svc.wechat.post(event_xml("oa-sue", "unsubscribe"))
+    notice = await runtime.broadcasts.send(
+        category="security", title="安全提醒", body="请勿泄露验证码。",
+        audience={"type": "openids", "openids": ["oa-sue"]}, by="t",
+    )
+    await runtime.worker(concurrency=2).run_until_idle(30)
+    assert (await runtime.broadcasts.progress(notice)).skipped_by_reason == {"unsubscribed": 1}
+    [item] = (await api.call("GET", "/me/notices", token=token)).body["notices"]
+    assert item["id"] == notice
 
 
 async def test_a_move_cut_short_is_finished_at_the_next_login(api):
@@ -778,6 +846,27 @@ async def test_a_move_cut_short_is_finished_at_the_next_login(api):
     assert (await runtime.merchants.get("oa-otto")).entity_name == "南宁市测试贸易有限公司"
     assert await runtime.merchants.get(mp) is None
     assert (await runtime.mini.identities.get(mp)).joining is None
+
+
+async def test_a_move_cut_short_is_finished_by_the_upkeep_even_after_a_chat_registration(api):
+    runtime = api.svc.runtime
+    token = await _registered_in_the_mini_program(api, "ula")
+    mp = mp_openid("ula")
+    await runtime.followers.subscribed("oa-ula", runtime.clock())
+    await runtime.followers.set_unionid("oa-ula", EmulatorState.unionid_for_user("ula"))
+    await runtime.mini.identities.start_joining(mp, "oa-ula")
+    await runtime.ledger.carry(mp, "oa-ula", runtime.clock())
+    # Meanwhile, chat saw no registration, and the person registered there.
+    await runtime.merchants.save_profile("oa-ula", {"entity_type": "individual", "entity_name": "乌拉",
+                                                    "contact_name": "乌拉", "phone": "13812345678", "adult": True})
+    assert await runtime.mini.finish_joins() == 1  # the service's upkeep, every minute
+    assert (await runtime.mini.identities.get(mp)).subject == "oa-ula"
+    assert (await runtime.merchants.get("oa-ula")).entity_name == "乌拉"  # the newer one stays theirs
+    assert (await runtime.preferences.settings("oa-ula"))["service"] is False
+    assert (await api.call("GET", "/me", token=token)).body["linked_official_account"] is True
+    _token, user = await api.login("ula")  # log-ins go on working
+    assert user["linked_official_account"] is True
+    assert await runtime.mini.finish_joins() == 0
 
 
 async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api, backing):

@@ -43,7 +43,7 @@ class MeHandler(ApiHandler):
 
     async def delete(self) -> None:
         merchant = await my_account.close(self.services, self.user.openid)
-        barred = await self.services.merchants.closed_while_suspended(self.user.openid)
+        barred = await self.services.merchants.closed_while_suspended(merchant.openid)
         self.write_json({"registration": render.registration(merchant),
                          "message": texts.CLOSED_BARRED if barred else api_texts.CLOSED})
 
@@ -147,8 +147,7 @@ class PreferencesHandler(ApiHandler):
             if changes.get(category, on) != on:  # "service": false with "服务公告": true
                 raise Invalid(api_texts.PREFERENCE_TWICE.format(category=name), f"preferences.{name}")
             changes[category] = on
-        await self.services.preferences.replace(self.user.openid, changes)
-        self.write_json(render.preferences(await self.services.preferences.settings(self.user.openid)))
+        self.write_json(render.preferences(await my_account.set_preferences(self.services, self.user.openid, changes)))
 
 
 class ExportHandler(ApiHandler):
