@@ -46,3 +46,4 @@ PREFERENCE_TWICE = "通知类别 {category} 与请求中的另一个名称指同
 
 def consent_required(title: str, version: str) -> str:
     return f"此功能需要您先同意《{title}》（版本 {version}）。"
+NOTHING_TO_WITHDRAW = "您目前没有有效的同意记录，无需撤回。"

@@ -215,5 +215,7 @@ async def _record_consent(
             api_texts.WITHDRAW_OTHER_VERSION.format(accepted=state.latest.version, version=version),
             code="nothing_to_withdraw",
         )
+    if state.latest is None or state.status not in ("accepted", "outdated"):
+        raise ConsentRefused(api_texts.NOTHING_TO_WITHDRAW, code="nothing_to_withdraw")  # chat's names 条款
     new_state, _withdrawn = await consents.withdraw(openid, origin, state=state)
     return new_state, True

@@ -255,7 +255,7 @@ async def test_consent_accept_decline_withdraw_and_history(api):
     assert withdrawn.body["consent"]["status"] == "withdrawn"
     nothing = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "withdraw"}, token)
     assert (nothing.status, nothing.error()["code"]) == (409, "nothing_to_withdraw")
-    assert nothing.error()["message"] == texts.NOTHING_TO_WITHDRAW
+    assert nothing.error()["message"] == api_texts.NOTHING_TO_WITHDRAW and "回复" not in nothing.error()["message"]
 
     declined = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token)
     assert declined.body["consent"]["status"] == "declined"
