@@ -117,32 +117,52 @@ async def terms_overview(chat: Chat) -> Reply:
 
 
 #: What may follow 条款 as a place in the agreement: 3, 4.1 (a clause, as the
-#: Q&A quotes them), 第三节, 四; also -1 or 99999, to be told the range rather
-#: than answered by the Q&A. Anything else (条款是什么意思) is a question.
-_PLACE = r"(-?\d+(?:\.\d+)?|第?[一二三四五六七八九十\d]+[节款条]?)"
+#: Q&A quotes them; 4,2 and 4、2 as phones type it), 第三节, 第4.2款, 四; also -1
+#: or 99999, to be told the range rather than answered by the Q&A. Anything else
+#: (条款是什么意思) is a question.
+_PLACE = r"(-?\d+(?:[.,、]\d+)?|第?(?:\d+(?:[.,、]\d+)?|[一二三四五六七八九十]+)[节款条]?)"
+#: Before the argument, "条款：4" as well as "条款 4"; after it, the full stop a keyboard adds.
+_OPEN, _CLOSE = r"[:：]?\s*", r"[。.!！]?"
+_VERSION = r"([0-9A-Za-z][0-9A-Za-z._-]*)"
 
 
-@router.command("条款", "协议", args=r"(?:([0-9A-Za-z][0-9A-Za-z._-]*)\s+)?" + _PLACE)
+@router.command("条款", "协议", args=_OPEN + rf"(?:{_VERSION}\s+)?" + _PLACE + _CLOSE)
 async def terms_section(chat: Chat) -> Reply:
     version_id, place = chat.args
     terms = chat.services.terms
+    current = await terms.current()
+    version = current
     if version_id:
         try:
             version = await terms.get(version_id)
         except VersionNotFound:
             return Reply(texts.no_such_version(version_id))
-    else:
-        version = await terms.current()
+    cite = "" if version.version == current.version else f"{version.version} "
     number, clause = _section_and_clause(place)
     section = version.section(number) if number is not None else None
     shown = place.strip("第节款条")[:12]  # "没有第 4.9 款", not "没有第 第4.9款 款"
     if section is None:
-        return Reply(texts.no_such_section(version, shown))
+        return Reply(texts.no_such_section(version, shown, cite))
     if clause is not None:
         if not 1 <= clause <= len(section.clauses):
-            return Reply(texts.no_such_clause(section, shown))
-        return Reply(texts.terms_clause(version, section, clause))
+            return Reply(texts.no_such_clause(section, shown, cite))
+        return Reply(texts.terms_clause(version, section, clause, cite))
     return Reply(texts.terms_section(version, section))
+
+
+@router.command("条款", "协议", args=_OPEN + _VERSION + _CLOSE)
+async def terms_of_version(chat: Chat) -> Reply:
+    """条款 2026-12-01: that version's sections (条款 abc: there is no such version)."""
+    (version_id,) = chat.args
+    terms = chat.services.terms
+    current = await terms.current()
+    try:
+        version = await terms.get(version_id)
+    except VersionNotFound:
+        return Reply(texts.no_such_version(version_id))
+    if version.version == current.version:
+        return Reply(texts.terms_overview(current, await terms.pending()))
+    return Reply(texts.version_overview(version, current))
 
 
 _NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
@@ -150,7 +170,7 @@ _NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=
 
 def _section_and_clause(place: str) -> tuple[int | None, int | None]:
     """``"4.1"`` -> (4, 1), ``"第三节"`` -> (3, None); (None, None) for what names no section."""
-    text = place.strip("第节款条")
+    text = re.sub(r"[,、]", ".", place.strip("第节款条"))
     if len(text) > 9:  # 条款 99999999999999999999: no agreement has that many (nor may int() take 5,000 digits)
         return None, None
     if re.fullmatch(r"\d+\.\d+", text):

@@ -85,23 +85,42 @@ def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion
     return "\n".join(lines)
 
 
+# ``cite``: how the user names the version in a command: "" for the version in
+# force, "2026-12-01 " for another one (so that a hint leads back to the same text).
+
+
 def terms_section(version: "AgreementVersion", section: "Section") -> str:
     return f"《{version.title}》版本 {version.version}\n\n{section.full_text()}"
 
 
-def terms_clause(version: "AgreementVersion", section: "Section", clause: int) -> str:
+def terms_clause(version: "AgreementVersion", section: "Section", clause: int, cite: str = "") -> str:
     return (f"《{version.title}》版本 {version.version} 第{section.number}节《{section.title}》\n\n"
             f"{section.clause_number(clause - 1)} {section.clauses[clause - 1]}\n\n"
-            f"回复“条款 {section.number}”阅读整节。")
+            f"回复“条款 {cite}{section.number}”阅读整节。")
 
 
-def no_such_clause(section: "Section", asked: str) -> str:
+def no_such_clause(section: "Section", asked: str, cite: str = "") -> str:
     return (f"没有第 {asked} 款。第 {section.number} 节共 {len(section.clauses)} 款，"
-            f"请回复“条款 {section.number}.1”到“条款 {section.number}.{len(section.clauses)}”，或“条款 {section.number}”阅读整节。")
+            f"请回复“条款 {cite}{section.number}.1”到“条款 {cite}{section.number}.{len(section.clauses)}”，"
+            f"或“条款 {cite}{section.number}”阅读整节。")
 
 
-def no_such_section(version: "AgreementVersion", asked: str) -> str:
-    return f"没有第 {asked} 节。当前版本共 {len(version.sections)} 节，请回复“条款 1”到“条款 {len(version.sections)}”。"
+def no_such_section(version: "AgreementVersion", asked: str, cite: str = "") -> str:
+    which = f"版本 {version.version} " if cite else "当前版本"
+    return (f"没有第 {asked} 节。{which}共 {len(version.sections)} 节，"
+            f"请回复“条款 {cite}1”到“条款 {cite}{len(version.sections)}”。")
+
+
+def version_overview(version: "AgreementVersion", current: "AgreementVersion") -> str:
+    """A version other than the one in force (past or upcoming), section by section."""
+    if version.effective_at > current.effective_at:
+        when = f"将于 {_when(version.effective_at)} 生效"
+    else:
+        when = f"自 {_date(version.effective_at)} 起生效，已由版本 {current.version} 取代"
+    lines = [f"《{version.title}》版本 {version.version}（{when}）", ""]
+    lines += [f"{s.number}. {s.title}：{s.summary}" for s in version.sections]
+    lines += ["", f"回复“条款 {version.version} N”阅读此版本第 N 节全文；回复“条款”查看当前版本。"]
+    return "\n".join(lines)
 
 
 def no_such_version(asked: str) -> str:

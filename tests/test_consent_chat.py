@@ -447,6 +447,14 @@ async def test_an_upcoming_version_shows_its_time_unless_it_is_midnight(service)
     ("条款 " + "9" * 5000, "请回复“条款 1”到“条款 7”"),
     ("条款 第0节", "没有第 0 节"),
     ("条款 2022-05-22 4.1", "4.1 "),
+    # As phones type them.
+    ("条款 4.2。", "4.2 "),
+    ("条款：4", "第4节"),
+    ("条款 第4.2款", "4.2 "),
+    ("条款 4,2", "4.2 "),
+    ("条款 4、2", "4.2 "),
+    ("条款 2022-05-22", "1. "),
+    ("条款 abc", "没有版本为 abc 的协议"),
 ])
 async def test_terms_with_a_clause_or_an_odd_number_is_a_command_not_a_question(service, command, needle):
     reply = await service.wechat.ask("o-place", command)
@@ -462,6 +470,22 @@ async def test_a_question_starting_with_terms_is_still_a_question(service):
 async def test_an_unknown_menu_item_gets_the_help_not_silence(service):
     reply = service.wechat.reply(await service.wechat.post(event_xml("o-menu", "CLICK", "NO_SUCH_KEY")))
     assert reply is not None and reply["Content"].startswith(texts.UNKNOWN_MENU_ITEM) and texts.HELP in reply["Content"]
+
+
+async def test_hints_under_another_versions_text_lead_back_to_that_version(make_service, clock):
+    # Under 条款 <version> 3.1 the hint said 回复“条款 3”, which shows the version
+    # in force: another text.
+    svc = await make_service(clock=clock)
+    await svc.runtime.terms.publish(
+        amendment("2026-12-09"), reason="routine", effective_at=clock.now + dt.timedelta(days=7), by="test"
+    )
+    clause = await svc.wechat.ask("o-cite", "条款 2026-12-09 3.1")
+    assert "回复“条款 2026-12-09 3”阅读整节" in clause
+    assert "条款 2026-12-09 3.1”到“条款 2026-12-09 3." in await svc.wechat.ask("o-cite", "条款 2026-12-09 3.9")
+    assert "版本 2026-12-09 共 7 节" in await svc.wechat.ask("o-cite", "条款 2026-12-09 9")
+    overview = await svc.wechat.ask("o-cite", "条款 2026-12-09")
+    assert "版本 2026-12-09（将于" in overview and "回复“条款 2026-12-09 N”" in overview
+    assert "回复“条款 3”阅读整节" in await svc.wechat.ask("o-cite", "条款 3.1")  # the version in force: as before
 
 
 async def test_terms_shows_every_upcoming_version(make_service, clock):
