@@ -75,9 +75,12 @@ async def welcome(chat: Chat) -> Reply:
             log.warning("could not link %s to their mini-program self now", chat.openid, exc_info=True)
     try:
         state = await chat.consent()
-        return Reply(texts.welcome(state.current, accepted=state.accepted))
+        current, accepted = state.current, state.accepted
     except MongoUnavailable:
-        return Reply(texts.welcome(await services.terms.current(), accepted=False))
+        current, accepted = await services.terms.current(), False
+    if not accepted:
+        await chat.asked_to_accept(current.version)
+    return Reply(texts.with_upcoming(texts.welcome(current, accepted=accepted), await services.terms.pending()))
 
 
 @router.event("unsubscribe")
@@ -193,9 +196,17 @@ def _section_and_clause(place: str) -> tuple[int | None, int | None]:
 @router.menu(MENU_ACCEPT)
 async def accept(chat: Chat) -> Reply:
     services = chat.services
-    state, added = await services.consents.accept(chat.openid, await origin(chat), state=await chat.fresh_consent())
+    state = await chat.fresh_consent()
+    asked = await chat.version_asked()
+    if not state.accepted and asked is not None and asked != state.current.version:
+        # Asked about one version, answering after another took effect: the
+        # user has not seen what they would be agreeing to. Show it, ask again.
+        await chat.asked_to_accept(state.current.version)
+        return Reply(texts.superseded_before_consent(state.current, asked, await services.terms.since(asked)))
+    state, added = await services.consents.accept(chat.openid, await origin(chat), state=state)
     chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
+    text = texts.with_upcoming(text, await services.terms.pending())
     resume = await _pop_resume(chat)
     if resume:
         follow_up = await chat.run_command(resume)
@@ -268,7 +279,8 @@ async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
         first = True
     if not first:
         return reply
-    prompt = texts.reconsent(state.current, state.latest.version)
+    await chat.asked_to_accept(state.current.version)
+    prompt = texts.reconsent(state.current, state.latest.version, await chat.services.terms.since(state.latest.version))
     return Reply(prompt if reply is None else f"{prompt}\n\n{reply.text}")
 
 

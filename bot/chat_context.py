@@ -9,6 +9,7 @@ from bot.inbound import Inbound
 from bot.replies import Reply
 from bot.services import Services
 from storage.dialog_state import DialogState
+from storage.redis_store import RedisUnavailable
 
 if TYPE_CHECKING:
     from bot.consent import ConsentState
@@ -46,6 +47,21 @@ class Chat:
         if isinstance(self._consent, BaseException):
             raise self._consent
         return self._consent
+
+    async def asked_to_accept(self, version: str) -> None:
+        """Note that the reply asks the user to accept ``version``: a 同意 that
+        comes after another version took effect is then not taken for it."""
+        try:
+            await self.services.dialogs.remember_prompt(self.openid, version)
+        except RedisUnavailable:
+            pass  # the 同意 is then taken for the version in force, as before
+
+    async def version_asked(self) -> str | None:
+        """The version the user was last asked to accept, if remembered."""
+        try:
+            return await self.services.dialogs.prompted(self.openid)
+        except RedisUnavailable:
+            return None
 
     def forget_consent(self) -> None:
         """Drop the remembered state after the user changed it."""

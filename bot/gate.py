@@ -17,4 +17,5 @@ async def require_consent(chat: Chat, resume: str) -> Reply | None:
     if state.accepted:
         return None
     await chat.services.dialogs.set_resume(chat.openid, resume)
+    await chat.asked_to_accept(state.current.version)
     return Reply(texts.consent_needed(state.current))

@@ -161,6 +161,16 @@ class Terms:
         gone = await self._repo.withdrawn()
         return [v for v in await self._repo.all() if v.version in gone]
 
+    async def since(self, version_id: str) -> list[AgreementVersion]:
+        """The versions that took effect after ``version_id``, up to the one in
+        force, oldest first (the one in force alone if ``version_id`` is unknown)."""
+        current = await self.current()
+        versions = await self.versions()
+        base = next((v for v in versions if v.version == version_id), None)
+        if base is None:
+            return [current]
+        return [v for v in versions if base.effective_at < v.effective_at <= current.effective_at] or [current]
+
     async def pending(self) -> list[AgreementVersion]:
         """Every version published but not yet in force, the next first."""
         now = self._clock()

@@ -76,13 +76,37 @@ def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
     lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”。"]
     for version in upcoming:
-        lines += [
-            "",
-            f"【即将生效】版本 {version.version} 将于 {_when(version.effective_at)} 生效。修改摘要：",
-            *[f"· {line}" for line in version.changes],
-            f"届时我们会请您重新确认。回复“条款 {version.version} N”可提前阅读新版第 N 节。",
-        ]
+        lines += ["", *_upcoming(version)]
     return "\n".join(lines)
+
+
+def _upcoming(version: "AgreementVersion") -> list[str]:
+    return [
+        f"【即将生效】版本 {version.version} 将于 {_when(version.effective_at)} 生效。修改摘要：",
+        *[f"· {line}" for line in version.changes],
+        f"届时我们会请您重新确认。回复“条款 {version.version} N”可提前阅读新版第 N 节。",
+    ]
+
+
+def with_upcoming(text: str, upcoming: "list[AgreementVersion]") -> str:
+    """``text`` followed by the versions published to take effect later: who
+    accepts or follows during a notice period is told of them too (the
+    amendment notice went to those who had accepted before)."""
+    lines = [text]
+    for version in upcoming:
+        lines += ["", *_upcoming(version)]
+    return "\n".join(lines)
+
+
+def _changes_since(versions: "list[AgreementVersion]") -> list[str]:
+    """The change summaries of ``versions``, oldest first, each under its version when several."""
+    if len(versions) == 1:
+        return [f"· {line}" for line in versions[0].changes]
+    lines: list[str] = []
+    for version in versions:
+        lines.append(f"版本 {version.version}（{_date(version.effective_at)} 起生效）：")
+        lines += [f"· {line}" for line in version.changes]
+    return lines
 
 
 # ``cite``: how the user names the version in a command: "" for the version in
@@ -197,11 +221,23 @@ def withdrawn(version: str) -> str:
 NOTHING_TO_WITHDRAW = "您目前没有有效的同意记录，无需撤回。回复“条款”可阅读协议。"
 
 
-def reconsent(current: "AgreementVersion", previous: str) -> str:
+def reconsent(current: "AgreementVersion", previous: str, changed: "list[AgreementVersion]") -> str:
+    """``changed``: every version that took effect since ``previous``, up to ``current``."""
     lines = [
         f"《{current.title}》已更新：版本 {current.version} 自 {_date(current.effective_at)} 起生效"
         f"（您此前同意的是版本 {previous}）。修改摘要：",
-        *[f"· {line}" for line in current.changes],
+        *_changes_since(changed),
+        consent_prompt(current),
+    ]
+    return "\n".join(lines)
+
+
+def superseded_before_consent(current: "AgreementVersion", asked: str, changed: "list[AgreementVersion]") -> str:
+    """A 同意 to the version the user was asked about, after a newer one took effect."""
+    lines = [
+        f"您收到的同意请求是针对版本 {asked} 的；此后《{current.title}》版本 {current.version} "
+        f"已于 {_date(current.effective_at)} 生效，您的同意尚未记录。修改摘要：",
+        *_changes_since(changed),
         consent_prompt(current),
     ]
     return "\n".join(lines)

@@ -18,6 +18,8 @@ from storage.redis_store import key
 IDLE_TTL = 30 * 60
 #: Its answers are kept a week, so a user who comes back is offered to resume.
 DRAFT_TTL = 7 * 24 * 3600
+#: How long the version a user was asked to accept is remembered.
+PROMPT_TTL = 30 * 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,15 @@ class DialogStates:
     async def pop_resume(self, openid: str) -> str | None:
         """The remembered command, forgotten as it is read."""
         return await self._redis.getdel(key("resume", openid))
+
+    async def remember_prompt(self, openid: str, version: str, ttl: int = PROMPT_TTL) -> None:
+        """Note the version the user was last asked to accept."""
+        await self._redis.set(key("prompted", openid), version, ex=ttl)
+
+    async def prompted(self, openid: str) -> str | None:
+        """The version the user was last asked to accept (``None``: not asked lately)."""
+        raw = await self._redis.get(key("prompted", openid))
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     async def once(self, openid: str, marker: str, ttl: int = 90 * 24 * 3600) -> bool:
         """True the first time ``marker`` is seen for this user (e.g. one prompt per version)."""

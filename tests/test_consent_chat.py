@@ -324,6 +324,47 @@ async def test_legal_amendment_applies_at_once(make_service, clock):
     assert "已于" in notice.body and "即时生效" in notice.body and "将于" not in notice.body
 
 
+async def test_asking_again_lists_the_changes_of_every_version_since_the_one_accepted(make_service, clock):
+    svc = await make_service(clock=clock)
+    await svc.wechat.ask("o-two-legal", "同意")
+    terms = svc.runtime.terms
+    await terms.publish(amendment("2026-12-01-a", changes=("第6节：依法调整",)), reason="legal", effective_at=None, by="t")
+    clock.advance(minutes=1)
+    await terms.publish(amendment("2026-12-01-b", changes=("第2节：依法补充实名要求",), long_section=True), reason="legal",
+                        effective_at=None, by="t")
+    reply = await svc.wechat.ask("o-two-legal", "我的账户")
+    assert "第6节：依法调整" in reply and "第2节：依法补充实名要求" in reply  # the first was left out
+    assert "版本 2026-12-01-a（" in reply and "版本 2026-12-01-b（" in reply
+
+
+async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
+    # Asked (at the follow) to accept the version then in force; a legal
+    # version took effect before the reply: 同意 recorded a version never shown.
+    svc = await make_service(clock=clock)
+    welcome = svc.wechat.reply(await svc.wechat.post(event_xml("o-late", "subscribe")))["Content"]
+    assert "版本 2022-05-22" in welcome
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+                                    effective_at=None, by="t")
+    first = await svc.wechat.ask("o-late", "同意")
+    assert "针对版本 2022-05-22" in first and "第6节：依法调整" in first and "版本 2026-12-01-legal" in first
+    assert await svc.runtime.ledger.history("o-late") == []
+    second = await svc.wechat.ask("o-late", "同意")
+    assert second.startswith("已记录：您同意了")
+    assert [r.version for r in await svc.runtime.ledger.history("o-late")] == ["2026-12-01-legal"]
+
+
+async def test_who_accepts_or_follows_during_a_notice_period_is_told_of_the_coming_version(make_service, clock):
+    # The amendment notice went to those who had accepted before it was published.
+    svc = await make_service(clock=clock)
+    await svc.runtime.terms.publish(amendment("2026-12-09", changes=("第1节第6款：简化表述",)), reason="routine",
+                                    effective_at=clock.now + dt.timedelta(days=8), by="t")
+    welcome = svc.wechat.reply(await svc.wechat.post(event_xml("o-new", "subscribe")))["Content"]
+    assert "【即将生效】版本 2026-12-09" in welcome and "第1节第6款：简化表述" in welcome
+    accepted = await svc.wechat.ask("o-new", "同意")
+    assert accepted.startswith("已记录：您同意了") and "版本 2022-05-22" in accepted
+    assert "【即将生效】版本 2026-12-09" in accepted and "届时我们会请您重新确认" in accepted
+
+
 # -- the user's own data -------------------------------------------------------------------------
 
 
