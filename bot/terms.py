@@ -156,6 +156,10 @@ class Terms:
         pending = await self.pending()
         return pending[0] if pending else None
 
+    async def withdrawal(self, version: str) -> dict | None:
+        """When, by whom and why ``version`` was withdrawn; ``None`` if it was not."""
+        return await self._repo.withdrawal(version)
+
     async def withdrawn(self) -> list[AgreementVersion]:
         """The versions withdrawn before they took effect (kept for the record)."""
         gone = await self._repo.withdrawn()
@@ -176,8 +180,13 @@ class Terms:
         now = self._clock()
         return [v for v in await self.versions() if v.effective_at > now]
 
-    async def get(self, version: str) -> AgreementVersion:
+    async def get(self, version: str, withdrawn_too: bool = False) -> AgreementVersion:
+        """The published version ``version``; :class:`VersionNotFound` otherwise
+        (saying so for a withdrawn one, unless ``withdrawn_too``: admins may
+        read a withdrawn text, compare it and draft from it)."""
         versions = await self.versions()
+        if withdrawn_too:
+            versions = versions + await self.withdrawn()
         for candidate in versions:
             if candidate.version == version:
                 return candidate

@@ -13,11 +13,15 @@ from bot.agreement import AgreementVersion
 
 
 def clause_lines(version: AgreementVersion) -> list[str]:
-    """The version as numbered lines: title, preamble, section headings, clauses."""
+    """The version as numbered lines: title, the summary users are shown,
+    preamble, section headings with their summaries, clauses (a change to a
+    summary alone is a change users see too)."""
     lines = [f"标题 {version.title}"]
+    lines += [f"要点.{i + 1} {line}" for i, line in enumerate(version.summary)]
     lines += [f"前言.{i + 1} {clause}" for i, clause in enumerate(version.preamble)]
     for section in version.sections:
         lines.append(f"第{section.number}节 {section.title}")
+        lines.append(f"第{section.number}节摘要 {section.summary}")
         lines += [f"{section.clause_number(i)} {clause}" for i, clause in enumerate(section.clauses)]
     return lines
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot import terms_diff
 from bot.agreement import CHINA, REASONS, parse_toml, typed_utc
-from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at
+from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
 from storage.consents import ACTIONS
@@ -97,8 +97,15 @@ def cmd_terms_list(args: argparse.Namespace) -> int:
 
 
 def cmd_terms_show(args: argparse.Namespace) -> int:
-    version = with_runtime(args, lambda runtime: runtime.terms.get(args.version))
+    async def work(runtime):
+        version = await runtime.terms.get(args.version, withdrawn_too=True)
+        return version, await runtime.terms.withdrawal(version.version)
+
+    version, withdrawal = with_runtime(args, work)
     sys.stdout.write(version.to_toml())
+    if withdrawal is not None:  # readable, to fix and publish again, but say what it is
+        print(f"注意：版本 {version.version} 已于 {show(withdrawal['at'])} 撤回，不会生效"
+              f"（原因：{withdrawal['reason']}）；以它为基础重新发布时请换一个版本号。", file=sys.stderr)
     return 0
 
 
@@ -139,7 +146,7 @@ def cmd_terms_withdraw(args: argparse.Namespace) -> int:
 
 def cmd_terms_diff(args: argparse.Namespace) -> int:
     async def work(runtime):
-        return await runtime.terms.get(args.old), await runtime.terms.get(args.new)
+        return await runtime.terms.get(args.old, withdrawn_too=True), await runtime.terms.get(args.new, withdrawn_too=True)
 
     old, new = with_runtime(args, work)
     output = terms_diff.unified(old, new)

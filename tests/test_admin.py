@@ -549,6 +549,35 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     await svc.runtime.terms.withdraw("2026-12-20", reason="与法律修订合并", by="olga")
     listing = text(await owner.get("/admin/terms"))
     assert "2026-12-20" in listing and "已撤回" in listing
+    # ... and its link opens it (it was a 404), to read, compare or draft from.
+    page = await owner.get("/admin/terms/v/2026-12-20")
+    assert page.code == 200 and "已撤回" in text(page) and "与法律修订合并" in text(page)
+    assert (await owner.get("/admin/terms/diff?old=2022-05-22&new=2026-12-20")).code == 200
+    assert "（补充说明。）" in text(await owner.get("/admin/terms/new?from=2026-12-20"))
+    # Chat still says it was withdrawn.
+    assert "已于" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4") and "撤回" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4")
+
+
+async def test_a_new_draft_starts_from_the_latest_published_version(make_service, clock, tmp_path):
+    # With two versions pending, the form started from the nearer one: publishing
+    # an edit of it would have undone the later one's changes.
+    import dataclasses
+    import datetime as dt
+
+    svc = await make_service(clock=clock, data_dir=tmp_path / "data")
+    await make_admins(svc)
+    owner = await logged_in(svc, "olga")
+    terms = svc.runtime.terms
+    for version, days, extra in (("2026-12-20", 8, "（第一次补充。）"), ("2026-12-22", 10, "（第二次补充。）")):
+        latest = (await terms.versions())[-1]
+        first = latest.sections[0]
+        section = dataclasses.replace(first, clauses=(first.clauses[0] + extra, *first.clauses[1:]))
+        draft = dataclasses.replace(latest, version=version, changes=(f"第1节{extra}",),
+                                    sections=(section, *latest.sections[1:]))
+        await terms.publish(draft, reason="routine", effective_at=clock.now + dt.timedelta(days=days), by="t")
+    form = text(await owner.get("/admin/terms/new"))
+    assert 'version = &quot;2026-12-22&quot;' in form or 'version = "2026-12-22"' in form
+    assert "（第二次补充。）" in form and "（第一次补充。）" in form
 
 
 # -- merchants ---------------------------------------------------------------------------

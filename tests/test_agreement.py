@@ -265,3 +265,17 @@ async def test_a_publication_whose_notice_fails_is_still_in_the_audit_log(servic
     [entry] = await runtime.audit.recent(action="version_publish")
     assert (entry.actor, entry.target, entry.address) == ("cli:olga", "2026-12-22", "localhost")
     assert entry.after["notice"] is None and entry.after["reason"] == "routine"
+
+
+def test_a_diff_shows_a_change_of_summary_alone():
+    # Users see the summaries (条款, the welcome): a version changing only one
+    # was shown to admins as "the same text".
+    from bot import terms_diff
+
+    seed = load_seed()
+    first = seed.sections[0]
+    changed = dataclasses.replace(seed, version="2026-12-09",
+                                  sections=(dataclasses.replace(first, summary=first.summary + "（更新）"), *seed.sections[1:]))
+    diff = terms_diff.unified(seed, changed)
+    assert "+第1节摘要 " in diff and "（更新）" in diff
+    assert terms_diff.unified(seed, seed) == ""

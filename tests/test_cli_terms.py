@@ -73,9 +73,11 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     assert "已撤回版本 2027-01-15" in withdrawn.stdout
     listed = cli(data_dir, "terms", "list").stdout
     assert any("2027-01-15" in line and "已撤回" in line for line in listed.splitlines())
-    # Shown or published again, a withdrawn version says so (not "no such version").
+    # Shown, a withdrawn version is printed (to fix and publish again) with a note
+    # on stderr; published again, it is refused (not "no such version").
     gone = cli(data_dir, "terms", "show", "2027-01-15")
-    assert gone.returncode == 2 and "已于" in gone.stderr and "撤回" in gone.stderr and "改为明年再议" in gone.stderr
+    assert gone.returncode == 0 and 'version = "2027-01-15"' in gone.stdout
+    assert "已于" in gone.stderr and "撤回" in gone.stderr and "改为明年再议" in gone.stderr
     again = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "2027-03-15", "--reason", "routine")
     assert again.returncode == 2 and "曾发布并已撤回" in again.stderr
     # Both are in the audit log, from the one place that writes them (bot.terms).

@@ -41,8 +41,10 @@ class TermsVersionHandler(AdminHandler):
     nav = "terms"
 
     async def get(self, version: str) -> None:
-        found = await self.runtime.terms.get(version)
-        self.page("terms_version.html", version=found, reasons=REASONS)
+        terms = self.runtime.terms
+        found = await terms.get(version, withdrawn_too=True)
+        withdrawal = await terms.withdrawal(found.version)
+        self.page("terms_version.html", version=found, reasons=REASONS, withdrawal=withdrawal)
 
 
 class TermsDiffHandler(AdminHandler):
@@ -53,7 +55,8 @@ class TermsDiffHandler(AdminHandler):
         names = [v.version for v in versions]
         old_name = self.get_argument("old", names[-2] if len(names) > 1 else names[0])
         new_name = self.get_argument("new", names[-1])
-        old, new = await self.runtime.terms.get(old_name), await self.runtime.terms.get(new_name)
+        terms = self.runtime.terms
+        old, new = await terms.get(old_name, withdrawn_too=True), await terms.get(new_name, withdrawn_too=True)
         full = self.get_argument("full", "") == "1"
         rows = side_by_side(old, new, context=None if full else 2)
         changed = sum(1 for row in rows if row.tag != "equal")
@@ -71,8 +74,11 @@ class TermsPublishHandler(AdminHandler):
         if draft_id:
             form = VersionForm.from_fields((await self.console.draft(self.actor, draft_id, "version")).fields)
         else:
-            base = await self.runtime.terms.get(self.get_argument("from", "")) if self.get_argument("from", "") \
-                else (await self.runtime.terms.upcoming() or await self.runtime.terms.current())
+            # From the latest published version: a draft from an earlier one
+            # would silently undo the changes of those published after it.
+            terms = self.runtime.terms
+            base = await terms.get(self.get_argument("from", ""), withdrawn_too=True) if self.get_argument("from", "") \
+                else (await terms.versions())[-1]
             form = VersionForm(toml=base.to_toml(), reason="routine", effective_at="")
         await self._form(form, draft_id)
 
