@@ -138,8 +138,8 @@ async def terms_section(chat: Chat) -> Reply:
     if version_id:
         try:
             version = await terms.get(version_id)
-        except VersionNotFound:
-            return Reply(texts.no_such_version(version_id))
+        except VersionNotFound as exc:
+            return Reply(texts.no_such_version(version_id, exc))
     cite = "" if version.version == current.version else f"{version.version} "
     number, clause = _section_and_clause(place)
     section = version.section(number) if number is not None else None
@@ -161,8 +161,8 @@ async def terms_of_version(chat: Chat) -> Reply:
     current = await terms.current()
     try:
         version = await terms.get(version_id)
-    except VersionNotFound:
-        return Reply(texts.no_such_version(version_id))
+    except VersionNotFound as exc:
+        return Reply(texts.no_such_version(version_id, exc))
     if version.version == current.version:
         return Reply(texts.terms_overview(current, await terms.pending()))
     return Reply(texts.version_overview(version, current))

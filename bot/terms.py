@@ -39,6 +39,10 @@ class VersionNotFound(BotError):
     status = 404
     code = "version_not_found"
 
+    def __init__(self, message: str, code: str | None = None, withdrawn: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.withdrawn = withdrawn  # the message then says when and why
+
 
 class Terms:
     """The agreement's versions and their publication."""
@@ -199,7 +203,7 @@ class Terms:
         if withdrawal is not None:
             raise VersionNotFound(
                 f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回，不会生效"
-                f"（原因：{withdrawal['reason']}）。撤回的版本号不能再次使用。"
+                f"（原因：{withdrawal['reason']}）。", withdrawn=True,
             )
         raise VersionNotFound(f"没有版本为 {version} 的协议")
 

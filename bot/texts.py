@@ -147,7 +147,10 @@ def version_overview(version: "AgreementVersion", current: "AgreementVersion") -
     return "\n".join(lines)
 
 
-def no_such_version(asked: str) -> str:
+def no_such_version(asked: str, refusal: "Exception | None" = None) -> str:
+    """``refusal``: the lookup's :class:`~bot.terms.VersionNotFound` (a withdrawn version says when and why)."""
+    if refusal is not None and getattr(refusal, "withdrawn", False):
+        return f"{refusal.message}回复“条款”查看当前版本。"  # type: ignore[attr-defined]
     return f"没有版本为 {asked} 的协议。回复“条款”查看当前版本。"
 
 
