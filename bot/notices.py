@@ -211,6 +211,8 @@ class Broadcasts:
         check_audience(audience)
         if important is None:
             important = category in IMPORTANT_BY_DEFAULT
+        if channel == "mass":
+            check_mass_text(message_text(category, title, body, important))
         openids = None
         if refuse_empty:
             openids = await self.audience(audience)  # read once: planning uses it too
@@ -447,7 +449,7 @@ SKIP_REASONS = {"opted_out": "用户已退订该类通知", "unsubscribed": "已
 WECHAT_ERRORS = {
     "-1": "微信系统繁忙", "40001": "access_token 无效", "40003": "openid 无效", "43004": "用户未关注公众号",
     "43101": "用户拒绝接收此类消息", "45009": "接口调用次数超过限额", "45015": "超出 48 小时客服消息时限",
-    "45047": "客服消息下行条数超过上限", "48001": "接口未授权", "-4": "微信未在时限内答复（可能已送达，为免重复不再重发）",
+    "45047": "客服消息下行条数超过上限", "48001": "接口未授权", "45002": "消息内容超过长度限制", "-4": "微信未在时限内答复（可能已送达，为免重复不再重发）",
     "interrupted": "发送中断（进程退出，为免重复不再重发）", "wechat_not_configured": "未配置公众号 AppID/AppSecret",
 }
 
@@ -493,6 +495,22 @@ def check_text(title: str, body: str) -> tuple[str, str]:
     return title, body
 
 
+#: The longest text a mass send takes in one message, in UTF-8 bytes (WeChat
+#: answers 45002 beyond; a mass send is not split: each is one of a few a month).
+MASS_TEXT_BYTES = 2048
+
+
+def check_mass_text(text: str) -> None:
+    """:class:`NoticeRefused` for a notice too long to go as one mass send."""
+    size = len(text.encode("utf-8"))
+    if size > MASS_TEXT_BYTES:
+        raise NoticeRefused(
+            f"群发（--channel mass）的一条消息最多 {MASS_TEXT_BYTES} 字节（约 {MASS_TEXT_BYTES // 3} 个汉字，含标题），"
+            f"当前 {size} 字节：请缩短正文，或不用群发（客服消息会自动分条）",
+            code="body_too_long",
+        )
+
+
 def check_audience(audience: dict) -> None:
     """Raise :class:`NoticeRefused` for an audience that is not well formed."""
     kind = audience.get("type") if isinstance(audience, dict) else None
@@ -517,9 +535,13 @@ def check_audience(audience: dict) -> None:
 
 
 def notice_text(notice: Notice) -> str:
-    """The text of a notice as a customer-service message."""
-    mark = "【重要】" if notice.important else ""
-    return f"{mark}【{CATEGORIES[notice.category]}】{notice.title}\n\n{notice.body}"
+    """The text of a notice as a customer-service or mass message."""
+    return message_text(notice.category, notice.title, notice.body, notice.important)
+
+
+def message_text(category: str, title: str, body: str, important: bool) -> str:
+    mark = "【重要】" if important else ""
+    return f"{mark}【{CATEGORIES[category]}】{title}\n\n{body}"
 
 
 def template_data(notice: Notice, spec: dict, now: dt.datetime) -> dict:

@@ -135,8 +135,13 @@ class Notices:
         return result.matched_count == 1
 
     async def active(self) -> list[Notice]:
-        """Notices a worker may have to plan or finish (queued or sending)."""
-        docs = await self._coll.find({"status": {"$in": ["queued", "sending"]}}).to_list(None)
+        """Notices a worker may have to plan or finish: queued or sending, and
+        cancelled before their planner (since gone) recorded every recipient,
+        whose rest is still to be recorded as skipped."""
+        docs = await self._coll.find({"$or": [
+            {"status": {"$in": ["queued", "sending"]}},
+            {"status": "cancelled", "planned": "no"},
+        ]}).to_list(None)
         return [_notice(d) for d in docs]
 
     async def many(self, notice_ids: list[str]) -> dict[str, Notice]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.delivery_worker import PAY_SECONDS, WINDOW
-from bot.notices import PLAN_CHUNK, PLANNER_SILENT
+from bot.notices import PLAN_CHUNK, PLANNER_SILENT, NoticeRefused
 from storage.delivery_journal import OURS
 from tests.conftest import APPID, SECRET
 from tests.wx import event_xml
@@ -213,6 +213,21 @@ async def test_mass_send_on_request(svc, emulator):
     progress = await svc.runtime.broadcasts.progress(notice)
     assert (progress.sent, progress.skipped, progress.total) == (4, 2, 6)
     assert progress.skipped_by_reason == {"opted_out": 1, "no_channel": 1}
+
+
+async def test_a_mass_send_too_long_for_one_message_is_refused_up_front(svc, emulator):
+    # A mass send is one message (not split like customer-service ones): WeChat
+    # answered 45002 for every recipient of a 1,120-character body.
+    await active_users(svc, "o-l1", "o-l2")
+    body = "这是一条很长的群发通知正文，" * 80
+    with pytest.raises(NoticeRefused) as refused:
+        await send(svc, category="security", title="长群发", body=body, channel="mass",
+                   audience={"type": "openids", "openids": ["o-l1", "o-l2"]})
+    assert refused.value.code == "body_too_long" and "2048 字节" in refused.value.message
+    # Customer-service messages take it, in pieces.
+    notice = await send(svc, category="security", title="长通知", body=body, audience={"type": "openids", "openids": ["o-l1"]})
+    await run_worker(svc)
+    assert (await svc.runtime.broadcasts.progress(notice)).sent == 1 and len(await texts_to(emulator, "o-l1")) > 1
 
 
 async def test_a_paused_mass_send_waits_and_a_cancelled_one_is_not_sent(svc, emulator):
@@ -503,6 +518,26 @@ async def test_in_a_long_lived_process_send_returns_once_the_first_chunk_is_queu
     assert final.notice.status == "done" and final.sent == final.total == len(openids)
     counts = collections.Counter(m["touser"] for m in await emulator.messages())
     assert len(counts) == len(openids) and max(counts.values()) == 1
+
+
+async def test_a_cancel_after_the_planner_died_still_ends_with_every_recipient_counted(make_service, emulator):
+    # `notice send` stopped (Ctrl-C, kill) while planning, then `notice cancel`
+    # as its message says: the rest of the audience was never recorded, and
+    # upkeep left cancelled jobs alone, so the counts stayed short for good.
+    svc = await make_service()
+    rt = svc.runtime
+    openids = [f"o-cd{i:04d}" for i in range(PLAN_CHUNK + 10)]
+    await active_users(svc, *openids)
+    notice_id = await unplanned_notice(rt, "取消", openids)
+    long_ago = rt.clock() - PLANNER_SILENT - dt.timedelta(seconds=5)
+    await rt.notices.planning(notice_id, len(openids), long_ago)
+    await rt.deliveries.create_pending(notice_id, openids[:PLAN_CHUNK], long_ago)  # its first chunk, then it died
+    await rt.broadcasts.cancel(notice_id)
+    await rt.worker()._replan()  # what every worker's upkeep does each second
+    final = await rt.broadcasts.progress(notice_id)
+    assert final.notice.status == "cancelled" and final.notice.planned
+    assert final.skipped == final.total == len(openids) and final.skipped_by_reason == {"cancelled": len(openids)}
+    assert [m for m in await emulator.messages() if m["touser"].startswith("o-cd")] == []
 
 
 async def test_a_cancel_while_planning_skips_what_is_recorded_after_it(make_service, emulator):
