@@ -646,6 +646,9 @@ async def test_chat_preferences(svc):
     security = await svc.wechat.ask("o-pref", "退订 安全通告")
     assert "已退订“安全通告”，但这类通知通常标为“重要”，仍会送达" in security
     assert (await svc.runtime.preferences.settings("o-pref"))["service"] is True
+    # As phones type them: a full stop after, the name in quotes.
+    assert "已退订“其他”" in await svc.wechat.ask("o-pref", "退订其他。")
+    assert "已退订“管理消息”" in await svc.wechat.ask("o-pref", "退订 “管理消息”")
 
 
 async def test_export_has_preferences_and_deliveries(svc, emulator):
