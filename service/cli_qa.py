@@ -127,8 +127,13 @@ def cmd_qa_log(args: argparse.Namespace) -> int:
     if not entries:
         print("没有记录。")
         return 0
+    from bot.agreement import CHINA
+    from storage.mongo import as_datetime
+
+    print("时间为北京时间")
     for entry in entries:
-        at = entry["at"].strftime("%Y-%m-%d %H:%M") if hasattr(entry["at"], "strftime") else str(entry["at"])[:16]
+        when = as_datetime(entry["at"])  # stored in UTC, shown as everything else is shown
+        at = when.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if when else "—"
         refs = "、".join(entry.get("refs") or []) or "—"
         question = entry["question"] if len(entry["question"]) <= 80 else entry["question"][:80] + "…"
         print(f"{at}  [{entry['kind']}] {question}  （条款 {refs}，分数 {entry.get('score', 0)}）")

@@ -387,3 +387,27 @@ def test_qa_eval_on_a_missing_or_malformed_file_exits_2_in_chinese(capsys, tmp_p
 def test_ask_prints_the_reply_a_user_would_get(capsys, qa, cache_dir):
     assert cli.main(["ask", "我上传的图片版权归谁？", "--cache-dir", str(cache_dir)]) == 0
     assert capsys.readouterr().out.strip() == qa.answer("我上传的图片版权归谁？").text.strip()
+
+
+async def test_the_question_log_cli_shows_beijing_time(make_service, backing):
+    # It printed UTC with no zone (19:02), where every other command and the
+    # console's 问答 page show Beijing time (03:02 the next day).
+    import asyncio
+    import datetime as dt
+
+    from bot.agreement import CHINA
+    from tests.test_cli import BIN, clean_env
+
+    svc = await make_service()
+    runtime = svc.runtime
+    await svc.wechat.ask("o-log", "我上传的图片版权归谁？")
+    await runtime.qa_log.flush()
+    env = clean_env(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + runtime.db.name, REDIS_URL=backing.redis_url)
+    proc = await asyncio.create_subprocess_exec(str(BIN), "qa-log", env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    now = dt.datetime.now(dt.timezone.utc)
+    shown = {(now + dt.timedelta(minutes=m)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M") for m in (-1, 0)}
+    assert "北京时间" in text and any(f"{s}  [answer] 我上传的图片版权归谁？" in text for s in shown), text
