@@ -155,7 +155,8 @@ def test_a_question_without_content_asks_for_one(qa):
 # -- small talk ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("message", ["你好", "在吗？", "您好呀", "hello!", "Ｈｉ", "谢谢", "好的，谢谢！", "thanks", "再见"])
+@pytest.mark.parametrize("message", ["你好", "在吗？", "您好呀", "hello!", "Ｈｉ", "谢谢", "好的，谢谢！", "thanks", "再见",
+                                     "谢谢你的解答", "感谢您的帮助", "Thank you", "多谢你的耐心解答"])
 def test_greetings_and_thanks_get_a_short_reply_with_the_help_menu(qa, message):
     answer = qa.answer(message)
     assert answer.kind == "smalltalk", answer
@@ -411,3 +412,10 @@ async def test_the_question_log_cli_shows_beijing_time(make_service, backing):
     now = dt.datetime.now(dt.timezone.utc)
     shown = {(now + dt.timedelta(minutes=m)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M") for m in (-1, 0)}
     assert "北京时间" in text and any(f"{s}  [answer] 我上传的图片版权归谁？" in text for s in shown), text
+
+
+@pytest.mark.parametrize("question", ["协议更新了哪些内容", "这次修改的内容是什么"])
+def test_what_changed_points_to_the_amendment_clause_not_to_content(qa, question):
+    # "内容" matched section 4's title (您在我们服务中发布的内容): 4.2 was quoted.
+    answer = qa.answer(question)
+    assert answer.refs == ("7.1",), answer
