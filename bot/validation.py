@@ -55,17 +55,35 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"{label}不能包含表情或图形符号，请按证件上的写法输入。例如：{example}", field)
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
+    # A question typed at this step, or the credit code sent again, is no name.
+    if "?" in value or value.rstrip(_TRAILING).endswith(_QUESTION_ENDS):
+        raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}；"
+                      "如想先提问，可回复“取消”退出注册。", field)
+    if re.fullmatch(r"[0-9A-Z]{18}", value.upper()) and sum(c.isdigit() for c in value) >= 8:
+        raise Invalid(f"这看起来是统一社会信用代码，不是{label}。请输入{label}，例如：{example}", field)
     return value
+
+
+#: Endings of a question in Chinese ("…做广告吗"), besides the question mark.
+_QUESTION_ENDS = ("吗", "呢", "么", "嘛")
+_TRAILING = "。.!！~～ "
 
 
 def parse_entity_name(text: str, entity_type: str) -> str:
     if entity_type == "enterprise":
         return _name(text, "entity_name", "企业名称", 4, 100, "南宁市微拓软件服务有限公司")
-    return _name(text, "entity_name", "姓名", 2, 30, "张三")
+    return _person(text, "entity_name", "姓名", "张三")
 
 
 def parse_contact_name(text: str) -> str:
-    return _name(text, "contact_name", "联系人姓名", 2, 30, "李四")
+    return _person(text, "contact_name", "联系人姓名", "李四")
+
+
+def _person(text: str, field: str, label: str, example: str) -> str:
+    value = _name(text, field, label, 2, 30, example)
+    if any(c.isdigit() for c in value):  # a company's name may hold digits (58同城), a person's does not
+        raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
+    return value
 
 
 # -- unified social credit code (GB 32100-2015) -------------------------------------

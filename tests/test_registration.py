@@ -118,6 +118,24 @@ def test_credit_code_and_phone_rules():
         assert refused.value.message.startswith("手机号码") and why in refused.value.message
 
 
+def test_a_question_or_a_credit_code_is_no_name():
+    # At the name step, a question was stored as the name (“当前填写：我上传的图片版权归谁?”),
+    # and a credit code sent again as the contact person.
+    from bot.validation import parse_contact_name, parse_entity_name
+
+    for bad, why in (("我上传的图片版权归谁？", "问题"), ("你们能用我的logo做广告吗", "问题"), (CODE, "统一社会信用代码"),
+                     ("张3", "数字")):
+        with pytest.raises(Invalid) as refused:
+            parse_contact_name(bad)
+        assert why in refused.value.message and refused.value.field == "contact_name"
+    with pytest.raises(Invalid) as refused:
+        parse_entity_name("你们能用我的logo做广告吗", "enterprise")
+    assert "问题" in refused.value.message
+    assert parse_entity_name("58同城南宁分公司", "enterprise") == "58同城南宁分公司"
+    assert parse_entity_name("欧阳 娜娜", "individual") == "欧阳 娜娜"
+    assert parse_contact_name("John Smith") == "John Smith"
+
+
 def test_email_rules():
     from bot.validation import parse_email
 
