@@ -6,6 +6,7 @@ domain and picks the words from :mod:`bot.texts`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 
@@ -22,7 +23,7 @@ from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
 from bot.validation import Invalid
-from storage.dialog_state import DialogState
+from storage.dialog_state import PROMPT_TTL, DialogState
 from storage.mongo import MongoUnavailable
 from storage.notices import CATEGORIES
 from storage.redis_store import RedisUnavailable
@@ -197,8 +198,11 @@ def _section_and_clause(place: str) -> tuple[int | None, int | None]:
 async def accept(chat: Chat) -> Reply:
     services = chat.services
     state = await chat.fresh_consent()
-    asked = await chat.version_asked()
-    if not state.accepted and asked is not None and asked != state.current.version:
+    # Only a version that took effect since a prompt could still be remembered
+    # can differ from the one asked about (and the Redis read is spared otherwise).
+    recent = state.current.effective_at > services.clock() - dt.timedelta(seconds=PROMPT_TTL)
+    asked = await chat.version_asked() if not state.accepted and recent else None
+    if asked is not None and asked != state.current.version:
         # Asked about one version, answering after another took effect: the
         # user has not seen what they would be agreeing to. Show it, ask again.
         await chat.asked_to_accept(state.current.version)

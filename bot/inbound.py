@@ -43,7 +43,9 @@ class Inbound:
         then 同意协议 must both be handled).
         """
         if self.msg_id:
-            return f"msg:{self.msg_id}"
+            # With the sender: a MsgId repeated by another sender (a hand-made
+            # push) must not get the first sender's reply, which may be private.
+            return f"msg:{self.openid}:{self.msg_id}"
         key = f":{self.event_key}" if self.event_key else ""
         return f"evt:{self.openid}:{self.create_time}:{self.event}{key}"
 

@@ -113,6 +113,14 @@ async def test_the_rest_of_a_long_reply_survives_a_busy_wechat(make_service, emu
 # -- consent ----------------------------------------------------------------------------
 
 
+async def test_a_msgid_reused_by_another_sender_gets_its_own_reply(service):
+    # Hand-made pushes (the README's) reuse MsgIds: the second sender got the
+    # first one's reply, which may be private (我的账户).
+    first = service.wechat.reply(await service.wechat.post(text_xml("o-first", "帮助", msg_id=770001)))["Content"]
+    second = service.wechat.reply(await service.wechat.post(text_xml("o-second", "条款", msg_id=770001)))["Content"]
+    assert first != second and second.startswith("《微拓软件服务使用协议》版本")
+
+
 async def test_accept_is_recorded_once_even_when_retried(service):
     xml = text_xml("o-yes", "同意", msg_id=880001)
     first = service.wechat.reply(await service.wechat.post(xml))["Content"]
@@ -123,7 +131,7 @@ async def test_accept_is_recorded_once_even_when_retried(service):
     record = records[0]
     assert (record.action, record.version, record.channel) == ("accept", "2022-05-22", "official_account")
     assert record.text_sha256 == load_seed().text_sha256
-    assert record.message_id == "msg:880001"
+    assert record.message_id.startswith("msg:") and record.message_id.endswith(":880001")
     assert record.meta["msg_type"] == "text"
     assert record.at.tzinfo is not None
 
