@@ -8,7 +8,6 @@ for itself); refusals print the rule's reason and exit with code 2.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import sys
@@ -18,6 +17,7 @@ from bot import terms_diff
 from bot.agreement import CHINA, REASONS, parse_toml, typed_utc
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
+from bot.spreadsheet import ExcelCsv
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
 from storage.consents import ACTIONS
 
@@ -167,16 +167,19 @@ def cmd_consents_export(args: argparse.Namespace) -> int:
 
     async def work(runtime):
         count = 0
-        writer = csv.writer(out) if args.format == "csv" else None
-        if writer:
-            writer.writerow(RECORD_FIELDS)
+        # As the console's CSV: for Excel, a BOM in a file (not on a pipe) and no formula cells.
+        sheet = ExcelCsv(RECORD_FIELDS, bom=args.output is not None) if args.format == "csv" else None
         async for record in runtime.ledger.scan(args.terms_version, args.action, since, until):
             row = record_row(record)
-            if writer:
-                writer.writerow([row[f] for f in RECORD_FIELDS])
+            if sheet:
+                sheet.row([row[f] for f in RECORD_FIELDS])
+                if sheet.size > 64 * 1024:
+                    out.write(sheet.take())
             else:
                 out.write(json.dumps({**row, "meta": record.meta}, ensure_ascii=False, default=str) + "\n")
             count += 1
+        if sheet:
+            out.write(sheet.take())
         return count
 
     try:

@@ -172,6 +172,10 @@ async def test_consents_export_and_user_export(tmp_path):
     ]
     assert rows[0]["text_sha256"] == load_seed().text_sha256
     assert dt.datetime.fromisoformat(rows[0]["at"]).utcoffset() == dt.timedelta(hours=8)  # Beijing time
+    # To a file, as the console's download: with a BOM, so Excel reads the Chinese right.
+    saved = cli(tmp_path, "consents", "export", "--format", "csv", "--output", str(tmp_path / "c.csv"))
+    assert saved.returncode == 0 and (tmp_path / "c.csv").read_bytes().startswith("\ufeff".encode())
+    assert "\ufeff" not in result.stdout  # not on a pipe
 
     jsonl = cli(tmp_path, "consents", "export", "--format", "jsonl", "--action", "accept")
     lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
