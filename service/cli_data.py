@@ -198,10 +198,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError("--openid 不能为空")
 
     async def work(runtime):
-        return await runtime.exports.document(openid) if await runtime.exports.knows(openid) else None
+        joined = await runtime.mini.joined(openid)  # a mini-program openid whose records moved to a follower
+        return (await runtime.exports.document(openid) if await runtime.exports.knows(openid) else None), joined
 
-    document = with_runtime(args, work)
+    document, joined = with_runtime(args, work)
+    if joined is not None:
+        print(f"注意：{openid} 是小程序用户，已与公众号关注者 {joined} 合并为同一人，其资料在 {joined} 名下："
+              f"wetoop-bot export --openid {joined}", file=sys.stderr)
     if document is None:
+        if joined is not None:
+            return 2
         raise UsageError(f"没有 openid 为 {openid} 的用户：既未关注公众号，也没有同意记录或商家资料")
     print(json.dumps(document, ensure_ascii=False, indent=2))
     return 0

@@ -708,6 +708,19 @@ async def _registered_in_the_mini_program(api, user: str) -> str:
     return token
 
 
+async def test_the_cli_export_of_a_joined_mini_program_openid_names_the_follower(api, backing):
+    from tests.test_cli import BIN, clean_env
+
+    runtime = api.svc.runtime
+    await _registered_in_the_mini_program(api, "vic")
+    await _follows(api, "oa-vic", "vic")
+    env = clean_env(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + runtime.db.name, REDIS_URL=backing.redis_url)
+    proc = await asyncio.create_subprocess_exec(str(BIN), "export", "--openid", mp_openid("vic"), env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert "已与公众号关注者 oa-vic 合并" in err.decode() and "export --openid oa-vic" in err.decode()
+
+
 async def test_a_mini_program_user_who_registered_first_joins_the_follower_with_their_records(api):
     runtime = api.svc.runtime
     token = await _registered_in_the_mini_program(api, "mia")
