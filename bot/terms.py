@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 from bot import amendment_rules, texts
 from bot.agreement import AgreementVersion, load_seed
 from bot.errors import BotError
-from bot.notices import NoticeRefused, check_text
+from bot.notices import TITLE_LIMIT, NoticeRefused, check_text
 from bot.serial import one_at_a_time
 from storage.agreements import AgreementVersions, VersionExists
 from storage.locks import UserLocks
@@ -234,7 +234,7 @@ class Terms:
             # Checked before the version is stored: a notice refused afterwards
             # would leave a published amendment that nobody was told about.
             try:
-                title, body = check_text(f"《{version.title}》修改通知", texts.amendment_notice(version))
+                title, body = check_text(_notice_title(f"《{version.title}》修改通知", version), texts.amendment_notice(version))
             except NoticeRefused as exc:  # say which part of the version is too long, not the notice's
                 raise amendment_rules.AmendmentRefused(
                     "notice", f"协议标题（title）或修改摘要（changes）过长，修改通知无法发出：{exc.message}。"
@@ -273,7 +273,7 @@ class Terms:
                     "in_force", f"版本 {version.version} 已于 {amendment_rules.show(version.effective_at)} 生效，"
                     "已生效的版本不能撤回；如需修改，请发布新的版本",
                 )
-            title, body = check_text(f"《{version.title}》修改撤回通知", texts.amendment_withdrawn(version, reason))
+            title, body = check_text(_notice_title(f"《{version.title}》修改撤回通知", version), texts.amendment_withdrawn(version, reason))
             if not await self._repo.withdraw(version.version, now, by, reason):
                 raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile
             self._invalidate()
@@ -308,3 +308,9 @@ class Terms:
                       notice_id: str | None) -> None:
         if self._audit is not None:
             await self._audit.record(by, action, version.version, after={**after, "notice": notice_id}, address=address)
+
+
+def _notice_title(base: str, version: AgreementVersion) -> str:
+    """``base`` with the version, when it fits (the console lists many such notices)."""
+    titled = f"{base}（版本 {version.version}）"
+    return titled if len(titled) <= TITLE_LIMIT else base

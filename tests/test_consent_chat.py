@@ -327,8 +327,9 @@ async def test_legal_amendment_applies_at_once(make_service, clock):
         amendment("2026-12-01-legal"), reason="legal", effective_at=None, by="test")
     reply = await svc.wechat.ask("o-legal", "条款")
     assert reply.startswith("《微拓软件服务使用协议》已更新") and "版本 2026-12-01-legal" in reply
-    # Its notice says it is in force, not that it will be.
+    # Its notice says it is in force, not that it will be; its title names the version (the console lists many).
     notice = await svc.runtime.notices.get(notice_id)
+    assert notice.title == "《微拓软件服务使用协议》修改通知（版本 2026-12-01-legal）"
     assert "已于" in notice.body and "即时生效" in notice.body and "将于" not in notice.body
 
 
