@@ -92,6 +92,13 @@ async def farewell(chat: Chat) -> None:
     except MongoUnavailable:  # kept and written once MongoDB is back: no notices to a former follower
         log.warning("could not record the unfollow of %s now", chat.openid)
         services.followers.defer(chat.openid, False, services.clock())
+    # A dialog left open would take the first message after a re-follow as an
+    # answer, under a welcome that says nothing of it; its draft stays, and
+    # 注册 offers to resume it.
+    try:
+        await services.dialogs.clear(chat.openid)
+    except RedisUnavailable:
+        pass  # it expires by itself (30 minutes idle)
     return None
 
 

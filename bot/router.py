@@ -52,8 +52,13 @@ PASS = object()
 
 def normalize_command(text: str) -> str:
     """Fold a typed command for comparison: NFKC (full-width to half-width),
-    surrounding blanks removed, Latin letters in lower case."""
-    return unicodedata.normalize("NFKC", text).strip().lower()
+    invisible characters (zero-width spaces a paste brings) and surrounding
+    blanks removed, Latin letters in lower case."""
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).strip().lower()
+
+
+#: Zero-width space, non-joiner, joiner, word joiner, BOM.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
 class Router:

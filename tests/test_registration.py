@@ -673,3 +673,19 @@ async def test_commands_with_an_argument_work_while_a_closure_waits_for_its_conf
     assert "微拓帐户" in section  # it said "请回复“确认注销”或“取消”"
     assert (await service.runtime.merchants.get("o-closing")).status == "pending_review"
     assert "已注销" in await service.wechat.ask("o-closing", "确认注销")
+
+
+async def test_an_unfollow_closes_an_open_dialog_and_registration_offers_to_resume(service):
+    # Re-followed mid-registration: the welcome said nothing of the dialog and
+    # the next message was silently stored as the step's answer.
+    from tests.wx import event_xml
+
+    openid = "o-refollow"
+    await accepted(service, openid)
+    await chat(service, openid, "注册", "企业", "南宁市测试贸易有限公司")
+    await service.wechat.post(event_xml(openid, "unsubscribe"))
+    await service.wechat.post(event_xml(openid, "subscribe"))
+    assert await service.runtime.services.dialogs.load(openid) is None
+    await service.wechat.ask(openid, "我上传的图片版权归谁？")  # a question again, not the credit code
+    resumed = await service.wechat.ask(openid, "注册")
+    assert "南宁市测试贸易有限公司" in resumed  # the draft is offered

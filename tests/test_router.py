@@ -108,3 +108,4 @@ async def test_include_merges_routers():
 def test_normalize_command_folds_width_and_case():
     assert normalize_command("　ＨＥＬＰ！ ") == "help!"
     assert normalize_command("同意") == "同意"
+    assert normalize_command("同\u200b意\ufeff") == "同意"  # pasted text carries zero-width characters
