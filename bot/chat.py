@@ -135,6 +135,8 @@ _PLACE = r"(-?\d+(?:[.,、]\d+)?|第?(?:\d+(?:[.,、]\d+)?|[一二三四五六�
 #: Before the argument, "条款：4" as well as "条款 4"; after it, the full stop a keyboard adds.
 _OPEN, _CLOSE = r"[:：]?\s*", r"[。.!！]?"
 _VERSION = r"([0-9A-Za-z][0-9A-Za-z._-]*)"
+#: A version named alone (条款 2026-12-01): with a digit, so that 协议pdf or 条款 GDPR stay questions.
+_VERSION_ALONE = r"([0-9A-Za-z._-]*\d[0-9A-Za-z._-]*)"
 
 
 @router.command("条款", "协议", args=_OPEN + rf"(?:{_VERSION}\s+)?" + _PLACE + _CLOSE)
@@ -161,7 +163,7 @@ async def terms_section(chat: Chat) -> Reply:
     return Reply(texts.terms_section(version, section))
 
 
-@router.command("条款", "协议", args=_OPEN + _VERSION + _CLOSE)
+@router.command("条款", "协议", args=_OPEN + _VERSION_ALONE + _CLOSE)
 async def terms_of_version(chat: Chat) -> Reply:
     """条款 2026-12-01: that version's sections (条款 abc: there is no such version)."""
     (version_id,) = chat.args
@@ -232,6 +234,7 @@ async def decline(chat: Chat) -> Reply:
     state, _added = await chat.services.consents.decline(chat.openid, await origin(chat), state=await chat.fresh_consent())
     chat.forget_consent()
     await _pop_resume(chat)  # the pending action will not happen
+    await chat.asked_to_accept(state.current.version)  # the reply invites a 同意 to this version
     return Reply(texts.declined(state.current))
 
 
@@ -243,6 +246,7 @@ async def withdraw(chat: Chat) -> Reply:
     except ConsentRefused as exc:
         return Reply(exc.message)
     chat.forget_consent()
+    await chat.asked_to_accept((await chat.services.terms.current()).version)
     return Reply(texts.withdrawn(version))
 
 

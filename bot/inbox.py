@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Callable
+from typing import Awaitable, Callable
 
 from bot import api_texts
 from bot.notices import Broadcasts, NoticeNotFound
@@ -28,15 +28,27 @@ class InboxItem:
 
 
 class Inbox:
-    def __init__(self, broadcasts: Broadcasts, reads: NoticeReads, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, broadcasts: Broadcasts, reads: NoticeReads, clock: Callable[[], dt.datetime],
+                 aliases: Callable[[str], Awaitable[list[str]]] | None = None) -> None:
         self._broadcasts = broadcasts
         self.reads = reads
         self._clock = clock
+        # The mini-program openids that became this person: a notice finished
+        # under one after the join (it was pending then) is theirs too.
+        self._aliases = aliases
 
     async def items(self, openid: str) -> list[InboxItem]:
         """Delivered notices, newest first."""
-        pairs = await self._broadcasts.inbox(openid)
-        read = await self.reads.read_at(openid) if pairs else {}
+        openids = [openid, *(await self._aliases(openid) if self._aliases else [])]
+        pairs, read, seen = [], {}, set()
+        for one in openids:
+            for notice, delivery in await self._broadcasts.inbox(one):
+                if notice.id not in seen:
+                    seen.add(notice.id)
+                    pairs.append((notice, delivery))
+            if pairs:
+                read = {**await self.reads.read_at(one), **read}  # the person's own openid wins
+        pairs.sort(key=lambda pair: pair[1].updated_at or self._clock(), reverse=True)
         return [InboxItem(notice, delivery.updated_at, read.get(notice.id)) for notice, delivery in pairs]
 
     async def mark_read(self, openid: str, notice_id: str) -> InboxItem:

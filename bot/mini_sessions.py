@@ -31,7 +31,7 @@ from typing import Callable
 
 from bot import api_texts
 from bot.errors import BotError
-from bot.serial import one_at_a_time
+from bot.serial import Busy, one_at_a_time
 from storage.api_sessions import ApiSessions, RequestCounters
 from storage.followers import Followers
 from storage.identities import Identities, MiniProgramUser
@@ -47,6 +47,8 @@ SESSION_TTL = 7 * 24 * 3600
 MAX_CODE_LENGTH = 128
 #: How long following waits for ``user/info`` (the welcome must not wait long).
 LEARN_TIMEOUT = 1.5
+#: How long following waits for a busy mini-program user's lock before leaving the join to the upkeep.
+FOLLOW_LOCK_WAIT = 0.3
 
 
 class Unauthorized(BotError):
@@ -213,7 +215,7 @@ class MiniSessions:
             retry = max(1, int((window + 1) * 60 - now) + 1)
             raise RateLimited(api_texts.RATE_LIMITED.format(seconds=retry), retry)
 
-    async def link_follower(self, follower_openid: str, unionid: str) -> int:
+    async def link_follower(self, follower_openid: str, unionid: str, wait: float | None = None) -> int:
         """Record that the follower ``follower_openid`` has ``unionid``: mini-program
         users with it become that follower, their records moved to the
         follower's openid; not when both hold a merchant record. Returns how
@@ -228,10 +230,14 @@ class MiniSessions:
         for user in await self.identities.with_unionid(unionid):
             if user.subject != user.openid:
                 continue  # already someone's
-            async with one_at_a_time(self._locks, user.openid):
-                now = await self.identities.get(user.openid)  # as it is under the lock
-                if now is not None and now.subject == now.openid and not await self._join(now, follower_openid):
-                    apart += 1
+            try:
+                async with one_at_a_time(self._locks, user.openid, wait=wait):
+                    now = await self.identities.get(user.openid)  # as it is under the lock
+                    if now is not None and now.subject == now.openid and not await self._join(now, follower_openid):
+                        apart += 1
+            except Busy:  # one of their requests holds it: the upkeep joins them within a minute
+                await self.identities.want_link(user.openid, follower_openid)
+                log.info("mini-program user %s busy; joining follower %s later", user.openid, follower_openid)
         return apart
 
     async def _join(self, user: MiniProgramUser, follower_openid: str) -> bool:
@@ -257,16 +263,28 @@ class MiniSessions:
         the person may not log in or follow again soon); how many were finished."""
         finished = 0
         for user in await self.identities.joining():
-            follower = await self.followers.get(user.joining)
-            if follower is not None and follower.unionid and follower.unionid == user.unionid:
-                await self.link_follower(follower.openid, follower.unionid)
-                finished += 1
+            target = user.joining or user.link_to
+            try:
+                follower = await self.followers.get(target) if target else None
+                if follower is not None and follower.unionid and follower.unionid == user.unionid:
+                    await self.link_follower(follower.openid, follower.unionid)
+                    finished += 1
+            except Exception:  # noqa: BLE001 - the others still get their turn; this one the next minute
+                log.warning("could not finish joining %s to %s now", user.openid, target, exc_info=True)
         return finished
 
     async def joined(self, openid: str) -> str | None:
-        """The follower a mini-program user ``openid`` has become, if so."""
+        """The follower a mini-program user ``openid`` has become, or is
+        becoming (a move under way or cut short: what it writes goes there)."""
         user = await self.identities.get(openid)
-        return user.subject if user is not None and user.subject != openid else None
+        if user is None:
+            return None
+        return user.subject if user.subject != openid else user.joining
+
+    async def aliases(self, openid: str) -> list[str]:
+        """The mini-program openids that became ``openid`` (a notice or a question
+        that reached them while they joined is the person's)."""
+        return [u.openid for u in await self.identities.of_subject(openid) if u.openid != openid]
 
     async def learn_follower(self, follower_openid: str) -> None:
         """Ask ``user/info`` for a new follower's unionid and link it; best effort,
@@ -280,7 +298,9 @@ class MiniSessions:
             return
         unionid = info.get("unionid") if isinstance(info, dict) else None
         if unionid:
-            await self.link_follower(follower_openid, unionid)
+            # Hardly waiting for a busy mini-program user: the welcome has its
+            # seconds to keep, and the upkeep joins them within a minute.
+            await self.link_follower(follower_openid, unionid, wait=FOLLOW_LOCK_WAIT)
 
     async def backfill_unionids(self, openids: list[str], concurrency: int = 8) -> dict[str, int]:
         """Ask ``user/info`` for the unionid of followers who have none (they

@@ -24,14 +24,15 @@ class Busy(BotError):
 
 
 @contextlib.asynccontextmanager
-async def one_at_a_time(locks: UserLocks | None, name: str):
-    """Run the block holding the lock ``name``; :class:`Busy` if it cannot be had.
+async def one_at_a_time(locks: UserLocks | None, name: str, wait: float | None = None):
+    """Run the block holding the lock ``name``; :class:`Busy` if it cannot be
+    had within ``wait`` seconds (the locks' default if ``None``).
     ``locks=None`` (no Redis configured, some tests) runs it unguarded."""
     if locks is None:
         yield
         return
     try:
-        async with locks.exclusive(name):
+        async with locks.exclusive(name, wait=wait):
             yield
     except LockBusy:
         raise Busy(BUSY) from None

@@ -65,7 +65,7 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
 
 
 #: Endings of a question in Chinese ("…做广告吗"), besides the question mark.
-_QUESTION_ENDS = ("吗", "呢", "么", "嘛")
+_QUESTION_ENDS = ("吗", "呢", "嘛")
 _TRAILING = "。.!！~～ "
 
 

@@ -189,7 +189,7 @@ class Runtime:
             official=self.wechat, records=OpenidMoves(self.db, self.ledger, self.consent_view, flush_logs=self.qa_log.flush), locks=self.locks,
         )
         self.services.mini = self.mini
-        self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock)
+        self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock, aliases=self.mini.aliases)
         self.exports.parts.update(
             miniprogram_logins=self.mini.export, notice_reads=self.inbox.export, questions=self.qa_log.export,
             dialog_drafts=lambda openid: self.services.dialogs.export(openid, (REGISTRATION.name,)),

@@ -70,19 +70,18 @@ class ConsentView:
             since = None
             if meta is not None and "through_ms" in meta:
                 since = dt.datetime.fromtimestamp(meta["through_ms"] / 1000, dt.timezone.utc) - SLACK
-            # A whole replay leaves out openids whose records were carried to
-            # another (the copies count there); since then they hold nothing new.
-            away = await carried_away(self._ledger) if since is None else set()
             latest: dict[str, dict] = {}
             replayed = 0
             async for doc in self._records_since(since, now):
                 replayed += 1
-                if doc["openid"] in away:
-                    continue
                 held = latest.get(doc["openid"])
                 if held is None or as_datetime(doc["at"]) >= as_datetime(held["at"]):
                     latest[doc["openid"]] = doc
-            await self._apply(list(latest.values()))
+            # Openids whose records were carried to another are left out (the
+            # copies count there): a replay that reaches their originals again
+            # (the slack before the watermark) must not count them back.
+            away = await carried_away(self._ledger, list(latest))
+            await self._apply([doc for openid, doc in latest.items() if openid not in away])
             await _set_if_greater(self._views, _VIEW, "through_ms", epoch_ms(now))
             return replayed
 
@@ -90,7 +89,7 @@ class ConsentView:
         """Rebuild these users' documents from the ledger as it is now (after
         records were carried from one openid to another, which a replay by
         time would not see: the copies keep their original times)."""
-        away = await carried_away(self._ledger)
+        away = await carried_away(self._ledger, openids)
         for openid in openids:
             docs = await self._ledger.find({"openid": openid}, {"openid": 1, "version": 1, "at": 1, "action": 1}) \
                 .sort("at", -1).limit(1).to_list(1)

@@ -150,9 +150,15 @@ class ConsentLedger:
         return [_record(doc) for doc in docs], int(rows[0]["n"]) if rows else 0
 
 
-async def carried_away(ledger: AsyncCollection) -> set[str]:
-    """The openids named by copies' ``copied_from`` in the ``consents`` collection ``ledger``."""
-    return set(await ledger.distinct("copied_from", {"copied_from": {"$exists": True}}))
+async def carried_away(ledger: AsyncCollection, among: list[str] | None = None) -> set[str]:
+    """The openids named by copies' ``copied_from`` in the ``consents``
+    collection ``ledger`` (of ``among`` only, if given: by its index)."""
+    if among is None:
+        return set(await ledger.distinct("copied_from", {"copied_from": {"$exists": True}}))
+    found: set[str] = set()
+    for start in range(0, len(among), 1000):
+        found |= set(await ledger.distinct("copied_from", {"copied_from": {"$in": among[start:start + 1000]}}))
+    return found
 
 
 def _record(doc: dict) -> ConsentRecord:

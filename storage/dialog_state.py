@@ -18,8 +18,10 @@ from storage.redis_store import key
 IDLE_TTL = 30 * 60
 #: Its answers are kept a week, so a user who comes back is offered to resume.
 DRAFT_TTL = 7 * 24 * 3600
-#: How long the version a user was asked to accept is remembered.
-PROMPT_TTL = 30 * 24 * 3600
+#: How long the version a user was asked to accept is remembered: longer than
+#: the furthest ahead a version may be published (366 days), so a 同意 sent
+#: long after its prompt is still checked against what it was asked for.
+PROMPT_TTL = 400 * 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,8 @@ class MiniProgramUser:
     last_login_at: dt.datetime | None
     #: The follower this user's records are being moved to (a move cut short is resumed).
     joining: str | None = None
+    #: A follower to join, found while the user was busy (the upkeep joins them).
+    link_to: str | None = None
 
     def to_export(self) -> dict:
         return {
@@ -66,13 +68,19 @@ class Identities:
         """Make ``subject`` the person behind ``openid`` if it is still ``expected``
         (and end a move of its records: :meth:`start_joining`)."""
         result = await self._coll.update_one(
-            {"_id": openid, "subject": expected}, {"$set": {"subject": subject}, "$unset": {"joining": ""}}
+            {"_id": openid, "subject": expected}, {"$set": {"subject": subject}, "$unset": {"joining": "", "link_to": ""}}
         )
         return result.matched_count == 1
 
     async def joining(self) -> list[MiniProgramUser]:
-        """Users whose records were being moved when something cut it short."""
-        return [_user(d) for d in await self._coll.find({"joining": {"$exists": True}}).to_list(None)]
+        """Users whose records were being moved when something cut it short, or
+        whose follower was found while they were busy."""
+        query = {"$or": [{"joining": {"$exists": True}}, {"link_to": {"$exists": True}}]}
+        return [_user(d) for d in await self._coll.find(query).to_list(None)]
+
+    async def want_link(self, openid: str, follower: str) -> None:
+        """Note a follower to join ``openid`` to later (:meth:`joining`)."""
+        await self._coll.update_one({"_id": openid, "subject": openid}, {"$set": {"link_to": follower}})
 
     async def start_joining(self, openid: str, follower: str) -> None:
         """Note that ``openid``'s records are about to move to ``follower``, so
@@ -110,4 +118,5 @@ def _user(doc: dict) -> MiniProgramUser:
         first_login_at=as_datetime(doc.get("first_login_at")),
         last_login_at=as_datetime(doc.get("last_login_at")),
         joining=doc.get("joining"),
+        link_to=doc.get("link_to"),
     )

@@ -56,13 +56,13 @@ class UserLocks:
         self._wait = wait
         self._release = redis.register_script(_RELEASE)
 
-    async def acquire(self, openid: str, *, strict: bool = False) -> str | None:
-        """The token of the user's lock, waiting up to ``wait`` seconds; ``None``
-        if it could not be had (held too long, or Redis down; ``strict``: Redis'
-        error is raised instead)."""
+    async def acquire(self, openid: str, *, strict: bool = False, wait: float | None = None) -> str | None:
+        """The token of the user's lock, waiting up to ``wait`` seconds (the
+        default given at construction); ``None`` if it could not be had (held
+        too long, or Redis down; ``strict``: Redis' error is raised instead)."""
         token = new_token()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait
+        deadline = loop.time() + (self._wait if wait is None else wait)
         try:
             while True:
                 if await self.redis.set(lock_key(openid), token, nx=True, px=int(self._ttl * 1000)):
@@ -77,12 +77,12 @@ class UserLocks:
         return None
 
     @contextlib.asynccontextmanager
-    async def exclusive(self, name: str):
+    async def exclusive(self, name: str, wait: float | None = None):
         """Hold the lock ``name`` (an openid, or a rule's name such as
         ``admin:owners``) for a check and the write that depends on it;
         raises :class:`LockBusy` rather than go ahead without it (Redis' own
         error when it is down, so that callers say so)."""
-        token = await self.acquire(name, strict=True)
+        token = await self.acquire(name, strict=True, wait=wait)
         if token is None:
             raise LockBusy(name)
         try:

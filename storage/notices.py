@@ -138,9 +138,10 @@ class Notices:
         """Notices a worker may have to plan or finish: queued or sending, and
         cancelled before their planner (since gone) recorded every recipient,
         whose rest is still to be recorded as skipped."""
+        recent = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=7)  # not old ones, against today's audience
         docs = await self._coll.find({"$or": [
             {"status": {"$in": ["queued", "sending"]}},
-            {"status": "cancelled", "planned": "no"},
+            {"status": "cancelled", "planned": "no", "created_at": {"$gte": recent}},
         ]}).to_list(None)
         return [_notice(d) for d in docs]
 

@@ -77,13 +77,17 @@ class OpenidMoves:
         # Merchants: one per openid (a unique index); the latest change names it too.
         merchants = self._db["merchants"]
         moved["merchants"] = 0
-        if await merchants.find_one({"openid": new}, {"_id": 1}) is None:
+        record = await merchants.find_one({"openid": old}, {"last_change": 1})
+        if record is not None and await merchants.find_one({"openid": new}, {"_id": 1}) is None:
+            fields = {"openid": new}
+            if isinstance(record.get("last_change"), dict):  # records from before it have none
+                fields["last_change.openid"] = new
             try:
-                result = await merchants.update_one({"openid": old}, {"$set": {"openid": new, "last_change.openid": new}})
-                moved["merchants"] = result.modified_count
+                moved["merchants"] = (await merchants.update_one({"_id": record["_id"]}, {"$set": fields})).modified_count
             except DuplicateKeyError:  # registered under ``new`` this very moment
                 pass
-        if not moved["merchants"] and await merchants.find_one({"openid": old}, {"_id": 1}) is not None:
+        record_left = await merchants.find_one({"openid": old}, {"_id": 1}) is not None
+        if record_left:
             log.warning("merchant record of %s kept: %s registered meanwhile", old, new)
         preferences = self._db["preferences"]
         if await preferences.find_one({"openid": new}, {"_id": 1}) is None:
@@ -92,8 +96,8 @@ class OpenidMoves:
             moved["preferences"] = 0
             await preferences.delete_one({"openid": old})
         for name in _UPDATED_IN_PLACE:
-            if name == "merchant_status_history" and not moved["merchants"]:
-                continue  # stays with the record it belongs to
+            if name == "merchant_status_history" and record_left:
+                continue  # stays with the record it belongs to (moved by an earlier, cut-short run otherwise)
             moved[name] = (await self._db[name].update_many({"openid": old}, {"$set": {"openid": new}})).modified_count
         for name, only in _KEYED_BY_NOTICE.items():
             moved[name] = await _rekey(self._db[name], old, new, only)

@@ -346,6 +346,25 @@ async def test_asking_again_lists_the_changes_of_every_version_since_the_one_acc
     assert "版本 2026-12-01-a（" in reply and "版本 2026-12-01-b（" in reply
 
 
+def test_a_prompt_is_remembered_longer_than_a_version_may_be_published_ahead():
+    # Remembered 30 days, a 同意 on day 46 to a welcome of day 1 was taken for a
+    # version published that day to take effect on day 45, never shown.
+    from bot.amendment_rules import MAX_AHEAD
+    from storage.dialog_state import PROMPT_TTL
+
+    assert PROMPT_TTL > MAX_AHEAD.total_seconds()
+
+
+async def test_a_consent_after_declining_a_replaced_version_is_asked_again(make_service, clock):
+    svc = await make_service(clock=clock)
+    assert "版本 2022-05-22" in await svc.wechat.ask("o-decl", "不同意")
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+                                    effective_at=None, by="t")
+    again = await svc.wechat.ask("o-decl", "同意")
+    assert "针对版本 2022-05-22" in again and await svc.runtime.ledger.latest("o-decl") is not None
+    assert (await svc.runtime.ledger.latest("o-decl")).action == "decline"
+
+
 async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
     # Asked (at the follow) to accept the version then in force; a legal
     # version took effect before the reply: 同意 recorded a version never shown.
@@ -504,7 +523,7 @@ async def test_an_upcoming_version_shows_its_time_unless_it_is_midnight(service)
     ("条款 4,2", "4.2 "),
     ("条款 4、2", "4.2 "),
     ("条款 2022-05-22", "1. "),
-    ("条款 abc", "没有版本为 abc 的协议"),
+    ("条款 v2", "没有版本为 v2 的协议"),
 ])
 async def test_terms_with_a_clause_or_an_odd_number_is_a_command_not_a_question(service, command, needle):
     reply = await service.wechat.ask("o-place", command)
@@ -512,9 +531,10 @@ async def test_terms_with_a_clause_or_an_odd_number_is_a_command_not_a_question(
     assert "最接近的是" not in reply and "没有找到" not in reply
 
 
-async def test_a_question_starting_with_terms_is_still_a_question(service):
-    reply = await service.wechat.ask("o-place", "条款是什么意思")
-    assert "没有第" not in reply
+@pytest.mark.parametrize("question", ["条款是什么意思", "协议pdf", "条款 GDPR", "协议 QQ"])
+async def test_a_question_starting_with_terms_is_still_a_question(service, question):
+    reply = await service.wechat.ask("o-place", question)
+    assert "没有第" not in reply and "没有版本为" not in reply
 
 
 async def test_an_unknown_menu_item_gets_the_help_not_silence(service):
