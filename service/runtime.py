@@ -191,9 +191,22 @@ class Runtime:
         self.services.mini = self.mini
         self.inbox = Inbox(self.broadcasts, NoticeReads(self.db), clock, aliases=self.mini.aliases)
         self.exports.parts.update(
-            miniprogram_logins=self.mini.export, notice_reads=self.inbox.export, questions=self.qa_log.export,
+            miniprogram_logins=self.mini.export, notice_reads=self._with_aliases(self.inbox.export, "notice"),
+            questions=self._with_aliases(self.qa_log.export, "at"),
             dialog_drafts=lambda openid: self.services.dialogs.export(openid, (REGISTRATION.name,)),
         )
+
+    def _with_aliases(self, part, order: str):
+        """An export part that also holds what is kept under the mini-program
+        openids that became this person (written there by another process
+        while they joined)."""
+        async def combined(openid: str) -> list[dict]:
+            rows = list(await part(openid))
+            for alias in await self.mini.aliases(openid):
+                rows += await part(alias)
+            return sorted(rows, key=lambda row: str(row.get(order) or ""))
+
+        return combined
 
     async def prepare(self, qa: bool = True) -> None:
         """Create indexes and store the seed agreement; a database that is down

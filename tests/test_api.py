@@ -1036,3 +1036,14 @@ async def test_a_merchant_record_from_before_last_change_moves_whole(api):
     record = await runtime.db["merchants"].find_one({"openid": "oa-yan"})
     assert "last_change" not in record
     assert [e.status for e in await runtime.merchants.repo.history("oa-yan")] == ["pending_review"]
+
+
+async def test_a_question_logged_under_the_mini_program_openid_after_the_join_is_in_the_export(api):
+    # Another process's buffered question is written after the move, under the old openid.
+    runtime = api.svc.runtime
+    token, _user = await api.login("zoe")
+    await _follows(api, "oa-zoe", "zoe")
+    runtime.qa_log.record(question="迟到的问题", kind="abstain", refs=(), score=0.0, version="2022-05-22",
+                          openid=mp_openid("zoe"), channel="miniprogram", at=runtime.clock())
+    document = (await api.call("GET", "/me/export", token=token)).body
+    assert document["openid"] == "oa-zoe" and [q["question"] for q in document["questions"]] == ["迟到的问题"]
