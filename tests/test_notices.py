@@ -45,6 +45,19 @@ async def unplanned_notice(rt, title: str, openids: list[str]) -> str:
     )
 
 
+async def planner_died(svc, prefix: str, title: str, extra: int) -> tuple[list[str], str, dt.datetime]:
+    """A notice to ``PLAN_CHUNK + extra`` followers whose planner recorded its
+    first chunk and died long enough ago; its openids, id and that moment."""
+    rt = svc.runtime
+    openids = [f"{prefix}{i:04d}" for i in range(PLAN_CHUNK + extra)]
+    await active_users(svc, *openids)
+    notice_id = await unplanned_notice(rt, title, openids)
+    long_ago = rt.clock() - PLANNER_SILENT - dt.timedelta(seconds=5)
+    await rt.notices.planning(notice_id, len(openids), long_ago)
+    await rt.deliveries.create_pending(notice_id, openids[:PLAN_CHUNK], long_ago)
+    return openids, notice_id, long_ago
+
+
 async def run_worker(svc, timeout: float = 30) -> None:
     await svc.runtime.worker(concurrency=4).run_until_idle(timeout)
 
@@ -463,14 +476,9 @@ async def test_a_slow_worker_keeps_its_batch(svc, emulator, caplog):
 async def test_a_planner_that_died_midway_is_replaced_and_the_job_ends_complete(make_service, emulator):
     svc = await make_service(notice_rate=2000)
     rt = svc.runtime
-    openids = [f"o-pl{i:04d}" for i in range(PLAN_CHUNK + 300)]
-    await active_users(svc, *openids)
-    notice_id = await unplanned_notice(rt, "分批规划", openids)
-    # What a planner had done when it died: the job sending, its first chunk recorded and queued.
-    long_ago = rt.clock() - PLANNER_SILENT - dt.timedelta(seconds=5)
-    await rt.notices.planning(notice_id, len(openids), long_ago)
+    openids, notice_id, long_ago = await planner_died(svc, "o-pl", "分批规划", 300)
+    # ... and the job sending, its first chunk queued.
     await rt.notices.transition(notice_id, ("queued",), "sending", long_ago)
-    await rt.deliveries.create_pending(notice_id, openids[:PLAN_CHUNK], long_ago)
     await rt.broadcasts.enqueue_pending(await rt.notices.get(notice_id))
     # Every recorded recipient could be finished, but the job is not complete: never done early.
     assert not await rt.broadcasts.finish_if_complete(notice_id)
@@ -526,12 +534,7 @@ async def test_a_cancel_after_the_planner_died_still_ends_with_every_recipient_c
     # upkeep left cancelled jobs alone, so the counts stayed short for good.
     svc = await make_service()
     rt = svc.runtime
-    openids = [f"o-cd{i:04d}" for i in range(PLAN_CHUNK + 10)]
-    await active_users(svc, *openids)
-    notice_id = await unplanned_notice(rt, "取消", openids)
-    long_ago = rt.clock() - PLANNER_SILENT - dt.timedelta(seconds=5)
-    await rt.notices.planning(notice_id, len(openids), long_ago)
-    await rt.deliveries.create_pending(notice_id, openids[:PLAN_CHUNK], long_ago)  # its first chunk, then it died
+    openids, notice_id, _long_ago = await planner_died(svc, "o-cd", "取消", 10)
     await rt.broadcasts.cancel(notice_id)
     await rt.worker()._replan()  # what every worker's upkeep does each second
     final = await rt.broadcasts.progress(notice_id)
