@@ -14,9 +14,9 @@ follow (:meth:`MiniSessions.learn_follower`). A mini-program user who came
 first then becomes the follower: their sessions act as the follower from the
 next request on, and what they did before (consent, registration,
 preferences, notices, questions) moves to the follower's openid
-(:mod:`storage.openid_moves`), so chat sees it. Only when both openids already
-hold choices of their own (each accepted or registered separately) do the two
-stay apart, logged, since neither can be taken over the other.
+(:mod:`storage.openid_moves`), so chat sees it. Only when both openids hold a
+merchant record (registered on each side) do the two stay apart, logged: which
+account to keep is an admin's decision.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ _UPDATED_IN_PLACE = ("qa_log", "merchant_status_history")
 #: Collections whose ``_id`` is ``<notice id>:<openid>`` (one per notice and
 #: person): their documents are inserted anew and the old ones deleted. A
 #: delivery still to be sent stays where it is: the worker finishes it by that
-#: ``_id`` (it then stays the old openid's).
+#: ``_id``, and the person's inbox reads it there (``MiniSessions.aliases``).
 _KEYED_BY_NOTICE = {"deliveries": {"status": {"$in": ["sent", "failed", "skipped"]}}, "notice_reads": {}}
 
 
