@@ -165,7 +165,7 @@ async def terms_section(chat: Chat) -> Reply:
 
 @router.command("条款", "协议", args=_OPEN + _VERSION_ALONE + _CLOSE)
 async def terms_of_version(chat: Chat) -> Reply:
-    """条款 2026-12-01: that version's sections (条款 abc: there is no such version)."""
+    """条款 2026-12-01: that version's sections (条款 v9: there is no such version)."""
     (version_id,) = chat.args
     terms = chat.services.terms
     current = await terms.current()
