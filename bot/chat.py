@@ -215,6 +215,10 @@ async def accept(chat: Chat) -> Reply:
         # Asked about one version, answering after another took effect: the
         # user has not seen what they would be agreeing to. Show it, ask again.
         await chat.asked_to_accept(state.current.version)
+        if state.status == "outdated" and asked == state.latest.version:
+            # They accepted that version and were not asked again yet: the usual prompt.
+            changed = await services.terms.since(asked)
+            return Reply(texts.reconsent(state.current, asked, changed))
         return Reply(texts.superseded_before_consent(state.current, asked, await services.terms.since(asked)))
     state, added = await services.consents.accept(chat.openid, await origin(chat), state=state)
     chat.forget_consent()

@@ -24,9 +24,10 @@ class AdminStats:
         return {row["_id"]: int(row["n"]) async for row in await self._db["merchants"].aggregate(pipeline)}
 
     async def consents_since(self, since: dt.datetime) -> list[tuple[dt.datetime, str]]:
-        """(at, action) of every ledger record since ``since``."""
-        cursor = self._db["consents"].find({"at": {"$gte": since}}, {"action": 1, "at": 1})
-        return [(as_datetime(doc["at"]), doc["action"]) async for doc in cursor]
+        """(at, action) of every ledger record since ``since``; a copy carried to
+        a follower's openid is not a second choice (``storage.openid_moves``)."""
+        cursor = self._db["consents"].find({"at": {"$gte": since}}, {"action": 1, "at": 1, "copied_from": 1})
+        return [(as_datetime(doc["at"]), doc["action"]) async for doc in cursor if "copied_from" not in doc]
 
     async def recent_notices(self, limit: int = 50) -> list[Notice]:
         docs = await self._db["notices"].find({}).sort("created_at", DESCENDING).limit(limit).to_list(None)

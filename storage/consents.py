@@ -50,6 +50,7 @@ class ConsentRecord:
             "channel": self.channel,
             "text_sha256": self.text_sha256,
             "message_id": self.message_id,
+            **({"copied_from": self.copied_from} if self.copied_from else {}),
         }
 
 
@@ -112,7 +113,7 @@ class ConsentLedger:
         copies = []
         for doc in await self._coll.find({"openid": old}).to_list(None):
             copy = {**doc, "_id": f"copy:{new}:{doc['_id']}", "openid": new, "copied_from": old}
-            copy["meta"] = {**(doc.get("meta") or {}), "copied_at": at}
+            copy["meta"] = {**(doc.get("meta") or {}), "copied_at": at.astimezone(dt.timezone.utc).isoformat()}
             copies.append(copy)
         appended = 0
         for copy in copies:

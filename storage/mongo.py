@@ -163,7 +163,7 @@ def as_datetime(value: object) -> dt.datetime | None:
 def filter_query(equals: dict, since: dt.datetime | None = None, until: dt.datetime | None = None, field: str = "at") -> dict:
     """A find filter: ``equals`` (empty values left out) and the half-open time
     range ``since <= field < until`` (either end optional)."""
-    query: dict = {name: value for name, value in equals.items() if value}
+    query: dict = {name: exactly(value) for name, value in equals.items() if value}
     if since or until:
         query[field] = {}
         if since:
@@ -171,3 +171,11 @@ def filter_query(equals: dict, since: dt.datetime | None = None, until: dt.datet
         if until:
             query[field]["$lt"] = until
     return query
+
+
+def exactly(value: object) -> object:
+    """A filter value matching ``value`` itself: ``{"$in": [value]}`` for a
+    string. The same on MongoDB; nx-27017 reads a string that starts like a
+    date ("2026-11-27b", a version id) as a date in a plain equality and finds
+    nothing, while ``$in`` compares it as the string it is."""
+    return {"$in": [value]} if isinstance(value, str) else value

@@ -746,6 +746,10 @@ async def test_a_mini_program_user_who_registered_first_joins_the_follower_with_
     assert await runtime.ledger.openids_with_action("accept") == ["oa-mia"]
     await runtime.consent_view.catch_up(runtime.clock())  # the minute's replay reaches the original again
     assert await runtime.consent_view.accepted("2022-05-22") == {"oa-mia"}
+    assert await runtime.db["consent_latest"].count_documents({"openid": "oa-mia"}) == 1
+    from storage.admin_stats import AdminStats  # the dashboard's 30-day chart: one acceptance, not two
+
+    assert [a for _at, a in await AdminStats(runtime.db).consents_since(runtime.clock() - dt.timedelta(days=1))] == ["accept"]
     await runtime.db["views"].delete_many({})  # a whole replay leaves the original out too
     await runtime.consent_view.catch_up(runtime.clock())
     assert await runtime.consent_view.accepted("2022-05-22") == {"oa-mia"}
@@ -760,6 +764,7 @@ async def test_a_mini_program_user_who_registered_first_joins_the_follower_with_
     assert registration.body["registration"]["entity_name"] == "南宁市测试贸易有限公司"
     document = (await api.call("GET", "/me/export", token=token)).body
     assert document["openid"] == "oa-mia" and [c["action"] for c in document["consents"]] == ["accept"]
+    assert document["consents"][0]["copied_from"] == mp  # the person's export says where it was given
     assert [q["question"] for q in document["questions"]] == ["我上传的图片版权归谁"]
     assert [login["miniprogram_openid"] for login in document["miniprogram_logins"]] == [mp]
 

@@ -365,6 +365,20 @@ async def test_a_consent_after_declining_a_replaced_version_is_asked_again(make_
     assert (await svc.runtime.ledger.latest("o-decl")).action == "decline"
 
 
+async def test_one_who_accepted_the_old_version_and_answers_a_notice_with_consent_gets_the_usual_prompt(make_service, clock):
+    # Asked for A at the welcome, accepted A; B took effect; their first word is 同意:
+    # they were not "asked for A", they accepted it. The re-consent prompt says so.
+    svc = await make_service(clock=clock)
+    await svc.wechat.post(event_xml("o-frank", "subscribe"))
+    await svc.wechat.ask("o-frank", "同意")
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+                                    effective_at=None, by="t")
+    reply = await svc.wechat.ask("o-frank", "同意")
+    assert reply.startswith("《微拓软件服务使用协议》已更新") and "您此前同意的是版本 2022-05-22" in reply
+    assert "同意请求是针对" not in reply
+    assert (await svc.wechat.ask("o-frank", "同意")).startswith("已记录：您同意了")
+
+
 async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
     # Asked (at the follow) to accept the version then in force; a legal
     # version took effect before the reply: 同意 recorded a version never shown.

@@ -57,3 +57,32 @@ def test_no_code_path_updates_or_deletes_the_ledger():
     assert set(reaching) == {"storage/consents.py", "storage/consent_view.py", "storage/admin_stats.py"}
     assert not re.search(r"_ledger\.(update|delete|replace|find_one_and|bulk_write|drop)", reaching["storage/consent_view.py"])
     assert not re.search(r'\["consents"\]\.(update|delete|replace|find_one_and|bulk_write|drop)', reaching["storage/admin_stats.py"])
+
+
+async def test_a_version_id_that_starts_like_a_date_is_found_by_its_id(service):
+    # nx-27017 read "2026-11-27b" as a date in a plain equality and found
+    # nothing: the dashboard said 0 % had accepted a version three had.
+    import dataclasses
+
+    ledger, view = service.runtime.ledger, service.runtime.consent_view
+    for openid in ("o-b1", "o-b2"):
+        await ledger.append(dataclasses.replace(record(openid=openid), version="2026-11-27b"))
+    await ledger.append(record(openid="o-b3"))
+    assert [r.openid async for r in ledger.scan(version="2026-11-27b")] == ["o-b1", "o-b2"]
+    await view.catch_up(dt.datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    assert await view.accepted("2026-11-27b") == {"o-b1", "o-b2"}
+
+
+async def test_the_view_holds_one_document_per_user_whatever_order_records_come_in(service):
+    # An upsert on condition that missed the user's document made nx-27017 insert
+    # a second one under a new _id (a stale copy, counted as accepting for good).
+    ledger, view, db = service.runtime.ledger, service.runtime.consent_view, service.runtime.db
+    await ledger.append(record(openid="o-v", minute=5))
+    await view.refresh(["o-v"])  # as a join does
+    await ledger.append(record(openid="o-v", action="withdraw", minute=6))
+    await view.catch_up(dt.datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    await view._apply([{"_id": "older", "openid": "o-v", "version": "2022-05-22", "action": "decline",
+                        "at": dt.datetime(2026, 12, 1, 8, 1, tzinfo=UTC)}])
+    docs = await db["consent_latest"].find({"openid": "o-v"}).to_list(None)
+    assert [(d["_id"], d["action"]) for d in docs] == [("o-v", "withdraw")]
+    assert await view.accepted("2022-05-22") == set()
