@@ -143,40 +143,23 @@ class ConsentView:
             yield doc
 
     async def _apply(self, records: list[dict]) -> None:
-        """Hold each record as its user's latest, unless a more recent one is held.
-
-        No upsert with a condition: nx-27017 answers one that misses an existing
-        document by inserting a second document under a new ``_id`` (MongoDB
-        takes the ``_id`` from the filter and fails on the duplicate). So: the
-        users already held are updated on condition, the others inserted.
-        """
         for start in range(0, len(records), CHUNK):
-            chunk = records[start:start + CHUNK]
-            held = {d["_id"] for d in await self._coll.find({"_id": {"$in": [r["openid"] for r in chunk]}}, {"_id": 1})
-                    .to_list(None)}
-            updates, inserts = [], []
-            for doc in chunk:
+            operations = []
+            for doc in records[start:start + CHUNK]:
                 at_ms = epoch_ms(doc["at"])
-                fields = {"openid": doc["openid"], "version": doc["version"], "action": doc["action"],
-                          "at_ms": at_ms, "record": doc["_id"]}
-                if doc["openid"] in held:
-                    updates.append(UpdateOne({"_id": doc["openid"], "at_ms": {"$lte": at_ms}}, {"$set": fields}))
-                else:
-                    inserts.append({"_id": doc["openid"], **fields})
-            if updates:
-                await self._coll.bulk_write(updates, ordered=False)
-            if inserts:
-                try:
-                    await self._coll.insert_many(inserts, ordered=False)
-                except BulkWriteError as exc:
-                    # Inserted meanwhile by another replay: apply those on condition.
-                    if any(e.get("code") != _DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                        raise
-                    late = [inserts[e["index"]] for e in exc.details["writeErrors"]]
-                    await self._coll.bulk_write([
-                        UpdateOne({"_id": d["_id"], "at_ms": {"$lte": d["at_ms"]}},
-                                  {"$set": {k: v for k, v in d.items() if k != "_id"}}) for d in late
-                    ], ordered=False)
+                operations.append(UpdateOne(
+                    {"_id": doc["openid"], "at_ms": {"$lte": at_ms}},
+                    {"$set": {"openid": doc["openid"], "version": doc["version"], "action": doc["action"],
+                              "at_ms": at_ms, "record": doc["_id"]}},
+                    upsert=True,
+                ))
+            try:
+                await self._coll.bulk_write(operations, ordered=False)
+            except BulkWriteError as exc:
+                # A duplicate key is a user whose document already holds a
+                # more recent record: nothing to do.
+                if any(e.get("code") != _DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
 
 
 def _second(at: dt.datetime) -> dt.datetime:
