@@ -259,15 +259,21 @@ def amendment_notice(version: "AgreementVersion") -> str:
     lines = [
         f"《{version.title}》{when}。修改摘要：",
         *[f"· {line}" for line in version.changes],
-        "回复“条款”查看详情。如不同意修改后的条款，您可以停止使用服务，并可先回复“导出我的数据”导出数据。",
+        AMENDMENT_CHAT_HINT,
     ]
     return "\n".join(lines)
+
+
+#: The last lines of the amendment notices as chat sends them; the mini-program
+#: shows its own (``bot.api_texts.for_app``), where there is nothing to reply to.
+AMENDMENT_CHAT_HINT = "回复“条款”查看详情。如不同意修改后的条款，您可以停止使用服务，并可先回复“导出我的数据”导出数据。"
+WITHDRAWN_CHAT_HINT = "回复“条款”查看现行协议。"
 
 
 def amendment_withdrawn(version: "AgreementVersion", reason: str) -> str:
     return (
         f"《{version.title}》版本 {version.version}（原定 {_date(version.effective_at)} 生效）的修改已撤回，"
-        f"不会生效。原因：{reason}\n回复“条款”查看现行协议。"
+        f"不会生效。原因：{reason}\n{WITHDRAWN_CHAT_HINT}"
     )
 
 

@@ -530,6 +530,9 @@ async def test_a_mini_program_only_user_finds_the_amendment_notice_in_the_inbox(
     assert progress.skipped_by_reason == {"no_channel": 1}
     inbox = await api.call("GET", "/me/notices", token=token)
     assert [n["id"] for n in inbox.body["notices"]] == [notice_id] and inbox.body["unread"] == 1
+    # In the app's words: there is no chat to reply 条款 in.
+    body = inbox.body["notices"][0]["body"]
+    assert "回复" not in body and "可在“服务协议”中查看详情" in body and "2026-12-31" in body
     # What the user opted out of stays out.
     other = await api.token("yuri")
     await api.call("PUT", "/me/preferences", {"preferences": {"service": False}}, other)

@@ -90,7 +90,7 @@ def inbox_item(item: InboxItem) -> dict:
         "category": notice.category,
         "category_label": CATEGORIES.get(notice.category, notice.category),
         "title": notice.title,
-        "body": notice.body,
+        "body": api_texts.for_app(notice.body),
         "important": notice.important,
         "delivered_at": iso(item.delivered_at),
         "read": item.read,
