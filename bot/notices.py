@@ -373,6 +373,10 @@ class Broadcasts:
         if notice.started_at is not None and notice.status == "sending":  # a paused job has no speed, nor an ETA
             recent = await self.deliveries.sent_since(notice_id, now - dt.timedelta(seconds=10))
             rate = recent / 10.0
+        elif notice.status == "done" and notice.started_at and notice.finished_at:
+            # A finished job: its average, rather than the 0 of the last ten seconds.
+            seconds = (notice.finished_at - notice.started_at).total_seconds()
+            rate = (by["sent"] + by["failed"]) / seconds if seconds > 0 else 0.0
         remaining = by["pending"] + by["sending"]
         eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
         return Progress(

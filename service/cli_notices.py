@@ -120,7 +120,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"通知 {data['id']}（{CATEGORIES[data['category']]}{'，重要' if data['important'] else ''}）：{data['title']}\n"
         f"状态：{JOB_LABELS[data['status']]}　共 {data['total']}　已发送 {data['sent']}　失败 {data['failed']}　"
         f"跳过 {data['skipped']}　待发送 {data['pending'] + data['sending']}\n"
-        f"速度：{data['rate_per_second']} 条/秒　预计剩余：{eta}"
+        f"{'平均速度' if data['status'] == 'done' else '速度'}：{data['rate_per_second']} 条/秒　预计剩余：{eta}"
     )
     if data["skipped_by_reason"]:
         print("跳过原因：" + "，".join(f"{explain(SKIP_REASONS, k)} {v}" for k, v in data["skipped_by_reason"].items()))
