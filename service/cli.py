@@ -346,6 +346,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  数据目录：       {config.data_dir.resolve()}",
             "按 Ctrl-C 停止（会一并停止内置数据库等子进程）。",
         ]
+        if config.host not in ("127.0.0.1", "::1", "localhost"):
+            # The simulator posts as any user, and the Token above is public: fine on one's own machine only.
+            lines.insert(-1, f"注意：演示环境监听 {config.host or '所有地址'}，同一网络中的任何人都能打开模拟器冒充任意用户、"
+                         "使用上面公开的 Token 和管理员密码；请只在可信的网络中这样运行。")
         print("\n".join(lines), flush=True)
 
     settings = write_demo_settings(config)

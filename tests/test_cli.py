@@ -432,6 +432,20 @@ async def test_a_second_service_on_the_same_port_is_refused(tmp_path):
         first.kill()
 
 
+async def test_a_demo_listening_beyond_this_machine_says_what_that_exposes(tmp_path):
+    port = free_port()
+    demo = Running(["demo", "--host", "0.0.0.0", "--port", str(port), "--data-dir", str(tmp_path)], {})
+    try:
+        await demo.wait_healthy(f"http://127.0.0.1:{port}")
+        banner = ""
+        while "Ctrl-C" not in banner:
+            banner += demo.proc.stdout.readline()
+        assert "注意：演示环境监听 0.0.0.0" in banner and "冒充任意用户" in banner
+        assert await demo.stop(signal.SIGINT) == 0
+    finally:
+        demo.kill()
+
+
 async def test_demo_prints_urls_and_answers(tmp_path):
     port = free_port()
     demo = Running(["demo", "--port", str(port), "--data-dir", str(tmp_path)], {})
