@@ -324,7 +324,11 @@ async def test_template_job_finish_event_updates_the_delivery(make_service, emul
     assert response.body == b"success"
     [record] = await svc.runtime.deliveries.for_user("o-tpl")
     assert (record.status, record.reason) == ("failed", "template:failed:user block")
-    assert (await svc.runtime.broadcasts.progress(notice)).failed == 1
+    progress = await svc.runtime.broadcasts.progress(notice)
+    assert progress.failed == 1 and progress.failed_by_code == {"template:failed:user block": 1}
+    from bot.notices import WECHAT_ERRORS, explain
+
+    assert explain(WECHAT_ERRORS, "template:failed:user block").startswith("用户拒收")  # said plainly to admins
 
 
 async def test_a_template_report_that_comes_before_the_outcome_is_written_still_applies(svc):
