@@ -75,9 +75,7 @@ def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion
     lines = [f"《{current.title}》版本 {current.version}（自 {_date(current.effective_at)} 起生效）", ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
     lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”。"]
-    for version in upcoming:
-        lines += ["", *_upcoming(version)]
-    return "\n".join(lines)
+    return with_upcoming("\n".join(lines), upcoming)
 
 
 def _upcoming(version: "AgreementVersion") -> list[str]:
