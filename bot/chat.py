@@ -215,11 +215,11 @@ async def accept(chat: Chat) -> Reply:
         # Asked about one version, answering after another took effect: the
         # user has not seen what they would be agreeing to. Show it, ask again.
         await chat.asked_to_accept(state.current.version)
+        changed = await services.terms.since(asked)
         if state.status == "outdated" and asked == state.latest.version:
             # They accepted that version and were not asked again yet: the usual prompt.
-            changed = await services.terms.since(asked)
             return Reply(texts.reconsent(state.current, asked, changed))
-        return Reply(texts.superseded_before_consent(state.current, asked, await services.terms.since(asked)))
+        return Reply(texts.superseded_before_consent(state.current, asked, changed))
     state, added = await services.consents.accept(chat.openid, await origin(chat), state=state)
     chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)

@@ -206,7 +206,7 @@ class DeliveryWorker:
         seen = await deps.activity.last_seen_many(todo)
         opted_out = await deps.preferences.opted_out_many(todo)
         # A mass send is one call for the whole batch: paused or cancelled is checked once, before it.
-        step = len(todo) if notice.channel == "mass" else self.window
+        step = max(len(todo), 1) if notice.channel == "mass" else self.window
         for start in range(0, len(todo), step):
             current = await self._current(notice.id)
             if current.status == "cancelled":

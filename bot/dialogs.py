@@ -25,7 +25,7 @@ from bot import texts
 from bot.chat_context import Chat
 from bot.replies import Reply
 from bot.router import normalize_command
-from bot.validation import Invalid
+from bot.validation import TRAILING_PUNCTUATION, Invalid
 from storage.dialog_state import DialogState
 
 CANCEL = "取消"
@@ -40,14 +40,12 @@ CHOOSE = "choose"
 RESUME_STEP = "resume"
 
 
-#: Punctuation a phone keyboard adds to a word ("取消。", "上一步！").
-_TRAILING = "。.!！?？~～,，、 "
 
 
 def control_word(text: str) -> str:
     """``text`` folded as a command, without the punctuation around it: inside a
     dialog "取消。" is still 取消 (outside, "同意？" must stay a question)."""
-    return normalize_command(text).strip(_TRAILING)
+    return normalize_command(text).strip(TRAILING_PUNCTUATION)
 
 
 def dialog_context(chat: Chat) -> dict:

@@ -24,6 +24,10 @@ class Invalid(BotError):
         self.field = field
 
 
+#: Punctuation a phone keyboard adds after a word ("取消。", "谢啦！", "…做广告吗？").
+TRAILING_PUNCTUATION = "。.!！?？~～,，、 "
+
+
 def fold(text: str) -> str:
     """Full-width to half-width, surrounding blanks removed."""
     return unicodedata.normalize("NFKC", text).strip()
@@ -56,7 +60,7 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
     # A question typed at this step, or the credit code sent again, is no name.
-    if "?" in value or value.rstrip(_TRAILING).endswith(_QUESTION_ENDS):
+    if "?" in value or value.rstrip(TRAILING_PUNCTUATION).endswith(_QUESTION_ENDS):
         raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}；"
                       "如想先提问，可回复“取消”退出注册。", field)
     if re.fullmatch(r"[0-9A-Z]{18}", value.upper()) and sum(c.isdigit() for c in value) >= 8:
@@ -66,7 +70,6 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
 
 #: Endings of a question in Chinese ("…做广告吗"), besides the question mark.
 _QUESTION_ENDS = ("吗", "呢", "嘛")
-_TRAILING = "。.!！~～ "
 
 
 def parse_entity_name(text: str, entity_type: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import jieba
 
 from bot.qa.data import Lexicon, Settings, fold
+from bot.validation import TRAILING_PUNCTUATION
 
 #: One word of a question: its terms, and how much it counts (single characters less).
 Group = tuple[tuple[str, ...], float]
@@ -119,7 +120,7 @@ class Analyzer:
 
     def smalltalk_group(self, text: str) -> str | None:
         """``"greeting"``, ``"thanks"`` or ``"bye"`` when the message is nothing but that."""
-        whole = fold(text).strip().strip(_SENTENCE_ENDS).strip()
+        whole = fold(text).strip().strip(TRAILING_PUNCTUATION).strip()
         if whole in self._smalltalk_words:
             # The message is one listed phrase, which jieba may split ("哈喽" -> 哈 / 喽).
             tokens = [whole]
@@ -139,8 +140,6 @@ class Analyzer:
         return self._tk.FREQ.get(term, 0)
 
 
-#: Punctuation around a one-phrase message ("谢啦！", "哈喽~").
-_SENTENCE_ENDS = "。.!！?？~～,，、 "
 
 
 def _is_word(token: str) -> bool:
