@@ -104,7 +104,7 @@ class Exports:
         """The chat reply to 导出我的数据: a short summary and a one-time link."""
         doc = await self.document(openid)
         token = secrets.token_urlsafe(24)
-        await self._links.create(token, openid, LINK_TTL)
+        await self._links.create(token, doc, LINK_TTL)  # as it is now: 确认注销 may follow before it is opened
         summary = {
             "consents": len(doc["consents"]),
             "consent_status": texts.CONSENT_STATUS[doc["consent_status"]["status"]],
@@ -113,9 +113,12 @@ class Exports:
         return texts.export_ready(summary, f"{base_url.rstrip('/')}/export/{token}")
 
     async def redeem(self, token: str) -> dict | None:
-        """The document behind a link, once; ``None`` if unknown, used or expired."""
-        openid = await self._links.take(token)
-        return None if openid is None else await self.document(openid)
+        """The document behind a link as it was when the link was made, once;
+        ``None`` if unknown, used or expired."""
+        kept = await self._links.take(token)
+        if isinstance(kept, str):  # a link made before snapshots were kept
+            return await self.document(kept)
+        return kept
 
 
 def _iso(value: dt.datetime | None) -> str | None:

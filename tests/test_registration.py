@@ -369,6 +369,28 @@ async def test_closure_erases_profile_and_keeps_the_ledger(service):
     assert (await service.wechat.ask("o-bye", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
 
 
+async def test_export_asked_before_closure_keeps_what_closure_erases(service):
+    # The bot suggests exporting before 确认注销; the link may be opened after it.
+    from tornado.httpclient import AsyncHTTPClient
+    import json
+
+    await register_enterprise(service, "o-keep")
+    assert "导出我的数据" in await service.wechat.ask("o-keep", "注销账户")
+    url = (await service.wechat.ask("o-keep", "导出我的数据")).split()[-1]
+    assert await service.wechat.ask("o-keep", "确认注销") == texts.CLOSED
+    # Redis holds the snapshot sealed: neither the phone nor the name can be read there.
+    [stored] = [k async for k in service.runtime.redis.scan_iter(match="wb:export:*")]
+    sealed = await service.runtime.redis.get(stored)
+    assert "13812345678" not in sealed and "测试贸易" not in sealed
+    url = service.url + url[len(service.runtime.config.base_url):]
+    document = json.loads((await AsyncHTTPClient().fetch(url)).body)
+    merchant = document["merchant"]
+    assert merchant["status"] == "pending_review" and merchant["phone"] == "13812345678"
+    assert merchant["entity_name"] == "南宁市测试贸易有限公司"
+    assert (await AsyncHTTPClient().fetch(url, raise_error=False)).code == 404
+    assert (await service.runtime.merchants.get("o-keep")).phone is None
+
+
 async def test_export_includes_merchant(service):
     await register_enterprise(service, "o-exp")
     merchant = (await service.runtime.exports.document("o-exp"))["merchant"]
