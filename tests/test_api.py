@@ -658,6 +658,13 @@ async def test_login_rate_limit_per_address(api):
     assert statuses == [200, 200, 429]
 
 
+async def test_reading_the_agreement_does_not_use_up_the_log_ins_of_an_address(api):
+    # Behind one carrier NAT, someone paging through the agreement must not lock out log-ins.
+    api.svc.runtime.mini.limits = Limits(per_user=100, login_per_address=3)
+    assert all([(await api.call("GET", "/terms")).status == 200 for _ in range(5)])
+    assert (await api.call("POST", "/session", {"code": "iris-1"})).status == 200
+
+
 async def _follows(api, follower: str, user: str) -> str:
     """``follower`` follows the official account; WeChat's user/info knows their
     unionid. Returns the welcome."""

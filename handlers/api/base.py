@@ -42,6 +42,10 @@ class ApiHandler(BaseHandler):
     """
 
     public = False
+    #: The per-address counter of a public endpoint: log-ins count apart from
+    #: reading the agreement (one user paging through it must not lock out
+    #: everyone behind the same carrier NAT).
+    address_bucket = "addr"
     user: ApiUser
 
     def initialize(self, runtime: Runtime) -> None:
@@ -53,7 +57,7 @@ class ApiHandler(BaseHandler):
         mini = self.runtime.mini
         if self.public:
             try:
-                await mini.check_rate(f"addr:{self.request.remote_ip}", self.address_limit())
+                await mini.check_rate(f"{self.address_bucket}:{self.request.remote_ip}", self.address_limit())
             except RedisUnavailable:
                 # Reading the agreement beats refusing it: no limit while Redis is down.
                 log.warning("rate limit unavailable (Redis down) for %s", self.request.path)

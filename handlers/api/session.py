@@ -12,6 +12,8 @@ from handlers.api.me import user_state
 class SessionHandler(ApiHandler):
     """POST: exchange the code for our token. DELETE: end this token's session."""
 
+    address_bucket = "login"
+
     async def prepare(self) -> None:
         self.public = self.request.method != "DELETE"
         await super().prepare()
