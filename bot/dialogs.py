@@ -42,10 +42,21 @@ RESUME_STEP = "resume"
 
 
 
+#: What people type for the dialog's own words: "取消注册" ends the dialog, it is no name.
+SYNONYMS = {
+    **dict.fromkeys(("取消注册", "退出注册", "不注册了", "取消修改", "不改了", "取消注销", "不注销了",
+                     "退出", "算了", "放弃", "不填了"), CANCEL),
+    **dict.fromkeys(("返回", "返回上一步", "上一个", "后退"), BACK),
+    **dict.fromkeys(("重新填写", "重填", "重来"), RESTART),
+}
+
+
 def control_word(text: str) -> str:
-    """``text`` folded as a command, without the punctuation around it: inside a
-    dialog "取消。" is still 取消 (outside, "同意？" must stay a question)."""
-    return normalize_command(text).strip(TRAILING_PUNCTUATION)
+    """``text`` folded as a command, without the punctuation around it, its
+    synonyms made the word itself: inside a dialog "取消。" and "算了" are
+    取消 (outside, "同意？" must stay a question)."""
+    word = normalize_command(text).strip(TRAILING_PUNCTUATION)
+    return SYNONYMS.get(word, word)
 
 
 def dialog_context(chat: Chat) -> dict:
@@ -165,6 +176,9 @@ class DialogEngine:
                 fresh = (state.data.get("draft") or {}).get("restart_context") or {}
                 return await self._goto(chat, dialog, self._next(dialog, {}, None), {}, [], context=fresh)
             return Reply(texts.dialog_resume_choice())
+        if word == RESTART and not state.data.get("amending"):  # changing saved data: 取消 leaves it as it was
+            return Reply(texts.DIALOG_RESTARTED + "\n\n" + (await self._goto(
+                chat, dialog, self._next(dialog, {}, None), {}, [], context=dialog_context(chat))).text)
         if word == BACK:
             if not history:
                 return Reply(texts.dialog_first_step() + "\n\n" + self._prompt(dialog, step_name, answers))

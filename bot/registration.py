@@ -15,6 +15,7 @@ from bot.merchants import STATUSES, AccountRefused, IncompleteProfile
 from bot.replies import Reply
 from bot.validation import (
     ENTITY_TYPES,
+    answer_word,
     parse_contact_name,
     parse_credit_code,
     parse_email,
@@ -25,8 +26,12 @@ from bot.validation import (
 )
 
 
+#: Answers to the e-mail step that mean "none".
+NO_EMAIL = ("跳过", "无", "没有", "没有邮箱", "无邮箱", "不用", "不填", "暂无")
+
+
 def _email(text: str, answers: dict) -> str:
-    return "" if text.strip() in ("跳过", "无", "没有") else parse_email(text)
+    return "" if answer_word(text) in NO_EMAIL else parse_email(text)
 
 
 def _adult(value: bool) -> None:

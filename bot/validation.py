@@ -39,8 +39,14 @@ ENTITY_TYPES = {"individual": "个人", "enterprise": "企业"}
 _ENTITY_WORDS = {"个人": "individual", "企业": "enterprise", "公司": "enterprise", "individual": "individual", "enterprise": "enterprise"}
 
 
+def answer_word(text: str) -> str:
+    """A one-word answer as typed on a phone ("个人。", "是的！"): folded,
+    lower case, without the punctuation a keyboard adds."""
+    return fold(text).strip(TRAILING_PUNCTUATION).lower()
+
+
 def parse_entity_type(text: str) -> str:
-    value = _ENTITY_WORDS.get(fold(text).lower())
+    value = _ENTITY_WORDS.get(answer_word(text))
     if value is None:
         raise Invalid("主体类型只能是“个人”或“企业”。", "entity_type")
     return value
@@ -156,9 +162,9 @@ def parse_email(text: str) -> str:
 
 
 def parse_yes_no(text: str, field: str) -> bool:
-    value = fold(text).lower()
-    if value in ("是", "是的", "对", "确认", "yes", "y"):
+    value = answer_word(text)
+    if value in ("是", "是的", "对", "对的", "确认", "yes", "y"):
         return True
-    if value in ("否", "不是", "不", "no", "n"):
+    if value in ("否", "不是", "不是的", "不", "没有", "no", "n"):
         return False
     raise Invalid("请回复“是”或“否”。", field)

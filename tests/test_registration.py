@@ -597,6 +597,31 @@ async def test_control_words_with_punctuation_are_still_control_words(service):
     assert await service.runtime.services.dialogs.load("o-punct") is None
 
 
+async def test_what_people_type_to_leave_or_go_back_is_no_name(service):
+    await accepted(service, "o-leave")
+    replies = await chat(service, "o-leave", "注册", "个人", "取消注册")
+    assert replies[-1].startswith(texts.dialog_cancelled(texts.REGISTRATION_TITLE)[:8])
+    assert await service.runtime.services.dialogs.load("o-leave") is None
+    replies = await chat(service, "o-leave", "注册", "重新开始", "个人", "返回")
+    assert replies[-1].startswith(texts.PROMPT_ENTITY_TYPE)  # back to step 1, not a person called 返回
+    replies = await chat(service, "o-leave", "企业", "南宁市测试贸易有限公司", "重新填写")
+    assert replies[-1].startswith(texts.DIALOG_RESTARTED) and texts.PROMPT_ENTITY_TYPE in replies[-1]
+    assert (await service.runtime.services.dialogs.load("o-leave")).data["answers"] == {}
+    assert (await chat(service, "o-leave", "算了"))[-1].startswith(texts.dialog_cancelled(texts.REGISTRATION_TITLE)[:8])
+    assert await service.runtime.merchants.get("o-leave") is None
+
+
+async def test_answer_words_with_the_punctuation_a_keyboard_adds(service):
+    await accepted(service, "o-words")
+    replies = await chat(service, "o-words", "注册", "个人。", "张三", "是的！", "李四", "13812345678", "跳过。")
+    assert "第 2 步" in replies[1] and replies[3].startswith(texts.PROMPT_CONTACT_NAME)
+    assert "邮箱：（未填写）" in replies[-1]
+    replies = await chat(service, "o-words", "修改", "主体类型", "企业！")
+    assert replies[-1].startswith(texts.prompt_entity_name("enterprise"))  # 企业！ taken: the company's name next
+    await accepted(service, "o-minor")
+    assert (await chat(service, "o-minor", "注册", "个人", "张三", "否。"))[-1] == texts.UNDERAGE
+
+
 async def test_a_photo_inside_the_dialog_is_no_empty_answer(service):
     await accepted(service, "o-photo")
     await chat(service, "o-photo", "注册", "企业")
