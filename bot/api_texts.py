@@ -51,9 +51,10 @@ NOTHING_TO_WITHDRAW = "您目前没有有效的同意记录，无需撤回。"
 
 def for_app(body: str) -> str:
     """A notice's body as the mini-program shows it: the chat's reply hints of
-    the amendment notices in the app's words."""
+    the amendment and account notices in the app's words."""
     from bot import texts
 
     return (body.replace(texts.AMENDMENT_CHAT_HINT,
                          "可在“服务协议”中查看详情。如不同意修改后的条款，您可以停止使用服务，并可先在“我的数据”中导出数据。")
-            .replace(texts.WITHDRAWN_CHAT_HINT, "可在“服务协议”中查看现行协议。"))
+            .replace(texts.WITHDRAWN_CHAT_HINT, "可在“服务协议”中查看现行协议。")
+            .replace(texts.SUSPENDED_CHAT_HINT, "（可在“我的账户”中查看详情）。"))

@@ -266,6 +266,7 @@ def amendment_notice(version: "AgreementVersion") -> str:
 #: shows its own (``bot.api_texts.for_app``), where there is nothing to reply to.
 AMENDMENT_CHAT_HINT = "回复“条款”查看详情。如不同意修改后的条款，您可以停止使用服务，并可先回复“导出我的数据”导出数据。"
 WITHDRAWN_CHAT_HINT = "回复“条款”查看现行协议。"
+SUSPENDED_CHAT_HINT = "（公众号回复“我的账户”查看详情）。"
 
 
 def amendment_withdrawn(version: "AgreementVersion", reason: str) -> str:
@@ -412,7 +413,7 @@ def status_notice(status: str, before: str, reason: str) -> tuple[str, str]:
     if status == "suspended":
         return "商家账户已暂停", (
             f"您的微拓商家账户已被暂停。原因：{reason}\n暂停期间不能使用商家服务，您仍可以阅读协议、导出数据"
-            "（公众号回复“我的账户”查看详情）。如有异议，请联系我们。"
+            + SUSPENDED_CHAT_HINT + "如有异议，请联系我们。"
         )
     if status == "closed":
         return "商家账户已注销", (

@@ -430,6 +430,9 @@ async def test_registration_changes_follow_the_account_rules(api):
     # The mini-program can say why (only the inbox notice told it).
     read = await api.call("GET", "/me/registration", token=token)
     assert read.body["registration"]["suspension_reason"] == "资料待核实"
+    await api.svc.runtime.worker(concurrency=2).run_until_idle(30)
+    [told] = [n for n in (await api.call("GET", "/me/notices", token=token)).body["notices"] if n["title"] == "商家账户已暂停"]
+    assert "资料待核实" in told["body"] and "“我的账户”中查看" in told["body"] and "公众号回复" not in told["body"]
 
     # Closing does not lift the suspension: registering again is refused (only
     # an owner reinstates), while an account closed in good standing may return.
