@@ -365,7 +365,7 @@ async def remind_open_dialog(chat: Chat, call_next) -> Reply | None:
         return reply
     if still is None or not still.name.startswith(f"{REGISTRATION.name}:"):
         return reply
-    return Reply(reply.text + "\n\n" + texts.dialog_waiting(REGISTRATION.title))
+    return Reply(reply.text + "\n\n" + texts.dialog_waiting(REGISTRATION.title, bool(still.data.get("amending"))))
 
 
 @router.command("修改资料")

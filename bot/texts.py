@@ -303,7 +303,9 @@ def dialog_current_value(value: str) -> str:
     return f"当前填写：{value}"
 
 
-def dialog_waiting(title: str) -> str:
+def dialog_waiting(title: str, amending: bool = False) -> str:
+    if amending:  # 修改资料 of a saved record: 取消 keeps it as it was
+        return f"（您的{title.removesuffix('注册')}资料修改还没有完成：回复内容继续修改，回复“取消”保持原资料不变。）"
     return f"（您的{title}还没有完成：回复内容继续填写，回复“取消”退出。）"
 
 

@@ -310,6 +310,9 @@ async def test_my_account_and_edit_profile(service):
     await service.runtime.merchants.set_status("o-acct", "active", "资料齐全", by="admin")
     summary = await service.wechat.ask("o-acct", "修改资料")
     assert "请核对商家注册信息" in summary
+    # A command answered meanwhile reminds of the change under way, not of a registration.
+    aside = await service.wechat.ask("o-acct", "帮助")
+    assert "资料修改还没有完成" in aside and "注册还没有完成" not in aside
     await chat(service, "o-acct", "修改", "联系人", "赵六")
     updated = await service.wechat.ask("o-acct", "确认")
     assert "资料已更新" in updated and "已生效" in updated
