@@ -13,7 +13,7 @@ import re
 from bot import texts
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
-from bot.dialogs import CANCEL, control_word
+from bot.dialogs import BACK, CANCEL, CONFIRM, RESTART, RESUME, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
@@ -513,6 +513,8 @@ async def only_text(chat: Chat) -> Reply:
 @router.fallback
 async def free_text(chat: Chat) -> Reply:
     """A question in the user's words: answered by quoting the agreement."""
+    if not chat.state_unknown and control_word(chat.message.text) in _DIALOG_WORDS:
+        return await _dialog_word_without_dialog(chat, control_word(chat.message.text))
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
     if chat.state_unknown:
         # Perhaps an answer to a dialog whose state cannot be read now: say so,
@@ -527,6 +529,19 @@ async def free_text(chat: Chat) -> Reply:
         # Perhaps an answer to a registration step whose dialog expired (30 min): offer to resume.
         hint = texts.UNFINISHED_REGISTRATION
     return Reply(f"{answer.text}\n\n{hint}" if hint else answer.text)
+
+
+#: A dialog's own words: sent after the dialog ended (its 30 minutes passed), they are no question.
+_DIALOG_WORDS = (CANCEL, BACK, CONFIRM, RESUME, RESTART)
+
+
+async def _dialog_word_without_dialog(chat: Chat, word: str) -> Reply:
+    if await _unfinished_registration(chat):
+        if word == CANCEL:  # the draft holds personal data: 取消 discards it
+            await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
+            return Reply(texts.DRAFT_DISCARDED)
+        return await register(chat)  # offers to resume the draft (继续) or start again
+    return Reply(texts.NO_DIALOG_OPEN.format(word=word))
 
 
 async def _registration_hint(chat: Chat) -> str:

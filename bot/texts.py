@@ -175,6 +175,8 @@ def consent_hint(text: str) -> str | None:
         return "如您同意协议，请单独回复“同意”两个字（不加其他文字）。"
     return None
 #: Added to a reply that found no clause when a registration was left unfinished.
+DRAFT_DISCARDED = "已删除您未完成的商家注册资料。需要时回复“注册”重新开始。"
+NO_DIALOG_OPEN = "当前没有正在填写的内容，“{word}”无需操作。回复“帮助”查看可用指令。"
 UNFINISHED_REGISTRATION = "您有一份未完成的商家注册资料（保存 7 天），回复“注册”可继续填写。"
 
 

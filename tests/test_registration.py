@@ -271,6 +271,17 @@ async def test_state_expires_after_30_minutes_and_resume_is_offered(service):
     await service.wechat.ask("o-back", "注册")
     assert (await service.wechat.ask("o-back", "重新开始")).startswith(texts.PROMPT_ENTITY_TYPE)
 
+    # The dialog's own words after it ended are no questions: 继续 offers the draft, 取消 deletes it.
+    await chat(service, "o-back", "企业", "南宁市测试贸易有限公司")
+    await service.runtime.redis.delete(key("dialog", "o-back"))
+    offer = await service.wechat.ask("o-back", "继续")
+    assert "未完成的商家注册" in offer and "南宁市测试贸易有限公司" in offer
+    await service.runtime.redis.delete(key("dialog", "o-back"))
+    assert await service.wechat.ask("o-back", "取消") == texts.DRAFT_DISCARDED
+    assert await service.runtime.services.dialogs.load_draft("o-back", "registration") is None
+    assert await service.wechat.ask("o-back", "上一步") == texts.NO_DIALOG_OPEN.format(word="上一步")
+    assert (await service.wechat.ask("o-back", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)  # nothing to resume
+
 
 # -- one message at a time, retries once --------------------------------------------------------------
 
