@@ -58,7 +58,7 @@ def parse_profile(body: dict, existing: Merchant | None) -> dict:
         value = body.get(name)
         if optional and value in (None, ""):
             return ""
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, int) and value < 0):
             if value is not None:
                 errors.append(Invalid(api_texts.NOT_TEXT.format(label=FIELD_LABELS[name]), name))
                 return None

@@ -100,6 +100,8 @@ def _person(text: str, field: str, label: str, example: str) -> str:
 _CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CODE_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 CREDIT_CODE_EXAMPLE = "91450100MA5KXXXXXX"
+#: The first character: the registering authority (1 机构编制 … 9 市场监管, A 军队, N 农业, Y 其他).
+_AUTHORITIES = "123456789ANY"
 
 
 def credit_code_check_char(first17: str) -> str:
@@ -118,6 +120,9 @@ def parse_credit_code(text: str) -> str:
         raise Invalid(
             f"统一社会信用代码只含数字和大写字母（不含 I、O、Z、S、V），“{''.join(bad)}”不在其中。{example}", "credit_code"
         )
+    if value[0] not in _AUTHORITIES or not value[2:8].isdigit():
+        raise Invalid(f"这不是有效的统一社会信用代码：第 1 位是登记管理部门代码，第 3 到 8 位是行政区划代码（数字），"
+                      f"请核对营业执照后重新输入。{example}", "credit_code")
     if credit_code_check_char(value[:17]) != value[17]:
         raise Invalid(f"统一社会信用代码的校验位不正确，请核对营业执照后重新输入。{example}", "credit_code")
     return value

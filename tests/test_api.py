@@ -391,6 +391,8 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
     assert "请回复" not in reply.error()["message"]  # chat's wording stays in chat
     reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "contact_name": "李四😀"}, token)
     assert reply.error()["field"] == "contact_name" and "表情" in reply.error()["message"]
+    reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "phone": -13812345678}, token)
+    assert (reply.status, reply.error()["field"]) == (422, "phone")  # a number is taken, a negative one is no phone
 
     individual = {"entity_type": "个人", "entity_name": "张三", "contact_name": "张三", "phone": "+86 139-1234-5678"}
     reply = await api.call("PUT", "/me/registration", individual, token)

@@ -110,6 +110,12 @@ async def test_wrong_answers_get_specific_reprompts(service, steps, bad, needle,
 def test_credit_code_and_phone_rules():
     assert parse_credit_code(" 91350100m000100y43 ") == CODE
     assert credit_code_check_char(CODE[:17]) == CODE[17]
+    # A right check character is not enough: no authority 0, and the division code is digits.
+    for bad in ("0" * 18, "9A" + "X" * 6 + "0" * 9):
+        bad = bad[:17] + credit_code_check_char(bad[:17])
+        with pytest.raises(Invalid) as refused:
+            parse_credit_code(bad)
+        assert "登记管理部门" in refused.value.message
     assert parse_phone("１３８ １２３４ ５６７８") == "13812345678"
     for bad, why in (("12812345678", "不能以 12 开头"), ("138123456789", "您输入了 12 位"), ("138", "您输入了 3 位"),
                      ("abc@", "只能包含数字"), ("13٨١٢٣٤٥٦٧٨", "只能包含数字")):  # Arabic-Indic digits were stored
