@@ -202,7 +202,7 @@ def _section_and_clause(place: str) -> tuple[int | None, int | None]:
 # -- consent -----------------------------------------------------------------------
 
 
-@router.command("同意")
+@router.command("同意", exact=True)
 @router.menu(MENU_ACCEPT)
 async def accept(chat: Chat) -> Reply:
     services = chat.services
@@ -232,7 +232,7 @@ async def accept(chat: Chat) -> Reply:
     return Reply(text)
 
 
-@router.command("不同意")
+@router.command("不同意", exact=True)
 @router.menu(MENU_DECLINE)
 async def decline(chat: Chat) -> Reply:
     state, _added = await chat.services.consents.decline(chat.openid, await origin(chat), state=await chat.fresh_consent())
@@ -242,7 +242,7 @@ async def decline(chat: Chat) -> Reply:
     return Reply(texts.declined(state.current))
 
 
-@router.command("撤回同意")
+@router.command("撤回同意", exact=True)
 @router.menu(MENU_WITHDRAW)
 async def withdraw(chat: Chat) -> Reply:
     try:

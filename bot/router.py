@@ -18,7 +18,8 @@ A message is matched in this order, first match wins:
    group before ``:``), for messages only; a state handler may return
    :data:`PASS` to let the steps below have the message;
 3. an exact command word (:meth:`Router.command`), compared after
-   :func:`normalize_command`; then a command word followed by an argument
+   :func:`normalize_command` and, unless declared ``exact``, without the
+   punctuation a phone keyboard adds (``帮助？``); then a command word followed by an argument
    that matches the handler's pattern (``条款 3``), the groups given to the
    handler as ``chat.args``;
 4. the message type (:meth:`Router.message`: ``image``, ``voice`` …);
@@ -39,6 +40,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from bot.replies import Reply
+from bot.validation import TRAILING_PUNCTUATION
 
 if TYPE_CHECKING:
     from bot.chat_context import Chat
@@ -69,6 +71,7 @@ class Router:
         self._menu: dict[str, Handler] = {}
         self._states: dict[str, Handler] = {}
         self._commands: dict[str, Handler] = {}
+        self._exact: set[str] = set()  # command words that count only as typed (同意)
         self._kinds: dict[str, Handler] = {}
         self._patterns: list[tuple[re.Pattern, Handler, str]] = []  # (pattern, handler, its word)
         self._middlewares: list[Middleware] = []
@@ -93,14 +96,18 @@ class Router:
         ``"registration:phone"`` too)."""
         return self._register(self._states, names)
 
-    def command(self, *words: str, args: str | None = None) -> Callable[[Handler], Handler]:
-        """Handle text that is exactly one of ``words`` (see :func:`normalize_command`).
+    def command(self, *words: str, args: str | None = None, exact: bool = False) -> Callable[[Handler], Handler]:
+        """Handle text that is one of ``words`` (see :func:`normalize_command`),
+        also with trailing punctuation (``条款？``) unless ``exact``: a choice
+        such as ``同意`` counts only as the word itself.
 
         With ``args`` (a regular expression with groups), handle instead a word
         followed by an argument matching it, e.g. ``command("条款", args=r"(\\d+)")``
         takes ``条款 3`` and ``条款3``; the groups arrive as ``chat.args``.
         """
         if args is None:
+            if exact:
+                self._exact.update(normalize_command(w) for w in words)
             return self._register(self._commands, [normalize_command(w) for w in words])
 
         def decorator(handler: Handler) -> Handler:
@@ -136,6 +143,7 @@ class Router:
         ):
             for key, handler in theirs.items():
                 self._add(mine, key, handler)
+        self._exact.update(other._exact)
         self._patterns.extend(other._patterns)
         self._middlewares.extend(other._middlewares)
         if other._fallback is not None:
@@ -165,9 +173,19 @@ class Router:
         """The command word ``text`` invokes, with or without its argument
         (``"条款 2"`` → ``"条款"``), or ``None`` when it is no command."""
         text = normalize_command(text)
+        word = self._word(text)
+        if word is not None:
+            return word
+        return next((word for pattern, _, word in self._patterns if pattern.fullmatch(text)), None)
+
+    def _word(self, text: str) -> str | None:
+        """The command word ``text`` (normalised) is, punctuation after it aside."""
         if text in self._commands:
             return text
-        return next((word for pattern, _, word in self._patterns if pattern.fullmatch(text)), None)
+        bare = text.rstrip(TRAILING_PUNCTUATION)
+        if bare != text and bare in self._commands and bare not in self._exact:
+            return bare
+        return None
 
     async def dispatch(self, chat: "Chat") -> Reply | None:
         """Run the handler that matches ``chat`` (through the middlewares)."""
@@ -194,9 +212,9 @@ class Router:
                     return reply  # type: ignore[return-value]
         if message.kind == "text":
             text = normalize_command(message.content)
-            handler = self._commands.get(text)
-            if handler is not None:
-                return await _call(handler, chat)
+            word = self._word(text)
+            if word is not None:
+                return await _call(self._commands[word], chat)
             for pattern, handler, _ in self._patterns:
                 match = pattern.fullmatch(text)
                 if match:

@@ -202,6 +202,14 @@ async def test_a_near_miss_of_a_consent_reply_says_what_to_reply(service, text, 
     assert await ledger(service, "o-near") == []
 
 
+async def test_a_bare_command_with_a_keyboards_punctuation_is_not_sent_to_the_qa(service):
+    # 条款？ quoted clause 7.2 and 帮助。 asked to describe the question in a sentence.
+    assert await service.wechat.ask("o-punct", "条款？") == await service.wechat.ask("o-punct", "条款")
+    assert await service.wechat.ask("o-punct", "帮助。") == await service.wechat.ask("o-punct", "帮助")
+    assert await service.wechat.ask("o-punct", "通知设置!") == await service.wechat.ask("o-punct", "通知设置")
+    assert await service.wechat.ask("o-punct", "同意！") == texts.consent_exact_words("同意")  # a choice stays exact
+
+
 async def test_decline_explains_what_follows(service):
     reply = await service.wechat.ask("o-no", "不同意")
     assert "已记录" in reply and "停止" in reply and "导出我的数据" in reply and "条款" in reply

@@ -109,3 +109,20 @@ def test_normalize_command_folds_width_and_case():
     assert normalize_command("　ＨＥＬＰ！ ") == "help!"
     assert normalize_command("同意") == "同意"
     assert normalize_command("同\u200b意\ufeff") == "同意"  # pasted text carries zero-width characters
+
+
+async def test_a_command_with_a_keyboards_punctuation_is_the_command_unless_exact():
+    router = build()
+
+    @router.command("同意", exact=True)
+    async def agree(chat):
+        return Reply("command:agree")
+
+    for typed in ("帮助？", "帮助。", "帮助!", "help?", "帮助～"):
+        assert await answer(router, content=typed) == "command:help", typed
+        assert router.command_of(typed) == "帮助" if typed.startswith("帮") else "help"
+    assert await answer(router, content="同意") == "command:agree"
+    for typed in ("同意。", "同意？", "同意!"):  # a choice counts only as the word itself
+        assert await answer(router, content=typed) == "fallback", typed
+        assert router.command_of(typed) is None
+    assert await answer(router, content="帮助一下") == "fallback"
