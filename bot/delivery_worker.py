@@ -25,6 +25,11 @@ window, :data:`WINDOW` recipients, per sending task: ``concurrency`` ×
 ``WINDOW`` per worker); whether WeChat got it is unknown, so it is recorded
 ``failed`` with the reason ``interrupted`` and not sent again. Nobody gets a
 second copy; those few may get none (the progress report lists them).
+
+A worker told to stop (SIGTERM, Ctrl-C) is no crash: each sending task
+finishes the window it has in flight, within :data:`STOP_GRACE` seconds, and
+leaves the rest of its batch, unacknowledged, to the next worker. Only sends
+still unanswered after that are cut off and recorded as interrupted.
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ FLUSH_EVERY = 0.5
 #: cancel take effect within about that.
 WINDOW = 10
 PAY_SECONDS = 0.25
+#: Seconds a stopping worker gives the windows in flight to be answered
+#: (``serve`` drains requests for 6 s first; its supervisor waits 15 s in all).
+STOP_GRACE = 5.0
 
 
 @dataclasses.dataclass
@@ -101,13 +109,23 @@ class DeliveryWorker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._notice_cache: dict[str, tuple[float, Notice]] = {}
         self.window = max(1, min(WINDOW, int(deps.limiter.rate * PAY_SECONDS / concurrency)))
+        self._stop = asyncio.Event()
+        self._working: set[asyncio.Task] = set()  # readers working on a batch
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set; Redis or MongoDB outages are waited out."""
-        tasks = [asyncio.create_task(self._reader(stop, i)) for i in range(self.concurrency)]
-        tasks.append(asyncio.create_task(self._upkeep(stop)))
+        """Work until ``stop`` is set; Redis or MongoDB outages are waited out.
+        Then the sends in flight are given :data:`STOP_GRACE` seconds to finish."""
+        self._stop = stop
+        readers = [asyncio.create_task(self._reader(stop, i)) for i in range(self.concurrency)]
+        tasks = [*readers, asyncio.create_task(self._upkeep(stop))]
         try:
             await stop.wait()
+            busy = [task for task in readers if task in self._working]  # the others only wait for work
+            if busy:
+                log.info("worker %s stopping: the sends in flight finish first", self.name)
+                _done, cut = await asyncio.wait(busy, timeout=STOP_GRACE)
+                if cut:
+                    log.warning("worker %s: %d sending tasks cut off after %.0f s", self.name, len(cut), STOP_GRACE)
         finally:
             for task in tasks:
                 task.cancel()
@@ -138,11 +156,17 @@ class DeliveryWorker:
             try:
                 await self.deps.queue.ensure_group()
                 entries = await self.deps.queue.read(consumer, count=1, block_ms=500)
-                for i, (entry_id, notice_id, openids) in enumerate(entries):
-                    # Entries read together (one of each stream, rarely) are all kept
-                    # ours while the first is worked on: else upkeep takes the waiting one over.
-                    later = [ref for ref, _, _ in entries[i + 1:]]
-                    await self._process(consumer, entry_id, notice_id, openids, keep=later)
+                if stop.is_set():
+                    return  # read while stopping: left unacknowledged, taken over by the next worker
+                self._working.add(asyncio.current_task())
+                try:
+                    for i, (entry_id, notice_id, openids) in enumerate(entries):
+                        # Entries read together (one of each stream, rarely) are all kept
+                        # ours while the first is worked on: else upkeep takes the waiting one over.
+                        later = [ref for ref, _, _ in entries[i + 1:]]
+                        await self._process(consumer, entry_id, notice_id, openids, keep=later)
+                finally:
+                    self._working.discard(asyncio.current_task())
             except asyncio.CancelledError:
                 raise
             except (*RedisUnavailable, *MongoUnavailable) as exc:
@@ -197,7 +221,7 @@ class DeliveryWorker:
             # Perhaps the last batch (of its stream: a small notice is done long
             # before the broadcasts queued beside it): check completion (upkeep catches a race).
             await deps.broadcasts.finish_if_complete(notice_id)
-        if not unresolved:
+        if not unresolved and not batch.left:
             await deps.queue.ack(entry_id)
 
     async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str]) -> None:
@@ -212,8 +236,11 @@ class DeliveryWorker:
             if current.status == "cancelled":
                 batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
                 break
-            if current.status != "sending":  # paused: the rest waits as pending
+            if current.status != "sending" or self._stop.is_set():
+                # Paused: the rest waits as pending. Stopping: the next worker
+                # takes the entry over (it stays unacknowledged) and sends the rest.
                 await deps.journal.release(notice.id, todo[start:], batch.token)
+                batch.left = self._stop.is_set()
                 break
             window = todo[start : start + step]
             if notice.channel == "mass":
@@ -388,6 +415,7 @@ class _Batch:
         self.token = token
         self.outcomes: dict[str, dict] = {}
         self.claimed: list[str] = []
+        self.left = False  # recipients left to the next worker (this one is stopping)
         self._flushed = time.monotonic()
 
     @contextlib.asynccontextmanager

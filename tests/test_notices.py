@@ -578,40 +578,41 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
         return subprocess.Popen([str(BIN), "-v", "worker", "--concurrency", "4"], env=env, stdout=subprocess.DEVNULL, stderr=log_file)
 
 
-async def test_kill_9_mid_broadcast_then_resume_without_duplicates(make_service, emulator, backing, tmp_path):
-    svc = await make_service(notice_rate=100)
-    openids = [f"o-k{i:03d}" for i in range(300)]
-    await active_users(svc, *openids)
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    database = svc.runtime.db.name
+def worker_env(svc, emulator, backing) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "MONGODB_", "REDIS_"))}
     env.update(
-        MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + database,
+        MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + svc.runtime.db.name,
         REDIS_URL=backing.redis_url,
         WECHAT_APPID=APPID,
         WECHAT_SECRET=SECRET,
         WECHAT_API_BASE=emulator.base,
         NOTICE_RATE="100",
     )
-    first = start_worker(env, tmp_path / "first.log")
+    return env
+
+
+async def stop_worker_midway(svc, notice, env, log_path: Path, signum: int, after: int = 80) -> None:
+    """Start a worker, and stop it with ``signum`` once ``after`` were sent."""
+    worker = start_worker(env, log_path)
     try:
         deadline = time.monotonic() + 30
-        while (await svc.runtime.broadcasts.progress(notice)).sent < 80 and time.monotonic() < deadline:
+        while (await svc.runtime.broadcasts.progress(notice)).sent < after and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        worker.send_signal(signum)
+        deadline = time.monotonic() + 15
+        while worker.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # not wait(): the emulator answering its sends runs on this loop
     finally:
-        if first.poll() is None:
-            first.kill()
-    at_crash = await svc.runtime.broadcasts.progress(notice)
-    assert 0 < at_crash.sent < 300
+        if worker.poll() is None:
+            worker.kill()
 
-    second = start_worker(env, tmp_path / "second.log")
+
+async def finish_with_another_worker(svc, notice, env, log_path: Path):
+    second = start_worker(env, log_path)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            progress = await svc.runtime.broadcasts.progress(notice)
-            if progress.notice.status == "done":
+            if (await svc.runtime.broadcasts.progress(notice)).notice.status == "done":
                 break
             await asyncio.sleep(0.2)
     finally:
@@ -620,7 +621,39 @@ async def test_kill_9_mid_broadcast_then_resume_without_duplicates(make_service,
             second.wait(10)
         except subprocess.TimeoutExpired:
             second.kill()
-    final = await svc.runtime.broadcasts.progress(notice)
+    return await svc.runtime.broadcasts.progress(notice)
+
+
+async def test_a_worker_stopped_mid_broadcast_finishes_its_sends_in_flight(make_service, emulator, backing, tmp_path):
+    # SIGTERM or Ctrl-C is no crash: the windows in flight are answered and recorded
+    # (they were recorded as interrupted although WeChat had delivered them).
+    svc = await make_service(notice_rate=100)
+    openids = [f"o-t{i:03d}" for i in range(300)]
+    await active_users(svc, *openids)
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 0.3, "times": 10_000})
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    env = worker_env(svc, emulator, backing)
+    await stop_worker_midway(svc, notice, env, tmp_path / "first.log", signal.SIGTERM, after=40)
+    at_stop = await svc.runtime.broadcasts.progress(notice)
+    assert 0 < at_stop.sent < 300 and at_stop.failed == 0
+    final = await finish_with_another_worker(svc, notice, env, tmp_path / "second.log")
+    assert final.notice.status == "done", final.to_json()
+    assert (final.sent, final.failed, final.failed_by_code) == (300, 0, {})
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert len(counts) == 300 and max(counts.values()) == 1
+
+
+async def test_kill_9_mid_broadcast_then_resume_without_duplicates(make_service, emulator, backing, tmp_path):
+    svc = await make_service(notice_rate=100)
+    openids = [f"o-k{i:03d}" for i in range(300)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    env = worker_env(svc, emulator, backing)
+    await stop_worker_midway(svc, notice, env, tmp_path / "first.log", signal.SIGKILL)
+    at_crash = await svc.runtime.broadcasts.progress(notice)
+    assert 0 < at_crash.sent < 300
+
+    final = await finish_with_another_worker(svc, notice, env, tmp_path / "second.log")
     if final.notice.status != "done":  # keep the evidence for whoever investigates
         stuck = await svc.runtime.db["deliveries"].find({"notice_id": notice, "status": {"$ne": "sent"}}).to_list(None)
         Path("/tmp/kill9-debug.log").write_text(f"{final.to_json()}\n{stuck}\n{(tmp_path / 'second.log').read_text()}")
