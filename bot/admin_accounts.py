@@ -130,6 +130,12 @@ class AdminAccounts:
             raise AdminRefused("用户名须为 2 到 32 位英文字母、数字或 _ . -", code="bad_name")
         _check_role(role)
         _check_password(password)
+        # Log-in limits count a name case-blind: "VI" beside "vi" would share
+        # their lock, and the audit log would show two look-alike actors.
+        same = next((u.name for u in await self.users.list() if u.name.casefold() == name.casefold()), None)
+        if same is not None:
+            raise AdminRefused(f"管理员 {same} 已存在" + ("" if same == name else "（用户名不区分大小写）"),
+                               code="admin_exists")
         digest = await asyncio.to_thread(_hasher.hash, password)
         try:
             await self.users.create(name, role, digest, self._clock(), by.name)

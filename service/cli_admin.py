@@ -62,8 +62,12 @@ def read_password() -> str:
         return from_env
     if not sys.stdin.isatty():
         raise UsageError("没有终端可输入密码：请设置环境变量 ADMIN_PASSWORD，或使用 --generate-password")
-    first = getpass.getpass("密码（至少 10 位）：")
-    if getpass.getpass("再输入一次：") != first:
+    try:
+        first = getpass.getpass("密码（至少 10 位）：")
+        again = getpass.getpass("再输入一次：")
+    except EOFError:  # Ctrl-D at the prompt
+        raise UsageError("没有输入密码，未作任何更改") from None
+    if again != first:
         raise UsageError("两次输入的密码不一致")
     return first
 

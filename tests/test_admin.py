@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import time
 import re
 import subprocess
 import sys
@@ -801,6 +802,37 @@ def run_cli(backing, data_dir, *args, **env):
                           stdin=subprocess.DEVNULL)
 
 
+def test_ctrl_d_at_the_password_prompt_exits_2_without_a_traceback(backing, tmp_path):
+    import pty
+    import select
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("ADMIN_PASSWORD", "DATA_DIR")}
+    environ.update(MONGODB_URI=cli_mongo(backing), REDIS_URL=cli_redis(backing), DATA_DIR=str(tmp_path))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal
+        os.execve(str(BIN), [str(BIN), "admin", "create-user", "tty", "--role", "viewer"], environ)
+    output, sent = b"", False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child is gone
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not sent and "密码".encode() in output:
+            os.write(fd, b"\x04")  # Ctrl-D
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 2, text
+    assert "没有输入密码" in text and "Traceback" not in text
+
+
 def test_cli_creates_and_manages_admins(backing, tmp_path):
     import pymongo
 
@@ -814,6 +846,9 @@ def test_cli_creates_and_manages_admins(backing, tmp_path):
         assert stored["password_hash"].startswith("$argon2id$") and "a-long-password" not in str(stored)
         again = run_cli(backing, tmp_path, "create-user", "root", "--role", "owner", ADMIN_PASSWORD="a-long-password")
         assert again.returncode == 2 and "已存在" in again.stderr
+        # Log-in limits count names case-blind: ROOT would share root's lock.
+        upper = run_cli(backing, tmp_path, "create-user", "ROOT", "--role", "viewer", ADMIN_PASSWORD="a-long-password")
+        assert upper.returncode == 2 and "管理员 root 已存在（用户名不区分大小写）" in upper.stderr
         short = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer", ADMIN_PASSWORD="short")
         assert short.returncode == 2 and "至少需要 10 个字符" in short.stderr
         no_tty = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer")
