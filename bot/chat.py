@@ -6,6 +6,7 @@ domain and picks the words from :mod:`bot.texts`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -217,7 +218,10 @@ async def accept(chat: Chat) -> Reply:
         await chat.asked_to_accept(state.current.version)
         changed = await services.terms.since(asked)
         if state.status == "outdated" and asked == state.latest.version:
-            # They accepted that version and were not asked again yet: the usual prompt.
+            # They accepted that version and were not asked again yet: the usual
+            # prompt, now shown (the middleware would repeat it on the next message).
+            with contextlib.suppress(RedisUnavailable):
+                await services.dialogs.once(chat.openid, f"reconsent:{state.current.version}")
             return Reply(texts.reconsent(state.current, asked, changed))
         return Reply(texts.superseded_before_consent(state.current, asked, changed))
     state, added = await services.consents.accept(chat.openid, await origin(chat), state=state)

@@ -387,6 +387,21 @@ async def test_one_who_accepted_the_old_version_and_answers_a_notice_with_consen
     assert (await svc.wechat.ask("o-frank", "同意")).startswith("已记录：您同意了")
 
 
+async def test_a_first_consent_after_the_switch_shows_the_changes_once(make_service, clock):
+    # 同意 as the first message after the new version took effect showed the
+    # re-consent prompt, and the next message showed it again.
+    svc = await make_service(clock=clock)
+    await svc.wechat.post(event_xml("o-first", "subscribe"))  # the welcome asks about 2022-05-22
+    await svc.wechat.ask("o-first", "同意")
+    await svc.runtime.terms.publish(amendment("2026-12-09"), reason="routine",
+                                    effective_at=clock.now + dt.timedelta(days=7), by="test")
+    clock.advance(days=7, seconds=1)
+    shown = await svc.wechat.ask("o-first", "同意")
+    assert shown.startswith("《微拓软件服务使用协议》已更新") and "您此前同意的是版本 2022-05-22" in shown
+    assert await svc.wechat.ask("o-first", "帮助") == texts.HELP
+    assert (await svc.wechat.ask("o-first", "同意")).startswith("已记录：您同意了")
+
+
 async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
     # Asked (at the follow) to accept the version then in force; a legal
     # version took effect before the reply: 同意 recorded a version never shown.
