@@ -339,7 +339,14 @@ class Broadcasts:
         return await self._get(notice_id)
 
     async def cancel(self, notice_id: str) -> Notice:
-        await self._get(notice_id)
+        notice = await self._get(notice_id)
+        if notice.version is not None:
+            # The agreement promises notice of every change to whoever accepted a version.
+            raise NoticeRefused(
+                f"通知 {notice_id} 是版本 {notice.version} 发布或撤回时自动发出的条款修改通知，"
+                "协议要求告知每位已同意协议的用户，不能取消（可以暂停后再继续）。如版本有误，请撤回该版本。",
+                code="amendment_notice",
+            )
         if not await self.notices.transition(notice_id, ("queued", "sending", "paused"), "cancelled", self._clock()):
             raise NoticeRefused(await self._cannot(notice_id, "取消"))
         await self.deliveries.skip_pending(notice_id, "cancelled", self._clock())

@@ -43,8 +43,13 @@ class Notice:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     planned: bool = False
-    #: When the planner last reported progress (a planner silent for long died).
+    #: Fields some notices add: ``version`` for the amendment notice of a publication or withdrawal.
     extra: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def version(self) -> str | None:
+        """The agreement version this notice announces (published or withdrawn), if any."""
+        return (self.extra or {}).get("version") if self.category == "amendment" else None
 
 
 class Notices:

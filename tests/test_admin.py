@@ -471,6 +471,24 @@ async def test_pause_resume_cancel(svc):
     assert {"notice_pause", "notice_resume", "notice_cancel"} <= set(actions)
 
 
+async def test_the_amendment_notice_of_a_version_cannot_be_cancelled(svc):
+    # The agreement promises notice of every change to whoever accepted a version.
+    from tests.test_consent_chat import amendment
+
+    await followers(svc, "o-a")
+    await svc.wechat.ask("o-a", "同意")
+    _version, notice_id = await svc.runtime.terms.publish(amendment("2026-12-02"), reason="legal",
+                                                          effective_at=None, by="t")
+    owner = await logged_in(svc, "olga")
+    page = text(await owner.get(f"/admin/notices/{notice_id}"))
+    assert "不能取消" in page and f"/admin/notices/{notice_id}/cancel" not in page
+    refused = await owner.post(f"/admin/notices/{notice_id}/cancel")
+    assert refused.code == 409 and "条款修改通知" in text(refused) and "撤回该版本" in text(refused)
+    assert (await svc.runtime.notices.get(notice_id)).status != "cancelled"
+    assert (await owner.post(f"/admin/notices/{notice_id}/pause")).code == 303  # pausing stays possible
+    assert (await owner.post(f"/admin/notices/{notice_id}/resume")).code == 303
+
+
 async def test_large_audience_needs_confirmation(svc, monkeypatch):
     monkeypatch.setattr(console_module, "LARGE_AUDIENCE", 2)
     await followers(svc, "o-a", "o-b", "o-c")
