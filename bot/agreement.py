@@ -197,6 +197,9 @@ def parse_toml(text: str) -> AgreementVersion:
     version = string(doc.get("version"), "version")
     if version and not VERSION_RE.match(version):
         problems.append("version 只能包含字母、数字、点、连字符和下划线（最多 32 个字符），例如 2026-12-01")
+    elif version and re.fullmatch(r"\d+(?:\.\d+)*", version):
+        # Chat reads "条款 4.1" as clause 4.1: such a version could never be asked for.
+        problems.append(f"version 不能只由数字和点组成（{version} 在公众号中会被当作节号或条款号），例如 2026-12-01")
     title = string(doc.get("title"), "title")
     summary = strings(doc.get("summary"), "summary")
     if summary and not SUMMARY_LINES[0] <= len(summary) <= SUMMARY_LINES[1]:

@@ -62,6 +62,8 @@ def test_file_format_round_trips():
     "mutate, needle",
     [
         (lambda t: t.replace('version = "2022-05-22"', 'version = "bad version!"'), "version"),
+        (lambda t: t.replace('version = "2022-05-22"', 'version = "4.1"'), "节号或条款号"),  # 条款 4.1 is a clause
+        (lambda t: t.replace('version = "2022-05-22"', 'version = "3"'), "节号或条款号"),
         (lambda t: t.replace("[[sections]]", "[[nothing]]"), "sections"),
         (lambda t: t + 'extra = "x"\n', "未知的字段"),
         (lambda t: t.replace('summary = "请遵守', 'summary = "' + "长" * 81 + '请遵守'), "80"),
