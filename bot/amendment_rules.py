@@ -76,9 +76,12 @@ def check_publication(
             "immutable", f"版本号 {draft.version} 与已有的版本 {alike[0]} 只有大小写不同，用户无法区分；请换一个版本号"
         )
     if effective_at < published_at:
+        # Typed as the current minute, the two differ in seconds only: show them.
+        shown = _show_seconds if _show(effective_at) == _show(published_at) else _show
         raise AmendmentRefused(
             "retroactive",
-            f"生效时间 {_show(effective_at)} 早于发布时间 {_show(published_at)}：协议修改不具有追溯力",
+            f"生效时间 {shown(effective_at)} 早于发布时间 {shown(published_at)}：协议修改不具有追溯力"
+            + ("；如要立即生效，请使用 now" if shown is _show_seconds else ""),
         )
     if effective_at < earliest_effective(reason, published_at):
         raise AmendmentRefused(
@@ -114,6 +117,10 @@ def show(value: dt.datetime) -> str:
 
 def _show(value: dt.datetime) -> str:
     return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M（北京时间）")
+
+
+def _show_seconds(value: dt.datetime) -> str:
+    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S（北京时间）")
 
 
 def parse_effective_at(text: str) -> dt.datetime | None:
