@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import json
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--version", dest="terms_version", help="只导出该版本的记录")
     export.add_argument("--action", choices=ACTIONS, help="只导出该动作的记录")
     export.add_argument("--since", help="起始时间（含），ISO 8601")
-    export.add_argument("--until", help="截止时间（不含），ISO 8601")
+    export.add_argument("--until", help="截止时间（不含），ISO 8601；只写日期时含当天（北京时间），与管理后台一致")
     export.add_argument("--output", type=Path, help="写入文件（默认标准输出）")
     add_data_dir_flag(export)
     export.set_defaults(func=cmd_consents_export)
@@ -159,7 +160,7 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
 
 def cmd_consents_export(args: argparse.Namespace) -> int:
     since = _instant(args.since, "--since")
-    until = _instant(args.until, "--until")
+    until = _instant(args.until, "--until", day_end=True)
     try:
         out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
     except OSError as exc:
@@ -213,7 +214,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _instant(text: str | None, flag: str) -> dt.datetime | None:
+def _instant(text: str | None, flag: str, day_end: bool = False) -> dt.datetime | None:
+    """An ISO 8601 time (Beijing time without a zone). With ``day_end``, a date
+    alone means the end of that day, as the console's date fields do."""
     if not text:
         return None
     try:
@@ -221,9 +224,15 @@ def _instant(text: str | None, flag: str) -> dt.datetime | None:
     except ValueError:
         raise UsageError(f"{flag} 不是 ISO 8601 时间：{text!r}") from None
     try:
-        return typed_utc(value)
+        instant = typed_utc(value)
     except ValueError as exc:
         raise UsageError(f"{flag} {text}：{exc}") from None
+    if day_end and _DATE_ONLY.fullmatch(text.strip()):
+        instant += dt.timedelta(days=1)
+    return instant
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _local(value: dt.datetime | None) -> str:

@@ -177,6 +177,13 @@ async def test_consents_export_and_user_export(tmp_path):
     assert saved.returncode == 0 and (tmp_path / "c.csv").read_bytes().startswith("\ufeff".encode())
     assert "\ufeff" not in result.stdout  # not on a pipe
 
+    # A date alone as --until takes in that whole Beijing day, as the console's date fields do.
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    same_day = cli(tmp_path, "consents", "export", "--format", "jsonl", "--since", today, "--until", today)
+    assert len(same_day.stdout.splitlines()) == 2, same_day.stderr
+    before = cli(tmp_path, "consents", "export", "--format", "jsonl", "--until", today + "T00:00:00+08:00")
+    assert before.stdout == ""  # a full time stays exclusive
+
     jsonl = cli(tmp_path, "consents", "export", "--format", "jsonl", "--action", "accept")
     lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
     assert [(l["openid"], l["meta"]) for l in lines] == [("o-csv", {"k": "v"})]
