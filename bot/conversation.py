@@ -20,6 +20,7 @@ import functools
 import logging
 
 import pymongo
+from pymongo.errors import ConnectionFailure
 
 from bot import texts
 from bot.chat_context import Chat
@@ -30,8 +31,8 @@ from bot.router import Router
 from bot.services import Services
 from bot.textsplit import split_text
 from storage.mongo import MongoUnavailable
-from storage.redis_store import RedisUnavailable
-from storage.locks import UserLocks
+from storage.redis_store import RedisUnavailable, one_wait_per_message
+from storage.locks import UserLocks, new_token
 from storage.inbound_gate import InboundGate, Opening
 from storage.reply_cache import Claim
 from wechat.api import WeChatAPIError, retrying
@@ -42,6 +43,15 @@ log = logging.getLogger(__name__)
 DEFAULT_DEADLINE = 4.5
 #: Seconds all MongoDB calls of one message may take together.
 MONGO_BUDGET = 2.2  # server selection gives up after 2 s; replies must come within 3 s
+#: For this many seconds after MongoDB failed a message, the next ones get
+#: only MONGO_DOWN_BUDGET: a user's second message waits for the first one's
+#: lock (its whole budget) and must still be answered within 3 s. The first
+#: message after the window tries with the whole budget again.
+MONGO_DOWN_WINDOW = 5.0
+MONGO_DOWN_BUDGET = 0.3
+#: Seconds a reply whose gate script timed out is kept to store once Redis answers again.
+LATE_FINISH_FOR = 30.0
+LATE_FINISH_MAX = 10_000
 #: The last interaction is written at most this often per user (seconds).
 TOUCH_EVERY = 300
 #: Tries of each customer-service piece of a long reply, and the first wait between them (doubling).
@@ -68,6 +78,12 @@ class Conversation:
         self.gate = InboundGate(locks.redis, touch_every=TOUCH_EVERY)
         self.deadline = deadline
         self._background: set[asyncio.Task] = set()
+        self._mongo_failed_at = -MONGO_DOWN_WINDOW  # loop time of MongoDB's last failure with the whole budget
+        # Messages whose gate script timed out: Redis may still run it when it
+        # answers again (claim and lock taken): their reply is stored and the
+        # lock released then. delivery -> (reply, openid, lock token, until).
+        self._late: dict[str, tuple[dict, str, str, float]] = {}
+        self._late_task: asyncio.Task | None = None
 
     async def respond(self, inbound: Inbound) -> Reply | None:
         """The passive reply to ``inbound`` (``None``: answer ``success``).
@@ -120,15 +136,20 @@ class Conversation:
                 log.warning("dialog state unavailable for %s", inbound.openid)
                 state_unknown = True
         chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router, state_unknown=state_unknown)
+        now = asyncio.get_running_loop().time()
+        budget = MONGO_DOWN_BUDGET if now - self._mongo_failed_at < MONGO_DOWN_WINDOW else MONGO_BUDGET
         try:
             # One budget for every MongoDB call of this message: with the
             # database down, the first call uses it up and the rest fail at
-            # once, so the user still gets an answer in time.
-            with pymongo.timeout(MONGO_BUDGET):
+            # once, so the user still gets an answer in time. Redis likewise
+            # (each call would wait out its own timeout).
+            with pymongo.timeout(budget), one_wait_per_message(failed=opening.redis_down):
                 return await self.router.dispatch(chat)
         except BotError as exc:
             return Reply(exc.message)
-        except MongoUnavailable:
+        except MongoUnavailable as exc:
+            if budget == MONGO_BUDGET and isinstance(exc, ConnectionFailure):
+                self._mongo_failed_at = asyncio.get_running_loop().time()
             log.exception("MongoDB unavailable while handling %s", inbound.dedupe_key)
             return Reply(texts.STORAGE_DOWN)
         except RedisUnavailable:
@@ -146,26 +167,61 @@ class Conversation:
     # -- internals ----------------------------------------------------------
 
     async def _open(self, delivery: str, inbound: Inbound) -> Opening:
+        token = new_token()
         try:
             return await self.gate.open(
                 delivery, inbound.openid, self.services.clock(), inbound.push_nonce, inbound.push_digest,
                 interacted=inbound.opens_window,  # WeChat's reports do not open the 48 hours
+                token=token,
             )
         except RedisUnavailable:
             # Without Redis a retry may be handled twice and the user's
             # messages are not serialised; answering beats silence.
             log.warning("Redis unavailable; %s handled without retry protection or lock", delivery)
-            return Opening(Claim("new"), touch_due=inbound.opens_window, redis_down=True)
+            return Opening(Claim("new"), lock_token=token, touch_due=inbound.opens_window, redis_down=True)
 
     async def _finish(
         self, delivery: str, reply: Reply | None, openid: str, opening: Opening, release: bool = True
     ) -> None:
         if opening.redis_down:
+            # A frozen Redis runs the timed-out script when it wakes: the claim
+            # would then say "pending" to WeChat's retries and the lock hold the
+            # user's next messages. Store the reply and release once it answers.
+            if opening.lock_token is not None:
+                until = asyncio.get_running_loop().time() + LATE_FINISH_FOR
+                if len(self._late) < LATE_FINISH_MAX:
+                    self._late[delivery] = (to_dict(reply), openid, opening.lock_token if release else "", until)
+                if self._late_task is None or self._late_task.done():
+                    self._late_task = asyncio.create_task(self._finish_late())
             return
         try:
             await self.gate.finish(delivery, to_dict(reply), openid, opening.lock_token if release else None)
         except RedisUnavailable:
             log.warning("could not store the reply of %s", delivery)
+
+    async def _finish_late(self) -> None:
+        """Store the replies and release the locks of messages whose gate
+        script timed out, as soon as Redis answers (twice: a script Redis
+        still held may run just after the first)."""
+        loop = asyncio.get_running_loop()
+        stored: dict[str, int] = {}
+        while self._late:
+            await asyncio.sleep(0.5)
+            items = list(self._late.items())
+            # Together: the gate sends the calls of one loop turn as one pipeline.
+            results = await asyncio.gather(
+                *(self.gate.finish(d, reply, openid, token or None) for d, (reply, openid, token, _) in items),
+                return_exceptions=True,
+            )
+            for (delivery, (_, _, _, until)), result in zip(items, results):
+                if isinstance(result, BaseException):
+                    if loop.time() > until:
+                        self._late.pop(delivery, None)
+                    continue
+                stored[delivery] = stored.get(delivery, 0) + 1
+                if stored[delivery] >= 2:
+                    self._late.pop(delivery, None)
+                    stored.pop(delivery, None)
 
     async def _wait(self, delivery: str) -> dict | None:
         try:

@@ -128,6 +128,12 @@ class MerchantAccounts:
             raise IncompleteProfile("注册资料不完整，缺少：" + "、".join(FIELD_LABELS[f] for f in missing) + "。")
         at = self._clock()
         existing = await self.repo.get(openid)
+        if (seen is not None and profile_stamp(existing) != seen and existing is not None
+                and existing.status not in ("closed", "suspended")
+                and {f: existing.profile().get(f) for f in profile} == profile):
+            # The same answers sent again: their first submission was saved though
+            # its reply said otherwise (the database stalled as it answered).
+            return existing, ("registered" if seen == profile_stamp(None) else "updated")
         if seen is not None and profile_stamp(existing) != seen:
             # Changed elsewhere (the mini-program) since the user began: saving these
             # answers would silently undo that change.

@@ -96,13 +96,15 @@ class InboundGate:
 
     async def open(
         self, delivery: str, openid: str, at: dt.datetime, push_nonce: str = "", push_digest: str = "",
-        interacted: bool = True,
+        interacted: bool = True, token: str | None = None,
     ) -> Opening:
         """Claim ``delivery`` and, if it is new, take ``openid``'s lock, read its
         state and, when the push is the user's own doing (``interacted``), mark
         the user as seen at ``at`` (:mod:`storage.activity`).
-        ``push_nonce`` and ``push_digest``: see :class:`bot.inbound.Inbound`."""
-        token = new_token()
+        ``push_nonce`` and ``push_digest``: see :class:`bot.inbound.Inbound`.
+        ``token``: the lock's token (made here if not given; a caller whose
+        call timed out can then release a lock the script took after all)."""
+        token = token or new_token()
         while True:
             result = await self._open(
                 keys=[reply_key(delivery), lock_key(openid), dialog_key(openid), once_key(openid, "touch"), seen_key(openid),

@@ -7,6 +7,8 @@ about a second, not WeChat's whole 5-second budget.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 
 import redis
@@ -20,9 +22,40 @@ PREFIX = "wb:"
 RedisUnavailable = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
+#: Within :func:`one_wait_per_message`: whether Redis has failed this message already.
+_failed: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("redis_failed", default=None)
+
+
+@contextlib.contextmanager
+def one_wait_per_message(failed: bool = False):
+    """Within this block (one inbound message), once a Redis command has
+    failed, the following ones fail at once: each would wait out its own
+    timeout, and a reply must come within 3 s. ``failed``: it failed already."""
+    token = _failed.set([failed])
+    try:
+        yield
+    finally:
+        _failed.reset(token)
+
+
+class _Client(aioredis.Redis):
+    """redis-py's client, aware of :func:`one_wait_per_message`."""
+
+    async def execute_command(self, *args, **options):
+        failed = _failed.get()
+        if failed is not None and failed[0]:
+            raise redis.ConnectionError("Redis did not answer earlier in this message")
+        try:
+            return await super().execute_command(*args, **options)
+        except RedisUnavailable:
+            if failed is not None:
+                failed[0] = True
+            raise
+
+
 def connect(url: str) -> aioredis.Redis:
     """An asyncio client for ``url``; connects on first use."""
-    return aioredis.Redis.from_url(
+    return _Client.from_url(
         url,
         decode_responses=True,
         socket_timeout=1.0,

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bot import texts
+from bot.merchants import AccountRefused
 from bot.validation import Invalid, credit_code_check_char, parse_credit_code, parse_phone
 from storage.redis_store import key
 from tests.test_cli import run_cli
@@ -409,6 +410,20 @@ async def test_export_asked_before_closure_keeps_what_closure_erases(service):
     assert merchant["entity_name"] == "南宁市测试贸易有限公司"
     assert (await AsyncHTTPClient().fetch(url, raise_error=False)).code == 404
     assert (await service.runtime.merchants.get("o-keep")).phone is None
+
+
+async def test_the_same_answers_sent_again_after_a_stalled_save_are_done_not_refused(service):
+    # The database stalled as it answered: the reply said "may not be saved", the
+    # registration was saved; 确认 sent again said it had changed meanwhile.
+    profile = {"entity_type": "enterprise", "entity_name": "南宁市测试贸易有限公司", "credit_code": CODE,
+               "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com"}
+    merchants = service.runtime.merchants
+    first, outcome = await merchants.save_profile("o-again", profile, seen="")
+    again, outcome_again = await merchants.save_profile("o-again", profile, seen="")
+    assert (outcome, outcome_again) == ("registered", "registered") and again.profile() == first.profile()
+    assert len(await merchants.repo.history("o-again")) == 1
+    with pytest.raises(AccountRefused):  # other answers on a stale view are still refused
+        await merchants.save_profile("o-again", {**profile, "phone": "13900000000"}, seen="")
 
 
 async def test_export_includes_merchant(service):
