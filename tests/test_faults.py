@@ -436,3 +436,25 @@ async def test_a_deferred_follow_never_overwrites_a_later_one(make_service):
     await followers.subscribed("o-here", now + dt.timedelta(seconds=1))
     await followers.flush()
     assert (await followers.get("o-here")).subscribed
+
+
+async def test_frozen_mongo_gets_api_errors_within_the_budget(make_service, backing, monkeypatch, nx, emulator):
+    # A log-in with the database frozen took 16-20 s before its 503.
+    from tests.test_api import MP_APPID, MP_SECRET, Api
+
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    api = Api(await make_service(miniprogram_appid=MP_APPID, miniprogram_secret=MP_SECRET), emulator)
+    token = await api.token("faye")
+    nx.freeze()
+    try:
+        for method, path, body, auth in (("POST", "/session", {"code": "gale-1"}, None),
+                                         ("GET", "/me", None, token), ("GET", "/me/export", None, token)):
+            started = time.monotonic()
+            reply = await api.call(method, path, body, token=auth)
+            elapsed = time.monotonic() - started
+            assert reply.status == 503 and reply.body["error"]["code"] == "service_unavailable", (path, reply.body)
+            assert elapsed < 4.0, (path, elapsed)
+    finally:
+        nx.thaw()
+    await eventually(lambda: _healthy(api.svc), 15)
+    assert (await api.call("GET", "/me", token=token)).status == 200

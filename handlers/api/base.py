@@ -3,9 +3,11 @@ bodies, and one error mapping (``{"error": {"code", "message"}}``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
+import pymongo
 import redis
 
 from bot import api_texts
@@ -21,6 +23,24 @@ log = logging.getLogger(__name__)
 
 #: Request bodies larger than this are refused (413) before parsing.
 MAX_BODY = 16 * 1024
+#: Seconds all MongoDB calls of one request may take together: with the
+#: database down or frozen, a 503 within this, not after each call's own
+#: timeouts (a log-in took 16-20 s).
+MONGO_BUDGET = 3.0
+
+_BUDGETED = ("prepare", "get", "post", "put", "delete", "patch")
+
+
+def _within_budget(method):
+    @functools.wraps(method)
+    async def wrapped(self, *args, **kwargs):
+        with pymongo.timeout(MONGO_BUDGET):
+            result = method(self, *args, **kwargs)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+
+    return wrapped
 
 
 class BadRequest(BotError):
@@ -40,6 +60,13 @@ class ApiHandler(BaseHandler):
     the others set ``self.user`` from ``Authorization: Bearer <token>`` and
     are limited per user (:class:`bot.mini_sessions.Limits`).
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # Every entry point of a request within one MongoDB budget (see MONGO_BUDGET).
+        super().__init_subclass__(**kwargs)
+        for name in _BUDGETED:
+            if name in cls.__dict__:
+                setattr(cls, name, _within_budget(cls.__dict__[name]))
 
     public = False
     #: The per-address counter of a public endpoint: log-ins count apart from
@@ -115,3 +142,6 @@ class ApiHandler(BaseHandler):
             log.debug("%s %s: %s", self.request.method, self.request.path, value.code)
             return
         super().log_exception(typ, value, tb)
+
+
+ApiHandler.prepare = _within_budget(ApiHandler.prepare)  # type: ignore[method-assign]
