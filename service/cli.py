@@ -17,6 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
+import pymongo.errors
 import redis
 import tornado.netutil
 
@@ -61,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except EmbeddedError as exc:
         print(f"wetoop-bot: {exc}", file=sys.stderr)
         return 1
+    except pymongo.errors.ConfigurationError as exc:  # e.g. a mongodb+srv:// name that does not resolve
+        print(f"wetoop-bot: MONGODB_URI 无法使用：{_first_line(exc)}", file=sys.stderr)
+        return 2
     except MongoUnavailable as exc:
-        print(f"wetoop-bot: 无法连接 MongoDB：{exc}", file=sys.stderr)
+        print(f"wetoop-bot: 无法连接 MongoDB：{_first_line(exc)}", file=sys.stderr)
         return 1
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         print(f"wetoop-bot: 无法连接 Redis：{exc}", file=sys.stderr)
@@ -74,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         # by SIGPIPE would, and keep Python from complaining about stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _first_line(exc: Exception) -> str:
+    """pymongo's message without the topology description it appends."""
+    return str(exc).split(", Timeout:")[0].split(", Topology Description:")[0].splitlines()[0][:300]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -46,6 +46,15 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 # -- configuration errors: one line, exit code 2 --------------------------------
 
 
+def test_a_mongodb_srv_name_that_does_not_resolve_exits_2_with_one_line(tmp_path):
+    # It printed dnspython's traceback (the URI's shape is right; only resolving finds it wrong).
+    result = run_cli("notice", "status", "x", "--data-dir", str(tmp_path),
+                     MONGODB_URI="mongodb+srv://cluster0.example.invalid")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wetoop-bot: MONGODB_URI 无法使用") and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "env, needle",
     [
