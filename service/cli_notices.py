@@ -101,9 +101,12 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     try:
         with_runtime(args, work)
-    except KeyboardInterrupt:
+    except BaseException:
+        # Stopped (Ctrl-C) or failed (Redis, MongoDB) once the notice exists: the
+        # service's worker plans the rest when it can. Sending again would send twice.
         if created:
-            print(f"通知 {created[0]} 已创建，会继续记录接收者并发送。如需停止：wetoop-bot notice cancel {created[0]}",
+            print(f"通知 {created[0]} 已创建，会继续记录接收者并发送，请勿重新发送。"
+                  f"查看进度：wetoop-bot notice status {created[0]}；如需停止：wetoop-bot notice cancel {created[0]}",
                   file=sys.stderr)
         raise
     return 0

@@ -710,6 +710,24 @@ async def test_export_has_preferences_and_deliveries(svc, emulator):
 # -- the CLI -------------------------------------------------------------------------------------------------
 
 
+async def test_notice_send_failing_after_the_notice_exists_says_not_to_send_again(make_service, backing, tmp_path):
+    # Redis down: it printed the id, then an error, and the admin sent again (the
+    # worker plans the first one once Redis is back: two notices).
+    from storage.embedded import free_port
+    from tests.test_cli import clean_env
+
+    svc = await make_service()
+    await active_users(svc, "o-r1")
+    env = dict(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + svc.runtime.db.name,
+               REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = subprocess.run([str(BIN), "notice", "send", "--category", "admin", "--title", "t", "--body", "b",
+                             "--audience", "all"], env=clean_env(**env), capture_output=True, text=True, timeout=60)
+    notice_id = result.stdout.strip()
+    assert result.returncode == 1 and await svc.runtime.notices.get(notice_id) is not None
+    assert f"通知 {notice_id} 已创建，会继续记录接收者并发送，请勿重新发送" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_notice_cli(make_service, emulator, backing, tmp_path):
     svc = await make_service()
     await active_users(svc, "o-c1", "o-c2")
