@@ -195,6 +195,9 @@ async def test_entities_inside_the_ciphertext_are_refused(service):
         b"<xml><FromUserName>o</FromUserName><CreateTime>soon</CreateTime><MsgType>text</MsgType></xml>",
         "<xml><Content>中文</Content></xml>".encode("gbk"),
         b"<xml><MsgType><a>1</a></MsgType><FromUserName>o</FromUserName><CreateTime>1</CreateTime></xml>",
+        # No openid: too long, or with characters WeChat's never have.
+        b"<xml><MsgType>text</MsgType><FromUserName>" + b"o" * 65 + b"</FromUserName><CreateTime>1</CreateTime></xml>",
+        "<xml><MsgType>text</MsgType><FromUserName>o 用户</FromUserName><CreateTime>1</CreateTime></xml>".encode(),
     ],
 )
 async def test_malformed_bodies_get_400_json(service, body):

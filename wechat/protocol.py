@@ -189,6 +189,10 @@ def _parse_xml(body: bytes) -> dict:
     return fields
 
 
+#: An openid as WeChat makes them (28 characters of [A-Za-z0-9_-]), with room to spare.
+_OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def parse(body: bytes) -> Inbound:
     """Parse a plaintext push into an :class:`Inbound`. Raises :class:`ProtocolError`."""
     root = _parse_xml(body)
@@ -199,6 +203,10 @@ def parse(body: bytes) -> Inbound:
         create_time = int(root["CreateTime"])
     except ValueError:
         raise ProtocolError(400, "bad_message", "CreateTime 必须是整数") from None
+    if not _OPENID.fullmatch(root["FromUserName"]):
+        # WeChat's openids are 28 URL-safe characters; a 50,000-character one
+        # became a follower, and a mass send with it failed as a whole (40003).
+        raise ProtocolError(400, "bad_message", "FromUserName 不是有效的 openid")
     raw = {k: v for k, v in root.items() if isinstance(v, str)}
     kind = root["MsgType"].strip().lower()
     content = raw.get("Content", "") if kind == "text" else ""
