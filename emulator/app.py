@@ -296,36 +296,49 @@ class _FaultsControl(_ControlHandler):
         self.ok()
 
 
+class _IndexControl(_ControlHandler):
+    """``/``: what this server is and what it serves (the demo's banner shows its address)."""
+
+    def get(self) -> None:
+        self.write_json({
+            "service": "wetoop-bot WeChat API emulator",
+            "endpoints": [pattern for pattern, _handler in _ROUTES if pattern != "/"],
+        })
+
+
 class _ResetControl(_ControlHandler):
     def post(self) -> None:
         self.state.reset()
         self.ok()
 
 
+_ROUTES = [
+    (r"/", _IndexControl),
+    (r"/cgi-bin/token", _TokenHandler),
+    (r"/cgi-bin/stable_token", _StableTokenHandler),
+    (r"/cgi-bin/message/custom/send", _CustomSendHandler),
+    (r"/cgi-bin/message/template/send", _TemplateSendHandler),
+    (r"/cgi-bin/message/mass/send", _MassSendHandler),
+    (r"/cgi-bin/menu/create", _MenuCreateHandler),
+    (r"/cgi-bin/menu/get", _MenuGetHandler),
+    (r"/cgi-bin/menu/delete", _MenuDeleteHandler),
+    (r"/cgi-bin/user/info", _UserInfoHandler),
+    (r"/sns/jscode2session", _JsCodeHandler),
+    (r"/_emulator/messages", _MessagesControl),
+    (r"/_emulator/users", _UsersControl),
+    (r"/_emulator/tokens/expire", _ExpireControl),
+    (r"/_emulator/tokens/invalidate", _InvalidateControl),
+    (r"/_emulator/stats", _StatsControl),
+    (r"/_emulator/faults", _FaultsControl),
+    (r"/_emulator/reset", _ResetControl),
+]
+
+
 def make_app(state: EmulatorState) -> tornado.web.Application:
     """Builds the emulator application serving ``state``."""
     args = {"state": state}
-    routes = [
-        (r"/cgi-bin/token", _TokenHandler),
-        (r"/cgi-bin/stable_token", _StableTokenHandler),
-        (r"/cgi-bin/message/custom/send", _CustomSendHandler),
-        (r"/cgi-bin/message/template/send", _TemplateSendHandler),
-        (r"/cgi-bin/message/mass/send", _MassSendHandler),
-        (r"/cgi-bin/menu/create", _MenuCreateHandler),
-        (r"/cgi-bin/menu/get", _MenuGetHandler),
-        (r"/cgi-bin/menu/delete", _MenuDeleteHandler),
-        (r"/cgi-bin/user/info", _UserInfoHandler),
-        (r"/sns/jscode2session", _JsCodeHandler),
-        (r"/_emulator/messages", _MessagesControl),
-        (r"/_emulator/users", _UsersControl),
-        (r"/_emulator/tokens/expire", _ExpireControl),
-        (r"/_emulator/tokens/invalidate", _InvalidateControl),
-        (r"/_emulator/stats", _StatsControl),
-        (r"/_emulator/faults", _FaultsControl),
-        (r"/_emulator/reset", _ResetControl),
-    ]
     return tornado.web.Application(
-        [(pattern, handler, args) for pattern, handler in routes],
+        [(pattern, handler, args) for pattern, handler in _ROUTES],
         default_handler_class=_NotFoundHandler,
         default_handler_args=args,
     )

@@ -18,7 +18,7 @@ from tornado import httputil
 from handlers import admin, api, simulator
 from handlers.base import NotFoundHandler
 from handlers.export import ExportHandler
-from handlers.health import HealthHandler
+from handlers.health import HealthHandler, IndexHandler
 from handlers.wechat import WeChatHandler
 from service.runtime import Runtime
 
@@ -126,6 +126,7 @@ def make_app(runtime: Runtime, **settings) -> ServiceApp:
     """The service's application for ``runtime``; ``settings`` go to Tornado."""
     routes = [
         (r"/wechat", WeChatHandler, {"runtime": runtime}),
+        (r"/", IndexHandler, {"runtime": runtime}),
         (r"/healthz", HealthHandler, {"runtime": runtime}),
         (r"/export/([A-Za-z0-9_-]{16,64})", ExportHandler, {"runtime": runtime}),
     ]

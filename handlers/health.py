@@ -1,4 +1,5 @@
-"""``/healthz``: the state of each backing service, for load balancers and people."""
+"""``/healthz``: the state of each backing service, for load balancers and
+people; ``/``: where things are, for whoever opens the service's address."""
 
 from __future__ import annotations
 
@@ -18,3 +19,16 @@ class HealthHandler(BaseHandler):
         self.set_status(200 if healthy else 503)
         self.set_header("Cache-Control", "no-store")
         self.write_json({"status": "ok" if healthy else "degraded", **checks})
+
+
+class IndexHandler(BaseHandler):
+    """``/``: the service's name and the addresses a newcomer looks for (it was a 404)."""
+
+    def initialize(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def get(self) -> None:
+        links = {"health": "/healthz", "admin": "/admin/", "api": "/api/v1/", "wechat": "/wechat"}
+        if self.runtime.config.simulator:
+            links["simulator"] = "/simulator"
+        self.write_json({"service": "wetoop-bot", "description": "微拓公众号与小程序后端", "links": links})

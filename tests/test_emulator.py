@@ -106,6 +106,12 @@ def text_message(touser: str, content: str) -> dict:
     return {"touser": touser, "msgtype": "text", "text": {"content": content}}
 
 
+async def test_the_root_says_what_the_emulator_serves(emu):
+    # The demo's banner shows the emulator's address; opening it gave a 404.
+    root = await emu.get("/")
+    assert "emulator" in root["service"] and "/cgi-bin/message/custom/send" in root["endpoints"]
+
+
 # -- access tokens ----------------------------------------------------------------
 
 

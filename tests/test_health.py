@@ -32,6 +32,15 @@ def start_valkey(port: int, data_dir) -> subprocess.Popen:
     raise AssertionError("valkey did not start")
 
 
+async def test_the_root_points_to_what_a_newcomer_looks_for(make_service):
+    # `serve` prints its address; opening it gave a JSON 404.
+    svc = await make_service()
+    response = await AsyncHTTPClient().fetch(svc.url + "/", raise_error=False)
+    body = json.loads(response.body)
+    assert response.code == 200 and body["service"] == "wetoop-bot"
+    assert body["links"]["health"] == "/healthz" and body["links"]["admin"] == "/admin/"
+
+
 async def test_redis_down_then_back(make_service, backing, tmp_path, monkeypatch):
     port = free_port()
     proc = start_valkey(port, tmp_path)
