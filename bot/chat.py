@@ -526,7 +526,7 @@ async def free_text(chat: Chat) -> Reply:
         # sections, or a greeting), which needs no Redis.
         return Reply(f"{answer.text}\n\n（{texts.DIALOG_UNAVAILABLE}）")
     text = chat.message.text
-    hint = texts.command_hint(text) or texts.consent_hint(text)
+    hint = texts.question_hint(text)
     if hint is None and any(word in text for word in texts.REGISTRATION_WORDS):
         hint = await _registration_hint(chat)
     if hint is None and answer.kind != "answer" and await _unfinished_registration(chat):

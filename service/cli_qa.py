@@ -151,11 +151,24 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for flag, path in (("--qa-data", args.qa_data), ("--override", args.override)):
         if path is not None and not path.is_dir():
             raise UsageError(f"{flag} 不是目录：{path}")
+    if not args.question.strip():
+        raise UsageError("问题不能为空，例如：wetoop-bot ask \"我上传的图片版权归谁？\"")
+    from bot.chat import router
+    from bot import texts
+
+    word = router.command_of(args.question)
+    if word is not None:
+        # Not a question: chat answers it with the command itself, not the Q&A.
+        typed = args.question.strip()
+        print(f"“{typed}”是公众号指令{'' if word == typed else f'（{word}）'}，用户发送它会收到该指令的回复，而不是问答的回答。"
+              "可用指令见 README 的“In chat”一节，或在公众号中回复“帮助”。")
+        return 0
     current = with_runtime(args, lambda runtime: runtime.terms.current())
     override = args.override or _default_override(args)
     qa = QA.build(current, args.qa_data, override, args.cache_dir)
     answer = qa.answer(args.question)
-    print(answer.text)
+    hint = texts.question_hint(args.question)  # as chat adds it under the answer
+    print(f"{answer.text}\n\n{hint}" if hint else answer.text)
     if args.explain:
         refs = "、".join(answer.refs) or "无"
         print(f"[{answer.kind}] 引用/最接近：{refs}；分数 {answer.score:.3f}", file=sys.stderr)

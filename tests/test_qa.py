@@ -388,6 +388,16 @@ def test_qa_eval_on_a_missing_or_malformed_file_exits_2_in_chinese(capsys, tmp_p
 def test_ask_prints_the_reply_a_user_would_get(capsys, qa, cache_dir):
     assert cli.main(["ask", "我上传的图片版权归谁？", "--cache-dir", str(cache_dir)]) == 0
     assert capsys.readouterr().out.strip() == qa.answer("我上传的图片版权归谁？").text.strip()
+    # With the hint chat adds under the answer.
+    assert cli.main(["ask", "怎么注销账户", "--cache-dir", str(cache_dir)]) == 0
+    assert capsys.readouterr().out.strip().endswith("回复“注销账户”可注销商家账户（同意记录会保留）。")
+    assert cli.main(["ask", "同意协议以后还能撤回吗", "--cache-dir", str(cache_dir)]) == 0
+    assert capsys.readouterr().out.strip().endswith("回复“撤回同意”即可撤回您对协议的同意。")
+    # A command gets the command's reply in chat, not the Q&A's: said so.
+    assert cli.main(["ask", "条款 4", "--cache-dir", str(cache_dir)]) == 0
+    assert "是公众号指令（条款）" in capsys.readouterr().out
+    assert cli.main(["ask", "  ", "--cache-dir", str(cache_dir)]) == 2
+    assert "问题不能为空" in capsys.readouterr().err
 
 
 async def test_the_question_log_cli_shows_beijing_time(make_service, backing):
