@@ -308,6 +308,7 @@ class DeliveryWorker:
         deps = self.deps
         outcomes: dict[str, dict] = {}
         channels: dict[str, str] = {}
+        lasts: dict[str, dt.datetime | None] = {}
         now = deps.clock()
         for openid in openids:
             follower = followers.get(openid)
@@ -317,6 +318,7 @@ class DeliveryWorker:
                 continue
             # The latest of the durable record and the fresher mark in Redis.
             last = max(filter(None, (follower.last_interaction_at if follower else None, seen.get(openid))), default=None)
+            lasts[openid] = last
             channel = choose_channel(notice.category, deps.templates, last, now)
             if channel is None:
                 # Never seen following (a mini-program user only): no window to be outside of.
@@ -336,6 +338,18 @@ class DeliveryWorker:
         await deps.journal.attempt(notice.id, list(channels))
         sent = await asyncio.gather(*(self._send(batch, notice, o, c, pieces) for o, c in channels.items()))
         fresh = dict(zip(channels, sent))
+        # A template WeChat refused (the user declined it, the template is gone):
+        # inside the 48 hours a customer-service message still reaches them.
+        fallback = [o for o, out in fresh.items() if _template_refused(out)
+                    and choose_channel(notice.category, {}, lasts.get(o), now) == "custom"]
+        if fallback:
+            text = split_text(notice_text(notice), suffix=texts.CONTINUED)
+            await deps.limiter.acquire(len(fallback) * len(text))
+            again = await asyncio.gather(*(self._send(batch, notice, o, "custom", text) for o in fallback))
+            for openid, out in zip(fallback, again):
+                refused = fresh[openid]
+                fresh[openid] = {**out, "attempts": out["attempts"] + refused["attempts"],
+                                 "fallback_errcode": refused["errcode"]}
         await deps.journal.record(notice.id, fresh)
         outcomes.update(fresh)
         return outcomes
@@ -467,6 +481,17 @@ def _excluded(notice: Notice, follower, opted_out: set[str]) -> dict | None:
     if follower is not None and not follower.subscribed:
         return {"status": "skipped", "reason": "unsubscribed"}
     return None
+
+
+#: Template failures that say nothing about the user being unreachable (not
+#: unfollowed 43004, no bad openid 40003, no unknown fate -4): worth a
+#: customer-service message inside the 48 hours.
+_NOT_FOR_FALLBACK = {43004, 40003, -4}
+
+
+def _template_refused(outcome: dict) -> bool:
+    return (outcome.get("channel") == "template" and outcome.get("status") == "failed"
+            and outcome.get("errcode") not in _NOT_FOR_FALLBACK)
 
 
 def _failure(exc: WeChatAPIError, channel: str) -> dict:

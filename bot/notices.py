@@ -75,7 +75,7 @@ def load_templates(path: str | None) -> dict:
     """Template ids and field mappings per category, from a JSON file::
 
         {"security": {"template_id": "...", "url": "https://…",
-                      "fields": {"first": "{title}", "keyword1": "{category}",
+                      "fields": {"first": "{important}{title}", "keyword1": "{category}",
                                  "keyword2": "{date}", "remark": "{body}"}}}
     """
     if not path:
@@ -92,7 +92,7 @@ def load_templates(path: str | None) -> dict:
 
 
 #: What a template field's pattern may name (see :func:`template_data`).
-TEMPLATE_VALUES = ("title", "body", "category", "date")
+TEMPLATE_VALUES = ("title", "body", "category", "date", "important")
 
 
 def _check_template(category: str, spec) -> None:
@@ -565,5 +565,6 @@ def template_data(notice: Notice, spec: dict, now: dt.datetime) -> dict:
         "body": notice.body,
         "category": CATEGORIES[notice.category],
         "date": now.astimezone(CHINA).strftime("%Y-%m-%d %H:%M"),
+        "important": "【重要】" if notice.important else "",  # as customer-service messages begin
     }
     return {field: {"value": pattern.format(**values)} for field, pattern in (spec.get("fields") or {}).items()}

@@ -173,6 +173,32 @@ async def test_template_when_configured_else_customer_service_in_window(make_ser
     assert (await svc.runtime.broadcasts.progress(service)).skipped_by_reason == {"outside_48h": 1}
 
 
+async def test_a_refused_template_falls_back_to_customer_service_inside_48_hours(make_service, emulator, tmp_path):
+    # An important security notice whose template WeChat refused (43101: the user
+    # declined it) never arrived, although a customer-service message would.
+    templates = tmp_path / "templates.json"
+    templates.write_text(json.dumps({"security": {"template_id": "TPL-SEC", "fields": {"first": "{important}{title}"}}}))
+    svc = await make_service(notice_templates=str(templates))
+    await active_users(svc, "o-tpl-in", "o-tpl-ok")
+    await svc.runtime.followers.subscribed("o-tpl-out", svc.runtime.clock() - dt.timedelta(days=3))
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/template/send", "errcode": 43101, "times": 2})
+    notice = await send(svc, category="security", title="异地登录提醒",
+                        audience={"type": "openids", "openids": ["o-tpl-in", "o-tpl-out"]})
+    await run_worker(svc)
+    [record] = await svc.runtime.db["deliveries"].find({"_id": f"{notice}:o-tpl-in"}).to_list(None)
+    assert (record["status"], record["channel"], record["fallback_errcode"]) == ("sent", "custom", 43101)
+    [text] = [m for m in await emulator.messages("o-tpl-in") if m["msgtype"] == "text"]
+    assert "异地登录提醒" in text["body"]["text"]["content"]
+    # Outside the 48 hours nothing else can reach them: the refusal is recorded.
+    [out] = await svc.runtime.db["deliveries"].find({"_id": f"{notice}:o-tpl-out"}).to_list(None)
+    assert (out["status"], out["channel"], out["errcode"]) == ("failed", "template", 43101)
+    # A template can say 【重要】 as the customer-service messages do.
+    await send(svc, category="security", title="改密提醒", audience={"type": "openids", "openids": ["o-tpl-ok"]})
+    await run_worker(svc)
+    [template] = [m for m in await emulator.messages("o-tpl-ok") if m["msgtype"] == "template"]
+    assert template["body"]["data"]["first"]["value"] == "【重要】改密提醒"
+
+
 async def test_a_message_opens_the_window_at_once_and_is_recorded_durably(make_service, emulator, clock):
     svc = await make_service(clock=clock)
     await svc.wechat.ask("o-writer", "帮助")  # known only from this message: no follow event
