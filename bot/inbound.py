@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Mapping
+
+#: What an openid looks like, wherever one comes in (a push, an admin's list,
+#: the simulator): WeChat's are 28 characters of these; room is left to spare.
+OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,11 +15,11 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from bot.errors import BotError
+from bot.inbound import OPENID
 from storage.consents import ConsentLedger
 from storage.deliveries import UNFINISHED, Deliveries, Delivery
 from storage.delivery_journal import DeliveryJournal
@@ -484,9 +484,6 @@ def _batch_size(notice: Notice) -> int:
     """Recipients per work-queue entry: a mass send's chunk, else a worker's batch."""
     return MASS_CHUNK if notice.channel == "mass" else BATCH
 
-
-#: What an openid looks like (WeChat's are 28 characters of these).
-OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 #: The longest title and body a notice may have, wherever it is written.
 TITLE_LIMIT = 64

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -36,6 +35,7 @@ from urllib.parse import urlencode
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from bot.inbound import OPENID
 from handlers.base import BaseHandler, json_object, name_allowed_methods
 from wechat.menu import MenuFileError, load_menu
 from wechat.push_client import MODES, WECHAT_TIMEOUT, PushClient, event_xml, text_xml
@@ -43,8 +43,6 @@ from wechat.push_client import MODES, WECHAT_TIMEOUT, PushClient, event_xml, tex
 #: The account's original id (gh_…) in the pushes the simulator sends.
 ACCOUNT_ID = "gh_wetoop"
 
-#: What the emulator accepts as an openid.
-OPENID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 #: Longest text a user can type (WeChat's own input stops near this length).
 MAX_TEXT = 2000
@@ -194,7 +192,7 @@ class Simulator:
         """Push one message or event as WeChat would; the passive reply's text."""
         config = self.runtime.config
         openid, kind, mode = request.get("openid"), request.get("kind"), request.get("mode", "plain")
-        if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
+        if not isinstance(openid, str) or not OPENID.fullmatch(openid):
             raise SimulatorError(400, "bad_openid", "openid 需为 1 到 64 个英文字母、数字、- 或 _")
         if mode not in MODES:
             raise SimulatorError(400, "bad_mode", "mode 只能是 plain（明文）、compat（兼容）或 safe（安全）")
@@ -251,7 +249,7 @@ class Simulator:
         return {"reply": text, "wire": wire}
 
     async def messages(self, openid: Any, since: Any) -> list[dict]:
-        if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
+        if not isinstance(openid, str) or not OPENID.fullmatch(openid):
             raise SimulatorError(400, "bad_openid", "openid 需为 1 到 64 个英文字母、数字、- 或 _")
         try:
             since = int(since or 0)
@@ -352,7 +350,7 @@ def _read_users(path: Path) -> dict[str, dict]:
     users = {}
     for user in saved if isinstance(saved, list) else []:
         openid = user.get("openid") if isinstance(user, dict) else None
-        if isinstance(openid, str) and OPENID_RE.fullmatch(openid):
+        if isinstance(openid, str) and OPENID.fullmatch(openid):
             users[openid] = {"nickname": str(user.get("nickname") or "")[:20], "subscribed": bool(user.get("subscribed"))}
     return users
 

@@ -24,7 +24,7 @@ from wechatpy.messages import MESSAGE_TYPES
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
-from bot.inbound import Inbound
+from bot.inbound import OPENID, Inbound
 from bot.replies import Reply
 
 #: WeChat's pushes are a few KiB; anything larger is refused.
@@ -189,10 +189,6 @@ def _parse_xml(body: bytes) -> dict:
     return fields
 
 
-#: An openid as WeChat makes them (28 characters of [A-Za-z0-9_-]), with room to spare.
-_OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
 def parse(body: bytes) -> Inbound:
     """Parse a plaintext push into an :class:`Inbound`. Raises :class:`ProtocolError`."""
     root = _parse_xml(body)
@@ -203,7 +199,7 @@ def parse(body: bytes) -> Inbound:
         create_time = int(root["CreateTime"])
     except ValueError:
         raise ProtocolError(400, "bad_message", "CreateTime 必须是整数") from None
-    if not _OPENID.fullmatch(root["FromUserName"]):
+    if not OPENID.fullmatch(root["FromUserName"]):
         # WeChat's openids are 28 URL-safe characters; a 50,000-character one
         # became a follower, and a mass send with it failed as a whole (40003).
         raise ProtocolError(400, "bad_message", "FromUserName 不是有效的 openid")
