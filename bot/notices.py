@@ -46,8 +46,18 @@ CATEGORY_BY_NAME = {name: code for code, name in CATEGORIES.items()}
 
 
 class NoticeRefused(BotError):
+    """A notice or an action on one refused: 409, or 422 when the notice as
+    written is malformed (its codes in :attr:`MALFORMED`)."""
+
     status = 409
     code = "notice_refused"
+    MALFORMED = frozenset({"bad_category", "bad_channel", "bad_audience", "bad_important", "empty_notice",
+                           "title_too_long", "body_too_long"})
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message, code)
+        if self.code in self.MALFORMED:
+            self.status = 422
 
 
 class NoticeNotFound(BotError):
