@@ -42,7 +42,11 @@ PLAN_CHUNK = 2000
 #: A planner that has reported no progress for this long is dead; upkeep plans again.
 PLANNER_SILENT = dt.timedelta(seconds=30)
 MASS_CHUNK = 10_000
-CATEGORY_BY_NAME = {name: code for code, name in CATEGORIES.items()}
+CATEGORY_BY_NAME = {
+    **{name: code for code, name in CATEGORIES.items()},
+    # What people also type: 其它 for 其他, the names without their last word.
+    "其它": "other", "服务": "service", "安全": "security", "管理": "admin", "条款修改": "amendment",
+}
 
 
 class NoticeRefused(BotError):

@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_audience(text: str) -> dict:
     """``all``, ``merchants``, ``merchants:active,suspended`` or ``openids:FILE``."""
-    kind, _, rest = text.partition(":")
+    kind, colon, rest = text.partition(":")
+    if colon and not rest.strip():
+        raise UsageError(f"受众 {text!r} 的冒号后缺少内容：可用 all、merchants、merchants:STATUS,…、openids:FILE")
     if kind == "all" and not rest:
         audience: dict = {"type": "all"}
     elif kind == "merchants":

@@ -716,6 +716,7 @@ async def test_chat_preferences(svc):
     # As phones type them: a full stop after, the name in quotes.
     assert "已退订“其他”" in await svc.wechat.ask("o-pref", "退订其他。")
     assert "已退订“管理消息”" in await svc.wechat.ask("o-pref", "退订 “管理消息”")
+    assert "已退订“其他”" in await svc.wechat.ask("o-pref", "退订 其它")  # the other way to write it
 
 
 async def test_export_has_preferences_and_deliveries(svc, emulator):
@@ -785,6 +786,9 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert missing.returncode == 2 and "没有编号" in missing.stderr
     bad = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "everyone")
     assert bad.returncode == 2 and "受众" in bad.stderr
+    for half in ("all:", "merchants:"):  # were taken as all, and as every merchant
+        cut = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", half)
+        assert cut.returncode == 2 and "冒号后缺少内容" in cut.stderr, half
     nobody = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "merchants:suspended")
     assert nobody.returncode == 2 and "没有符合条件的接收者" in nobody.stderr
     # The same limits as the console's, wherever a notice is written.
