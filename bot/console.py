@@ -51,6 +51,18 @@ class DraftNotFound(BotError):
     code = "draft_not_found"
 
 
+class DraftChanged(BotError):
+    """Another admin saved the draft after this one opened it."""
+
+    status = 409
+    code = "draft_changed"
+
+
+def draft_stamp(draft) -> str:
+    """What an admin saw of a draft (the time of its last save), sent back with the form."""
+    return draft.updated_at.isoformat() if draft is not None and draft.updated_at else ""
+
+
 class ConfirmationNeeded(BotError):
     """A large audience not yet confirmed; the form asks for the count."""
 
@@ -214,10 +226,11 @@ class Console:
                         created_at=None, created_by=actor.name)
         return NoticePreview(notice_text(sample), size, size > LARGE_AUDIENCE, important)
 
-    async def save_notice_draft(self, actor: Actor, form: NoticeForm, draft_id: str | None = None) -> str:
+    async def save_notice_draft(self, actor: Actor, form: NoticeForm, draft_id: str | None = None,
+                                seen: str | None = None) -> str:
         actor.require("draft")
         return await self._save_draft(actor, "notice", form.title.strip() or "（无标题）", form.fields(), draft_id,
-                                      "notice_draft")
+                                      "notice_draft", seen)
 
     async def send_notice(self, actor: Actor, form: NoticeForm, confirmed_size: int | None,
                           draft_id: str | None = None, submit_token: str = "") -> str:
@@ -310,10 +323,16 @@ class Console:
                                 address=actor.address)
 
     async def _save_draft(self, actor: Actor, kind: str, title: str, fields: dict, draft_id: str | None,
-                          action: str) -> str:
+                          action: str, seen: str | None = None) -> str:
         before = None
         if draft_id:
-            before = (await self._open_draft(draft_id, kind)).fields
+            current = await self._open_draft(draft_id, kind)
+            if seen is not None and draft_stamp(current) != seen:
+                # Saved by someone else since this form was opened: saving it would silently undo that.
+                raise DraftChanged(
+                    f"该草稿在您打开后已被 {current.updated_by} 修改并保存，为免覆盖，本次修改未保存。"
+                    "请复制您的修改，重新打开草稿后再保存。")
+            before = current.fields
         try:
             saved = await self.drafts.save(kind, title, fields, actor.name, self._clock(), draft_id)
         except KeyError:
@@ -331,14 +350,15 @@ class Console:
 
     # -- agreement ------------------------------------------------------------------
 
-    async def save_version_draft(self, actor: Actor, form: VersionForm, draft_id: str | None = None) -> str:
+    async def save_version_draft(self, actor: Actor, form: VersionForm, draft_id: str | None = None,
+                                 seen: str | None = None) -> str:
         """Save a version draft; its text must parse (the format of ``terms show``)."""
         actor.require("draft")
         draft = form.draft()
         if form.effective_at.strip():
             parse_effective_at(form.effective_at)
         return await self._save_draft(actor, "version", f"{draft.version} {draft.title}",
-                                      dataclasses.asdict(form), draft_id, "version_draft")
+                                      dataclasses.asdict(form), draft_id, "version_draft", seen)
 
     async def publish_version(self, actor: Actor, form: VersionForm,
                               draft_id: str | None = None) -> tuple[AgreementVersion, str]:

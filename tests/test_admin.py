@@ -459,6 +459,32 @@ async def test_delivery_report_lists_failures_by_wechat_code(svc, emulator):
     assert "43004" in page and "用户未关注公众号" in page and "用户已退订该类通知" in page
 
 
+async def test_two_admins_saving_one_draft_the_later_stale_form_is_refused(svc):
+    # Both opened the draft; the second save from the older form silently replaced the first.
+    eddie, olga = await logged_in(svc, "eddie"), await logged_in(svc, "olga")
+    saved = await eddie.post("/admin/notices/new", {**NOTICE, "action": "save"})
+    draft_id = re.search(r"draft=([0-9a-f]{24})", saved.headers["Location"]).group(1)
+
+    def seen_in(page) -> str:
+        return re.search(r'name="seen" value="([^"]*)"', text(page)).group(1)
+
+    eddie_seen = seen_in(await eddie.get(f"/admin/notices/new?draft={draft_id}"))
+    olga_seen = seen_in(await olga.get(f"/admin/notices/new?draft={draft_id}"))
+    assert eddie_seen and eddie_seen == olga_seen
+    first = await olga.post("/admin/notices/new", {**NOTICE, "title": "A 的修改", "action": "save", "draft": draft_id,
+                                                   "seen": olga_seen})
+    assert first.code == 303
+    stale = await eddie.post("/admin/notices/new", {**NOTICE, "title": "B 的修改", "action": "save", "draft": draft_id,
+                                                    "seen": eddie_seen})
+    assert stale.code == 409 and "olga" in text(stale) and "未保存" in text(stale)
+    assert (await svc.runtime.console.drafts.get(draft_id)).fields["title"] == "A 的修改"
+    # Reopened, the draft saves again.
+    fresh = seen_in(await eddie.get(f"/admin/notices/new?draft={draft_id}"))
+    again = await eddie.post("/admin/notices/new", {**NOTICE, "title": "B 的修改", "action": "save", "draft": draft_id,
+                                                    "seen": fresh})
+    assert again.code == 303 and (await svc.runtime.console.drafts.get(draft_id)).fields["title"] == "B 的修改"
+
+
 async def test_pause_resume_cancel(svc):
     await followers(svc, "o-a", "o-b")
     owner = await logged_in(svc, "olga")

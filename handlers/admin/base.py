@@ -117,8 +117,19 @@ class AdminHandler(tornado.web.RequestHandler):
         self.clear_cookie(FLASH_COOKIE, path="/admin")
         return tornado.escape.url_unescape(raw.decode())
 
+    #: The stamp of the record a form edits (a draft's last save), sent back with the form.
+    seen = ""
+
+    def seen_stamp(self) -> str | None:
+        """The stamp the submitted form carries (``None``: none, no check)."""
+        value = self.get_argument("seen", None)
+        if value is not None:
+            self.seen = value  # shown again if the form is
+        return value
+
     def page(self, template: str, http_status: int = 200, **values: Any) -> None:
         self.set_status(http_status)
+        values.setdefault("seen", self.seen)
         self.render(f"admin/{template}", **values)
 
     def log_exception(self, typ, value, tb) -> None:

@@ -9,7 +9,7 @@ import tornado.web
 
 from bot.agreement import REASONS
 from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASONS, earliest_shown
-from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm
+from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, draft_stamp
 from bot.errors import BotError
 from bot.merchants import STATUSES
 from bot.notices import JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, notice_text
@@ -72,7 +72,8 @@ class TermsPublishHandler(AdminHandler):
     async def get(self) -> None:
         draft_id = self.get_argument("draft", "")
         if draft_id:
-            form = VersionForm.from_fields((await self.console.draft(self.actor, draft_id, "version")).fields)
+            draft = await self.console.draft(self.actor, draft_id, "version")
+            form, self.seen = VersionForm.from_fields(draft.fields), draft_stamp(draft)
         else:
             # From the latest published version: a draft from an earlier one
             # would silently undo the changes of those published after it.
@@ -87,12 +88,13 @@ class TermsPublishHandler(AdminHandler):
                            effective_at=self.text("effective_at", "", 64).strip())
         draft_id = self.get_argument("draft", "") or None
         action = self.get_argument("action", "save")
+        seen = self.seen_stamp()
         try:
             if action == "publish":
                 version, notice_id = await self.console.publish_version(self.actor, form, draft_id)
                 self.done(f"/admin/notices/{notice_id}", f"已发布版本 {version.version}，条款修改通知正在发送")
                 return
-            saved = await self.console.save_version_draft(self.actor, form, draft_id)
+            saved = await self.console.save_version_draft(self.actor, form, draft_id, seen)
             self.done(f"/admin/terms/new?draft={saved}", "草稿已保存")
         except BotError as exc:
             await self._form(form, draft_id or "", error=exc.message, status=exc.status)
@@ -127,7 +129,8 @@ class NoticeComposeHandler(AdminHandler):
         draft_id = self.get_argument("draft", "")
         form = NoticeForm()
         if draft_id:
-            form = NoticeForm.from_fields((await self.console.draft(self.actor, draft_id, "notice")).fields)
+            draft = await self.console.draft(self.actor, draft_id, "notice")
+            form, self.seen = NoticeForm.from_fields(draft.fields), draft_stamp(draft)
         await self._form(form, draft_id)
 
     async def post(self) -> None:
@@ -140,6 +143,7 @@ class NoticeComposeHandler(AdminHandler):
         )
         draft_id = self.get_argument("draft", "") or None
         action = self.get_argument("action", "preview")
+        seen = self.seen_stamp()
         try:
             if action == "send":
                 confirm = self.get_argument("confirm_size", "").strip()
@@ -149,7 +153,7 @@ class NoticeComposeHandler(AdminHandler):
                 self.done(f"/admin/notices/{notice_id}", "通知已开始发送")
                 return
             if action == "save":
-                saved = await self.console.save_notice_draft(self.actor, form, draft_id)
+                saved = await self.console.save_notice_draft(self.actor, form, draft_id, seen)
                 self.done(f"/admin/notices/new?draft={saved}", "草稿已保存")
                 return
             preview = await self.console.preview_notice(self.actor, form)
