@@ -29,6 +29,8 @@ import secrets
 import time
 from typing import Callable
 
+import pymongo
+
 from bot import api_texts
 from bot.errors import BotError
 from bot.serial import Busy, one_at_a_time
@@ -141,16 +143,18 @@ class MiniSessions:
         self._locks = locks
         self._clock = clock
 
-    async def login(self, code: str) -> Login:
+    async def login(self, code: str, mongo_budget: float | None = None) -> Login:
         """Exchange ``code`` and start a session; raises :class:`LoginFailed`,
-        :class:`RateLimited` (WeChat's 45011) or :class:`LoginUnavailable`."""
+        :class:`RateLimited` (WeChat's 45011) or :class:`LoginUnavailable`.
+        ``mongo_budget``: seconds the MongoDB calls after WeChat's answer may take."""
         if self.wechat is None:
             raise LoginUnavailable(api_texts.LOGIN_UNAVAILABLE)
         try:
             wx = await self.wechat.code_to_session(code)
         except WeChatAPIError as exc:
             raise _login_error(exc) from None
-        user = await self._identify(wx.openid, wx.unionid)
+        with pymongo.timeout(mongo_budget):
+            user = await self._identify(wx.openid, wx.unionid)
         token = secrets.token_urlsafe(32)
         await self.sessions.create(
             token,

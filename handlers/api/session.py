@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pymongo
+
 from bot import api_texts
 from bot.mini_sessions import MAX_CODE_LENGTH
 from bot.validation import Invalid
-from handlers.api.base import ApiHandler
+from handlers.api.base import MONGO_BUDGET, ApiHandler
 from handlers.api.me import user_state
 
 
@@ -13,6 +15,8 @@ class SessionHandler(ApiHandler):
     """POST: exchange the code for our token. DELETE: end this token's session."""
 
     address_bucket = "login"
+    #: WeChat's jscode2session may take seconds: the MongoDB budget starts after it.
+    budgets_itself = ("post",)
 
     async def prepare(self) -> None:
         self.public = self.request.method != "DELETE"
@@ -25,15 +29,10 @@ class SessionHandler(ApiHandler):
         code = self.json_body().get("code")
         if not isinstance(code, str) or not code.strip() or len(code) > MAX_CODE_LENGTH:
             raise Invalid(api_texts.CODE_MISSING, "code")
-        login = await self.runtime.mini.login(code.strip())
-        self.write_json(
-            {
-                "token": login.token,
-                "token_type": "Bearer",
-                "expires_in": login.expires_in,
-                "user": await user_state(self.runtime, login.user),
-            }
-        )
+        login = await self.runtime.mini.login(code.strip(), mongo_budget=MONGO_BUDGET)
+        with pymongo.timeout(MONGO_BUDGET):
+            user = await user_state(self.runtime, login.user)
+        self.write_json({"token": login.token, "token_type": "Bearer", "expires_in": login.expires_in, "user": user})
 
     async def delete(self) -> None:
         await self.runtime.mini.logout(self.bearer() or "")
