@@ -120,7 +120,7 @@ class DeliveryWorker:
         tasks = [*readers, asyncio.create_task(self._upkeep(stop))]
         try:
             await stop.wait()
-            busy = [task for task in readers if task in self._working]  # the others only wait for work
+            busy = [task for task in tasks if task in self._working]  # the others only wait for work
             if busy:
                 log.info("worker %s stopping: the sends in flight finish first", self.name)
                 _done, cut = await asyncio.wait(busy, timeout=STOP_GRACE)
@@ -183,8 +183,14 @@ class DeliveryWorker:
             try:
                 await self.deps.queue.ensure_group()
                 for entry_id, notice_id, openids in await self.deps.queue.reclaim(consumer, count=10):
+                    if stop.is_set():
+                        break  # left to the next worker, as a reader leaves its batch
                     log.warning("taking over batch %s of notice %s", entry_id, notice_id)
-                    await self._process(consumer, entry_id, notice_id, openids)
+                    self._working.add(asyncio.current_task())
+                    try:
+                        await self._process(consumer, entry_id, notice_id, openids)
+                    finally:
+                        self._working.discard(asyncio.current_task())
                 await self._replan()
             except asyncio.CancelledError:
                 raise

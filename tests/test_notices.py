@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.delivery_worker import PAY_SECONDS, WINDOW
+from storage.work_queue import RECLAIM_IDLE_MS
 from bot.notices import PLAN_CHUNK, PLANNER_SILENT, NoticeRefused
 from storage.delivery_journal import OURS
 from tests.conftest import APPID, SECRET
@@ -667,6 +668,33 @@ async def test_a_worker_stopped_mid_broadcast_finishes_its_sends_in_flight(make_
     assert (final.sent, final.failed, final.failed_by_code) == (300, 0, {})
     counts = collections.Counter(m["touser"] for m in await emulator.messages())
     assert len(counts) == 300 and max(counts.values()) == 1
+
+
+async def test_a_batch_taken_over_is_finished_too_when_the_worker_stops(make_service, emulator):
+    # A dead worker's batch, taken over by upkeep: a stop cut its sends off and
+    # recorded them as interrupted although WeChat had them.
+    svc = await make_service(notice_rate=100)
+    openids = [f"o-u{i:02d}" for i in range(40)]
+    await active_users(svc, *openids)
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 0.3, "times": 10_000})
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    queue = svc.runtime.broadcasts.queue
+    await queue.ensure_group()
+    taken = await queue.read("dead-0", count=1, block_ms=500)  # read by a worker that then died
+    assert taken and taken[0][1] == notice
+    await asyncio.sleep(RECLAIM_IDLE_MS / 1000 + 0.2)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=1).run(stop))
+    deadline = time.monotonic() + 20
+    while (await svc.runtime.broadcasts.progress(notice)).sent == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await worker
+    await run_worker(svc)
+    final = await svc.runtime.broadcasts.progress(notice)
+    assert (final.sent, final.failed, final.failed_by_code) == (40, 0, {}), final.to_json()
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert len(counts) == 40 and max(counts.values()) == 1
 
 
 async def test_kill_9_mid_broadcast_then_resume_without_duplicates(make_service, emulator, backing, tmp_path):
