@@ -104,7 +104,7 @@ class Exports:
         """The chat reply to 导出我的数据: a short summary and a one-time link."""
         doc = await self.document(openid)
         token = secrets.token_urlsafe(24)
-        await self._links.create(token, doc, LINK_TTL)  # as it is now: 确认注销 may follow before it is opened
+        await self._links.create(token, openid, doc, LINK_TTL)  # as it is now: 确认注销 may follow before it is opened
         summary = {
             "consents": len(doc["consents"]),
             "consent_status": texts.CONSENT_STATUS[doc["consent_status"]["status"]],

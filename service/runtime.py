@@ -54,6 +54,7 @@ from storage.consents import ConsentLedger
 from storage.deliveries import Deliveries
 from storage.delivery_journal import DeliveryJournal
 from storage.dialog_state import DialogStates
+from service.server_secret import server_secret
 from storage.export_links import ExportLinks
 from storage.followers import Followers
 from storage.locks import UserLocks
@@ -138,7 +139,7 @@ class Runtime:
             override_dir=Path(config.data_dir) / "qa", cache_dir=Path(config.data_dir) / "cache",
         )
         self.exports = Exports(
-            self.followers, self.consents, self.merchants, self.preferences, self.broadcasts, ExportLinks(self.redis), clock
+            self.followers, self.consents, self.merchants, self.preferences, self.broadcasts, ExportLinks(self.redis, server_secret(config)), clock
         )
         self.services = Services(
             followers=self.followers,

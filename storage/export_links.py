@@ -2,20 +2,23 @@
 
 A link serves the document as it was when the user asked for it (the bot
 suggests exporting before 注销账户: what erasure removes must still be in the
-link). That snapshot is kept encrypted with a key derived from the token, and
-the link under the token's SHA-256, like sessions: whoever reads Redis (its
-append-only file, a backup) can neither use the links in it nor read the
-data, which is gone with the key when the link is used or expires.
+link). The link is kept under the token's SHA-256, like sessions, and the
+snapshot encrypted with a key from the token and the deployment's secret
+(:mod:`service.server_secret`): Redis holds the chat's replies, link
+included, for WeChat's retries, so the token alone must not open it. A new
+link of a user replaces their previous one.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 
 import redis.asyncio as aioredis
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.redis_store import key
@@ -25,14 +28,19 @@ _SNAPSHOT = "s1:"
 
 
 class ExportLinks:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, secret: str) -> None:
         self._redis = redis
+        self._secret = secret.encode()
 
-    async def create(self, token: str, document: dict, ttl: int) -> None:
-        """Keep ``document`` for ``token`` for ``ttl`` seconds."""
+    async def create(self, token: str, openid: str, document: dict, ttl: int) -> None:
+        """Keep ``document`` for ``token`` for ``ttl`` seconds, in place of ``openid``'s previous link."""
         nonce = os.urandom(12)
-        sealed = AESGCM(_cipher_key(token)).encrypt(nonce, json.dumps(document, ensure_ascii=False).encode(), None)
-        await self._redis.set(_key(token), _SNAPSHOT + base64.b64encode(nonce + sealed).decode(), ex=ttl)
+        sealed = AESGCM(self._cipher_key(token)).encrypt(nonce, json.dumps(document, ensure_ascii=False).encode(), None)
+        link = _key(token)
+        await self._redis.set(link, _SNAPSHOT + base64.b64encode(nonce + sealed).decode(), ex=ttl)
+        previous = await self._redis.set(key("export_of", openid), link, ex=ttl, get=True)
+        if previous and previous != link:
+            await self._redis.delete(previous)
 
     async def take(self, token: str) -> dict | str | None:
         """The document behind ``token`` (or, for a link from before snapshots,
@@ -41,13 +49,15 @@ class ExportLinks:
         if value is None or not value.startswith(_SNAPSHOT):
             return value
         raw = base64.b64decode(value[len(_SNAPSHOT):])
-        return json.loads(AESGCM(_cipher_key(token)).decrypt(raw[:12], raw[12:], None))
+        try:
+            opened = AESGCM(self._cipher_key(token)).decrypt(raw[:12], raw[12:], None)
+        except InvalidTag:  # sealed under another secret (COOKIE_SECRET changed): as if expired
+            return None
+        return json.loads(opened)
+
+    def _cipher_key(self, token: str) -> bytes:
+        return hmac.new(self._secret, b"wetoop-export-snapshot:" + token.encode(), hashlib.sha256).digest()
 
 
 def _key(token: str) -> str:
     return key("export", hashlib.sha256(token.encode()).hexdigest())
-
-
-def _cipher_key(token: str) -> bytes:
-    # Another hash of the token than the Redis key's: the key name does not give it away.
-    return hashlib.sha256(b"wetoop-export-snapshot:" + token.encode()).digest()

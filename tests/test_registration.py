@@ -412,6 +412,29 @@ async def test_export_asked_before_closure_keeps_what_closure_erases(service):
     assert (await service.runtime.merchants.get("o-keep")).phone is None
 
 
+async def test_an_export_snapshot_cannot_be_opened_from_redis_alone(service):
+    # The chat's reply, link included, is kept in Redis for WeChat's retries: a key
+    # from the token alone let whoever reads Redis open the snapshot.
+    import base64
+    import hashlib
+
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from tornado.httpclient import AsyncHTTPClient
+
+    await register_enterprise(service, "o-seal")
+    first = (await service.wechat.ask("o-seal", "导出我的数据")).split()[-1]
+    second = (await service.wechat.ask("o-seal", "导出我的数据")).split()[-1]
+    token = second.rsplit("/", 1)[-1]
+    [stored] = [k async for k in service.runtime.redis.scan_iter(match="wb:export:*")]  # the first was replaced
+    raw = base64.b64decode((await service.runtime.redis.get(stored)).split(":", 1)[1])
+    with pytest.raises(InvalidTag):
+        AESGCM(hashlib.sha256(b"wetoop-export-snapshot:" + token.encode()).digest()).decrypt(raw[:12], raw[12:], None)
+    base = service.runtime.config.base_url
+    assert (await AsyncHTTPClient().fetch(service.url + first[len(base):], raise_error=False)).code == 404
+    assert (await AsyncHTTPClient().fetch(service.url + second[len(base):], raise_error=False)).code == 200
+
+
 async def test_the_same_answers_sent_again_after_a_stalled_save_are_done_not_refused(service):
     # The database stalled as it answered: the reply said "may not be saved", the
     # registration was saved; 确认 sent again said it had changed meanwhile.
