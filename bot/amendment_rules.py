@@ -81,7 +81,7 @@ def check_publication(
         raise AmendmentRefused(
             "retroactive",
             f"生效时间 {shown(effective_at)} 早于发布时间 {shown(published_at)}：协议修改不具有追溯力"
-            + ("；如要立即生效，请使用 now" if shown is _show_seconds else ""),
+            + ("；如要立即生效，请使用 now" if shown is _show_seconds and reason in IMMEDIATE_REASONS else ""),
         )
     if effective_at < earliest_effective(reason, published_at):
         raise AmendmentRefused(

@@ -517,8 +517,11 @@ async def only_text(chat: Chat) -> Reply:
 @router.fallback
 async def free_text(chat: Chat) -> Reply:
     """A question in the user's words: answered by quoting the agreement."""
-    if not chat.state_unknown and control_word(chat.message.text) in _DIALOG_WORDS:
-        return await _dialog_word_without_dialog(chat, control_word(chat.message.text))
+    # The word itself only (no synonyms, no question mark): outside a dialog,
+    # "算了" or "取消？" are talk, and must not delete a draft.
+    bare = normalize_command(chat.message.text).rstrip("。.!！~～ ")
+    if not chat.state_unknown and bare in _DIALOG_WORDS:
+        return await _dialog_word_without_dialog(chat, bare)
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
     if chat.state_unknown:
         # Perhaps an answer to a dialog whose state cannot be read now: say so,

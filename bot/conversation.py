@@ -81,8 +81,8 @@ class Conversation:
         self._mongo_failed_at = -MONGO_DOWN_WINDOW  # loop time of MongoDB's last failure with the whole budget
         # Messages whose gate script timed out: Redis may still run it when it
         # answers again (claim and lock taken): their reply is stored and the
-        # lock released then. delivery -> (reply, openid, lock token, until).
-        self._late: dict[str, tuple[dict, str, str, float]] = {}
+        # lock released then. (delivery, token) -> (reply, openid, lock token to release, until).
+        self._late: dict[tuple[str, str], tuple[dict, str, str, float]] = {}
         self._late_task: asyncio.Task | None = None
 
     async def respond(self, inbound: Inbound) -> Reply | None:
@@ -118,9 +118,12 @@ class Conversation:
     async def _handle_opened(self, inbound: Inbound, opening: Opening) -> Reply | None:
         """Handle under the user's lock (waited for here unless the gate got
         it); the lock stays held for the caller to release."""
-        if opening.lock_token is None and not opening.redis_down:
-            opening.lock_token = await self.locks.acquire(inbound.openid)
-        return await self._handle(inbound, opening)
+        # From here on, once Redis failed this message its later calls fail at
+        # once (each would wait out its own timeout; a reply must come within 3 s).
+        with one_wait_per_message(failed=opening.redis_down):
+            if opening.lock_token is None and not opening.redis_down:
+                opening.lock_token = await self.locks.acquire(inbound.openid)
+            return await self._handle(inbound, opening)
 
     async def _handle(self, inbound: Inbound, opening: Opening) -> Reply | None:
         services = self.services
@@ -141,9 +144,8 @@ class Conversation:
         try:
             # One budget for every MongoDB call of this message: with the
             # database down, the first call uses it up and the rest fail at
-            # once, so the user still gets an answer in time. Redis likewise
-            # (each call would wait out its own timeout).
-            with pymongo.timeout(budget), one_wait_per_message(failed=opening.redis_down):
+            # once, so the user still gets an answer in time.
+            with pymongo.timeout(budget):
                 return await self.router.dispatch(chat)
         except BotError as exc:
             return Reply(exc.message)
@@ -160,9 +162,13 @@ class Conversation:
             return Reply(texts.INTERNAL_ERROR)
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Wait (up to ``timeout``) for background deliveries, e.g. at shutdown."""
+        """Wait (up to ``timeout``) for background deliveries, e.g. at shutdown;
+        stop storing late replies (their claims and locks expire by themselves)."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout)
+        if self._late_task is not None and not self._late_task.done():
+            self._late_task.cancel()
+            await asyncio.gather(self._late_task, return_exceptions=True)
 
     # -- internals ----------------------------------------------------------
 
@@ -189,8 +195,9 @@ class Conversation:
             # user's next messages. Store the reply and release once it answers.
             if opening.lock_token is not None:
                 until = asyncio.get_running_loop().time() + LATE_FINISH_FOR
-                if len(self._late) < LATE_FINISH_MAX:
-                    self._late[delivery] = (to_dict(reply), openid, opening.lock_token if release else "", until)
+                if len(self._late) < LATE_FINISH_MAX:  # a retry in the outage has a token of its own
+                    self._late[(delivery, opening.lock_token)] = (to_dict(reply), openid,
+                                                                   opening.lock_token if release else "", until)
                 if self._late_task is None or self._late_task.done():
                     self._late_task = asyncio.create_task(self._finish_late())
             return
@@ -204,24 +211,24 @@ class Conversation:
         script timed out, as soon as Redis answers (twice: a script Redis
         still held may run just after the first)."""
         loop = asyncio.get_running_loop()
-        stored: dict[str, int] = {}
+        stored: dict[tuple[str, str], int] = {}
         while self._late:
             await asyncio.sleep(0.5)
             items = list(self._late.items())
             # Together: the gate sends the calls of one loop turn as one pipeline.
             results = await asyncio.gather(
-                *(self.gate.finish(d, reply, openid, token or None) for d, (reply, openid, token, _) in items),
+                *(self.gate.finish(d, reply, openid, token or None) for (d, _), (reply, openid, token, _) in items),
                 return_exceptions=True,
             )
-            for (delivery, (_, _, _, until)), result in zip(items, results):
+            for (entry, (_, _, _, until)), result in zip(items, results):
                 if isinstance(result, BaseException):
                     if loop.time() > until:
-                        self._late.pop(delivery, None)
+                        self._late.pop(entry, None)
                     continue
-                stored[delivery] = stored.get(delivery, 0) + 1
-                if stored[delivery] >= 2:
-                    self._late.pop(delivery, None)
-                    stored.pop(delivery, None)
+                stored[entry] = stored.get(entry, 0) + 1
+                if stored[entry] >= 2:
+                    self._late.pop(entry, None)
+                    stored.pop(entry, None)
 
     async def _wait(self, delivery: str) -> dict | None:
         try:

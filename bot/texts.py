@@ -158,7 +158,7 @@ COMMAND_HINTS = (
     (("导出", "下载数据", "下载我的数据", "备份数据"), "如需导出，回复“导出我的数据”即可获取我们保存的您的全部数据。"),
     (("退订", "订阅", "不想收", "关闭通知", "通知设置"), "回复“通知设置”可查看或更改通知订阅（重要通知仍会送达）。"),
     (("注销", "销户", "关闭账号", "关闭账户", "删除账号", "删除账户"), "回复“注销账户”可注销商家账户（同意记录会保留）。"),
-    (("撤回同意", "取消同意", "撤销同意", "撤回"), "回复“撤回同意”即可撤回您对协议的同意。"),
+    (("撤回同意", "取消同意", "撤销同意"), "回复“撤回同意”即可撤回您对协议的同意。"),
 )
 #: Words of a question about registering; the hint depends on the account (chat.free_text).
 REGISTRATION_WORDS = ("注册", "入驻", "开店")
@@ -179,6 +179,8 @@ def consent_hint(text: str) -> str | None:
 def question_hint(text: str) -> str | None:
     """What follows the Q&A's answer to ``text`` in chat (and in ``wetoop-bot
     ask``): the reply that does what it asks about, or the exact consent word."""
+    if "撤回" in text and "同意" in text:  # "同意协议以后还能撤回吗": about withdrawing, not a consent
+        return command_hint("撤回同意")
     return command_hint(text) or consent_hint(text)
 
 

@@ -301,7 +301,7 @@ class Runtime:
             await asyncio.gather(build, return_exceptions=True)
         await self.broadcasts.close()
         await self.conversation.drain()
-        await self.qa_log.flush()
+        await self.qa_log.close()
         await self.followers.close()
         if self.wechat is not None:
             await self.wechat.aclose()

@@ -143,8 +143,9 @@ class Followers:
 
     async def close(self) -> None:
         """Write what is buffered (once: MongoDB may be down) and retry no more."""
-        await self.flush()
         self._closed = True
+        await self._flusher.close()
+        await self.flush()
         if self._deferred or self._touched:
             log.warning("%d follows/unfollows and %d last interactions not written at shutdown",
                         len(self._deferred), len(self._touched))

@@ -78,6 +78,11 @@ class QALog:
                 self._pending[:0] = batch
                 return
 
+    async def close(self) -> None:
+        """Write what is buffered, once, and schedule no more writes."""
+        await self._flusher.close()
+        await self.flush()
+
     async def recent(self, kind: str | None = None, limit: int = 100) -> list[dict]:
         await self.flush()
         query = {"kind": kind} if kind else {}

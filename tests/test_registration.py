@@ -284,6 +284,9 @@ async def test_state_expires_after_30_minutes_and_resume_is_offered(service):
     offer = await service.wechat.ask("o-back", "继续")
     assert "未完成的商家注册" in offer and "南宁市测试贸易有限公司" in offer
     await service.runtime.redis.delete(key("dialog", "o-back"))
+    for talk in ("算了", "取消？"):  # outside a dialog, talk: the draft stays
+        assert await service.wechat.ask("o-back", talk) != texts.DRAFT_DISCARDED
+        assert await service.runtime.services.dialogs.load_draft("o-back", "registration") is not None
     assert await service.wechat.ask("o-back", "取消") == texts.DRAFT_DISCARDED
     assert await service.runtime.services.dialogs.load_draft("o-back", "registration") is None
     assert await service.wechat.ask("o-back", "上一步") == texts.NO_DIALOG_OPEN.format(word="上一步")

@@ -120,7 +120,7 @@ async def test_a_command_with_a_keyboards_punctuation_is_the_command_unless_exac
 
     for typed in ("帮助？", "帮助。", "帮助!", "help?", "帮助～"):
         assert await answer(router, content=typed) == "command:help", typed
-        assert router.command_of(typed) == "帮助" if typed.startswith("帮") else "help"
+        assert router.command_of(typed) == ("帮助" if typed.startswith("帮") else "help"), typed
     assert await answer(router, content="同意") == "command:agree"
     for typed in ("同意。", "同意？", "同意!"):  # a choice counts only as the word itself
         assert await answer(router, content=typed) == "fallback", typed
