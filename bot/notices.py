@@ -392,8 +392,10 @@ class Broadcasts:
         now = self._clock()
         rate = 0.0
         if notice.started_at is not None and notice.status == "sending":  # a paused job has no speed, nor an ETA
-            recent = await self.deliveries.sent_since(notice_id, now - dt.timedelta(seconds=10))
-            rate = recent / 10.0
+            # The last ten seconds, or fewer in a job's first ten (else its speed shows as a fraction).
+            window = min(10.0, max(1.0, (now - notice.started_at).total_seconds()))
+            recent = await self.deliveries.sent_since(notice_id, now - dt.timedelta(seconds=window))
+            rate = recent / window
         elif notice.status == "done" and notice.started_at and notice.finished_at:
             # A finished job: its average, rather than the 0 of the last ten seconds.
             seconds = (notice.finished_at - notice.started_at).total_seconds()

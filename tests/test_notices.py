@@ -393,6 +393,21 @@ async def test_wechats_own_reports_do_not_open_the_48_hour_window(svc):
 # -- pause, resume, cancel, progress -------------------------------------------------------------------
 
 
+async def test_the_rate_early_in_a_job_is_over_the_seconds_it_has_run(make_service, clock):
+    # 4 s into a 10/s job the status said 4 条/秒 (sent in 4 s over a 10-second window).
+    svc = await make_service(clock=clock)
+    openids = [f"o-e{i:02d}" for i in range(60)]
+    await active_users(svc, *openids)
+    notice_id = await send(svc, audience={"type": "openids", "openids": openids})
+    await svc.runtime.broadcasts.start(await svc.runtime.notices.get(notice_id))
+    clock.advance(seconds=2)
+    await svc.runtime.broadcasts.record_outcomes(notice_id, {o: {"status": "sent", "channel": "custom"} for o in openids[:40]},
+                                                 clock.now)
+    clock.advance(seconds=2)
+    progress = await svc.runtime.broadcasts.progress(notice_id)
+    assert progress.rate == 10.0 and progress.eta_seconds == 2.0
+
+
 async def test_pause_resume_and_cancel(make_service, emulator):
     svc = await make_service(notice_rate=20)
     openids = [f"o-p{i:03d}" for i in range(120)]
