@@ -23,7 +23,7 @@ from bot.registration import REGISTRATION, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
-from bot.validation import Invalid
+from bot.validation import STATEMENT_END, Invalid
 from storage.dialog_state import PROMPT_TTL, DialogState
 from storage.mongo import MongoUnavailable
 from storage.notices import CATEGORIES
@@ -265,7 +265,7 @@ NEAR_CONSENT = ("同意", "不同意", "撤回同意", "我同意", "我不同�
                 "同意服务协议", "我同意协议", "我同意条款", "不同意协议", "不同意条款", "撤销同意", "取消同意")
 
 
-@router.command(*NEAR_CONSENT, args=r"[。.!！~～]*")
+@router.command(*NEAR_CONSENT, args=f"[{re.escape(STATEMENT_END.strip())}]*")
 async def near_consent(chat: Chat) -> Reply:
     text = chat.message.text
     word = "不同意" if "不同意" in text else "撤回同意" if ("撤" in text or "取消" in text) else "同意"
@@ -519,7 +519,7 @@ async def free_text(chat: Chat) -> Reply:
     """A question in the user's words: answered by quoting the agreement."""
     # The word itself only (no synonyms, no question mark): outside a dialog,
     # "算了" or "取消？" are talk, and must not delete a draft.
-    bare = normalize_command(chat.message.text).rstrip("。.!！~～ ")
+    bare = normalize_command(chat.message.text).rstrip(STATEMENT_END)
     if not chat.state_unknown and bare in _DIALOG_WORDS:
         return await _dialog_word_without_dialog(chat, bare)
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)

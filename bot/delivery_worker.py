@@ -131,6 +131,16 @@ class DeliveryWorker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    @contextlib.contextmanager
+    def _at_work(self):
+        """This task works on a batch: a stop lets it finish its sends in flight."""
+        task = asyncio.current_task()
+        self._working.add(task)
+        try:
+            yield
+        finally:
+            self._working.discard(task)
+
     async def run_until_idle(self, timeout: float = 30.0) -> None:
         """Process until the queue is empty (tests and the CLI's ``--wait``)."""
         stop = asyncio.Event()
@@ -158,15 +168,12 @@ class DeliveryWorker:
                 entries = await self.deps.queue.read(consumer, count=1, block_ms=500)
                 if stop.is_set():
                     return  # read while stopping: left unacknowledged, taken over by the next worker
-                self._working.add(asyncio.current_task())
-                try:
+                with self._at_work():
                     for i, (entry_id, notice_id, openids) in enumerate(entries):
                         # Entries read together (one of each stream, rarely) are all kept
                         # ours while the first is worked on: else upkeep takes the waiting one over.
                         later = [ref for ref, _, _ in entries[i + 1:]]
                         await self._process(consumer, entry_id, notice_id, openids, keep=later)
-                finally:
-                    self._working.discard(asyncio.current_task())
             except asyncio.CancelledError:
                 raise
             except (*RedisUnavailable, *MongoUnavailable) as exc:
@@ -186,11 +193,8 @@ class DeliveryWorker:
                     if stop.is_set():
                         break  # left to the next worker, as a reader leaves its batch
                     log.warning("taking over batch %s of notice %s", entry_id, notice_id)
-                    self._working.add(asyncio.current_task())
-                    try:
+                    with self._at_work():
                         await self._process(consumer, entry_id, notice_id, openids)
-                    finally:
-                        self._working.discard(asyncio.current_task())
                 await self._replan()
             except asyncio.CancelledError:
                 raise
@@ -335,7 +339,7 @@ class DeliveryWorker:
                 channels[openid] = channel
         if not channels:
             return outcomes
-        pieces = [] if notice.category in deps.templates else split_text(notice_text(notice), suffix=texts.CONTINUED)
+        pieces = [] if notice.category in deps.templates else _pieces(notice)
         # One wait for the whole window's messages; only retries wait again.
         await deps.limiter.acquire(sum(1 if c == "template" else len(pieces) for c in channels.values()))
         # Marked in flight only now, its rate paid: a worker that dies while
@@ -349,7 +353,7 @@ class DeliveryWorker:
         fallback = [o for o, out in fresh.items() if _template_refused(out)
                     and choose_channel(notice.category, {}, lasts.get(o), now) == "custom"]
         if fallback:
-            text = split_text(notice_text(notice), suffix=texts.CONTINUED)
+            text = _pieces(notice)
             await deps.limiter.acquire(len(fallback) * len(text))
             again = await asyncio.gather(*(self._send(batch, notice, o, "custom", text) for o in fallback))
             for openid, out in zip(fallback, again):
@@ -487,6 +491,11 @@ def _excluded(notice: Notice, follower, opted_out: set[str]) -> dict | None:
     if follower is not None and not follower.subscribed:
         return {"status": "skipped", "reason": "unsubscribed"}
     return None
+
+
+def _pieces(notice: Notice) -> list[str]:
+    """A notice as customer-service messages (each at most 2048 bytes)."""
+    return split_text(notice_text(notice), suffix=texts.CONTINUED)
 
 
 #: Template failures that say nothing about the user being unreachable (not

@@ -40,8 +40,6 @@ CHOOSE = "choose"
 RESUME_STEP = "resume"
 
 
-
-
 #: What people type for the dialog's own words: "取消注册" ends the dialog, it is no name.
 SYNONYMS = {
     **dict.fromkeys(("取消注册", "退出注册", "不注册了", "取消修改", "不改了", "取消注销", "不注销了",

@@ -24,8 +24,11 @@ class Invalid(BotError):
         self.field = field
 
 
+#: Punctuation that ends a statement, not a question ("取消。", "谢啦！"): a word
+#: sent with it is still that word where a question must stay a question.
+STATEMENT_END = "。.!！~～ "
 #: Punctuation a phone keyboard adds after a word ("取消。", "谢啦！", "…做广告吗？").
-TRAILING_PUNCTUATION = "。.!！?？~～,，、 "
+TRAILING_PUNCTUATION = STATEMENT_END + "?？,，、"
 
 
 def fold(text: str) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import json
+import re
 import sys
 from pathlib import Path
 
