@@ -3,6 +3,7 @@ WeChat API emulator, and the service over real HTTP on a free port."""
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import dataclasses
 import datetime as dt
@@ -29,6 +30,18 @@ TOKEN = "testtoken123"
 APPID = "wx1234567890test"
 SECRET = "test-secret"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bot", "handlers", "storage", "wechat", "emulator", "service", "tests")
+
+
+def pytest_sessionstart(session) -> None:
+    """Byte-compile the project once: many tests start ``wetoop-bot`` processes,
+    and where PYTHONDONTWRITEBYTECODE is set (as on CI) each would otherwise
+    compile its hundred modules from source again (about 0.4 s a process)."""
+    for package in PACKAGES:
+        compileall.compile_dir(str(ROOT / package), quiet=1)
 
 
 @dataclasses.dataclass

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from wechatpy.exceptions import WeChatClientException
 
 from wechat.client import STALE_TOKEN_CODES, SharedTokenClient
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: ``domain -> method names`` sent through aiohttp. Each makes exactly one
 #: JSON request and returns wechatpy's result unchanged (checked in wechatpy
@@ -74,6 +76,7 @@ class AsyncTransport:
         self._run_blocking = run_blocking  # runs a blocking function in the API's threads
         self._domains = {name: type(getattr(client, name))(_Recorder(client)) for name in ASYNC_CALLS}
         self._session: aiohttp.ClientSession | None = None
+        self._timeout: aiohttp.ClientTimeout | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._proxy = _proxy_for(client.api_base)
 
@@ -111,7 +114,7 @@ class AsyncTransport:
             url + "?" + urllib.parse.urlencode(params),
             data=data,
             proxy=self._proxy,
-            timeout=aiohttp.ClientTimeout(total=self.client.timeout),
+            timeout=self._timeout,
         ) as response:
             content = await response.read()
             if response.status >= 400:
@@ -120,8 +123,14 @@ class AsyncTransport:
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop, as aiohttp requires.
+        # aiohttp is imported here, not at the top: it costs a quarter of a
+        # second that every CLI command (which sends nothing) would pay; a
+        # sending process pays it once, at its first send.
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._timeout = aiohttp.ClientTimeout(total=self.client.timeout)
             connector = aiohttp.TCPConnector(limit=CONNECTIONS, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("Content-Type",))
             self._session_loop = loop

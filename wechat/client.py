@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import urllib.request
 import time
 
-import aiohttp
 import redis
 import requests
 from wechatpy import WeChatClient
@@ -196,8 +196,13 @@ def describe_error(exc: Exception) -> tuple[int, str]:
     """
     if isinstance(exc, WeChatClientException) and exc.errcode is not None:
         return int(exc.errcode), scrub(str(exc.errmsg or ""))
-    if isinstance(exc, (TimeoutError, requests.ReadTimeout, aiohttp.ServerDisconnectedError)):
+    # aiohttp is imported by the first send (wechat.async_transport); a process
+    # that has not imported it cannot have raised its errors.
+    aiohttp = sys.modules.get("aiohttp")
+    no_answer = (aiohttp.ServerDisconnectedError,) if aiohttp else ()
+    network = (aiohttp.ClientError,) if aiohttp else ()
+    if isinstance(exc, (TimeoutError, requests.ReadTimeout, *no_answer)):
         return NO_ANSWER, scrub(f"no answer: {exc!r}")
-    if isinstance(exc, (requests.RequestException, aiohttp.ClientError, WeChatClientException, redis.RedisError, OSError)):
+    if isinstance(exc, (requests.RequestException, *network, WeChatClientException, redis.RedisError, OSError)):
         return -2, scrub(f"network error: {exc}")
     return -3, scrub(repr(exc))

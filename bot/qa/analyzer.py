@@ -19,11 +19,13 @@ import os
 import tempfile
 import unicodedata
 from pathlib import Path
-
-import jieba
+from typing import TYPE_CHECKING
 
 from bot.qa.data import Lexicon, Settings, fold
 from bot.validation import TRAILING_PUNCTUATION
+
+if TYPE_CHECKING:
+    import jieba
 
 #: One word of a question: its terms, and how much it counts (single characters less).
 Group = tuple[tuple[str, ...], float]
@@ -156,6 +158,8 @@ def default_cache_dir() -> Path:
 def load_tokenizer(min_word_freq: int, cache_dir: Path | None = None) -> jieba.Tokenizer:
     """A private, initialised :class:`jieba.Tokenizer` on the pruned dictionary,
     using (and filling) jieba's cache in ``cache_dir``."""
+    import jieba  # here: importing it costs 0.2 s that commands answering no question skip
+
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     source = Path(jieba.__file__).resolve().parent / jieba.DEFAULT_DICT_NAME
@@ -198,6 +202,8 @@ def _pruned(source: Path, min_freq: int, cache_dir: Path) -> Path:
 @contextlib.contextmanager
 def _quiet_jieba():
     """jieba logs its loading at DEBUG on its own stderr handler; keep start-up quiet."""
+    import jieba
+
     logger = jieba.default_logger
     level = logger.level
     logger.setLevel(logging.WARNING)
