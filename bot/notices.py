@@ -189,6 +189,8 @@ class Broadcasts:
         #: queued, planning the rest in a task (for long-lived processes: the
         #: admin console then answers at once, whatever the audience).
         self.plan_in_background = False
+        #: Recipients recorded (and queued) at a time while planning.
+        self.plan_chunk = PLAN_CHUNK
         self._planners: set[asyncio.Task] = set()
         self._followers = followers
         self._merchants = merchants
@@ -280,7 +282,7 @@ class Broadcasts:
         if openids is None:
             openids = await self.audience(notice.audience)
         await self.notices.planning(notice_id, len(openids), self._clock())
-        chunk = max(PLAN_CHUNK, _batch_size(notice))
+        chunk = max(self.plan_chunk, _batch_size(notice))
         await self._record(notice, openids[:chunk], len(openids))
         rest = self._plan_rest(notice, openids, chunk)
         if self.plan_in_background and len(openids) > chunk:

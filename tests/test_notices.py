@@ -17,7 +17,7 @@ import pytest
 
 from bot.delivery_worker import PAY_SECONDS, WINDOW
 from storage.work_queue import RECLAIM_IDLE_MS
-from bot.notices import PLAN_CHUNK, PLANNER_SILENT, NoticeRefused
+from bot.notices import PLANNER_SILENT, NoticeRefused
 from storage.delivery_journal import OURS
 from tests.conftest import APPID, SECRET
 from tests.wx import event_xml
@@ -27,8 +27,9 @@ BIN = Path(sys.executable).parent / "wetoop-bot"
 
 async def active_users(svc, *openids: str) -> None:
     """Users who wrote to the account just now (inside WeChat's 48-hour window)."""
-    for openid in openids:
-        await svc.runtime.followers.subscribed(openid, svc.runtime.clock())
+    at = svc.runtime.clock()
+    for start in range(0, len(openids), 50):  # a few at a time: thousands one by one took seconds
+        await asyncio.gather(*(svc.runtime.followers.subscribed(o, at) for o in openids[start:start + 50]))
 
 
 async def send(svc, **kwargs) -> str:
@@ -46,10 +47,20 @@ async def unplanned_notice(rt, title: str, openids: list[str]) -> str:
     )
 
 
+#: A planner's chunk in these tests (2,000 in the product): a few batches, so
+#: that several chunks take seconds, not tens of seconds.
+PLAN_CHUNK = 300
+
+
+def small_chunks(rt) -> None:
+    rt.broadcasts.plan_chunk = PLAN_CHUNK
+
+
 async def planner_died(svc, prefix: str, title: str, extra: int) -> tuple[list[str], str, dt.datetime]:
     """A notice to ``PLAN_CHUNK + extra`` followers whose planner recorded its
     first chunk and died long enough ago; its openids, id and that moment."""
     rt = svc.runtime
+    small_chunks(rt)
     openids = [f"{prefix}{i:04d}" for i in range(PLAN_CHUNK + extra)]
     await active_users(svc, *openids)
     notice_id = await unplanned_notice(rt, title, openids)
@@ -560,6 +571,7 @@ async def test_in_a_long_lived_process_send_returns_once_the_first_chunk_is_queu
     svc = await make_service(notice_rate=2000)
     rt = svc.runtime
     rt.broadcasts.plan_in_background = True
+    small_chunks(rt)
     openids = [f"o-bg{i:04d}" for i in range(PLAN_CHUNK + 300)]
     await active_users(svc, *openids)
     notice_id = await send(svc, audience={"type": "openids", "openids": openids})
@@ -593,6 +605,7 @@ async def test_a_cancel_after_the_planner_died_still_ends_with_every_recipient_c
 async def test_a_cancel_while_planning_skips_what_is_recorded_after_it(make_service, emulator):
     svc = await make_service()
     rt = svc.runtime
+    small_chunks(rt)
     openids = [f"o-pc{i:04d}" for i in range(PLAN_CHUNK + 10)]
     notice_id = await unplanned_notice(rt, "取消", openids)
     recorded = rt.deliveries.create_pending
