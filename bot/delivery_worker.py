@@ -80,7 +80,7 @@ FLUSH_EVERY = 0.5
 WINDOW = 10
 PAY_SECONDS = 0.25
 #: Seconds a stopping worker gives the windows in flight to be answered
-#: (``serve`` drains requests for 6 s first; its supervisor waits 15 s in all).
+#: (inside ``serve``, while requests drain; see ``service.supervisor.STOP_WAIT``).
 STOP_GRACE = 5.0
 
 

@@ -240,10 +240,12 @@ async def _serve_until(
     await stop.wait()
     await settling
     server.stop()
-    # Requests being answered finish first.
+    # Requests being answered and the worker's sends in flight finish side by
+    # side (each within its own grace), not one after the other: in sequence
+    # the worst case outlasted the supervisor's wait (supervisor.STOP_WAIT).
+    worker_stop.set()
     if not await app.drained(DRAIN_SECONDS):
         log.warning("%d requests still unanswered after %s s; closing their connections", app.in_flight, DRAIN_SECONDS)
-    worker_stop.set()
     if worker is not None:
         await worker
     views.cancel()  # a first catch-up may replay a large ledger; nothing is lost by stopping it

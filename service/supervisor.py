@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 WorkerMain = Callable[[list[socket.socket], asyncio.Event], Awaitable[None]]
 
 RESTART_BACKOFF = 1.0
+#: Seconds a stopping worker process has before SIGKILL: it drains requests
+#: for up to 6 s while its notice sends in flight finish (5 s), closes
+#: connections (3 s) and its database clients (up to 5 s).
+STOP_WAIT = 15.0
 #: Whether workers can each listen on the port (see module docstring).
 REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
 
@@ -162,7 +166,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 15  # a worker drains its requests for up to 6 s, then shuts down
+    deadline = time.monotonic() + STOP_WAIT
     while children and time.monotonic() < deadline:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)

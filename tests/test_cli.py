@@ -385,6 +385,47 @@ async def test_several_processes_serve_and_stop_together(tmp_path):
         service.kill()
 
 
+async def test_a_stopping_service_drains_requests_while_its_sends_in_flight_finish(tmp_path, emulator):
+    # The drain of requests and the worker's grace for its sends ran one after
+    # the other, and the worker kept taking new sends while requests drained:
+    # the worst case outlasted the supervisor's wait before SIGKILL.
+    from tests.conftest import APPID, SECRET
+    from tests.test_api import MP_APPID, MP_SECRET
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_SECRET": SECRET, "WECHAT_API_BASE": emulator.base,
+           "MINIPROGRAM_APPID": MP_APPID, "MINIPROGRAM_SECRET": MP_SECRET, "DATA_DIR": str(tmp_path), "PORT": str(port)}
+    service = Running(["serve"], env)
+    try:
+        await service.wait_healthy(url)
+        sender = WeChatServer(url, TOKEN)
+        for i in range(30):
+            await sender.post(event_xml(f"o-drain{i:02d}", "subscribe"))
+        await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 4, "times": 1000})
+        notice = await asyncio.create_subprocess_exec(
+            str(BIN), "notice", "send", "--category", "service", "--title", "维护", "--body", "今晚维护",
+            env=clean_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await notice.communicate()
+        assert notice.returncode == 0, err.decode()
+        await asyncio.sleep(1.5)  # the service's worker has sends in flight (each answered after 4 s)
+        await emulator.post("/_emulator/faults", {"path": "/sns/jscode2session", "delay": 4})
+        login = asyncio.ensure_future(AsyncHTTPClient().fetch(
+            url + "/api/v1/session", method="POST", body=json.dumps({"code": "drain-1"}), raise_error=False,
+            request_timeout=20))
+        await asyncio.sleep(0.5)  # the log-in is in flight
+        started = time.monotonic()
+        assert await service.stop(signal.SIGTERM, timeout=30) == 0
+        elapsed = time.monotonic() - started
+        assert (await login).code == 200  # drained, not cut off
+        # Both finish side by side in about 4 s; in sequence 6.5 s, and the
+        # worker sent a second window of 10 while the log-in drained.
+        assert elapsed < 5.5, elapsed
+        assert len(await emulator.messages()) <= 10
+    finally:
+        service.kill()
+
+
 def _connections_of(pid: int, port: int) -> int:
     """Established TCP connections on local ``port`` held by process ``pid``."""
     inodes = set()
