@@ -16,7 +16,15 @@ from tests.test_cli import run_cli
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cli-terms")
+    """A data directory whose embedded servers stay up for the module, as
+    while a service runs: each command attaches to them instead of starting
+    and stopping its own (seconds a command; tests/test_cli.py covers that)."""
+    from storage.embedded import EmbeddedServers
+
+    path = tmp_path_factory.mktemp("cli-terms")
+    embedded = EmbeddedServers(path).start()
+    yield path
+    embedded.stop()
 
 
 def cli(data_dir, *args: str):
@@ -145,15 +153,23 @@ def test_bad_effective_at_and_reason(data_dir, tmp_path):
 
 
 async def test_consents_export_and_user_export(tmp_path):
-    """Records made through chat come out of the CLI (run while no service is up)."""
+    """Records made through chat come out of the CLI."""
+    from storage.embedded import EmbeddedServers
+
+    embedded = EmbeddedServers(tmp_path).start()  # up until the end, as while a service runs
+    try:
+        await _export_checks(tmp_path, embedded)
+    finally:
+        embedded.stop()
+
+
+async def _export_checks(tmp_path, embedded):
     import datetime as dt
 
     from service.config import Config
     from service.runtime import Runtime
-    from storage.embedded import EmbeddedServers
     from bot.consent import Origin
 
-    embedded = EmbeddedServers(tmp_path).start()
     runtime = Runtime(Config(data_dir=tmp_path), embedded.url("mongo"), embedded.url("redis"))
     try:
         await runtime.prepare()
@@ -161,7 +177,6 @@ async def test_consents_export_and_user_export(tmp_path):
         await runtime.consents.decline("o-other", Origin("miniprogram", "req:2"))
     finally:
         await runtime.close()
-        embedded.stop()
 
     result = cli(tmp_path, "consents", "export", "--format", "csv")
     assert result.returncode == 0, result.stderr

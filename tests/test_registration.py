@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -487,8 +488,27 @@ async def test_merchants_cli(tmp_path):
         await runtime.close()
         embedded.stop()
 
+    # With no service up, a command starts the embedded servers and stops them after.
     listed = run_cli("merchants", "list", "--data-dir", str(tmp_path))
     assert listed.returncode == 0 and "o-cli" in listed.stdout and "待审核" in listed.stdout
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _runs_in(p, tmp_path)]
+    # The rest attach to servers kept up, as while a service runs (seconds a command less).
+    embedded = EmbeddedServers(tmp_path).start()
+    try:
+        _merchants_cli_checks(tmp_path)
+    finally:
+        embedded.stop()
+
+
+def _runs_in(proc: Path, data_dir: Path) -> bool:
+    """Whether process ``proc`` (a /proc entry) names ``data_dir`` on its command line."""
+    try:
+        return str(data_dir).encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _merchants_cli_checks(tmp_path) -> None:
     assert "没有符合条件" in run_cli("merchants", "list", "--status", "active", "--data-dir", str(tmp_path)).stdout
 
     ok = run_cli("merchants", "set-status", "o-cli", "active", "--reason", "资料齐全", "--data-dir", str(tmp_path))
