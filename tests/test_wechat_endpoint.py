@@ -184,6 +184,35 @@ async def test_entities_inside_the_ciphertext_are_refused(service):
     assert error_of(response)["code"] == "hostile_xml"
 
 
+def _bomb(levels: int = 5) -> str:
+    entities = '<!ENTITY e0 "lol">' + "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, levels + 1))
+    return (f'<?xml version="1.0"?><!DOCTYPE xml [{entities}]><xml><ToUserName>gh</ToUserName>'
+            f"<FromUserName>o-evil</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType>"
+            f"<Content>&e{levels};</Content><MsgId>3</MsgId></xml>")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_a_bomb_in_utf16_is_refused_at_once(service, encoding, mode):
+    # UTF-16 of ASCII is valid UTF-8 with NULs between: the DOCTYPE check on the
+    # bytes missed it, expat read it as UTF-16 and expanded a million characters
+    # (the event loop blocked for seconds). A million-character question was logged.
+    text = _bomb().encode(encoding).decode("ascii")
+    query, body = service.wechat.envelope(text, mode)
+    started = time.monotonic()
+    response = await service.wechat.post(body.encode(), query=query)
+    assert response.code == 400 and error_of(response)["code"] in ("bad_encoding", "hostile_xml")
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_signed_timestamp_too_large_for_a_number_is_refused(service):
+    # int("9" * 400) cannot be compared with the clock's float: it was a 500.
+    for timestamp in ("9" * 400, "1" + "0" * 309):
+        query = service.wechat.query(timestamp=timestamp)
+        response = await service.wechat.post(text_xml("o-alice", "帮助").encode(), query=query)
+        assert response.code == 403, response.body
+
+
 @pytest.mark.parametrize(
     "body",
     [

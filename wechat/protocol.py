@@ -33,7 +33,7 @@ MAX_BODY = 64 * 1024
 #: signed query string (they reach access logs) would sign pushes for ever.
 MAX_SKEW = 300
 
-_HOSTILE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_HOSTILE = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 class ProtocolError(Exception):
@@ -119,7 +119,7 @@ class Endpoint:
     def _check_fresh(self, query: Mapping[str, str]) -> None:
         try:
             skew = abs(self._clock() - int(query.get("timestamp", "")))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, or too large for one
             raise _forbidden() from None
         if skew > MAX_SKEW:
             raise ProtocolError(403, "stale_timestamp", f"时间戳与服务器时间相差超过 {MAX_SKEW // 60} 分钟，请检查服务器时钟")
@@ -153,12 +153,17 @@ class Endpoint:
 
 
 def _text(body: bytes) -> str:
-    if _HOSTILE.search(body):
-        raise ProtocolError(400, "hostile_xml", "不接受含 DOCTYPE 或实体声明的 XML")
     try:
-        return body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError(400, "bad_encoding", "消息体必须是 UTF-8 编码的 XML") from None
+    # NUL is no XML character. UTF-16 of ASCII is valid UTF-8 with NULs between:
+    # expat would read it as UTF-16, past the declarations check below.
+    if "\x00" in text:
+        raise ProtocolError(400, "bad_encoding", "消息体必须是 UTF-8 编码的 XML")
+    if _HOSTILE.search(text):
+        raise ProtocolError(400, "hostile_xml", "不接受含 DOCTYPE 或实体声明的 XML")
+    return text
 
 
 def _parse_xml(body: bytes) -> dict:
