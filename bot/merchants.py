@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 
 from bot import texts
 from bot.errors import BotError
-from storage.merchants import Merchant, MerchantExists, Merchants, StatusChanged, StatusEntry
+from storage.merchants import Merchant, MerchantExists, Merchants, StatusChanged, StatusEntry, stored_profile
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class MerchantAccounts:
         existing = await self.repo.get(openid)
         if (seen is not None and profile_stamp(existing) != seen and existing is not None
                 and existing.status not in ("closed", "suspended")
-                and {f: existing.profile().get(f) for f in profile} == profile):
+                and stored_profile(existing.profile()) == stored_profile(profile)):
             # The same answers sent again: their first submission was saved though
             # its reply said otherwise (the database stalled as it answered).
             return existing, ("registered" if seen == profile_stamp(None) else "updated")

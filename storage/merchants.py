@@ -92,7 +92,7 @@ class Merchants:
     async def create(self, openid: str, profile: dict, status: str, entry: StatusEntry) -> None:
         """Insert a new record. Raises :class:`MerchantExists`."""
         change = _change(openid, entry)
-        doc = {"openid": openid, **_profile(profile), "status": status, "created_at": entry.at, "updated_at": entry.at,
+        doc = {"openid": openid, **stored_profile(profile), "status": status, "created_at": entry.at, "updated_at": entry.at,
                "last_change": change}
         try:
             await self._coll.insert_one(doc)
@@ -108,7 +108,7 @@ class Merchants:
         ``expected_status``; raises :class:`StatusChanged` otherwise."""
         update: dict = {"$set": {"updated_at": entry.at if entry else dt.datetime.now(dt.timezone.utc)}}
         if profile is not None:
-            clean = _profile(profile)
+            clean = stored_profile(profile)
             update["$set"].update(clean)
             missing = [f for f in PROFILE_FIELDS if f not in clean]
             if missing:
@@ -159,7 +159,9 @@ def _change(openid: str, entry: StatusEntry) -> dict:
     return {"_id": str(ObjectId()), "openid": openid, **dataclasses.asdict(entry)}
 
 
-def _profile(profile: dict) -> dict:
+def stored_profile(profile: dict) -> dict:
+    """What a record keeps of ``profile``: its profile fields that hold a value
+    (a skipped email is not stored; answers such as an age confirmation neither)."""
     return {k: v for k, v in profile.items() if k in PROFILE_FIELDS and v not in (None, "")}
 
 
