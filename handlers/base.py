@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, AsyncIterable, AsyncIterator, TypeVar
 
+import pymongo
 import tornado.web
 
 from bot.errors import BotError
@@ -20,6 +22,52 @@ _MESSAGES = {
     500: "服务器内部错误",
     503: "服务暂时不可用",
 }
+
+
+T = TypeVar("T")
+
+#: The entry points of a request that :func:`budget_requests` wraps.
+_ENTRY_POINTS = ("prepare", "get", "post", "put", "delete", "patch")
+
+
+def within_budget(seconds: float):
+    """Decorator: the MongoDB calls of one call of the method share ``seconds``,
+    counted from its start (``pymongo.timeout``). With the database down or
+    frozen a request then fails within that, not after each call's own timeouts."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        async def wrapped(self, *args, **kwargs):
+            with pymongo.timeout(seconds):
+                result = method(self, *args, **kwargs)
+                if hasattr(result, "__await__"):
+                    result = await result
+                return result
+
+        return wrapped
+
+    return decorate
+
+
+def budget_requests(cls: type, seconds: float) -> None:
+    """Wrap the entry points ``cls`` itself defines in :func:`within_budget`,
+    except those it names in ``budgets_itself`` (call from ``__init_subclass__``)."""
+    for name in _ENTRY_POINTS:
+        if name in cls.__dict__ and name not in cls.__dict__.get("budgets_itself", ()):
+            setattr(cls, name, within_budget(seconds)(cls.__dict__[name]))
+
+
+async def each_within_budget(items: AsyncIterable[T], seconds: float) -> AsyncIterator[T]:
+    """``items``, each one fetched within ``seconds`` of MongoDB time: for a
+    download that streams for longer than any one request's budget."""
+    iterator = aiter(items)
+    while True:
+        with pymongo.timeout(seconds):
+            try:
+                item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+        yield item
 
 
 def allowed_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:

@@ -457,3 +457,25 @@ async def test_frozen_mongo_gets_api_errors_within_the_budget(make_service, back
         nx.thaw()
     await eventually(lambda: _healthy(api.svc), 15)
     assert (await api.call("GET", "/me", token=token)).status == 200
+
+
+async def test_frozen_mongo_gets_console_errors_within_the_budget(make_service, backing, monkeypatch, nx, tmp_path):
+    # The console had no budget: its first page with the database frozen took 15-16 s
+    # (past a proxy's usual 10 s read timeout).
+    from tests.test_admin import logged_in, make_admins
+
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    svc = await make_service(data_dir=tmp_path / "data")
+    await make_admins(svc)
+    console = await logged_in(svc, "olga")
+    nx.freeze()
+    try:
+        started = time.monotonic()
+        page = await console.get("/admin")
+        elapsed = time.monotonic() - started
+        assert page.code == 503 and "服务暂时不可用" in page.body.decode(), page.code
+        assert elapsed < 9.5, elapsed  # the console's budget is 8 s
+    finally:
+        nx.thaw()
+    await eventually(lambda: _healthy(svc), 15)
+    assert (await console.get("/admin")).code == 200

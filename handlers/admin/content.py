@@ -68,6 +68,8 @@ class TermsPublishHandler(AdminHandler):
 
     nav = "terms"
     permissions = {"GET": "draft", "POST": "draft"}
+    #: Publishing an amendment or sending a notice reads its whole audience first.
+    mongo_budget = 30.0
 
     async def get(self) -> None:
         draft_id = self.get_argument("draft", "")
@@ -124,6 +126,8 @@ class NoticeComposeHandler(AdminHandler):
 
     nav = "notices"
     permissions = {"GET": "draft", "POST": "draft"}
+    #: Publishing an amendment or sending a notice reads its whole audience first.
+    mongo_budget = 30.0
 
     async def get(self) -> None:
         draft_id = self.get_argument("draft", "")

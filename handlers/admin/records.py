@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pymongo
+
 from bot.audit import ACTIONS
 from bot.consent import RECORD_FIELDS, record_row
 from bot.errors import BotError
 from bot.spreadsheet import ExcelCsv
 from bot.merchants import STATUSES
 from handlers.admin.base import AdminHandler
+from handlers.base import each_within_budget
 from storage.consents import ACTIONS as CONSENT_ACTIONS
 
 PAGE = 100
@@ -79,12 +82,15 @@ class AuditHandler(AdminHandler):
 
 
 class AuditCsvHandler(AdminHandler):
+    budgets_itself = ("get",)  # a download may stream for longer: each piece has the budget
+
     async def get(self) -> None:
         filters = _audit_filters(self)
-        await self.runtime.audit.record(self.actor.name, "export", "audit.csv", after=_shown(filters),
-                                        address=self.actor.address)
+        with pymongo.timeout(self.mongo_budget):
+            await self.runtime.audit.record(self.actor.name, "export", "audit.csv", after=_shown(filters),
+                                            address=self.actor.address)
         self.stream_csv("admin-audit.csv")
-        async for chunk in self.runtime.audit.csv_chunks(**filters):
+        async for chunk in each_within_budget(self.runtime.audit.csv_chunks(**filters), self.mongo_budget):
             self.write(chunk)
             await self.flush()
 
@@ -114,13 +120,16 @@ class ConsentsHandler(AdminHandler):
 
 
 class ConsentsCsvHandler(AdminHandler):
+    budgets_itself = ("get",)  # as AuditCsvHandler
+
     async def get(self) -> None:
         filters = _consent_filters(self)
-        await self.runtime.audit.record(self.actor.name, "export", "consents.csv", after=_shown(filters),
-                                        address=self.actor.address)
+        with pymongo.timeout(self.mongo_budget):
+            await self.runtime.audit.record(self.actor.name, "export", "consents.csv", after=_shown(filters),
+                                            address=self.actor.address)
         self.stream_csv("consents.csv")
         sheet = ExcelCsv(RECORD_FIELDS)
-        async for record in self.runtime.ledger.scan(**filters):
+        async for record in each_within_budget(self.runtime.ledger.scan(**filters), self.mongo_budget):
             row = record_row(record)
             sheet.row([row[f] for f in RECORD_FIELDS])
             if sheet.size > 32_000:

@@ -3,18 +3,16 @@ bodies, and one error mapping (``{"error": {"code", "message"}}``)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
-import pymongo
 import redis
 
 from bot import api_texts
 from bot.errors import BotError
 from bot.mini_sessions import ApiUser, RateLimited
 from bot.validation import Invalid
-from handlers.base import BaseHandler, json_object
+from handlers.base import BaseHandler, budget_requests, json_object
 from service.runtime import Runtime
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
@@ -29,20 +27,6 @@ MAX_BODY = 16 * 1024
 #: 16-20 s). Above the 4 s a request may wait for the user's lock
 #: (:func:`bot.serial.one_at_a_time`), which the clock counts too.
 MONGO_BUDGET = 5.0
-
-_BUDGETED = ("prepare", "get", "post", "put", "delete", "patch")
-
-
-def within_budget(method):
-    @functools.wraps(method)
-    async def wrapped(self, *args, **kwargs):
-        with pymongo.timeout(MONGO_BUDGET):
-            result = method(self, *args, **kwargs)
-            if hasattr(result, "__await__"):
-                result = await result
-            return result
-
-    return wrapped
 
 
 class BadRequest(BotError):
@@ -66,9 +50,7 @@ class ApiHandler(BaseHandler):
     def __init_subclass__(cls, **kwargs) -> None:
         # Every entry point of a request within one MongoDB budget (see MONGO_BUDGET).
         super().__init_subclass__(**kwargs)
-        for name in _BUDGETED:
-            if name in cls.__dict__ and name not in cls.__dict__.get("budgets_itself", ()):
-                setattr(cls, name, within_budget(cls.__dict__[name]))
+        budget_requests(cls, MONGO_BUDGET)
 
     public = False
     #: The per-address counter of a public endpoint: log-ins count apart from
@@ -146,4 +128,4 @@ class ApiHandler(BaseHandler):
         super().log_exception(typ, value, tb)
 
 
-ApiHandler.prepare = within_budget(ApiHandler.prepare)  # type: ignore[method-assign]
+budget_requests(ApiHandler, MONGO_BUDGET)
