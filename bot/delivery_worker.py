@@ -345,7 +345,13 @@ class DeliveryWorker:
         # Marked in flight only now, its rate paid: a worker that dies while
         # waiting for the limiter has sent nothing, and its successor sends
         # these (marked before the wait, they were recorded as interrupted).
-        await deps.journal.attempt(notice.id, list(channels))
+        ours = await deps.journal.attempt(notice.id, list(channels), batch.token)
+        if len(ours) < len(channels):
+            # This worker stalled (frozen, starved) past the stale time and another
+            # took those recipients over: it sends them, not this one.
+            log.warning("notice %s: %d recipients were taken over while this worker stalled; left to their taker",
+                        notice.id, len(channels) - len(ours))
+            channels = {openid: channels[openid] for openid in ours}
         sent = await asyncio.gather(*(self._send(batch, notice, o, c, pieces) for o, c in channels.items()))
         fresh = dict(zip(channels, sent))
         # A template WeChat refused (the user declined it, the template is gone):
@@ -406,11 +412,12 @@ class DeliveryWorker:
                 batch.outcomes[openid] = excluded
             else:
                 targets.append(openid)
+        if len(targets) > 1:
+            targets = await deps.journal.attempt(notice.id, targets, batch.token)  # as in _deliver
         if len(targets) == 1:  # WeChat's mass send needs at least two recipients
             batch.outcomes.update(await self._deliver(batch, notice, targets, followers, {}, {}))
         if len(targets) <= 1:
             return
-        await deps.journal.attempt(notice.id, targets)
         async def send() -> None:  # each try pays its turn in the shared rate
             await deps.limiter.acquire()
             await deps.wechat.message.send_mass_text(targets, notice_text(notice), is_to_all=False)

@@ -12,8 +12,9 @@ notice:
   second, and a claim not refreshed for ``stale_ms`` belongs to a dead
   worker and is taken over (:meth:`DeliveryJournal.claim`);
 - the journal (``wb:journal:<notice>``, openid -> ``attempt`` or the outcome
-  as JSON): a worker marks a recipient ``attempt`` just before sending and
-  replaces the mark with the outcome just after. Whoever takes over a dead
+  as JSON): a worker marks a recipient ``attempt`` just before sending, if
+  its claim is still the worker's (one that stalled past the stale time may
+  have lost it), and replaces the mark with the outcome just after. Whoever takes over a dead
   worker's claim reads it: an outcome is recorded as it was, an ``attempt``
   without outcome was in flight (recorded as interrupted, never sent again),
   no mark means never tried (sent now).
@@ -76,6 +77,25 @@ return 1
 """
 
 
+# KEYS[1] claims, KEYS[2] journal; ARGV: token, ttl, openids…
+# Marks ``attempt`` on the recipients whose claim is still the token's, and
+# returns them: a worker that stalled (frozen, starved) past the stale time may
+# have lost some to another worker, which sends those itself.
+_ATTEMPT = """
+local prefix = ARGV[1] .. ':'
+local ours = {}
+for i = 3, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and string.sub(held, 1, #prefix) == prefix then
+    redis.call('HSET', KEYS[2], ARGV[i], 'attempt')
+    ours[#ours + 1] = ARGV[i]
+  end
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return ours
+"""
+
+
 def journal_key(notice_id: str) -> str:
     return key("journal", notice_id)
 
@@ -91,6 +111,7 @@ class DeliveryJournal:
         self._redis = redis
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
+        self._attempt = redis.register_script(_ATTEMPT)
 
     async def claim(self, notice_id: str, openids: list[str], token: str, now_ms: int, stale_ms: int) -> dict[str, int]:
         """Claim ``openids`` under ``token``: ``openid ->`` :data:`OURS`,
@@ -115,13 +136,14 @@ class DeliveryJournal:
         """How many recipients of the notice are claimed right now."""
         return int(await self._redis.hlen(claims_key(notice_id)))
 
-    async def attempt(self, notice_id: str, openids: list[str]) -> None:
-        """Mark ``openids`` as about to be sent."""
-        k = journal_key(notice_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(k, mapping={o: ATTEMPT for o in openids})
-            pipe.expire(k, TTL)
-            await pipe.execute()
+    async def attempt(self, notice_id: str, openids: list[str], token: str) -> list[str]:
+        """Mark those of ``openids`` whose claim ``token`` still holds as about
+        to be sent, and return them (in order): only those may be sent."""
+        if not openids:
+            return []
+        ours = await self._attempt(keys=[claims_key(notice_id), journal_key(notice_id)], args=[token, TTL, *openids])
+        held = {o.decode() if isinstance(o, bytes) else o for o in ours}
+        return [o for o in openids if o in held]
 
     async def record(self, notice_id: str, outcomes: dict[str, dict]) -> None:
         """The outcome of each send (``openid -> fields``)."""

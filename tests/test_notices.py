@@ -516,6 +516,41 @@ async def test_a_recipient_a_live_worker_holds_is_left_to_it(svc, emulator):
     assert (progress.notice.status, progress.sent, progress.sending) == ("done", 2, 0)
 
 
+async def test_claims_taken_over_are_not_marked_or_sent_by_their_former_holder(svc):
+    rt = svc.runtime
+    now_ms = int(rt.clock().timestamp() * 1000)
+    openids = ["o-tk1", "o-tk2", "o-tk3"]
+    assert set((await rt.journal.claim("n-tk", openids, "stalled", now_ms - 10_000, 0)).values()) == {OURS}
+    # The stalled holder's claims on two of them went stale and another worker took them.
+    await rt.journal.claim("n-tk", openids[:2], "taker", now_ms, now_ms - 3500)
+    assert await rt.journal.attempt("n-tk", openids, "stalled") == ["o-tk3"]
+    assert await rt.journal.read("n-tk", openids) == {"o-tk3": "attempt"}
+    assert await rt.journal.attempt("n-tk", openids, "taker") == ["o-tk1", "o-tk2"]
+
+
+async def test_a_worker_that_stalled_past_the_takeover_sends_none_of_what_was_taken(svc, emulator):
+    # A worker frozen for 5 s or more (docker pause, a VM migrating, a laptop
+    # asleep) lost its batch to another, then woke and sent it too: duplicates.
+    rt = svc.runtime
+    openids = ["o-stall1", "o-stall2"]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    worker = rt.worker(concurrency=1)
+    limiter = worker.deps.limiter
+    acquire = limiter.acquire
+
+    async def stall_then_acquire(count=1):
+        # While this worker "stalls" before sending, another takes its claims over.
+        now_ms = int(rt.clock().timestamp() * 1000)
+        await rt.journal.claim(notice, openids, "another-worker", now_ms, now_ms + 1)
+        return await acquire(count)
+
+    limiter.acquire = stall_then_acquire
+    await worker.run_until_idle(timeout=3)
+    assert await emulator.messages() == []  # the other worker sends them, not this one
+    assert await rt.journal.read(notice, openids) == {}
+
+
 async def test_a_slow_worker_keeps_its_batch(svc, emulator, caplog):
     """A worker still waiting for WeChat after the reclaim time is alive: its
     batch is not taken over. The send that got no answer within the client's
