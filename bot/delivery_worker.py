@@ -218,9 +218,12 @@ class DeliveryWorker:
                        keep: list[str] | None = None) -> None:
         deps = self.deps
         notice = await deps.notices.get(notice_id)
-        if notice is None or notice.status in ("cancelled", "done"):
+        if notice is None or notice.status == "done":
             await deps.queue.ack(entry_id)
             return
+        # A cancelled job's batch still goes through the claims: a dead worker
+        # may have sent some of it (its journal says which); the rest is
+        # recorded as skipped (cancelled) by _send_batch.
         notice = await deps.broadcasts.start(notice)
         batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex, keep=keep)
         async with batch.kept_alive():

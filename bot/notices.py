@@ -299,7 +299,7 @@ class Broadcasts:
         await self.notices.planned(notice.id, len(openids))
         if (await self._get(notice.id)).status == "cancelled":
             # Cancelled while planning: what was recorded after the cancel is skipped too.
-            await self.deliveries.skip_pending(notice.id, "cancelled", self._clock())
+            await self._skip_cancelled(notice.id)
         await self.finish_if_complete(notice.id)
 
     async def _record(self, notice: Notice, part: list[str], total: int) -> None:
@@ -365,8 +365,16 @@ class Broadcasts:
             )
         if not await self.notices.transition(notice_id, ("queued", "sending", "paused"), "cancelled", self._clock()):
             raise NoticeRefused(await self._cannot(notice_id, "取消"))
-        await self.deliveries.skip_pending(notice_id, "cancelled", self._clock())
+        await self._skip_cancelled(notice_id)
         return await self._get(notice_id)
+
+    async def _skip_cancelled(self, notice_id: str) -> None:
+        """Record the pending recipients of a cancelled job as skipped, except
+        those a worker claimed: it may have sent them (a dead worker's journal
+        says so), and the worker that holds or takes over their batch records
+        what happened to each (the rest of it skipped as cancelled)."""
+        claimed = await self._journal.claimed_openids(notice_id)
+        await self.deliveries.skip_pending(notice_id, "cancelled", self._clock(), sparing=claimed)
 
     async def start(self, notice: Notice) -> Notice:
         """A worker begins on a queued job: it is ``sending`` from now (until

@@ -106,9 +106,14 @@ class Deliveries:
                 fields[name] = value
         await self._coll.update_one({"_id": f"{notice_id}:{openid}"}, _outcome(fields))
 
-    async def skip_pending(self, notice_id: str, reason: str, at: dt.datetime) -> int:
+    async def skip_pending(self, notice_id: str, reason: str, at: dt.datetime, sparing: list[str] = ()) -> int:
+        """Mark the notice's pending recipients skipped for ``reason``, except
+        those in ``sparing``; how many were marked."""
+        query: dict = {"notice_id": notice_id, "status": "pending"}
+        if sparing:
+            query["openid"] = {"$nin": list(sparing)}
         result = await self._coll.update_many(
-            {"notice_id": notice_id, "status": "pending"},
+            query,
             {"$set": {"status": "skipped", "reason": reason, "updated_at": at, "finished_at_ms": epoch_ms(at)}},
         )
         return result.modified_count

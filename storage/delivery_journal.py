@@ -132,6 +132,10 @@ class DeliveryJournal:
         if openids:
             await self._renew(keys=[claims_key(notice_id)], args=[token, "", *openids])
 
+    async def claimed_openids(self, notice_id: str) -> list[str]:
+        """The recipients of the notice some worker (live or dead) has claimed."""
+        return [o.decode() if isinstance(o, bytes) else o for o in await self._redis.hkeys(claims_key(notice_id))]
+
     async def claimed(self, notice_id: str) -> int:
         """How many recipients of the notice are claimed right now."""
         return int(await self._redis.hlen(claims_key(notice_id)))

@@ -551,6 +551,32 @@ async def test_a_worker_that_stalled_past_the_takeover_sends_none_of_what_was_ta
     assert await rt.journal.read(notice, openids) == {}
 
 
+async def test_a_cancel_while_a_worker_is_dead_keeps_what_it_had_sent(svc, emulator):
+    # Cancel marked every pending recipient skipped (cancelled), also those the
+    # dead worker had sent and noted only in its journal: delivered messages
+    # were reported, and exported, as never sent.
+    rt = svc.runtime
+    openids = ["o-cx1", "o-cx2", "o-cx3"]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    await rt.broadcasts.queue.ensure_group()
+    assert await rt.broadcasts.queue.read("dead-0", count=1, block_ms=500)  # a worker took the batch, then died
+    long_ago = int(rt.clock().timestamp() * 1000) - 60_000
+    await rt.journal.claim(notice, openids, "dead", long_ago, 0)
+    assert await rt.journal.attempt(notice, openids[:2], "dead") == openids[:2]
+    await rt.journal.record(notice, {"o-cx1": {"status": "sent", "channel": "custom"}})  # o-cx2 was in flight
+
+    await rt.broadcasts.cancel(notice)
+    await asyncio.sleep(RECLAIM_IDLE_MS / 1000 + 0.2)
+    await run_worker(svc)  # upkeep takes the dead worker's batch over
+    found = await deliveries(svc, notice)
+    assert found == {"o-cx1": "sent", "o-cx2": "failed", "o-cx3": "skipped"}, found
+    final = await rt.broadcasts.progress(notice)
+    assert final.notice.status == "cancelled" and final.skipped_by_reason == {"cancelled": 1}
+    assert await emulator.messages() == []  # nothing sent after the cancel
+    assert await rt.journal.claimed(notice) == 0 and await rt.journal.read(notice, openids) == {}
+
+
 async def test_a_slow_worker_keeps_its_batch(svc, emulator, caplog):
     """A worker still waiting for WeChat after the reclaim time is alive: its
     batch is not taken over. The send that got no answer within the client's
