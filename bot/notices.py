@@ -344,8 +344,11 @@ class Broadcasts:
     async def resume(self, notice_id: str) -> Notice:
         paused = await self._get(notice_id)
         back = "sending" if paused.started_at is not None else "queued"  # paused before any worker began
-        if not await self.notices.transition(notice_id, ("paused",), back, self._clock()):
+        now = self._clock()
+        if not await self.notices.transition(notice_id, ("paused",), back, now):
             raise NoticeRefused(await self._cannot(notice_id, "继续"))
+        if back == "sending" and paused.paused_at is not None:
+            await self.notices.add_pause(notice_id, max(0.0, (now - paused.paused_at).total_seconds()))
         notice = await self._get(notice_id)
         if not notice.planned:  # paused while planning, and the planner is gone
             await self.plan(notice_id)
@@ -402,13 +405,16 @@ class Broadcasts:
         now = self._clock()
         rate = 0.0
         if notice.started_at is not None and notice.status == "sending":  # a paused job has no speed, nor an ETA
-            # The last ten seconds, or fewer in a job's first ten (else its speed shows as a fraction).
-            window = min(10.0, max(1.0, (now - notice.started_at).total_seconds()))
+            # The last ten seconds, or fewer in a job's first ten or since a
+            # resume (else its speed shows as a fraction).
+            since = notice.resumed_at or notice.started_at
+            window = min(10.0, max(1.0, (now - since).total_seconds()))
             recent = await self.deliveries.sent_since(notice_id, now - dt.timedelta(seconds=window))
             rate = recent / window
         elif notice.status == "done" and notice.started_at and notice.finished_at:
-            # A finished job: its average, rather than the 0 of the last ten seconds.
-            seconds = (notice.finished_at - notice.started_at).total_seconds()
+            # A finished job: its average over the time it was sending (pauses
+            # left out), rather than the 0 of the last ten seconds.
+            seconds = (notice.finished_at - notice.started_at).total_seconds() - notice.paused_seconds
             rate = (by["sent"] + by["failed"]) / seconds if seconds > 0 else 0.0
         remaining = by["pending"] + by["sending"]
         eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)

@@ -40,8 +40,14 @@ class Notice:
     total: int
     created_at: dt.datetime | None
     created_by: str
+    #: When a worker took its first batch; the latest move to ``sending``
+    #: (a resume); when it was last paused; and its time spent paused since it
+    #: started: a rate is over time spent sending.
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    resumed_at: dt.datetime | None = None
+    paused_at: dt.datetime | None = None
+    paused_seconds: float = 0.0
     planned: bool = False
     #: Fields some notices add: ``version`` for the amendment notice of a publication or withdrawal.
     extra: dict = dataclasses.field(default_factory=dict)
@@ -133,11 +139,19 @@ class Notices:
         """Set ``status`` if the current one is in ``expected``; True if it changed."""
         fields: dict = {"status": status}
         if status == "sending":
-            fields["started_at"] = at
+            fields["resumed_at"] = at
+            if "queued" in expected:  # a worker's first batch (a resume keeps the start)
+                fields["started_at"] = at
+        if status == "paused":
+            fields["paused_at"] = at
         if status in ("done", "cancelled"):
             fields["finished_at"] = at
         result = await self._coll.update_one({"_id": notice_id, "status": {"$in": list(expected)}}, {"$set": fields})
         return result.matched_count == 1
+
+    async def add_pause(self, notice_id: str, seconds: float) -> None:
+        """Count ``seconds`` more spent paused since the job started."""
+        await self._coll.update_one({"_id": notice_id}, {"$inc": {"paused_seconds": seconds}})
 
     async def active(self) -> list[Notice]:
         """Notices a worker may have to plan or finish: queued or sending, and
@@ -157,7 +171,8 @@ class Notices:
 
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
           # planning_at: what notices stored before planning_ms had.
-          "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms"}
+          "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms",
+          "resumed_at", "paused_at", "paused_seconds"}
 
 
 
@@ -180,6 +195,9 @@ def _notice(doc: dict) -> Notice:
         created_by=doc.get("created_by", ""),
         started_at=as_datetime(doc.get("started_at")),
         finished_at=as_datetime(doc.get("finished_at")),
+        resumed_at=as_datetime(doc.get("resumed_at")),
+        paused_at=as_datetime(doc.get("paused_at")),
+        paused_seconds=float(doc.get("paused_seconds") or 0),
         planned=_flag(doc.get("planned")),
         extra={k: v for k, v in doc.items() if k not in _KNOWN},
     )

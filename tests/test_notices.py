@@ -419,6 +419,30 @@ async def test_the_rate_early_in_a_job_is_over_the_seconds_it_has_run(make_servi
     assert progress.rate == 10.0 and progress.eta_seconds == 2.0
 
 
+async def test_the_rate_leaves_out_the_time_a_job_was_paused(make_service, clock):
+    # A resume restarted the job's clock: a job done 2 s after a resume showed
+    # everything it had sent, before the pause too, over those 2 s (73 条/秒 at a 20/s limit).
+    svc = await make_service(clock=clock)
+    broadcasts = svc.runtime.broadcasts
+    openids = [f"o-r{i:02d}" for i in range(40)]
+    await active_users(svc, *openids)
+    notice_id = await send(svc, audience={"type": "openids", "openids": openids})
+    await broadcasts.start(await svc.runtime.notices.get(notice_id))
+    clock.advance(seconds=2)
+    await broadcasts.record_outcomes(notice_id, {o: {"status": "sent", "channel": "custom"} for o in openids[:20]}, clock.now)
+    await broadcasts.pause(notice_id)
+    clock.advance(seconds=60)
+    await broadcasts.resume(notice_id)
+    clock.advance(seconds=1)
+    await broadcasts.record_outcomes(notice_id, {o: {"status": "sent", "channel": "custom"} for o in openids[20:30]}, clock.now)
+    clock.advance(seconds=1)
+    assert (await broadcasts.progress(notice_id)).rate == 5.0  # 10 sent in the 2 s since the resume
+    await broadcasts.record_outcomes(notice_id, {o: {"status": "sent", "channel": "custom"} for o in openids[30:]}, clock.now)
+    assert await broadcasts.finish_if_complete(notice_id)
+    done = await broadcasts.progress(notice_id)
+    assert done.notice.status == "done" and done.rate == 10.0  # 40 in the 4 s it was sending
+
+
 async def test_pause_resume_and_cancel(make_service, emulator):
     svc = await make_service(notice_rate=20)
     openids = [f"o-p{i:03d}" for i in range(120)]
