@@ -493,7 +493,7 @@ WECHAT_ERRORS = {
     "-1": "微信系统繁忙", "40001": "access_token 无效", "40003": "openid 无效", "43004": "用户未关注公众号",
     "43101": "用户拒绝接收此类消息", "45009": "接口调用次数超过限额", "45015": "超出 48 小时客服消息时限",
     "45047": "客服消息下行条数超过上限", "48001": "接口未授权", "45002": "消息内容超过长度限制", "-4": "微信未在时限内答复（可能已送达，为免重复不再重发）",
-    "interrupted": "发送中断（进程退出，为免重复不再重发）", "wechat_not_configured": "未配置公众号 AppID/AppSecret",
+    "interrupted": "发送中断（发送进程退出或与 Redis 失联，可能已送达，为免重复不再重发）", "wechat_not_configured": "未配置公众号 AppID/AppSecret",
     # WeChat's own report on a template message (TEMPLATESENDJOBFINISH), which carries no code.
     "template:failed:user block": "用户拒收此公众号的模板消息", "template:failed: system failed": "微信系统原因，模板消息未送达",
 }

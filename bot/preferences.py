@@ -12,8 +12,8 @@ from storage.preferences import Preferences
 
 def category_from_name(name: str) -> str:
     """``"服务公告"`` or ``"service"`` to ``"service"`` (also ``“服务公告”`` and
-    ``服务公告。`` as phones type them); :class:`Invalid` otherwise."""
-    value = fold(name).strip(" “”\"'「」《》『』。.!！")
+    ``服务公告。`` and ``：服务公告`` as phones type them); :class:`Invalid` otherwise."""
+    value = fold(name).strip(" “”\"'「」《》『』。.!！:：")
     if value in CATEGORY_BY_NAME:
         return CATEGORY_BY_NAME[value]
     if value.lower() in CATEGORIES:

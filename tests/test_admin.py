@@ -395,6 +395,9 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
     await svc.runtime.worker(concurrency=2).run_until_idle(20)
     progress = json.loads((await owner.get(f"/admin/notices/{notice_id}/progress")).body)
     assert progress["status"] == "done" and progress["sent"] == 3 and progress["total"] == 3
+    missing = await owner.get(f"/admin/notices/{'0' * 24}/progress")  # the page's script reads JSON, errors too
+    assert missing.code == 404 and missing.headers["Content-Type"].startswith("application/json")
+    assert json.loads(missing.body)["error"]["code"] == "notice_not_found"
     page = text(await owner.get(f"/admin/notices/{notice_id}"))
     assert "发送报告" in page and "已完成" in page
     assert len(await emulator.messages()) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -56,6 +57,8 @@ class AdminHandler(tornado.web.RequestHandler):
     #: under the 10 s a proxy in front usually waits (the README's nginx), so a
     #: frozen database gives our 503 page, not the proxy's 504 after 15-20 s.
     mongo_budget = 8.0
+    #: Errors as ``{"error": {"code", "message"}}`` (pages a script reads), not an HTML page.
+    json_errors = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -164,6 +167,11 @@ class AdminHandler(tornado.web.RequestHandler):
             self.set_status(503)
             status_code, message, detail = 503, _STATUS_TEXT[503], "数据库暂时无法连接，请稍后再试。"
         self.clear_header("Content-Disposition")
+        if self.json_errors:
+            code = exc.code if isinstance(exc, BotError) else HTTPStatus(status_code).phrase.lower().replace(" ", "_")
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"error": {"code": code, "message": detail or message}}, ensure_ascii=False))
+            return
         self.set_header("Content-Type", "text/html; charset=utf-8")
         try:
             self.render("admin/error.html", status=status_code, message=message, detail=detail)

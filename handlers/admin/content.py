@@ -189,6 +189,8 @@ class NoticeHandler(AdminHandler):
 class NoticeProgressHandler(AdminHandler):
     """The progress as JSON, polled by the page's script."""
 
+    json_errors = True
+
     async def get(self, notice_id: str) -> None:
         data = (await self.runtime.broadcasts.progress(notice_id)).to_json()
         data["status_label"] = JOB_LABELS[data["status"]]
