@@ -49,6 +49,10 @@ MONGO_BUDGET = 2.2  # server selection gives up after 2 s; replies must come wit
 #: message after the window tries with the whole budget again.
 MONGO_DOWN_WINDOW = 5.0
 MONGO_DOWN_BUDGET = 0.3
+#: Seconds from a message's arrival by which its MongoDB calls must be over,
+#: whatever else it waited for (a frozen Redis's 1 s, then a frozen MongoDB's
+#: whole budget, took 3.3 s): the reply must come within 3 s.
+MONGO_DONE_WITHIN = 2.7
 #: Seconds a reply whose gate script timed out is kept to store once Redis answers again.
 LATE_FINISH_FOR = 30.0
 LATE_FINISH_MAX = 10_000
@@ -90,6 +94,7 @@ class Conversation:
 
         Raises :class:`ReplayedPush` for a push that replays a signature.
         """
+        arrived = asyncio.get_running_loop().time()
         delivery = inbound.dedupe_key
         opening = await self._open(delivery, inbound)
         if opening.replayed:
@@ -100,7 +105,7 @@ class Conversation:
             stored = await self._wait(delivery)
             return from_dict(stored) if stored else None
 
-        task = asyncio.create_task(self._handle_opened(inbound, opening))
+        task = asyncio.create_task(self._handle_opened(inbound, opening, arrived))
         try:
             reply = await asyncio.wait_for(asyncio.shield(task), self.deadline)
         except TimeoutError:
@@ -115,17 +120,18 @@ class Conversation:
         await self._finish(delivery, passive, inbound.openid, opening)
         return passive
 
-    async def _handle_opened(self, inbound: Inbound, opening: Opening) -> Reply | None:
+    async def _handle_opened(self, inbound: Inbound, opening: Opening, arrived: float) -> Reply | None:
         """Handle under the user's lock (waited for here unless the gate got
-        it); the lock stays held for the caller to release."""
+        it); the lock stays held for the caller to release. ``arrived``: the
+        loop time the message came in."""
         # From here on, once Redis failed this message its later calls fail at
         # once (each would wait out its own timeout; a reply must come within 3 s).
         with one_wait_per_message(failed=opening.redis_down):
             if opening.lock_token is None and not opening.redis_down:
                 opening.lock_token = await self.locks.acquire(inbound.openid)
-            return await self._handle(inbound, opening)
+            return await self._handle(inbound, opening, arrived)
 
-    async def _handle(self, inbound: Inbound, opening: Opening) -> Reply | None:
+    async def _handle(self, inbound: Inbound, opening: Opening, arrived: float) -> Reply | None:
         services = self.services
         if opening.touch_due:  # only for the user's own doing (Inbound.opens_window)
             services.followers.touch(inbound.openid, services.clock())
@@ -140,7 +146,8 @@ class Conversation:
                 state_unknown = True
         chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router, state_unknown=state_unknown)
         now = asyncio.get_running_loop().time()
-        budget = MONGO_DOWN_BUDGET if now - self._mongo_failed_at < MONGO_DOWN_WINDOW else MONGO_BUDGET
+        full = MONGO_DOWN_BUDGET if now - self._mongo_failed_at < MONGO_DOWN_WINDOW else MONGO_BUDGET
+        budget = max(MONGO_DOWN_BUDGET, min(full, MONGO_DONE_WITHIN - (now - arrived)))
         try:
             # One budget for every MongoDB call of this message: with the
             # database down, the first call uses it up and the rest fail at
@@ -150,7 +157,7 @@ class Conversation:
         except BotError as exc:
             return Reply(exc.message)
         except MongoUnavailable as exc:
-            if budget == MONGO_BUDGET and isinstance(exc, ConnectionFailure):
+            if full == MONGO_BUDGET and isinstance(exc, ConnectionFailure):
                 self._mongo_failed_at = asyncio.get_running_loop().time()
             log.exception("MongoDB unavailable while handling %s", inbound.dedupe_key)
             return Reply(texts.STORAGE_DOWN)
