@@ -16,15 +16,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from bot import texts
 from bot.qa import DEFAULT_DATA_DIR, QA, Answer
 from bot.qa.data import QADataError
 from bot.terms import Terms
+from bot.validation import Invalid
 from storage.qa_log import QALog
 
 log = logging.getLogger(__name__)
 
 #: How often the override folder is checked for changes.
 CHECK_SECONDS = 3.0
+#: Longest question answered, in characters, in chat and in the app alike. A
+#: real question is a sentence or two; a long paste costs the event loop about
+#: 20 ms per 1,000 characters to match, and fills the question log.
+MAX_QUESTION = 200
 
 #: Built indexes by (version text, data, overrides): pure values, shared by the
 #: runtimes of one process (tests build many) so each is built once.
@@ -59,7 +65,10 @@ class Answers:
         await self._ensure_current(wait=True)
 
     async def answer(self, question: str, openid: str | None = None, channel: str = "official_account") -> Answer:
-        """The reply to a free-text question; the question and outcome are logged."""
+        """The reply to a free-text question; the question and outcome are logged.
+        Raises :class:`Invalid` (field ``q``) for one over :data:`MAX_QUESTION` characters."""
+        if len(question.strip()) > MAX_QUESTION:
+            raise Invalid(texts.question_too_long(MAX_QUESTION), "q")
         await self._ensure_current(wait=self._qa is None)
         assert self._qa is not None
         result = self._qa.answer(question)

@@ -30,7 +30,6 @@ CLOSED = "您的商家账户已注销，商家资料已删除，协议同意记�
 
 
 QUESTION_MISSING = "请输入问题（参数 q）。"
-QUESTION_TOO_LONG = "问题太长了，请控制在 {limit} 个字以内。"
 
 ACTION_UNKNOWN = "action 只能是 accept（同意）、decline（不同意）或 withdraw（撤回同意）。"
 VERSION_MISSING = "请提供要操作的协议版本号 version。"

@@ -176,6 +176,10 @@ def consent_hint(text: str) -> str | None:
     return None
 
 
+def question_too_long(limit: int) -> str:
+    return f"问题太长了，请控制在 {limit} 个字以内，简单说说您想了解协议的哪方面即可。"
+
+
 def question_hint(text: str) -> str | None:
     """What follows the Q&A's answer to ``text`` in chat (and in ``wetoop-bot
     ask``): the reply that does what it asks about, or the exact consent word."""

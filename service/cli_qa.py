@@ -153,8 +153,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} 不是目录：{path}")
     if not args.question.strip():
         raise UsageError("问题不能为空，例如：wetoop-bot ask \"我上传的图片版权归谁？\"")
+    from bot.answers import MAX_QUESTION
     from bot.chat import router
     from bot import texts
+
+    if len(args.question.strip()) > MAX_QUESTION:
+        raise UsageError(texts.question_too_long(MAX_QUESTION))  # what chat and the app answer
 
     word = router.command_of(args.question)
     if word is not None:

@@ -398,6 +398,20 @@ def test_ask_prints_the_reply_a_user_would_get(capsys, qa, cache_dir):
     assert "是公众号指令（条款）" in capsys.readouterr().out
     assert cli.main(["ask", "  ", "--cache-dir", str(cache_dir)]) == 2
     assert "问题不能为空" in capsys.readouterr().err
+    assert cli.main(["ask", "图片" * 101, "--cache-dir", str(cache_dir)]) == 2
+    assert "问题太长了，请控制在 200 个字以内" in capsys.readouterr().err
+
+
+async def test_a_question_too_long_is_refused_in_chat_and_the_app_alike(service):
+    # Chat had no limit: a paste of 21,000 characters took 0.4 s of the event
+    # loop to match, and a million-character one was stored in the question log.
+    long = "我上传的图片版权归谁？" * 19  # 209 characters
+    reply = await service.wechat.ask("o-long", long)
+    assert reply.startswith("问题太长了，请控制在 200 个字以内")
+    assert (await service.wechat.ask("o-long", long[:200])).startswith("问题太长了") is False
+    await service.runtime.qa_log.flush()
+    logged = await service.runtime.db["qa_log"].find({"openid": "o-long"}).to_list(None)
+    assert [len(d["question"]) for d in logged] == [200]
 
 
 async def test_the_question_log_cli_shows_beijing_time(make_service, backing):

@@ -6,9 +6,6 @@ from bot import api_texts
 from bot.validation import Invalid
 from handlers.api.base import ApiHandler
 
-#: Longest question accepted, in characters.
-MAX_QUESTION = 200
-
 
 class QAHandler(ApiHandler):
     """GET: the quoted clause and its references, or the abstention with the nearest sections."""
@@ -17,8 +14,6 @@ class QAHandler(ApiHandler):
         question = self.get_query_argument("q", "").strip()
         if not question:
             raise Invalid(api_texts.QUESTION_MISSING, "q")
-        if len(question) > MAX_QUESTION:
-            raise Invalid(api_texts.QUESTION_TOO_LONG.format(limit=MAX_QUESTION), "q")
         answer = await self.services.answers.answer(question, self.user.openid, "miniprogram")
         version = await self.services.terms.current()
         self.write_json(
