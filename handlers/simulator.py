@@ -196,6 +196,8 @@ class Simulator:
             raise SimulatorError(400, "bad_openid", "openid 需为 1 到 64 个英文字母、数字、- 或 _")
         if mode not in MODES:
             raise SimulatorError(400, "bad_mode", "mode 只能是 plain（明文）、compat（兼容）或 safe（安全）")
+        if kind not in ("text", "click", "view", "subscribe", "unsubscribe"):  # the request's own fault first
+            raise SimulatorError(400, "bad_kind", "kind 只能是 text、subscribe、unsubscribe、click 或 view")
         if not config.wechat_token:
             raise SimulatorError(503, "no_token", "服务未配置 WECHAT_TOKEN，/wechat 不接收消息")
         if mode != "plain" and not config.wechat_aes_key:
@@ -220,8 +222,6 @@ class Simulator:
             # WeChat knows the follow first, then tells the account.
             await self._remember(await self.emulator.set_user(openid, subscribed=kind == "subscribe"))
             xml = event_xml(openid, kind, to_user=ACCOUNT_ID)
-        else:
-            raise SimulatorError(400, "bad_kind", "kind 只能是 text、subscribe、unsubscribe、click 或 view")
         if kind in ("text", "click", "view") and not user.get("subscribed"):
             raise SimulatorError(409, "not_following", "请先关注公众号，才能发消息或使用菜单")
 

@@ -157,6 +157,7 @@ async def test_template_and_mass_messages_are_labelled(sim):
         ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "  "}, 400, "empty_text", "不能为空"),
         ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "字" * 2001}, 400, "text_too_long", "最长"),
         ("/simulator/api/send", {"openid": "USER", "kind": "shake"}, 400, "bad_kind", "kind"),
+        ("/simulator/api/send", {"openid": "o-nobody", "kind": "shake"}, 400, "bad_kind", "kind"),  # was no_such_user
         ("/simulator/api/send", {"openid": "USER", "kind": "click"}, 400, "bad_key", "菜单"),
         ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "x", "mode": "aes"}, 400, "bad_mode", "明文"),
         ("/simulator/api/messages?openid=USER&since=abc", None, 400, "bad_since", "整数"),
