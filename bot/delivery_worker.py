@@ -130,6 +130,10 @@ class DeliveryWorker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # This worker's consumers, if they hold nothing (else the next worker takes their entries over).
+            own = [f"{self.name}-{i}" for i in range(self.concurrency)] + [f"{self.name}-upkeep"]
+            with contextlib.suppress(*RedisUnavailable):
+                await self.deps.queue.retire(own)
 
     @contextlib.contextmanager
     def _at_work(self):
@@ -189,6 +193,7 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 await self.deps.queue.ensure_group()
+                await self.deps.queue.retire()  # consumers of workers killed long ago
                 for entry_id, notice_id, openids in await self.deps.queue.reclaim(consumer, count=10):
                     if stop.is_set():
                         break  # left to the next worker, as a reader leaves its batch

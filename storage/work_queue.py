@@ -21,6 +21,29 @@ STREAM = key("notices", "work")
 URGENT = key("notices", "urgent")
 GROUP = "senders"
 RECLAIM_IDLE_MS = 5000
+#: A consumer holding nothing and silent this long belongs to a worker gone
+#: (killed): it is removed, else each start of a worker would add consumers for good.
+IDLE_CONSUMER_MS = 10 * 60 * 1000
+
+# KEYS: the streams; ARGV: group, idle ms, then consumer names removed whatever
+# their idle time. Only consumers with no pending entry are removed (removing
+# one with entries would drop them from the group's pending list: lost work).
+_RETIRE = """
+local named = {}
+for i = 3, #ARGV do named[ARGV[i]] = true end
+local removed = 0
+for _, stream in ipairs(KEYS) do
+  for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', stream, ARGV[1])) do
+    local info = {}
+    for j = 1, #consumer, 2 do info[consumer[j]] = consumer[j + 1] end
+    if tonumber(info['pending']) == 0 and (named[info['name']] or tonumber(info['idle']) >= tonumber(ARGV[2])) then
+      redis.call('XGROUP', 'DELCONSUMER', stream, ARGV[1], info['name'])
+      removed = removed + 1
+    end
+  end
+end
+return removed
+"""
 
 
 class WorkQueue:
@@ -33,6 +56,7 @@ class WorkQueue:
         self._redis = redis
         self.stream = stream
         self._streams = {"u": urgent, "n": stream}
+        self._retire = redis.register_script(_RETIRE)
 
     async def ensure_group(self) -> None:
         for stream in self._streams.values():
@@ -70,6 +94,11 @@ class WorkQueue:
             entries = result[1] if len(result) > 1 else []
             found += [_entry(tag, entry_id, fields) for entry_id, fields in entries if fields]
         return found
+
+    async def retire(self, names: list[str] = (), idle_ms: int = IDLE_CONSUMER_MS) -> int:
+        """Remove consumers holding no entry: those in ``names`` (a stopping
+        worker's own) and any silent for ``idle_ms``; how many were removed."""
+        return int(await self._retire(keys=list(self._streams.values()), args=[GROUP, idle_ms, *names]))
 
     async def touch(self, consumer: str, ref: str) -> None:
         """Reset the idle time of an entry this consumer is still working on."""

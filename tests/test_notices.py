@@ -601,6 +601,31 @@ async def test_a_cancel_while_a_worker_is_dead_keeps_what_it_had_sent(svc, emula
     assert await rt.journal.claimed(notice) == 0 and await rt.journal.read(notice, openids) == {}
 
 
+async def test_consumers_that_hold_nothing_are_removed(svc, emulator):
+    # Each worker start added nine consumers to the group for good (48 after a
+    # few restarts): a stopping worker removes its own, upkeep those of workers
+    # killed long ago; a consumer still holding an entry stays (its entry is taken over).
+    rt = svc.runtime
+    queue = rt.broadcasts.queue
+    await active_users(svc, "o-con1")
+
+    async def consumers() -> set[str]:
+        names = set()
+        for stream in (queue.stream, queue._streams["u"]):
+            names |= {c["name"] for c in await rt.redis.xinfo_consumers(stream, "senders")}
+        return names
+
+    await send(svc, audience={"type": "openids", "openids": ["o-con1"]})
+    worker = rt.worker(concurrency=2)
+    await worker.run_until_idle()
+    assert not {n for n in await consumers() if n.startswith(worker.name)}
+    await send(svc, audience={"type": "openids", "openids": ["o-con1"]})
+    assert await queue.read("killed-0", count=1, block_ms=500)  # holds an entry
+    await rt.redis.xreadgroup("senders", "killed-1", {queue.stream: ">"}, count=1)  # holds nothing
+    assert await queue.retire(idle_ms=0) == 1
+    assert await consumers() == {"killed-0"}
+
+
 async def test_a_slow_worker_keeps_its_batch(svc, emulator, caplog):
     """A worker still waiting for WeChat after the reclaim time is alive: its
     batch is not taken over. The send that got no answer within the client's
