@@ -29,7 +29,7 @@ from service.clitools import (
 )
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
-from storage.mongo import MongoUnavailable
+from storage.mongo import MongoUnavailable, brief
 
 log = logging.getLogger("wetoop_bot")
 
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wetoop-bot: {exc}", file=sys.stderr)
         return 1
     except pymongo.errors.ConfigurationError as exc:  # e.g. a mongodb+srv:// name that does not resolve
-        print(f"wetoop-bot: MONGODB_URI 无法使用：{_first_line(exc)}", file=sys.stderr)
+        print(f"wetoop-bot: MONGODB_URI 无法使用：{brief(exc)}", file=sys.stderr)
         return 2
     except MongoUnavailable as exc:
-        print(f"wetoop-bot: 无法连接 MongoDB：{_first_line(exc)}", file=sys.stderr)
+        print(f"wetoop-bot: 无法连接 MongoDB：{brief(exc)}", file=sys.stderr)
         return 1
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         print(f"wetoop-bot: 无法连接 Redis：{exc}", file=sys.stderr)
@@ -78,11 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         # by SIGPIPE would, and keep Python from complaining about stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-
-
-def _first_line(exc: Exception) -> str:
-    """pymongo's message without the topology description it appends."""
-    return str(exc).split(", Timeout:")[0].split(", Topology Description:")[0].splitlines()[0][:300]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -217,7 +217,7 @@ def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable
                 config.redis_url or embedded.url("redis"),
             )
             try:
-                await runtime.prepare(qa=False)
+                await runtime.prepare(qa=False, require_mongo=True)  # else a warning, then the same error
                 return await work(runtime)
             finally:
                 await runtime.close()

@@ -209,10 +209,12 @@ class Runtime:
 
         return combined
 
-    async def prepare(self, qa: bool = True) -> None:
+    async def prepare(self, qa: bool = True, require_mongo: bool = False) -> None:
         """Create indexes and store the seed agreement; a database that is down
-        now is retried on first use. ``qa=False`` skips building the Q&A index
-        (CLI commands that answer no questions)."""
+        now is retried on first use (``require_mongo``: raise
+        :class:`~storage.mongo.MongoUnavailable` instead, for a one-off command
+        that could do nothing without it). ``qa=False`` skips building the Q&A
+        index (CLI commands that answer no questions)."""
         try:
             await mongo.ensure_indexes(
                 [self.followers, self.versions, self.ledger, self.consent_view, self.notices, self.merchants.repo,
@@ -221,7 +223,9 @@ class Runtime:
             )
             await self.terms.ensure_seed()
         except mongo.MongoUnavailable as exc:
-            log.warning("MongoDB unavailable at start-up, indexes not checked: %s", exc)
+            if require_mongo:
+                raise
+            log.warning("MongoDB unavailable at start-up, indexes not checked: %s", mongo.brief(exc))
         # The Q&A index takes about half a second to build: build it in the
         # background so the service answers (and /healthz says ready) at once;
         # a question that comes first waits for it.

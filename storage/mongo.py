@@ -64,6 +64,12 @@ def _database_in_uri(uri: str) -> str | None:
     return parse_uri(uri).get("database")
 
 
+def brief(exc: Exception) -> str:
+    """pymongo's message without the topology description it appends (a
+    screenful, for logs and the CLI's one-line errors)."""
+    return str(exc).split(", Timeout:")[0].split(", Topology Description:")[0].splitlines()[0][:300]
+
+
 def epoch_ms(at: dt.datetime) -> int:
     """``at`` as epoch milliseconds: how times compared in queries are stored
     (nx-27017 keeps a datetime set on an existing document as text, which

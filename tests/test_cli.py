@@ -535,3 +535,11 @@ def test_redis_down_is_a_clear_message(backing):
         }, upsert=True)
     done = run_cli("notice", "status", notice_id, MONGODB_URI=backing.mongodb_uri, REDIS_URL="redis://127.0.0.1:9/0")
     assert done.returncode == 1 and "无法连接 Redis" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_mongodb_down_is_one_line(backing):
+    # A warning with pymongo's topology dump came first, then the same error again.
+    done = run_cli("notice", "status", "f" * 24, MONGODB_URI="mongodb://127.0.0.1:9/", REDIS_URL=backing.redis_url)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "无法连接 MongoDB" in done.stderr
+    assert "Topology" not in done.stderr
