@@ -789,6 +789,32 @@ async def finish_with_another_worker(svc, notice, env, log_path: Path):
     return await svc.runtime.broadcasts.progress(notice)
 
 
+async def test_a_worker_frozen_past_the_takeover_sends_nothing_twice_when_it_wakes(make_service, emulator, backing,
+                                                                                     tmp_path):
+    # SIGSTOP (docker pause, a VM migrating): another worker took the batch over
+    # and sent it; the frozen one woke and sent the rest of its batch again.
+    svc = await make_service(notice_rate=100)
+    openids = [f"o-fz{i:03d}" for i in range(200)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    env = worker_env(svc, emulator, backing)
+    frozen = start_worker(env, tmp_path / "frozen.log")
+    try:
+        deadline = time.monotonic() + 30
+        while (await svc.runtime.broadcasts.progress(notice)).sent < 30 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        frozen.send_signal(signal.SIGSTOP)
+        final = await finish_with_another_worker(svc, notice, env, tmp_path / "taker.log")
+        assert final.notice.status == "done" and final.sent + final.failed + final.skipped == 200
+        frozen.send_signal(signal.SIGCONT)
+        await asyncio.sleep(3)  # it wakes, finds its claims taken, and stops sending
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        frozen.kill()
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert max(counts.values()) == 1, [o for o, n in counts.items() if n > 1]
+
+
 async def test_a_worker_stopped_mid_broadcast_finishes_its_sends_in_flight(make_service, emulator, backing, tmp_path):
     # SIGTERM or Ctrl-C is no crash: the windows in flight are answered and recorded
     # (they were recorded as interrupted although WeChat had delivered them).
