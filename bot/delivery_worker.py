@@ -230,6 +230,9 @@ class DeliveryWorker:
         # may have sent some of it (its journal says which); the rest is
         # recorded as skipped (cancelled) by _send_batch.
         notice = await deps.broadcasts.start(notice)
+        # What _send_batch checks before each window: this fresher read, not a
+        # cached "sending" from before a cancel.
+        self._notice_cache[notice_id] = (asyncio.get_running_loop().time(), notice)
         batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex, keep=keep)
         async with batch.kept_alive():
             todo, unresolved = await self._claim(batch, openids)
@@ -252,7 +255,10 @@ class DeliveryWorker:
         for start in range(0, len(todo), step):
             current = await self._current(notice.id)
             if current.status == "cancelled":
-                batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in todo[start:]})
+                # Only those this batch still holds: a worker that stalled may
+                # have lost some to another, which sent them.
+                held = await deps.journal.held(notice.id, todo[start:], batch.token)
+                batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in held})
                 break
             if current.status != "sending" or self._stop.is_set():
                 # Paused: the rest waits as pending. Stopping: the next worker
@@ -304,7 +310,7 @@ class DeliveryWorker:
         if outcomes:
             log.warning("notice %s: %d recipients taken over from a dead worker", notice_id, len(outcomes))
             await deps.broadcasts.record_outcomes(notice_id, outcomes, now)
-        await deps.journal.forget(notice_id, finished + list(outcomes))
+        await deps.journal.forget(notice_id, finished + list(outcomes), batch.token)
         batch.claimed = todo
         return todo, len(ours) < len(openids)
 
@@ -360,6 +366,8 @@ class DeliveryWorker:
             log.warning("notice %s: %d recipients were taken over while this worker stalled; left to their taker",
                         notice.id, len(channels) - len(ours))
             channels = {openid: channels[openid] for openid in ours}
+            if not channels:
+                return outcomes
         sent = await asyncio.gather(*(self._send(batch, notice, o, c, pieces) for o, c in channels.items()))
         fresh = dict(zip(channels, sent))
         # A template WeChat refused (the user declined it, the template is gone):
@@ -495,7 +503,7 @@ class _Batch:
             return
         self._flushed = time.monotonic()
         await self.deps.broadcasts.record_outcomes(self.notice_id, self.outcomes, self.deps.clock())
-        await self.deps.journal.forget(self.notice_id, list(self.outcomes))
+        await self.deps.journal.forget(self.notice_id, list(self.outcomes), self.token)
         self.outcomes = {}
 
 

@@ -96,6 +96,33 @@ return ours
 """
 
 
+# KEYS[1] claims; ARGV: token, openids… Those whose claim is the token's.
+_HELD = """
+local prefix = ARGV[1] .. ':'
+local ours = {}
+for i = 2, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and string.sub(held, 1, #prefix) == prefix then ours[#ours + 1] = ARGV[i] end
+end
+return ours
+"""
+
+# KEYS[1] claims, KEYS[2] journal; ARGV: token, openids… Drops the claim and
+# the journal entry of each recipient whose claim is the token's (a worker that
+# stalled must not drop what another worker now holds: its attempt mark).
+_FORGET = """
+local prefix = ARGV[1] .. ':'
+for i = 2, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and string.sub(held, 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  end
+end
+return 1
+"""
+
+
 def journal_key(notice_id: str) -> str:
     return key("journal", notice_id)
 
@@ -112,6 +139,8 @@ class DeliveryJournal:
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._attempt = redis.register_script(_ATTEMPT)
+        self._held = redis.register_script(_HELD)
+        self._forget = redis.register_script(_FORGET)
 
     async def claim(self, notice_id: str, openids: list[str], token: str, now_ms: int, stale_ms: int) -> dict[str, int]:
         """Claim ``openids`` under ``token``: ``openid ->`` :data:`OURS`,
@@ -146,11 +175,18 @@ class DeliveryJournal:
         if not openids:
             return []
         ours = await self._attempt(keys=[claims_key(notice_id), journal_key(notice_id)], args=[token, TTL, *openids])
-        held = {o.decode() if isinstance(o, bytes) else o for o in ours}
-        return [o for o in openids if o in held]
+        return _in_order(openids, ours)
+
+    async def held(self, notice_id: str, openids: list[str], token: str) -> list[str]:
+        """Those of ``openids`` whose claim ``token`` still holds (in order)."""
+        if not openids:
+            return []
+        return _in_order(openids, await self._held(keys=[claims_key(notice_id)], args=[token, *openids]))
 
     async def record(self, notice_id: str, outcomes: dict[str, dict]) -> None:
         """The outcome of each send (``openid -> fields``)."""
+        if not outcomes:
+            return
         await self._redis.hset(
             journal_key(notice_id), mapping={o: json.dumps(f, ensure_ascii=False) for o, f in outcomes.items()}
         )
@@ -166,13 +202,18 @@ class DeliveryJournal:
                 found[openid] = ATTEMPT if value == ATTEMPT else json.loads(value)
         return found
 
-    async def forget(self, notice_id: str, openids: list[str]) -> None:
-        """Drop claims and journal entries of recipients whose outcome MongoDB has."""
-        if openids:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(journal_key(notice_id), *openids)
-                pipe.hdel(claims_key(notice_id), *openids)
-                await pipe.execute()
+    async def forget(self, notice_id: str, openids: list[str], token: str | None = None) -> None:
+        """Drop claims and journal entries of recipients whose outcome MongoDB
+        has; with ``token``, only of those whose claim is still the token's."""
+        if not openids:
+            return
+        if token is not None:
+            await self._forget(keys=[claims_key(notice_id), journal_key(notice_id)], args=[token, *openids])
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(journal_key(notice_id), *openids)
+            pipe.hdel(claims_key(notice_id), *openids)
+            await pipe.execute()
 
     async def keep_report(self, msgid: int, status: str) -> None:
         """Hold WeChat's report on template message ``msgid`` until its outcome is written."""
@@ -187,3 +228,9 @@ class DeliveryJournal:
                 pipe.getdel(key("template_report", str(msgid)))
             values = await pipe.execute()
         return {m: v for m, v in zip(msgids, values) if v is not None}
+
+
+def _in_order(openids: list[str], found) -> list[str]:
+    """``openids`` that a script returned (as bytes or text), in their order."""
+    chosen = {o.decode() if isinstance(o, bytes) else o for o in found}
+    return [o for o in openids if o in chosen]

@@ -98,7 +98,12 @@ class WorkQueue:
     async def retire(self, names: list[str] = (), idle_ms: int = IDLE_CONSUMER_MS) -> int:
         """Remove consumers holding no entry: those in ``names`` (a stopping
         worker's own) and any silent for ``idle_ms``; how many were removed."""
-        return int(await self._retire(keys=list(self._streams.values()), args=[GROUP, idle_ms, *names]))
+        try:
+            return int(await self._retire(keys=list(self._streams.values()), args=[GROUP, idle_ms, *names]))
+        except ResponseError as exc:
+            if "no such key" not in str(exc).lower() and "nogroup" not in str(exc).lower():
+                raise
+            return 0  # the streams or the group are gone (Redis lost its data): nobody to remove
 
     async def touch(self, consumer: str, ref: str) -> None:
         """Reset the idle time of an entry this consumer is still working on."""
