@@ -49,8 +49,8 @@ MONGO_BUDGET = 2.2  # server selection gives up after 2 s; replies must come wit
 #: message after the window tries with the whole budget again.
 MONGO_DOWN_WINDOW = 5.0
 MONGO_DOWN_BUDGET = 0.3
-#: Seconds from a message's arrival by which its MongoDB calls must be over,
-#: whatever else it waited for (a frozen Redis's 1 s, then a frozen MongoDB's
+#: Seconds from a message's arrival by which its MongoDB calls must be over
+#: when Redis failed it first (a frozen Redis's 1 s, then a frozen MongoDB's
 #: whole budget, took 3.3 s): the reply must come within 3 s.
 MONGO_DONE_WITHIN = 2.7
 #: Seconds a reply whose gate script timed out is kept to store once Redis answers again.
@@ -146,8 +146,11 @@ class Conversation:
                 state_unknown = True
         chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router, state_unknown=state_unknown)
         now = asyncio.get_running_loop().time()
-        full = MONGO_DOWN_BUDGET if now - self._mongo_failed_at < MONGO_DOWN_WINDOW else MONGO_BUDGET
-        budget = max(MONGO_DOWN_BUDGET, min(full, MONGO_DONE_WITHIN - (now - arrived)))
+        budget = MONGO_DOWN_BUDGET if now - self._mongo_failed_at < MONGO_DOWN_WINDOW else MONGO_BUDGET
+        if opening.redis_down:
+            # The gate lost its time to a frozen Redis (not to a lock held by
+            # the user's previous message, which is no sign of trouble).
+            budget = max(MONGO_DOWN_BUDGET, min(budget, MONGO_DONE_WITHIN - (now - arrived)))
         try:
             # One budget for every MongoDB call of this message: with the
             # database down, the first call uses it up and the rest fail at
@@ -157,7 +160,7 @@ class Conversation:
         except BotError as exc:
             return Reply(exc.message)
         except MongoUnavailable as exc:
-            if full == MONGO_BUDGET and isinstance(exc, ConnectionFailure):
+            if budget == MONGO_BUDGET and isinstance(exc, ConnectionFailure):
                 self._mongo_failed_at = asyncio.get_running_loop().time()
             log.exception("MongoDB unavailable while handling %s", inbound.dedupe_key)
             return Reply(texts.STORAGE_DOWN)

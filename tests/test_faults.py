@@ -440,6 +440,39 @@ async def test_redis_and_mongo_frozen_together_still_answer_within_3_seconds(mak
         nx.thaw()
 
 
+async def test_a_message_that_waited_for_the_users_lock_keeps_its_whole_budget(make_service, backing, monkeypatch,
+                                                                                nx):
+    # The 2.7 s end of MongoDB time counted the wait for the user's previous
+    # message: a query then 0.5 s slow (a healthy, busy database) failed, and
+    # opened the "database down" window for every user's next 5 s.
+    from bot.replies import Reply
+    from bot.router import Router
+
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    router = Router()
+    holder = {}
+
+    @router.command("慢")
+    async def slow(chat):
+        await asyncio.sleep(2.6)
+        return Reply("慢完了")
+
+    @router.command("查")
+    async def query(chat):
+        nx.freeze()
+        asyncio.get_running_loop().call_later(0.5, nx.thaw)
+        await holder["svc"].runtime.db["probe"].find_one({})
+        return Reply("查到了")
+
+    svc = holder["svc"] = await make_service(router=router)
+    first = asyncio.create_task(svc.wechat.ask("o-lk-a", "慢"))
+    await asyncio.sleep(0.1)
+    assert await svc.wechat.ask("o-lk-a", "查") == "查到了"  # waited 2.5 s for the lock, then a slow query
+    assert await first == "慢完了"
+    await asyncio.sleep(0.6)
+    assert await svc.wechat.ask("o-lk-b", "查") == "查到了"  # no "database down" window opened
+
+
 async def test_a_deferred_follow_never_overwrites_a_later_one(make_service):
     # An unfollow kept through an outage, then a follow recorded by another
     # process: writing the kept unfollow afterwards made the user a non-follower.
