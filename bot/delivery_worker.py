@@ -242,7 +242,7 @@ class DeliveryWorker:
             # Perhaps the last batch (of its stream: a small notice is done long
             # before the broadcasts queued beside it): check completion (upkeep catches a race).
             await deps.broadcasts.finish_if_complete(notice_id)
-        if not unresolved and not batch.left:
+        if not unresolved and not batch.left and not batch.lost:
             await deps.queue.ack(entry_id)
 
     async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str]) -> None:
@@ -258,6 +258,7 @@ class DeliveryWorker:
                 # Only those this batch still holds: a worker that stalled may
                 # have lost some to another, which sent them.
                 held = await deps.journal.held(notice.id, todo[start:], batch.token)
+                batch.lost = batch.lost or len(held) < len(todo) - start
                 batch.outcomes.update({o: {"status": "skipped", "reason": "cancelled"} for o in held})
                 break
             if current.status != "sending" or self._stop.is_set():
@@ -361,6 +362,7 @@ class DeliveryWorker:
         # these (marked before the wait, they were recorded as interrupted).
         ours = await deps.journal.attempt(notice.id, list(channels), batch.token)
         if len(ours) < len(channels):
+            batch.lost = True
             # This worker stalled (frozen, starved) past the stale time and another
             # took those recipients over: it sends them, not this one.
             log.warning("notice %s: %d recipients were taken over while this worker stalled; left to their taker",
@@ -429,7 +431,9 @@ class DeliveryWorker:
             else:
                 targets.append(openid)
         if len(targets) > 1:
-            targets = await deps.journal.attempt(notice.id, targets, batch.token)  # as in _deliver
+            ours = await deps.journal.attempt(notice.id, targets, batch.token)  # as in _deliver
+            batch.lost = batch.lost or len(ours) < len(targets)
+            targets = ours
         if len(targets) == 1:  # WeChat's mass send needs at least two recipients
             batch.outcomes.update(await self._deliver(batch, notice, targets, followers, {}, {}))
         if len(targets) <= 1:
@@ -463,6 +467,10 @@ class _Batch:
         self.outcomes: dict[str, dict] = {}
         self.claimed: list[str] = []
         self.left = False  # recipients left to the next worker (this one is stopping)
+        #: Some recipients were taken over while this worker stalled: the entry
+        #: is the taker's to acknowledge (acknowledged here, it would be gone
+        #: were the taker to die before finishing).
+        self.lost = False
         self._flushed = time.monotonic()
 
     @contextlib.asynccontextmanager

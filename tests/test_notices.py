@@ -571,11 +571,15 @@ async def test_a_worker_that_stalled_past_the_takeover_sends_none_of_what_was_ta
         return await acquire(count)
 
     limiter.acquire = stall_then_acquire
+    entries = [e for e, _ in await rt.redis.xrange(rt.broadcasts.queue._streams["u"])]
+    assert len(entries) == 1
     with caplog.at_level(logging.ERROR):
         await worker.run_until_idle(timeout=3)
     assert await emulator.messages() == []  # the other worker sends them, not this one
     assert await rt.journal.read(notice, openids) == {}
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a window left empty is no failure
+    # Its batch is the taker's now: left for it to acknowledge (gone, were the taker to die).
+    assert [e for e, _ in await rt.redis.xrange(rt.broadcasts.queue._streams["u"])] == entries
 
 
 async def test_a_worker_that_stalled_before_a_cancel_leaves_what_another_sent_as_sent(make_service, emulator):
