@@ -19,6 +19,7 @@ from storage.notices import CATEGORIES
 
 AUDIENCES = {"all": "所有关注者", "merchants": "商家（可按状态）", "consented_any_version": "曾同意协议的用户",
              "openids": "指定 openid"}
+
 #: A broadcast's pages and controls count, skip or queue its whole audience
 #: (seconds at 100,000 recipients on the embedded database).
 BROADCAST_BUDGET = 30.0
