@@ -68,6 +68,10 @@ BACKOFF = 0.5
 #: over (a little under the queue's reclaim time; live workers refresh their
 #: claims every second).
 STALE_CLAIM = dt.timedelta(milliseconds=RECLAIM_IDLE_MS - 1500)
+#: Seconds a batch whose recipients another batch holds waits for them to be
+#: finished before leaving its entry to come round again (after RECLAIM_IDLE_MS):
+#: the same recipients are in two entries at once after a resume.
+HOLDER_WAIT = 2.0
 #: Seconds between a batch's heartbeats (well under STALE_CLAIM).
 BEAT = 1.0
 #: Outcomes reach MongoDB at the end of a batch, or sooner when a slow batch
@@ -238,12 +242,27 @@ class DeliveryWorker:
             todo, unresolved = await self._claim(batch, openids)
             if todo:
                 await self._send_batch(batch, notice, todo)
+        if unresolved:
+            unresolved = not await self._finished_soon(notice_id, batch.busy)
         if await deps.queue.backlog(of=entry_id) <= 1:
             # Perhaps the last batch (of its stream: a small notice is done long
             # before the broadcasts queued beside it): check completion (upkeep catches a race).
             await deps.broadcasts.finish_if_complete(notice_id)
         if not unresolved and not batch.left and not batch.lost:
             await deps.queue.ack(entry_id)
+
+    async def _finished_soon(self, notice_id: str, openids: list[str]) -> bool:
+        """Whether ``openids``, held by another batch, are all finished within
+        :data:`HOLDER_WAIT` seconds (this worker not stopping meanwhile)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HOLDER_WAIT
+        while True:
+            statuses = await self.deps.deliveries.statuses(notice_id, openids)
+            if all(statuses.get(openid) not in UNFINISHED for openid in openids):
+                return True
+            if loop.time() >= deadline or self._stop.is_set():
+                return False
+            await asyncio.sleep(0.25)
 
     async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str]) -> None:
         deps = self.deps
@@ -293,6 +312,7 @@ class DeliveryWorker:
         now = deps.clock()
         codes = await deps.journal.claim(notice_id, openids, batch.token, epoch_ms(now), epoch_ms(now - STALE_CLAIM))
         ours = [o for o in openids if codes[o] != BUSY]
+        batch.busy = [o for o in openids if codes[o] == BUSY]
         statuses = await deps.deliveries.statuses(notice_id, ours)
         marks = await deps.journal.read(notice_id, ours)
         todo: list[str] = []
@@ -466,6 +486,7 @@ class _Batch:
         self.token = token
         self.outcomes: dict[str, dict] = {}
         self.claimed: list[str] = []
+        self.busy: list[str] = []  # recipients another batch holds
         self.left = False  # recipients left to the next worker (this one is stopping)
         #: Some recipients were taken over while this worker stalled: the entry
         #: is the taker's to acknowledge (acknowledged here, it would be gone

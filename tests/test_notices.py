@@ -444,6 +444,23 @@ async def test_the_rate_leaves_out_the_time_a_job_was_paused(make_service, clock
     assert done.notice.status == "done" and done.rate == 10.0  # 40 in the 4 s it was sending
 
 
+async def test_a_pause_and_resume_before_any_worker_costs_no_takeover_wait(svc, emulator):
+    # Resume queued the recipients again beside their entries still waiting: the
+    # second entry found them held by the first and waited 5 s for a takeover.
+    rt = svc.runtime
+    openids = [f"o-pr{i}" for i in range(5)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    await rt.broadcasts.pause(notice)
+    await rt.broadcasts.resume(notice)
+    started = time.monotonic()
+    await rt.worker(concurrency=4).run_until_idle(timeout=15)
+    assert (await rt.broadcasts.progress(notice)).notice.status == "done"
+    assert time.monotonic() - started < 3.0
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert sorted(counts) == openids and max(counts.values()) == 1
+
+
 async def test_pause_resume_and_cancel(make_service, emulator):
     svc = await make_service(notice_rate=20)
     openids = [f"o-p{i:03d}" for i in range(120)]
