@@ -239,11 +239,11 @@ class DeliveryWorker:
         self._notice_cache[notice_id] = (asyncio.get_running_loop().time(), notice)
         batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex, keep=keep)
         async with batch.kept_alive():
-            todo, unresolved = await self._claim(batch, openids)
+            todo = await self._claim(batch, openids)
             if todo:
                 await self._send_batch(batch, notice, todo)
-        if unresolved:
-            unresolved = not await self._finished_soon(notice_id, batch.busy)
+        # Recipients a live worker holds: the batch comes round again until they are finished.
+        unresolved = bool(batch.busy) and not await self._finished_soon(notice_id, batch.busy)
         if await deps.queue.backlog(of=entry_id) <= 1:
             # Perhaps the last batch (of its stream: a small notice is done long
             # before the broadcasts queued beside it): check completion (upkeep catches a race).
@@ -294,10 +294,9 @@ class DeliveryWorker:
             await batch.flush(every=FLUSH_EVERY)
         await batch.flush()
 
-    async def _claim(self, batch: "_Batch", openids: list[str]) -> tuple[list[str], bool]:
-        """Claim the batch's recipients; returns those to send, and whether a
-        live worker holds some of them (the batch then comes round again until
-        they are finished).
+    async def _claim(self, batch: "_Batch", openids: list[str]) -> list[str]:
+        """Claim the batch's recipients; returns those to send. Those a live
+        worker holds are left in ``batch.busy``.
 
         Claim first, read second: nobody else finishes a recipient claimed
         here, so its record tells whether it is still to do. For one still
@@ -333,7 +332,7 @@ class DeliveryWorker:
             await deps.broadcasts.record_outcomes(notice_id, outcomes, now)
         await deps.journal.forget(notice_id, finished + list(outcomes), batch.token)
         batch.claimed = todo
-        return todo, len(ours) < len(openids)
+        return todo
 
     async def _current(self, notice_id: str) -> Notice:
         """The notice, re-read at most twice a second (to notice pause and cancel)."""

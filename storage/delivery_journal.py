@@ -77,33 +77,21 @@ return 1
 """
 
 
-# KEYS[1] claims, KEYS[2] journal; ARGV: token, ttl, openids…
-# Marks ``attempt`` on the recipients whose claim is still the token's, and
-# returns them: a worker that stalled (frozen, starved) past the stale time may
+# KEYS[1] claims, KEYS[2] journal; ARGV: token, ttl ('' to mark nothing), openids…
+# The recipients whose claim is still the token's, each marked ``attempt``
+# given a ttl: a worker that stalled (frozen, starved) past the stale time may
 # have lost some to another worker, which sends those itself.
-_ATTEMPT = """
+_OURS = """
 local prefix = ARGV[1] .. ':'
 local ours = {}
 for i = 3, #ARGV do
   local held = redis.call('HGET', KEYS[1], ARGV[i])
   if held and string.sub(held, 1, #prefix) == prefix then
-    redis.call('HSET', KEYS[2], ARGV[i], 'attempt')
+    if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], 'attempt') end
     ours[#ours + 1] = ARGV[i]
   end
 end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return ours
-"""
-
-
-# KEYS[1] claims; ARGV: token, openids… Those whose claim is the token's.
-_HELD = """
-local prefix = ARGV[1] .. ':'
-local ours = {}
-for i = 2, #ARGV do
-  local held = redis.call('HGET', KEYS[1], ARGV[i])
-  if held and string.sub(held, 1, #prefix) == prefix then ours[#ours + 1] = ARGV[i] end
-end
+if ARGV[2] ~= '' and #ours > 0 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 return ours
 """
 
@@ -138,8 +126,7 @@ class DeliveryJournal:
         self._redis = redis
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
-        self._attempt = redis.register_script(_ATTEMPT)
-        self._held = redis.register_script(_HELD)
+        self._ours = redis.register_script(_OURS)
         self._forget = redis.register_script(_FORGET)
 
     async def claim(self, notice_id: str, openids: list[str], token: str, now_ms: int, stale_ms: int) -> dict[str, int]:
@@ -163,7 +150,7 @@ class DeliveryJournal:
 
     async def claimed_openids(self, notice_id: str) -> list[str]:
         """The recipients of the notice some worker (live or dead) has claimed."""
-        return [o.decode() if isinstance(o, bytes) else o for o in await self._redis.hkeys(claims_key(notice_id))]
+        return await self._redis.hkeys(claims_key(notice_id))
 
     async def claimed(self, notice_id: str) -> int:
         """How many recipients of the notice are claimed right now."""
@@ -172,16 +159,17 @@ class DeliveryJournal:
     async def attempt(self, notice_id: str, openids: list[str], token: str) -> list[str]:
         """Mark those of ``openids`` whose claim ``token`` still holds as about
         to be sent, and return them (in order): only those may be sent."""
-        if not openids:
-            return []
-        ours = await self._attempt(keys=[claims_key(notice_id), journal_key(notice_id)], args=[token, TTL, *openids])
-        return _in_order(openids, ours)
+        return await self._held_by(notice_id, openids, token, TTL)
 
     async def held(self, notice_id: str, openids: list[str], token: str) -> list[str]:
         """Those of ``openids`` whose claim ``token`` still holds (in order)."""
+        return await self._held_by(notice_id, openids, token, "")
+
+    async def _held_by(self, notice_id: str, openids: list[str], token: str, mark_ttl: int | str) -> list[str]:
         if not openids:
             return []
-        return _in_order(openids, await self._held(keys=[claims_key(notice_id)], args=[token, *openids]))
+        ours = set(await self._ours(keys=[claims_key(notice_id), journal_key(notice_id)], args=[token, mark_ttl, *openids]))
+        return [o for o in openids if o in ours]
 
     async def record(self, notice_id: str, outcomes: dict[str, dict]) -> None:
         """The outcome of each send (``openid -> fields``)."""
@@ -202,18 +190,11 @@ class DeliveryJournal:
                 found[openid] = ATTEMPT if value == ATTEMPT else json.loads(value)
         return found
 
-    async def forget(self, notice_id: str, openids: list[str], token: str | None = None) -> None:
+    async def forget(self, notice_id: str, openids: list[str], token: str) -> None:
         """Drop claims and journal entries of recipients whose outcome MongoDB
-        has; with ``token``, only of those whose claim is still the token's."""
-        if not openids:
-            return
-        if token is not None:
+        has, of those whose claim is still the token's."""
+        if openids:
             await self._forget(keys=[claims_key(notice_id), journal_key(notice_id)], args=[token, *openids])
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(journal_key(notice_id), *openids)
-            pipe.hdel(claims_key(notice_id), *openids)
-            await pipe.execute()
 
     async def keep_report(self, msgid: int, status: str) -> None:
         """Hold WeChat's report on template message ``msgid`` until its outcome is written."""
@@ -229,8 +210,3 @@ class DeliveryJournal:
             values = await pipe.execute()
         return {m: v for m, v in zip(msgids, values) if v is not None}
 
-
-def _in_order(openids: list[str], found) -> list[str]:
-    """``openids`` that a script returned (as bytes or text), in their order."""
-    chosen = {o.decode() if isinstance(o, bytes) else o for o in found}
-    return [o for o in openids if o in chosen]

@@ -551,7 +551,7 @@ async def test_a_recipient_a_live_worker_holds_is_left_to_it(svc, emulator):
 
     # The holder finishes its recipient; the batch, reclaimed, finds nothing left to send.
     await rt.deliveries.finish_many(notice, {"o-held": {"status": "sent", "channel": "custom"}}, rt.clock())
-    await rt.journal.forget(notice, ["o-held"])
+    await rt.journal.forget(notice, ["o-held"], "live-worker")
     await run_worker(svc)
     assert [m["touser"] for m in await emulator.messages()] == ["o-free"]
     progress = await rt.broadcasts.progress(notice)
