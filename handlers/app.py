@@ -19,7 +19,7 @@ from handlers import admin, api, simulator
 from handlers.base import NotFoundHandler
 from handlers.export import ExportHandler
 from handlers.health import HealthHandler, IndexHandler
-from handlers.wechat import WeChatHandler
+from handlers.wechat import PushDelegate, WeChatHandler
 from service.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +39,14 @@ class ServiceApp(tornado.web.Application):
     def in_flight(self) -> int:
         return len(self._answering)
 
-    def get_handler_delegate(self, request: httputil.HTTPServerRequest, *args: Any, **kwargs: Any):
+    def get_handler_delegate(self, request: httputil.HTTPServerRequest, target_class: type[tornado.web.RequestHandler],
+                             target_kwargs: dict[str, Any] | None = None, *args: Any, **kwargs: Any):
         if _declared_length(request) > MAX_REQUEST_BODY:
             return _TooLarge(request)
         self._answering.add(request)
-        return _Counted(super().get_handler_delegate(request, *args, **kwargs), self, request)
+        if target_class is WeChatHandler and request.method == "POST":
+            return PushDelegate(self, request, **(target_kwargs or {}))  # the hot path (handlers.wechat)
+        return _Counted(super().get_handler_delegate(request, target_class, target_kwargs, *args, **kwargs), self, request)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self.done(handler.request)  # called when each request finishes

@@ -26,6 +26,26 @@ _MESSAGES = {
 
 T = TypeVar("T")
 
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as a JSON body (UTF-8, Chinese unescaped)."""
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it, still JSON
+        return json.dumps(data).encode("ascii")
+
+
+def error_message(status: int) -> tuple[str, str]:
+    """The ``(code, message)`` of an error body for an HTTP status alone."""
+    try:
+        code = HTTPStatus(status).phrase.lower().replace(" ", "_")
+    except ValueError:
+        code = "error"
+    return code, _MESSAGES.get(status, "请求失败")
+
 #: The entry points of a request that :func:`budget_requests` wraps.
 _ENTRY_POINTS = ("prepare", "get", "post", "put", "delete", "patch")
 
@@ -71,10 +91,12 @@ async def each_within_budget(items: AsyncIterable[T], seconds: float) -> AsyncIt
 
 
 def allowed_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
-    """The HTTP methods ``handler`` implements."""
+    """The HTTP methods ``handler`` implements, and those it names in
+    ``delegated_methods`` (answered by a delegate of their own)."""
     base = tornado.web.RequestHandler
+    delegated = getattr(handler, "delegated_methods", ())
     return [m for m in handler.SUPPORTED_METHODS
-            if getattr(handler, m.lower(), None) is not getattr(base, m.lower(), None)]
+            if m in delegated or getattr(handler, m.lower(), None) is not getattr(base, m.lower(), None)]
 
 
 def name_allowed_methods(handler: tornado.web.RequestHandler, status_code: int) -> None:
@@ -110,13 +132,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.write_json({"error": {"code": code, "message": message}})
 
     def write_json(self, data: Any) -> None:
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        text = json.dumps(data, ensure_ascii=False)
-        try:
-            body = text.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it, still JSON
-            body = json.dumps(data).encode("ascii")
-        self.finish(body)
+        self.set_header("Content-Type", JSON_TYPE)
+        self.finish(json_bytes(data))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         name_allowed_methods(self, status_code)
@@ -125,11 +142,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_status(exc.status)
             self.write_json({"error": {"code": exc.code, "message": exc.message}})
             return
-        try:
-            code = HTTPStatus(status_code).phrase.lower().replace(" ", "_")
-        except ValueError:
-            code = "error"
-        message = _MESSAGES.get(status_code, "请求失败")
+        code, message = error_message(status_code)
         self.write_json({"error": {"code": code, "message": message}})
 
 

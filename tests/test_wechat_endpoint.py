@@ -476,3 +476,73 @@ async def test_messages_of_one_user_are_handled_one_at_a_time(make_service):
     started = time.monotonic()
     await asyncio.gather(*(svc.wechat.ask(f"o-par{i}", "x") for i in range(3)))
     assert time.monotonic() - started < 0.55
+
+
+# -- the push endpoint's own HTTP handling (handlers.wechat.PushDelegate) -----
+
+
+def raw_push(svc, xml: str) -> bytes:
+    query, body = svc.wechat.envelope(xml, "plain")
+    data = body.encode("utf-8")
+    return b"POST /wechat?%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (urlencode(query).encode(), len(data), data)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    status, *lines = head.decode("latin-1").strip().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 10)
+    return status.encode(), headers, body
+
+
+async def test_pushes_share_a_keep_alive_connection_with_proper_headers(service):
+    host, port = service.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for i in range(2):
+            writer.write(raw_push(service, text_xml("o-keepalive", "帮助", msg_id=778100 + i)))
+            status, headers, body = await read_response(reader)
+            assert status.startswith(b"HTTP/1.1 200 "), status
+            assert headers["content-type"] == "application/xml; charset=utf-8"
+            assert "date" in headers
+            assert texts.HELP.split("\n")[0].encode() in body
+        writer.write(raw_push(service, "<xml>broken"))
+        status, headers, body = await read_response(reader)
+        assert status.startswith(b"HTTP/1.1 400 ")
+        assert headers["content-type"].startswith("application/json")
+        assert json.loads(body)["error"]["code"] == "bad_xml"
+    finally:
+        writer.close()
+    put = await fetch(service.url + "/wechat", method="PUT", body="x")
+    assert put.code == 405 and put.headers["Allow"] == "GET, POST"
+
+
+async def test_a_push_whose_sender_hangs_up_is_still_handled(make_service):
+    # The user's message was received: hanging up must not undo it (a 同意
+    # is recorded all the same), and the shutdown's drain must not count it
+    # for ever. WeChat's retry of it then gets the stored reply.
+    router, calls = counting_router(delay=0.3)
+    svc = await make_service(router=router)
+    app = svc.server.request_callback
+    host, port = svc.url.removeprefix("http://").split(":")
+    xml = text_xml("o-hangup", "你好", msg_id=778200)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(raw_push(svc, xml))
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    assert app.in_flight == 1
+    writer.close()
+    # A body cut off half-way is never answered, and not counted either.
+    reader2, writer2 = await asyncio.open_connection(host, int(port))
+    writer2.write(raw_push(svc, text_xml("o-hangup2", "你好"))[:-10])
+    await writer2.drain()
+    await asyncio.sleep(0.1)
+    writer2.close()
+    for _ in range(100):
+        if calls and app.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert calls == ["你好"] and app.in_flight == 0
+    retry = await svc.wechat.post(xml)
+    assert svc.wechat.reply(retry)["Content"] == "收到：你好"
+    assert calls == ["你好"]
