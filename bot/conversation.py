@@ -106,15 +106,13 @@ class Conversation:
             return from_dict(stored) if stored else None
 
         task = asyncio.create_task(self._handle_opened(inbound, opening, arrived))
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(task), self.deadline)
-        except TimeoutError:
+        if not await _finished_within(task, self.deadline):
             log.warning("no reply within %.1f s for %s; answering later", self.deadline, delivery)
             self._spawn(self._deliver_late(inbound.openid, task, opening))
             # Retries get "success" too; the lock stays with the late handler.
             await self._finish(delivery, None, inbound.openid, opening, release=False)
             return None
-        passive, rest = _split(reply)
+        passive, rest = _split(task.result())
         if rest:
             self._spawn(self._send_texts(inbound.openid, rest))
         await self._finish(delivery, passive, inbound.openid, opening)
@@ -278,3 +276,25 @@ def _split(reply: Reply | None) -> tuple[Reply | None, list[str]]:
         return reply, []
     pieces = split_text(reply.text, suffix=texts.CONTINUED)
     return Reply(pieces[0]), pieces[1:]
+
+
+async def _finished_within(task: asyncio.Task, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``task``; whether it finished. The task runs
+    on either way, also when the caller is cancelled (``wait_for(shield(task))``
+    does the same with two more futures and a timeout context per message:
+    3 % of the webhook's CPU, ``bench/RESULTS.md``)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(seconds, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()

@@ -89,17 +89,14 @@ class Endpoint:
         if len(body) > MAX_BODY:
             raise ProtocolError(413, "too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        push = {"push_nonce": f"{query.get('timestamp', '')}:{query.get('nonce', '')}",
+                "push_digest": hashlib.sha1(body).hexdigest()}
         if encrypted:
-            inbound = self._open_encrypted(query, body)
+            inbound = self._open_encrypted(query, body, push)
         else:
             self._check_query_signature(query)
             self._check_fresh(query)
-            inbound = parse(body)
-        inbound = dataclasses.replace(
-            inbound,
-            push_nonce=f"{query.get('timestamp', '')}:{query.get('nonce', '')}",
-            push_digest=hashlib.sha1(body).hexdigest(),
-        )
+            inbound = parse(body, **push)
         return Opened(inbound, encrypted=encrypted)
 
     def seal(self, reply: Reply | None, opened: Opened, query: Mapping[str, str]) -> str:
@@ -130,7 +127,7 @@ class Endpoint:
         except InvalidSignatureException:
             raise _forbidden() from None
 
-    def _open_encrypted(self, query: Mapping[str, str], body: bytes) -> Inbound:
+    def _open_encrypted(self, query: Mapping[str, str], body: bytes, push: dict[str, str]) -> Inbound:
         if self._crypto is None:
             raise ProtocolError(400, "aes_not_configured", "收到加密消息，但服务未配置 EncodingAESKey")
         if "signature" in query:
@@ -149,7 +146,7 @@ class Endpoint:
         except Exception:  # noqa: BLE001 - bad padding, wrong AppID, bad base64 …
             raise ProtocolError(400, "bad_ciphertext", "无法解密消息") from None
         self._check_fresh(query)
-        return parse(plain.encode("utf-8") if isinstance(plain, str) else plain)
+        return parse(plain.encode("utf-8") if isinstance(plain, str) else plain, **push)
 
 
 def _text(body: bytes) -> str:
@@ -194,8 +191,9 @@ def _parse_xml(body: bytes) -> dict:
     return fields
 
 
-def parse(body: bytes) -> Inbound:
-    """Parse a plaintext push into an :class:`Inbound`. Raises :class:`ProtocolError`."""
+def parse(body: bytes, push_nonce: str = "", push_digest: str = "") -> Inbound:
+    """Parse a plaintext push into an :class:`Inbound` (``push_nonce`` and
+    ``push_digest``: see :meth:`Endpoint.open`). Raises :class:`ProtocolError`."""
     root = _parse_xml(body)
     for field in ("MsgType", "FromUserName", "CreateTime"):
         if not isinstance(root.get(field), str) or not root[field].strip():
@@ -229,4 +227,6 @@ def parse(body: bytes) -> Inbound:
         msg_id=raw.get("MsgId", "") if kind != "event" else "",
         known=known,
         raw=raw,
+        push_nonce=push_nonce,
+        push_digest=push_digest,
     )
