@@ -88,3 +88,39 @@ async def test_every_caller_hears_that_redis_is_unreachable(callers):
         assert all(isinstance(r, redis_store.RedisUnavailable) for r in results), results
     finally:
         await client.aclose()
+
+
+async def test_arguments_go_as_redis_py_sends_them(backing):
+    client = _client(backing.redis_url, f"batch-{uuid.uuid4().hex[:8]}")
+    try:
+        echo = ScriptBatch(client).script(ECHO)
+        sent = ["同意 ✓", b"raw", 42, -7, 1.5, ""]
+        results = await asyncio.gather(*(echo(keys=[f"wb:test:arg{i}"], args=[a]) for i, a in enumerate(sent)))
+        assert [r[1] for r in results] == ["同意 ✓", "raw", "42", "-7", "1.5", ""]
+        for bad in (None, True, ["a"]):
+            with pytest.raises(redis.DataError):
+                await echo(keys=["wb:test:bad"], args=[bad])
+        assert await echo(keys=["wb:test:after"], args=["ok"]) == ["wb:test:after", "ok"]
+    finally:
+        await client.aclose()
+
+
+async def test_a_call_that_timed_out_leaves_no_reply_behind_for_the_next(backing):
+    # The server answers a timed-out call later: read by the next call on the
+    # same connection, it would hand every later caller its neighbour's reply.
+    # (Closed, the connection takes the late call with it.)
+    client = _client(backing.redis_url, f"batch-{uuid.uuid4().hex[:8]}")  # socket_timeout 1 s
+    admin = redis_store.connect(backing.redis_url)
+    try:
+        echo = ScriptBatch(client).script(ECHO)
+        await echo(keys=["wb:test:warm"], args=["warm"])  # loaded
+        await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        with pytest.raises(redis_store.RedisUnavailable):
+            await echo(keys=["wb:test:late"], args=["late"])
+        await asyncio.sleep(1.0)  # the pause ends; the late reply went to a connection now closed
+        results = await asyncio.gather(*(echo(keys=[f"wb:test:n{i}"], args=[str(i)]) for i in range(3)))
+        assert results == [[f"wb:test:n{i}", str(i)] for i in range(3)]
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+        await client.aclose()
