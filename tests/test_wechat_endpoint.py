@@ -443,6 +443,9 @@ async def test_service_without_token_says_so(make_service):
     response = await fetch(svc.url + "/wechat?signature=x&timestamp=1&nonce=1&echostr=e")
     assert response.code == 503
     assert error_of(response)["code"] == "not_configured"
+    pushed = await fetch(svc.url + "/wechat?signature=x&timestamp=1&nonce=1", method="POST", body=text_xml("o-x", "帮助"))
+    assert pushed.code == 503
+    assert error_of(pushed)["code"] == "not_configured"
 
 
 async def test_healthz_reports_each_service(service):
