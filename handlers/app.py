@@ -16,7 +16,7 @@ import tornado.web
 from tornado import httputil
 
 from handlers import admin, api, simulator
-from handlers.base import NotFoundHandler
+from handlers.base import NotFoundHandler, declared_length
 from handlers.export import ExportHandler
 from handlers.health import HealthHandler, IndexHandler
 from handlers.wechat import PushDelegate, WeChatHandler
@@ -41,7 +41,7 @@ class ServiceApp(tornado.web.Application):
 
     def get_handler_delegate(self, request: httputil.HTTPServerRequest, target_class: type[tornado.web.RequestHandler],
                              target_kwargs: dict[str, Any] | None = None, *args: Any, **kwargs: Any):
-        if _declared_length(request) > MAX_REQUEST_BODY:
+        if declared_length(request.headers) > MAX_REQUEST_BODY:
             return _TooLarge(request)
         self._answering.add(request)
         if target_class is WeChatHandler and request.method == "POST":
@@ -104,11 +104,6 @@ class _TooLarge(httputil.HTTPMessageDelegate):
         head = (b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json; charset=utf-8\r\n"
                 b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
         stream.write(head + body).add_done_callback(lambda _: stream.close())
-
-
-def _declared_length(request: httputil.HTTPServerRequest) -> int:
-    value = request.headers.get("Content-Length", "")
-    return int(value) if value.isdigit() else 0
 
 
 #: The largest request body read at all (the JSON API allows 16 KiB, /wechat

@@ -38,6 +38,14 @@ def json_bytes(data: Any) -> bytes:
         return json.dumps(data).encode("ascii")
 
 
+def declared_length(headers: Any) -> int:
+    """The body length a request's ``Content-Length`` declares; 0 when there is
+    none or it is no plain number (Tornado then refuses the request itself).
+    ASCII digits only: ``"²".isdigit()`` holds, and ``int("²")`` raises."""
+    value = headers.get("Content-Length", "")
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
 def error_message(status: int) -> tuple[str, str]:
     """The ``(code, message)`` of an error body for an HTTP status alone."""
     try:

@@ -24,7 +24,7 @@ from tornado import httputil
 from tornado.log import access_log
 
 from bot.errors import BotError
-from handlers.base import JSON_TYPE, BaseHandler, error_message, json_bytes
+from handlers.base import JSON_TYPE, BaseHandler, declared_length, error_message, json_bytes
 from service.runtime import Runtime
 from wechat.protocol import MAX_BODY, ProtocolError
 
@@ -102,10 +102,9 @@ class PushDelegate(httputil.HTTPMessageDelegate):
         request.connection.set_close_callback(self._on_close)
 
     def headers_received(self, start_line, headers) -> None:
-        declared = headers.get("Content-Length")
         if self._runtime.endpoint is None:
             self._refuse(_not_configured())
-        elif declared and declared.isdigit() and int(declared) > MAX_BODY:
+        elif declared_length(headers) > MAX_BODY:
             self._refuse(_too_large())
 
     def data_received(self, chunk: bytes) -> None:
@@ -139,9 +138,9 @@ class PushDelegate(httputil.HTTPMessageDelegate):
 
     def _refuse(self, exc: ProtocolError) -> None:
         # Answered at once, before the rest of any body; Tornado then closes
-        # the connection rather than read a body nobody wants.
+        # the connection rather than read a body nobody wants (and says so).
         self._refused = exc
-        self._error(exc.status, exc.code, exc.message)
+        self._error(exc.status, exc.code, exc.message, close=True)
 
     async def _answer(self, body: bytes) -> None:
         try:
@@ -149,19 +148,21 @@ class PushDelegate(httputil.HTTPMessageDelegate):
             endpoint = self._runtime.endpoint
             opened = endpoint.open(query, body)
             reply = await self._runtime.conversation.respond(opened.inbound)
-            sealed = endpoint.seal(reply, opened, query)
+            payload = endpoint.seal(reply, opened, query).encode("utf-8")
         except (ProtocolError, BotError) as exc:  # BotError: a replayed push, for one
             self._error(exc.status, exc.code, exc.message)
-        except Exception:  # noqa: BLE001 - logged whole; the client gets JSON, never a traceback
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - as RequestHandler: logged, JSON 500
             log.exception("Uncaught exception answering %s", self._summary())
             self._error(500, *error_message(500))
         else:
-            self._write(200, _XML_TYPE if sealed != "success" else _TEXT_TYPE, sealed.encode("utf-8"))
+            self._write(200, _TEXT_TYPE if payload == b"success" else _XML_TYPE, payload)
+        finally:
+            self._uncount()  # whatever happened above: never counted for ever
 
-    def _error(self, status: int, code: str, message: str) -> None:
-        self._write(status, JSON_TYPE, json_bytes({"error": {"code": code, "message": message}}))
+    def _error(self, status: int, code: str, message: str, close: bool = False) -> None:
+        self._write(status, JSON_TYPE, json_bytes({"error": {"code": code, "message": message}}), close)
 
-    def _write(self, status: int, content_type: str, body: bytes) -> None:
+    def _write(self, status: int, content_type: str, body: bytes, close: bool = False) -> None:
         if self._written:
             return
         self._written = True
@@ -170,6 +171,8 @@ class PushDelegate(httputil.HTTPMessageDelegate):
             headers["Content-Type"] = content_type
             headers["Content-Length"] = str(len(body))
             headers["Date"] = _date()
+            if close:
+                headers["Connection"] = "close"
             connection = self._request.connection
             reason = httputil.responses.get(status, "Unknown")
             connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, body)

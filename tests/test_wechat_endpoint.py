@@ -549,3 +549,49 @@ async def test_a_push_whose_sender_hangs_up_is_still_handled(make_service):
     retry = await svc.wechat.post(xml)
     assert svc.wechat.reply(retry)["Content"] == "收到：你好"
     assert calls == ["你好"]
+
+
+async def test_a_push_whose_handling_is_cancelled_gets_a_json_500_and_is_not_counted_for_ever(make_service):
+    # CancelledError is no Exception: it escaped the handler's error handling,
+    # the push was never answered, and every shutdown waited for it in vain.
+    router = Router()
+
+    @router.fallback
+    async def cancelled(chat):
+        raise asyncio.CancelledError()
+
+    svc = await make_service(router=router)
+    app = svc.server.request_callback
+    response = await svc.wechat.post(text_xml("o-cancel", "你好"))
+    assert response.code == 500
+    assert error_of(response)["code"] == "internal_server_error"
+    assert app.in_flight == 0
+    assert (await fetch(svc.url + "/healthz")).code == 200
+
+
+@pytest.mark.parametrize("path", ["/wechat", "/api/v1/terms"])
+async def test_a_content_length_that_is_no_plain_number_is_refused(service, path):
+    # "²" (0xB2 in Latin-1) passes str.isdigit(); int() refuses it. It raised
+    # before any handler ran: no answer at all, the connection just closed.
+    host, port = service.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n<xml/>" % path.encode())
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+
+
+async def test_a_push_refused_before_its_body_says_the_connection_closes(service):
+    host, port = service.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        query = urlencode(service.wechat.query())
+        writer.write(b"POST /wechat?%s HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n<xml>" % query.encode())
+        status, headers, body = await read_response(reader)
+    finally:
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "too_large"
