@@ -244,7 +244,7 @@ class DialogEngine:
     async def _choose(self, chat, dialog, word, answers, history) -> Reply:
         editable = [s for s in dialog.applicable(answers) if s.editable]
         chosen = None
-        if word.isdigit() and 1 <= int(word) <= len(editable):
+        if word.isdecimal() and 1 <= int(word) <= len(editable):  # isdigit takes "፩", which int() refuses
             chosen = editable[int(word) - 1]
         else:
             chosen = next((s for s in editable if normalize_command(s.label) == word), None)

@@ -632,7 +632,10 @@ async def test_reinstating_returns_to_the_status_the_suspension_interrupted(serv
 
 async def test_cancelling_a_profile_change_keeps_the_profile_and_control_words_are_no_answers(service):
     await register_enterprise(service, "o-amend")
-    await chat(service, "o-amend", "修改资料", "修改", "联系人")
+    await chat(service, "o-amend", "修改资料", "修改")
+    # "፩" is a digit to str.isdigit() and no number to int(): asked again, no fault.
+    assert "请回复 1 到 6 之间的编号" in await service.wechat.ask("o-amend", "፩")
+    await chat(service, "o-amend", "联系人")
     refused = await service.wechat.ask("o-amend", "确认")  # at the contact-name step
     assert "是操作指令，不能作为联系人" in refused
     cancelled = await service.wechat.ask("o-amend", "取消")

@@ -155,7 +155,7 @@ class NoticeComposeHandler(AdminHandler):
             if action == "send":
                 confirm = self.get_argument("confirm_size", "").strip()
                 notice_id = await self.console.send_notice(
-                    self.actor, form, int(confirm) if confirm.isdigit() else None, draft_id,
+                    self.actor, form, int(confirm) if confirm.isdecimal() else None, draft_id,
                     submit_token=self.text("submit_token", "", 64))
                 self.done(f"/admin/notices/{notice_id}", "通知已开始发送")
                 return
