@@ -71,10 +71,11 @@ class ScriptBatch:
         in order (an error reply is returned as its exception). What redis-py's
         pipeline does, without its command stack, response callbacks and
         reset: half of its CPU a call (``bench/RESULTS.md``)."""
+        packed = _packed(commands)  # a bad argument fails here, before a connection is taken
         pool = self._client.connection_pool
         connection = await pool.get_connection()
         try:
-            await connection.send_packed_command(_packed(commands), check_health=False)
+            await connection.send_packed_command(packed)
             results = []
             for _ in commands:
                 try:
