@@ -26,7 +26,7 @@ from tornado.log import access_log
 from bot.errors import BotError
 from handlers.base import JSON_TYPE, BaseHandler, declared_length, error_message, json_bytes
 from service.runtime import Runtime
-from wechat.protocol import MAX_BODY, ProtocolError
+from wechat.protocol import MAX_BODY, ProtocolError, too_large
 
 if TYPE_CHECKING:
     from handlers.app import ServiceApp
@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what Tornado's get_argument blanks
 _XML_TYPE = "application/xml; charset=utf-8"
 _TEXT_TYPE = "text/plain; charset=utf-8"
-
-
-def _too_large() -> ProtocolError:
-    return ProtocolError(413, "too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
 
 
 def _not_configured() -> ProtocolError:
@@ -95,7 +91,7 @@ class PushDelegate(httputil.HTTPMessageDelegate):
         self._runtime = runtime
         self._chunks: list[bytes] = []
         self._size = 0
-        self._refused: ProtocolError | None = None
+        self._refused = False  # answered before the body was read
         self._gone = False  # the connection closed
         self._written = False
         self._counted = True
@@ -105,20 +101,20 @@ class PushDelegate(httputil.HTTPMessageDelegate):
         if self._runtime.endpoint is None:
             self._refuse(_not_configured())
         elif declared_length(headers) > MAX_BODY:
-            self._refuse(_too_large())
+            self._refuse(too_large())
 
     def data_received(self, chunk: bytes) -> None:
-        if self._refused is not None:
+        if self._refused:
             return
         self._size += len(chunk)
         if self._size > MAX_BODY:
             self._chunks.clear()
-            self._refuse(_too_large())
+            self._refuse(too_large())
         else:
             self._chunks.append(chunk)
 
     def finish(self) -> None:
-        if self._refused is None:
+        if not self._refused:
             task = asyncio.ensure_future(self._answer(b"".join(self._chunks)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -139,7 +135,7 @@ class PushDelegate(httputil.HTTPMessageDelegate):
     def _refuse(self, exc: ProtocolError) -> None:
         # Answered at once, before the rest of any body; Tornado then closes
         # the connection rather than read a body nobody wants (and says so).
-        self._refused = exc
+        self._refused = True
         self._error(exc.status, exc.code, exc.message, close=True)
 
     async def _answer(self, body: bytes) -> None:

@@ -46,6 +46,11 @@ class ProtocolError(Exception):
         self.message = message
 
 
+def too_large() -> ProtocolError:
+    """The refusal of a body over :data:`MAX_BODY` (also said before it is read)."""
+    return ProtocolError(413, "too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
+
+
 def _forbidden() -> ProtocolError:
     return ProtocolError(403, "bad_signature", "签名校验失败")
 
@@ -87,7 +92,7 @@ class Endpoint:
         :data:`MAX_SKEW` seconds off is refused here.
         """
         if len(body) > MAX_BODY:
-            raise ProtocolError(413, "too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
+            raise too_large()
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
         push = {"push_nonce": f"{query.get('timestamp', '')}:{query.get('nonce', '')}",
                 "push_digest": hashlib.sha1(body).hexdigest()}
