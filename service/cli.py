@@ -192,10 +192,13 @@ def _bind(config: Config, reuse_port: bool = False) -> list[socket.socket]:
 DRAIN_SECONDS = 6.0
 
 #: Sending tasks of the worker inside ``serve``. Few: they share the event loop
-#: with /wechat, and bursts of replies from many sends in flight held up
-#: messages (p99 164 ms with 8 tasks, 26 ms with 2, same broadcast rate,
-#: which the database bounds). `wetoop-bot worker` processes run 8.
-IN_PROCESS_SENDERS = 2
+#: with /wechat, and bursts of replies from many sends in flight hold up
+#: messages. 4: with 2 the sending waited on its own round trips with a
+#: quarter of the 2 cores idle (1,025 msg/s); 4 fill them (1,261 msg/s,
+#: /wechat p99 28 ms); 6 and 8 send no faster and hold /wechat up longer
+#: (p99 39 and 46 ms; ``bench/RESULTS-broadcast.md``). `wetoop-bot worker`
+#: processes run 8.
+IN_PROCESS_SENDERS = 4
 
 
 async def _serve_until(
