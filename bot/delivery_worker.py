@@ -453,8 +453,11 @@ class DeliveryWorker:
             ours = await deps.journal.attempt(notice.id, targets, batch.token)  # as in _deliver
             batch.lost = batch.lost or len(ours) < len(targets)
             targets = ours
-        if len(targets) == 1:  # WeChat's mass send needs at least two recipients
-            batch.outcomes.update(await self._deliver(batch, notice, targets, followers, {}, {}))
+        if len(targets) == 1:
+            # WeChat's mass send needs at least two recipients: one goes as any
+            # other notice would (customer-service inside the 48 hours).
+            seen = await deps.activity.last_seen_many(targets)
+            batch.outcomes.update(await self._deliver(batch, notice, targets, followers, seen, opted_out))
         if len(targets) <= 1:
             return
         async def send() -> None:  # each try pays its turn in the shared rate

@@ -268,6 +268,21 @@ async def test_mass_send_on_request(svc, emulator):
     assert progress.skipped_by_reason == {"opted_out": 1, "no_channel": 1}
 
 
+async def test_a_mass_send_left_with_one_recipient_counts_their_latest_message(make_service, emulator, clock):
+    # WeChat's mass send needs two recipients: one left goes by customer-service
+    # message, under the same 48-hour rule as any other. The rule read only
+    # MongoDB's buffered last interaction, not the fresher mark the message
+    # wrote in Redis, and skipped a user who had just written as outside_48h.
+    svc = await make_service(clock=clock)
+    await svc.runtime.followers.subscribed("o-solo", clock.now - dt.timedelta(hours=50))
+    await svc.wechat.ask("o-solo", "帮助")  # inside the window now; MongoDB learns it only at the next flush
+    notice = await send(svc, category="other", channel="mass", audience={"type": "openids", "openids": ["o-solo"]})
+    await run_worker(svc)
+    assert await deliveries(svc, notice) == {"o-solo": "sent"}
+    [message] = await emulator.messages("o-solo")
+    assert message["msgtype"] == "text"
+
+
 async def test_a_mass_send_too_long_for_one_message_is_refused_up_front(svc, emulator):
     # A mass send is one message (not split like customer-service ones): WeChat
     # answered 45002 for every recipient of a 1,120-character body.
