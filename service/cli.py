@@ -22,6 +22,7 @@ import redis
 import tornado.netutil
 
 from bot.errors import BotError
+from bot.file_problems import os_problem
 from service import cli_admin, cli_data, cli_followers, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import (
     UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, positive_int, speak_chinese_in_argparse,
@@ -66,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wetoop-bot: MONGODB_URI 无法使用：{brief(exc)}", file=sys.stderr)
         return 2
     except MongoUnavailable as exc:
-        print(f"wetoop-bot: 无法连接 MongoDB：{brief(exc)}", file=sys.stderr)
+        print(f"wetoop-bot: 无法连接 MongoDB：服务器没有响应（未启动、被暂停或 MONGODB_URI 有误）。详情：{brief(exc)}", file=sys.stderr)
         return 1
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        print(f"wetoop-bot: 无法连接 Redis：{exc}", file=sys.stderr)
+        cause = "服务器没有响应（被暂停或过载）" if isinstance(exc, redis.TimeoutError) else "连接被拒绝或中断（未启动或 REDIS_URL 有误）"
+        print(f"wetoop-bot: 无法连接 Redis：{cause}。详情：{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -185,7 +187,7 @@ def _bind(config: Config, reuse_port: bool = False) -> list[socket.socket]:
                 probe.close()
         return tornado.netutil.bind_sockets(config.port, config.host, reuse_port=reuse_port)
     except OSError as exc:
-        raise UsageError(f"无法监听 {config.host}:{config.port}：{exc.strerror}") from None
+        raise UsageError(f"无法监听 {config.host}:{config.port}：{os_problem(exc)}") from None
 
 
 #: How long a stopping service lets requests in flight finish (WeChat waits 5 s for a reply).
@@ -270,7 +272,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         try:
             server = await serve_emulator(args.host, args.port, state)
         except OSError as exc:
-            raise UsageError(f"无法监听 {args.host}:{args.port}：{exc.strerror}") from None
+            raise UsageError(f"无法监听 {args.host}:{args.port}：{os_problem(exc)}") from None
         print(f"微信 API 模拟器已启动：http://{_display_host(args.host)}:{args.port}/", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

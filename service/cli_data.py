@@ -18,6 +18,7 @@ from bot import terms_diff
 from bot.agreement import CHINA, REASONS, parse_toml, typed_utc
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
+from bot.file_problems import os_problem
 from bot.spreadsheet import ExcelCsv
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
 from storage.consents import ACTIONS
@@ -114,7 +115,7 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
     try:
         text = args.file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"无法读取 {args.file}：{exc.strerror}") from None
+        raise UsageError(f"无法读取 {args.file}：{os_problem(exc)}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{args.file} 不是 UTF-8 编码的文本") from None
     draft = parse_toml(text)
@@ -164,7 +165,7 @@ def cmd_consents_export(args: argparse.Namespace) -> int:
     try:
         out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
     except OSError as exc:
-        raise UsageError(f"无法写入 {args.output}：{exc.strerror}") from None
+        raise UsageError(f"无法写入 {args.output}：{os_problem(exc)}") from None
 
     async def work(runtime):
         count = 0

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bot.file_problems import os_problem
 from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, check_audience, explain
 from service import supervisor
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
@@ -71,7 +72,7 @@ def parse_audience(text: str) -> dict:
             # utf-8-sig: Windows Notepad starts its UTF-8 files with a BOM.
             lines = Path(rest).read_text(encoding="utf-8-sig").splitlines()
         except OSError as exc:
-            raise UsageError(f"无法读取 openid 文件 {rest}：{exc.strerror}") from None
+            raise UsageError(f"无法读取 openid 文件 {rest}：{os_problem(exc)}") from None
         except UnicodeDecodeError:
             raise UsageError(f"openid 文件 {rest} 不是 UTF-8 编码的文本") from None
         audience = {"type": "openids", "openids": [line.strip() for line in lines if line.strip()]}

@@ -10,6 +10,7 @@ import unicodedata
 from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
+from bot.file_problems import os_problem
 from service.config import Config, load
 from storage.embedded import EmbeddedServers
 
@@ -195,7 +196,7 @@ def start_embedded(config: Config) -> EmbeddedServers:
         if exc.filename is None or not str(exc.filename).startswith(str(Path(config.data_dir).resolve())):
             raise  # not about the data directory (e.g. a server's binary)
         # Not writable, a file, under /proc, ...
-        raise UsageError(f"无法使用数据目录 {config.data_dir}：{exc.strerror or exc}（DATA_DIR 或 --data-dir）") from None
+        raise UsageError(f"无法使用数据目录 {config.data_dir}：{os_problem(exc)}（DATA_DIR 或 --data-dir）") from None
 
 
 def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable[T]]) -> T:  # noqa: F821

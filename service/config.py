@@ -9,6 +9,7 @@ CLI prints before exiting with code 2.
 from __future__ import annotations
 
 import base64
+import json
 import binascii
 import dataclasses
 import os
@@ -16,6 +17,8 @@ import tomllib
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
+
+from bot.file_problems import json_problem, os_problem
 
 #: WeChat's production API; ``WECHAT_API_BASE`` replaces it (the emulator in tests).
 DEFAULT_API_BASE = "https://api.weixin.qq.com"
@@ -115,7 +118,7 @@ def _read_toml(path: str) -> dict[str, str]:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"无法读取配置文件 {path}：{exc.strerror}") from exc
+        raise ConfigError(f"无法读取配置文件 {path}：{os_problem(exc)}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"配置文件 {path} 不是有效的 TOML：{exc}") from exc
     unknown = sorted(set(data) - set(KEYS))
@@ -219,8 +222,12 @@ def _check_templates(path: str) -> None:
     try:
         load_templates(path)  # which also checks every field's pattern
     except OSError as exc:
-        raise ConfigError(f"无法读取 NOTICE_TEMPLATES 文件 {path}：{exc.strerror}") from None
-    except ValueError as exc:  # json's errors are ValueErrors too
+        raise ConfigError(f"无法读取 NOTICE_TEMPLATES 文件 {path}：{os_problem(exc)}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"NOTICE_TEMPLATES 文件 {path} {json_problem(exc)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"NOTICE_TEMPLATES 文件 {path} 不是 UTF-8 编码的文本") from None
+    except ValueError as exc:  # the file's own rules (bot.notices.load_templates), in Chinese
         raise ConfigError(f"NOTICE_TEMPLATES 文件 {path} 有误：{exc}") from None
 
 

@@ -85,11 +85,14 @@ def test_invalid_configuration_exits_2_with_one_line(tmp_path, env, needle):
         ({"admin": {"template_id": "T", "fields": {"first": "{title"}}}, "格式有误"),
         ({"admin": {"fields": {}}}, "template_id"),
         ({"weather": {"template_id": "T"}}, "weather"),
+        ("not json", "第 1 行第 1 列"),  # was json's own English
+        (None, "文件或目录不存在"),  # was "No such file or directory"
     ],
 )
 def test_a_notice_template_that_could_not_be_filled_is_refused_at_start(tmp_path, templates, needle):
     path = tmp_path / "templates.json"
-    path.write_text(json.dumps(templates), encoding="utf-8")
+    if templates is not None:
+        path.write_text(templates if isinstance(templates, str) else json.dumps(templates), encoding="utf-8")
     result = run_cli("serve", "--data-dir", str(tmp_path), NOTICE_TEMPLATES=str(path))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -476,7 +479,7 @@ async def test_a_second_service_on_the_same_port_is_refused(tmp_path):
     try:
         await first.wait_healthy(f"http://127.0.0.1:{port}")
         second = run_cli("serve", "--processes", "2", **{**env, "DATA_DIR": str(tmp_path / "b")})
-        assert second.returncode == 2 and "无法监听" in second.stderr, second.stderr
+        assert second.returncode == 2 and "无法监听" in second.stderr and "端口已被占用" in second.stderr, second.stderr
         assert await first.stop(signal.SIGTERM) == 0
     finally:
         first.kill()
@@ -534,7 +537,7 @@ def test_redis_down_is_a_clear_message(backing):
             "created_at": dt.datetime.now(dt.timezone.utc), "created_by": "test",
         }, upsert=True)
     done = run_cli("notice", "status", notice_id, MONGODB_URI=backing.mongodb_uri, REDIS_URL="redis://127.0.0.1:9/0")
-    assert done.returncode == 1 and "无法连接 Redis" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1 and "无法连接 Redis：连接被拒绝" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_mongodb_down_is_one_line(backing):

@@ -120,11 +120,11 @@ def _audit_entries(data_dir) -> list[dict]:
     [
         (("terms", "show", "1999-01-01"), "没有版本"),
         (("terms", "diff", "2022-05-22", "nope"), "没有版本"),
-        (("terms", "publish", "/no/such/file.toml", "--effective-at", "now", "--reason", "legal"), "无法读取"),
+        (("terms", "publish", "/no/such/file.toml", "--effective-at", "now", "--reason", "legal"), "无法读取 /no/such/file.toml：文件或目录不存在"),
         (("terms", "publish", "/etc/hostname", "--effective-at", "now", "--reason", "legal"), "TOML"),
         (("consents", "export", "--since", "yesterday"), "ISO 8601"),
         (("consents", "export", "--since", "0001-01-01"), "超出范围"),
-        (("consents", "export", "--output", "/no/such/dir/consents.csv"), "无法写入"),
+        (("consents", "export", "--output", "/no/such/dir/consents.csv"), "无法写入 /no/such/dir/consents.csv：文件或目录不存在"),
         (("export", "--openid", "o-nobody"), "没有 openid 为 o-nobody 的用户"),
         (("export", "--openid", " "), "不能为空"),
     ],

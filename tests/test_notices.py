@@ -1070,6 +1070,11 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     ids.write_text("\ufeffo-c1\no-c2\n", encoding="utf-8")  # as Windows Notepad saves it
     bom = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{ids}")
     assert bom.returncode == 0, bom.stderr
+    # Why a file could not be read, in Chinese (the system's English ended the sentence).
+    for where, why in ((ids.parent / "missing.txt", "文件或目录不存在"), (ids.parent, "这是一个目录")):
+        unreadable = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{where}")
+        assert unreadable.returncode == 2 and why in unreadable.stderr, unreadable.stderr
+        assert "No such file" not in unreadable.stderr and "Is a directory" not in unreadable.stderr
     # A reader that goes away (`| head`) ends the command quietly.
     piped = subprocess.run(f"'{BIN}' notice status {notice_id} --json | true", shell=True, env=clean_env(**env),
                            capture_output=True, text=True, timeout=60)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.file_problems import json_problem, os_problem
+
 #: The menu pushed by ``wetoop-bot menu push`` and the demo.
 DEFAULT_MENU = Path(__file__).resolve().parent.parent / "data" / "menu.json"
 
@@ -24,9 +26,11 @@ def load_menu(path: str | Path = DEFAULT_MENU) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise MenuFileError(f"无法读取菜单文件 {path}：{exc.strerror}") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MenuFileError(f"菜单文件 {path} 不是有效的 JSON：{exc}") from None
+        raise MenuFileError(f"无法读取菜单文件 {path}：{os_problem(exc)}") from None
+    except UnicodeDecodeError:
+        raise MenuFileError(f"菜单文件 {path} 不是 UTF-8 编码的文本") from None
+    except json.JSONDecodeError as exc:
+        raise MenuFileError(f"菜单文件 {path} {json_problem(exc)}") from None
     buttons = data.get("button") if isinstance(data, dict) else None
     if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
         raise MenuFileError(f"菜单文件 {path} 需要 \"button\"：1 到 3 个一级菜单")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import BotError
+from bot.file_problems import os_problem
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "qa"
 FILES = ("lexicon.toml", "examples.toml", "settings.toml")
@@ -150,7 +151,7 @@ def _read(path: Path, required: bool) -> dict | None:
             raise QADataError(f"问答数据文件不存在：{path}") from None
         return None
     except OSError as exc:
-        raise QADataError(f"无法读取问答数据文件 {path}：{exc.strerror}") from None
+        raise QADataError(f"无法读取问答数据文件 {path}：{os_problem(exc)}") from None
     except UnicodeDecodeError:
         raise QADataError(f"问答数据文件 {path} 不是 UTF-8 编码的文本") from None
     try:

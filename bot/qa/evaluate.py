@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import BotError
+from bot.file_problems import json_problem, os_problem
 
 if TYPE_CHECKING:
     from bot.qa.engine import QA
@@ -50,7 +51,7 @@ def read_questions(path: Path) -> list[tuple[str, tuple[str, ...]]]:
     except IsADirectoryError:
         raise QuestionFileError(f"{path} 是目录，不是问题文件") from None
     except OSError as exc:
-        raise QuestionFileError(f"无法读取问题文件 {path}：{exc.strerror}") from None
+        raise QuestionFileError(f"无法读取问题文件 {path}：{os_problem(exc)}") from None
     except UnicodeDecodeError:
         raise QuestionFileError(f"问题文件 {path} 不是 UTF-8 编码的文本") from None
     out = []
@@ -62,7 +63,7 @@ def read_questions(path: Path) -> list[tuple[str, tuple[str, ...]]]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise QuestionFileError(f"{where} 不是有效的 JSON：{exc.msg}") from None
+            raise QuestionFileError(f"{where} {json_problem(exc)}") from None
         if not isinstance(item, dict):
             raise QuestionFileError(f'{where} 应为对象，例如 {{"q": "问题", "expected": ["4.1"]}}')
         q, expected = item.get("q"), item.get("expected")
