@@ -26,6 +26,7 @@ from storage.delivery_journal import DeliveryJournal
 from storage.followers import Followers
 from storage.merchants import Merchants
 from storage.notices import CATEGORIES, Notice, Notices
+from storage.redis_store import RedisUnavailable
 from storage.work_queue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,8 @@ class Progress:
     failed_by_code: dict
     rate: float
     eta_seconds: float | None
+    #: False while Redis, which knows the sends in flight, is unreachable: they count as pending.
+    in_flight_known: bool = True
 
     def to_json(self) -> dict:
         return {
@@ -164,6 +167,7 @@ class Progress:
             "failed_by_code": self.failed_by_code,
             "rate_per_second": round(self.rate, 1),
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
+            "in_flight_known": self.in_flight_known,
         }
 
 
@@ -398,8 +402,15 @@ class Broadcasts:
         notice = await self._get(notice_id)
         counts = await self.deliveries.counts(notice_id)
         by = counts["by_status"]
-        # Records stay pending in MongoDB while a worker sends them; Redis knows which.
-        claimed = min(by["pending"], await self._journal.claimed(notice_id))
+        # Records stay pending in MongoDB while a worker sends them; Redis knows
+        # which. Without Redis those in flight are counted as pending: the rest
+        # of the report is MongoDB's, and an admin checking on a broadcast
+        # during a Redis outage still gets it.
+        in_flight_known = True
+        try:
+            claimed = min(by["pending"], await self._journal.claimed(notice_id))
+        except RedisUnavailable:
+            claimed, in_flight_known = 0, False
         by["pending"] -= claimed
         by["sending"] += claimed
         now = self._clock()
@@ -430,6 +441,7 @@ class Broadcasts:
             failed_by_code=counts["failed_by_code"],
             rate=rate,
             eta_seconds=eta,
+            in_flight_known=in_flight_known,
         )
 
     async def template_result(self, msgid: int, status: str) -> None:

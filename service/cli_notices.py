@@ -128,6 +128,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"跳过 {data['skipped']}　待发送 {data['pending'] + data['sending']}\n"
         f"{'平均速度' if data['status'] == 'done' else '速度'}：{data['rate_per_second']} 条/秒　预计剩余：{eta}"
     )
+    if not data["in_flight_known"]:
+        print("（Redis 暂时无法连接：正在发送的数量无从得知，已计入待发送）")
     if data["skipped_by_reason"]:
         print("跳过原因：" + "，".join(f"{explain(SKIP_REASONS, k)} {v}" for k, v in data["skipped_by_reason"].items()))
     if data["failed_by_code"]:

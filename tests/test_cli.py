@@ -523,8 +523,10 @@ async def test_demo_prints_urls_and_answers(tmp_path):
         demo.kill()
 
 
-def test_redis_down_is_a_clear_message(backing):
-    """`notice status` reads who is being sent to from Redis: down, a one-line answer, not a traceback."""
+def test_redis_down_status_from_mongodb_and_send_a_clear_message(backing, tmp_path):
+    """`notice status` with Redis down reports MongoDB's counts (those in flight,
+    which Redis knows, as pending; it said only that Redis was down); a command
+    that needs Redis says so in one line, not a traceback."""
     import datetime as dt
 
     import pymongo
@@ -536,8 +538,17 @@ def test_redis_down_is_a_clear_message(backing):
             "audience": {"type": "all"}, "channel": "auto", "status": "sending", "total": 0, "planned": "yes",
             "created_at": dt.datetime.now(dt.timezone.utc), "created_by": "test",
         }, upsert=True)
-    done = run_cli("notice", "status", notice_id, MONGODB_URI=backing.mongodb_uri, REDIS_URL="redis://127.0.0.1:9/0")
-    assert done.returncode == 1 and "无法连接 Redis：连接被拒绝" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    dead = {"MONGODB_URI": backing.mongodb_uri, "REDIS_URL": "redis://127.0.0.1:9/0"}
+    status = run_cli("notice", "status", notice_id, **dead)
+    assert status.returncode == 0 and status.stderr == "", status.stderr
+    assert "发送中" in status.stdout and "Redis 暂时无法连接" in status.stdout, status.stdout
+    assert json.loads(run_cli("notice", "status", notice_id, "--json", **dead).stdout)["in_flight_known"] is False
+    ids = tmp_path / "ids.txt"
+    ids.write_text("o-a\no-b\n")
+    sent = run_cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{ids}", **dead)
+    assert sent.returncode == 1 and "无法连接 Redis：连接被拒绝" in sent.stderr and "Traceback" not in sent.stderr, sent.stderr
+    # The notice is stored and planned once Redis is back: the admin is told not to send it again.
+    assert "请勿重新发送" in sent.stderr
 
 
 def test_mongodb_down_is_one_line(backing):
