@@ -115,7 +115,14 @@ class Conversation:
         passive, rest = _split(task.result())
         if rest:
             self._spawn(self._send_texts(inbound.openid, rest))
-        await self._finish(delivery, passive, inbound.openid, opening)
+        # Answered before the reply is stored and the lock released, which
+        # only retries and the user's next message need: WeChat retries after
+        # 5 s without an answer (a retry meanwhile waits for the stored reply),
+        # and the user's next message comes only after this reply, when the
+        # finish is already on its way to Redis (one that overtakes it waits
+        # for the lock). The round trip saved was time every reply waited:
+        # 8-9 % more messages a second (bench/RESULTS.md).
+        self._finish_soon(delivery, passive, inbound.openid, opening)
         return passive
 
     async def _handle_opened(self, inbound: Inbound, opening: Opening, arrived: float) -> Reply | None:
@@ -269,6 +276,16 @@ class Conversation:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _finish_logged(self, delivery: str, reply: Reply | None, openid: str, opening: Opening) -> None:
+        try:
+            await self._finish(delivery, reply, openid, opening)
+        except Exception:  # the reply is sent: nobody else would hear of it
+            log.exception("could not store the reply of %s", delivery)
+
+    def _finish_soon(self, delivery: str, reply: Reply | None, openid: str, opening: Opening) -> None:
+        """:meth:`_finish` in the background (drained at shutdown)."""
+        self._spawn(self._finish_logged(delivery, reply, openid, opening))
 
 
 def _split(reply: Reply | None) -> tuple[Reply | None, list[str]]:

@@ -364,6 +364,31 @@ async def test_retry_gets_same_reply_and_is_processed_once(make_service):
     assert calls == ["你好"]
 
 
+async def test_the_reply_does_not_wait_for_it_to_be_stored(make_service):
+    # The reply is stored (for WeChat's retries) and the user's lock released
+    # after it is sent: every reply used to wait that round trip. Redis paused
+    # for writes once the message is handled: the reply comes all the same,
+    # and a retry once Redis writes again gets the stored reply.
+    router = Router()
+    handled: list[str] = []
+
+    @router.fallback
+    async def answer(chat):
+        handled.append(chat.message.content)
+        await svc.runtime.redis.execute_command("CLIENT", "PAUSE", 700, "WRITE")  # under the client's 1 s timeout
+        return Reply(f"收到：{chat.message.content}")
+
+    svc = await make_service(router=router)
+    xml = text_xml("o-pause", "你好", msg_id=777010)
+    started = time.monotonic()
+    first = await svc.wechat.post(xml)
+    assert svc.wechat.reply(first)["Content"] == "收到：你好"
+    assert time.monotonic() - started < 0.5
+    await asyncio.sleep(0.8)
+    retry = await svc.wechat.post(xml)
+    assert svc.wechat.reply(retry)["Content"] == "收到：你好" and handled == ["你好"]
+
+
 async def test_concurrent_retry_waits_for_the_first(make_service):
     router, calls = counting_router(delay=0.5)
     svc = await make_service(router=router)
