@@ -122,7 +122,7 @@ class Conversation:
         # finish is already on its way to Redis (one that overtakes it waits
         # for the lock). The round trip saved was time every reply waited:
         # 8-9 % more messages a second (bench/RESULTS.md).
-        self._finish_soon(delivery, passive, inbound.openid, opening)
+        self._spawn(self._finish_logged(delivery, passive, inbound.openid, opening))  # drained at shutdown
         return passive
 
     async def _handle_opened(self, inbound: Inbound, opening: Opening, arrived: float) -> Reply | None:
@@ -282,10 +282,6 @@ class Conversation:
             await self._finish(delivery, reply, openid, opening)
         except Exception:  # the reply is sent: nobody else would hear of it
             log.exception("could not store the reply of %s", delivery)
-
-    def _finish_soon(self, delivery: str, reply: Reply | None, openid: str, opening: Opening) -> None:
-        """:meth:`_finish` in the background (drained at shutdown)."""
-        self._spawn(self._finish_logged(delivery, reply, openid, opening))
 
 
 def _split(reply: Reply | None) -> tuple[Reply | None, list[str]]:
