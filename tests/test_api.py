@@ -980,6 +980,44 @@ async def test_a_huge_body_is_refused_before_it_is_read(api, path):
     assert (await AsyncHTTPClient().fetch(api.svc.url + "/healthz")).code == 200
 
 
+@pytest.mark.parametrize("path", ["/api/v1/session", "/admin/login", "/wechat"])
+@pytest.mark.parametrize("one_chunk", [False, True], ids=["small-chunks", "one-huge-chunk"])
+async def test_a_huge_chunked_body_gets_the_json_413(api, path, one_chunk):
+    # A chunked body carries no length to refuse up front: it is counted as
+    # it arrives, and past the limit answered as a declared one is, not with
+    # Tornado's bare 400.
+    host, port = api.svc.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        piece = b"x" * 65536
+        if one_chunk:
+            writer.write(b"%x\r\n" % (8 * 1024 * 1024))
+        try:
+            for _ in range(40):  # 2.5 MiB, past the 1 MiB limit
+                writer.write(piece if one_chunk else b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+        except ConnectionError:
+            pass  # answered and closed before all of it was sent
+        answer = b""
+        while True:  # until closed; a reset (the rest was unread) ends it too
+            try:
+                data = await asyncio.wait_for(reader.read(65536), 5)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            answer += data
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[:2] == [b"HTTP/1.1", b"413"], head
+    error = json.loads(body)["error"]
+    assert error["code"] in ("payload_too_large", "too_large") and error["message"]
+    assert (await AsyncHTTPClient().fetch(api.svc.url + "/healthz")).code == 200
+
+
 async def test_an_api_consent_action_waits_for_the_users_chat_message_in_progress(api):
     # Chat holds the user's lock while it handles a message (a 同意 reading
     # the state, then appending); the API's action must not run in between.

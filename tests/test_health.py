@@ -143,6 +143,21 @@ async def test_requests_cut_off_or_refused_before_their_handler_do_not_stay_coun
         assert json.loads(body)["error"]["code"] == "payload_too_large"
         writer.close()
         assert app.in_flight == 0
+
+        # Chunked, so refused only once it has grown past the limit.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        piece = b"x" * 65536
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n" % (len(piece), piece) * (MAX_REQUEST_BODY // len(piece) + 1))
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 413 ")
+        writer.close()
+        for _ in range(50):
+            if app.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert app.in_flight == 0
     finally:
         server.stop()
         await server.close_all_connections()
