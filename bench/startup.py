@@ -1,7 +1,8 @@
 """Start-up time of ``wetoop-bot serve`` to a ready ``/healthz`` (200).
 
 Cold: a new, empty DATA_DIR each run (the embedded nx-27017 and Valkey start,
-the database and indexes are created, the seed agreement is stored). Warm: the
+the database and indexes are created, the seed agreement is stored, the Q&A
+index is built: ``/healthz`` answers 503 ``starting`` until then). Warm: the
 same DATA_DIR again after a clean stop (files exist; the servers still start,
 since they stop with the service). The clock runs from spawning the process
 to the first 200 from ``/healthz``, polled every 20 ms.

@@ -64,6 +64,11 @@ class Answers:
         """Build the index for the version in force (at start-up)."""
         await self._ensure_current(wait=True)
 
+    @property
+    def ready(self) -> bool:
+        """Whether an index is built: a question is answered without waiting."""
+        return self._qa is not None
+
     async def answer(self, question: str, openid: str | None = None, channel: str = "official_account") -> Answer:
         """The reply to a free-text question; the question and outcome are logged.
         Raises :class:`Invalid` (field ``q``) for one over :data:`MAX_QUESTION` characters."""

@@ -8,7 +8,9 @@ from service.runtime import Runtime
 
 
 class HealthHandler(BaseHandler):
-    """200 with ``{"status": "ok", "mongo": "ok", "redis": "ok"}``; 503 when one is down."""
+    """200 with ``{"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"}``; 503
+    with ``"status": "degraded"`` when a backing service is down, or
+    ``"starting"`` while the Q&A index is still being built."""
 
     def initialize(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -18,7 +20,8 @@ class HealthHandler(BaseHandler):
         healthy = all(state == "ok" for state in checks.values())
         self.set_status(200 if healthy else 503)
         self.set_header("Cache-Control", "no-store")
-        self.write_json({"status": "ok" if healthy else "degraded", **checks})
+        status = "ok" if healthy else "degraded" if "down" in checks.values() else "starting"
+        self.write_json({"status": status, **checks})
 
 
 class IndexHandler(BaseHandler):

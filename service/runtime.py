@@ -227,10 +227,14 @@ class Runtime:
                 raise
             log.warning("MongoDB unavailable at start-up, indexes not checked: %s", mongo.brief(exc))
         # The Q&A index takes about half a second to build: build it in the
-        # background so the service answers (and /healthz says ready) at once;
-        # a question that comes first waits for it.
+        # background so the service answers at once (a question that comes
+        # first waits for it); /healthz says ready once it is built.
         if qa:
-            self._qa_build = asyncio.create_task(self.answers.prepare())
+            self._build_qa()
+
+    def _build_qa(self) -> None:
+        self._qa_build = asyncio.create_task(self.answers.prepare())
+        self._qa_build.add_done_callback(_log_build_failure)
 
     async def freeze_start_up_objects(self) -> None:
         """Once the Q&A index is built, take what start-up allocated (jieba's
@@ -278,7 +282,10 @@ class Runtime:
         return DeliveryWorker(deps, concurrency=concurrency)
 
     async def health(self) -> dict[str, str]:
-        """``{"mongo": "ok"|"down", "redis": "ok"|"down"}``, within about 2 s.
+        """``{"mongo": "ok"|"down", "redis": "ok"|"down", "qa": "ok"|"starting"}``,
+        within about 2 s; ``qa`` is ``starting`` until the Q&A index is built
+        (a build that failed, the database being down at start-up, is tried
+        again here).
 
         A ping that takes longer is reported ``down`` but never cancelled:
         cancelling PyMongo in the middle of choosing a server left its
@@ -297,7 +304,11 @@ class Runtime:
         mongo_state, redis_state = await asyncio.gather(
             check("mongo", lambda: mongo.ping(self.db)), check("redis", lambda: redis_store.ping(self.redis))
         )
-        return {"mongo": mongo_state, "redis": redis_state}
+        if not self.answers.ready:
+            build = getattr(self, "_qa_build", None)
+            if build is None or build.done():
+                self._build_qa()
+        return {"mongo": mongo_state, "redis": redis_state, "qa": "ok" if self.answers.ready else "starting"}
 
     async def close(self) -> None:
         build = getattr(self, "_qa_build", None)
@@ -318,3 +329,8 @@ class Runtime:
         closing = asyncio.ensure_future(self.mongo_client.close())
         if not (await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT))[0]:
             log.warning("MongoDB client did not close within %s s", CLOSE_TIMEOUT)
+
+
+def _log_build_failure(build: asyncio.Task) -> None:
+    if not build.cancelled() and build.exception() is not None:
+        log.warning("Q&A index not built (tried again on the next health check or question): %s", build.exception())

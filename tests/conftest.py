@@ -130,6 +130,8 @@ async def make_service(backing: Backing, emulator: Emulator) -> AsyncIterator[Ca
         if not started:
             await _clear_redis(runtime)
         await runtime.prepare()
+        with contextlib.suppress(*MongoUnavailable):  # ready as /healthz counts it; a test may point at no database
+            await runtime.answers.prepare()
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
         server = make_server(make_app(runtime))
         server.add_sockets(sockets)

@@ -237,7 +237,7 @@ async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_pat
 
     first = Running(["serve"], env)
     try:
-        assert await first.wait_healthy(url) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+        assert await first.wait_healthy(url) == {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"}
         state = embedded_state(tmp_path)
         pids = [state["mongo"]["pid"], state["redis"]["pid"]]
         assert set(pids) <= set(descendants(first.proc.pid))
@@ -303,7 +303,7 @@ async def test_embedded_servers_that_die_are_started_again(tmp_path, processes):
         for name in ("mongo", "redis"):
             os.kill(state[name]["pid"], signal.SIGKILL)
         # Back on the same ports, data kept, without restarting the service.
-        assert await service.wait_healthy(url, timeout=30) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+        assert await service.wait_healthy(url, timeout=30) == {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"}
         again = embedded_state(tmp_path)
         assert [again[n]["port"] for n in ("mongo", "redis")] == [state[n]["port"] for n in ("mongo", "redis")]
         assert all(again[n]["pid"] != state[n]["pid"] for n in ("mongo", "redis"))
@@ -337,7 +337,7 @@ async def test_a_service_takes_over_the_servers_of_a_worker_that_stops(tmp_path,
         assert await worker.stop(signal.SIGINT) == 0
         await wait_dead([first["mongo"]["pid"], first["redis"]["pid"]])
         # Taken over on the same ports, data kept, without restarting the service.
-        assert await service.wait_healthy(url, timeout=30) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+        assert await service.wait_healthy(url, timeout=30) == {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"}
         now = embedded_state(tmp_path)
         assert [now[n]["port"] for n in ("mongo", "redis")] == [first[n]["port"] for n in ("mongo", "redis")]
         assert sender.reply(await sender.post(event_xml("o-handover", "CLICK", "HELP")))["Content"]

@@ -148,7 +148,7 @@ async def test_redis_stops_during_a_stream_and_recovers(make_service, backing, m
         else:
             assert reply == texts.DIALOG_UNAVAILABLE, reply
 
-    assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down"})
+    assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down", "qa": "ok"})
     # The Q&A answers in full without Redis: "not covered" names the nearest
     # sections, a greeting is greeted; the note says dialogs are unavailable.
     off_topic = await svc.wechat.ask("o-rs-weather", "今天天气怎么样")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -47,12 +48,12 @@ async def test_redis_down_then_back(make_service, backing, tmp_path, monkeypatch
     try:
         monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{port}/0")
         svc = await make_service()
-        assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok"})
+        assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"})
         proc.terminate()
         proc.wait()
-        assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down"})
+        assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down", "qa": "ok"})
         proc = start_valkey(port, tmp_path)
-        assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok"})
+        assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"})
     finally:
         proc.terminate()
         proc.wait()
@@ -66,7 +67,39 @@ async def test_mongo_down_is_reported(make_service, backing, monkeypatch):
     code, body = await health(svc)
     assert time.monotonic() - started < 3
     assert code == 503
-    assert body == {"status": "degraded", "mongo": "down", "redis": "ok"}
+    assert body == {"status": "degraded", "mongo": "down", "redis": "ok", "qa": "ok"}  # built from the last known agreement
+
+
+async def test_healthz_says_starting_until_the_qa_index_is_built(backing):
+    # Ready means questions are answered at once: a load balancer routing
+    # traffic earlier had every first question wait for the index. A build
+    # that failed at start-up is tried again by the health check itself.
+    import types
+    import uuid
+
+    import tornado.netutil
+
+    from handlers.app import make_app, make_server
+    from service.config import Config
+    from service.runtime import Runtime
+
+    database = f"wetoop_test_{uuid.uuid4().hex[:10]}"
+    runtime = Runtime(Config(), backing.mongodb_uri, backing.redis_url, database=database)
+    await runtime.prepare(qa=False)  # no build yet, as after one that failed
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server = make_server(make_app(runtime))
+    server.add_sockets(sockets)
+    svc = types.SimpleNamespace(url=f"http://127.0.0.1:{sockets[0].getsockname()[1]}")
+    try:
+        assert await health(svc) == (503, {"status": "starting", "mongo": "ok", "redis": "ok", "qa": "starting"})
+        deadline = time.monotonic() + 20
+        while (answer := await health(svc))[0] != 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert answer == (200, {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"})
+    finally:
+        server.stop()
+        await runtime.mongo_client.drop_database(database)
+        await runtime.close()
 
 
 async def test_a_stopping_server_lets_requests_in_flight_finish():

@@ -476,7 +476,7 @@ async def test_service_without_token_says_so(make_service):
 async def test_healthz_reports_each_service(service):
     response = await fetch(service.url + "/healthz")
     assert response.code == 200
-    assert json.loads(response.body) == {"status": "ok", "mongo": "ok", "redis": "ok"}
+    assert json.loads(response.body) == {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"}
 
 
 def test_default_router_has_help_commands():
