@@ -33,10 +33,13 @@ TRANSITIONS = {
     ("pending_review", "suspended"): "暂停",
     ("active", "suspended"): "暂停",
     ("suspended", "active"): "恢复",
-    ("suspended", "pending_review"): "恢复（待审核）",
+    ("suspended", "pending_review"): "恢复为待审核",
     ("pending_review", "closed"): "注销",
     ("active", "closed"): "注销",
     ("suspended", "closed"): "注销",
+    # Only for an account closed while suspended, whose user may not register
+    # again by themselves (see closed_while_suspended): the owner lifts that.
+    ("closed", "closed"): "允许重新注册",
 }
 
 #: Changing these sends an active account back to review.
@@ -190,12 +193,14 @@ class MerchantAccounts:
             raise NoAccount(f"没有 openid 为 {openid} 的商家账户")
         if expected is not None and existing.status != expected:
             raise AccountRefused("账户状态刚刚被其他操作改变了，请刷新后重试。", code="status_changed")
-        if (existing.status, status) not in TRANSITIONS:
-            raise AccountRefused(
-                f"不能从“{STATUSES[existing.status]}”改为“{STATUSES[status]}”。"
-                f"允许的变更：{allowed_from(existing.status) or '无（账户已注销）'}",
-                code="bad_transition",
-            )
+        moves = await self.moves(existing)
+        if status not in (to for to, _label in moves):
+            if (existing.status, status) == ("closed", "closed"):
+                refusal = "该账户已注销，用户可以自行重新注册，无需解除限制。"
+            else:
+                refusal = f"不能从“{STATUSES[existing.status]}”改为“{STATUSES[status]}”。"
+            allowed = "、".join(f"{label}（{to}）" for to, label in moves)
+            raise AccountRefused(f"{refusal}允许的变更：{allowed or '无（账户已注销）'}", code="bad_transition")
         if existing.status == "suspended" and status != "closed":
             # Reinstating returns to the status the suspension interrupted: an
             # account suspended while pending review has still to be reviewed.
@@ -237,6 +242,8 @@ class MerchantAccounts:
         if merchant.status == "suspended":
             back = await self.status_before_suspension(merchant.openid)
             moves = [(to, label) for to, label in moves if to in (back, "closed")]
+        if merchant.status == "closed" and not await self.closed_while_suspended(merchant.openid):
+            moves = []
         return moves
 
     async def closed_while_suspended(self, openid: str) -> bool:
@@ -264,10 +271,6 @@ class MerchantAccounts:
                 {"status": e.status, "at": _iso(e.at), "by": e.by, "reason": e.reason} for e in history
             ],
         }
-
-
-def allowed_from(status: str) -> str:
-    return "、".join(f"{TRANSITIONS[(a, b)]}（{b}）" for a, b in TRANSITIONS if a == status)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

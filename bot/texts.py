@@ -433,6 +433,10 @@ def status_notice(status: str, before: str, reason: str) -> tuple[str, str]:
             f"您的微拓商家账户已被暂停。原因：{reason}\n暂停期间不能使用商家服务，您仍可以阅读协议、导出数据"
             + SUSPENDED_CHAT_HINT + "如有异议，请联系我们。"
         )
+    if status == "closed" and before == "closed":
+        return "商家账户可以重新注册", (
+            f"您的微拓商家账户此前在暂停期间注销，现已允许重新注册：回复“注册”即可重新提交资料。说明：{reason}"
+        )
     if status == "closed":
         return "商家账户已注销", (
             f"您的微拓商家账户已被注销。原因：{reason}\n商家资料已删除，同意记录依法保留；"

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir_flag(listing)
     listing.set_defaults(func=cmd_list)
 
-    status = merchants_sub.add_parser("set-status", help="变更状态：审核通过（active）、暂停（suspended）、恢复（回到暂停前的状态：active 或 pending_review）、注销（closed）")
+    status = merchants_sub.add_parser("set-status", help="变更状态：审核通过（active）、暂停（suspended）、恢复（回到暂停前的状态：active 或 pending_review）、注销（closed）；"
+                                         "对暂停期间注销的账户再次 closed：允许其用户重新注册")
     status.add_argument("openid")
     status.add_argument("status", choices=tuple(STATUSES))
     status.add_argument("--reason", required=True, help="原因（会告知商家，并记入状态历史）")
@@ -51,8 +52,11 @@ def cmd_set_status(args: argparse.Namespace) -> int:
             before={"status": before.status if before else None},
             after={"status": merchant.status, "reason": args.reason.strip()},
         )
-        return merchant
+        return before, merchant
 
-    merchant = with_runtime(args, work)
-    print(f"商家 {merchant.openid} 的状态已改为：{STATUSES[merchant.status]}（原因：{args.reason.strip()}）")
+    before, merchant = with_runtime(args, work)
+    if before is not None and before.status == merchant.status == "closed":
+        print(f"已允许商家 {merchant.openid} 的用户重新注册（原因：{args.reason.strip()}）")
+    else:
+        print(f"商家 {merchant.openid} 的状态已改为：{STATUSES[merchant.status]}（原因：{args.reason.strip()}）")
     return 0

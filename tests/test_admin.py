@@ -676,6 +676,14 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     assert (await owner.get("/admin/merchants/o-none")).code == 404
     entry = (await svc.runtime.audit.recent(action="merchant_status"))[0]
     assert entry.before == {"status": "suspended"} and entry.after["status"] == "active"
+    # Closed while suspended: the page offers the owner 允许重新注册, and only then.
+    assert (await owner.post("/admin/merchants/o-m2", {"status": "suspended", "reason": "核实中"})).code == 303
+    assert (await owner.post("/admin/merchants/o-m2", {"status": "closed", "reason": "商家申请"})).code == 303
+    page = text(await owner.get("/admin/merchants/o-m2"))
+    assert "允许重新注册" in page and "确定注销" not in page
+    lifted = await owner.post("/admin/merchants/o-m2", {"status": "closed", "reason": "申诉通过"})
+    assert lifted.code == 303 and "已允许该用户重新注册" in text(await owner.get(lifted.headers["Location"]))
+    assert "允许重新注册</button>" not in text(await owner.get("/admin/merchants/o-m2"))
 
 
 # -- consents, dashboard, Q&A -------------------------------------------------------------

@@ -533,6 +533,10 @@ def _merchants_cli_checks(tmp_path) -> None:
                    "--data-dir", str(tmp_path))
     assert long.returncode == 2 and "原因最多 500 个字" in long.stderr and "Traceback" not in long.stderr
     assert "已生效" in run_cli("merchants", "list", "--data-dir", str(tmp_path)).stdout
+    for status, reason in (("suspended", "核实中"), ("closed", "商家申请")):
+        assert run_cli("merchants", "set-status", "o-cli", status, "--reason", reason, "--data-dir", str(tmp_path)).returncode == 0
+    lifted = run_cli("merchants", "set-status", "o-cli", "closed", "--reason", "申诉通过", "--data-dir", str(tmp_path))
+    assert lifted.returncode == 0 and "已允许商家 o-cli 的用户重新注册" in lifted.stdout
 
 
 async def test_an_admin_closure_ends_an_open_registration_dialog(service):
@@ -601,6 +605,38 @@ async def test_closing_while_suspended_warns_first_and_never_invites_a_refused_r
     await service.wechat.ask("o-good", "注销账户")
     assert "回复“注册”" in await service.wechat.ask("o-good", "确认注销")
     assert texts.PROMPT_ENTITY_TYPE in await service.wechat.ask("o-good", "注册")
+
+
+async def test_the_owner_can_let_an_account_closed_while_suspended_register_again(service, emulator):
+    # Closed while suspended, its user was told to contact us, and nobody could
+    # do anything: a dead end. The owner's 允许重新注册 lifts the bar, once.
+    merchants = service.runtime.merchants
+    await register_enterprise(service, "o-appeal")
+    await merchants.set_status("o-appeal", "suspended", "资料待核实", by="admin:olga")
+    closed = await merchants.set_status("o-appeal", "closed", "商家申请注销", by="admin:olga")
+    assert await merchants.moves(closed) == [("closed", "允许重新注册")]
+    assert await service.wechat.ask("o-appeal", "注册") == texts.REREGISTRATION_BARRED
+    await merchants.set_status("o-appeal", "closed", "申诉核实无误", by="admin:olga")
+    await service.runtime.worker(concurrency=2).run_until_idle(30)
+    told = [m["body"]["text"]["content"] for m in await emulator.messages("o-appeal") if m["msgtype"] == "text"]
+    assert any("现已允许重新注册" in t and "申诉核实无误" in t for t in told)
+    reopened = await merchants.get("o-appeal")
+    assert reopened.status == "closed" and await merchants.moves(reopened) == []
+    assert texts.PROMPT_ENTITY_TYPE in await service.wechat.ask("o-appeal", "注册")
+    await service.wechat.ask("o-appeal", "取消")
+    # Nothing to lift on an account closed in good standing; the refusal says so.
+    await register_enterprise(service, "o-fine")
+    await merchants.set_status("o-fine", "closed", "商家申请注销", by="admin:olga")
+    with pytest.raises(AccountRefused) as refused:
+        await merchants.set_status("o-fine", "closed", "x", by="admin:olga")
+    assert "无需解除限制" in refused.value.message and "允许的变更：无（账户已注销）" in refused.value.message
+    # A suspended account lists only the way back it has (and closure).
+    await register_enterprise(service, "o-back")
+    await merchants.set_status("o-back", "active", "资料齐全", by="admin:olga")
+    await merchants.set_status("o-back", "suspended", "滥用", by="admin:olga")
+    with pytest.raises(AccountRefused) as refused:
+        await merchants.set_status("o-back", "pending_review", "x", by="admin:olga")
+    assert "待审核" not in refused.value.message.partition("允许的变更")[2]
 
 
 async def test_reinstating_returns_to_the_status_the_suspension_interrupted(service, emulator):

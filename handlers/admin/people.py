@@ -52,6 +52,7 @@ class MerchantHandler(AdminHandler):
     async def post(self, openid: str) -> None:
         status = self.get_argument("status", "")
         reason = self.text("reason", "")  # its length is the account rules' (REASON_LIMIT)
+        before = await self.runtime.merchants.get(openid)  # for the message only
         try:
             await self.console.set_merchant_status(self.actor, openid, status, reason,
                                                    seen=self.get_argument("seen", "") or None)
@@ -60,7 +61,8 @@ class MerchantHandler(AdminHandler):
                 raise
             await self._show(openid, error=exc.message, status=exc.status, reason=reason)
             return
-        self.done(f"/admin/merchants/{tornado.escape.url_escape(openid, plus=False)}", f"状态已改为“{STATUSES[status]}”")
+        done = "已允许该用户重新注册" if before and before.status == status == "closed" else f"状态已改为“{STATUSES[status]}”"
+        self.done(f"/admin/merchants/{tornado.escape.url_escape(openid, plus=False)}", done)
 
     async def _show(self, openid: str, error: str = "", status: int = 200, reason: str = "") -> None:
         merchant = await self.runtime.merchants.get(openid)
