@@ -193,15 +193,7 @@ class MerchantAccounts:
             raise NoAccount(f"没有 openid 为 {openid} 的商家账户")
         if expected is not None and existing.status != expected:
             raise AccountRefused("账户状态刚刚被其他操作改变了，请刷新后重试。", code="status_changed")
-        moves = await self.moves(existing)
-        if status not in (to for to, _label in moves):
-            if (existing.status, status) == ("closed", "closed"):
-                refusal = "该账户已注销，用户可以自行重新注册，无需解除限制。"
-            else:
-                refusal = f"不能从“{STATUSES[existing.status]}”改为“{STATUSES[status]}”。"
-            allowed = "、".join(f"{label}（{to}）" for to, label in moves)
-            raise AccountRefused(f"{refusal}允许的变更：{allowed or '无（账户已注销）'}", code="bad_transition")
-        if existing.status == "suspended" and status != "closed":
+        if existing.status == "suspended" and status in ("active", "pending_review"):
             # Reinstating returns to the status the suspension interrupted: an
             # account suspended while pending review has still to be reviewed.
             before = await self.status_before_suspension(openid)
@@ -212,6 +204,14 @@ class MerchantAccounts:
                     f"（{TRANSITIONS[('suspended', before)]}），{why}",
                     code="bad_transition",
                 )
+        moves = await self.moves(existing)
+        if status not in (to for to, _label in moves):
+            if (existing.status, status) == ("closed", "closed"):
+                refusal = "该账户已注销，用户可以自行重新注册，无需解除限制。"
+            else:
+                refusal = f"不能从“{STATUSES[existing.status]}”改为“{STATUSES[status]}”。"
+            allowed = "、".join(f"{label}（{to}）" for to, label in moves)
+            raise AccountRefused(f"{refusal}允许的变更：{allowed or '无（账户已注销）'}", code="bad_transition")
         entry = StatusEntry(status, self._clock(), by, reason)
         try:
             await self.repo.update(openid, existing.status, entry=entry, erase=(status == "closed"))
