@@ -74,7 +74,8 @@ def read_password() -> str:
 
 def cmd_create(args: argparse.Namespace) -> int:
     password = generate_password() if args.generate_password else read_password()
-    user = with_runtime(args, lambda runtime: runtime.admins.create(args.name, args.role, password, by=CLI))
+    user = with_runtime(args, lambda runtime: runtime.admins.create(args.name, args.role, password, by=CLI),
+                        new_install=True)  # the first admin, before the service ever ran
     print(f"已创建管理员 {user.name}（{ROLES[user.role]}）。")
     if args.generate_password:
         print(f"初始密码：{password}")

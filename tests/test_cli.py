@@ -131,6 +131,7 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
     assert every.returncode == 0 and "无法识别的参数" not in every.stderr
     listed = run_cli("terms", "list", "-v", "--data-dir", str(tmp_path))
     assert listed.returncode == 0 and "2022-05-22" in listed.stdout and "INFO" in listed.stderr
+    (tmp_path / "before").mkdir()
     before = run_cli("--data-dir", str(tmp_path / "before"), "terms", "list")
     assert before.returncode == 0 and (tmp_path / "before" / "run").is_dir()
     config = run_cli("terms", "list", "--config", str(tmp_path / "none.toml"), "--data-dir", str(tmp_path))
@@ -140,9 +141,22 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
 def test_a_data_directory_that_cannot_be_used_is_one_line(tmp_path):
     afile = tmp_path / "a-file"
     afile.write_text("x")
-    for bad in (afile, "/proc/self/nowhere"):
+    for bad in (afile, "/proc/self/fd"):
         result = run_cli("terms", "list", DATA_DIR=str(bad))
         assert result.returncode == 2 and "无法使用数据目录" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_data_directory_that_does_not_exist_is_refused_not_made(tmp_path):
+    # A mistyped --data-dir showed an empty installation ("没有符合条件的商家", exit 0).
+    typo = tmp_path / "vra"
+    for command in (("merchants", "list"), ("notice", "status", "n-1"), ("terms", "list")):
+        result = run_cli(*command, "--data-dir", str(typo))
+        assert result.returncode == 2 and f"数据目录 {typo} 不存在" in result.stderr, result.stderr
+        assert not typo.exists()
+    # The first admin of a new server may come before the service ever ran.
+    first = run_cli("admin", "create-user", "alice", "--role", "owner", "--data-dir", str(typo),
+                    ADMIN_PASSWORD="correct horse battery")
+    assert first.returncode == 0 and typo.is_dir()
 
 
 def test_a_worker_without_a_wechat_account_refuses_to_start(tmp_path):
