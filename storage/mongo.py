@@ -179,9 +179,15 @@ def filter_query(equals: dict, since: dt.datetime | None = None, until: dt.datet
     return query
 
 
+#: A string no stored field holds, listed beside the value :func:`exactly` matches.
+_NEVER_STORED = "\x00"
+
+
 def exactly(value: object) -> object:
-    """A filter value matching ``value`` itself: ``{"$in": [value]}`` for a
-    string. The same on MongoDB; nx-27017 reads a string that starts like a
-    date ("2026-11-27b", a version id) as a date in a plain equality and finds
-    nothing, while ``$in`` compares it as the string it is."""
-    return {"$in": [value]} if isinstance(value, str) else value
+    """A filter value matching ``value`` itself: ``{"$in": [value, "\\x00"]}``
+    for a string. The same on MongoDB; nx-27017 reads a string that starts
+    like a date ("2026-11-27-nf", a version id) as a date, in an equality and
+    in an ``$in`` whose values all look like dates, and finds nothing (SQLite's
+    ``datetime()`` of it is null). A value that is no date keeps the list
+    compared as the strings it holds."""
+    return {"$in": [value, _NEVER_STORED]} if isinstance(value, str) else value

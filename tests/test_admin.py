@@ -993,3 +993,21 @@ async def test_a_method_a_console_page_lacks_gets_405_naming_the_ones_it_has(svc
     owner = await logged_in(svc, "olga")
     response = await owner.post("/admin/audit", {"x": "1"})  # a read-only page, with a valid xsrf token
     assert response.code == 405 and response.headers["Allow"] == "GET"
+
+
+
+async def test_a_version_id_that_starts_like_a_date_is_counted_and_filtered(svc):
+    # nx-27017 compared "2026-11-27-nf" as a date (null) even in an $in: the
+    # dashboard said 0 % accepted, and the consents filter found nothing.
+    from bot.consent import Origin
+    from tests.test_consent_chat import amendment
+
+    await followers(svc, "o-a", "o-b", "o-c")
+    await svc.runtime.terms.publish(amendment("2026-11-27-nf"), reason="new_feature", effective_at=None, by="test")
+    for openid in ("o-a", "o-b"):
+        await svc.runtime.consents.accept(openid, Origin("official_account", f"m-{openid}"))
+    numbers = await svc.runtime.console.dashboard(CLI)
+    assert numbers.current.version == "2026-11-27-nf" and numbers.accepted == 2
+    owner = await logged_in(svc, "olga")
+    listed = text(await owner.get("/admin/consents?version=2026-11-27-nf"))
+    assert "o-a" in listed and "o-b" in listed

@@ -468,6 +468,13 @@ async def test_several_processes_share_the_connections(tmp_path):
     streams = []
     try:
         await service.wait_healthy(url)
+        # Each process says ready once its own Q&A index is built: wait for a
+        # run of fresh connections all answered 200 (spread over both).
+        ready, deadline = 0, time.monotonic() + 30
+        while ready < 16 and time.monotonic() < deadline:
+            response = await AsyncHTTPClient().fetch(url + "/healthz", raise_error=False, request_timeout=5)
+            ready = ready + 1 if response.code == 200 else 0
+        assert ready == 16
         state = embedded_state(tmp_path)
         workers = [p for p in descendants(service.proc.pid) if p not in (state["mongo"]["pid"], state["redis"]["pid"])]
         assert len(workers) == 2
