@@ -543,6 +543,12 @@ _DIALOG_WORDS = (CANCEL, BACK, CONFIRM, RESUME, RESTART)
 
 
 async def _dialog_word_without_dialog(chat: Chat, word: str) -> Reply:
+    if word == CANCEL:
+        pending = await chat.services.dialogs.pop_resume(chat.openid)
+        if pending:  # a command the consent gate held: 同意 must no longer start it
+            if await _unfinished_registration(chat):
+                await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
+            return Reply(texts.pending_cancelled(pending))
     if await _unfinished_registration(chat):
         if word == CANCEL:  # the draft holds personal data: 取消 discards it
             await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)

@@ -310,4 +310,7 @@ class DialogEngine:
     async def _end(self, chat: Chat, dialog: Dialog) -> None:
         await chat.services.dialogs.clear(chat.openid)
         await chat.services.dialogs.clear_draft(chat.openid, dialog.name)
+        # A step the consent gate held (确认) must not run after a later 同意:
+        # the dialog it belonged to is over.
+        await chat.services.dialogs.pop_resume(chat.openid)
         chat.dialog = None

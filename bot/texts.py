@@ -189,6 +189,11 @@ def question_hint(text: str) -> str | None:
 
 
 DRAFT_DISCARDED = "已删除您未完成的商家注册资料。需要时回复“注册”重新开始。"
+def pending_cancelled(command: str) -> str:
+    """取消 after a command that waited for the user's consent (注册)."""
+    return f"已取消“{command}”：回复“同意”只会记录您对协议的同意，不会再继续“{command}”。回复“帮助”查看可用指令。"
+
+
 NO_DIALOG_OPEN = "当前没有正在填写的内容，“{word}”无需操作。回复“帮助”查看可用指令。"
 #: Added to a reply that found no clause when a registration was left unfinished.
 UNFINISHED_REGISTRATION = "您有一份未完成的商家注册资料（保存 7 天），回复“注册”可继续填写。"

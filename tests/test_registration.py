@@ -242,6 +242,18 @@ async def test_an_amendment_in_force_stops_the_confirmation_until_accepted(servi
     assert "需要您先同意" in confirm and await service.runtime.merchants.get("o-amend") is None
     done = await service.wechat.ask("o-amend", "同意")
     assert "2026-11-26" in done and (await service.runtime.merchants.get("o-amend")) is not None
+    # Held by the gate, then the dialog cancelled: 同意 no longer confirms
+    # (it said "当前没有正在填写的内容，“确认”无需操作" after the consent).
+    await accepted(service, "o-held")
+    await chat(service, "o-held", *ENTERPRISE)
+    again = dataclasses.replace(changed, clauses=(changed.clauses[0] + "（再修订）", *changed.clauses[1:]))
+    await Terms(rt.versions, rt.broadcasts, rt.clock).publish(
+        dataclasses.replace(draft, version="2026-11-27-legal", sections=(again, *seed.sections[1:])),
+        reason="legal", effective_at=None, by="test")
+    assert "需要您先同意" in await service.wechat.ask("o-held", "确认")
+    assert "已取消" in await service.wechat.ask("o-held", "取消")
+    later = await service.wechat.ask("o-held", "同意")
+    assert "已记录" in later and "确认" not in later and await service.runtime.merchants.get("o-held") is None
 
 
 # -- consent first --------------------------------------------------------------------------------
@@ -254,6 +266,18 @@ async def test_registration_asks_for_consent_first_then_carries_on(service):
     after = await service.wechat.ask("o-new", "同意")
     assert "已记录" in after and texts.PROMPT_ENTITY_TYPE in after
     assert "第 2 步" in await service.wechat.ask("o-new", "企业")
+
+
+async def test_cancel_drops_the_command_waiting_for_consent(service):
+    # 注册 asked for consent first; the user said 取消: a later 同意 records the
+    # consent and starts nothing (registration began all the same).
+    assert "需要您先同意" in await service.wechat.ask("o-changed-mind", "注册")
+    cancelled = await service.wechat.ask("o-changed-mind", "取消")
+    assert "已取消“注册”" in cancelled and "无需操作" not in cancelled
+    after = await service.wechat.ask("o-changed-mind", "同意")
+    assert "已记录" in after and texts.PROMPT_ENTITY_TYPE not in after
+    assert await service.runtime.services.dialogs.load("o-changed-mind") is None
+    assert "无需操作" in await service.wechat.ask("o-changed-mind", "取消")  # nothing left to cancel
 
 
 # -- expiry and resume -------------------------------------------------------------------------------
