@@ -267,9 +267,12 @@ NEAR_CONSENT = ("同意", "不同意", "撤回同意", "我同意", "我不同�
 
 @router.command(*NEAR_CONSENT, args=f"[{re.escape(STATEMENT_END.strip())}]*")
 async def near_consent(chat: Chat) -> Reply:
-    text = chat.message.text
-    word = "不同意" if "不同意" in text else "撤回同意" if ("撤" in text or "取消" in text) else "同意"
-    return Reply(texts.consent_exact_words(word))
+    return Reply(texts.consent_exact_words(_choice_meant(chat.message.text)))
+
+
+def _choice_meant(text: str) -> str:
+    """Which of the three exact replies a near miss meant."""
+    return "不同意" if "不同意" in text else "撤回同意" if ("撤" in text or "取消" in text) else "同意"
 
 
 async def _pop_resume(chat: Chat) -> str | None:
@@ -522,6 +525,11 @@ async def free_text(chat: Chat) -> Reply:
     bare = normalize_command(chat.message.text).rstrip(STATEMENT_END)
     if not chat.state_unknown and bare in _DIALOG_WORDS:
         return await _dialog_word_without_dialog(chat, bare)
+    squeezed = re.sub(r"\s+", "", bare)
+    if squeezed in NEAR_CONSENT or (squeezed in _YES and not await _has_accepted(chat)):
+        # "同 意", or 好的 / 接受 / OK to the consent prompt: not recorded, and
+        # a quoted clause or "不客气" would let the user believe it was.
+        return Reply(texts.consent_exact_words(_choice_meant(squeezed)))
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
     if chat.state_unknown:
         # Perhaps an answer to a dialog whose state cannot be read now: say so,
@@ -536,6 +544,20 @@ async def free_text(chat: Chat) -> Reply:
         # Perhaps an answer to a registration step whose dialog expired (30 min): offer to resume.
         hint = texts.UNFINISHED_REGISTRATION
     return Reply(f"{answer.text}\n\n{hint}" if hint else answer.text)
+
+
+#: Ways of saying yes that a user who has not accepted the agreement may mean as 同意.
+_YES = frozenset(("好", "好的", "好滴", "行", "可以", "是", "是的", "嗯", "嗯嗯", "对", "没问题", "接受", "我接受",
+                  "愿意", "我愿意", "同意的", "同意了", "我同意了", "已同意", "确定", "ok", "okay", "yes", "y",
+                  "agree", "iagree", "accept"))
+
+
+async def _has_accepted(chat: Chat) -> bool:
+    """Whether the user accepted the version in force (when it cannot be read: as if so, the Q&A answers)."""
+    try:
+        return (await chat.consent()).accepted
+    except (*MongoUnavailable, RedisUnavailable):
+        return True
 
 
 #: A dialog's own words: sent after the dialog ended (its 30 minutes passed), they are no question.

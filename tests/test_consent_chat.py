@@ -202,6 +202,19 @@ async def test_a_near_miss_of_a_consent_reply_says_what_to_reply(service, text, 
     assert await ledger(service, "o-near") == []
 
 
+@pytest.mark.parametrize("text", ["好的", "OK", "接受", "可以！", "嗯", "yes", "Agree", "同 意"])
+async def test_a_yes_to_the_consent_prompt_says_only_the_exact_word_counts(service, text):
+    # 好的 got "不客气！", 接受 a quote of clause 6.1, 同 意 "not covered": nothing
+    # said that the choice was not recorded.
+    openid = f"o-yes-{abs(hash(text))}"
+    assert "同意" in await service.wechat.ask(openid, "条款")
+    assert await service.wechat.ask(openid, text) == texts.consent_exact_words("同意")
+    assert await ledger(service, openid) == []
+    await service.wechat.ask(openid, "同意")
+    if text != "同 意":  # once accepted, 好的 is talk again
+        assert await service.wechat.ask(openid, text) != texts.consent_exact_words("同意")
+
+
 async def test_a_bare_command_with_a_keyboards_punctuation_is_not_sent_to_the_qa(service):
     # 条款？ quoted clause 7.2 and 帮助。 asked to describe the question in a sentence.
     assert await service.wechat.ask("o-punct", "条款？") == await service.wechat.ask("o-punct", "条款")
