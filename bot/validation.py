@@ -60,6 +60,10 @@ def parse_entity_type(text: str) -> str:
 
 def _name(text: str, field: str, label: str, low: int, high: int, example: str) -> str:
     value = re.sub(r"\s+", " ", fold(text))
+    if re.search(r"[\u4e00-\u9fff]", value):
+        # A Chinese name's brackets are full-width, as on the business licence
+        # (南宁市微拓软件服务有限公司（新）): NFKC made them ASCII.
+        value = value.replace("(", "（").replace(")", "）")
     if not low <= len(value) <= high:
         raise Invalid(f"{label}应为 {low} 到 {high} 个字，您输入了 {len(value)} 个字。例如：{example}", field)
     if any(unicodedata.category(c).startswith("C") for c in value):
@@ -93,6 +97,8 @@ def parse_contact_name(text: str) -> str:
 
 def _person(text: str, field: str, label: str, example: str) -> str:
     value = _name(text, field, label, 2, 30, example)
+    if value.lower() in _ENTITY_WORDS:  # the previous step's answer, sent again after 上一步
+        raise Invalid(f"“{value}”是主体类型，不是{label}。请输入{label}，例如：{example}", field)
     if any(c.isdigit() for c in value):  # a company's name may hold digits (58同城), a person's does not
         raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
     return value

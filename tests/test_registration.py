@@ -144,6 +144,21 @@ def test_a_question_or_a_credit_code_is_no_name():
     assert parse_contact_name("John Smith") == "John Smith"
 
 
+def test_names_keep_the_licences_full_width_brackets_and_a_type_word_is_no_name():
+    from bot.validation import parse_contact_name, parse_entity_name
+
+    # NFKC turned （新） into (新): no longer the name on the business licence.
+    for typed in ("南宁市微拓软件服务有限公司（新）", "南宁市微拓软件服务有限公司(新)", "南宁市微拓软件服务有限公司（新)"):
+        assert parse_entity_name(typed, "enterprise") == "南宁市微拓软件服务有限公司（新）"
+    assert parse_entity_name("ACME (China) Ltd", "enterprise") == "ACME (China) Ltd"
+    for word in ("个人", "企业", "公司"):  # typed again after 上一步 back to the name step
+        with pytest.raises(Invalid) as refused:
+            parse_entity_name(word, "individual")
+        assert "主体类型" in refused.value.message
+    with pytest.raises(Invalid):
+        parse_contact_name("个人")
+
+
 def test_email_rules():
     from bot.validation import parse_email
 
