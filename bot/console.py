@@ -233,15 +233,17 @@ class Console:
                                       "notice_draft", seen)
 
     async def send_notice(self, actor: Actor, form: NoticeForm, confirmed_size: int | None,
-                          draft_id: str | None = None, submit_token: str = "") -> str:
+                          draft_id: str | None = None, submit_token: str = "", seen: str | None = None) -> str:
         """Send a notice; an audience over :data:`LARGE_AUDIENCE` must be confirmed
         by its exact size (so a stale confirmation does not send to more).
         ``submit_token``: the form's own; a second submission of one form (a
-        double click) sends nothing and returns the first one's notice."""
+        double click) sends nothing and returns the first one's notice.
+        ``seen``: :func:`draft_stamp` of the draft as the form showed it; a
+        draft saved by someone else since is not sent (``draft_changed``)."""
         actor.require("broadcast")
         tokens = self.submit_tokens if submit_token else None
         if tokens is None:
-            return await self._send_notice(actor, form, confirmed_size, draft_id)
+            return await self._send_notice(actor, form, confirmed_size, draft_id, seen)
         first = await tokens.begin(submit_token)
         for _ in range(DUPLICATE_WAIT * 5):  # the first is still at it: its notice is known within moments
             if first != PENDING:
@@ -261,21 +263,21 @@ class Console:
             await tokens.done(submit_token, notice_id)
 
         try:
-            return await self._send_notice(actor, form, confirmed_size, draft_id, on_created=remember)
+            return await self._send_notice(actor, form, confirmed_size, draft_id, seen, on_created=remember)
         except BaseException:
             if not created:  # nothing was sent: the form may be sent again
                 await tokens.release(submit_token)
             raise
 
     async def _send_notice(self, actor: Actor, form: NoticeForm, confirmed_size: int | None,
-                           draft_id: str | None, on_created=None) -> str:
+                           draft_id: str | None, seen: str | None, on_created=None) -> str:
         preview = await self.preview_notice(actor, form)
         if preview.large and confirmed_size != preview.audience_size:
             raise ConfirmationNeeded(
                 f"该通知将发送给 {preview.audience_size} 人，超过 {LARGE_AUDIENCE} 人，请在确认框中填写人数 {preview.audience_size} 后再发送。"
             )
         if draft_id:
-            await self._open_draft(draft_id, "notice")
+            await self._open_draft(draft_id, "notice", seen=seen, doing="发送")
         notice_id = await self.broadcasts.send(
             category=form.category, title=form.title, body=form.body, important=form.important_flag(),
             audience=form.audience(), channel=form.channel, by=actor.name, refuse_empty=True, on_created=on_created,
@@ -326,13 +328,7 @@ class Console:
                           action: str, seen: str | None = None) -> str:
         before = None
         if draft_id:
-            current = await self._open_draft(draft_id, kind)
-            if seen is not None and draft_stamp(current) != seen:
-                # Saved by someone else since this form was opened: saving it would silently undo that.
-                raise DraftChanged(
-                    f"该草稿在您打开后已被 {current.updated_by} 修改并保存，为免覆盖，本次修改未保存。"
-                    "请复制您的修改，重新打开草稿后再保存。")
-            before = current.fields
+            before = (await self._open_draft(draft_id, kind, seen=seen, doing="保存")).fields
         try:
             saved = await self.drafts.save(kind, title, fields, actor.name, self._clock(), draft_id)
         except KeyError:
@@ -340,12 +336,20 @@ class Console:
         await self.audit.record(actor.name, action, saved, before=before, after=fields, address=actor.address)
         return saved
 
-    async def _open_draft(self, draft_id: str, kind: str, open_only: bool = True) -> Draft:
+    async def _open_draft(self, draft_id: str, kind: str, open_only: bool = True, seen: str | None = None,
+                          doing: str = "") -> Draft:
+        """The draft, open (unless not ``open_only``) and, given ``seen``, as the
+        admin's form showed it: saved by someone else since, saving, sending or
+        publishing this form would silently undo that (refused, naming ``doing``)."""
         draft = await self.drafts.get(draft_id)
         if draft is None or draft.kind != kind:
             raise DraftNotFound(f"没有编号为 {draft_id} 的草稿")
         if open_only and draft.status != "draft":
             raise DraftNotFound("该草稿已发布或已放弃")
+        if seen is not None and draft_stamp(draft) != seen:
+            raise DraftChanged(
+                f"该草稿在您打开后已被 {draft.updated_by} 修改并保存，为免覆盖，本次未{doing}。"
+                f"请复制您的修改，重新打开草稿核对后再{doing}。")
         return draft
 
     # -- agreement ------------------------------------------------------------------
@@ -360,12 +364,13 @@ class Console:
         return await self._save_draft(actor, "version", f"{draft.version} {draft.title}",
                                       dataclasses.asdict(form), draft_id, "version_draft", seen)
 
-    async def publish_version(self, actor: Actor, form: VersionForm,
-                              draft_id: str | None = None) -> tuple[AgreementVersion, str]:
-        """Publish through :meth:`Terms.publish` (and so the shared amendment rules)."""
+    async def publish_version(self, actor: Actor, form: VersionForm, draft_id: str | None = None,
+                              seen: str | None = None) -> tuple[AgreementVersion, str]:
+        """Publish through :meth:`Terms.publish` (and so the shared amendment
+        rules); ``seen`` as for :meth:`send_notice`."""
         actor.require("publish")
         if draft_id:
-            await self._open_draft(draft_id, "version")
+            await self._open_draft(draft_id, "version", seen=seen, doing="发布")
         draft = form.draft()
         if not form.effective_at.strip():
             raise BotError("请填写生效时间（或填 now 表示立即，仅限新功能或法律原因）", code="effective_at_required")

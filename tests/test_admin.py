@@ -479,13 +479,19 @@ async def test_two_admins_saving_one_draft_the_later_stale_form_is_refused(svc):
     assert first.code == 303
     stale = await eddie.post("/admin/notices/new", {**NOTICE, "title": "B 的修改", "action": "save", "draft": draft_id,
                                                     "seen": eddie_seen})
-    assert stale.code == 409 and "olga" in text(stale) and "未保存" in text(stale)
+    assert stale.code == 409 and "olga" in text(stale) and "本次未保存" in text(stale)
     assert (await svc.runtime.console.drafts.get(draft_id)).fields["title"] == "A 的修改"
     # Reopened, the draft saves again.
     fresh = seen_in(await eddie.get(f"/admin/notices/new?draft={draft_id}"))
     again = await eddie.post("/admin/notices/new", {**NOTICE, "title": "B 的修改", "action": "save", "draft": draft_id,
                                                     "seen": fresh})
     assert again.code == 303 and (await svc.runtime.console.drafts.get(draft_id)).fields["title"] == "B 的修改"
+    # Sending from a form opened before that save sends nothing: the text sent would not be the draft's.
+    stale_send = await olga.post("/admin/notices/new", {**NOTICE, "title": "A 的修改", "action": "send",
+                                                        "draft": draft_id, "seen": fresh})
+    assert stale_send.code == 409 and "本次未发送" in text(stale_send)
+    assert await svc.runtime.console.recent_notices(CLI) == []
+    assert (await svc.runtime.console.drafts.get(draft_id)).status == "draft"
 
 
 async def test_pause_resume_cancel(svc):
@@ -585,6 +591,13 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert saved.code == 303
     draft_id = re.search(r"draft=([0-9a-f]{24})", saved.headers["Location"]).group(1)
     assert (await editor.post("/admin/terms/new", {**fields, "action": "publish", "draft": draft_id})).code == 403
+    # The owner's form from before the editor saved again publishes nothing (the editor's change was lost).
+    opened = re.search(r'name="seen" value="([^"]*)"', text(await owner.get(f"/admin/terms/new?draft={draft_id}"))).group(1)
+    resaved = await editor.post("/admin/terms/new", {**fields, "action": "save", "draft": draft_id, "seen": opened})
+    assert resaved.code == 303
+    stale = await owner.post("/admin/terms/new", {**fields, "action": "publish", "draft": draft_id, "seen": opened})
+    assert stale.code == 409 and "本次未发布" in text(stale)
+    assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22"]
     published = await owner.post("/admin/terms/new", {**fields, "action": "publish", "draft": draft_id})
     assert published.code == 303, text(published)
     assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22", "2026-12-20"]

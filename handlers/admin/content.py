@@ -96,7 +96,7 @@ class TermsPublishHandler(AdminHandler):
         seen = self.seen_stamp()
         try:
             if action == "publish":
-                version, notice_id = await self.console.publish_version(self.actor, form, draft_id)
+                version, notice_id = await self.console.publish_version(self.actor, form, draft_id, seen)
                 self.done(f"/admin/notices/{notice_id}", f"已发布版本 {version.version}，条款修改通知正在发送")
                 return
             saved = await self.console.save_version_draft(self.actor, form, draft_id, seen)
@@ -156,7 +156,7 @@ class NoticeComposeHandler(AdminHandler):
                 confirm = self.get_argument("confirm_size", "").strip()
                 notice_id = await self.console.send_notice(
                     self.actor, form, int(confirm) if confirm.isdecimal() else None, draft_id,
-                    submit_token=self.text("submit_token", "", 64))
+                    submit_token=self.text("submit_token", "", 64), seen=seen)
                 self.done(f"/admin/notices/{notice_id}", "通知已开始发送")
                 return
             if action == "save":
