@@ -189,9 +189,11 @@ class AdminAccounts:
         await self._audit.record(user.name, "login", user.name, address=address)
         return user, token, device or secrets.token_urlsafe(16)
 
-    async def session_user(self, token: str) -> AdminUser | None:
-        """The admin behind a session token, if the session and the admin are live."""
-        session = await self.sessions.get(token)
+    async def session_user(self, token: str, touch: bool = True) -> AdminUser | None:
+        """The admin behind a session token, if the session and the admin are
+        live; ``touch``: the request is the admin's doing, and the session's
+        idle expiry restarts."""
+        session = await self.sessions.get(token, touch)
         if session is None:
             return None
         user = await self.users.get(session.name)

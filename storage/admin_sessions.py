@@ -55,8 +55,9 @@ class AdminSessions:
             await pipe.execute()
         return token
 
-    async def get(self, token: str) -> Session | None:
-        """The live session of ``token`` (its idle expiry restarts), or None."""
+    async def get(self, token: str, touch: bool = True) -> Session | None:
+        """The live session of ``token``, or None; ``touch``: its idle expiry
+        restarts (an admin's action, not a page's own polling)."""
         sid = _sid(token)
         raw = await self._redis.get(key("admin", "session", sid))
         if raw is None:
@@ -65,7 +66,8 @@ class AdminSessions:
         if time.time() - data["created"] > self.absolute:
             await self.revoke(token)
             return None
-        await self._redis.expire(key("admin", "session", sid), self.idle)
+        if touch:
+            await self._redis.expire(key("admin", "session", sid), self.idle)
         return Session(sid, data["name"], data["created"], data.get("address", ""))
 
     async def revoke(self, token: str) -> None:

@@ -153,6 +153,9 @@ async def test_anonymous_requests_go_to_the_login_form(svc):
     client = AdminClient(svc.url)
     for method, path, _ in ROUTES + [("GET", "/admin/nowhere", "viewer")]:
         response = await client.request(method, path, {})
+        if path.endswith("/progress"):  # read by the page's script: a log-in page is no answer for it
+            assert response.code == 401 and json.loads(response.body)["error"]["message"] == "需要登录"
+            continue
         assert response.code in (302, 303), (method, path, response.code)
         assert response.headers["Location"].startswith("/admin/login?next="), (method, path)
     login = await client.get("/admin/login")
@@ -322,6 +325,24 @@ async def test_sessions_expire(svc):
     await svc.runtime.redis.expire(sessions[0], 1)
     await asyncio.sleep(1.2)
     assert (await client.get("/admin")).code == 302
+
+
+async def test_a_pages_progress_polling_does_not_keep_the_session_alive(svc):
+    # The notice page polls every few seconds for as long as it is open: each
+    # poll restarted the 2-hour idle expiry, so an open tab never logged out.
+    await followers(svc, "o-a")
+    owner = await logged_in(svc, "olga")
+    sent = await owner.post("/admin/notices/new", {**NOTICE, "action": "send"})
+    notice_id = sent.headers["Location"].split("/")[3].split("?")[0]
+    session = [k async for k in svc.runtime.redis.scan_iter(match=key("admin", "session", "*"))][0]
+    await svc.runtime.redis.expire(session, 100)
+    assert (await owner.get(f"/admin/notices/{notice_id}/progress")).code == 200
+    assert await svc.runtime.redis.ttl(session) <= 100
+    assert (await owner.get(f"/admin/notices/{notice_id}")).code == 200  # the admin's own request does
+    assert await svc.runtime.redis.ttl(session) > 3600
+    await svc.runtime.redis.delete(session)
+    expired = await owner.get(f"/admin/notices/{notice_id}/progress")
+    assert expired.code == 401 and json.loads(expired.body)["error"]["code"] == "unauthorized"
 
 
 async def test_audit_log_records_who_what_before_after_and_exports(svc):

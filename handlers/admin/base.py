@@ -59,6 +59,9 @@ class AdminHandler(tornado.web.RequestHandler):
     mongo_budget = 8.0
     #: Errors as ``{"error": {"code", "message"}}`` (pages a script reads), not an HTML page.
     json_errors = False
+    #: Whether a request here is the admin's doing, and so keeps the session from
+    #: expiring when idle (a page's own polling is not: it would keep it for ever).
+    activity = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -87,8 +90,10 @@ class AdminHandler(tornado.web.RequestHandler):
         if self.public:
             return
         token = self.get_signed_cookie(SESSION_COOKIE, max_age_days=1)
-        user = await self.runtime.admins.session_user(token.decode()) if token else None
+        user = await self.runtime.admins.session_user(token.decode(), touch=self.activity) if token else None
         if user is None:
+            if self.json_errors:  # a script: a log-in page would be no answer it can read
+                raise tornado.web.HTTPError(401)
             target = self.request.uri if self.request.method == "GET" else "/admin"
             self.redirect("/admin/login?next=" + quote(target, safe=""), status=303 if self.request.method != "GET" else 302)
             return

@@ -194,6 +194,7 @@ class NoticeProgressHandler(AdminHandler):
     """The progress as JSON, polled by the page's script."""
 
     json_errors = True
+    activity = False
     mongo_budget = BROADCAST_BUDGET
 
     async def get(self, notice_id: str) -> None:

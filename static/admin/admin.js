@@ -63,10 +63,19 @@
     return data.status === "queued" || data.status === "sending";
   }
 
+  // Every second while sending; every 5 s while paused (another admin may
+  // resume); not at all once done or cancelled. A session that ended stops it.
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
-      .then(function (response) { if (!response.ok) { throw new Error(response.status); } return response.json(); })
-      .then(function (data) { if (show(data)) { setTimeout(poll, 1000); } else { setTimeout(poll, 5000); } })
+      .then(function (response) {
+        if (response.status === 401) { set("status_label", "登录已过期，请刷新页面重新登录"); return null; }
+        if (!response.ok) { throw new Error(response.status); }
+        return response.json();
+      })
+      .then(function (data) {
+        if (data === null) { return; }
+        if (show(data)) { setTimeout(poll, 1000); } else if (data.status === "paused") { setTimeout(poll, 5000); }
+      })
       .catch(function () { setTimeout(poll, 3000); });
   }
   poll();
