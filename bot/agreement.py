@@ -34,6 +34,7 @@ import tomllib
 from pathlib import Path
 
 from bot.errors import BotError
+from bot.file_problems import toml_problem
 
 #: Data folder holding the seed version(s).
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "agreement"
@@ -179,7 +180,7 @@ def parse_toml(text: str) -> AgreementVersion:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidAgreement(f"协议文件不是有效的 TOML：{exc}") from None
+        raise InvalidAgreement(f"协议文件{toml_problem(exc)}") from None
     problems: list[str] = []
 
     def string(value, where: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import json
+import re
+import tomllib
 
 _OS_ERRORS = {
     errno.ENOENT: "文件或目录不存在",
@@ -40,3 +42,26 @@ def os_problem(exc: OSError) -> str:
 def json_problem(exc: json.JSONDecodeError) -> str:
     """Where the JSON went wrong, in Chinese."""
     return f"不是有效的 JSON：第 {exc.lineno} 行第 {exc.colno} 列有语法错误"
+
+
+#: tomllib's messages (their beginnings) in Chinese; others are "a syntax error".
+_TOML_ERRORS = (
+    ("Unterminated string", "字符串缺少结尾的引号"),
+    ("Illegal character", "有不允许的字符（如字符串中的换行）"),
+    ("Invalid value", "值的写法不对（文字要加引号）"),
+    ("Cannot overwrite a value", "同一项写了两次"),
+    ("Cannot declare", "同一个表写了两次"),
+    ("Expected '=' after a key", "键后面缺少 ="),
+    ("Invalid statement", "这一行不是“键 = 值”的写法"),
+    ("Unclosed array", "数组缺少结尾的 ]"),
+    ("Expected ']'", "表名缺少结尾的 ]"),
+)
+
+
+def toml_problem(exc: tomllib.TOMLDecodeError) -> str:
+    """Where and why the TOML went wrong, in Chinese (tomllib says it in English)."""
+    message = str(exc)
+    where = re.search(r"line (\d+), column (\d+)", message)
+    at = f"第 {where[1]} 行第 {where[2]} 列附近" if where else "文件末尾" if "end of document" in message else ""
+    why = next((chinese for english, chinese in _TOML_ERRORS if message.startswith(english)), "有语法错误")
+    return f"不是有效的 TOML：{at}{'：' if at else ''}{why}"

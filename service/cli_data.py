@@ -162,6 +162,8 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
 def cmd_consents_export(args: argparse.Namespace) -> int:
     since = _instant(args.since, "--since")
     until = _instant(args.until, "--until", day_end=True)
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"--since（{args.since}）应早于 --until（{args.until}）：这段时间里不会有任何记录")
     try:
         out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
     except OSError as exc:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from bot.file_problems import json_problem, os_problem
+from bot.file_problems import json_problem, os_problem, toml_problem
 
 #: WeChat's production API; ``WECHAT_API_BASE`` replaces it (the emulator in tests).
 DEFAULT_API_BASE = "https://api.weixin.qq.com"
@@ -120,7 +120,7 @@ def _read_toml(path: str) -> dict[str, str]:
     except OSError as exc:
         raise ConfigError(f"无法读取配置文件 {path}：{os_problem(exc)}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"配置文件 {path} 不是有效的 TOML：{exc}") from exc
+        raise ConfigError(f"配置文件 {path} {toml_problem(exc)}") from exc
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         raise ConfigError(f"配置文件 {path} 含有未知的配置项：{', '.join(unknown)}")
@@ -235,21 +235,28 @@ def _check_mongodb_uri(uri: str) -> None:
     from pymongo.errors import ConfigurationError, InvalidURI
     from pymongo.uri_parser import parse_uri
 
+    example = "例如 mongodb://127.0.0.1:27017/wetoop 或 mongodb+srv://用户名:密码@集群地址/wetoop"
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError(f"MONGODB_URI 应以 mongodb:// 或 mongodb+srv:// 开头，{example}")
     if uri.startswith("mongodb+srv://"):
         # Parsing an SRV URI resolves DNS; check its shape only.
         if not urlsplit(uri).hostname:
-            raise ConfigError(f"MONGODB_URI 无法解析：{uri!r}")
+            raise ConfigError(f"MONGODB_URI 缺少主机名，{example}")
         return
     try:
         parse_uri(uri)
-    except (InvalidURI, ConfigurationError, ValueError) as exc:
-        raise ConfigError(f"MONGODB_URI 无法解析：{exc}") from None
+    except (InvalidURI, ConfigurationError, ValueError):
+        # The driver's reason is English; the usual faults, in Chinese.
+        raise ConfigError(f"MONGODB_URI 格式不正确（请检查主机、端口、用户名密码中的特殊字符需 % 编码、参数名），{example}") from None
 
 
 def _check_redis_url(url: str) -> None:
     from redis.connection import parse_url
 
+    example = "例如 redis://127.0.0.1:6379/0、rediss://:密码@主机:6380/0 或 unix:///run/redis.sock"
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL 应以 redis://、rediss:// 或 unix:// 开头，{example}")
     try:
         parse_url(url)
-    except ValueError as exc:
-        raise ConfigError(f"REDIS_URL 无法解析：{exc}") from None
+    except ValueError:
+        raise ConfigError(f"REDIS_URL 格式不正确（请检查主机、端口和库编号），{example}") from None

@@ -75,6 +75,7 @@ def test_invalid_configuration_exits_2_with_one_line(tmp_path, env, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
     assert "Traceback" not in result.stderr
+    assert not re.search(r"[A-Za-z]+ [a-z]+ [a-z]+", lines[0]), lines[0]  # the drivers' English sentences
     assert not (tmp_path / "run" / "embedded.json").exists()
 
 

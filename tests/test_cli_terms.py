@@ -127,12 +127,23 @@ def _audit_entries(data_dir) -> list[dict]:
         (("consents", "export", "--output", "/no/such/dir/consents.csv"), "无法写入 /no/such/dir/consents.csv：文件或目录不存在"),
         (("export", "--openid", "o-nobody"), "没有 openid 为 o-nobody 的用户"),
         (("export", "--openid", " "), "不能为空"),
+        (("consents", "export", "--since", "2026-11-28", "--until", "2026-11-01"), "应早于 --until"),  # was an empty file
     ],
 )
 def test_refusals_exit_2_with_a_reason(data_dir, args, needle):
     result = cli(data_dir, *args)
     assert result.returncode == 2
     assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_malformed_version_file_is_explained_in_chinese(data_dir, tmp_path):
+    # It ended with tomllib's "Illegal character '\n' (at line 1, column 13)".
+    bad = tmp_path / "bad.toml"
+    bad.write_text('version = "2026-12-30\ntitle = "x"\n', encoding="utf-8")
+    result = cli(data_dir, "terms", "publish", str(bad), "--effective-at", "now", "--reason", "legal")
+    assert result.returncode == 2
+    assert "不是有效的 TOML：第 1 行第 22 列附近：有不允许的字符" in result.stderr, result.stderr
+    assert "Illegal" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_effective_at_and_reason(data_dir, tmp_path):

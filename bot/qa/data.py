@@ -15,14 +15,13 @@ level says ``replace = true`` replaces the shipped file instead.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 from bot.errors import BotError
-from bot.file_problems import os_problem
+from bot.file_problems import os_problem, toml_problem
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "qa"
 FILES = ("lexicon.toml", "examples.toml", "settings.toml")
@@ -157,9 +156,7 @@ def _read(path: Path, required: bool) -> dict | None:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        where = re.search(r"line (\d+), column (\d+)", str(exc))
-        at = f"第 {where[1]} 行第 {where[2]} 列附近有语法错误" if where else "有语法错误"
-        raise QADataError(f"问答数据文件 {path} 不是有效的 TOML：{at}（{exc}）") from None
+        raise QADataError(f"问答数据文件 {path} {toml_problem(exc)}") from None
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
