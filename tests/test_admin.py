@@ -283,9 +283,13 @@ async def test_session_cookie_and_logout(svc):
 async def test_cookie_is_secure_behind_https(make_service, tmp_path):
     svc = await make_service(data_dir=tmp_path / "data", public_url="https://admin.wetoop.example")
     await svc.runtime.admins.create("vera", "viewer", PASSWORD, by=CLI)
-    response = await AdminClient(svc.url).login("vera")
-    cookie = next(h for h in response.headers.get_list("Set-Cookie") if h.startswith("wb_admin="))
-    assert "Secure" in cookie and "HttpOnly" in cookie
+    client = AdminClient(svc.url)
+    form = await client.get("/admin/login")
+    xsrf = next(h for h in form.headers.get_list("Set-Cookie") if h.startswith("_xsrf="))
+    assert "Secure" in xsrf and "HttpOnly" in xsrf  # Tornado's own cookie was left out
+    response = await client.login("vera")
+    cookies = [h for h in response.headers.get_list("Set-Cookie") if h.startswith(("wb_admin=", "wb_admin_device="))]
+    assert len(cookies) == 2 and all("Secure" in c and "HttpOnly" in c for c in cookies)
 
 
 async def test_owner_revokes_and_disables(svc):

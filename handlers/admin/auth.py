@@ -35,12 +35,9 @@ class LoginHandler(AdminHandler):
         except (LoginLocked, LoginFailed) as exc:
             self.page("login.html", http_status=exc.status, next=target, name=name, error=exc.message)
             return
-        # Behind nginx, serve's xheaders make protocol follow X-Forwarded-Proto;
-        # an https PUBLIC_URL says the same when the proxy does not send it.
-        secure = self.request.protocol == "https" or self.runtime.config.base_url.startswith("https://")
-        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=None, httponly=True, samesite="Lax", secure=secure)
+        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=None, httponly=True, samesite="Lax")
         self.set_signed_cookie(DEVICE_COOKIE, f"{name.casefold()}|{device}", expires_days=DEVICE_DAYS, httponly=True,
-                               samesite="Strict", secure=secure)
+                               samesite="Strict")  # both Secure over https (AdminHandler.set_cookie)
         self.redirect(target, status=303)
 
     def _device(self, name: str) -> str | None:

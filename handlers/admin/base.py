@@ -105,6 +105,19 @@ class AdminHandler(tornado.web.RequestHandler):
         if not allowed(user.role, needed):
             self.actor.require(needed)  # raises Forbidden with the role needed
 
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether the console is reached over https: behind nginx, serve's
+        xheaders make the protocol follow X-Forwarded-Proto; an https
+        PUBLIC_URL says the same when the proxy does not send it."""
+        return self.request.protocol == "https" or self.runtime.config.base_url.startswith("https://")
+
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        # Every cookie of the console, Tornado's own _xsrf included, is Secure over https.
+        if self.secure_cookies:
+            kwargs["secure"] = True
+        super().set_cookie(name, value, *args, **kwargs)
+
     # -- rendering ------------------------------------------------------------------
 
     def get_template_namespace(self) -> dict[str, Any]:
