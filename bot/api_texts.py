@@ -33,6 +33,14 @@ QUESTION_MISSING = "请输入问题（参数 q）。"
 
 ACTION_UNKNOWN = "action 只能是 accept（同意）、decline（不同意）或 withdraw（撤回同意）。"
 VERSION_MISSING = "请提供要操作的协议版本号 version。"
+VERSION_NOT_TEXT = "version 应为文字形式的协议版本号，例如 \"2022-05-22\"。"
+
+
+def key_reused(action: str, version: str) -> str:
+    """An Idempotency-Key sent again with another request."""
+    done = {"accept": "同意", "decline": "不同意", "withdraw": "撤回同意"}.get(action, action)
+    return (f"这个 Idempotency-Key 已用于另一个请求（{done}版本 {version}），本次请求没有执行。"
+            "每个新的操作请使用新的 Key；重试同一个操作时才沿用原来的 Key。")
 DECLINE_OTHER_VERSION = "只能对当前生效的版本 {current} 表示不同意，不能对版本 {version}。"
 WITHDRAW_OTHER_VERSION = "您同意的是版本 {accepted}，不能撤回对版本 {version} 的同意。"
 SECTION_NOT_FOUND = "版本 {version} 没有第 {number} 节（共 {count} 节）。"

@@ -189,12 +189,20 @@ async def record_consent(
     """
     if action not in CONSENT_ACTIONS:
         raise Invalid(api_texts.ACTION_UNKNOWN, "action")
+    if version is not None and not isinstance(version, str):
+        raise Invalid(api_texts.VERSION_NOT_TEXT, "version")
     if not isinstance(version, str) or not version.strip():
         raise Invalid(api_texts.VERSION_MISSING, "version")
     version = version.strip()
     # One consent action of a person at a time, chat's included (else a 同意
     # in chat and an accept here both read "not accepted" and both append).
     async with as_person(services, openid) as openid:
+        if origin.message_id:
+            earlier = await services.consents.ledger.of_message(origin.channel, origin.message_id)
+            if earlier is not None and (earlier.action, earlier.version) != (action, version):
+                # A retry repeats its request; another request under its key
+                # would be answered "recorded: false" and silently dropped.
+                raise Invalid(api_texts.key_reused(earlier.action, earlier.version), "Idempotency-Key")
         return await _record_consent(services.consents, openid, version, action, origin)
 
 

@@ -87,6 +87,11 @@ class ConsentLedger:
             return False
         return True
 
+    async def of_message(self, channel: str, message_id: str) -> ConsentRecord | None:
+        """The record a message (or an API request's Idempotency-Key) made, if any."""
+        doc = await self._coll.find_one({"_id": f"{channel}:{message_id}"})
+        return _record(doc) if doc else None
+
     async def history(self, openid: str) -> list[ConsentRecord]:
         """Every record of one user, oldest first."""
         docs = await self._coll.find({"openid": openid}).sort("at", ASCENDING).to_list(None)

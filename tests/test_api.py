@@ -308,6 +308,12 @@ async def test_idempotency_key_records_a_repeated_request_once(api):
     bad = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token,
                          headers={"Idempotency-Key": "x"})
     assert bad.status == 422
+    # The same key with another request: refused, not answered "recorded: false" (the accept was dropped).
+    other = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token, headers=headers)
+    assert (other.status, other.error()["field"]) == (422, "Idempotency-Key") and "不同意" in other.error()["message"]
+    assert [r.action for r in await api.svc.runtime.ledger.history(mp_openid("alice"))] == ["decline"]
+    typed = await api.call("POST", "/consents", {"version": 20220522, "action": "accept"}, token)
+    assert (typed.status, typed.error()["field"]) == (422, "version") and "应为文字" in typed.error()["message"]
 
 
 # -- registration ------------------------------------------------------------------------

@@ -215,6 +215,8 @@ PATHS = {
                 "example": {"version": "2022-05-22", "action": "accept"},
             },
             params=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                     "description": "A retry with the same key records once (recorded: false); the key sent "
+                                    "with another version or action is refused (422, field Idempotency-Key).",
                      "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{8,64}$"}}],
         )
     },
