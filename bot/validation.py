@@ -122,6 +122,8 @@ def credit_code_check_char(first17: str) -> str:
 def parse_credit_code(text: str) -> str:
     value = re.sub(r"[\s-]", "", fold(text)).upper()
     example = "例如：91350100M000100Y43（营业执照上的统一社会信用代码）"
+    if not value:
+        raise Invalid(f"请填写统一社会信用代码。{example}", "credit_code")
     if len(value) != 18:
         raise Invalid(f"统一社会信用代码应为 18 位，您输入了 {len(value)} 位。{example}", "credit_code")
     bad = sorted({c for c in value if c not in _CODE_CHARS})
@@ -155,6 +157,8 @@ def parse_phone(text: str) -> str:
 
 def _phone_problem(value: str) -> str:
     """What is wrong with a phone number, said first so the user sees it at once."""
+    if not value:
+        return "请填写手机号码。"
     if not (value.isascii() and value.isdigit()):
         return "手机号码只能包含数字。"
     if len(value) != 11:
@@ -170,7 +174,9 @@ _EMAIL = re.compile(rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:{_LABEL}\.)+[A
 
 def parse_email(text: str) -> str:
     value = fold(text)
-    if len(value) > 254 or not _EMAIL.fullmatch(value):
+    if len(value) > 254:
+        raise Invalid(f"邮箱地址过长（最多 254 个字符，您输入了 {len(value)} 个）。", "email")
+    if not _EMAIL.fullmatch(value):
         raise Invalid("邮箱格式不正确，例如：name@example.com。", "email")
     return value.lower()
 

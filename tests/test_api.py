@@ -392,6 +392,15 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
     assert [e["field"] for e in reply.error()["errors"]] == ["credit_code", "contact_name", "email"]
     assert "校验位" in reply.error()["errors"][0]["message"]
 
+    # Said as what it is: missing, too long (it said "只能包含数字", "您输入了 0 位", "格式不正确").
+    missing = {k: v for k, v in ENTERPRISE.items() if k != "credit_code"}
+    reply = await api.call("PUT", "/me/registration", {**missing, "phone": " ", "email": "a" * 250 + "@x.cn"}, token)
+    messages = {e["field"]: e["message"] for e in reply.error()["errors"]}
+    assert messages["credit_code"].startswith("请填写统一社会信用代码") and messages["phone"].startswith("请填写手机号码")
+    assert messages["email"].startswith("邮箱地址过长")
+    long_code = await api.call("POST", "/session", {"code": "c" * 129})
+    assert (long_code.status, long_code.error()["field"]) == (422, "code") and "过长" in long_code.error()["message"]
+
     reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_type": "partnership"}, token)
     assert reply.error()["field"] == "entity_type"
     assert "请回复" not in reply.error()["message"]  # chat's wording stays in chat

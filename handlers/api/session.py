@@ -27,8 +27,10 @@ class SessionHandler(ApiHandler):
 
     async def post(self) -> None:
         code = self.json_body().get("code")
-        if not isinstance(code, str) or not code.strip() or len(code) > MAX_CODE_LENGTH:
+        if not isinstance(code, str) or not code.strip():
             raise Invalid(api_texts.CODE_MISSING, "code")
+        if len(code) > MAX_CODE_LENGTH:
+            raise Invalid(api_texts.CODE_TOO_LONG.format(limit=MAX_CODE_LENGTH), "code")
         login = await self.runtime.mini.login(code.strip(), mongo_budget=MONGO_BUDGET)
         with pymongo.timeout(MONGO_BUDGET):
             user = await user_state(self.runtime, login.user)

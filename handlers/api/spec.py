@@ -172,7 +172,7 @@ PATHS = {
             "Log in: exchange a wx.login() code (jscode2session) for our token",
             _json(_obj(token=STR, token_type={"const": "Bearer"}, expires_in=INT, user=_ref("UserState"))),
             400, 401, 403, 422, auth=False,
-            body={"type": "object", "properties": {"code": {"type": "string", "maxLength": 128}}, "required": ["code"],
+            body={"type": "object", "properties": {"code": {"type": "string", "minLength": 1, "maxLength": 128}}, "required": ["code"],
                   "example": {"code": "081Kq4Ga1Mh1vG0KQOGa1Kq4Ga1Kq4Gk"}},
         ),
         "delete": _op("Log out: end this token's session", {"description": "logged out"}, ok_status="204"),
