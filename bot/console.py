@@ -27,6 +27,7 @@ from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import attach_examples, units_of
 from bot.serial import one_at_a_time
 from bot.terms import Terms
+from bot.terms_diff import Row, side_by_side
 from storage.admin_drafts import Draft, Drafts
 from storage.admin_stats import AdminStats
 from storage.consent_view import ConsentView
@@ -363,6 +364,15 @@ class Console:
             parse_effective_at(form.effective_at)
         return await self._save_draft(actor, "version", f"{draft.version} {draft.title}",
                                       dataclasses.asdict(form), draft_id, "version_draft", seen)
+
+    async def preview_version(self, actor: Actor, form: VersionForm) -> tuple[AgreementVersion, AgreementVersion, list[Row]]:
+        """What the drafted version changes, before it is published: ``(the
+        latest published version, the draft, side-by-side rows around each
+        change)``. Its text must parse, as for saving."""
+        actor.require("draft")
+        draft = form.draft()
+        base = (await self.terms.versions())[-1]
+        return base, draft, side_by_side(base, draft, context=2)
 
     async def publish_version(self, actor: Actor, form: VersionForm, draft_id: str | None = None,
                               seen: str | None = None) -> tuple[AgreementVersion, str]:

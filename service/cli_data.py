@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bot import terms_diff
-from bot.agreement import CHINA, REASONS, parse_toml, typed_utc
+from bot.agreement import CHINA, REASONS, AgreementVersion, parse_toml, typed_utc
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
 from bot.file_problems import os_problem
@@ -53,9 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir_flag(withdraw)
     withdraw.set_defaults(func=cmd_terms_withdraw)
 
-    diff = terms_sub.add_parser("diff", help="比较两个版本（逐款）")
-    diff.add_argument("old")
-    diff.add_argument("new")
+    diff = terms_sub.add_parser("diff", help="比较两个版本（逐款）；版本可以是尚未发布的版本文件（.toml），发布前先看修改")
+    diff.add_argument("old", help="版本号或版本文件")
+    diff.add_argument("new", help="版本号或版本文件")
     add_data_dir_flag(diff)
     diff.set_defaults(func=cmd_terms_diff)
 
@@ -111,14 +111,19 @@ def cmd_terms_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_terms_publish(args: argparse.Namespace) -> int:
+def _version_file(path: Path) -> AgreementVersion:
+    """A drafted version from its file (the format of ``terms show``)."""
     try:
-        text = args.file.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"无法读取 {args.file}：{os_problem(exc)}") from None
+        raise UsageError(f"无法读取 {path}：{os_problem(exc)}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"{args.file} 不是 UTF-8 编码的文本") from None
-    draft = parse_toml(text)
+        raise UsageError(f"{path} 不是 UTF-8 编码的文本") from None
+    return parse_toml(text)
+
+
+def cmd_terms_publish(args: argparse.Namespace) -> int:
+    draft = _version_file(args.file)
     effective_at = parse_effective_at(args.effective_at)
 
     async def work(runtime):
@@ -147,8 +152,13 @@ def cmd_terms_withdraw(args: argparse.Namespace) -> int:
 
 
 def cmd_terms_diff(args: argparse.Namespace) -> int:
+    # A name ending in .toml (or an existing file) is a drafted version: what
+    # publishing it would change is seen before it is published.
+    files = {name: _version_file(Path(name)) for name in (args.old, args.new)
+             if name.endswith(".toml") or Path(name).is_file()}
+
     async def work(runtime):
-        return await runtime.terms.get(args.old, withdrawn_too=True), await runtime.terms.get(args.new, withdrawn_too=True)
+        return [files.get(name) or await runtime.terms.get(name, withdrawn_too=True) for name in (args.old, args.new)]
 
     old, new = with_runtime(args, work)
     output = terms_diff.unified(old, new)

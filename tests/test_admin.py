@@ -610,6 +610,14 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22"]
     # An editor drafts; publishing is the owner's.
     editor = await logged_in(svc, "eddie")
+    # What a draft changes is shown before anything is saved or published.
+    preview = await editor.post("/admin/terms/new", {"toml": toml, "reason": "routine", "effective_at": "", "action": "preview"})
+    assert preview.code == 200 and "修改预览：2026-12-20 相对于 2022-05-22" in text(preview)
+    assert "<ins>（补充说明。）</ins>" in text(preview) and "第 4 节：补充一句" in text(preview)
+    assert "补充说明" in text(preview).split("<textarea", 1)[1]  # the form keeps what was typed
+    assert await svc.runtime.console.open_drafts(CLI, "version") == []
+    unreadable = await editor.post("/admin/terms/new", {"toml": "version = ", "reason": "routine", "action": "preview"})
+    assert unreadable.code == 422 and "不是有效的 TOML" in text(unreadable)
     later = now.astimezone(console_module.CHINA) + __import__("datetime").timedelta(days=8)
     fields = {"toml": toml, "reason": "routine", "effective_at": later.strftime("%Y-%m-%d %H:%M")}
     saved = await editor.post("/admin/terms/new", {**fields, "action": "save"})

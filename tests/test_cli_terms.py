@@ -45,6 +45,13 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     draft = tmp_path / "2027-01-15.toml"
     draft.write_text(edited, encoding="utf-8")
 
+    # What the file would change, before it is published.
+    preview = cli(data_dir, "terms", "diff", "2022-05-22", str(draft))
+    assert preview.returncode == 0, preview.stderr
+    assert "+5.2 您可以随时停止使用我们的服务,尽管我们对此表示非常遗憾,我们会提前通知您。" in preview.stdout
+    missing = cli(data_dir, "terms", "diff", "2022-05-22", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "文件或目录不存在" in missing.stderr
+
     # A routine change effective tomorrow breaks the 7-day rule: exit 2, the rule's reason.
     too_soon = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "routine")
     assert too_soon.returncode == 2

@@ -99,17 +99,20 @@ class TermsPublishHandler(AdminHandler):
                 version, notice_id = await self.console.publish_version(self.actor, form, draft_id, seen)
                 self.done(f"/admin/notices/{notice_id}", f"已发布版本 {version.version}，条款修改通知正在发送")
                 return
+            if action == "preview":
+                await self._form(form, draft_id or "", preview=await self.console.preview_version(self.actor, form))
+                return
             saved = await self.console.save_version_draft(self.actor, form, draft_id, seen)
             self.done(f"/admin/terms/new?draft={saved}", "草稿已保存")
         except BotError as exc:
             await self._form(form, draft_id or "", error=exc.message, status=exc.status)
 
-    async def _form(self, form: VersionForm, draft_id: str, error: str = "", status: int = 200) -> None:
+    async def _form(self, form: VersionForm, draft_id: str, error: str = "", status: int = 200, preview=None) -> None:
         now = self.runtime.clock()
         latest = (await self.runtime.terms.versions())[-1]
         self.page("terms_publish.html", http_status=status, form=form, draft_id=draft_id, error=error, reasons=REASONS,
                   publishable=PUBLISHABLE_REASONS, immediate=IMMEDIATE_REASONS, min_days=MIN_NOTICE.days,
-                  earliest=earliest_shown("routine", now), now=now, latest=latest)
+                  earliest=earliest_shown("routine", now), now=now, latest=latest, preview=preview)
 
 
 # -- notices ------------------------------------------------------------------------
