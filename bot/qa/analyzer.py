@@ -40,6 +40,7 @@ class Analyzer:
         self._search = settings.search_mode
         self._char_weight = settings.char_weight
         self.stopwords = lexicon.stopwords
+        self.vague = lexicon.vague
         self.smalltalk = lexicon.smalltalk
         self._smalltalk_words = frozenset().union(*lexicon.smalltalk.values())
         for word, freq in lexicon.words:

@@ -47,6 +47,8 @@ class Lexicon:
     stopwords: frozenset[str]
     synonyms: dict[str, tuple[str, ...]]
     smalltalk: dict[str, frozenset[str]]
+    #: Words that alone make no question (协议, 条款): a message of only these asks for one.
+    vague: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _lexicon(doc: dict) -> Lexicon:
-    _no_unknown(doc, {"words", "split", "stopwords", "synonyms", "smalltalk"}, "lexicon.toml")
+    _no_unknown(doc, {"words", "split", "stopwords", "synonyms", "smalltalk", "vague"}, "lexicon.toml")
     words = []
     for entry in _strings(doc.get("words", []), "lexicon.toml words"):
         parts = entry.split()
@@ -195,6 +197,7 @@ def _lexicon(doc: dict) -> Lexicon:
         stopwords=frozenset(fold(w) for w in _strings(doc.get("stopwords", []), "lexicon.toml stopwords")),
         synonyms=synonyms,
         smalltalk=smalltalk,
+        vague=frozenset(fold(w) for w in _strings(doc.get("vague", []), "lexicon.toml vague")),
     )
 
 

@@ -108,7 +108,8 @@ class QA:
         if group is not None:
             return Answer(SMALLTALK, qa_texts.SMALLTALK[group], (), 0.0, qa_texts.APP_SMALLTALK[group])
         groups = self.analyzer.groups(question)
-        if not groups:
+        # Nothing but stop words, or only words like 协议 (帮我看看协议): ask for a question.
+        if all(set(terms) <= self.analyzer.vague for terms, _ in groups):
             title = self.version.title
             return Answer(ABSTAIN, qa_texts.vague(title), (), 0.0, qa_texts.vague(title, chat=False))
         scores, best, confident = self.judge(groups)
