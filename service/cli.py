@@ -42,6 +42,8 @@ DEMO_MINIPROGRAM_APPID = "wxd00000000mpdemo"
 DEMO_ADMIN = "demo"
 #: The demo's EncodingAESKey (safe mode in the simulator); published, so never for a real account.
 DEMO_AES_KEY = "WetoopDemoEncodingAESKey0123456789abcdefghi"
+#: The demo's NOTICE_TEMPLATES unless the environment gives one.
+DEMO_TEMPLATES = Path(__file__).resolve().parent.parent / "data" / "demo-templates.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,6 +318,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The mini-program API logs in through the emulator's jscode2session.
         miniprogram_appid=config.miniprogram_appid or DEMO_MINIPROGRAM_APPID,
         miniprogram_secret=config.miniprogram_secret or secrets.token_hex(16),
+        # Security and amendment notices go as template messages (the emulator
+        # takes any template id), the others as customer-service messages: the
+        # simulator shows both kinds, and a follower outside the 48 hours still
+        # gets the important ones.
+        notice_templates=config.notice_templates or str(DEMO_TEMPLATES),
     )
     menu_state = {"text": "未推送"}
     admin = {"name": DEMO_ADMIN, "password": ""}
@@ -351,7 +358,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  健康检查：       {base}/healthz",
             f"  小程序 API：     {base}/api/v1/   （接口文档：{base}/api/v1/openapi.json；登录 code 可用任意字母数字，如 alice-1）",
             f"  微信 API 模拟器：{config.wechat_api_base}/   （已发出的消息：{config.wechat_api_base}/_emulator/messages）",
-            "  通知发送：       服务进程内的 worker 已运行",
+            "  通知发送：       服务进程内的 worker 已运行"
+            + ("（安全通告、条款修改通知以模板消息发送，其他以客服消息发送）" if config.notice_templates == str(DEMO_TEMPLATES) else ""),
             f"  自定义菜单：     {menu_state['text']}",
             f"  AppID：          {config.wechat_appid}",
             f"  数据目录：       {config.data_dir.resolve()}",

@@ -82,7 +82,8 @@ async def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         while not listed and time.monotonic() < deadline:
             code, listed = await api("GET", f"{base}/simulator/api/messages?openid={openid}&since=0")
             await asyncio.sleep(0.2)
-        assert listed and listed[0]["label"] == "客服消息" and "安全提醒" in listed[0]["text"]
+        # Security notices go as template messages in the demo (data/demo-templates.json).
+        assert listed and listed[0]["label"] == "模板消息" and "安全提醒" in listed[0]["text"], listed
 
         # Commands that talk to WeChat use the running demo's account and emulator.
         proc = await asyncio.create_subprocess_exec(
