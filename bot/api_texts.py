@@ -66,3 +66,4 @@ def for_app(body: str) -> str:
                          "可在“服务协议”中查看详情。如不同意修改后的条款，您可以停止使用服务，并可先在“我的数据”中导出数据。")
             .replace(texts.WITHDRAWN_CHAT_HINT, "可在“服务协议”中查看现行协议。")
             .replace(texts.SUSPENDED_CHAT_HINT, "（可在“我的账户”中查看详情）。"))
+PAGE_ARG = "{name} 应为 {low} 到 {high} 之间的整数。"

@@ -535,7 +535,20 @@ async def test_inbox_lists_delivered_notices_and_marks_them_read(api):
     # Someone else's notice is not in your inbox.
     other = await api.token("erin")
     assert (await api.call("POST", f"/me/notices/{first}/read", token=other)).status == 404
-    assert (await api.call("GET", "/me/notices", token=other)).body == {"notices": [], "unread": 0}
+    assert (await api.call("GET", "/me/notices", token=other)).body == {
+        "notices": [], "unread": 0, "total": 0, "limit": 50, "offset": 0, "next_offset": None}
+
+    # A page at a time (the inbox grows with every broadcast), newest first; unread counts them all.
+    page = await api.call("GET", "/me/notices?limit=1", token=token)
+    assert [n["id"] for n in page.body["notices"]] == [second] and page.body["next_offset"] == 1
+    assert page.body["total"] == 2 and page.body["unread"] == 1
+    rest = await api.call("GET", "/me/notices?limit=1&offset=1", token=token)
+    assert [n["id"] for n in rest.body["notices"]] == [first] and rest.body["next_offset"] is None
+    for bad in ("limit=0", "limit=101", "offset=-1", "limit=abc"):
+        refused = await api.call("GET", f"/me/notices?{bad}", token=token)
+        assert (refused.status, refused.error()["field"]) == (422, bad.split("=")[0]), bad
+    ledger = await api.call("GET", "/me/consents?limit=1", token=token)
+    assert ledger.status == 200 and len(ledger.body["history"]) <= 1 and "next_offset" in ledger.body
 
 
 async def test_a_mini_program_only_user_finds_the_amendment_notice_in_the_inbox(api):

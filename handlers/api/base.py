@@ -29,6 +29,11 @@ MAX_BODY = 16 * 1024
 MONGO_BUDGET = 5.0
 
 
+#: A list's page size unless ``?limit=`` says otherwise, and the largest allowed.
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+
 class BadRequest(BotError):
     status = 400
     code = "bad_request"
@@ -96,6 +101,20 @@ class ApiHandler(BaseHandler):
         if body is None:
             raise BadRequest(api_texts.BAD_JSON, code="bad_json")
         return body
+
+    def page_args(self) -> tuple[int, int]:
+        """``(limit, offset)`` of a list's page: ``?limit=`` 1 to
+        :data:`MAX_PAGE` (default :data:`DEFAULT_PAGE`), ``?offset=`` from 0."""
+        values = []
+        for name, default, low, high in (("limit", DEFAULT_PAGE, 1, MAX_PAGE), ("offset", 0, 0, 10**9)):
+            raw = self.get_query_argument(name, "").strip()
+            if not raw:
+                values.append(default)
+                continue
+            if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+                raise Invalid(api_texts.PAGE_ARG.format(name=name, low=low, high=high), name)
+            values.append(int(raw))
+        return values[0], values[1]
 
     # -- errors -------------------------------------------------------------
 

@@ -71,16 +71,18 @@ class ConsentsHandler(ApiHandler):
 
 
 class MyConsentsHandler(ApiHandler):
-    """GET: the consent state and every ledger record of the user, oldest first."""
+    """GET: the consent state and the user's ledger records, oldest first, a page at a time."""
 
     async def get(self) -> None:
+        limit, offset = self.page_args()
         consents = self.services.consents
         state = await consents.state(self.user.openid)
         history = await consents.ledger.history(self.user.openid)
         self.write_json(
             {
                 "consent": render.consent_state(state, await self.services.terms.upcoming()),
-                "history": [render.consent_record(r) for r in history],
+                "history": [render.consent_record(r) for r in history[offset:offset + limit]],
+                **render.page(len(history), limit, offset),
             }
         )
 
@@ -106,14 +108,16 @@ class RegistrationHandler(ApiHandler):
 
 
 class NoticesHandler(ApiHandler):
-    """GET: the inbox, newest first, with the unread count."""
+    """GET: the inbox, newest first, a page at a time, with the unread count."""
 
     async def get(self) -> None:
+        limit, offset = self.page_args()
         items = await self.runtime.inbox.items(self.user.openid)
         self.write_json(
             {
-                "notices": [render.inbox_item(i) for i in items],
+                "notices": [render.inbox_item(i) for i in items[offset:offset + limit]],
                 "unread": sum(1 for i in items if not i.read),
+                **render.page(len(items), limit, offset),
             }
         )
 

@@ -107,3 +107,9 @@ def preferences(settings: dict[str, bool]) -> dict:
         ],
         "note": api_texts.PREFERENCES_NOTE,
     }
+
+
+def page(total: int, limit: int, offset: int) -> dict:
+    """A list's paging fields: how many there are, and the next page's offset (null at the end)."""
+    return {"total": total, "limit": limit, "offset": offset,
+            "next_offset": offset + limit if offset + limit < total else None}

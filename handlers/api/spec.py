@@ -35,6 +35,16 @@ NSTR = {"type": ["string", "null"]}
 STRS = {"type": "array", "items": STR}
 #: A string that is not blank (blank ones are refused with 422).
 TEXT = {"type": "string", "pattern": r"\S"}
+#: A list's paging: the query parameters and the fields beside the page's items.
+PAGE_PARAMS = [
+    {"name": "limit", "in": "query", "required": False, "description": "items a page, 1-100 (default 50)",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+    {"name": "offset", "in": "query", "required": False, "description": "items to skip (the previous page's next_offset)",
+     "schema": {"type": "integer", "minimum": 0, "default": 0}},
+]
+PAGE_FIELDS = {"total": {"type": "integer", "minimum": 0}, "limit": {"type": "integer", "minimum": 1},
+               "offset": {"type": "integer", "minimum": 0},
+               "next_offset": {"type": ["integer", "null"], "description": "null on the last page"}}
 
 SCHEMAS = {
     "Error": _obj(
@@ -222,8 +232,9 @@ PATHS = {
     },
     "/me/consents": {
         "get": _op(
-            "Consent state and the user's ledger records",
-            _json(_obj(consent=_ref("ConsentState"), history={"type": "array", "items": _ref("ConsentRecord")})),
+            "Consent state and the user's ledger records, oldest first, a page at a time",
+            _json(_obj(consent=_ref("ConsentState"), history={"type": "array", "items": _ref("ConsentRecord")},
+                       **PAGE_FIELDS)), 422, params=PAGE_PARAMS,
         )
     },
     "/me/registration": {
@@ -238,8 +249,9 @@ PATHS = {
     },
     "/me/notices": {
         "get": _op(
-            "The inbox: notices delivered to the user, newest first",
-            _json(_obj(notices={"type": "array", "items": _ref("Notice")}, unread={"type": "integer", "minimum": 0})),
+            "The inbox: notices delivered to the user, newest first, a page at a time",
+            _json(_obj(notices={"type": "array", "items": _ref("Notice")}, unread={"type": "integer", "minimum": 0},
+                       **PAGE_FIELDS)), 422, params=PAGE_PARAMS,
         )
     },
     "/me/notices/{id}/read": {
