@@ -67,3 +67,4 @@ def for_app(body: str) -> str:
             .replace(texts.WITHDRAWN_CHAT_HINT, "可在“服务协议”中查看现行协议。")
             .replace(texts.SUSPENDED_CHAT_HINT, "（可在“我的账户”中查看详情）。"))
 PAGE_ARG = "{name} 应为 {low} 到 {high} 之间的整数。"
+PROFILE_CHANGED = "您的商家资料在您打开页面后已有变化（例如在公众号对话中修改过），为免覆盖，本次修改未保存。请重新获取资料核对后再提交。"

@@ -17,7 +17,7 @@ from typing import AsyncIterator
 from bot import api_texts, texts
 from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
-from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount
+from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, profile_stamp
 from bot.registration import REGISTRATION
 from bot.serial import one_at_a_time
 from bot.services import Services
@@ -127,11 +127,22 @@ async def set_preferences(services: Services, openid: str, changes: dict[str, bo
         return await services.preferences.settings(openid)
 
 
-async def save_registration(services: Services, openid: str, body: dict) -> tuple[Merchant, str]:
+class ChangedSince(BotError):
+    """The record changed since the version the client names (``If-Match``)."""
+
+    status = 412
+    code = "profile_changed"
+
+
+async def save_registration(services: Services, openid: str, body: dict,
+                            seen: str | None = None) -> tuple[Merchant, str]:
     """Register or change the profile: ``(record, "registered"|"updated"|"resubmitted")``.
 
-    Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422) or
-    :class:`~bot.merchants.AccountRefused` (409, e.g. suspended).
+    ``seen``: :func:`~bot.merchants.profile_stamp` of the record the client
+    showed (its ETag); a record changed since (in chat, say) is not overwritten.
+    Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422),
+    :class:`ChangedSince` (412) or :class:`~bot.merchants.AccountRefused`
+    (409, e.g. suspended).
     """
     async with as_person(services, openid) as openid:
         state = await services.consents.fresh_state(openid)  # as chat's consent gate reads it
@@ -139,6 +150,8 @@ async def save_registration(services: Services, openid: str, body: dict) -> tupl
             raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
         existing = await services.merchants.get(openid)
         profile = parse_profile(body, existing)
+        if seen is not None and profile_stamp(existing) != seen:
+            raise ChangedSince(api_texts.PROFILE_CHANGED)
         return await services.merchants.save_profile(openid, profile)
 
 

@@ -427,6 +427,30 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
     assert (reply.status, reply.body["outcome"]) == (200, "updated")
 
 
+async def test_if_match_keeps_a_change_made_elsewhere_from_being_overwritten(api):
+    # Chat refused to save over a change made in the app; the app saved over
+    # chat's (the last writer won). With the GET's ETag as If-Match it does not.
+    token = await api.token()
+    await api.accepted(token)
+    await api.call("PUT", "/me/registration", ENTERPRISE, token)
+    shown = await api.call("GET", "/me/registration", token=token)
+    etag = shown.headers["Etag"]
+    assert etag.startswith('"') and len(etag) > 2
+    await api.svc.runtime.merchants.save_profile(mp_openid("alice"), {
+        **{k: v for k, v in ENTERPRISE.items() if k != "email"}, "contact_name": "赵六"})  # as chat's 修改资料 saves
+    stale = await api.call("PUT", "/me/registration", {**ENTERPRISE, "phone": "13900000000"}, token,
+                           headers={"If-Match": etag})
+    assert (stale.status, stale.error()["code"]) == (412, "profile_changed") and "未保存" in stale.error()["message"]
+    kept = await api.svc.runtime.merchants.get(mp_openid("alice"))
+    assert (kept.contact_name, kept.phone) == ("赵六", ENTERPRISE["phone"])
+    fresh = (await api.call("GET", "/me/registration", token=token)).headers["Etag"]
+    saved = await api.call("PUT", "/me/registration", {**ENTERPRISE, "contact_name": "赵六", "phone": "13900000000"},
+                           token, headers={"If-Match": fresh})
+    assert saved.status == 200 and saved.headers["Etag"] != fresh
+    # Without If-Match, as before: the whole form replaces the record.
+    assert (await api.call("PUT", "/me/registration", ENTERPRISE, token)).status == 200
+
+
 async def test_registration_changes_follow_the_account_rules(api):
     token = await api.token()
     await api.accepted(token)

@@ -6,7 +6,7 @@ import re
 
 from bot import api_texts, my_account, texts
 from bot.consent import Origin
-from bot.merchants import STATUSES
+from bot.merchants import STATUSES, profile_stamp
 from bot.preferences import category_from_name
 from bot.mini_sessions import ApiUser
 from bot.validation import Invalid
@@ -93,11 +93,16 @@ class RegistrationHandler(ApiHandler):
     async def get(self) -> None:
         merchant = await my_account.registration(self.services, self.user.openid)
         reason = await self.services.merchants.suspension_reason(merchant.openid) if merchant.status == "suspended" else None
+        self.set_header("ETag", f'"{profile_stamp(merchant)}"')
         self.write_json({"registration": render.registration(merchant, reason)})
 
     async def put(self) -> None:
-        merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body())
+        # If-Match: the ETag of the record the form was filled from; "*" or none: no check.
+        match = self.request.headers.get("If-Match", "").strip().removeprefix("W/").strip('"')
+        seen = match if match and match != "*" else None
+        merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body(), seen)
         self.set_status(201 if outcome == "registered" else 200)
+        self.set_header("ETag", f'"{profile_stamp(merchant)}"')
         self.write_json(
             {
                 "registration": render.registration(merchant),
