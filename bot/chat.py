@@ -156,7 +156,7 @@ async def terms_section(chat: Chat) -> Reply:
     section = version.section(number) if number is not None else None
     shown = place.strip("第节款条")[:12]  # "没有第 4.9 款", not "没有第 第4.9款 款"
     if section is None:
-        return Reply(texts.no_such_section(version, shown, cite))
+        return Reply(texts.no_such_section(version, shown, cite, unit="节" if clause is None else "款"))
     if clause is not None:
         if not 1 <= clause <= len(section.clauses):
             return Reply(texts.no_such_clause(section, shown, cite))

@@ -127,9 +127,10 @@ def no_such_clause(section: "Section", asked: str, cite: str = "") -> str:
             f"或“条款 {cite}{section.number}”阅读整节。")
 
 
-def no_such_section(version: "AgreementVersion", asked: str, cite: str = "") -> str:
+def no_such_section(version: "AgreementVersion", asked: str, cite: str = "", unit: str = "节") -> str:
+    """``unit``: 款 when a clause was asked for (条款 9.1: no section 9, so no clause 9.1)."""
     which = f"版本 {version.version} " if cite else "当前版本"
-    return (f"没有第 {asked} 节。{which}共 {len(version.sections)} 节，"
+    return (f"没有第 {asked} {unit}。{which}共 {len(version.sections)} 节，"
             f"请回复“条款 {cite}1”到“条款 {cite}{len(version.sections)}”。")
 
 
