@@ -48,6 +48,7 @@ PERMISSIONS = {
 OWNERS_LOCK = "admin:owners"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
 MIN_PASSWORD = 10
+MAX_PASSWORD = 128
 _hasher = PasswordHasher()
 @functools.cache
 def _dummy_hash() -> str:
@@ -273,6 +274,8 @@ def _check_role(role: str) -> None:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AdminRefused(f"密码至少需要 {MIN_PASSWORD} 个字符", code="weak_password")
+    if len(password) > MAX_PASSWORD:  # the forms cut at 1,024: a longer one was stored cut, unlike what was typed
+        raise AdminRefused(f"密码最多 {MAX_PASSWORD} 个字符，您输入了 {len(password)} 个", code="long_password")
 
 
 def _verify(digest: str, password: str) -> bool:

@@ -53,6 +53,13 @@ class ReasonRequired(BotError):
     code = "reason_required"
 
 
+class UnknownStatus(BotError):
+    """A status that does not exist (422): the input is wrong, no rule refused it."""
+
+    status = 422
+    code = "bad_status"
+
+
 class AccountRefused(BotError):
     """An account change that the rules do not allow; the message says why."""
 
@@ -181,8 +188,8 @@ class MerchantAccounts:
         the change needs); another status found means someone changed it
         meanwhile, refused as ``status_changed``.
         """
-        if status not in STATUSES:
-            raise AccountRefused(f"未知的状态 {status}，可选：{', '.join(STATUSES)}", code="bad_status")
+        if status not in STATUSES:  # a form's or a flag's value: invalid input, not a refusal by the rules
+            raise UnknownStatus(f"未知的状态 {status}，可选：{', '.join(STATUSES)}")
         reason = reason.strip()
         if not reason:
             raise ReasonRequired("请写明原因（会记入状态历史）")

@@ -306,6 +306,8 @@ async def test_owner_revokes_and_disables(svc):
     assert (await owner.post("/admin/users/vera/enable")).code == 303
     short = await owner.post("/admin/users/vera/password", {"password": "short"})
     assert short.code == 400 and "至少需要 10 个字符" in text(short)
+    huge = await owner.post("/admin/users/vera/password", {"password": "p" * 200_000})  # was cut to 1,024 and kept
+    assert huge.code == 400 and "最多 128 个字符" in text(huge)
     assert (await owner.post("/admin/users/vera/password", {"password": "a-new-password-1"})).code == 303
     assert (await AdminClient(svc.url).login("vera")).code == 401
     assert (await AdminClient(svc.url).login("vera", "a-new-password-1")).code == 303
@@ -708,8 +710,13 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     again = text(await owner.get("/admin/merchants/o-m1?done=%E8%AF%B7%E8%BD%AC%E8%B4%A6"))  # 请转账
     assert "状态已改为" not in again and "请转账" not in again
     bad = await owner.post("/admin/merchants/o-m2", {"status": "pending_review", "reason": "x"})
-    assert bad.code == 409 and "不能从" in text(bad)
+    assert bad.code == 409 and "已经是“待审核”" in text(bad)
+    bogus = await owner.post("/admin/merchants/o-m2", {"status": "bogus", "reason": "x"})
+    assert bogus.code == 422 and "未知的状态 bogus" in text(bogus)
     assert (await owner.post("/admin/merchants/o-m1", {"status": "active", "reason": "已整改"})).code == 303
+    # Approving an approved account: said so, not "needs the owner's role".
+    again = await editor.post("/admin/merchants/o-m1", {"status": "active", "reason": "再审"})
+    assert again.code == 409 and "已经是“已生效”" in text(again)
     export = await owner.get("/admin/merchants.csv?status=active")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [r["openid"] for r in rows] == ["o-m1"]
