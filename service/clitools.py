@@ -204,15 +204,18 @@ def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable
     """Run ``work(runtime)`` against the configured (or embedded) storage.
 
     While the service runs, its embedded servers are used; otherwise they are
-    started for the command and stopped after it. A data directory that does
-    not exist is refused (a mistyped ``--data-dir`` showed an empty, newly
-    made installation), unless ``new_install``: the command may be the first
-    on a new server (creating the first admin).
+    started for the command and stopped after it. A data directory named
+    (``--data-dir``, ``DATA_DIR``) that does not exist is refused (a mistyped
+    one showed an empty, newly made installation), unless ``new_install``:
+    the command may be the first on a new server (creating the first admin).
+    The default, ``./var``, is made as ``serve`` would make it.
     """
     from service.runtime import Runtime
 
     config = load_config(args)
-    if not new_install and not (config.mongodb_uri and config.redis_url) and not Path(config.data_dir).exists():
+    named = Path(config.data_dir) != Config().data_dir
+    if (named and not new_install and not (config.mongodb_uri and config.redis_url)
+            and not Path(config.data_dir).exists()):
         raise UsageError(
             f"数据目录 {config.data_dir} 不存在，请检查 --data-dir 或 DATA_DIR"
             "（服务运行时用的是哪个目录）。新安装请先运行 wetoop-bot serve，它会创建该目录。"

@@ -154,6 +154,12 @@ def test_a_data_directory_that_does_not_exist_is_refused_not_made(tmp_path):
         result = run_cli(*command, "--data-dir", str(typo))
         assert result.returncode == 2 and f"数据目录 {typo} 不存在" in result.stderr, result.stderr
         assert not typo.exists()
+    # The default, ./var, is made as serve makes it: a new install's first command works.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    listed = subprocess.run([str(BIN), "terms", "list"], cwd=fresh, env=clean_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0 and "2022-05-22" in listed.stdout and (fresh / "var").is_dir(), listed.stderr
     # The first admin of a new server may come before the service ever ran.
     first = run_cli("admin", "create-user", "alice", "--role", "owner", "--data-dir", str(typo),
                     ADMIN_PASSWORD="correct horse battery")
