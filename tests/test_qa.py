@@ -136,6 +136,14 @@ def test_lone_characters_in_a_row_count_as_one_unknown_word(qa):
     assert qa.analyzer.groups("网") == [(("网",), qa.settings.char_weight)]  # one alone stays light
 
 
+def test_stop_words_are_cut_whole(qa):
+    # jieba cut 要不要 into 要 / 不要, and 不要, no stop word, then weighed like a content
+    # word ("…要不要告诉你们" leaned on it); every stop word must come out of jieba whole.
+    cut_apart = [w for w in qa.analyzer.stopwords if len(w) > 1 and w.isalnum() and qa.analyzer.tokens(w) != [w]]
+    assert cut_apart == []
+    assert qa.analyzer.groups("要不要") == []
+
+
 def test_abstaining_offers_the_nearest_sections(qa):
     answer = qa.answer("手机充电很慢怎么办")
     assert answer.kind == "abstain"
