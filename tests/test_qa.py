@@ -234,7 +234,7 @@ def test_dev_set_covers_every_clause():
 
 
 def test_examples_are_not_the_measured_questions(qa):
-    blind = [item for name in ("blind.jsonl", "blind2.jsonl", "blind3.jsonl") for item in _questions(DEFAULT_DATA_DIR / name)]
+    blind = [item for name in ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl") for item in _questions(DEFAULT_DATA_DIR / name)]
     measured = {item["q"] for item in _questions(DEV) + _questions(HOLDOUT) + blind}
     examples = {q for entry in qa.data.clauses for q in entry.examples} | set(qa.data.out_of_scope)
     assert not measured & examples
