@@ -77,6 +77,8 @@ class Answers:
         await self._ensure_current(wait=self._qa is None)
         assert self._qa is not None
         result = self._qa.answer(question)
+        if not question.strip():
+            return result  # nothing asked (a push without Content): no question for admins to review
         self._log.record(
             question=question, kind=result.kind, refs=result.refs, score=result.score,
             version=self._qa.version.version, openid=openid, channel=channel, at=self._clock(),

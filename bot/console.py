@@ -470,11 +470,16 @@ class Console:
                 raise QADataError(exc.message.replace(str(Path(scratch)) + os.sep, "")) from None
         unknown = _unplaced_examples(data, version) - _unplaced_examples(load_data(DEFAULT_DATA_DIR), version)
         if unknown:
-            # The index would drop them with only a log line; say so now.
-            raise QADataError(
-                f"现行版本 {version.version} 中没有条款 {'、'.join(sorted(unknown))}（且没有与锚点 anchor 相符的条款），"
-                "这些例句不会被使用。条款编号形如 4.1 或 前言.3"
-            )
+            # The index would drop them with only a log line; say so now, and why.
+            refs = {u.ref for u in units_of(version)}
+            missing, unmatched = sorted(unknown - refs), sorted(unknown & refs)
+            problems = []
+            if missing:
+                problems.append(f"现行版本 {version.version} 中没有条款 {'、'.join(missing)}（条款编号形如 4.1 或 前言.3）")
+            if unmatched:
+                problems.append(f"条款 {'、'.join(unmatched)} 的锚点 anchor 在现行版本 {version.version} 的任何条款中都找不到"
+                                "（锚点应是该条款原文中的一段文字；不需要时可删去 anchor）")
+            raise QADataError("；".join(problems) + "，这些例句不会被使用。")
         self.qa_override_dir.mkdir(parents=True, exist_ok=True)
         target = self.qa_override_dir / name
         if text.strip():

@@ -838,6 +838,10 @@ async def test_qa_overrides_are_checked_then_saved(svc):
     assert "第 1 行" in text(bad)
     nowhere = await editor.post("/admin/qa/examples.toml", {"text": '[clauses."99.1"]\nexamples = ["火星上能开店吗"]\n'})
     assert nowhere.code == 422 and "没有条款 99.1" in text(nowhere)
+    # Clause 4.1 exists; only its anchor matches nothing (it said there was no clause 4.1).
+    unanchored = await editor.post("/admin/qa/examples.toml",
+                                   {"text": '[clauses."4.1"]\nanchor = "不存在的锚"\nexamples = ["图片归谁"]\n'})
+    assert unanchored.code == 422 and "条款 4.1 的锚点 anchor" in text(unanchored) and "没有条款" not in text(unanchored)
     assert not (target.parent / "examples.toml").exists()
     wrong_shape = await editor.post("/admin/qa/lexicon.toml", {"text": 'stopwords = "的"'})
     assert wrong_shape.code == 422 and not target.exists()

@@ -430,6 +430,12 @@ async def test_a_question_too_long_is_refused_in_chat_and_the_app_alike(service)
     await service.runtime.qa_log.flush()
     logged = await service.runtime.db["qa_log"].find({"openid": "o-long"}).to_list(None)
     assert [len(d["question"]) for d in logged] == [200]
+    # A text push without Content asks nothing: answered, not listed among the unanswered questions.
+    from tests.wx import message_xml
+    blank = await service.wechat.post(message_xml("o-blank", "text", ""))
+    assert blank.code == 200
+    await service.runtime.qa_log.flush()
+    assert await service.runtime.db["qa_log"].count_documents({"openid": "o-blank"}) == 0
 
 
 async def test_the_question_log_cli_shows_beijing_time(make_service, backing):
