@@ -13,6 +13,7 @@ import logging
 
 import redis
 import redis.asyncio as aioredis
+from redis.maint_notifications import MaintNotificationsConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,21 @@ class _Client(aioredis.Redis):
 
 
 def connect(url: str) -> aioredis.Redis:
-    """An asyncio client for ``url``; connects on first use."""
+    """An asyncio client for ``url``; connects on first use.
+
+    Maintenance notifications (a Redis Enterprise/Cloud feature) off: left at
+    redis-py's "auto", the pool skipped its check of a pooled connection
+    before handing it out, so after a Redis restart every idle connection
+    failed its next command once ("Connection closed by server"), and a user's
+    first messages after the outage were answered as if Redis were still down.
+    """
     return _Client.from_url(
         url,
         decode_responses=True,
         socket_timeout=1.0,
         socket_connect_timeout=1.0,
         health_check_interval=15,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 
 
@@ -71,6 +80,7 @@ def connect_sync(url: str) -> redis.Redis:
         decode_responses=True,
         socket_timeout=2.0,
         socket_connect_timeout=1.0,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),  # as connect()
     )
 
 

@@ -171,6 +171,27 @@ async def test_redis_stops_during_a_stream_and_recovers(make_service, backing, m
     assert replies[0] == replies[1] and replies[0].startswith(texts.PROMPT_ENTITY_TYPE)
 
 
+async def test_after_a_redis_restart_no_idle_connection_fails_a_message(make_service, backing, monkeypatch, valkey):
+    # redis-py's pool did not check an idle connection before handing it out
+    # (its maintenance notifications left at "auto"): after a restart each one
+    # failed its next command, and users' first messages got "dialogs are
+    # unavailable" although /healthz said ready.
+    monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{valkey.port}/0")
+    svc = await make_service()
+    users = [f"o-restart-{i}" for i in range(10)]
+    for openid in users:
+        assert "已记录" in await svc.wechat.ask(openid, "同意")
+    redis_client = svc.runtime.redis
+    await asyncio.gather(*(redis_client.incr("wb:test:idle") for _ in range(20)))  # 20 pooled connections
+    await asyncio.to_thread(valkey.stop)
+    await asyncio.to_thread(valkey.start)
+    # Registration dialogs live in Redis: each user's 注册 starts one, none is "unavailable".
+    replies = await asyncio.gather(*(svc.wechat.ask(openid, "注册") for openid in users))
+    assert all(reply.startswith(texts.PROMPT_ENTITY_TYPE) for reply in replies), replies
+    results = await asyncio.gather(*(redis_client.incr("wb:test:idle") for _ in range(20)), return_exceptions=True)
+    assert [r for r in results if isinstance(r, Exception)] == []
+
+
 async def _healthy(svc) -> bool:
     return (await health(svc))[0] == 200
 
