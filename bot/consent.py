@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Callable
 
 from bot import texts
-from bot.agreement import AgreementVersion, beijing_iso
+from bot.agreement import CHINA, AgreementVersion
 from bot.errors import BotError
 from bot.terms import Terms
 from storage.consents import ConsentLedger, ConsentRecord
@@ -146,9 +146,10 @@ RECORD_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "tex
 
 
 def record_row(record: ConsentRecord) -> dict:
-    """One ledger record as a flat row (time in Beijing time with its offset)."""
+    """One ledger record as a flat row (time in Beijing time with its offset,
+    to the millisecond: a user's records of one second keep their order)."""
     return {
-        "at": beijing_iso(record.at), "openid": record.openid, "unionid": record.unionid or "",
+        "at": record.at.astimezone(CHINA).isoformat(timespec="milliseconds"), "openid": record.openid, "unionid": record.unionid or "",
         "version": record.version, "action": record.action, "channel": record.channel,
         "text_sha256": record.text_sha256, "message_id": record.message_id or "",
         "copied_from": record.copied_from or "",

@@ -7,6 +7,7 @@ import dataclasses
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -205,6 +206,8 @@ async def _export_checks(tmp_path, embedded):
     ]
     assert rows[0]["text_sha256"] == load_seed().text_sha256
     assert dt.datetime.fromisoformat(rows[0]["at"]).utcoffset() == dt.timedelta(hours=8)  # Beijing time
+    # To the millisecond: records of one second (a user's 同意 then 撤回) kept the same time and lost their order.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+08:00", rows[0]["at"]), rows[0]["at"]
     # To a file, as the console's download: with a BOM, so Excel reads the Chinese right.
     saved = cli(tmp_path, "consents", "export", "--format", "csv", "--output", str(tmp_path / "c.csv"))
     assert saved.returncode == 0 and (tmp_path / "c.csv").read_bytes().startswith("\ufeff".encode())
