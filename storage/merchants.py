@@ -23,7 +23,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from storage.mongo import as_datetime, read_all
+from storage.mongo import as_datetime, exactly, read_all
 
 #: The fields a merchant types in; erased when the account is closed.
 PROFILE_FIELDS = ("entity_type", "entity_name", "credit_code", "contact_name", "phone", "email")
@@ -76,6 +76,7 @@ class Merchants:
             [
                 IndexModel([("openid", ASCENDING)], unique=True, name="openid_unique"),
                 IndexModel([("status", ASCENDING)], name="status"),
+                IndexModel([("credit_code", ASCENDING)], name="credit_code", sparse=True),
             ]
         )
         await self._history.create_indexes(
@@ -138,6 +139,11 @@ class Merchants:
     async def openids(self, status: str) -> list[str]:
         """Every merchant with ``status``, by openid (a broadcast's audience)."""
         return [d["openid"] for d in await read_all(self._coll, {"status": status}, {"openid": 1}, "openid")]
+
+    async def with_credit_code(self, credit_code: str, limit: int = 20) -> list[Merchant]:
+        """Records registered with ``credit_code`` (closed ones hold none)."""
+        docs = await self._coll.find({"credit_code": exactly(credit_code)}).sort("openid", ASCENDING).limit(limit).to_list(None)
+        return [_merchant(d) for d in docs]
 
     async def list(self, status: str | None = None, limit: int | None = 1000) -> list[Merchant]:
         """Merchants by openid, at most ``limit`` (``None``: all of them)."""

@@ -690,6 +690,21 @@ async def register(svc, openid: str, name: str) -> None:
     )
 
 
+async def test_a_credit_code_on_another_account_is_pointed_out_for_review(svc):
+    # Two openids registered one company's code under different names; nothing told the reviewer.
+    company = {"entity_type": "enterprise", "credit_code": "91450100MA5K00000B", "contact_name": "王五",
+               "phone": "13812345678"}
+    from bot.validation import credit_code_check_char
+    company["credit_code"] = company["credit_code"][:17] + credit_code_check_char(company["credit_code"][:17])
+    await svc.runtime.merchants.save_profile("o-real", {**company, "entity_name": "南宁市真实贸易有限公司"})
+    await svc.runtime.merchants.save_profile("o-copy", {**company, "entity_name": "南宁市冒名贸易有限公司"})
+    await register(svc, "o-alone", "张三小店")
+    editor = await logged_in(svc, "eddie")
+    page = text(await editor.get("/admin/merchants/o-copy"))
+    assert "也登记在另外 1 个账户上" in page and "南宁市真实贸易有限公司" in page and "/admin/merchants/o-real" in page
+    assert "也登记在另外" not in text(await editor.get("/admin/merchants/o-alone"))
+
+
 async def test_merchants_review_suspend_reinstate_and_export(svc):
     await register(svc, "o-m1", "张三小店")
     await register(svc, "o-m2", "李四商行")
