@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -36,6 +37,7 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from bot.inbound import OPENID
+from emulator.state import EmulatorState
 from handlers.base import BaseHandler, json_object, name_allowed_methods
 from wechat.menu import MenuFileError, load_menu
 from wechat.push_client import MODES, WECHAT_TIMEOUT, PushClient, event_xml, text_xml
@@ -147,7 +149,8 @@ class Simulator:
         known = {u.get("openid") for u in await self.emulator.users()}
         for openid, fields in list(saved.items()):
             if openid not in known:
-                await self.emulator.set_user(openid, nickname=fields["nickname"], subscribed=fields["subscribed"])
+                await self.emulator.set_user(openid, nickname=fields["nickname"], subscribed=fields["subscribed"],
+                                             unionid=unionid_of(openid))
 
     async def _saved_users(self) -> dict[str, dict]:
         async with self._file_lock:
@@ -184,7 +187,8 @@ class Simulator:
             raise SimulatorError(400, "bad_nickname", "昵称需为 1 到 20 个字")
         # Real openids are 28 characters of this alphabet.
         openid = "o" + secrets.token_urlsafe(21)[:27]
-        user = await self.emulator.set_user(openid, nickname=nickname.strip(), subscribed=False)
+        user = await self.emulator.set_user(openid, nickname=nickname.strip(), subscribed=False,
+                                            unionid=unionid_of(openid))
         await self._remember(user)
         return user
 
@@ -313,15 +317,29 @@ class UsersHandler(_Base):
     async def get(self) -> None:
         await self.simulator.restore()
         users = await self.simulator.emulator.users()
-        self.write_json([
-            {"openid": u["openid"], "nickname": u.get("nickname") or "", "subscribed": bool(u.get("subscribed"))}
-            for u in users
-        ])
+        self.write_json([_user_json(u) for u in users])
 
     async def post(self) -> None:
         user = await self.simulator.create_user(self.json_body().get("nickname"))
         self.set_status(201)
-        self.write_json({"openid": user["openid"], "nickname": user["nickname"], "subscribed": bool(user["subscribed"])})
+        self.write_json(_user_json(user))
+
+
+def miniprogram_user(openid: str) -> str:
+    """The name a simulated user logs in to the mini-program API with
+    (code ``<name>-<any number>``, the emulator's rule): the same person."""
+    return "sim" + hashlib.sha256(openid.encode()).hexdigest()[:8]
+
+
+def unionid_of(openid: str) -> str:
+    """The unionid WeChat gives a simulated follower: the one the emulator's
+    jscode2session gives :func:`miniprogram_user`, so chat and the app are one person."""
+    return EmulatorState.unionid_for_user(miniprogram_user(openid))
+
+
+def _user_json(user: dict) -> dict:
+    return {"openid": user["openid"], "nickname": user.get("nickname") or "", "subscribed": bool(user.get("subscribed")),
+            "miniprogram_code": f"{miniprogram_user(user['openid'])}-1"}
 
 
 class SendHandler(_Base):

@@ -319,3 +319,22 @@ async def test_the_page_state_does_not_need_the_emulator_even_with_saved_users(m
     svc = await make_service(simulator=True, wechat_api_base=f"http://127.0.0.1:{free_port()}", data_dir=tmp_path)
     code, state = await call(svc, "GET", "/simulator/api/state")
     assert code == 200 and state["menu_source"] == "file"
+
+
+async def test_a_simulated_user_logs_in_to_the_mini_program_as_the_same_person(make_service, tmp_path):
+    # Simulator users had no unionid: chat and the app were two people in the demo.
+    from tests.test_api import MP_APPID, MP_SECRET
+
+    svc = await make_service(wechat_aes_key=AES_KEY, simulator=True, data_dir=tmp_path,
+                             miniprogram_appid=MP_APPID, miniprogram_secret=MP_SECRET)
+    code, user = await call(svc, "POST", "/simulator/api/users", {"nickname": "小红"})
+    assert code == 201 and user["miniprogram_code"].endswith("-1")
+    await send(svc, user["openid"], "subscribe")
+    code, reply = await send(svc, user["openid"], "text", content="同意")
+    assert "已记录" in reply["reply"]
+    response = await AsyncHTTPClient().fetch(svc.url + "/api/v1/session", method="POST",
+                                             body=json.dumps({"code": user["miniprogram_code"]}))
+    me = json.loads(response.body)["user"]
+    assert me["linked_official_account"] is True and me["consent"]["status"] == "accepted"
+    code, listed = await call(svc, "GET", "/simulator/api/users")
+    assert [u["miniprogram_code"] for u in listed if u["openid"] == user["openid"]] == [user["miniprogram_code"]]

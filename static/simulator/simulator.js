@@ -192,7 +192,9 @@
     const follow = $("follow-btn");
     const following = !!(user && user.subscribed);
     $("chat-title").textContent = user ? (user.nickname || user.openid) + " × 微拓" : "微拓";
-    $("chat-subtitle").textContent = user ? `openid：${user.openid}` : "请先在左侧新建或选择一个用户";
+    $("chat-subtitle").textContent = user
+      ? `openid：${user.openid}` + (user.miniprogram_code ? ` · 小程序 API 登录 code：${user.miniprogram_code}（同一人；每次登录换末尾数字）` : "")
+      : "请先在左侧新建或选择一个用户";
     follow.disabled = !user;
     follow.textContent = following ? "取消关注" : "关注";
     follow.classList.toggle("following", following);
