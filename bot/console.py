@@ -418,9 +418,10 @@ class Console:
         # change the profile: the record checked is the record changed.
         async with one_at_a_time(self.locks, openid):
             existing = await self.merchants.get(openid)
-            if existing is not None and existing.status == status != "closed":  # closed again: 允许重新注册
+            if existing is not None and existing.status == status not in ("closed", "pending_review"):
+                # (closed again: 允许重新注册; pending again: 退回修改)
                 raise AccountRefused(f"该商家已经是“{STATUSES[status]}”状态，无需变更。", code="no_change")
-            review = existing is not None and existing.status == "pending_review" and status == "active"
+            review = existing is not None and existing.status == "pending_review" and status in ("active", "pending_review")
             actor.require("merchant_review" if review else "merchant_suspend")
             if seen is not None and existing is not None and profile_stamp(existing) != seen:
                 raise AccountRefused("商家资料在您打开页面后有更新，请核对页面上的最新资料后再操作。", code="profile_changed")

@@ -30,6 +30,8 @@ STATUSES = {
 #: (from, to) -> what the change is called. Closing is allowed from every open status.
 TRANSITIONS = {
     ("pending_review", "active"): "审核通过",
+    # Still to be reviewed, the merchant asked to correct their details (the reason says what).
+    ("pending_review", "pending_review"): "退回修改",
     ("pending_review", "suspended"): "暂停",
     ("active", "suspended"): "暂停",
     ("suspended", "active"): "恢复",

@@ -439,6 +439,11 @@ def status_notice(status: str, before: str, reason: str) -> tuple[str, str]:
             f"您的微拓商家账户已被暂停。原因：{reason}\n暂停期间不能使用商家服务，您仍可以阅读协议、导出数据"
             + SUSPENDED_CHAT_HINT + "如有异议，请联系我们。"
         )
+    if status == before == "pending_review":
+        return "商家注册资料需要修改", (
+            f"您提交的微拓商家注册资料需要修改后才能通过审核。审核意见：{reason}\n"
+            "请回复“修改资料”按意见修改并确认（在小程序中也可以修改），我们会重新审核。"
+        )
     if status == "closed" and before == "closed":
         return "商家账户可以重新注册", (
             f"您的微拓商家账户此前在暂停期间注销，现已允许重新注册：回复“注册”即可重新提交资料。说明：{reason}"

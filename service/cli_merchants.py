@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bot.agreement import CHINA
-from bot.merchants import STATUSES
+from bot.merchants import STATUSES, TRANSITIONS
 from service.clitools import actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
 
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=cmd_list)
 
     status = merchants_sub.add_parser("set-status", help="变更状态：审核通过（active）、暂停（suspended）、恢复（回到暂停前的状态：active 或 pending_review）、注销（closed）；"
-                                         "对暂停期间注销的账户再次 closed：允许其用户重新注册")
+                                         "对暂停期间注销的账户再次 closed：允许其用户重新注册；对待审核的账户再次 pending_review：退回修改")
     status.add_argument("openid")
     status.add_argument("status", choices=tuple(STATUSES))
     status.add_argument("--reason", required=True, help="原因（会告知商家，并记入状态历史）")
@@ -55,8 +55,8 @@ def cmd_set_status(args: argparse.Namespace) -> int:
         return before, merchant
 
     before, merchant = with_runtime(args, work)
-    if before is not None and before.status == merchant.status == "closed":
-        print(f"已允许商家 {merchant.openid} 的用户重新注册（原因：{args.reason.strip()}）")
+    if before is not None and before.status == merchant.status:  # an action of its own (允许重新注册, 退回修改)
+        print(f"商家 {merchant.openid}：已{TRANSITIONS[(merchant.status, merchant.status)]}（原因：{args.reason.strip()}），并已通知商家")
     else:
         print(f"商家 {merchant.openid} 的状态已改为：{STATUSES[merchant.status]}（原因：{args.reason.strip()}）")
     return 0

@@ -724,8 +724,11 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     assert "状态已改为“已暂停”" in detail  # said once, after the action
     again = text(await owner.get("/admin/merchants/o-m1?done=%E8%AF%B7%E8%BD%AC%E8%B4%A6"))  # 请转账
     assert "状态已改为" not in again and "请转账" not in again
-    bad = await owner.post("/admin/merchants/o-m2", {"status": "pending_review", "reason": "x"})
-    assert bad.code == 409 and "已经是“待审核”" in text(bad)
+    # Pending again: 退回修改, the merchant told what to correct (an editor's, as reviewing is).
+    returned = await editor.post("/admin/merchants/o-m2", {"status": "pending_review", "reason": "请上传与营业执照一致的名称"})
+    assert returned.code == 303 and "已退回修改，并已通知商家" in text(await editor.get(returned.headers["Location"]))
+    assert (await svc.runtime.merchants.get("o-m2")).status == "pending_review"
+    assert [e.reason for e in await svc.runtime.merchants.repo.history("o-m2")][-1] == "请上传与营业执照一致的名称"
     bogus = await owner.post("/admin/merchants/o-m2", {"status": "bogus", "reason": "x"})
     assert bogus.code == 422 and "未知的状态 bogus" in text(bogus)
     assert (await owner.post("/admin/merchants/o-m1", {"status": "active", "reason": "已整改"})).code == 303
@@ -750,7 +753,7 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     page = text(await owner.get("/admin/merchants/o-m2"))
     assert "允许重新注册" in page and "确定注销" not in page
     lifted = await owner.post("/admin/merchants/o-m2", {"status": "closed", "reason": "申诉通过"})
-    assert lifted.code == 303 and "已允许该用户重新注册" in text(await owner.get(lifted.headers["Location"]))
+    assert lifted.code == 303 and "已允许重新注册，并已通知商家" in text(await owner.get(lifted.headers["Location"]))
     assert "允许重新注册</button>" not in text(await owner.get("/admin/merchants/o-m2"))
 
 

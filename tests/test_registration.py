@@ -575,7 +575,7 @@ def _merchants_cli_checks(tmp_path) -> None:
     for status, reason in (("suspended", "核实中"), ("closed", "商家申请")):
         assert run_cli("merchants", "set-status", "o-cli", status, "--reason", reason, "--data-dir", str(tmp_path)).returncode == 0
     lifted = run_cli("merchants", "set-status", "o-cli", "closed", "--reason", "申诉通过", "--data-dir", str(tmp_path))
-    assert lifted.returncode == 0 and "已允许商家 o-cli 的用户重新注册" in lifted.stdout
+    assert lifted.returncode == 0 and "商家 o-cli：已允许重新注册" in lifted.stdout
 
 
 async def test_an_admin_closure_ends_an_open_registration_dialog(service):
@@ -676,6 +676,20 @@ async def test_the_owner_can_let_an_account_closed_while_suspended_register_agai
     with pytest.raises(AccountRefused) as refused:
         await merchants.set_status("o-back", "suspended", "x", by="admin:olga")
     assert refused.value.message.endswith("允许的变更：恢复（active）、注销（closed）")
+
+
+async def test_a_registration_returned_for_correction_is_told_what_to_change(service, emulator):
+    # A reviewer could only approve, suspend or close: no way to ask for a fix.
+    merchants = service.runtime.merchants
+    await register_enterprise(service, "o-fixme")
+    pending = await merchants.get("o-fixme")
+    assert ("pending_review", "退回修改") in await merchants.moves(pending)
+    await merchants.set_status("o-fixme", "pending_review", "名称与营业执照不一致", by="admin:eddie")
+    await service.runtime.worker(concurrency=2).run_until_idle(30)
+    told = [m["body"]["text"]["content"] for m in await emulator.messages("o-fixme") if m["msgtype"] == "text"]
+    assert any("审核意见：名称与营业执照不一致" in t and "修改资料" in t for t in told), told
+    assert "修改" in await service.wechat.ask("o-fixme", "修改资料")  # and they can
+    assert (await merchants.get("o-fixme")).status == "pending_review"
 
 
 async def test_reinstating_returns_to_the_status_the_suspension_interrupted(service, emulator):

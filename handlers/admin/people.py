@@ -9,7 +9,7 @@ from bot.admin_accounts import ROLES
 from bot.console import MERCHANT_FIELDS, merchant_row
 from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
-from bot.merchants import STATUSES, NoAccount, profile_stamp
+from bot.merchants import STATUSES, TRANSITIONS, NoAccount, profile_stamp
 from handlers.admin.base import AdminHandler
 
 PAGE = 200
@@ -61,7 +61,9 @@ class MerchantHandler(AdminHandler):
                 raise
             await self._show(openid, error=exc.message, status=exc.status, reason=reason)
             return
-        done = "已允许该用户重新注册" if before and before.status == status == "closed" else f"状态已改为“{STATUSES[status]}”"
+        # The same status again is an action of its own (允许重新注册, 退回修改).
+        same = TRANSITIONS.get((status, status)) if before is not None and before.status == status else None
+        done = f"已{same}，并已通知商家" if same else f"状态已改为“{STATUSES[status]}”"
         self.done(f"/admin/merchants/{tornado.escape.url_escape(openid, plus=False)}", done)
 
     async def _show(self, openid: str, error: str = "", status: int = 200, reason: str = "") -> None:
