@@ -565,16 +565,18 @@ _DIALOG_WORDS = (CANCEL, BACK, CONFIRM, RESUME, RESTART)
 
 
 async def _dialog_word_without_dialog(chat: Chat, word: str) -> Reply:
+    unfinished = await _unfinished_registration(chat)
     if word == CANCEL:
+        # 取消 ends what is left: a command the consent gate held (同意 must no
+        # longer start it), and a registration draft (it holds personal data).
         pending = await chat.services.dialogs.pop_resume(chat.openid)
-        if pending:  # a command the consent gate held: 同意 must no longer start it
-            if await _unfinished_registration(chat):
-                await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
-            return Reply(texts.pending_cancelled(pending))
-    if await _unfinished_registration(chat):
-        if word == CANCEL:  # the draft holds personal data: 取消 discards it
+        if unfinished:
             await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
+        if pending:
+            return Reply(texts.pending_cancelled(pending))
+        if unfinished:
             return Reply(texts.DRAFT_DISCARDED)
+    elif unfinished:
         return await register(chat)  # offers to resume the draft (继续) or start again
     return Reply(texts.NO_DIALOG_OPEN.format(word=word))
 
