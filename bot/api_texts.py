@@ -65,6 +65,8 @@ def for_app(body: str) -> str:
     return (body.replace(texts.AMENDMENT_CHAT_HINT,
                          "可在“服务协议”中查看详情。如不同意修改后的条款，您可以停止使用服务，并可先在“我的数据”中导出数据。")
             .replace(texts.WITHDRAWN_CHAT_HINT, "可在“服务协议”中查看现行协议。")
-            .replace(texts.SUSPENDED_CHAT_HINT, "（可在“我的账户”中查看详情）。"))
+            .replace(texts.SUSPENDED_CHAT_HINT, "（可在“我的账户”中查看详情）。")
+            .replace(texts.RETURNED_CHAT_HINT, "请在“我的账户”中按意见修改资料后重新提交，我们会重新审核。")
+            .replace(texts.REREGISTER_CHAT_HINT, "：可在“我的账户”中重新提交注册资料。"))
 PAGE_ARG = "{name} 应为 {low} 到 {high} 之间的整数。"
 PROFILE_CHANGED = "您的商家资料在您打开页面后已有变化（例如在公众号对话中修改过），为免覆盖，本次修改未保存。请重新获取资料核对后再提交。"

@@ -525,11 +525,19 @@ async def free_text(chat: Chat) -> Reply:
     bare = normalize_command(chat.message.text).rstrip(STATEMENT_END)
     if not chat.state_unknown and bare in _DIALOG_WORDS:
         return await _dialog_word_without_dialog(chat, bare)
-    squeezed = re.sub(r"\s+", "", bare)
-    if squeezed in NEAR_CONSENT or (squeezed in _YES and not await _has_accepted(chat)):
-        # "同 意", or 好的 / 接受 / OK to the consent prompt: not recorded, and
-        # a quoted clause or "不客气" would let the user believe it was.
-        return Reply(texts.consent_exact_words(_choice_meant(squeezed)))
+    if not chat.state_unknown and control_word(chat.message.text) == CANCEL:
+        # 取消注册, 算了, 退出 … outside a dialog are talk (they discard no draft),
+        # but a command the consent gate held is dropped by them as by 取消.
+        pending = await _pop_resume(chat)
+        if pending:
+            return Reply(texts.pending_cancelled(pending))
+    parts = [part for part in re.split(r"[，,、。.!！~～\s]+", bare) if part]
+    choice = any(part in NEAR_CONSENT for part in parts)
+    if "".join(parts) in NEAR_CONSENT or (parts and all(part in _YES or part in NEAR_CONSENT for part in parts)
+                                          and (choice or not await _has_accepted(chat))):
+        # "同 意", "好的，同意", or 好的 / 接受 / OK to the consent prompt: not
+        # recorded, and a quoted clause or "不客气" would let the user believe it was.
+        return Reply(texts.consent_exact_words(_choice_meant("".join(parts))))
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
     if chat.state_unknown:
         # Perhaps an answer to a dialog whose state cannot be read now: say so,
@@ -569,7 +577,7 @@ async def _dialog_word_without_dialog(chat: Chat, word: str) -> Reply:
     if word == CANCEL:
         # 取消 ends what is left: a command the consent gate held (同意 must no
         # longer start it), and a registration draft (it holds personal data).
-        pending = await chat.services.dialogs.pop_resume(chat.openid)
+        pending = await _pop_resume(chat)
         if unfinished:
             await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
         if pending:

@@ -21,7 +21,7 @@ from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
 from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
-from bot.merchants import STATUSES, AccountRefused, MerchantAccounts, profile_stamp
+from bot.merchants import STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp
 from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, check_text, notice_text
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import attach_examples, units_of
@@ -416,6 +416,8 @@ class Console:
         """
         # Under the merchant's own lock, which chat and the API hold while they
         # change the profile: the record checked is the record changed.
+        if status not in STATUSES:  # wrong input whoever sends it, before whether they may
+            raise UnknownStatus(f"未知的状态 {status}，可选：{', '.join(STATUSES)}")
         async with one_at_a_time(self.locks, openid):
             existing = await self.merchants.get(openid)
             if existing is not None and existing.status == status not in ("closed", "pending_review"):

@@ -55,6 +55,8 @@ _TOML_ERRORS = (
     ("Invalid statement", "这一行不是“键 = 值”的写法"),
     ("Unclosed array", "数组缺少结尾的 ]"),
     ("Expected ']'", "表名缺少结尾的 ]"),
+    ("Expected newline or end of document after a statement", "一行只能写一项（值后面有多余的内容）"),
+    ("Unclosed inline table", "内联表缺少结尾的 }"),
 )
 
 

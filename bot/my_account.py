@@ -135,11 +135,12 @@ class ChangedSince(BotError):
 
 
 async def save_registration(services: Services, openid: str, body: dict,
-                            seen: str | None = None) -> tuple[Merchant, str]:
+                            seen: list[str] | None = None) -> tuple[Merchant, str]:
     """Register or change the profile: ``(record, "registered"|"updated"|"resubmitted")``.
 
-    ``seen``: :func:`~bot.merchants.profile_stamp` of the record the client
-    showed (its ETag); a record changed since (in chat, say) is not overwritten.
+    ``seen``: :func:`~bot.merchants.profile_stamp`\ s of the record the client
+    may have shown (its ETag); a record changed since (in chat, say) is not
+    overwritten. With no record yet there is nothing to overwrite.
     Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422),
     :class:`ChangedSince` (412) or :class:`~bot.merchants.AccountRefused`
     (409, e.g. suspended).
@@ -150,7 +151,7 @@ async def save_registration(services: Services, openid: str, body: dict,
             raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
         existing = await services.merchants.get(openid)
         profile = parse_profile(body, existing)
-        if seen is not None and profile_stamp(existing) != seen:
+        if seen is not None and existing is not None and profile_stamp(existing) not in seen:
             raise ChangedSince(api_texts.PROFILE_CHANGED)
         return await services.merchants.save_profile(openid, profile)
 

@@ -289,6 +289,8 @@ def amendment_notice(version: "AgreementVersion") -> str:
 AMENDMENT_CHAT_HINT = "回复“条款”查看详情。如不同意修改后的条款，您可以停止使用服务，并可先回复“导出我的数据”导出数据。"
 WITHDRAWN_CHAT_HINT = "回复“条款”查看现行协议。"
 SUSPENDED_CHAT_HINT = "（公众号回复“我的账户”查看详情）。"
+RETURNED_CHAT_HINT = "请回复“修改资料”按意见修改并确认（在小程序中也可以修改），我们会重新审核。"
+REREGISTER_CHAT_HINT = "：回复“注册”即可重新提交资料。"
 
 
 def amendment_withdrawn(version: "AgreementVersion", reason: str) -> str:
@@ -441,12 +443,11 @@ def status_notice(status: str, before: str, reason: str) -> tuple[str, str]:
         )
     if status == before == "pending_review":
         return "商家注册资料需要修改", (
-            f"您提交的微拓商家注册资料需要修改后才能通过审核。审核意见：{reason}\n"
-            "请回复“修改资料”按意见修改并确认（在小程序中也可以修改），我们会重新审核。"
+            f"您提交的微拓商家注册资料需要修改后才能通过审核。审核意见：{reason}\n" + RETURNED_CHAT_HINT
         )
     if status == "closed" and before == "closed":
         return "商家账户可以重新注册", (
-            f"您的微拓商家账户此前在暂停期间注销，现已允许重新注册：回复“注册”即可重新提交资料。说明：{reason}"
+            f"您的微拓商家账户此前在暂停期间注销，现已允许重新注册{REREGISTER_CHAT_HINT}说明：{reason}"
         )
     if status == "closed":
         return "商家账户已注销", (

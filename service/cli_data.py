@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 
 from bot import terms_diff
-from bot.agreement import CHINA, REASONS, AgreementVersion, parse_toml, typed_utc
+from bot.agreement import CHINA, REASONS, AgreementVersion, InvalidAgreement, parse_toml, typed_utc
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
 from bot.file_problems import os_problem
 from bot.spreadsheet import ExcelCsv
-from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
+from service.clitools import (UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, print_table,
+                              require_data_dir, with_runtime)
 from storage.consents import ACTIONS
 
 
@@ -119,7 +120,10 @@ def _version_file(path: Path) -> AgreementVersion:
         raise UsageError(f"无法读取 {path}：{os_problem(exc)}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path} 不是 UTF-8 编码的文本") from None
-    return parse_toml(text)
+    try:
+        return parse_toml(text)
+    except InvalidAgreement as exc:
+        raise UsageError(f"{path}：{exc.message}") from None
 
 
 def cmd_terms_publish(args: argparse.Namespace) -> int:
@@ -174,6 +178,7 @@ def cmd_consents_export(args: argparse.Namespace) -> int:
     until = _instant(args.until, "--until", day_end=True)
     if since is not None and until is not None and since >= until:
         raise UsageError(f"--since（{args.since}）应早于 --until（{args.until}）：这段时间里不会有任何记录")
+    require_data_dir(load_config(args))  # before the output file exists: a refusal leaves none behind
     try:
         out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
     except OSError as exc:

@@ -199,27 +199,32 @@ def start_embedded(config: Config) -> EmbeddedServers:
         raise UsageError(f"无法使用数据目录 {config.data_dir}：{os_problem(exc)}（DATA_DIR 或 --data-dir）") from None
 
 
+def require_data_dir(config: Config) -> None:
+    """Refuse a data directory named (``--data-dir``, ``DATA_DIR``) that does
+    not exist: a mistyped one showed an empty, newly made installation. The
+    default, ``./var``, is made as ``serve`` would make it."""
+    named = Path(config.data_dir) != Config().data_dir
+    if named and not (config.mongodb_uri and config.redis_url) and not Path(config.data_dir).exists():
+        raise UsageError(
+            f"数据目录 {config.data_dir} 不存在，请检查 --data-dir 或 DATA_DIR"
+            "（服务运行时用的是哪个目录）。新安装请先运行 wetoop-bot serve，它会创建该目录。"
+        )
+
+
 def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable[T]],  # noqa: F821
                  new_install: bool = False) -> T:
     """Run ``work(runtime)`` against the configured (or embedded) storage.
 
     While the service runs, its embedded servers are used; otherwise they are
-    started for the command and stopped after it. A data directory named
-    (``--data-dir``, ``DATA_DIR``) that does not exist is refused (a mistyped
-    one showed an empty, newly made installation), unless ``new_install``:
-    the command may be the first on a new server (creating the first admin).
-    The default, ``./var``, is made as ``serve`` would make it.
+    started for the command and stopped after it. A data directory named but
+    missing is refused (:func:`require_data_dir`), unless ``new_install``: the
+    command may be the first on a new server (creating the first admin).
     """
     from service.runtime import Runtime
 
     config = load_config(args)
-    named = Path(config.data_dir) != Config().data_dir
-    if (named and not new_install and not (config.mongodb_uri and config.redis_url)
-            and not Path(config.data_dir).exists()):
-        raise UsageError(
-            f"数据目录 {config.data_dir} 不存在，请检查 --data-dir 或 DATA_DIR"
-            "（服务运行时用的是哪个目录）。新安装请先运行 wetoop-bot serve，它会创建该目录。"
-        )
+    if not new_install:
+        require_data_dir(config)
     embedded = start_embedded(config)
     try:
 

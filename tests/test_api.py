@@ -427,6 +427,15 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
     assert (reply.status, reply.body["outcome"]) == (200, "updated")
 
 
+def test_the_account_notices_read_in_the_apps_words():
+    # The new notices told an app-only user to reply in chat.
+    from bot import api_texts, texts
+
+    for status, before in (("pending_review", "pending_review"), ("closed", "closed"), ("suspended", "active")):
+        _title, body = texts.status_notice(status, before, "原因")
+        assert "回复" not in api_texts.for_app(body), (status, before)
+
+
 async def test_if_match_keeps_a_change_made_elsewhere_from_being_overwritten(api):
     # Chat refused to save over a change made in the app; the app saved over
     # chat's (the last writer won). With the GET's ETag as If-Match it does not.
@@ -447,8 +456,16 @@ async def test_if_match_keeps_a_change_made_elsewhere_from_being_overwritten(api
     saved = await api.call("PUT", "/me/registration", {**ENTERPRISE, "contact_name": "赵六", "phone": "13900000000"},
                            token, headers={"If-Match": fresh})
     assert saved.status == 200 and saved.headers["Etag"] != fresh
-    # Without If-Match, as before: the whole form replaces the record.
+    # A list of tags matches if one does; without If-Match, as before: the whole form replaces the record.
+    current = saved.headers["Etag"]
+    listed = await api.call("PUT", "/me/registration", ENTERPRISE, token, headers={"If-Match": f'"stale", {current}'})
+    assert listed.status == 200
     assert (await api.call("PUT", "/me/registration", ENTERPRISE, token)).status == 200
+    # No record yet: nothing to overwrite, nothing to refuse.
+    other = await api.token("newbie")
+    await api.accepted(other)
+    first = await api.call("PUT", "/me/registration", ENTERPRISE, other, headers={"If-Match": '"whatever"'})
+    assert first.status == 201
 
 
 async def test_registration_changes_follow_the_account_rules(api):

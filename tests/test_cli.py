@@ -154,6 +154,9 @@ def test_a_data_directory_that_does_not_exist_is_refused_not_made(tmp_path):
         result = run_cli(*command, "--data-dir", str(typo))
         assert result.returncode == 2 and f"数据目录 {typo} 不存在" in result.stderr, result.stderr
         assert not typo.exists()
+    written = tmp_path / "out.csv"
+    refused = run_cli("consents", "export", "--output", str(written), "--data-dir", str(typo))
+    assert refused.returncode == 2 and not written.exists()  # an empty file was left behind
     # The default, ./var, is made as serve makes it: a new install's first command works.
     fresh = tmp_path / "fresh"
     fresh.mkdir()

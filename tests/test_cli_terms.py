@@ -151,6 +151,11 @@ def test_a_malformed_version_file_is_explained_in_chinese(data_dir, tmp_path):
     result = cli(data_dir, "terms", "publish", str(bad), "--effective-at", "now", "--reason", "legal")
     assert result.returncode == 2
     assert "不是有效的 TOML：第 1 行第 22 列附近：有不允许的字符" in result.stderr, result.stderr
+    assert str(bad) in result.stderr  # which file (terms diff reads two)
+    extra = tmp_path / "extra.toml"
+    extra.write_text('version = "x" title = "y"\n', encoding="utf-8")
+    result = cli(data_dir, "terms", "diff", "2022-05-22", str(extra))
+    assert result.returncode == 2 and "一行只能写一项" in result.stderr and str(extra) in result.stderr
     assert "Illegal" not in result.stderr and "Traceback" not in result.stderr
 
 

@@ -202,7 +202,7 @@ async def test_a_near_miss_of_a_consent_reply_says_what_to_reply(service, text, 
     assert await ledger(service, "o-near") == []
 
 
-@pytest.mark.parametrize("text", ["好的", "OK", "接受", "可以！", "嗯", "yes", "Agree", "同 意"])
+@pytest.mark.parametrize("text", ["好的", "OK", "接受", "可以！", "嗯", "yes", "Agree", "同 意", "好的，同意", "OK，同意", "好，我同意"])
 async def test_a_yes_to_the_consent_prompt_says_only_the_exact_word_counts(service, text):
     # 好的 got "不客气！", 接受 a quote of clause 6.1, 同 意 "not covered": nothing
     # said that the choice was not recorded.
@@ -211,7 +211,7 @@ async def test_a_yes_to_the_consent_prompt_says_only_the_exact_word_counts(servi
     assert await service.wechat.ask(openid, text) == texts.consent_exact_words("同意")
     assert await ledger(service, openid) == []
     await service.wechat.ask(openid, "同意")
-    if text != "同 意":  # once accepted, 好的 is talk again
+    if "同" not in text:  # once accepted, 好的 is talk again (a 同意 among the words stays a near miss)
         assert await service.wechat.ask(openid, text) != texts.consent_exact_words("同意")
 
 

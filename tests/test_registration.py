@@ -293,6 +293,12 @@ async def test_cancel_drops_the_command_waiting_for_consent(service):
     assert "已记录" in after and texts.PROMPT_ENTITY_TYPE not in after
     assert await service.runtime.services.dialogs.load("o-changed-mind") is None
     assert "无需操作" in await service.wechat.ask("o-changed-mind", "取消")  # nothing left to cancel
+    # Said as 取消注册, 算了 or 退出 too (they were answered by the Q&A, and 同意 then registered).
+    for i, word in enumerate(("取消注册", "算了", "退出。")):
+        openid = f"o-changed-{i}"
+        assert "需要您先同意" in await service.wechat.ask(openid, "注册")
+        assert "已取消“注册”" in await service.wechat.ask(openid, word)
+        assert texts.PROMPT_ENTITY_TYPE not in await service.wechat.ask(openid, "同意")
 
 
 # -- expiry and resume -------------------------------------------------------------------------------

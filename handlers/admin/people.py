@@ -91,7 +91,7 @@ class AdminsHandler(AdminHandler):
         name = self.text("name", "", 64).strip()
         role = self.text("role", "viewer", 16)
         try:
-            await self.runtime.admins.create(name, role, self.get_argument("password", "", strip=False)[:1024], by=self.actor)
+            await self.runtime.admins.create(name, role, self.get_argument("password", "", strip=False), by=self.actor)
         except BotError as exc:
             await self._show(error=exc.message, status=exc.status, name=name)
             return
@@ -119,6 +119,6 @@ class AdminUserHandler(AdminHandler):
             count = await admins.revoke_sessions(name, by=self.actor)
             done = f"已注销 {name} 的 {count} 个会话"
         else:
-            await admins.set_password(name, self.get_argument("password", "", strip=False)[:1024], by=self.actor)
+            await admins.set_password(name, self.get_argument("password", "", strip=False), by=self.actor)
             done = f"已重设 {name} 的密码，其会话已全部注销"
         self.done("/admin/users", done)

@@ -97,9 +97,9 @@ class RegistrationHandler(ApiHandler):
         self.write_json({"registration": render.registration(merchant, reason)})
 
     async def put(self) -> None:
-        # If-Match: the ETag of the record the form was filled from; "*" or none: no check.
-        match = self.request.headers.get("If-Match", "").strip().removeprefix("W/").strip('"')
-        seen = match if match and match != "*" else None
+        # If-Match: the ETag(s) of the record the form was filled from; "*" or none: no check.
+        tags = [t.strip().removeprefix("W/").strip('"') for t in self.request.headers.get("If-Match", "").split(",")]
+        seen = None if not any(tags) or "*" in tags else [t for t in tags if t]
         merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body(), seen)
         self.set_status(201 if outcome == "registered" else 200)
         self.set_header("ETag", f'"{profile_stamp(merchant)}"')
