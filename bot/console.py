@@ -471,7 +471,8 @@ class Console:
                 data = load_data(DEFAULT_DATA_DIR, Path(scratch))
             except QADataError as exc:
                 raise QADataError(exc.message.replace(str(Path(scratch)) + os.sep, "")) from None
-        unknown = _unplaced_examples(data, version) - _unplaced_examples(load_data(DEFAULT_DATA_DIR), version)
+        unknown = {ref for ref, _example in
+                   _unplaced_examples(data, version) - _unplaced_examples(load_data(DEFAULT_DATA_DIR), version)}
         if unknown:
             # The index would drop them with only a log line; say so now, and why.
             refs = {u.ref for u in units_of(version)}
@@ -493,12 +494,14 @@ class Console:
             target.unlink()
 
 
-def _unplaced_examples(data, version: AgreementVersion) -> set[str]:
-    """Clause numbers of ``data``'s examples that no clause of ``version`` takes."""
+def _unplaced_examples(data, version: AgreementVersion) -> set[tuple[str, str]]:
+    """``(clause number, example)`` of ``data``'s examples that no clause of
+    ``version`` takes (by example: an override's own must be placed even where
+    the shipped examples of its clause are not)."""
     units = units_of(version)
     placed = attach_examples(units, data.clauses)
     taken = {example for examples in placed for example in examples}
-    return {entry.ref for entry in data.clauses if not set(entry.examples) <= taken}
+    return {(entry.ref, example) for entry in data.clauses for example in entry.examples if example not in taken}
 
 
 def _check_qa_name(name: str) -> None:

@@ -857,6 +857,20 @@ async def test_qa_overrides_are_checked_then_saved(svc):
     assert "第 1 行" in text(bad)
     nowhere = await editor.post("/admin/qa/examples.toml", {"text": '[clauses."99.1"]\nexamples = ["火星上能开店吗"]\n'})
     assert nowhere.code == 422 and "没有条款 99.1" in text(nowhere)
+    # A version whose 1.1 no longer holds the shipped anchor: an override's own
+    # anchor that matches nothing was saved there, its examples silently unused.
+    import dataclasses as _dc
+
+    from bot.agreement import load_seed
+    seed = load_seed()
+    first = seed.sections[0]
+    edited = _dc.replace(first, clauses=("您必须遵守服务中的各项规定。", *first.clauses[1:]))
+    await svc.runtime.terms.publish(_dc.replace(seed, version="2026-11-27-legal", changes=("第1节第1款：改写",),
+                                                sections=(edited, *seed.sections[1:])),
+                                    reason="legal", effective_at=None, by="test")
+    stale = await editor.post("/admin/qa/examples.toml",
+                              {"text": '[clauses."1.1"]\nanchor = "不存在的锚点文字"\nexamples = ["规定要遵守吗"]\n'})
+    assert stale.code == 422 and "条款 1.1 的锚点 anchor" in text(stale)
     # Clause 4.1 exists; only its anchor matches nothing (it said there was no clause 4.1).
     unanchored = await editor.post("/admin/qa/examples.toml",
                                    {"text": '[clauses."4.1"]\nanchor = "不存在的锚"\nexamples = ["图片归谁"]\n'})
