@@ -138,7 +138,7 @@ async def save_registration(services: Services, openid: str, body: dict,
                             seen: list[str] | None = None) -> tuple[Merchant, str]:
     """Register or change the profile: ``(record, "registered"|"updated"|"resubmitted")``.
 
-    ``seen``: :func:`~bot.merchants.profile_stamp`\ s of the record the client
+    ``seen``: the :func:`~bot.merchants.profile_stamp` values of the record the client
     may have shown (its ETag); a record changed since (in chat, say) is not
     overwritten. With no record yet there is nothing to overwrite.
     Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422),
