@@ -21,7 +21,7 @@ from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
 from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
-from bot.merchants import STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp
+from bot.merchants import STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change
 from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, check_text, notice_text
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import attach_examples, units_of
@@ -420,9 +420,8 @@ class Console:
             raise UnknownStatus(f"未知的状态 {status}，可选：{', '.join(STATUSES)}")
         async with one_at_a_time(self.locks, openid):
             existing = await self.merchants.get(openid)
-            if existing is not None and existing.status == status not in ("closed", "pending_review"):
-                # (closed again: 允许重新注册; pending again: 退回修改)
-                raise AccountRefused(f"该商家已经是“{STATUSES[status]}”状态，无需变更。", code="no_change")
+            if existing is not None:  # said before whether this admin may: it is no change at all
+                refuse_no_change(existing, status)
             review = existing is not None and existing.status == "pending_review" and status in ("active", "pending_review")
             actor.require("merchant_review" if review else "merchant_suspend")
             if seen is not None and existing is not None and profile_stamp(existing) != seen:

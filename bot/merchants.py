@@ -200,6 +200,7 @@ class MerchantAccounts:
         existing = await self.repo.get(openid)
         if existing is None:
             raise NoAccount(f"没有 openid 为 {openid} 的商家账户")
+        refuse_no_change(existing, status)
         if expected is not None and existing.status != expected:
             raise AccountRefused("账户状态刚刚被其他操作改变了，请刷新后重试。", code="status_changed")
         if existing.status == "suspended" and status in ("active", "pending_review"):
@@ -280,6 +281,14 @@ class MerchantAccounts:
                 {"status": e.status, "at": _iso(e.at), "by": e.by, "reason": e.reason} for e in history
             ],
         }
+
+
+def refuse_no_change(merchant: Merchant, status: str) -> None:
+    """Refuse "changing" an account to the status it has, unless that is an
+    action of its own (退回修改, 允许重新注册): it would only add a history entry
+    and tell the merchant nothing happened."""
+    if merchant.status == status and (status, status) not in TRANSITIONS:
+        raise AccountRefused(f"该商家已经是“{STATUSES[status]}”状态，无需变更。", code="no_change")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
