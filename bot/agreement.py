@@ -201,6 +201,9 @@ def parse_toml(text: str) -> AgreementVersion:
     elif version and re.fullmatch(r"\d+(?:\.\d+)*", version):
         # Chat reads "条款 4.1" as clause 4.1: such a version could never be asked for.
         problems.append(f"version 不能只由数字和点组成（{version} 在公众号中会被当作节号或条款号），例如 2026-12-01")
+    elif version and not any(c.isdigit() for c in version):
+        # Chat reads "条款 v-b" as a question (条款 GDPR, 条款pdf): a version is named with a digit.
+        problems.append(f"version 需要包含数字（否则用户在公众号中回复“条款 {version}”会被当作提问），例如 2026-12-01")
     title = string(doc.get("title"), "title")
     summary = strings(doc.get("summary"), "summary")
     if summary and not SUMMARY_LINES[0] <= len(summary) <= SUMMARY_LINES[1]:

@@ -382,6 +382,11 @@ async def edit_profile(chat: Chat) -> Reply:
         return Reply(texts.NOT_REGISTERED)
     if merchant.status == "suspended":
         return Reply(await _suspended_text(chat))
+    # Changing the profile needs the version in force accepted (as 注册 and the
+    # API's PUT): asked now, not after the whole dialog at 确认.
+    prompt = await require_consent(chat, "修改资料")
+    if prompt is not None:
+        return prompt
     return await chat.services.engine.start(chat, REGISTRATION, answers=profile_answers(merchant), at_summary=True,
                                             context={"seen": profile_stamp(merchant)})
 

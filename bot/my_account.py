@@ -127,6 +127,10 @@ async def set_preferences(services: Services, openid: str, changes: dict[str, bo
         return await services.preferences.settings(openid)
 
 
+#: The longest version id (bot.agreement.VERSION_RE).
+VERSION_MAX = 32
+
+
 class ChangedSince(BotError):
     """The record changed since the version the client names (``If-Match``)."""
 
@@ -208,6 +212,8 @@ async def record_consent(
     if not isinstance(version, str) or not version.strip():
         raise Invalid(api_texts.VERSION_MISSING, "version")
     version = version.strip()
+    if len(version) > VERSION_MAX:  # no version is that long; the refusal would quote it whole
+        raise Invalid(api_texts.VERSION_TOO_LONG.format(limit=VERSION_MAX), "version")
     # One consent action of a person at a time, chat's included (else a 同意
     # in chat and an accept here both read "not accepted" and both append).
     async with as_person(services, openid) as openid:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -245,12 +244,18 @@ def _instant(text: str | None, flag: str, day_end: bool = False) -> dt.datetime 
         instant = typed_utc(value)
     except ValueError as exc:
         raise UsageError(f"{flag} {text}：{exc}") from None
-    if day_end and _DATE_ONLY.fullmatch(text.strip()):
+    if day_end and _date_alone(text):
         instant += dt.timedelta(days=1)
     return instant
 
 
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+def _date_alone(text: str) -> bool:
+    """Whether ``text`` names a day and no time (2026-11-27, 20261127, 2026-W48-5)."""
+    try:
+        dt.date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _local(value: dt.datetime | None) -> str:

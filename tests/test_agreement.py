@@ -120,6 +120,16 @@ def test_the_earliest_time_shown_to_admins_is_a_whole_minute_they_can_type():
     assert info.value.rule == "notice_period" and "10:01" in info.value.message
 
 
+def test_a_version_id_without_a_digit_is_refused():
+    # Chat reads 条款 v-b as a question: such a version could be published but never opened.
+    from bot.agreement import InvalidAgreement, parse_toml
+
+    text = load_seed().to_toml().replace('version = "2022-05-22"', 'version = "v-b"', 1)
+    with pytest.raises(InvalidAgreement) as info:
+        parse_toml(text)
+    assert "需要包含数字" in info.value.message
+
+
 def test_a_version_id_that_differs_only_in_case_is_refused():
     # Chat reads 条款 2026-12-V4 without case: two such ids could not be told
     # apart, and withdrawing one withdrew the other.

@@ -312,6 +312,8 @@ async def test_idempotency_key_records_a_repeated_request_once(api):
     other = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token, headers=headers)
     assert (other.status, other.error()["field"]) == (422, "Idempotency-Key") and "不同意" in other.error()["message"]
     assert [r.action for r in await api.svc.runtime.ledger.history(mp_openid("alice"))] == ["decline"]
+    huge = await api.call("POST", "/consents", {"version": "v" * 14_000, "action": "accept"}, token)
+    assert (huge.status, huge.error()["field"]) == (422, "version") and len(huge.error()["message"]) < 100
     typed = await api.call("POST", "/consents", {"version": 20220522, "action": "accept"}, token)
     assert (typed.status, typed.error()["field"]) == (422, "version") and "应为文字" in typed.error()["message"]
 

@@ -224,6 +224,8 @@ async def _export_checks(tmp_path, embedded):
     assert len(same_day.stdout.splitlines()) == 2, same_day.stderr
     before = cli(tmp_path, "consents", "export", "--format", "jsonl", "--until", today + "T00:00:00+08:00")
     assert before.stdout == ""  # a full time stays exclusive
+    basic = cli(tmp_path, "consents", "export", "--format", "jsonl", "--until", today.replace("-", ""))
+    assert len(basic.stdout.splitlines()) == 2, basic.stderr  # 20261127 is that day too (it gave nothing)
 
     jsonl = cli(tmp_path, "consents", "export", "--format", "jsonl", "--action", "accept")
     lines = [json.loads(line) for line in jsonl.stdout.splitlines()]

@@ -685,6 +685,16 @@ async def test_the_owner_can_let_an_account_closed_while_suspended_register_agai
     assert refused.value.code == "no_change" and "已经是“已暂停”" in refused.value.message
 
 
+async def test_changing_the_profile_asks_for_consent_first(service):
+    # After 不同意, 修改资料 ran the whole dialog and refused only at 确认 (the API refuses at once).
+    await register_enterprise(service, "o-undecided")
+    assert "已记录" in await service.wechat.ask("o-undecided", "不同意")
+    asked = await service.wechat.ask("o-undecided", "修改资料")
+    assert "需要您先同意" in asked and await service.runtime.services.dialogs.load("o-undecided") is None
+    after = await service.wechat.ask("o-undecided", "同意")
+    assert "已记录" in after and "修改" in after.split("已记录", 1)[1]  # then it carries on
+
+
 async def test_a_registration_returned_for_correction_is_told_what_to_change(service, emulator):
     # A reviewer could only approve, suspend or close: no way to ask for a fix.
     merchants = service.runtime.merchants
