@@ -98,7 +98,7 @@ def check_publication(
         if effective_at <= latest.effective_at:
             pending = latest.effective_at > published_at
             hint = (f"；如需让这次修改更早生效，请先撤回尚未生效的版本 {latest.version}"
-                    f"（wetoop-bot terms withdraw {latest.version} --reason …）") if pending else ""
+                    f"（管理后台该版本的页面，或 wetoop-bot terms withdraw {latest.version} --reason …）") if pending else ""
             raise AmendmentRefused(
                 "order", f"生效时间须晚于已发布版本 {latest.version} 的生效时间 {_show(latest.effective_at)}{hint}"
             )

@@ -365,6 +365,12 @@ class Console:
         return await self._save_draft(actor, "version", f"{draft.version} {draft.title}",
                                       dataclasses.asdict(form), draft_id, "version_draft", seen)
 
+    async def withdraw_version(self, actor: Actor, version_id: str, reason: str) -> tuple[AgreementVersion, str]:
+        """Withdraw a version not yet in force, as ``wetoop-bot terms withdraw``
+        (:meth:`Terms.withdraw`: the reason is told to users); the owner's, as publishing."""
+        actor.require("publish")
+        return await self.terms.withdraw(version_id, reason=reason, by=actor.name, address=actor.address)
+
     async def preview_version(self, actor: Actor, form: VersionForm) -> tuple[AgreementVersion, AgreementVersion, list[Row]]:
         """What the drafted version changes, before it is published: ``(the
         latest published version, the draft, side-by-side rows around each

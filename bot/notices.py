@@ -367,7 +367,8 @@ class Broadcasts:
             # The agreement promises notice of every change to whoever accepted a version.
             raise NoticeRefused(
                 f"通知 {notice_id} 是版本 {notice.version} 发布或撤回时自动发出的条款修改通知，"
-                "协议要求告知每位已同意协议的用户，不能取消（可以暂停后再继续）。如版本有误，请撤回该版本。",
+                "协议要求告知每位已同意协议的用户，不能取消（可以暂停后再继续）。如版本有误：尚未生效的可以撤回"
+                "（管理后台的版本页面，或 wetoop-bot terms withdraw），已生效的请发布更正的新版本。",
                 code="amendment_notice",
             )
         if not await self.notices.transition(notice_id, ("queued", "sending", "paused"), "cancelled", self._clock()):

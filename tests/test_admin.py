@@ -102,6 +102,7 @@ ROUTES = [
     ("GET", "/admin/terms", "viewer"),
     ("GET", "/admin/terms/diff", "viewer"),
     ("GET", "/admin/terms/v/2022-05-22", "viewer"),
+    ("POST", "/admin/terms/v/2022-05-22", "owner"),
     ("GET", "/admin/terms/new", "editor"),
     ("POST", "/admin/terms/new", "editor"),
     ("GET", "/admin/notices", "viewer"),
@@ -548,7 +549,7 @@ async def test_the_amendment_notice_of_a_version_cannot_be_cancelled(svc):
     page = text(await owner.get(f"/admin/notices/{notice_id}"))
     assert "不能取消" in page and f"/admin/notices/{notice_id}/cancel" not in page
     refused = await owner.post(f"/admin/notices/{notice_id}/cancel")
-    assert refused.code == 409 and "条款修改通知" in text(refused) and "撤回该版本" in text(refused)
+    assert refused.code == 409 and "条款修改通知" in text(refused) and "尚未生效的可以撤回" in text(refused)
     assert (await svc.runtime.notices.get(notice_id)).status != "cancelled"
     assert (await owner.post(f"/admin/notices/{notice_id}/pause")).code == 303  # pausing stays possible
     assert (await owner.post(f"/admin/notices/{notice_id}/resume")).code == 303
@@ -646,8 +647,19 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert diff.code == 200 and "<ins>（补充说明。）</ins>" in text(diff)
     bad = await owner.post("/admin/terms/new", {"toml": "version = ", "reason": "routine", "effective_at": "now", "action": "save"})
     assert bad.code == 422
+    # Withdrawn from its page (only the CLI could), the owner's; the reason is required.
+    upcoming = text(await owner.get("/admin/terms/v/2026-12-20"))
+    assert "撤回此版本" in upcoming
+    assert "撤回此版本" not in text(await editor.get("/admin/terms/v/2026-12-20"))
+    assert (await editor.post("/admin/terms/v/2026-12-20", {"reason": "x"})).code == 403
+    no_reason = await owner.post("/admin/terms/v/2026-12-20", {"reason": " "})
+    assert no_reason.code == 422 and "撤回的原因" in text(no_reason)
+    withdrawn = await owner.post("/admin/terms/v/2026-12-20", {"reason": "与法律修订合并"})
+    assert withdrawn.code == 303 and withdrawn.headers["Location"].startswith("/admin/notices/")
+    in_force = await owner.post("/admin/terms/v/2022-05-22", {"reason": "x"})
+    assert in_force.code == 422 and "已生效的版本不能撤回" in text(in_force)
+    assert "撤回此版本" not in text(await owner.get("/admin/terms/v/2022-05-22"))
     # A withdrawn version stays listed, marked (it vanished from the console; `terms list` kept it).
-    await svc.runtime.terms.withdraw("2026-12-20", reason="与法律修订合并", by="olga")
     listing = text(await owner.get("/admin/terms"))
     assert "2026-12-20" in listing and "已撤回" in listing
     # ... and its link opens it (it was a 404), to read, compare or draft from.

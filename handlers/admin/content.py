@@ -41,13 +41,34 @@ class TermsHandler(AdminHandler):
 
 
 class TermsVersionHandler(AdminHandler):
+    """A version's text; POST withdraws it while it is not yet in force (owner)."""
+
     nav = "terms"
+    permissions = {"GET": "read", "POST": "publish"}
+    #: Withdrawing tells everyone who accepted any version: it reads that audience.
+    mongo_budget = BROADCAST_BUDGET
 
     async def get(self, version: str) -> None:
+        await self._show(version)
+
+    async def post(self, version: str) -> None:
+        reason = self.text("reason", "", 500)
+        try:
+            withdrawn, notice_id = await self.console.withdraw_version(self.actor, version, reason)
+        except BotError as exc:
+            if exc.status == 403:
+                raise
+            await self._show(version, error=exc.message, status=exc.status, reason=reason)
+            return
+        self.done(f"/admin/notices/{notice_id}", f"已撤回版本 {withdrawn.version}，撤回通知正在发送")
+
+    async def _show(self, version: str, error: str = "", status: int = 200, reason: str = "") -> None:
         terms = self.runtime.terms
         found = await terms.get(version, withdrawn_too=True)
         withdrawal = await terms.withdrawal(found.version)
-        self.page("terms_version.html", version=found, reasons=REASONS, withdrawal=withdrawal)
+        upcoming = withdrawal is None and found.effective_at > self.runtime.clock()
+        self.page("terms_version.html", http_status=status, version=found, reasons=REASONS, withdrawal=withdrawal,
+                  upcoming=upcoming, error=error, reason=reason)
 
 
 class TermsDiffHandler(AdminHandler):
