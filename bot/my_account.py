@@ -21,6 +21,7 @@ from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, profile_stamp
 from bot.registration import REGISTRATION
 from bot.serial import one_at_a_time
 from bot.services import Services
+from bot.terms import VersionNotFound
 from bot.validation import (
     Invalid,
     parse_contact_name,
@@ -214,6 +215,8 @@ async def record_consent(
     version = version.strip()
     if len(version) > VERSION_MAX:  # no version is that long; the refusal would quote it whole
         raise Invalid(api_texts.VERSION_TOO_LONG.format(limit=VERSION_MAX), "version")
+    with contextlib.suppress(VersionNotFound):  # the id as published: chat and GET /terms/{v} take any case
+        version = (await services.terms.get(version)).version
     # One consent action of a person at a time, chat's included (else a 同意
     # in chat and an accept here both read "not accepted" and both append).
     async with as_person(services, openid) as openid:

@@ -429,6 +429,16 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
     assert (reply.status, reply.body["outcome"]) == (200, "updated")
 
 
+async def test_a_version_named_in_another_case_is_the_same_version(api):
+    # GET /terms/V-B and chat's 条款 took any case; accepting 2026-11-27-NF was refused.
+    token = await api.token()
+    runtime = api.svc.runtime
+    await runtime.terms.publish(amended("2026-11-27-nf"), reason="new_feature", effective_at=None, by="test")
+    reply = await api.call("POST", "/consents", {"version": "2026-11-27-NF", "action": "accept"}, token)
+    assert reply.status == 200 and reply.body["consent"]["status"] == "accepted", reply.body
+    assert [r.version for r in await runtime.ledger.history(mp_openid("alice"))] == ["2026-11-27-nf"]
+
+
 def test_the_account_notices_read_in_the_apps_words():
     # The new notices told an app-only user to reply in chat.
     from bot import api_texts, texts
