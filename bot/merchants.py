@@ -161,8 +161,10 @@ class MerchantAccounts:
                 return await self.save_profile(openid, profile, by, seen)
             return await self._reload(openid), "registered"
         if existing.status == "suspended":
-            # Said in chat and in the mini-program alike: no chat command in it.
-            raise AccountRefused("您的商家账户已被暂停，暂时不能修改资料。如有疑问请联系微拓客服。", code="account_suspended")
+            # Said in chat and in the mini-program alike: no chat command in it, the reason as chat gives it.
+            why = await self.suspension_reason(openid)
+            raise AccountRefused(f"您的商家账户已被暂停{f'（原因：{why}）' if why else ''}，暂时不能修改资料。"
+                                 "如有疑问请联系微拓客服。", code="account_suspended")
         if existing.status == "closed" and await self.closed_while_suspended(openid):
             # Else closing and registering again would lift a suspension
             # without the owner who alone may reinstate.

@@ -222,6 +222,13 @@ async def test_terms_current_upcoming_version_and_section(api):
     assert reply.body["upcoming"]["version"] == "2026-12-31"
     assert reply.body["upcoming"]["changes"] == ["第 1 节措辞调整"]
     assert [v["version"] for v in reply.body["versions"]] == ["2022-05-22", "2026-12-31"]
+    # Two scheduled: both listed, the next first (upcoming named only the next, chat listed both).
+    later = dataclasses.replace(amended("2027-01-20"), sections=amended("2026-12-31").sections[:-1] + (
+        dataclasses.replace(load_seed().sections[-1], summary="第七节摘要（再修订）"),))
+    await runtime.terms.publish(later, reason="routine", effective_at=runtime.clock() + dt.timedelta(days=20), by="test")
+    reply = await api.call("GET", "/terms")
+    assert reply.body["upcoming"]["version"] == "2026-12-31"
+    assert [v["version"] for v in reply.body["upcoming_all"]] == ["2026-12-31", "2027-01-20"]
 
     full = await api.call("GET", "/terms/2022-05-22")
     assert full.status == 200 and full.body["preamble"] == list(seed.preamble)
@@ -496,6 +503,7 @@ async def test_registration_changes_follow_the_account_rules(api):
     await merchants.set_status(mp_openid("alice"), "suspended", "资料待核实", by="admin")
     refused = await api.call("PUT", "/me/registration", ENTERPRISE, token)
     assert (refused.status, refused.error()["code"]) == (409, "account_suspended")
+    assert "原因：资料待核实" in refused.error()["message"]  # as chat says it
     assert "“我的账户”" not in refused.error()["message"]  # a chat command, meaningless here
     # The mini-program can say why (only the inbox notice told it).
     read = await api.call("GET", "/me/registration", token=token)

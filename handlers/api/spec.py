@@ -200,10 +200,11 @@ PATHS = {
     },
     "/terms": {
         "get": _op(
-            "The version in force and the upcoming one, with summaries",
+            "The version in force and the upcoming ones (upcoming: the next; upcoming_all: every one scheduled), with summaries",
             _json(_obj(
                 current=_ref("VersionBrief"),
                 upcoming={"oneOf": [{"type": "null"}, _ref("VersionBrief")]},
+                upcoming_all={"type": "array", "items": _ref("VersionBrief")},
                 versions={"type": "array", "items": _obj(version=STR, effective_at=TIME)},
             )),
             auth=False,

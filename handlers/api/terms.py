@@ -9,17 +9,19 @@ from handlers.api.base import ApiHandler
 
 
 class TermsHandler(ApiHandler):
-    """GET: the version in force and the upcoming one, with summaries; every version's dates."""
+    """GET: the version in force and the upcoming ones, with summaries; every version's dates."""
 
     public = True
 
     async def get(self) -> None:
         terms = self.services.terms
-        current, upcoming = await terms.current(), await terms.upcoming()
+        current, pending = await terms.current(), await terms.pending()
         self.write_json(
             {
                 "current": render.version_brief(current),
-                "upcoming": render.version_brief(upcoming) if upcoming is not None else None,
+                "upcoming": render.version_brief(pending[0]) if pending else None,
+                # Every scheduled one, the next first (chat lists them all too).
+                "upcoming_all": [render.version_brief(v) for v in pending],
                 "versions": [
                     {"version": v.version, "effective_at": render.iso(v.effective_at)} for v in await terms.versions()
                 ],
