@@ -42,7 +42,9 @@ SEED_VERSION = "2022-05-22"
 
 SECTION_SUMMARY_MAX = 80
 SUMMARY_LINES = (3, 5)
-VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
+#: The longest version id.
+VERSION_MAX = 32
+VERSION_RE = re.compile(rf"^[0-9A-Za-z][0-9A-Za-z._-]{{0,{VERSION_MAX - 1}}}$")
 REASONS = {
     "routine": "常规修改",
     "new_feature": "新功能",
@@ -197,7 +199,7 @@ def parse_toml(text: str) -> AgreementVersion:
 
     version = string(doc.get("version"), "version")
     if version and not VERSION_RE.match(version):
-        problems.append("version 只能包含字母、数字、点、连字符和下划线（最多 32 个字符），例如 2026-12-01")
+        problems.append(f"version 只能包含字母、数字、点、连字符和下划线（最多 {VERSION_MAX} 个字符），例如 2026-12-01")
     elif version and re.fullmatch(r"\d+(?:\.\d+)*", version):
         # Chat reads "条款 4.1" as clause 4.1: such a version could never be asked for.
         problems.append(f"version 不能只由数字和点组成（{version} 在公众号中会被当作节号或条款号），例如 2026-12-01")

@@ -15,6 +15,7 @@ import contextlib
 from typing import AsyncIterator
 
 from bot import api_texts, texts
+from bot.agreement import VERSION_MAX
 from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
 from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, profile_stamp
@@ -126,10 +127,6 @@ async def set_preferences(services: Services, openid: str, changes: dict[str, bo
     async with as_person(services, openid) as openid:
         await services.preferences.replace(openid, changes)
         return await services.preferences.settings(openid)
-
-
-#: The longest version id (bot.agreement.VERSION_RE).
-VERSION_MAX = 32
 
 
 class ChangedSince(BotError):

@@ -7,13 +7,14 @@ schemathesis against the served document.
 
 from __future__ import annotations
 
+from bot.agreement import VERSION_RE
 from bot.consent import STATUSES as CONSENT_STATUSES
 from bot.merchants import STATUSES as MERCHANT_STATUSES
 from storage.notices import CATEGORIES
 
 PREFIX = "/api/v1"
 
-VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$"
+VERSION_PATTERN = VERSION_RE.pattern
 NOTICE_PATTERN = r"^[0-9A-Za-z]{1,64}$"
 
 
