@@ -7,8 +7,9 @@ pending when planned, and finished with its outcome; in between, the worker
 that claimed it (in Redis) reads whether it is still pending. This script
 starts nx-27017 as the embedded default does (``MONGODB_URI`` set: that
 server instead) and times each of those with the same shapes the service uses
-(batches of 1,000 inserts, reads and updates of 100 records by ``_id``), one
-client, nothing else running. The ceiling printed is how many recipients a
+(batches of 1,000 inserts, reads and updates of 100 records by ``_id``; each
+write in a transaction of its own where the server has them, as
+``storage.mongo.in_one_transaction`` does), one client, nothing else running. The ceiling printed is how many recipients a
 second the database can take if it had a whole core for nothing else.
 """
 
@@ -25,6 +26,20 @@ import pymongo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import bench_mongo, emit, machine_lines  # noqa: E402
+
+
+def write(client: pymongo.MongoClient, supported: list[bool], work) -> None:
+    """``work(session)`` in a transaction, or ``work(None)`` once the server refused one (standalone)."""
+    if supported[0]:
+        try:
+            with client.start_session() as session, session.start_transaction():
+                work(session)
+            return
+        except pymongo.errors.OperationFailure as exc:
+            if exc.code != 20:  # IllegalOperation: a standalone server
+                raise
+            supported[0] = False
+    work(None)
 
 
 def main() -> None:
@@ -47,8 +62,10 @@ def main() -> None:
 
         started = time.perf_counter()
         docs = [{"_id": i, "notice_id": "n1", "openid": i[3:], "status": "pending", "attempts": 0, "updated_at": now} for i in ids]
+        supported = [True]
         for start in range(0, n, 1000):
-            coll.insert_many(docs[start : start + 1000], ordered=False)
+            batch = docs[start : start + 1000]
+            write(client, supported, lambda session: coll.insert_many(batch, ordered=False, session=session))
         timings["record as pending (insert_many of 1,000)"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -58,10 +75,9 @@ def main() -> None:
 
         started = time.perf_counter()
         for start in range(0, n, 100):
-            coll.update_many(
-                {"_id": {"$in": ids[start : start + 100]}},
-                {"$set": {"status": "sent", "channel": "custom", "updated_at": now, "finished_at_ms": 2}},
-            )
+            chosen = {"_id": {"$in": ids[start : start + 100]}}
+            outcome = {"$set": {"status": "sent", "channel": "custom", "updated_at": now, "finished_at_ms": 2}}
+            write(client, supported, lambda session: coll.update_many(chosen, outcome, session=session))
         timings["finish (update_many of 100)"] = time.perf_counter() - started
         coll.drop()
         client.close()

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from functools import partial
 
 from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from storage.mongo import as_datetime, epoch_ms, read_all
+from storage.mongo import as_datetime, epoch_ms, in_one_transaction, read_all
 
 STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 #: Records whose outcome is not written yet.
@@ -61,12 +63,17 @@ class Deliveries:
         ]
         inserted = 0
         for start in range(0, len(docs), 1000):  # bounded requests, whatever the audience
-            try:
-                result = await self._coll.insert_many(docs[start : start + 1000], ordered=False)
-                inserted += len(result.inserted_ids)
-            except BulkWriteError as exc:
-                inserted += int(exc.details.get("nInserted", 0))
+            inserted += await in_one_transaction(self._coll.database, partial(self._insert_new, docs[start : start + 1000]))
         return inserted
+
+    async def _insert_new(self, docs: list[dict], session: AsyncClientSession | None) -> int:
+        try:
+            result = await self._coll.insert_many(docs, ordered=False, session=session)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            if session is not None:
+                raise  # the transaction inserted nothing: again outside one, which keeps the new ones
+            return int(exc.details.get("nInserted", 0))
 
     async def statuses(self, notice_id: str, openids: list[str]) -> dict[str, str]:
         """``openid -> status`` of these recipients' records (one read)."""
@@ -83,10 +90,16 @@ class Deliveries:
         for openid, fields in outcomes.items():
             signature = repr(sorted(fields.items()))
             groups.setdefault(signature, (fields, []))[1].append(openid)
-        for fields, openids in groups.values():
-            values = {"updated_at": at, "finished_at_ms": epoch_ms(at)}
-            values.update({k: v for k, v in fields.items() if v is not None})
-            await self._coll.update_many({"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, _outcome(values))
+
+        async def write(session: AsyncClientSession | None) -> None:
+            for fields, openids in groups.values():
+                values = {"updated_at": at, "finished_at_ms": epoch_ms(at)}
+                values.update({k: v for k, v in fields.items() if v is not None})
+                await self._coll.update_many(
+                    {"_id": {"$in": [f"{notice_id}:{o}" for o in openids]}}, _outcome(values), session=session
+                )
+
+        await in_one_transaction(self._coll.database, write)
 
     async def finish(
         self,

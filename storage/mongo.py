@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Iterable, Protocol
+import weakref
+from typing import Awaitable, Callable, Iterable, Protocol, TypeVar
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError, WTimeoutError
 from pymongo.uri_parser import parse_uri
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,50 @@ async def read_all(coll, query: dict, projection: dict, key: str) -> list[dict]:
         docs += page
         if len(page) < PAGE:
             return docs
+
+
+T = TypeVar("T")
+
+#: Clients whose server refused a transaction (a standalone MongoDB).
+_NO_TRANSACTIONS: "weakref.WeakKeyDictionary[AsyncMongoClient, bool]" = weakref.WeakKeyDictionary()
+#: "Transaction numbers are only allowed on a replica set member or mongos".
+_ILLEGAL_OPERATION = 20
+
+
+async def in_one_transaction(db: AsyncDatabase, work: Callable[[AsyncClientSession | None], Awaitable[T]]) -> T:
+    """``work(session)`` in one transaction where the deployment has them, else
+    ``work(None)``: for writes of many documents at once (a broadcast's
+    delivery records, the question log).
+
+    Why: nx-27017 commits each document of an ``insert_many`` or
+    ``update_many`` as a transaction of its own; inside one transaction the
+    same write costs it a third (inserts) to a half (updates) of the time
+    (``bench/store_writes.py``). A replica set takes the transaction too; a
+    standalone MongoDB refuses it, which is remembered for the client.
+
+    A transaction that fails for its documents (a duplicate key aborts the
+    whole of it, where an unordered write outside one keeps the others) or
+    transiently wrote nothing, so ``work`` then runs again outside one: it
+    must be safe to repeat after an aborted attempt. Errors of an unreachable
+    server are raised as they come (:data:`MongoUnavailable`).
+    """
+    client = db.client
+    if client not in _NO_TRANSACTIONS:
+        try:
+            async with client.start_session() as session:
+                async with await session.start_transaction():
+                    return await work(session)
+        except MongoUnavailable:
+            raise  # some are OperationFailures too (timeouts)
+        except OperationFailure as exc:
+            if exc.code == _ILLEGAL_OPERATION:
+                _NO_TRANSACTIONS[client] = True
+    return await work(None)
+
+
+def transactions_refused(db: AsyncDatabase) -> bool:
+    """Whether ``db``'s server refused a transaction (known after a first attempt)."""
+    return db.client in _NO_TRANSACTIONS
 
 
 async def ping(db: AsyncDatabase) -> bool:

@@ -3,7 +3,8 @@ ones are what admins review to improve the lexicon and examples.
 
 Questions are the hot path of the webhook, so the log is written in batches:
 :meth:`QALog.record` buffers, and one ``insert_many`` a second (or every
-:data:`BATCH` questions) writes them. A crash loses at most that second of
+:data:`BATCH` questions) writes them, in one transaction where the database
+has them (:func:`storage.mongo.in_one_transaction`). A crash loses at most that second of
 log; :meth:`flush` runs at shutdown and before every read.
 """
 
@@ -16,7 +17,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.mongo import MongoUnavailable, as_datetime
+from storage.mongo import MongoUnavailable, as_datetime, in_one_transaction
 from storage.write_behind import FlushSoon
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class QALog:
         while self._pending:
             batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             try:
-                await self._coll.insert_many(batch, ordered=False)
+                await in_one_transaction(
+                    self._coll.database, lambda session: self._coll.insert_many(batch, ordered=False, session=session)
+                )
             except MongoUnavailable as exc:
                 log.warning("question log not written, kept for later: %s", exc)
                 self._pending[:0] = batch

@@ -1,0 +1,63 @@
+"""Writes of many documents at once go in one transaction where the database
+has them, and lose nothing when one of their documents is refused."""
+
+from __future__ import annotations
+
+import pytest
+from pymongo.errors import BulkWriteError
+
+from storage import mongo
+
+
+async def test_a_write_that_fails_inside_the_transaction_leaves_nothing_and_runs_again_outside(make_service):
+    db = (await make_service()).runtime.db
+    coll = db["batch_test"]
+    await coll.insert_one({"_id": "taken"})
+    sessions = []
+
+    async def work(session):
+        sessions.append(session)
+        try:
+            result = await coll.insert_many([{"_id": "a"}, {"_id": "taken"}, {"_id": "b"}], ordered=False, session=session)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            if session is not None:
+                raise
+            return exc.details["nInserted"]
+
+    assert await mongo.in_one_transaction(db, work) == 2
+    if mongo.transactions_refused(db):  # a standalone MongoDB: one attempt, outside a transaction
+        assert sessions == [None]
+    else:
+        assert sessions[0] is not None and sessions[1:] == [None]
+    assert sorted(d["_id"] for d in await coll.find().to_list(None)) == ["a", "b", "taken"]
+
+
+async def test_a_write_inside_the_transaction_is_all_or_nothing(make_service):
+    db = (await make_service()).runtime.db
+    if mongo.transactions_refused(db):
+        pytest.skip("this MongoDB has no transactions (standalone)")
+    coll = db["batch_test"]
+    attempts = []
+
+    async def work(session):
+        attempts.append(session)
+        await coll.insert_one({"_id": "first"}, session=session)
+        if session is not None:
+            # What the aborted attempt wrote is gone before the plain run starts.
+            await coll.insert_one({"_id": "first"}, session=session)  # duplicate: aborts the transaction
+        return await coll.count_documents({})
+
+    assert await mongo.in_one_transaction(db, work) == 1
+    assert len(attempts) == 2
+
+
+async def test_recipients_recorded_again_keep_their_outcome_and_only_new_ones_count(make_service):
+    rt = (await make_service()).runtime
+    at = rt.clock()
+    assert await rt.deliveries.create_pending("n-again", ["o-1", "o-2"], at) == 2
+    await rt.deliveries.finish_many("n-again", {"o-1": {"status": "sent", "channel": "custom"}}, at)
+    # Planning again after a crash: the chunk holds recorded recipients and new ones.
+    assert await rt.deliveries.create_pending("n-again", ["o-1", "o-2", "o-3"], at) == 1
+    assert await rt.deliveries.openids("n-again", ("sent",)) == ["o-1"]
+    assert await rt.deliveries.openids("n-again", ("pending",)) == ["o-2", "o-3"]
