@@ -182,7 +182,7 @@ def parse_toml(text: str) -> AgreementVersion:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidAgreement(f"协议文件{toml_problem(exc)}") from None
+        raise InvalidAgreement(f"协议文件{toml_problem(exc, text)}") from None
     problems: list[str] = []
 
     def string(value, where: str) -> str:

@@ -60,10 +60,17 @@ _TOML_ERRORS = (
 )
 
 
-def toml_problem(exc: tomllib.TOMLDecodeError) -> str:
-    """Where and why the TOML went wrong, in Chinese (tomllib says it in English)."""
+def toml_problem(exc: tomllib.TOMLDecodeError, text: str | None = None) -> str:
+    """Where and why the TOML in ``text`` went wrong, in Chinese (tomllib says it in English)."""
     message = str(exc)
     where = re.search(r"line (\d+), column (\d+)", message)
-    at = f"第 {where[1]} 行第 {where[2]} 列附近" if where else "文件末尾" if "end of document" in message else ""
+    if where:
+        at = f"第 {where[1]} 行第 {where[2]} 列附近"
+    elif "end of document" in message and message.startswith("Cannot overwrite") and text and text.strip():
+        # tomllib places a key written twice after its value: the end of a
+        # document that ends with it. The value's last line is a better guide.
+        at = f"第 {len(text.rstrip().splitlines())} 行附近"
+    else:
+        at = "文件末尾" if "end of document" in message else ""
     why = next((chinese for english, chinese in _TOML_ERRORS if message.startswith(english)), "有语法错误")
     return f"不是有效的 TOML：{at}{'：' if at else ''}{why}"

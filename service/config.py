@@ -116,11 +116,15 @@ def load(environ: Mapping[str, str] | None = None, toml_path: str | None = None)
 def _read_toml(path: str) -> dict[str, str]:
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            text = fh.read().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"无法读取配置文件 {path}：{os_problem(exc)}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"配置文件 {path} 不是 UTF-8 编码的文本") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"配置文件 {path} {toml_problem(exc)}") from exc
+        raise ConfigError(f"配置文件 {path} {toml_problem(exc, text)}") from exc
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         raise ConfigError(f"配置文件 {path} 含有未知的配置项：{', '.join(unknown)}")

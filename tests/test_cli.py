@@ -114,6 +114,17 @@ def test_toml_file_gives_keys_and_environment_wins(tmp_path):
     assert result.returncode == 2 and "NOT_A_KEY" in result.stderr
 
 
+def test_a_configuration_file_that_cannot_be_read_as_toml_says_where(tmp_path):
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('WECHAT_APPID = "wx微拓"\n'.encode("gbk"))  # saved in another encoding
+    result = run_cli("--config", str(latin), "serve")
+    assert result.returncode == 2 and "不是 UTF-8 编码的文本" in result.stderr and "Traceback" not in result.stderr
+    twice = tmp_path / "twice.toml"
+    twice.write_text('PORT = 9001\nWECHAT_TOKEN = "abc"\nPORT = 9002')  # the last line, no newline after it
+    result = run_cli("--config", str(twice), "serve")
+    assert result.returncode == 2 and "第 3 行附近：同一项写了两次" in result.stderr, result.stderr
+
+
 def test_bad_flags_exit_2(tmp_path):
     assert run_cli("serve", "--port", "99999").returncode == 2
     assert run_cli("serve", "--processes", "0").returncode == 2

@@ -158,7 +158,7 @@ def _read(path: Path, required: bool) -> dict | None:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise QADataError(f"问答数据文件 {path} {toml_problem(exc)}") from None
+        raise QADataError(f"问答数据文件 {path} {toml_problem(exc, text)}") from None
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
