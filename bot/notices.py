@@ -144,6 +144,9 @@ class Progress:
     skipped: int
     skipped_by_reason: dict
     failed_by_code: dict
+    #: Recipients finished a second, whatever the outcome (a job that mostly
+    #: skips moves as fast as one that sends): over the last ten seconds while
+    #: sending, over the time it was sending once done.
     rate: float
     eta_seconds: float | None
     #: False while Redis, which knows the sends in flight, is unreachable: they count as pending.
@@ -421,13 +424,13 @@ class Broadcasts:
             # resume (else its speed shows as a fraction).
             since = notice.resumed_at or notice.started_at
             window = min(10.0, max(1.0, (now - since).total_seconds()))
-            recent = await self.deliveries.sent_since(notice_id, now - dt.timedelta(seconds=window))
+            recent = await self.deliveries.finished_since(notice_id, now - dt.timedelta(seconds=window))
             rate = recent / window
         elif notice.status == "done" and notice.started_at and notice.finished_at:
             # A finished job: its average over the time it was sending (pauses
             # left out), rather than the 0 of the last ten seconds.
             seconds = (notice.finished_at - notice.started_at).total_seconds() - notice.paused_seconds
-            rate = (by["sent"] + by["failed"]) / seconds if seconds > 0 else 0.0
+            rate = (by["sent"] + by["failed"] + by["skipped"]) / seconds if seconds > 0 else 0.0
         remaining = by["pending"] + by["sending"]
         eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
         return Progress(
