@@ -22,7 +22,9 @@ from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
 from bot.merchants import STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change
-from bot.notices import CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, check_audience, check_text, notice_text
+from bot.notices import (
+    CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, audit_entry, check_audience, check_text, notice_text,
+)
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import attach_examples, units_of
 from bot.serial import one_at_a_time
@@ -259,9 +261,9 @@ class Console:
             return first
         created: list[str] = []
 
-        async def remember(notice_id: str) -> None:  # from the moment it exists: a failure later keeps it
-            created.append(notice_id)
-            await tokens.done(submit_token, notice_id)
+        async def remember(notice: Notice, audience_size: int | None) -> None:  # from the moment it exists: a failure later keeps it
+            created.append(notice.id)
+            await tokens.done(submit_token, notice.id)
 
         try:
             return await self._send_notice(actor, form, confirmed_size, draft_id, seen, on_created=remember)
@@ -285,11 +287,9 @@ class Console:
         )
         if draft_id:
             await self.drafts.close(draft_id, "published", notice_id, actor.name, self._clock())
-        await self.audit.record(actor.name, "notice_send", notice_id, after={
-            "category": form.category, "title": form.title.strip(), "important": form.important_flag(),
-            "audience": _short_audience(form.audience()), "audience_size": preview.audience_size,
-            "channel": form.channel, "draft": draft_id or "",
-        }, address=actor.address)
+        notice = await self.broadcasts.notices.get(notice_id)
+        await self.audit.record(actor.name, "notice_send", notice_id, address=actor.address,
+                                after={**audit_entry(notice, preview.audience_size), "draft": draft_id or ""})
         return notice_id
 
     async def control_notice(self, actor: Actor, notice_id: str, action: str) -> Notice:
@@ -512,12 +512,6 @@ def _unplaced_examples(data, version: AgreementVersion) -> set[tuple[str, str]]:
 def _check_qa_name(name: str) -> None:
     if name not in QA_FILES:
         raise QADataError(f"不能编辑文件 {name}，可编辑：{'、'.join(QA_FILES)}")
-
-
-def _short_audience(audience: dict) -> dict:
-    if audience.get("type") == "openids":
-        return {"type": "openids", "count": len(audience["openids"]), "first": audience["openids"][:20]}
-    return audience
 
 
 def merchant_row(merchant: Merchant) -> dict:

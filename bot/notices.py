@@ -106,6 +106,19 @@ def load_templates(path: str | None) -> dict:
     return data
 
 
+def audit_entry(notice: Notice, audience_size: int | None) -> dict:
+    """What an admin's notice records in the audit log, from the console and
+    the CLI alike: what went, to whom and how (a mass send is allowed only a
+    few times a month; an important one reaches those who opted out)."""
+    audience = notice.audience
+    if audience.get("type") == "openids":
+        audience = {"type": "openids", "count": len(audience["openids"]), "first": audience["openids"][:20]}
+    return {
+        "category": notice.category, "title": notice.title, "important": notice.important,
+        "audience": audience, "audience_size": audience_size, "channel": notice.channel,
+    }
+
+
 #: What a template field's pattern may name (see :func:`template_data`).
 TEMPLATE_VALUES = ("title", "body", "category", "date", "important")
 
@@ -222,9 +235,11 @@ class Broadcasts:
 
         ``refuse_empty``: an admin's notice to nobody (say, merchants of a
         status that none has) is refused rather than done at once with 0.
-        ``on_created`` is called with the id as soon as the notice exists, before
-        its recipients are recorded (a minute for 100,000): an admin who stops
-        waiting then still knows it, and its audit entry is written.
+        ``on_created`` is called with the notice as soon as it exists, before
+        its recipients are recorded (a minute for 100,000), and with the
+        audience's size when it was read (``refuse_empty``), else None: an admin
+        who stops waiting then still knows its id, and its audit entry
+        (:func:`audit_entry`) is written.
         """
         if category not in CATEGORIES:
             raise NoticeRefused(f"未知的通知类别 {category}，可选：{', '.join(CATEGORIES)}", code="bad_category")
@@ -246,7 +261,7 @@ class Broadcasts:
             channel=channel, created_at=self._clock(), created_by=by, extra=extra,
         )
         if on_created is not None:
-            await on_created(notice_id)
+            await on_created(await self._get(notice_id), None if openids is None else len(openids))
         await self._plan(notice_id, openids)  # created as its planner: nobody else plans it meanwhile
         return notice_id
 

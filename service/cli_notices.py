@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bot.file_problems import os_problem
-from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, check_audience, explain
+from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
 from service import supervisor
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
 from storage.notices import CATEGORIES
@@ -87,15 +87,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     created: list[str] = []
 
     async def work(runtime):
-        async def announce(notice_id: str) -> None:
+        async def announce(notice, audience_size: int | None) -> None:
             # Printed and audited once the notice exists, before its recipients are
             # recorded: stopped then (Ctrl-C), it is still sent, and the admin knows its id.
-            created.append(notice_id)
-            print(notice_id, flush=True)
-            await runtime.audit.record(
-                actor_of(args), "notice_send", notice_id, address="localhost",
-                after={"category": args.category, "title": args.title, "audience": audience.get("type")},
-            )
+            created.append(notice.id)
+            print(notice.id, flush=True)
+            await runtime.audit.record(actor_of(args), "notice_send", notice.id, address="localhost",
+                                       after=audit_entry(notice, audience_size))
 
         await runtime.broadcasts.send(
             category=args.category, title=args.title, body=args.body, important=args.important,

@@ -1035,13 +1035,17 @@ def test_cli_creates_and_manages_admins(backing, tmp_path):
         (tmp_path / "ids.txt").write_text("o-cli-1\n", encoding="utf-8")
         sent = subprocess.run(
             [str(BIN), "notice", "send", "--category", "service", "--title", "T", "--body", "B",
-             "--audience", f"openids:{tmp_path / 'ids.txt'}"],
+             "--audience", f"openids:{tmp_path / 'ids.txt'}", "--important", "--channel", "mass"],
             env={**os.environ, "MONGODB_URI": cli_mongo(backing),
                  "REDIS_URL": cli_redis(backing), "DATA_DIR": str(tmp_path)},
             capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr
         entry = client["wetoop_cli_admin"]["admin_audit"].find_one({"action": "notice_send"})
         assert entry["actor"] == "cli" and entry["target"] == sent.stdout.strip()
+        # What the console's entry says, from the CLI too: it lacked importance, channel and size.
+        after = entry["after"]
+        assert (after["important"], after["channel"], after["audience_size"]) == (True, "mass", 1), after
+        assert after["audience"] == {"type": "openids", "count": 1, "first": ["o-cli-1"]}
     finally:
         client.drop_database("wetoop_cli_admin")
         client.close()

@@ -1155,8 +1155,8 @@ async def test_the_notice_id_is_known_before_its_recipients_are_recorded(svc):
     # stops waiting during a long planning still knows what is being sent.
     seen = []
 
-    async def on_created(notice_id):
-        seen.append((notice_id, len(await svc.runtime.deliveries.openids(notice_id, ("pending",)))))
+    async def on_created(notice, audience_size):
+        seen.append((notice.id, len(await svc.runtime.deliveries.openids(notice.id, ("pending",)))))
 
     openids = [f"o-early{i:03d}" for i in range(300)]
     notice = await send(svc, audience={"type": "openids", "openids": openids}, on_created=on_created)
