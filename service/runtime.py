@@ -79,6 +79,9 @@ CLOSE_TIMEOUT = 5.0
 
 #: Seconds between catch-ups of the dashboard's consent view in ``serve``.
 VIEW_EVERY = 60.0
+#: Seconds between attempts to create the indexes and store the seed
+#: agreement when MongoDB was down at start-up.
+DATABASE_RETRY = 1.0
 
 
 class Runtime:
@@ -130,6 +133,8 @@ class Runtime:
         )
         self.templates = load_templates(config.notice_templates)
         self._probes: dict[str, asyncio.Future] = {}  # health pings under way (see health)
+        #: Indexes made and the seed agreement stored (see prepare).
+        self.database_ready = False
         self.audit = Audit(AuditLog(self.db), clock)
         self.terms = Terms(self.versions, self.broadcasts, clock, locks=self.locks, audit=self.audit)
         self.consents = Consents(self.ledger, self.terms, clock)
@@ -216,21 +221,40 @@ class Runtime:
         that could do nothing without it). ``qa=False`` skips building the Q&A
         index (CLI commands that answer no questions)."""
         try:
-            await mongo.ensure_indexes(
-                [self.followers, self.versions, self.ledger, self.consent_view, self.notices, self.merchants.repo,
-                 self.deliveries, self.preferences.repo, self.qa_log, self.mini.identities, self.inbox.reads,
-                 self.admins.users, self.audit.log, self.console.drafts]
-            )
-            await self.terms.ensure_seed()
+            await self._prepare_database()
         except mongo.MongoUnavailable as exc:
             if require_mongo:
                 raise
-            log.warning("MongoDB unavailable at start-up, indexes not checked: %s", mongo.brief(exc))
+            log.warning("MongoDB unavailable at start-up, indexes and the seed agreement not checked: %s; "
+                        "tried again every %.0f s", mongo.brief(exc), DATABASE_RETRY)
+            self._database_retry = asyncio.create_task(self._retry_database())
         # The Q&A index takes about half a second to build: build it in the
         # background so the service answers at once (a question that comes
         # first waits for it); /healthz says ready once it is built.
         if qa:
             self._build_qa()
+
+    async def _prepare_database(self) -> None:
+        await mongo.ensure_indexes(
+            [self.followers, self.versions, self.ledger, self.consent_view, self.notices, self.merchants.repo,
+             self.deliveries, self.preferences.repo, self.qa_log, self.mini.identities, self.inbox.reads,
+             self.admins.users, self.audit.log, self.console.drafts]
+        )
+        await self.terms.ensure_seed()
+        self.database_ready = True
+
+    async def _retry_database(self) -> None:
+        """Until it works: a service started while MongoDB was down made its
+        unique indexes (one account per openid …) only if something else did."""
+        while not self.database_ready:
+            await asyncio.sleep(DATABASE_RETRY)
+            try:
+                await self._prepare_database()
+                log.info("MongoDB is back: indexes and the seed agreement checked")
+            except mongo.MongoUnavailable:
+                continue
+            except Exception:  # noqa: BLE001 - logged; tried again
+                log.exception("preparing the database failed")
 
     def _build_qa(self) -> None:
         self._qa_build = asyncio.create_task(self.answers.prepare())
@@ -282,8 +306,10 @@ class Runtime:
         return DeliveryWorker(deps, concurrency=concurrency)
 
     async def health(self) -> dict[str, str]:
-        """``{"mongo": "ok"|"down", "redis": "ok"|"down", "qa": "ok"|"starting"}``,
-        within about 2 s; ``qa`` is ``starting`` until the Q&A index is built
+        """``{"mongo": "ok"|"starting"|"down", "redis": "ok"|"down", "qa": "ok"|"starting"}``,
+        within about 2 s; ``mongo`` is ``starting`` while a database that was
+        down at start-up answers again but its indexes are still being made;
+        ``qa`` is ``starting`` until the Q&A index is built
         (a build that failed, the database being down at start-up, is tried
         again here).
 
@@ -304,6 +330,8 @@ class Runtime:
         mongo_state, redis_state = await asyncio.gather(
             check("mongo", lambda: mongo.ping(self.db)), check("redis", lambda: redis_store.ping(self.redis))
         )
+        if mongo_state == "ok" and not self.database_ready:
+            mongo_state = "starting"  # answering, but its indexes are not made yet (_retry_database)
         if not self.answers.ready:
             build = getattr(self, "_qa_build", None)
             if build is None or build.done():
@@ -311,6 +339,10 @@ class Runtime:
         return {"mongo": mongo_state, "redis": redis_state, "qa": "ok" if self.answers.ready else "starting"}
 
     async def close(self) -> None:
+        retry = getattr(self, "_database_retry", None)
+        if retry is not None:
+            retry.cancel()
+            await asyncio.gather(retry, return_exceptions=True)
         build = getattr(self, "_qa_build", None)
         if build is not None and not build.done():
             await asyncio.gather(build, return_exceptions=True)

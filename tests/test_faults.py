@@ -330,6 +330,25 @@ async def test_mongo_stops_nothing_is_confirmed_and_everything_recovers(make_ser
     assert merchant is not None and merchant.status == "pending_review"
 
 
+async def test_a_service_started_with_mongo_down_makes_its_indexes_once_it_returns(make_service, backing, monkeypatch, nx):
+    # Started with the database down, the service logged once and never made
+    # its indexes (one account per openid …) nor stored the seed agreement,
+    # while /healthz said ok once the database answered.
+    nx.stop()
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    svc = await make_service()
+    status, body = await health(svc)
+    assert status == 503 and body["mongo"] == "down"
+    await asyncio.to_thread(nx.start)
+    await eventually(lambda: _healthy(svc), 15)
+    with pymongo.MongoClient(nx.uri) as client:
+        db = client[svc.runtime.db.name]
+        unique = [ix for ix in db.followers.list_indexes() if ix.get("unique")]
+        assert [list(ix["key"]) for ix in unique] == [["openid"]]
+        assert db.agreement_versions.count_documents({}) >= 1
+    assert "已记录" in await svc.wechat.ask("o-late", "同意")
+
+
 async def test_mongo_killed_during_a_consent_stream(make_service, backing, monkeypatch, nx):
     monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
     svc = await make_service()
