@@ -14,16 +14,16 @@ import re
 from bot import texts
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
-from bot.dialogs import BACK, CANCEL, CONFIRM, RESTART, RESUME, control_word
+from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
 from bot.preferences import category_from_name, settings_text
-from bot.registration import REGISTRATION, profile_answers
+from bot.registration import NO_EMAIL, REGISTRATION, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
-from bot.validation import STATEMENT_END, Invalid
+from bot.validation import STATEMENT_END, Invalid, is_entity_type
 from storage.dialog_state import PROMPT_TTL, DialogState
 from storage.mongo import MongoUnavailable
 from storage.notices import CATEGORIES
@@ -545,10 +545,13 @@ async def free_text(chat: Chat) -> Reply:
         return Reply(texts.consent_exact_words(_choice_meant("".join(parts))))
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
     if chat.state_unknown:
-        # Perhaps an answer to a dialog whose state cannot be read now: say so,
-        # after the Q&A's own reply (a clause, "not covered" with the nearest
-        # sections, or a greeting), which needs no Redis.
-        return Reply(f"{answer.text}\n\n（{texts.DIALOG_UNAVAILABLE}）")
+        # Perhaps an answer to a dialog whose state cannot be read now. A
+        # dialog's own word (取消, 个人, 跳过 …) gets only that; anything else
+        # the Q&A's own reply (a clause, "not covered" with the nearest
+        # sections, or a greeting), which needs no Redis, then the same words.
+        if _dialog_word(chat.message.text):
+            return Reply(texts.DIALOG_UNAVAILABLE)
+        return Reply(f"{answer.text}\n\n{texts.DIALOG_UNAVAILABLE}")
     text = chat.message.text
     hint = texts.question_hint(text)
     if hint is None and any(word in text for word in texts.REGISTRATION_WORDS):
@@ -557,6 +560,13 @@ async def free_text(chat: Chat) -> Reply:
         # Perhaps an answer to a registration step whose dialog expired (30 min): offer to resume.
         hint = texts.UNFINISHED_REGISTRATION
     return Reply(f"{answer.text}\n\n{hint}" if hint else answer.text)
+
+
+def _dialog_word(text: str) -> bool:
+    """Whether ``text`` is one of the words a dialog asks for (取消, 确认,
+    个人, 企业, 跳过 …): an answer to a step, not a question."""
+    word = control_word(text)
+    return word in DIALOG_WORDS or is_entity_type(word) or word in NO_EMAIL
 
 
 #: Ways of saying yes that a user who has not accepted the agreement may mean as 同意.

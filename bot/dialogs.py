@@ -35,6 +35,9 @@ EDIT = "修改"
 RESUME = "继续"
 RESTART = "重新开始"
 
+#: The words every dialog takes at any step.
+DIALOG_WORDS = frozenset((CANCEL, BACK, CONFIRM, EDIT, RESUME, RESTART))
+
 SUMMARY = "summary"
 CHOOSE = "choose"
 RESUME_STEP = "resume"

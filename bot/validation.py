@@ -48,6 +48,11 @@ def answer_word(text: str) -> str:
     return fold(text).strip(TRAILING_PUNCTUATION).lower()
 
 
+def is_entity_type(text: str) -> bool:
+    """Whether ``text`` answers the entity-type step (个人, 企业 …)."""
+    return answer_word(text) in _ENTITY_WORDS
+
+
 def parse_entity_type(text: str) -> str:
     value = _ENTITY_WORDS.get(answer_word(text))
     if value is None:

@@ -154,7 +154,7 @@ async def test_redis_stops_during_a_stream_and_recovers(make_service, backing, m
     off_topic = await svc.wechat.ask("o-rs-weather", "今天天气怎么样")
     assert "没有找到" in off_topic and texts.DIALOG_UNAVAILABLE in off_topic, off_topic
     hello = await svc.wechat.ask("o-rs-hello", "你好")
-    assert hello != f"（{texts.DIALOG_UNAVAILABLE}）" and hello.endswith(f"（{texts.DIALOG_UNAVAILABLE}）")
+    assert hello != texts.DIALOG_UNAVAILABLE and hello.endswith(f"\n\n{texts.DIALOG_UNAVAILABLE}")
     assert len(hello) > len(texts.DIALOG_UNAVAILABLE) + 4
 
     # Back on the same port: everything recovers without a restart.
@@ -209,6 +209,14 @@ async def test_mid_dialog_answer_while_redis_is_down_says_dialogs_are_unavailabl
     # dialog's state, so it must say dialogs are briefly unavailable rather
     # than treat the answer as a question it does not understand.
     assert "暂时不可用" in (reply or ""), reply
+    # Nor quote a clause for a dialog's word: 个人 got clause 3.1 and 取消
+    # "没有找到能回答这个问题的条款".
+    for answer in ("个人", "取消", "跳过", "确认。", "算了"):
+        status, reply, _ = await ask_timed(svc, "o-mid", answer)
+        assert status == 200 and reply == texts.DIALOG_UNAVAILABLE, (answer, reply)
+    # A question still gets its clause, then the same words (without brackets inside brackets).
+    status, reply, _ = await ask_timed(svc, "o-mid", "我上传的图片版权归谁")
+    assert "第4.1款" in reply and reply.endswith(texts.DIALOG_UNAVAILABLE) and "（（" not in reply, reply
 
 
 # -- MongoDB ------------------------------------------------------------------------------------
