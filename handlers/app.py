@@ -140,10 +140,20 @@ def _too_large_body() -> bytes:
                       ensure_ascii=False).encode()
 
 
+#: Seconds a kept-alive connection may wait for its next request's headers
+#: (above the 60 s after which proxies and load balancers usually drop an idle
+#: one, so that they close it first), and a request's body may take to
+#: arrive. Tornado's defaults, an hour each, let clients that send part of a
+#: request hold thousands of connections.
+IDLE_TIMEOUT = 75.0
+BODY_TIMEOUT = 30.0
+
+
 def make_server(app: ServiceApp, trust_proxy: bool = False) -> tornado.httpserver.HTTPServer:
     """The HTTP server for ``app``; ``trust_proxy``: take the client address
     and scheme from nginx's X-Real-IP / X-Forwarded-* headers."""
-    return tornado.httpserver.HTTPServer(app, xheaders=trust_proxy, max_body_size=MAX_REQUEST_BODY)
+    return tornado.httpserver.HTTPServer(app, xheaders=trust_proxy, max_body_size=MAX_REQUEST_BODY,
+                                         idle_connection_timeout=IDLE_TIMEOUT, body_timeout=BODY_TIMEOUT)
 
 
 def make_app(runtime: Runtime, **settings) -> ServiceApp:

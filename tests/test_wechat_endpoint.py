@@ -15,6 +15,7 @@ from bot.chat import router as default_router
 from bot.replies import Reply
 from bot.router import Router
 from tests.conftest import TOKEN
+from tests.test_health import health
 from tests.wx import event_xml, message_xml, sign, text_xml
 
 
@@ -256,6 +257,33 @@ async def test_oversize_chunked_body_gets_413(service):
         service.wechat.url + "?" + urlencode(query), method="POST", body_producer=producer, raise_error=False
     )
     assert response.code == 413
+
+
+async def test_a_request_that_never_finishes_arriving_is_cut_off(make_service, monkeypatch):
+    # Tornado waited an hour for the rest of a body, or for the next request
+    # on a kept-alive connection: 15,000 such connections were held open.
+    import handlers.app
+
+    monkeypatch.setattr(handlers.app, "BODY_TIMEOUT", 0.5)
+    monkeypatch.setattr(handlers.app, "IDLE_TIMEOUT", 0.5)
+    svc = await make_service()
+    host, port = svc.url.removeprefix("http://").split(":")
+
+    async def closed_by_server(request: bytes) -> bool:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        await writer.drain()
+        try:
+            return await asyncio.wait_for(reader.read(), 5) == b""  # the server closed it, having answered nothing
+        finally:
+            writer.close()
+
+    query = urlencode(svc.wechat.query())
+    partial_body = (f"POST /wechat?{query} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+                    f"Content-Length: 500\r\n\r\n<xml><ToUser").encode()
+    assert await closed_by_server(partial_body)
+    assert await closed_by_server(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+    assert (await health(svc))[0] == 200
 
 
 async def test_unknown_types_get_success(service):
