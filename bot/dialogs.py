@@ -109,6 +109,10 @@ class Dialog:
     #: Called with the cleaned answers on 确认; returns the reply and whether
     #: the dialog is done (``False`` keeps it open, e.g. to ask for consent first).
     on_confirm: Callable[[Chat, dict], Awaitable[tuple[Reply, bool]]]
+    #: Whether these answers are stored already: a 确认 whose reply said it
+    #: might not have been saved (the database froze) may have been. 取消 at
+    #: the summary then says so instead of "nothing was saved".
+    stored: Callable[[Chat, dict], Awaitable[bool]] | None = None
 
     def step(self, name: str) -> Step:
         for step in self.steps:
@@ -164,7 +168,11 @@ class DialogEngine:
         word = control_word(chat.message.text)
 
         if word == CANCEL:
+            stored = (step_name == SUMMARY and not state.data.get("amending") and dialog.stored is not None
+                      and await dialog.stored(chat, dialog.clean(answers)))
             await self._end(chat, dialog)
+            if stored:
+                return Reply(texts.dialog_already_stored(dialog.title))
             if state.data.get("amending"):  # changing saved data: nothing was lost
                 return Reply(texts.dialog_amend_cancelled(dialog.title))
             return Reply(texts.dialog_cancelled(dialog.title))

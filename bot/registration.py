@@ -24,6 +24,7 @@ from bot.validation import (
     parse_phone,
     parse_yes_no,
 )
+from storage.mongo import MongoUnavailable
 
 
 #: Answers to the e-mail step that mean "none".
@@ -55,10 +56,19 @@ async def _confirm(chat: Chat, answers: dict) -> tuple[Reply, bool]:
     return Reply(texts.registered(outcome, STATUSES[merchant.status])), True
 
 
+async def _stored(chat: Chat, answers: dict) -> bool:
+    try:
+        merchant = await chat.services.merchants.get(chat.openid)
+    except MongoUnavailable:
+        return False  # not known: the usual reply to 取消
+    return merchant is not None and merchant.status != "closed" and profile_answers(merchant) == answers
+
+
 REGISTRATION = Dialog(
     name="registration",
     title=texts.REGISTRATION_TITLE,
     on_confirm=_confirm,
+    stored=_stored,
     steps=(
         Step(
             "entity_type", "主体类型", lambda a: texts.PROMPT_ENTITY_TYPE,

@@ -345,6 +345,11 @@ def dialog_word_not_answer(word: str, label: str) -> str:
     return f"“{word}”是操作指令，不能作为{label}。请先回答下面的问题。"
 
 
+def dialog_already_stored(title: str) -> str:
+    return (f"您的{title.removesuffix('注册')}资料在此前确认时已经保存，无需取消。"
+            "回复“我的账户”查看状态；需要修改时回复“修改资料”。")
+
+
 def dialog_amend_cancelled(title: str) -> str:
     return f"已取消修改，您的{title.removesuffix('注册')}资料保持不变。需要时回复“帮助”查看可用指令。"
 

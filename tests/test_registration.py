@@ -484,6 +484,26 @@ async def test_an_export_snapshot_cannot_be_opened_from_redis_alone(service):
     assert (await AsyncHTTPClient().fetch(service.url + second[len(base):], raise_error=False)).code == 200
 
 
+async def test_cancel_after_a_confirm_that_was_saved_after_all_says_it_was_saved(service):
+    # The database froze as 确认 was stored: the reply said it might not be
+    # saved and the dialog stayed at the summary, but the record was written.
+    # 取消 then said "您填写的内容没有保存" beside an account pending review.
+    await accepted(service, "o-froze")
+    await chat(service, "o-froze", *ENTERPRISE)
+    answers = {"entity_type": "enterprise", "entity_name": "南宁市测试贸易有限公司", "credit_code": CODE,
+               "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com"}
+    await service.runtime.merchants.save_profile("o-froze", answers, seen="")  # what that 确认 did
+    reply = await service.wechat.ask("o-froze", "取消")
+    assert reply == texts.dialog_already_stored(texts.REGISTRATION_TITLE) and "没有保存" not in reply
+    assert await service.runtime.redis.get(key("dialog", "o-froze")) is None
+    assert "待审核" in await service.wechat.ask("o-froze", "我的账户")
+    # Cancelled before anything was stored: nothing was saved, as before.
+    await accepted(service, "o-plain")
+    await chat(service, "o-plain", *ENTERPRISE)
+    assert await service.wechat.ask("o-plain", "取消") == texts.dialog_cancelled(texts.REGISTRATION_TITLE)
+    assert await service.runtime.merchants.get("o-plain") is None
+
+
 @pytest.mark.parametrize("profile", [
     {"entity_type": "enterprise", "entity_name": "南宁市测试贸易有限公司", "credit_code": CODE,
      "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com"},
