@@ -20,6 +20,9 @@ RATE_LIMITED = "请求过于频繁，请 {seconds} 秒后再试。"
 BAD_JSON = "请求体必须是 JSON 对象。"
 BAD_TEXT = "请求中含有无效的字符（不成对的 Unicode 代理项），请检查后重试。"
 STORAGE_UNAVAILABLE = "服务暂时不可用，请稍后再试。"
+#: The same for a request that changes something: as chat says, it may have
+#: been stored or not, and sending it again is safe.
+STORAGE_UNAVAILABLE_WRITE = "服务暂时不可用，您的提交可能没有保存成功，请稍后重新提交（重复提交不会重复记录）。"
 
 NOT_REGISTERED = "您还没有注册微拓商家账户。"
 ALREADY_CLOSED = "您的微拓商家账户已经注销，无需重复操作；重新提交注册资料即可再次注册。"

@@ -19,6 +19,9 @@ from storage.redis_store import RedisUnavailable
 
 log = logging.getLogger(__name__)
 
+#: What "the storage is down" is, for a 503.
+_UNAVAILABLE = (*MongoUnavailable, *RedisUnavailable, redis.RedisError)
+
 #: Request bodies larger than this are refused (413) before parsing.
 MAX_BODY = 16 * 1024
 #: Seconds a request's handler method (and, apart, its authentication) may
@@ -58,6 +61,9 @@ class ApiHandler(BaseHandler):
         budget_requests(cls, MONGO_BUDGET)
 
     public = False
+    #: Its POST, PUT and DELETE store what the user submits: a 503 then says it
+    #: may not have been saved and that submitting again is safe (not a log-in).
+    submits = True
     #: The per-address counter of a public endpoint: log-ins count apart from
     #: reading the agreement (one user paging through it must not lock out
     #: everyone behind the same carrier NAT).
@@ -133,16 +139,23 @@ class ApiHandler(BaseHandler):
             self.set_header("Cache-Control", "no-store")
             self.write_json({"error": error})
             return
-        if isinstance(exc, (*MongoUnavailable, *RedisUnavailable, redis.RedisError)):
+        if isinstance(exc, _UNAVAILABLE):
             self.set_status(503)
-            self.write_json({"error": {"code": "service_unavailable", "message": api_texts.STORAGE_UNAVAILABLE}})
+            self.set_header("Retry-After", "5")
+            writes = self.request.method in ("POST", "PUT", "PATCH", "DELETE") and self.submits
+            message = api_texts.STORAGE_UNAVAILABLE_WRITE if writes else api_texts.STORAGE_UNAVAILABLE
+            self.write_json({"error": {"code": "service_unavailable", "message": message}})
             return
         super().write_error(status_code, **kwargs)
 
     def log_exception(self, typ, value, tb) -> None:
-        # Refusals are answers, not faults: no traceback in the log for them.
+        # Refusals are answers, not faults: no traceback in the log for them;
+        # an outage is one line (it is logged for every request while it lasts).
         if isinstance(value, BotError):
             log.debug("%s %s: %s", self.request.method, self.request.path, value.code)
+            return
+        if isinstance(value, _UNAVAILABLE):
+            log.warning("%s %s: storage unavailable (%s)", self.request.method, self.request.path, type(value).__name__)
             return
         super().log_exception(typ, value, tb)
 

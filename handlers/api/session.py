@@ -14,6 +14,8 @@ from handlers.api.me import user_state
 class SessionHandler(ApiHandler):
     """POST: exchange the code for our token. DELETE: end this token's session."""
 
+    submits = False  # a log-in: nothing of the user's to lose
+
     address_bucket = "login"
     #: WeChat's jscode2session may take seconds: the MongoDB budget starts after it.
     budgets_itself = ("post",)
