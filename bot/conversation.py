@@ -30,7 +30,7 @@ from bot.replies import Reply, from_dict, to_dict
 from bot.router import Router
 from bot.services import Services
 from bot.textsplit import split_text
-from storage.mongo import MongoUnavailable
+from storage.mongo import MongoUnavailable, brief
 from storage.redis_store import RedisUnavailable, one_wait_per_message
 from storage.locks import UserLocks, new_token
 from storage.inbound_gate import InboundGate, Opening
@@ -167,10 +167,11 @@ class Conversation:
         except MongoUnavailable as exc:
             if budget == MONGO_BUDGET and isinstance(exc, ConnectionFailure):
                 self._mongo_failed_at = asyncio.get_running_loop().time()
-            log.exception("MongoDB unavailable while handling %s", inbound.dedupe_key)
+            # One line, not a traceback: during an outage every message logs it.
+            log.warning("MongoDB unavailable while handling %s: %s", inbound.dedupe_key, brief(exc))
             return Reply(texts.STORAGE_DOWN)
-        except RedisUnavailable:
-            log.exception("Redis unavailable while handling %s", inbound.dedupe_key)
+        except RedisUnavailable as exc:
+            log.warning("Redis unavailable while handling %s: %s", inbound.dedupe_key, str(exc)[:200])
             return Reply(texts.DIALOG_UNAVAILABLE)
         except Exception:
             log.exception("handler failed for %s", inbound.dedupe_key)

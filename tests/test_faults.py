@@ -399,7 +399,7 @@ async def test_mongo_killed_during_a_consent_stream(make_service, backing, monke
     assert [r.action for r in await svc.runtime.ledger.history(retry)].count("accept") == 1
 
 
-async def test_frozen_mongo_still_answers_within_3_seconds(make_service, backing, monkeypatch, nx):
+async def test_frozen_mongo_still_answers_within_3_seconds(make_service, backing, monkeypatch, nx, caplog):
     """A server that accepts connections but never answers (SIGSTOP): the
     per-message budget, not the socket, bounds the wait."""
     monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
@@ -429,6 +429,9 @@ async def test_frozen_mongo_still_answers_within_3_seconds(make_service, backing
         assert answers[2][1] == texts.HELP
         code, body = await health(svc)
         assert code == 503 and body["mongo"] == "down"
+        # Logged a line a message, not a traceback (a 15 s outage made 35,000 lines of log).
+        outage = [r for r in caplog.records if "unavailable while handling" in r.getMessage()]
+        assert outage and all(r.exc_info is None and r.levelname == "WARNING" for r in outage)
     finally:
         nx.thaw()
 
