@@ -203,6 +203,8 @@ DRAIN_SECONDS = 6.0
 #: (p99 39 and 46 ms; ``bench/RESULTS-broadcast.md``). `wetoop-bot worker`
 #: processes run 8.
 IN_PROCESS_SENDERS = 4
+#: Seconds the start-up banner waits for the Q&A index (it says the service is ready).
+STARTING_WAIT = 10.0
 
 
 async def _serve_until(
@@ -227,12 +229,16 @@ async def _serve_until(
     if with_worker and runtime.wechat is None:
         # A worker without an account could only record every send as failed.
         if supervisor.first_worker():
-            log.warning("WECHAT_APPID/WECHAT_SECRET not set: notices stay queued until a configured worker runs")
+            log.warning("未设置 WECHAT_APPID/WECHAT_SECRET：通知会一直排队，直到有配置了公众号的 worker 运行"
+                        "（wetoop-bot worker）")
         with_worker = False
     worker = asyncio.create_task(runtime.worker(IN_PROCESS_SENDERS).run(worker_stop)) if with_worker else None
     views = asyncio.create_task(runtime.keep_up(worker_stop))
     if ready is not None:
         await ready(runtime)
+    # Announced once /healthz says ready (the Q&A index built, about half a
+    # second), not while it still answers 503 "starting".
+    await asyncio.wait({settling}, timeout=STARTING_WAIT)
     if not supervisor.first_worker():
         pass  # worker 0 announces the service
     elif banner is not None:
