@@ -86,6 +86,9 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     return value
 
 
+#: Answers that mean "none" or "skip": no one's name.
+_NONE_WORDS = frozenset(("跳过", "无", "没有", "不填", "暂无", "不用", "略过", "不知道"))
+
 #: Endings of a question in Chinese ("…做广告吗"), besides the question mark.
 _QUESTION_ENDS = ("吗", "呢", "嘛")
 
@@ -104,6 +107,8 @@ def _person(text: str, field: str, label: str, example: str) -> str:
     value = _name(text, field, label, 2, 30, example)
     if value.lower() in _ENTITY_WORDS:  # the previous step's answer, sent again after 上一步
         raise Invalid(f"“{value}”是主体类型，不是{label}。请输入{label}，例如：{example}", field)
+    if value.rstrip(TRAILING_PUNCTUATION) in _NONE_WORDS:  # 跳过 skips the e-mail step, not this one
+        raise Invalid(f"{label}必须填写，不能跳过。请输入{label}，例如：{example}", field)
     if any(c.isdigit() for c in value):  # a company's name may hold digits (58同城), a person's does not
         raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
     return value

@@ -159,6 +159,15 @@ def test_names_keep_the_licences_full_width_brackets_and_a_type_word_is_no_name(
         parse_contact_name("个人")
 
 
+async def test_skip_at_the_contact_name_step_is_no_name(service):
+    # 跳过 skips the e-mail step; at the contact's name it was stored as the name.
+    await accepted(service, "o-skip")
+    replies = await chat(service, "o-skip", "注册", "企业", "南宁市测试贸易有限公司", CODE, "跳过")
+    assert "不能跳过" in replies[-1] and "联系人" in replies[-1], replies[-1]
+    replies = await chat(service, "o-skip", "王五", "13812345678", "跳过")
+    assert "联系人：王五" in replies[-1] and "邮箱：（未填写）" in replies[-1], replies[-1]
+
+
 def test_email_rules():
     from bot.validation import parse_email
 
