@@ -381,6 +381,8 @@ class Broadcasts:
 
     async def cancel(self, notice_id: str) -> Notice:
         notice = await self._get(notice_id)
+        if notice.status in ("done", "cancelled"):
+            raise NoticeRefused(await self._cannot(notice_id, "取消"))  # nothing left to cancel, nor to pause
         if notice.version is not None:
             # The agreement promises notice of every change to whoever accepted a version.
             raise NoticeRefused(

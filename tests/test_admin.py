@@ -553,6 +553,11 @@ async def test_the_amendment_notice_of_a_version_cannot_be_cancelled(svc):
     assert (await svc.runtime.notices.get(notice_id)).status != "cancelled"
     assert (await owner.post(f"/admin/notices/{notice_id}/pause")).code == 303  # pausing stays possible
     assert (await owner.post(f"/admin/notices/{notice_id}/resume")).code == 303
+    # Once done, cancelling is refused for that, without a hint to pause (refused too).
+    await svc.runtime.worker(concurrency=2).run_until_idle(30)
+    assert (await svc.runtime.notices.get(notice_id)).status == "done"
+    late = await owner.post(f"/admin/notices/{notice_id}/cancel")
+    assert late.code == 409 and "已完成" in text(late) and "暂停" not in text(late), text(late)
 
 
 async def test_large_audience_needs_confirmation(svc, monkeypatch):
