@@ -131,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if data["skipped_by_reason"]:
         print("跳过原因：" + "，".join(f"{explain(SKIP_REASONS, k)} {v}" for k, v in data["skipped_by_reason"].items()))
     if data["failed_by_code"]:
-        print("失败原因（微信错误码）：" + "，".join(f"{explain(WECHAT_ERRORS, k)} {v}" for k, v in data["failed_by_code"].items()))
+        print("失败原因（微信错误码或其他原因）：" + "，".join(f"{explain(WECHAT_ERRORS, k)} {v}" for k, v in data["failed_by_code"].items()))
     return 0
 
 

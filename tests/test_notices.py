@@ -1133,6 +1133,13 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert shown.returncode == 0, shown.stderr
     shown = shown.stdout
     assert "用户已退订该类通知（opted_out） 1" in shown and "（no_channel） 1" in shown and "未见其关注公众号" in shown
+    # Not every failure has a WeChat code: the line says so (it listed "interrupted" as one).
+    ids.write_text("o-c2\n")
+    cut = cli("notice", "send", "--category", "service", "--title", "维护", "--body", "今晚维护", "--audience", f"openids:{ids}")
+    await svc.runtime.broadcasts.record_outcomes(cut.stdout.strip(), {"o-c2": {"status": "failed", "reason": "interrupted"}},
+                                                 svc.runtime.clock())
+    shown = cli("notice", "status", cut.stdout.strip()).stdout
+    assert "失败原因（微信错误码或其他原因）：发送中断" in shown and "（interrupted） 1" in shown, shown
 
 
 async def test_a_send_in_flight_when_cancelled_ends_sent_without_the_cancel_reason(svc):
