@@ -473,7 +473,7 @@ class Broadcasts:
         if delivery is None:
             await self._journal.keep_report(msgid, status)
             return
-        await self._apply_report(delivery.notice_id, delivery.openid, status)
+        await self._apply_report(delivery.notice_id, delivery.openid, status, delivery.updated_at or self._clock())
 
     async def record_outcomes(self, notice_id: str, outcomes: dict[str, dict], at: dt.datetime) -> None:
         """Write sends' outcomes (``openid -> fields``), then any template
@@ -481,13 +481,15 @@ class Broadcasts:
         await self.deliveries.finish_many(notice_id, outcomes, at)
         by_msgid = {fields["template_msgid"]: openid for openid, fields in outcomes.items() if fields.get("template_msgid")}
         for msgid, status in (await self._journal.take_reports(list(by_msgid))).items():
-            await self._apply_report(notice_id, by_msgid[msgid], status)
+            await self._apply_report(notice_id, by_msgid[msgid], status, at)
 
-    async def _apply_report(self, notice_id: str, openid: str, status: str) -> None:
+    async def _apply_report(self, notice_id: str, openid: str, status: str, sent_at: dt.datetime) -> None:
+        # The delivery keeps the time it was sent (the inbox's delivered_at,
+        # the export's at): the report says what became of that send.
         if status == "success":
-            await self.deliveries.finish(notice_id, openid, "sent", self._clock(), reason="confirmed")
+            await self.deliveries.finish(notice_id, openid, "sent", sent_at, reason="confirmed")
         else:
-            await self.deliveries.finish(notice_id, openid, "failed", self._clock(), reason=f"template:{status}"[:200])
+            await self.deliveries.finish(notice_id, openid, "failed", sent_at, reason=f"template:{status}"[:200])
 
     async def inbox(self, openid: str) -> list[tuple[Notice, Delivery]]:
         """Notices meant for a user, newest first: those sent in chat, and those

@@ -363,14 +363,16 @@ async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
     assert emulator.state.stats()["calls"]["/cgi-bin/message/custom/send"] == 2
 
 
-async def test_template_job_finish_event_updates_the_delivery(make_service, emulator, tmp_path):
+async def test_template_job_finish_event_updates_the_delivery(make_service, emulator, tmp_path, clock):
     templates = tmp_path / "t.json"
     templates.write_text(json.dumps({"service": {"template_id": "TPL", "fields": {"first": "{title}"}}}))
-    svc = await make_service(notice_templates=str(templates))
+    svc = await make_service(notice_templates=str(templates), clock=clock)
     notice = await send(svc, audience={"type": "openids", "openids": ["o-tpl"]})
     await run_worker(svc)
     [message] = await emulator.messages("o-tpl")
-    msgid = message["body"].get("msgid") or (await svc.runtime.deliveries.for_user("o-tpl"))[0].template_msgid
+    [sent] = await svc.runtime.deliveries.for_user("o-tpl")
+    msgid = message["body"].get("msgid") or sent.template_msgid
+    clock.advance(seconds=90)  # the report comes later: the delivery keeps the time it was sent
     xml = event_xml("o-tpl", "TEMPLATESENDJOBFINISH").replace(
         "</xml>", f"<MsgID>{msgid}</MsgID><Status><![CDATA[failed:user block]]></Status></xml>"
     )
@@ -378,6 +380,7 @@ async def test_template_job_finish_event_updates_the_delivery(make_service, emul
     assert response.body == b"success"
     [record] = await svc.runtime.deliveries.for_user("o-tpl")
     assert (record.status, record.reason) == ("failed", "template:failed:user block")
+    assert record.updated_at == sent.updated_at  # the inbox showed the report's time as delivered_at
     progress = await svc.runtime.broadcasts.progress(notice)
     assert progress.failed == 1 and progress.failed_by_code == {"template:failed:user block": 1}
     from bot.notices import WECHAT_ERRORS, explain
