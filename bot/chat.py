@@ -473,9 +473,11 @@ async def change_subscription(chat: Chat) -> Reply:
     except Invalid as exc:
         return Reply(exc.message + texts.UNKNOWN_CATEGORY_EXAMPLE)
     on = normalize_command(chat.message.text).startswith("订阅")
-    await chat.services.preferences.set(chat.openid, category, on)
+    changed = await chat.services.preferences.change(chat.openid, category, on)
     label = CATEGORIES[category]
-    return Reply(texts.opted_in(label) if on else texts.opted_out(label, category in IMPORTANT_BY_DEFAULT))
+    if on:
+        return Reply(texts.opted_in(label, changed))
+    return Reply(texts.opted_out(label, category in IMPORTANT_BY_DEFAULT, changed))
 
 
 def _dialog_command(text: str) -> str | None:

@@ -30,6 +30,12 @@ class NoticePreferences:
         off = await self.repo.opted_out(openid)
         return {code: code not in off for code in CATEGORIES}
 
+    async def change(self, openid: str, category: str, on: bool) -> bool:
+        """Set ``category`` on or off; whether that changed anything."""
+        was_on = category not in await self.repo.opted_out(openid)
+        await self.set(openid, category, on)
+        return was_on != on
+
     async def set(self, openid: str, category: str, on: bool) -> None:
         if on:
             await self.repo.opt_in(openid, category)

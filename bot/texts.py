@@ -535,13 +535,15 @@ def unknown_category(names: list[str]) -> str:
 UNKNOWN_CATEGORY_EXAMPLE = "例如：退订 服务公告"
 
 
-def opted_out(name: str, mostly_important: bool = False) -> str:
+def opted_out(name: str, mostly_important: bool = False, changed: bool = True) -> str:
+    done = f"已退订“{name}”" if changed else f"您此前已退订“{name}”"
     if mostly_important:
         # Security and amendment notices are marked important unless an admin says otherwise.
-        return (f"已退订“{name}”，但这类通知通常标为“重要”，仍会送达；只有未标为重要的“{name}”不再发给您。"
+        return (f"{done}，但这类通知通常标为“重要”，仍会送达；只有未标为重要的“{name}”不再发给您。"
                 f"回复“订阅 {name}”可恢复。")
-    return f"已退订“{name}”。{IMPORTANT_STILL_ARRIVE}回复“订阅 {name}”可恢复。"
+    return f"{done}。{IMPORTANT_STILL_ARRIVE}回复“订阅 {name}”可恢复。"
 
 
-def opted_in(name: str) -> str:
-    return f"已恢复接收“{name}”。{IMPORTANT_STILL_ARRIVE}回复“通知设置”查看全部设置。"
+def opted_in(name: str, changed: bool = True) -> str:
+    done = f"已恢复接收“{name}”" if changed else f"您一直在接收“{name}”，无需重复订阅"
+    return f"{done}。{IMPORTANT_STILL_ARRIVE}回复“通知设置”查看全部设置。"
