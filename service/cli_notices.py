@@ -13,7 +13,17 @@ from bot.file_problems import os_problem
 from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
 from service import supervisor
 from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
+from bot.preferences import category_from_name
+from bot.validation import Invalid
 from storage.notices import CATEGORIES
+
+
+def _category(text: str) -> str:
+    """A category by its code or its Chinese name, as chat takes it (退订 服务公告)."""
+    try:
+        return category_from_name(text)
+    except Invalid as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     notice_sub = notice.add_subparsers(dest="notice_command", required=True, metavar="ACTION")
 
     send = notice_sub.add_parser("send", help="发送通知，打印通知编号")
-    send.add_argument("--category", required=True, choices=tuple(CATEGORIES))
+    send.add_argument(
+        "--category", required=True, type=_category, metavar="CATEGORY",
+        help="类别：" + "、".join(f"{code}（{name}）" for code, name in CATEGORIES.items()) + "，代码或中文名均可",
+    )
     send.add_argument("--title", required=True)
     send.add_argument("--body", required=True)
     send.add_argument(
@@ -30,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     send.add_argument(
         "--audience", default="all",
-        help="all（所有关注者）、merchants 或 merchants:active,suspended（按状态）、openids:FILE（每行一个 openid）",
+        help="all（所有关注者）、consented（曾同意协议的用户）、merchants 或 merchants:active,suspended（按状态）、"
+             "openids:FILE（每行一个 openid）",
     )
     send.add_argument("--channel", choices=CHANNELS, default="auto", help="auto：模板消息或客服消息；mass：群发（每月次数有限）")
     add_by_flag(send)
@@ -57,12 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_audience(text: str) -> dict:
-    """``all``, ``merchants``, ``merchants:active,suspended`` or ``openids:FILE``."""
+    """``all``, ``consented``, ``merchants``, ``merchants:active,suspended`` or ``openids:FILE``."""
     kind, colon, rest = text.partition(":")
     if colon and not rest.strip():
-        raise UsageError(f"受众 {text!r} 的冒号后缺少内容：可用 all、merchants、merchants:STATUS,…、openids:FILE")
+        raise UsageError(f"受众 {text!r} 的冒号后缺少内容：可用 all、consented、merchants、merchants:STATUS,…、openids:FILE")
     if kind == "all" and not rest:
         audience: dict = {"type": "all"}
+    elif kind == "consented" and not rest:  # the console's 曾同意协议的用户
+        audience = {"type": "consented_any_version"}
     elif kind == "merchants":
         audience = {"type": "merchants"}
         if rest:
@@ -77,7 +93,7 @@ def parse_audience(text: str) -> dict:
             raise UsageError(f"openid 文件 {rest} 不是 UTF-8 编码的文本") from None
         audience = {"type": "openids", "openids": [line.strip() for line in lines if line.strip()]}
     else:
-        raise UsageError(f"无法识别的受众 {text!r}：可用 all、merchants、merchants:STATUS,…、openids:FILE")
+        raise UsageError(f"无法识别的受众 {text!r}：可用 all、consented、merchants、merchants:STATUS,…、openids:FILE")
     check_audience(audience)
     return audience
 

@@ -135,7 +135,9 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
     missing = run_cli("notice", "send")
     assert missing.returncode == 2 and "缺少必需的参数：--category" in missing.stderr and "用法：" in missing.stderr
     wrong = run_cli("notice", "send", "--category", "nope", "--title", "t", "--body", "b")
-    assert wrong.returncode == 2 and "无效的取值 'nope'" in wrong.stderr
+    assert wrong.returncode == 2 and "参数 --category：没有这个通知类别" in wrong.stderr, wrong.stderr
+    bad_channel = run_cli("notice", "send", "--category", "service", "--channel", "fax", "--title", "t", "--body", "b")
+    assert bad_channel.returncode == 2 and "无效的取值 'fax'" in bad_channel.stderr
     extra = run_cli("terms", "list", "--frobnicate")
     assert extra.returncode == 2 and "无法识别的参数：--frobnicate" in extra.stderr
     # -v and --config after the subcommand, as before it.

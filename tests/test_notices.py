@@ -1140,7 +1140,15 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert "用户已退订该类通知（opted_out） 1" in shown and "（no_channel） 1" in shown and "未见其关注公众号" in shown
     # Not every failure has a WeChat code: the line says so (it listed "interrupted" as one).
     ids.write_text("o-c2\n")
-    cut = cli("notice", "send", "--category", "service", "--title", "维护", "--body", "今晚维护", "--audience", f"openids:{ids}")
+    # The category by its Chinese name too, as chat takes it (退订 服务公告).
+    cut = cli("notice", "send", "--category", "服务公告", "--title", "维护", "--body", "今晚维护", "--audience", f"openids:{ids}")
+    assert (await svc.runtime.notices.get(cut.stdout.strip())).category == "service"
+    # Those who accepted a version, as the console offers them (曾同意协议的用户).
+    await svc.wechat.ask("o-agreed", "同意")
+    agreed = cli("notice", "send", "--category", "other", "--title", "告知", "--body", "正文", "--audience", "consented")
+    assert agreed.returncode == 0, agreed.stderr
+    assert (await svc.runtime.notices.get(agreed.stdout.strip())).audience == {"type": "consented_any_version"}
+    assert "o-agreed" in await svc.runtime.deliveries.openids(agreed.stdout.strip(), ("pending", "sent", "skipped", "failed"))
     await svc.runtime.broadcasts.record_outcomes(cut.stdout.strip(), {"o-c2": {"status": "failed", "reason": "interrupted"}},
                                                  svc.runtime.clock())
     shown = cli("notice", "status", cut.stdout.strip()).stdout
