@@ -15,7 +15,7 @@ import contextlib
 from typing import AsyncIterator
 
 from bot import api_texts, texts
-from bot.agreement import VERSION_MAX
+from bot.agreement import VERSION_MAX, VERSION_RE
 from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
 from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, profile_stamp
@@ -212,6 +212,8 @@ async def record_consent(
     version = version.strip()
     if len(version) > VERSION_MAX:  # no version is that long; the refusal would quote it whole
         raise Invalid(api_texts.VERSION_TOO_LONG.format(limit=VERSION_MAX), "version")
+    if not VERSION_RE.match(version):  # no version has such characters (a NUL would be quoted back)
+        raise Invalid(api_texts.VERSION_MALFORMED, "version")
     with contextlib.suppress(VersionNotFound):  # the id as published: chat and GET /terms/{v} take any case
         version = (await services.terms.get(version)).version
     # One consent action of a person at a time, chat's included (else a 同意

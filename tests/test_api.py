@@ -299,9 +299,12 @@ async def test_consent_to_anything_but_the_current_version_is_refused(api):
         ({"version": "2022-05-22"}, "action"),
         ({"action": "accept"}, "version"),
         ({"version": 5, "action": "accept"}, "version"),
+        ({"version": "a\u0000b", "action": "accept"}, "version"),  # was quoted back, NUL and all
+        ({"version": "2022-05-22；drop", "action": "accept"}, "version"),
     ):
         reply = await api.call("POST", "/consents", body, token)
         assert (reply.status, reply.error()["field"]) == (422, field), body
+        assert "\x00" not in reply.error()["message"]
     assert await runtime.ledger.history(mp_openid("alice")) == []
 
 

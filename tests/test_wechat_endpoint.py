@@ -192,6 +192,13 @@ def _bomb(levels: int = 5) -> str:
             f"<Content>&e{levels};</Content><MsgId>3</MsgId></xml>")
 
 
+async def test_a_nul_in_a_message_is_named_as_the_reason(service):
+    # Valid UTF-8 with a NUL in <Content>: refused as "must be UTF-8", which it was.
+    response = await service.wechat.post(text_xml("o-nul", "你\x00好"))
+    assert response.code == 400 and error_of(response)["code"] == "bad_encoding"
+    assert "NUL" in error_of(response)["message"]
+
+
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
 @pytest.mark.parametrize("mode", ["plain", "safe"])
 async def test_a_bomb_in_utf16_is_refused_at_once(service, encoding, mode):

@@ -162,7 +162,7 @@ def _text(body: bytes) -> str:
     # NUL is no XML character. UTF-16 of ASCII is valid UTF-8 with NULs between:
     # expat would read it as UTF-16, past the declarations check below.
     if "\x00" in text:
-        raise ProtocolError(400, "bad_encoding", "消息体必须是 UTF-8 编码的 XML")
+        raise ProtocolError(400, "bad_encoding", "消息体必须是 UTF-8 编码的 XML，且不能含有 NUL 字符")
     if _HOSTILE.search(text):
         raise ProtocolError(400, "hostile_xml", "不接受含 DOCTYPE 或实体声明的 XML")
     return text
