@@ -14,6 +14,7 @@ from typing import Any
 import tornado.httpserver
 import tornado.web
 from tornado import httputil
+from tornado.log import access_log
 
 from handlers import admin, api, simulator
 from handlers.base import NotFoundHandler, declared_length
@@ -54,6 +55,10 @@ class ServiceApp(tornado.web.Application):
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self.done(handler.request)  # called when each request finishes
+        if isinstance(handler, HealthHandler) and handler.get_status() == 503:
+            # What /healthz is for (starting, a store down), not an error of the service.
+            access_log.warning("%d %s %.2fms", 503, handler._request_summary(), 1000.0 * handler.request.request_time())
+            return
         super().log_request(handler)
 
     def done(self, request: httputil.HTTPServerRequest) -> None:

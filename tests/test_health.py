@@ -70,7 +70,7 @@ async def test_mongo_down_is_reported(make_service, backing, monkeypatch):
     assert body == {"status": "degraded", "mongo": "down", "redis": "ok", "qa": "ok"}  # built from the last known agreement
 
 
-async def test_healthz_says_starting_until_the_qa_index_is_built(backing):
+async def test_healthz_says_starting_until_the_qa_index_is_built(backing, caplog):
     # Ready means questions are answered at once: a load balancer routing
     # traffic earlier had every first question wait for the index. A build
     # that failed at start-up is tried again by the health check itself.
@@ -96,6 +96,10 @@ async def test_healthz_says_starting_until_the_qa_index_is_built(backing):
         while (answer := await health(svc))[0] != 200 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert answer == (200, {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"})
+        # Its 503 is what /healthz is for, not an error of the service: logged as a warning.
+        logged = [r for r in caplog.records if r.name == "tornado.access" and "/healthz" in r.getMessage()
+                  and r.getMessage().startswith("503")]
+        assert logged and all(r.levelname == "WARNING" for r in logged)
     finally:
         server.stop()
         await runtime.mongo_client.drop_database(database)
