@@ -261,7 +261,8 @@ class Console:
             return first
         created: list[str] = []
 
-        async def remember(notice: Notice, audience_size: int | None) -> None:  # from the moment it exists: a failure later keeps it
+        async def remember(notice: Notice, audience_size: int | None) -> None:
+            # From the moment it exists: a failure later keeps it.
             created.append(notice.id)
             await tokens.done(submit_token, notice.id)
 

@@ -166,8 +166,8 @@ class Deliveries:
                     failed[code] = failed.get(code, 0) + 1
             recorded = sum(by_status.values())
             by_status["skipped"], by_status["failed"] = sum(skipped.values()), sum(failed.values())
-            by_status["pending"] = 0
-            by_status["pending"] = max(0, recorded - sum(by_status.values()))
+            rest = sum(n for status, n in by_status.items() if status != "pending")
+            by_status["pending"] = max(0, recorded - rest)
         return {"by_status": by_status, "skipped_by_reason": skipped, "failed_by_code": failed}
 
     async def unfinished(self, notice_id: str) -> bool:
