@@ -423,35 +423,37 @@ async def test_wechats_own_reports_do_not_open_the_48_hour_window(svc):
 # -- pause, resume, cancel, progress -------------------------------------------------------------------
 
 
-async def test_the_rate_early_in_a_job_is_over_the_seconds_it_has_run(make_service, clock):
-    # 4 s into a 10/s job the status said 4 条/秒 (sent in 4 s over a 10-second window).
+async def progress_after_4_seconds(make_service, clock, outcomes_of):
+    """A 60-recipient job started 4 s ago whose first 40 finished 2 s in, with
+    ``outcomes_of(openids)``: its progress now."""
     svc = await make_service(clock=clock)
     openids = [f"o-e{i:02d}" for i in range(60)]
     await active_users(svc, *openids)
     notice_id = await send(svc, audience={"type": "openids", "openids": openids})
     await svc.runtime.broadcasts.start(await svc.runtime.notices.get(notice_id))
     clock.advance(seconds=2)
-    await svc.runtime.broadcasts.record_outcomes(notice_id, {o: {"status": "sent", "channel": "custom"} for o in openids[:40]},
-                                                 clock.now)
+    await svc.runtime.broadcasts.record_outcomes(notice_id, outcomes_of(openids[:40]), clock.now)
     clock.advance(seconds=2)
-    progress = await svc.runtime.broadcasts.progress(notice_id)
+    return await svc.runtime.broadcasts.progress(notice_id)
+
+
+async def test_the_rate_early_in_a_job_is_over_the_seconds_it_has_run(make_service, clock):
+    # 4 s into a 10/s job the status said 4 条/秒 (sent in 4 s over a 10-second window).
+    progress = await progress_after_4_seconds(
+        make_service, clock, lambda finished: {o: {"status": "sent", "channel": "custom"} for o in finished})
     assert progress.rate == 10.0 and progress.eta_seconds == 2.0
 
 
 async def test_a_job_that_mostly_skips_still_shows_its_speed_and_eta(make_service, clock):
     # Only "sent" counted: a job skipping thousands of opted-out users showed
     # 速度 0.0 and no ETA until it was done.
-    svc = await make_service(clock=clock)
-    openids = [f"o-k{i:02d}" for i in range(60)]
-    await active_users(svc, *openids)
-    notice_id = await send(svc, audience={"type": "openids", "openids": openids})
-    await svc.runtime.broadcasts.start(await svc.runtime.notices.get(notice_id))
-    clock.advance(seconds=2)
-    outcomes = {o: {"status": "skipped", "reason": "opted_out"} for o in openids[:30]}
-    outcomes.update({o: {"status": "failed", "channel": "custom", "errcode": 43004} for o in openids[30:40]})
-    await svc.runtime.broadcasts.record_outcomes(notice_id, outcomes, clock.now)
-    clock.advance(seconds=2)
-    progress = await svc.runtime.broadcasts.progress(notice_id)
+    def skipped_and_failed(finished):
+        outcomes = {o: {"status": "skipped", "reason": "opted_out"} for o in finished[:30]}
+        outcomes.update({o: {"status": "failed", "channel": "custom", "errcode": 43004} for o in finished[30:]})
+        return outcomes
+
+    progress = await progress_after_4_seconds(make_service, clock, skipped_and_failed)
+    assert (progress.sent, progress.skipped, progress.failed) == (0, 30, 10)
     assert progress.rate == 10.0 and progress.eta_seconds == 2.0  # 40 finished in 4 s, 20 left
 
 
