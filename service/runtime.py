@@ -82,6 +82,8 @@ VIEW_EVERY = 60.0
 #: Seconds between attempts to create the indexes and store the seed
 #: agreement when MongoDB was down at start-up.
 DATABASE_RETRY = 1.0
+#: ... and when it answers but refuses them (data breaking a unique index).
+DATABASE_REFUSED_RETRY = 60.0
 
 
 class Runtime:
@@ -245,16 +247,24 @@ class Runtime:
 
     async def _retry_database(self) -> None:
         """Until it works: a service started while MongoDB was down made its
-        unique indexes (one account per openid …) only if something else did."""
+        unique indexes (one account per openid …) only if something else did.
+        Every second while the database is unreachable; once it answers but
+        refuses (data that breaks a unique index), said once and tried again
+        every minute (an admin must mend the data; /healthz stays "starting")."""
+        wait, refused = DATABASE_RETRY, ""
         while not self.database_ready:
-            await asyncio.sleep(DATABASE_RETRY)
+            await asyncio.sleep(wait)
             try:
                 await self._prepare_database()
                 log.info("MongoDB is back: indexes and the seed agreement checked")
             except mongo.MongoUnavailable:
-                continue
-            except Exception:  # noqa: BLE001 - logged; tried again
-                log.exception("preparing the database failed")
+                wait = DATABASE_RETRY
+            except Exception as exc:  # noqa: BLE001 - said once; tried again
+                wait = DATABASE_REFUSED_RETRY
+                if mongo.brief(exc) != refused:
+                    refused = mongo.brief(exc)
+                    log.error("MongoDB refused the indexes or the seed agreement (tried again every %.0f s): %s",
+                              DATABASE_REFUSED_RETRY, refused)
 
     def _build_qa(self) -> None:
         self._qa_build = asyncio.create_task(self.answers.prepare())

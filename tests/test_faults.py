@@ -357,6 +357,34 @@ async def test_a_service_started_with_mongo_down_makes_its_indexes_once_it_retur
     assert "已记录" in await svc.wechat.ask("o-late", "同意")
 
 
+async def test_a_database_that_refuses_the_indexes_is_said_once_not_every_second(backing, nx, caplog):
+    # Data breaking a unique index (two accounts of one openid): the retry
+    # logged a traceback every second for ever.
+    import uuid
+
+    from service.config import Config
+    from service.runtime import Runtime
+
+    database = f"wetoop_test_{uuid.uuid4().hex[:10]}"
+    with pymongo.MongoClient(nx.uri) as client:
+        client[database].merchants.insert_many([{"openid": "o-twice"}, {"openid": "o-twice"}])
+    nx.stop()
+    runtime = Runtime(Config(), nx.uri, backing.redis_url, database=database)
+    try:
+        await runtime.prepare(qa=False)  # down: tried again every second
+        await asyncio.to_thread(nx.start)
+        deadline = time.monotonic() + 15
+        while not any(r.levelname == "ERROR" for r in caplog.records) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.5)  # two more seconds of retries, were they still every second
+        refusals = [r for r in caplog.records if r.name == "service.runtime" and r.levelname == "ERROR"]
+        assert len(refusals) == 1 and refusals[0].exc_info is None, [r.getMessage() for r in refusals]
+        assert "tried again every 60 s" in refusals[0].getMessage()
+        assert (await runtime.health())["mongo"] == "starting"
+    finally:
+        await runtime.close()
+
+
 async def test_mongo_killed_during_a_consent_stream(make_service, backing, monkeypatch, nx):
     monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
     svc = await make_service()
