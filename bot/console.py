@@ -282,15 +282,20 @@ class Console:
             )
         if draft_id:
             await self._open_draft(draft_id, "notice", seen=seen, doing="发送")
+
+        async def created(notice: Notice, audience_size: int | None) -> None:
+            # Audited once it exists, as the CLI does: planning may fail later, and the notice is still sent.
+            await self.audit.record(actor.name, "notice_send", notice.id, address=actor.address,
+                                    after={**audit_entry(notice, audience_size), "draft": draft_id or ""})
+            if on_created is not None:
+                await on_created(notice, audience_size)
+
         notice_id = await self.broadcasts.send(
             category=form.category, title=form.title, body=form.body, important=form.important_flag(),
-            audience=form.audience(), channel=form.channel, by=actor.name, refuse_empty=True, on_created=on_created,
+            audience=form.audience(), channel=form.channel, by=actor.name, refuse_empty=True, on_created=created,
         )
         if draft_id:
             await self.drafts.close(draft_id, "published", notice_id, actor.name, self._clock())
-        notice = await self.broadcasts.notices.get(notice_id)
-        await self.audit.record(actor.name, "notice_send", notice_id, address=actor.address,
-                                after={**audit_entry(notice, preview.audience_size), "draft": draft_id or ""})
         return notice_id
 
     async def control_notice(self, actor: Actor, notice_id: str, action: str) -> Notice:

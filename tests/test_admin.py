@@ -436,6 +436,25 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
     assert late.code == 409 and "不能暂停" in text(late)
 
 
+async def test_a_notice_whose_planning_fails_is_audited_all_the_same(svc, monkeypatch):
+    # The console audited after planning: a database failure then left a
+    # notice that is still sent (upkeep plans it again) and no audit entry.
+    from pymongo.errors import AutoReconnect
+
+    await followers(svc, "o-a", "o-b")
+
+    async def cut_off(*args, **kwargs):
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(svc.runtime.deliveries, "create_pending", cut_off)
+    owner = await logged_in(svc, "olga")
+    failed = await owner.post("/admin/notices/new", {**NOTICE, "action": "send"})
+    assert failed.code == 503
+    [notice] = await svc.runtime.console.stats.recent_notices()
+    [entry] = await svc.runtime.audit.recent(action="notice_send")
+    assert (entry.target, entry.actor, entry.after["audience_size"]) == (notice.id, "olga", 2)
+
+
 async def test_a_compose_form_submitted_twice_sends_once(svc):
     # Two POSTs of one form (a double click, a retry) created two notices.
     await followers(svc, "o-a", "o-b")
