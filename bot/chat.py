@@ -23,7 +23,9 @@ from bot.registration import NO_EMAIL, REGISTRATION, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
-from bot.validation import STATEMENT_END, Invalid, is_entity_type
+from bot.validation import (
+    STATEMENT_END, Invalid, is_entity_type, parse_credit_code, parse_email, parse_phone, parse_yes_no,
+)
 from storage.dialog_state import PROMPT_TTL, DialogState
 from storage.mongo import MongoUnavailable
 from storage.notices import CATEGORIES
@@ -565,10 +567,17 @@ async def free_text(chat: Chat) -> Reply:
 
 
 def _dialog_word(text: str) -> bool:
-    """Whether ``text`` is one of the words a dialog asks for (取消, 确认,
-    个人, 企业, 跳过 …): an answer to a step, not a question."""
+    """Whether ``text`` answers a dialog's step rather than asks a question:
+    its words (取消, 确认, 个人, 企业, 跳过, 是/否, a step's number) or a
+    phone number, e-mail address or credit code."""
     word = control_word(text)
-    return word in DIALOG_WORDS or is_entity_type(word) or word in NO_EMAIL
+    if word in DIALOG_WORDS or is_entity_type(word) or word in NO_EMAIL or re.fullmatch(r"\d{1,2}", word):
+        return True
+    for parse in (lambda t: parse_yes_no(t, ""), parse_phone, parse_email, parse_credit_code):
+        with contextlib.suppress(Invalid):
+            parse(text)
+            return True
+    return False
 
 
 #: Ways of saying yes that a user who has not accepted the agreement may mean as 同意.

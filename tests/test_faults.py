@@ -211,7 +211,7 @@ async def test_mid_dialog_answer_while_redis_is_down_says_dialogs_are_unavailabl
     assert "暂时不可用" in (reply or ""), reply
     # Nor quote a clause for a dialog's word: 个人 got clause 3.1 and 取消
     # "没有找到能回答这个问题的条款".
-    for answer in ("个人", "取消", "跳过", "确认。", "算了"):
+    for answer in ("个人", "取消", "跳过", "确认。", "算了", "2", "是", "否", "13800138000", "wang@example.com"):
         status, reply, _ = await ask_timed(svc, "o-mid", answer)
         assert status == 200 and reply == texts.DIALOG_UNAVAILABLE, (answer, reply)
     # A question still gets its clause, then the same words (without brackets inside brackets).
