@@ -545,5 +545,5 @@ def opted_out(name: str, mostly_important: bool = False, changed: bool = True) -
 
 
 def opted_in(name: str, changed: bool = True) -> str:
-    done = f"已恢复接收“{name}”" if changed else f"您一直在接收“{name}”，无需重复订阅"
+    done = f"已恢复接收“{name}”" if changed else f"您已在接收“{name}”，无需重复订阅"
     return f"{done}。{IMPORTANT_STILL_ARRIVE}回复“通知设置”查看全部设置。"

@@ -22,8 +22,9 @@ def _category(text: str) -> str:
     """A category by its code or its Chinese name, as chat takes it (退订 服务公告)."""
     try:
         return category_from_name(text)
-    except Invalid as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
+    except Invalid:
+        choices = "、".join(f"{code}（{name}）" for code, name in CATEGORIES.items())
+        raise argparse.ArgumentTypeError(f"没有这个通知类别 {text!r}。可选：{choices}，代码或中文名均可。") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:

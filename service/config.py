@@ -116,7 +116,7 @@ def load(environ: Mapping[str, str] | None = None, toml_path: str | None = None)
 def _read_toml(path: str) -> dict[str, str]:
     try:
         with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
+            text = fh.read().decode("utf-8-sig")  # Windows Notepad starts its UTF-8 files with a BOM
     except OSError as exc:
         raise ConfigError(f"无法读取配置文件 {path}：{os_problem(exc)}") from exc
     except UnicodeDecodeError:

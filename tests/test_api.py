@@ -301,10 +301,13 @@ async def test_consent_to_anything_but_the_current_version_is_refused(api):
         ({"version": 5, "action": "accept"}, "version"),
         ({"version": "a\u0000b", "action": "accept"}, "version"),  # was quoted back, NUL and all
         ({"version": "2022-05-22；drop", "action": "accept"}, "version"),
+        ({"version": "-abc1", "action": "accept"}, "version"),
     ):
         reply = await api.call("POST", "/consents", body, token)
         assert (reply.status, reply.error()["field"]) == (422, field), body
         assert "\x00" not in reply.error()["message"]
+        if body.get("version") == "-abc1":  # said as the rule it breaks: it must start with a letter or digit
+            assert "以字母或数字开头" in reply.error()["message"], reply.error()
     assert await runtime.ledger.history(mp_openid("alice")) == []
 
 

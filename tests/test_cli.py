@@ -123,6 +123,12 @@ def test_a_configuration_file_that_cannot_be_read_as_toml_says_where(tmp_path):
     twice.write_text('PORT = 9001\nWECHAT_TOKEN = "abc"\nPORT = 9002')  # the last line, no newline after it
     result = run_cli("--config", str(twice), "serve")
     assert result.returncode == 2 and "第 3 行附近：同一项写了两次" in result.stderr, result.stderr
+    # Saved by Windows Notepad: UTF-8 with a BOM (it read as "这一行不是“键 = 值”的写法").
+    from service.config import load
+
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + 'PORT = 9001\nWECHAT_APPID = "wx微拓"\n'.encode())
+    assert (load({}, str(bom)).port, load({}, str(bom)).wechat_appid) == (9001, "wx微拓")
 
 
 def test_bad_flags_exit_2(tmp_path):
@@ -136,6 +142,7 @@ def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
     assert missing.returncode == 2 and "缺少必需的参数：--category" in missing.stderr and "用法：" in missing.stderr
     wrong = run_cli("notice", "send", "--category", "nope", "--title", "t", "--body", "b")
     assert wrong.returncode == 2 and "参数 --category：没有这个通知类别" in wrong.stderr, wrong.stderr
+    assert "service（服务公告）" in wrong.stderr  # the codes too, as --help offers them
     bad_channel = run_cli("notice", "send", "--category", "service", "--channel", "fax", "--title", "t", "--body", "b")
     assert bad_channel.returncode == 2 and "无效的取值 'fax'" in bad_channel.stderr
     extra = run_cli("terms", "list", "--frobnicate")

@@ -1032,7 +1032,7 @@ async def test_chat_preferences(svc):
     assert "已退订“管理消息”" in await svc.wechat.ask("o-pref", "退订 “管理消息”")
     assert "已退订“其他”" in await svc.wechat.ask("o-pref", "退订 其它")  # the other way to write it
     # Already on (订阅 服务公告 above): said so, rather than "resumed" again.
-    assert "您一直在接收“服务公告”，无需重复订阅" in await svc.wechat.ask("o-pref", "订阅：服务公告")  # a colon, as 条款：4
+    assert "您已在接收“服务公告”，无需重复订阅" in await svc.wechat.ask("o-pref", "订阅：服务公告")  # a colon, as 条款：4
     assert "您此前已退订“其他”" in await svc.wechat.ask("o-pref", "退订 其他")
     assert "已退订“服务公告”" in await svc.wechat.ask("o-pref", "退订: 服务公告")
 
