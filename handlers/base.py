@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from http import HTTPStatus
-from typing import Any, AsyncIterable, AsyncIterator, TypeVar
+from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
 
 import pymongo
 import tornado.web
@@ -58,15 +58,16 @@ def error_message(status: int) -> tuple[str, str]:
 _ENTRY_POINTS = ("prepare", "get", "post", "put", "delete", "patch")
 
 
-def within_budget(seconds: float):
-    """Decorator: the MongoDB calls of one call of the method share ``seconds``,
-    counted from its start (``pymongo.timeout``). With the database down or
-    frozen a request then fails within that, not after each call's own timeouts."""
+def within_budget(seconds: float | Callable[[Any], float]):
+    """Decorator: the MongoDB calls of one call of the method share ``seconds``
+    (or ``seconds(handler)``), counted from its start (``pymongo.timeout``).
+    With the database down or frozen a request then fails within that, not
+    after each call's own timeouts."""
 
     def decorate(method):
         @functools.wraps(method)
         async def wrapped(self, *args, **kwargs):
-            with pymongo.timeout(seconds):
+            with pymongo.timeout(seconds(self) if callable(seconds) else seconds):
                 result = method(self, *args, **kwargs)
                 if hasattr(result, "__await__"):
                     result = await result
@@ -77,7 +78,7 @@ def within_budget(seconds: float):
     return decorate
 
 
-def budget_requests(cls: type, seconds: float) -> None:
+def budget_requests(cls: type, seconds: float | Callable[[Any], float]) -> None:
     """Wrap the entry points ``cls`` itself defines in :func:`within_budget`,
     except those it names in ``budgets_itself`` (call from ``__init_subclass__``)."""
     for name in _ENTRY_POINTS:

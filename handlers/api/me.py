@@ -11,7 +11,7 @@ from bot.preferences import category_from_name
 from bot.mini_sessions import ApiUser
 from bot.validation import Invalid
 from handlers.api import render
-from handlers.api.base import ApiHandler
+from handlers.api.base import MONGO_BUDGET, ApiHandler
 from service.runtime import Runtime
 
 #: An Idempotency-Key makes a repeated consent request record once.
@@ -162,6 +162,7 @@ class PreferencesHandler(ApiHandler):
 class ExportHandler(ApiHandler):
     """GET: everything held about the user (the document chat's 导出我的数据 links to)."""
 
+    read_budget = MONGO_BUDGET  # reads every record of the user
     async def get(self) -> None:
         self.set_header("Content-Disposition", 'inline; filename="wetoop-my-data.json"')
         self.write_json(await self.services.exports.document(self.user.openid))
