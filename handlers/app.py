@@ -55,8 +55,9 @@ class ServiceApp(tornado.web.Application):
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self.done(handler.request)  # called when each request finishes
-        if isinstance(handler, HealthHandler) and handler.get_status() == 503:
-            # What /healthz is for (starting, a store down), not an error of the service.
+        if handler.get_status() == 503:
+            # A store down or starting (/healthz, an API or console request during an
+            # outage): said and logged as such, not an error of the service.
             access_log.warning("%d %s %.2fms", 503, handler._request_summary(), 1000.0 * handler.request.request_time())
             return
         super().log_request(handler)

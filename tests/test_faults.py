@@ -571,7 +571,7 @@ async def test_a_deferred_follow_never_overwrites_a_later_one(make_service):
     assert (await followers.get("o-here")).subscribed
 
 
-async def test_frozen_mongo_gets_api_errors_within_the_budget(make_service, backing, monkeypatch, nx, emulator):
+async def test_frozen_mongo_gets_api_errors_within_the_budget(make_service, backing, monkeypatch, nx, emulator, caplog):
     # A log-in with the database frozen took 16-20 s before its 503.
     from tests.test_api import MP_APPID, MP_SECRET, Api
 
@@ -595,6 +595,9 @@ async def test_frozen_mongo_gets_api_errors_within_the_budget(make_service, back
             assert ("可能没有保存成功" in message) == (path == "/consents"), (path, message)
     finally:
         nx.thaw()
+    # Access-logged as what it is (a store down), not as an error of the service.
+    unavailable = [r for r in caplog.records if r.name == "tornado.access" and r.getMessage().startswith("503")]
+    assert unavailable and all(r.levelname == "WARNING" for r in unavailable)
     await eventually(lambda: _healthy(api.svc), 15)
     assert (await api.call("GET", "/me", token=token)).status == 200
 
