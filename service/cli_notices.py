@@ -11,11 +11,16 @@ from pathlib import Path
 
 from bot.file_problems import os_problem
 from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
-from service import supervisor
-from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
 from bot.preferences import category_from_name
 from bot.validation import Invalid
+from service import supervisor
+from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
 from storage.notices import CATEGORIES
+
+#: The categories as --category takes them, for its help and its refusal.
+_CATEGORY_CHOICES = "、".join(f"{code}（{name}）" for code, name in CATEGORIES.items()) + "，代码或中文名均可"
+#: The audiences --audience takes, for its refusals.
+_AUDIENCES = "all、consented、merchants、merchants:STATUS,…、openids:FILE"
 
 
 def _category(text: str) -> str:
@@ -23,8 +28,7 @@ def _category(text: str) -> str:
     try:
         return category_from_name(text)
     except Invalid:
-        choices = "、".join(f"{code}（{name}）" for code, name in CATEGORIES.items())
-        raise argparse.ArgumentTypeError(f"没有这个通知类别 {text!r}。可选：{choices}，代码或中文名均可。") from None
+        raise argparse.ArgumentTypeError(f"没有这个通知类别 {text!r}。可选：{_CATEGORY_CHOICES}。") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     send = notice_sub.add_parser("send", help="发送通知，打印通知编号")
     send.add_argument(
         "--category", required=True, type=_category, metavar="CATEGORY",
-        help="类别：" + "、".join(f"{code}（{name}）" for code, name in CATEGORIES.items()) + "，代码或中文名均可",
+        help="类别：" + _CATEGORY_CHOICES,
     )
     send.add_argument("--title", required=True)
     send.add_argument("--body", required=True)
@@ -75,7 +79,7 @@ def parse_audience(text: str) -> dict:
     """``all``, ``consented``, ``merchants``, ``merchants:active,suspended`` or ``openids:FILE``."""
     kind, colon, rest = text.partition(":")
     if colon and not rest.strip():
-        raise UsageError(f"受众 {text!r} 的冒号后缺少内容：可用 all、consented、merchants、merchants:STATUS,…、openids:FILE")
+        raise UsageError(f"受众 {text!r} 的冒号后缺少内容：可用 {_AUDIENCES}")
     if kind == "all" and not rest:
         audience: dict = {"type": "all"}
     elif kind == "consented" and not rest:  # the console's 曾同意协议的用户
@@ -94,7 +98,7 @@ def parse_audience(text: str) -> dict:
             raise UsageError(f"openid 文件 {rest} 不是 UTF-8 编码的文本") from None
         audience = {"type": "openids", "openids": [line.strip() for line in lines if line.strip()]}
     else:
-        raise UsageError(f"无法识别的受众 {text!r}：可用 all、consented、merchants、merchants:STATUS,…、openids:FILE")
+        raise UsageError(f"无法识别的受众 {text!r}：可用 {_AUDIENCES}")
     check_audience(audience)
     return audience
 
