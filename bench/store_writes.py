@@ -7,7 +7,7 @@ pending when planned, and finished with its outcome; in between, the worker
 that claimed it (in Redis) reads whether it is still pending. This script
 starts nx-27017 as the embedded default does (``MONGODB_URI`` set: that
 server instead) and times each of those with the same shapes the service uses
-(batches of 1,000 inserts, reads and updates of 100 records by ``_id``; each
+(batches of ``storage.deliveries.PENDING_PER_WRITE`` inserts, reads and updates of 100 records by ``_id``; each
 write in a transaction of its own where the server has them, as
 ``storage.mongo.in_one_transaction`` does), one client, nothing else running. The ceiling printed is how many recipients a
 second the database can take if it had a whole core for nothing else.
@@ -26,6 +26,7 @@ import pymongo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import bench_mongo, emit, machine_lines  # noqa: E402
+from storage.deliveries import PENDING_PER_WRITE  # noqa: E402
 
 
 def write(client: pymongo.MongoClient, supported: list[bool], work) -> None:
@@ -63,10 +64,10 @@ def main() -> None:
         started = time.perf_counter()
         docs = [{"_id": i, "notice_id": "n1", "openid": i[3:], "status": "pending", "attempts": 0, "updated_at": now} for i in ids]
         supported = [True]
-        for start in range(0, n, 1000):
-            batch = docs[start : start + 1000]
+        for start in range(0, n, PENDING_PER_WRITE):
+            batch = docs[start : start + PENDING_PER_WRITE]
             write(client, supported, lambda session: coll.insert_many(batch, ordered=False, session=session))
-        timings["record as pending (insert_many of 1,000)"] = time.perf_counter() - started
+        timings[f"record as pending (insert_many of {PENDING_PER_WRITE:,})"] = time.perf_counter() - started
 
         started = time.perf_counter()
         for start in range(0, n, 100):

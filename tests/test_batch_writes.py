@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pymongo.errors import BulkWriteError
 
-from storage import mongo
+from storage import deliveries, mongo
 
 
 async def test_a_write_that_fails_inside_the_transaction_leaves_nothing_and_runs_again_outside(make_service):
@@ -61,3 +61,13 @@ async def test_recipients_recorded_again_keep_their_outcome_and_only_new_ones_co
     assert await rt.deliveries.create_pending("n-again", ["o-1", "o-2", "o-3"], at) == 1
     assert await rt.deliveries.openids("n-again", ("sent",)) == ["o-1"]
     assert await rt.deliveries.openids("n-again", ("pending",)) == ["o-2", "o-3"]
+
+
+async def test_an_audience_larger_than_one_write_is_recorded_whole(make_service):
+    rt = (await make_service()).runtime
+    at = rt.clock()
+    openids = [f"o-{i:04d}" for i in range(deliveries.PENDING_PER_WRITE * 2 + 7)]
+    # Some of the second write's share already recorded (a planner that died midway).
+    assert await rt.deliveries.create_pending("n-large", openids[600:610], at) == 10
+    assert await rt.deliveries.create_pending("n-large", openids, at) == len(openids) - 10
+    assert await rt.deliveries.openids("n-large", ("pending",)) == openids
