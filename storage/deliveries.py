@@ -40,12 +40,10 @@ class Delivery:
     template_msgid: int | None = None
 
 
-#: Pending records written per transaction while a broadcast is planned. The
-#: embedded nx-27017 answers one request at a time: a transaction of 1,000
-#: held it long enough to halve the sending that runs beside the planning
-#: (100,000 recipients: 79-84 s against 67-71 s with 500 or 250; 100 was
-#: slower again, bench/RESULTS-broadcast.md).
-PENDING_PER_WRITE = 500
+#: Pending records written per transaction while a broadcast is planned
+#: (bounded requests, whatever the audience). 500 and 250 were tried against
+#: 1,000: no difference beyond the runs' spread (bench/RESULTS-broadcast.md).
+PENDING_PER_WRITE = 1000
 
 
 class Deliveries:
@@ -70,7 +68,7 @@ class Deliveries:
             for o in openids
         ]
         inserted = 0
-        for start in range(0, len(docs), PENDING_PER_WRITE):  # bounded requests, whatever the audience
+        for start in range(0, len(docs), PENDING_PER_WRITE):
             part = docs[start : start + PENDING_PER_WRITE]
             inserted += await in_one_transaction(self._coll.database, partial(self._insert_new, part))
         return inserted
