@@ -121,7 +121,7 @@ class DeliveryWorker:
         Then the sends in flight are given :data:`STOP_GRACE` seconds to finish."""
         self._stop = stop
         readers = [asyncio.create_task(self._reader(stop, i)) for i in range(self.concurrency)]
-        tasks = [*readers, asyncio.create_task(self._upkeep(stop))]
+        tasks = [*readers, asyncio.create_task(self._upkeep(stop)), asyncio.create_task(self._present(stop))]
         try:
             await stop.wait()
             busy = [task for task in tasks if task in self._working]  # the others only wait for work
@@ -138,6 +138,7 @@ class DeliveryWorker:
             own = [f"{self.name}-{i}" for i in range(self.concurrency)] + [f"{self.name}-upkeep"]
             with contextlib.suppress(*RedisUnavailable):
                 await self.deps.queue.retire(own)
+                await self.deps.queue.stopped(self.name)
 
     @contextlib.contextmanager
     def _at_work(self):
@@ -210,6 +211,19 @@ class DeliveryWorker:
             except Exception as exc:  # noqa: BLE001 - upkeep must keep going
                 log.warning("worker upkeep: %s", exc)
             await asyncio.sleep(RECLAIM_IDLE_MS / 5000)
+
+    async def _present(self, stop: asyncio.Event) -> None:
+        """Say every second that this worker runs (progress reports tell an
+        admin when a queued job has no worker to send it)."""
+        while not stop.is_set():
+            try:
+                await self.deps.queue.running(self.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an outage is waited out, as the readers do
+                log.debug("worker %s presence: %s", self.name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _replan(self) -> None:
         for notice in await self.deps.notices.active():

@@ -164,6 +164,14 @@ class Progress:
     eta_seconds: float | None
     #: False while Redis, which knows the sends in flight, is unreachable: they count as pending.
     in_flight_known: bool = True
+    #: Worker processes running now (any notice's); ``None`` while Redis is unreachable.
+    workers: int | None = None
+
+    @property
+    def waiting_for_worker(self) -> bool:
+        """Recipients are left to send and no worker runs to send them."""
+        return (self.notice.status in ("queued", "sending") and self.workers == 0
+                and self.pending + self.sending > 0)
 
     def to_json(self) -> dict:
         return {
@@ -184,6 +192,8 @@ class Progress:
             "rate_per_second": round(self.rate, 1),
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
             "in_flight_known": self.in_flight_known,
+            "workers": self.workers,
+            "waiting_for_worker": self.waiting_for_worker,
         }
 
 
@@ -430,8 +440,9 @@ class Broadcasts:
         in_flight_known = True
         try:
             claimed = min(by["pending"], await self._journal.claimed(notice_id))
+            workers = await self.queue.running()
         except RedisUnavailable:
-            claimed, in_flight_known = 0, False
+            claimed, in_flight_known, workers = 0, False, None
         by["pending"] -= claimed
         by["sending"] += claimed
         now = self._clock()
@@ -463,6 +474,7 @@ class Broadcasts:
             rate=rate,
             eta_seconds=eta,
             in_flight_known=in_flight_known,
+            workers=workers,
         )
 
     async def template_result(self, msgid: int, status: str) -> None:
@@ -539,6 +551,9 @@ def explain(labels: dict[str, str], key: str) -> str:
     return f"{labels[key]}（{key}）" if key in labels else key
 
 
+#: Said beside the progress of a job no worker is running for.
+NO_WORKER = ("当前没有运行中的发送进程，这条通知不会发出：请启动服务（wetoop-bot serve，自带一个发送进程）"
+             "或运行 wetoop-bot worker。")
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
 
 

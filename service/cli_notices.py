@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bot.file_problems import os_problem
-from bot.notices import CHANNELS, JOB_LABELS, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
+from bot.notices import CHANNELS, JOB_LABELS, NO_WORKER, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
 from bot.preferences import category_from_name
 from bot.validation import Invalid
 from service import supervisor
@@ -120,6 +120,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             category=args.category, title=args.title, body=args.body, important=args.important,
             audience=audience, channel=args.channel, by=actor_of(args), refuse_empty=True, on_created=announce,
         )
+        if await runtime.queue.running() == 0:
+            print(NO_WORKER, file=sys.stderr)
 
     try:
         with_runtime(args, work)
@@ -149,6 +151,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     if not data["in_flight_known"]:
         print("（Redis 暂时无法连接：正在发送的数量无从得知，已计入待发送）")
+    if progress.waiting_for_worker:
+        print(NO_WORKER)
     if data["skipped_by_reason"]:
         print("跳过原因：" + "，".join(f"{explain(SKIP_REASONS, k)} {v}" for k, v in data["skipped_by_reason"].items()))
     if data["failed_by_code"]:

@@ -24,6 +24,24 @@ RECLAIM_IDLE_MS = 5000
 #: A consumer holding nothing and silent this long belongs to a worker gone
 #: (killed): it is removed, else each start of a worker would add consumers for good.
 IDLE_CONSUMER_MS = 10 * 60 * 1000
+#: Running workers, each with the time (Redis' clock, ms) it last said so.
+WORKERS = key("notices", "workers")
+#: A worker says it is running every second; one silent this long is gone
+#: (killed, or its host lost): a queued job then waits for nobody.
+WORKER_SILENT_MS = 10_000
+
+# KEYS: WORKERS; ARGV: a worker's name ('' to only count), silent ms. Drops the
+# silent ones, then counts those left.
+_PRESENCE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if ARGV[1] ~= '' then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return redis.call('ZCARD', KEYS[1])
+"""
 
 # KEYS: the streams; ARGV: group, idle ms, then consumer names removed whatever
 # their idle time. Only consumers with no pending entry are removed (removing
@@ -57,6 +75,7 @@ class WorkQueue:
         self.stream = stream
         self._streams = {"u": urgent, "n": stream}
         self._retire = redis.register_script(_RETIRE)
+        self._presence = redis.register_script(_PRESENCE)
 
     async def ensure_group(self) -> None:
         for stream in self._streams.values():
@@ -120,6 +139,15 @@ class WorkQueue:
         (an entry reference, or a stream's tag ``"u"`` or ``"n"``), only in that stream."""
         streams = [self._where(of)[0]] if of else list(self._streams.values())
         return sum([int(await self._redis.xlen(stream)) for stream in streams])
+
+    async def running(self, worker: str | None = None) -> int:
+        """How many workers said within :data:`WORKER_SILENT_MS` that they run;
+        with ``worker``, that one says so first (each running worker does every second)."""
+        return int(await self._presence(keys=[WORKERS], args=[worker or "", WORKER_SILENT_MS]))
+
+    async def stopped(self, worker: str) -> None:
+        """``worker`` no longer runs."""
+        await self._redis.zrem(WORKERS, worker)
 
     def _where(self, ref: str) -> tuple[str, str]:
         tag, _, entry_id = ref.partition("/")

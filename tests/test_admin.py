@@ -21,6 +21,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from bot import console as console_module
 from bot.admin_accounts import CLI
+from bot.notices import NO_WORKER
 from storage.redis_store import key
 
 BIN = Path(sys.executable).parent / "wetoop-bot"
@@ -420,9 +421,14 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
     assert sent.code == 303, text(sent)
     notice_id = re.search(r"/admin/notices/([0-9a-f]{24})", sent.headers["Location"]).group(1)
     assert (await svc.runtime.console.drafts.get(draft_id)).status == "published"
+    # No worker runs (as with `serve --no-worker` alone): the page says so, not only 排队中.
+    waiting = text(await owner.get(f"/admin/notices/{notice_id}"))
+    assert re.search(r'data-show="waiting_for_worker"\s*>' + re.escape(NO_WORKER), waiting)
+    assert json.loads((await owner.get(f"/admin/notices/{notice_id}/progress")).body)["waiting_for_worker"] is True
     await svc.runtime.worker(concurrency=2).run_until_idle(20)
     progress = json.loads((await owner.get(f"/admin/notices/{notice_id}/progress")).body)
     assert progress["status"] == "done" and progress["sent"] == 3 and progress["total"] == 3
+    assert progress["waiting_for_worker"] is False
     missing = await owner.get(f"/admin/notices/{'0' * 24}/progress")  # the page's script reads JSON, errors too
     assert missing.code == 404 and missing.headers["Content-Type"].startswith("application/json")
     assert json.loads(missing.body)["error"]["code"] == "notice_not_found"

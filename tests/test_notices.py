@@ -18,7 +18,7 @@ import pytest
 
 from bot.delivery_worker import PAY_SECONDS, WINDOW
 from storage.work_queue import RECLAIM_IDLE_MS
-from bot.notices import PLANNER_SILENT, NoticeRefused
+from bot.notices import NO_WORKER, PLANNER_SILENT, NoticeRefused
 from storage.delivery_journal import OURS
 from tests.conftest import APPID, SECRET
 from tests.wx import event_xml
@@ -1087,8 +1087,11 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     sent = cli("notice", "send", "--category", "admin", "--title", "账户提醒", "--body", "请完善资料", "--audience", f"openids:{ids}")
     assert sent.returncode == 0, sent.stderr
     notice_id = sent.stdout.strip()
+    assert NO_WORKER in sent.stderr  # nothing runs to send it: said at once, not left to guess
     status = json.loads(cli("notice", "status", notice_id, "--json").stdout)
     assert status["status"] == "queued" and status["total"] == 2  # no worker has begun
+    assert (status["workers"], status["waiting_for_worker"]) == (0, True)
+    assert NO_WORKER in cli("notice", "status", notice_id).stdout
     assert all(isinstance(status[k], int) for k in ("total", "sent", "failed", "skipped"))
     assert "已暂停" in cli("notice", "pause", notice_id, "--by", "olga").stdout
     assert "排队中" in cli("notice", "resume", notice_id).stdout
@@ -1097,7 +1100,8 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     await run_worker(svc)
     done = json.loads(cli("notice", "status", notice_id, "--json").stdout)
     assert (done["status"], done["sent"]) == ("done", 2)
-    assert "已完成" in cli("notice", "status", notice_id).stdout
+    shown = cli("notice", "status", notice_id).stdout
+    assert "已完成" in shown and NO_WORKER not in shown
     refused = cli("notice", "cancel", notice_id)
     assert refused.returncode == 2 and "不能取消" in refused.stderr
     missing = cli("notice", "status", "nope")
@@ -1221,3 +1225,38 @@ async def test_a_small_notice_is_done_while_a_large_broadcast_is_still_queued(ma
     finally:
         stop.set()
         await worker
+
+
+async def test_progress_tells_when_no_worker_runs_to_send_the_job(make_service):
+    """A job queued while no worker runs (the service stopped, `serve --no-worker`
+    alone) would show 排队中 for ever: the report says why; a running worker
+    is counted, one that stopped is not."""
+    svc = await make_service()
+    rt = svc.runtime
+    await active_users(svc, "o-nw-1", "o-nw-2")
+    notice_id = await send(svc, audience={"type": "openids", "openids": ["o-nw-1", "o-nw-2"]})
+    idle = await rt.broadcasts.progress(notice_id)
+    assert idle.workers == 0 and idle.waiting_for_worker
+    assert idle.to_json()["waiting_for_worker"] is True
+
+    stop = asyncio.Event()
+    await rt.notices.transition(notice_id, ("queued",), "paused", rt.clock())  # kept for the count below
+    worker = asyncio.create_task(rt.worker(concurrency=1).run(stop))
+    try:
+        for _ in range(50):
+            running = await rt.broadcasts.progress(notice_id)
+            if running.workers:
+                break
+            await asyncio.sleep(0.1)
+        assert running.workers == 1 and not running.waiting_for_worker
+    finally:
+        stop.set()
+        await worker
+    after = await rt.broadcasts.progress(notice_id)
+    assert after.workers == 0
+    assert not after.waiting_for_worker  # paused: waiting for an admin, not for a worker
+    await rt.broadcasts.resume(notice_id)
+    assert (await rt.broadcasts.progress(notice_id)).waiting_for_worker
+    await run_worker(svc)
+    done = await rt.broadcasts.progress(notice_id)
+    assert done.notice.status == "done" and done.sent == 2 and not done.waiting_for_worker

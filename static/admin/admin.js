@@ -55,6 +55,7 @@
     set("remaining", data.pending + data.sending);
     set("eta", data.eta_seconds === null ? "—" : data.eta_seconds + " 秒");
     box.setAttribute("data-status", data.status);
+    box.querySelectorAll("[data-show]").forEach(function (el) { el.hidden = !data[el.getAttribute("data-show")]; });
     document.querySelectorAll("[data-when]").forEach(function (form) {
       form.hidden = form.getAttribute("data-when").split(" ").indexOf(data.status) < 0;
     });
