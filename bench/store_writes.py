@@ -8,7 +8,7 @@ that claimed it (in Redis) reads whether it is still pending. This script
 starts nx-27017 as the embedded default does (``MONGODB_URI`` set: that
 server instead) and times each of those with the same shapes the service uses
 (batches of ``storage.deliveries.PENDING_PER_WRITE`` inserts, reads and updates of 100 records by ``_id``; each
-write in a transaction of its own where the server has them, as
+write in a transaction of its own on a replica set or sharded cluster, as
 ``storage.mongo.in_one_transaction`` does), one client, nothing else running. The ceiling printed is how many recipients a
 second the database can take if it had a whole core for nothing else.
 """
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pymongo
+from pymongo.topology_description import TOPOLOGY_TYPE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,7 +31,7 @@ from storage.deliveries import PENDING_PER_WRITE  # noqa: E402
 
 
 def write(client: pymongo.MongoClient, supported: list[bool], work) -> None:
-    """``work(session)`` in a transaction, or ``work(None)`` once the server refused one (standalone)."""
+    """``work(session)`` in a transaction, or ``work(None)`` on a single server (as the service does)."""
     if supported[0]:
         try:
             with client.start_session() as session, session.start_transaction():
@@ -63,7 +64,8 @@ def main() -> None:
 
         started = time.perf_counter()
         docs = [{"_id": i, "notice_id": "n1", "openid": i[3:], "status": "pending", "attempts": 0, "updated_at": now} for i in ids]
-        supported = [True]
+        kind = client.topology_description.topology_type  # known after the drop above
+        supported = [kind in (TOPOLOGY_TYPE.ReplicaSetWithPrimary, TOPOLOGY_TYPE.Sharded, TOPOLOGY_TYPE.LoadBalanced)]
         for start in range(0, n, PENDING_PER_WRITE):
             batch = docs[start : start + PENDING_PER_WRITE]
             write(client, supported, lambda session: coll.insert_many(batch, ordered=False, session=session))

@@ -17,6 +17,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError, WTimeoutError
+from pymongo.topology_description import TOPOLOGY_TYPE
 from pymongo.uri_parser import parse_uri
 
 log = logging.getLogger(__name__)
@@ -139,15 +140,17 @@ _ILLEGAL_OPERATION = 20
 
 
 async def in_one_transaction(db: AsyncDatabase, work: Callable[[AsyncClientSession | None], Awaitable[T]]) -> T:
-    """``work(session)`` in one transaction where the deployment has them, else
-    ``work(None)``: for writes of many documents at once (a broadcast's
-    delivery records, the question log).
+    """``work(session)`` in one transaction where the deployment has them (a
+    replica set, a sharded cluster), else ``work(None)``: for writes of many
+    documents at once (a broadcast's delivery records, the question log).
 
-    Why: nx-27017 commits each document of an ``insert_many`` or
-    ``update_many`` as a transaction of its own; inside one transaction the
-    same write costs it a third (inserts) to a half (updates) of the time
-    (``bench/store_writes.py``). A replica set takes the transaction too; a
-    standalone MongoDB refuses it, which is remembered for the client.
+    Why: one transaction costs the server less than a commit per document.
+    A single server gets none: a standalone MongoDB refuses them, and
+    nx-27017 (the embedded default, which presents itself as one) runs every
+    client's writes on one SQLite connection, so that another request's
+    write made while a transaction was open was rolled back with it (a
+    consent recorded beside a batch that failed was lost). A server that
+    refuses a transaction all the same is remembered for the client.
 
     A transaction that fails for its documents (a duplicate key aborts the
     whole of it, where an unordered write outside one keeps the others) or
@@ -156,7 +159,7 @@ async def in_one_transaction(db: AsyncDatabase, work: Callable[[AsyncClientSessi
     server are raised as they come (:data:`MongoUnavailable`).
     """
     client = db.client
-    if client not in _NO_TRANSACTIONS:
+    if not transactions_refused(db):
         try:
             async with client.start_session() as session:
                 async with await session.start_transaction():
@@ -169,9 +172,16 @@ async def in_one_transaction(db: AsyncDatabase, work: Callable[[AsyncClientSessi
     return await work(None)
 
 
+#: Deployments with transactions; ``Single`` (a standalone server, nx-27017)
+#: and ``Unknown`` (not yet discovered) get none.
+_WITH_TRANSACTIONS = (TOPOLOGY_TYPE.ReplicaSetWithPrimary, TOPOLOGY_TYPE.Sharded, TOPOLOGY_TYPE.LoadBalanced)
+
+
 def transactions_refused(db: AsyncDatabase) -> bool:
-    """Whether ``db``'s server refused a transaction (known after a first attempt)."""
-    return db.client in _NO_TRANSACTIONS
+    """Whether writes to ``db`` go without transactions (a single server, or
+    one that refused a transaction)."""
+    client = db.client
+    return client in _NO_TRANSACTIONS or client.topology_description.topology_type not in _WITH_TRANSACTIONS
 
 
 async def ping(db: AsyncDatabase) -> bool:

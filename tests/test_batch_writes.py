@@ -3,6 +3,8 @@ has them, and lose nothing when one of their documents is refused."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pymongo.errors import BulkWriteError
 
@@ -71,3 +73,33 @@ async def test_an_audience_larger_than_one_write_is_recorded_whole(make_service)
     assert await rt.deliveries.create_pending("n-large", openids[600:610], at) == 10
     assert await rt.deliveries.create_pending("n-large", openids, at) == len(openids) - 10
     assert await rt.deliveries.openids("n-large", ("pending",)) == openids
+
+
+async def test_a_write_beside_a_batch_that_fails_is_kept(make_service):
+    """Another request's write made while a batch is being written survives the
+    batch's failure. (nx-27017 runs every client's writes on one SQLite
+    connection: inside its transaction, a rollback took the other write with it.)"""
+    db = (await make_service()).runtime.db
+    coll, beside = db["batch_test"], db["beside_test"]
+    await coll.insert_one({"_id": "taken"})
+    begun, written = asyncio.Event(), asyncio.Event()
+
+    async def work(session):
+        await coll.insert_one({"_id": f"first-{session is not None}"}, session=session)
+        begun.set()
+        await written.wait()
+        try:
+            result = await coll.insert_many([{"_id": "taken"}, {"_id": "b"}], ordered=False, session=session)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            if session is not None:
+                raise
+            return exc.details["nInserted"]
+
+    async def consent():
+        await begun.wait()
+        await beside.insert_one({"_id": "a consent"})
+        written.set()
+
+    assert (await asyncio.gather(mongo.in_one_transaction(db, work), consent()))[0] == 1
+    assert await beside.find_one({"_id": "a consent"}) is not None
