@@ -26,7 +26,7 @@ from bot.file_problems import os_problem
 from service import cli_admin, cli_data, cli_followers, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import (
     UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, positive_int, speak_chinese_in_argparse,
-    remove_demo_settings, running_demo_pid, start_embedded, write_demo_settings,
+    make_data_dir, remove_demo_settings, running_demo_pid, start_embedded, write_demo_settings,
 )
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
@@ -302,6 +302,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     the chat simulator (with the menu of ``data/menu.json`` pushed at start) and
     the admin console. Ctrl-C stops all of it, the embedded servers included."""
     config = load_config(args)
+    make_data_dir(config)
     other = running_demo_pid(config.data_dir)
     if other is not None:
         # A second demo would share the databases, reset the first one's admin

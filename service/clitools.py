@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import unicodedata
@@ -191,12 +192,33 @@ def start_embedded(config: Config) -> EmbeddedServers:
         name for name, url in (("mongo", config.mongodb_uri), ("redis", config.redis_url)) if not url
     )
     try:
+        _refuse_a_file(config)
         return EmbeddedServers(config.data_dir, names).start()
     except OSError as exc:
         if exc.filename is None or not str(exc.filename).startswith(str(Path(config.data_dir).resolve())):
             raise  # not about the data directory (e.g. a server's binary)
-        # Not writable, a file, under /proc, ...
-        raise UsageError(f"无法使用数据目录 {config.data_dir}：{os_problem(exc)}（DATA_DIR 或 --data-dir）") from None
+        raise _unusable(config, exc) from None
+
+
+def make_data_dir(config: Config) -> None:
+    """Create the data directory (and its parents), or refuse it in one line."""
+    try:
+        _refuse_a_file(config)
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(config, exc) from None
+
+
+def _refuse_a_file(config: Config) -> None:
+    path = Path(config.data_dir)
+    if path.exists() and not path.is_dir():  # mkdir's own error for it reads "already exists"
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path.resolve()))
+
+
+def _unusable(config: Config, exc: OSError) -> UsageError:
+    """Not writable, a file, under /proc, ..."""
+    why = "这不是一个目录" if exc.errno == errno.ENOTDIR and Path(config.data_dir).is_file() else os_problem(exc)
+    return UsageError(f"无法使用数据目录 {config.data_dir}：{why}（DATA_DIR 或 --data-dir）")
 
 
 def require_data_dir(config: Config) -> None:

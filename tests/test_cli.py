@@ -165,6 +165,12 @@ def test_a_data_directory_that_cannot_be_used_is_one_line(tmp_path):
     for bad in (afile, "/proc/self/fd"):
         result = run_cli("terms", "list", DATA_DIR=str(bad))
         assert result.returncode == 2 and "无法使用数据目录" in result.stderr and "Traceback" not in result.stderr
+    assert "这不是一个目录" in run_cli("terms", "list", DATA_DIR=str(afile)).stderr  # it said "已经存在"
+    # The demo makes its directory itself, and said so with a traceback.
+    for bad, why in ((afile, "这不是一个目录"), (afile / "sub", "路径中有一段不是目录"), ("/proc/nope", "文件或目录不存在")):
+        demo = run_cli("demo", "--port", "1", "--data-dir", str(bad))
+        assert demo.returncode == 2 and f"无法使用数据目录 {bad}：{why}" in demo.stderr, demo.stderr
+        assert "Traceback" not in demo.stderr
 
 
 def test_a_data_directory_that_does_not_exist_is_refused_not_made(tmp_path):
