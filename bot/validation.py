@@ -129,8 +129,14 @@ def credit_code_check_char(first17: str) -> str:
     return _CODE_CHARS[(31 - total % 31) % 31]
 
 
+def _typed_value(text: str) -> str:
+    """A code, number or address as typed on a phone: folded, without the full
+    stop or exclamation mark a keyboard adds after it ("13812345678。")."""
+    return fold(text).rstrip(STATEMENT_END)
+
+
 def parse_credit_code(text: str) -> str:
-    value = re.sub(r"[\s-]", "", fold(text)).upper()
+    value = re.sub(r"[\s-]", "", _typed_value(text)).upper()
     example = "例如：91350100M000100Y43（营业执照上的统一社会信用代码）"
     if not value:
         raise Invalid(f"请填写统一社会信用代码。{example}", "credit_code")
@@ -155,7 +161,7 @@ _PHONE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only: "\d" takes ٣ and �
 
 
 def parse_phone(text: str) -> str:
-    value = re.sub(r"[\s()-]", "", fold(text))
+    value = re.sub(r"[\s()-]", "", _typed_value(text))
     if value.startswith("+86"):
         value = value[3:]
     elif value.startswith("86") and len(value) == 13:
@@ -183,7 +189,7 @@ _EMAIL = re.compile(rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:{_LABEL}\.)+[A
 
 
 def parse_email(text: str) -> str:
-    value = fold(text)
+    value = _typed_value(text)
     if len(value) > 254:
         raise Invalid(f"邮箱地址过长（最多 254 个字符，您输入了 {len(value)} 个）。", "email")
     if not _EMAIL.fullmatch(value):

@@ -847,6 +847,12 @@ async def test_answer_words_with_the_punctuation_a_keyboard_adds(service):
     assert replies[-1].startswith(texts.prompt_entity_name("enterprise"))  # 企业！ taken: the company's name next
     await accepted(service, "o-minor")
     assert (await chat(service, "o-minor", "注册", "个人", "张三", "否。"))[-1] == texts.UNDERAGE
+    # A code, a number or an address sent with a full stop: the value, not "19 位" or "只能包含数字".
+    await accepted(service, "o-stops")
+    replies = await chat(service, "o-stops", "注册", "企业", "南宁市青秀区示例科技有限公司", "91350100M000100Y43。",
+                         "李四", "13812345678。", "Li.Si@Example.COM。")
+    assert "统一社会信用代码：91350100M000100Y43" in replies[-1] and "手机号码：13812345678" in replies[-1], replies[-1]
+    assert "邮箱：li.si@example.com" in replies[-1], replies[-1]
 
 
 async def test_a_photo_inside_the_dialog_is_no_empty_answer(service):
