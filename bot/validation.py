@@ -83,7 +83,18 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
                       "如想先提问，可回复“取消”退出注册。", field)
     if re.fullmatch(r"[0-9A-Z]{18}", value.upper()) and sum(c.isdigit() for c in value) >= 8:
         raise Invalid(f"这看起来是统一社会信用代码，不是{label}。请输入{label}，例如：{example}", field)
+    if value.rstrip(TRAILING_PUNCTUATION) in _BOT_WORDS:
+        raise Invalid(f"“{value}”是公众号的指令或菜单项，不是{label}。请输入{label}，例如：{example}", field)
     return value
+
+
+#: What users send the account that is no one's name and no command word of the
+#: router (those are refused before a step sees them): a dialog's own answers
+#: and the labels of the menu (data/menu.json), typed instead of tapped.
+_BOT_WORDS = frozenset((
+    "确认注销", "确认", "修改", "上一步", "重新填写",
+    "服务协议", "查看条款", "同意协议", "不同意", "撤回同意", "微拓官网", "商家服务", "商家注册", "我的账户", "帮助",
+))
 
 
 #: Answers that mean "none" or "skip": no one's name.

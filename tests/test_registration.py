@@ -855,6 +855,17 @@ async def test_answer_words_with_the_punctuation_a_keyboard_adds(service):
     assert "邮箱：li.si@example.com" in replies[-1], replies[-1]
 
 
+async def test_the_accounts_own_words_are_no_names(service):
+    # 确认注销 and the menu's labels typed at a name step were stored as the name.
+    await accepted(service, "o-own")
+    for word in ("确认注销", "查看条款", "微拓官网。"):
+        replies = await chat(service, "o-own", "注册", "个人", word)
+        assert "是公众号的指令或菜单项，不是姓名" in replies[-1] and "第 2 步" in replies[-1], replies[-1]
+        await chat(service, "o-own", "取消")
+    replies = await chat(service, "o-own", "注册", "个人", "张三", "是", "确认注销")
+    assert "不是联系人姓名" in replies[-1], replies[-1]
+
+
 async def test_a_photo_inside_the_dialog_is_no_empty_answer(service):
     await accepted(service, "o-photo")
     await chat(service, "o-photo", "注册", "企业")
