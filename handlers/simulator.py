@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -185,6 +186,8 @@ class Simulator:
     async def create_user(self, nickname: Any) -> dict:
         if not isinstance(nickname, str) or not 1 <= len(nickname.strip()) <= 20:
             raise SimulatorError(400, "bad_nickname", "昵称需为 1 到 20 个字")
+        if _NOT_IN_XML.search(nickname):
+            raise SimulatorError(400, "bad_nickname", "昵称不能含有控制字符")
         # Real openids are 28 characters of this alphabet.
         openid = "o" + secrets.token_urlsafe(21)[:27]
         user = await self.emulator.set_user(openid, nickname=nickname.strip(), subscribed=False,
@@ -215,6 +218,8 @@ class Simulator:
                 raise SimulatorError(400, "empty_text", "消息不能为空")
             if len(content) > MAX_TEXT:
                 raise SimulatorError(400, "text_too_long", f"消息最长 {MAX_TEXT} 个字")
+            if _NOT_IN_XML.search(content):  # WeChat's clients cannot send them, nor can XML carry them
+                raise SimulatorError(400, "bad_text", "消息含有微信无法发送的控制字符，请删去后再发")
             xml = text_xml(openid, content, to_user=ACCOUNT_ID)
         elif kind in ("click", "view"):
             field = "key" if kind == "click" else "url"
@@ -260,6 +265,10 @@ class Simulator:
         except ValueError:
             raise SimulatorError(400, "bad_since", "since 必须是整数") from None
         return [describe(m) for m in await self.emulator.messages(openid) if m.get("id", 0) > since]
+
+
+#: Characters XML 1.0 cannot carry (control characters but tab and line breaks, U+FFFE, U+FFFF).
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class _Base(BaseHandler):

@@ -156,6 +156,11 @@ async def test_template_and_mass_messages_are_labelled(sim):
         ("/simulator/api/send", {"openid": "o-nobody", "kind": "text", "content": "x"}, 404, "no_such_user", "新建"),
         ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "  "}, 400, "empty_text", "不能为空"),
         ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "字" * 2001}, 400, "text_too_long", "最长"),
+        # Characters XML cannot carry (they were a 502 quoting the service's refusal of the push).
+        ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "a\u0001\u001fb"}, 400, "bad_text", "控制字符"),
+        ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "\ufffe\uffff"}, 400, "bad_text", "控制字符"),
+        ("/simulator/api/send", {"openid": "USER", "kind": "text", "content": "a\u0000b"}, 400, "bad_text", "控制字符"),
+        ("/simulator/api/users", {"nickname": "a\u0000b"}, 400, "bad_nickname", "控制字符"),
         ("/simulator/api/send", {"openid": "USER", "kind": "shake"}, 400, "bad_kind", "kind"),
         ("/simulator/api/send", {"openid": "o-nobody", "kind": "shake"}, 400, "bad_kind", "kind"),  # was no_such_user
         ("/simulator/api/send", {"openid": "USER", "kind": "click"}, 400, "bad_key", "菜单"),
