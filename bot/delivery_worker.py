@@ -52,6 +52,7 @@ from storage.activity import Activity
 from storage.deliveries import UNFINISHED, Deliveries
 from storage.delivery_journal import ATTEMPT, BUSY, DeliveryJournal
 from storage.followers import Followers
+from storage.identities import Identities
 from storage.mongo import MongoUnavailable, epoch_ms
 from storage.notices import Notice, Notices
 from storage.preferences import Preferences
@@ -102,6 +103,7 @@ class WorkerDeps:
     wechat: WeChatAPI | None
     templates: dict
     clock: Callable[[], dt.datetime]
+    identities: Identities | None = None
 
 
 class DeliveryWorker:
@@ -281,6 +283,12 @@ class DeliveryWorker:
     async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str]) -> None:
         deps = self.deps
         followers = await deps.followers.many(todo)
+        if deps.identities is not None:
+            # Mini-program users who follow nobody's account: no template either
+            # (WeChat refuses another app's openid); their inbox shows the notice.
+            unknown = [o for o in todo if o not in followers]
+            for openid in await deps.identities.unlinked(unknown):
+                followers[openid] = _MINI_PROGRAM_ONLY
         seen = await deps.activity.last_seen_many(todo)
         opted_out = await deps.preferences.opted_out_many(todo)
         # A mass send is one call for the whole batch: paused or cancelled is checked once, before it.
@@ -552,10 +560,17 @@ class _Batch:
         self.outcomes = {}
 
 
+#: Stands in a batch's followers for a mini-program openid of no follower.
+_MINI_PROGRAM_ONLY = object()
+
+
 def _excluded(notice: Notice, follower, opted_out: set[str]) -> dict | None:
-    """The outcome of a recipient no channel may serve (opted out, unfollowed), else ``None``."""
+    """The outcome of a recipient no channel may serve (opted out, unfollowed,
+    a mini-program user only), else ``None``."""
     if not receives(notice.category, notice.important, opted_out):
         return {"status": "skipped", "reason": "opted_out"}
+    if follower is _MINI_PROGRAM_ONLY:
+        return {"status": "skipped", "reason": "no_channel"}
     if follower is not None and not follower.subscribed:
         return {"status": "skipped", "reason": "unsubscribed"}
     return None

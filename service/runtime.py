@@ -312,6 +312,7 @@ class Runtime:
             wechat=self.wechat,
             templates=self.templates,
             clock=self.clock,
+            identities=self.mini.identities,
         )
         return DeliveryWorker(deps, concurrency=concurrency)
 

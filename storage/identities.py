@@ -56,6 +56,14 @@ class Identities:
         doc = await self._coll.find_one({"_id": openid})
         return None if doc is None else _user(doc)
 
+    async def unlinked(self, openids: list[str]) -> set[str]:
+        """Those of ``openids`` that are mini-program openids of no follower
+        (their own subject): the official account cannot message them."""
+        if not openids:
+            return set()
+        docs = await self._coll.find({"_id": {"$in": openids}}, {"subject": 1}).to_list(None)
+        return {d["_id"] for d in docs if d.get("subject") == d["_id"]}
+
     async def of_subject(self, subject: str) -> list[MiniProgramUser]:
         docs = await self._coll.find({"subject": subject}).to_list(None)
         return [_user(d) for d in docs]

@@ -644,6 +644,28 @@ async def test_a_mini_program_only_user_finds_the_amendment_notice_in_the_inbox(
     assert (await api.call("GET", "/me/notices", token=other)).body["notices"] == []
 
 
+async def test_no_template_goes_to_a_mini_program_only_user(make_service, emulator, tmp_path):
+    # With a template for amendment notices (as the demo has), one went to the
+    # mini-program openid and was counted sent: WeChat refuses another app's openid.
+    templates = tmp_path / "templates.json"
+    templates.write_text(json.dumps({"amendment": {"template_id": "TPL-AMD", "fields": {"first": "{title}"}}}))
+    svc = await make_service(miniprogram_appid=MP_APPID, miniprogram_secret=MP_SECRET, notice_templates=str(templates))
+    api = Api(svc, emulator)
+    token = await api.token("zed")
+    await api.accepted(token)
+    await svc.wechat.ask("o-follows", "同意")
+    runtime = svc.runtime
+    _version, notice_id = await runtime.terms.publish(
+        amended("2026-12-31"), reason="routine", effective_at=runtime.clock() + dt.timedelta(days=8), by="test")
+    await runtime.worker(concurrency=2).run_until_idle(30)
+    progress = await runtime.broadcasts.progress(notice_id)
+    assert (progress.sent, progress.skipped_by_reason) == (1, {"no_channel": 1})
+    assert await emulator.messages(mp_openid("zed")) == []
+    assert [m["msgtype"] for m in await emulator.messages("o-follows")] == ["template"]
+    inbox = await api.call("GET", "/me/notices", token=token)
+    assert [n["id"] for n in inbox.body["notices"]] == [notice_id]
+
+
 async def test_preferences_read_and_change(api):
     token = await api.token()
     reply = await api.call("GET", "/me/preferences", token=token)
