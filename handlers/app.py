@@ -142,7 +142,7 @@ _UNCOUNTED = 1 << 62  # Tornado's limit for a chunked body, which the delegate c
 
 
 def _too_large_body() -> bytes:
-    return json.dumps({"error": {"code": "payload_too_large", "message": f"请求体过大（最多 {MAX_REQUEST_BODY // 1024 // 1024} MiB）"}},
+    return json.dumps({"error": {"code": "body_too_large", "message": f"请求体过大（最多 {MAX_REQUEST_BODY // 1024 // 1024} MiB）"}},
                       ensure_ascii=False).encode()
 
 

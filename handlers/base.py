@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from http import HTTPStatus
 from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
 
@@ -115,11 +116,22 @@ def name_allowed_methods(handler: tornado.web.RequestHandler, status_code: int) 
         handler.set_header("Allow", ", ".join(allowed_methods(type(handler))))
 
 
+def _not_json(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's extension, no client's JSON
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e99999
+        raise ValueError("number out of range")
+    return value
+
+
 def json_object(raw: bytes) -> tuple[dict | None, str]:
     """A request body as a JSON object: ``(object, "")``, or ``(None, why)``
     with ``why`` ``"bad_json"`` (not a JSON object) or ``"bad_text"``."""
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested thousands deep
         return None, "bad_json"
     if not isinstance(body, dict):

@@ -181,7 +181,7 @@ async def test_requests_cut_off_or_refused_before_their_handler_do_not_stay_coun
         answer = await asyncio.wait_for(reader.read(), 5)  # answered and closed without the body
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 413 ")
-        assert json.loads(body)["error"]["code"] == "payload_too_large"
+        assert json.loads(body)["error"]["code"] == "body_too_large"
         writer.close()
         assert app.in_flight == 0
 

@@ -249,7 +249,7 @@ async def test_oversize_body_gets_413(service):
     assert len(big.encode()) > 64 * 1024
     response = await service.wechat.post(big)
     assert response.code == 413
-    assert error_of(response)["code"] == "too_large"
+    assert error_of(response)["code"] == "body_too_large"
 
 
 async def test_oversize_chunked_body_gets_413(service):
@@ -654,4 +654,4 @@ async def test_a_push_refused_before_its_body_says_the_connection_closes(service
         writer.close()
     assert status.startswith(b"HTTP/1.1 413 ")
     assert headers["connection"] == "close"
-    assert json.loads(body)["error"]["code"] == "too_large"
+    assert json.loads(body)["error"]["code"] == "body_too_large"

@@ -48,7 +48,7 @@ class ProtocolError(Exception):
 
 def too_large() -> ProtocolError:
     """The refusal of a body over :data:`MAX_BODY` (also said before it is read)."""
-    return ProtocolError(413, "too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
+    return ProtocolError(413, "body_too_large", f"消息体超过 {MAX_BODY // 1024} KiB")
 
 
 def _forbidden() -> ProtocolError:
