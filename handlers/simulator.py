@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -140,6 +141,7 @@ class Simulator:
         # list, so that the same people can be picked after either restarts.
         self._saved = Path(runtime.config.data_dir) / "simulator" / "users.json"
         self._users: dict[str, dict] | None = None  # openid -> {"nickname", "subscribed"}; read on first use
+        self._last_event: dict[str, int] = {}  # openid -> the CreateTime of its latest event
         self._file_lock = asyncio.Lock()
 
     async def restore(self) -> None:
@@ -226,11 +228,11 @@ class Simulator:
             value = request.get(field)
             if not isinstance(value, str) or not 1 <= len(value.encode("utf-8")) <= 1024:
                 raise SimulatorError(400, f"bad_{field}", f"{'菜单 key' if kind == 'click' else '链接'}不能为空")
-            xml = event_xml(openid, kind.upper(), value, to_user=ACCOUNT_ID)
+            xml = event_xml(openid, kind.upper(), value, create_time=self._event_time(openid), to_user=ACCOUNT_ID)
         elif kind in ("subscribe", "unsubscribe"):
             # WeChat knows the follow first, then tells the account.
             await self._remember(await self.emulator.set_user(openid, subscribed=kind == "subscribe"))
-            xml = event_xml(openid, kind, to_user=ACCOUNT_ID)
+            xml = event_xml(openid, kind, create_time=self._event_time(openid), to_user=ACCOUNT_ID)
         if kind in ("text", "click", "view") and not user.get("subscribed"):
             raise SimulatorError(409, "not_following", "请先关注公众号，才能发消息或使用菜单")
 
@@ -256,6 +258,15 @@ class Simulator:
         if reply is not None:
             text = reply.get("Content") if reply.get("MsgType") == "text" else f"[{reply.get('MsgType')}]"
         return {"reply": text, "wire": wire}
+
+    def _event_time(self, openid: str) -> int:
+        """An event's CreateTime, later than this user's previous one: the
+        service tells a WeChat retry by user, second and event (as WeChat
+        advises), and a follow, unfollow and follow again clicked within one
+        second here (not possible in WeChat's own app) read as one follow retried."""
+        at = max(int(time.time()), self._last_event.get(openid, 0) + 1)
+        self._last_event[openid] = at
+        return at
 
     async def messages(self, openid: Any, since: Any) -> list[dict]:
         if not isinstance(openid, str) or not OPENID.fullmatch(openid):

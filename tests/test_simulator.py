@@ -90,6 +90,13 @@ async def test_follow_chat_and_menu_in_safe_mode(sim, emulator):
     assert not (await sim.runtime.followers.get(openid)).subscribed
     code, refused = await send(sim, openid, "click", key="HELP")
     assert code == 409
+    # Followed again at once (within the second, as clicks here can be): a follow,
+    # not the first one retried (that kept the user unfollowed and replayed its welcome).
+    code, again = await send(sim, openid, "subscribe")
+    assert code == 200 and (await sim.runtime.followers.get(openid)).subscribed
+    code, _ = await send(sim, openid, "unsubscribe")
+    code, _ = await send(sim, openid, "subscribe")
+    assert code == 200 and (await sim.runtime.followers.get(openid)).subscribed
 
 
 async def test_text_that_looks_like_markup_travels_intact(sim):
