@@ -231,6 +231,11 @@ async def accept(chat: Chat) -> Reply:
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
     text = texts.with_upcoming(text, await services.terms.pending())
     resume = await _pop_resume(chat)
+    word = _dialog_command(resume) if resume else None
+    if chat.dialog is not None and word is not None and word not in THROUGH_DIALOGS:
+        # 注册 tapped in the menu while registration was open: the open dialog goes on
+        # (remind_open_dialog says where), not a command it would refuse as an answer.
+        resume = None
     if resume:
         follow_up = await chat.run_command(resume)
         if follow_up is not None and follow_up.text:

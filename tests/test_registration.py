@@ -12,7 +12,7 @@ from bot.merchants import AccountRefused
 from bot.validation import Invalid, credit_code_check_char, parse_credit_code, parse_phone
 from storage.redis_store import key
 from tests.test_cli import run_cli
-from tests.wx import message_xml, text_xml
+from tests.wx import event_xml, message_xml, text_xml
 
 CODE = "91350100M000100Y43"
 
@@ -980,3 +980,17 @@ async def test_an_unfollow_closes_an_open_dialog_and_registration_offers_to_resu
     await service.wechat.ask(openid, "我上传的图片版权归谁？")  # a question again, not the credit code
     resumed = await service.wechat.ask(openid, "注册")
     assert "南宁市测试贸易有限公司" in resumed  # the draft is offered
+
+
+async def test_register_tapped_during_registration_before_consent_goes_on_with_the_dialog(service):
+    # 商家注册 tapped while the dialog was open and consent declined: after 同意 the
+    # saved 注册 ran inside the dialog and was refused as an answer to step 2.
+    await accepted(service, "o-tap")
+    await chat(service, "o-tap", "注册", "企业", "不同意")
+    prompt = service.wechat.reply(await service.wechat.post(event_xml("o-tap", "CLICK", "REGISTER")))["Content"]
+    assert "同意" in prompt
+    reply = await service.wechat.ask("o-tap", "同意")
+    assert reply.startswith("已记录：您同意了") and "不能作为这一步的内容" not in reply, reply
+    assert "商家注册还没有完成" in reply, reply
+    replies = await chat(service, "o-tap", "南宁市青秀区示例科技有限公司")
+    assert "第 3 步" in replies[-1], replies[-1]  # the dialog went on where it was
