@@ -428,6 +428,13 @@ async def close_account(chat: Chat) -> Reply:
     return Reply(texts.CLOSE_CONFIRM)
 
 
+@router.command("确认注销", exact=True)
+async def confirm_close_unasked(chat: Chat) -> Reply:
+    """确认注销 with no closure asked for (the dialog's own answer is handled below):
+    said so, rather than a question for the agreement's Q&A."""
+    return Reply(texts.NO_CLOSURE_ASKED)
+
+
 @router.state("close_account")
 async def close_account_confirm(chat: Chat):
     if _dialog_command(chat.message.text) in THROUGH_DIALOGS:  # 条款 2 as well as 帮助, as in registration

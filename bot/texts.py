@@ -500,6 +500,7 @@ def account_overview(lines: list[str], status: str, status_label: str, reason: s
     return text
 
 
+NO_CLOSURE_ASKED = "您还没有申请注销，没有需要确认的事项。如需注销商家账户，请先回复“注销账户”。"
 CLOSE_CONFIRM = (
     "注销后，您的商家资料（名称、信用代码、联系人、电话、邮箱）将被删除且无法恢复；"
     "依照法律要求，您的协议同意记录将保留。\n"

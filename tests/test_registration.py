@@ -9,7 +9,7 @@ import pytest
 
 from bot import texts
 from bot.merchants import AccountRefused
-from bot.validation import Invalid, credit_code_check_char, parse_credit_code, parse_phone
+from bot.validation import Invalid, credit_code_check_char, parse_contact_name, parse_credit_code, parse_phone
 from storage.redis_store import key
 from tests.test_cli import run_cli
 from tests.wx import event_xml, message_xml, text_xml
@@ -858,12 +858,14 @@ async def test_answer_words_with_the_punctuation_a_keyboard_adds(service):
 async def test_the_accounts_own_words_are_no_names(service):
     # 确认注销 and the menu's labels typed at a name step were stored as the name.
     await accepted(service, "o-own")
-    for word in ("确认注销", "查看条款", "微拓官网。"):
+    for word in ("查看条款", "微拓官网。"):
         replies = await chat(service, "o-own", "注册", "个人", word)
         assert "是公众号的指令或菜单项，不是姓名" in replies[-1] and "第 2 步" in replies[-1], replies[-1]
         await chat(service, "o-own", "取消")
     replies = await chat(service, "o-own", "注册", "个人", "张三", "是", "确认注销")
-    assert "不是联系人姓名" in replies[-1], replies[-1]
+    assert "不能作为这一步的内容" in replies[-1] and "第 4 步" in replies[-1], replies[-1]
+    with pytest.raises(Invalid, match="不是联系人姓名"):  # the API's path, which has no command words
+        parse_contact_name("确认注销")
 
 
 async def test_a_photo_inside_the_dialog_is_no_empty_answer(service):
@@ -994,3 +996,12 @@ async def test_register_tapped_during_registration_before_consent_goes_on_with_t
     assert "商家注册还没有完成" in reply, reply
     replies = await chat(service, "o-tap", "南宁市青秀区示例科技有限公司")
     assert "第 3 步" in replies[-1], replies[-1]  # the dialog went on where it was
+
+
+async def test_confirm_close_with_no_closure_asked_says_so(service):
+    # It went to the agreement's Q&A (没有找到能回答这个问题的条款).
+    assert await service.wechat.ask("o-unasked", "确认注销") == texts.NO_CLOSURE_ASKED
+    await register_enterprise(service, "o-asked")
+    assert "确认注销" in await service.wechat.ask("o-asked", "注销账户")
+    await service.wechat.ask("o-asked", "确认注销")
+    assert (await service.runtime.merchants.get("o-asked")).status == "closed"
