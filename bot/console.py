@@ -21,7 +21,9 @@ from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
 from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
 from bot.errors import BotError
-from bot.merchants import STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change
+from bot.merchants import (
+    STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change, unknown_status,
+)
 from bot.notices import (
     CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, audit_entry, check_audience, check_text, notice_text,
 )
@@ -410,7 +412,7 @@ class Console:
         """Merchants whose openid, name, credit code, contact, phone or email contains ``query``."""
         actor.require("read")
         if status and status not in STATUSES:
-            raise BotError(f"未知的状态 {status}", code="bad_status")
+            raise BotError(unknown_status(status), code="bad_status")
         found = await self.merchants.repo.list(status or None, limit=limit)
         needle = query.strip().casefold()
         if not needle:
@@ -429,7 +431,7 @@ class Console:
         # Under the merchant's own lock, which chat and the API hold while they
         # change the profile: the record checked is the record changed.
         if status not in STATUSES:  # wrong input whoever sends it, before whether they may
-            raise UnknownStatus(f"未知的状态 {status}，可选：{', '.join(STATUSES)}")
+            raise UnknownStatus(unknown_status(status))
         async with one_at_a_time(self.locks, openid):
             existing = await self.merchants.get(openid)
             if existing is not None:  # said before whether this admin may: it is no change at all

@@ -27,6 +27,11 @@ STATUSES = {
     "closed": "已注销",
 }
 
+
+def unknown_status(status: str) -> str:
+    """The refusal of a status that is none of :data:`STATUSES`, each named in Chinese too."""
+    return f"未知的状态 {status}，可选：{'，'.join(f'{code}（{label}）' for code, label in STATUSES.items())}"
+
 #: (from, to) -> what the change is called. Closing is allowed from every open status.
 TRANSITIONS = {
     ("pending_review", "active"): "审核通过",
@@ -193,7 +198,7 @@ class MerchantAccounts:
         meanwhile, refused as ``status_changed``.
         """
         if status not in STATUSES:  # a form's or a flag's value: invalid input, not a refusal by the rules
-            raise UnknownStatus(f"未知的状态 {status}，可选：{', '.join(STATUSES)}")
+            raise UnknownStatus(unknown_status(status))
         reason = reason.strip()
         if not reason:
             raise ReasonRequired("请写明原因（会记入状态历史）")

@@ -773,7 +773,7 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     assert [e.reason for e in await svc.runtime.merchants.repo.history("o-m2")][-1] == "请上传与营业执照一致的名称"
     for admin in (owner, editor):  # wrong input for anyone (an editor got 需要所有者角色)
         bogus = await admin.post("/admin/merchants/o-m2", {"status": "bogus", "reason": "x"})
-        assert bogus.code == 422 and "未知的状态 bogus" in text(bogus)
+        assert bogus.code == 422 and "未知的状态 bogus" in text(bogus) and "active（已生效）" in text(bogus)
     assert (await owner.post("/admin/merchants/o-m1", {"status": "active", "reason": "已整改"})).code == 303
     # Approving an approved account: said so, not "needs the owner's role".
     again = await editor.post("/admin/merchants/o-m1", {"status": "active", "reason": "再审"})
