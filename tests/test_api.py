@@ -1167,8 +1167,15 @@ async def test_a_method_the_resource_lacks_gets_405_naming_the_ones_it_has(api):
     token = await api.token()
     reply = await api.call("PATCH", "/me", {"x": 1}, token)
     assert (reply.status, reply.error()["code"]) == (405, "method_not_allowed")
-    assert reply.headers["Allow"] == "GET, DELETE"
-    assert (await api.call("DELETE", "/terms")).headers["Allow"] == "GET"
+    assert reply.headers["Allow"] == "GET, HEAD, DELETE"
+    assert (await api.call("DELETE", "/terms")).headers["Allow"] == "GET, HEAD"
+    # HEAD answers as GET would, without the body (it was a 405); not where there is no GET.
+    got, head = await api.call("GET", "/terms"), await api.call("HEAD", "/terms")
+    assert (head.status, head.body) == (200, None)
+    assert head.headers["Content-Length"] == got.headers["Content-Length"] != "0"
+    assert (await api.call("HEAD", "/me")).status == 401  # the same checks as GET
+    assert (await api.call("HEAD", "/me", token=token)).status == 200
+    assert (await api.call("HEAD", "/session")).status == 405
 
 
 async def test_a_notice_still_pending_at_the_join_reaches_the_persons_inbox(api):

@@ -56,6 +56,11 @@ class TooLarge(BotError):
     code = "body_too_large"
 
 
+async def _head(self, *args: Any, **kwargs: Any) -> None:
+    """What GET would answer, headers only (Tornado leaves a HEAD's body out)."""
+    await self.get(*args, **kwargs)
+
+
 class ApiHandler(BaseHandler):
     """Base of the ``/api/v1`` handlers.
 
@@ -68,6 +73,8 @@ class ApiHandler(BaseHandler):
         # Every entry point of a request within one MongoDB budget (see MONGO_BUDGET, READ_BUDGET).
         super().__init_subclass__(**kwargs)
         budget_requests(cls, _budget)
+        if "get" in cls.__dict__ and "head" not in cls.__dict__:
+            cls.head = _head  # RFC 9110: a resource that answers GET answers HEAD
 
     public = False
     #: The MongoDB budget of a GET (see READ_BUDGET).
