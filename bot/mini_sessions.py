@@ -38,6 +38,7 @@ from storage.api_sessions import ApiSessions, RequestCounters
 from storage.followers import Followers
 from storage.identities import Identities, MiniProgramUser
 from storage.locks import UserLocks
+from storage.mongo import MongoUnavailable
 from storage.openid_moves import OpenidMoves
 from wechat.api import WeChatAPIError
 
@@ -51,6 +52,9 @@ MAX_CODE_LENGTH = 128
 LEARN_TIMEOUT = 1.5
 #: How long following waits for a busy mini-program user's lock before leaving the join to the upkeep.
 FOLLOW_LOCK_WAIT = 0.3
+#: Seconds a request waits to learn whether its user was linked to a follower
+#: since the session began (a read by key: milliseconds when the database is well).
+LINK_CHECK_SECONDS = 0.3
 
 
 class Unauthorized(BotError):
@@ -202,8 +206,15 @@ class MiniSessions:
             raise Unauthorized(api_texts.SESSION_EXPIRED, code="invalid_token")
         user = ApiUser(session["openid"], session["miniprogram_openid"], session.get("unionid"))
         if not user.linked and user.unionid:
-            # The follower may have been linked since this session began.
-            known = await self.identities.get(user.miniprogram_openid)
+            # The follower may have been linked since this session began. Asked
+            # briefly: with the database slow or down the session's own openid
+            # serves (a request that needs the database says so itself).
+            try:
+                with pymongo.timeout(LINK_CHECK_SECONDS):
+                    known = await self.identities.get(user.miniprogram_openid)
+            except MongoUnavailable as exc:
+                log.warning("link of %s not checked: %s", user.miniprogram_openid, exc)
+                known = None
             if known is not None and known.subject != user.openid:
                 user = dataclasses.replace(user, openid=known.subject)
         return user

@@ -9,6 +9,7 @@ down, the last known versions (at worst the seed) still answer reading.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -33,6 +34,8 @@ CACHE_SECONDS = 5.0
 #: How old the cache may be and still answer while a fresh read runs: past
 #: this (the first message after a quiet spell), callers wait for the read.
 STALE_SECONDS = 2 * CACHE_SECONDS
+#: How long callers wait for that read before the last versions known answer.
+STALE_WAIT = 0.5
 
 
 class VersionNotFound(BotError):
@@ -107,8 +110,10 @@ class Terms:
         :data:`STALE_SECONDS` ago is still answered from while the fresh read
         runs, so a busy database never holds up every message at once; an
         older one (after a quiet spell, or a publication in this process:
-        :meth:`_invalidate`) makes callers wait for the read. So a version
-        another process published shows within :data:`STALE_SECONDS`."""
+        :meth:`_invalidate`) makes callers wait for the read, at most
+        :data:`STALE_WAIT` seconds once any versions are known (a database
+        slow or down then leaves them to answer). So a version another process
+        published shows within :data:`STALE_SECONDS`."""
         age = self.monotonic() - self._loaded_at
         if age > CACHE_SECONDS:
             loading = self._loading
@@ -116,7 +121,14 @@ class Terms:
                 self._loading_generation = self._generation
                 loading = self._loading = asyncio.ensure_future(self._load())
             if age > STALE_SECONDS:
-                await asyncio.shield(loading)
+                if not self._cache:
+                    await asyncio.shield(loading)
+                else:
+                    # A read answers in milliseconds; one that does not means the
+                    # database is slow or down: the last versions known answer
+                    # meanwhile (an action that must see the newest calls refresh()).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(loading), STALE_WAIT)
         return self._cache
 
     async def refresh(self) -> None:
