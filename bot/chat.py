@@ -166,6 +166,22 @@ async def terms_section(chat: Chat) -> Reply:
     return Reply(texts.terms_section(version, section))
 
 
+@router.command("条款", "协议", args=_OPEN + rf"(?:{_VERSION}\s+)?(?:前言|序言|引言)" + _CLOSE)
+async def terms_preamble(chat: Chat) -> Reply:
+    """条款 前言: the preamble (「您使用我们的服务即表示您已同意本协议的全部条款」…),
+    which the Q&A quotes as 前言.N and no section holds."""
+    (version_id,) = chat.args
+    terms = chat.services.terms
+    current = await terms.current()
+    version = current
+    if version_id:
+        try:
+            version = await terms.get(version_id)
+        except VersionNotFound as exc:
+            return Reply(texts.no_such_version(version_id, exc))
+    return Reply(texts.terms_preamble(version, "" if version.version == current.version else f"{version.version} "))
+
+
 @router.command("条款", "协议", args=_OPEN + _VERSION_ALONE + _CLOSE)
 async def terms_of_version(chat: Chat) -> Reply:
     """条款 2026-12-01: that version's sections (条款 v9: there is no such version)."""
@@ -538,6 +554,11 @@ async def only_text(chat: Chat) -> Reply:
     return Reply(texts.ONLY_TEXT)
 
 
+#: A place in the agreement named alone, as the Q&A cites them (a bare number is
+#: no place: dialogs and menus take those).
+_BARE_PLACE = re.compile(r"第?\d+[.,、]\d+款?|第(?:\d+|[一二三四五六七八九十]+)[节款条]")
+
+
 @router.fallback
 async def free_text(chat: Chat) -> Reply:
     """A question in the user's words: answered by quoting the agreement."""
@@ -552,6 +573,8 @@ async def free_text(chat: Chat) -> Reply:
         pending = await _pop_resume(chat)
         if pending:
             return Reply(texts.pending_cancelled(pending))
+    if _BARE_PLACE.fullmatch(bare):  # 7.1, 第4.2款, 第三节 sent alone: a place to read, not a question
+        return await chat.run_command(f"条款 {bare}")
     parts = [part for part in re.split(r"[，,、。.!！~～\s]+", bare) if part]
     choice = any(part in NEAR_CONSENT for part in parts)
     if "".join(parts) in NEAR_CONSENT or (parts and all(part in _YES or part in NEAR_CONSENT for part in parts)

@@ -49,7 +49,7 @@ def abstain(title: str, nearest: list[tuple[int, str]], chat: bool = True) -> st
         lines.append("与您的问题最接近的是：")
         for number, section_title in nearest:
             if number == 0:
-                lines.append("· 协议前言（回复“条款”查看各节摘要）" if chat else "· 协议前言")
+                lines.append("· 协议前言（回复“条款 前言”阅读）" if chat else "· 协议前言")
             else:
                 lines.append(f"· 第{number}节《{section_title}》" + (f"（回复“条款 {number}”阅读）" if chat else ""))
     elif chat:

@@ -74,7 +74,7 @@ def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion
     """The version in force, and every version published to take effect later."""
     lines = [f"《{current.title}》版本 {current.version}（自 {_date(current.effective_at)} 起生效）", ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
-    lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”。"]
+    lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”" + ("；回复“条款 前言”阅读协议前言。" if current.preamble else "。")]
     return with_upcoming("\n".join(lines), upcoming)
 
 
@@ -113,6 +113,13 @@ def _changes_since(versions: "list[AgreementVersion]") -> list[str]:
 
 def terms_section(version: "AgreementVersion", section: "Section") -> str:
     return f"《{version.title}》版本 {version.version}\n\n{section.full_text()}"
+
+
+def terms_preamble(version: "AgreementVersion", cite: str = "") -> str:
+    """The preamble, its paragraphs numbered as the Q&A cites them (前言.2)."""
+    paragraphs = [f"{i}. {text}" for i, text in enumerate(version.preamble, start=1)]
+    return (f"《{version.title}》版本 {version.version} 前言\n\n" + "\n\n".join(paragraphs)
+            + f"\n\n回复“条款 {cite}1”起阅读各节全文。")
 
 
 def terms_clause(version: "AgreementVersion", section: "Section", clause: int, cite: str = "") -> str:

@@ -78,6 +78,23 @@ async def test_terms_n_shows_the_section_verbatim(service, command):
         assert f"4.{i + 1} {clause}" in text
 
 
+async def test_the_preamble_can_be_read(service):
+    # It holds 「您使用我们的服务即表示您已同意本协议的全部条款」, the Q&A cites it (前言.2),
+    # and no command showed it.
+    assert "回复“条款 前言”阅读协议前言" in await service.wechat.ask("o-pre", "条款")
+    seed = load_seed()
+    for command in ("条款 前言", "协议：前言", "条款 2022-05-22 前言"):
+        text = await service.wechat.ask("o-pre", command)
+        assert "前言" in text and all(f"{i}. {p}" in text for i, p in enumerate(seed.preamble, start=1)), text
+
+
+@pytest.mark.parametrize("sent, needle", [("7.1", "7.1 "), ("第4.2款", "4.2 "), ("第三节", "第3节"), ("4.9", "没有第 4.9 款")])
+async def test_a_place_in_the_agreement_sent_alone_is_shown(service, sent, needle):
+    # 7.1 alone, as the Q&A cites clauses, was a question that found nothing.
+    reply = await service.wechat.ask("o-bare", sent)
+    assert needle in reply and "没有找到" not in reply, reply
+
+
 @pytest.mark.parametrize("command", ["条款 0", "条款 8", "条款 99"])
 async def test_terms_n_out_of_range(service, command):
     text = await service.wechat.ask("o-read", command)
