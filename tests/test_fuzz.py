@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import TOKEN
 from tests.wx import sign
-from wechat.protocol import MAX_BODY
+from wechat.protocol import MAX_BODY, MAX_SKEW
 
 #: The service answers WeChat within 4.5 s at the latest; allow a little more.
 ANSWER_WITHIN = 6.0
@@ -511,22 +511,31 @@ token_chars = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_si
 
 @settings(FUZZ, max_examples=100 * SCALE)
 @given(
-    timestamp=token_chars,
+    timestamp=st.one_of(token_chars, st.just("now")),
     nonce=token_chars,
     echostr=token_chars,
     valid=st.booleans(),
     extra=random_query(),
 )
 async def test_get_verification(service, timestamp, nonce, echostr, valid, extra):
+    if timestamp == "now":
+        timestamp = str(int(time.time()))
     signature = sign(TOKEN, timestamp, nonce) if valid else sign(TOKEN, timestamp, nonce + "x")
     query = urlencode({"signature": signature, "timestamp": timestamp, "nonce": nonce, "echostr": echostr})
     status, headers, body = await http(service.url, "GET", "/wechat?" + query)
     no_server_error(status, body)
-    if valid:
+    try:
+        number = int(timestamp)  # as the service reads it ("+5", "1_0" too)
+    except ValueError:
+        number = None
+    fresh = number is not None and abs(number - time.time()) < MAX_SKEW - 5
+    if valid and fresh:
         assert status == 200 and body == echostr.encode(), (status, body)
     else:
+        # A signed timestamp more than MAX_SKEW off (or none) echoes nothing either.
         assert status == 403, (status, body)
-        assert json.loads(body)["error"]["code"] == "bad_signature"
+        expected = "stale_timestamp" if valid and number is not None else "bad_signature"
+        assert json.loads(body)["error"]["code"] == expected
     status, _headers, body = await http(service.url, "GET", "/wechat?" + extra)
     no_server_error(status, body)
     await check_health(service)

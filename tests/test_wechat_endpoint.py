@@ -39,6 +39,14 @@ async def test_url_verification_echoes(service):
     assert response.body == b"hello-wechat"
 
 
+async def test_url_verification_refuses_a_stale_timestamp(service):
+    # One verification URL from a log made the service echo anything, for ever.
+    ts, nonce = str(int(time.time()) - 3600), "42"
+    query = {"signature": sign(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce, "echostr": "<script>x</script>"}
+    response = await fetch(service.url + "/wechat?" + urlencode(query))
+    assert response.code == 403 and error_of(response)["code"] == "stale_timestamp"
+
+
 @pytest.mark.parametrize("tamper", ["signature", "timestamp", "missing"])
 async def test_url_verification_refuses_bad_signature(service, tamper):
     ts, nonce = str(int(time.time())), "42"
@@ -176,6 +184,15 @@ async def test_doctype_and_entities_are_refused(service, body):
     assert response.code == 400
     assert error_of(response)["code"] == "hostile_xml"
     assert b"root:" not in response.body
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_a_user_asking_about_doctype_is_answered(service, mode):
+    # The words sit in CDATA and declare nothing: they were refused (400), and
+    # WeChat then told the user the account could not serve them.
+    for question in ("<!DOCTYPE html> 是什么", "如何防止 <!ENTITY 攻击"):
+        reply = await service.wechat.ask("o-doctype", question, mode=mode)
+        assert reply, question
 
 
 async def test_entities_inside_the_ciphertext_are_refused(service):

@@ -34,6 +34,8 @@ MAX_BODY = 64 * 1024
 MAX_SKEW = 300
 
 _HOSTILE = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+#: Character data: a user's words ("<!DOCTYPE html> 是什么") declare nothing there.
+_CDATA = re.compile(r"<!\[CDATA\[.*?\]\]>", re.DOTALL)
 
 
 class ProtocolError(Exception):
@@ -78,8 +80,11 @@ class Endpoint:
         self._clock = clock
 
     def verify_url(self, query: Mapping[str, str]) -> str:
-        """Answer the console's URL check: the ``echostr`` if the signature holds."""
+        """Answer the console's URL check: the ``echostr`` if the signature holds
+        and its timestamp is fresh (a verification URL copied from a log would
+        otherwise make the service echo anything, for ever)."""
         self._check_query_signature(query)
+        self._check_fresh(query)
         return query.get("echostr", "")
 
     def open(self, query: Mapping[str, str], body: bytes) -> Opened:
@@ -163,7 +168,7 @@ def _text(body: bytes) -> str:
     # expat would read it as UTF-16, past the declarations check below.
     if "\x00" in text:
         raise ProtocolError(400, "bad_encoding", "消息体必须是 UTF-8 编码的 XML，且不能含有 NUL 字符")
-    if _HOSTILE.search(text):
+    if _HOSTILE.search(_CDATA.sub("", text)):
         raise ProtocolError(400, "hostile_xml", "不接受含 DOCTYPE 或实体声明的 XML")
     return text
 
