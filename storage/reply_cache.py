@@ -17,8 +17,12 @@ import redis.asyncio as aioredis
 from storage.redis_store import key
 
 PENDING = "pending"
-#: A claim whose worker died is released after this many seconds.
-CLAIM_TTL = 30
+#: A claim whose process died (killed mid-message) is released after this many
+#: seconds, so that WeChat's retry about 10 s after the first delivery is handled
+#: (with 30 every retry got ``success`` and the message was lost). A live
+#: process resolves its claim by the reply deadline (4.5 s: the reply, or
+#: ``success`` with the reply to follow), well inside it.
+CLAIM_TTL = 8
 #: WeChat's retries come within about 15 seconds; keep replies well past that.
 REPLY_TTL = 10 * 60
 

@@ -14,6 +14,7 @@ from bot import texts
 from bot.chat import router as default_router
 from bot.replies import Reply
 from bot.router import Router
+from storage import reply_cache
 from tests.conftest import TOKEN
 from tests.test_health import health
 from tests.wx import event_xml, message_xml, sign, text_xml
@@ -439,6 +440,21 @@ async def test_the_reply_does_not_wait_for_it_to_be_stored(make_service):
     await asyncio.sleep(0.8)
     retry = await svc.wechat.post(xml)
     assert svc.wechat.reply(retry)["Content"] == "收到：你好" and handled == ["你好"]
+
+
+async def test_a_retry_after_its_first_delivery_died_is_handled(make_service):
+    # A process killed mid-message left its claim pending for 30 s: each of
+    # WeChat's retries (about 5, 10 and 15 s after the first delivery) got
+    # "success" and the message was lost. Released within 8 s, the second is handled.
+    assert reply_cache.CLAIM_TTL < 10 - 1
+    router, calls = counting_router()
+    svc = await make_service(router=router)
+    xml = text_xml("o-dead", "你好", msg_id=777020)
+    # The dead process's claim as the gate writes it, its time shortened here.
+    await svc.runtime.redis.set(reply_cache.reply_key("msg:o-dead:777020"), reply_cache.PENDING, px=300)
+    await asyncio.sleep(0.4)
+    retry = await svc.wechat.post(xml)
+    assert svc.wechat.reply(retry)["Content"] == "收到：你好" and calls == ["你好"]
 
 
 async def test_concurrent_retry_waits_for_the_first(make_service):
