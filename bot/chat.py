@@ -12,6 +12,7 @@ import logging
 import re
 
 from bot import texts
+from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
 from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, control_word
@@ -145,15 +146,10 @@ _VERSION_ALONE = r"([0-9A-Za-z._-]*\d[0-9A-Za-z._-]*)"
 @router.command("条款", "协议", args=_OPEN + rf"(?:{_VERSION}\s+)?" + _PLACE + _CLOSE)
 async def terms_section(chat: Chat) -> Reply:
     version_id, place = chat.args
-    terms = chat.services.terms
-    current = await terms.current()
-    version = current
-    if version_id:
-        try:
-            version = await terms.get(version_id)
-        except VersionNotFound as exc:
-            return Reply(texts.no_such_version(version_id, exc))
-    cite = "" if version.version == current.version else f"{version.version} "
+    try:
+        version, cite = await _version_named(chat, version_id)
+    except VersionNotFound as exc:
+        return Reply(texts.no_such_version(version_id, exc))
     number, clause = _section_and_clause(place)
     section = version.section(number) if number is not None else None
     shown = place.strip("第节款条")[:12]  # "没有第 4.9 款", not "没有第 第4.9款 款"
@@ -171,15 +167,19 @@ async def terms_preamble(chat: Chat) -> Reply:
     """条款 前言: the preamble (「您使用我们的服务即表示您已同意本协议的全部条款」…),
     which the Q&A quotes as 前言.N and no section holds."""
     (version_id,) = chat.args
-    terms = chat.services.terms
-    current = await terms.current()
-    version = current
-    if version_id:
-        try:
-            version = await terms.get(version_id)
-        except VersionNotFound as exc:
-            return Reply(texts.no_such_version(version_id, exc))
-    return Reply(texts.terms_preamble(version, "" if version.version == current.version else f"{version.version} "))
+    try:
+        version, cite = await _version_named(chat, version_id)
+    except VersionNotFound as exc:
+        return Reply(texts.no_such_version(version_id, exc))
+    return Reply(texts.terms_preamble(version, cite))
+
+
+async def _version_named(chat: Chat, version_id: str | None) -> tuple[AgreementVersion, str]:
+    """The version a command names (the one in force when none), and how replies
+    cite it in commands ("" for the one in force); VersionNotFound for none such."""
+    current = await chat.services.terms.current()
+    version = await chat.services.terms.get(version_id) if version_id else current
+    return version, "" if version.version == current.version else f"{version.version} "
 
 
 @router.command("条款", "协议", args=_OPEN + _VERSION_ALONE + _CLOSE)
