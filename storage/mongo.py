@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import weakref
 from typing import Awaitable, Callable, Iterable, Protocol, TypeVar
 
 from pymongo import AsyncMongoClient
@@ -133,11 +132,6 @@ async def read_all(coll, query: dict, projection: dict, key: str) -> list[dict]:
 
 T = TypeVar("T")
 
-#: Clients whose server refused a transaction (a standalone MongoDB).
-_NO_TRANSACTIONS: "weakref.WeakKeyDictionary[AsyncMongoClient, bool]" = weakref.WeakKeyDictionary()
-#: "Transaction numbers are only allowed on a replica set member or mongos".
-_ILLEGAL_OPERATION = 20
-
 
 async def in_one_transaction(db: AsyncDatabase, work: Callable[[AsyncClientSession | None], Awaitable[T]]) -> T:
     """``work(session)`` in one transaction where the deployment has them (a
@@ -149,8 +143,7 @@ async def in_one_transaction(db: AsyncDatabase, work: Callable[[AsyncClientSessi
     nx-27017 (the embedded default, which presents itself as one) runs every
     client's writes on one SQLite connection, so that another request's
     write made while a transaction was open was rolled back with it (a
-    consent recorded beside a batch that failed was lost). A server that
-    refuses a transaction all the same is remembered for the client.
+    consent recorded beside a batch that failed was lost).
 
     A transaction that fails for its documents (a duplicate key aborts the
     whole of it, where an unordered write outside one keeps the others) or
@@ -158,17 +151,15 @@ async def in_one_transaction(db: AsyncDatabase, work: Callable[[AsyncClientSessi
     must be safe to repeat after an aborted attempt. Errors of an unreachable
     server are raised as they come (:data:`MongoUnavailable`).
     """
-    client = db.client
     if not transactions_refused(db):
         try:
-            async with client.start_session() as session:
+            async with db.client.start_session() as session:
                 async with await session.start_transaction():
                     return await work(session)
         except MongoUnavailable:
             raise  # some are OperationFailures too (timeouts)
-        except OperationFailure as exc:
-            if exc.code == _ILLEGAL_OPERATION:
-                _NO_TRANSACTIONS[client] = True
+        except OperationFailure:
+            pass  # aborted: run again outside one
     return await work(None)
 
 
@@ -178,10 +169,8 @@ _WITH_TRANSACTIONS = (TOPOLOGY_TYPE.ReplicaSetWithPrimary, TOPOLOGY_TYPE.Sharded
 
 
 def transactions_refused(db: AsyncDatabase) -> bool:
-    """Whether writes to ``db`` go without transactions (a single server, or
-    one that refused a transaction)."""
-    client = db.client
-    return client in _NO_TRANSACTIONS or client.topology_description.topology_type not in _WITH_TRANSACTIONS
+    """Whether writes to ``db`` go without transactions (a single server)."""
+    return db.client.topology_description.topology_type not in _WITH_TRANSACTIONS
 
 
 async def ping(db: AsyncDatabase) -> bool:
