@@ -40,10 +40,12 @@ class Delivery:
     template_msgid: int | None = None
 
 
-#: Pending records written per transaction while a broadcast is planned
-#: (bounded requests, whatever the audience). 500 and 250 were tried against
-#: 1,000: no difference beyond the runs' spread (bench/RESULTS-broadcast.md).
-PENDING_PER_WRITE = 1000
+#: Pending records written per request while a broadcast is planned. Small:
+#: nx-27017 answers one request at a time, and the sending workers' reads and
+#: writes waited behind each planning write (100,000 recipients, interleaved
+#: runs: 1,301 and 1,383 msg/s with 1,000, 1,429 and 1,467 with 200; 50 was no
+#: better; bench/RESULTS-broadcast.md).
+PENDING_PER_WRITE = 200
 
 
 class Deliveries:

@@ -70,7 +70,8 @@ async def test_an_audience_larger_than_one_write_is_recorded_whole(make_service)
     at = rt.clock()
     openids = [f"o-{i:04d}" for i in range(deliveries.PENDING_PER_WRITE * 2 + 7)]
     # Some of the second write's share already recorded (a planner that died midway).
-    assert await rt.deliveries.create_pending("n-large", openids[600:610], at) == 10
+    second = deliveries.PENDING_PER_WRITE + 100
+    assert await rt.deliveries.create_pending("n-large", openids[second:second + 10], at) == 10
     assert await rt.deliveries.create_pending("n-large", openids, at) == len(openids) - 10
     assert await rt.deliveries.openids("n-large", ("pending",)) == openids
 
