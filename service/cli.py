@@ -197,12 +197,15 @@ DRAIN_SECONDS = 6.0
 
 #: Sending tasks of the worker inside ``serve``. Few: they share the event loop
 #: with /wechat, and bursts of replies from many sends in flight hold up
-#: messages. 4: with 2 the sending waited on its own round trips with a
-#: quarter of the 2 cores idle (1,025 msg/s); 4 fill them (1,261 msg/s,
-#: /wechat p99 28 ms); 6 and 8 send no faster and hold /wechat up longer
-#: (p99 39 and 46 ms; ``bench/RESULTS-broadcast.md``). `wetoop-bot worker`
-#: processes run 8.
-IN_PROCESS_SENDERS = 4
+#: messages. 6: with 2 the sending waited on its own round trips with a
+#: quarter of the 2 cores idle (1,025 msg/s); 4 filled them better (1,261
+#: msg/s, /wechat p99 28 ms). Since the rate limit keeps every second under
+#: WeChat's limit (no more sending tasks backing off together after 45009), 6
+#: send faster than 4 (100,000 recipients, interleaved: 1,528 and 1,555 msg/s
+#: against 1,429 and 1,518; /wechat p99 27-31 ms against 20-26) and 8 no
+#: faster than 6 (p99 35 ms; ``bench/RESULTS-broadcast.md``). `wetoop-bot
+#: worker` processes run 8.
+IN_PROCESS_SENDERS = 6
 #: Seconds the start-up banner waits for the Q&A index (it says the service is ready).
 STARTING_WAIT = 10.0
 
