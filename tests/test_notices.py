@@ -819,6 +819,33 @@ async def test_in_a_long_lived_process_send_returns_once_the_first_chunk_is_queu
     assert len(counts) == len(openids) and max(counts.values()) == 1
 
 
+async def test_the_planner_leaves_the_database_to_the_workers_between_chunks(svc):
+    # Recording 100,000 recipients as fast as the database took them slowed the
+    # sending beside it: the workers read and write the same database.
+    rt = svc.runtime
+    small_chunks(rt)
+    recording: list[float] = []
+    record = rt.deliveries.create_pending
+
+    async def timed(notice_id, openids, at):  # the real writes, timed
+        began = time.monotonic()
+        try:
+            return await record(notice_id, openids, at)
+        finally:
+            recording.append(time.monotonic() - began)
+
+    rt.deliveries.create_pending = timed
+    openids = [f"o-yield{i:04d}" for i in range(PLAN_CHUNK * 5)]
+    began = time.monotonic()
+    notice_id = await send(svc, audience={"type": "openids", "openids": openids})
+    planning = time.monotonic() - began
+    assert len(recording) == 5 and (await rt.notices.get(notice_id)).planned
+    # A wait as long as each chunk took after it, but the first (sending starts
+    # at once) and the last.
+    assert planning >= sum(recording) + 0.9 * sum(recording[1:-1]), (planning, recording)
+    assert (await rt.broadcasts.progress(notice_id)).pending == len(openids)
+
+
 async def test_a_cancel_after_the_planner_died_still_ends_with_every_recipient_counted(make_service, emulator):
     # `notice send` stopped (Ctrl-C, kill) while planning, then `notice cancel`
     # as its message says: the rest of the audience was never recorded, and
