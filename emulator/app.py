@@ -38,7 +38,7 @@ Control API, JSON, for tests and the demo (bad input: HTTP 400):
 * ``GET /_emulator/users``, ``POST /_emulator/users``
   ``{"openid", "subscribed"?, "unionid"?, "nickname"?}`` (upsert)
 * ``POST /_emulator/tokens/expire``, ``POST /_emulator/tokens/invalidate``
-* ``GET /_emulator/stats``
+* ``GET /_emulator/stats``: token requests, calls by path, error codes answered by code
 * ``POST /_emulator/faults`` ``{"path", "errcode"?, "delay"?: seconds, "times"?: 1, "errmsg"?}``:
   the next calls to ``path`` answer that error (or, with ``delay`` alone,
   answer normally) after ``delay`` seconds, after the access-token check and
@@ -92,6 +92,7 @@ class _JSONHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None))[1]
         if isinstance(error, ApiError):
+            self.state.errors[str(error.errcode)] += 1
             self.set_status(200)  # WeChat reports business errors with HTTP 200
             self.write_json(error.to_json())
         else:

@@ -101,6 +101,8 @@ class EmulatorState:
         self.token_requests = 0
         self.tokens_issued = 0
         self.calls: collections.Counter[str] = collections.Counter()
+        #: WeChat error codes answered, by code (a benchmark's count of 45009).
+        self.errors: collections.Counter[str] = collections.Counter()
 
     # -- credentials and access tokens -------------------------------------
 
@@ -399,9 +401,11 @@ class EmulatorState:
         self._faults.clear()
 
     def stats(self) -> dict:
-        """``{"token_requests", "tokens_issued", "calls": {path: count}}``."""
+        """``{"token_requests", "tokens_issued", "calls": {path: count},
+        "errors": {errcode: count}}``."""
         return {
             "token_requests": self.token_requests,
             "tokens_issued": self.tokens_issued,
             "calls": dict(self.calls),
+            "errors": dict(self.errors),
         }

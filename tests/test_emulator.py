@@ -527,6 +527,7 @@ async def test_rate_limit(start_emulator):
     assert (await emu.post(send, text_message(ALICE, "m4"), access_token=token))["errcode"] == 0
     assert (await emu.post(send, text_message(ALICE, "m5"), access_token=token))["errcode"] == 45009
     assert len(emu.state.messages) == 4
+    assert (await emu.get("/_emulator/stats"))["errors"] == {"40003": 1, "45009": 3}  # what a benchmark counts
 
 
 async def test_rate_limit_in_real_time(start_emulator):
@@ -599,7 +600,7 @@ async def test_reset(emu):
     assert await emu.post("/_emulator/reset") == {"ok": True}
     assert await emu.get("/_emulator/messages") == []
     assert await emu.get("/_emulator/users") == []
-    assert await emu.get("/_emulator/stats") == {"token_requests": 0, "tokens_issued": 0, "calls": {}}
+    assert await emu.get("/_emulator/stats") == {"token_requests": 0, "tokens_issued": 0, "calls": {}, "errors": {}}
     assert emu.state.menu is None
     assert (await emu.get("/cgi-bin/user/info", access_token=token, openid=BOB))["errcode"] == 40001
     token = await emu.token()
