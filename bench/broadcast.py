@@ -97,6 +97,10 @@ class Setup:
     def cli(self, *args: str) -> str:
         return subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True, check=True).stdout.strip()
 
+    def emulator_stats(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.emulator_port}/_emulator/stats", timeout=30) as r:
+            return json.loads(r.read())
+
     def emulator_messages(self) -> list[dict]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.emulator_port}/_emulator/messages", timeout=120) as r:
             return json.loads(r.read())
@@ -192,6 +196,7 @@ async def throughput_run(setup: Setup, recipients: int, timeout: float) -> dict:
     if state.get("status") == "done" and finished is not None:
         elapsed = min(elapsed, finished - started_wall)
     state = await asyncio.to_thread(status, setup, notice_id)
+    refused = (await asyncio.to_thread(setup.emulator_stats))["errors"].get("45009", 0)
     stop.set()
     await prober
     latencies.sort()
@@ -201,6 +206,7 @@ async def throughput_run(setup: Setup, recipients: int, timeout: float) -> dict:
         "state": state,
         "elapsed": elapsed,
         "rate": state.get("sent", 0) / elapsed if elapsed else 0.0,
+        "refused": refused,
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p99": latencies[int(len(latencies) * 0.99) - 1] if len(latencies) >= 100 else (latencies[-1] if latencies else float("nan")),
         "probes": len(latencies),
@@ -262,7 +268,8 @@ def main() -> None:
         f"{run['elapsed']:.1f} s | {run['rate']:.0f} | {run['rate'] / args.rate:.0%} | {run['p50']:.1f} ms | {run['p99']:.1f} ms | {run['probes']} |",
         "",
         f"Time from `notice send` to `done`; `notice send` itself (reading the audience and recording "
-        f"every recipient, while sending already runs) returned after {run['planned_after']:.1f} s.",
+        f"every recipient, while sending already runs) returned after {run['planned_after']:.1f} s. "
+        f"The emulator refused {run['refused']:,} sends over its limit (45009; each retried).",
     ]
     if crash is not None:
         lines += [
