@@ -25,7 +25,8 @@ from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
 from bot.validation import (
-    STATEMENT_END, Invalid, is_entity_type, parse_credit_code, parse_email, parse_phone, parse_yes_no,
+    STATEMENT_END, TRAILING_PUNCTUATION, Invalid, is_entity_type, parse_credit_code, parse_email, parse_phone,
+    parse_yes_no,
 )
 from storage.dialog_state import PROMPT_TTL, DialogState
 from storage.mongo import MongoUnavailable
@@ -291,6 +292,27 @@ NEAR_CONSENT = ("同意", "不同意", "撤回同意", "我同意", "我不同�
 @router.command(*NEAR_CONSENT, args=f"[{re.escape(STATEMENT_END.strip())}]*")
 async def near_consent(chat: Chat) -> Reply:
     return Reply(texts.consent_exact_words(_choice_meant(chat.message.text)))
+
+
+@router.command("同意状态", "我的同意", args=f"[{re.escape(TRAILING_PUNCTUATION.strip())}]*")
+async def consent_status(chat: Chat) -> Reply:
+    """Which version the user accepted, and when (or that they have not)."""
+    state = await chat.consent()
+    latest = state.latest
+    return Reply(texts.consent_status(state.status, state.current, latest.version if latest else None,
+                                      latest.at if latest else None))
+
+
+#: A user asking whether they accepted ("我同意了吗", "我有没有同意协议",
+#: "我同意的是哪个版本"): their own status, not a clause. A question word is
+#: required: "我同意了" says yes (see _YES).
+_ASKS_OWN_CONSENT = re.compile(
+    r"我(?:之前|以前)?(?:"
+    r"(?:是否|有没有|有无)(?:已经|已)?(?:同意|接受)(?:过|了)?(?:本?协议|条款|用户协议|服务协议)?(?:了|过)?(?:吗|么)?"
+    r"|(?:已经|已)?(?:同意|接受)(?:过|了)?(?:本?协议|条款|用户协议|服务协议)?(?:了|过)?(?:吗|么|没有|没)"
+    r"|(?:同意|接受)(?:的|了|过)(?:是)?(?:哪个|哪一个|哪一?版|什么)版本?(?:的协议|的条款)?"
+    r"|的同意状态)"
+)
 
 
 def _choice_meant(text: str) -> str:
@@ -573,6 +595,8 @@ async def free_text(chat: Chat) -> Reply:
         pending = await _pop_resume(chat)
         if pending:
             return Reply(texts.pending_cancelled(pending))
+    if _ASKS_OWN_CONSENT.fullmatch(bare.rstrip(TRAILING_PUNCTUATION).replace(" ", "")):
+        return await consent_status(chat)
     if _BARE_PLACE.fullmatch(bare):  # 7.1, 第4.2款, 第三节 sent alone: a place to read, not a question
         return await chat.run_command(f"条款 {bare}")
     parts = [part for part in re.split(r"[，,、。.!！~～\s]+", bare) if part]

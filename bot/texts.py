@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from bot.agreement import AgreementVersion, Section
 
 HELP = (
     "您可以发送以下指令：\n"
     "· 帮助：查看本菜单\n"
     "· 条款：阅读《微拓软件服务使用协议》各节摘要；条款 N：阅读第 N 节全文\n"
-    "· 同意 / 不同意：对当前版本的协议作出选择；撤回同意：撤回已作出的同意\n"
+    "· 同意 / 不同意：对当前版本的协议作出选择；撤回同意：撤回已作出的同意；同意状态：查看您同意了哪个版本\n"
     "· 注册：注册微拓商家账户（约一分钟）\n"
     "· 我的账户：查看商家资料和状态；修改资料；注销账户\n"
     "· 通知设置：查看和退订通知（退订 服务公告 / 订阅 服务公告）\n"
@@ -228,6 +230,23 @@ def accepted(version: "AgreementVersion") -> str:
 
 def already_accepted(version: "AgreementVersion") -> str:
     return f"您已同意当前版本（{version.version}），无需重复操作。回复“撤回同意”可随时撤回。"
+
+
+def consent_status(status: str, current: "AgreementVersion", version: str | None, at: dt.datetime | None) -> str:
+    """The user's own consent: ``status`` (see ``bot.consent.STATUSES``) and
+    their latest choice (its version and time), if any."""
+    when = f"于 {_date(at)} " if at is not None else ""
+    if status == "accepted":
+        return (f"您已{when}同意《{current.title}》（版本 {current.version}，即现行版本）。"
+                "回复“撤回同意”可随时撤回，回复“导出我的数据”可查看同意记录。")
+    if status == "outdated":
+        return (f"您{when}同意的是版本 {version}；协议已更新为版本 {current.version}，您尚未同意新版本。"
+                "回复“条款”查看修改。" + consent_prompt(current))
+    if status == "declined":
+        return f"您{when}选择了不同意（版本 {version}）。" + consent_prompt(current)
+    if status == "withdrawn":
+        return f"您{when}撤回了对协议的同意（版本 {version}）。" + consent_prompt(current)
+    return f"您尚未同意《{current.title}》（版本 {current.version}）。" + consent_prompt(current)
 
 
 def declined(version: "AgreementVersion") -> str:

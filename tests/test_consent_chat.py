@@ -257,6 +257,36 @@ async def test_withdraw_is_as_easy_as_accepting(service):
     assert (await service.runtime.consents.state("o-w")).status == "withdrawn"
 
 
+@pytest.mark.parametrize("question", ["我同意了吗？", "我有没有同意协议", "我同意的是哪个版本", "同意状态", "我已经同意过了吗"])
+async def test_asking_whether_one_accepted_gets_ones_own_status(service, question):
+    # It quoted the preamble ("使用服务即表示同意") and a prompt, as if the user had asked what consent means.
+    before = await service.wechat.ask("o-status", question)
+    assert "您尚未同意《微拓软件服务使用协议》（版本 2022-05-22）。请回复“同意”" in before, before
+    await service.wechat.ask("o-status", "同意")
+    after = await service.wechat.ask("o-status", question)
+    assert "同意《微拓软件服务使用协议》（版本 2022-05-22，即现行版本）" in after and after.startswith("您已于 20"), after
+    assert [r.action for r in await ledger(service, "o-status")] == ["accept"]  # asking records nothing
+
+
+async def test_the_status_says_which_choice_was_made_last(make_service, clock):
+    svc = await make_service(clock=clock)
+    assert "没有被记录" in await svc.wechat.ask("o-st", "我同意了")  # a yes, not a question: only 同意 counts
+    await svc.wechat.ask("o-st", "不同意")
+    assert "选择了不同意（版本 2022-05-22）。请回复“同意”" in await svc.wechat.ask("o-st", "我同意了吗")
+    await svc.wechat.ask("o-st", "同意")
+    await svc.wechat.ask("o-st", "撤回同意")
+    assert "撤回了对协议的同意（版本 2022-05-22）" in await svc.wechat.ask("o-st", "我同意了吗")
+    await svc.wechat.ask("o-st", "同意")
+    await svc.runtime.terms.publish(
+        amendment("2026-12-09"), reason="routine", effective_at=clock.now + dt.timedelta(days=7), by="test"
+    )
+    clock.advance(days=7, seconds=1)
+    outdated = await svc.wechat.ask("o-st", "我同意了吗")
+    assert "同意的是版本 2022-05-22；协议已更新为版本 2026-12-09，您尚未同意新版本" in outdated, outdated
+    # A question about consent in general still gets the agreement's words.
+    assert "根据《微拓软件服务使用协议》" in await svc.wechat.ask("o-st", "注册的时候协议没细看就点了，这样也算我同意了吗")
+
+
 async def test_feature_needing_consent_asks_first_and_carries_on(make_service):
     router = Router()
     router.include(product_chat.router)
