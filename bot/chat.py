@@ -315,6 +315,26 @@ _ASKS_OWN_CONSENT = re.compile(
 )
 
 
+#: A user asking what declining (or withdrawing) means for them: what the
+#: product does then, and the agreement's own sentence, rather than whichever
+#: clause the Q&A ranks first.
+_ASKS_WHAT_DECLINING_DOES = re.compile(
+    r"(?:如果|要是|假如|万一)?我?(?:不同意|拒绝|撤回同意)了?(?:本?协议|条款|这个协议|协议条款)?(?:的话)?"
+    r"(?:(?:会|将)?(?:怎样|怎么样|如何|有什么后果|有什么影响|有啥影响|有啥后果)|怎么办|呢|后果是什么"
+    r"|(?:还)?(?:能|可以)(?:继续)?(?:使用|用)(?:服务|你们的服务)?)(?:吗|呢|啊|呀)?"
+)
+
+
+async def what_declining_does(chat: Chat) -> Reply:
+    version = await chat.services.terms.current()
+    for section in version.sections:
+        for number, clause in enumerate(section.clauses, 1):
+            sentence = next((s for s in clause.split("。") if "不同意" in s), None)
+            if sentence:
+                return Reply(texts.what_declining_does(f"{section.number}.{number}", sentence.strip() + "。"))
+    return Reply(texts.what_declining_does(None, None))
+
+
 def _choice_meant(text: str) -> str:
     """Which of the three exact replies a near miss meant."""
     return "不同意" if "不同意" in text else "撤回同意" if ("撤" in text or "取消" in text) else "同意"
@@ -595,8 +615,11 @@ async def free_text(chat: Chat) -> Reply:
         pending = await _pop_resume(chat)
         if pending:
             return Reply(texts.pending_cancelled(pending))
-    if _ASKS_OWN_CONSENT.fullmatch(bare.rstrip(TRAILING_PUNCTUATION).replace(" ", "")):
+    asked = bare.rstrip(TRAILING_PUNCTUATION).replace(" ", "")
+    if _ASKS_OWN_CONSENT.fullmatch(asked):
         return await consent_status(chat)
+    if _ASKS_WHAT_DECLINING_DOES.fullmatch(asked):
+        return await what_declining_does(chat)
     if _BARE_PLACE.fullmatch(bare):  # 7.1, 第4.2款, 第三节 sent alone: a place to read, not a question
         return await chat.run_command(f"条款 {bare}")
     parts = [part for part in re.split(r"[，,、。.!！~～\s]+", bare) if part]

@@ -249,6 +249,19 @@ def consent_status(status: str, current: "AgreementVersion", version: str | None
     return f"您尚未同意《{current.title}》（版本 {current.version}）。" + consent_prompt(current)
 
 
+def what_declining_does(place: str | None, sentence: str | None) -> str:
+    """What follows from not agreeing (before choosing), with the agreement's
+    own sentence on it (``place`` such as ``7.1``) when it has one."""
+    quote = f"\n协议第{place}款：“{sentence}”" if place and sentence else ""
+    return (
+        "是否同意由您决定：单独回复“不同意”即可记录，已同意的也可随时回复“撤回同意”。\n"
+        "不同意或撤回后，需要同意协议的服务（如商家注册、商家服务）将停止为您提供。您仍然可以：\n"
+        "· 回复“条款”阅读协议；\n"
+        "· 回复“导出我的数据”导出我们保存的您的数据（停止使用前可先导出）；\n"
+        f"· {CONTACT}{quote}"
+    )
+
+
 def declined(version: "AgreementVersion") -> str:
     return (
         f"已记录：您不同意《{version.title}》（版本 {version.version}）。\n"

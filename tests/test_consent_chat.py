@@ -287,6 +287,14 @@ async def test_the_status_says_which_choice_was_made_last(make_service, clock):
     assert "根据《微拓软件服务使用协议》" in await svc.wechat.ask("o-st", "注册的时候协议没细看就点了，这样也算我同意了吗")
 
 
+@pytest.mark.parametrize("question", ["不同意会怎样？", "如果我不同意呢", "不同意协议的话会有什么后果", "拒绝条款还能用吗", "撤回同意会怎么样"])
+async def test_asking_what_declining_does_says_what_follows_and_quotes_the_agreement(service, question):
+    reply = await service.wechat.ask("o-whatif", question)
+    assert reply.startswith("是否同意由您决定") and "导出我的数据" in reply, reply
+    assert "协议第7.1款：“如果您不同意服务的修改条款,应停止使用服务。”" in reply
+    assert await ledger(service, "o-whatif") == []
+
+
 async def test_feature_needing_consent_asks_first_and_carries_on(make_service):
     router = Router()
     router.include(product_chat.router)
