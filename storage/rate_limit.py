@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import redis.asyncio as aioredis
 
@@ -32,13 +33,19 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local start = math.max(now, tat - burst)
 local function count(member) return tonumber(string.match(member, ':(%d+)$')) end
--- KEYS[4]: the messages KEYS[2] holds. Forget what left the window before now.
-local total = tonumber(redis.call('GET', KEYS[4]) or '0')
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - span)) do
-  total = total - count(member)
-end
+-- Forget what left the window before now. KEYS[4]: the messages KEYS[2]
+-- holds; summed afresh if one of the two is gone without the other (evicted).
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - span)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - span)
-if redis.call('ZCARD', KEYS[2]) == 0 then total = 0 end
+local stored, total = redis.call('GET', KEYS[4]), 0
+if stored and redis.call('ZCARD', KEYS[2]) > 0 then
+  total = tonumber(stored)
+  for _, member in ipairs(gone) do total = total - count(member) end
+end
+if total < 0 or (not stored) then
+  total = 0
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do total = total + count(member) end
+end
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 if #last > 0 and tonumber(last[2]) > start then start = tonumber(last[2]) end
 -- From the oldest, a page at a time: what is out of the window ending at start
@@ -81,8 +88,11 @@ class SharedRateLimit:
     replaced let one task wait seconds while another sent). Messages are
     paced evenly, up to a tenth of a second of them at once (a second's worth
     below 10 a second), and no second, counted from any moment, holds more
-    than ``rate`` of them: WeChat refuses what is over (45009), and senders
-    that all back off together lose far more than the few that went early.
+    than ``rate`` of them (rounded up to a whole message): WeChat refuses what
+    is over (45009), and senders that all back off together lose far more
+    than the few that went early. A reservation of more messages than a
+    second holds goes at once, in a second of its own: callers reserve a
+    message at a time where that matters (a long notice's pieces).
     """
 
     def __init__(self, redis: aioredis.Redis, rate: float, name: str = "notices") -> None:
@@ -91,6 +101,8 @@ class SharedRateLimit:
         self._name = name
         self._interval_ms = 1000.0 / rate
         self._burst_ms = 100.0 if rate >= 10 else 1000.0
+        # Whole messages: at 2.5 a second, some seconds hold 3 (pacing keeps the average).
+        self._per_second = max(1, math.ceil(rate))
         self._reserve = redis.register_script(_RESERVE)
 
     async def acquire(self, n: int = 1) -> None:
@@ -100,7 +112,7 @@ class SharedRateLimit:
         wait_us = int(await self._reserve(
             keys=[key("rate", self._name), key("rate", self._name, "sent"), key("rate", self._name, "seq"),
                   key("rate", self._name, "sent", "total")],
-            args=[n, f"{self._interval_ms:.6f}", f"{self._burst_ms:.3f}", f"{self.rate:.3f}", f"{SPAN_MS:.3f}"],
+            args=[n, f"{self._interval_ms:.6f}", f"{self._burst_ms:.3f}", self._per_second, f"{SPAN_MS:.3f}"],
         ))
         if wait_us > 0:
             await asyncio.sleep(wait_us / 1_000_000)

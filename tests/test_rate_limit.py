@@ -83,3 +83,15 @@ async def test_no_second_holds_more_than_the_rate(redis):
     # Any second (less a few ms for the event loop's timer) holds at most 40.
     busiest = max(sum(1 for s in starts if first <= s < first + 0.99) for first in starts)
     assert 30 <= busiest <= 40, busiest
+
+
+async def test_the_seconds_count_is_rebuilt_when_its_sum_is_lost(redis):
+    # Evicted (a maxmemory policy), the sum read as 0 while the second was full.
+    name = fresh_name()
+    limit = SharedRateLimit(redis, 100, name)  # 10 ms a message, bursts of 10
+    started = time.monotonic()
+    for _ in range(10):
+        await limit.acquire(10)  # the second's 100, by 0.8 s
+    await redis.delete(redis_store.key("rate", name, "sent", "total"))
+    await limit.acquire(10)  # must wait for the first 10 to leave the second
+    assert time.monotonic() - started >= 1.0
