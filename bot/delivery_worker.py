@@ -396,8 +396,11 @@ class DeliveryWorker:
         if not channels:
             return outcomes
         pieces = [] if notice.category in deps.templates else _pieces(notice)
-        # One wait for the whole window's messages; only retries wait again.
-        await deps.limiter.acquire(sum(1 if c == "template" else len(pieces) for c in channels.values()))
+        with contextlib.suppress(WeChatAPIError):  # else each send fails (and is recorded) as it would
+            await deps.wechat.ready()  # before the turn, not between it and the sends
+        # One wait for the window's first message to each recipient; a long
+        # notice's further pieces and retries wait their own turn (_send).
+        await deps.limiter.acquire(len(channels))
         # Marked in flight only now, its rate paid: a worker that dies while
         # waiting for the limiter has sent nothing, and its successor sends
         # these (marked before the wait, they were recorded as interrupted).
@@ -419,7 +422,7 @@ class DeliveryWorker:
                     and choose_channel(notice.category, {}, lasts.get(o), now) == "custom"]
         if fallback:
             text = _pieces(notice)
-            await deps.limiter.acquire(len(fallback) * len(text))
+            await deps.limiter.acquire(len(fallback))
             again = await asyncio.gather(*(self._send(batch, notice, o, "custom", text) for o in fallback))
             for openid, out in zip(fallback, again):
                 refused = fresh[openid]
@@ -430,14 +433,14 @@ class DeliveryWorker:
         return outcomes
 
     async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str, pieces: list[str]) -> dict:
-        """Send (its rate already paid), retrying temporary errors; the outcome
-        (with ``attempts``: how many times it was tried)."""
+        """Send (the first message's rate already paid), retrying temporary
+        errors; the outcome (with ``attempts``: how many times it was tried)."""
         deps = self.deps
         done = 0  # pieces WeChat accepted (each is a call of its own, acknowledged or not)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                if attempt > 1:
-                    await deps.limiter.acquire(1 if channel == "template" else len(pieces) - done)
+                if attempt > 1 and channel == "template":
+                    await deps.limiter.acquire(1)
                 if channel == "template":
                     spec = deps.templates[notice.category]
                     result = await deps.wechat.message.send_template(
@@ -448,6 +451,8 @@ class DeliveryWorker:
                 # A retry resumes at the piece that failed: those before it were
                 # acknowledged, and sending them again would repeat them.
                 while done < len(pieces):
+                    if done or attempt > 1:  # each piece its own turn: at 1 a second, not 3 at once
+                        await deps.limiter.acquire(1)
                     await deps.wechat.message.send_text(openid, pieces[done])
                     done += 1
                 return {"status": "sent", "channel": channel, "template_msgid": None, "attempts": attempt}

@@ -322,6 +322,25 @@ async def test_a_paused_mass_send_waits_and_a_cancelled_one_is_not_sent(svc, emu
 # -- retries and permanent errors ----------------------------------------------------------------------
 
 
+async def test_a_long_notice_at_a_low_rate_sends_each_piece_in_its_turn(make_service, emulator):
+    # At NOTICE_RATE 1 a notice of two pieces went as two messages at once:
+    # WeChat refused the second (45009), and it went again later. And the
+    # first send of a process fetched the token and opened its HTTP session
+    # after its turn in the rate, so it reached WeChat late, in the next
+    # second's count.
+    svc = await make_service(notice_rate=1)
+    await active_users(svc, "o-slow1", "o-slow2")
+    emulator.state.rate_limit = 1
+    try:
+        notice_id = await send(svc, body="长" * 800, audience={"type": "openids", "openids": ["o-slow1", "o-slow2"]})
+        await run_worker(svc)
+    finally:
+        emulator.state.rate_limit = None
+    assert (await svc.runtime.broadcasts.progress(notice_id)).sent == 2
+    assert [len(await emulator.messages(o)) for o in ("o-slow1", "o-slow2")] == [2, 2]
+    assert emulator.state.errors.get("45009", 0) == 0
+
+
 async def test_temporary_errors_are_retried(svc, emulator):
     await active_users(svc, "o-busy", "o-limit")
     path = "/cgi-bin/message/custom/send"

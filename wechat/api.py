@@ -111,6 +111,15 @@ class WeChatAPI:
         """The shared token (fetched if none is stored)."""
         return await self._run(lambda: self.client.access_token)
 
+    async def ready(self) -> None:
+        """Fetch what a send would otherwise fetch first (the token, if this
+        process holds none; aiohttp and its session), so that a send can go
+        the moment its turn in a rate limit comes: one that left a second
+        late landed in the next second's count."""
+        if self.client.cached_token() is None:
+            await self.access_token()
+        self.transport.ready()
+
     async def aclose(self) -> None:
         await self.transport.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -121,6 +121,10 @@ class AsyncTransport:
                 raise WeChatClientException(None, f"HTTP {response.status}", client=self.client)
         return self.client._handle_result(_Answer(content), request.method, url, kwargs.get("result_processor"))
 
+    def ready(self) -> None:
+        """Open the session now rather than at the first send."""
+        self._open()
+
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop, as aiohttp requires.
         # aiohttp is imported here, not at the top: it costs a quarter of a
