@@ -175,12 +175,19 @@ class Progress:
     in_flight_known: bool = True
     #: Worker processes running now (any notice's); ``None`` while Redis is unreachable.
     workers: int | None = None
+    #: Recipients recorded so far (all of them once the job is planned).
+    recorded: int | None = None
 
     @property
     def waiting_for_worker(self) -> bool:
         """Recipients are left to send and no worker runs to send them."""
         return (self.notice.status in ("queued", "sending") and self.workers == 0
                 and self.pending + self.sending > 0)
+
+    @property
+    def recording(self) -> bool:
+        """Recipients are still being recorded (planning goes on, or upkeep is to take it over)."""
+        return not self.notice.planned and self.notice.status not in ("done", "cancelled")
 
     def to_json(self) -> dict:
         return {
@@ -203,6 +210,9 @@ class Progress:
             "in_flight_known": self.in_flight_known,
             "workers": self.workers,
             "waiting_for_worker": self.waiting_for_worker,
+            "planned": self.notice.planned,
+            "recorded": self.total if self.recorded is None else self.recorded,
+            "recording": self.recording,
         }
 
 
@@ -461,6 +471,11 @@ class Broadcasts:
             claimed, in_flight_known, workers = 0, False, None
         by["pending"] -= claimed
         by["sending"] += claimed
+        # Recipients not recorded yet (planning goes on, or its planner died and
+        # upkeep has yet to take over): still to send, so pending, and the
+        # figures add up to the total while planning too.
+        recorded = sum(by.values())
+        by["pending"] += 0 if notice.planned else max(0, notice.total - recorded)
         now = self._clock()
         rate = 0.0
         if notice.started_at is not None and notice.status == "sending":  # a paused job has no speed, nor an ETA
@@ -491,6 +506,7 @@ class Broadcasts:
             eta_seconds=eta,
             in_flight_known=in_flight_known,
             workers=workers,
+            recorded=recorded,
         )
 
     async def template_result(self, msgid: int, status: str) -> None:

@@ -149,6 +149,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"跳过 {data['skipped']}　待发送 {data['pending'] + data['sending']}\n"
         f"{'平均速度' if data['status'] == 'done' else '速度'}：{data['rate_per_second']} 条/秒　预计剩余：{eta}"
     )
+    if progress.recording:
+        print(f"（正在记录接收者：已记录 {data['recorded']} / {data['total']}，未记录的计入待发送）")
     if not data["in_flight_known"]:
         print("（Redis 暂时无法连接：正在发送的数量无从得知，已计入待发送）")
     if progress.waiting_for_worker:

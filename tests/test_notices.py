@@ -782,6 +782,23 @@ async def test_a_slow_worker_keeps_its_batch(svc, emulator, caplog):
     assert sorted(m["touser"] for m in await emulator.messages()) == ["o-slow1", "o-slow2"]
 
 
+async def test_progress_counts_the_recipients_not_recorded_yet_as_pending(make_service, backing):
+    # With the planner gone after its first chunk, status said 0 pending and
+    # an ETA of 0 while 300 recipients were still to be recorded and sent.
+    svc = await make_service()
+    rt = svc.runtime
+    openids, notice_id, _ = await planner_died(svc, "o-unrec", "记录中", 300)
+    progress = await rt.broadcasts.progress(notice_id)
+    assert progress.total == len(openids) and progress.pending == len(openids) and progress.eta_seconds is None
+    data = progress.to_json()
+    assert (data["planned"], data["recorded"], data["recording"]) == (False, PLAN_CHUNK, True)
+    from tests.test_cli import clean_env
+
+    env = clean_env(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + rt.db.name, REDIS_URL=backing.redis_url)
+    shown = subprocess.run([str(BIN), "notice", "status", notice_id], env=env, capture_output=True, text=True, timeout=60)
+    assert f"正在记录接收者：已记录 {PLAN_CHUNK} / {len(openids)}" in shown.stdout, shown
+
+
 async def test_a_planner_that_died_midway_is_replaced_and_the_job_ends_complete(make_service, emulator):
     svc = await make_service(notice_rate=2000)
     rt = svc.runtime

@@ -51,7 +51,7 @@
     bar.max = Math.max(data.total, 1);
     bar.value = data.total ? done : (data.status === "done" ? 1 : 0);
     set("percent", percent);
-    ["total", "sent", "failed", "skipped", "rate_per_second", "status_label"].forEach(function (f) { set(f, data[f]); });
+    ["total", "sent", "failed", "skipped", "rate_per_second", "status_label", "recorded"].forEach(function (f) { set(f, data[f]); });
     set("remaining", data.pending + data.sending);
     set("eta", data.eta_seconds === null ? "—" : data.eta_seconds + " 秒");
     box.setAttribute("data-status", data.status);
