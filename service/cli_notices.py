@@ -195,6 +195,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             ticking = asyncio.create_task(supervisor.tick_until(embedded.revive, stop)) if embedded.running else None
             try:
                 await runtime.prepare(qa=False)  # a worker answers no questions
+                # A dead planner's job is planned by upkeep: the rest of it in a
+                # task, so that upkeep goes on taking over dead workers' batches.
+                runtime.broadcasts.plan_in_background = True
                 print(f"通知发送进程已启动（并发 {args.concurrency}）。按 Ctrl-C 停止。", flush=True)
                 await runtime.worker(args.concurrency).run(stop)
             finally:
