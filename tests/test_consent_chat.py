@@ -257,7 +257,8 @@ async def test_withdraw_is_as_easy_as_accepting(service):
     assert (await service.runtime.consents.state("o-w")).status == "withdrawn"
 
 
-@pytest.mark.parametrize("question", ["我同意了吗？", "我有没有同意协议", "我同意的是哪个版本", "同意状态", "我已经同意过了吗"])
+@pytest.mark.parametrize("question", ["我同意了吗？", "我有没有同意协议", "我同意的是哪个版本", "同意状态", "我已经同意过了吗",
+                                      "我是不是已经同意了", "同意了吗"])
 async def test_asking_whether_one_accepted_gets_ones_own_status(service, question):
     # It quoted the preamble ("使用服务即表示同意") and a prompt, as if the user had asked what consent means.
     before = await service.wechat.ask("o-status", question)
@@ -287,7 +288,8 @@ async def test_the_status_says_which_choice_was_made_last(make_service, clock):
     assert "根据《微拓软件服务使用协议》" in await svc.wechat.ask("o-st", "注册的时候协议没细看就点了，这样也算我同意了吗")
 
 
-@pytest.mark.parametrize("question", ["不同意会怎样？", "如果我不同意呢", "不同意协议的话会有什么后果", "拒绝条款还能用吗", "撤回同意会怎么样"])
+@pytest.mark.parametrize("question", ["不同意会怎样？", "如果我不同意呢", "不同意协议的话会有什么后果", "拒绝条款还能用吗", "撤回同意会怎么样",
+                                      "撤回同意后还能用吗"])
 async def test_asking_what_declining_does_says_what_follows_and_quotes_the_agreement(service, question):
     reply = await service.wechat.ask("o-whatif", question)
     assert reply.startswith("是否同意由您决定") and "导出我的数据" in reply, reply
