@@ -235,7 +235,7 @@ def already_accepted(version: "AgreementVersion") -> str:
 def consent_status(status: str, current: "AgreementVersion", version: str | None, at: dt.datetime | None) -> str:
     """The user's own consent: ``status`` (see ``bot.consent.STATUSES``) and
     their latest choice (its version and time), if any."""
-    when = f"于 {_date(at)} " if at is not None else ""
+    when = f"于 {_when(at)} " if at is not None else ""
     if status == "accepted":
         return (f"您已{when}同意《{current.title}》（版本 {current.version}，即现行版本）。"
                 "回复“撤回同意”可随时撤回，回复“导出我的数据”可查看同意记录。")
