@@ -171,12 +171,12 @@ class Progress:
     #: sending, over the time it was sending once done.
     rate: float
     eta_seconds: float | None
+    #: Recipients recorded so far (all of them once the job is planned).
+    recorded: int
     #: False while Redis, which knows the sends in flight, is unreachable: they count as pending.
     in_flight_known: bool = True
     #: Worker processes running now (any notice's); ``None`` while Redis is unreachable.
     workers: int | None = None
-    #: Recipients recorded so far (all of them once the job is planned).
-    recorded: int | None = None
 
     @property
     def waiting_for_worker(self) -> bool:
@@ -211,7 +211,7 @@ class Progress:
             "workers": self.workers,
             "waiting_for_worker": self.waiting_for_worker,
             "planned": self.notice.planned,
-            "recorded": self.total if self.recorded is None else self.recorded,
+            "recorded": self.recorded,
             "recording": self.recording,
         }
 
