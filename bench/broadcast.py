@@ -97,12 +97,9 @@ class Setup:
     def cli(self, *args: str) -> str:
         return subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True, check=True).stdout.strip()
 
-    def emulator_stats(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.emulator_port}/_emulator/stats", timeout=30) as r:
-            return json.loads(r.read())
-
-    def emulator_messages(self) -> list[dict]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.emulator_port}/_emulator/messages", timeout=120) as r:
+    def emulator_json(self, path: str):
+        """The JSON of one of the emulator's control paths (``stats``, ``messages``)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.emulator_port}/_emulator/{path}", timeout=120) as r:
             return json.loads(r.read())
 
     def stop(self) -> None:
@@ -196,7 +193,7 @@ async def throughput_run(setup: Setup, recipients: int, timeout: float) -> dict:
     if state.get("status") == "done" and finished is not None:
         elapsed = min(elapsed, finished - started_wall)
     state = await asyncio.to_thread(status, setup, notice_id)
-    refused = (await asyncio.to_thread(setup.emulator_stats))["errors"].get("45009", 0)
+    refused = (await asyncio.to_thread(setup.emulator_json, "stats"))["errors"].get("45009", 0)
     stop.set()
     await prober
     latencies.sort()
@@ -217,7 +214,7 @@ def crash_run(setup: Setup, recipients: int, timeout: float) -> dict:
     add_followers(setup, recipients, "o-c")
     ids = setup.dir / "crash-ids.txt"
     ids.write_text("\n".join(f"o-c{i:06d}" for i in range(recipients)))
-    before = len(setup.emulator_messages())
+    before = len(setup.emulator_json("messages"))
     notice_id = setup.cli("notice", "send", "--category", "service", "--title", "崩溃测试", "--body", "正文", "--audience", f"openids:{ids}")
     deadline = time.monotonic() + timeout
     while quick_status(setup, notice_id)["sent"] < recipients // 3 and time.monotonic() < deadline:
@@ -233,7 +230,7 @@ def crash_run(setup: Setup, recipients: int, timeout: float) -> dict:
             break
         time.sleep(0.5)
     state = status(setup, notice_id)
-    messages = setup.emulator_messages()[before:]
+    messages = setup.emulator_json("messages")[before:]
     copies = collections.Counter(m["touser"] for m in messages if m["touser"].startswith("o-c"))
     duplicates = sum(n - 1 for n in copies.values() if n > 1)
     return {"state": state, "sent_at_kill": sent_at_kill, "duplicates": duplicates, "received": len(copies)}
