@@ -43,7 +43,7 @@ import os
 import socket
 import time
 import uuid
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from bot.notices import SMALL_AUDIENCE, Broadcasts, choose_channel, notice_text, receives, template_data
 from bot.textsplit import split_text
@@ -117,6 +117,7 @@ class DeliveryWorker:
         self.window = max(1, min(WINDOW, int(deps.limiter.rate * PAY_SECONDS / concurrency)))
         self._stop = asyncio.Event()
         self._working: set[asyncio.Task] = set()  # readers working on a batch
+        self._ending: set[asyncio.Task] = set()  # batches sent, their outcomes being written
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; Redis or MongoDB outages are waited out.
@@ -126,16 +127,16 @@ class DeliveryWorker:
         tasks = [*readers, asyncio.create_task(self._upkeep(stop)), asyncio.create_task(self._present(stop))]
         try:
             await stop.wait()
-            busy = [task for task in tasks if task in self._working]  # the others only wait for work
+            busy = [task for task in tasks if task in self._working] + list(self._ending)  # the others only wait for work
             if busy:
                 log.info("worker %s stopping: the sends in flight finish first", self.name)
                 _done, cut = await asyncio.wait(busy, timeout=STOP_GRACE)
                 if cut:
                     log.warning("worker %s: %d sending tasks cut off after %.0f s", self.name, len(cut), STOP_GRACE)
         finally:
-            for task in tasks:
+            for task in (*tasks, *self._ending):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._ending, return_exceptions=True)
             # This worker's consumers, if they hold nothing (else the next worker takes their entries over).
             own = [f"{self.name}-{i}" for i in range(self.concurrency)] + [f"{self.name}-upkeep"]
             with contextlib.suppress(*RedisUnavailable):
@@ -173,6 +174,7 @@ class DeliveryWorker:
 
     async def _reader(self, stop: asyncio.Event, index: int) -> None:
         consumer = f"{self.name}-{index}"
+        ending: asyncio.Task | None = None
         while not stop.is_set():
             try:
                 await self.deps.queue.ensure_group()
@@ -184,7 +186,12 @@ class DeliveryWorker:
                         # Entries read together (one of each stream, rarely) are all kept
                         # ours while the first is worked on: else upkeep takes the waiting one over.
                         later = [ref for ref, _, _ in entries[i + 1:]]
-                        await self._process(consumer, entry_id, notice_id, openids, keep=later)
+                        end = self._end_soon(await self._process(consumer, entry_id, notice_id, openids, keep=later))
+                        # The previous batch's end ran while this one was sent: waited
+                        # for now, so no more than two batches' outcomes wait in memory.
+                        if ending is not None:
+                            await ending
+                        ending = end
             except asyncio.CancelledError:
                 raise
             except (*RedisUnavailable, *MongoUnavailable) as exc:
@@ -193,6 +200,15 @@ class DeliveryWorker:
             except Exception:
                 log.exception("worker %s failed on a batch", consumer)
                 await asyncio.sleep(1.0)
+
+    def _end_soon(self, end: Awaitable[None] | None) -> asyncio.Task | None:
+        """Run a batch's end (:meth:`_end`) beside the next batch."""
+        if end is None:
+            return None
+        task = asyncio.create_task(end)
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+        return task
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
         """Take over dead workers' batches; plan notices a crash left unplanned."""
@@ -206,7 +222,9 @@ class DeliveryWorker:
                         break  # left to the next worker, as a reader leaves its batch
                     log.warning("taking over batch %s of notice %s", entry_id, notice_id)
                     with self._at_work():
-                        await self._process(consumer, entry_id, notice_id, openids)
+                        end = await self._process(consumer, entry_id, notice_id, openids)
+                        if end is not None:
+                            await end
                 await self._replan()
             except asyncio.CancelledError:
                 raise
@@ -240,12 +258,14 @@ class DeliveryWorker:
     # -- one batch ----------------------------------------------------------------------
 
     async def _process(self, consumer: str, entry_id: str, notice_id: str, openids: list[str],
-                       keep: list[str] | None = None) -> None:
+                       keep: list[str] | None = None) -> Awaitable[None] | None:
+        """Claim and send a batch; returns its end (:meth:`_end`), to be awaited:
+        a reader lets it run while it sends the next batch."""
         deps = self.deps
         notice = await deps.notices.get(notice_id)
         if notice is None or notice.status == "done":
             await deps.queue.ack(entry_id)
-            return
+            return None
         # A cancelled job's batch still goes through the claims: a dead worker
         # may have sent some of it (its journal says which); the rest is
         # recorded as skipped (cancelled) by _send_batch.
@@ -255,9 +275,31 @@ class DeliveryWorker:
         self._notice_cache[notice_id] = (asyncio.get_running_loop().time(), notice)
         batch = _Batch(self, consumer, entry_id, notice_id, token=uuid.uuid4().hex, keep=keep)
         async with batch.kept_alive():
-            todo = await self._claim(batch, openids)
+            todo, about = await self._claim(batch, openids)
             if todo:
-                await self._send_batch(batch, notice, todo)
+                await self._send_batch(batch, notice, todo, about)
+        return self._end(batch)
+
+    async def _end(self, batch: "_Batch") -> None:
+        """Write a sent batch's outcomes to MongoDB, then acknowledge its entry
+        (unless some recipients are still another batch's, or left).
+
+        Run beside the reader's next batch, so it handles its own failures as
+        the reader would: a storage outage leaves the entry unacknowledged and
+        the outcomes in the journal, for the next worker to record."""
+        try:
+            async with batch.kept_alive():
+                await batch.flush()
+            await self._acknowledge(batch)
+        except asyncio.CancelledError:
+            raise
+        except (*RedisUnavailable, *MongoUnavailable) as exc:
+            log.warning("worker %s could not finish batch %s: %s", batch.consumer, batch.entry_id, exc)
+        except Exception:
+            log.exception("worker %s failed finishing batch %s of notice %s", batch.consumer, batch.entry_id, batch.notice_id)
+
+    async def _acknowledge(self, batch: "_Batch") -> None:
+        deps, notice_id, entry_id = self.deps, batch.notice_id, batch.entry_id
         # Recipients a live worker holds: the batch comes round again until they are finished.
         unresolved = bool(batch.busy) and not await self._finished_soon(notice_id, batch.busy)
         if await deps.queue.backlog(of=entry_id) <= 1:
@@ -280,17 +322,23 @@ class DeliveryWorker:
                 return False
             await asyncio.sleep(0.25)
 
-    async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str]) -> None:
+    async def _about(self, openids: list[str]) -> "_About":
+        """What the rules need to know of these recipients, read at once."""
         deps = self.deps
-        followers = await deps.followers.many(todo)
+        followers, seen, opted_out = await asyncio.gather(
+            deps.followers.many(openids), deps.activity.last_seen_many(openids), deps.preferences.opted_out_many(openids)
+        )
         if deps.identities is not None:
             # Mini-program users who follow nobody's account: no template either
             # (WeChat refuses another app's openid); their inbox shows the notice.
-            unknown = [o for o in todo if o not in followers]
+            unknown = [o for o in openids if o not in followers]
             for openid in await deps.identities.unlinked(unknown):
                 followers[openid] = _MINI_PROGRAM_ONLY
-        seen = await deps.activity.last_seen_many(todo)
-        opted_out = await deps.preferences.opted_out_many(todo)
+        return _About(followers, seen, opted_out)
+
+    async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str], about: "_About") -> None:
+        deps = self.deps
+        followers, seen, opted_out = about.followers, about.seen, about.opted_out
         # A mass send is one call for the whole batch: paused or cancelled is checked once, before it.
         step = max(len(todo), 1) if notice.channel == "mass" else self.window
         for start in range(0, len(todo), step):
@@ -314,11 +362,11 @@ class DeliveryWorker:
             else:
                 batch.outcomes.update(await self._deliver(batch, current, window, followers, seen, opted_out))
             await batch.flush(every=FLUSH_EVERY)
-        await batch.flush()
 
-    async def _claim(self, batch: "_Batch", openids: list[str]) -> list[str]:
-        """Claim the batch's recipients; returns those to send. Those a live
-        worker holds are left in ``batch.busy``.
+    async def _claim(self, batch: "_Batch", openids: list[str]) -> tuple[list[str], "_About"]:
+        """Claim the batch's recipients; returns those to send, and what the
+        rules need to know of them. Those a live worker holds are left in
+        ``batch.busy``.
 
         Claim first, read second: nobody else finishes a recipient claimed
         here, so its record tells whether it is still to do. For one still
@@ -334,8 +382,13 @@ class DeliveryWorker:
         codes = await deps.journal.claim(notice_id, openids, batch.token, epoch_ms(now), epoch_ms(now - STALE_CLAIM))
         ours = [o for o in openids if codes[o] != BUSY]
         batch.busy = [o for o in openids if codes[o] == BUSY]
-        statuses = await deps.deliveries.statuses(notice_id, ours)
-        marks = await deps.journal.read(notice_id, ours)
+        # Read together: each read would otherwise wait its turn at the database
+        # (the embedded one answers one request at a time), and the batch's
+        # sending with it. Followers and preferences are read for every
+        # claimed recipient: nearly all are still to do.
+        statuses, marks, about = await asyncio.gather(
+            deps.deliveries.statuses(notice_id, ours), deps.journal.read(notice_id, ours), self._about(ours)
+        )
         todo: list[str] = []
         finished: list[str] = []
         outcomes: dict[str, dict] = {}
@@ -354,7 +407,7 @@ class DeliveryWorker:
             await deps.broadcasts.record_outcomes(notice_id, outcomes, now)
         await deps.journal.forget(notice_id, finished + list(outcomes), batch.token)
         batch.claimed = todo
-        return todo
+        return todo, about
 
     async def _current(self, notice_id: str) -> Notice:
         """The notice, re-read at most twice a second (to notice pause and cancel)."""
@@ -499,6 +552,15 @@ class DeliveryWorker:
         outcomes = {openid: outcome for openid in targets}
         await deps.journal.record(notice.id, outcomes)
         batch.outcomes.update(outcomes)
+
+
+@dataclasses.dataclass
+class _About:
+    """A batch's recipients as the rules see them (:func:`_excluded`, the 48 hours)."""
+
+    followers: dict
+    seen: dict[str, dt.datetime]
+    opted_out: dict[str, set[str]]
 
 
 class _Batch:

@@ -10,6 +10,7 @@ what was not stored, and recover without a restart.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -631,3 +632,42 @@ async def test_frozen_mongo_gets_console_errors_within_the_budget(make_service, 
         nx.thaw()
     await eventually(lambda: _healthy(svc), 15)
     assert (await console.get("/admin")).code == 200
+
+
+async def test_mongo_stops_mid_broadcast_and_the_job_completes_without_duplicates(make_service, backing, monkeypatch,
+                                                                                   nx, emulator):
+    # Outcomes are written a batch at a time, beside the next batch's sends: a batch
+    # whose outcomes could not be written (the database went away after its sends)
+    # stays unacknowledged, and once the database is back its outcomes are recorded
+    # from the journal: nobody gets a second copy, nobody is counted interrupted.
+    from tests.test_notices import active_users, send
+
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    svc = await make_service(notice_rate=200)
+    openids = [f"o-mb{i:03d}" for i in range(400)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+    try:
+        await eventually(lambda: _accepted_at_least(emulator, 100), 20)
+        await asyncio.to_thread(nx.stop)
+        await asyncio.sleep(2.0)
+        assert len(await emulator.messages()) < 400  # stopped mid-broadcast
+        await asyncio.to_thread(nx.start)
+
+        async def done():
+            progress = await svc.runtime.broadcasts.progress(notice)
+            return progress if progress.notice.status == "done" else None
+
+        final = await eventually(done, 60)
+    finally:
+        stop.set()
+        await worker
+    assert (final.sent, final.failed, final.skipped) == (400, 0, 0), final.to_json()
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert len(counts) == 400 and max(counts.values()) == 1
+
+
+async def _accepted_at_least(emulator, n: int) -> bool:
+    return len(await emulator.messages()) >= n
