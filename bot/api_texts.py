@@ -6,6 +6,8 @@ the same the chat dialog gives.
 
 from __future__ import annotations
 
+from bot.texts import beijing_time
+
 LOGIN_REQUIRED = "请先登录（请求头需带 Authorization: Bearer <token>）。"
 SESSION_EXPIRED = "登录已失效，请重新登录。"
 CODE_INVALID = "登录凭证（code）无效，请重新调用 wx.login 获取后再试。"
@@ -75,3 +77,30 @@ PAGE_ARG = "{name} 应为 {low} 到 {high} 之间的整数。"
 PROFILE_CHANGED = "您的商家资料在您打开页面后已有变化（例如在公众号对话中修改过），为免覆盖，本次修改未保存。请重新获取资料核对后再提交。"
 VERSION_MALFORMED = "version 格式不对：协议版本号以字母或数字开头，只含字母、数字、点、连字符和下划线，例如 \"2022-05-22\"。"
 VERSION_TOO_LONG = "version 过长（协议版本号最多 {limit} 个字符），例如 \"2022-05-22\"。"
+
+
+def consent_status(status: str, current, version: str | None, at) -> str:
+    """The user's own consent, asked in the Q&A ("我同意了吗"): as chat says
+    it (``bot.texts.consent_status``), without chat's commands."""
+    when = f"于 {beijing_time(at)} " if at is not None else ""
+    ask = f"您可以在小程序中阅读《{current.title}》（版本 {current.version}）后选择同意或不同意。"
+    if status == "accepted":
+        return (f"您已{when}同意《{current.title}》（版本 {current.version}，即现行版本）。"
+                "您可随时在小程序中撤回同意，或导出您的数据查看同意记录。")
+    if status == "outdated":
+        return f"您{when}同意的是版本 {version}；协议已更新为版本 {current.version}，您尚未同意新版本。" + ask
+    if status == "declined":
+        return f"您{when}选择了不同意（版本 {version}）。" + ask
+    if status == "withdrawn":
+        return f"您{when}撤回了对协议的同意（版本 {version}）。" + ask
+    return f"您尚未同意《{current.title}》（版本 {current.version}）。" + ask
+
+
+def what_declining_does(place: str | None, sentence: str | None) -> str:
+    """What follows from not agreeing, as chat says it (``bot.texts.what_declining_does``)."""
+    quote = f"\n协议第{place}款：“{sentence}”" if place and sentence else ""
+    return (
+        "是否同意由您决定：可以选择不同意，已同意的也可随时撤回同意。\n"
+        "不同意或撤回后，需要同意协议的服务（如商家注册、商家服务）将停止为您提供；"
+        f"您仍然可以阅读协议、导出我们保存的您的数据（停止使用前可先导出），或联系我们。{quote}"
+    )

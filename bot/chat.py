@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import re
 
-from bot import texts
+from bot import own_questions, texts
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
@@ -303,36 +303,9 @@ async def consent_status(chat: Chat) -> Reply:
                                       latest.at if latest else None))
 
 
-#: A user asking whether they accepted ("我同意了吗", "我有没有同意协议",
-#: "我同意的是哪个版本"): their own status, not a clause. A question word is
-#: required: "我同意了" says yes (see _YES).
-_ASKS_OWN_CONSENT = re.compile(
-    r"我?(?:之前|以前)?(?:"
-    r"(?:是否|有没有|有无|是不是)(?:已经|已)?(?:同意|接受)(?:过|了)?(?:本?协议|条款|用户协议|服务协议)?(?:了|过)?(?:吗|么)?"
-    r"|(?:已经|已)?(?:同意|接受)(?:过|了)?(?:本?协议|条款|用户协议|服务协议)?(?:了|过)?(?:吗|么|没有|没|吧)"
-    r"|(?:同意|接受)(?:的|了|过)(?:是)?(?:(?:哪个|哪一个|什么)版本|哪一?版本?)(?:的协议|的条款)?"
-    r"|的同意状态)"
-)
-
-
-#: A user asking what declining (or withdrawing) means for them: what the
-#: product does then, and the agreement's own sentence, rather than whichever
-#: clause the Q&A ranks first.
-_ASKS_WHAT_DECLINING_DOES = re.compile(
-    r"(?:如果|要是|假如|万一)?我?(?:不同意|拒绝|撤回同意)了?(?:本?协议|条款|这个协议|协议条款)?(?:的话|后|之后|以后)?"
-    r"(?:(?:会|将)?(?:怎样|怎么样|如何|有什么后果|有什么影响|有啥影响|有啥后果)|怎么办|呢|后果是什么"
-    r"|(?:还)?(?:能|可以)(?:继续)?(?:使用|用)(?:服务|你们的服务)?)(?:吗|呢|啊|呀)?"
-)
-
-
 async def what_declining_does(chat: Chat) -> Reply:
-    version = await chat.services.terms.current()
-    for section in version.sections:
-        for number, clause in enumerate(section.clauses, 1):
-            sentence = next((s for s in clause.split("。") if "不同意" in s), None)
-            if sentence:
-                return Reply(texts.what_declining_does(f"{section.number}.{number}", sentence.strip() + "。"))
-    return Reply(texts.what_declining_does(None, None))
+    found = own_questions.declining_sentence(await chat.services.terms.current())
+    return Reply(texts.what_declining_does(*(found or (None, None))))
 
 
 def _choice_meant(text: str) -> str:
@@ -615,10 +588,10 @@ async def free_text(chat: Chat) -> Reply:
         pending = await _pop_resume(chat)
         if pending:
             return Reply(texts.pending_cancelled(pending))
-    asked = bare.rstrip(TRAILING_PUNCTUATION).replace(" ", "")
-    if _ASKS_OWN_CONSENT.fullmatch(asked):
+    asked = own_questions.asked(chat.message.text)
+    if asked == own_questions.OWN_CONSENT:
         return await consent_status(chat)
-    if _ASKS_WHAT_DECLINING_DOES.fullmatch(asked):
+    if asked == own_questions.DECLINING:
         return await what_declining_does(chat)
     if _BARE_PLACE.fullmatch(bare):  # 7.1, 第4.2款, 第三节 sent alone: a place to read, not a question
         return await chat.run_command(f"条款 {bare}")

@@ -41,7 +41,7 @@ def _date(value) -> str:
     return value.astimezone(CHINA).strftime("%Y-%m-%d")
 
 
-def _when(value) -> str:
+def beijing_time(value) -> str:
     """A moment in Beijing time: the date, and the time unless it is midnight."""
     from bot.agreement import CHINA
 
@@ -82,7 +82,7 @@ def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion
 
 def _upcoming(version: "AgreementVersion") -> list[str]:
     return [
-        f"【即将生效】版本 {version.version} 将于 {_when(version.effective_at)} 生效。修改摘要：",
+        f"【即将生效】版本 {version.version} 将于 {beijing_time(version.effective_at)} 生效。修改摘要：",
         *[f"· {line}" for line in version.changes],
         f"届时我们会请您重新确认。回复“条款 {version.version} N”可提前阅读新版第 N 节。",
     ]
@@ -146,7 +146,7 @@ def no_such_section(version: "AgreementVersion", asked: str, cite: str = "", uni
 def version_overview(version: "AgreementVersion", current: "AgreementVersion") -> str:
     """A version other than the one in force (past or upcoming), section by section."""
     if version.effective_at > current.effective_at:
-        when = f"将于 {_when(version.effective_at)} 生效"
+        when = f"将于 {beijing_time(version.effective_at)} 生效"
     else:
         when = f"自 {_date(version.effective_at)} 起生效，已由版本 {current.version} 取代"
     lines = [f"《{version.title}》版本 {version.version}（{when}）", ""]
@@ -235,7 +235,7 @@ def already_accepted(version: "AgreementVersion") -> str:
 def consent_status(status: str, current: "AgreementVersion", version: str | None, at: dt.datetime | None) -> str:
     """The user's own consent: ``status`` (see ``bot.consent.STATUSES``) and
     their latest choice (its version and time), if any."""
-    when = f"于 {_when(at)} " if at is not None else ""
+    when = f"于 {beijing_time(at)} " if at is not None else ""
     if status == "accepted":
         return (f"您已{when}同意《{current.title}》（版本 {current.version}，即现行版本）。"
                 "回复“撤回同意”可随时撤回，回复“导出我的数据”可查看同意记录。")
@@ -314,7 +314,7 @@ def amendment_notice(version: "AgreementVersion") -> str:
         # A new feature or a legal change, in force at publication.
         when = f"已于 {_date(version.effective_at)} 更新为版本 {version.version}（即时生效）"
     else:
-        when = f"将于 {_when(version.effective_at)} 更新为版本 {version.version}"
+        when = f"将于 {beijing_time(version.effective_at)} 更新为版本 {version.version}"
     lines = [
         f"《{version.title}》{when}。修改摘要：",
         *[f"· {line}" for line in version.changes],

@@ -721,6 +721,27 @@ async def test_qa_answers_with_clause_references_or_abstains(api):
     assert (await api.call("GET", "/qa?q=hi")).status == 401
 
 
+async def test_qa_answers_questions_about_the_users_own_consent_from_their_record(api):
+    # As chat does: "我同意了吗" quoted the preamble's clause; the user's record answers it.
+    token = await api.token()
+    before = await api.call("GET", "/qa?q=" + "我同意了吗？", token=token)
+    assert before.status == 200 and before.body["kind"] == "consent_status", before.body
+    assert before.body["text"].startswith("您尚未同意") and before.body["refs"] == []
+    await api.accepted(token)
+    after = await api.call("GET", "/qa?q=" + "我同意的是哪个版本", token=token)
+    assert after.body["kind"] == "consent_status" and "已于" in after.body["text"], after.body
+    assert "2022-05-22" in after.body["text"] and "即现行版本" in after.body["text"]
+
+    declining = await api.call("GET", "/qa?q=" + "如果我不同意呢", token=token)
+    assert declining.body["kind"] == "declining", declining.body
+    assert declining.body["refs"] == ["7.1"] and declining.body["references"][0]["kind"] == "clause"
+    assert "不同意" in declining.body["text"] and "协议第7.1款" in declining.body["text"]
+    for reply in (before, after, declining):
+        assert "回复" not in reply.body["text"], reply.body  # no chat commands
+    # "我同意了" says yes in chat; here it is no question about the record.
+    assert (await api.call("GET", "/qa?q=" + "我同意了", token=token)).body["kind"] != "consent_status"
+
+
 async def test_export_is_the_chat_document_with_the_mini_program_parts(api):
     token = await api.token()
     await api.accepted(token)

@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
-from bot import api_texts
+from bot import api_texts, own_questions
 from bot.validation import Invalid
 from handlers.api.base import ApiHandler
 
 
 class QAHandler(ApiHandler):
-    """GET: the quoted clause and its references, or the abstention with the nearest sections."""
+    """GET: the quoted clause and its references, or the abstention with the
+    nearest sections; a question about the user's own consent ("我同意了吗")
+    or about declining ("不同意会怎样") is answered as chat answers it."""
 
     async def get(self) -> None:
         question = self.get_query_argument("q", "").strip()
         if not question:
             raise Invalid(api_texts.QUESTION_MISSING, "q")
-        answer = await self.services.answers.answer(question, self.user.openid, "miniprogram")
         version = await self.services.terms.current()
+        asked = own_questions.asked(question)
+        if asked == own_questions.OWN_CONSENT:
+            # Answered from the user's own record, as chat answers it.
+            state = await self.services.consents.state(self.user.openid)
+            latest = state.latest
+            kind, refs = asked, ()
+            text = api_texts.consent_status(state.status, state.current, latest.version if latest else None,
+                                            latest.at if latest else None)
+        elif asked == own_questions.DECLINING:
+            found = own_questions.declining_sentence(version)
+            kind, refs = asked, (found[0],) if found else ()
+            text = api_texts.what_declining_does(*(found or (None, None)))
+        else:
+            answer = await self.services.answers.answer(question, self.user.openid, "miniprogram")
+            kind, text, refs = answer.kind, answer.app_text, answer.refs
         self.write_json(
             {
                 "question": question,
-                "kind": answer.kind,
-                "text": answer.app_text,
-                "refs": list(answer.refs),
-                "references": [_reference(version, ref) for ref in answer.refs],
+                "kind": kind,
+                "text": text,
+                "refs": list(refs),
+                "references": [_reference(version, ref) for ref in refs],
                 "version": version.version,
             }
         )

@@ -284,7 +284,10 @@ PATHS = {
         "get": _op(
             "Ask a question about the agreement",
             _json(_obj(
-                question=STR, kind={"enum": ["answer", "abstain", "smalltalk"]},
+                question=STR, kind={"enum": ["answer", "abstain", "smalltalk", "consent_status", "declining"],
+                                    "description": "consent_status: the user asked about their own consent "
+                                    "(我同意了吗), answered from their record; declining: what follows from not "
+                                    "agreeing, with the agreement's sentence on it in refs"},
                 text={**STR, "description": "the quoted clause (or the abstention with the nearest sections), "
                       "worded for the mini-program: no chat commands"}, refs=STRS,
                 references={"type": "array", "items": _obj(

@@ -1,0 +1,58 @@
+"""Questions about the asker's own consent, answered from their record, not the agreement.
+
+"我同意了吗" is answered with the user's own consent (version and time, or
+none), and "不同意会怎样" with what follows from declining and the
+agreement's own sentence on it; the Q&A would quote whichever clause it
+ranks first. One place for both, which chat (:mod:`bot.chat`) and the
+mini-program's ``/api/v1/qa`` share; each words the answer for its screen.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.agreement import AgreementVersion
+from bot.router import normalize_command
+from bot.validation import TRAILING_PUNCTUATION
+
+#: The kinds :func:`asked` returns.
+OWN_CONSENT = "consent_status"
+DECLINING = "declining"
+
+#: A user asking whether they accepted ("我同意了吗", "我有没有同意协议",
+#: "我同意的是哪个版本"). A question word is required: "我同意了" says yes.
+_ASKS_OWN_CONSENT = re.compile(
+    r"我?(?:之前|以前)?(?:"
+    r"(?:是否|有没有|有无|是不是)(?:已经|已)?(?:同意|接受)(?:过|了)?(?:本?协议|条款|用户协议|服务协议)?(?:了|过)?(?:吗|么)?"
+    r"|(?:已经|已)?(?:同意|接受)(?:过|了)?(?:本?协议|条款|用户协议|服务协议)?(?:了|过)?(?:吗|么|没有|没|吧)"
+    r"|(?:同意|接受)(?:的|了|过)(?:是)?(?:(?:哪个|哪一个|什么)版本|哪一?版本?)(?:的协议|的条款)?"
+    r"|的同意状态)"
+)
+
+#: A user asking what declining (or withdrawing) means for them.
+_ASKS_WHAT_DECLINING_DOES = re.compile(
+    r"(?:如果|要是|假如|万一)?我?(?:不同意|拒绝|撤回同意)了?(?:本?协议|条款|这个协议|协议条款)?(?:的话|后|之后|以后)?"
+    r"(?:(?:会|将)?(?:怎样|怎么样|如何|有什么后果|有什么影响|有啥影响|有啥后果)|怎么办|呢|后果是什么"
+    r"|(?:还)?(?:能|可以)(?:继续)?(?:使用|用)(?:服务|你们的服务)?)(?:吗|呢|啊|呀)?"
+)
+
+
+def asked(text: str) -> str | None:
+    """:data:`OWN_CONSENT`, :data:`DECLINING`, or None for any other question."""
+    words = normalize_command(text).rstrip(TRAILING_PUNCTUATION).replace(" ", "")
+    if _ASKS_OWN_CONSENT.fullmatch(words):
+        return OWN_CONSENT
+    if _ASKS_WHAT_DECLINING_DOES.fullmatch(words):
+        return DECLINING
+    return None
+
+
+def declining_sentence(version: AgreementVersion) -> tuple[str, str] | None:
+    """The agreement's first sentence on not agreeing, with its place
+    (``("7.1", "…。")``), or None if it has none."""
+    for section in version.sections:
+        for number, clause in enumerate(section.clauses, 1):
+            sentence = next((s for s in clause.split("。") if "不同意" in s), None)
+            if sentence:
+                return f"{section.number}.{number}", sentence.strip() + "。"
+    return None
