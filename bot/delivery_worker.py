@@ -127,21 +127,40 @@ class DeliveryWorker:
         tasks = [*readers, asyncio.create_task(self._upkeep(stop)), asyncio.create_task(self._present(stop))]
         try:
             await stop.wait()
-            busy = [task for task in tasks if task in self._working] + list(self._ending)  # the others only wait for work
-            if busy:
-                log.info("worker %s stopping: the sends in flight finish first", self.name)
-                _done, cut = await asyncio.wait(busy, timeout=STOP_GRACE)
-                if cut:
-                    log.warning("worker %s: %d sending tasks cut off after %.0f s", self.name, len(cut), STOP_GRACE)
+            await self._finish_in_flight(tasks)
         finally:
-            for task in (*tasks, *self._ending):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, *self._ending, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            while self._ending:  # a reader cut off may still have begun one
+                ending = set(self._ending)
+                for task in ending:
+                    task.cancel()
+                await asyncio.gather(*ending, return_exceptions=True)
+                self._ending -= ending
             # This worker's consumers, if they hold nothing (else the next worker takes their entries over).
             own = [f"{self.name}-{i}" for i in range(self.concurrency)] + [f"{self.name}-upkeep"]
             with contextlib.suppress(*RedisUnavailable):
                 await self.deps.queue.retire(own)
                 await self.deps.queue.stopped(self.name)
+
+    async def _finish_in_flight(self, tasks: list[asyncio.Task]) -> None:
+        """Give the batches being sent, and their ends (begun as late as the
+        sends a stop cut short finish), :data:`STOP_GRACE` seconds in all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE
+        told = False
+        while True:
+            busy = {task for task in tasks if task in self._working} | self._ending  # the others only wait for work
+            if not busy:
+                return
+            if not told:
+                log.info("worker %s stopping: the sends in flight finish first", self.name)
+                told = True
+            if loop.time() >= deadline:
+                log.warning("worker %s: %d sending tasks cut off after %.0f s", self.name, len(busy), STOP_GRACE)
+                return
+            await asyncio.wait(busy, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
 
     @contextlib.contextmanager
     def _at_work(self):
@@ -181,6 +200,10 @@ class DeliveryWorker:
                 entries = await self.deps.queue.read(consumer, count=1, block_ms=500)
                 if stop.is_set():
                     return  # read while stopping: left unacknowledged, taken over by the next worker
+                if len(entries) > 1 and ending is not None:
+                    # Not while the second entry waits its turn: only the first one's end touches it.
+                    await ending
+                    ending = None
                 with self._at_work():
                     for i, (entry_id, notice_id, openids) in enumerate(entries):
                         # Entries read together (one of each stream, rarely) are all kept
@@ -605,8 +628,11 @@ class _Batch:
 
     async def _beat(self, done: asyncio.Event) -> None:
         while True:
+            # Not wait_for: on Python 3.11 it can swallow a cancel that comes as
+            # ``done`` is set, and a batch cancelled at a stop would go on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), BEAT)
+                async with asyncio.timeout(BEAT):
+                    await done.wait()
             if done.is_set():
                 return
             try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import delivery_worker
 from bot.delivery_worker import PAY_SECONDS, WINDOW
 from storage.work_queue import RECLAIM_IDLE_MS
 from bot.notices import NO_WORKER, PLANNER_SILENT, NoticeRefused
@@ -1017,6 +1018,36 @@ async def test_a_worker_stopped_mid_broadcast_finishes_its_sends_in_flight(make_
     assert (final.sent, final.failed, final.failed_by_code) == (120, 0, {})
     counts = collections.Counter(m["touser"] for m in await emulator.messages())
     assert len(counts) == 120 and max(counts.values()) == 1
+
+
+async def test_a_stop_waits_for_the_outcomes_of_the_batch_it_interrupted(make_service, emulator, monkeypatch):
+    # A batch's end (its outcomes written, its entry acknowledged) runs beside the
+    # next batch; the end of the batch a stop cut short started after the stop and
+    # was cancelled at once: WeChat had the messages, MongoDB still said pending.
+    monkeypatch.setattr(delivery_worker, "FLUSH_EVERY", 60.0)  # outcomes only at a batch's end
+    svc = await make_service(notice_rate=100)
+    record = svc.runtime.broadcasts.record_outcomes
+
+    async def record_on_a_busy_database(*args, **kwargs):
+        await asyncio.sleep(0.05)  # the write waits its turn, as on a database with other work
+        await record(*args, **kwargs)
+
+    monkeypatch.setattr(svc.runtime.broadcasts, "record_outcomes", record_on_a_busy_database)
+    openids = [f"o-se{i:03d}" for i in range(100)]
+    await active_users(svc, *openids)
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 0.3, "times": 10_000})
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=1).run(stop))
+    deadline = time.monotonic() + 20
+    while len(await emulator.messages()) < 30 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await worker
+    delivered = {m["touser"] for m in await emulator.messages()}
+    assert 0 < len(delivered) < 100
+    recorded = await deliveries(svc, notice)
+    assert {o for o, status in recorded.items() if status == "sent"} == delivered
 
 
 async def test_a_batch_taken_over_is_finished_too_when_the_worker_stops(make_service, emulator):
