@@ -730,6 +730,7 @@ async def test_qa_answers_questions_about_the_users_own_consent_from_their_recor
     await api.accepted(token)
     after = await api.call("GET", "/qa?q=" + "我同意的是哪个版本", token=token)
     assert after.body["kind"] == "consent_status" and "已于" in after.body["text"], after.body
+    assert (await api.call("GET", "/qa?q=" + "同意状态", token=token)).body["text"] == after.body["text"]
     assert "2022-05-22" in after.body["text"] and "即现行版本" in after.body["text"]
 
     declining = await api.call("GET", "/qa?q=" + "如果我不同意呢", token=token)

@@ -286,10 +286,11 @@ PATHS = {
             _json(_obj(
                 question=STR, kind={"enum": ["answer", "abstain", "smalltalk", "consent_status", "declining"],
                                     "description": "consent_status: the user asked about their own consent "
-                                    "(我同意了吗), answered from their record; declining: what follows from not "
-                                    "agreeing, with the agreement's sentence on it in refs"},
-                text={**STR, "description": "the quoted clause (or the abstention with the nearest sections), "
-                      "worded for the mini-program: no chat commands"}, refs=STRS,
+                                    "(我同意了吗, 同意状态), answered from their record; declining: what follows "
+                                    "from not agreeing, quoting the agreement's sentence on it (its place in refs)"},
+                text={**STR, "description": "the quoted clause, the abstention with the nearest sections, or the "
+                      "answer from the user's record (consent_status, declining), worded for the mini-program: "
+                      "no chat commands"}, refs=STRS,
                 references={"type": "array", "items": _obj(
                     ref=STR, kind={"enum": ["clause", "section", "preamble"]},
                     section={"type": ["integer", "null"]}, section_title=NSTR,
