@@ -40,6 +40,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from bot.replies import Reply
+from bot.traditional import simplified
 from bot.validation import TRAILING_PUNCTUATION
 
 if TYPE_CHECKING:
@@ -55,8 +56,9 @@ PASS = object()
 def normalize_command(text: str) -> str:
     """Fold a typed command for comparison: NFKC (full-width to half-width),
     invisible characters (zero-width spaces a paste brings) and surrounding
-    blanks removed, Latin letters in lower case."""
-    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).strip().lower()
+    blanks removed, Latin letters in lower case, Traditional characters in
+    their Simplified forms (條款 is 条款)."""
+    return simplified(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).strip().lower())
 
 
 #: Zero-width space, non-joiner, joiner, word joiner, BOM.

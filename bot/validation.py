@@ -11,6 +11,7 @@ import re
 import unicodedata
 
 from bot.errors import BotError
+from bot.traditional import simplified
 
 
 class Invalid(BotError):
@@ -44,8 +45,9 @@ _ENTITY_WORDS = {"个人": "individual", "企业": "enterprise", "公司": "ente
 
 def answer_word(text: str) -> str:
     """A one-word answer as typed on a phone ("个人。", "是的！"): folded,
-    lower case, without the punctuation a keyboard adds."""
-    return fold(text).strip(TRAILING_PUNCTUATION).lower()
+    lower case, without the punctuation a keyboard adds, in Simplified
+    characters (個人 is 个人)."""
+    return simplified(fold(text).strip(TRAILING_PUNCTUATION).lower())
 
 
 def is_entity_type(text: str) -> bool:

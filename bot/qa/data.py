@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.errors import BotError
 from bot.file_problems import os_problem, toml_problem
+from bot.traditional import simplified
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "qa"
 FILES = ("lexicon.toml", "examples.toml", "settings.toml")
@@ -36,8 +37,9 @@ class QADataError(BotError):
 
 
 def fold(text: str) -> str:
-    """NFKC (full-width to half-width) and lower case: how every word is compared."""
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC (full-width to half-width), lower case and Simplified characters
+    (:mod:`bot.traditional`): how every word is compared."""
+    return simplified(unicodedata.normalize("NFKC", text).lower())
 
 
 @dataclasses.dataclass(frozen=True)
