@@ -492,6 +492,14 @@ class DeliveryWorker:
                 return outcomes
         sent = await asyncio.gather(*(self._send(batch, notice, o, c, pieces) for o, c in channels.items()))
         fresh = dict(zip(channels, sent))
+        over_quota = [o for o, out in fresh.items() if out is _OVER_QUOTA]
+        if over_quota:
+            # WeChat's quota is spent: the job waits for a resume, these recipients
+            # pending (nothing reached them), rather than all being recorded failed.
+            for openid in over_quota:
+                del fresh[openid]
+            await deps.journal.forget(notice.id, over_quota, batch.token)
+            await self._pause_for_quota(notice.id)
         # A template WeChat refused (the user declined it, the template is gone):
         # inside the 48 hours a customer-service message still reaches them.
         fallback = [o for o, out in fresh.items() if _template_refused(out)
@@ -501,12 +509,20 @@ class DeliveryWorker:
             await deps.limiter.acquire(len(fallback))
             again = await asyncio.gather(*(self._send(batch, notice, o, "custom", text) for o in fallback))
             for openid, out in zip(fallback, again):
+                if out is _OVER_QUOTA:  # the template's refusal stays its outcome
+                    await self._pause_for_quota(notice.id)
+                    continue
                 refused = fresh[openid]
                 fresh[openid] = {**out, "attempts": out["attempts"] + refused["attempts"],
                                  "fallback_errcode": refused["errcode"]}
         await deps.journal.record(notice.id, fresh)
         outcomes.update(fresh)
         return outcomes
+
+    async def _pause_for_quota(self, notice_id: str) -> None:
+        if await self.deps.broadcasts.pause_for_quota(notice_id):
+            log.warning("notice %s paused: WeChat refuses sends for its call quota (45009)", notice_id)
+        self._notice_cache.pop(notice_id, None)  # the next window sees the pause
 
     async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str, pieces: list[str]) -> dict:
         """Send (the first message's rate already paid), retrying temporary
@@ -533,6 +549,8 @@ class DeliveryWorker:
                     done += 1
                 return {"status": "sent", "channel": channel, "template_msgid": None, "attempts": attempt}
             except WeChatAPIError as exc:
+                if exc.code == QUOTA_ERROR and attempt == MAX_ATTEMPTS and not done:
+                    return _OVER_QUOTA  # nothing of it reached the user: sent again after a resume
                 if not exc.retryable or attempt == MAX_ATTEMPTS:
                     return {**_failure(exc, channel), "attempts": attempt}
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
@@ -655,6 +673,11 @@ class _Batch:
 
 #: Stands in a batch's followers for a mini-program openid of no follower.
 _MINI_PROGRAM_ONLY = object()
+
+#: WeChat's "call quota reached" (also its answer to too many calls a second):
+#: retried, and when it outlasts the retries the job is paused (_OVER_QUOTA).
+QUOTA_ERROR = 45009
+_OVER_QUOTA: dict = {"status": "over_quota"}
 
 
 def _excluded(notice: Notice, follower, opted_out: set[str]) -> dict | None:

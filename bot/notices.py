@@ -213,6 +213,7 @@ class Progress:
             "planned": self.notice.planned,
             "recorded": self.recorded,
             "recording": self.recording,
+            "paused_by": self.notice.paused_by,
         }
 
 
@@ -398,6 +399,12 @@ class Broadcasts:
         if not await self.notices.transition(notice_id, ("queued", "sending"), "paused", self._clock()):
             raise NoticeRefused(await self._cannot(notice_id, "暂停"))
         return await self._get(notice_id)
+
+    async def pause_for_quota(self, notice_id: str) -> bool:
+        """Pause a job whose sends WeChat keeps refusing for its call quota
+        (45009 after every retry): its recipients stay pending for a resume,
+        rather than each being recorded failed. False if it was not sending."""
+        return await self.notices.transition(notice_id, ("sending",), "paused", self._clock(), by="quota")
 
     async def resume(self, notice_id: str) -> Notice:
         paused = await self._get(notice_id)
@@ -586,6 +593,10 @@ def explain(labels: dict[str, str], key: str) -> str:
 #: Said beside the progress of a job no worker is running for.
 NO_WORKER = ("当前没有运行中的发送进程，这条通知不会发出：请启动服务（wetoop-bot serve，自带一个发送进程）"
              "或运行 wetoop-bot worker。")
+#: Why a job is paused when no admin paused it (``Notice.paused_by``).
+PAUSED_BY = {
+    "quota": "微信接口调用次数已达上限（45009），已自动暂停，未发出的接收者仍为待发送；额度恢复后（通常为次日）可继续发送。",
+}
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
 
 

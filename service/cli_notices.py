@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bot.file_problems import os_problem
-from bot.notices import CHANNELS, JOB_LABELS, NO_WORKER, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
+from bot.notices import CHANNELS, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
 from bot.preferences import category_from_name
 from bot.validation import Invalid
 from service import supervisor
@@ -155,6 +155,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("（Redis 暂时无法连接：正在发送的数量无从得知，已计入待发送）")
     if progress.waiting_for_worker:
         print(NO_WORKER)
+    if data["status"] == "paused" and data["paused_by"] in PAUSED_BY:
+        print(f"{PAUSED_BY[data['paused_by']]}命令：wetoop-bot notice resume {data['id']}")
     if data["skipped_by_reason"]:
         print("跳过原因：" + "，".join(f"{explain(SKIP_REASONS, k)} {v}" for k, v in data["skipped_by_reason"].items()))
     if data["failed_by_code"]:

@@ -48,6 +48,8 @@ class Notice:
     resumed_at: dt.datetime | None = None
     paused_at: dt.datetime | None = None
     paused_seconds: float = 0.0
+    #: Who paused it, if not an admin: ``"quota"``, a worker that met WeChat's call quota (45009).
+    paused_by: str | None = None
     planned: bool = False
     #: Fields some notices add: ``version`` for the amendment notice of a publication or withdrawal.
     extra: dict = dataclasses.field(default_factory=dict)
@@ -135,8 +137,10 @@ class Notices:
     async def planned(self, notice_id: str, total: int) -> None:
         await self._coll.update_one({"_id": notice_id}, {"$set": {"planned": "yes", "total": total}})
 
-    async def transition(self, notice_id: str, expected: tuple[str, ...], status: str, at: dt.datetime) -> bool:
-        """Set ``status`` if the current one is in ``expected``; True if it changed."""
+    async def transition(self, notice_id: str, expected: tuple[str, ...], status: str, at: dt.datetime,
+                         by: str | None = None) -> bool:
+        """Set ``status`` if the current one is in ``expected``; True if it
+        changed. ``by``: who pauses, if not an admin (``Notice.paused_by``)."""
         fields: dict = {"status": status}
         if status == "sending":
             fields["resumed_at"] = at
@@ -146,7 +150,12 @@ class Notices:
             fields["paused_at"] = at
         if status in ("done", "cancelled"):
             fields["finished_at"] = at
-        result = await self._coll.update_one({"_id": notice_id, "status": {"$in": list(expected)}}, {"$set": fields})
+        update: dict = {"$set": fields}
+        if by is not None:
+            fields["paused_by"] = by
+        else:
+            update["$unset"] = {"paused_by": ""}
+        result = await self._coll.update_one({"_id": notice_id, "status": {"$in": list(expected)}}, update)
         return result.matched_count == 1
 
     async def add_pause(self, notice_id: str, seconds: float) -> None:
@@ -172,7 +181,7 @@ class Notices:
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
           # planning_at: what notices stored before planning_ms had.
           "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms",
-          "resumed_at", "paused_at", "paused_seconds"}
+          "resumed_at", "paused_at", "paused_seconds", "paused_by"}
 
 
 
@@ -198,6 +207,7 @@ def _notice(doc: dict) -> Notice:
         resumed_at=as_datetime(doc.get("resumed_at")),
         paused_at=as_datetime(doc.get("paused_at")),
         paused_seconds=float(doc.get("paused_seconds") or 0),
+        paused_by=doc.get("paused_by") or None,
         planned=_flag(doc.get("planned")),
         extra={k: v for k, v in doc.items() if k not in _KNOWN},
     )

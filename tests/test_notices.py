@@ -353,6 +353,33 @@ async def test_temporary_errors_are_retried(svc, emulator):
     assert emulator.state.stats()["calls"][path] == 5
 
 
+async def test_a_job_that_meets_wechats_quota_is_paused_not_failed(svc, emulator, monkeypatch):
+    # 45009 that outlasts the retries is WeChat's call quota spent for the day:
+    # every recipient left was recorded failed, one after another. The job is
+    # paused instead, nobody is recorded, and a resume sends to everyone once.
+    monkeypatch.setattr(delivery_worker, "BACKOFF", 0.01)
+    openids = [f"o-q{i}" for i in range(3)]
+    await active_users(svc, *openids)
+    path = "/cgi-bin/message/custom/send"
+    await emulator.post("/_emulator/faults", {"path": path, "errcode": 45009, "times": 10_000})
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    await run_worker(svc, timeout=10)
+    paused = await svc.runtime.broadcasts.progress(notice)
+    assert paused.notice.status == "paused" and paused.to_json()["paused_by"] == "quota", paused.to_json()
+    assert (paused.sent, paused.failed, paused.pending) == (0, 0, 3)
+    assert await emulator.messages() == []
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="DELETE")  # the quota is back
+    await svc.runtime.broadcasts.resume(notice)
+    await run_worker(svc)
+    done = await svc.runtime.broadcasts.progress(notice)
+    assert done.notice.status == "done" and done.to_json()["paused_by"] is None
+    assert (done.sent, done.failed) == (3, 0)
+    assert sorted(m["touser"] for m in await emulator.messages()) == openids
+
+
 async def test_a_retry_resumes_a_long_notice_at_the_piece_that_failed(svc, emulator):
     # A body sent in three customer-service pieces, the second refused once with -1:
     # the retry sent the first piece again (the user got it twice).

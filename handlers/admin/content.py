@@ -12,7 +12,7 @@ from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASO
 from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, draft_stamp
 from bot.errors import BotError
 from bot.merchants import STATUSES
-from bot.notices import JOB_LABELS, NO_WORKER, SKIP_REASONS, WECHAT_ERRORS, notice_text
+from bot.notices import JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, notice_text
 from bot.terms_diff import side_by_side
 from handlers.admin.base import AdminHandler
 from storage.notices import CATEGORIES
@@ -211,7 +211,7 @@ class NoticeHandler(AdminHandler):
         progress = await self.runtime.broadcasts.progress(notice_id)
         self.page("notice.html", p=progress, data=progress.to_json(), categories=CATEGORIES, labels=JOB_LABELS,
                   skip_reasons=SKIP_REASONS, audiences=AUDIENCES, wechat_errors=WECHAT_ERRORS,
-                  text=notice_text(progress.notice), no_worker=NO_WORKER)
+                  text=notice_text(progress.notice), no_worker=NO_WORKER, paused_by=PAUSED_BY)
 
 
 class NoticeProgressHandler(AdminHandler):
