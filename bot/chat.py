@@ -12,6 +12,7 @@ import logging
 import re
 
 from bot import own_questions, texts
+from bot.own_questions import NEAR_CONSENT
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
@@ -285,10 +286,6 @@ async def withdraw(chat: Chat) -> Reply:
 #: Near misses of the three replies above ("我同意", "同意。"). Only the exact
 #: words count as a choice, but answering these from the Q&A (a quoted
 #: clause) would let the user believe they had chosen.
-NEAR_CONSENT = ("同意", "不同意", "撤回同意", "我同意", "我不同意", "我要撤回同意", "同意协议", "同意条款",
-                "同意服务协议", "我同意协议", "我同意条款", "不同意协议", "不同意条款", "撤销同意", "取消同意")
-
-
 @router.command(*NEAR_CONSENT, args=f"[{re.escape(STATEMENT_END.strip())}]*")
 async def near_consent(chat: Chat) -> Reply:
     return Reply(texts.consent_exact_words(_choice_meant(chat.message.text)))

@@ -18,6 +18,13 @@ from bot.validation import TRAILING_PUNCTUATION
 #: The kinds :func:`asked` returns.
 OWN_CONSENT = "consent_status"
 DECLINING = "declining"
+CHOICE = "consent_choice"
+
+#: A consent choice in words (同意, 我不同意, 撤回同意 …). Chat records one only
+#: when it is the exact word alone (and says so to these near misses); the app
+#: records one by its buttons: typed into its Q&A, it is no question either.
+NEAR_CONSENT = ("同意", "不同意", "撤回同意", "我同意", "我不同意", "我要撤回同意", "同意协议", "同意条款",
+                "同意服务协议", "我同意协议", "我同意条款", "不同意协议", "不同意条款", "撤销同意", "取消同意")
 
 #: A user asking whether they accepted ("我同意了吗", "我有没有同意协议",
 #: "我同意的是哪个版本"). A question word is required: "我同意了" says yes.
@@ -42,12 +49,14 @@ _STATUS_WORDS = ("同意状态", "我的同意")
 
 
 def asked(text: str) -> str | None:
-    """:data:`OWN_CONSENT`, :data:`DECLINING`, or None for any other question."""
+    """:data:`OWN_CONSENT`, :data:`DECLINING`, :data:`CHOICE`, or None for any other question."""
     words = normalize_command(text).rstrip(TRAILING_PUNCTUATION).replace(" ", "")
     if words in _STATUS_WORDS or _ASKS_OWN_CONSENT.fullmatch(words):
         return OWN_CONSENT
     if _ASKS_WHAT_DECLINING_DOES.fullmatch(words):
         return DECLINING
+    if words in NEAR_CONSENT:
+        return CHOICE
     return None
 
 

@@ -743,6 +743,17 @@ async def test_qa_answers_questions_about_the_users_own_consent_from_their_recor
     assert (await api.call("GET", "/qa?q=" + "我同意了", token=token)).body["kind"] != "consent_status"
 
 
+async def test_qa_says_a_choice_typed_as_a_question_is_not_recorded(api):
+    # "同意" typed into the Q&A quoted 前言.3 (…即表示您已同意…): as if the choice were made.
+    token = await api.token()
+    for words in ("同意", "我不同意。", "撤回同意"):
+        reply = await api.call("GET", "/qa?q=" + words, token=token)
+        assert reply.body["kind"] == "consent_choice" and "不会记录" in reply.body["text"], reply.body
+        assert reply.body["refs"] == []
+    me = await api.call("GET", "/me", token=token)
+    assert me.body["consent"]["status"] == "none", me.body["consent"]
+
+
 async def test_export_is_the_chat_document_with_the_mini_program_parts(api):
     token = await api.token()
     await api.accepted(token)

@@ -25,6 +25,9 @@ class QAHandler(ApiHandler):
             kind, refs = asked, ()
             text = api_texts.consent_status(state.status, state.current, latest.version if latest else None,
                                             latest.at if latest else None)
+        elif asked == own_questions.CHOICE:
+            # "同意" typed here: the quote of 前言.3 (…即表示您已同意…) would let the user believe they had chosen.
+            kind, refs, text = asked, (), api_texts.CONSENT_CHOICE_NOT_RECORDED
         elif asked == own_questions.DECLINING:
             found = own_questions.declining_sentence(version)
             kind, refs = asked, (found[0],) if found else ()
