@@ -467,3 +467,14 @@ def test_what_changed_points_to_the_amendment_clause_not_to_content(qa, question
     # "内容" matched section 4's title (您在我们服务中发布的内容): 4.2 was quoted.
     answer = qa.answer(question)
     assert answer.refs == ("7.1",), answer
+
+
+@pytest.mark.parametrize("mixed, twin", [
+    ("你们如何保护我的privacy", "你们如何保护我的隐私"),
+    ("你们会使用我的data吗", "你们会使用我的数据吗"),
+    ("我的account密码被盗了怎么办", "我的帐户密码被盗了怎么办"),
+])
+def test_english_words_in_a_question_count_as_their_chinese_twins(qa, mixed, twin):
+    # privacy, data: the question abstained (the lexicon knew copyright, logo, app …).
+    got, expected = qa.answer(mixed), qa.answer(twin)
+    assert got.kind == "answer" and got.refs == expected.refs, (got.kind, got.refs, expected.refs)
