@@ -492,14 +492,6 @@ class DeliveryWorker:
                 return outcomes
         sent = await asyncio.gather(*(self._send(batch, notice, o, c, pieces) for o, c in channels.items()))
         fresh = dict(zip(channels, sent))
-        over_quota = [o for o, out in fresh.items() if out is _OVER_QUOTA]
-        if over_quota:
-            # WeChat's quota is spent: the job waits for a resume, these recipients
-            # pending (nothing reached them), rather than all being recorded failed.
-            for openid in over_quota:
-                del fresh[openid]
-            await deps.journal.forget(notice.id, over_quota, batch.token)
-            await self._pause_for_quota(notice.id)
         # A template WeChat refused (the user declined it, the template is gone):
         # inside the 48 hours a customer-service message still reaches them.
         fallback = [o for o, out in fresh.items() if _template_refused(out)
@@ -509,20 +501,40 @@ class DeliveryWorker:
             await deps.limiter.acquire(len(fallback))
             again = await asyncio.gather(*(self._send(batch, notice, o, "custom", text) for o in fallback))
             for openid, out in zip(fallback, again):
-                if out is _OVER_QUOTA:  # the template's refusal stays its outcome
-                    await self._pause_for_quota(notice.id)
+                if out is _OVER_QUOTA:  # pending, as below: after a resume the template, then this
+                    fresh[openid] = out
                     continue
                 refused = fresh[openid]
                 fresh[openid] = {**out, "attempts": out["attempts"] + refused["attempts"],
                                  "fallback_errcode": refused["errcode"]}
+        over_quota = [o for o, out in fresh.items() if out is _OVER_QUOTA]
+        if over_quota:
+            for openid in over_quota:
+                del fresh[openid]
+            await self._over_quota(batch, notice.id, over_quota, now)
         await deps.journal.record(notice.id, fresh)
         outcomes.update(fresh)
         return outcomes
 
-    async def _pause_for_quota(self, notice_id: str) -> None:
-        if await self.deps.broadcasts.pause_for_quota(notice_id):
-            log.warning("notice %s paused: WeChat refuses sends for its call quota (45009)", notice_id)
+    async def _over_quota(self, batch: "_Batch", notice_id: str, openids: list[str], since: dt.datetime) -> None:
+        """WeChat's call quota is spent: the job waits for a resume, these
+        recipients pending (nothing reached them), rather than each being
+        recorded failed."""
+        deps = self.deps
+        # Marks and claims dropped first: a cancel from now on skips them itself.
+        await deps.journal.forget(notice_id, openids, batch.token)
+        current = await deps.notices.get(notice_id)
         self._notice_cache.pop(notice_id, None)  # the next window sees the pause
+        if current is None:
+            return
+        if current.status == "cancelled":
+            # The cancel spared them while this task held them: nobody else records them.
+            await deps.broadcasts.record_outcomes(
+                notice_id, {openid: {"status": "skipped", "reason": "cancelled"} for openid in openids}, deps.clock())
+        elif current.resumed_at is None or current.resumed_at <= since:
+            # Not a job an admin resumed while these retries ran (the quota may be back).
+            if await deps.broadcasts.pause_for_quota(notice_id):
+                log.warning("notice %s paused: WeChat refuses sends for its call quota (45009)", notice_id)
 
     async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str, pieces: list[str]) -> dict:
         """Send (the first message's rate already paid), retrying temporary

@@ -214,6 +214,7 @@ class Progress:
             "recorded": self.recorded,
             "recording": self.recording,
             "paused_by": self.notice.paused_by,
+            "paused_for_quota": self.notice.status == "paused" and self.notice.paused_by == "quota",
         }
 
 
@@ -595,7 +596,8 @@ NO_WORKER = ("当前没有运行中的发送进程，这条通知不会发出：
              "或运行 wetoop-bot worker。")
 #: Why a job is paused when no admin paused it (``Notice.paused_by``).
 PAUSED_BY = {
-    "quota": "微信接口调用次数已达上限（45009），已自动暂停，未发出的接收者仍为待发送；额度恢复后（通常为次日）可继续发送。",
+    "quota": "微信拒绝了发送：接口调用次数已达上限（45009），已自动暂停，未发出的接收者仍为待发送。"
+             "每日额度次日恢复后可继续发送；如是发送速度超过了微信的限制，请先调低 NOTICE_RATE。",
 }
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
 

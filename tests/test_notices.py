@@ -380,6 +380,52 @@ async def test_a_job_that_meets_wechats_quota_is_paused_not_failed(svc, emulator
     assert sorted(m["touser"] for m in await emulator.messages()) == openids
 
 
+async def test_a_cancel_while_sends_meet_the_quota_leaves_nobody_pending(svc, emulator, monkeypatch):
+    # The cancel spared the recipients a task held while it retried; the task then
+    # let them go (quota: pending for a resume) and nobody recorded them: a cancelled
+    # job with 3 pending for ever.
+    monkeypatch.setattr(delivery_worker, "BACKOFF", 0.2)
+    openids = [f"o-qc{i}" for i in range(3)]
+    await active_users(svc, *openids)
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45009, "times": 10_000})
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=1).run(stop))
+    await asyncio.sleep(1.0)  # the sends are in their retries
+    await svc.runtime.broadcasts.cancel(notice)
+    await asyncio.sleep(3.5)  # the retries end
+    stop.set()
+    await worker
+    final = await svc.runtime.broadcasts.progress(notice)
+    assert final.notice.status == "cancelled"
+    assert (final.pending, final.skipped, final.skipped_by_reason) == (0, 3, {"cancelled": 3}), final.to_json()
+
+
+async def test_a_fallback_that_meets_the_quota_leaves_its_recipient_pending(make_service, emulator, tmp_path,
+                                                                             monkeypatch):
+    # A template refused (43101), then its customer-service fallback met the quota:
+    # recorded failed 43101, and a resume never sent it.
+    monkeypatch.setattr(delivery_worker, "BACKOFF", 0.01)
+    templates = tmp_path / "templates.json"
+    templates.write_text(json.dumps({"security": {"template_id": "TPL-SEC", "fields": {"first": "{title}"}}}))
+    svc = await make_service(notice_templates=str(templates))
+    await active_users(svc, "o-qf")
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/template/send", "errcode": 43101, "times": 1})
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45009, "times": 10_000})
+    notice = await send(svc, category="security", title="异地登录提醒", audience={"type": "openids", "openids": ["o-qf"]})
+    await run_worker(svc, timeout=10)
+    paused = await svc.runtime.broadcasts.progress(notice)
+    assert paused.notice.status == "paused" and (paused.pending, paused.failed) == (1, 0), paused.to_json()
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="DELETE")
+    await svc.runtime.broadcasts.resume(notice)
+    await run_worker(svc)
+    done = await svc.runtime.broadcasts.progress(notice)
+    assert (done.notice.status, done.sent, done.failed) == ("done", 1, 0), done.to_json()
+
+
 async def test_a_retry_resumes_a_long_notice_at_the_piece_that_failed(svc, emulator):
     # A body sent in three customer-service pieces, the second refused once with -1:
     # the retry sent the first piece again (the user got it twice).
