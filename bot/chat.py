@@ -502,7 +502,7 @@ async def _suspended_text(chat: Chat) -> str:
 # -- notices ------------------------------------------------------------------------------
 
 
-@router.command("通知设置", "通知")
+@router.command("通知设置", "通知", "通知设定")
 async def notice_settings(chat: Chat) -> Reply:
     return Reply(settings_text(await chat.services.preferences.settings(chat.openid)))
 

@@ -3,7 +3,8 @@
 Users in Hong Kong, Macau and Taiwan, or with a Traditional input method, ask
 "我上傳的圖片版權歸誰" and type 條款 or 幫助; the agreement, the Q&A's lexicon and
 the commands are Simplified. Character by character, for the characters such
-questions use (the agreement's own, everyday words, commerce and law): no
+questions use (the agreement's own, everyday words, commerce and law), in the
+Taiwan and the Hong Kong forms (説, 閲, 羣 …): no
 word-level conversion (软体 stays 软体; the lexicon's synonyms cover such words).
 None of the keys occurs in the agreement or the Q&A's data
 (``tests/test_traditional.py``), so Simplified text folds to itself; 著 is left
@@ -35,7 +36,8 @@ _PAIRS = (
     '鍋锅 鍵键 鍾钟 鎖锁 鎮镇 鏈链 鏡镜 鐘钟 鐵铁 鑑鉴 鑒鉴 鑰钥 長长 門门 閃闪 閉闭 開开 閒闲 間间 閣阁 閥阀 閱阅 闆板 闊阔 關关 陣阵 陰阴 陳陈 陸陆 陽阳 隊队 階阶 '
     '際际 隨随 險险 隱隐 隻只 雖虽 雙双 雜杂 雞鸡 離离 難难 雲云 電电 靈灵 靜静 韓韩 響响 頁页 頂顶 項项 順顺 須须 預预 頑顽 頓顿 領领 頭头 頻频 題题 額额 顏颜 願愿 '
     '類类 顧顾 顯显 風风 颱台 飛飞 飯饭 飲饮 餅饼 養养 餘余 館馆 饋馈 饒饶 馬马 駐驻 駕驾 駛驶 騎骑 騙骗 騰腾 騷骚 驅驱 驗验 驚惊 驢驴 髒脏 體体 髮发 鬍胡 鬚须 鬥斗 '
-    '鬧闹 魚鱼 鮮鲜 鳥鸟 鳴鸣 鴨鸭 鹽盐 麗丽 麥麦 麵面 麼么 麽么 黃黄 點点 黨党 齊齐 齒齿 齡龄 龍龙 龜龟'
+    '鬧闹 魚鱼 鮮鲜 鳥鸟 鳴鸣 鴨鸭 鹽盐 麗丽 麥麦 麵面 麼么 麽么 黃黄 點点 黨党 齊齐 齒齿 齡龄 龍龙 龜龟 '
+    '狀状 説说 閲阅 羣群 綫线 衞卫 屆届 層层 場场 籤签 覈核'
 )
 
 TO_SIMPLIFIED = str.maketrans({pair[0]: pair[1] for pair in _PAIRS.split()})

@@ -56,6 +56,10 @@ async def test_chat_takes_traditional_commands(service):
     reply = await svc.wechat.ask("o-trad", "退訂 服務公告")
     assert "已退订“服务公告”" in reply
     assert "服务公告：已退订" in await svc.wechat.ask("o-trad", "通知設置")
+    # Hong Kong forms (閲, 狀) and Taiwan's word for settings (設定).
+    assert "已恢复" in await svc.wechat.ask("o-trad", "訂閲 服務公告")
+    assert "服务公告：接收" in await svc.wechat.ask("o-trad", "通知設定")
+    assert "您尚未同意" in await svc.wechat.ask("o-trad", "同意狀態")
 
 
 async def test_registration_takes_traditional_one_word_answers(service):
