@@ -269,6 +269,8 @@ class DeliveryWorker:
                 await asyncio.wait_for(stop.wait(), 1.0)
 
     async def _replan(self) -> None:
+        for notice_id in await self.deps.broadcasts.resume_after_quota():
+            log.info("notice %s resumed: a new day of WeChat's call quota", notice_id)
         for notice in await self.deps.notices.active():
             if not notice.planned:
                 await self.deps.broadcasts.plan(notice.id)  # if its planner died

@@ -407,6 +407,23 @@ class Broadcasts:
         rather than each being recorded failed. False if it was not sending."""
         return await self.notices.transition(notice_id, ("sending",), "paused", self._clock(), by="quota")
 
+    async def resume_after_quota(self) -> list[str]:
+        """Resume the jobs paused for WeChat's daily call quota once a new day
+        has begun in Beijing (when WeChat renews it); the ids resumed."""
+        from bot.agreement import CHINA
+
+        now = self._clock()
+        midnight = now.astimezone(CHINA).replace(hour=0, minute=0, second=0, microsecond=0)
+        resumed = []
+        for notice in await self.notices.paused_by("quota"):
+            if notice.paused_at is not None and notice.paused_at < midnight:
+                try:
+                    await self.resume(notice.id)
+                except NoticeRefused:
+                    continue  # resumed or cancelled meanwhile (by an admin, another worker)
+                resumed.append(notice.id)
+        return resumed
+
     async def resume(self, notice_id: str) -> Notice:
         paused = await self._get(notice_id)
         back = "sending" if paused.started_at is not None else "queued"  # paused before any worker began
@@ -597,7 +614,7 @@ NO_WORKER = ("当前没有运行中的发送进程，这条通知不会发出：
 #: Why a job is paused when no admin paused it (``Notice.paused_by``).
 PAUSED_BY = {
     "quota": "微信拒绝了发送：接口调用次数已达上限（45009），已自动暂停，未发出的接收者仍为待发送。"
-             "每日额度次日恢复后可继续发送；如是发送速度超过了微信的限制，请先调低 NOTICE_RATE。",
+             "北京时间次日 0 点微信恢复每日额度后将自动继续，也可手动继续；如是发送速度超过了微信的限制，请先调低 NOTICE_RATE。",
 }
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
 

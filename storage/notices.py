@@ -173,6 +173,11 @@ class Notices:
         ]}).to_list(None)
         return [_notice(d) for d in docs]
 
+    async def paused_by(self, by: str) -> list[Notice]:
+        """Jobs paused by ``by`` (``"quota"``), not by an admin."""
+        docs = await self._coll.find({"status": "paused", "paused_by": by}).to_list(None)
+        return [_notice(d) for d in docs]
+
     async def many(self, notice_ids: list[str]) -> dict[str, Notice]:
         docs = await self._coll.find({"_id": {"$in": notice_ids}}).to_list(None)
         return {d["_id"]: _notice(d) for d in docs}

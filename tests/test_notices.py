@@ -380,6 +380,33 @@ async def test_a_job_that_meets_wechats_quota_is_paused_not_failed(svc, emulator
     assert sorted(m["touser"] for m in await emulator.messages()) == openids
 
 
+async def test_a_job_paused_for_the_quota_goes_on_by_itself_once_a_new_day_begins_in_beijing(
+        make_service, emulator, monkeypatch, clock):
+    # WeChat renews the daily quota at midnight Beijing time; an automatic notice
+    # (an amendment, a suspension) paused for it waited for an admin.
+    monkeypatch.setattr(delivery_worker, "BACKOFF", 0.01)
+    svc = await make_service(clock=clock)  # 10:00 in Beijing
+    openids = [f"o-qd{i}" for i in range(3)]
+    await active_users(svc, *openids)
+    await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45009, "times": 10_000})
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    await run_worker(svc, timeout=10)
+    assert (await svc.runtime.broadcasts.progress(notice)).notice.status == "paused"
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="DELETE")
+    clock.advance(hours=13)  # 23:00: the same day, the same quota
+    await run_worker(svc, timeout=5)
+    assert (await svc.runtime.broadcasts.progress(notice)).notice.status == "paused"
+    clock.advance(hours=1, minutes=5)  # 00:05 the next day
+    await run_worker(svc)
+    await run_worker(svc)  # resumed by the first one's upkeep, sent by this one
+    done = await svc.runtime.broadcasts.progress(notice)
+    assert (done.notice.status, done.sent, done.failed) == ("done", 3, 0), done.to_json()
+    assert sorted(m["touser"] for m in await emulator.messages()) == openids
+
+
 async def test_a_cancel_while_sends_meet_the_quota_leaves_nobody_pending(svc, emulator, monkeypatch):
     # The cancel spared the recipients a task held while it retried; the task then
     # let them go (quota: pending for a resume) and nobody recorded them: a cancelled
