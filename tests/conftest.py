@@ -78,6 +78,10 @@ class Emulator:
 
         await AsyncHTTPClient().fetch(self.base + path, method="POST", body=json.dumps(body))
 
+    async def clear_faults(self) -> None:
+        """Drop every fault injected with ``post("/_emulator/faults", …)``."""
+        await AsyncHTTPClient().fetch(self.base + "/_emulator/faults", method="DELETE")
+
     async def messages(self, touser: str | None = None) -> list[dict]:
         """What the emulator accepted, through its HTTP control API."""
         import json

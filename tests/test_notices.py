@@ -369,9 +369,7 @@ async def test_a_job_that_meets_wechats_quota_is_paused_not_failed(svc, emulator
     assert (paused.sent, paused.failed, paused.pending) == (0, 0, 3)
     assert await emulator.messages() == []
 
-    from tornado.httpclient import AsyncHTTPClient
-
-    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="DELETE")  # the quota is back
+    await emulator.clear_faults()  # the quota is back
     await svc.runtime.broadcasts.resume(notice)
     await run_worker(svc)
     done = await svc.runtime.broadcasts.progress(notice)
@@ -393,9 +391,7 @@ async def test_a_job_paused_for_the_quota_goes_on_by_itself_once_a_new_day_begin
     await run_worker(svc, timeout=10)
     assert (await svc.runtime.broadcasts.progress(notice)).notice.status == "paused"
 
-    from tornado.httpclient import AsyncHTTPClient
-
-    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="DELETE")
+    await emulator.clear_faults()
     clock.advance(hours=13)  # 23:00: the same day, the same quota
     await run_worker(svc, timeout=5)
     assert (await svc.runtime.broadcasts.progress(notice)).notice.status == "paused"
@@ -444,9 +440,7 @@ async def test_a_fallback_that_meets_the_quota_leaves_its_recipient_pending(make
     paused = await svc.runtime.broadcasts.progress(notice)
     assert paused.notice.status == "paused" and (paused.pending, paused.failed) == (1, 0), paused.to_json()
 
-    from tornado.httpclient import AsyncHTTPClient
-
-    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="DELETE")
+    await emulator.clear_faults()
     await svc.runtime.broadcasts.resume(notice)
     await run_worker(svc)
     done = await svc.runtime.broadcasts.progress(notice)
