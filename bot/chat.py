@@ -291,7 +291,7 @@ async def near_consent(chat: Chat) -> Reply:
     return Reply(texts.consent_exact_words(_choice_meant(chat.message.text)))
 
 
-@router.command("同意状态", "我的同意", args=f"[{re.escape(TRAILING_PUNCTUATION.strip())}]*")
+@router.command(*own_questions.STATUS_WORDS, args=f"[{re.escape(TRAILING_PUNCTUATION.strip())}]*")
 async def consent_status(chat: Chat) -> Reply:
     """Which version the user accepted, and when (or that they have not)."""
     state = await chat.consent()

@@ -45,13 +45,13 @@ _ASKS_WHAT_DECLINING_DOES = re.compile(
 
 
 #: Chat's command for the same (its router takes them first); the app has no commands.
-_STATUS_WORDS = ("同意状态", "我的同意")
+STATUS_WORDS = ("同意状态", "我的同意")
 
 
 def asked(text: str) -> str | None:
     """:data:`OWN_CONSENT`, :data:`DECLINING`, :data:`CHOICE`, or None for any other question."""
     words = normalize_command(text).rstrip(TRAILING_PUNCTUATION).replace(" ", "")
-    if words in _STATUS_WORDS or _ASKS_OWN_CONSENT.fullmatch(words):
+    if words in STATUS_WORDS or _ASKS_OWN_CONSENT.fullmatch(words):
         return OWN_CONSENT
     if _ASKS_WHAT_DECLINING_DOES.fullmatch(words):
         return DECLINING
