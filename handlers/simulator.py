@@ -11,7 +11,7 @@ mass) live where WeChat keeps them: in the WeChat API emulator at
 
 API (errors: ``{"error": {"code", "message"}}`` with 4xx/5xx):
 
-* ``GET /simulator/api/state``: ``{"safe_mode_available", "menu", "menu_source"}``
+* ``GET /simulator/api/state``: ``{"safe_mode_available", "plain_mode_available", "menu", "menu_source"}``
   (the menu the emulator holds, else ``data/menu.json``)
 * ``GET /simulator/api/users``, ``POST /simulator/api/users`` ``{"nickname"}``
 * ``POST /simulator/api/send`` ``{"openid", "kind": text|subscribe|unsubscribe|click|view,
@@ -209,8 +209,10 @@ class Simulator:
             raise SimulatorError(400, "bad_kind", "kind 只能是 text、subscribe、unsubscribe、click 或 view")
         if not config.wechat_token:
             raise SimulatorError(503, "no_token", "服务未配置 WECHAT_TOKEN，/wechat 不接收消息")
-        if mode != "plain" and not config.wechat_aes_key:
+        if mode != "plain" and not config.safe_mode:
             raise SimulatorError(400, "aes_not_configured", "服务未配置 WECHAT_AES_KEY，只能使用明文模式")
+        if mode == "plain" and config.encrypt_mode == "safe":
+            raise SimulatorError(400, "plaintext_refused", "服务配置为安全模式（WECHAT_ENCRYPT_MODE=safe），只能发送加密消息")
         user = await self.emulator.user(openid)
         if user is None:
             raise SimulatorError(404, "no_such_user", "没有这个用户，请先新建")
@@ -330,7 +332,8 @@ class StateHandler(_Base):
     async def get(self) -> None:
         menu, source = await self.simulator.menu()
         config = self.simulator.runtime.config
-        self.write_json({"safe_mode_available": config.safe_mode, "menu": menu, "menu_source": source})
+        self.write_json({"safe_mode_available": config.safe_mode,
+                        "plain_mode_available": config.encrypt_mode != "safe", "menu": menu, "menu_source": source})
 
 
 class UsersHandler(_Base):

@@ -28,6 +28,7 @@ KEYS = (
     "WECHAT_APPID",
     "WECHAT_SECRET",
     "WECHAT_AES_KEY",
+    "WECHAT_ENCRYPT_MODE",
     "WECHAT_API_BASE",
     "MINIPROGRAM_APPID",
     "MINIPROGRAM_SECRET",
@@ -61,6 +62,9 @@ class Config:
     wechat_appid: str | None = None
     wechat_secret: str | None = None
     wechat_aes_key: str | None = None
+    #: The console's 消息加解密方式 (``plain``, ``compatible``, ``safe``); None:
+    #: compatible with an EncodingAESKey, else plain (:attr:`encrypt_mode`).
+    wechat_encrypt_mode: str | None = None
     wechat_api_base: str = DEFAULT_API_BASE
     miniprogram_appid: str | None = None
     miniprogram_secret: str | None = None
@@ -95,9 +99,14 @@ class Config:
         return f"http://{host}:{self.port}"
 
     @property
+    def encrypt_mode(self) -> str:
+        """How pushes come: ``plain``, ``compatible`` (either) or ``safe`` (encrypted only)."""
+        return self.wechat_encrypt_mode or ("compatible" if self.wechat_aes_key else "plain")
+
+    @property
     def safe_mode(self) -> bool:
-        """True when an EncodingAESKey is set: compatible or safe (encrypted) mode."""
-        return bool(self.wechat_aes_key)
+        """True when encrypted pushes are accepted: compatible or safe mode."""
+        return self.encrypt_mode != "plain"
 
 
 def load(environ: Mapping[str, str] | None = None, toml_path: str | None = None) -> Config:
@@ -147,6 +156,7 @@ def _from_values(values: Mapping[str, str]) -> Config:
         wechat_appid=values.get("WECHAT_APPID"),
         wechat_secret=values.get("WECHAT_SECRET"),
         wechat_aes_key=values.get("WECHAT_AES_KEY"),
+        wechat_encrypt_mode=_encrypt_mode(values.get("WECHAT_ENCRYPT_MODE")),
         wechat_api_base=values.get("WECHAT_API_BASE", DEFAULT_API_BASE),
         miniprogram_appid=values.get("MINIPROGRAM_APPID"),
         miniprogram_secret=values.get("MINIPROGRAM_SECRET"),
@@ -162,6 +172,20 @@ def _from_values(values: Mapping[str, str]) -> Config:
         trust_proxy=_flag("TRUST_PROXY", values.get("TRUST_PROXY", "1")),
         cookie_secret=values.get("COOKIE_SECRET"),
     )
+
+
+#: WECHAT_ENCRYPT_MODE's values, in English or as the console names them.
+ENCRYPT_MODES = {"plain": "plain", "明文": "plain", "compatible": "compatible", "兼容": "compatible",
+                 "safe": "safe", "安全": "safe"}
+
+
+def _encrypt_mode(text: str | None) -> str | None:
+    if text is None:
+        return None
+    mode = ENCRYPT_MODES.get(text.strip().lower().removesuffix("模式"))
+    if mode is None:
+        raise ConfigError(f"WECHAT_ENCRYPT_MODE 只能是 plain（明文）、compatible（兼容）或 safe（安全），收到的是 {text!r}")
+    return mode
 
 
 def _flag(name: str, text: str) -> bool:
@@ -181,6 +205,10 @@ def validate(config: Config) -> Config:
         raise ConfigError("WECHAT_TOKEN 必须是 3 到 32 位的英文字母或数字（与公众平台“服务器配置”中的 Token 一致）")
     if config.wechat_aes_key is not None:
         check_aes_key(config.wechat_aes_key)
+    if config.encrypt_mode not in ("plain", "compatible", "safe"):
+        raise ConfigError(f"WECHAT_ENCRYPT_MODE 只能是 plain（明文）、compatible（兼容）或 safe（安全），收到的是 {config.encrypt_mode!r}")
+    if config.encrypt_mode != "plain" and not config.wechat_aes_key:
+        raise ConfigError(f"WECHAT_ENCRYPT_MODE={config.encrypt_mode} 需要同时设置 WECHAT_AES_KEY（公众平台生成的 EncodingAESKey）")
     parts = urlsplit(config.wechat_api_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"WECHAT_API_BASE 必须是 http:// 或 https:// 开头的网址，收到的是 {config.wechat_api_base!r}")

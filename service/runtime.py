@@ -118,7 +118,8 @@ class Runtime:
             self.wechat = WeChatAPI(client)
         self.endpoint: Endpoint | None = None
         if config.wechat_token:
-            self.endpoint = Endpoint(config.wechat_token, config.wechat_aes_key, config.wechat_appid)
+            self.endpoint = Endpoint(config.wechat_token, config.wechat_aes_key, config.wechat_appid,
+                                     mode=config.encrypt_mode)
 
         self.followers = Followers(self.db)
         self.versions = AgreementVersions(self.db)

@@ -67,6 +67,8 @@ def test_a_mongodb_srv_name_that_does_not_resolve_exits_2_with_one_line(tmp_path
         ({"PORT": "eighty"}, "PORT"),
         ({"WECHAT_API_BASE": "api.weixin.qq.com"}, "WECHAT_API_BASE"),
         ({"WECHAT_TOKEN": "has spaces"}, "WECHAT_TOKEN"),
+        ({"WECHAT_ENCRYPT_MODE": "strict"}, "WECHAT_ENCRYPT_MODE"),
+        ({"WECHAT_ENCRYPT_MODE": "safe"}, "WECHAT_AES_KEY"),  # safe mode without a key
     ],
 )
 def test_invalid_configuration_exits_2_with_one_line(tmp_path, env, needle):
@@ -614,3 +616,13 @@ def test_mongodb_down_is_one_line(backing):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "无法连接 MongoDB" in done.stderr
     assert "Topology" not in done.stderr
+
+
+def test_the_encrypt_mode_defaults_from_the_key_and_takes_the_consoles_names():
+    from service.config import load
+    from tests.conftest import AES_KEY
+
+    assert load({}).encrypt_mode == "plain"
+    assert load({"WECHAT_AES_KEY": AES_KEY}).encrypt_mode == "compatible"
+    assert load({"WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": "安全模式"}).encrypt_mode == "safe"
+    assert load({"WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": "Compatible"}).encrypt_mode == "compatible"

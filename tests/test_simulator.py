@@ -206,6 +206,19 @@ async def test_safe_mode_needs_an_aes_key(make_service, tmp_path):
     assert code == 200 and answer["reply"].startswith("欢迎关注微拓")
 
 
+async def test_in_safe_mode_the_simulator_sends_encrypted_only(make_service, tmp_path):
+    from tests.conftest import AES_KEY
+
+    svc = await make_service(simulator=True, data_dir=tmp_path, wechat_aes_key=AES_KEY, wechat_encrypt_mode="safe")
+    code, state = await call(svc, "GET", "/simulator/api/state")
+    assert code == 200 and state["safe_mode_available"] is True and state["plain_mode_available"] is False
+    openid = await new_user(svc)
+    code, answer = await send(svc, openid, "subscribe", mode="plain")
+    assert code == 400 and answer["error"]["code"] == "plaintext_refused"
+    code, answer = await send(svc, openid, "subscribe", mode="safe")
+    assert code == 200 and answer["reply"].startswith("欢迎关注微拓")
+
+
 async def test_the_page_shows_the_pushed_menu_else_the_file(sim):
     code, state = await call(sim, "GET", "/simulator/api/state")
     assert code == 200 and state["menu_source"] == "file" and state["menu"] == load_menu()

@@ -113,6 +113,32 @@ async def test_a_safe_mode_query_cannot_sign_a_plaintext_push(service):
     assert await service.runtime.ledger.history("o-victim") == []
 
 
+async def test_safe_mode_refuses_plaintext_pushes(make_service):
+    # A plaintext push's signature covers its timestamp and nonce, not its text:
+    # an account set to 安全模式 in WeChat's console takes encrypted pushes only.
+    from tests.conftest import AES_KEY
+
+    safe = await make_service(wechat_aes_key=AES_KEY, wechat_encrypt_mode="safe")
+    response = await safe.wechat.post(text_xml("o-victim", "同意"), "plain")
+    assert response.code == 403 and error_of(response)["code"] == "plaintext_refused"
+    assert "安全模式" in error_of(response)["message"]
+    assert await safe.runtime.ledger.history("o-victim") == []
+    assert safe.wechat.reply(await safe.wechat.post(text_xml("o-alice", "帮助"), "safe"))["Content"] == texts.HELP
+    # WeChat's URL check is a plaintext GET in every mode.
+    ts, nonce = str(int(time.time())), "42"
+    query = {"signature": sign(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce, "echostr": "hello-wechat"}
+    assert (await fetch(safe.url + "/wechat?" + urlencode(query))).body == b"hello-wechat"
+
+
+async def test_plain_mode_with_a_key_refuses_encrypted_pushes(make_service):
+    from tests.conftest import AES_KEY
+
+    plain = await make_service(wechat_aes_key=AES_KEY, wechat_encrypt_mode="plain")
+    response = await plain.wechat.post(text_xml("o-alice", "帮助"), "safe")
+    assert response.code == 400 and error_of(response)["code"] == "encrypted_refused"
+    assert await plain.wechat.ask("o-alice", "帮助") == texts.HELP
+
+
 @pytest.mark.parametrize("mode", ["plain", "safe"])
 @pytest.mark.parametrize("offset", [-600, 600])
 async def test_a_push_signed_long_ago_or_ahead_is_refused(service, mode, offset):

@@ -65,19 +65,32 @@ class Opened:
     encrypted: bool
 
 
+#: The console's 消息加解密方式: which pushes each accepts (plaintext, encrypted).
+MODES = {"plain": (True, False), "compatible": (True, True), "safe": (False, True)}
+
+
 class Endpoint:
     """The official account's side of WeChat's push protocol.
 
     ``aes_key`` (the EncodingAESKey) enables compatible and safe modes; without
-    it only plaintext pushes are accepted.
+    it only plaintext pushes are accepted. ``mode`` (a key of :data:`MODES`,
+    default ``compatible`` with a key, else ``plain``) is the one chosen in
+    WeChat's console: in ``safe`` mode a plaintext push is refused, since its
+    signature does not cover its text; in ``plain`` mode an encrypted one.
     """
 
     def __init__(
-        self, token: str, aes_key: str | None = None, appid: str | None = None, clock=time.time
+        self, token: str, aes_key: str | None = None, appid: str | None = None, clock=time.time,
+        mode: str | None = None,
     ) -> None:
         self.token = token
         self._crypto = WeChatCrypto(token, aes_key, appid or "") if aes_key else None
         self._clock = clock
+        self.mode = mode or ("compatible" if aes_key else "plain")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}")
+        if self.mode != "plain" and self._crypto is None:
+            raise ValueError(f"{self.mode} mode needs an EncodingAESKey")
 
     def verify_url(self, query: Mapping[str, str]) -> str:
         """Answer the console's URL check: the ``echostr`` if the signature holds
@@ -101,9 +114,15 @@ class Endpoint:
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
         push = {"push_nonce": f"{query.get('timestamp', '')}:{query.get('nonce', '')}",
                 "push_digest": hashlib.sha1(body).hexdigest()}
+        plaintext_accepted, encrypted_accepted = MODES[self.mode]
         if encrypted:
+            if not encrypted_accepted and self._crypto is not None:
+                raise ProtocolError(400, "encrypted_refused", "服务配置为明文模式（WECHAT_ENCRYPT_MODE=plain），不接收加密消息")
             inbound = self._open_encrypted(query, body, push)
         else:
+            if not plaintext_accepted:
+                # Checked before the signature: the answer is the same whoever asks.
+                raise ProtocolError(403, "plaintext_refused", "服务配置为安全模式（WECHAT_ENCRYPT_MODE=safe），只接收加密消息")
             self._check_query_signature(query)
             self._check_fresh(query)
             inbound = parse(body, **push)

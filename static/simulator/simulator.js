@@ -326,6 +326,10 @@
       toast("服务未配置 WECHAT_AES_KEY，只能使用明文模式");
       return;
     }
+    if (mode === "plain" && state.plainAvailable === false) {
+      toast("服务配置为安全模式（WECHAT_ENCRYPT_MODE=safe），只能发送加密消息");
+      return;
+    }
     state.mode = mode;
     document.querySelectorAll(".mode-btn").forEach((b) => b.classList.toggle("active", b.dataset.mode === mode));
   }
@@ -365,6 +369,9 @@
     try {
       const info = await api("GET", "/simulator/api/state");
       state.safeAvailable = info.safe_mode_available;
+      state.plainAvailable = info.plain_mode_available;
+      $("mode-plain").disabled = !state.plainAvailable;
+      if (!state.plainAvailable) $("mode-plain").title = "服务配置为安全模式，只接收加密消息";
       state.menu = info.menu;
       $("mode-safe").disabled = !state.safeAvailable;
       $("mode-safe").title = state.safeAvailable ? "消息加密后发送（EncodingAESKey）" : "服务未配置 WECHAT_AES_KEY";
