@@ -143,9 +143,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     if not config.wechat_token:
         log.warning("WECHAT_TOKEN is not set: /wechat answers 503 until it is")
-    if config.wechat_aes_key and not config.wechat_appid:
+    if config.safe_mode and not config.wechat_appid:
         # WeChat's encrypted envelope ends with the AppID, checked on every push.
-        log.warning("WECHAT_AES_KEY is set without WECHAT_APPID: encrypted pushes will be refused (plaintext still works)")
+        log.warning("WECHAT_AES_KEY is set without WECHAT_APPID: encrypted pushes will be refused (%s)",
+                    "and safe mode refuses plaintext ones: no push is accepted" if config.encrypt_mode == "safe"
+                    else "plaintext still works")
     if config.trust_proxy and config.host not in ("127.0.0.1", "::1", "localhost"):
         # X-Real-IP then decides the address that log-in limits and the audit log use.
         log.warning("TRUST_PROXY=1 while listening on %s: a client reaching this port directly can claim any "
