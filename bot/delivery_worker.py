@@ -277,7 +277,11 @@ class DeliveryWorker:
             elif await self.deps.queue.backlog(of="u" if notice.total <= SMALL_AUDIENCE else None) == 0:
                 # Nothing queued but recipients left (e.g. Redis lost entries): queue them again.
                 # A small notice's own stream is enough: broadcasts queued beside it do not hold it.
+                # So also for a cancelled job whose claimed recipients lost their batch
+                # (a crash, or Redis failing as it released them): a worker records them.
                 if await self.deps.broadcasts.enqueue_pending(notice) == 0:
+                    if notice.status == "cancelled":
+                        await self.deps.notices.settle(notice.id, self.deps.clock())
                     await self.deps.broadcasts.finish_if_complete(notice.id)
 
     # -- one batch ----------------------------------------------------------------------

@@ -164,14 +164,21 @@ class Notices:
 
     async def active(self) -> list[Notice]:
         """Notices a worker may have to plan or finish: queued or sending, and
-        cancelled before their planner (since gone) recorded every recipient,
-        whose rest is still to be recorded as skipped."""
+        cancelled ones not yet settled (:meth:`settle`): cancelled before
+        their planner (since gone) recorded every recipient, or with
+        recipients a worker had claimed at the cancel, whose rest is still to
+        be recorded as skipped."""
         recent = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=7)  # not old ones, against today's audience
         docs = await self._coll.find({"$or": [
             {"status": {"$in": ["queued", "sending"]}},
             {"status": "cancelled", "planned": "no", "created_at": {"$gte": recent}},
+            {"status": "cancelled", "settled_at": {"$exists": False}, "created_at": {"$gte": recent}},
         ]}).to_list(None)
         return [_notice(d) for d in docs]
+
+    async def settle(self, notice_id: str, at: dt.datetime) -> None:
+        """A cancelled job has every recipient recorded: upkeep leaves it be."""
+        await self._coll.update_one({"_id": notice_id, "status": "cancelled"}, {"$set": {"settled_at": at}})
 
     async def paused_by(self, by: str) -> list[Notice]:
         """Jobs paused by ``by`` (``"quota"``), not by an admin."""
@@ -186,7 +193,7 @@ class Notices:
 _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel", "status", "total", "planned",
           # planning_at: what notices stored before planning_ms had.
           "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms",
-          "resumed_at", "paused_at", "paused_seconds", "paused_by"}
+          "resumed_at", "paused_at", "paused_seconds", "paused_by", "settled_at"}
 
 
 

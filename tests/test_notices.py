@@ -837,6 +837,37 @@ async def test_a_cancel_while_a_worker_is_dead_keeps_what_it_had_sent(svc, emula
     assert await rt.journal.claimed(notice) == 0 and await rt.journal.read(notice, openids) == {}
 
 
+async def test_a_cancelled_job_whose_claimed_recipients_lost_their_batch_still_ends_counted(svc, emulator):
+    # A cancel spares the recipients a worker claimed (it records them); if
+    # their batch is gone (the worker crashed after acknowledging it, or Redis
+    # failed as it released its claims), nobody did: pending for ever in a
+    # cancelled job. Upkeep queues them again, and a worker records each.
+    rt = svc.runtime
+    openids = ["o-lb1", "o-lb2", "o-lb3"]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    await rt.broadcasts.queue.ensure_group()
+    [(entry_id, _, _)] = await rt.broadcasts.queue.read("gone-0", count=1, block_ms=500)
+    long_ago = int(rt.clock().timestamp() * 1000) - 60_000
+    await rt.journal.claim(notice, openids[:2], "gone", long_ago, 0)
+    assert await rt.journal.attempt(notice, openids[:1], "gone") == openids[:1]
+    await rt.journal.record(notice, {"o-lb1": {"status": "sent", "channel": "custom"}})
+    await rt.broadcasts.queue.ack(entry_id)  # the batch is gone, its claims are not
+
+    await rt.broadcasts.cancel(notice)
+    assert (await deliveries(svc, notice))["o-lb3"] == "skipped"
+    worker = rt.worker(concurrency=2)
+    await worker.run_until_idle()  # upkeep finds the job unsettled, queues its pending recipients again
+    await worker.run_until_idle()
+    found = await deliveries(svc, notice)
+    assert found == {"o-lb1": "sent", "o-lb2": "skipped", "o-lb3": "skipped"}, found
+    final = await rt.broadcasts.progress(notice)
+    assert final.notice.status == "cancelled" and final.pending == 0
+    assert final.sent + final.failed + final.skipped == final.total == 3
+    assert await emulator.messages() == []  # nothing sent after the cancel
+    assert [n.id for n in await rt.notices.active()] == []  # settled: upkeep leaves it be
+
+
 async def test_consumers_that_hold_nothing_are_removed(svc, emulator):
     # Each worker start added nine consumers to the group for good (48 after a
     # few restarts): a stopping worker removes its own, upkeep those of workers
