@@ -80,12 +80,12 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
     # A question typed at this step, or the credit code sent again, is no name.
-    if "?" in value or value.rstrip(TRAILING_PUNCTUATION).endswith(_QUESTION_ENDS):
-        raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}；"
-                      "如想先提问，可回复“取消”退出注册。", field)
+    # (Chat answers a question from the agreement before it gets here.)
+    if is_question(value):
+        raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
     if re.fullmatch(r"[0-9A-Z]{18}", value.upper()) and sum(c.isdigit() for c in value) >= 8:
         raise Invalid(f"这看起来是统一社会信用代码，不是{label}。请输入{label}，例如：{example}", field)
-    if value.rstrip(TRAILING_PUNCTUATION) in _BOT_WORDS:
+    if simplified(value.rstrip(TRAILING_PUNCTUATION)) in _BOT_WORDS:
         raise Invalid(f"“{value}”是公众号的指令或菜单项，不是{label}。请输入{label}，例如：{example}", field)
     return value
 
@@ -104,12 +104,44 @@ _NONE_WORDS = frozenset(("跳过", "无", "没有", "不填", "暂无", "不用"
 
 #: Endings of a question in Chinese ("…做广告吗"), besides the question mark.
 _QUESTION_ENDS = ("吗", "呢", "嘛")
+#: Beginnings of one ("为什么要手机号"); not 什么 alone (什么值得买 is a company).
+_QUESTION_STARTS = ("为什么", "为啥", "怎么", "怎样", "如何", "请问", "能不能", "可不可以", "是不是", "有没有",
+                    "是否", "要不要", "需不需要", "必须要", "一定要")
+
+
+def is_question(text: str) -> bool:
+    """Whether ``text`` asks something (a question mark, 吗/呢/嘛 at the end,
+    为什么/怎么/请问 … at the start): at a dialog's step, it is no answer."""
+    value = simplified(fold(text))
+    return ("?" in value or value.rstrip(TRAILING_PUNCTUATION).endswith(_QUESTION_ENDS)
+            or value.startswith(_QUESTION_STARTS))
+
+
+#: A sentence typed where a person's name goes ("我要改邮箱", "我不知道"): no
+#: name holds 我/你/您 or ends with a particle of speech.
+_NOT_A_PERSON = re.compile(r"[我你您]|不知道|不想|不要|不填|没有|算了|.[了啊吧呀哦啦嘛]$")
+#: The same in a company's name, where 我 may be a word of it (我爱我家): only a sentence's start.
+_NOT_A_COMPANY = re.compile(r"^(?:[我你您]们?(?:要|想|不|是|没|的|还|先|暂时)|不知道|不想|不要|不填|没有|算了)|.[了啊吧呀哦啦]$")
+#: What a company's name ends with, sent alone.
+_BARE_COMPANY_WORDS = frozenset(("有限公司", "有限责任公司", "股份有限公司", "公司", "集团", "集团有限公司",
+                                 "个体工商户", "工作室", "商行", "企业"))
 
 
 def parse_entity_name(text: str, entity_type: str) -> str:
     if entity_type == "enterprise":
-        return _name(text, "entity_name", "企业名称", 4, 100, "南宁市微拓软件服务有限公司")
+        label, example = "企业名称", "南宁市微拓软件服务有限公司"
+        value = _name(text, "entity_name", label, 4, 100, example)
+        plain = simplified(value.rstrip(TRAILING_PUNCTUATION))
+        if plain in _BARE_COMPANY_WORDS:
+            raise Invalid(f"请输入完整的{label}（与营业执照一致），不能只写“{value}”。例如：{example}", "entity_name")
+        if _NOT_A_COMPANY.search(plain):
+            raise Invalid(_sentence(value, label, example), "entity_name")
+        return value
     return _person(text, "entity_name", "姓名", "张三")
+
+
+def _sentence(value: str, label: str, example: str) -> str:
+    return f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}"
 
 
 def parse_contact_name(text: str) -> str:
@@ -118,10 +150,13 @@ def parse_contact_name(text: str) -> str:
 
 def _person(text: str, field: str, label: str, example: str) -> str:
     value = _name(text, field, label, 2, 30, example)
-    if value.lower() in _ENTITY_WORDS:  # the previous step's answer, sent again after 上一步
+    plain = simplified(value.rstrip(TRAILING_PUNCTUATION).lower())  # 企業 and 跳過 are 企业 and 跳过
+    if plain in _ENTITY_WORDS:  # the previous step's answer, sent again after 上一步
         raise Invalid(f"“{value}”是主体类型，不是{label}。请输入{label}，例如：{example}", field)
-    if value.rstrip(TRAILING_PUNCTUATION) in _NONE_WORDS:  # 跳过 skips the e-mail step, not this one
+    if plain in _NONE_WORDS:  # 跳过 skips the e-mail step, not this one
         raise Invalid(f"{label}必须填写，不能跳过。请输入{label}，例如：{example}", field)
+    if _NOT_A_PERSON.search(plain):
+        raise Invalid(_sentence(value, label, example), field)
     if any(c.isdigit() for c in value):  # a company's name may hold digits (58同城), a person's does not
         raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
     return value
