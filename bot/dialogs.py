@@ -25,7 +25,7 @@ from bot import texts
 from bot.chat_context import Chat
 from bot.replies import Reply
 from bot.router import normalize_command
-from bot.validation import TRAILING_PUNCTUATION, Invalid
+from bot.validation import TRAILING_PUNCTUATION, Invalid, is_question
 from storage.dialog_state import DialogState
 
 CANCEL = "取消"
@@ -113,6 +113,9 @@ class Dialog:
     #: might not have been saved (the database froze) may have been. 取消 at
     #: the summary then says so instead of "nothing was saved".
     stored: Callable[[Chat, dict], Awaitable[bool]] | None = None
+    #: Answers a question typed at a step instead of its answer (the agreement's
+    #: Q&A); the step is asked again after it, nothing typed so far is lost.
+    answer: Callable[[Chat, str], Awaitable[str | None]] | None = None
 
     def step(self, name: str) -> Step:
         for step in self.steps:
@@ -184,7 +187,7 @@ class DialogEngine:
                 await chat.services.dialogs.clear_draft(chat.openid, dialog.name)
                 fresh = (state.data.get("draft") or {}).get("restart_context") or {}
                 return await self._goto(chat, dialog, self._next(dialog, {}, None), {}, [], context=fresh)
-            return Reply(texts.dialog_resume_choice())
+            return await self._answered(chat, dialog, texts.dialog_resume_choice())
         if word == RESTART and not state.data.get("amending"):  # changing saved data: 取消 leaves it as it was
             return Reply(texts.DIALOG_RESTARTED + "\n\n" + (await self._goto(
                 chat, dialog, self._next(dialog, {}, None), {}, [], context=dialog_context(chat))).text)
@@ -212,7 +215,7 @@ class DialogEngine:
             value = step.parse(chat.message.text, answers)
             step.check(value)
         except Invalid as exc:
-            return Reply(exc.message + "\n\n" + self._prompt(dialog, step_name, answers))
+            return await self._answered(chat, dialog, self._prompt(dialog, step_name, answers), exc.message)
         except Stop as stop:
             await self._end(chat, dialog)
             return Reply(stop.message)
@@ -250,7 +253,7 @@ class DialogEngine:
             return reply
         if word == EDIT:
             return await self._goto(chat, dialog, CHOOSE, answers, history + [SUMMARY])
-        return Reply(texts.dialog_summary_choice() + "\n\n" + self._prompt(dialog, SUMMARY, answers))
+        return await self._answered(chat, dialog, self._prompt(dialog, SUMMARY, answers), texts.dialog_summary_choice())
 
     async def _choose(self, chat, dialog, word, answers, history) -> Reply:
         editable = [s for s in dialog.applicable(answers) if s.editable]
@@ -260,8 +263,20 @@ class DialogEngine:
         else:
             chosen = next((s for s in editable if normalize_command(s.label) == word), None)
         if chosen is None:
-            return Reply(texts.dialog_choose_again(len(editable)) + "\n\n" + self._prompt(dialog, CHOOSE, answers))
+            return await self._answered(chat, dialog, self._prompt(dialog, CHOOSE, answers),
+                                        texts.dialog_choose_again(len(editable)))
         return await self._goto(chat, dialog, chosen.name, answers, history, editing=True)
+
+    async def _answered(self, chat: Chat, dialog: Dialog, prompt: str, refusal: str | None = None) -> Reply:
+        """The reply to text the step cannot take: a question is answered
+        (:attr:`Dialog.answer`) and the step asked again; anything else gets
+        ``refusal`` (what was wrong) before the prompt."""
+        if dialog.answer is not None and is_question(chat.message.text):
+            answer = await dialog.answer(chat, chat.message.text)
+            if answer:
+                amending = bool(chat.dialog and chat.dialog.data.get("amending"))
+                return Reply(f"{answer}\n\n{texts.dialog_after_question(dialog.title, amending)}\n\n{prompt}")
+        return Reply(f"{refusal}\n\n{prompt}" if refusal else prompt)
 
     def _next(self, dialog: Dialog, answers: dict, after: str | None) -> str:
         """The step after ``after`` (or the first unanswered one when ``after`` is None)."""

@@ -7,6 +7,8 @@ Validation comes from :mod:`bot.validation`, the account rules from
 
 from __future__ import annotations
 
+import logging
+
 from bot import texts
 from bot.chat_context import Chat
 from bot.dialogs import Dialog, Step, Stop, dialog_context
@@ -25,6 +27,8 @@ from bot.validation import (
     parse_yes_no,
 )
 from storage.mongo import MongoUnavailable
+
+log = logging.getLogger(__name__)
 
 
 #: Answers to the e-mail step that mean "none".
@@ -64,11 +68,21 @@ async def _stored(chat: Chat, answers: dict) -> bool:
     return merchant is not None and merchant.status != "closed" and profile_answers(merchant) == answers
 
 
+async def _answer(chat: Chat, question: str) -> str | None:
+    """A question typed at a step, answered from the agreement as outside the dialog."""
+    try:
+        return (await chat.services.answers.answer(question, chat.openid, chat.message.channel)).text
+    except Exception:  # noqa: BLE001 - the step's own message then, not a failed reply
+        log.warning("answering %r inside registration failed", question, exc_info=True)
+        return None
+
+
 REGISTRATION = Dialog(
     name="registration",
     title=texts.REGISTRATION_TITLE,
     on_confirm=_confirm,
     stored=_stored,
+    answer=_answer,
     steps=(
         Step(
             "entity_type", "主体类型", lambda a: texts.PROMPT_ENTITY_TYPE,

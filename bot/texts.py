@@ -372,6 +372,13 @@ def dialog_waiting(title: str, amending: bool = False) -> str:
     return f"（您的{title}还没有完成：回复内容继续填写，回复“取消”退出。）"
 
 
+def dialog_after_question(title: str, amending: bool = False) -> str:
+    """Said after answering a question typed in the middle of a dialog."""
+    if amending:
+        return f"（以上是对您问题的回答。您的{title.removesuffix('注册')}资料修改还没有完成，已填写的内容仍然保留，请继续：）"
+    return f"（以上是对您问题的回答。您的{title}还没有完成，已填写的内容仍然保留，请继续：）"
+
+
 def dialog_command_inside(title: str, word: str) -> str:
     return f"您正在填写{title}，“{word}”不能作为这一步的内容。请按下面的提示回复，回复“取消”可退出。"
 

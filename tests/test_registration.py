@@ -159,6 +159,50 @@ def test_names_keep_the_licences_full_width_brackets_and_a_type_word_is_no_name(
         parse_contact_name("个人")
 
 
+def test_a_sentence_or_a_traditional_command_word_is_no_name():
+    # 我要改邮箱 and 我不想填这个了啊 were stored as names, and Traditional 企業,
+    # 跳過, 服務協議 passed where their Simplified forms were refused.
+    from bot.validation import parse_contact_name, parse_entity_name
+
+    for bad in ("我要改邮箱", "我不想填这个了啊", "我不知道", "我是张三", "您好"):
+        with pytest.raises(Invalid) as refused:
+            parse_contact_name(bad)
+        assert "一句话" in refused.value.message and refused.value.field == "contact_name"
+    for bad, why in (("企業", "主体类型"), ("個人", "主体类型"), ("跳過", "不能跳过"), ("沒有", "不能跳过"),
+                     ("服務協議", "指令")):
+        with pytest.raises(Invalid) as refused:
+            parse_entity_name(bad, "individual")
+        assert why in refused.value.message, (bad, refused.value.message)
+    for bad, why in (("有限公司", "完整"), ("我不知道叫什么", "一句话"), ("我想先问问", "一句话")):
+        with pytest.raises(Invalid) as refused:
+            parse_entity_name(bad, "enterprise")
+        assert why in refused.value.message, (bad, refused.value.message)
+    # Real names that look close to them stay names.
+    for good in ("我爱我家控股集团有限公司", "什么值得买科技有限公司", "饿了么网络科技有限公司"):
+        assert parse_entity_name(good, "enterprise") == good
+    for good in ("李想", "陳大文", "欧阳娜娜"):
+        assert parse_contact_name(good) == good
+
+
+async def test_a_question_inside_registration_is_answered_and_the_step_asked_again(service):
+    # A question at a step got "not a name … reply 取消 to ask first": the answer
+    # cost the user everything typed. It is answered, and the dialog goes on.
+    await accepted(service, "o-ask")
+    replies = await chat(service, "o-ask", "注册", "企业", "我上传的图片版权归谁？")
+    assert "4.1" in replies[-1] and "还没有完成" in replies[-1] and "注册名称" in replies[-1], replies[-1]
+    replies = await chat(service, "o-ask", "南宁市测试贸易有限公司", CODE, "王五", "为什么要手机号")
+    assert "以上是对您问题的回答" in replies[-1] and "手机号" in replies[-1].rsplit("请继续", 1)[1], replies[-1]
+    replies = await chat(service, "o-ask", "13812345678", "跳过", "注销账户以后我的数据怎么办？")
+    assert "以上是对您问题的回答" in replies[-1] and "确认" in replies[-1].rsplit("请继续", 1)[1], replies[-1]
+    replies = await chat(service, "o-ask", "确认")
+    merchant = await service.runtime.merchants.get("o-ask")
+    assert merchant is not None and merchant.entity_name == "南宁市测试贸易有限公司" and merchant.phone == "13812345678"
+    # Text that is no question still gets the step's own message.
+    await chat(service, "o-ask2", "同意")
+    replies = await chat(service, "o-ask2", "注册", "企业", "南宁市测试贸易有限公司", "12345")
+    assert "以上是对您问题的回答" not in replies[-1] and "信用代码" in replies[-1], replies[-1]
+
+
 async def test_skip_at_the_contact_name_step_is_no_name(service):
     # 跳过 skips the e-mail step; at the contact's name it was stored as the name.
     await accepted(service, "o-skip")
