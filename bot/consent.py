@@ -99,8 +99,12 @@ class Consents:
     async def decline(
         self, openid: str, origin: Origin, state: ConsentState | None = None
     ) -> tuple[ConsentState, bool]:
-        """Record refusal of the current version."""
+        """Record refusal of the current version; not again when the user's
+        latest choice already refused it (as :meth:`accept`: a ledger of
+        choices, and the console's daily figures count its records)."""
         state = state or await self.state(openid)
+        if state.status == "declined" and state.latest is not None and state.latest.version == state.current.version:
+            return state, False
         added = await self._append(openid, "decline", state.current, origin)
         return await self.state(openid), added
 

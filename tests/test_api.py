@@ -266,7 +266,11 @@ async def test_consent_accept_decline_withdraw_and_history(api):
     assert nothing.error()["message"] == api_texts.NOTHING_TO_WITHDRAW and "回复" not in nothing.error()["message"]
 
     declined = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token)
-    assert declined.body["consent"]["status"] == "declined"
+    assert declined.body["consent"]["status"] == "declined" and declined.body["recorded"] is True
+    # Declining again, even many at once, adds nothing: it was a record each time.
+    again = await asyncio.gather(*(api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token)
+                                   for _ in range(5)))
+    assert [(r.status, r.body["recorded"]) for r in again] == [(200, False)] * 5
 
     history = await api.call("GET", "/me/consents", token=token)
     assert [(r["action"], r["version"], r["channel"]) for r in history.body["history"]] == [

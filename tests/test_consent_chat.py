@@ -244,6 +244,8 @@ async def test_decline_explains_what_follows(service):
     reply = await service.wechat.ask("o-no", "不同意")
     assert "已记录" in reply and "停止" in reply and "导出我的数据" in reply and "条款" in reply
     assert [r.action for r in await ledger(service, "o-no")] == ["decline"]
+    assert "已记录" in await service.wechat.ask("o-no", "不同意")
+    assert [r.action for r in await ledger(service, "o-no")] == ["decline"]  # once, not per message
     state = await service.runtime.consents.state("o-no")
     assert state.status == "declined"
 
