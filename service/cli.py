@@ -25,8 +25,8 @@ from bot.errors import BotError
 from bot.file_problems import os_problem
 from service import cli_admin, cli_data, cli_followers, cli_menu, cli_merchants, cli_notices, cli_qa, supervisor
 from service.clitools import (
-    UsageError, add_data_dir_flag, add_global_flags_everywhere, load_config, positive_int, speak_chinese_in_argparse,
-    make_data_dir, remove_demo_settings, running_demo_pid, start_embedded, write_demo_settings,
+    UsageError, add_data_dir_flag, add_global_flags_everywhere, data_dir_path, load_config, positive_int,
+    speak_chinese_in_argparse, make_data_dir, remove_demo_settings, running_demo_pid, start_embedded, write_demo_settings,
 )
 from service.config import Config, ConfigError
 from storage.embedded import EmbeddedError
@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wetoop-bot", description="微拓公众号与小程序后端")
     parser.add_argument("--config", help="TOML 配置文件（环境变量优先）")
     parser.add_argument("-v", "--verbose", action="store_true", help="输出更多日志")
-    parser.add_argument("--data-dir", type=Path, help="数据目录（默认 DATA_DIR 或 ./var）")
+    parser.add_argument("--data-dir", type=data_dir_path, help="数据目录（默认 DATA_DIR 或 ./var）")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="启动服务")

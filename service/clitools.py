@@ -107,9 +107,17 @@ def actor_of(args: argparse.Namespace) -> str:
     return f"cli:{args.by}" if args.by else "cli"
 
 
+def data_dir_path(text: str) -> Path:
+    """``--data-dir``'s value; an empty one (``--data-dir "$DATA_DIR"`` with the
+    variable unset) would be the current directory, a new empty installation."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("数据目录不能为空（--data-dir 后面需要一个目录路径）")
+    return Path(text)
+
+
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
     # Suppressed when not given, so a --data-dir before the subcommand stands.
-    parser.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="数据目录（默认 DATA_DIR 或 ./var）")
+    parser.add_argument("--data-dir", type=data_dir_path, default=argparse.SUPPRESS, help="数据目录（默认 DATA_DIR 或 ./var）")
 
 
 #: Written by a running ``wetoop-bot demo`` under ``DATA_DIR/run``: its WeChat

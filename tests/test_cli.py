@@ -626,3 +626,13 @@ def test_the_encrypt_mode_defaults_from_the_key_and_takes_the_consoles_names():
     assert load({"WECHAT_AES_KEY": AES_KEY}).encrypt_mode == "compatible"
     assert load({"WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": "安全模式"}).encrypt_mode == "safe"
     assert load({"WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": "Compatible"}).encrypt_mode == "compatible"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_empty_data_dir_is_refused_not_taken_for_the_current_directory(tmp_path, where):
+    # --data-dir "$DATA_DIR" with the variable unset listed an empty, newly made
+    # installation in the current directory and exited 0.
+    args = ("--data-dir", "", "terms", "list") if where == "before" else ("terms", "list", "--data-dir", "")
+    result = subprocess.run([str(BIN), *args], env=clean_env(), capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "数据目录不能为空" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
