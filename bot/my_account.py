@@ -60,13 +60,13 @@ def parse_profile(body: dict, existing: Merchant | None) -> dict:
         value = body.get(name)
         if optional and value in (None, ""):
             return ""
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, int) and value < 0):
+        if not isinstance(value, str):  # the contract's type: 13812345678 as a number is refused, not guessed at
             if value is not None:
                 errors.append(Invalid(api_texts.NOT_TEXT.format(label=FIELD_LABELS[name]), name))
                 return None
             value = ""
         try:
-            return parse(str(value))
+            return parse(value)
         except Invalid as exc:
             errors.append(Invalid(exc.message, name))
             return None

@@ -79,6 +79,10 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"{label}不能包含表情或图形符号，请按证件上的写法输入。例如：{example}", field)
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
+    odd = _NOT_IN_NAMES.search(value) or re.match(r"[+\-]", value)
+    if odd:  # markup, and a spreadsheet's formulas (=HYPERLINK(…)): on no licence or ID card
+        what = "网页标记（<…>）" if odd.group().startswith("<") else f"“{odd.group()}”等符号"
+        raise Invalid(f"{label}不能包含{what}，请按证件上的写法输入。例如：{example}", field)
     # A question typed at this step, or the credit code sent again, is no name.
     # (Chat answers a question from the agreement before it gets here.)
     if is_question(value):
@@ -88,6 +92,11 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     if simplified(value.rstrip(TRAILING_PUNCTUATION)) in _BOT_WORDS:
         raise Invalid(f"“{value}”是公众号的指令或菜单项，不是{label}。请输入{label}，例如：{example}", field)
     return value
+
+
+#: Characters no registered name or ID card holds (names have letters, digits,
+#: spaces, brackets, · & . , ' and -), and markup (<script>).
+_NOT_IN_NAMES = re.compile(r"<[A-Za-z/!?]|[{}|\\^=@#$%*\"`~]")
 
 
 #: What users send the account that is no one's name and no command word of the

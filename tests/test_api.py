@@ -426,8 +426,15 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
     assert "请回复" not in reply.error()["message"]  # chat's wording stays in chat
     reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "contact_name": "李四😀"}, token)
     assert reply.error()["field"] == "contact_name" and "表情" in reply.error()["message"]
-    reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "phone": -13812345678}, token)
-    assert (reply.status, reply.error()["field"]) == (422, "phone")  # a number is taken, a negative one is no phone
+    for wrong in ({"phone": 13812345678}, {"phone": -13812345678}, {"entity_name": 123}):
+        # The contract's type: a number was taken as text (and 123 called too short a name).
+        reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, **wrong}, token)
+        [field] = wrong
+        assert (reply.status, reply.error()["field"]) == (422, field) and "应为文字" in reply.error()["message"], reply.body
+    for name in ('=HYPERLINK("http://x")', "<script>alert(1)</script>"):
+        # Junk stored as a name (the CSV neutralised it) and "不能包含数字" for markup.
+        reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_name": name}, token)
+        assert reply.error()["field"] == "entity_name" and ("符号" in reply.error()["message"] or "网页标记" in reply.error()["message"]), reply.body
 
     individual = {"entity_type": "个人", "entity_name": "张三", "contact_name": "张三", "phone": "+86 139-1234-5678"}
     reply = await api.call("PUT", "/me/registration", individual, token)

@@ -106,10 +106,16 @@ async def test_text_that_looks_like_markup_travels_intact(sim):
     code, reply = await send(sim, openid, "text", content="注册")
     assert code == 200
     code, reply = await send(sim, openid, "text", content="企业")
-    code, reply = await send(sim, openid, "text", content="南宁]]>测试<公司>&")
+    code, reply = await send(sim, openid, "text", content="南宁测试&公司")
     assert code == 200, reply
     # The dialog took the whole name and moved on to the credit code.
     assert "统一社会信用代码" in reply["reply"]
+    # A question holding what XML holds dear reaches the service whole (its question log).
+    code, reply = await send(sim, openid, "text", content="取消")
+    question = "南宁]]>测试<公司>&的图片归谁？"
+    code, reply = await send(sim, openid, "text", content=question)
+    assert code == 200 and reply["reply"], reply
+    assert question in [q["question"] for q in await sim.runtime.qa_log.export(openid)]
 
 
 async def test_live_messages_are_listed_with_their_kind_after_the_cursor(sim, emulator):
