@@ -17,11 +17,13 @@ from tornado import httputil
 from tornado.log import access_log
 
 from handlers import admin, api, simulator
+from handlers.api.base import MAX_BODY as API_MAX_BODY
 from handlers.base import NotFoundHandler, declared_length
 from handlers.export import ExportHandler
 from handlers.health import HealthHandler, IndexHandler
 from handlers.wechat import PushDelegate, WeChatHandler
 from service.runtime import Runtime
+from wechat.protocol import MAX_BODY as PUSH_MAX_BODY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +96,7 @@ class _Counted(httputil.HTTPMessageDelegate):
         self._size += len(chunk)
         if self._size > MAX_REQUEST_BODY:
             self._refused = True
-            body = _too_large_body()
+            body = _too_large_body(self._request.path)
             connection = self._request.connection
             connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
                                      httputil.HTTPHeaders({"Content-Type": "application/json; charset=utf-8",
@@ -123,9 +125,10 @@ class _TooLarge(httputil.HTTPMessageDelegate):
 
     def __init__(self, request: httputil.HTTPServerRequest) -> None:
         self._connection = request.connection
+        self._path = request.path
 
     def headers_received(self, start_line, headers) -> None:
-        body = _too_large_body()
+        body = _too_large_body(self._path)
         stream = self._connection.detach()  # the body is never read
         head = (b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json; charset=utf-8\r\n"
                 b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
@@ -141,8 +144,11 @@ MAX_REQUEST_BODY = 1024 * 1024
 _UNCOUNTED = 1 << 62  # Tornado's limit for a chunked body, which the delegate counts instead
 
 
-def _too_large_body() -> bytes:
-    return json.dumps({"error": {"code": "body_too_large", "message": f"请求体过大（最多 {MAX_REQUEST_BODY // 1024 // 1024} MiB）"}},
+def _too_large_body(path: str) -> bytes:
+    # The limit of the route asked, as its own refusal says it (the API's 16 KiB), not this backstop's.
+    limit = API_MAX_BODY if path.startswith("/api/") else PUSH_MAX_BODY if path == "/wechat" else MAX_REQUEST_BODY
+    size = f"{limit // 1024 // 1024} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+    return json.dumps({"error": {"code": "body_too_large", "message": f"请求体过大（最多 {size}）"}},
                       ensure_ascii=False).encode()
 
 

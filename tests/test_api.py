@@ -1179,7 +1179,19 @@ async def test_a_huge_chunked_body_gets_the_json_413(api, path, one_chunk):
     assert head.split(b" ")[:2] == [b"HTTP/1.1", b"413"], head
     error = json.loads(body)["error"]
     assert error["code"] == "body_too_large" and error["message"]  # the same code as below 1 MiB
+    # The route's own limit, as below 1 MiB (it said 1 MiB where the API takes 16 KiB).
+    limit = {"/api/v1/session": "16 KiB", "/wechat": "64 KiB"}.get(path, "1 MiB")
+    assert limit in error["message"], error
     assert (await AsyncHTTPClient().fetch(api.svc.url + "/healthz")).code == 200
+
+
+async def test_a_declared_huge_body_is_refused_with_the_apis_own_limit(api):
+    token = await api.token()
+    response = await AsyncHTTPClient().fetch(
+        api.svc.url + "/api/v1/me/preferences", method="PUT", body=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, raise_error=False)
+    error = json.loads(response.body)["error"]
+    assert response.code == 413 and error["code"] == "body_too_large" and "16 KiB" in error["message"], error
 
 
 async def test_an_api_consent_action_waits_for_the_users_chat_message_in_progress(api):
