@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     emulator = sub.add_parser("emulator", help="启动微信 API 模拟器（测试与演示用）")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=_port, default=8081)
-    emulator.add_argument("--rate-limit", type=float, default=None, help="每秒最多接受的消息数，超出返回 45009")
+    emulator.add_argument("--rate-limit", type=_rate, default=None, help="每秒最多接受的消息数，超出返回 45009")
     emulator.add_argument("--appid", help="只接受这个 AppID（默认接受任何）")
     emulator.add_argument("--secret", help="只接受这个 AppSecret（默认接受任何）")
     emulator.set_defaults(func=cmd_emulator)
@@ -124,6 +124,16 @@ def _service_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="监听地址（默认 HOST 或 127.0.0.1）")
     parser.add_argument("--port", type=_port, help="监听端口（默认 PORT 或 8080）")
     add_data_dir_flag(parser)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"必须是正数（每秒的消息数）：{text!r}") from None
+    if not 0 < value < float("inf"):  # 0 or less would refuse every message; nan fails this too
+        raise argparse.ArgumentTypeError(f"必须是正数（每秒的消息数）：{text}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -286,7 +296,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             server = await serve_emulator(args.host, args.port, state)
         except OSError as exc:
             raise UsageError(f"无法监听 {args.host}:{args.port}：{os_problem(exc)}") from None
-        print(f"微信 API 模拟器已启动：http://{_display_host(args.host)}:{args.port}/", flush=True)
+        # --port 0: the port the system chose, which is where it can be reached.
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        print(f"微信 API 模拟器已启动：http://{_display_host(args.host)}:{port}/", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (2, 15):

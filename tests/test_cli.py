@@ -636,3 +636,25 @@ def test_an_empty_data_dir_is_refused_not_taken_for_the_current_directory(tmp_pa
     result = subprocess.run([str(BIN), *args], env=clean_env(), capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2 and "数据目录不能为空" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("rate", ["-1", "0", "abc"])
+def test_the_emulator_refuses_a_rate_limit_that_is_no_positive_number(rate):
+    result = run_cli("emulator", "--port", "0", "--rate-limit", rate)
+    assert result.returncode == 2 and "必须是正数" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_emulator_on_port_0_prints_the_port_it_listens_on():
+    # It printed http://127.0.0.1:0/, where nothing can be reached.
+    proc = subprocess.Popen([str(BIN), "emulator", "--port", "0"], env=clean_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://\S+/", line).group()
+        assert not url.endswith(":0/"), line
+        import urllib.request
+
+        with urllib.request.urlopen(url + "cgi-bin/token?grant_type=client_credential&appid=x&secret=y", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
