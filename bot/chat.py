@@ -437,6 +437,8 @@ async def my_account(chat: Chat) -> Reply:
     reason = None
     if merchant.status == "suspended":
         reason = await _suspension_reason(chat)
+    elif merchant.status == "pending_review":
+        reason = await chat.services.merchants.returned_reason(chat.openid)
     barred = merchant.status == "closed" and await chat.services.merchants.closed_while_suspended(chat.openid)
     consent = (await chat.consent()).status if merchant.status in ("pending_review", "active") else "accepted"
     return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason, barred, consent))

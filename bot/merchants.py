@@ -135,9 +135,10 @@ class MerchantAccounts:
                            seen: str | None = None) -> tuple[Merchant, str]:
         """Register (a new or a closed account) or change a profile.
 
-        Returns the record and what happened: ``"registered"``, ``"updated"``
-        or ``"resubmitted"`` (an active account whose entity changed goes back
-        to review). A suspended account cannot be changed, nor one closed
+        Returns the record and what happened: ``"registered"``, ``"updated"``,
+        ``"resubmitted"`` (an active account whose entity changed goes back
+        to review) or ``"corrected"`` (an account returned for correction is
+        submitted again). A suspended account cannot be changed, nor one closed
         while suspended registered again.
         """
         missing = missing_fields(profile)
@@ -184,6 +185,11 @@ class MerchantAccounts:
                 entry = StatusEntry("pending_review", at, by, "修改主体信息，需重新审核")
                 await self.repo.update(openid, "active", profile=profile, entry=entry)
                 return await self._reload(openid), "resubmitted"
+            if existing.status == "pending_review" and await self.returned_reason(openid) is not None:
+                # The reviewer asked for a correction: the history says it was made (and when).
+                entry = StatusEntry("pending_review", at, by, "按退回意见修改资料，重新提交审核")
+                await self.repo.update(openid, "pending_review", profile=profile, entry=entry)
+                return await self._reload(openid), "corrected"
             await self.repo.update(openid, existing.status, profile=profile)
         except StatusChanged:
             raise AccountRefused("账户状态刚刚发生了变化，请回复“我的账户”查看后重试。", code="status_changed") from None
@@ -246,6 +252,14 @@ class MerchantAccounts:
         """Why the account was last suspended (what the admin wrote), if it was."""
         suspensions = [entry for entry in await self.repo.history(openid) if entry.status == "suspended"]
         return suspensions[-1].reason if suspensions else None
+
+    async def returned_reason(self, openid: str) -> str | None:
+        """Why an account in review was returned for correction (退回修改),
+        while its user has not resubmitted since; else None."""
+        history = await self.repo.history(openid)
+        if len(history) >= 2 and history[-1].status == history[-2].status == "pending_review" and history[-1].by != "user":
+            return history[-1].reason
+        return None
 
     async def status_before_suspension(self, openid: str) -> str:
         """The status a suspended account returns to when reinstated."""

@@ -468,6 +468,9 @@ def registered(outcome: str, status_label: str, chat: bool = True) -> str:
         return text + ("回复“我的账户”随时查看。" if chat else "")
     if outcome == "resubmitted":
         return f"资料已更新。因主体信息有变化，账户需要重新审核，当前状态：{status_label}。"
+    if outcome == "corrected":
+        text = f"资料已修改并重新提交审核，当前状态：{status_label}。我们会尽快审核，结果会以通知告知您。"
+        return text + ("回复“我的账户”随时查看。" if chat else "")
     return f"资料已更新，当前状态：{status_label}。" + ("回复“我的账户”查看。" if chat else "")
 
 
@@ -530,11 +533,16 @@ ACCOUNT_WITHOUT_CONSENT = {
 
 def account_overview(lines: list[str], status: str, status_label: str, reason: str | None,
                      barred: bool = False, consent: str = "accepted") -> str:
-    """``barred``: closed while suspended, so not to be registered again by the user;
-    ``consent``: the owner's consent status (see :data:`ACCOUNT_WITHOUT_CONSENT`)."""
+    """``reason``: why it is suspended, or why it was returned for correction
+    (pending review); ``barred``: closed while suspended, so not to be
+    registered again by the user; ``consent``: the owner's consent status
+    (see :data:`ACCOUNT_WITHOUT_CONSENT`)."""
     text = "\n".join(["您的微拓商家账户：", *[f"· {line}" for line in lines], f"· 状态：{status_label}"])
     if status == "suspended":
         return text + "\n\n" + suspended(reason or "未说明")
+    if status == "pending_review" and reason:
+        text += "\n\n" + returned_for_correction(reason)
+        return text + "\n回复“注销账户”注销。"
     if status in ("pending_review", "active") and consent in ACCOUNT_WITHOUT_CONSENT:
         text += "\n\n" + ACCOUNT_WITHOUT_CONSENT[consent]
         return text + "\n回复“修改资料”修改，回复“注销账户”注销。"
@@ -544,6 +552,10 @@ def account_overview(lines: list[str], status: str, status_label: str, reason: s
     elif status == "closed":
         text += "\n" + (REREGISTRATION_BARRED if barred else "回复“注册”可重新注册。")
     return text
+
+
+def returned_for_correction(reason: str) -> str:
+    return f"您的注册资料已被退回修改，原因：{reason}\n请回复“修改资料”按要求修改并确认，资料将重新提交审核。"
 
 
 NO_CLOSURE_ASKED = "您还没有申请注销，没有需要确认的事项。如需注销商家账户，请先回复“注销账户”。"

@@ -518,6 +518,14 @@ async def test_registration_changes_follow_the_account_rules(api):
     assert (entity.body["outcome"], entity.body["registration"]["status"]) == ("resubmitted", "pending_review")
 
     assert (await api.call("GET", "/me/registration", token=token)).body["registration"]["suspension_reason"] is None
+    # Returned for correction: the app can say why, until the form is sent again.
+    await merchants.set_status(mp_openid("alice"), "pending_review", "请填写营业执照上的全称", by="admin")
+    read = await api.call("GET", "/me/registration", token=token)
+    assert read.body["registration"]["returned_reason"] == "请填写营业执照上的全称"
+    corrected = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_name": "南宁市另一家贸易有限公司（全称）"}, token)
+    assert (corrected.body["outcome"], corrected.body["registration"]["status"]) == ("resubmitted", "pending_review")
+    assert "重新提交审核" in corrected.body["message"]
+    assert (await api.call("GET", "/me/registration", token=token)).body["registration"]["returned_reason"] is None
     await merchants.set_status(mp_openid("alice"), "suspended", "资料待核实", by="admin")
     refused = await api.call("PUT", "/me/registration", ENTERPRISE, token)
     assert (refused.status, refused.error()["code"]) == (409, "account_suspended")

@@ -778,8 +778,18 @@ async def test_a_registration_returned_for_correction_is_told_what_to_change(ser
     await service.runtime.worker(concurrency=2).run_until_idle(30)
     told = [m["body"]["text"]["content"] for m in await emulator.messages("o-fixme") if m["msgtype"] == "text"]
     assert any("审核意见：名称与营业执照不一致" in t and "修改资料" in t for t in told), told
-    assert "修改" in await service.wechat.ask("o-fixme", "修改资料")  # and they can
     assert (await merchants.get("o-fixme")).status == "pending_review"
+    # 我的账户 said only "我们会尽快审核": a merchant who missed the notice waited for ever.
+    account = await service.wechat.ask("o-fixme", "我的账户")
+    assert "退回修改" in account and "名称与营业执照不一致" in account and "修改资料" in account, account
+    assert "修改" in await service.wechat.ask("o-fixme", "修改资料")  # and they can
+    replies = await chat(service, "o-fixme", "修改", "2", "南宁市测试贸易有限公司（更正）", "确认")
+    assert "重新提交审核" in replies[-1], replies[-1]
+    history = await merchants.repo.history("o-fixme")
+    assert [(e.status, e.by, e.reason) for e in history[-2:]] == [
+        ("pending_review", "admin:eddie", "名称与营业执照不一致"), ("pending_review", "user", "按退回意见修改资料，重新提交审核")]
+    account = await service.wechat.ask("o-fixme", "我的账户")
+    assert "退回修改" not in account and "我们会尽快审核" in account, account
 
 
 async def test_reinstating_returns_to_the_status_the_suspension_interrupted(service, emulator):

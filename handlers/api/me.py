@@ -92,9 +92,11 @@ class RegistrationHandler(ApiHandler):
 
     async def get(self) -> None:
         merchant = await my_account.registration(self.services, self.user.openid)
-        reason = await self.services.merchants.suspension_reason(merchant.openid) if merchant.status == "suspended" else None
+        merchants = self.services.merchants
+        reason = await merchants.suspension_reason(merchant.openid) if merchant.status == "suspended" else None
+        returned = await merchants.returned_reason(merchant.openid) if merchant.status == "pending_review" else None
         self.set_header("ETag", f'"{profile_stamp(merchant)}"')
-        self.write_json({"registration": render.registration(merchant, reason)})
+        self.write_json({"registration": render.registration(merchant, reason, returned)})
 
     async def put(self) -> None:
         # If-Match: the ETag(s) of the record the form was filled from; "*" or none: no check.
@@ -106,7 +108,7 @@ class RegistrationHandler(ApiHandler):
         self.write_json(
             {
                 "registration": render.registration(merchant),
-                "outcome": outcome,
+                "outcome": "resubmitted" if outcome == "corrected" else outcome,  # the contract's two
                 "message": texts.registered(outcome, STATUSES[merchant.status], chat=False),
             }
         )

@@ -91,6 +91,8 @@ SCHEMAS = {
         status={"enum": list(MERCHANT_STATUSES), "readOnly": True},
         status_label=STR,
         suspension_reason={"type": ["string", "null"], "description": "why a suspended account is suspended (GET only)"},
+        returned_reason={"type": ["string", "null"], "description": "why an account in review was returned for "
+                         "correction (退回修改), until the merchant submits the form again (GET only)"},
         created_at=TIME, updated_at=TIME,
     ),
     "RegistrationInput": {
