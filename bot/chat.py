@@ -356,10 +356,20 @@ async def export_data(chat: Chat) -> Reply:
 
 # -- registration and the merchant account -----------------------------------------
 
+#: Other ways of saying 退订 X / 订阅 X; taken only with a category's full name
+#: after them (关闭账户, 关闭服务 are no notice settings), and with 了 after it
+#: (不要再发服务公告了).
+OPT_OUT_WORDS = ("取消订阅", "关闭", "不再接收", "不要再发", "别再发", "不想收")
+OPT_IN_WORDS = ("开启", "打开", "重新订阅", "恢复订阅", "恢复接收")
+_FULL_NAMES = sorted({*CATEGORIES.values(), *CATEGORIES, "其它"}, key=len, reverse=True)
+_CATEGORY_NAMED = "[“\"'「]?(" + "|".join(map(re.escape, _FULL_NAMES)) + ")[”\"'」]?了?[。.!！~～]*"
+
+
 #: Commands that still work in the middle of a dialog (the dialog stays where it was).
 THROUGH_DIALOGS = {
     normalize_command(w)
-    for w in ("帮助", "条款", "协议", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据", "通知设置", "退订", "订阅")
+    for w in ("帮助", "条款", "协议", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据", "通知设置", "退订", "订阅",
+              *OPT_OUT_WORDS, *OPT_IN_WORDS)
 }
 
 
@@ -510,13 +520,15 @@ async def notice_settings(chat: Chat) -> Reply:
 
 
 @router.command("退订", "订阅", args=r"(.+)")
+@router.command(*OPT_OUT_WORDS, *OPT_IN_WORDS, args=_CATEGORY_NAMED)
 async def change_subscription(chat: Chat) -> Reply:
     (name,) = chat.args
     try:
         category = category_from_name(name)
     except Invalid as exc:
         return Reply(exc.message + texts.UNKNOWN_CATEGORY_EXAMPLE)
-    on = normalize_command(chat.message.text).startswith("订阅")
+    word = router.command_of(chat.message.text)
+    on = word == "订阅" or word in OPT_IN_WORDS
     changed = await chat.services.preferences.change(chat.openid, category, on)
     label = CATEGORIES[category]
     if on:

@@ -1256,6 +1256,25 @@ async def test_chat_preferences(svc):
     assert "已退订“服务公告”" in await svc.wechat.ask("o-pref", "退订: 服务公告")
 
 
+async def test_other_ways_of_saying_opt_out_and_in_change_the_setting(svc):
+    # 不要再发服务公告了, 关闭 服务公告, 取消订阅 服务公告 got a clause quoted and changed nothing.
+    for typed, on in (("不要再发服务公告了", False), ("打开 服务公告", True), ("关闭 服务公告", False),
+                      ("开启服务公告", True), ("取消订阅 服务公告", False), ("恢复订阅 服务公告", True),
+                      ("别再发其他了！", False)):
+        reply = await svc.wechat.ask("o-say", typed)
+        assert ("已恢复" in reply or "您已在接收" in reply) if on else "退订" in reply, (typed, reply)
+        category = "other" if "其他" in typed else "service"
+        assert (await svc.runtime.preferences.settings("o-say"))[category] is on, typed
+    # Not a category's full name: no notice setting (关闭账户 is about the account).
+    assert "已退订" not in await svc.wechat.ask("o-say", "关闭账户")
+    assert (await svc.runtime.preferences.settings("o-say"))["service"] is True
+    # Inside registration too, as 退订 服务公告 is.
+    await svc.wechat.ask("o-say", "同意")
+    await svc.wechat.ask("o-say", "注册")
+    inside = await svc.wechat.ask("o-say", "关闭 安全通告")
+    assert "已退订“安全通告”" in inside and "还没有完成" in inside, inside
+
+
 async def test_export_has_preferences_and_deliveries(svc, emulator):
     await active_users(svc, "o-exp")
     await svc.runtime.preferences.set("o-exp", "other", False)
