@@ -397,7 +397,8 @@ async def registration_step(chat: Chat):
     if word is not None:
         # Another command is not an answer (a name of "注册" is a mistake).
         engine = chat.services.engine
-        return Reply(texts.dialog_command_inside(REGISTRATION.title, chat.message.text.strip())
+        amending = bool(chat.dialog is not None and chat.dialog.data.get("amending"))
+        return Reply(texts.dialog_command_inside(REGISTRATION.title, chat.message.text.strip(), amending)
                      + "\n\n" + engine.current_prompt(chat, REGISTRATION))
     if chat.message.kind != "text":  # a photo of the licence is no answer: say so, ask again
         return Reply(texts.DIALOG_TEXT_ONLY + "\n\n" + chat.services.engine.current_prompt(chat, REGISTRATION))

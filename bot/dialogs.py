@@ -60,6 +60,11 @@ def control_word(text: str) -> str:
     return SYNONYMS.get(word, word)
 
 
+def _amending(chat: Chat) -> bool:
+    """Whether the open dialog changes saved data (修改资料) rather than creates it."""
+    return bool(chat.dialog and chat.dialog.data.get("amending"))
+
+
 def dialog_context(chat: Chat) -> dict:
     """The ``context`` the user's open dialog was started with ({} if none)."""
     return dict((chat.dialog.data.get("context") or {}) if chat.dialog is not None else {})
@@ -157,7 +162,7 @@ class DialogEngine:
             answers = {}
         if at_summary:
             await self._save(chat, dialog, SUMMARY, answers, [], amending=True, context=context or {})
-            return Reply(self._prompt(dialog, SUMMARY, answers))
+            return Reply(self._prompt(dialog, SUMMARY, answers, amending=True))
         chat.dialog = DialogState(name="", data={"context": context or {}})  # for _goto's save to carry
         return await self._goto(chat, dialog, self._next(dialog, answers, None), answers, [])
 
@@ -217,8 +222,9 @@ class DialogEngine:
         except Invalid as exc:
             return await self._answered(chat, dialog, self._prompt(dialog, step_name, answers), exc.message)
         except Stop as stop:
+            amending = _amending(chat)
             await self._end(chat, dialog)
-            return Reply(stop.message)
+            return Reply(stop.message + (texts.dialog_amend_stopped(dialog.title) if amending else ""))
         if answers.get(step.name, value) != value:
             for other in dialog.steps:
                 if step.name in other.depends_on:
@@ -239,7 +245,7 @@ class DialogEngine:
         step_name = state.name.split(":", 1)[1]
         if step_name == RESUME_STEP:
             return texts.dialog_resume_choice()
-        return self._prompt(dialog, step_name, dict(state.data.get("answers") or {}))
+        return self._prompt(dialog, step_name, dict(state.data.get("answers") or {}), _amending(chat))
 
     # -- internals ------------------------------------------------------------
 
@@ -253,7 +259,8 @@ class DialogEngine:
             return reply
         if word == EDIT:
             return await self._goto(chat, dialog, CHOOSE, answers, history + [SUMMARY])
-        return await self._answered(chat, dialog, self._prompt(dialog, SUMMARY, answers), texts.dialog_summary_choice())
+        return await self._answered(chat, dialog, self._prompt(dialog, SUMMARY, answers, _amending(chat)),
+                                    texts.dialog_summary_choice())
 
     async def _choose(self, chat, dialog, word, answers, history) -> Reply:
         editable = [s for s in dialog.applicable(answers) if s.editable]
@@ -274,8 +281,7 @@ class DialogEngine:
         if dialog.answer is not None and is_question(chat.message.text):
             answer = await dialog.answer(chat, chat.message.text)
             if answer:
-                amending = bool(chat.dialog and chat.dialog.data.get("amending"))
-                return Reply(f"{answer}\n\n{texts.dialog_after_question(dialog.title, amending)}\n\n{prompt}")
+                return Reply(f"{answer}\n\n{texts.dialog_after_question(dialog.title, _amending(chat))}\n\n{prompt}")
         return Reply(f"{refusal}\n\n{prompt}" if refusal else prompt)
 
     def _next(self, dialog: Dialog, answers: dict, after: str | None) -> str:
@@ -297,11 +303,11 @@ class DialogEngine:
             if missing is not None:
                 step_name, editing = missing.name, True
         await self._save(chat, dialog, step_name, answers, history, editing=editing, context=context)
-        return Reply(self._prompt(dialog, step_name, answers))
+        return Reply(self._prompt(dialog, step_name, answers, _amending(chat)))
 
-    def _prompt(self, dialog: Dialog, step_name: str, answers: dict) -> str:
+    def _prompt(self, dialog: Dialog, step_name: str, answers: dict, amending: bool = False) -> str:
         if step_name == SUMMARY:
-            return texts.dialog_summary(dialog.title, self._summary_lines(dialog, answers))
+            return texts.dialog_summary(dialog.title, self._summary_lines(dialog, answers), amending)
         if step_name == CHOOSE:
             editable = [s for s in dialog.applicable(answers) if s.editable]
             return texts.dialog_choose([s.label for s in editable])

@@ -379,8 +379,9 @@ def dialog_after_question(title: str, amending: bool = False) -> str:
     return f"（以上是对您问题的回答。您的{title}还没有完成，已填写的内容仍然保留，请继续：）"
 
 
-def dialog_command_inside(title: str, word: str) -> str:
-    return f"您正在填写{title}，“{word}”不能作为这一步的内容。请按下面的提示回复，回复“取消”可退出。"
+def dialog_command_inside(title: str, word: str, amending: bool = False) -> str:
+    doing = f"修改{title.removesuffix('注册')}资料" if amending else f"填写{title}"
+    return f"您正在{doing}，“{word}”不能作为这一步的内容。请按下面的提示回复，回复“取消”可退出。"
 
 
 def dialog_cancelled(title: str) -> str:
@@ -404,8 +405,16 @@ def dialog_first_step() -> str:
     return "已经是第一步了。"
 
 
-def dialog_summary(title: str, lines: list[str]) -> str:
-    return "\n".join([f"请核对{title}信息：", *[f"· {line}" for line in lines], "", "回复“确认”提交，“修改”更改某一项，“取消”放弃。"])
+def dialog_summary(title: str, lines: list[str], amending: bool = False) -> str:
+    if amending:  # 修改资料 of a saved record: no registration under way
+        head, controls = f"请核对您的{title.removesuffix('注册')}资料：", "回复“确认”保存，“修改”更改某一项，“取消”保持原资料不变。"
+    else:
+        head, controls = f"请核对{title}信息：", "回复“确认”提交，“修改”更改某一项，“取消”放弃。"
+    return "\n".join([head, *[f"· {line}" for line in lines], "", controls])
+
+
+def dialog_amend_stopped(title: str) -> str:
+    return f"\n（您原有的{title.removesuffix('注册')}资料没有改变。）"
 
 
 def dialog_summary_choice() -> str:

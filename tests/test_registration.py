@@ -429,7 +429,15 @@ async def test_my_account_and_edit_profile(service):
 
     await service.runtime.merchants.set_status("o-acct", "active", "资料齐全", by="admin")
     summary = await service.wechat.ask("o-acct", "修改资料")
-    assert "请核对商家注册信息" in summary
+    # Changing a saved record is no registration (it said 请核对商家注册信息, 您正在填写商家注册).
+    assert "请核对您的商家资料" in summary and "注册" not in summary, summary
+    inside = await service.wechat.ask("o-acct", "注册")
+    assert "您正在修改商家资料" in inside and "填写商家注册" not in inside, inside
+    # Becoming an individual under 18 ends the change, and says the account is as it was.
+    replies = await chat(service, "o-acct", "修改", "1", "个人", "张三", "否")
+    assert "18 周岁" in replies[-1] and "原有的商家资料没有改变" in replies[-1], replies
+    assert (await service.runtime.merchants.get("o-acct")).entity_type == "enterprise"
+    assert "请核对您的商家资料" in await service.wechat.ask("o-acct", "修改资料")
     # A command answered meanwhile reminds of the change under way, not of a registration.
     aside = await service.wechat.ask("o-acct", "帮助")
     assert "资料修改还没有完成" in aside and "注册还没有完成" not in aside
