@@ -46,7 +46,7 @@ RESUME_STEP = "resume"
 #: What people type for the dialog's own words: "取消注册" ends the dialog, it is no name.
 SYNONYMS = {
     **dict.fromkeys(("取消注册", "退出注册", "不注册了", "取消修改", "不改了", "取消注销", "不注销了",
-                     "退出", "算了", "放弃", "不填了"), CANCEL),
+                     "退出", "算了", "算了吧", "放弃", "不填了", "不弄了"), CANCEL),
     **dict.fromkeys(("返回", "返回上一步", "上一个", "后退"), BACK),
     **dict.fromkeys(("重新填写", "重填", "重来"), RESTART),
 }

@@ -221,6 +221,8 @@ def parse_phone(text: str) -> str:
     value = re.sub(r"[\s()-]", "", _typed_value(text))
     if value.startswith("+86"):
         value = value[3:]
+    elif value.startswith("0086") and len(value) == 15:  # the international prefix dialled as digits
+        value = value[4:]
     elif value.startswith("86") and len(value) == 13:
         value = value[2:]
     if not _PHONE.fullmatch(value):

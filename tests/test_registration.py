@@ -119,6 +119,7 @@ def test_credit_code_and_phone_rules():
             parse_credit_code(bad)
         assert "登记管理部门" in refused.value.message
     assert parse_phone("１３８ １２３４ ５６７８") == "13812345678"
+    assert parse_phone("0086 138 1234 5678") == parse_phone("+86 138-1234-5678") == "13812345678"  # 0086 was 15 digits
     for bad, why in (("12812345678", "不能以 12 开头"), ("138123456789", "您输入了 12 位"), ("138", "您输入了 3 位"),
                      ("abc@", "只能包含数字"), ("13٨١٢٣٤٥٦٧٨", "只能包含数字")):  # Arabic-Indic digits were stored
         with pytest.raises(Invalid) as refused:
@@ -347,7 +348,7 @@ async def test_cancel_drops_the_command_waiting_for_consent(service):
     assert await service.runtime.services.dialogs.load("o-changed-mind") is None
     assert "无需操作" in await service.wechat.ask("o-changed-mind", "取消")  # nothing left to cancel
     # Said as 取消注册, 算了 or 退出 too (they were answered by the Q&A, and 同意 then registered).
-    for i, word in enumerate(("取消注册", "算了", "退出。")):
+    for i, word in enumerate(("取消注册", "算了", "退出。", "算了吧")):
         openid = f"o-changed-{i}"
         assert "需要您先同意" in await service.wechat.ask(openid, "注册")
         assert "已取消“注册”" in await service.wechat.ask(openid, word)
