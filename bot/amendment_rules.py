@@ -108,6 +108,13 @@ def check_publication(
             raise AmendmentRefused("unchanged", f"与版本 {latest.version} 的内容完全相同，无需发布")
         if not draft.changes:
             raise AmendmentRefused("changes", "修订版本必须在 changes 中写明本次修改的摘要")
+        if list(draft.changes) == list(latest.changes):
+            # A draft starts as a copy of the latest version: its summary of
+            # changes, left as it was, would tell every user of the wrong ones.
+            raise AmendmentRefused(
+                "changes", f"修改摘要（changes）与版本 {latest.version} 的完全相同，像是复制后没有更新；"
+                "请写明本次修改了什么（它会写进发给所有用户的条款修改通知）"
+            )
 
 
 def show(value: dt.datetime) -> str:

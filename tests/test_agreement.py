@@ -194,6 +194,18 @@ def test_amendments_need_a_change_summary_and_a_change():
     assert info.value.rule == "unchanged"
 
 
+def test_a_change_summary_copied_from_the_latest_version_is_refused():
+    # A draft starts as a copy of the latest version; left as it was, its
+    # changes told every user of the previous amendment's changes.
+    first = amended(version="2026-12-09").published("legal", NOW, NOW)
+    second = dataclasses.replace(amended(version="2026-12-20"), sections=load_seed().sections[:1] + first.sections[1:])
+    with pytest.raises(AmendmentRefused) as info:
+        check("legal", NOW + dt.timedelta(hours=1), draft=second, published=[load_seed(), first])
+    assert info.value.rule == "changes" and "2026-12-09" in info.value.message and "相同" in info.value.message
+    check("legal", NOW + dt.timedelta(hours=1), draft=dataclasses.replace(second, changes=("第1节第6款：恢复原表述",)),
+          published=[load_seed(), first])
+
+
 def test_unknown_reason_is_refused():
     with pytest.raises(AmendmentRefused) as info:
         check("because", NOW + dt.timedelta(days=30))

@@ -224,7 +224,7 @@ async def test_terms_current_upcoming_version_and_section(api):
     assert reply.body["upcoming"]["changes"] == ["第 1 节措辞调整"]
     assert [v["version"] for v in reply.body["versions"]] == ["2022-05-22", "2026-12-31"]
     # Two scheduled: both listed, the next first (upcoming named only the next, chat listed both).
-    later = dataclasses.replace(amended("2027-01-20"), sections=amended("2026-12-31").sections[:-1] + (
+    later = dataclasses.replace(amended("2027-01-20"), changes=("第 7 节摘要改写",), sections=amended("2026-12-31").sections[:-1] + (
         dataclasses.replace(load_seed().sections[-1], summary="第七节摘要（再修订）"),))
     await runtime.terms.publish(later, reason="routine", effective_at=runtime.clock() + dt.timedelta(days=20), by="test")
     reply = await api.call("GET", "/terms")

@@ -317,7 +317,7 @@ async def test_an_amendment_in_force_stops_the_confirmation_until_accepted(servi
     await chat(service, "o-held", *ENTERPRISE)
     again = dataclasses.replace(changed, clauses=(changed.clauses[0] + "（再修订）", *changed.clauses[1:]))
     await Terms(rt.versions, rt.broadcasts, rt.clock).publish(
-        dataclasses.replace(draft, version="2026-11-27-legal", sections=(again, *seed.sections[1:])),
+        dataclasses.replace(draft, version="2026-11-27-legal", changes=("第 1 节再次修订",), sections=(again, *seed.sections[1:])),
         reason="legal", effective_at=None, by="test")
     assert "需要您先同意" in await service.wechat.ask("o-held", "确认")
     assert "已取消" in await service.wechat.ask("o-held", "取消")
