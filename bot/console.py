@@ -26,6 +26,7 @@ from bot.merchants import (
 )
 from bot.notices import (
     CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, audit_entry, check_audience, check_text, notice_text,
+    unknown_recipients, unknown_recipients_warning,
 )
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import attach_examples, units_of
@@ -136,6 +137,8 @@ class NoticePreview:
     audience_size: int
     large: bool
     important: bool
+    #: What to say of listed openids nobody here has (:func:`~bot.notices.unknown_recipients`), or "".
+    unknown_warning: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +176,9 @@ class Console:
     def __init__(self, *, broadcasts: Broadcasts, terms: Terms, merchants: MerchantAccounts, followers: Followers,
                  drafts: Drafts, stats: AdminStats, consent_view: ConsentView, audit: Audit, qa_override_dir: Path,
                  clock: Callable[[], dt.datetime], locks: UserLocks | None = None,
-                 submit_tokens: SubmitTokens | None = None) -> None:
+                 submit_tokens: SubmitTokens | None = None, identities=None) -> None:
         self.locks = locks
+        self.identities = identities
         self.submit_tokens = submit_tokens
         self.broadcasts = broadcasts
         self.terms = terms
@@ -224,12 +228,15 @@ class Console:
         """What users will see and how many will get it (before opt-outs)."""
         actor.require("draft")
         form.check()
-        size = len(await self.broadcasts.audience(form.audience()))
+        audience = form.audience()
+        size = len(await self.broadcasts.audience(audience))
         important = form.important_flag()
         sample = Notice(id="preview", category=form.category, title=form.title.strip(), body=form.body.strip(),
                         important=important, audience={}, channel=form.channel, status="queued", total=size,
                         created_at=None, created_by=actor.name)
-        return NoticePreview(notice_text(sample), size, size > LARGE_AUDIENCE, important)
+        unknown = await unknown_recipients(audience, self.followers, self.identities)
+        return NoticePreview(notice_text(sample), size, size > LARGE_AUDIENCE, important,
+                             unknown_recipients_warning(unknown) if unknown else "")
 
     async def save_notice_draft(self, actor: Actor, form: NoticeForm, draft_id: str | None = None,
                                 seen: str | None = None) -> str:

@@ -115,6 +115,24 @@ def load_templates(path: str | None) -> dict:
     return data
 
 
+async def unknown_recipients(audience: dict, followers: Followers, identities) -> list[str]:
+    """The openids of an explicit list that nobody here has (never followed
+    the account nor used the mini-program: mistyped, or of another account):
+    none of them can be reached, which the admin is told before sending."""
+    if audience.get("type") != "openids":
+        return []
+    listed = sorted(set(audience.get("openids") or []))
+    known = set(await followers.many(listed)) | (await identities.known(listed) if identities is not None else set())
+    return [openid for openid in listed if openid not in known]
+
+
+def unknown_recipients_warning(unknown: list[str], shown: int = 10) -> str:
+    """What the console and the CLI say of :func:`unknown_recipients`."""
+    names = "、".join(unknown[:shown]) + (f" 等 {len(unknown)} 个" if len(unknown) > shown else "")
+    return (f"注意：其中 {len(unknown)} 个 openid 在系统中没有记录（从未关注公众号，也未使用小程序），"
+            f"将无法送达，会记为跳过：{names}。请检查是否填错。")
+
+
 def audit_entry(notice: Notice, audience_size: int | None) -> dict:
     """What an admin's notice records in the audit log, from the console and
     the CLI alike: what went, to whom and how (a mass send is allowed only a

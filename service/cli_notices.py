@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 from bot.file_problems import os_problem
-from bot.notices import CHANNELS, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain
+from bot.notices import (
+    CHANNELS, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain,
+    unknown_recipients, unknown_recipients_warning,
+)
 from bot.preferences import category_from_name
 from bot.validation import Invalid
 from service import supervisor
@@ -108,6 +111,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     created: list[str] = []
 
     async def work(runtime):
+        unknown = await unknown_recipients(audience, runtime.followers, runtime.mini.identities)
+        if unknown:
+            print(unknown_recipients_warning(unknown), file=sys.stderr)
+
         async def announce(notice, audience_size: int | None) -> None:
             # Printed and audited once the notice exists, before its recipients are
             # recorded: stopped then (Ctrl-C), it is still sent, and the admin knows its id.

@@ -56,6 +56,12 @@ class Identities:
         doc = await self._coll.find_one({"_id": openid})
         return None if doc is None else _user(doc)
 
+    async def known(self, openids: list[str]) -> set[str]:
+        """Those of ``openids`` that are mini-program users' openids."""
+        if not openids:
+            return set()
+        return {d["_id"] for d in await self._coll.find({"_id": {"$in": openids}}, {"_id": 1}).to_list(None)}
+
     async def unlinked(self, openids: list[str]) -> set[str]:
         """Those of ``openids`` that are mini-program openids of no follower
         (their own subject): the official account cannot message them."""

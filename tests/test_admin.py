@@ -398,7 +398,12 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
     preview = await editor.post("/admin/notices/new", {**NOTICE, "action": "preview"})
     assert preview.code == 200
     body = text(preview)
-    assert "【服务公告】系统维护" in body and "受众：<b>3</b> 人" in body
+    assert "【服务公告】系统维护" in body and "受众：<b>3</b> 人" in body and "没有记录" not in body
+    # Listed openids nobody here has are named: a mistyped one was counted as reached.
+    listed = await editor.post("/admin/notices/new", {**NOTICE, "audience_type": "openids", "openids": "o-a\no-typo",
+                                                      "action": "preview"})
+    body = text(listed)
+    assert "受众：<b>2</b> 人" in body and "其中 1 个 openid 在系统中没有记录" in body and "o-typo" in body, body
     # An editor cannot send, but can save a draft that the owner sends.
     refused = await editor.post("/admin/notices/new", {**NOTICE, "action": "send"})
     assert refused.code == 403 and "所有者" in text(refused)

@@ -1326,6 +1326,11 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert sent.returncode == 0, sent.stderr
     notice_id = sent.stdout.strip()
     assert NO_WORKER in sent.stderr  # nothing runs to send it: said at once, not left to guess
+    assert "没有记录" not in sent.stderr
+    ids.write_text("o-c1\no-nobody\n")
+    warned = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", f"openids:{ids}")
+    assert warned.returncode == 0 and "其中 1 个 openid 在系统中没有记录" in warned.stderr and "o-nobody" in warned.stderr
+    await svc.runtime.broadcasts.cancel(warned.stdout.strip())
     status = json.loads(cli("notice", "status", notice_id, "--json").stdout)
     assert status["status"] == "queued" and status["total"] == 2  # no worker has begun
     assert (status["workers"], status["waiting_for_worker"]) == (0, True)
