@@ -29,7 +29,7 @@ from bot.notices import (
     unknown_recipients, unknown_recipients_warning,
 )
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
-from bot.qa.units import attach_examples, units_of
+from bot.qa.units import examples_lost, examples_lost_warning, unplaced_examples, units_of
 from bot.serial import one_at_a_time
 from bot.terms import Terms
 from bot.terms_diff import Row, side_by_side
@@ -386,14 +386,24 @@ class Console:
         actor.require("publish")
         return await self.terms.withdraw(version_id, reason=reason, by=actor.name, address=actor.address)
 
-    async def preview_version(self, actor: Actor, form: VersionForm) -> tuple[AgreementVersion, AgreementVersion, list[Row]]:
+    async def preview_version(self, actor: Actor, form: VersionForm) -> tuple[AgreementVersion, AgreementVersion, list[Row], str]:
         """What the drafted version changes, before it is published: ``(the
         latest published version, the draft, side-by-side rows around each
-        change)``. Its text must parse, as for saving."""
+        change, what it does to the Q&A's examples or "")``. Its text must
+        parse, as for saving."""
         actor.require("draft")
         draft = form.draft()
         base = (await self.terms.versions())[-1]
-        return base, draft, side_by_side(base, draft, context=2)
+        return base, draft, side_by_side(base, draft, context=2), self.qa_examples_lost(base, draft)
+
+    def qa_examples_lost(self, old: AgreementVersion, new: AgreementVersion) -> str:
+        """The warning for example questions ``new`` no longer places, or ""."""
+        try:
+            data = load_data(DEFAULT_DATA_DIR, self.qa_override_dir if self.qa_override_dir.is_dir() else None)
+        except QADataError:
+            return ""  # the Q&A page says what is wrong with its files
+        lost = examples_lost(data.clauses, old, new)
+        return examples_lost_warning(lost) if lost else ""
 
     async def publish_version(self, actor: Actor, form: VersionForm, draft_id: str | None = None,
                               seen: str | None = None) -> tuple[AgreementVersion, str]:
@@ -492,7 +502,7 @@ class Console:
             except QADataError as exc:
                 raise QADataError(exc.message.replace(str(Path(scratch)) + os.sep, "")) from None
         unknown = {ref for ref, _example in
-                   _unplaced_examples(data, version) - _unplaced_examples(load_data(DEFAULT_DATA_DIR), version)}
+                   unplaced_examples(data.clauses, version) - unplaced_examples(load_data(DEFAULT_DATA_DIR).clauses, version)}
         if unknown:
             # The index would drop them with only a log line; say so now, and why.
             refs = {u.ref for u in units_of(version)}
@@ -512,16 +522,6 @@ class Console:
             os.replace(temporary, target)
         elif target.exists():
             target.unlink()
-
-
-def _unplaced_examples(data, version: AgreementVersion) -> set[tuple[str, str]]:
-    """``(clause number, example)`` of ``data``'s examples that no clause of
-    ``version`` takes (by example: an override's own must be placed even where
-    the shipped examples of its clause are not)."""
-    units = units_of(version)
-    placed = attach_examples(units, data.clauses)
-    taken = {example for examples in placed for example in examples}
-    return {(entry.ref, example) for entry in data.clauses for example in entry.examples if example not in taken}
 
 
 def _check_qa_name(name: str) -> None:

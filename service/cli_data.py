@@ -130,8 +130,13 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
     effective_at = parse_effective_at(args.effective_at)
 
     async def work(runtime):
-        return await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args),
-                                           address="localhost")
+        latest = (await runtime.terms.versions())[-1]
+        published = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args),
+                                                address="localhost")
+        warning = runtime.console.qa_examples_lost(latest, draft)
+        if warning:
+            print(warning, file=sys.stderr)
+        return published
 
     version, notice_id = with_runtime(args, work)
     print(
@@ -163,9 +168,15 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
     async def work(runtime):
         return [files.get(name) or await runtime.terms.get(name, withdrawn_too=True) for name in (args.old, args.new)]
 
-    old, new = with_runtime(args, work)
+    async def work_and_warn(runtime):
+        old, new = await work(runtime)
+        return old, new, runtime.console.qa_examples_lost(old, new)
+
+    old, new, warning = with_runtime(args, work_and_warn)
     output = terms_diff.unified(old, new)
     print(output if output else f"版本 {old.version} 与 {new.version} 的条款文本相同。")
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

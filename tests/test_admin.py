@@ -654,6 +654,11 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert "<ins>（补充说明。）</ins>" in text(preview) and "第 4 节：补充一句" in text(preview)
     assert "补充说明" in text(preview).split("<textarea", 1)[1]  # the form keeps what was typed
     assert await svc.runtime.console.open_drafts(CLI, "version") == []
+    assert "示例问题" not in text(preview)  # 4.1's anchor is kept
+    reworded = toml.replace("我们可能会增加或删除功能", "我们可能会增加（例如直播带货）或删除功能")
+    dropping = await editor.post("/admin/terms/new", {"toml": reworded, "reason": "routine", "effective_at": "",
+                                                      "action": "preview"})
+    assert "问答将不再使用条款 5.1 的" in text(dropping), text(dropping)
     unreadable = await editor.post("/admin/terms/new", {"toml": "version = ", "reason": "routine", "action": "preview"})
     assert unreadable.code == 422 and "不是有效的 TOML" in text(unreadable)
     later = now.astimezone(console_module.CHINA) + __import__("datetime").timedelta(days=8)

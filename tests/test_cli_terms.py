@@ -240,3 +240,21 @@ async def _export_checks(tmp_path, embedded):
         ("2022-05-22", "accept", "official_account")
     ]
     assert set(document["consents"][0]) >= {"version", "action", "at", "channel", "text_sha256"}
+
+
+def test_diff_and_publish_say_which_qa_examples_a_reworded_clause_drops(data_dir, tmp_path):
+    # 5.1 reworded without its examples' anchor: the Q&A lost its questions for
+    # that clause with only a line in the server's log.
+    shown = cli(data_dir, "terms", "show", "2022-05-22").stdout
+    edited = (shown.replace('version = "2022-05-22"', 'version = "2027-01-16"')
+              .replace("changes = []", 'changes = ["第5节第1款：举例说明新增功能"]')
+              .replace("我们可能会增加或删除功能", "我们可能会增加（例如直播带货）或删除功能"))
+    draft = tmp_path / "2027-01-16.toml"
+    draft.write_text(edited, encoding="utf-8")
+    preview = cli(data_dir, "terms", "diff", "2022-05-22", str(draft))
+    assert preview.returncode == 0 and "条款 5.1 的" in preview.stderr and "anchor" in preview.stderr, preview.stderr
+    published = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "new_feature")
+    assert published.returncode == 0 and "条款 5.1 的" in published.stderr, published.stderr
+    # A change that keeps every anchor says nothing of the kind.
+    quiet = cli(data_dir, "terms", "diff", "2022-05-22", "2022-05-22")
+    assert "示例问题" not in quiet.stderr

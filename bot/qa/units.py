@@ -51,12 +51,13 @@ def split_sentences(text: str) -> tuple[str, ...]:
     return tuple(s for s in (p.strip() for p in _SENTENCE_END.split(text)) if s)
 
 
-def attach_examples(units: list[Unit], clauses: tuple[ClauseExamples, ...]) -> list[list[str]]:
+def attach_examples(units: list[Unit], clauses: tuple[ClauseExamples, ...], quiet: bool = False) -> list[list[str]]:
     """The example questions of each unit (same order as ``units``).
 
     Examples go to the clause of their number when its text contains their anchor (or
     they have none); else to the clause that contains the anchor; else they are dropped
-    with a warning (a later version removed or reworded that clause)."""
+    with a warning (a later version removed or reworded that clause; ``quiet``:
+    asked about a version, not indexing it)."""
     by_ref = {u.ref: i for i, u in enumerate(units)}
     out: list[list[str]] = [[] for _ in units]
     for entry in clauses:
@@ -64,10 +65,35 @@ def attach_examples(units: list[Unit], clauses: tuple[ClauseExamples, ...]) -> l
         anchor = fold(entry.anchor) if entry.anchor else None
         if anchor is not None and (index is None or anchor not in fold(units[index].text)):
             index = next((i for i, u in enumerate(units) if anchor in fold(u.text)), None)
-            if index is not None:
+            if index is not None and not quiet:
                 log.info("examples of clause %s follow their anchor to clause %s", entry.ref, units[index].ref)
         if index is None:
-            log.warning("examples of clause %s dropped: no clause of this version matches", entry.ref)
+            if not quiet:
+                log.warning("examples of clause %s dropped: no clause of this version matches", entry.ref)
             continue
         out[index].extend(entry.examples)
     return out
+
+
+def unplaced_examples(clauses: tuple[ClauseExamples, ...], version: AgreementVersion) -> set[tuple[str, str]]:
+    """``(clause number, example)`` of the examples that no clause of ``version`` takes."""
+    placed = attach_examples(units_of(version), clauses, quiet=True)
+    taken = {example for examples in placed for example in examples}
+    return {(entry.ref, example) for entry in clauses for example in entry.examples if example not in taken}
+
+
+def examples_lost(clauses: tuple[ClauseExamples, ...], old: AgreementVersion, new: AgreementVersion) -> dict[str, int]:
+    """Clause number -> how many example questions ``old`` used that ``new``
+    drops (its clause reworded without their anchor, or removed)."""
+    counts: dict[str, int] = {}
+    for ref, _example in sorted(unplaced_examples(clauses, new) - unplaced_examples(clauses, old)):
+        counts[ref] = counts.get(ref, 0) + 1
+    return counts
+
+
+def examples_lost_warning(counts: dict[str, int]) -> str:
+    """What admins are told before publishing a version that drops examples."""
+    which = "、".join(f"条款 {ref} 的 {n} 个" for ref, n in counts.items())
+    return (f"注意：发布后，问答将不再使用{which}示例问题（改写后的条款不再包含它们的锚点文字），"
+            "用户就这些条款提问时可能得不到正确的回答。请在管理后台“问答”的 examples.toml（或 DATA_DIR/qa/examples.toml）"
+            "中为它们更新 anchor。")
