@@ -16,7 +16,7 @@ from bot.own_questions import NEAR_CONSENT
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, Origin
-from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, control_word
+from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, amending, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
@@ -362,7 +362,7 @@ async def export_data(chat: Chat) -> Reply:
 OPT_OUT_WORDS = ("取消订阅", "关闭", "不再接收", "不要再发", "别再发", "不想收")
 OPT_IN_WORDS = ("开启", "打开", "重新订阅", "恢复订阅", "恢复接收")
 _FULL_NAMES = sorted({*CATEGORIES.values(), *CATEGORIES, "其它"}, key=len, reverse=True)
-_CATEGORY_NAMED = "[“\"'「]?(" + "|".join(map(re.escape, _FULL_NAMES)) + ")[”\"'」]?了?[。.!！~～]*"
+_CATEGORY_NAMED = "[“\"'「]?(" + "|".join(map(re.escape, _FULL_NAMES)) + ")[”\"'」]?了?吧?[。.!！~～]*"
 
 
 #: Commands that still work in the middle of a dialog (the dialog stays where it was).
@@ -397,8 +397,7 @@ async def registration_step(chat: Chat):
     if word is not None:
         # Another command is not an answer (a name of "注册" is a mistake).
         engine = chat.services.engine
-        amending = bool(chat.dialog is not None and chat.dialog.data.get("amending"))
-        return Reply(texts.dialog_command_inside(REGISTRATION.title, chat.message.text.strip(), amending)
+        return Reply(texts.dialog_command_inside(REGISTRATION.title, chat.message.text.strip(), amending(chat))
                      + "\n\n" + engine.current_prompt(chat, REGISTRATION))
     if chat.message.kind != "text":  # a photo of the licence is no answer: say so, ask again
         return Reply(texts.DIALOG_TEXT_ONLY + "\n\n" + chat.services.engine.current_prompt(chat, REGISTRATION))

@@ -60,7 +60,7 @@ def control_word(text: str) -> str:
     return SYNONYMS.get(word, word)
 
 
-def _amending(chat: Chat) -> bool:
+def amending(chat: Chat) -> bool:
     """Whether the open dialog changes saved data (修改资料) rather than creates it."""
     return bool(chat.dialog and chat.dialog.data.get("amending"))
 
@@ -222,9 +222,9 @@ class DialogEngine:
         except Invalid as exc:
             return await self._answered(chat, dialog, self._prompt(dialog, step_name, answers), exc.message)
         except Stop as stop:
-            amending = _amending(chat)
+            changing_saved = amending(chat)
             await self._end(chat, dialog)
-            return Reply(stop.message + (texts.dialog_amend_stopped(dialog.title) if amending else ""))
+            return Reply(stop.message + (texts.dialog_amend_stopped(dialog.title) if changing_saved else ""))
         if answers.get(step.name, value) != value:
             for other in dialog.steps:
                 if step.name in other.depends_on:
@@ -245,7 +245,7 @@ class DialogEngine:
         step_name = state.name.split(":", 1)[1]
         if step_name == RESUME_STEP:
             return texts.dialog_resume_choice()
-        return self._prompt(dialog, step_name, dict(state.data.get("answers") or {}), _amending(chat))
+        return self._prompt(dialog, step_name, dict(state.data.get("answers") or {}), amending(chat))
 
     # -- internals ------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class DialogEngine:
             return reply
         if word == EDIT:
             return await self._goto(chat, dialog, CHOOSE, answers, history + [SUMMARY])
-        return await self._answered(chat, dialog, self._prompt(dialog, SUMMARY, answers, _amending(chat)),
+        return await self._answered(chat, dialog, self._prompt(dialog, SUMMARY, answers, amending(chat)),
                                     texts.dialog_summary_choice())
 
     async def _choose(self, chat, dialog, word, answers, history) -> Reply:
@@ -281,7 +281,8 @@ class DialogEngine:
         if dialog.answer is not None and is_question(chat.message.text):
             answer = await dialog.answer(chat, chat.message.text)
             if answer:
-                return Reply(f"{answer}\n\n{texts.dialog_after_question(dialog.title, _amending(chat))}\n\n{prompt}")
+                kept = bool(chat.dialog and chat.dialog.data.get("answers"))
+                return Reply(f"{answer}\n\n{texts.dialog_after_question(dialog.title, amending(chat), kept)}\n\n{prompt}")
         return Reply(f"{refusal}\n\n{prompt}" if refusal else prompt)
 
     def _next(self, dialog: Dialog, answers: dict, after: str | None) -> str:
@@ -303,7 +304,7 @@ class DialogEngine:
             if missing is not None:
                 step_name, editing = missing.name, True
         await self._save(chat, dialog, step_name, answers, history, editing=editing, context=context)
-        return Reply(self._prompt(dialog, step_name, answers, _amending(chat)))
+        return Reply(self._prompt(dialog, step_name, answers, amending(chat)))
 
     def _prompt(self, dialog: Dialog, step_name: str, answers: dict, amending: bool = False) -> str:
         if step_name == SUMMARY:

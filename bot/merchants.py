@@ -185,7 +185,14 @@ class MerchantAccounts:
                 entry = StatusEntry("pending_review", at, by, "修改主体信息，需重新审核")
                 await self.repo.update(openid, "active", profile=profile, entry=entry)
                 return await self._reload(openid), "resubmitted"
-            if existing.status == "pending_review" and await self.returned_reason(openid) is not None:
+            returned = await self.returned_reason(openid) if existing.status == "pending_review" else None
+            if returned is not None and stored_profile(existing.profile()) == stored_profile(profile):
+                # Sent back as it was returned: no correction to record, and the reason still stands.
+                raise AccountRefused(
+                    f"您的资料与退回时相同，尚未按审核意见修改（审核意见：{returned}）。请修改相应项目后再提交；"
+                    "如认为资料无误，请联系微拓客服。", code="nothing_corrected",
+                )
+            if returned is not None:
                 # The reviewer asked for a correction: the history says it was made (and when).
                 entry = StatusEntry("pending_review", at, by, "按退回意见修改资料，重新提交审核")
                 await self.repo.update(openid, "pending_review", profile=profile, entry=entry)

@@ -54,6 +54,8 @@ async def _confirm(chat: Chat, answers: dict) -> tuple[Reply, bool]:
             chat.openid, answers, seen=dialog_context(chat).get("seen"),  # refused if changed elsewhere meanwhile
         )
     except AccountRefused as exc:
+        if exc.code == "nothing_corrected":  # kept open at the summary, to 修改 what the reviewer asked
+            return Reply(exc.message.replace("请修改相应项目", "请回复“修改”更改相应项目")), False
         return Reply(exc.message), True
     except IncompleteProfile as exc:  # the dialog asks every question first; kept open to answer them
         return Reply(exc.message), False
@@ -68,13 +70,25 @@ async def _stored(chat: Chat, answers: dict) -> bool:
     return merchant is not None and merchant.status != "closed" and profile_answers(merchant) == answers
 
 
+#: Words of a question about the form itself (为什么要手机号, 邮箱必须填吗): the
+#: agreement's clause on registration answers it, not the nearest clause the
+#: Q&A finds (手机号会被公开吗 quoted 4.2's licence to publish content).
+_FORM_WORDS = ("手机", "电话", "号码", "邮箱", "信用代码", "营业执照", "联系人", "联系方式", "名称", "姓名", "名字",
+               "年满", "18", "十八", "成年", "年龄", "填", "注册", "资料", "信息")
+
+
 async def _answer(chat: Chat, question: str) -> str | None:
-    """A question typed at a step, answered from the agreement as outside the dialog."""
+    """A question typed at a step: about the form, what the agreement asks of
+    registrations; else the Q&A's quote, if it found a clause (None: the
+    step's own message says what was wrong instead)."""
+    if any(word in question for word in _FORM_WORDS):
+        return texts.REGISTRATION_FORM_HELP
     try:
-        return (await chat.services.answers.answer(question, chat.openid, chat.message.channel)).text
+        answer = await chat.services.answers.answer(question, chat.openid, chat.message.channel)
     except Exception:  # noqa: BLE001 - the step's own message then, not a failed reply
         log.warning("answering %r inside registration failed", question, exc_info=True)
         return None
+    return answer.text if answer.kind == "answer" else None
 
 
 REGISTRATION = Dialog(

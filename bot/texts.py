@@ -166,7 +166,7 @@ def no_such_version(asked: str, refusal: "Exception | None" = None) -> str:
 #: added under the quoted clause, which says what the agreement allows but not how.
 COMMAND_HINTS = (
     (("导出", "下载数据", "下载我的数据", "备份数据"), "如需导出，回复“导出我的数据”即可获取我们保存的您的全部数据。"),
-    (("退订", "订阅", "不想收", "关闭通知", "通知设置"), "回复“通知设置”可查看或更改通知订阅（重要通知仍会送达）。"),
+    (("退订", "订阅", "不想收", "关闭通知", "不要再发", "别再发", "通知设置"), "回复“通知设置”可查看或更改通知订阅（重要通知仍会送达）。"),
     (("注销", "销户", "关闭账号", "关闭账户", "删除账号", "删除账户"), "回复“注销账户”可注销商家账户（同意记录会保留）。"),
     (("撤回同意", "取消同意", "撤销同意"), "回复“撤回同意”即可撤回您对协议的同意。"),
 )
@@ -366,21 +366,35 @@ def dialog_current_value(value: str) -> str:
     return f"当前填写：{value}"
 
 
+def _subject(title: str) -> str:
+    """What a dialog's saved record is called: 商家注册 → 商家 (资料, 资料修改)."""
+    return title.removesuffix("注册")
+
+
 def dialog_waiting(title: str, amending: bool = False) -> str:
     if amending:  # 修改资料 of a saved record: 取消 keeps it as it was
-        return f"（您的{title.removesuffix('注册')}资料修改还没有完成：回复内容继续修改，回复“取消”保持原资料不变。）"
+        return f"（您的{_subject(title)}资料修改还没有完成：回复内容继续修改，回复“取消”保持原资料不变。）"
     return f"（您的{title}还没有完成：回复内容继续填写，回复“取消”退出。）"
 
 
-def dialog_after_question(title: str, amending: bool = False) -> str:
-    """Said after answering a question typed in the middle of a dialog."""
-    if amending:
-        return f"（以上是对您问题的回答。您的{title.removesuffix('注册')}资料修改还没有完成，已填写的内容仍然保留，请继续：）"
-    return f"（以上是对您问题的回答。您的{title}还没有完成，已填写的内容仍然保留，请继续：）"
+#: A question about the registration form, typed in the middle of it.
+REGISTRATION_FORM_HELP = (
+    "《微拓软件服务使用协议》第2节：注册时我们会请您提供实体（个人或企业）信息、联系人和联系方式，"
+    "您应保证这些信息真实准确、完整无误，且微拓可以通过这些信息联系到您（第2.1、2.2款）；"
+    "您的个人数据按微拓隐私策略处理（第3.1款，回复“条款 3”阅读）。"
+    "企业需填写统一社会信用代码，个人需确认年满 18 周岁；邮箱可以回复“跳过”不填，其余各项必填。"
+)
+
+
+def dialog_after_question(title: str, amending: bool = False, kept: bool = True) -> str:
+    """Said after answering a question typed in the middle of a dialog;
+    ``kept``: some answers are in (at the first step, none is)."""
+    doing = f"{_subject(title)}资料修改" if amending else title
+    return f"（以上是对您问题的回答。您的{doing}还没有完成{'，已填写的内容仍然保留' if kept else ''}，请继续：）"
 
 
 def dialog_command_inside(title: str, word: str, amending: bool = False) -> str:
-    doing = f"修改{title.removesuffix('注册')}资料" if amending else f"填写{title}"
+    doing = f"修改{_subject(title)}资料" if amending else f"填写{title}"
     return f"您正在{doing}，“{word}”不能作为这一步的内容。请按下面的提示回复，回复“取消”可退出。"
 
 
@@ -393,12 +407,12 @@ def dialog_word_not_answer(word: str, label: str) -> str:
 
 
 def dialog_already_stored(title: str) -> str:
-    return (f"您的{title.removesuffix('注册')}资料在此前确认时已经保存，无需取消。"
+    return (f"您的{_subject(title)}资料在此前确认时已经保存，无需取消。"
             "回复“我的账户”查看状态；需要修改时回复“修改资料”。")
 
 
 def dialog_amend_cancelled(title: str) -> str:
-    return f"已取消修改，您的{title.removesuffix('注册')}资料保持不变。需要时回复“帮助”查看可用指令。"
+    return f"已取消修改，您的{_subject(title)}资料保持不变。需要时回复“帮助”查看可用指令。"
 
 
 def dialog_first_step() -> str:
@@ -407,14 +421,14 @@ def dialog_first_step() -> str:
 
 def dialog_summary(title: str, lines: list[str], amending: bool = False) -> str:
     if amending:  # 修改资料 of a saved record: no registration under way
-        head, controls = f"请核对您的{title.removesuffix('注册')}资料：", "回复“确认”保存，“修改”更改某一项，“取消”保持原资料不变。"
+        head, controls = f"请核对您的{_subject(title)}资料：", "回复“确认”保存，“修改”更改某一项，“取消”保持原资料不变。"
     else:
         head, controls = f"请核对{title}信息：", "回复“确认”提交，“修改”更改某一项，“取消”放弃。"
     return "\n".join([head, *[f"· {line}" for line in lines], "", controls])
 
 
 def dialog_amend_stopped(title: str) -> str:
-    return f"\n（您原有的{title.removesuffix('注册')}资料没有改变。）"
+    return f"\n（您原有的{_subject(title)}资料没有改变。）"
 
 
 def dialog_summary_choice() -> str:
@@ -551,6 +565,8 @@ def account_overview(lines: list[str], status: str, status_label: str, reason: s
         return text + "\n\n" + suspended(reason or "未说明")
     if status == "pending_review" and reason:
         text += "\n\n" + returned_for_correction(reason)
+        if consent in ACCOUNT_WITHOUT_CONSENT:
+            text += "\n" + ACCOUNT_WITHOUT_CONSENT[consent]
         return text + "\n回复“注销账户”注销。"
     if status in ("pending_review", "active") and consent in ACCOUNT_WITHOUT_CONSENT:
         text += "\n\n" + ACCOUNT_WITHOUT_CONSENT[consent]

@@ -66,7 +66,8 @@ def parse_entity_type(text: str) -> str:
 
 
 def _name(text: str, field: str, label: str, low: int, high: int, example: str) -> str:
-    value = re.sub(r"\s+", " ", fold(text))
+    # What a phone keyboard adds after a word (张三。 张三~), not "." (ACME Co., Ltd.).
+    value = re.sub(r"\s+", " ", fold(text)).rstrip("。!！~～ ")
     if re.search(r"[\u4e00-\u9fff]", value):
         # A Chinese name's brackets are full-width, as on the business licence
         # (南宁市微拓软件服务有限公司（新）): NFKC made them ASCII.
@@ -79,14 +80,21 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"{label}不能包含表情或图形符号，请按证件上的写法输入。例如：{example}", field)
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
-    odd = _NOT_IN_NAMES.search(value) or re.match(r"[+\-]", value)
+    odd = _NOT_IN_NAMES.search(value)
     if odd:  # markup, and a spreadsheet's formulas (=HYPERLINK(…)): on no licence or ID card
         what = "网页标记（<…>）" if odd.group().startswith("<") else f"“{odd.group()}”等符号"
         raise Invalid(f"{label}不能包含{what}，请按证件上的写法输入。例如：{example}", field)
     # A question typed at this step, or the credit code sent again, is no name.
-    # (Chat answers a question from the agreement before it gets here.)
-    if is_question(value):
+    # Not by its first words: 如何文化, 怎么样餐饮 are companies' names.
+    if "?" in value or value.endswith(_QUESTION_ENDS) or _QUESTION_PHRASES.search(simplified(value)):
         raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
+    plain = simplified(value).lower()
+    if plain in _BARE_COMPANY_WORDS:
+        raise Invalid(f"请输入完整的{label}（与证件一致），不能只写“{value}”。例如：{example}", field)
+    if plain in _NOT_NAMES:
+        raise Invalid(f"“{value}”不是{label}。请输入{label}，例如：{example}", field)
+    if _SENTENCE_START.match(plain):
+        raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
     if re.fullmatch(r"[0-9A-Z]{18}", value.upper()) and sum(c.isdigit() for c in value) >= 8:
         raise Invalid(f"这看起来是统一社会信用代码，不是{label}。请输入{label}，例如：{example}", field)
     if simplified(value.rstrip(TRAILING_PUNCTUATION)) in _BOT_WORDS:
@@ -94,9 +102,24 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     return value
 
 
-#: Characters no registered name or ID card holds (names have letters, digits,
-#: spaces, brackets, · & . , ' and -), and markup (<script>).
-_NOT_IN_NAMES = re.compile(r"<[A-Za-z/!?]|[{}|\\^=@#$%*\"`~]")
+#: Markup (<script>) and what starts a spreadsheet's formula, which no licence
+#: or ID card holds; names do hold %, #, @, ", + (100%鲜榨, C#编程, +1健身).
+_NOT_IN_NAMES = re.compile(r"<[A-Za-z/!?]|[={}|\\^`]")
+#: Questions about the step itself, typed where a name goes (这个怎么填, 什么是信用代码).
+_QUESTION_PHRASES = re.compile(r"怎么(填|写|弄)|什么是|是什么|填什么|多少钱|要钱|收费")
+#: Sentences typed where a name goes: the user speaking of themselves or of the
+#: form (我要改邮箱, 我不知道). Not 我的/我爱/我是 (我的钢铁网, 我爱我家, 我是大厨 are companies).
+_SENTENCE_START = re.compile(r"(我|你|您)(要改|想改|要修改|想修改|不想|不知道|不会|不要|不填)|(您|你)好|不知道$|以后再|先不|等一下|稍等")
+#: …and where a person's name goes: 我是张三, 我叫张三.
+_INTRODUCING = re.compile(r"我(是|叫)")
+#: Words that are nobody's name: replies to the bot and the form's own labels.
+_NOT_NAMES = frozenset((
+    "好", "好的", "好滴", "行", "可以", "谢谢", "谢谢你", "多谢", "嗯", "嗯嗯", "ok", "okay", "test", "测试", "不知道",
+    "公司名称", "企业名称", "名称", "姓名", "名字", "真实姓名", "联系人", "联系人姓名", "营业执照上的名字",
+))
+#: What a company's name ends with, sent alone ("公司" and "企业" are the entity type's words).
+_BARE_COMPANY_WORDS = frozenset(("有限公司", "有限责任公司", "股份有限公司", "集团", "集团有限公司", "个体户",
+                                 "个体工商户", "工作室", "商行"))
 
 
 #: What users send the account that is no one's name and no command word of the
@@ -126,31 +149,10 @@ def is_question(text: str) -> bool:
             or value.startswith(_QUESTION_STARTS))
 
 
-#: A sentence typed where a person's name goes ("我要改邮箱", "我不知道"): no
-#: name holds 我/你/您 or ends with a particle of speech.
-_NOT_A_PERSON = re.compile(r"[我你您]|不知道|不想|不要|不填|没有|算了|.[了啊吧呀哦啦嘛]$")
-#: The same in a company's name, where 我 may be a word of it (我爱我家): only a sentence's start.
-_NOT_A_COMPANY = re.compile(r"^(?:[我你您]们?(?:要|想|不|是|没|的|还|先|暂时)|不知道|不想|不要|不填|没有|算了)|.[了啊吧呀哦啦]$")
-#: What a company's name ends with, sent alone.
-_BARE_COMPANY_WORDS = frozenset(("有限公司", "有限责任公司", "股份有限公司", "公司", "集团", "集团有限公司",
-                                 "个体工商户", "工作室", "商行", "企业"))
-
-
 def parse_entity_name(text: str, entity_type: str) -> str:
     if entity_type == "enterprise":
-        label, example = "企业名称", "南宁市微拓软件服务有限公司"
-        value = _name(text, "entity_name", label, 4, 100, example)
-        plain = simplified(value.rstrip(TRAILING_PUNCTUATION))
-        if plain in _BARE_COMPANY_WORDS:
-            raise Invalid(f"请输入完整的{label}（与营业执照一致），不能只写“{value}”。例如：{example}", "entity_name")
-        if _NOT_A_COMPANY.search(plain):
-            raise Invalid(_sentence(value, label, example), "entity_name")
-        return value
+        return _name(text, "entity_name", "企业名称", 4, 100, "南宁市微拓软件服务有限公司")
     return _person(text, "entity_name", "姓名", "张三")
-
-
-def _sentence(value: str, label: str, example: str) -> str:
-    return f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}"
 
 
 def parse_contact_name(text: str) -> str:
@@ -164,8 +166,8 @@ def _person(text: str, field: str, label: str, example: str) -> str:
         raise Invalid(f"“{value}”是主体类型，不是{label}。请输入{label}，例如：{example}", field)
     if plain in _NONE_WORDS:  # 跳过 skips the e-mail step, not this one
         raise Invalid(f"{label}必须填写，不能跳过。请输入{label}，例如：{example}", field)
-    if _NOT_A_PERSON.search(plain):
-        raise Invalid(_sentence(value, label, example), field)
+    if _INTRODUCING.match(plain):
+        raise Invalid(f"请只输入{label}本身（不要加“我是”“我叫”），例如：{example}", field)
     if any(c.isdigit() for c in value):  # a company's name may hold digits (58同城), a person's does not
         raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
     return value

@@ -522,6 +522,8 @@ async def test_registration_changes_follow_the_account_rules(api):
     await merchants.set_status(mp_openid("alice"), "pending_review", "请填写营业执照上的全称", by="admin")
     read = await api.call("GET", "/me/registration", token=token)
     assert read.body["registration"]["returned_reason"] == "请填写营业执照上的全称"
+    same = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_name": "南宁市另一家贸易有限公司"}, token)
+    assert (same.status, same.error()["code"]) == (409, "nothing_corrected"), same.body
     corrected = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_name": "南宁市另一家贸易有限公司（全称）"}, token)
     assert (corrected.body["outcome"], corrected.body["registration"]["status"]) == ("resubmitted", "pending_review")
     assert "重新提交审核" in corrected.body["message"]

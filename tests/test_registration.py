@@ -165,23 +165,32 @@ def test_a_sentence_or_a_traditional_command_word_is_no_name():
     # 跳過, 服務協議 passed where their Simplified forms were refused.
     from bot.validation import parse_contact_name, parse_entity_name
 
-    for bad in ("我要改邮箱", "我不想填这个了啊", "我不知道", "我是张三", "您好"):
+    for bad, why in (("我要改邮箱", "一句话"), ("我不想填这个了啊", "一句话"), ("我不知道", "一句话"), ("您好", "一句话"),
+                     ("我是张三", "我是"), ("我叫张三", "我是"), ("这个怎么填", "问题"), ("好的", "不是联系人姓名"),
+                     ("有限公司", "完整"), ("张三~", None)):
+        if why is None:
+            assert parse_contact_name(bad) == "张三"  # what a phone keyboard adds, dropped
+            continue
         with pytest.raises(Invalid) as refused:
             parse_contact_name(bad)
-        assert "一句话" in refused.value.message and refused.value.field == "contact_name"
+        assert why in refused.value.message and refused.value.field == "contact_name", (bad, refused.value.message)
     for bad, why in (("企業", "主体类型"), ("個人", "主体类型"), ("跳過", "不能跳过"), ("沒有", "不能跳过"),
                      ("服務協議", "指令")):
         with pytest.raises(Invalid) as refused:
             parse_entity_name(bad, "individual")
         assert why in refused.value.message, (bad, refused.value.message)
-    for bad, why in (("有限公司", "完整"), ("我不知道叫什么", "一句话"), ("我想先问问", "一句话")):
+    for bad, why in (("有限公司", "完整"), ("我不知道叫什么", "一句话"), ("什么是信用代码", "问题"),
+                     ('=HYPERLINK("x")', "符号"), ("<b>南宁公司</b>", "网页标记")):
         with pytest.raises(Invalid) as refused:
             parse_entity_name(bad, "enterprise")
         assert why in refused.value.message, (bad, refused.value.message)
-    # Real names that look close to them stay names.
-    for good in ("我爱我家控股集团有限公司", "什么值得买科技有限公司", "饿了么网络科技有限公司"):
+    # Real names that look close to them stay names (a review found these refused).
+    for good in ("我爱我家控股集团有限公司", "什么值得买科技有限公司", "饿了么网络科技有限公司", "南宁市青秀区星空网吧",
+                 "夜色酒吧", "悦读书吧", "我的钢铁网", "我是大厨私房菜馆", "不知道先生咖啡馆", "如何文化传媒有限公司",
+                 "怎么样餐饮管理有限公司", "一定要幸福婚纱摄影", "100%鲜榨果汁店", "C#编程培训工作室", "+1健身工作室",
+                 '南宁市"好运来"餐饮店', "南宁]]>测试贸易有限公司", "ACME Co., Ltd."):
         assert parse_entity_name(good, "enterprise") == good
-    for good in ("李想", "陳大文", "欧阳娜娜"):
+    for good in ("李想", "陳大文", "欧阳娜娜", "李呀呀", "买买提·吐尔逊", "O'Brien", "Jean-Luc"):
         assert parse_contact_name(good) == good
 
 
@@ -792,6 +801,10 @@ async def test_a_registration_returned_for_correction_is_told_what_to_change(ser
     account = await service.wechat.ask("o-fixme", "我的账户")
     assert "退回修改" in account and "名称与营业执照不一致" in account and "修改资料" in account, account
     assert "修改" in await service.wechat.ask("o-fixme", "修改资料")  # and they can
+    # 确认 with nothing changed is no correction: the reason still stands, the dialog stays open.
+    unchanged = await service.wechat.ask("o-fixme", "确认")
+    assert "尚未按审核意见修改" in unchanged and "名称与营业执照不一致" in unchanged, unchanged
+    assert await merchants.returned_reason("o-fixme") == "名称与营业执照不一致"
     replies = await chat(service, "o-fixme", "修改", "2", "南宁市测试贸易有限公司（更正）", "确认")
     assert "重新提交审核" in replies[-1], replies[-1]
     history = await merchants.repo.history("o-fixme")
