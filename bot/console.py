@@ -29,7 +29,7 @@ from bot.notices import (
     unknown_recipients, unknown_recipients_warning,
 )
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
-from bot.qa.units import examples_lost, examples_lost_warning, unplaced_examples, units_of
+from bot.qa.units import examples_lost_warning, unplaced_examples, units_of
 from bot.serial import one_at_a_time
 from bot.terms import Terms
 from bot.terms_diff import Row, side_by_side
@@ -37,6 +37,7 @@ from storage.admin_drafts import Draft, Drafts
 from storage.admin_stats import AdminStats
 from storage.consent_view import ConsentView
 from storage.followers import Followers
+from storage.identities import Identities
 from storage.locks import UserLocks
 from storage.merchants import Merchant
 from storage.submit_tokens import PENDING, SubmitTokens
@@ -176,7 +177,7 @@ class Console:
     def __init__(self, *, broadcasts: Broadcasts, terms: Terms, merchants: MerchantAccounts, followers: Followers,
                  drafts: Drafts, stats: AdminStats, consent_view: ConsentView, audit: Audit, qa_override_dir: Path,
                  clock: Callable[[], dt.datetime], locks: UserLocks | None = None,
-                 submit_tokens: SubmitTokens | None = None, identities=None) -> None:
+                 submit_tokens: SubmitTokens | None = None, identities: Identities | None = None) -> None:
         self.locks = locks
         self.identities = identities
         self.submit_tokens = submit_tokens
@@ -394,16 +395,9 @@ class Console:
         actor.require("draft")
         draft = form.draft()
         base = (await self.terms.versions())[-1]
-        return base, draft, side_by_side(base, draft, context=2), self.qa_examples_lost(base, draft)
+        return base, draft, side_by_side(base, draft, context=2), examples_lost_warning(base, draft, self.qa_override_dir)
 
-    def qa_examples_lost(self, old: AgreementVersion, new: AgreementVersion) -> str:
-        """The warning for example questions ``new`` no longer places, or ""."""
-        try:
-            data = load_data(DEFAULT_DATA_DIR, self.qa_override_dir if self.qa_override_dir.is_dir() else None)
-        except QADataError:
-            return ""  # the Q&A page says what is wrong with its files
-        lost = examples_lost(data.clauses, old, new)
-        return examples_lost_warning(lost) if lost else ""
+
 
     async def publish_version(self, actor: Actor, form: VersionForm, draft_id: str | None = None,
                               seen: str | None = None) -> tuple[AgreementVersion, str]:

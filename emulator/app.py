@@ -348,8 +348,14 @@ def make_app(state: EmulatorState) -> tornado.web.Application:
 async def serve(host: str, port: int, state: EmulatorState) -> tornado.httpserver.HTTPServer:
     """Starts serving ``state`` on ``host:port`` and returns the server.
 
-    Returns as soon as the socket listens; stop with ``server.stop()``.
+    Returns as soon as the socket listens; stop with ``server.stop()``. The
+    port it listens on (the one the system chose for ``port`` 0) is the
+    server's ``bound_port``.
     """
+    import tornado.netutil
+
+    sockets = tornado.netutil.bind_sockets(port, host)
     server = tornado.httpserver.HTTPServer(make_app(state))
-    server.listen(port, host)
+    server.add_sockets(sockets)
+    server.bound_port = sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     return server

@@ -297,8 +297,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"无法监听 {args.host}:{args.port}：{os_problem(exc)}") from None
         # --port 0: the port the system chose, which is where it can be reached.
-        port = next(iter(server._sockets.values())).getsockname()[1]
-        print(f"微信 API 模拟器已启动：http://{_display_host(args.host)}:{port}/", flush=True)
+        print(f"微信 API 模拟器已启动：http://{_display_host(args.host)}:{server.bound_port}/", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (2, 15):

@@ -18,6 +18,7 @@ from bot.agreement import CHINA, REASONS, AgreementVersion, InvalidAgreement, pa
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
 from bot.file_problems import os_problem
+from bot.qa.units import examples_lost_warning
 from bot.spreadsheet import ExcelCsv
 from service.clitools import (UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, print_table,
                               require_data_dir, with_runtime)
@@ -133,7 +134,7 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
         latest = (await runtime.terms.versions())[-1]
         published = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args),
                                                 address="localhost")
-        warning = runtime.console.qa_examples_lost(latest, draft)
+        warning = examples_lost_warning(latest, draft, Path(runtime.config.data_dir) / "qa")
         if warning:
             print(warning, file=sys.stderr)
         return published
@@ -170,7 +171,7 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
 
     async def work_and_warn(runtime):
         old, new = await work(runtime)
-        return old, new, runtime.console.qa_examples_lost(old, new)
+        return old, new, examples_lost_warning(old, new, Path(runtime.config.data_dir) / "qa")
 
     old, new, warning = with_runtime(args, work_and_warn)
     output = terms_diff.unified(old, new)

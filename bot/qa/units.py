@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from pathlib import Path
 
 from bot.agreement import AgreementVersion
-from bot.qa.data import ClauseExamples, fold
+from bot.qa.data import DEFAULT_DATA_DIR, ClauseExamples, QADataError, fold, load_data
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,17 @@ def examples_lost(clauses: tuple[ClauseExamples, ...], old: AgreementVersion, ne
     return counts
 
 
-def examples_lost_warning(counts: dict[str, int]) -> str:
-    """What admins are told before publishing a version that drops examples."""
+def examples_lost_warning(old: AgreementVersion, new: AgreementVersion, override_dir: Path | None) -> str:
+    """What admins are told before publishing ``new`` after ``old`` if it
+    drops example questions (the Q&A's files as the service reads them:
+    shipped, with admins' overrides in ``override_dir``), else ""."""
+    try:
+        data = load_data(DEFAULT_DATA_DIR, override_dir if override_dir is not None and override_dir.is_dir() else None)
+    except QADataError:
+        return ""  # the console's Q&A page says what is wrong with the files
+    counts = examples_lost(data.clauses, old, new)
+    if not counts:
+        return ""
     which = "、".join(f"条款 {ref} 的 {n} 个" for ref, n in counts.items())
     return (f"注意：发布后，问答将不再使用{which}示例问题（改写后的条款不再包含它们的锚点文字），"
             "用户就这些条款提问时可能得不到正确的回答。请在管理后台“问答”的 examples.toml（或 DATA_DIR/qa/examples.toml）"
