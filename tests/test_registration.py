@@ -207,6 +207,14 @@ async def test_a_question_inside_registration_is_answered_and_the_step_asked_aga
     replies = await chat(service, "o-ask", "确认")
     merchant = await service.runtime.merchants.get("o-ask")
     assert merchant is not None and merchant.entity_name == "南宁市测试贸易有限公司" and merchant.phone == "13812345678"
+    # About the form itself: the agreement's registration clauses, not the nearest
+    # clause (手机号会被公开吗 quoted 4.2's licence to publish content).
+    await chat(service, "o-ask3", "同意")
+    replies = await chat(service, "o-ask3", "注册", "个人", "张三", "是", "李四", "手机号会被公开吗")
+    assert texts.REGISTRATION_FORM_HELP in replies[-1] and "4.2" not in replies[-1], replies[-1]
+    # A question the agreement does not answer: the step's own message, not "not covered".
+    replies = await chat(service, "o-ask3", "13812345678？")
+    assert "只能包含数字" in replies[-1] and "没有找到" not in replies[-1], replies[-1]
     # Text that is no question still gets the step's own message.
     await chat(service, "o-ask2", "同意")
     replies = await chat(service, "o-ask2", "注册", "企业", "南宁市测试贸易有限公司", "12345")
