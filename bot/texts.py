@@ -309,6 +309,11 @@ def consent_needed(version: "AgreementVersion") -> str:
     return f"此功能需要您先同意《{version.title}》（版本 {version.version}）。\n" + consent_prompt(version)
 
 
+def consent_needed_after_update(current: "AgreementVersion", previous: str, changed: "list[AgreementVersion]") -> str:
+    """:func:`consent_needed` for a user who accepted an earlier version: what changed since."""
+    return "此功能需要您先同意更新后的协议。\n" + reconsent(current, previous, changed)
+
+
 def amendment_notice(version: "AgreementVersion") -> str:
     if version.published_at is not None and version.effective_at <= version.published_at:
         # A new feature or a legal change, in force at publication.

@@ -326,6 +326,9 @@ async def test_an_amendment_in_force_stops_the_confirmation_until_accepted(servi
     await Terms(rt.versions, rt.broadcasts, rt.clock).publish(draft, reason="legal", effective_at=None, by="test")
     confirm = await service.wechat.ask("o-amend", "确认")
     assert "需要您先同意" in confirm and await service.runtime.merchants.get("o-amend") is None
+    # What changed is said with it (this process's cached versions did not show the
+    # amendment yet, so nothing else did): a 同意 accepted it unseen.
+    assert "修改摘要" in confirm and "第 1 节措辞调整" in confirm, confirm
     done = await service.wechat.ask("o-amend", "同意")
     assert "2026-11-26" in done and (await service.runtime.merchants.get("o-amend")) is not None
     # Held by the gate, then the dialog cancelled: 同意 no longer confirms
