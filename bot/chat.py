@@ -656,7 +656,7 @@ async def _has_accepted(chat: Chat) -> bool:
     """Whether the user accepted the version in force (when it cannot be read: as if so, the Q&A answers)."""
     try:
         return (await chat.consent()).accepted
-    except (*MongoUnavailable, RedisUnavailable):
+    except (*MongoUnavailable, *RedisUnavailable):
         return True
 
 

@@ -297,7 +297,7 @@ async def test_mongo_stops_nothing_is_confirmed_and_everything_recovers(make_ser
     await asyncio.to_thread(nx.stop)
 
     # All at once, so the test pays the storage timeout once.
-    asks = [("o-ms-new", "同意"), ("o-ms-reg", "确认"), ("o-ms-q", QUESTION), ("o-ms-help", "帮助")]
+    asks = [("o-ms-new", "同意"), ("o-ms-reg", "确认"), ("o-ms-q", QUESTION), ("o-ms-help", "帮助"), ("o-ms-yes", "好的")]
 
     async def follow_and_leave() -> None:  # both lost before: later counted as following
         await svc.wechat.post(event_xml("o-ms-gone", "subscribe"))
@@ -315,6 +315,8 @@ async def test_mongo_stops_nothing_is_confirmed_and_everything_recovers(make_ser
     assert confirm_reply == texts.STORAGE_DOWN
     assert answers[3][1] == texts.HELP
     assert answers[2][1] not in (texts.INTERNAL_ERROR, texts.DIALOG_UNAVAILABLE)
+    # 好的 (a yes perhaps meant as 同意) raised a TypeError: nested tuples in an except.
+    assert answers[4][1] != texts.INTERNAL_ERROR, answers[4]
     assert (await health(svc))[0] == 503
 
     await asyncio.to_thread(nx.start)
