@@ -146,6 +146,9 @@ class MiniSessions:
         self._records = records
         self._locks = locks
         self._clock = clock
+        #: follower openid -> unionid learned while MongoDB was down: linked by
+        #: :meth:`finish_joins` once it is back (else only a backfill would).
+        self._unlinked: dict[str, str] = {}
 
     async def login(self, code: str, mongo_budget: float | None = None) -> Login:
         """Exchange ``code`` and start a session; raises :class:`LoginFailed`,
@@ -277,6 +280,13 @@ class MiniSessions:
         """Finish the moves a crash or an outage cut short (run every minute:
         the person may not log in or follow again soon); how many were finished."""
         finished = 0
+        for follower_openid, unionid in list(self._unlinked.items()):  # learned during an outage
+            try:
+                await self.link_follower(follower_openid, unionid)
+            except MongoUnavailable:
+                return finished  # still down: the next minute
+            del self._unlinked[follower_openid]
+            finished += 1
         for user in await self.identities.joining():
             target = user.joining or user.link_to
             try:
@@ -315,7 +325,12 @@ class MiniSessions:
         if unionid:
             # Hardly waiting for a busy mini-program user: the welcome has its
             # seconds to keep, and the upkeep joins them within a minute.
-            await self.link_follower(follower_openid, unionid, wait=FOLLOW_LOCK_WAIT)
+            try:
+                await self.link_follower(follower_openid, unionid, wait=FOLLOW_LOCK_WAIT)
+            except MongoUnavailable:
+                log.warning("could not link %s to their mini-program self now (MongoDB); retried every minute",
+                            follower_openid)
+                self._unlinked[follower_openid] = unionid
 
     async def backfill_unionids(self, openids: list[str], concurrency: int = 8) -> dict[str, int]:
         """Ask ``user/info`` for the unionid of followers who have none (they

@@ -673,3 +673,28 @@ async def test_mongo_stops_mid_broadcast_and_the_job_completes_without_duplicate
 
 async def _accepted_at_least(emulator, n: int) -> bool:
     return len(await emulator.messages()) >= n
+
+
+async def test_a_follow_while_mongo_is_down_is_linked_to_the_mini_program_self_once_it_returns(
+        make_service, backing, monkeypatch, nx, emulator):
+    # user/info gave the unionid, storing it failed, and nothing tried again:
+    # the person's chat consent never reached their mini-program self.
+    from emulator.app import EmulatorState
+    from tests.test_api import MP_APPID, MP_SECRET, Api, _follows
+
+    monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
+    api = Api(await make_service(miniprogram_appid=MP_APPID, miniprogram_secret=MP_SECRET), emulator)
+    await asyncio.to_thread(nx.stop)
+    assert "欢迎" in await _follows(api, "oa-outage", "olly")
+    await asyncio.to_thread(nx.start)
+    await eventually(lambda: _healthy(api.svc), 15)
+    runtime = api.svc.runtime
+
+    async def followed() -> bool:
+        return await runtime.followers.get("oa-outage") is not None
+
+    await eventually(followed, 15)  # the follow itself, written once MongoDB is back
+    assert await runtime.mini.finish_joins() == 1  # the service's upkeep, every minute
+    assert (await runtime.followers.get("oa-outage")).unionid == EmulatorState.unionid_for_user("olly")
+    _token, user = await api.login("olly")
+    assert user["linked_official_account"] is True
