@@ -87,6 +87,9 @@ PAY_SECONDS = 0.25
 #: Seconds a stopping worker gives the windows in flight to be answered
 #: (inside ``serve``, while requests drain; see ``service.supervisor.STOP_WAIT``).
 STOP_GRACE = 5.0
+#: Seconds a sending task waits for Redis to take back in-flight marks of
+#: recipients it could not send (:meth:`DeliveryWorker._attempt`).
+UNMARK_WITHIN = 30.0
 
 
 @dataclasses.dataclass
@@ -486,7 +489,7 @@ class DeliveryWorker:
         # Marked in flight only now, its rate paid: a worker that dies while
         # waiting for the limiter has sent nothing, and its successor sends
         # these (marked before the wait, they were recorded as interrupted).
-        ours = await deps.journal.attempt(notice.id, list(channels), batch.token)
+        ours = await self._attempt(batch, notice.id, list(channels))
         if len(ours) < len(channels):
             batch.lost = True
             # This worker stalled (frozen, starved) past the stale time and another
@@ -521,6 +524,34 @@ class DeliveryWorker:
         await deps.journal.record(notice.id, fresh)
         outcomes.update(fresh)
         return outcomes
+
+    async def _attempt(self, batch: "_Batch", notice_id: str, openids: list[str]) -> list[str]:
+        """Mark ``openids`` in flight (:meth:`DeliveryJournal.attempt`); those still this batch's.
+
+        When Redis does not answer, nothing is sent, but a frozen server runs
+        the command when it wakes: the marks would tell whoever takes the
+        batch over that these were in flight (recorded interrupted, never
+        sent). They are taken back, with their claims, as soon as Redis
+        answers, while this batch's heartbeat still holds the claims (so
+        nobody takes them over meanwhile); should the late command reach
+        Redis after that, it marks nothing (the claims are no longer the
+        batch's). Then the error goes on."""
+        try:
+            return await self.deps.journal.attempt(notice_id, openids, batch.token)
+        except RedisUnavailable:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + UNMARK_WITHIN
+            while True:
+                try:
+                    await self.deps.journal.forget(notice_id, openids, batch.token)
+                    break
+                except RedisUnavailable:
+                    if loop.time() >= deadline or self._stop.is_set():
+                        log.warning("notice %s: %d recipients may stay marked in flight (Redis did not answer); "
+                                    "if so they are recorded interrupted", notice_id, len(openids))
+                        break
+                    await asyncio.sleep(0.2)
+            raise
 
     async def _over_quota(self, batch: "_Batch", notice_id: str, openids: list[str], since: dt.datetime) -> None:
         """WeChat's call quota is spent: the job waits for a resume, these
@@ -589,7 +620,7 @@ class DeliveryWorker:
             else:
                 targets.append(openid)
         if len(targets) > 1:
-            ours = await deps.journal.attempt(notice.id, targets, batch.token)  # as in _deliver
+            ours = await self._attempt(batch, notice.id, targets)  # as in _deliver
             batch.lost = batch.lost or len(ours) < len(targets)
             targets = ours
         if len(targets) == 1:

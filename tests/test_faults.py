@@ -698,3 +698,39 @@ async def test_a_follow_while_mongo_is_down_is_linked_to_the_mini_program_self_o
     assert (await runtime.followers.get("oa-outage")).unionid == EmulatorState.unionid_for_user("olly")
     _token, user = await api.login("olly")
     assert user["linked_official_account"] is True
+
+
+async def test_redis_frozen_mid_broadcast_loses_nobody_to_interrupted(make_service, backing, monkeypatch, valkey,
+                                                                      emulator):
+    # A frozen Redis runs the in-flight marks it held when it wakes: the worker
+    # had sent none of those recipients (its mark timed out first), yet whoever
+    # took the batch over read "in flight" and recorded them interrupted.
+    from tests.test_notices import active_users, send
+
+    monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{valkey.port}/0")
+    svc = await make_service(notice_rate=200)
+    openids = [f"o-rf{i:03d}" for i in range(400)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+    try:
+        await eventually(lambda: _accepted_at_least(emulator, 60), 20)
+        os.kill(valkey.proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(4.0)
+        os.kill(valkey.proc.pid, signal.SIGCONT)
+
+        async def done():
+            progress = await svc.runtime.broadcasts.progress(notice)
+            return progress if progress.notice.status == "done" else None
+
+        final = await eventually(done, 90)
+    finally:
+        os.kill(valkey.proc.pid, signal.SIGCONT)
+        stop.set()
+        await worker
+    counts = collections.Counter(m["touser"] for m in await emulator.messages())
+    assert max(counts.values()) == 1  # nobody twice
+    never_sent = [o for o in openids if o not in counts]
+    assert final.failed == 0 and never_sent == [], (final.to_json(), never_sent[:10])
+    assert final.sent == 400
