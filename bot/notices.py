@@ -535,6 +535,8 @@ class Broadcasts:
             rate = (by["sent"] + by["failed"] + by["skipped"]) / seconds if seconds > 0 else 0.0
         remaining = by["pending"] + by["sending"]
         eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
+        if workers == 0 and remaining:
+            eta = None  # nothing sends it now: the last seconds' speed says nothing of when it ends
         return Progress(
             notice=notice,
             total=notice.total,

@@ -548,6 +548,7 @@ async def progress_after_4_seconds(make_service, clock, outcomes_of):
     clock.advance(seconds=2)
     await svc.runtime.broadcasts.record_outcomes(notice_id, outcomes_of(openids[:40]), clock.now)
     clock.advance(seconds=2)
+    await svc.runtime.broadcasts.queue.running("w-test")  # a worker sends it (none: no ETA)
     return await svc.runtime.broadcasts.progress(notice_id)
 
 
@@ -1503,3 +1504,21 @@ async def test_progress_tells_when_no_worker_runs_to_send_the_job(make_service):
     await run_worker(svc)
     done = await rt.broadcasts.progress(notice_id)
     assert done.notice.status == "done" and done.sent == 2 and not done.waiting_for_worker
+
+
+async def test_no_eta_while_no_worker_sends_the_job(make_service, emulator):
+    # With the worker gone, the last seconds' speed gave an ETA ("预计剩余 25 秒")
+    # beside "当前没有运行中的发送进程".
+    svc = await make_service(notice_rate=50)
+    openids = [f"o-eta{i:03d}" for i in range(200)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+    while len(await emulator.messages()) < 40:
+        await asyncio.sleep(0.1)
+    stop.set()
+    await worker
+    progress = await svc.runtime.broadcasts.progress(notice)
+    assert progress.workers == 0 and progress.pending > 0, progress.to_json()
+    assert progress.eta_seconds is None and progress.to_json()["eta_seconds"] is None
