@@ -121,6 +121,8 @@ class DeliveryWorker:
         self._stop = asyncio.Event()
         self._working: set[asyncio.Task] = set()  # readers working on a batch
         self._ending: set[asyncio.Task] = set()  # batches sent, their outcomes being written
+        #: When the sending tasks found storage unreachable (logged once an outage, not per task and try).
+        self._waiting_since: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; Redis or MongoDB outages are waited out.
@@ -201,6 +203,7 @@ class DeliveryWorker:
             try:
                 await self.deps.queue.ensure_group()
                 entries = await self.deps.queue.read(consumer, count=1, block_ms=500)
+                self._storage_back()
                 if stop.is_set():
                     return  # read while stopping: left unacknowledged, taken over by the next worker
                 if len(entries) > 1 and ending is not None:
@@ -221,11 +224,23 @@ class DeliveryWorker:
             except asyncio.CancelledError:
                 raise
             except (*RedisUnavailable, *MongoUnavailable) as exc:
-                log.warning("worker %s waiting for storage: %s", consumer, exc)
+                self._storage_down(exc)
                 await asyncio.sleep(1.0)
             except Exception:
                 log.exception("worker %s failed on a batch", consumer)
                 await asyncio.sleep(1.0)
+
+    def _storage_down(self, exc: BaseException) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+            log.warning("worker %s waiting for storage: %s", self.name, exc)
+        else:
+            log.debug("worker %s still waiting for storage: %s", self.name, exc)
+
+    def _storage_back(self) -> None:
+        if self._waiting_since is not None:
+            log.warning("worker %s: storage answers again after %.0f s", self.name, time.monotonic() - self._waiting_since)
+            self._waiting_since = None
 
     def _end_soon(self, end: Awaitable[None] | None) -> asyncio.Task | None:
         """Run a batch's end (:meth:`_end`) beside the next batch."""
