@@ -450,7 +450,11 @@ class DeliveryWorker:
             else:
                 outcomes[openid] = mark
         if outcomes:
-            log.warning("notice %s: %d recipients taken over from a dead worker", notice_id, len(outcomes))
+            interrupted = sum(1 for o in outcomes.values() if o.get("reason") == "interrupted")
+            # "Stopped": perhaps this very process, before a restart or during a storage outage.
+            log.warning("notice %s: %d recipients taken over from a worker that stopped (%d were in flight, "
+                        "recorded interrupted; the others' outcomes recorded as it noted them)",
+                        notice_id, len(outcomes), interrupted)
             await deps.broadcasts.record_outcomes(notice_id, outcomes, now)
         await deps.journal.forget(notice_id, finished + list(outcomes), batch.token)
         batch.claimed = todo
