@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+from urllib.parse import quote
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -1135,6 +1136,11 @@ async def test_redis_down_answers_503_but_the_agreement_still_reads(api, make_se
     for method, path, body in (("POST", "/session", {"code": "zoe-1"}), ("GET", "/me", None)):
         reply = await down.call(method, path, body, token="some-token")
         assert (reply.status, reply.error()["code"]) == (503, "service_unavailable")
+    # The Q&A is the public agreement's: answered as chat answers it meanwhile (it was 503).
+    asked = await down.call("GET", "/qa?q=" + quote("我上传的图片版权归谁"), token="some-token")
+    assert asked.status == 200 and asked.body["kind"] == "answer" and "4.1" in asked.body["refs"], asked.body
+    own = await down.call("GET", "/qa?q=" + quote("我同意了吗"), token="some-token")
+    assert own.status == 200 and own.body["kind"] == "consent_status" and "稍后" in own.body["text"], own.body
 
 
 @pytest.mark.parametrize("path", ["/api/v1/session", "/admin/login", "/wechat"])

@@ -5,12 +5,23 @@ from __future__ import annotations
 from bot import api_texts, own_questions
 from bot.validation import Invalid
 from handlers.api.base import ApiHandler
+from storage.redis_store import RedisUnavailable
 
 
 class QAHandler(ApiHandler):
     """GET: the quoted clause and its references, or the abstention with the
     nearest sections; a question about the user's own consent ("我同意了吗")
-    or about declining ("不同意会怎样") is answered as chat answers it."""
+    or about declining ("不同意会怎样") is answered as chat answers it.
+
+    With Redis down no session can be checked; the agreement is public, so
+    questions about it are still answered (as chat answers them then), only
+    not one about the user's own record."""
+
+    async def prepare(self) -> None:
+        try:
+            await super().prepare()
+        except RedisUnavailable:
+            self.user = None  # type: ignore[assignment]
 
     async def get(self) -> None:
         question = self.get_query_argument("q", "").strip()
@@ -18,7 +29,9 @@ class QAHandler(ApiHandler):
             raise Invalid(api_texts.QUESTION_MISSING, "q")
         version = await self.services.terms.current()
         asked = own_questions.asked(question)
-        if asked == own_questions.OWN_CONSENT:
+        if asked == own_questions.OWN_CONSENT and self.user is None:
+            kind, refs, text = asked, (), api_texts.STORAGE_UNAVAILABLE
+        elif asked == own_questions.OWN_CONSENT:
             # Answered from the user's own record, as chat answers it.
             state = await self.services.consents.state(self.user.openid)
             latest = state.latest
@@ -33,7 +46,7 @@ class QAHandler(ApiHandler):
             kind, refs = asked, (found[0],) if found else ()
             text = api_texts.what_declining_does(*(found or (None, None)))
         else:
-            answer = await self.services.answers.answer(question, self.user.openid, "miniprogram")
+            answer = await self.services.answers.answer(question, self.user.openid if self.user else None, "miniprogram")
             kind, text, refs = answer.kind, answer.app_text, answer.refs
         self.write_json(
             {
