@@ -642,27 +642,18 @@ async def test_mongo_stops_mid_broadcast_and_the_job_completes_without_duplicate
     # whose outcomes could not be written (the database went away after its sends)
     # stays unacknowledged, and once the database is back its outcomes are recorded
     # from the journal: nobody gets a second copy, nobody is counted interrupted.
-    from tests.test_notices import active_users, send
+    from tests.test_notices import done_progress, sending
 
     monkeypatch.setattr(backing, "mongodb_uri", nx.uri)
     svc = await make_service(notice_rate=200)
-    openids = [f"o-mb{i:03d}" for i in range(400)]
-    await active_users(svc, *openids)
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+    notice, _openids, stop, worker = await sending(svc, "o-mb", 400)
     try:
         await eventually(lambda: _accepted_at_least(emulator, 100), 20)
         await asyncio.to_thread(nx.stop)
         await asyncio.sleep(2.0)
         assert len(await emulator.messages()) < 400  # stopped mid-broadcast
         await asyncio.to_thread(nx.start)
-
-        async def done():
-            progress = await svc.runtime.broadcasts.progress(notice)
-            return progress if progress.notice.status == "done" else None
-
-        final = await eventually(done, 60)
+        final = await eventually(lambda: done_progress(svc, notice), 60)
     finally:
         stop.set()
         await worker
@@ -705,26 +696,17 @@ async def test_redis_frozen_mid_broadcast_loses_nobody_to_interrupted(make_servi
     # A frozen Redis runs the in-flight marks it held when it wakes: the worker
     # had sent none of those recipients (its mark timed out first), yet whoever
     # took the batch over read "in flight" and recorded them interrupted.
-    from tests.test_notices import active_users, send
+    from tests.test_notices import done_progress, sending
 
     monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{valkey.port}/0")
     svc = await make_service(notice_rate=200)
-    openids = [f"o-rf{i:03d}" for i in range(400)]
-    await active_users(svc, *openids)
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+    notice, openids, stop, worker = await sending(svc, "o-rf", 400)
     try:
         await eventually(lambda: _accepted_at_least(emulator, 60), 20)
         os.kill(valkey.proc.pid, signal.SIGSTOP)
         await asyncio.sleep(4.0)
         os.kill(valkey.proc.pid, signal.SIGCONT)
-
-        async def done():
-            progress = await svc.runtime.broadcasts.progress(notice)
-            return progress if progress.notice.status == "done" else None
-
-        final = await eventually(done, 90)
+        final = await eventually(lambda: done_progress(svc, notice), 90)
     finally:
         os.kill(valkey.proc.pid, signal.SIGCONT)
         stop.set()

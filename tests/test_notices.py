@@ -40,6 +40,22 @@ async def send(svc, **kwargs) -> str:
     return await svc.runtime.broadcasts.send(**values)
 
 
+async def sending(svc, prefix: str, count: int) -> tuple[str, list[str], asyncio.Event, asyncio.Task]:
+    """``count`` active users, a notice to them and a worker sending it:
+    ``(notice, openids, stop, worker)``; set ``stop`` and await ``worker`` to end it."""
+    openids = [f"{prefix}{i:03d}" for i in range(count)]
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    stop = asyncio.Event()
+    return notice, openids, stop, asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+
+
+async def done_progress(svc, notice: str):
+    """The job's progress once it is done, else None (for ``eventually``)."""
+    progress = await svc.runtime.broadcasts.progress(notice)
+    return progress if progress.notice.status == "done" else None
+
+
 async def unplanned_notice(rt, title: str, openids: list[str]) -> str:
     """A notice stored as ``send`` stores it, but not planned and its creator
     gone silent (tests play the planner)."""
@@ -1510,11 +1526,7 @@ async def test_no_eta_while_no_worker_sends_the_job(make_service, emulator):
     # With the worker gone, the last seconds' speed gave an ETA ("预计剩余 25 秒")
     # beside "当前没有运行中的发送进程".
     svc = await make_service(notice_rate=50)
-    openids = [f"o-eta{i:03d}" for i in range(200)]
-    await active_users(svc, *openids)
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+    notice, _openids, stop, worker = await sending(svc, "o-eta", 200)
     while len(await emulator.messages()) < 40:
         await asyncio.sleep(0.1)
     stop.set()
