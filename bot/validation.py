@@ -86,9 +86,12 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"{label}不能包含{what}，请按证件上的写法输入。例如：{example}", field)
     # A question typed at this step, or the credit code sent again, is no name.
     # Not by its first words: 如何文化, 怎么样餐饮 are companies' names.
-    if "?" in value or value.endswith(_QUESTION_ENDS) or _QUESTION_PHRASES.search(simplified(value)):
-        raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
     plain = simplified(value).lower()
+    if ("?" in value or value.endswith(_QUESTION_ENDS) or _QUESTION_PHRASES.search(plain)
+            or (_ABOUT_THE_FORM.search(plain) and _ASKING.search(plain))):
+        raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
+    if _ABOUT_THE_FORM.search(plain) and _SPEAKING.match(plain):  # 我们还没有营业执照, 没有联系人
+        raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
     if plain in _BARE_COMPANY_WORDS:
         raise Invalid(f"请输入完整的{label}（与证件一致），不能只写“{value}”。例如：{example}", field)
     if plain in _NOT_NAMES:
@@ -106,15 +109,23 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
 #: or ID card holds; names do hold %, #, @, ", + (100%鲜榨, C#编程, +1健身).
 _NOT_IN_NAMES = re.compile(r"<[A-Za-z/!?]|[={}|\\^`]")
 #: Questions about the step itself, typed where a name goes (这个怎么填, 什么是信用代码).
-_QUESTION_PHRASES = re.compile(r"怎么(填|写|弄)|什么是|是什么|填什么|多少钱|要钱|收费")
+_QUESTION_PHRASES = re.compile(r"怎么(填|写|弄)|什么是|是什么|填什么|多少钱|要钱")
+#: Words of the form itself: with a question's words (为什么要填名称, 请问需要营业执照)
+#: or a speaker's (我们还没有营业执照) they are about the form, not a name. A
+#: question word alone is no proof: 如何文化, 请问茶馆, 有没有书店 are companies.
+_ABOUT_THE_FORM = re.compile(r"填|营业执照|执照|注册|信用代码|手机|邮箱|联系人|法人|名称|姓名|名字")
+_ASKING = re.compile(r"^(为什么|为啥|怎么|如何|请问|能不能|可不可以|可以|是不是|有没有|是否|要不要|需不需要|需要|必须|一定要)|谁|什么|哪")
+_SPEAKING = re.compile(r"(我|我们|你|您|还没)|(没有|不填|不用填)(联系人|营业执照|执照|名称|名字|姓名|邮箱|手机)$")
 #: Sentences typed where a name goes: the user speaking of themselves or of the
 #: form (我要改邮箱, 我不知道). Not 我的/我爱/我是 (我的钢铁网, 我爱我家, 我是大厨 are companies).
-_SENTENCE_START = re.compile(r"(我|你|您)(要改|想改|要修改|想修改|不想|不知道|不会|不要|不填)|(您|你)好|不知道$|以后再|先不|等一下|稍等")
+_SENTENCE_START = re.compile(r"(我|你|您)(要改|想改|要修改|想修改|不想|不知道|不会|不要|不填|也不)|我们?(先|要|想)问|不知道$|以后再|先不|等一下|稍等")
 #: …and where a person's name goes: 我是张三, 我叫张三.
 _INTRODUCING = re.compile(r"我(是|叫)")
 #: Words that are nobody's name: replies to the bot and the form's own labels.
 _NOT_NAMES = frozenset((
     "好", "好的", "好滴", "行", "可以", "谢谢", "谢谢你", "多谢", "嗯", "嗯嗯", "ok", "okay", "test", "测试", "不知道",
+    "好吧", "行吧", "知道了", "你好", "您好", "你猜", "不清楚", "我也不清楚", "我没有",
+    "我自己", "自己", "就是我", "我本人", "本人",
     "公司名称", "企业名称", "名称", "姓名", "名字", "真实姓名", "联系人", "联系人姓名", "营业执照上的名字",
 ))
 #: What a company's name ends with, sent alone ("公司" and "企业" are the entity type's words).
