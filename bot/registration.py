@@ -15,6 +15,7 @@ from bot.dialogs import Dialog, Step, Stop, dialog_context
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, IncompleteProfile
 from bot.replies import Reply
+from bot.router import normalize_command
 from bot.validation import (
     ENTITY_TYPES,
     answer_word,
@@ -73,22 +74,23 @@ async def _stored(chat: Chat, answers: dict) -> bool:
 #: Words of a question about the form itself (为什么要手机号, 邮箱必须填吗): the
 #: agreement's clause on registration answers it, not the nearest clause the
 #: Q&A finds (手机号会被公开吗 quoted 4.2's licence to publish content).
-_FORM_WORDS = ("手机", "电话", "号码", "邮箱", "信用代码", "营业执照", "联系人", "联系方式", "名称", "姓名", "名字",
-               "年满", "18", "十八", "成年", "年龄", "填", "注册", "资料", "信息")
+_FORM_WORDS = ("手机", "电话", "号码", "邮箱", "信用代码", "营业执照", "执照", "联系人", "联系方式", "名称", "姓名",
+               "名字", "年满", "成年", "年龄", "18岁", "十八岁", "填")
 
 
 async def _answer(chat: Chat, question: str) -> str | None:
     """A question typed at a step: about the form, what the agreement asks of
     registrations; else the Q&A's quote, if it found a clause (None: the
-    step's own message says what was wrong instead)."""
-    if any(word in question for word in _FORM_WORDS):
-        return texts.REGISTRATION_FORM_HELP
+    step's own message says what was wrong instead). Asked of the Q&A either
+    way, so that it is in the question log admins review."""
     try:
         answer = await chat.services.answers.answer(question, chat.openid, chat.message.channel)
     except Exception:  # noqa: BLE001 - the step's own message then, not a failed reply
         log.warning("answering %r inside registration failed", question, exc_info=True)
-        return None
-    return answer.text if answer.kind == "answer" else None
+        answer = None
+    if any(word in normalize_command(question) for word in _FORM_WORDS):
+        return texts.REGISTRATION_FORM_HELP
+    return answer.text if answer is not None and answer.kind == "answer" else None
 
 
 REGISTRATION = Dialog(
