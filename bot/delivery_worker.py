@@ -203,7 +203,6 @@ class DeliveryWorker:
             try:
                 await self.deps.queue.ensure_group()
                 entries = await self.deps.queue.read(consumer, count=1, block_ms=500)
-                self._storage_back()
                 if stop.is_set():
                     return  # read while stopping: left unacknowledged, taken over by the next worker
                 if len(entries) > 1 and ending is not None:
@@ -216,6 +215,7 @@ class DeliveryWorker:
                         # ours while the first is worked on: else upkeep takes the waiting one over.
                         later = [ref for ref, _, _ in entries[i + 1:]]
                         end = self._end_soon(await self._process(consumer, entry_id, notice_id, openids, keep=later))
+                        self._storage_back()  # a batch went through: both stores answer
                         # The previous batch's end ran while this one was sent: waited
                         # for now, so no more than two batches' outcomes wait in memory.
                         if ending is not None:
@@ -269,6 +269,8 @@ class DeliveryWorker:
                 await self._replan()
             except asyncio.CancelledError:
                 raise
+            except (*RedisUnavailable, *MongoUnavailable) as exc:
+                self._storage_down(exc)
             except Exception as exc:  # noqa: BLE001 - upkeep must keep going
                 log.warning("worker upkeep: %s", exc)
             await asyncio.sleep(RECLAIM_IDLE_MS / 5000)

@@ -283,8 +283,9 @@ class MiniSessions:
         for follower_openid, unionid in list(self._unlinked.items()):  # learned during an outage
             try:
                 await self.link_follower(follower_openid, unionid)
-            except MongoUnavailable:
-                return finished  # still down: the next minute
+            except Exception:  # noqa: BLE001 - still down, or busy: kept for the next minute; the others go on
+                log.warning("could not link %s to their mini-program self yet", follower_openid, exc_info=True)
+                continue
             del self._unlinked[follower_openid]
             finished += 1
         for user in await self.identities.joining():
@@ -297,6 +298,15 @@ class MiniSessions:
             except Exception:  # noqa: BLE001 - the others still get their turn; this one the next minute
                 log.warning("could not finish joining %s to %s now", user.openid, target, exc_info=True)
         return finished
+
+    async def close(self) -> None:
+        """At shutdown: links learned during an outage and not made yet are
+        said, with what repairs them (they live in memory only; trying again
+        now could hold the shutdown for the database's timeout each)."""
+        if self._unlinked:
+            log.warning("%d followers not linked to their mini-program accounts (MongoDB was down when they "
+                        "followed): run `wetoop-bot followers backfill-unionid` once it is back: %s",
+                        len(self._unlinked), ", ".join(sorted(self._unlinked)[:20]))
 
     async def joined(self, openid: str) -> str | None:
         """The follower a mini-program user ``openid`` has become, or is

@@ -362,6 +362,7 @@ class Runtime:
         await self.conversation.drain()
         await self.qa_log.close()
         await self.followers.close()
+        await self.mini.close()
         if self.wechat is not None:
             await self.wechat.aclose()
         if self.miniprogram is not None:
