@@ -217,6 +217,11 @@ async def test_a_question_inside_registration_is_answered_and_the_step_asked_aga
     await chat(service, "o-ask3", "同意")
     replies = await chat(service, "o-ask3", "注册", "个人", "张三", "是", "李四", "手机号会被公开吗")
     assert texts.REGISTRATION_FORM_HELP in replies[-1] and "4.2" not in replies[-1], replies[-1]
+    # Not every question with 资料 in it is about the form: this one is the Q&A's.
+    replies = await chat(service, "o-ask3", "注销后我的资料会删除吗？")
+    assert texts.REGISTRATION_FORM_HELP not in replies[-1], replies[-1]
+    asked = [q["question"] for q in await service.runtime.qa_log.export("o-ask3")]
+    assert "手机号会被公开吗" in asked and "注销后我的资料会删除吗？" in asked  # in the log admins review
     # A question the agreement does not answer: the step's own message, not "not covered".
     replies = await chat(service, "o-ask3", "13812345678？")
     assert "只能包含数字" in replies[-1] and "没有找到" not in replies[-1], replies[-1]
