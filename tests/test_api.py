@@ -1080,7 +1080,7 @@ async def test_a_move_cut_short_is_finished_by_the_upkeep_even_after_a_chat_regi
     assert await runtime.mini.finish_joins() == 0
 
 
-async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api, backing):
+async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api, backing, tmp_path):
     from tests.test_cli import BIN, clean_env
 
     async def backfill(env) -> tuple[int, str, str]:
@@ -1107,6 +1107,7 @@ async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api
         MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + runtime.db.name, REDIS_URL=backing.redis_url,
         WECHAT_APPID=runtime.config.wechat_appid, WECHAT_SECRET=runtime.config.wechat_secret,
         WECHAT_API_BASE=api.emulator.base,
+        DATA_DIR=str(tmp_path),  # not ./var: a demo running there would lend its WeChat account
     )
     code, out, err = await backfill(env)
     assert code == 0, err
