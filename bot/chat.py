@@ -604,6 +604,11 @@ async def free_text(chat: Chat) -> Reply:
         return await consent_status(chat)
     if asked == own_questions.DECLINING:
         return await what_declining_does(chat)
+    if _ASKS_ACCOUNT_STATUS.search(bare):
+        # 为什么被退回 / 为什么被暂停: the user's own record says why, not the agreement.
+        why = await _own_account_reason(chat)
+        if why is not None:
+            return Reply(why)
     if _BARE_PLACE.fullmatch(bare):  # 7.1, 第4.2款, 第三节 sent alone: a place to read, not a question
         return await chat.run_command(f"条款 {bare}")
     parts = [part for part in re.split(r"[，,、。.!！~～\s]+", bare) if part]
@@ -630,6 +635,24 @@ async def free_text(chat: Chat) -> Reply:
         # Perhaps an answer to a registration step whose dialog expired (30 min): offer to resume.
         hint = texts.UNFINISHED_REGISTRATION
     return Reply(f"{answer.text}\n\n{hint}" if hint else answer.text)
+
+
+#: A question about why the user's own account was returned for correction or suspended.
+_ASKS_ACCOUNT_STATUS = re.compile(r"退回|审核(?:没|不|未)通过|(?:为什么|为啥|怎么).*(?:暂停|冻结|封)|被(?:暂停|冻结|封)")
+
+
+async def _own_account_reason(chat: Chat) -> str | None:
+    """Why the user's account is returned for correction or suspended, if it is (else None: the Q&A answers)."""
+    try:
+        merchant = await chat.services.merchants.get(chat.openid)
+        if merchant is None:
+            return None
+        if merchant.status == "suspended":
+            return await _suspended_text(chat)
+        reason = await chat.services.merchants.returned_reason(chat.openid) if merchant.status == "pending_review" else None
+    except MongoUnavailable:
+        return None  # the Q&A answers meanwhile
+    return texts.returned_for_correction(reason) if reason else None
 
 
 def _dialog_word(text: str) -> bool:

@@ -494,6 +494,8 @@ async def test_suspension_is_explained_and_reinstated(service, emulator):
     assert "条款" in overview and "导出我的数据" in overview and "联系" in overview
     assert "已被暂停" in await service.wechat.ask("o-susp", "修改资料")
     assert "已被暂停" in await service.wechat.ask("o-susp", "注册")
+    why = await service.wechat.ask("o-susp", "我的账号为什么被暂停了")  # their record, not a clause
+    assert "已被暂停" in why and "多次发布违规内容" in why, why
     await merchants.set_status("o-susp", "active", "申诉通过", by="admin")
     assert "状态：已生效" in await service.wechat.ask("o-susp", "我的账户")
     history = [(e.status, e.reason) for e in await merchants.repo.history("o-susp")]
@@ -821,6 +823,9 @@ async def test_a_registration_returned_for_correction_is_told_what_to_change(ser
     # 我的账户 said only "我们会尽快审核": a merchant who missed the notice waited for ever.
     account = await service.wechat.ask("o-fixme", "我的账户")
     assert "退回修改" in account and "名称与营业执照不一致" in account and "修改资料" in account, account
+    # Asked in the user's words: their record answers ("not covered" before).
+    why = await service.wechat.ask("o-fixme", "为什么被退回了？")
+    assert "名称与营业执照不一致" in why and "修改资料" in why, why
     assert "修改" in await service.wechat.ask("o-fixme", "修改资料")  # and they can
     # 确认 with nothing changed is no correction: the reason still stands, the dialog stays open.
     unchanged = await service.wechat.ask("o-fixme", "确认")
