@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 STATE_FILE = "embedded.json"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+#: Seconds a running embedded server may go without answering a ping before
+#: the watchdog restarts it (a stopped or deadlocked process: /healthz said
+#: "down" for ever); long enough for any real request to finish.
+HANG_SECONDS = 30.0
+#: Seconds a ping waits for its answer.
+PING_TIMEOUT = 1.0
 
 
 class EmbeddedError(Exception):
@@ -74,6 +80,8 @@ class EmbeddedServers:
         self.names = names
         self.running: dict[str, Running] = {}
         self._owned: dict[str, subprocess.Popen] = {}
+        #: name -> when a server this object started stopped answering (alive, but hung or stopped).
+        self._silent_since: dict[str, float] = {}
 
     @property
     def run_dir(self) -> Path:
@@ -140,10 +148,16 @@ class EmbeddedServers:
             for name, entry in list(self.running.items()):
                 proc = self._owned.get(name)
                 if proc is not None:
-                    if proc.poll() is None:
+                    if proc.poll() is None and not self._hung(name, proc, entry.port):
                         continue
-                    log.warning("embedded %s (pid %d) exited with %s; starting it again on port %d",
-                                name, proc.pid, proc.returncode, entry.port)
+                    if proc.poll() is None:  # hung: a server that never answers is no server
+                        log.warning("embedded %s (pid %d) has not answered for %.0f s; stopping it and starting "
+                                    "it again on port %d", name, proc.pid, HANG_SECONDS, entry.port)
+                        proc.kill()
+                        proc.wait()
+                    else:
+                        log.warning("embedded %s (pid %d) exited with %s; starting it again on port %d",
+                                    name, proc.pid, proc.returncode, entry.port)
                     del self._owned[name]
                 elif _alive(entry.pid):
                     continue
@@ -159,6 +173,24 @@ class EmbeddedServers:
             if revived:
                 self._write_state({**known, **{n: self.running[n] for n in revived}})
         return revived
+
+    def _hung(self, name: str, proc: subprocess.Popen, port: int) -> bool:
+        """Whether a server this object started has not answered for
+        :data:`HANG_SECONDS` (stopped, deadlocked); said once when it first
+        does not answer, and when it answers again."""
+        now = time.monotonic()
+        if _answers(name, port, timeout=PING_TIMEOUT):
+            if self._silent_since.pop(name, None) is not None:
+                log.warning("embedded %s (pid %d) answers again", name, proc.pid)
+            return False
+        since = self._silent_since.setdefault(name, now)
+        if since == now:
+            log.warning("embedded %s (pid %d) is running but not answering on port %d; it is started again if it "
+                        "stays so for %.0f s", name, proc.pid, port, HANG_SECONDS)
+        if now - since < HANG_SECONDS:
+            return False
+        del self._silent_since[name]
+        return True
 
     def pids(self) -> list[int]:
         """Pids of the servers this object started (for tests and shutdown checks)."""
@@ -276,15 +308,32 @@ def _wait_ready(name: str, proc: subprocess.Popen, port: int) -> None:
     raise EmbeddedError(f"{START_TIMEOUT:.0f} 秒内未就绪")
 
 
-def _answers(name: str, port: int) -> bool:
+def _answers(name: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether the server answers a ping (a stopped process still accepts
+    connections: the kernel does, so connecting alone proves nothing)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
             if name == "redis":
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
-            return True
+            sock.sendall(_MONGO_PING)
+            return len(sock.recv(16)) > 0
     except OSError:
         return False
+
+
+def _mongo_ping() -> bytes:
+    """``{ping: 1}`` as an OP_MSG (opcode 2013): the wire protocol's own liveness question."""
+    import struct
+
+    import bson
+
+    body = struct.pack("<I", 0) + b"\x00" + bson.encode({"ping": 1, "$db": "admin"})
+    return struct.pack("<iiii", 16 + len(body), 1, 0, 2013) + body
+
+
+_MONGO_PING = _mongo_ping()
 
 
 def _port_open(port: int) -> bool:

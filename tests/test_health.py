@@ -221,3 +221,31 @@ async def test_a_slow_mongo_ping_is_reported_down_but_never_cancelled(make_servi
         assert probe.done() and not probe.cancelled() and probe.result() is False
     finally:
         silent.close()
+
+
+def test_an_embedded_server_that_stops_answering_is_started_again(tmp_path, monkeypatch, caplog):
+    # A stopped (SIGSTOP) or deadlocked server is alive: the watchdog only
+    # restarted dead ones, and /healthz said "down" for ever.
+    import logging
+    import os
+    import signal
+
+    from storage import embedded
+
+    monkeypatch.setattr(embedded, "HANG_SECONDS", 1.0)
+    servers = embedded.EmbeddedServers(tmp_path).start()
+    try:
+        for name in ("redis", "mongo"):
+            before = servers.running[name]
+            os.kill(before.pid, signal.SIGSTOP)
+            with caplog.at_level(logging.WARNING, logger="storage.embedded"):
+                assert servers.revive() == []  # not answering: said, and given its time
+                assert "not answering" in caplog.text
+                time.sleep(1.2)
+                assert servers.revive() == [name]
+            after = servers.running[name]
+            assert after.port == before.port and after.pid != before.pid
+            assert embedded._answers(name, after.port)
+            assert servers.revive() == []  # answering again: left alone
+    finally:
+        servers.stop()
