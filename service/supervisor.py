@@ -147,19 +147,15 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
         if tick is not None and time.monotonic() >= next_tick:
             _tick_safely(tick)
             next_tick = time.monotonic() + TICK_EVERY
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
+        exited = _exited(children)
+        if not exited:
             time.sleep(0.1)
             continue
-        index = children.pop(pid, None)
-        if index is None:
-            continue
-        log.warning("worker %d (pid %d) exited with status %d; restarting", index, pid, status)
-        time.sleep(RESTART_BACKOFF)
-        spawn(index)
+        for pid, status in exited:
+            index = children.pop(pid)
+            log.warning("worker %d (pid %d) exited with status %d; restarting", index, pid, status)
+            time.sleep(RESTART_BACKOFF)
+            spawn(index)
 
     for pid in children:
         try:
@@ -168,19 +164,32 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             pass
     deadline = time.monotonic() + STOP_WAIT
     while children and time.monotonic() < deadline:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            time.sleep(0.05)
-        else:
+        exited = _exited(children)
+        for pid, _status in exited:
             children.pop(pid, None)
+        if not exited:
+            time.sleep(0.05)
     for pid in children:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _exited(children: dict[int, int]) -> list[tuple[int, int]]:
+    """The workers among ``children`` that have exited, reaped: ``(pid, status)``.
+    Only these pids: waiting for any child reaped the embedded servers too, whose
+    watchdog then read a SIGKILLed server's exit as 0."""
+    exited = []
+    for pid in list(children):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere
+            exited.append((pid, -1))
+            continue
+        if done:
+            exited.append((pid, status))
+    return exited
 
 
 def _listen_again(family: int, address) -> list[socket.socket]:

@@ -433,9 +433,17 @@ async def test_several_processes_serve_and_stop_together(tmp_path):
         sender = WeChatServer(url, TOKEN)
         replies = await asyncio.gather(*(sender.ask(f"o-p{i}", "帮助") for i in range(10)))
         assert replies == [texts.HELP] * 10
+        # An embedded server killed is started again, and said as killed: the parent,
+        # waiting for any child, reaped it first and the watchdog read "exited with 0".
+        redis_pid = json.loads((tmp_path / "run" / "embedded.json").read_text())["redis"]["pid"]
+        os.kill(redis_pid, signal.SIGKILL)
+        await asyncio.sleep(3)
+        await service.wait_healthy(url)
         assert await service.stop(signal.SIGTERM) == 0
-        await wait_dead(family)
+        await wait_dead([pid for pid in family if pid != redis_pid])
         assert service.proc.stdout.read().count("wetoop-bot 已启动") == 1  # said once, not per worker
+        log = service.proc.stderr.read()
+        assert f"embedded redis (pid {redis_pid}) exited with -9" in log, log[-2000:]
     finally:
         service.kill()
 
