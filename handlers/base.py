@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import time
 from http import HTTPStatus
 from typing import Any, AsyncIterable, AsyncIterator, Callable, TypeVar
 
@@ -59,16 +60,25 @@ def error_message(status: int) -> tuple[str, str]:
 _ENTRY_POINTS = ("prepare", "get", "post", "put", "delete", "patch")
 
 
+#: Seconds of MongoDB time a request still gets when its budget is spent
+#: (a call with none left would fail at once, even with the database well).
+MIN_LEFT = 0.2
+
+
 def within_budget(seconds: float | Callable[[Any], float]):
-    """Decorator: the MongoDB calls of one call of the method share ``seconds``
-    (or ``seconds(handler)``), counted from its start (``pymongo.timeout``).
-    With the database down or frozen a request then fails within that, not
-    after each call's own timeouts."""
+    """Decorator: the MongoDB calls of a request share ``seconds`` (or
+    ``seconds(handler)``), counted from its first entry point (``prepare``,
+    once the body has arrived; ``pymongo.timeout`` with what is left):
+    ``prepare`` and the method it precedes share one budget, rather than each
+    having its own. With the database down or frozen a request then fails
+    within that, not after each call's own timeouts."""
 
     def decorate(method):
         @functools.wraps(method)
         async def wrapped(self, *args, **kwargs):
-            with pymongo.timeout(seconds(self) if callable(seconds) else seconds):
+            budget = seconds(self) if callable(seconds) else seconds
+            started = self.__dict__.setdefault("_budget_started", time.monotonic())
+            with pymongo.timeout(max(MIN_LEFT, budget - (time.monotonic() - started))):
                 result = method(self, *args, **kwargs)
                 if hasattr(result, "__await__"):
                     result = await result

@@ -585,8 +585,9 @@ async def test_frozen_mongo_gets_api_errors_within_the_budget(make_service, back
     nx.freeze()
     try:
         consent = {"version": "2022-05-22", "action": "accept"}
+        # A read's prepare (the session) and its GET share one budget (each had its own).
         for method, path, body, auth in (("POST", "/session", {"code": "gale-1"}, None), ("GET", "/me", None, token),
-                                         ("POST", "/consents", consent, token)):
+                                         ("GET", "/me/notices", None, token), ("POST", "/consents", consent, token)):
             started = time.monotonic()
             reply = await api.call(method, path, body, token=auth)
             elapsed = time.monotonic() - started
@@ -716,3 +717,36 @@ async def test_redis_frozen_mid_broadcast_loses_nobody_to_interrupted(make_servi
     never_sent = [o for o in openids if o not in counts]
     assert final.failed == 0 and never_sent == [], (final.to_json(), never_sent[:10])
     assert final.sent == 400
+
+
+async def test_a_request_budget_is_shared_by_prepare_and_its_method(nx):
+    # prepare and the method each had a budget of their own: a read whose
+    # prepare spent its budget on a frozen database then spent another.
+    from pymongo import AsyncMongoClient
+
+    from handlers.base import within_budget
+
+    client = AsyncMongoClient(nx.uri, serverSelectionTimeoutMS=10_000)
+    coll = client["budget_test"]["c"]
+    await coll.find_one({})  # connected while it answers
+
+    class Handler:
+        @within_budget(1.5)
+        async def prepare(self):
+            await asyncio.sleep(1.2)  # as if the session check had taken that long
+
+        @within_budget(1.5)
+        async def get(self):
+            await coll.find_one({})
+
+    handler = Handler()
+    nx.freeze()
+    try:
+        await handler.prepare()
+        started = time.monotonic()
+        with pytest.raises(Exception):  # noqa: B017 - pymongo's timeout, whichever class
+            await handler.get()
+        assert time.monotonic() - started < 0.9  # what was left of 1.5 s, not another 1.5
+    finally:
+        nx.thaw()
+        await client.close()
