@@ -444,11 +444,7 @@ async def my_account(chat: Chat) -> Reply:
         return Reply(texts.NOT_REGISTERED)
     # A closed account's fields were erased: listing each as "（未填写）" read as a blank form.
     lines = [] if merchant.status == "closed" else [f"{step.label}：{step.show(value)}" for step, value in _profile_lines(merchant)]
-    reason = None
-    if merchant.status == "suspended":
-        reason = await _suspension_reason(chat)
-    elif merchant.status == "pending_review":
-        reason = await chat.services.merchants.returned_reason(chat.openid)
+    reason = await chat.services.merchants.status_reason(merchant)
     barred = merchant.status == "closed" and await chat.services.merchants.closed_while_suspended(chat.openid)
     consent = (await chat.consent()).status if merchant.status in ("pending_review", "active") else "accepted"
     return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason, barred, consent))
@@ -503,12 +499,8 @@ def _profile_lines(merchant):
     return [(step, answers.get(step.name)) for step in REGISTRATION.applicable(answers) if step.editable]
 
 
-async def _suspension_reason(chat: Chat) -> str | None:
-    return await chat.services.merchants.suspension_reason(chat.openid)
-
-
 async def _suspended_text(chat: Chat) -> str:
-    return texts.suspended(await _suspension_reason(chat) or "未说明")
+    return texts.suspended(await chat.services.merchants.suspension_reason(chat.openid) or "未说明")
 
 
 # -- notices ------------------------------------------------------------------------------
@@ -645,13 +637,11 @@ async def _own_account_reason(chat: Chat) -> str | None:
     """Why the user's account is returned for correction or suspended, if it is (else None: the Q&A answers)."""
     try:
         merchant = await chat.services.merchants.get(chat.openid)
-        if merchant is None:
-            return None
-        if merchant.status == "suspended":
-            return await _suspended_text(chat)
-        reason = await chat.services.merchants.returned_reason(chat.openid) if merchant.status == "pending_review" else None
+        reason = await chat.services.merchants.status_reason(merchant) if merchant is not None else None
     except MongoUnavailable:
         return None  # the Q&A answers meanwhile
+    if merchant is not None and merchant.status == "suspended":
+        return texts.suspended(reason or "未说明")
     return texts.returned_for_correction(reason) if reason else None
 
 

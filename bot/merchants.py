@@ -260,6 +260,15 @@ class MerchantAccounts:
         suspensions = [entry for entry in await self.repo.history(openid) if entry.status == "suspended"]
         return suspensions[-1].reason if suspensions else None
 
+    async def status_reason(self, merchant: Merchant) -> str | None:
+        """Why the account is as it is, when an admin said why and it still
+        stands: the suspension's reason, or the return for correction's."""
+        if merchant.status == "suspended":
+            return await self.suspension_reason(merchant.openid)
+        if merchant.status == "pending_review":
+            return await self.returned_reason(merchant.openid)
+        return None
+
     async def returned_reason(self, openid: str) -> str | None:
         """Why an account in review was returned for correction (退回修改),
         while its user has not resubmitted since; else None."""

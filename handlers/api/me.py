@@ -92,11 +92,9 @@ class RegistrationHandler(ApiHandler):
 
     async def get(self) -> None:
         merchant = await my_account.registration(self.services, self.user.openid)
-        merchants = self.services.merchants
-        reason = await merchants.suspension_reason(merchant.openid) if merchant.status == "suspended" else None
-        returned = await merchants.returned_reason(merchant.openid) if merchant.status == "pending_review" else None
+        reason = await self.services.merchants.status_reason(merchant)
         self.set_header("ETag", f'"{profile_stamp(merchant)}"')
-        self.write_json({"registration": render.registration(merchant, reason, returned)})
+        self.write_json({"registration": render.registration(merchant, reason)})
 
     async def put(self) -> None:
         # If-Match: the ETag(s) of the record the form was filled from; "*" or none: no check.

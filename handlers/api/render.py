@@ -71,15 +71,15 @@ def consent_state(state: ConsentState, upcoming: AgreementVersion | None) -> dic
     }
 
 
-def registration(merchant: Merchant, suspension_reason: str | None = None, returned_reason: str | None = None) -> dict:
-    """``suspension_reason``: why a suspended account is suspended;
-    ``returned_reason``: why one in review was returned for correction (null otherwise)."""
+def registration(merchant: Merchant, reason: str | None = None) -> dict:
+    """``reason``: :meth:`~bot.merchants.MerchantAccounts.status_reason`, given as
+    ``suspension_reason`` or ``returned_reason`` by the status (null otherwise)."""
     return {
         **{field: getattr(merchant, field) for field in PROFILE_FIELDS},
         "status": merchant.status,
         "status_label": STATUSES[merchant.status],
-        "suspension_reason": suspension_reason if merchant.status == "suspended" else None,
-        "returned_reason": returned_reason if merchant.status == "pending_review" else None,
+        "suspension_reason": reason if merchant.status == "suspended" else None,
+        "returned_reason": reason if merchant.status == "pending_review" else None,
         "created_at": iso(merchant.created_at),
         "updated_at": iso(merchant.updated_at),
     }
