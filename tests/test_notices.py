@@ -40,14 +40,15 @@ async def send(svc, **kwargs) -> str:
     return await svc.runtime.broadcasts.send(**values)
 
 
-async def sending(svc, prefix: str, count: int) -> tuple[str, list[str], asyncio.Event, asyncio.Task]:
+async def sending(svc, prefix: str, count: int,
+                  concurrency: int = 2) -> tuple[str, list[str], asyncio.Event, asyncio.Task]:
     """``count`` active users, a notice to them and a worker sending it:
     ``(notice, openids, stop, worker)``; set ``stop`` and await ``worker`` to end it."""
     openids = [f"{prefix}{i:03d}" for i in range(count)]
     await active_users(svc, *openids)
     notice = await send(svc, audience={"type": "openids", "openids": openids})
     stop = asyncio.Event()
-    return notice, openids, stop, asyncio.create_task(svc.runtime.worker(concurrency=2).run(stop))
+    return notice, openids, stop, asyncio.create_task(svc.runtime.worker(concurrency=concurrency).run(stop))
 
 
 async def done_progress(svc, notice: str):
@@ -424,12 +425,8 @@ async def test_a_cancel_while_sends_meet_the_quota_leaves_nobody_pending(svc, em
     # let them go (quota: pending for a resume) and nobody recorded them: a cancelled
     # job with 3 pending for ever.
     monkeypatch.setattr(delivery_worker, "BACKOFF", 0.2)
-    openids = [f"o-qc{i}" for i in range(3)]
-    await active_users(svc, *openids)
     await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": 45009, "times": 10_000})
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(svc.runtime.worker(concurrency=1).run(stop))
+    notice, _openids, stop, worker = await sending(svc, "o-qc", 3, concurrency=1)
     await asyncio.sleep(1.0)  # the sends are in their retries
     await svc.runtime.broadcasts.cancel(notice)
     await asyncio.sleep(3.5)  # the retries end
@@ -823,20 +820,31 @@ async def test_a_worker_that_stalled_before_a_cancel_leaves_what_another_sent_as
     assert [m["touser"] for m in await emulator.messages()] == ["o-sc1"]
 
 
+async def abandoned_batch(svc, openids: list[str], *, claimed: list[str], attempted: list[str],
+                          sent: list[str]) -> tuple[str, str]:
+    """A notice to ``openids`` whose one batch a worker read and then left: long
+    ago it claimed ``claimed``, marked ``attempted`` in flight and noted ``sent``
+    as sent in its journal. Returns the notice and the batch's entry."""
+    rt = svc.runtime
+    await active_users(svc, *openids)
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    await rt.broadcasts.queue.ensure_group()
+    [(entry_id, _, _)] = await rt.broadcasts.queue.read("gone-0", count=1, block_ms=500)
+    long_ago = int(rt.clock().timestamp() * 1000) - 60_000
+    await rt.journal.claim(notice, claimed, "gone", long_ago, 0)
+    assert await rt.journal.attempt(notice, attempted, "gone") == attempted
+    await rt.journal.record(notice, {openid: {"status": "sent", "channel": "custom"} for openid in sent})
+    return notice, entry_id
+
+
 async def test_a_cancel_while_a_worker_is_dead_keeps_what_it_had_sent(svc, emulator):
     # Cancel marked every pending recipient skipped (cancelled), also those the
     # dead worker had sent and noted only in its journal: delivered messages
     # were reported, and exported, as never sent.
     rt = svc.runtime
     openids = ["o-cx1", "o-cx2", "o-cx3"]
-    await active_users(svc, *openids)
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    await rt.broadcasts.queue.ensure_group()
-    assert await rt.broadcasts.queue.read("dead-0", count=1, block_ms=500)  # a worker took the batch, then died
-    long_ago = int(rt.clock().timestamp() * 1000) - 60_000
-    await rt.journal.claim(notice, openids, "dead", long_ago, 0)
-    assert await rt.journal.attempt(notice, openids[:2], "dead") == openids[:2]
-    await rt.journal.record(notice, {"o-cx1": {"status": "sent", "channel": "custom"}})  # o-cx2 was in flight
+    # A worker took the batch, then died; o-cx2 was in flight.
+    notice, _entry = await abandoned_batch(svc, openids, claimed=openids, attempted=openids[:2], sent=["o-cx1"])
 
     sending = await rt.notices.get(notice)
     await rt.broadcasts.cancel(notice)
@@ -861,14 +869,7 @@ async def test_a_cancelled_job_whose_claimed_recipients_lost_their_batch_still_e
     # cancelled job. Upkeep queues them again, and a worker records each.
     rt = svc.runtime
     openids = ["o-lb1", "o-lb2", "o-lb3"]
-    await active_users(svc, *openids)
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    await rt.broadcasts.queue.ensure_group()
-    [(entry_id, _, _)] = await rt.broadcasts.queue.read("gone-0", count=1, block_ms=500)
-    long_ago = int(rt.clock().timestamp() * 1000) - 60_000
-    await rt.journal.claim(notice, openids[:2], "gone", long_ago, 0)
-    assert await rt.journal.attempt(notice, openids[:1], "gone") == openids[:1]
-    await rt.journal.record(notice, {"o-lb1": {"status": "sent", "channel": "custom"}})
+    notice, entry_id = await abandoned_batch(svc, openids, claimed=openids[:2], attempted=openids[:1], sent=["o-lb1"])
     await rt.broadcasts.queue.ack(entry_id)  # the batch is gone, its claims are not
 
     await rt.broadcasts.cancel(notice)
@@ -1175,12 +1176,8 @@ async def test_a_stop_waits_for_the_outcomes_of_the_batch_it_interrupted(make_se
         await record(*args, **kwargs)
 
     monkeypatch.setattr(svc.runtime.broadcasts, "record_outcomes", record_on_a_busy_database)
-    openids = [f"o-se{i:03d}" for i in range(100)]
-    await active_users(svc, *openids)
     await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "delay": 0.3, "times": 10_000})
-    notice = await send(svc, audience={"type": "openids", "openids": openids})
-    stop = asyncio.Event()
-    worker = asyncio.create_task(svc.runtime.worker(concurrency=1).run(stop))
+    notice, _openids, stop, worker = await sending(svc, "o-se", 100, concurrency=1)
     deadline = time.monotonic() + 20
     while len(await emulator.messages()) < 30 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
