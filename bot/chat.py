@@ -15,7 +15,7 @@ from bot import own_questions, texts
 from bot.own_questions import NEAR_CONSENT
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
-from bot.consent import ConsentRefused, Origin
+from bot.consent import ConsentRefused, ConsentState, Origin
 from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, amending, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
@@ -228,22 +228,8 @@ def _section_and_clause(place: str) -> tuple[int | None, int | None]:
 async def accept(chat: Chat) -> Reply:
     services = chat.services
     state = await chat.fresh_consent()
-    # Only a version that took effect since a prompt could still be remembered
-    # can differ from the one asked about (and the Redis read is spared otherwise).
-    recent = state.current.effective_at > services.clock() - dt.timedelta(seconds=PROMPT_TTL)
-    asked = await chat.version_asked() if not state.accepted and recent else None
-    if asked is not None and asked != state.current.version:
-        # Asked about one version, answering after another took effect: the
-        # user has not seen what they would be agreeing to. Show it, ask again.
-        await chat.asked_to_accept(state.current.version)
-        changed = await services.terms.since(asked)
-        if state.status == "outdated" and asked == state.latest.version:
-            # They accepted that version and were not asked again yet: the usual
-            # prompt, now shown (the middleware would repeat it on the next message).
-            with contextlib.suppress(RedisUnavailable):
-                await services.dialogs.once(chat.openid, f"reconsent:{state.current.version}")
-            return Reply(texts.reconsent(state.current, asked, changed))
-        return Reply(texts.superseded_before_consent(state.current, asked, changed))
+    if not state.accepted and (shown := await _version_changed_since_asked(chat, state, "同意")) is not None:
+        return shown
     state, added = await services.consents.accept(chat.openid, await origin(chat), state=state)
     chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
@@ -264,11 +250,37 @@ async def accept(chat: Chat) -> Reply:
 @router.command("不同意", exact=True)
 @router.menu(MENU_DECLINE)
 async def decline(chat: Chat) -> Reply:
-    state, _added = await chat.services.consents.decline(chat.openid, await origin(chat), state=await chat.fresh_consent())
+    state = await chat.fresh_consent()
+    if (shown := await _version_changed_since_asked(chat, state, "不同意")) is not None:
+        return shown  # a refusal, too, is recorded only for the version the user was shown
+    state, added = await chat.services.consents.decline(chat.openid, await origin(chat), state=state)
     chat.forget_consent()
     await _pop_resume(chat)  # the pending action will not happen
     await chat.asked_to_accept(state.current.version)  # the reply invites a 同意 to this version
-    return Reply(texts.declined(state.current))
+    return Reply(texts.declined(state.current, again=not added))
+
+
+async def _version_changed_since_asked(chat: Chat, state: ConsentState, choice: str) -> Reply | None:
+    """When the user was asked about one version and answers (``choice``)
+    after another took effect, they have not seen what they would choose on:
+    the reply that shows it and asks again; else None."""
+    services = chat.services
+    # Only a version that took effect since a prompt could still be remembered
+    # can differ from the one asked about (and the Redis read is spared otherwise).
+    if state.current.effective_at <= services.clock() - dt.timedelta(seconds=PROMPT_TTL):
+        return None
+    asked = await chat.version_asked()
+    if asked is None or asked == state.current.version:
+        return None
+    await chat.asked_to_accept(state.current.version)
+    changed = await services.terms.since(asked)
+    if state.status == "outdated" and asked == state.latest.version:
+        # They accepted that version and were not asked again yet: the usual
+        # prompt, now shown (the middleware would repeat it on the next message).
+        with contextlib.suppress(RedisUnavailable):
+            await services.dialogs.once(chat.openid, f"reconsent:{state.current.version}")
+        return Reply(texts.reconsent(state.current, asked, changed))
+    return Reply(texts.superseded_before_consent(state.current, asked, changed, choice))
 
 
 @router.command("撤回同意", exact=True)

@@ -262,9 +262,12 @@ def what_declining_does(place: str | None, sentence: str | None) -> str:
     )
 
 
-def declined(version: "AgreementVersion") -> str:
+def declined(version: "AgreementVersion", again: bool = False) -> str:
+    """``again``: the user had declined this version already (nothing new recorded)."""
+    first = (f"您此前已选择不同意《{version.title}》（版本 {version.version}），无需重复操作。" if again
+             else f"已记录：您不同意《{version.title}》（版本 {version.version}）。")
     return (
-        f"已记录：您不同意《{version.title}》（版本 {version.version}）。\n"
+        first + "\n"
         "需要同意协议的服务（如商家注册、商家服务）将停止为您提供。您仍然可以：\n"
         "· 回复“条款”阅读协议；\n"
         "· 回复“导出我的数据”导出我们保存的您的数据；\n"
@@ -294,11 +297,12 @@ def reconsent(current: "AgreementVersion", previous: str, changed: "list[Agreeme
     return "\n".join(lines)
 
 
-def superseded_before_consent(current: "AgreementVersion", asked: str, changed: "list[AgreementVersion]") -> str:
-    """A 同意 to the version the user was asked about, after a newer one took effect."""
+def superseded_before_consent(current: "AgreementVersion", asked: str, changed: "list[AgreementVersion]",
+                              choice: str = "同意") -> str:
+    """A 同意 (or 不同意: ``choice``) to the version the user was asked about, after a newer one took effect."""
     lines = [
         f"您收到的同意请求是针对版本 {asked} 的；此后《{current.title}》版本 {current.version} "
-        f"已于 {_date(current.effective_at)} 生效，您的同意尚未记录。修改摘要：",
+        f"已于 {_date(current.effective_at)} 生效，您的“{choice}”尚未记录。修改摘要：",
         *_changes_since(changed),
         consent_prompt(current),
     ]

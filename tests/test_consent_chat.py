@@ -244,8 +244,11 @@ async def test_decline_explains_what_follows(service):
     reply = await service.wechat.ask("o-no", "不同意")
     assert "已记录" in reply and "停止" in reply and "导出我的数据" in reply and "条款" in reply
     assert [r.action for r in await ledger(service, "o-no")] == ["decline"]
-    assert "已记录" in await service.wechat.ask("o-no", "不同意")
-    assert [r.action for r in await ledger(service, "o-no")] == ["decline"]  # once, not per message
+    again = await service.wechat.ask("o-no", "不同意")
+    # Once, not per message, and the reply says so (as a second 同意 does).
+    assert [r.action for r in await ledger(service, "o-no")] == ["decline"]
+    assert again.startswith("您此前已选择不同意") and "无需重复操作" in again and "已记录" not in again
+    assert "导出我的数据" in again
     state = await service.runtime.consents.state("o-no")
     assert state.status == "declined"
 
@@ -488,6 +491,21 @@ async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(ma
     second = await svc.wechat.ask("o-late", "同意")
     assert second.startswith("已记录：您同意了")
     assert [r.version for r in await svc.runtime.ledger.history("o-late")] == ["2026-12-01-legal"]
+
+
+async def test_a_refusal_of_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
+    # Asked about 2022-05-22 at the follow; a legal version took effect; 不同意
+    # was recorded against that version, never shown (a 同意 was asked again).
+    svc = await make_service(clock=clock)
+    await svc.wechat.post(event_xml("o-late-no", "subscribe"))
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+                                    effective_at=None, by="t")
+    first = await svc.wechat.ask("o-late-no", "不同意")
+    assert "针对版本 2022-05-22" in first and "“不同意”尚未记录" in first and "第6节：依法调整" in first
+    assert await svc.runtime.ledger.history("o-late-no") == []
+    second = await svc.wechat.ask("o-late-no", "不同意")
+    assert second.startswith("已记录：您不同意") and "版本 2026-12-01-legal" in second
+    assert [(r.action, r.version) for r in await svc.runtime.ledger.history("o-late-no")] == [("decline", "2026-12-01-legal")]
 
 
 async def test_who_accepts_or_follows_during_a_notice_period_is_told_of_the_coming_version(make_service, clock):
