@@ -67,7 +67,7 @@ def parse_entity_type(text: str) -> str:
 
 def _name(text: str, field: str, label: str, low: int, high: int, example: str) -> str:
     # What a phone keyboard adds after a word (张三。 张三~), not "." (ACME Co., Ltd.).
-    value = re.sub(r"\s+", " ", fold(text)).rstrip("。!！~～ ")
+    value = without_label(re.sub(r"\s+", " ", fold(text)).rstrip("。!！~～ "))
     if re.search(r"[\u4e00-\u9fff]", value):
         # A Chinese name's brackets are full-width, as on the business licence
         # (南宁市微拓软件服务有限公司（新）): NFKC made them ASCII.
@@ -201,8 +201,26 @@ def credit_code_check_char(first17: str) -> str:
 
 def _typed_value(text: str) -> str:
     """A code, number or address as typed on a phone: folded, without the full
-    stop or exclamation mark a keyboard adds after it ("13812345678。")."""
-    return fold(text).rstrip(STATEMENT_END)
+    stop or exclamation mark a keyboard adds after it ("13812345678。") and
+    without the form's label before it ("手机：13812345678")."""
+    return without_label(fold(text).rstrip(STATEMENT_END))
+
+
+#: The form's labels, as people copy them from a template or a message ("姓名：张三").
+_FIELD_LABEL = re.compile(
+    r"^\s*(?:真实姓名|姓名|名字|企业名称|公司名称|单位名称|主体名称|商户名称|名称|联系人姓名|联系人|"
+    r"手机号码|手机号|手机|联系电话|电话号码|电话|电子邮箱|邮箱地址|邮箱|e-?mail|"
+    r"统一社会信用代码|社会信用代码|信用代码)\s*:\s*",
+    re.IGNORECASE,
+)
+
+
+def without_label(value: str) -> str:
+    """``value`` without a leading form label and its colon (folded text:
+    the full-width colon is ``:`` by then). A label with nothing after it is
+    the label alone ("姓名：" is 姓名, which no step takes for a value)."""
+    rest = _FIELD_LABEL.sub("", value, count=1)
+    return rest if rest.strip() else value.rstrip(": ")
 
 
 def parse_credit_code(text: str) -> str:

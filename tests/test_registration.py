@@ -240,6 +240,28 @@ async def test_skip_at_the_contact_name_step_is_no_name(service):
     assert "联系人：王五" in replies[-1] and "邮箱：（未填写）" in replies[-1], replies[-1]
 
 
+def test_a_value_typed_with_its_forms_label_is_the_value():
+    # 姓名：张三, copied from a template, was stored with its label as the name.
+    from bot.validation import parse_contact_name, parse_email, parse_entity_name
+
+    assert parse_entity_name("姓名：张三", "individual") == parse_contact_name("联系人: 张三") == "张三"
+    assert parse_entity_name("企业名称：南宁市示例贸易有限公司", "enterprise") == "南宁市示例贸易有限公司"
+    assert parse_phone("手机号：138 1234 5678") == "13812345678"
+    assert parse_email("邮箱：Wang@Example.com") == "wang@example.com"
+    assert parse_credit_code("统一社会信用代码：" + CODE) == CODE
+    for label in ("姓名：", "联系人:"):  # the label alone is no name
+        with pytest.raises(Invalid) as refused:
+            parse_contact_name(label)
+        assert "不是联系人姓名" in refused.value.message
+
+
+async def test_a_name_typed_with_its_label_is_stored_without_it(service):
+    await accepted(service, "o-label")
+    await chat(service, "o-label", "注册", "个人", "姓名：张三", "是", "联系人：李四", "手机：13912345678", "跳过", "确认")
+    merchant = await service.runtime.merchants.get("o-label")
+    assert (merchant.entity_name, merchant.contact_name, merchant.phone) == ("张三", "李四", "13912345678")
+
+
 def test_email_rules():
     from bot.validation import parse_email
 
