@@ -10,6 +10,7 @@ publish through :func:`check_publication`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Iterable
 
 from bot.agreement import CHINA, REASONS, AgreementVersion, typed_utc
@@ -108,6 +109,7 @@ def check_publication(
             raise AmendmentRefused("unchanged", f"与版本 {latest.version} 的内容完全相同，无需发布")
         if not draft.changes:
             raise AmendmentRefused("changes", "修订版本必须在 changes 中写明本次修改的摘要")
+        _check_not_reverting(draft, latest, [v for v in published if v is not latest])
         if list(draft.changes) == list(latest.changes):
             # A draft starts as a copy of the latest version: its summary of
             # changes, left as it was, would tell every user of the wrong ones.
@@ -115,6 +117,66 @@ def check_publication(
                 "changes", f"修改摘要（changes）与版本 {latest.version} 的完全相同，像是复制后没有更新；"
                 "请写明本次修改了什么（它会写进发给所有用户的条款修改通知）"
             )
+
+
+def _check_not_reverting(draft: AgreementVersion, latest: AgreementVersion, older: list[AgreementVersion]) -> None:
+    """Refuse a draft made from an older version than ``latest``: published,
+    it would quietly undo the changes made since, while users are told only
+    of its own ``changes``. A draft closer (in clauses and preamble paragraphs
+    changed) to an older version than to the latest is taken for one; undoing
+    on purpose is allowed once ``changes`` names every clause undone."""
+    if not older:
+        return
+    units = _units(draft)
+    texts = set(units.values())
+
+    def distance(version: AgreementVersion) -> int:
+        return len(texts ^ set(_units(version).values()))
+
+    base = min(older, key=lambda v: (distance(v), -v.effective_at.timestamp()))
+    if distance(base) >= distance(latest):
+        return
+    base_texts = set(_units(base).values())
+    latest_units = _units(latest)
+    latest_texts = set(latest_units.values())
+    # The latest version's changes removed, and the older text put back.
+    undone = [label for label, text in latest_units.items() if text not in texts and text not in base_texts]
+    undone += [label for label, text in units.items()
+               if text in base_texts and text not in latest_texts and label not in undone]
+    unnamed = [label for label in undone if not _named(label, draft.changes)]
+    if not unnamed:
+        return
+    listed = "、".join(_label(u) for u in unnamed[:8]) + ("等" if len(unnamed) > 8 else "")
+    raise AmendmentRefused(
+        "reverts",
+        f"这份草稿与较早的版本 {base.version} 更接近，而不是最新版本 {latest.version}：发布后会撤销此后的修改（{listed}），"
+        f"而用户只会看到 changes 中写的修改。请以最新版本 {latest.version} 为基础重新起草"
+        f"（wetoop-bot terms show {latest.version}，或管理后台该版本页面的“以此版本为基础起草”）；"
+        f"如确要撤销这些修改，请在 changes 中逐条写明（例如“{_label(unnamed[0])}：恢复为版本 {base.version} 的文字”）",
+    )
+
+
+def _units(version: AgreementVersion) -> dict[tuple[int, int], str]:
+    """Preamble paragraphs ``(0, k)`` and clauses ``(section, clause)``: their texts."""
+    units = {(0, k): text for k, text in enumerate(version.preamble, start=1)}
+    for section in version.sections:
+        units.update({(section.number, m): text for m, text in enumerate(section.clauses, start=1)})
+    return units
+
+
+def _label(unit: tuple[int, int]) -> str:
+    section, number = unit
+    return f"前言第{number}段" if section == 0 else f"第{section}.{number}条"
+
+
+def _named(unit: tuple[int, int], changes: Iterable[str]) -> bool:
+    """Whether a line of ``changes`` names ``unit``: 第6.1条, 6.1, 第6节第1款; 前言第2段, 前言.2."""
+    section, number = unit
+    if section == 0:
+        pattern = rf"前言(第|\.)?{number}(?!\d)"
+    else:
+        pattern = rf"(?<![\d.]){section}\.{number}(?![\d])|第{section}节第{number}[款条]"
+    return any(re.search(pattern, line) for line in changes)
 
 
 def show(value: dt.datetime) -> str:

@@ -206,6 +206,30 @@ def test_a_change_summary_copied_from_the_latest_version_is_refused():
           published=[load_seed(), first])
 
 
+def test_a_draft_made_from_an_older_version_is_refused_unless_it_names_what_it_undoes():
+    # Drafted from the seed after 2026-12-09 changed 1.6, a version editing 2.3
+    # published the old 1.6 again, while users were told only of 2.3.
+    seed = load_seed()
+    first = amended(version="2026-12-09").published("legal", NOW, NOW)
+    account = seed.sections[1]
+    sections = seed.sections[:1] + (dataclasses.replace(account, clauses=account.clauses[:2] + ("请妥善保管登录码和密码。",)),) + seed.sections[2:]
+    stale = dataclasses.replace(seed, version="2026-12-20", changes=("第2.3条：文字调整",), sections=sections)
+    later = NOW + dt.timedelta(hours=1)
+    with pytest.raises(AmendmentRefused) as info:
+        check("legal", later, draft=stale, published=[seed, first])
+    message = info.value.message
+    assert info.value.rule == "reverts" and info.value.code == "amendment_reverts"
+    assert "第1.6条" in message and "2.3" not in message and "2022-05-22" in message and "terms show 2026-12-09" in message
+    # Undone on purpose, and said so: published.
+    check("legal", later, draft=dataclasses.replace(stale, changes=("第2.3条：文字调整", "第1.6条：恢复原表述")),
+          published=[seed, first])
+    # Made from the latest version: its own edit of 1.6 again is no undoing.
+    current = first.sections[0]
+    again = dataclasses.replace(first, version="2026-12-20", changes=("第1.6条：再次调整",), sections=(
+        dataclasses.replace(current, clauses=current.clauses[:-1] + ("部分服务可在手机上使用，请注意交通安全。",)),) + first.sections[1:])
+    check("legal", later, draft=again, published=[seed, first])
+
+
 def test_unknown_reason_is_refused():
     with pytest.raises(AmendmentRefused) as info:
         check("because", NOW + dt.timedelta(days=30))
