@@ -74,7 +74,7 @@ class Answers:
         Raises :class:`Invalid` (field ``q``) for one over :data:`MAX_QUESTION` characters."""
         if len(question.strip()) > MAX_QUESTION:
             raise Invalid(texts.question_too_long(MAX_QUESTION), "q")
-        await self._ensure_current(wait=self._qa is None)
+        await self._ensure_current(wait=False)
         assert self._qa is not None
         result = self._qa.answer(question)
         if not question.strip():
@@ -86,16 +86,29 @@ class Answers:
         return result
 
     async def _ensure_current(self, wait: bool) -> None:
+        """Build the index again when the version in force or the admins'
+        overrides changed. Waits for it when ``wait``, when there is none yet,
+        and when the version changed: the clause quoted must be the one now
+        in force (a build takes well under a second). Changed overrides are
+        picked up in the background meanwhile."""
         current = await self._terms.current()
-        stale = self._qa is None or self._qa.version.version != current.version
+        version_changed = self._qa is None or self._qa.version.version != current.version
+        stale = version_changed
         now = time.monotonic()
         if not stale and now - self._checked_at > CHECK_SECONDS:
             self._checked_at = now
             stale = self._overrides() != self._signature
         if stale and (self._building is None or self._building.done()):
             self._building = asyncio.create_task(self._build(current))
-        if wait and self._building is not None:
+        if not (wait or version_changed) or self._building is None:
+            return
+        if self._qa is None:
             await asyncio.shield(self._building)
+            return
+        try:
+            await asyncio.shield(self._building)
+        except Exception:  # noqa: BLE001 - the index in hand answers rather than none
+            log.exception("Q&A index for agreement %s failed; answering from %s", current.version, self._qa.version.version)
 
     async def _build(self, version) -> None:
         signature = self._overrides()

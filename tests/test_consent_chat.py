@@ -493,6 +493,23 @@ async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(ma
     assert [r.version for r in await svc.runtime.ledger.history("o-late")] == ["2026-12-01-legal"]
 
 
+async def test_the_first_question_after_a_version_takes_effect_quotes_the_new_text(make_service, clock):
+    # The index was rebuilt in the background: the next answers quoted the old 4.1.
+    svc = await make_service(clock=clock)
+    await svc.wechat.ask("o-new-41", "同意")
+    assert "属于您的内容依然归您所有" in await svc.wechat.ask("o-new-41", "我上传的图片版权归谁？")
+    seed = load_seed()
+    content = seed.sections[3]
+    new_41 = content.clauses[0].replace("属于您的内容依然归您所有", "属于您的内容（包括您上传的图片）依然归您所有")
+    assert new_41 != content.clauses[0]
+    sections = seed.sections[:3] + (dataclasses.replace(content, clauses=(new_41,) + content.clauses[1:]),) + seed.sections[4:]
+    await svc.runtime.terms.publish(
+        dataclasses.replace(seed, version="2026-12-01-41", changes=("第4.1条：写明包括图片",), sections=sections),
+        reason="legal", effective_at=None, by="t")
+    await svc.wechat.ask("o-new-41", "同意")
+    assert "包括您上传的图片" in await svc.wechat.ask("o-new-41", "我上传的图片版权归谁？")
+
+
 async def test_a_refusal_of_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
     # Asked about 2022-05-22 at the follow; a legal version took effect; 不同意
     # was recorded against that version, never shown (a 同意 was asked again).
