@@ -37,6 +37,11 @@ MAX_QUESTION = 200
 _BUILT: dict[tuple, QA] = {}
 
 
+#: The log's kind for a question the registration form's help answered, and the clauses that help cites.
+FORM_HELP = "form_help"
+FORM_HELP_REFS = ("2.1", "2.2", "3.1")
+
+
 class Answers:
     """Answers questions about the agreement (see module docstring)."""
 
@@ -84,6 +89,14 @@ class Answers:
             version=self._qa.version.version, openid=openid, channel=channel, at=self._clock(),
         )
         return result
+
+    async def record_form_question(self, question: str, openid: str | None, channel: str) -> None:
+        """Log a question about the registration form that the form's own help
+        answered (:data:`bot.texts.REGISTRATION_FORM_HELP`, clauses 2.1, 2.2 and
+        3.1): asked, so in the log, but not one the bot failed to answer."""
+        current = await self._terms.current()
+        self._log.record(question=question, kind=FORM_HELP, refs=FORM_HELP_REFS, score=0.0, version=current.version,
+                         openid=openid, channel=channel, at=self._clock())
 
     async def _ensure_current(self, wait: bool) -> None:
         """Build the index again when the version in force or the admins'

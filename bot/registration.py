@@ -82,15 +82,19 @@ async def _answer(chat: Chat, question: str) -> str | None:
     """A question typed at a step: about the form, what the agreement asks of
     registrations; else the Q&A's quote, if it found a clause (None: the
     step's own message says what was wrong instead). Asked of the Q&A either
-    way, so that it is in the question log admins review."""
+    way, so that it is in the question log admins review (the form's
+    questions as answered, not among the unanswered ones)."""
+    answers = chat.services.answers
+    about_the_form = any(word in normalize_command(question) for word in _FORM_WORDS)
     try:
-        answer = await chat.services.answers.answer(question, chat.openid, chat.message.channel)
+        if about_the_form:
+            await answers.record_form_question(question, chat.openid, chat.message.channel)
+            return texts.REGISTRATION_FORM_HELP
+        answer = await answers.answer(question, chat.openid, chat.message.channel)
     except Exception:  # noqa: BLE001 - the step's own message then, not a failed reply
         log.warning("answering %r inside registration failed", question, exc_info=True)
-        answer = None
-    if any(word in normalize_command(question) for word in _FORM_WORDS):
-        return texts.REGISTRATION_FORM_HELP
-    return answer.text if answer is not None and answer.kind == "answer" else None
+        return texts.REGISTRATION_FORM_HELP if about_the_form else None
+    return answer.text if answer.kind == "answer" else None
 
 
 REGISTRATION = Dialog(

@@ -222,6 +222,12 @@ async def test_a_question_inside_registration_is_answered_and_the_step_asked_aga
     assert texts.REGISTRATION_FORM_HELP not in replies[-1], replies[-1]
     asked = [q["question"] for q in await service.runtime.qa_log.export("o-ask3")]
     assert "手机号会被公开吗" in asked and "注销后我的资料会删除吗？" in asked  # in the log admins review
+    # …but the form's question as answered: the unanswered list sent admins after a problem there is not.
+    replies = await chat(service, "o-ask3", "请问这个名字要和身份证一致吗")
+    assert texts.REGISTRATION_FORM_HELP in replies[-1]
+    assert "请问这个名字要和身份证一致吗" in [q["question"] for q in await service.runtime.qa_log.export("o-ask3")]
+    unanswered = [q["question"] for q in await service.runtime.qa_log.recent("abstain")]
+    assert "请问这个名字要和身份证一致吗" not in unanswered
     # A question the agreement does not answer: the step's own message, not "not covered".
     replies = await chat(service, "o-ask3", "13812345678？")
     assert "只能包含数字" in replies[-1] and "没有找到" not in replies[-1], replies[-1]
