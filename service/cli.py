@@ -152,16 +152,16 @@ def _port(text: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     if not config.wechat_token:
-        log.warning("WECHAT_TOKEN is not set: /wechat answers 503 until it is")
+        log.warning("未设置 WECHAT_TOKEN：设置之前 /wechat 一律回答 503")
     if config.safe_mode and not config.wechat_appid:
         # WeChat's encrypted envelope ends with the AppID, checked on every push.
-        log.warning("WECHAT_AES_KEY is set without WECHAT_APPID: encrypted pushes will be refused (%s)",
-                    "and safe mode refuses plaintext ones: no push is accepted" if config.encrypt_mode == "safe"
-                    else "plaintext still works")
+        log.warning("设置了 WECHAT_AES_KEY 却未设置 WECHAT_APPID：加密推送将被拒绝（%s）",
+                    "安全模式又拒绝明文推送：任何推送都不会被接受" if config.encrypt_mode == "safe"
+                    else "明文推送仍可使用")
     if config.trust_proxy and config.host not in ("127.0.0.1", "::1", "localhost"):
         # X-Real-IP then decides the address that log-in limits and the audit log use.
-        log.warning("TRUST_PROXY=1 while listening on %s: a client reaching this port directly can claim any "
-                    "address; set TRUST_PROXY=0 unless only the proxy can reach it", config.host)
+        log.warning("TRUST_PROXY=1 且监听地址为 %s：直接访问该端口的客户端可以冒充任意来源地址；"
+                    "除非只有反向代理能访问该端口，否则请设置 TRUST_PROXY=0", config.host)
     return _run_service(config, processes=args.processes, with_worker=not args.no_worker)
 
 

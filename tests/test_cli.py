@@ -336,8 +336,8 @@ async def test_risky_settings_are_warned_about(tmp_path):
         await service.wait_healthy(f"http://127.0.0.1:{port}")
         assert await service.stop(signal.SIGTERM) == 0
         stderr = service.proc.stderr.read()
-        assert "WECHAT_AES_KEY is set without WECHAT_APPID" in stderr
-        assert "TRUST_PROXY=1 while listening on 0.0.0.0" in stderr
+        assert "设置了 WECHAT_AES_KEY 却未设置 WECHAT_APPID" in stderr  # said to the admin in Chinese
+        assert "TRUST_PROXY=1 且监听地址为 0.0.0.0" in stderr
     finally:
         service.kill()
 
