@@ -17,7 +17,10 @@ from bot.notices import (
 from bot.preferences import category_from_name
 from bot.validation import Invalid
 from service import supervisor
-from service.clitools import UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, require_wechat_account, start_embedded, with_runtime
+from service.clitools import (
+    UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, positive_int, require_wechat_account, start_embedded,
+    with_runtime,
+)
 from storage.notices import CATEGORIES
 
 #: The categories as --category takes them, for its help and its refusal.
@@ -73,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser.set_defaults(func=cmd_control, action=action)
 
     worker = sub.add_parser("worker", help="运行通知发送进程（可多开）")
-    worker.add_argument("--concurrency", type=int, default=8, help="并发发送任务数（默认 8）")
+    worker.add_argument("--concurrency", type=positive_int, default=8, help="并发发送任务数（默认 8）")
     add_data_dir_flag(worker)
     worker.set_defaults(func=cmd_worker)
 
@@ -187,8 +190,6 @@ def cmd_control(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from service.runtime import Runtime
 
-    if args.concurrency < 1:
-        raise UsageError("--concurrency 必须是正整数")
     config = load_config(args)
     require_wechat_account(config, "发送通知")
     embedded = start_embedded(config)

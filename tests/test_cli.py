@@ -137,6 +137,9 @@ def test_bad_flags_exit_2(tmp_path):
     assert run_cli("serve", "--port", "99999").returncode == 2
     assert run_cli("serve", "--processes", "0").returncode == 2
     assert run_cli("no-such-command").returncode == 2
+    # A value argparse reads but the command refuses: the usage and one line, as any bad flag.
+    zero = run_cli("worker", "--concurrency", "0")
+    assert zero.returncode == 2 and "用法：" in zero.stderr and "--concurrency：必须是正整数" in zero.stderr
 
 
 def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
