@@ -101,8 +101,26 @@ class EmulatorControl:
         return await self._call("/_emulator/messages?" + urlencode({"touser": touser}))
 
 
-def describe(message: dict) -> dict:
-    """A message the emulator kept, as a thread entry: ``{id, kind, label, title, text, time}``."""
+#: What a template field holding one of our values is labelled in the thread
+#: (WeChat shows the template's own labels, which the emulator does not know).
+_VALUE_LABELS = {"category": "通知类型", "date": "时间", "title": "标题", "body": "内容"}
+
+
+def field_labels(templates: dict) -> dict[str, dict[str, str]]:
+    """``template_id -> {field: label}`` for the notice templates configured
+    (``{"keyword1": "{category}"}`` is 通知类型)."""
+    labels: dict[str, dict[str, str]] = {}
+    for spec in templates.values():
+        for field, pattern in (spec.get("fields") or {}).items():
+            found = re.fullmatch(r"\{(\w+)\}", pattern.strip()) if isinstance(pattern, str) else None
+            if found and found.group(1) in _VALUE_LABELS:
+                labels.setdefault(spec["template_id"], {})[field] = _VALUE_LABELS[found.group(1)]
+    return labels
+
+
+def describe(message: dict, labels: dict[str, dict[str, str]] | None = None) -> dict:
+    """A message the emulator kept, as a thread entry: ``{id, kind, label, title, text, time}``.
+    ``labels``: see :func:`field_labels`; a field without one is shown by its name."""
     body = message.get("body") or {}
     msgtype = message.get("msgtype", "")
     title = ""
@@ -110,13 +128,13 @@ def describe(message: dict) -> dict:
         text = (body.get("text") or {}).get("content", "")
     elif msgtype == "template":
         data = body.get("data") or {}
+        known = (labels or {}).get(body.get("template_id"), {})
         lines = []
         for name, field in data.items():
             value = field.get("value", "") if isinstance(field, dict) else str(field)
             if not value:
                 continue
-            # The emulator does not know the template's labels; the field names stand in.
-            lines.append(value if name in ("first", "remark") else f"{name}：{value}")
+            lines.append(value if name in ("first", "remark") else f"{known.get(name, name)}：{value}")
         title = "模板消息"
         text = "\n".join(lines) or "（空模板消息）"
         if body.get("url"):
@@ -277,7 +295,8 @@ class Simulator:
             since = int(since or 0)
         except ValueError:
             raise SimulatorError(400, "bad_since", "since 必须是整数") from None
-        return [describe(m) for m in await self.emulator.messages(openid) if m.get("id", 0) > since]
+        labels = field_labels(self.runtime.templates)
+        return [describe(m, labels) for m in await self.emulator.messages(openid) if m.get("id", 0) > since]
 
 
 #: Characters XML 1.0 cannot carry (control characters but tab and line breaks, U+FFFE, U+FFFF).

@@ -153,6 +153,10 @@ async def test_template_and_mass_messages_are_labelled(sim):
     assert [(m["kind"], m["label"]) for m in listed] == [("template", "模板消息"), ("mass", "群发")]
     assert listed[0]["text"] == "安全提醒\nkeyword1：异地登录\n如非本人操作请修改密码\n详情：https://example.com/n/1"
     assert listed[1]["text"] == "今晚 23:00 系统维护"
+    # A template configured for notices: its fields by what they hold, not keyword1 (the demo showed that).
+    sim.runtime.templates = {"security": {"template_id": "TPL-SECURITY", "fields": {"first": "{title}", "keyword1": "{category}"}}}
+    code, listed = await call(sim, "GET", f"/simulator/api/messages?openid={first}")
+    assert listed[0]["text"] == "安全提醒\n通知类型：异地登录\n如非本人操作请修改密码\n详情：https://example.com/n/1"
     code, other = await call(sim, "GET", f"/simulator/api/messages?openid={second}")
     assert [m["kind"] for m in other] == ["mass"]
 
