@@ -98,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     emulator = sub.add_parser("emulator", help="启动微信 API 模拟器（测试与演示用）")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=_port, default=8081)
+    emulator.add_argument("--host", default="127.0.0.1", help="监听地址（默认 127.0.0.1）")
+    emulator.add_argument("--port", type=_port, default=8081, help="监听端口（默认 8081；0 表示任选空闲端口）")
     emulator.add_argument("--rate-limit", type=_rate, default=None, help="每秒最多接受的消息数，超出返回 45009")
     emulator.add_argument("--appid", help="只接受这个 AppID（默认接受任何）")
     emulator.add_argument("--secret", help="只接受这个 AppSecret（默认接受任何）")

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=cmd_terms_list)
 
     show = terms_sub.add_parser("show", help="以发布文件格式打印一个版本（可复制修改后发布）")
-    show.add_argument("version")
+    show.add_argument("version", help="版本号，如 2022-05-22（见 terms list）")
     add_data_dir_flag(show)
     show.set_defaults(func=cmd_terms_show)
 
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     publish.set_defaults(func=cmd_terms_publish)
 
     withdraw = terms_sub.add_parser("withdraw", help="撤回尚未生效的版本（并通知曾同意协议的用户）")
-    withdraw.add_argument("version")
+    withdraw.add_argument("version", help="要撤回的尚未生效的版本号")
     withdraw.add_argument("--reason", required=True, help="撤回原因（会告知用户）")
     add_by_flag(withdraw)
     add_data_dir_flag(withdraw)
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(func=cmd_consents_export)
 
     user_export = sub.add_parser("export", help="导出一位用户的全部数据（JSON）")
-    user_export.add_argument("--openid", required=True)
+    user_export.add_argument("--openid", required=True, help="用户的 openid（公众号或小程序的）")
     add_data_dir_flag(user_export)
     user_export.set_defaults(func=cmd_export)
 

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     status = merchants_sub.add_parser("set-status", help="变更状态：审核通过（active）、暂停（suspended）、恢复（回到暂停前的状态：active 或 pending_review）、注销（closed）；"
                                          "对暂停期间注销的账户再次 closed：允许其用户重新注册；对待审核的账户再次 pending_review：退回修改")
-    status.add_argument("openid")
+    status.add_argument("openid", help="商家的 openid（见 merchants list）")
     status.add_argument("status", choices=tuple(STATUSES))
     status.add_argument("--reason", required=True, help="原因（会告知商家，并记入状态历史）")
     add_by_flag(status)

@@ -63,14 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     send.set_defaults(func=cmd_send)
 
     status = notice_sub.add_parser("status", help="查看发送进度")
-    status.add_argument("id")
+    status.add_argument("id", help="通知 ID（notice send 输出的）")
     status.add_argument("--json", action="store_true", help="输出 JSON")
     add_data_dir_flag(status)
     status.set_defaults(func=cmd_status)
 
     for action, label in (("pause", "暂停"), ("resume", "继续"), ("cancel", "取消")):
         parser = notice_sub.add_parser(action, help=f"{label}发送")
-        parser.add_argument("id")
+        parser.add_argument("id", help="通知 ID（notice send 输出的）")
         add_by_flag(parser)
         add_data_dir_flag(parser)
         parser.set_defaults(func=cmd_control, action=action)
