@@ -18,6 +18,7 @@ from bot.agreement import CHINA, REASONS, AgreementVersion, InvalidAgreement, pa
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
 from bot.file_problems import os_problem
+from bot.periods import check_period
 from bot.qa.units import examples_lost_warning
 from bot.spreadsheet import ExcelCsv
 from service.clitools import (UsageError, actor_of, add_by_flag, add_data_dir_flag, load_config, print_table,
@@ -187,15 +188,18 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
 def cmd_consents_export(args: argparse.Namespace) -> int:
     since = _instant(args.since, "--since")
     until = _instant(args.until, "--until", day_end=True)
-    if since is not None and until is not None and since >= until:
-        raise UsageError(f"--since（{args.since}）应早于 --until（{args.until}）：这段时间里不会有任何记录")
+    check_period(since, until, f"--since（{args.since}）", f"--until（{args.until}）")
     require_data_dir(load_config(args))  # before the output file exists: a refusal leaves none behind
-    try:
-        out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
-    except OSError as exc:
-        raise UsageError(f"无法写入 {args.output}：{os_problem(exc)}") from None
+    opened = []
 
     async def work(runtime):
+        if args.terms_version:
+            await runtime.terms.get(args.terms_version, withdrawn_too=True)  # a typo is no "0 records"
+        try:
+            out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+        except OSError as exc:
+            raise UsageError(f"无法写入 {args.output}：{os_problem(exc)}") from None
+        opened.append(out)
         count = 0
         # As the console's CSV: for Excel, a BOM in a file (not on a pipe) and no formula cells.
         sheet = ExcelCsv(RECORD_FIELDS, bom=args.output is not None) if args.format == "csv" else None
@@ -215,8 +219,8 @@ def cmd_consents_export(args: argparse.Namespace) -> int:
     try:
         count = with_runtime(args, work)
     finally:
-        if args.output:
-            out.close()
+        if args.output and opened:
+            opened[0].close()
     if args.output:
         print(f"已导出 {count} 条同意记录到 {args.output}", file=sys.stderr)
     return 0

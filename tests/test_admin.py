@@ -378,6 +378,15 @@ async def test_audit_log_records_who_what_before_after_and_exports(svc):
             far = await owner.get(f"{page}?{query}")
             assert far.code == 400 and "超出范围" in text(far), (page, query, far.code)
     assert (await owner.get("/admin/audit?page=99999999999999999999")).code == 200
+    # A period ending before it starts, or a version that does not exist: said, as the CLI says it
+    # (the pages answered 共 0 条, as if there were no records).
+    for page in ("/admin/audit", "/admin/consents", "/admin/consents.csv"):
+        reversed_period = await owner.get(f"{page}?since=2026-12-01&until=2026-11-01")
+        assert reversed_period.code == 400 and "应早于结束日期" in text(reversed_period), page
+    for page in ("/admin/consents", "/admin/consents.csv"):
+        typo = await owner.get(f"{page}?version=nope")
+        assert typo.code == 404 and "没有版本" in text(typo), (page, typo.code)
+    assert (await owner.get("/admin/consents?version=2022-05-22")).code == 200
 
 
 # -- notices ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from bot.consent import RECORD_FIELDS, record_row
 from bot.errors import BotError
 from bot.spreadsheet import ExcelCsv
 from bot.merchants import STATUSES
+from bot.periods import check_period
 from handlers.admin.base import AdminHandler
 from handlers.base import each_within_budget
 from storage.consents import ACTIONS as CONSENT_ACTIONS
@@ -63,7 +64,14 @@ def _audit_filters(handler: AdminHandler) -> dict:
     if action and action not in ACTIONS:
         raise BotError(f"未知的操作类型 {action}", code="bad_action")
     return {"actor": handler.get_argument("actor", "").strip()[:64] or None, "action": action or None,
-            "since": handler.day("since"), "until": handler.day("until", end=True)}
+            **_period(handler)}
+
+
+def _period(handler: AdminHandler) -> dict:
+    since, until = handler.day("since"), handler.day("until", end=True)
+    check_period(since, until, f"开始日期（{handler.get_argument('since', '').strip()}）",
+                 f"结束日期（{handler.get_argument('until', '').strip()}）")
+    return {"since": since, "until": until}
 
 
 class AuditHandler(AdminHandler):
@@ -100,8 +108,13 @@ def _consent_filters(handler: AdminHandler) -> dict:
     if action and action not in CONSENT_ACTIONS:
         raise BotError(f"未知的动作 {action}，可选：{'、'.join(CONSENT_ACTIONS)}", code="bad_action")
     return {"version": handler.get_argument("version", "").strip()[:64] or None, "action": action or None,
-            "since": handler.day("since"), "until": handler.day("until", end=True),
-            "openid": handler.get_argument("openid", "").strip()[:64] or None}
+            **_period(handler), "openid": handler.get_argument("openid", "").strip()[:64] or None}
+
+
+async def _check_version(handler: AdminHandler, filters: dict) -> None:
+    """A version filter names a version that exists (a typo answered "0 records")."""
+    if filters["version"]:
+        await handler.runtime.terms.get(filters["version"], withdrawn_too=True)
 
 
 def _shown(filters: dict) -> dict:
@@ -113,6 +126,7 @@ class ConsentsHandler(AdminHandler):
 
     async def get(self) -> None:
         filters = _consent_filters(self)
+        await _check_version(self, filters)
         records, total = await self.runtime.ledger.newest(PAGE * 2, **filters)
         versions = [v.version for v in await self.runtime.terms.versions()]
         self.page("consents.html", records=records, total=total, versions=versions, labels=CONSENT_LABELS,
@@ -125,6 +139,7 @@ class ConsentsCsvHandler(AdminHandler):
     async def get(self) -> None:
         filters = _consent_filters(self)
         with pymongo.timeout(self.mongo_budget):
+            await _check_version(self, filters)
             await self.runtime.audit.record(self.actor.name, "export", "consents.csv", after=_shown(filters),
                                             address=self.actor.address)
         self.stream_csv("consents.csv")
