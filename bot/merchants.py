@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 from bot import texts
 from bot.errors import BotError
+from bot.traditional import simplified
 from storage.merchants import Merchant, MerchantExists, Merchants, StatusChanged, StatusEntry, stored_profile
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,19 @@ STATUSES = {
 
 def unknown_status(status: str) -> str:
     """The refusal of a status that is none of :data:`STATUSES`, each named in Chinese too."""
-    return f"未知的状态 {status}，可选：{'，'.join(f'{code}（{label}）' for code, label in STATUSES.items())}"
+    return f"未知的状态 {status}，可选：{STATUS_CHOICES}"
+
+
+STATUS_CHOICES = "，".join(f"{code}（{label}）" for code, label in STATUSES.items())
+
+
+def status_code(name: str) -> str | None:
+    """A status by its code or by its Chinese label as lists show it (已生效 is
+    ``active``; Traditional type too); None for neither."""
+    name = simplified(name.strip())
+    if name in STATUSES:
+        return name
+    return next((code for code, label in STATUSES.items() if label == name), None)
 
 #: (from, to) -> what the change is called. Closing is allowed from every open status.
 TRANSITIONS = {

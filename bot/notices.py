@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 
 from bot.errors import BotError
 from bot.inbound import OPENID
+from bot.merchants import STATUS_CHOICES, STATUSES
 from storage.consents import ConsentLedger
 from storage.deliveries import UNFINISHED, Deliveries, Delivery
 from storage.delivery_journal import DeliveryJournal
@@ -691,10 +692,12 @@ def check_audience(audience: dict) -> None:
     if kind in ("all", "consented_any_version"):
         return
     if kind == "merchants":
-        statuses = audience.get("statuses") or []
-        bad = [s for s in statuses if s not in ("pending_review", "active", "suspended", "closed")]
+        if "statuses" in audience and not audience["statuses"]:
+            # Named but empty ("merchants:," from a script's empty variables) is no "every merchant".
+            raise NoticeRefused(f"商家状态不能为空，可选：{STATUS_CHOICES}", code="bad_audience")
+        bad = [str(s) for s in audience.get("statuses") or [] if s not in STATUSES]
         if bad:
-            raise NoticeRefused(f"未知的商家状态：{', '.join(bad)}", code="bad_audience")
+            raise NoticeRefused(f"未知的商家状态：{', '.join(bad)}，可选：{STATUS_CHOICES}", code="bad_audience")
         return
     if kind == "openids":
         openids = audience.get("openids")

@@ -14,6 +14,7 @@ from bot.notices import (
     CHANNELS, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain,
     unknown_recipients, unknown_recipients_warning,
 )
+from bot.merchants import status_code
 from bot.preferences import category_from_name
 from bot.validation import Invalid
 from service import supervisor
@@ -92,8 +93,8 @@ def parse_audience(text: str) -> dict:
         audience = {"type": "consented_any_version"}
     elif kind == "merchants":
         audience = {"type": "merchants"}
-        if rest:
-            audience["statuses"] = [s.strip() for s in rest.split(",") if s.strip()]
+        if rest:  # codes or the labels merchants list shows (已生效); blank ones dropped, none left refused
+            audience["statuses"] = [status_code(s) or s.strip() for s in rest.split(",") if s.strip()]
     elif kind == "openids" and rest:
         try:
             # utf-8-sig: Windows Notepad starts its UTF-8 files with a BOM.

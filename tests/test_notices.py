@@ -1370,6 +1370,13 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
         assert cut.returncode == 2 and "冒号后缺少内容" in cut.stderr, half
     nobody = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "merchants:suspended")
     assert nobody.returncode == 2 and "没有符合条件的接收者" in nobody.stderr
+    # A script's empty variables (merchants:$A,$B) were every merchant; a status as merchants list shows it was refused.
+    empty = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "merchants:,")
+    assert empty.returncode == 2 and "商家状态不能为空" in empty.stderr and "active（已生效）" in empty.stderr
+    unknown = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "merchants:nope")
+    assert unknown.returncode == 2 and "未知的商家状态：nope，可选：" in unknown.stderr
+    by_label = cli("notice", "send", "--category", "admin", "--title", "t", "--body", "b", "--audience", "merchants:已暂停")
+    assert by_label.returncode == 2 and "没有符合条件的接收者" in by_label.stderr  # read as suspended, as above
     # The same limits as the console's, wherever a notice is written.
     long_title = cli("notice", "send", "--category", "admin", "--title", "长" * 65, "--body", "b", "--audience", f"openids:{ids}")
     assert long_title.returncode == 2 and "标题最多 64 个字" in long_title.stderr
