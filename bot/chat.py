@@ -20,7 +20,7 @@ from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, am
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
-from bot.preferences import category_from_name, settings_text
+from bot.preferences import categories_from_name, settings_text
 from bot.registration import NO_EMAIL, REGISTRATION, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
@@ -373,7 +373,7 @@ async def export_data(chat: Chat) -> Reply:
 #: (不要再发服务公告了).
 OPT_OUT_WORDS = ("取消订阅", "关闭", "不再接收", "不要再发", "别再发", "不想收")
 OPT_IN_WORDS = ("开启", "打开", "重新订阅", "恢复订阅", "恢复接收")
-_FULL_NAMES = sorted({*CATEGORIES.values(), *CATEGORIES, "其它"}, key=len, reverse=True)
+_FULL_NAMES = sorted({*CATEGORIES.values(), *CATEGORIES, "其它", "全部通知", "所有通知"}, key=len, reverse=True)
 _CATEGORY_NAMED = "[“\"'「]?(" + "|".join(map(re.escape, _FULL_NAMES)) + ")[”\"'」]?了?吧?[。.!！~～]*"
 
 
@@ -528,12 +528,15 @@ async def notice_settings(chat: Chat) -> Reply:
 async def change_subscription(chat: Chat) -> Reply:
     (name,) = chat.args
     try:
-        category = category_from_name(name)
+        categories = categories_from_name(name)
     except Invalid as exc:
         return Reply(exc.message + texts.UNKNOWN_CATEGORY_EXAMPLE)
     word = router.command_of(chat.message.text)
     on = word == "订阅" or word in OPT_IN_WORDS
-    changed = await chat.services.preferences.change(chat.openid, category, on)
+    changes = [await chat.services.preferences.change(chat.openid, category, on) for category in categories]
+    if len(categories) > 1:
+        return Reply(texts.opted_in_to_all(any(changes)) if on else texts.opted_out_of_all(any(changes)))
+    category, changed = categories[0], changes[0]
     label = CATEGORIES[category]
     if on:
         return Reply(texts.opted_in(label, changed))
@@ -555,13 +558,13 @@ def _names_a_category(text: str) -> bool:
     if not rest:
         return True
     try:
-        category_from_name(rest)
+        categories_from_name(rest)
     except Invalid:
         return False
     return True
 
 
-@router.command("退订", "订阅")
+@router.command("退订", "订阅", "取消订阅", "重新订阅", "恢复订阅")
 async def subscription_usage(chat: Chat) -> Reply:
     return Reply(settings_text(await chat.services.preferences.settings(chat.openid)))
 

@@ -10,6 +10,17 @@ from storage.notices import CATEGORIES
 from storage.preferences import Preferences
 
 
+#: Words for every category at once (退订 全部, 订阅所有通知).
+_ALL_WORDS = frozenset(("全部", "所有", "全部通知", "所有通知", "全部类别", "所有类别", "all"))
+
+
+def categories_from_name(name: str) -> list[str]:
+    """:func:`category_from_name`, or every category for 全部 / 所有 (通知)."""
+    if fold(name).strip(" “”\"'「」《》『』。.!！:：") in _ALL_WORDS:
+        return list(CATEGORIES)
+    return [category_from_name(name)]
+
+
 def category_from_name(name: str) -> str:
     """``"服务公告"`` or ``"service"`` to ``"service"`` (also ``“服务公告”`` and
     ``服务公告。`` and ``：服务公告`` as phones type them); :class:`Invalid` otherwise."""

@@ -617,7 +617,9 @@ IMPORTANT_STILL_ARRIVE = "标为“重要”的通知（如安全通告、条款
 
 def notice_settings(lines: list[str], important: str) -> str:
     return "\n".join(
-        ["您的通知设置：", *lines, "", "回复“退订 类别”停止接收，例如“退订 服务公告”；回复“订阅 类别”恢复接收。", IMPORTANT_STILL_ARRIVE]
+        ["您的通知设置：", *lines, "",
+         "回复“退订 类别”停止接收，例如“退订 服务公告”；回复“订阅 类别”恢复接收（“退订 全部”“订阅 全部”一次设置所有类别）。",
+         IMPORTANT_STILL_ARRIVE]
     )
 
 
@@ -635,6 +637,16 @@ def opted_out(name: str, mostly_important: bool = False, changed: bool = True) -
         return (f"{done}，但这类通知通常标为“重要”，仍会送达；只有未标为重要的“{name}”不再发给您。"
                 f"回复“订阅 {name}”可恢复。")
     return f"{done}。{IMPORTANT_STILL_ARRIVE}回复“订阅 {name}”可恢复。"
+
+
+def opted_out_of_all(changed: bool) -> str:
+    done = "已退订全部类别的通知" if changed else "您此前已退订全部类别的通知"
+    return f"{done}。{IMPORTANT_STILL_ARRIVE}回复“订阅 全部”可全部恢复，或“订阅 类别”恢复其中一类。"
+
+
+def opted_in_to_all(changed: bool) -> str:
+    done = "已恢复接收全部类别的通知" if changed else "您已在接收全部类别的通知，无需重复订阅"
+    return f"{done}。回复“通知设置”查看全部设置。"
 
 
 def opted_in(name: str, changed: bool = True) -> str:

@@ -1289,6 +1289,20 @@ async def test_other_ways_of_saying_opt_out_and_in_change_the_setting(svc):
     assert "已退订“安全通告”" in inside and "还没有完成" in inside, inside
 
 
+async def test_every_category_at_once_and_the_bare_words_show_the_settings(svc):
+    # 取消订阅 alone got "not covered" (退订 alone shows the settings); 退订 全部 was no category.
+    for bare in ("取消订阅", "恢复订阅"):
+        assert (await svc.wechat.ask("o-all", bare)).startswith("您的通知设置："), bare
+    assert "订阅 全部" in await svc.wechat.ask("o-all", "通知设置")
+    off = await svc.wechat.ask("o-all", "退订 全部")
+    assert off.startswith("已退订全部类别的通知") and "仍会送达" in off
+    assert set((await svc.runtime.preferences.settings("o-all")).values()) == {False}
+    assert (await svc.wechat.ask("o-all", "取消订阅所有通知")).startswith("您此前已退订全部类别的通知")
+    assert (await svc.wechat.ask("o-all", "订阅 所有")).startswith("已恢复接收全部类别的通知")
+    assert set((await svc.runtime.preferences.settings("o-all")).values()) == {True}
+    assert (await svc.wechat.ask("o-all", "退订 服务公告")).startswith("已退订“服务公告”")  # one still works
+
+
 async def test_export_has_preferences_and_deliveries(svc, emulator):
     await active_users(svc, "o-exp")
     await svc.runtime.preferences.set("o-exp", "other", False)
