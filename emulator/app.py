@@ -34,7 +34,8 @@ message send beyond N accepted in the last second answers 45009; each send call
 
 Control API, JSON, for tests and the demo (bad input: HTTP 400):
 
-* ``GET /_emulator/messages[?touser=]``, ``DELETE /_emulator/messages``
+* ``GET /_emulator/messages[?touser=]`` (a template message with the
+  ``msgid`` its sender got), ``DELETE /_emulator/messages``
 * ``GET /_emulator/users``, ``POST /_emulator/users``
   ``{"openid", "subscribed"?, "unionid"?, "nickname"?}`` (upsert)
 * ``POST /_emulator/tokens/expire``, ``POST /_emulator/tokens/invalidate``

@@ -278,8 +278,10 @@ class EmulatorState:
         validate.check_template_message(body)
         self._require_subscribed(body["touser"])
         self._accept()
-        self._keep("template", body["touser"], "template", body)
-        return {"errcode": 0, "errmsg": "ok", "msgid": next(self._send_ids)}
+        msgid = next(self._send_ids)
+        # Kept with its msgid: a test or an operator sends TEMPLATESENDJOBFINISH for it.
+        self._keep("template", body["touser"], "template", body, msgid=msgid)
+        return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
 
     def send_mass(self, body: dict) -> dict:
         """Checks a mass send and keeps one message per subscribed recipient.
@@ -323,7 +325,7 @@ class EmulatorState:
         if self.rate_limit is not None:
             self._accepted.append(self.clock())
 
-    def _keep(self, kind: str, touser: str, msgtype: str, body: dict) -> None:
+    def _keep(self, kind: str, touser: str, msgtype: str, body: dict, **extra) -> None:
         message = {
             "id": next(self._message_ids),
             "kind": kind,
@@ -331,6 +333,7 @@ class EmulatorState:
             "msgtype": msgtype,
             "body": body,
             "time": self.clock(),
+            **extra,
         }
         self.messages.append(message)
         self._notify(message)

@@ -332,8 +332,10 @@ async def test_template_send(emu):
     second = await asyncio.to_thread(client.message.send_template, ALICE, "TPL_1", data)
     assert second["msgid"] != result["msgid"]
 
-    (msg, _) = await emu.get("/_emulator/messages", touser=ALICE)
+    (msg, later) = await emu.get("/_emulator/messages", touser=ALICE)
     assert (msg["kind"], msg["msgtype"]) == ("template", "template")
+    # Kept with the msgid the sender got: what a TEMPLATESENDJOBFINISH names.
+    assert (msg["msgid"], later["msgid"]) == (result["msgid"], second["msgid"])
     assert msg["body"]["data"] == data
     assert msg["body"]["miniprogram"] == {"appid": "wxmp", "pagepath": "pages/order?id=1"}
 
