@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bot import texts
 from bot.notices import CATEGORY_BY_NAME, IMPORTANT_BY_DEFAULT
+from bot.traditional import simplified
 from bot.validation import Invalid, fold
 from storage.notices import CATEGORIES
 from storage.preferences import Preferences
@@ -16,7 +17,7 @@ _ALL_WORDS = frozenset(("全部", "所有", "全部通知", "所有通知", "全
 
 def categories_from_name(name: str) -> list[str]:
     """:func:`category_from_name`, or every category for 全部 / 所有 (通知)."""
-    if fold(name).strip(" “”\"'「」《》『』。.!！:：") in _ALL_WORDS:
+    if _plain(name) in _ALL_WORDS:
         return list(CATEGORIES)
     return [category_from_name(name)]
 
@@ -24,12 +25,17 @@ def categories_from_name(name: str) -> list[str]:
 def category_from_name(name: str) -> str:
     """``"服务公告"`` or ``"service"`` to ``"service"`` (also ``“服务公告”`` and
     ``服务公告。`` and ``：服务公告`` as phones type them); :class:`Invalid` otherwise."""
-    value = fold(name).strip(" “”\"'「」《》『』。.!！:：")
+    value = _plain(name)
     if value in CATEGORY_BY_NAME:
         return CATEGORY_BY_NAME[value]
     if value.lower() in CATEGORIES:
         return value.lower()
     raise Invalid(texts.unknown_category(list(CATEGORIES.values())), "category")
+
+
+def _plain(name: str) -> str:
+    """A category's name as typed (“服务公告”。, 服務公告 in Traditional), as the names are written."""
+    return simplified(fold(name)).strip(" “”\"'「」《》『』。.!！:：")
 
 
 class NoticePreferences:

@@ -145,6 +145,8 @@ def test_bad_flags_exit_2(tmp_path):
 def test_flag_errors_are_in_chinese_and_common_flags_go_anywhere(tmp_path):
     missing = run_cli("notice", "send")
     assert missing.returncode == 2 and "缺少必需的参数：--category" in missing.stderr and "用法：" in missing.stderr
+    traditional = run_cli("notice", "send", "--category", "服務公告", "--title", "t", "--body", "b", "--data-dir", "/nonexistent")
+    assert traditional.returncode == 2 and "通知类别" not in traditional.stderr  # read as 服务公告, as chat reads it
     wrong = run_cli("notice", "send", "--category", "nope", "--title", "t", "--body", "b")
     assert wrong.returncode == 2 and "参数 --category：没有这个通知类别" in wrong.stderr, wrong.stderr
     assert "service（服务公告）" in wrong.stderr  # the codes too, as --help offers them
