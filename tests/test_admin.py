@@ -413,6 +413,13 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
                                                       "action": "preview"})
     body = text(listed)
     assert "受众：<b>2</b> 人" in body and "其中 1 个 openid 在系统中没有记录" in body and "o-typo" in body, body
+    # A list too long for the form is said on the form, with what was typed (a bare error page lost it).
+    huge = "\n".join(f"o-{i:026d}" for i in range(20_000))
+    too_long = await editor.post("/admin/notices/new", {**NOTICE, "audience_type": "openids", "openids": huge,
+                                                        "action": "preview"})
+    body = text(too_long)
+    assert too_long.code == 400 and "openid 名单过长：20,000 行" in body and "--audience openids:" in body, body[:500]
+    assert "今晚 23:00 至 24:00 系统维护。" in body and 'name="title"' in body
     # An editor cannot send, but can save a draft that the owner sends.
     refused = await editor.post("/admin/notices/new", {**NOTICE, "action": "send"})
     assert refused.code == 403 and "所有者" in text(refused)
