@@ -569,6 +569,11 @@ class Broadcasts:
         """Write sends' outcomes (``openid -> fields``), then any template
         report WeChat sent before they were written."""
         await self.deliveries.finish_many(notice_id, outcomes, at)
+        gone = [openid for openid, fields in outcomes.items() if fields.get("errcode") == UNFOLLOWED]
+        if gone:
+            # WeChat says they no longer follow (their unfollow event was missed, or
+            # came before this service): later broadcasts skip them rather than fail again.
+            await self._followers.unfollowed_before(gone, at)
         by_msgid = {fields["template_msgid"]: openid for openid, fields in outcomes.items() if fields.get("template_msgid")}
         for msgid, status in (await self._journal.take_reports(list(by_msgid))).items():
             await self._apply_report(notice_id, by_msgid[msgid], status, at)
@@ -684,6 +689,10 @@ def check_mass_text(text: str) -> None:
             f"当前 {size} 字节：请缩短正文，或不用群发（客服消息会自动分条）",
             code="body_too_long",
         )
+
+
+#: WeChat's "the user does not follow the account" (43004).
+UNFOLLOWED = 43004
 
 
 def check_audience(audience: dict) -> None:

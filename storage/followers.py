@@ -65,6 +65,15 @@ class Followers:
         self._deferred.pop(openid, None)  # older than this one
         await self._coll.update_one({"openid": openid}, _follow_change(False, at), upsert=True)
 
+    async def unfollowed_before(self, openids: list[str], at: dt.datetime) -> None:
+        """Record as unfollowed those of ``openids`` who have not followed
+        (again) since ``at``: WeChat refused a message to them as not following."""
+        await self._coll.update_many(
+            {"openid": {"$in": openids},
+             "$or": [{"subscribed_at": {"$exists": False}}, {"subscribed_at": {"$lt": at}}]},
+            _follow_change(False, at),
+        )
+
     def defer(self, openid: str, following: bool, at: dt.datetime) -> None:
         """A follow (``following``) or unfollow that MongoDB could not take now:
         written by the next flush, the latest of each user winning, and retried

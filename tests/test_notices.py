@@ -488,6 +488,20 @@ async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
         progress = await svc.runtime.broadcasts.progress(notice)
         assert progress.failed_by_code == {code: 1} and progress.notice.status == "done"
     assert emulator.state.stats()["calls"]["/cgi-bin/message/custom/send"] == 2
+    # WeChat said o-gone does not follow: recorded, so the next broadcast skips them
+    # (every broadcast failed on them again); o-foreign (40003) still follows.
+    assert not (await svc.runtime.followers.get("o-gone")).subscribed
+    assert (await svc.runtime.followers.get("o-foreign")).subscribed
+    again = await send(svc, audience={"type": "openids", "openids": ["o-gone"]})
+    await run_worker(svc)
+    progress = await svc.runtime.broadcasts.progress(again)
+    assert progress.skipped_by_reason == {"unsubscribed": 1} and progress.failed == 0
+    assert emulator.state.stats()["calls"]["/cgi-bin/message/custom/send"] == 2
+    # A follow after the refusal is not undone by its late record.
+    now = svc.runtime.clock()
+    await svc.runtime.followers.subscribed("o-gone", now)
+    await svc.runtime.followers.unfollowed_before(["o-gone"], now - dt.timedelta(seconds=1))
+    assert (await svc.runtime.followers.get("o-gone")).subscribed
 
 
 async def test_template_job_finish_event_updates_the_delivery(make_service, emulator, tmp_path, clock):
