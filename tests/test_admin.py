@@ -722,7 +722,8 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     page = await owner.get("/admin/terms/v/2026-12-20")
     assert page.code == 200 and "已撤回" in text(page) and "与法律修订合并" in text(page)
     assert (await owner.get("/admin/terms/diff?old=2022-05-22&new=2026-12-20")).code == 200
-    assert "（补充说明。）" in text(await owner.get("/admin/terms/new?from=2026-12-20"))
+    from_withdrawn = text(await owner.get("/admin/terms/new?from=2026-12-20"))
+    assert "（补充说明。）" in from_withdrawn and "较早的版本" not in from_withdrawn  # it undoes nothing
     # Chat still says it was withdrawn.
     assert "已于" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4") and "撤回" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4")
 
@@ -746,7 +747,10 @@ async def test_a_new_draft_starts_from_the_latest_published_version(make_service
         await terms.publish(draft, reason="routine", effective_at=clock.now + dt.timedelta(days=days), by="t")
     form = text(await owner.get("/admin/terms/new"))
     assert 'version = &quot;2026-12-22&quot;' in form or 'version = "2026-12-22"' in form
-    assert "（第二次补充。）" in form and "（第一次补充。）" in form
+    assert "（第二次补充。）" in form and "（第一次补充。）" in form and "较早的版本" not in form
+    # From an earlier one, on purpose: the form says at once what publishing it will need.
+    earlier = text(await owner.get("/admin/terms/new?from=2026-12-20"))
+    assert "以较早的版本 2026-12-20 为基础起草，最新版本是 2026-12-22" in earlier and "逐条写明" in earlier
 
 
 # -- merchants ---------------------------------------------------------------------------
