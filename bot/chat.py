@@ -453,7 +453,9 @@ async def edit_profile(chat: Chat) -> Reply:
 async def my_account(chat: Chat) -> Reply:
     merchant = await chat.services.merchants.get(chat.openid)
     if merchant is None:
-        return Reply(texts.NOT_REGISTERED)
+        filling = chat.dialog is not None and chat.dialog.name.startswith(REGISTRATION.name)
+        # Not "reply 注册 to register": the form is open, and 注册 there is no answer.
+        return Reply(texts.NOT_REGISTERED_FILLING if filling else texts.NOT_REGISTERED)
     # A closed account's fields were erased: listing each as "（未填写）" read as a blank form.
     lines = [] if merchant.status == "closed" else [f"{step.label}：{step.show(value)}" for step, value in _profile_lines(merchant)]
     reason = await chat.services.merchants.status_reason(merchant)

@@ -49,6 +49,8 @@ SYNONYMS = {
                      "退出", "算了", "算了吧", "放弃", "不填了", "不弄了"), CANCEL),
     **dict.fromkeys(("返回", "返回上一步", "上一个", "后退"), BACK),
     **dict.fromkeys(("重新填写", "重填", "重来"), RESTART),
+    # At a summary people confirm in words of their own ("好的" stays a reply, no confirmation).
+    **dict.fromkeys(("确定", "提交", "确认提交", "确定提交", "确认无误", "没问题", "无误"), CONFIRM),
 }
 
 

@@ -25,7 +25,7 @@ from bot.validation import (
     parse_entity_name,
     parse_entity_type,
     parse_phone,
-    parse_yes_no,
+    parse_adult,
 )
 from storage.mongo import MongoUnavailable
 
@@ -118,7 +118,7 @@ REGISTRATION = Dialog(
         ),
         Step(
             "adult", "年龄确认", lambda a: texts.PROMPT_ADULT,
-            lambda text, a: parse_yes_no(text, "adult"), applies=lambda a: a.get("entity_type") == "individual",
+            lambda text, a: parse_adult(text), applies=lambda a: a.get("entity_type") == "individual",
             check=_adult, show=lambda v: texts.ADULT_CONFIRMED if v else "（未确认）", editable=False,
             takes=("确认",),
         ),

@@ -472,11 +472,14 @@ PROMPT_ENTITY_TYPE = "第 1 步：请选择主体类型，回复“个人”或�
 
 def prompt_entity_name(entity_type: str) -> str:
     if entity_type == "enterprise":
-        return "第 2 步：请输入企业的注册名称（与营业执照一致），例如：南宁市微拓软件服务有限公司"
+        return f"第 2 步：请输入企业的注册名称（与营业执照一致），例如：{EXAMPLE_COMPANY_NAME}"
     return "第 2 步：请输入您的真实姓名（与身份证件一致），例如：张三"
 
 
-PROMPT_CREDIT_CODE = "第 3 步：请输入 18 位统一社会信用代码（营业执照上），例如：91350100M000100Y43"
+#: The examples the registration prompts show; copied, they are refused (bot.validation).
+EXAMPLE_COMPANY_NAME = "南宁市微拓软件服务有限公司"
+EXAMPLE_CREDIT_CODE = "91350100M000100Y43"
+PROMPT_CREDIT_CODE = f"第 3 步：请输入 18 位统一社会信用代码（营业执照上），例如：{EXAMPLE_CREDIT_CODE}"
 PROMPT_ADULT = "第 3 步：根据协议的年龄和身份要求，请确认您已年满 18 周岁：回复“是”或“否”。"
 UNDERAGE = "很抱歉，个人注册需要年满 18 周岁。感谢您对微拓的关注！您仍然可以回复“条款”阅读协议，或直接提问。"
 PROMPT_CONTACT_NAME = "第 4 步：请输入联系人姓名，例如：李四"
@@ -511,6 +514,7 @@ def already_registered(status_label: str) -> str:
 
 
 NOT_REGISTERED = "您还没有注册微拓商家账户。回复“注册”开始注册，一分钟即可完成。"
+NOT_REGISTERED_FILLING = "您的注册资料还没有提交，因此还没有商家账户。请接着完成下面的注册步骤，回复“取消”可放弃。"
 ALREADY_CLOSED = "您的微拓商家账户已经注销，无需重复操作。如需再次使用商家服务，回复“注册”重新注册。"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from bot import texts
 from bot.errors import BotError
 from bot.traditional import simplified
 
@@ -56,8 +57,12 @@ def is_entity_type(text: str) -> bool:
 
 
 def parse_entity_type(text: str) -> str:
-    value = _ENTITY_WORDS.get(answer_word(text))
+    word = answer_word(text)
+    value = _ENTITY_WORDS.get(word)
     if value is None:
+        if word in ("个体", "个体户", "个体工商户", "工商户"):
+            raise Invalid("个体工商户有营业执照：请回复“企业”，并填写营业执照上的名称和统一社会信用代码（92 开头）；"
+                          "没有营业执照的个人请回复“个人”。", "entity_type")
         raise Invalid("主体类型只能是“个人”或“企业”。", "entity_type")
     return value
 
@@ -76,7 +81,7 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"{label}应为 {low} 到 {high} 个字，您输入了 {len(value)} 个字。例如：{example}", field)
     if any(unicodedata.category(c).startswith("C") for c in value):
         raise Invalid(f"{label}含有无法识别的字符，请重新输入。例如：{example}", field)
-    if any(unicodedata.category(c) == "So" for c in value):  # emoji and pictographs
+    if any(unicodedata.category(c) == "So" for c in value) or _WECHAT_STICKER.search(value):  # emoji, pictographs
         raise Invalid(f"{label}不能包含表情或图形符号，请按证件上的写法输入。例如：{example}", field)
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
@@ -92,6 +97,8 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
     if _ABOUT_THE_FORM.search(plain) and _SPEAKING.match(plain):  # 我们还没有营业执照, 没有联系人
         raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
+    if plain == texts.EXAMPLE_COMPANY_NAME:
+        raise Invalid(f"“{value}”是微拓自己的公司名称（提示中的示例），请输入您的{label}。", field)
     if plain in _BARE_COMPANY_WORDS:
         raise Invalid(f"请输入完整的{label}（与证件一致），不能只写“{value}”。例如：{example}", field)
     if plain in _NOT_NAMES:
@@ -104,6 +111,23 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"“{value}”是公众号的指令或菜单项，不是{label}。请输入{label}，例如：{example}", field)
     return value
 
+
+#: WeChat's own stickers, which reach us as their names in brackets ([微笑], [捂脸]).
+_WECHAT_STICKER = re.compile(r"\[(" + "|".join((
+    "微笑", "撇嘴", "色", "发呆", "得意", "流泪", "害羞", "闭嘴", "睡", "大哭", "尴尬", "发怒", "调皮", "呲牙", "惊讶",
+    "难过", "酷", "冷汗", "抓狂", "吐", "偷笑", "愉快", "可爱", "白眼", "傲慢", "饥饿", "困", "惊恐", "流汗", "憨笑",
+    "悠闲", "大兵", "奋斗", "咒骂", "疑问", "嘘", "晕", "疯了", "折磨", "衰", "骷髅", "敲打", "再见", "擦汗", "抠鼻",
+    "鼓掌", "糗大了", "坏笑", "左哼哼", "右哼哼", "哈欠", "鄙视", "委屈", "快哭了", "阴险", "亲亲", "吓", "可怜",
+    "菜刀", "西瓜", "啤酒", "篮球", "乒乓", "咖啡", "饭", "猪头", "玫瑰", "凋谢", "嘴唇", "示爱", "爱心", "心碎",
+    "蛋糕", "闪电", "炸弹", "刀", "足球", "瓢虫", "便便", "月亮", "太阳", "礼物", "拥抱", "强", "弱", "握手", "胜利",
+    "抱拳", "勾引", "拳头", "差劲", "爱你", "NO", "OK", "爱情", "飞吻", "跳跳", "发抖", "怄火", "转圈", "磕头",
+    "回头", "跳绳", "投降", "激动", "乱舞", "献吻", "左太极", "右太极", "嘿哈", "捂脸", "奸笑", "机智", "皱眉", "耶",
+    "吃瓜", "加油", "汗", "天啊", "Emm", "社会社会", "旺柴", "好的", "打脸", "哇", "翻白眼", "666", "让我看看",
+    "叹气", "苦涩", "裂开", "红包", "發", "福", "烟花", "爆竹", "猪", "庆祝", "合十", "破涕为笑", "笑脸", "生病",
+    "脸红", "恐惧", "失望", "无语", "Smile", "Grimace", "Drool", "Scowl", "Chill", "Sob", "Shy", "Silent",
+    "Sleep", "Cry", "Awkward", "Angry", "Tongue", "Grin", "Surprise", "Frown", "Blush", "Facepalm", "Smirk",
+    "Wow", "Sigh", "Hey", "Yeah!", "ThumbsUp", "Sun", "Moon", "Rose", "Heart",
+)) + r")\]")
 
 #: Markup (<script>) and what starts a spreadsheet's formula, which no licence
 #: or ID card holds; names do hold %, #, @, ", + (100%鲜榨, C#编程, +1健身).
@@ -125,7 +149,7 @@ _INTRODUCING = re.compile(r"我(是|叫)")
 _NOT_NAMES = frozenset((
     "好", "好的", "好滴", "行", "可以", "谢谢", "谢谢你", "多谢", "嗯", "嗯嗯", "ok", "okay", "test", "测试", "不知道",
     "好吧", "行吧", "知道了", "你好", "您好", "你猜", "不清楚", "我也不清楚", "我没有",
-    "我自己", "自己", "就是我", "我本人", "本人",
+    "我自己", "自己", "就是我", "我本人", "本人", "同上", "同前", "老板", "老板娘", "店主", "负责人", "null", "none", "n/a", "空",
     "公司名称", "企业名称", "名称", "姓名", "名字", "真实姓名", "联系人", "联系人姓名", "营业执照上的名字",
 ))
 #: What a company's name ends with, sent alone ("公司" and "企业" are the entity type's words).
@@ -162,7 +186,7 @@ def is_question(text: str) -> bool:
 
 def parse_entity_name(text: str, entity_type: str) -> str:
     if entity_type == "enterprise":
-        return _name(text, "entity_name", "企业名称", 4, 100, "南宁市微拓软件服务有限公司")
+        return _name(text, "entity_name", "企业名称", 4, 100, texts.EXAMPLE_COMPANY_NAME)
     return _person(text, "entity_name", "姓名", "张三")
 
 
@@ -225,7 +249,7 @@ def without_label(value: str) -> str:
 
 def parse_credit_code(text: str) -> str:
     value = re.sub(r"[\s-]", "", _typed_value(text)).upper()
-    example = "例如：91350100M000100Y43（营业执照上的统一社会信用代码）"
+    example = f"例如：{texts.EXAMPLE_CREDIT_CODE}（营业执照上的统一社会信用代码）"
     if not value:
         raise Invalid(f"请填写统一社会信用代码。{example}", "credit_code")
     if len(value) != 18:
@@ -240,7 +264,10 @@ def parse_credit_code(text: str) -> str:
                       f"请核对营业执照后重新输入。{example}", "credit_code")
     if credit_code_check_char(value[:17]) != value[17]:
         raise Invalid(f"统一社会信用代码的校验位不正确，请核对营业执照后重新输入。{example}", "credit_code")
+    if value == texts.EXAMPLE_CREDIT_CODE:
+        raise Invalid("这是提示中的示例代码，不是您的。请输入您营业执照上的统一社会信用代码。", "credit_code")
     return value
+
 
 
 # -- contact methods -------------------------------------------------------------------
@@ -289,8 +316,23 @@ def parse_email(text: str) -> str:
 
 def parse_yes_no(text: str, field: str) -> bool:
     value = answer_word(text)
-    if value in ("是", "是的", "对", "对的", "确认", "yes", "y"):
+    if value in ("是", "是的", "是滴", "是啊", "是呀", "对", "对的", "对啊", "嗯", "嗯嗯", "确认", "yes", "y"):
         return True
     if value in ("否", "不是", "不是的", "不", "没有", "no", "n"):
         return False
     raise Invalid("请回复“是”或“否”。", field)
+
+
+#: Answers to "are you 18 or over?" in words of their own (已满18, 成年了; 未满十八岁).
+_ADULT = re.compile(r"(已经?|早就?)?(满|过|超过)了?(18|十八)(岁|周岁)?了?|(已经?)?(满|过)了|(已经?)?成年了?|我?(18|十八)(岁|周岁)?以上")
+_MINOR = re.compile(r"(还)?(未|没|没有|不)满(18|十八)?(岁|周岁)?|(还)?未成年|(还)?没成年|(18|十八)(岁|周岁)?以下|不到(18|十八)(岁|周岁)?")
+
+
+def parse_adult(text: str) -> bool:
+    """The age step's answer: 是 / 否, or said in words (已满18, 未成年)."""
+    value = answer_word(text).replace(" ", "")
+    if _MINOR.fullmatch(value):
+        return False
+    if _ADULT.fullmatch(value):
+        return True
+    return parse_yes_no(text, "adult")

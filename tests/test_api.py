@@ -25,7 +25,7 @@ from tests.wx import event_xml
 
 MP_APPID = "wxminiprogramtest"
 MP_SECRET = "mp-test-secret"
-CODE = "91350100M000100Y43"
+CODE = "91450103MA5L2K3R0W"
 ENTERPRISE = {
     "entity_type": "enterprise",
     "entity_name": "南宁市测试贸易有限公司",

@@ -29,7 +29,7 @@ from tests.test_health import health, start_valkey
 from tests.wx import event_xml, text_xml
 
 QUESTION = "我上传的图片版权归谁"
-ENTERPRISE = ["注册", "企业", "南宁市测试贸易有限公司", "91350100M000100Y43", "王五", "13812345678", "wangwu@example.com"]
+ENTERPRISE = ["注册", "企业", "南宁市测试贸易有限公司", "91450103MA5L2K3R0W", "王五", "13812345678", "wangwu@example.com"]
 #: WeChat waits 5 s; the service answers later (customer-service) after 4.5 s.
 REPLY_WITHIN = 4.4
 #: With the storage server down, replies must not wait for that fallback.

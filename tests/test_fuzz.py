@@ -472,7 +472,7 @@ async def test_signatures_and_query_strings(service, push, mode, tamper, query_t
 #: Answers a user might type in the middle of a dialog, markup-like ones included.
 TRICKY_ANSWERS = [
     "南宁]]>测试贸易有限公司", "<b>张三</b>", "王五 & 李四", "<![CDATA[x", "张三]]", "]]>]]>", "&lt;公司&gt;", "南宁市<测试>贸易有限公司", "a<b>@example.com",
-    "91350100M000100Y43", "13812345678", "wangwu@example.com", "南宁市测试贸易有限公司", "王五", "是", "否", "跳过",
+    "91450103MA5L2K3R0W", "13812345678", "wangwu@example.com", "南宁市测试贸易有限公司", "王五", "是", "否", "跳过",
 ]
 typed = st.one_of(st.sampled_from(TRICKY_ANSWERS), xml_text)
 
@@ -495,7 +495,7 @@ async def test_conversations_keep_replies_well_formed(service, openid, mode, sta
         "注册": ["同意", "注册"],
         "企业": ["同意", "注册", "企业"],
         "个人": ["同意", "注册", "个人"],
-        "summary": ["同意", "注册", "企业", name, "91350100M000100Y43", contact, "13812345678", "跳过"],
+        "summary": ["同意", "注册", "企业", name, "91450103MA5L2K3R0W", contact, "13812345678", "跳过"],
     }[start]
     for content in walk + messages:
         status, reply = await post_text(service, openid, content, mode)
@@ -571,7 +571,7 @@ async def test_typed_cdata_terminator_keeps_the_reply_well_formed(service, mode)
     """A name with ``]]>`` passes validation and the registration summary shows
     it back: the reply must still be one well-formed XML document."""
     name = "南宁]]>测试贸易有限公司"
-    walk = ["同意", "注册", "企业", name, "91350100M000100Y43", "王五", "13812345678", "跳过"]
+    walk = ["同意", "注册", "企业", name, "91450103MA5L2K3R0W", "王五", "13812345678", "跳过"]
     for content in walk:
         status, reply = await post_text(service, "o-cdata", content, mode)
         assert status == 200

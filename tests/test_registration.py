@@ -14,7 +14,7 @@ from storage.redis_store import key
 from tests.test_cli import run_cli
 from tests.wx import event_xml, message_xml, text_xml
 
-CODE = "91350100M000100Y43"
+CODE = "91450103MA5L2K3R0W"
 
 
 async def chat(svc, openid: str, *messages: str) -> list[str]:
@@ -110,7 +110,7 @@ async def test_wrong_answers_get_specific_reprompts(service, steps, bad, needle,
 
 
 def test_credit_code_and_phone_rules():
-    assert parse_credit_code(" 91350100m000100y43 ") == CODE
+    assert parse_credit_code(" 91450103ma5l2k3r0w ") == CODE
     assert credit_code_check_char(CODE[:17]) == CODE[17]
     # A right check character is not enough: no authority 0, and the division code is digits.
     for bad in ("0" * 18, "9A" + "X" * 6 + "0" * 9):
@@ -266,6 +266,49 @@ async def test_a_name_typed_with_its_label_is_stored_without_it(service):
     await chat(service, "o-label", "注册", "个人", "姓名：张三", "是", "联系人：李四", "手机：13912345678", "跳过", "确认")
     merchant = await service.runtime.merchants.get("o-label")
     assert (merchant.entity_name, merchant.contact_name, merchant.phone) == ("张三", "李四", "13912345678")
+
+
+def test_stickers_examples_and_placeholders_are_no_details():
+    # [捂脸] (a WeChat sticker as it reaches us), the prompt's own examples and 同上 were stored.
+    from bot.validation import parse_contact_name, parse_entity_name
+
+    for typed in ("[捂脸]", "[微笑]", "张三[呲牙]"):
+        with pytest.raises(Invalid) as refused:
+            parse_contact_name(typed)
+        assert "表情" in refused.value.message
+    with pytest.raises(Invalid):
+        parse_entity_name("[呲牙][呲牙]", "enterprise")
+    assert parse_entity_name("南宁[好运来]餐饮店", "enterprise") == "南宁[好运来]餐饮店"  # brackets of a name stay
+    with pytest.raises(Invalid) as refused:
+        parse_credit_code(texts.EXAMPLE_CREDIT_CODE)
+    assert "示例" in refused.value.message
+    with pytest.raises(Invalid) as refused:
+        parse_entity_name(texts.EXAMPLE_COMPANY_NAME, "enterprise")
+    assert "示例" in refused.value.message
+    for placeholder in ("同上", "老板", "null"):
+        with pytest.raises(Invalid):
+            parse_contact_name(placeholder)
+
+
+def test_the_age_and_the_entity_type_in_words_of_their_own():
+    from bot.validation import parse_adult, parse_entity_type
+
+    for typed in ("已满18", "是滴", "成年了", "已满十八周岁", "18岁以上", "是"):
+        assert parse_adult(typed) is True, typed
+    for typed in ("未满18", "未成年", "没满十八岁", "不到18岁", "否"):
+        assert parse_adult(typed) is False, typed
+    with pytest.raises(Invalid) as refused:
+        parse_entity_type("个体户")
+    assert "回复“企业”" in refused.value.message and "92 开头" in refused.value.message
+
+
+async def test_a_summary_confirmed_in_other_words_and_my_account_while_filling(service):
+    await accepted(service, "o-words")
+    filling = await chat(service, "o-words", "注册", "个人", "张三", "我的账户")
+    assert filling[-1].startswith(texts.NOT_REGISTERED_FILLING) and "回复“注册”" not in filling[-1], filling[-1]
+    replies = await chat(service, "o-words", "已满18", "张三", "13912345678", "跳过", "确定")
+    assert replies[-1].startswith("注册信息已提交") or "已提交" in replies[-1], replies[-1]
+    assert (await service.runtime.merchants.get("o-words")).phone == "13912345678"
 
 
 def test_email_rules():
@@ -979,9 +1022,9 @@ async def test_answer_words_with_the_punctuation_a_keyboard_adds(service):
     assert (await chat(service, "o-minor", "注册", "个人", "张三", "否。"))[-1] == texts.UNDERAGE
     # A code, a number or an address sent with a full stop: the value, not "19 位" or "只能包含数字".
     await accepted(service, "o-stops")
-    replies = await chat(service, "o-stops", "注册", "企业", "南宁市青秀区示例科技有限公司", "91350100M000100Y43。",
+    replies = await chat(service, "o-stops", "注册", "企业", "南宁市青秀区示例科技有限公司", "91450103MA5L2K3R0W。",
                          "李四", "13812345678。", "Li.Si@Example.COM。")
-    assert "统一社会信用代码：91350100M000100Y43" in replies[-1] and "手机号码：13812345678" in replies[-1], replies[-1]
+    assert "统一社会信用代码：91450103MA5L2K3R0W" in replies[-1] and "手机号码：13812345678" in replies[-1], replies[-1]
     assert "邮箱：li.si@example.com" in replies[-1], replies[-1]
 
 
