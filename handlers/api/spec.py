@@ -110,7 +110,7 @@ SCHEMAS = {
         },
         "required": ["entity_type", "entity_name", "contact_name", "phone"],
         "example": {
-            "entity_type": "enterprise", "entity_name": "南宁市示例贸易有限公司", "credit_code": "91350100M000100Y43",
+            "entity_type": "enterprise", "entity_name": "南宁市示例贸易有限公司", "credit_code": "91450103MA5L2K3R0W",
             "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com",
         },
     },
