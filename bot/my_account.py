@@ -33,6 +33,7 @@ from bot.validation import (
     parse_phone,
 )
 from storage.merchants import Merchant
+from storage.redis_store import RedisUnavailable
 
 
 class ConsentRequired(BotError):
@@ -225,7 +226,28 @@ async def record_consent(
                 # A retry repeats its request; another request under its key
                 # would be answered "recorded: false" and silently dropped.
                 raise Invalid(api_texts.key_reused(earlier.action, earlier.version), "Idempotency-Key")
-        return await _record_consent(services.consents, openid, version, action, origin)
+            asked = await _key_without_record(services, origin)
+            if asked is not None:
+                if asked != (action, version):
+                    raise Invalid(api_texts.key_reused(*asked), "Idempotency-Key")
+                # A retry of a request that changed nothing changes nothing either
+                # (it put back an acceptance withdrawn since in chat).
+                return await services.consents.fresh_state(openid), False
+        state, recorded = await _record_consent(services.consents, openid, version, action, origin)
+        if origin.message_id and not recorded and services.consent_keys is not None:
+            with contextlib.suppress(RedisUnavailable):
+                await services.consent_keys.remember(origin.channel, origin.message_id, action, version)
+        return state, recorded
+
+
+async def _key_without_record(services: Services, origin: Origin) -> tuple[str, str] | None:
+    """What an earlier request under ``origin``'s key asked, if it recorded nothing."""
+    if services.consent_keys is None:
+        return None
+    try:
+        return await services.consent_keys.get(origin.channel, origin.message_id)
+    except RedisUnavailable:
+        return None
 
 
 async def _record_consent(

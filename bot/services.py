@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.preferences import NoticePreferences
     from bot.export import Exports
     from bot.terms import Terms
+    from storage.consent_keys import ConsentKeys
     from wechat.api import WeChatAPI
 
 
@@ -55,3 +56,5 @@ class Services:
     mini: "MiniSessions | None" = None
     #: The per-user locks chat's messages hold; the API takes them too (``bot.my_account``).
     locks: UserLocks | None = None
+    #: The API's idempotency keys of consent requests that recorded nothing (``bot.my_account``).
+    consent_keys: "ConsentKeys | None" = None

@@ -66,6 +66,7 @@ from storage.qa_log import QALog
 from storage.rate_limit import SharedRateLimit
 from storage.reply_cache import ReplyCache
 from storage.submit_tokens import SubmitTokens
+from storage.consent_keys import ConsentKeys
 from storage.work_queue import WorkQueue
 from wechat.api import WeChatAPI
 from wechat.client import SharedTokenClient
@@ -165,6 +166,7 @@ class Runtime:
             clock=clock,
             public_url=config.base_url,
             locks=self.locks,
+            consent_keys=ConsentKeys(self.redis),
         )
         self.conversation = Conversation(router or chat.router, self.services, locks=self.locks, deadline=deadline)
         tell_merchant = tell_merchants_through(self.broadcasts)

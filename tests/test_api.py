@@ -337,6 +337,25 @@ async def test_idempotency_key_records_a_repeated_request_once(api):
     assert (typed.status, typed.error()["field"]) == (422, "version") and "应为文字" in typed.error()["message"]
 
 
+async def test_a_key_whose_request_changed_nothing_is_remembered_too(api):
+    # Accepted already, an accept under K recorded nothing, so K was not kept: after a
+    # withdrawal its retry recorded a new acceptance, and K took another action.
+    token = await api.token()
+    runtime = api.svc.runtime
+    accept = {"version": "2022-05-22", "action": "accept"}
+    assert (await api.call("POST", "/consents", accept, token)).body["recorded"] is True
+    tap = {"Idempotency-Key": "tap-accept-0001"}
+    first = await api.call("POST", "/consents", accept, token, headers=tap)
+    assert first.status == 200 and first.body["recorded"] is False
+    withdrawn = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "withdraw"}, token)
+    assert withdrawn.body["recorded"] is True
+    retry = await api.call("POST", "/consents", accept, token, headers=tap)
+    assert retry.status == 200 and retry.body["recorded"] is False and retry.body["consent"]["status"] == "withdrawn"
+    assert [r.action for r in await runtime.ledger.history(mp_openid("alice"))] == ["accept", "withdraw"]
+    other = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "decline"}, token, headers=tap)
+    assert (other.status, other.error()["field"]) == (422, "Idempotency-Key")
+
+
 # -- registration ------------------------------------------------------------------------
 
 
