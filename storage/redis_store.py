@@ -19,8 +19,32 @@ log = logging.getLogger(__name__)
 
 PREFIX = "wb:"
 
+class RedisRefusing(redis.ConnectionError):
+    """Redis answered, but cannot serve commands now: its disk is full
+    (``MISCONF``), it is out of memory (``OOM``), a read-only replica, busy
+    with a script … For the product, as unavailable as a Redis that is down."""
+
+
 #: Errors that mean "Redis could not be reached or did not answer".
 RedisUnavailable = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+#: Error replies that say the server cannot serve now, not that the command was wrong:
+#: those redis-py gives a class, and the prefixes of those it leaves ResponseError.
+_REFUSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+                     redis.exceptions.ExecAbortError, redis.exceptions.MasterDownError,
+                     redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError)
+_REFUSING = frozenset(("MISCONF", "OOM", "READONLY", "MASTERDOWN", "NOREPLICAS", "BUSY", "CLUSTERDOWN", "TRYAGAIN",
+                       "LOADING", "EXECABORT"))  # the reply's first word: BUSYGROUP is no BUSY
+
+
+def as_unavailable(exc: BaseException) -> BaseException:
+    """``exc``, or :class:`RedisRefusing` when it is an error reply of a server
+    that cannot serve now (one place for every way a command is sent)."""
+    if isinstance(exc, _REFUSING_CLASSES) or (isinstance(exc, redis.ResponseError) and str(exc).split(" ", 1)[0] in _REFUSING):
+        refusing = RedisRefusing(str(exc))
+        refusing.__cause__ = exc
+        return refusing
+    return exc
 
 
 #: Within :func:`one_wait_per_message`: whether Redis has failed this message already.
@@ -52,6 +76,29 @@ class _Client(aioredis.Redis):
             if failed is not None:
                 failed[0] = True
             raise
+        except redis.ResponseError as exc:
+            converted = as_unavailable(exc)
+            if converted is exc:
+                raise
+            if failed is not None:
+                failed[0] = True
+            raise converted from exc
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> "aioredis.client.Pipeline":
+        return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
+class _Pipeline(aioredis.client.Pipeline):
+    """redis-py's pipeline, its refusals (a full disk's MISCONF) as :class:`RedisRefusing`."""
+
+    async def execute(self, raise_on_error: bool = True):
+        try:
+            return await super().execute(raise_on_error)
+        except redis.ResponseError as exc:
+            converted = as_unavailable(exc)
+            if converted is exc:
+                raise
+            raise converted from exc
 
 
 def connect(url: str) -> aioredis.Redis:

@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import DataError, NoScriptError, ResponseError
+from storage.redis_store import as_unavailable
 
 
 class ScriptBatch:
@@ -62,7 +63,7 @@ class ScriptBatch:
                 # plain call loads it again.
                 await _settle(future, script(keys=keys, args=args))
             elif isinstance(result, Exception):
-                _set(future, exception=result)
+                _set(future, exception=as_unavailable(result))  # a full disk's MISCONF: Redis unavailable
             else:
                 _set(future, result=result)
 

@@ -221,7 +221,41 @@ async def test_mid_dialog_answer_while_redis_is_down_says_dialogs_are_unavailabl
     assert "第4.1款" in reply and reply.endswith(texts.DIALOG_UNAVAILABLE) and "（（" not in reply, reply
 
 
+async def test_a_redis_that_refuses_writes_is_down_not_a_crash(make_service, backing, monkeypatch, valkey, caplog):
+    # A full disk makes Valkey refuse writes (MISCONF); out of memory does the same (OOM).
+    # Both came back as error replies, not connection errors: every push got a 500.
+    import redis
+
+    monkeypatch.setattr(backing, "redis_url", f"redis://127.0.0.1:{valkey.port}/0")
+    svc = await make_service()
+    await svc.wechat.ask("o-full", "同意")
+    assert (await svc.wechat.ask("o-full", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
+    admin = redis.Redis(port=valkey.port)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", "1")
+    try:
+        status, reply, elapsed = await ask_timed(svc, "o-full", "我上传的图片版权归谁")
+        assert status == 200 and "第4.1款" in (reply or "") and elapsed < REPLY_WITHIN, (status, reply)
+        status, reply, _ = await ask_timed(svc, "o-full", "企业")
+        assert status == 200 and reply == texts.DIALOG_UNAVAILABLE, (status, reply)
+        assert "Uncaught exception" not in caplog.text
+    finally:
+        admin.config_set("maxmemory", "0")
+    # MISCONF (the full disk's reply) is taken the same way, wherever a command is sent.
+    from storage.redis_store import RedisUnavailable, as_unavailable
+    assert isinstance(as_unavailable(redis.ResponseError("MISCONF Redis is configured to save RDB snapshots")),
+                      RedisUnavailable)
+    for answer in ("WRONGTYPE Operation", "BUSYGROUP Consumer Group name already exists"):  # answers, not refusals
+        assert not isinstance(as_unavailable(redis.ResponseError(answer)), RedisUnavailable)
+    # Room again: the dialog goes on where it was, without a restart.
+    async def goes_on():
+        _, reply, _ = await ask_timed(svc, "o-full", "企业")
+        return reply is not None and "第 2 步" in reply
+    await eventually(goes_on, timeout=10)
+
+
 # -- MongoDB ------------------------------------------------------------------------------------
+
 
 
 class NxServer:
