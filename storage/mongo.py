@@ -174,9 +174,11 @@ def transactions_refused(db: AsyncDatabase) -> bool:
 
 
 async def ping(db: AsyncDatabase) -> bool:
-    """True when the server answers a ping."""
+    """True when the server takes a write (one document of its own): one
+    that answers but cannot write (a full disk) serves the product no better
+    than one that is down."""
     try:
-        await db.command("ping")
+        await db["health"].update_one({"_id": "probe"}, {"$set": {"at": dt.datetime.now(dt.timezone.utc)}}, upsert=True)
         return True
     except PyMongoError as exc:
         log.warning("MongoDB ping failed: %s", exc)

@@ -137,9 +137,11 @@ def key(*parts: str) -> str:
 
 
 async def ping(client: aioredis.Redis) -> bool:
-    """True when the server answers PING."""
+    """True when the server takes a write (a key of its own, expiring): one
+    that answers PING but refuses writes (a full disk) serves the product no
+    better than one that is down."""
     try:
-        return bool(await client.ping())
+        return bool(await client.set(key("health"), "1", ex=60))
     except (redis.RedisError, OSError) as exc:
         log.warning("Redis ping failed: %s", exc)
         return False

@@ -239,8 +239,11 @@ async def test_a_redis_that_refuses_writes_is_down_not_a_crash(make_service, bac
         status, reply, _ = await ask_timed(svc, "o-full", "企业")
         assert status == 200 and reply == texts.DIALOG_UNAVAILABLE, (status, reply)
         assert "Uncaught exception" not in caplog.text
+        # It answers PING, but is of no use: /healthz says so.
+        assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down", "qa": "ok"})
     finally:
         admin.config_set("maxmemory", "0")
+    assert (await health(svc))[0] == 200
     # MISCONF (the full disk's reply) is taken the same way, wherever a command is sent.
     from storage.redis_store import RedisUnavailable, as_unavailable
     assert isinstance(as_unavailable(redis.ResponseError("MISCONF Redis is configured to save RDB snapshots")),
