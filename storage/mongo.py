@@ -9,13 +9,15 @@ admin and broadcast work (planning 100,000 deliveries) takes longer.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from typing import Awaitable, Callable, Iterable, Protocol, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError, WTimeoutError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError, WriteError, WTimeoutError
 from pymongo.topology_description import TOPOLOGY_TYPE
 from pymongo.uri_parser import parse_uri
 
@@ -29,6 +31,59 @@ PAGE = 5000
 #: Errors that mean "the database could not be reached or did not answer"
 #: (not logic errors such as a duplicate key).
 MongoUnavailable = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+
+
+class StorageFull(ConnectionFailure):
+    """The database answered but cannot write: its disk is full (nx-27017's
+    SQLite "database or disk is full", MongoDB's OutOfDiskSpace). For the
+    product, as unavailable as a database that is down: a follow is kept for
+    later and the user told their answer was not saved, not "system error"."""
+
+
+#: MongoDB's OutOfDiskSpace, and the words of a full disk in other servers' messages.
+_DISK_FULL_CODE = 14031
+_DISK_FULL_WORDS = ("disk is full", "no space left on device", "out of disk space")
+
+
+def _disk_full(exc: PyMongoError) -> bool:
+    if isinstance(exc, OperationFailure) and exc.code == _DISK_FULL_CODE:
+        return True
+    return any(words in str(exc).lower() for words in _DISK_FULL_WORDS)
+
+
+def _writes(method):
+    """A collection's write method, a full disk's error raised as :class:`StorageFull`."""
+
+    @functools.wraps(method)
+    async def write(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except (OperationFailure, WriteError) as exc:
+            if _disk_full(exc):
+                raise StorageFull(brief(exc)) from exc
+            raise
+
+    return write
+
+
+class _Collection(AsyncCollection):
+    """PyMongo's collection, whose writes say a full disk as :class:`StorageFull`."""
+
+    for _name in ("insert_one", "insert_many", "update_one", "update_many", "replace_one", "delete_one", "delete_many",
+                  "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "bulk_write"):
+        locals()[_name] = _writes(getattr(AsyncCollection, _name))
+    del _name
+
+
+class _Database(AsyncDatabase):
+    """PyMongo's database, handing out :class:`_Collection`."""
+
+    def __getitem__(self, name: str) -> AsyncCollection:
+        return _Collection(self, name)
+
+    def get_collection(self, name: str, codec_options=None, read_preference=None, write_concern=None,
+                       read_concern=None) -> AsyncCollection:
+        return _Collection(self, name, False, codec_options, read_preference, write_concern, read_concern)
 
 
 class HasIndexes(Protocol):
@@ -56,7 +111,7 @@ def connect(uri: str, database: str | None = None) -> tuple[AsyncMongoClient, As
     )
     if database is None:
         database = _database_in_uri(uri) or DEFAULT_DATABASE
-    return client, client[database]
+    return client, _Database(client, database)
 
 
 def _database_in_uri(uri: str) -> str | None:

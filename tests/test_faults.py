@@ -260,6 +260,26 @@ async def test_a_redis_that_refuses_writes_is_down_not_a_crash(make_service, bac
 # -- MongoDB ------------------------------------------------------------------------------------
 
 
+async def test_a_database_whose_disk_is_full_is_unavailable_not_a_crash():
+    # nx-27017 over a full disk answered each write "database or disk is full" (a WriteError):
+    # chat said "系统开了个小差" rather than "not saved, send it again", and a follow was lost.
+    from pymongo.errors import BulkWriteError, WriteError
+
+    from storage.mongo import MongoUnavailable, _writes
+
+    def failing(exc):
+        async def write(self, *args, **kwargs):
+            raise exc
+        return _writes(write)
+
+    for full in (WriteError("database or disk is full", 1, {}), WriteError("Out of disk space", 14031, {}),
+                 BulkWriteError({"writeErrors": [{"errmsg": "database or disk is full", "code": 1}]})):
+        with pytest.raises(MongoUnavailable):
+            await failing(full)(None)
+    with pytest.raises(WriteError) as kept:  # a duplicate key is no outage
+        await failing(WriteError("E11000 duplicate key error", 11000, {}))(None)
+    assert not isinstance(kept.value, MongoUnavailable)
+
 
 class NxServer:
     """nx-27017 of a test's own, on a fixed port, restartable on the same file."""
