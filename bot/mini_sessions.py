@@ -50,6 +50,8 @@ SESSION_TTL = 7 * 24 * 3600
 MAX_CODE_LENGTH = 128
 #: How long following waits for ``user/info`` (the welcome must not wait long).
 LEARN_TIMEOUT = 1.5
+#: Minutes a unionid not asked at the follow (storage down) is asked again, at most.
+LEARN_TRIES = 60
 #: How long following waits for a busy mini-program user's lock before leaving the join to the upkeep.
 FOLLOW_LOCK_WAIT = 0.3
 #: Seconds a request waits to learn whether its user was linked to a follower
@@ -149,6 +151,9 @@ class MiniSessions:
         #: follower openid -> unionid learned while MongoDB was down: linked by
         #: :meth:`finish_joins` once it is back (else only a backfill would).
         self._unlinked: dict[str, str] = {}
+        #: followers whose unionid was not asked at their follow (storage was
+        #: down: the welcome could not spare the time): asked by :meth:`finish_joins`.
+        self._to_learn: dict[str, int] = {}  # -> tries left
 
     async def login(self, code: str, mongo_budget: float | None = None) -> Login:
         """Exchange ``code`` and start a session; raises :class:`LoginFailed`,
@@ -276,10 +281,22 @@ class MiniSessions:
         await self.identities.repoint(user.openid, follower_openid, expected=user.openid)
         return True
 
+    def learn_later(self, follower_openid: str) -> None:
+        """Ask for the follower's unionid at the next :meth:`finish_joins`, not now."""
+        if self.official is not None:
+            self._to_learn[follower_openid] = LEARN_TRIES
+
     async def finish_joins(self) -> int:
         """Finish the moves a crash or an outage cut short (run every minute:
         the person may not log in or follow again soon); how many were finished."""
         finished = 0
+        for follower_openid, tries in list(self._to_learn.items()):  # followed while storage was down
+            del self._to_learn[follower_openid]
+            try:
+                # Into _unlinked (below) if MongoDB is still down.
+                finished += await self.learn_follower(follower_openid, retry=tries - 1)
+            except Exception:  # noqa: BLE001 - the others still get their turn
+                log.warning("could not ask the unionid of %s", follower_openid, exc_info=True)
         for follower_openid, unionid in list(self._unlinked.items()):  # learned during an outage
             try:
                 await self.link_follower(follower_openid, unionid)
@@ -303,10 +320,11 @@ class MiniSessions:
         """At shutdown: links learned during an outage and not made yet are
         said, with what repairs them (they live in memory only; trying again
         now could hold the shutdown for the database's timeout each)."""
-        if self._unlinked:
+        waiting = sorted({*self._unlinked, *self._to_learn})
+        if waiting:
             log.warning("%d followers not linked to their mini-program accounts (MongoDB was down when they "
                         "followed): run `wetoop-bot followers backfill-unionid` once it is back: %s",
-                        len(self._unlinked), ", ".join(sorted(self._unlinked)[:20]))
+                        len(waiting), ", ".join(waiting[:20]))
 
     async def joined(self, openid: str) -> str | None:
         """The follower a mini-program user ``openid`` has become, or is
@@ -321,26 +339,33 @@ class MiniSessions:
         that reached them while they joined is the person's)."""
         return [u.openid for u in await self.identities.of_subject(openid) if u.openid != openid]
 
-    async def learn_follower(self, follower_openid: str) -> None:
+    async def learn_follower(self, follower_openid: str, retry: int = 0) -> bool:
         """Ask ``user/info`` for a new follower's unionid and link it; best effort,
-        bounded by :data:`LEARN_TIMEOUT` (the welcome is sent regardless)."""
+        bounded by :data:`LEARN_TIMEOUT` (the welcome is sent regardless).
+        Whether they were linked now. ``retry``: how many more minutes to ask
+        again (:meth:`finish_joins`) when WeChat or the token's storage did not answer."""
         if self.official is None:
-            return
+            return False
         try:
             info = await asyncio.wait_for(self.official.user.get(follower_openid), LEARN_TIMEOUT)
         except (WeChatAPIError, TimeoutError) as exc:
             log.info("no unionid for %s: %s", follower_openid, exc)
-            return
+            if retry > 0 and (isinstance(exc, TimeoutError) or exc.code in (-1, -2, -4)):  # busy, network, no answer
+                self._to_learn[follower_openid] = retry
+            return False
         unionid = info.get("unionid") if isinstance(info, dict) else None
-        if unionid:
-            # Hardly waiting for a busy mini-program user: the welcome has its
-            # seconds to keep, and the upkeep joins them within a minute.
-            try:
-                await self.link_follower(follower_openid, unionid, wait=FOLLOW_LOCK_WAIT)
-            except MongoUnavailable:
-                log.warning("could not link %s to their mini-program self now (MongoDB); retried every minute",
-                            follower_openid)
-                self._unlinked[follower_openid] = unionid
+        if not unionid:
+            return False
+        # Hardly waiting for a busy mini-program user: the welcome has its
+        # seconds to keep, and the upkeep joins them within a minute.
+        try:
+            await self.link_follower(follower_openid, unionid, wait=FOLLOW_LOCK_WAIT)
+        except MongoUnavailable:
+            log.warning("could not link %s to their mini-program self now (MongoDB); retried every minute",
+                        follower_openid)
+            self._unlinked[follower_openid] = unionid
+            return False
+        return True
 
     async def backfill_unionids(self, openids: list[str], concurrency: int = 8) -> dict[str, int]:
         """Ask ``user/info`` for the unionid of followers who have none (they

@@ -575,6 +575,12 @@ async def test_redis_and_mongo_frozen_together_still_answer_within_3_seconds(mak
             assert status == 200 and reply, (content, status, reply)
             assert elapsed < STORAGE_DOWN_WITHIN, (content, elapsed, reply)
         assert "已记录" not in answers[0][1]
+        # A follow too: its unionid lookup waited on the frozen Redis (the token), 4.2-4.7 s in all.
+        started = time.monotonic()
+        response = await svc.wechat.post(event_xml("o-both-follow", "subscribe"), request_timeout=10)
+        elapsed = time.monotonic() - started
+        assert response.code == 200 and "欢迎关注" in svc.wechat.reply(response)["Content"]
+        assert elapsed < STORAGE_DOWN_WITHIN, elapsed
     finally:
         os.kill(valkey.proc.pid, signal.SIGCONT)
         nx.thaw()
