@@ -15,6 +15,7 @@ import logging
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import BulkWriteError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from storage.mongo import MongoUnavailable, as_datetime, in_one_transaction
@@ -27,6 +28,12 @@ FLUSH_EVERY = 1.0
 BATCH = 500
 #: With MongoDB down, at most this many questions wait in memory; older ones are dropped.
 MAX_PENDING = 10_000
+
+
+def _duplicate(error: dict) -> bool:
+    """A write error for an ``_id`` already stored (MongoDB's 11000; nx-27017's SQLite words)."""
+    return error.get("code") == 11000 or "duplicate key" in str(error.get("errmsg", "")) \
+        or "UNIQUE constraint" in str(error.get("errmsg", ""))
 
 
 class QALog:
@@ -80,6 +87,12 @@ class QALog:
                 log.warning("question log not written, kept for later: %s", exc)
                 self._pending[:0] = batch
                 return
+            except BulkWriteError as exc:
+                # Written already: a write that timed out on a frozen server was
+                # applied when it woke, and its retry met its own ids.
+                others = [e for e in exc.details.get("writeErrors", []) if not _duplicate(e)]
+                if others:
+                    log.warning("question log: %d questions not written: %s", len(others), others[0].get("errmsg"))
 
     async def close(self) -> None:
         """Write what is buffered, once, and schedule no more writes."""

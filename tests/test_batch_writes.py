@@ -104,3 +104,17 @@ async def test_a_write_beside_a_batch_that_fails_is_kept(make_service):
 
     assert (await asyncio.gather(mongo.in_one_transaction(db, work), consent()))[0] == 1
     assert await beside.find_one({"_id": "a consent"}) is not None
+
+
+async def test_questions_written_already_by_a_write_that_timed_out_are_no_error(make_service):
+    # A flush timed out on a frozen server, which applied it on waking; the retry met
+    # its own ids: "Task exception was never retrieved", and the rest waited.
+    rt = (await make_service()).runtime
+    log = rt.qa_log
+    await log.flush()
+    for question in ("第一个问题", "第二个问题"):
+        log.record(question=question, kind="abstain", refs=(), score=0.0, version="2022-05-22",
+                   openid="o-twice", channel="official_account", at=rt.clock())
+    await rt.db["qa_log"].insert_one(dict(log._pending[0]))  # the first, applied by the timed-out write
+    await log.flush()
+    assert sorted(q["question"] for q in await log.export("o-twice")) == ["第一个问题", "第二个问题"]
