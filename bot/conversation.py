@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 import pymongo
 from pymongo.errors import ConnectionFailure
@@ -63,6 +64,28 @@ SEND_ATTEMPTS = 4
 SEND_BACKOFF = 0.5
 
 
+class OutageLog:
+    """Storage failures said once a minute per kind, with how many messages
+    each warning stands for, not once per message: during an outage every
+    message fails alike, and the log grew with the traffic."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._since: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.every) >= self.every:
+            more = self._since.pop(kind, 0)
+            suffix = f" ({more} more since the last such warning)" if more else ""
+            log.warning(message + suffix, *args)
+            self._last[kind] = now
+        else:
+            self._since[kind] = self._since.get(kind, 0) + 1
+            log.debug(message, *args)
+
+
 class ReplayedPush(BotError):
     """A signed push whose timestamp and nonce came before with another body."""
 
@@ -82,6 +105,7 @@ class Conversation:
         self.gate = InboundGate(locks.redis, touch_every=TOUCH_EVERY)
         self.deadline = deadline
         self._background: set[asyncio.Task] = set()
+        self._outage = OutageLog()
         self._mongo_failed_at = -MONGO_DOWN_WINDOW  # loop time of MongoDB's last failure with the whole budget
         # Messages whose gate script timed out: Redis may still run it when it
         # answers again (claim and lock taken): their reply is stored and the
@@ -147,7 +171,7 @@ class Conversation:
             try:
                 dialog = await services.dialogs.load(inbound.openid)
             except RedisUnavailable:
-                log.warning("dialog state unavailable for %s", inbound.openid)
+                self._outage.warning("dialog", "dialog state unavailable for %s", inbound.openid)
                 state_unknown = True
         chat = Chat(message=inbound, services=services, dialog=dialog, router=self.router, state_unknown=state_unknown)
         now = asyncio.get_running_loop().time()
@@ -168,10 +192,10 @@ class Conversation:
             if budget == MONGO_BUDGET and isinstance(exc, ConnectionFailure):
                 self._mongo_failed_at = asyncio.get_running_loop().time()
             # One line, not a traceback: during an outage every message logs it.
-            log.warning("MongoDB unavailable while handling %s: %s", inbound.dedupe_key, brief(exc))
+            self._outage.warning("mongo", "MongoDB unavailable while handling %s: %s", inbound.dedupe_key, brief(exc))
             return Reply(texts.STORAGE_DOWN)
         except RedisUnavailable as exc:
-            log.warning("Redis unavailable while handling %s: %s", inbound.dedupe_key, str(exc)[:200])
+            self._outage.warning("redis", "Redis unavailable while handling %s: %s", inbound.dedupe_key, str(exc)[:200])
             return Reply(texts.DIALOG_UNAVAILABLE)
         except Exception:
             log.exception("handler failed for %s", inbound.dedupe_key)
@@ -199,7 +223,7 @@ class Conversation:
         except RedisUnavailable:
             # Without Redis a retry may be handled twice and the user's
             # messages are not serialised; answering beats silence.
-            log.warning("Redis unavailable; %s handled without retry protection or lock", delivery)
+            self._outage.warning("gate", "Redis unavailable; %s handled without retry protection or lock", delivery)
             return Opening(Claim("new"), lock_token=token, touch_due=inbound.opens_window, redis_down=True)
 
     async def _finish(
@@ -220,7 +244,7 @@ class Conversation:
         try:
             await self.gate.finish(delivery, to_dict(reply), openid, opening.lock_token if release else None)
         except RedisUnavailable:
-            log.warning("could not store the reply of %s", delivery)
+            self._outage.warning("reply", "could not store the reply of %s", delivery)
 
     async def _finish_late(self) -> None:
         """Store the replies and release the locks of messages whose gate

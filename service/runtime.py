@@ -295,7 +295,10 @@ class Runtime:
                                ("finishing joins", self.mini.finish_joins)):
                 try:
                     await task()
-                except Exception:  # the database may be down; the next round retries
+                except (*mongo.MongoUnavailable, *redis_store.RedisUnavailable) as exc:
+                    # An outage: one line a minute, not a traceback; the next round retries.
+                    log.warning("%s: storage unavailable (%s); tried again in %.0f s", name, mongo.brief(exc), every)
+                except Exception:
                     log.warning("%s failed", name, exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
