@@ -76,7 +76,7 @@ from wechat.protocol import Endpoint
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 2.0
-CLOSE_TIMEOUT = 5.0
+CLOSE_TIMEOUT = 2.0  # a frozen database holds the stop that long, and no longer
 
 #: Seconds between catch-ups of the dashboard's consent view in ``serve``.
 VIEW_EVERY = 60.0

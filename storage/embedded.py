@@ -119,11 +119,15 @@ class EmbeddedServers:
             for proc in self._owned.values():
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
+                    # A server stopped (SIGSTOP: an operator's test, a debugger) acts on the
+                    # SIGTERM only once continued: else each stop waited out STOP_TIMEOUT.
+                    proc.send_signal(signal.SIGCONT)
             deadline = time.monotonic() + STOP_TIMEOUT
-            for proc in self._owned.values():
+            for name, proc in self._owned.items():
                 try:
                     proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    log.warning("embedded %s did not stop within %.0f s of SIGTERM; killed", name, STOP_TIMEOUT)
                     proc.kill()
                     proc.wait()
             state = self._read_state()

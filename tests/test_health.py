@@ -249,3 +249,22 @@ def test_an_embedded_server_that_stops_answering_is_started_again(tmp_path, monk
             assert servers.revive() == []  # answering again: left alone
     finally:
         servers.stop()
+
+
+def test_embedded_servers_stopped_by_an_operator_still_stop_at_once(tmp_path):
+    # SIGSTOPped (an operator's test, a debugger), they acted on SIGTERM only when killed
+    # after STOP_TIMEOUT: a service's stop took 12-15 s.
+    import os
+    import signal
+    import time
+
+    from storage.embedded import STOP_TIMEOUT, EmbeddedServers
+
+    servers = EmbeddedServers(tmp_path).start()
+    procs = list(servers._owned.values())
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGSTOP)
+    started = time.monotonic()
+    servers.stop()
+    assert time.monotonic() - started < STOP_TIMEOUT - 1
+    assert all(proc.poll() is not None for proc in procs)
