@@ -203,6 +203,8 @@ def _person(text: str, field: str, label: str, example: str) -> str:
         raise Invalid(f"{label}必须填写，不能跳过。请输入{label}，例如：{example}", field)
     if _INTRODUCING.match(plain):
         raise Invalid(f"请只输入{label}本身（不要加“我是”“我叫”），例如：{example}", field)
+    if _EMAIL.search(value):  # the next step's answer, typed a step early
+        raise Invalid(f"这看起来是邮箱地址，不是{label}。请输入{label}，例如：{example}", field)
     if any(c.isdigit() for c in value):  # a company's name may hold digits (58同城), a person's does not
         raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
     return value

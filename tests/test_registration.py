@@ -285,6 +285,9 @@ def test_stickers_examples_and_placeholders_are_no_details():
     with pytest.raises(Invalid) as refused:
         parse_entity_name(texts.EXAMPLE_COMPANY_NAME, "enterprise")
     assert "示例" in refused.value.message
+    with pytest.raises(Invalid) as refused:  # the e-mail, a step early
+        parse_contact_name("a@b.cn")
+    assert "邮箱" in refused.value.message
     for placeholder in ("同上", "老板", "null"):
         with pytest.raises(Invalid):
             parse_contact_name(placeholder)
