@@ -478,7 +478,8 @@ async def close_account(chat: Chat) -> Reply:
     if merchant.status == "closed":
         barred = await chat.services.merchants.closed_while_suspended(chat.openid)
         return Reply(texts.ALREADY_CLOSED_BARRED if barred else texts.ALREADY_CLOSED)
-    await chat.services.dialogs.save(chat.openid, DialogState("close_account:confirm"))
+    # The status the user is told of: confirmed after it changed, the closure is asked again.
+    await chat.services.dialogs.save(chat.openid, DialogState("close_account:confirm", {"status": merchant.status}))
     if merchant.status == "suspended":
         return Reply(texts.CLOSE_WHILE_SUSPENDED + "\n" + texts.CLOSE_CONFIRM)
     return Reply(texts.CLOSE_CONFIRM)
@@ -501,10 +502,16 @@ async def close_account_confirm(chat: Chat):
         return Reply(texts.CLOSE_CANCELLED)
     if word != "确认注销":
         return Reply(texts.CLOSE_CHOICE)
+    asked_at = (chat.dialog.data or {}).get("status") if chat.dialog is not None else None
     await chat.services.dialogs.clear(chat.openid)
     merchant = await chat.services.merchants.get(chat.openid)
     if merchant is None or merchant.status == "closed":  # closed meanwhile (the mini-program, an admin)
         return await close_account(chat)
+    if asked_at is not None and merchant.status != asked_at:
+        # Suspended since the question (an admin): closing now bars re-registration,
+        # which the confirmation asked for did not say. Asked again, with that said.
+        again = await close_account(chat)
+        return Reply(texts.close_status_changed(STATUSES[merchant.status]) + "\n" + again.text)
     try:
         await chat.services.merchants.set_status(chat.openid, "closed", "用户在公众号申请注销", by="user")
     except AccountRefused as exc:

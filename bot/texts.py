@@ -606,6 +606,10 @@ CLOSE_CONFIRM = (
 #: Added to :data:`CLOSE_CONFIRM` for a suspended account.
 CLOSE_WHILE_SUSPENDED = "注意：您的账户目前处于暂停状态，暂停期间注销后不能自行重新注册。"
 CLOSE_CANCELLED = "已取消注销，您的账户保持不变。"
+
+
+def close_status_changed(status_label: str) -> str:
+    return f"尚未注销：在您确认之前，您的账户状态已变为“{status_label}”。请看清下面的说明后再决定。"
 CLOSED = "您的商家账户已注销，商家资料已删除，协议同意记录依法保留。感谢您使用微拓！如需再次使用，回复“注册”即可。"
 #: Why an account closed while suspended cannot be registered again by its user.
 REREGISTRATION_BARRED = "您的商家账户在暂停期间注销，不能自行重新注册。如有疑问请联系微拓客服。"

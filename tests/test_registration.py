@@ -840,6 +840,19 @@ async def test_closing_while_suspended_warns_first_and_never_invites_a_refused_r
     assert texts.PROMPT_ENTITY_TYPE in await service.wechat.ask("o-good", "注册")
 
 
+async def test_a_closure_confirmed_after_a_suspension_is_asked_again_with_its_warning(service):
+    # Asked while active, suspended before 确认注销: closed and barred, never warned.
+    await register_enterprise(service, "o-late-bar")
+    await service.runtime.merchants.set_status("o-late-bar", "active", "资料齐全", by="admin")
+    assert "暂停期间" not in await service.wechat.ask("o-late-bar", "注销账户")
+    await service.runtime.merchants.set_status("o-late-bar", "suspended", "虚假宣传", by="admin")
+    again = await service.wechat.ask("o-late-bar", "确认注销")
+    assert again.startswith("尚未注销") and "已暂停" in again and "暂停期间注销后不能自行重新注册" in again, again
+    assert (await service.runtime.merchants.get("o-late-bar")).status == "suspended"
+    closed = await service.wechat.ask("o-late-bar", "确认注销")  # warned now: this one counts
+    assert "已注销" in closed and (await service.runtime.merchants.get("o-late-bar")).status == "closed"
+
+
 async def test_the_owner_can_let_an_account_closed_while_suspended_register_again(service, emulator):
     # Closed while suspended, its user was told to contact us, and nobody could
     # do anything: a dead end. The owner's 允许重新注册 lifts the bar, once.
