@@ -402,7 +402,7 @@ async def register(chat: Chat) -> Reply:
         return Reply(await _suspended_text(chat))
     if merchant is not None and merchant.status != "closed":
         return Reply(texts.already_registered(STATUSES[merchant.status]))
-    if merchant is not None and await chat.services.merchants.closed_while_suspended(chat.openid):
+    if merchant is not None and await chat.services.merchants.barred_from_registering(chat.openid):
         return Reply(texts.REREGISTRATION_BARRED)  # said now, not after the whole dialog
     return await chat.services.engine.start(chat, REGISTRATION, context={"seen": profile_stamp(merchant)})
 
@@ -465,7 +465,7 @@ async def my_account(chat: Chat) -> Reply:
     # A closed account's fields were erased: listing each as "（未填写）" read as a blank form.
     lines = [] if merchant.status == "closed" else [f"{step.label}：{step.show(value)}" for step, value in _profile_lines(merchant)]
     reason = await chat.services.merchants.status_reason(merchant)
-    barred = merchant.status == "closed" and await chat.services.merchants.closed_while_suspended(chat.openid)
+    barred = merchant.status == "closed" and await chat.services.merchants.barred_from_registering(chat.openid)
     consent = (await chat.consent()).status if merchant.status in ("pending_review", "active") else "accepted"
     return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason, barred, consent))
 
@@ -476,7 +476,7 @@ async def close_account(chat: Chat) -> Reply:
     if merchant is None:
         return Reply(texts.NOT_REGISTERED)
     if merchant.status == "closed":
-        barred = await chat.services.merchants.closed_while_suspended(chat.openid)
+        barred = await chat.services.merchants.barred_from_registering(chat.openid)
         return Reply(texts.ALREADY_CLOSED_BARRED if barred else texts.ALREADY_CLOSED)
     # The status the user is told of: confirmed after it changed, the closure is asked again.
     await chat.services.dialogs.save(chat.openid, DialogState("close_account:confirm", {"status": merchant.status}))
@@ -517,7 +517,7 @@ async def close_account_confirm(chat: Chat):
     except AccountRefused as exc:
         return Reply(exc.message)
     await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
-    barred = await chat.services.merchants.closed_while_suspended(chat.openid)
+    barred = await chat.services.merchants.barred_from_registering(chat.openid)
     return Reply(texts.CLOSED_BARRED if barred else texts.CLOSED)
 
 
@@ -730,7 +730,7 @@ async def _registration_hint(chat: Chat) -> str:
     if merchant is None:
         return texts.REGISTRATION_HINT
     if merchant.status == "closed":
-        barred = await chat.services.merchants.closed_while_suspended(chat.openid)
+        barred = await chat.services.merchants.barred_from_registering(chat.openid)
         return texts.REREGISTRATION_BARRED if barred else texts.REGISTRATION_HINT
     if merchant.status == "suspended":
         return await _suspended_text(chat)

@@ -58,7 +58,7 @@ TRANSITIONS = {
     ("active", "closed"): "注销",
     ("suspended", "closed"): "注销",
     # Only for an account closed while suspended, whose user may not register
-    # again by themselves (see closed_while_suspended): the owner lifts that.
+    # again by themselves (see barred_from_registering): the owner lifts that.
     ("closed", "closed"): "允许重新注册",
 }
 
@@ -184,7 +184,7 @@ class MerchantAccounts:
             why = await self.suspension_reason(openid)
             raise AccountRefused(f"您的商家账户已被暂停{f'（原因：{why}）' if why else ''}，暂时不能修改资料。"
                                  "如有疑问请联系微拓客服。", code="account_suspended")
-        if existing.status == "closed" and await self.closed_while_suspended(openid):
+        if existing.status == "closed" and await self.barred_from_registering(openid):
             # Else closing and registering again would lift a suspension
             # without the owner who alone may reinstate.
             raise AccountRefused(texts.REREGISTRATION_BARRED, code="account_suspended")
@@ -280,6 +280,11 @@ class MerchantAccounts:
             return await self.suspension_reason(merchant.openid)
         if merchant.status == "pending_review":
             return await self.returned_reason(merchant.openid)
+        if merchant.status == "closed":
+            history = await self.repo.history(merchant.openid)
+            if history and history[-1].status == "closed" and history[-1].by != "user" and \
+                    (len(history) < 2 or history[-2].status != "closed"):
+                return history[-1].reason  # closed by 微拓: why
         return None
 
     async def returned_reason(self, openid: str) -> str | None:
@@ -302,12 +307,15 @@ class MerchantAccounts:
         if merchant.status == "suspended":
             back = await self.status_before_suspension(merchant.openid)
             moves = [(to, label) for to, label in moves if to in (back, "closed")]
-        if merchant.status == "closed" and not await self.closed_while_suspended(merchant.openid):
+        if merchant.status == "closed" and not await self.barred_from_registering(merchant.openid):
             moves = []
         return moves
 
-    async def closed_while_suspended(self, openid: str) -> bool:
-        """Whether the account was closed while suspended: its user may not register it again."""
+    async def barred_from_registering(self, openid: str) -> bool:
+        """Whether the account's user may not register it again: it was closed
+        while suspended (how 微拓 ends the service of an abuser; a closure of an
+        account in good standing, the user's or an admin's on their request,
+        leaves them free to come back). The owner's 允许重新注册 lifts it."""
         # Every status change has its history entry: the last two are the closure and what it ended.
         return [e.status for e in (await self.repo.history(openid))[-2:]] == ["suspended", "closed"]
 

@@ -174,7 +174,7 @@ async def close(services: Services, openid: str, via: str = "小程序") -> Merc
         if merchant is None:
             raise NoAccount(api_texts.NOT_REGISTERED)
         if merchant.status == "closed":
-            barred = await services.merchants.closed_while_suspended(openid)
+            barred = await services.merchants.barred_from_registering(openid)
             raise AlreadyClosed(texts.ALREADY_CLOSED_BARRED if barred else api_texts.ALREADY_CLOSED)
         closed = await services.merchants.set_status(openid, "closed", f"用户在{via}申请注销", by="user")
         await forget_registration_dialog(services, openid)

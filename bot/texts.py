@@ -569,8 +569,8 @@ ACCOUNT_WITHOUT_CONSENT = {
 
 def account_overview(lines: list[str], status: str, status_label: str, reason: str | None,
                      barred: bool = False, consent: str = "accepted") -> str:
-    """``reason``: why it is suspended, or why it was returned for correction
-    (pending review); ``barred``: closed while suspended, so not to be
+    """``reason``: why it is suspended, why it was returned for correction
+    (pending review), or why 微拓 closed it; ``barred``: closed while suspended, so not to be
     registered again by the user; ``consent``: the owner's consent status
     (see :data:`ACCOUNT_WITHOUT_CONSENT`)."""
     text = "\n".join(["您的微拓商家账户：", *[f"· {line}" for line in lines], f"· 状态：{status_label}"])
@@ -588,6 +588,8 @@ def account_overview(lines: list[str], status: str, status_label: str, reason: s
     if status in ("pending_review", "active"):
         text += "\n回复“修改资料”修改，回复“注销账户”注销。"
     elif status == "closed":
+        if reason:
+            text += f"\n注销原因：{reason}"
         text += "\n" + (REREGISTRATION_BARRED if barred else "回复“注册”可重新注册。")
     return text
 

@@ -773,6 +773,8 @@ async def test_a_credit_code_on_another_account_is_pointed_out_for_review(svc):
     await register(svc, "o-alone", "张三小店")
     editor = await logged_in(svc, "eddie")
     page = text(await editor.get("/admin/merchants/o-copy"))
+    owner = await logged_in(svc, "olga")
+    assert "如因违规终止服务，请先暂停再注销" in text(await owner.get("/admin/merchants/o-copy"))  # what closing does
     assert "也登记在另外 1 个账户上" in page and "南宁市真实贸易有限公司" in page and "/admin/merchants/o-real" in page
     assert "也登记在另外" not in text(await editor.get("/admin/merchants/o-alone"))
 

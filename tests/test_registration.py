@@ -853,6 +853,18 @@ async def test_a_closure_confirmed_after_a_suspension_is_asked_again_with_its_wa
     assert "已注销" in closed and (await service.runtime.merchants.get("o-late-bar")).status == "closed"
 
 
+async def test_my_account_says_why_an_admin_closed_the_account(service):
+    # The reason reached the user only in the notice; 我的账户 said "已注销" and nothing more.
+    await register_enterprise(service, "o-ended")
+    await service.runtime.merchants.set_status("o-ended", "closed", "多次发布违规内容", by="admin:olga")
+    overview = await service.wechat.ask("o-ended", "我的账户")
+    assert "注销原因：多次发布违规内容" in overview, overview
+    await register_enterprise(service, "o-left")
+    await service.wechat.ask("o-left", "注销账户")
+    await service.wechat.ask("o-left", "确认注销")
+    assert "注销原因" not in await service.wechat.ask("o-left", "我的账户")  # their own: nothing to explain
+
+
 async def test_the_owner_can_let_an_account_closed_while_suspended_register_again(service, emulator):
     # Closed while suspended, its user was told to contact us, and nobody could
     # do anything: a dead end. The owner's 允许重新注册 lifts the bar, once.
