@@ -74,6 +74,7 @@ def for_app(body: str) -> str:
             .replace(texts.RETURNED_CHAT_HINT, "请在“我的账户”中按意见修改资料后重新提交，我们会重新审核。")
             .replace(texts.REREGISTER_CHAT_HINT, "：可在“我的账户”中重新提交注册资料。"))
 PAGE_ARG = "{name} 应为 {low} 到 {high} 之间的整数。"
+PROFILE_EXISTS = "您已有商家资料（例如刚在公众号对话中提交），为免覆盖，本次提交未保存。请重新获取资料核对，如需修改请在其基础上提交。"
 PROFILE_CHANGED = "您的商家资料在您打开页面后已有变化（例如在公众号对话中修改过），为免覆盖，本次修改未保存。请重新获取资料核对后再提交。"
 VERSION_MALFORMED = "version 格式不对：协议版本号以字母或数字开头，只含字母、数字、点、连字符和下划线，例如 \"2022-05-22\"。"
 VERSION_TOO_LONG = "version 过长（协议版本号最多 {limit} 个字符），例如 \"2022-05-22\"。"

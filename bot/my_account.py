@@ -138,12 +138,13 @@ class ChangedSince(BotError):
 
 
 async def save_registration(services: Services, openid: str, body: dict,
-                            seen: list[str] | None = None) -> tuple[Merchant, str]:
+                            seen: list[str] | None = None, create_only: bool = False) -> tuple[Merchant, str]:
     """Register or change the profile: ``(record, "registered"|"updated"|"resubmitted")``.
 
     ``seen``: the :func:`~bot.merchants.profile_stamp` values of the record the client
     may have shown (its ETag); a record changed since (in chat, say) is not
-    overwritten. With no record yet there is nothing to overwrite.
+    overwritten. With no record yet there is nothing to overwrite. ``create_only``:
+    the client found no record; one made since (a registration in chat) is not overwritten.
     Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422),
     :class:`ChangedSince` (412) or :class:`~bot.merchants.AccountRefused`
     (409, e.g. suspended).
@@ -156,6 +157,8 @@ async def save_registration(services: Services, openid: str, body: dict,
         profile = parse_profile(body, existing)
         if seen is not None and existing is not None and profile_stamp(existing) not in seen:
             raise ChangedSince(api_texts.PROFILE_CHANGED)
+        if create_only and existing is not None and existing.status != "closed":
+            raise ChangedSince(api_texts.PROFILE_EXISTS)
         return await services.merchants.save_profile(openid, profile)
 
 

@@ -525,6 +525,25 @@ async def test_if_match_keeps_a_change_made_elsewhere_from_being_overwritten(api
     assert first.status == 201
 
 
+async def test_if_none_match_keeps_a_registration_made_meanwhile_in_chat(api):
+    # The app found no record (404, no ETag to send); the user registered in chat meanwhile;
+    # the app's form replaced that record, an enterprise by an individual, both told "saved".
+    token = await api.token("chatfirst")
+    await api.accepted(token)
+    assert (await api.call("GET", "/me/registration", token=token)).status == 404
+    await api.svc.runtime.merchants.save_profile(mp_openid("chatfirst"), {
+        k: v for k, v in ENTERPRISE.items() if k != "email"})  # as chat's registration saves
+    individual = {"entity_type": "individual", "entity_name": "张三", "adult": True, "contact_name": "张三",
+                  "phone": "13912345678"}
+    refused = await api.call("PUT", "/me/registration", individual, token, headers={"If-None-Match": "*"})
+    assert (refused.status, refused.error()["code"]) == (412, "profile_changed") and "未保存" in refused.error()["message"]
+    assert (await api.svc.runtime.merchants.get(mp_openid("chatfirst"))).entity_type == "enterprise"
+    fresh = await api.token("nobodyyet")
+    await api.accepted(fresh)
+    made = await api.call("PUT", "/me/registration", individual, fresh, headers={"If-None-Match": "*"})
+    assert made.status == 201 and made.body["outcome"] == "registered"
+
+
 async def test_registration_changes_follow_the_account_rules(api):
     token = await api.token()
     await api.accepted(token)

@@ -100,7 +100,10 @@ class RegistrationHandler(ApiHandler):
         # If-Match: the ETag(s) of the record the form was filled from; "*" or none: no check.
         tags = [t.strip().removeprefix("W/").strip('"') for t in self.request.headers.get("If-Match", "").split(",")]
         seen = None if not any(tags) or "*" in tags else [t for t in tags if t]
-        merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body(), seen)
+        # If-None-Match: * : register only, the app having found no record (RFC 9110 13.1.2).
+        create_only = self.request.headers.get("If-None-Match", "").strip() == "*"
+        merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body(), seen,
+                                                                create_only=create_only)
         self.set_status(201 if outcome == "registered" else 200)
         self.set_header("ETag", f'"{profile_stamp(merchant)}"')
         self.write_json(

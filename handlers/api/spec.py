@@ -139,7 +139,8 @@ _ERRORS = {
     "403": "the version in force must be accepted first",
     "404": "no such resource",
     "409": "refused by the rules (the message says why)",
-    "412": "If-Match names an older version of the record: it changed since (the message says so)",
+    "412": "If-Match names an older version of the record, or If-None-Match: * found one: it changed since "
+           "(the message says so)",
     "413": "request body larger than 16 KiB",
     "422": "a field failed validation (error.field names it)",
     "429": "too many requests (Retry-After says when to retry)",
@@ -250,11 +251,14 @@ PATHS = {
                    _json(_obj(registration=_ref("Registration")), headers=_ETAG), 404),
         "put": _op(
             "Register, or change the profile (same rules as the chat dialog). With If-Match (the ETag of the "
-            "record the form was filled from), a record changed since, in chat say, is not overwritten (412)",
+            "record the form was filled from), a record changed since, in chat say, is not overwritten (412); "
+            "with If-None-Match: * (a first registration, the app having found no record), a record made "
+            "meanwhile, in chat say, is not overwritten either (412)",
             _json(_obj(registration=_ref("Registration"), outcome={"enum": ["updated", "resubmitted"]}, message=STR),
                   headers=_ETAG),
             400, 403, 409, 412, 422, body=_ref("RegistrationInput"),
-            params=[{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+            params=[{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"const": "*"}}],
             extra_ok={"201": _json(_obj(registration=_ref("Registration"), outcome={"const": "registered"}, message=STR),
                                    "registered")},
         ),
