@@ -6,7 +6,12 @@ the same the chat dialog gives.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.texts import beijing_time
+
+if TYPE_CHECKING:
+    from bot.agreement import AgreementVersion, Section
 
 LOGIN_REQUIRED = "请先登录（请求头需带 Authorization: Bearer <token>）。"
 SESSION_EXPIRED = "登录已失效，请重新登录。"
@@ -110,3 +115,20 @@ def what_declining_does(place: str | None, sentence: str | None) -> str:
         "不同意或撤回后，需要同意协议的服务（如商家注册、商家服务）将停止为您提供；"
         f"您仍然可以阅读协议、导出我们保存的您的数据（停止使用前可先导出），或联系我们。{quote}"
     )
+
+
+def place_text(version: "AgreementVersion", section: "Section | None", clause: int | None) -> str:
+    """A place asked for by its number (7.1, 第三节): its text, or what there is instead."""
+    if section is None:
+        return f"《{version.title}》没有这一节：它共有 {len(version.sections)} 节（第1节到第{len(version.sections)}节）。"
+    if clause is None:
+        return f"《{version.title}》版本 {version.version}\n\n{section.full_text()}"
+    if not 1 <= clause <= len(section.clauses):
+        return f"《{version.title}》第{section.number}节《{section.title}》共 {len(section.clauses)} 款，没有第 {clause} 款。"
+    return (f"《{version.title}》版本 {version.version} 第{section.number}节《{section.title}》\n\n"
+            f"{section.clause_number(clause - 1)} {section.clauses[clause - 1]}")
+
+
+def preamble_text(version: "AgreementVersion") -> str:
+    paragraphs = [f"{i}. {text}" for i, text in enumerate(version.preamble, start=1)]
+    return f"《{version.title}》版本 {version.version} 前言\n\n" + "\n\n".join(paragraphs)

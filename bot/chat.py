@@ -13,6 +13,7 @@ import re
 
 from bot import own_questions, texts
 from bot.own_questions import NEAR_CONSENT
+from bot.places import BARE_PLACE, section_and_clause
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, ConsentState, Origin
@@ -158,7 +159,7 @@ async def terms_section(chat: Chat) -> Reply:
         version, cite = await _version_named(chat, version_id)
     except VersionNotFound as exc:
         return Reply(texts.no_such_version(version_id, exc))
-    number, clause = _section_and_clause(place)
+    number, clause = section_and_clause(place)
     section = version.section(number) if number is not None else None
     shown = place.strip("第节款条")[:12]  # "没有第 4.9 款", not "没有第 第4.9款 款"
     if section is None:
@@ -203,27 +204,6 @@ async def terms_of_version(chat: Chat) -> Reply:
     if version.version == current.version:
         return Reply(texts.terms_overview(current, await terms.pending()))
     return Reply(texts.version_overview(version, current))
-
-
-_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
-
-
-def _section_and_clause(place: str) -> tuple[int | None, int | None]:
-    """``"4.1"`` -> (4, 1), ``"第三节"`` -> (3, None); (None, None) for what names no section."""
-    text = re.sub(r"[,、]", ".", place.strip("第节款条"))
-    if len(text) > 9:  # 条款 99999999999999999999: no agreement has that many (nor may int() take 5,000 digits)
-        return None, None
-    if re.fullmatch(r"\d+\.\d+", text):
-        section, clause = text.split(".")
-        return int(section), int(clause)
-    if text.isdigit():
-        return int(text), None
-    if text and all(c in _NUMERALS for c in text):
-        if len(text) == 1:
-            return _NUMERALS[text], None
-        if len(text) == 2 and text[0] == "十":  # 十一 ... 十九
-            return 10 + _NUMERALS[text[1]], None
-    return None, None
 
 
 # -- consent -----------------------------------------------------------------------
@@ -602,11 +582,6 @@ async def only_text(chat: Chat) -> Reply:
     return Reply(texts.ONLY_TEXT)
 
 
-#: A place in the agreement named alone, as the Q&A cites them (a bare number is
-#: no place: dialogs and menus take those).
-_BARE_PLACE = re.compile(r"第?\d+[.,、]\d+款?|第(?:\d+|[一二三四五六七八九十]+)[节款条]")
-
-
 @router.fallback
 async def free_text(chat: Chat) -> Reply:
     """A question in the user's words: answered by quoting the agreement."""
@@ -631,7 +606,7 @@ async def free_text(chat: Chat) -> Reply:
         why = await _own_account_reason(chat)
         if why is not None:
             return Reply(why)
-    if _BARE_PLACE.fullmatch(bare):  # 7.1, 第4.2款, 第三节 sent alone: a place to read, not a question
+    if BARE_PLACE.fullmatch(bare):  # 7.1, 第4.2款, 第三节 sent alone: a place to read, not a question
         return await chat.run_command(f"条款 {bare}")
     parts = [part for part in re.split(r"[，,、。.!！~～\s]+", bare) if part]
     choice = any(part in NEAR_CONSENT for part in parts)

@@ -781,6 +781,22 @@ async def test_qa_answers_with_clause_references_or_abstains(api):
     assert (await api.call("GET", "/qa?q=hi")).status == 401
 
 
+async def test_qa_reads_out_a_place_named_by_its_number(api):
+    # The answers cite "refs": ["4.1"]; asked for 7.1 or 条款 4.1, the Q&A abstained (chat reads them out).
+    token = await api.token()
+    from urllib.parse import quote
+    for question, ref, needle in (("7.1", "7.1", "7.1 "), ("条款 4.1", "4.1", "4.1 我们的某些服务"), ("第三节", "3", "隐私"),
+                                  ("前言", "前言", "1. "), ("第4.2款", "4.2", "4.2 ")):
+        reply = await api.call("GET", "/qa?q=" + quote(question), token=token)
+        assert reply.status == 200 and reply.body["kind"] == "place", (question, reply.body)
+        assert reply.body["refs"] == [ref] and needle in reply.body["text"], (question, reply.body["text"][:80])
+        assert "回复" not in reply.body["text"]  # no chat commands in the app
+    missing = await api.call("GET", "/qa?q=" + quote("9.9"), token=token)
+    assert (missing.body["kind"], missing.body["refs"]) == ("place", []) and "共有 7 节" in missing.body["text"]
+    no_clause = await api.call("GET", "/qa?q=" + quote("4.9"), token=token)
+    assert no_clause.body["refs"] == [] and "没有第 9 款" in no_clause.body["text"]
+
+
 async def test_qa_answers_questions_about_the_users_own_consent_from_their_record(api):
     # As chat does: "我同意了吗" quoted the preamble's clause; the user's record answers it.
     token = await api.token()

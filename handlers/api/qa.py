@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import api_texts, own_questions
+from bot import api_texts, own_questions, places
 from bot.validation import Invalid
 from handlers.api.base import ApiHandler
 from storage.redis_store import RedisUnavailable
@@ -29,7 +29,11 @@ class QAHandler(ApiHandler):
             raise Invalid(api_texts.QUESTION_MISSING, "q")
         version = await self.services.terms.current()
         asked = own_questions.asked(question)
-        if asked == own_questions.OWN_CONSENT and self.user is None:
+        place = places.asked(question)
+        if place is not None:
+            # 7.1 or 条款 4.1, as the answers cite clauses: read out, as chat does (the Q&A abstained).
+            kind, refs, text = "place", *_place(version, place)
+        elif asked == own_questions.OWN_CONSENT and self.user is None:
             kind, refs, text = asked, (), api_texts.STORAGE_UNAVAILABLE
         elif asked == own_questions.OWN_CONSENT:
             # Answered from the user's own record, as chat answers it.
@@ -58,6 +62,18 @@ class QAHandler(ApiHandler):
                 "version": version.version,
             }
         )
+
+
+def _place(version, place) -> tuple[tuple[str, ...], str]:
+    """The refs and text of a place asked for (:func:`bot.places.asked`)."""
+    if place == places.PREAMBLE:
+        return ("前言",), api_texts.preamble_text(version)
+    number, clause = place
+    section = version.section(number) if number is not None else None
+    text = api_texts.place_text(version, section, clause)
+    if section is None or (clause is not None and not 1 <= clause <= len(section.clauses)):
+        return (), text
+    return (section.clause_number(clause - 1) if clause is not None else str(section.number),), text
 
 
 def _reference(version, ref: str) -> dict:
