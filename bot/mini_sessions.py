@@ -69,6 +69,14 @@ class LoginFailed(BotError):
     code = "invalid_code"
 
 
+class LoginRefused(BotError):
+    """WeChat refuses this user (40226, a risky account): a new code would not help,
+    so not 401, which a mini-program answers by logging in again, for ever."""
+
+    status = 403
+    code = "user_blocked"
+
+
 class RateLimited(BotError):
     status = 429
     code = "rate_limited"
@@ -87,7 +95,7 @@ class LoginUnavailable(BotError):
 _LOGIN_ERRORS: dict[int, tuple[type[BotError], str, str]] = {
     40029: (LoginFailed, "invalid_code", api_texts.CODE_INVALID),
     40163: (LoginFailed, "code_used", api_texts.CODE_USED),
-    40226: (LoginFailed, "user_blocked", api_texts.USER_RISKY),
+    40226: (LoginRefused, "user_blocked", api_texts.USER_RISKY),
 }
 
 

@@ -150,6 +150,14 @@ async def test_login_errors_map_wechat_codes(api, emulator):
     busy = await api.call("POST", "/session", {"code": "bob-8"})
     assert (busy.status, busy.error()["code"]) == (429, "too_frequent")
     assert int(busy.headers["Retry-After"]) > 0
+    # A user WeChat refuses (40226): not 401, which the app answers by logging in again, and again.
+    for fault, status, code in (({"errcode": 40226}, 403, "user_blocked"), ({"errcode": -1}, 503, "wechat_unavailable")):
+        await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="POST",
+                                      body=json.dumps({"path": "/sns/jscode2session", **fault}))
+        refused = await api.call("POST", "/session", {"code": f"bob-{code}"})
+        assert (refused.status, refused.error()["code"]) == (status, code), refused.body
+        if status == 503:
+            assert int(refused.headers["Retry-After"]) > 0  # as storage's 503s say when to try again
 
     for body, status, code in (
         ({}, 422, "invalid_field"),

@@ -152,6 +152,8 @@ class ApiHandler(BaseHandler):
                 error["errors"] = getattr(exc, "errors", None) or [{"field": exc.field, "message": exc.message}]
             if isinstance(exc, RateLimited):
                 self.set_header("Retry-After", str(exc.retry_after))
+            elif exc.status == 503:  # WeChat unavailable at log-in: as storage's 503s say
+                self.set_header("Retry-After", "5")
             if exc.status == 401:
                 self.set_header("WWW-Authenticate", 'Bearer realm="wetoop"')
             self.set_header("Cache-Control", "no-store")
