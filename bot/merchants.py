@@ -311,6 +311,13 @@ class MerchantAccounts:
             moves = []
         return moves
 
+    async def sharing_credit_code(self, merchant: Merchant) -> list[Merchant]:
+        """Other accounts with ``merchant``'s credit code: a duplicate, or someone
+        registering a company not theirs (the reviewer is told, in the console and the CLI)."""
+        if not merchant.credit_code:
+            return []
+        return [m for m in await self.repo.with_credit_code(merchant.credit_code) if m.openid != merchant.openid]
+
     async def barred_from_registering(self, openid: str) -> bool:
         """Whether the account's user may not register it again: it was closed
         while suspended (how 微拓 ends the service of an abuser; a closure of an

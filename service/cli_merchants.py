@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bot.agreement import CHINA
 from bot.merchants import STATUSES, TRANSITIONS
@@ -38,8 +39,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for m in merchants:
         updated = m.updated_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if m.updated_at else ""
         kind = {"individual": "个人", "enterprise": "企业"}.get(m.entity_type or "", "")
-        rows.append([m.openid, STATUSES[m.status], kind, m.entity_name or "-", m.contact_name or "-", m.phone or "-", updated])
-    print_table(["openid", "状态", "类型", "名称", "联系人", "手机", "更新时间"], rows)
+        rows.append([m.openid, STATUSES[m.status], kind, m.entity_name or "-", m.credit_code or "-", m.contact_name or "-",
+                     m.phone or "-", updated])
+    print_table(["openid", "状态", "类型", "名称", "信用代码", "联系人", "手机", "更新时间"], rows)
     return 0
 
 
@@ -52,9 +54,14 @@ def cmd_set_status(args: argparse.Namespace) -> int:
             before={"status": before.status if before else None},
             after={"status": merchant.status, "reason": args.reason.strip()},
         )
-        return before, merchant
+        sharing = [] if merchant.status == "closed" else await runtime.merchants.sharing_credit_code(merchant)
+        return before, merchant, sharing
 
-    before, merchant = with_runtime(args, work)
+    before, merchant, sharing = with_runtime(args, work)
+    if sharing:  # as the console's merchant page says it
+        others = "、".join(f"{m.openid}（{m.entity_name or '已注销'}，{STATUSES[m.status]}）" for m in sharing[:5])
+        print(f"注意：统一社会信用代码 {merchant.credit_code} 也登记在另外 {len(sharing)} 个账户上：{others}",
+              file=sys.stderr)
     if before is not None and before.status == merchant.status:  # an action of its own (允许重新注册, 退回修改)
         print(f"商家 {merchant.openid}：已{TRANSITIONS[(merchant.status, merchant.status)]}（原因：{args.reason.strip()}），并已通知商家")
     else:

@@ -725,6 +725,9 @@ async def test_merchants_cli(tmp_path):
     try:
         await runtime.prepare()
         await runtime.merchants.save_profile("o-cli", {"entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13812345678"})
+        for openid, name in (("o-co1", "南宁市甲贸易有限公司"), ("o-co2", "南宁市乙贸易有限公司")):  # one code, two accounts
+            await runtime.merchants.save_profile(openid, {"entity_type": "enterprise", "entity_name": name, "credit_code": CODE,
+                                                          "contact_name": "王五", "phone": "13812345678"})
     finally:
         await runtime.close()
         embedded.stop()
@@ -753,7 +756,11 @@ def _merchants_cli_checks(tmp_path) -> None:
     assert "没有符合条件" in run_cli("merchants", "list", "--status", "active", "--data-dir", str(tmp_path)).stdout
 
     ok = run_cli("merchants", "set-status", "o-cli", "active", "--reason", "资料齐全", "--data-dir", str(tmp_path))
-    assert ok.returncode == 0 and "已生效" in ok.stdout
+    assert ok.returncode == 0 and "已生效" in ok.stdout and "也登记在" not in ok.stderr
+    # A credit code on another account: said, as the console's page says it (approved unwarned).
+    dup = run_cli("merchants", "set-status", "o-co2", "active", "--reason", "资料齐全", "--data-dir", str(tmp_path))
+    assert dup.returncode == 0 and f"统一社会信用代码 {CODE} 也登记在另外 1 个账户上：o-co1" in dup.stderr, dup.stderr
+    assert CODE in run_cli("merchants", "list", "--data-dir", str(tmp_path)).stdout
     bad = run_cli("merchants", "set-status", "o-cli", "pending_review", "--reason", "x", "--data-dir", str(tmp_path))
     assert bad.returncode == 2 and "不能从“已生效”改为“待审核”" in bad.stderr
     blank = run_cli("merchants", "set-status", "o-cli", "suspended", "--reason", "  ", "--data-dir", str(tmp_path))

@@ -72,9 +72,7 @@ class MerchantHandler(AdminHandler):
             raise NoAccount(f"没有 openid 为 {openid} 的商家")
         history = await self.runtime.merchants.repo.history(openid)
         moves = await self.runtime.merchants.moves(merchant)
-        # The same credit code on other accounts: a duplicate, or someone registering a company not theirs.
-        sharing = [m for m in await self.runtime.merchants.repo.with_credit_code(merchant.credit_code)
-                   if m.openid != merchant.openid] if merchant.credit_code else []
+        sharing = await self.runtime.merchants.sharing_credit_code(merchant)
         self.page("merchant.html", http_status=status, m=merchant, history=history, moves=moves, statuses=STATUSES,
                   sharing=sharing,
                   kinds=KINDS, error=error, reason=reason, seen=profile_stamp(merchant))
