@@ -163,6 +163,16 @@ class DialogEngine:
                 return Reply(texts.dialog_resume_offer(dialog.title, self._summary_lines(dialog, draft["answers"])))
             answers = {}
         if at_summary:
+            draft = await dialogs.load_draft(chat.openid, dialog.name)
+            if (draft and draft.get("answers") and draft.get("answers") != answers
+                    and (draft.get("context") or {}) == (context or {})):
+                # Changes typed into this same record and left (the dialog expired): offered
+                # back, as a registration's draft is; 重新开始 starts from the record again.
+                draft["restart_answers"] = answers
+                await self._save(chat, dialog, RESUME_STEP, draft["answers"], [], draft, amending=True,
+                                 context=context or {})
+                return Reply(texts.dialog_resume_offer(
+                    texts.amend_title(dialog.title), self._summary_lines(dialog, draft["answers"]), amending=True))
             await self._save(chat, dialog, SUMMARY, answers, [], amending=True, context=context or {})
             return Reply(self._prompt(dialog, SUMMARY, answers, amending=True))
         chat.dialog = DialogState(name="", data={"context": context or {}})  # for _goto's save to carry
@@ -192,7 +202,12 @@ class DialogEngine:
                 return await self._goto(chat, dialog, draft.get("step") or SUMMARY, answers, draft.get("history") or [])
             if word == RESTART:
                 await chat.services.dialogs.clear_draft(chat.openid, dialog.name)
-                fresh = (state.data.get("draft") or {}).get("restart_context") or {}
+                draft = state.data.get("draft") or {}
+                if state.data.get("amending"):  # from the record as it is
+                    record = draft.get("restart_answers") or {}
+                    await self._save(chat, dialog, SUMMARY, record, [], amending=True, context=dialog_context(chat))
+                    return Reply(self._prompt(dialog, SUMMARY, record, amending=True))
+                fresh = draft.get("restart_context") or {}
                 return await self._goto(chat, dialog, self._next(dialog, {}, None), {}, [], context=fresh)
             return await self._answered(chat, dialog, texts.dialog_resume_choice())
         if word == RESTART and not state.data.get("amending"):  # changing saved data: 取消 leaves it as it was
@@ -271,6 +286,10 @@ class DialogEngine:
             chosen = editable[int(word) - 1]
         else:
             chosen = next((s for s in editable if normalize_command(s.label) == word), None)
+            # A label's start or part (手机 for 手机号码, 信用代码), if it names one item only.
+            near = [s for s in editable if len(word) >= 2 and word in normalize_command(s.label)]
+            if chosen is None and len(near) == 1:
+                chosen = near[0]
         if chosen is None:
             return await self._answered(chat, dialog, self._prompt(dialog, CHOOSE, answers),
                                         texts.dialog_choose_again(len(editable)))

@@ -453,10 +453,16 @@ def dialog_choose_again(count: int) -> str:
     return f"请回复 1 到 {count} 之间的编号，或项目名称。"
 
 
-def dialog_resume_offer(title: str, lines: list[str]) -> str:
+def dialog_resume_offer(title: str, lines: list[str], amending: bool = False) -> str:
+    again = "回复“重新开始”从当前资料重新修改" if amending else "回复“重新开始”从头填写"
     return "\n".join(
-        [f"您有一份未完成的{title}：", *[f"· {line}" for line in lines], "", "回复“继续”接着填写，回复“重新开始”从头填写，回复“取消”放弃。"]
+        [f"您有一份未完成的{title}：", *[f"· {line}" for line in lines], "", f"回复“继续”接着填写，{again}，回复“取消”放弃。"]
     )
+
+
+def amend_title(title: str) -> str:
+    """What a dialog that changes saved data is called (修改资料 of 商家注册: 商家资料修改)."""
+    return f"{_subject(title)}资料修改"
 
 
 def dialog_resume_choice() -> str:

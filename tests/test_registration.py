@@ -860,6 +860,25 @@ async def test_a_closure_confirmed_after_a_suspension_is_asked_again_with_its_wa
     assert "已注销" in closed and (await service.runtime.merchants.get("o-late-bar")).status == "closed"
 
 
+async def test_changes_to_a_saved_record_left_unfinished_are_offered_back(service):
+    # 修改资料 → a new phone → left at the summary; the dialog expired; 修改资料 showed the old phone.
+    await register_enterprise(service, "o-amend-later")
+    await chat(service, "o-amend-later", "修改资料", "修改", "手机", "13911112222")
+    await service.runtime.services.dialogs.clear("o-amend-later")  # the dialog's idle expiry; its draft stays
+    offer = await service.wechat.ask("o-amend-later", "修改资料")
+    assert "未完成的商家资料修改" in offer and "13911112222" in offer and "从当前资料重新修改" in offer, offer
+    summary = await service.wechat.ask("o-amend-later", "继续")
+    assert "13911112222" in summary and "请核对您的商家资料" in summary, summary
+    assert "资料已更新" in await service.wechat.ask("o-amend-later", "确认")
+    assert (await service.runtime.merchants.get("o-amend-later")).phone == "13911112222"
+    # 重新开始: from the record as it is, not an empty registration.
+    await chat(service, "o-amend-later", "修改资料", "修改", "手机", "13733334444")
+    await service.runtime.services.dialogs.clear("o-amend-later")
+    await service.wechat.ask("o-amend-later", "修改资料")
+    again = await service.wechat.ask("o-amend-later", "重新开始")
+    assert "请核对您的商家资料" in again and "13911112222" in again and "13733334444" not in again, again
+
+
 async def test_my_account_says_why_an_admin_closed_the_account(service):
     # The reason reached the user only in the notice; 我的账户 said "已注销" and nothing more.
     await register_enterprise(service, "o-ended")
