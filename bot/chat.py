@@ -647,6 +647,8 @@ async def _own_account_reason(chat: Chat) -> str | None:
         return None  # the Q&A answers meanwhile
     if merchant is not None and merchant.status == "suspended":
         return texts.suspended(reason or "未说明")
+    if merchant is not None and merchant.status == "closed":  # by 微拓, with its reason
+        return texts.closed_by_us(reason) if reason else None
     return texts.returned_for_correction(reason) if reason else None
 
 

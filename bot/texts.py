@@ -600,6 +600,10 @@ def account_overview(lines: list[str], status: str, status_label: str, reason: s
     return text
 
 
+def closed_by_us(reason: str) -> str:
+    return f"您的微拓商家账户已由微拓注销，原因：{reason}\n商家资料已删除，同意记录依法保留。如有异议：{CONTACT}"
+
+
 def returned_for_correction(reason: str) -> str:
     return f"您的注册资料已被退回修改，原因：{reason}\n请回复“修改资料”按要求修改并确认，资料将重新提交审核。"
 

@@ -885,6 +885,8 @@ async def test_my_account_says_why_an_admin_closed_the_account(service):
     await service.runtime.merchants.set_status("o-ended", "closed", "多次发布违规内容", by="admin:olga")
     overview = await service.wechat.ask("o-ended", "我的账户")
     assert "注销原因：多次发布违规内容" in overview, overview
+    why = await service.wechat.ask("o-ended", "为什么被封号了")  # not "returned for correction"
+    assert "已由微拓注销" in why and "多次发布违规内容" in why and "退回修改" not in why, why
     await register_enterprise(service, "o-left")
     await service.wechat.ask("o-left", "注销账户")
     await service.wechat.ask("o-left", "确认注销")
