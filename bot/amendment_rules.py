@@ -120,40 +120,51 @@ def check_publication(
 
 
 def _check_not_reverting(draft: AgreementVersion, latest: AgreementVersion, older: list[AgreementVersion]) -> None:
-    """Refuse a draft made from an older version than ``latest``: published,
-    it would quietly undo the changes made since, while users are told only
-    of its own ``changes``. A draft closer (in clauses and preamble paragraphs
-    changed) to an older version than to the latest is taken for one; undoing
-    on purpose is allowed once ``changes`` names every clause undone."""
-    if not older:
+    """Refuse a draft made from an older version than ``latest`` (:func:`undoes`)
+    unless ``changes`` names each clause it undoes."""
+    found = undoes(draft, [*older, latest])
+    if found is None:
         return
-    units = _units(draft)
-    texts = set(units.values())
-
-    def distance(version: AgreementVersion) -> int:
-        return len(texts ^ set(_units(version).values()))
-
-    base = min(older, key=lambda v: (distance(v), -v.effective_at.timestamp()))
-    if distance(base) >= distance(latest):
-        return
-    base_texts = set(_units(base).values())
-    latest_units = _units(latest)
-    latest_texts = set(latest_units.values())
-    # The latest version's changes removed, and the older text put back.
-    undone = [label for label, text in latest_units.items() if text not in texts and text not in base_texts]
-    undone += [label for label, text in units.items()
-               if text in base_texts and text not in latest_texts and label not in undone]
+    base, undone = found
     unnamed = [label for label in undone if not _named(label, draft.changes)]
     if not unnamed:
         return
-    listed = "、".join(_label(u) for u in unnamed[:8]) + ("等" if len(unnamed) > 8 else "")
+    listed = places(unnamed)
     raise AmendmentRefused(
         "reverts",
         f"这份草稿与较早的版本 {base.version} 更接近，而不是最新版本 {latest.version}：发布后会撤销此后的修改（{listed}），"
         f"而用户只会看到 changes 中写的修改。请以最新版本 {latest.version} 为基础重新起草"
         f"（wetoop-bot terms show {latest.version}，或管理后台该版本页面的“以此版本为基础起草”）；"
-        f"如确要撤销这些修改，请在 changes 中逐条写明（例如“{_label(unnamed[0])}：恢复为版本 {base.version} 的文字”）",
+        f"如确要撤销这些修改，请在 changes 中逐条写明（例如“{_label(unnamed[0])}：撤销版本 {latest.version} 的修改”）",
     )
+
+
+def undoes(draft: AgreementVersion, published: list[AgreementVersion]) -> tuple[AgreementVersion, list] | None:
+    """When ``draft`` is closer to an older published version than to the
+    latest one (it was drafted from it): that version, and the places of the
+    latest's text the draft would undo; else None. Closeness counts places
+    (preamble paragraphs and clauses, by number) whose text differs, so
+    rewording a clause the latest version added is no undoing. The console
+    asks this of a draft as it starts one; publishing refuses what it finds."""
+    if len(published) < 2:
+        return None
+    latest = max(published, key=lambda v: v.effective_at)
+    units = _units(draft)
+
+    def distance(version: AgreementVersion) -> int:
+        theirs = _units(version)
+        return sum(units.get(k) != theirs.get(k) for k in units.keys() | theirs.keys())
+
+    older = [v for v in published if v is not latest]
+    base = min(older, key=lambda v: (distance(v), -v.effective_at.timestamp()))
+    if distance(base) >= distance(latest):
+        return None
+    base_units, latest_units = _units(base), _units(latest)
+    # Places where the latest version changed the base's text and the draft has the base's (or none).
+    undone = [k for k in base_units.keys() | latest_units.keys()
+              if base_units.get(k) != latest_units.get(k) and units.get(k) != latest_units.get(k)
+              and units.get(k) == base_units.get(k)]
+    return (base, sorted(undone)) if undone else None
 
 
 def _units(version: AgreementVersion) -> dict[tuple[int, int], str]:
@@ -164,18 +175,25 @@ def _units(version: AgreementVersion) -> dict[tuple[int, int], str]:
     return units
 
 
+def places(units: list) -> str:
+    """Places as admins read them: 第1.6条、前言第2段 (at most eight, then 等)."""
+    return "、".join(_label(u) for u in units[:8]) + ("等" if len(units) > 8 else "")
+
+
 def _label(unit: tuple[int, int]) -> str:
     section, number = unit
     return f"前言第{number}段" if section == 0 else f"第{section}.{number}条"
 
 
 def _named(unit: tuple[int, int], changes: Iterable[str]) -> bool:
-    """Whether a line of ``changes`` names ``unit``: 第6.1条, 6.1, 第6节第1款; 前言第2段, 前言.2."""
+    """Whether a line of ``changes`` names ``unit``: 第6.1条, 6.1, 第6节第1款, or its
+    whole section (第6节); 前言第2段, 前言.2, or 前言 alone."""
     section, number = unit
     if section == 0:
-        pattern = rf"前言(第|\.)?{number}(?!\d)"
+        pattern = rf"前言(?!(第|\.)?\d)|前言(第|\.)?{number}(?!\d)"
     else:
-        pattern = rf"(?<![\d.]){section}\.{number}(?![\d])|第{section}节第{number}[款条]"
+        pattern = (rf"(?<![\d.]){section}\.{number}(?![\d])|第{section}节第{number}[款条]"
+                   rf"|第{section}节(?!第)")
     return any(re.search(pattern, line) for line in changes)
 
 

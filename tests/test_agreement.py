@@ -230,6 +230,29 @@ def test_a_draft_made_from_an_older_version_is_refused_unless_it_names_what_it_u
     check("legal", later, draft=again, published=[seed, first])
 
 
+def test_rewording_what_the_latest_version_added_is_no_undoing():
+    # Closeness by text sets took a draft from v2 that reworded v2's new clause 6.2
+    # for one closer to the seed (which has no 6.2), and refused it.
+    seed = load_seed()
+    six = seed.sections[5]
+    added = dataclasses.replace(seed, version="2026-12-09", changes=("第6节：新增第2款",), sections=seed.sections[:5] + (
+        dataclasses.replace(six, clauses=six.clauses + ("商家应妥善保存交易记录。",)),) + seed.sections[6:]).published(
+        "legal", NOW, NOW)
+    reworded = dataclasses.replace(added, version="2026-12-20", changes=("第6节新增的条款：措辞调整",), sections=(
+        added.sections[:5] + (dataclasses.replace(added.sections[5], clauses=six.clauses + ("商家应妥善保存交易记录三年。",)),)
+        + added.sections[6:]))
+    later = NOW + dt.timedelta(hours=1)
+    check("legal", later, draft=reworded, published=[seed, added])
+    # A draft from the seed undoes 6.2: named by its section, that is said.
+    stale = dataclasses.replace(seed, version="2026-12-20", changes=("第1节第6款：简化表述",),
+                                sections=amended().sections)
+    with pytest.raises(AmendmentRefused) as info:
+        check("legal", later, draft=stale, published=[seed, added])
+    assert "第6.2条" in info.value.message and "撤销版本 2026-12-09 的修改" in info.value.message
+    check("legal", later, draft=dataclasses.replace(stale, changes=("第1节第6款：简化表述", "删除第6节新增的条款")),
+          published=[seed, added])
+
+
 def test_unknown_reason_is_refused():
     with pytest.raises(AmendmentRefused) as info:
         check("because", NOW + dt.timedelta(days=30))

@@ -7,6 +7,7 @@ import secrets
 import tornado.escape
 import tornado.web
 
+from bot import amendment_rules
 from bot.agreement import REASONS
 from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASONS, earliest_shown
 from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, draft_stamp
@@ -108,13 +109,14 @@ class TermsPublishHandler(AdminHandler):
                 else (await terms.versions())[-1]
             form = VersionForm(toml=base.to_toml(), reason="routine", effective_at="")
             published = await terms.versions()  # withdrawn ones left out: drafting from one undoes nothing
-            latest = published[-1]
-            if base.version != latest.version and any(v.version == base.version for v in published):
-                # Said now, not only when publishing is refused (amendment_rules: no quiet undoing).
+            undone = amendment_rules.undoes(base, published)
+            if undone is not None:
+                # Said now, by the rule publishing applies, not only when publishing is refused.
+                latest = published[-1]
                 await self._form(form, draft_id, error=(
-                    f"注意：您正以较早的版本 {base.version} 为基础起草，最新版本是 {latest.version}。这份草稿会撤销此后的修改；"
-                    "发布时，changes 中须逐条写明撤销了哪些条款（例如“第6.1条：恢复为版本 "
-                    f"{base.version} 的文字”），否则将被拒绝。如只想在最新版本上修改，请改以版本 {latest.version} 为基础起草。"))
+                    f"注意：您正以较早的版本 {base.version} 为基础起草，最新版本是 {latest.version}。这份草稿会撤销此后的修改"
+                    f"（{amendment_rules.places(undone[1])}）；发布时，changes 中须逐条写明，否则将被拒绝。"
+                    f"如只想在最新版本上修改，请改以版本 {latest.version} 为基础起草。"))
                 return
         await self._form(form, draft_id)
 
