@@ -237,8 +237,10 @@ async def accept(chat: Chat) -> Reply:
 @router.menu(MENU_DECLINE)
 async def decline(chat: Chat) -> Reply:
     state = await chat.fresh_consent()
-    if (shown := await _version_changed_since_asked(chat, state, "不同意")) is not None:
-        return shown  # a refusal, too, is recorded only for the version the user was shown
+    # A refusal, too, is recorded only for the version the user was shown (one who
+    # accepted the version in force has seen it: their 不同意 is of that one).
+    if not state.accepted and (shown := await _version_changed_since_asked(chat, state, "不同意")) is not None:
+        return shown
     state, added = await chat.services.consents.decline(chat.openid, await origin(chat), state=state)
     chat.forget_consent()
     await _pop_resume(chat)  # the pending action will not happen

@@ -232,7 +232,7 @@ class DialogEngine:
         step = dialog.step(step_name)
         if word in (CONFIRM, EDIT, RESUME, RESTART) and word not in step.takes:
             # A control word is never an answer (确认 is no contact name): say where we are.
-            return Reply(texts.dialog_word_not_answer(word, step.label) + "\n\n" + self._prompt(dialog, step_name, answers))
+            return Reply(texts.dialog_word_not_answer(chat.message.text.strip()[:20], step.label) + "\n\n" + self._prompt(dialog, step_name, answers))
         try:
             value = step.parse(chat.message.text, answers)
             step.check(value)

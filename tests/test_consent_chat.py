@@ -493,6 +493,21 @@ async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(ma
     assert [r.version for r in await svc.runtime.ledger.history("o-late")] == ["2026-12-01-legal"]
 
 
+async def test_a_refusal_by_one_who_accepted_the_version_in_force_elsewhere_is_recorded(make_service, clock):
+    # Asked about 2022-05-22 at the follow; accepted the new version in the mini-program;
+    # 不同意 in chat was answered as if never shown it ("请回复同意接受…").
+    from bot.consent import Origin
+
+    svc = await make_service(clock=clock)
+    await svc.wechat.post(event_xml("o-both-ways", "subscribe"))
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+                                    effective_at=None, by="t")
+    await svc.runtime.consents.accept("o-both-ways", Origin(channel="miniprogram", message_id="tap-1"))
+    reply = await svc.wechat.ask("o-both-ways", "不同意")
+    assert reply.startswith("已记录：您不同意") and "版本 2026-12-01-legal" in reply, reply
+    assert [r.action for r in await svc.runtime.ledger.history("o-both-ways")] == ["accept", "decline"]
+
+
 async def test_the_first_question_after_a_version_takes_effect_quotes_the_new_text(make_service, clock):
     # The index was rebuilt in the background: the next answers quoted the old 4.1.
     svc = await make_service(clock=clock)

@@ -296,9 +296,10 @@ def test_stickers_examples_and_placeholders_are_no_details():
 def test_the_age_and_the_entity_type_in_words_of_their_own():
     from bot.validation import parse_adult, parse_entity_type
 
-    for typed in ("已满18", "是滴", "成年了", "已满十八周岁", "18岁以上", "是"):
+    for typed in ("已满18", "是滴", "成年了", "已满十八周岁", "18岁以上", "是", "已年满18周岁", "年满18", "我已满18周岁",
+                  "是的，已满18", "确认已满18周岁"):  # the prompt's own words (请确认您已年满 18 周岁) too
         assert parse_adult(typed) is True, typed
-    for typed in ("未满18", "未成年", "没满十八岁", "不到18岁", "否"):
+    for typed in ("未满18", "未成年", "没满十八岁", "不到18岁", "否", "还没有满18岁", "未年满18周岁"):
         assert parse_adult(typed) is False, typed
     with pytest.raises(Invalid) as refused:
         parse_entity_type("个体户")
