@@ -520,7 +520,7 @@ def already_registered(status_label: str) -> str:
 
 
 NOT_REGISTERED = "您还没有注册微拓商家账户。回复“注册”开始注册，一分钟即可完成。"
-NOT_REGISTERED_FILLING = "您的注册资料还没有提交，因此还没有商家账户。请接着完成下面的注册步骤，回复“取消”可放弃。"
+NOT_REGISTERED_FILLING = "您的注册资料还没有提交，因此还没有商家账户。请接着完成注册，回复“取消”可放弃。"
 ALREADY_CLOSED = "您的微拓商家账户已经注销，无需重复操作。如需再次使用商家服务，回复“注册”重新注册。"
 
 

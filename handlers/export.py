@@ -55,7 +55,7 @@ VALUES = {
                 "customer_service": "客服消息", "mass": "群发"},
     "entity_type": {"individual": "个人", "enterprise": "企业"},
     "category": CATEGORIES,
-    "kind": {"answer": "引用协议条款", "abstain": "未找到对应条款", "smalltalk": "寒暄"},
+    "kind": {"answer": "引用协议条款", "abstain": "未找到对应条款", "smalltalk": "寒暄", "form_help": "注册表单说明"},
 }
 #: The notice preferences: category -> on/off.
 SWITCH = {"on": "接收", "off": "已退订"}

@@ -730,3 +730,12 @@ async def test_terms_shows_every_upcoming_version(make_service, clock):
     overview = await svc.wechat.ask("o-two", "条款")
     assert "版本 2026-12-09 将于" in overview and "第1节第6款：简化表述" in overview
     assert "版本 2026-12-11 将于" in overview and "新增附加说明一节" in overview  # the later one was hidden
+
+
+def test_every_kind_of_logged_question_has_a_label_on_the_export_page():
+    # form_help was shown to users as "form_help".
+    from bot.answers import FORM_HELP
+    from bot.qa.engine import ABSTAIN, ANSWER, SMALLTALK
+    from handlers.export import VALUES
+
+    assert {ANSWER, ABSTAIN, SMALLTALK, FORM_HELP} <= set(VALUES["kind"])
