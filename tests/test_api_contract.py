@@ -68,6 +68,8 @@ async def test_the_document_is_served(api):
     served = json.loads(response.body)
     assert served["servers"] == [{"url": api.svc.url + "/api/v1"}]
     assert served["paths"] == json.loads(json.dumps(spec.PATHS))
+    # Log-in's 403 says what it is there (the shared words spoke of consent).
+    assert "user_blocked" in served["paths"]["/session"]["post"]["responses"]["403"]["description"]
 
 
 async def test_the_api_root_points_to_the_document(api):

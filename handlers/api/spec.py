@@ -160,11 +160,14 @@ def _errors(*codes: int) -> dict:
 
 
 def _op(summary: str, ok: dict, *errors: int, auth: bool = True, body: dict | None = None, params=None,
-        ok_status: str = "200", extra_ok: dict | None = None) -> dict:
+        ok_status: str = "200", extra_ok: dict | None = None, described: dict | None = None) -> dict:
+    """``described``: status -> what it means for this operation, where the shared words do not fit."""
     codes = set(errors) | {400, 429, 503}
     if auth:
         codes.add(401)
     op: dict = {"summary": summary, "responses": {ok_status: ok, **(extra_ok or {}), **_errors(*sorted(codes))}}
+    for status, description in (described or {}).items():
+        op["responses"][str(status)] = {**op["responses"][str(status)], "description": description}
     if not auth:
         op["security"] = []
     if body is not None:
@@ -192,6 +195,7 @@ PATHS = {
             400, 401, 403, 422, auth=False,
             body={"type": "object", "properties": {"code": {"type": "string", "minLength": 1, "maxLength": 128}}, "required": ["code"],
                   "example": {"code": "081Kq4Ga1Mh1vG0KQOGa1Kq4Ga1Kq4Gk"}},
+            described={403: "WeChat refuses this user (user_blocked): a new code would not help, so no 401"},
         ),
         "delete": _op("Log out: end this token's session", {"description": "logged out"}, ok_status="204"),
     },
