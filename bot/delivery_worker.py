@@ -695,6 +695,8 @@ class _Batch:
         #: were the taker to die before finishing).
         self.lost = False
         self._flushed = time.monotonic()
+        #: No send of this batch came before this: a follow since is not undone by a refusal (43004).
+        self.began = worker.deps.clock()
 
     @contextlib.asynccontextmanager
     async def kept_alive(self) -> AsyncIterator[None]:
@@ -736,7 +738,7 @@ class _Batch:
         if not self.outcomes or time.monotonic() - self._flushed < every:
             return
         self._flushed = time.monotonic()
-        await self.deps.broadcasts.record_outcomes(self.notice_id, self.outcomes, self.deps.clock())
+        await self.deps.broadcasts.record_outcomes(self.notice_id, self.outcomes, self.deps.clock(), sent_from=self.began)
         await self.deps.journal.forget(self.notice_id, list(self.outcomes), self.token)
         self.outcomes = {}
 

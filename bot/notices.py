@@ -565,15 +565,18 @@ class Broadcasts:
             return
         await self._apply_report(delivery.notice_id, delivery.openid, status, delivery.updated_at or self._clock())
 
-    async def record_outcomes(self, notice_id: str, outcomes: dict[str, dict], at: dt.datetime) -> None:
+    async def record_outcomes(self, notice_id: str, outcomes: dict[str, dict], at: dt.datetime,
+                              sent_from: dt.datetime | None = None) -> None:
         """Write sends' outcomes (``openid -> fields``), then any template
-        report WeChat sent before they were written."""
+        report WeChat sent before they were written. ``sent_from``: when the
+        sends began (else ``at``), the time a refusal as not following is dated."""
         await self.deliveries.finish_many(notice_id, outcomes, at)
         gone = [openid for openid, fields in outcomes.items() if fields.get("errcode") == UNFOLLOWED]
         if gone:
             # WeChat says they no longer follow (their unfollow event was missed, or
-            # came before this service): later broadcasts skip them rather than fail again.
-            await self._followers.unfollowed_before(gone, at)
+            # came before this service): later broadcasts skip them rather than fail
+            # again. Not one who followed since the send (the outcome may be written late).
+            await self._followers.unfollowed_before(gone, sent_from or at)
         by_msgid = {fields["template_msgid"]: openid for openid, fields in outcomes.items() if fields.get("template_msgid")}
         for msgid, status in (await self._journal.take_reports(list(by_msgid))).items():
             await self._apply_report(notice_id, by_msgid[msgid], status, at)

@@ -497,10 +497,13 @@ async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
     progress = await svc.runtime.broadcasts.progress(again)
     assert progress.skipped_by_reason == {"unsubscribed": 1} and progress.failed == 0
     assert emulator.state.stats()["calls"]["/cgi-bin/message/custom/send"] == 2
-    # A follow after the refusal is not undone by its late record.
-    now = svc.runtime.clock()
-    await svc.runtime.followers.subscribed("o-gone", now)
-    await svc.runtime.followers.unfollowed_before(["o-gone"], now - dt.timedelta(seconds=1))
+    # A follow after the refusal is not undone by its late record (written after a MongoDB outage, say):
+    # the refusal is dated when the sends began, not when their outcomes were written.
+    sent = svc.runtime.clock()
+    await svc.runtime.followers.subscribed("o-gone", sent + dt.timedelta(seconds=5))
+    late = await send(svc, audience={"type": "openids", "openids": ["o-gone"]})
+    await svc.runtime.broadcasts.record_outcomes(late, {"o-gone": {"status": "failed", "errcode": 43004}},
+                                                 sent + dt.timedelta(seconds=30), sent_from=sent)
     assert (await svc.runtime.followers.get("o-gone")).subscribed
 
 
