@@ -37,7 +37,7 @@ return 0
 
 _SUCCEEDED = """
 redis.call('DEL', KEYS[1])
-if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+if KEYS[2] and tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
 return 1
 """
 
@@ -50,11 +50,13 @@ class LoginLimits:
         self._attempt = redis.register_script(_ATTEMPT)
         self._succeeded = redis.register_script(_SUCCEEDED)
 
-    def _keys(self, name: str, address: str, device: str | None = None) -> tuple[str, str]:
-        account = key("admin", "loginfail", "name", name.casefold())
-        if device:  # a browser this admin logged in from before: its own counter
-            account = key("admin", "loginfail", "device", name.casefold(), device)
-        return account, key("admin", "loginfail", "addr", address)
+    def _keys(self, name: str, address: str, device: str | None = None) -> list[str]:
+        if device:
+            # A browser this admin logged in from before: its own counter alone. Not the
+            # address's either: behind one office NAT, another account's mistyping (or a
+            # stranger guessing) locked every admin out of their own browsers.
+            return [key("admin", "loginfail", "device", name.casefold(), device)]
+        return [key("admin", "loginfail", "name", name.casefold()), key("admin", "loginfail", "addr", address)]
 
     async def attempt(self, name: str, address: str, device: str | None = None) -> int:
         """Count a log-in attempt before its password is checked; returns the
@@ -64,16 +66,16 @@ class LoginLimits:
         counters and counting failures afterwards let 60 parallel attempts
         all be checked against a limit of 10. ``device``: the admin's own
         browser (a signed cookie from an earlier log-in) is counted apart from
-        the account, so strangers guessing at the name cannot lock its owner out.
+        the account and the address, so strangers guessing at the name, or
+        anyone failing from the same address, cannot lock its owner out.
         """
-        keys = list(self._keys(name, address, device))
-        return int(await self._attempt(keys=keys, args=[self.limit, self.window]))
+        return int(await self._attempt(keys=self._keys(name, address, device), args=[self.limit, self.window]))
 
     async def succeeded(self, name: str, address: str, device: str | None = None) -> None:
         """A right password clears the account's (or the device's) counter and
         takes back the address's count of this attempt (not its earlier
         failures: one good account must not whitewash guessing at others)."""
-        await self._succeeded(keys=list(self._keys(name, address, device)), args=[])
+        await self._succeeded(keys=self._keys(name, address, device), args=[])
 
     async def clear_account(self, name: str) -> None:
         """Forget the account's failures (a new password was set: the guessing was at the old one)."""

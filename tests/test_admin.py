@@ -267,6 +267,19 @@ async def test_login_is_limited_per_address(svc):
     assert len(entries) == 10
 
 
+async def test_failures_from_the_address_do_not_lock_an_admin_out_of_their_own_browser(svc):
+    # Behind one office NAT, another account's ten mistypes locked every admin out,
+    # remembered browsers too, for 15 minutes, and nobody could lift it.
+    own = AdminClient(svc.url)
+    assert (await own.login("vera", PASSWORD)).code == 303  # this browser is remembered
+    assert (await own.post("/admin/logout")).code == 303
+    colleague = AdminClient(svc.url)
+    for _ in range(10):
+        await colleague.login("olga", "wrong-password")
+    assert (await AdminClient(svc.url).login("vera", PASSWORD)).code == 429  # a new browser there: still
+    assert (await own.login("vera", PASSWORD)).code == 303
+
+
 async def test_session_cookie_and_logout(svc):
     client = AdminClient(svc.url)
     response = await client.login("vera")
