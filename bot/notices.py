@@ -720,7 +720,8 @@ def check_audience(audience: dict) -> None:
             shown = "、".join(repr(o[:40]) for o in bad[:3]) + (f" 等 {len(bad)} 个" if len(bad) > 3 else "")
             raise NoticeRefused(f"openid 只能由字母、数字、- 和 _ 组成（最长 64 个字符）：{shown}", code="bad_audience")
         return
-    raise NoticeRefused("受众必须是 all、merchants（可按状态）或 openid 列表", code="bad_audience")
+    raise NoticeRefused("受众必须是所有关注者（all）、曾同意协议的用户（consented）、商家（merchants，可按状态）"
+                        "或指定 openid 列表（openids）", code="bad_audience")
 
 
 def notice_text(notice: Notice) -> str:

@@ -433,6 +433,12 @@ async def test_notice_preview_draft_send_progress_and_control(svc, emulator):
     body = text(too_long)
     assert too_long.code == 400 and "openid 名单过长：20,000 行" in body and "--audience openids:" in body, body[:500]
     assert "今晚 23:00 至 24:00 系统维护。" in body and 'name="title"' in body
+    # So is a title or body too long, the notice's own limit (a bare 400 page of the field's name lost the text).
+    long_title = await editor.post("/admin/notices/new", {**NOTICE, "title": "长" * 300, "action": "preview"})
+    body = text(long_title)
+    assert long_title.code == 422 and "标题最多 64 个字" in body and "今晚 23:00 至 24:00 系统维护。" in body, body[:300]
+    bogus = await editor.post("/admin/notices/new", {**NOTICE, "audience_type": "bogus", "action": "preview"})
+    assert "曾同意协议的用户" in text(bogus)  # every choice the form offers
     # An editor cannot send, but can save a draft that the owner sends.
     refused = await editor.post("/admin/notices/new", {**NOTICE, "action": "send"})
     assert refused.code == 403 and "所有者" in text(refused)

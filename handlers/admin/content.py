@@ -13,7 +13,7 @@ from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASO
 from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, draft_stamp
 from bot.errors import BotError
 from bot.merchants import STATUSES
-from bot.notices import JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, notice_text
+from bot.notices import BODY_LIMIT, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, TITLE_LIMIT, WECHAT_ERRORS, notice_text
 from bot.terms_diff import side_by_side
 from handlers.admin.base import AdminHandler
 from storage.notices import CATEGORIES
@@ -177,8 +177,10 @@ class NoticeComposeHandler(AdminHandler):
 
     async def post(self) -> None:
         form = NoticeForm(
-            category=self.text("category", "service", 32), title=self.text("title", "", 200).strip(),
-            body=self.text("body", "", 5000).strip(), important=self.text("important", "default", 16),
+            # Title and body as typed, however long: the notice's own rule (check_text) says
+            # what is too long on the form, keeping the text (a bare 400 page lost it).
+            category=self.text("category", "service", 32), title=self.get_argument("title", "", strip=False).strip(),
+            body=self.get_argument("body", "", strip=False).strip(), important=self.text("important", "default", 16),
             audience_type=self.text("audience_type", "all", 32),
             statuses=tuple(s[:32] for s in self.get_arguments("statuses")[:10]),  # unknown ones are refused
             openids=self.get_argument("openids", "", strip=False), channel=self.text("channel", "auto", 16),
@@ -219,6 +221,7 @@ class NoticeComposeHandler(AdminHandler):
     async def _form(self, form: NoticeForm, draft_id: str, preview=None, error: str = "", status: int = 200) -> None:
         self.page("notice_compose.html", http_status=status, form=form, draft_id=draft_id, preview=preview, error=error,
                   categories=CATEGORIES, audiences=AUDIENCES, statuses=STATUSES, large=LARGE_AUDIENCE,
+                  title_limit=TITLE_LIMIT, body_limit=BODY_LIMIT,
                   submit_token=secrets.token_urlsafe(16))  # one per form shown: a double submit sends once
 
 
