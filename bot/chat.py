@@ -13,7 +13,7 @@ import re
 
 from bot import own_questions, texts
 from bot.own_questions import NEAR_CONSENT
-from bot.places import BARE_PLACE, section_and_clause
+from bot.places import BARE_PLACE, CLOSE, OPEN, PLACE, PREAMBLE_WORDS, section_and_clause
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, ConsentState, Origin
@@ -140,19 +140,12 @@ async def terms_overview(chat: Chat) -> Reply:
     return Reply(texts.terms_overview(await terms.current(), await terms.pending()))
 
 
-#: What may follow 条款 as a place in the agreement: 3, 4.1 (a clause, as the
-#: Q&A quotes them; 4,2 and 4、2 as phones type it), 第三节, 第4.2款, 四; also -1
-#: or 99999, to be told the range rather than answered by the Q&A. Anything else
-#: (条款是什么意思) is a question.
-_PLACE = r"(-?\d+(?:[.,、]\d+)?|第?(?:\d+(?:[.,、]\d+)?|[一二三四五六七八九十]+)[节款条]?)"
-#: Before the argument, "条款：4" as well as "条款 4"; after it, the full stop a keyboard adds.
-_OPEN, _CLOSE = r"[:：]?\s*", r"[。.!！]?"
 _VERSION = r"([0-9A-Za-z][0-9A-Za-z._-]*)"
 #: A version named alone (条款 2026-12-01): with a digit, so that 协议pdf or 条款 GDPR stay questions.
 _VERSION_ALONE = r"([0-9A-Za-z._-]*\d[0-9A-Za-z._-]*)"
 
 
-@router.command("条款", "协议", args=_OPEN + rf"(?:{_VERSION}\s+)?" + _PLACE + _CLOSE)
+@router.command("条款", "协议", args=OPEN + rf"(?:{_VERSION}\s+)?" + PLACE + CLOSE)
 async def terms_section(chat: Chat) -> Reply:
     version_id, place = chat.args
     try:
@@ -171,7 +164,7 @@ async def terms_section(chat: Chat) -> Reply:
     return Reply(texts.terms_section(version, section))
 
 
-@router.command("条款", "协议", args=_OPEN + rf"(?:{_VERSION}\s+)?(?:前言|序言|引言)" + _CLOSE)
+@router.command("条款", "协议", args=OPEN + rf"(?:{_VERSION}\s+)?{PREAMBLE_WORDS}" + CLOSE)
 async def terms_preamble(chat: Chat) -> Reply:
     """条款 前言: the preamble (「您使用我们的服务即表示您已同意本协议的全部条款」…),
     which the Q&A quotes as 前言.N and no section holds."""
@@ -191,7 +184,7 @@ async def _version_named(chat: Chat, version_id: str | None) -> tuple[AgreementV
     return version, "" if version.version == current.version else f"{version.version} "
 
 
-@router.command("条款", "协议", args=_OPEN + _VERSION_ALONE + _CLOSE)
+@router.command("条款", "协议", args=OPEN + _VERSION_ALONE + CLOSE)
 async def terms_of_version(chat: Chat) -> Reply:
     """条款 2026-12-01: that version's sections (条款 v9: there is no such version)."""
     (version_id,) = chat.args

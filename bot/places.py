@@ -11,9 +11,17 @@ _NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", start=
 #: A place named alone, as the Q&A cites them (a bare number is no place:
 #: dialogs and menus take those).
 BARE_PLACE = re.compile(r"第?\d+[.,、]\d+款?|第(?:\d+|[一二三四五六七八九十]+)[节款条]")
-#: The same after 条款 / 协议 (条款 4, 条款：4.1), or the preamble.
-_NAMED = re.compile(r"(?:条款|协议)[:：]?\s*(第?(?:\d+(?:[.,、]\d+)?|[一二三四五六七八九十]+)[节款条]?)[。.!！]?")
-_PREAMBLE = re.compile(r"(?:(?:条款|协议)[:：]?\s*)?(?:前言|序言|引言)[。.!！]?")
+#: What may follow 条款 as a place in the agreement: 3, 4.1 (a clause, as the
+#: Q&A quotes them; 4,2 and 4、2 as phones type it), 第三节, 第4.2款, 四; also -1
+#: or 99999, to be told the range rather than answered by the Q&A. Anything else
+#: (条款是什么意思) is a question.
+PLACE = r"(-?\d+(?:[.,、]\d+)?|第?(?:\d+(?:[.,、]\d+)?|[一二三四五六七八九十]+)[节款条]?)"
+#: Before the place, "条款：4" as well as "条款 4"; after it, the full stop a keyboard adds.
+OPEN, CLOSE = r"[:：]?\s*", r"[。.!！]?"
+#: The preamble's names.
+PREAMBLE_WORDS = r"(?:前言|序言|引言)"
+_NAMED = re.compile(r"(?:条款|协议)" + OPEN + PLACE + CLOSE)
+_PREAMBLE = re.compile(rf"(?:(?:条款|协议){OPEN})?{PREAMBLE_WORDS}{CLOSE}")
 
 #: What :func:`asked` returns for the preamble.
 PREAMBLE = "前言"
