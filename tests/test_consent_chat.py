@@ -477,20 +477,25 @@ async def test_a_first_consent_after_the_switch_shows_the_changes_once(make_serv
     assert (await svc.wechat.ask("o-first", "同意")).startswith("已记录：您同意了")
 
 
-async def test_consent_to_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
-    # Asked (at the follow) to accept the version then in force; a legal
-    # version took effect before the reply: 同意 recorded a version never shown.
+@pytest.mark.parametrize("choice, recorded, action", [("同意", "已记录：您同意了", "accept"),
+                                                      ("不同意", "已记录：您不同意", "decline")])
+async def test_a_choice_about_a_version_replaced_since_the_request_is_asked_again(make_service, clock, choice,
+                                                                                     recorded, action):
+    # Asked (at the follow) about the version then in force; a legal version
+    # took effect before the reply: 同意 (and later 不同意, too) was recorded
+    # against a version never shown.
     svc = await make_service(clock=clock)
     welcome = svc.wechat.reply(await svc.wechat.post(event_xml("o-late", "subscribe")))["Content"]
     assert "版本 2022-05-22" in welcome
     await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
                                     effective_at=None, by="t")
-    first = await svc.wechat.ask("o-late", "同意")
+    first = await svc.wechat.ask("o-late", choice)
     assert "针对版本 2022-05-22" in first and "第6节：依法调整" in first and "版本 2026-12-01-legal" in first
+    assert f"“{choice}”尚未记录" in first
     assert await svc.runtime.ledger.history("o-late") == []
-    second = await svc.wechat.ask("o-late", "同意")
-    assert second.startswith("已记录：您同意了")
-    assert [r.version for r in await svc.runtime.ledger.history("o-late")] == ["2026-12-01-legal"]
+    second = await svc.wechat.ask("o-late", choice)
+    assert second.startswith(recorded) and "版本 2026-12-01-legal" in second, second
+    assert [(r.action, r.version) for r in await svc.runtime.ledger.history("o-late")] == [(action, "2026-12-01-legal")]
 
 
 async def test_a_refusal_by_one_who_accepted_the_version_in_force_elsewhere_is_recorded(make_service, clock):
@@ -523,21 +528,6 @@ async def test_the_first_question_after_a_version_takes_effect_quotes_the_new_te
         reason="legal", effective_at=None, by="t")
     await svc.wechat.ask("o-new-41", "同意")
     assert "包括您上传的图片" in await svc.wechat.ask("o-new-41", "我上传的图片版权归谁？")
-
-
-async def test_a_refusal_of_a_version_replaced_since_the_request_is_asked_again(make_service, clock):
-    # Asked about 2022-05-22 at the follow; a legal version took effect; 不同意
-    # was recorded against that version, never shown (a 同意 was asked again).
-    svc = await make_service(clock=clock)
-    await svc.wechat.post(event_xml("o-late-no", "subscribe"))
-    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
-                                    effective_at=None, by="t")
-    first = await svc.wechat.ask("o-late-no", "不同意")
-    assert "针对版本 2022-05-22" in first and "“不同意”尚未记录" in first and "第6节：依法调整" in first
-    assert await svc.runtime.ledger.history("o-late-no") == []
-    second = await svc.wechat.ask("o-late-no", "不同意")
-    assert second.startswith("已记录：您不同意") and "版本 2026-12-01-legal" in second
-    assert [(r.action, r.version) for r in await svc.runtime.ledger.history("o-late-no")] == [("decline", "2026-12-01-legal")]
 
 
 async def test_who_accepts_or_follows_during_a_notice_period_is_told_of_the_coming_version(make_service, clock):
