@@ -39,7 +39,8 @@ ACTIONS = {
     "export": "导出数据",
 }
 
-CSV_FIELDS = ("at", "actor", "action", "target", "before", "after", "address")
+#: The CSV's headings, in Chinese as on the page (admins open it in Excel).
+CSV_HEADINGS = ("时间（北京）", "管理员", "操作", "对象", "变更前", "变更后", "地址")
 
 
 class Audit:
@@ -61,10 +62,10 @@ class Audit:
 
     async def csv_chunks(self, **filters) -> AsyncIterator[str]:
         """The filtered log as CSV (UTF-8 with BOM so Excel reads Chinese), in chunks."""
-        sheet = ExcelCsv(CSV_FIELDS)
+        sheet = ExcelCsv(CSV_HEADINGS)
         async for entry in self.log.scan(**filters):
             sheet.row([
-                beijing_iso(entry.at), entry.actor, entry.action, entry.target,
+                beijing_iso(entry.at), entry.actor, ACTIONS.get(entry.action, entry.action), entry.target,
                 "" if entry.before is None else json.dumps(entry.before, ensure_ascii=False, default=str),
                 "" if entry.after is None else json.dumps(entry.after, ensure_ascii=False, default=str),
                 entry.address,

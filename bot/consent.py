@@ -149,12 +149,27 @@ def _status(latest: ConsentRecord | None, current: AgreementVersion) -> str:
 RECORD_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "text_sha256", "message_id", "copied_from")
 
 
-def record_row(record: ConsentRecord) -> dict:
+#: How the console names the ledger's actions and channels.
+ACTION_LABELS = {"accept": "同意", "decline": "不同意", "withdraw": "撤回"}
+CHANNEL_LABELS = {"official_account": "公众号", "miniprogram": "小程序"}
+#: The console's CSV: the fields under Chinese headings, for the admins who open it in Excel
+#: (the CLI's export keeps the field names and codes, for scripts).
+RECORD_HEADINGS = {
+    "at": "时间（北京）", "openid": "openid", "unionid": "unionid", "version": "版本", "action": "动作",
+    "channel": "渠道", "text_sha256": "文本 SHA-256", "message_id": "消息 ID", "copied_from": "迁移自 openid",
+}
+
+
+def record_row(record: ConsentRecord, named: bool = False) -> dict:
     """One ledger record as a flat row (time in Beijing time with its offset,
-    to the millisecond: a user's records of one second keep their order)."""
+    to the millisecond: a user's records of one second keep their order).
+    ``named``: the action and channel by their Chinese names, as the console shows them."""
+    action, channel = record.action, record.channel
+    if named:
+        action, channel = ACTION_LABELS.get(action, action), CHANNEL_LABELS.get(channel, channel)
     return {
         "at": record.at.astimezone(CHINA).isoformat(timespec="milliseconds"), "openid": record.openid, "unionid": record.unionid or "",
-        "version": record.version, "action": record.action, "channel": record.channel,
+        "version": record.version, "action": action, "channel": channel,
         "text_sha256": record.text_sha256, "message_id": record.message_id or "",
         "copied_from": record.copied_from or "",
     }

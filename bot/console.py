@@ -33,6 +33,7 @@ from bot.qa.units import examples_lost_warning, unplaced_examples, units_of
 from bot.serial import one_at_a_time
 from bot.terms import Terms
 from bot.terms_diff import Row, side_by_side
+from bot.validation import ENTITY_TYPES
 from storage.admin_drafts import Draft, Drafts
 from storage.admin_stats import AdminStats
 from storage.consent_view import ConsentView
@@ -49,8 +50,12 @@ LARGE_AUDIENCE = 1000
 CHART_DAYS = 30
 #: Q&A files admins may override from the console.
 QA_FILES = {"lexicon.toml": "词典（同义词、停用词、自定义词）", "examples.toml": "示例问题"}
-MERCHANT_FIELDS = ("openid", "status", "entity_type", "entity_name", "credit_code", "contact_name", "phone", "email",
-                   "created_at", "updated_at")
+#: The merchants' CSV: fields and their Chinese headings (admins open it in Excel).
+MERCHANT_HEADINGS = {
+    "openid": "openid", "status": "状态", "entity_type": "主体类型", "entity_name": "主体名称",
+    "credit_code": "统一社会信用代码", "contact_name": "联系人", "phone": "手机", "email": "邮箱",
+    "created_at": "注册时间（北京）", "updated_at": "更新时间（北京）",
+}
 
 
 class DraftNotFound(BotError):
@@ -524,8 +529,10 @@ def _check_qa_name(name: str) -> None:
 
 
 def merchant_row(merchant: Merchant) -> dict:
-    """A merchant as one CSV row."""
-    row = {f: getattr(merchant, f) for f in MERCHANT_FIELDS}
+    """A merchant as one CSV row: status and kind by their Chinese names, times in Beijing time."""
+    row = {f: getattr(merchant, f) for f in MERCHANT_HEADINGS}
+    row["status"] = STATUSES.get(merchant.status, merchant.status)
+    row["entity_type"] = ENTITY_TYPES.get(merchant.entity_type, merchant.entity_type)
     for f in ("created_at", "updated_at"):
         row[f] = beijing_iso(row[f])
     return {k: ("" if v is None else v) for k, v in row.items()}

@@ -379,10 +379,12 @@ async def test_audit_log_records_who_what_before_after_and_exports(svc):
     export = await owner.get("/admin/audit.csv")
     assert export.code == 200 and export.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
-    assert {"login", "admin_role", "admin_create"} <= {r["action"] for r in rows}
-    role_row = next(r for r in rows if r["action"] == "admin_role")
-    assert json.loads(role_row["after"])["role"] == "editor"
-    assert role_row["at"].endswith("+08:00")  # Beijing time, as on the pages
+    # Headings and actions in Chinese, as on the page (admins open it in Excel).
+    assert list(rows[0]) == ["时间（北京）", "管理员", "操作", "对象", "变更前", "变更后", "地址"]
+    assert {"登录", "修改角色", "创建管理员"} <= {r["操作"] for r in rows}
+    role_row = next(r for r in rows if r["操作"] == "修改角色")
+    assert json.loads(role_row["变更后"])["role"] == "editor" and role_row["对象"] == "vera"
+    assert role_row["时间（北京）"].endswith("+08:00")  # Beijing time, as on the pages
     assert (await svc.runtime.audit.recent(action="export"))[0].target == "audit.csv"
     bad = await owner.get("/admin/audit?since=yesterday")
     assert bad.code == 400 and "日期格式不正确" in text(bad)
@@ -832,12 +834,13 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     export = await owner.get("/admin/merchants.csv?status=active")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [r["openid"] for r in rows] == ["o-m1"]
-    assert rows[0]["created_at"].endswith("+08:00") and rows[0]["updated_at"].endswith("+08:00")
+    assert rows[0]["状态"] == "已生效" and rows[0]["主体类型"] in ("个人", "企业")
+    assert rows[0]["注册时间（北京）"].endswith("+08:00") and rows[0]["更新时间（北京）"].endswith("+08:00")
     # What users typed never runs as a formula in Excel.
     await register(svc, "o-m3", '=HYPERLINK("http://x.cn","点")')
     export = await owner.get("/admin/merchants.csv?status=pending_review")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
-    assert [r["entity_name"] for r in rows if r["openid"] == "o-m3"] == ["'=HYPERLINK(\"http://x.cn\",\"点\")"]
+    assert [r["主体名称"] for r in rows if r["openid"] == "o-m3"] == ["'=HYPERLINK(\"http://x.cn\",\"点\")"]
     assert (await owner.get("/admin/merchants/o-none")).code == 404
     entry = (await svc.runtime.audit.recent(action="merchant_status"))[0]
     assert entry.before == {"status": "suspended"} and entry.after["status"] == "active"
@@ -874,12 +877,13 @@ async def test_consents_filter_export_and_dashboard(svc):
     tomorrow = today + __import__("datetime").timedelta(days=1)
     same_day = text(await viewer.get(f"/admin/consents?since={today}&until={today}"))
     assert "共 3 条" in same_day and "o-a" in same_day
+    assert "公众号" in same_day and "official_account" not in same_day  # the channel by its name
     later = text(await viewer.get(f"/admin/consents?since={tomorrow}"))
     assert "共 0 条" in later and "o-a" not in later
     export = await viewer.get("/admin/consents.csv?action=decline")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
-    assert [(r["openid"], r["action"]) for r in rows] == [("o-c", "decline")]
-    assert rows[0]["at"].endswith("+08:00")
+    assert [(r["openid"], r["动作"], r["渠道"]) for r in rows] == [("o-c", "不同意", "公众号")]
+    assert rows[0]["时间（北京）"].endswith("+08:00")
     assert (await viewer.get("/admin/consents?action=maybe")).code == 400
     board = text(await viewer.get("/admin"))
     assert "50.0%" in board and "<svg" in board and "<polyline" in board

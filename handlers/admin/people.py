@@ -6,14 +6,14 @@ from __future__ import annotations
 import tornado.escape
 
 from bot.admin_accounts import ROLES
-from bot.console import MERCHANT_FIELDS, merchant_row
+from bot.console import MERCHANT_HEADINGS, merchant_row
 from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
 from bot.merchants import STATUSES, TRANSITIONS, NoAccount, profile_stamp
+from bot.validation import ENTITY_TYPES
 from handlers.admin.base import AdminHandler
 
 PAGE = 200
-KINDS = {"individual": "个人", "enterprise": "企业"}
 
 
 class MerchantsHandler(AdminHandler):
@@ -23,7 +23,7 @@ class MerchantsHandler(AdminHandler):
         query, status = self.get_argument("q", "").strip()[:100], self.get_argument("status", "").strip()
         found = await self.console.search_merchants(self.actor, query, status or None)
         self.page("merchants.html", merchants=found[:PAGE], total=len(found), q=query, status=status,
-                  statuses=STATUSES, kinds=KINDS)
+                  statuses=STATUSES, kinds=ENTITY_TYPES)
 
 
 class MerchantsCsvHandler(AdminHandler):
@@ -33,10 +33,10 @@ class MerchantsCsvHandler(AdminHandler):
         await self.runtime.audit.record(self.actor.name, "export", "merchants.csv",
                                         after={"q": query, "status": status, "rows": len(found)},
                                         address=self.actor.address)
-        sheet = ExcelCsv(MERCHANT_FIELDS)
+        sheet = ExcelCsv(MERCHANT_HEADINGS.values())
         for merchant in found:
             row = merchant_row(merchant)
-            sheet.row([row[f] for f in MERCHANT_FIELDS])
+            sheet.row([row[f] for f in MERCHANT_HEADINGS])
         self.stream_csv("merchants.csv")
         self.finish(sheet.take())
 
@@ -75,7 +75,7 @@ class MerchantHandler(AdminHandler):
         sharing = await self.runtime.merchants.sharing_credit_code(merchant)
         self.page("merchant.html", http_status=status, m=merchant, history=history, moves=moves, statuses=STATUSES,
                   sharing=sharing,
-                  kinds=KINDS, error=error, reason=reason, seen=profile_stamp(merchant))
+                  kinds=ENTITY_TYPES, error=error, reason=reason, seen=profile_stamp(merchant))
 
 
 class AdminsHandler(AdminHandler):

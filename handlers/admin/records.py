@@ -8,7 +8,7 @@ import json
 import pymongo
 
 from bot.audit import ACTIONS
-from bot.consent import RECORD_FIELDS, record_row
+from bot.consent import ACTION_LABELS, CHANNEL_LABELS, RECORD_HEADINGS, record_row
 from bot.errors import BotError
 from bot.spreadsheet import ExcelCsv
 from bot.merchants import STATUSES
@@ -19,7 +19,6 @@ from storage.consents import ACTIONS as CONSENT_ACTIONS
 
 PAGE = 100
 MAX_PAGE = 1_000_000
-CONSENT_LABELS = {"accept": "同意", "decline": "不同意", "withdraw": "撤回"}
 
 
 def chart(days: list[tuple], width: int = 720, height: int = 220) -> dict:
@@ -129,7 +128,7 @@ class ConsentsHandler(AdminHandler):
         await _check_version(self, filters)
         records, total = await self.runtime.ledger.newest(PAGE * 2, **filters)
         versions = [v.version for v in await self.runtime.terms.versions()]
-        self.page("consents.html", records=records, total=total, versions=versions, labels=CONSENT_LABELS,
+        self.page("consents.html", records=records, total=total, versions=versions, labels=ACTION_LABELS, channels=CHANNEL_LABELS,
                   query={k: self.get_argument(k, "") for k in ("version", "action", "since", "until", "openid")})
 
 
@@ -143,10 +142,10 @@ class ConsentsCsvHandler(AdminHandler):
             await self.runtime.audit.record(self.actor.name, "export", "consents.csv", after=_shown(filters),
                                             address=self.actor.address)
         self.stream_csv("consents.csv")
-        sheet = ExcelCsv(RECORD_FIELDS)
+        sheet = ExcelCsv(RECORD_HEADINGS.values())
         async for record in each_within_budget(self.runtime.ledger.scan(**filters), self.mongo_budget):
-            row = record_row(record)
-            sheet.row([row[f] for f in RECORD_FIELDS])
+            row = record_row(record, named=True)
+            sheet.row([row[f] for f in RECORD_HEADINGS])
             if sheet.size > 32_000:
                 self.write(sheet.take())
                 await self.flush()
