@@ -122,7 +122,12 @@ REGISTRATION = Dialog(
             check=_adult, show=lambda v: texts.ADULT_CONFIRMED if v else "（未确认）", editable=False,
             takes=("确认",),
         ),
-        Step("contact_name", "联系人", lambda a: texts.PROMPT_CONTACT_NAME, lambda text, a: parse_contact_name(text)),
+        Step(
+            "contact_name", "联系人", lambda a: texts.PROMPT_CONTACT_NAME,
+            # An individual's 同上 / 本人 is the name given at step 2.
+            lambda text, a: parse_contact_name(
+                text, a.get("entity_name") if a.get("entity_type") == "individual" else None),
+        ),
         Step("phone", "手机号码", lambda a: texts.PROMPT_PHONE, lambda text, a: parse_phone(text)),
         Step(
             "email", "邮箱", lambda a: texts.PROMPT_EMAIL, _email,

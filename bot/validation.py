@@ -190,11 +190,46 @@ def parse_entity_name(text: str, entity_type: str) -> str:
     return _person(text, "entity_name", "姓名", "张三")
 
 
-def parse_contact_name(text: str) -> str:
+def parse_contact_name(text: str, registrant: str | None = None) -> str:
+    """The contact's name. ``registrant``: the name of the individual registering,
+    which 同上, 就是我, 本人 stand for at this step (an enterprise's contact has
+    to be named)."""
+    words = _bare_words(text)
+    if words in _SAME_PERSON:
+        if registrant:
+            return registrant
+        raise Invalid("请直接输入联系人的姓名，例如：李四（联系人是负责与微拓联系的人，可以是您本人）。", "contact_name")
+    if _LEGAL_REPRESENTATIVE.search(words) and not (is_question(text) or _ASKING.search(words)):
+        raise Invalid("这里不需要填写法定代表人：请只输入联系人（负责与微拓联系的人）的姓名，例如：李四", "contact_name")
     return _person(text, "contact_name", "联系人姓名", "李四")
 
 
+def _bare_words(text: str) -> str:
+    """``text`` as words to compare: Simplified, folded, without the punctuation
+    a keyboard adds and the filler around an answer (就是我吧 → 是我)."""
+    words = simplified(fold(text)).strip().rstrip(TRAILING_PUNCTUATION).lower()
+    return re.sub(r"^(就|还|也|都)(是)?|(吧|啊|呀|的|了|哈)+$", "", words) or words
+
+
+#: What people answer at the contact step when it is themselves (or the person named before).
+_SAME_PERSON = frozenset((
+    "同上", "同前", "我", "是我", "我自己", "自己", "本人", "我本人", "就是我", "就我", "一样", "同一个人", "同一人",
+    "和上面一样", "跟上面一样", "与上面一样", "同上面", "上面那个", "和前面一样", "跟前面一样", "和姓名一样", "同姓名",
+    "和名字一样", "跟名字一样",
+))
+_LEGAL_REPRESENTATIVE = re.compile(r"法人|法定代表")
+#: "My name is …" said in full (我叫张三, 联系人是李娜): the name is what follows. Not
+#: 我是 (我是负责人, 我是老板的助理), refused below with a request for the name alone.
+_SAID_NAME = re.compile(r"^(?:我叫|我的名字(?:是|叫)|名字(?:是|叫)|姓名(?:是|为)|联系人(?:姓名)?(?:是|叫|为))\s*(\S.*)$")
+#: What no person's name holds: a sentence's punctuation, and the words of one
+#: (李娜负责, 我是负责对接的, 还是我来吧).
+_NOT_IN_PERSONS = re.compile(r"[，,、;；:：!！…]|我|你|您|一样|上面|前面|自己|负责|对接|代表|联系")
+
+
 def _person(text: str, field: str, label: str, example: str) -> str:
+    said = _SAID_NAME.match(simplified(fold(text)).strip())
+    if said:
+        text = said.group(1)
     value = _name(text, field, label, 2, 30, example)
     plain = simplified(value.rstrip(TRAILING_PUNCTUATION).lower())  # 企業 and 跳過 are 企业 and 跳过
     if plain in _ENTITY_WORDS:  # the previous step's answer, sent again after 上一步
@@ -207,6 +242,8 @@ def _person(text: str, field: str, label: str, example: str) -> str:
         raise Invalid(f"这看起来是邮箱地址，不是{label}。请输入{label}，例如：{example}", field)
     if any(c.isdigit() for c in value):  # a company's name may hold digits (58同城), a person's does not
         raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
+    if _NOT_IN_PERSONS.search(simplified(value)):
+        raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
     return value
 
 

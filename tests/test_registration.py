@@ -167,8 +167,8 @@ def test_a_sentence_or_a_traditional_command_word_is_no_name():
 
     for bad, why in (("我要改邮箱", "一句话"), ("我不想填这个了啊", "一句话"), ("我不知道", "一句话"), ("您好", "不是联系人"),
                      ("为什么要填姓名", "问题"), ("请问填谁", "问题"), ("是不是填法人", "问题"), ("没有联系人", "一句话"),
-                     ("我自己", "不是联系人"), ("我也不清楚", "不是联系人"),
-                     ("我是张三", "我是"), ("我叫张三", "我是"), ("这个怎么填", "问题"), ("好的", "不是联系人姓名"),
+                     ("我自己", "可以是您本人"), ("我也不清楚", "不是联系人"),
+                     ("我是张三", "我是"), ("这个怎么填", "问题"), ("好的", "不是联系人姓名"),
                      ("有限公司", "完整"), ("张三~", None)):
         if why is None:
             assert parse_contact_name(bad) == "张三"  # what a phone keyboard adds, dropped
@@ -244,6 +244,39 @@ async def test_skip_at_the_contact_name_step_is_no_name(service):
     assert "不能跳过" in replies[-1] and "联系人" in replies[-1], replies[-1]
     replies = await chat(service, "o-skip", "王五", "13812345678", "跳过")
     assert "联系人：王五" in replies[-1] and "邮箱：（未填写）" in replies[-1], replies[-1]
+
+
+def test_a_sentence_at_the_contact_step_is_no_name_and_the_registrant_is_named_by_同上():
+    # 法人是我们老板，我是负责对接的 was stored as the contact's name (its comma made ASCII), and
+    # 李娜, sent next, refused as a phone number.
+    from bot.validation import parse_contact_name, parse_entity_name
+
+    for bad, why in (("法人是我们老板，我是负责对接的", "不需要填写法定代表人"), ("和法人一样", "不需要填写法定代表人"),
+                     ("法人代表张伟，联系人李娜", "不需要填写法定代表人"), ("李娜负责", "一句话"),
+                     ("张伟，李娜", "一句话"), ("跟上面一样", "可以是您本人"), ("就我自己", "可以是您本人"),
+                     ("还是我吧", "可以是您本人"), ("同上", "可以是您本人")):
+        with pytest.raises(Invalid) as refused:
+            parse_contact_name(bad)
+        assert why in refused.value.message and refused.value.field == "contact_name", (bad, refused.value.message)
+    # An individual's own name is what 同上 / 本人 / 就是我 stand for.
+    for same in ("同上", "本人", "就是我", "跟上面一样", "还是我吧", "我自己"):
+        assert parse_contact_name(same, "王秀英") == "王秀英", same
+    # "My name is …" in full: the name.
+    for said, name in (("联系人是李娜", "李娜"), ("我叫张三", "张三"), ("名字是王五", "王五"), ("联系人叫 李娜。", "李娜")):
+        assert parse_contact_name(said) == name, said
+    assert parse_entity_name("我叫王秀英", "individual") == "王秀英"
+
+
+async def test_the_contact_step_in_a_merchants_own_words(service):
+    await accepted(service, "o-contact")
+    replies = await chat(service, "o-contact", "注册", "企业", "南宁市绿源农产品贸易有限公司", CODE,
+                         "法人是我们老板，我是负责对接的")
+    assert "法定代表人" in replies[-1] and "联系人" in replies[-1], replies[-1]
+    replies = await chat(service, "o-contact", "李娜", "13977001234", "跳过")
+    assert "联系人：李娜" in replies[-1] and "手机号码：13977001234" in replies[-1], replies[-1]
+    await accepted(service, "o-self")
+    replies = await chat(service, "o-self", "注册", "个人", "王秀英", "是", "同上", "13877123456", "跳过")
+    assert "联系人：王秀英" in replies[-1], replies[-1]
 
 
 def test_a_value_typed_with_its_forms_label_is_the_value():
