@@ -26,6 +26,7 @@ from storage.deliveries import UNFINISHED, Deliveries, Delivery
 from storage.delivery_journal import DeliveryJournal
 from storage.followers import Followers
 from storage.merchants import Merchants
+from storage.mongo import detached
 from storage.notices import CATEGORIES, Notice, Notices
 from storage.redis_store import RedisUnavailable
 from storage.work_queue import WorkQueue
@@ -359,7 +360,7 @@ class Broadcasts:
         await self._record(notice, openids[:chunk], len(openids))
         rest = self._plan_rest(notice, openids, chunk)
         if self.plan_in_background and len(openids) > chunk:
-            task = asyncio.create_task(rest, name=f"plan {notice_id}")
+            task = detached(rest, name=f"plan {notice_id}")  # not bound by the request's budget
             self._planners.add(task)
             task.add_done_callback(self._planned_in_background)
         else:

@@ -22,7 +22,7 @@ from bot.notices import TITLE_LIMIT, NoticeRefused, check_text
 from bot.serial import one_at_a_time
 from storage.agreements import AgreementVersions, VersionExists
 from storage.locks import UserLocks
-from storage.mongo import MongoUnavailable
+from storage.mongo import MongoUnavailable, detached
 
 if TYPE_CHECKING:
     from bot.audit import Audit
@@ -36,6 +36,8 @@ CACHE_SECONDS = 5.0
 STALE_SECONDS = 2 * CACHE_SECONDS
 #: How long callers wait for that read before the last versions known answer.
 STALE_WAIT = 0.5
+#: The time a read of the versions may take (a database slow or down fails it; the cache answers).
+LOAD_BUDGET = 5.0
 
 
 class VersionNotFound(BotError):
@@ -119,7 +121,8 @@ class Terms:
             loading = self._loading
             if loading is None or loading.done() or self._loading_generation != self._generation:
                 self._loading_generation = self._generation
-                loading = self._loading = asyncio.ensure_future(self._load())
+                # Shared by every caller: its own budget, not the first caller's.
+                loading = self._loading = detached(self._load(), budget=LOAD_BUDGET)
             if age > STALE_SECONDS:
                 if not self._cache:
                     await asyncio.shield(loading)

@@ -8,11 +8,14 @@ admin and broadcast work (planning 100,000 deliveries) takes longer.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import functools
 import logging
-from typing import Awaitable, Callable, Iterable, Protocol, TypeVar
+from typing import Awaitable, Callable, Coroutine, Iterable, Protocol, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -226,6 +229,21 @@ _WITH_TRANSACTIONS = (TOPOLOGY_TYPE.ReplicaSetWithPrimary, TOPOLOGY_TYPE.Sharded
 def transactions_refused(db: AsyncDatabase) -> bool:
     """Whether writes to ``db`` go without transactions (a single server)."""
     return db.client.topology_description.topology_type not in _WITH_TRANSACTIONS
+
+
+def detached(work: Coroutine, *, name: str | None = None, budget: float | None = None) -> asyncio.Task:
+    """``work`` in a task of its own, outside the time budget of the request
+    or message that began it: ``pymongo.timeout`` lives in context variables,
+    which a task copies, so a broadcast's planning begun by a console request
+    stopped when the request's 30 s were up. ``budget``: the work's own, if any."""
+
+    async def run():
+        if budget is None:
+            return await work
+        with pymongo.timeout(budget):
+            return await work
+
+    return asyncio.create_task(run(), name=name, context=contextvars.Context())
 
 
 async def ping(db: AsyncDatabase) -> bool:

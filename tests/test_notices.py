@@ -1016,6 +1016,26 @@ async def test_in_a_long_lived_process_send_returns_once_the_first_chunk_is_queu
     assert len(counts) == len(openids) and max(counts.values()) == 1
 
 
+async def test_planning_in_the_background_outlives_the_request_that_began_it(make_service):
+    # The console sends under its request's budget (pymongo.timeout, 30 s); the
+    # planner's task inherited it, and a large audience stopped being recorded
+    # with ExecutionTimeout once the request's time was up.
+    import pymongo
+
+    svc = await make_service()
+    rt = svc.runtime
+    rt.broadcasts.plan_in_background = True
+    small_chunks(rt)
+    rt.broadcasts.plan_yield = 50  # a pause after each chunk well past the budget below
+    openids = [f"o-budget{i:04d}" for i in range(PLAN_CHUNK * 3)]
+    with pymongo.timeout(1.0):  # the request's budget
+        notice_id = await send(svc, audience={"type": "openids", "openids": openids})
+    await asyncio.wait_for(asyncio.gather(*rt.broadcasts._planners), 60)
+    notice = await rt.notices.get(notice_id)
+    assert notice.planned and notice.total == len(openids)
+    assert await rt.deliveries.openids(notice_id, ("pending",)) == openids
+
+
 async def test_the_planner_leaves_the_database_to_the_workers_between_chunks(svc):
     # Recording 100,000 recipients as fast as the database took them slowed the
     # sending beside it: the workers read and write the same database.
