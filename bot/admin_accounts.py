@@ -72,6 +72,11 @@ class Forbidden(BotError):
     code = "forbidden"
 
 
+def _masked(name: str) -> str:
+    """An unknown log-in name as the audit log keeps it: its first two characters and its length."""
+    return f"{name[:2]}…（{len(name)} 个字符）" if len(name) > 2 else name
+
+
 class LoginFailed(BotError):
     status = 401
     code = "login_failed"
@@ -183,7 +188,9 @@ class AdminAccounts:
         user = await self.users.get(name) if NAME_PATTERN.match(name) else None
         ok = await asyncio.to_thread(lambda: _verify(user.password_hash if user else _dummy_hash(), password))
         if user is None or not ok or user.disabled:
-            await self._audit.record(name if user else f"?{name[:32]}", "login_failed", name[:32], address=address)
+            # A name no account has is often a password typed in the wrong box: only its start is kept.
+            shown = name if user else _masked(name)
+            await self._audit.record(shown if user else f"?{shown}", "login_failed", shown, address=address)
             raise LoginFailed("用户名或密码不正确，或账户已停用。")
         await self.limits.succeeded(name, address, device)
         token = await self.sessions.create(user.name, address)

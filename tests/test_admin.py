@@ -265,6 +265,16 @@ async def test_login_is_limited_per_address(svc):
     assert response.code == 429
     entries = await svc.runtime.audit.recent(action="login_failed")
     assert len(entries) == 10
+    # A name no account has (often a password typed in the wrong box) is kept as its start only.
+    assert entries[0].target == "no…（7 个字符）" and entries[0].actor == "?no…（7 个字符）"
+
+
+async def test_a_password_typed_as_the_name_is_not_kept_in_the_audit_log(svc):
+    assert (await AdminClient(svc.url).login("MySecretPass!2026", "x")).code == 401
+    entry = (await svc.runtime.audit.recent(action="login_failed"))[0]
+    assert entry.target == "My…（17 个字符）" and "Secret" not in entry.actor
+    assert (await AdminClient(svc.url).login("vera", "wrong-password")).code == 401
+    assert (await svc.runtime.audit.recent(action="login_failed"))[0].target == "vera"  # an account's name, kept
 
 
 async def test_failures_from_the_address_do_not_lock_an_admin_out_of_their_own_browser(svc):
