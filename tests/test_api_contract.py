@@ -70,6 +70,10 @@ async def test_the_document_is_served(api):
     assert served["paths"] == json.loads(json.dumps(spec.PATHS))
     # Log-in's 403 says what it is there (the shared words spoke of consent).
     assert "user_blocked" in served["paths"]["/session"]["post"]["responses"]["403"]["description"]
+    # Without PUBLIC_URL its address comes from the request's Host: no shared cache may keep it.
+    spoofed = await AsyncHTTPClient().fetch(api.base + "/openapi.json", headers={"Host": "evil.example"})
+    assert json.loads(spoofed.body)["servers"] == [{"url": "http://evil.example/api/v1"}]
+    assert spoofed.headers["Cache-Control"] == "no-store"
 
 
 async def test_the_api_root_points_to_the_document(api):

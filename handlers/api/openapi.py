@@ -10,7 +10,11 @@ class OpenAPIHandler(ApiHandler):
     public = True
 
     async def get(self) -> None:
-        self.set_header("Cache-Control", "public, max-age=300")
+        if self.runtime.config.public_url:
+            self.set_header("Cache-Control", "public, max-age=300")
+        else:
+            # Built from the request's Host header: a shared cache must not keep one client's for others.
+            self.set_header("Cache-Control", "no-store")
         self.write_json(spec.document(self.base_url()))
 
     def base_url(self) -> str:
