@@ -21,6 +21,21 @@ log = logging.getLogger(__name__)
 #: Told to the merchant after an admin changed their account: (merchant, status before, reason, by).
 StatusListener = Callable[[Merchant, str, str, str], Awaitable[None]]
 
+def changed_by(by: str, for_admin: bool = True) -> str:
+    """Who made a status change, in Chinese: the merchant (``user``), an admin in
+    the console (``admin:NAME``) or the CLI (``cli``, ``cli:NAME``); the merchant's
+    own export says only 微拓 for the latter."""
+    if by == "user":
+        return "商家本人" if for_admin else "本人"
+    if not for_admin:
+        return "微拓"
+    kind, _, name = by.partition(":")
+    where = {"admin": "管理员", "cli": "命令行"}.get(kind)
+    if where is None:
+        return by
+    return f"{where} {name}" if name else where
+
+
 STATUSES = {
     "pending_review": "待审核",
     "active": "已生效",

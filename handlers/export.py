@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 from bot.agreement import CHINA
-from bot.merchants import STATUSES
+from bot.merchants import STATUSES, changed_by
+from bot.notices import SKIP_REASONS
 from bot.texts import CONSENT_STATUS
 from handlers.base import BaseHandler
 from service.runtime import Runtime
@@ -32,6 +33,7 @@ LABELS = {
     "notice_reads": "已读通知",
     "questions": "您的提问",
     "miniprogram_logins": "小程序登录",
+    "dialog_drafts": "未完成的填写（注册资料草稿）",
 }
 #: Field names shown in Chinese; a field not named here shows as it is in the JSON.
 FIELDS = {
@@ -51,8 +53,9 @@ VALUES = {
     "status": {**CONSENT_STATUS, **STATUSES, "pending": "待发送", "sending": "发送中", "sent": "已发送",
                "failed": "发送失败", "skipped": "未发送"},
     "action": {"accept": "同意", "decline": "不同意", "withdraw": "撤回同意"},
-    "channel": {"official_account": "公众号", "miniprogram": "小程序", "template": "模板消息",
-                "customer_service": "客服消息", "mass": "群发"},
+    "channel": {"official_account": "公众号", "miniprogram": "小程序", "admin_import": "微拓导入", "template": "模板消息",
+                "custom": "客服消息", "mass": "群发"},
+    "reason": SKIP_REASONS,
     "entity_type": {"individual": "个人", "enterprise": "企业"},
     "category": CATEGORIES,
     "kind": {"answer": "引用协议条款", "abstain": "未找到对应条款", "smalltalk": "寒暄", "form_help": "注册表单说明"},
@@ -114,9 +117,12 @@ def _parts(document: dict) -> list[tuple[str, Any]]:
 
 
 def _cell(value: Any) -> str:
-    """One table cell: nested parts as compact JSON."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+    """One table cell: a list as its items (4.1、3), a record as its fields
+    (状态：待审核，时间：…), records one per line."""
+    if isinstance(value, dict):
+        return "，".join(f"{k}：{_cell(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ("\n" if any(isinstance(v, dict) for v in value) else "、").join(_cell(v) for v in value)
     return str(value)
 
 
@@ -131,6 +137,8 @@ def _readable(value: Any, field: str = "") -> Any:
         return {FIELDS.get(k, k): _readable(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_readable(v, field) for v in value]
+    if field == "by" and isinstance(value, str):
+        return changed_by(value, for_admin=False)
     if isinstance(value, str) and value in VALUES.get(field, {}):
         return VALUES[field][value]
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":

@@ -825,7 +825,7 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     assert no_reason.code == 422 and "请写明原因" in text(no_reason)
     assert (await owner.post("/admin/merchants/o-m1", {"status": "suspended", "reason": "发布违规内容"})).code == 303
     detail = text(await owner.get("/admin/merchants/o-m1"))
-    assert "发布违规内容" in detail and "admin:olga" in detail
+    assert "发布违规内容" in detail and "管理员 olga" in detail
     assert "状态已改为“已暂停”" in detail  # said once, after the action
     again = text(await owner.get("/admin/merchants/o-m1?done=%E8%AF%B7%E8%BD%AC%E8%B4%A6"))  # 请转账
     assert "状态已改为" not in again and "请转账" not in again

@@ -746,6 +746,26 @@ async def test_export_includes_an_unfinished_registration(service):
     assert draft["dialog"] == "registration" and draft["answers"]["entity_name"] == "南宁市测试贸易有限公司"
 
 
+async def test_the_export_page_shows_a_merchant_in_words_not_codes(service):
+    # The page showed "dialog_drafts", the status history as JSON with 操作方 "user",
+    # cited clauses as ["4.1"] and a customer-service notice's channel as "custom".
+    from tornado.httpclient import AsyncHTTPClient
+
+    await register_enterprise(service, "o-page")
+    await chat(service, "o-page", "我上传的图片版权归谁", "修改资料", "修改")  # an open change: a draft
+    import re
+
+    reply = (await chat(service, "o-page", "导出我的数据"))[-1]
+    url = service.url + re.search(r"/export/[A-Za-z0-9_-]+", reply).group()
+    page = await AsyncHTTPClient().fetch(url, headers={"Accept": "text/html"})
+    html = page.body.decode()
+    shown = html[html.index("<section>"):html.index("完整数据（JSON）")]  # the tables, not the JSON carried
+    for said in ("未完成的填写", "操作方：本人", "状态：待审核", "引用协议条款"):
+        assert said in shown, said
+    for code in ("dialog_drafts", "&quot;user&quot;", '[&quot;', "pending_review", "enterprise"):
+        assert code not in shown, code
+
+
 # -- admins' CLI ----------------------------------------------------------------------------------------
 
 

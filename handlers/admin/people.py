@@ -9,7 +9,7 @@ from bot.admin_accounts import ROLES
 from bot.console import MERCHANT_HEADINGS, merchant_row
 from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
-from bot.merchants import STATUSES, TRANSITIONS, NoAccount, profile_stamp
+from bot.merchants import STATUSES, TRANSITIONS, NoAccount, changed_by, profile_stamp
 from bot.validation import ENTITY_TYPES
 from handlers.admin.base import AdminHandler
 
@@ -74,7 +74,7 @@ class MerchantHandler(AdminHandler):
         moves = await self.runtime.merchants.moves(merchant)
         sharing = await self.runtime.merchants.sharing_credit_code(merchant)
         self.page("merchant.html", http_status=status, m=merchant, history=history, moves=moves, statuses=STATUSES,
-                  sharing=sharing,
+                  sharing=sharing, changed_by=changed_by,
                   kinds=ENTITY_TYPES, error=error, reason=reason, seen=profile_stamp(merchant))
 
 
