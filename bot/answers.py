@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bot import texts
+from bot import texts, uncovered
 from bot.qa import DEFAULT_DATA_DIR, QA, Answer
+from bot.qa.engine import ABSTAIN, SMALLTALK
 from bot.qa.data import QADataError
 from bot.terms import Terms
 from bot.validation import Invalid
@@ -64,6 +65,7 @@ class Answers:
         self._signature: tuple = ()
         self._checked_at = 0.0
         self._building: asyncio.Task | None = None
+        self._text_of: tuple[str, str] = ("", "")
 
     async def prepare(self) -> None:
         """Build the index for the version in force (at start-up)."""
@@ -82,6 +84,9 @@ class Answers:
         await self._ensure_current(wait=False)
         assert self._qa is not None
         result = self._qa.answer(question)
+        topic = uncovered.reply(question, self._agreement_text())
+        if topic is not None and result.kind != SMALLTALK:
+            result = Answer(ABSTAIN, topic, (), result.score, topic)
         if not question.strip():
             return result  # nothing asked (a push without Content): no question for admins to review
         self._log.record(
@@ -89,6 +94,13 @@ class Answers:
             version=self._qa.version.version, openid=openid, channel=channel, at=self._clock(),
         )
         return result
+
+    def _agreement_text(self) -> str:
+        """The text of the version the index answers from (read once per version)."""
+        version = self._qa.version
+        if self._text_of[0] != version.version:
+            self._text_of = (version.version, version.canonical_text())
+        return self._text_of[1]
 
     async def record_form_question(self, question: str, openid: str | None, channel: str) -> None:
         """Log a question about the registration form that the form's own help

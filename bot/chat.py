@@ -22,7 +22,7 @@ from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
 from bot.preferences import categories_from_name, settings_text
-from bot.registration import NO_EMAIL, REGISTRATION, profile_answers
+from bot.registration import REGISTRATION, means_no_email, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
@@ -621,8 +621,11 @@ async def free_text(chat: Chat) -> Reply:
         return Reply(f"{answer.text}\n\n{texts.DIALOG_UNAVAILABLE}")
     text = chat.message.text
     hint = texts.question_hint(text)
-    if hint is None and any(word in text for word in texts.REGISTRATION_WORDS):
-        hint = await _registration_hint(chat)
+    if hint is not None and answer.kind == "abstain":
+        # 我要改手机号: how to do it is the answer, not "no clause found".
+        return Reply(hint)
+    if hint in (None, texts.EDIT_PROFILE_HINT) and any(word in text for word in texts.REGISTRATION_WORDS):
+        hint = await _registration_hint(chat)  # says what this user's account allows (closed, barred …)
     if hint is None and answer.kind != "answer" and await _unfinished_registration(chat):
         # Perhaps an answer to a registration step whose dialog expired (30 min): offer to resume.
         hint = texts.UNFINISHED_REGISTRATION
@@ -652,7 +655,7 @@ def _dialog_word(text: str) -> bool:
     its words (取消, 确认, 个人, 企业, 跳过, 是/否, a step's number) or a
     phone number, e-mail address or credit code."""
     word = control_word(text)
-    if word in DIALOG_WORDS or is_entity_type(word) or word in NO_EMAIL or re.fullmatch(r"\d{1,2}", word):
+    if word in DIALOG_WORDS or is_entity_type(word) or means_no_email(word) or re.fullmatch(r"\d{1,2}", word):
         return True
     for parse in (lambda t: parse_yes_no(t, ""), parse_phone, parse_email, parse_credit_code):
         with contextlib.suppress(Invalid):

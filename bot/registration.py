@@ -8,6 +8,7 @@ Validation comes from :mod:`bot.validation`, the account rules from
 from __future__ import annotations
 
 import logging
+import re
 
 from bot import texts
 from bot.chat_context import Chat
@@ -18,6 +19,7 @@ from bot.replies import Reply
 from bot.router import normalize_command
 from bot.validation import (
     ENTITY_TYPES,
+    NO_LICENCE,
     answer_word,
     parse_contact_name,
     parse_credit_code,
@@ -32,12 +34,27 @@ from storage.mongo import MongoUnavailable
 log = logging.getLogger(__name__)
 
 
-#: Answers to the e-mail step that mean "none".
-NO_EMAIL = ("跳过", "无", "没有", "没有邮箱", "无邮箱", "不用", "不填", "暂无")
+#: Answers to the e-mail step that mean "none" (跳过, 我不要填邮箱, 没邮箱).
+NO_EMAIL = re.compile(r"(跳过|略过|暂无|无|没有?|不要|不想|不用|不|先不)(填|写|留)?(了)?(邮箱|email|e-mail|电子邮箱)?(了|吧)?"
+                      r"|(我)?(没有?|不要|不想|不用|不)(填|写|留)?(邮箱|email)(了|吧)?|无邮箱|没邮箱|不填了?")
+
+
+def means_no_email(text: str) -> bool:
+    """Whether ``text`` at the e-mail step means "none" (跳过, 我不要填邮箱)."""
+    return NO_EMAIL.fullmatch(answer_word(text).removeprefix("我")) is not None
 
 
 def _email(text: str, answers: dict) -> str:
-    return "" if answer_word(text) in NO_EMAIL else parse_email(text)
+    return "" if means_no_email(text) else parse_email(text)
+
+
+#: Questions about the form's items and their answers, before the form's general help (first match).
+_FORM_QUESTIONS = (
+    (NO_LICENCE, texts.FORM_NO_LICENCE),
+    (re.compile(r"个体"), texts.FORM_INDIVIDUAL_BUSINESS),
+    (re.compile(r"信用代码|执照"), texts.FORM_CREDIT_CODE),
+    (re.compile(r"要钱|收费|收钱|多少钱|价格|价钱|免费|付费|费用"), texts.NOT_IN_AGREEMENT_PRICE),
+)
 
 
 def _adult(value: bool) -> None:
@@ -85,11 +102,13 @@ async def _answer(chat: Chat, question: str) -> str | None:
     way, so that it is in the question log admins review (the form's
     questions as answered, not among the unanswered ones)."""
     answers = chat.services.answers
-    about_the_form = any(word in normalize_command(question) for word in _FORM_WORDS)
+    asked = normalize_command(question)
+    specific = next((reply for pattern, reply in _FORM_QUESTIONS if pattern.search(asked)), None)
+    about_the_form = specific is not None or any(word in asked for word in _FORM_WORDS)
     try:
         if about_the_form:
             await answers.record_form_question(question, chat.openid, chat.message.channel)
-            return texts.REGISTRATION_FORM_HELP
+            return specific or texts.REGISTRATION_FORM_HELP
         answer = await answers.answer(question, chat.openid, chat.message.channel)
     except Exception:  # noqa: BLE001 - the step's own message then, not a failed reply
         log.warning("answering %r inside registration failed", question, exc_info=True)

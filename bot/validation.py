@@ -61,8 +61,7 @@ def parse_entity_type(text: str) -> str:
     value = _ENTITY_WORDS.get(word)
     if value is None:
         if word in ("个体", "个体户", "个体工商户", "工商户"):
-            raise Invalid("个体工商户有营业执照：请回复“企业”，并填写营业执照上的名称和统一社会信用代码（92 开头）；"
-                          "没有营业执照的个人请回复“个人”。", "entity_type")
+            raise Invalid(texts.FORM_INDIVIDUAL_BUSINESS, "entity_type")
         raise Invalid("主体类型只能是“个人”或“企业”。", "entity_type")
     return value
 
@@ -81,7 +80,7 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"{label}应为 {low} 到 {high} 个字，您输入了 {len(value)} 个字。例如：{example}", field)
     if any(unicodedata.category(c).startswith("C") for c in value):
         raise Invalid(f"{label}含有无法识别的字符，请重新输入。例如：{example}", field)
-    if any(unicodedata.category(c) == "So" for c in value) or _WECHAT_STICKER.search(value):  # emoji, pictographs
+    if any(unicodedata.category(c) == "So" for c in value) or WECHAT_STICKER.search(value):  # emoji, pictographs
         raise Invalid(f"{label}不能包含表情或图形符号，请按证件上的写法输入。例如：{example}", field)
     if not any(c.isalpha() for c in value):
         raise Invalid(f"{label}需要包含文字，不能只有数字或符号。例如：{example}", field)
@@ -113,7 +112,7 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
 
 
 #: WeChat's own stickers, which reach us as their names in brackets ([微笑], [捂脸]).
-_WECHAT_STICKER = re.compile(r"\[(" + "|".join((
+WECHAT_STICKER = re.compile(r"\[(" + "|".join((
     "微笑", "撇嘴", "色", "发呆", "得意", "流泪", "害羞", "闭嘴", "睡", "大哭", "尴尬", "发怒", "调皮", "呲牙", "惊讶",
     "难过", "酷", "冷汗", "抓狂", "吐", "偷笑", "愉快", "可爱", "白眼", "傲慢", "饥饿", "困", "惊恐", "流汗", "憨笑",
     "悠闲", "大兵", "奋斗", "咒骂", "疑问", "嘘", "晕", "疯了", "折磨", "衰", "骷髅", "敲打", "再见", "擦汗", "抠鼻",
@@ -171,6 +170,10 @@ _NONE_WORDS = frozenset(("跳过", "无", "没有", "不填", "暂无", "不用"
 
 #: Endings of a question in Chinese ("…做广告吗"), besides the question mark.
 _QUESTION_ENDS = ("吗", "呢", "嘛")
+#: Words that end a question without 吗 (统一社会信用代码是什么, 没有营业执照怎么办, 在哪里看):
+#: at a step they are no answer, nor a code of 11 characters.
+_ASKING_ENDS = ("是什么", "什么意思", "是啥", "啥意思", "怎么办", "咋办", "怎么填", "咋填", "怎么写", "在哪", "在哪里",
+                "在哪儿", "哪里看", "哪看", "哪里找", "多少钱", "怎么收费", "怎么查", "哪里查")
 #: Beginnings of one ("为什么要手机号"); not 什么 alone (什么值得买 is a company).
 _QUESTION_STARTS = ("为什么", "为啥", "怎么", "怎样", "如何", "请问", "能不能", "可不可以", "是不是", "有没有",
                     "是否", "要不要", "需不需要", "必须要", "一定要")
@@ -180,8 +183,8 @@ def is_question(text: str) -> bool:
     """Whether ``text`` asks something (a question mark, 吗/呢/嘛 at the end,
     为什么/怎么/请问 … at the start): at a dialog's step, it is no answer."""
     value = simplified(fold(text))
-    return ("?" in value or value.rstrip(TRAILING_PUNCTUATION).endswith(_QUESTION_ENDS)
-            or value.startswith(_QUESTION_STARTS))
+    bare = value.rstrip(TRAILING_PUNCTUATION)
+    return "?" in value or bare.endswith(_QUESTION_ENDS + _ASKING_ENDS) or value.startswith(_QUESTION_STARTS)
 
 
 def parse_entity_name(text: str, entity_type: str) -> str:
@@ -286,11 +289,17 @@ def without_label(value: str) -> str:
     return rest if rest.strip() else value.rstrip(": ")
 
 
+#: "I have no business licence", in the words people use.
+NO_LICENCE = re.compile(r"(没有|没|无|未办|还没办|不用办)(营业)?执照|执照.{0,3}(没有|没办|还没)")
+
+
 def parse_credit_code(text: str) -> str:
     value = re.sub(r"[\s-]", "", _typed_value(text)).upper()
     example = f"例如：{texts.EXAMPLE_CREDIT_CODE}（营业执照上的统一社会信用代码）"
     if not value:
         raise Invalid(f"请填写统一社会信用代码。{example}", "credit_code")
+    if re.search(r"[\u4e00-\u9fff]", value):  # 我没有营业执照, 在哪里看: words, not a code of 7 characters
+        raise Invalid(texts.FORM_NO_LICENCE if NO_LICENCE.search(value) else texts.FORM_CREDIT_CODE, "credit_code")
     if len(value) != 18:
         raise Invalid(f"统一社会信用代码应为 18 位，您输入了 {len(value)} 位。{example}", "credit_code")
     bad = sorted({c for c in value if c not in _CODE_CHARS})

@@ -279,6 +279,38 @@ async def test_the_contact_step_in_a_merchants_own_words(service):
     assert "联系人：王秀英" in replies[-1], replies[-1]
 
 
+async def test_questions_about_the_forms_items_are_answered_at_the_step(service):
+    # A fruit-shop owner's questions at the credit-code step were counted as a code
+    # ("应为 18 位，您输入了 11 位"), and 这个要钱吗 at the summary repeated the summary.
+    await accepted(service, "o-faq")
+    await chat(service, "o-faq", "注册", "企业", "南宁市青秀区黄记水果店")
+    for question, said in (("统一社会信用代码是什么", "营业执照上的 18 位代码"), ("在哪里看", "营业执照上的 18 位代码"),
+                           ("我没有营业执照", "选择“个人”"), ("没有营业执照怎么办", "选择“个人”"),
+                           ("个体户也要填这个吗", "个体工商户有营业执照"), ("这个要钱吗", "没有关于价格")):
+        reply = (await chat(service, "o-faq", question))[-1]
+        assert said in reply and "您输入了" not in reply and "统一社会信用代码（营业执照上）" in reply, (question, reply)
+    replies = await chat(service, "o-faq", CODE, "王五", "13812345678", "我不要填邮箱")  # no e-mail, in her words
+    assert "邮箱：（未填写）" in replies[-1], replies[-1]
+    reply = (await chat(service, "o-faq", "多少钱"))[-1]
+    assert "没有关于价格" in reply and "确认" in reply, reply
+
+
+async def test_how_to_change_details_or_stop_messages_is_said_outside_the_form(service):
+    await register_enterprise(service, "o-how-to")
+    for asked in ("我要改手机号", "换号码了", "手机号填错了"):
+        reply = (await chat(service, "o-how-to", asked))[-1]
+        assert "修改资料" in reply and "没有找到" not in reply, (asked, reply)
+    for asked in ("我不想再收到你们任何消息", "别给我发消息了"):
+        reply = (await chat(service, "o-how-to", asked))[-1]
+        assert "退订 全部" in reply, (asked, reply)
+    for asked, said in (("这个要钱吗", "没有关于价格"), ("有纠纷的话在哪里打官司", "没有约定争议由哪个法院管辖"),
+                        ("我要投诉", "联系信息页")):
+        reply = (await chat(service, "o-how-to", asked))[-1]
+        assert said in reply and "第6节" not in reply and "根据" not in reply, (asked, reply)
+    reply = (await chat(service, "o-how-to", "[微笑][微笑]"))[-1]
+    assert "请用一句话具体描述" in reply, reply
+
+
 def test_a_value_typed_with_its_forms_label_is_the_value():
     # 姓名：张三, copied from a template, was stored with its label as the name.
     from bot.validation import parse_contact_name, parse_email, parse_entity_name
@@ -336,7 +368,7 @@ def test_the_age_and_the_entity_type_in_words_of_their_own():
         assert parse_adult(typed) is False, typed
     with pytest.raises(Invalid) as refused:
         parse_entity_type("个体户")
-    assert "回复“企业”" in refused.value.message and "92 开头" in refused.value.message
+    assert "选择“企业”" in refused.value.message and "92 开头" in refused.value.message
 
 
 async def test_a_summary_confirmed_in_other_words_and_my_account_while_filling(service):

@@ -18,6 +18,7 @@ from bot.qa.data import DEFAULT_DATA_DIR, QAData, load_data
 from bot.qa.index import Index
 from bot.qa.quote import quote
 from bot.qa.units import PREAMBLE, Unit, attach_examples, units_of
+from bot.validation import WECHAT_STICKER
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class QA:
         return result
 
     def _answer(self, question: str) -> Answer:
+        # WeChat's stickers arrive as their names ([微笑]): no words of a question.
+        question = WECHAT_STICKER.sub(" ", question)
         group = self.analyzer.smalltalk_group(question)
         if group is not None:
             return Answer(SMALLTALK, qa_texts.SMALLTALK[group], (), 0.0, qa_texts.APP_SMALLTALK[group])
