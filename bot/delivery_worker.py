@@ -531,17 +531,19 @@ class DeliveryWorker:
             await deps.limiter.acquire(len(fallback))
             again = await asyncio.gather(*(self._send(batch, notice, o, "custom", text) for o in fallback))
             for openid, out in zip(fallback, again):
-                if out is _OVER_QUOTA:  # pending, as below: after a resume the template, then this
+                if _held(out):  # pending, as below: after a resume the template, then this
                     fresh[openid] = out
                     continue
                 refused = fresh[openid]
                 fresh[openid] = {**out, "attempts": out["attempts"] + refused["attempts"],
                                  "fallback_errcode": refused["errcode"]}
-        over_quota = [o for o, out in fresh.items() if out is _OVER_QUOTA]
-        if over_quota:
-            for openid in over_quota:
-                del fresh[openid]
-            await self._over_quota(batch, notice.id, over_quota, now)
+        for by in ("quota", "account"):
+            held = [o for o, out in fresh.items() if _held(out) == by]
+            if held:
+                errcode = fresh[held[0]].get("errcode")
+                for openid in held:
+                    del fresh[openid]
+                await self._hold(batch, notice.id, held, now, by, errcode)
         await deps.journal.record(notice.id, fresh)
         outcomes.update(fresh)
         return outcomes
@@ -574,10 +576,12 @@ class DeliveryWorker:
                     await asyncio.sleep(0.2)
             raise
 
-    async def _over_quota(self, batch: "_Batch", notice_id: str, openids: list[str], since: dt.datetime) -> None:
-        """WeChat's call quota is spent: the job waits for a resume, these
-        recipients pending (nothing reached them), rather than each being
-        recorded failed."""
+    async def _hold(self, batch: "_Batch", notice_id: str, openids: list[str], since: dt.datetime, by: str,
+                    errcode: int | None) -> None:
+        """WeChat refuses the whole account (its call quota is spent, ``by``
+        "quota"; its credentials are wrong, "account"): the job waits for a
+        resume, these recipients pending (nothing reached them), rather than
+        each being recorded failed."""
         deps = self.deps
         # Marks and claims dropped first: a cancel from now on skips them itself.
         await deps.journal.forget(notice_id, openids, batch.token)
@@ -591,8 +595,13 @@ class DeliveryWorker:
                 notice_id, {openid: {"status": "skipped", "reason": "cancelled"} for openid in openids}, deps.clock())
         elif current.resumed_at is None or current.resumed_at <= since:
             # Not a job an admin resumed while these retries ran (the quota may be back).
-            if await deps.broadcasts.pause_for_quota(notice_id):
-                log.warning("notice %s paused: WeChat refuses sends for its call quota (45009)", notice_id)
+            if await deps.broadcasts.pause_for_wechat(notice_id, by):
+                if by == "quota":
+                    log.warning("notice %s paused: WeChat refuses sends for its call quota (45009)", notice_id)
+                else:
+                    log.error("notice %s paused: WeChat refuses this account's calls (%s: %s); fix WECHAT_APPID, "
+                              "WECHAT_SECRET or the IP whitelist, then resume it", notice_id, errcode,
+                              ACCOUNT_ERRORS.get(errcode, ""))
 
     async def _send(self, batch: "_Batch", notice: Notice, openid: str, channel: str, pieces: list[str]) -> dict:
         """Send (the first message's rate already paid), retrying temporary
@@ -621,6 +630,8 @@ class DeliveryWorker:
             except WeChatAPIError as exc:
                 if exc.code == QUOTA_ERROR and attempt == MAX_ATTEMPTS and not done:
                     return _OVER_QUOTA  # nothing of it reached the user: sent again after a resume
+                if exc.code in ACCOUNT_ERRORS and not done:
+                    return {**_ACCOUNT_REFUSED, "errcode": exc.code}  # every send would fail alike: held
                 if not exc.retryable or attempt == MAX_ATTEMPTS:
                     return {**_failure(exc, channel), "attempts": attempt}
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
@@ -655,10 +666,14 @@ class DeliveryWorker:
             await deps.limiter.acquire()
             await deps.wechat.message.send_mass_text(targets, notice_text(notice), is_to_all=False)
 
+        began = deps.clock()
         try:
             await retrying(send, MAX_ATTEMPTS, BACKOFF)
             outcome = {"status": "sent", "channel": "mass"}
         except WeChatAPIError as exc:
+            if exc.code in ACCOUNT_ERRORS:
+                await self._hold(batch, notice.id, targets, began, "account", exc.code)
+                return
             outcome = _failure(exc, "mass")
         outcomes = {openid: outcome for openid in targets}
         await deps.journal.record(notice.id, outcomes)
@@ -750,6 +765,22 @@ _MINI_PROGRAM_ONLY = object()
 #: retried, and when it outlasts the retries the job is paused (_OVER_QUOTA).
 QUOTA_ERROR = 45009
 _OVER_QUOTA: dict = {"status": "over_quota"}
+#: WeChat's errors that refuse the account itself, whoever the recipient: every
+#: send would fail alike, so the job is paused (with an error in the log), not
+#: each recipient recorded failed (a wrong AppSecret burnt a whole broadcast).
+ACCOUNT_ERRORS = {
+    40001: "access_token 无效（AppSecret 错误或已重置）", 40013: "AppID 无效", 40125: "AppSecret 无效",
+    40164: "调用接口的 IP 不在公众号的 IP 白名单中", 41001: "缺少 access_token", 48001: "接口未授权",
+    50001: "接口未授权", 50002: "公众号受限（接口被封禁）",
+}
+_ACCOUNT_REFUSED: dict = {"status": "account_refused"}
+
+
+def _held(outcome: dict) -> str | None:
+    """Why a send's recipient is held pending for a resume ("quota", "account"), if it is."""
+    if outcome is _OVER_QUOTA:
+        return "quota"
+    return "account" if outcome.get("status") == "account_refused" else None
 
 
 def _excluded(notice: Notice, follower, opted_out: set[str]) -> dict | None:

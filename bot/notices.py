@@ -421,11 +421,13 @@ class Broadcasts:
             raise NoticeRefused(await self._cannot(notice_id, "暂停"))
         return await self._get(notice_id)
 
-    async def pause_for_quota(self, notice_id: str) -> bool:
-        """Pause a job whose sends WeChat keeps refusing for its call quota
-        (45009 after every retry): its recipients stay pending for a resume,
-        rather than each being recorded failed. False if it was not sending."""
-        return await self.notices.transition(notice_id, ("sending",), "paused", self._clock(), by="quota")
+    async def pause_for_wechat(self, notice_id: str, by: str) -> bool:
+        """Pause a job whose sends WeChat refuses for the whole account: its call
+        quota (``by`` "quota", 45009 after every retry) or its credentials
+        ("account": a wrong AppSecret, an IP not whitelisted …). Its recipients
+        stay pending for a resume, rather than each being recorded failed.
+        False if it was not sending."""
+        return await self.notices.transition(notice_id, ("sending",), "paused", self._clock(), by=by)
 
     async def resume_after_quota(self) -> list[str]:
         """Resume the jobs paused for WeChat's daily call quota once a new day
@@ -645,6 +647,8 @@ NO_WORKER = ("当前没有运行中的发送进程，这条通知不会发出：
 PAUSED_BY = {
     "quota": "微信拒绝了发送：接口调用次数已达上限（45009），已自动暂停，未发出的接收者仍为待发送。"
              "北京时间次日 0 点微信恢复每日额度后将自动继续，也可手动继续；如是发送速度超过了微信的限制，请先调低 NOTICE_RATE。",
+    "account": "微信拒绝了本公众号的接口调用（如 AppSecret 错误 40125、AppID 错误 40013、服务器 IP 不在白名单 40164、"
+               "接口未授权 48001，错误码见服务日志），已自动暂停，未发出的接收者仍为待发送。请修正配置并重启服务后手动继续。",
 }
 JOB_LABELS = {"queued": "排队中", "sending": "发送中", "paused": "已暂停", "cancelled": "已取消", "done": "已完成"}
 

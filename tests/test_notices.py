@@ -18,6 +18,7 @@ import pytest
 
 from bot import delivery_worker
 from bot.delivery_worker import PAY_SECONDS, WINDOW
+from storage.redis_store import key
 from storage.work_queue import RECLAIM_IDLE_MS
 from bot.notices import NO_WORKER, PLANNER_SILENT, NoticeRefused
 from storage.delivery_journal import OURS
@@ -393,6 +394,28 @@ async def test_a_job_that_meets_wechats_quota_is_paused_not_failed(svc, emulator
     assert done.notice.status == "done" and done.to_json()["paused_by"] is None
     assert (done.sent, done.failed) == (3, 0)
     assert sorted(m["touser"] for m in await emulator.messages()) == openids
+
+
+@pytest.mark.parametrize("errcode, path", [(40164, "/cgi-bin/message/custom/send"), (40125, "/cgi-bin/stable_token")])
+async def test_a_job_that_wechat_refuses_for_the_account_is_paused_not_failed(svc, emulator, caplog, errcode, path):
+    # A wrong AppSecret (or a server IP not whitelisted) failed every recipient of a
+    # broadcast, with nothing in the log, and a finished job cannot be resumed.
+    openids = [f"o-acct{i}" for i in range(3)]
+    await active_users(svc, *openids)
+    await emulator.post("/_emulator/faults", {"path": path, "errcode": errcode, "times": 10_000})
+    await svc.runtime.redis.delete(key("wechat", "access_token", svc.runtime.config.wechat_appid))  # fetched anew
+    notice = await send(svc, audience={"type": "openids", "openids": openids})
+    await run_worker(svc, timeout=10)
+    paused = await svc.runtime.broadcasts.progress(notice)
+    assert paused.notice.status == "paused" and paused.to_json()["paused_by"] == "account", paused.to_json()
+    assert (paused.sent, paused.failed, paused.pending) == (0, 0, 3)
+    assert any(r.levelname == "ERROR" and str(errcode) in r.getMessage() for r in caplog.records)
+
+    await emulator.clear_faults()  # the configuration mended
+    await svc.runtime.broadcasts.resume(notice)
+    await run_worker(svc)
+    done = await svc.runtime.broadcasts.progress(notice)
+    assert done.notice.status == "done" and (done.sent, done.failed) == (3, 0)
 
 
 async def test_a_job_paused_for_the_quota_goes_on_by_itself_once_a_new_day_begins_in_beijing(
