@@ -182,10 +182,10 @@ def _run_service(
         # Embedded servers that die, or that the process they were attached from
         # stops, are started again on their ports (production uses MONGODB_URI /
         # REDIS_URL, which this leaves alone).
-        supervisor.run(worker, sockets, processes, tick=embedded.revive if embedded.running else None)
+        return supervisor.run(worker, sockets, processes, tick=embedded.revive if embedded.running else None,
+                              refused=(ConfigError,))
     finally:
         embedded.stop()
-    return 0
 
 
 def _bind(config: Config, reuse_port: bool = False) -> list[socket.socket]:

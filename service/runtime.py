@@ -15,6 +15,9 @@ import gc
 import datetime as dt
 import logging
 from pathlib import Path
+
+import pymongo.errors
+import redis
 from typing import Callable
 
 from bot import chat, my_account
@@ -36,7 +39,7 @@ from bot.services import Services, utcnow
 from bot.terms import Terms
 from bot.inbox import Inbox
 from bot.mini_sessions import MiniSessions
-from service.config import Config
+from service.config import Config, ConfigError
 from storage import mongo, redis_store
 from storage.admin_drafts import Drafts
 from storage.admin_sessions import AdminSessions
@@ -225,6 +228,8 @@ class Runtime:
         :class:`~storage.mongo.MongoUnavailable` instead, for a one-off command
         that could do nothing without it). ``qa=False`` skips building the Q&A
         index (CLI commands that answer no questions)."""
+        if not require_mongo:  # a long-lived process (a one-off command says so when it needs Redis)
+            await self._check_redis()
         try:
             await self._prepare_database()
         except mongo.MongoUnavailable as exc:
@@ -233,11 +238,30 @@ class Runtime:
             log.warning("MongoDB unavailable at start-up, indexes and the seed agreement not checked: %s; "
                         "tried again every %.0f s", mongo.brief(exc), DATABASE_RETRY)
             self._database_retry = asyncio.create_task(self._retry_database())
+        except pymongo.errors.OperationFailure as exc:
+            # Answering but refusing: a mistake that no waiting mends (a wrong
+            # password, an index defined otherwise by an older version).
+            raise ConfigError(_mongo_refusal(exc)) from None
         # The Q&A index takes about half a second to build: build it in the
         # background so the service answers at once (a question that comes
         # first waits for it); /healthz says ready once it is built.
         if qa:
             self._build_qa()
+
+    async def _check_redis(self) -> None:
+        """Refuse to start on a Redis mistake that no waiting mends (a wrong
+        password, a database number out of range); one that is down is said
+        and used once it answers (as MongoDB)."""
+        try:
+            await self.redis.ping()
+        except redis.AuthenticationError as exc:
+            raise ConfigError(f"Redis 拒绝了 REDIS_URL 中的用户名或密码，请检查 REDIS_URL（{exc}）") from None
+        except redis.ResponseError as exc:
+            raise ConfigError(f"Redis 拒绝了连接，请检查 REDIS_URL（如数据库编号是否超出范围）：{exc}") from None
+        except redis_store.RedisUnavailable as exc:
+            log.warning("Redis unavailable at start-up (%s): dialogs and notices wait for it; "
+                        "check REDIS_URL if it stays so (a TLS URL, rediss://, to a server without TLS never answers)",
+                        exc)
 
     async def _prepare_database(self) -> None:
         await mongo.ensure_indexes(
@@ -379,6 +403,21 @@ class Runtime:
         closing = asyncio.ensure_future(self.mongo_client.close())
         if not (await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT))[0]:
             log.warning("MongoDB client did not close within %s s", CLOSE_TIMEOUT)
+
+
+def _mongo_refusal(exc: "pymongo.errors.OperationFailure") -> str:
+    """What an operator is told when MongoDB refuses the start-up's indexes or seed."""
+    code = exc.code
+    if code == 18:
+        return f"MongoDB 拒绝了 MONGODB_URI 中的用户名或密码，请检查 MONGODB_URI（代码 18：{mongo.brief(exc)}）"
+    if code == 13:
+        return f"MONGODB_URI 的账户没有所需权限（需读写本数据库并建立索引；代码 13：{mongo.brief(exc)}）"
+    if code in (85, 86):
+        return (f"数据库中已有同名但定义不同的索引（代码 {code}：{mongo.brief(exc)}）。请删除该旧索引后重新启动，"
+                "服务会按当前版本重新建立")
+    if code == 11000:
+        return f"数据库中已有重复的数据，无法建立唯一索引，请先清理重复记录（{mongo.brief(exc)}）"
+    return f"MongoDB 拒绝了启动检查（建立索引、写入默认协议{f'；代码 {code}' if code else ''}）：{mongo.brief(exc)}"
 
 
 def _log_build_failure(build: asyncio.Task) -> None:

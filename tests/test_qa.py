@@ -459,7 +459,7 @@ async def test_the_question_log_cli_shows_beijing_time(make_service, backing):
     runtime = svc.runtime
     await svc.wechat.ask("o-log", "我上传的图片版权归谁？")
     await runtime.qa_log.flush()
-    env = clean_env(MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + runtime.db.name, REDIS_URL=backing.redis_url)
+    env = clean_env(MONGODB_URI=backing.database_uri(runtime.db.name), REDIS_URL=backing.redis_url)
     proc = await asyncio.create_subprocess_exec(str(BIN), "qa-log", env=env, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -255,7 +255,7 @@ def test_menu_file_only_uses_keys_the_bot_handles():
 async def test_menu_push_cli(make_service, emulator, backing, tmp_path):
     svc = await make_service()
     env = dict(
-        MONGODB_URI=backing.mongodb_uri.rstrip("/") + "/" + svc.runtime.db.name, REDIS_URL=backing.redis_url,
+        MONGODB_URI=backing.database_uri(svc.runtime.db.name), REDIS_URL=backing.redis_url,
         WECHAT_APPID=APPID, WECHAT_SECRET=SECRET, WECHAT_API_BASE=emulator.base,
     )
 
