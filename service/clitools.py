@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import asyncio
 import errno
 import json
@@ -230,15 +231,24 @@ def _unusable(config: Config, exc: OSError) -> UsageError:
 
 
 def require_data_dir(config: Config) -> None:
-    """Refuse a data directory named (``--data-dir``, ``DATA_DIR``) that does
-    not exist: a mistyped one showed an empty, newly made installation. The
-    default, ``./var``, is made as ``serve`` would make it."""
-    named = Path(config.data_dir) != Config().data_dir
-    if named and not (config.mongodb_uri and config.redis_url) and not Path(config.data_dir).exists():
+    """Refuse a data directory that does not exist when the command would keep
+    its data there (embedded databases): a mistyped ``--data-dir`` showed an
+    empty, newly made installation, and so did the default ``./var`` in a
+    shell without the service's settings (its DATA_DIR, MONGODB_URI and
+    REDIS_URL live in the service's environment file), where the command then
+    wrote to a database the service never reads."""
+    if (config.mongodb_uri and config.redis_url) or Path(config.data_dir).exists():
+        return
+    if Path(config.data_dir) != Config().data_dir:
         raise UsageError(
             f"数据目录 {config.data_dir} 不存在，请检查 --data-dir 或 DATA_DIR"
             "（服务运行时用的是哪个目录）。新安装请先运行 wetoop-bot serve，它会创建该目录。"
         )
+    raise UsageError(
+        f"当前目录下没有数据目录 {config.data_dir}：服务不在这里运行，或它的设置（DATA_DIR、MONGODB_URI、REDIS_URL）"
+        "没有在这个终端中设置。请在服务运行的目录中执行，或设置与服务相同的环境变量、--data-dir；"
+        "新安装请先运行 wetoop-bot serve，它会创建该目录。"
+    )
 
 
 def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable[T]],  # noqa: F821
@@ -255,6 +265,9 @@ def with_runtime(args: argparse.Namespace, work: Callable[["Runtime"], Awaitable
     config = load_config(args)
     if not new_install:
         require_data_dir(config)
+    elif not (config.mongodb_uri and config.redis_url):
+        # Said, so that a shell without the service's settings is noticed.
+        print(f"（使用数据目录 {Path(config.data_dir).resolve()} 中的内置数据库）", file=sys.stderr)
     embedded = start_embedded(config)
     try:
 

@@ -190,12 +190,6 @@ def test_a_data_directory_that_does_not_exist_is_refused_not_made(tmp_path):
     written = tmp_path / "out.csv"
     refused = run_cli("consents", "export", "--output", str(written), "--data-dir", str(typo))
     assert refused.returncode == 2 and not written.exists()  # an empty file was left behind
-    # The default, ./var, is made as serve makes it: a new install's first command works.
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    listed = subprocess.run([str(BIN), "terms", "list"], cwd=fresh, env=clean_env(), capture_output=True, text=True,
-                            timeout=60)
-    assert listed.returncode == 0 and "2022-05-22" in listed.stdout and (fresh / "var").is_dir(), listed.stderr
     # The first admin of a new server may come before the service ever ran.
     first = run_cli("admin", "create-user", "alice", "--role", "owner", "--data-dir", str(typo),
                     ADMIN_PASSWORD="correct horse battery")
@@ -377,6 +371,24 @@ def test_a_database_that_refuses_the_indexes_stops_serve_with_one_line(tmp_path,
     finally:
         client.drop_database(database)
         client.close()
+
+
+def test_a_command_in_a_shell_without_the_services_settings_is_refused_not_run_on_a_new_database(tmp_path):
+    # Run from a shell without the service's DATA_DIR / MONGODB_URI (they live in its
+    # environment file), commands made ./var, started empty databases there and
+    # reported success: the change went where the service never looks.
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    result = subprocess.run([str(BIN), "terms", "list"], env=clean_env(), cwd=elsewhere,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "当前目录下没有数据目录" in result.stderr, result.stderr
+    assert not (elsewhere / "var").exists()
+    # The first admin of a new server may be made before the service ever ran: said where it went.
+    made = subprocess.run([str(BIN), "admin", "create-user", "carol", "--role", "owner"], cwd=elsewhere,
+                          env=clean_env(ADMIN_PASSWORD="Another-Strong-Pw1"), capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert made.returncode == 0, made.stderr
+    assert f"使用数据目录 {elsewhere / 'var'} 中的内置数据库" in made.stderr, made.stderr
 
 
 async def test_risky_settings_are_warned_about(tmp_path):
