@@ -23,6 +23,22 @@ class HealthHandler(BaseHandler):
         status = "ok" if healthy else "degraded" if "down" in checks.values() else "starting"
         self.write_json({"status": status, **checks})
 
+    async def head(self) -> None:  # some load balancers check with HEAD
+        await self.get()
+
+
+class LiveHandler(BaseHandler):
+    """``/livez``: 200 while this process answers, whatever its databases: for a
+    liveness probe (restart when it fails). ``/healthz`` is for readiness: with
+    Redis down every process reports 503 at once, and a probe that restarted
+    them all would mend nothing (chat still answers then)."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"status": "ok"})
+
+    head = get
+
 
 class IndexHandler(BaseHandler):
     """``/``: the service's name and the addresses a newcomer looks for (it was a 404)."""

@@ -153,6 +153,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     if not config.wechat_token:
         log.warning("未设置 WECHAT_TOKEN：设置之前 /wechat 一律回答 503")
+    if not config.public_url and (config.mongodb_uri or config.host not in ("127.0.0.1", "::1", "localhost")):
+        # Behind nginx the service cannot know the address users reach it at.
+        log.warning("未设置 PUBLIC_URL：发给用户的链接（如“导出我的数据”）将指向 %s，公网用户无法打开；"
+                    "请设置为用户访问的地址，如 https://bot.example.com", config.base_url)
     if config.safe_mode and not config.wechat_appid:
         # WeChat's encrypted envelope ends with the AppID, checked on every push.
         log.warning("设置了 WECHAT_AES_KEY 却未设置 WECHAT_APPID：加密推送将被拒绝（%s）",

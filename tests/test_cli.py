@@ -401,6 +401,7 @@ async def test_risky_settings_are_warned_about(tmp_path):
         assert await service.stop(signal.SIGTERM) == 0
         stderr = service.proc.stderr.read()
         assert "设置了 WECHAT_AES_KEY 却未设置 WECHAT_APPID" in stderr  # said to the admin in Chinese
+        assert "未设置 PUBLIC_URL" in stderr  # export links would point at this host's address
     finally:
         service.kill()
 

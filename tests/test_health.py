@@ -53,6 +53,13 @@ async def test_redis_down_then_back(make_service, backing, tmp_path, monkeypatch
         proc.terminate()
         proc.wait()
         assert await health(svc) == (503, {"status": "degraded", "mongo": "ok", "redis": "down", "qa": "ok"})
+        # Some load balancers ask with HEAD (405 before); a liveness probe asks /livez, which a
+        # database down does not fail (restarting every process for it would mend nothing).
+        head = await AsyncHTTPClient().fetch(svc.url + "/healthz", method="HEAD", raise_error=False)
+        assert head.code == 503
+        live = await AsyncHTTPClient().fetch(svc.url + "/livez", raise_error=False)
+        assert live.code == 200 and json.loads(live.body) == {"status": "ok"}
+        assert (await AsyncHTTPClient().fetch(svc.url + "/livez", method="HEAD", raise_error=False)).code == 200
         proc = start_valkey(port, tmp_path)
         assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"})
     finally:
