@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=_log_level(args.verbose),
+        # The pid: with --processes N each worker's lines are told apart.
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
     try:
         return args.func(args) or 0
@@ -144,6 +145,23 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"端口必须在 0 到 65535 之间：{value}")
     return value
+
+
+#: LOG_LEVEL's values (-v is INFO).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(verbose: bool) -> int:
+    """-v, else LOG_LEVEL (a wrong value is said and WARNING used), else WARNING."""
+    if verbose:
+        return logging.INFO
+    named = os.environ.get("LOG_LEVEL", "").strip().upper()
+    if named in LOG_LEVELS:
+        return getattr(logging, named)
+    if named:
+        print(f"wetoop-bot: LOG_LEVEL 必须是 {'、'.join(LOG_LEVELS)} 之一，收到的是 {named!r}；使用 WARNING",
+              file=sys.stderr)
+    return logging.WARNING
 
 
 # -- serve ----------------------------------------------------------------

@@ -283,7 +283,7 @@ class Runtime:
             await asyncio.sleep(wait)
             try:
                 await self._prepare_database()
-                log.info("MongoDB is back: indexes and the seed agreement checked")
+                log.warning("MongoDB answers again: indexes and the seed agreement checked")  # as visible as the outage
             except mongo.MongoUnavailable:
                 wait = DATABASE_RETRY
             except Exception as exc:  # noqa: BLE001 - said once; tried again

@@ -254,7 +254,7 @@ async def ping(db: AsyncDatabase) -> bool:
         await db["health"].update_one({"_id": "probe"}, {"$set": {"at": dt.datetime.now(dt.timezone.utc)}}, upsert=True)
         return True
     except PyMongoError as exc:
-        log.warning("MongoDB ping failed: %s", exc)
+        log.warning("MongoDB ping failed: %s", brief(exc))  # not pymongo's screenful of topology
         return False
 
 

@@ -35,7 +35,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 _CONFIG_KEYS = {
     "WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_AES_KEY", "WECHAT_API_BASE",
     "MINIPROGRAM_APPID", "MINIPROGRAM_SECRET", "MONGODB_URI", "REDIS_URL", "DATA_DIR",
-    "HOST", "PORT", "WETOOP_CONFIG", "TRUST_PROXY",
+    "HOST", "PORT", "WETOOP_CONFIG", "TRUST_PROXY", "LOG_LEVEL", "PUBLIC_URL",
 }
 
 
@@ -389,6 +389,17 @@ def test_a_command_in_a_shell_without_the_services_settings_is_refused_not_run_o
                           timeout=60, stdin=subprocess.DEVNULL)
     assert made.returncode == 0, made.stderr
     assert f"使用数据目录 {elsewhere / 'var'} 中的内置数据库" in made.stderr, made.stderr
+
+
+def test_the_log_level_is_set_by_log_level(tmp_path):
+    # Only -v (INFO) could change it: no DEBUG, nothing for a service run by systemd.
+    (tmp_path / "var").mkdir()
+    told = subprocess.run([str(BIN), "terms", "list"], env=clean_env(LOG_LEVEL="info"), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert told.returncode == 0 and " INFO [" in told.stderr, told.stderr
+    wrong = subprocess.run([str(BIN), "terms", "list"], env=clean_env(LOG_LEVEL="loud"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 0 and "LOG_LEVEL 必须是" in wrong.stderr and " INFO [" not in wrong.stderr
 
 
 async def test_risky_settings_are_warned_about(tmp_path):
