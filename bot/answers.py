@@ -18,10 +18,10 @@ from typing import Callable
 
 from bot import texts, uncovered
 from bot.qa import DEFAULT_DATA_DIR, QA, Answer
-from bot.qa.engine import ABSTAIN, SMALLTALK
+from bot.qa.engine import ABSTAIN, ANSWER, SMALLTALK
 from bot.qa.data import QADataError
 from bot.terms import Terms
-from bot.validation import Invalid
+from bot.validation import Invalid, hide_contacts
 from storage.qa_log import QALog
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,11 @@ class Answers:
         """Whether an index is built: a question is answered without waiting."""
         return self._qa is not None
 
-    async def answer(self, question: str, openid: str | None = None, channel: str = "official_account") -> Answer:
-        """The reply to a free-text question; the question and outcome are logged.
+    async def answer(self, question: str, openid: str | None = None, channel: str = "official_account",
+                     unanswered_too: bool = True) -> Answer:
+        """The reply to a free-text question; the question and outcome are logged
+        (not an unanswered one when ``unanswered_too`` is False: text that was
+        perhaps no question, such as a name typed for a form not yet begun).
         Raises :class:`Invalid` (field ``q``) for one over :data:`MAX_QUESTION` characters."""
         if len(question.strip()) > MAX_QUESTION:
             raise Invalid(texts.question_too_long(MAX_QUESTION), "q")
@@ -87,10 +90,10 @@ class Answers:
         topic = uncovered.reply(question, self._agreement_text())
         if topic is not None and result.kind != SMALLTALK:
             result = Answer(ABSTAIN, topic, (), result.score, topic)
-        if not question.strip():
+        if not question.strip() or not (unanswered_too or result.kind == ANSWER):
             return result  # nothing asked (a push without Content): no question for admins to review
         self._log.record(
-            question=question, kind=result.kind, refs=result.refs, score=result.score,
+            question=hide_contacts(question), kind=result.kind, refs=result.refs, score=result.score,
             version=self._qa.version.version, openid=openid, channel=channel, at=self._clock(),
         )
         return result
@@ -107,7 +110,7 @@ class Answers:
         answered (:data:`bot.texts.REGISTRATION_FORM_HELP`, clauses 2.1, 2.2 and
         3.1): asked, so in the log, but not one the bot failed to answer."""
         current = await self._terms.current()
-        self._log.record(question=question, kind=FORM_HELP, refs=FORM_HELP_REFS, score=0.0, version=current.version,
+        self._log.record(question=hide_contacts(question), kind=FORM_HELP, refs=FORM_HELP_REFS, score=0.0, version=current.version,
                          openid=openid, channel=channel, at=self._clock())
 
     async def _ensure_current(self, wait: bool) -> None:

@@ -27,8 +27,8 @@ from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
 from bot.terms import VersionNotFound
 from bot.validation import (
-    STATEMENT_END, TRAILING_PUNCTUATION, Invalid, is_entity_type, parse_credit_code, parse_email, parse_phone,
-    parse_yes_no,
+    STATEMENT_END, TRAILING_PUNCTUATION, Invalid, is_entity_type, is_question, parse_credit_code, parse_email,
+    parse_phone, parse_yes_no,
 )
 from storage.dialog_state import PROMPT_TTL, DialogState
 from storage.mongo import MongoUnavailable
@@ -301,6 +301,14 @@ async def what_declining_does(chat: Chat) -> Reply:
 def _choice_meant(text: str) -> str:
     """Which of the three exact replies a near miss meant."""
     return "不同意" if "不同意" in text else "撤回同意" if ("撤" in text or "取消" in text) else "同意"
+
+
+async def _waiting_command(chat: Chat) -> str | None:
+    """The command waiting for the user's consent, if any (kept)."""
+    try:
+        return await chat.services.dialogs.waiting_command(chat.openid)
+    except RedisUnavailable:
+        return None
 
 
 async def _pop_resume(chat: Chat) -> str | None:
@@ -610,7 +618,16 @@ async def free_text(chat: Chat) -> Reply:
         # "同 意", "好的，同意", or 好的 / 接受 / OK to the consent prompt: not
         # recorded, and a quoted clause or "不客气" would let the user believe it was.
         return Reply(texts.consent_exact_words(_choice_meant("".join(parts))))
-    answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
+    waiting = None if chat.state_unknown else await _waiting_command(chat)
+    if waiting is not None and _dialog_word(chat.message.text):
+        # 注册 asked for consent first; 个人, a phone number … typed next answer a form not begun
+        # (they got the Q&A's clauses, and the details landed in the admins' question log).
+        return Reply(texts.waiting_for_consent(waiting))
+    for_the_form = waiting is not None and not is_question(chat.message.text)  # 王秀英, not 手机会公开吗
+    answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel,
+                                                unanswered_too=not for_the_form)
+    if for_the_form and answer.kind != "answer":
+        return Reply(texts.waiting_for_consent(waiting))  # a name typed for the form, not a question
     if chat.state_unknown:
         # Perhaps an answer to a dialog whose state cannot be read now. A
         # dialog's own word (取消, 个人, 跳过 …) gets only that; anything else

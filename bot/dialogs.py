@@ -19,6 +19,7 @@ user in that state to :meth:`DialogEngine.handle`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Awaitable, Callable
 
 from bot import texts
@@ -232,12 +233,14 @@ class DialogEngine:
         step = dialog.step(step_name)
         if word in (CONFIRM, EDIT, RESUME, RESTART) and word not in step.takes:
             # A control word is never an answer (确认 is no contact name): say where we are.
-            return Reply(texts.dialog_word_not_answer(chat.message.text.strip()[:20], step.label) + "\n\n" + self._prompt(dialog, step_name, answers))
+            return Reply(texts.dialog_word_not_answer(chat.message.text.strip()[:20], step.label) + "\n\n"
+                         + self._prompt(dialog, step_name, answers, editing=bool(state.data.get("editing"))))
         try:
             value = step.parse(chat.message.text, answers)
             step.check(value)
         except Invalid as exc:
-            return await self._answered(chat, dialog, self._prompt(dialog, step_name, answers), exc.message)
+            return await self._answered(chat, dialog, self._prompt(dialog, step_name, answers,
+                                                                    editing=bool(state.data.get("editing"))), exc.message)
         except Stop as stop:
             changing_saved = amending(chat)
             await self._end(chat, dialog)
@@ -262,7 +265,8 @@ class DialogEngine:
         step_name = state.name.split(":", 1)[1]
         if step_name == RESUME_STEP:
             return texts.dialog_resume_choice()
-        return self._prompt(dialog, step_name, dict(state.data.get("answers") or {}), amending(chat))
+        return self._prompt(dialog, step_name, dict(state.data.get("answers") or {}), amending(chat),
+                            editing=bool(state.data.get("editing")))
 
     # -- internals ------------------------------------------------------------
 
@@ -325,9 +329,10 @@ class DialogEngine:
             if missing is not None:
                 step_name, editing = missing.name, True
         await self._save(chat, dialog, step_name, answers, history, editing=editing, context=context)
-        return Reply(self._prompt(dialog, step_name, answers, amending(chat)))
+        return Reply(self._prompt(dialog, step_name, answers, amending(chat), editing=editing))
 
-    def _prompt(self, dialog: Dialog, step_name: str, answers: dict, amending: bool = False) -> str:
+    def _prompt(self, dialog: Dialog, step_name: str, answers: dict, amending: bool = False,
+                editing: bool = False) -> str:
         if step_name == SUMMARY:
             return texts.dialog_summary(dialog.title, self._summary_lines(dialog, answers), amending)
         if step_name == CHOOSE:
@@ -336,6 +341,8 @@ class DialogEngine:
         step = dialog.step(step_name)
         current = answers.get(step.name)
         prompt = step.prompt(answers)
+        if editing:  # an item chosen from the numbered list: "第 5 步" would contradict its number there
+            prompt = re.sub(r"^第 \d+ 步：", "", prompt)
         if current not in (None, ""):
             prompt += "\n" + texts.dialog_current_value(step.show(current))
         return prompt + "\n" + texts.DIALOG_CONTROLS

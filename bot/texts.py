@@ -206,6 +206,12 @@ def question_hint(text: str) -> str | None:
     return command_hint(text) or consent_hint(text)
 
 
+def waiting_for_consent(command: str) -> str:
+    """An answer typed for a form that waits for the user's consent (注册 → 个人 → 王秀英 …)."""
+    return (f"“{command}”还没有开始：您需要先同意协议。请回复“同意”，同意后会自动继续“{command}”；"
+            f"回复“条款”可先阅读协议，回复“取消”则不再继续。")
+
+
 DRAFT_DISCARDED = "已删除您未完成的商家注册资料。需要时回复“注册”重新开始。"
 def pending_cancelled(command: str) -> str:
     """取消 after a command that waited for the user's consent (注册)."""

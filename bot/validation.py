@@ -353,6 +353,21 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _EMAIL = re.compile(rf"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:{_LABEL}\.)+[A-Za-z]{{2,}}")
 
 
+_PHONE_IN_TEXT = re.compile(r"(?<![0-9])(1[3-9][0-9])((?:[ -]?[0-9]){6})((?:[ -]?[0-9]){2})(?![0-9])")
+_CODE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])([0-9A-Za-z]{2})[0-9A-Za-z]{16}(?![0-9A-Za-z])")
+
+
+def hide_contacts(text: str) -> str:
+    """``text`` with the phone numbers, e-mail addresses and credit codes in it
+    masked (138******56, w***@qq.com, 91****************): what users type is
+    kept in the question log that every admin reads, and a form's answers typed
+    outside the form (before consenting) landed there in full."""
+    text = _PHONE_IN_TEXT.sub(lambda m: m.group(1) + "******" + m.group(3)[-2:], text)
+    text = _EMAIL.sub(lambda m: m.group()[0] + "***@" + m.group().split("@", 1)[1], text)
+    return _CODE_IN_TEXT.sub(
+        lambda m: m.group(1) + "*" * 16 if sum(c.isdigit() for c in m.group()) >= 8 else m.group(), text)
+
+
 def parse_email(text: str) -> str:
     value = _typed_value(text)
     if len(value) > 254:

@@ -75,6 +75,11 @@ class DialogStates:
         """Remember a command to carry on with once a precondition (consent) is met."""
         await self._redis.set(key("resume", openid), command, ex=self._ttl)
 
+    async def waiting_command(self, openid: str) -> str | None:
+        """The remembered command, kept (:meth:`pop_resume` takes it)."""
+        value = await self._redis.get(key("resume", openid))
+        return value.decode() if isinstance(value, bytes) else value
+
     async def pop_resume(self, openid: str) -> str | None:
         """The remembered command, forgotten as it is read."""
         return await self._redis.getdel(key("resume", openid))

@@ -995,6 +995,7 @@ async def test_qa_overrides_are_checked_then_saved(svc):
     await asyncio.sleep(0.2)
     unanswered = text(await editor.get("/admin/qa"))
     assert "火星上能开店吗" in unanswered and "你好" not in unanswered
+    assert "公众号" in unanswered and "official_account" not in unanswered  # the channel by its name
 
 
 async def test_an_example_question_added_in_the_console_reloads_the_index(svc):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,11 @@ CODE = "91450103MA5L2K3R0W"
 
 async def chat(svc, openid: str, *messages: str) -> list[str]:
     return [await svc.wechat.ask(openid, m) for m in messages]
+
+
+def unnumbered(prompt: str) -> str:
+    """A step's prompt as asked when an item is changed from the summary (no "第 N 步：")."""
+    return re.sub(r"^第 \d+ 步：", "", prompt)
 
 
 async def accepted(svc, openid: str) -> None:
@@ -409,7 +415,8 @@ async def test_edit_from_summary_including_entity_type(service):
     choose = await service.wechat.ask("o-edit", "修改")
     assert "1. 主体类型" in choose and "6. 邮箱" in choose
     phone_prompt = await service.wechat.ask("o-edit", "5")
-    assert phone_prompt.startswith(texts.PROMPT_PHONE) and "当前填写：13812345678" in phone_prompt
+    assert phone_prompt.startswith(unnumbered(texts.PROMPT_PHONE)) and "当前填写：13812345678" in phone_prompt
+    assert "第 5 步" not in phone_prompt  # the item's number in the list above is the one that counts
     summary = await service.wechat.ask("o-edit", "13900001111")
     assert "手机号码：13900001111" in summary and "确认" in summary
 
@@ -418,9 +425,9 @@ async def test_edit_from_summary_including_entity_type(service):
     await service.wechat.ask("o-edit", "修改")
     await service.wechat.ask("o-edit", "主体类型")
     name = await service.wechat.ask("o-edit", "个人")
-    assert name.startswith(texts.prompt_entity_name("individual")) and "当前填写" not in name
+    assert name.startswith(unnumbered(texts.prompt_entity_name("individual"))) and "当前填写" not in name
     adult = await service.wechat.ask("o-edit", "张三")
-    assert adult.startswith(texts.PROMPT_ADULT)
+    assert adult.startswith(unnumbered(texts.PROMPT_ADULT))
     summary = await service.wechat.ask("o-edit", "是")
     assert "统一社会信用代码" not in summary and "主体类型：个人" in summary and "张三" in summary
     await service.wechat.ask("o-edit", "确认")
@@ -507,7 +514,24 @@ async def test_registration_asks_for_consent_first_then_carries_on(service):
     assert "第 2 步" in await service.wechat.ask("o-new", "企业")
 
 
-async def test_cancel_drops_the_command_waiting_for_consent(service):
+async def test_form_answers_typed_before_consenting_are_told_to_consent_first_and_not_logged_in_full(service):
+    # 个人 got clause 3.1, the name and phone "no clause found", and the phone and
+    # e-mail sat in full in the question log every admin reads.
+    assert "需要您先同意" in await service.wechat.ask("o-eager", "注册")
+    for typed in ("个人", "王秀英", "138 7712 3456", "wang123@qq.com"):
+        reply = await service.wechat.ask("o-eager", typed)
+        assert reply == texts.waiting_for_consent("注册"), (typed, reply)
+    assert "归您所有" in await service.wechat.ask("o-eager", "我上传的图片版权归谁")  # a question is still answered
+    await service.wechat.ask("o-eager", "我的手机13877123456和邮箱wang123@qq.com会被公开吗")
+    after = await service.wechat.ask("o-eager", "同意")
+    assert texts.PROMPT_ENTITY_TYPE in after  # and the registration carries on
+    await service.runtime.qa_log.flush()
+    logged = " ".join(entry["question"] for entry in await service.runtime.qa_log.recent())
+    assert "我的手机138******56和邮箱w***@qq.com会被公开吗" in logged, logged  # masked in the admins' log
+    assert "13877123456" not in logged and "wang123@" not in logged and "王秀英" not in logged
+
+
+
     # 注册 asked for consent first; the user said 取消: a later 同意 records the
     # consent and starts nothing (registration began all the same).
     assert "需要您先同意" in await service.wechat.ask("o-changed-mind", "注册")
@@ -1159,7 +1183,7 @@ async def test_answer_words_with_the_punctuation_a_keyboard_adds(service):
     assert "第 2 步" in replies[1] and replies[3].startswith(texts.PROMPT_CONTACT_NAME)
     assert "邮箱：（未填写）" in replies[-1]
     replies = await chat(service, "o-words", "修改", "主体类型", "企业！")
-    assert replies[-1].startswith(texts.prompt_entity_name("enterprise"))  # 企业！ taken: the company's name next
+    assert replies[-1].startswith(unnumbered(texts.prompt_entity_name("enterprise")))  # 企业！ taken: the name next
     await accepted(service, "o-minor")
     assert (await chat(service, "o-minor", "注册", "个人", "张三", "否。"))[-1] == texts.UNDERAGE
     # A code, a number or an address sent with a full stop: the value, not "19 位" or "只能包含数字".

@@ -13,6 +13,7 @@ from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASO
 from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, draft_stamp
 from bot.errors import BotError
 from bot.merchants import STATUSES
+from bot.consent import CHANNEL_LABELS
 from bot.notices import BODY_LIMIT, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, TITLE_LIMIT, WECHAT_ERRORS, notice_text
 from bot.terms_diff import side_by_side
 from handlers.admin.base import AdminHandler
@@ -287,7 +288,7 @@ class QAHandler(AdminHandler):
 
     async def get(self) -> None:
         unanswered = await self.runtime.qa_log.recent("abstain", limit=200)
-        self.page("qa.html", unanswered=unanswered, files=QA_FILES)
+        self.page("qa.html", unanswered=unanswered, files=QA_FILES, channels=CHANNEL_LABELS)
 
 
 class QAFileHandler(AdminHandler):
