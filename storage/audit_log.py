@@ -60,13 +60,15 @@ class AuditLog:
     async def recent(self, *, actor: str | None = None, action: str | None = None, since: dt.datetime | None = None,
                      until: dt.datetime | None = None, limit: int = 200, skip: int = 0) -> list[AuditEntry]:
         """Newest first."""
-        cursor = self._coll.find(self._query(actor, action, since, until)).sort("at", DESCENDING).skip(skip).limit(limit)
+        # _id breaks ties: entries of one millisecond would otherwise show on two pages, or on none.
+        cursor = (self._coll.find(self._query(actor, action, since, until))
+                  .sort([("at", DESCENDING), ("_id", DESCENDING)]).skip(skip).limit(limit))
         return [_entry(d) for d in await cursor.to_list(None)]
 
     async def scan(self, *, actor: str | None = None, action: str | None = None, since: dt.datetime | None = None,
                    until: dt.datetime | None = None) -> AsyncIterator[AuditEntry]:
         """Oldest first, streamed (exports)."""
-        async for doc in self._coll.find(self._query(actor, action, since, until)).sort("at", ASCENDING):
+        async for doc in self._coll.find(self._query(actor, action, since, until)).sort([("at", ASCENDING), ("_id", ASCENDING)]):
             yield _entry(doc)
 
 

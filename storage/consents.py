@@ -104,7 +104,11 @@ class ConsentLedger:
     async def openids_with_action(self, action: str) -> list[str]:
         """Users who ever recorded ``action`` (e.g. everyone who accepted any
         version); not the openids whose records were carried to another."""
-        found = set(await self._coll.distinct("openid", {"action": action}))
+        # Grouped rather than distinct(): distinct's answer is one document, at most 16 MB
+        # (some 400,000 openids), and the audience of an amendment notice is everyone who accepted.
+        cursor = await self._coll.aggregate([{"$match": {"action": action}}, {"$group": {"_id": "$openid"}}],
+                                            allowDiskUse=True)
+        found = {doc["_id"] async for doc in cursor}
         return sorted(found - await self.carried_away())
 
     async def carried_away(self) -> set[str]:

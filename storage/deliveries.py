@@ -82,6 +82,10 @@ class Deliveries:
         except BulkWriteError as exc:
             if session is not None:
                 raise  # the transaction inserted nothing: again outside one, which keeps the new ones
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                # Not "recorded already": these recipients have no record, and a worker reads a
+                # missing record as finished, so they would silently get nothing.
+                raise
             return int(exc.details.get("nInserted", 0))
 
     async def statuses(self, notice_id: str, openids: list[str]) -> dict[str, str]:

@@ -128,7 +128,12 @@ class Followers:
                     )
                     existing = []
                 except BulkWriteError as exc:
-                    failed = {e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+                    errors = exc.details.get("writeErrors", [])
+                    other = [e for e in errors if e.get("code") != 11000]
+                    if other:  # not "known already": said, not dropped in silence
+                        log.error("last interactions of %d followers refused by MongoDB: %s", len(other),
+                                  other[0].get("errmsg", ""))
+                    failed = {e["index"] for e in errors if e.get("code") == 11000}
                     openids = list(batch)
                     existing = [openids[i] for i in sorted(failed)]
                 if existing:

@@ -100,8 +100,14 @@ def connect(uri: str, database: str | None = None) -> tuple[AsyncMongoClient, As
 
     No I/O happens here; the driver connects on first use.
     """
+    query = uri.partition("?")[2].lower()
+    # Majority-acknowledged unless the URI says otherwise: a consent recorded on
+    # the primary alone is lost in a failover after the user was told "recorded"
+    # (MongoDB's default is w:1 before 5.0, and with an arbiter).
+    durability = {} if any(part.startswith("w=") for part in query.split("&")) else {"w": "majority"}
     client: AsyncMongoClient = AsyncMongoClient(
         uri,
+        **durability,
         tz_aware=True,
         serverSelectionTimeoutMS=2000,
         # Also the driver's heartbeat timeout: nx-27017 answers no heartbeat

@@ -86,3 +86,16 @@ async def test_the_view_holds_one_document_per_user_whatever_order_records_come_
     docs = await db["consent_latest"].find({"openid": "o-v"}).to_list(None)
     assert [(d["_id"], d["action"]) for d in docs] == [("o-v", "withdraw")]
     assert await view.accepted("2022-05-22") == set()
+
+
+async def test_writes_are_acknowledged_by_a_majority_unless_the_uri_says_otherwise(service):
+    # A consent acknowledged by the primary alone (w:1, MongoDB's default before 5.0 and
+    # with an arbiter) is lost in a failover after the user was told it was recorded.
+    from storage.mongo import connect
+
+    assert service.runtime.mongo_client.write_concern.document == {"w": "majority"}
+    client, _ = connect("mongodb://127.0.0.1:9/?w=1")
+    try:
+        assert client.write_concern.document == {"w": 1}
+    finally:
+        await client.close()
