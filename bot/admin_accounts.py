@@ -100,6 +100,12 @@ class Actor:
     role: str
     address: str = ""
 
+    @property
+    def recorded_as(self) -> str:
+        """Who a change is recorded as in a record's history: ``admin:NAME`` for
+        the console, the CLI's own name (``cli``, ``cli:NAME``) for the command line."""
+        return self.name if self.name == "cli" or self.name.startswith("cli:") else f"admin:{self.name}"
+
     def require(self, permission: str) -> None:
         if not allowed(self.role, permission):
             need = ROLES[PERMISSIONS[permission]]

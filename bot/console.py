@@ -458,7 +458,7 @@ class Console:
                 raise AccountRefused("商家资料在您打开页面后有更新，请核对页面上的最新资料后再操作。", code="profile_changed")
             # The change is made only from the status the permission was decided on:
             # else an editor's 审核通过 landing after an owner's 暂停 would reinstate.
-            merchant = await self.merchants.set_status(openid, status, reason, by=f"admin:{actor.name}",
+            merchant = await self.merchants.set_status(openid, status, reason, by=actor.recorded_as,
                                                        expected=existing.status if existing else None)
         await self.audit.record(actor.name, "merchant_status", openid,
                                 before={"status": existing.status if existing else None},

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from bot.admin_accounts import CLI
 from bot.agreement import CHINA
 from bot.merchants import STATUSES, TRANSITIONS
 from service.clitools import actor_of, add_by_flag, add_data_dir_flag, print_table, with_runtime
@@ -48,12 +50,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_set_status(args: argparse.Namespace) -> int:
     async def work(runtime):
         before = await runtime.merchants.get(args.openid)
-        merchant = await runtime.merchants.set_status(args.openid, args.status, args.reason, by=actor_of(args))
-        await runtime.audit.record(
-            actor_of(args), "merchant_status", args.openid, address="localhost",
-            before={"status": before.status if before else None},
-            after={"status": merchant.status, "reason": args.reason.strip()},
-        )
+        # The console's action: under the merchant's lock, changed only from the status it
+        # was decided on (a change in chat meanwhile is not overwritten), audited.
+        merchant = await runtime.console.set_merchant_status(
+            dataclasses.replace(CLI, name=actor_of(args)), args.openid, args.status, args.reason)
         sharing = [] if merchant.status == "closed" else await runtime.merchants.sharing_credit_code(merchant)
         return before, merchant, sharing
 
