@@ -34,8 +34,11 @@ CHECK_SECONDS = 3.0
 MAX_QUESTION = 200
 
 #: Built indexes by (version text, data, overrides): pure values, shared by the
-#: runtimes of one process (tests build many) so each is built once.
+#: runtimes of one process (tests build many) so each is built once. The latest
+#: few only: each holds a tokenizer of its own, and a long-lived service builds
+#: one at every version and every admin's edit of the Q&A files.
 _BUILT: dict[tuple, QA] = {}
+BUILT_KEPT = 4
 
 
 #: The log's kind for a question the registration form's help answered, and the clauses that help cites.
@@ -143,8 +146,11 @@ class Answers:
         override = self._override_dir if self._override_dir and self._override_dir.is_dir() else None
         memo = (version.version, version.text_sha256, str(self._data_dir), str(override), signature)
         try:
-            qa = _BUILT.get(memo) or await asyncio.to_thread(QA.build, version, self._data_dir, override, self._cache_dir)
-            _BUILT[memo] = qa
+            qa = _BUILT.pop(memo, None) or await asyncio.to_thread(
+                QA.build, version, self._data_dir, override, self._cache_dir)
+            _BUILT[memo] = qa  # the newest last
+            while len(_BUILT) > BUILT_KEPT:
+                del _BUILT[next(iter(_BUILT))]
         except QADataError as exc:
             if self._qa is None:  # without admins' overrides rather than not at all
                 log.error("Q&A overrides unusable (%s); using the shipped data", exc)

@@ -400,7 +400,9 @@ class Console:
         actor.require("draft")
         draft = form.draft()
         base = (await self.terms.versions())[-1]
-        return base, draft, side_by_side(base, draft, context=2), examples_lost_warning(base, draft, self.qa_override_dir)
+        # Reads and parses the Q&A files: off the event loop.
+        lost = await asyncio.to_thread(examples_lost_warning, base, draft, self.qa_override_dir)
+        return base, draft, side_by_side(base, draft, context=2), lost
 
 
 
@@ -467,13 +469,17 @@ class Console:
 
     # -- Q&A data ------------------------------------------------------------------
 
-    def qa_file(self, actor: Actor, name: str) -> tuple[str, str]:
+    async def qa_file(self, actor: Actor, name: str) -> tuple[str, str]:
         """(the admins' override text, the shipped text) of a Q&A file."""
         actor.require("read")
         _check_qa_name(name)
         override = self.qa_override_dir / name
-        return (override.read_text(encoding="utf-8") if override.is_file() else "",
-                (DEFAULT_DATA_DIR / name).read_text(encoding="utf-8"))
+
+        def read() -> tuple[str, str]:  # files: off the event loop
+            return (override.read_text(encoding="utf-8") if override.is_file() else "",
+                    (DEFAULT_DATA_DIR / name).read_text(encoding="utf-8"))
+
+        return await asyncio.to_thread(read)
 
     async def save_qa_file(self, actor: Actor, name: str, text: str) -> None:
         """Check the override against the shipped data (as the index would load
@@ -481,7 +487,7 @@ class Console:
         Empty text removes the override."""
         actor.require("qa_edit")
         _check_qa_name(name)
-        before, _ = self.qa_file(actor, name)
+        before, _ = await self.qa_file(actor, name)
         text = text.replace("\r\n", "\n")
         # Parsing and file writes are blocking: off the event loop.
         await asyncio.to_thread(self._check_and_write, name, text, await self.terms.current())

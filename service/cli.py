@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import secrets
@@ -253,6 +254,9 @@ async def _serve_until(
         emulator_server = await serve_emulator("127.0.0.1", emulator_port, state)
     runtime = Runtime(config, mongodb_uri, redis_url)
     runtime.broadcasts.plan_in_background = True  # the console answers at once; this process lives on
+    # The WeChat client's HTTP library, imported in a thread now: imported at the first send
+    # (a late reply, a notice) it held the event loop, and every /wechat in flight, a quarter second.
+    warming = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "aiohttp"))
     await runtime.prepare()
     settling = asyncio.create_task(runtime.freeze_start_up_objects())
     app = make_app(runtime)
@@ -279,7 +283,7 @@ async def _serve_until(
     else:
         print(f"wetoop-bot 已启动：http://{_display_host(config.host)}:{port}/", flush=True)
     await stop.wait()
-    await settling
+    await asyncio.gather(settling, warming, return_exceptions=True)
     server.stop()
     # Requests being answered and the worker's sends in flight finish side by
     # side (each within its own grace), not one after the other: in sequence

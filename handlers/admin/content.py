@@ -296,7 +296,7 @@ class QAFileHandler(AdminHandler):
     permissions = {"GET": "read", "POST": "qa_edit"}
 
     async def get(self, name: str) -> None:
-        override, shipped = self.console.qa_file(self.actor, name)
+        override, shipped = await self.console.qa_file(self.actor, name)
         self.page("qa_file.html", name=name, label=QA_FILES[name], text=override, shipped=shipped, error="")
 
     async def post(self, name: str) -> None:
@@ -304,7 +304,7 @@ class QAFileHandler(AdminHandler):
         try:
             await self.console.save_qa_file(self.actor, name, text)
         except BotError as exc:
-            _, shipped = self.console.qa_file(self.actor, name)
+            _, shipped = await self.console.qa_file(self.actor, name)
             self.page("qa_file.html", http_status=exc.status, name=name, label=QA_FILES[name], text=text, shipped=shipped,
                       error=exc.message)
             return
