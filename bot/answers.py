@@ -46,6 +46,24 @@ FORM_HELP = "form_help"
 FORM_HELP_REFS = ("2.1", "2.2", "3.1")
 
 
+def respond(qa: QA, question: str, agreement_text: str) -> Answer:
+    """``qa``'s answer, or what is said of a topic the agreement does not cover
+    (:mod:`bot.uncovered`): for chat, the app and ``wetoop-bot ask`` alike."""
+    result = qa.answer(question)
+    topic = uncovered.reply(question, agreement_text)
+    if topic is not None and result.kind != SMALLTALK:
+        return Answer(ABSTAIN, topic, (), result.score, topic)
+    return result
+
+
+def with_hint(answer: Answer, hint: str | None) -> str:
+    """The chat reply: the answer and the hint under it (导出, 通知设置 …), or the
+    hint alone when no clause answers (我要改手机号: how to do it is the answer)."""
+    if hint is None:
+        return answer.text
+    return hint if answer.kind == ABSTAIN else f"{answer.text}\n\n{hint}"
+
+
 class Answers:
     """Answers questions about the agreement (see module docstring)."""
 
@@ -89,10 +107,7 @@ class Answers:
             raise Invalid(texts.question_too_long(MAX_QUESTION), "q")
         await self._ensure_current(wait=False)
         assert self._qa is not None
-        result = self._qa.answer(question)
-        topic = uncovered.reply(question, self._agreement_text())
-        if topic is not None and result.kind != SMALLTALK:
-            result = Answer(ABSTAIN, topic, (), result.score, topic)
+        result = respond(self._qa, question, self._agreement_text())
         if not question.strip() or not (unanswered_too or result.kind == ANSWER):
             return result  # nothing asked (a push without Content): no question for admins to review
         self._log.record(

@@ -22,6 +22,7 @@ from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
 from bot.preferences import categories_from_name, settings_text
+from bot.answers import with_hint
 from bot.registration import REGISTRATION, means_no_email, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
@@ -639,8 +640,7 @@ async def free_text(chat: Chat) -> Reply:
     text = chat.message.text
     hint = texts.question_hint(text)
     if hint is not None and answer.kind == "abstain":
-        # 我要改手机号: how to do it is the answer, not "no clause found".
-        return Reply(hint)
+        return Reply(with_hint(answer, hint))  # 我要改手机号: how to do it is the answer
     if hint in (None, texts.EDIT_PROFILE_HINT) and any(word in text for word in texts.REGISTRATION_WORDS):
         hint = await _registration_hint(chat)  # says what this user's account allows (closed, barred …)
     if hint is None and answer.kind != "answer" and await _unfinished_registration(chat):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from bot.texts import CONTACT, HELP
 
+#: How admins and users are told what became of a question (the question log's ``kind``).
+KIND_LABELS = {"answer": "引用协议条款", "abstain": "未找到对应条款", "smalltalk": "寒暄", "form_help": "注册表单说明"}
+
 #: The longest reply the Q&A gives, in characters.
 MAX_REPLY = 600
 

@@ -15,6 +15,7 @@ from typing import Any
 from bot.agreement import CHINA
 from bot.merchants import STATUSES, changed_by
 from bot.notices import SKIP_REASONS
+from bot.qa_texts import KIND_LABELS
 from bot.texts import CONSENT_STATUS
 from handlers.base import BaseHandler
 from service.runtime import Runtime
@@ -58,7 +59,7 @@ VALUES = {
     "reason": SKIP_REASONS,
     "entity_type": {"individual": "个人", "enterprise": "企业"},
     "category": CATEGORIES,
-    "kind": {"answer": "引用协议条款", "abstain": "未找到对应条款", "smalltalk": "寒暄", "form_help": "注册表单说明"},
+    "kind": KIND_LABELS,
 }
 #: The notice preferences: category -> on/off.
 SWITCH = {"on": "接收", "off": "已退订"}

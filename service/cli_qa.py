@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.agreement import load_seed
+from bot.qa_texts import KIND_LABELS
 from service.clitools import UsageError, add_data_dir_flag, load_config, positive_int, with_runtime
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ def cmd_qa_log(args: argparse.Namespace) -> int:
         at = when.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if when else "—"
         refs = "、".join(entry.get("refs") or []) or "—"
         question = entry["question"] if len(entry["question"]) <= 80 else entry["question"][:80] + "…"
-        print(f"{at}  [{entry['kind']}] {question}  （条款 {refs}，分数 {entry.get('score', 0)}）")
+        kind = KIND_LABELS.get(entry["kind"], entry["kind"])
+        print(f"{at}  [{kind}] {question}  （条款 {refs}，分数 {entry.get('score', 0)}）")
     return 0
 
 
@@ -153,7 +155,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} 不是目录：{path}")
     if not args.question.strip():
         raise UsageError("问题不能为空，例如：wetoop-bot ask \"我上传的图片版权归谁？\"")
-    from bot.answers import MAX_QUESTION
+    from bot.answers import MAX_QUESTION, respond, with_hint
     from bot.chat import router
     from bot import texts
 
@@ -170,10 +172,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     current = with_runtime(args, lambda runtime: runtime.terms.current())
     override = args.override or _default_override(args)
     qa = QA.build(current, args.qa_data, override, args.cache_dir)
-    answer = qa.answer(args.question)
-    hint = texts.question_hint(args.question)  # as chat adds it under the answer
-    print(f"{answer.text}\n\n{hint}" if hint else answer.text)
+    answer = respond(qa, args.question, current.canonical_text())  # as chat answers it
+    print(with_hint(answer, texts.question_hint(args.question)))
     if args.explain:
         refs = "、".join(answer.refs) or "无"
-        print(f"[{answer.kind}] 引用/最接近：{refs}；分数 {answer.score:.3f}", file=sys.stderr)
+        print(f"[{KIND_LABELS.get(answer.kind, answer.kind)}] 引用/最接近：{refs}；分数 {answer.score:.3f}", file=sys.stderr)
     return 0

@@ -12,6 +12,8 @@ import os
 import secrets
 from pathlib import Path
 
+from service.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -54,5 +56,5 @@ def _create_secret(path: Path) -> str:
 def _read_secret(path: Path) -> str:
     text = path.read_text(encoding="utf-8").strip()
     if len(text) < 32:
-        raise RuntimeError(f"{path} holds no usable cookie secret; delete it to generate a new one")
+        raise ConfigError(f"{path} 中没有可用的密钥（至少 32 个字符）：删除该文件，服务会重新生成；或设置 COOKIE_SECRET")
     return text

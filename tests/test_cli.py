@@ -391,6 +391,15 @@ def test_a_command_in_a_shell_without_the_services_settings_is_refused_not_run_o
     assert f"使用数据目录 {elsewhere / 'var'} 中的内置数据库" in made.stderr, made.stderr
 
 
+def test_an_unusable_generated_secret_stops_serve_with_one_line_in_chinese(tmp_path):
+    # An English RuntimeError and its traceback.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "cookie_secret").write_text("short")
+    result = subprocess.run([str(BIN), "serve", "--data-dir", str(tmp_path)], env=clean_env(PORT=str(free_port())),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "没有可用的密钥" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_the_log_level_is_set_by_log_level(tmp_path):
     # Only -v (INFO) could change it: no DEBUG, nothing for a service run by systemd.
     (tmp_path / "var").mkdir()

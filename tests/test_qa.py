@@ -419,6 +419,11 @@ def test_ask_prints_the_reply_a_user_would_get(capsys, qa, cache_dir):
     assert capsys.readouterr().out.strip().endswith("回复“注销账户”可注销商家账户（同意记录会保留）。")
     assert cli.main(["ask", "同意协议以后还能撤回吗", "--cache-dir", str(cache_dir)]) == 0
     assert capsys.readouterr().out.strip().endswith("回复“撤回同意”即可撤回您对协议的同意。")
+    # As chat: a topic the agreement does not cover is said so, and "how do I" gets the how alone.
+    assert cli.main(["ask", "这个要钱吗", "--cache-dir", str(cache_dir)]) == 0
+    assert "没有关于价格" in capsys.readouterr().out
+    assert cli.main(["ask", "我要改手机号", "--cache-dir", str(cache_dir)]) == 0
+    assert capsys.readouterr().out.strip() == texts.EDIT_PROFILE_HINT
     # A command gets the command's reply in chat, not the Q&A's: said so.
     assert cli.main(["ask", "条款 4", "--cache-dir", str(cache_dir)]) == 0
     assert "是公众号指令（条款）" in capsys.readouterr().out
@@ -467,7 +472,7 @@ async def test_the_question_log_cli_shows_beijing_time(make_service, backing):
     text = out.decode()
     now = dt.datetime.now(dt.timezone.utc)
     shown = {(now + dt.timedelta(minutes=m)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M") for m in (-1, 0)}
-    assert "北京时间" in text and any(f"{s}  [answer] 我上传的图片版权归谁？" in text for s in shown), text
+    assert "北京时间" in text and any(f"{s}  [引用协议条款] 我上传的图片版权归谁？" in text for s in shown), text
 
 
 @pytest.mark.parametrize("question", ["协议更新了哪些内容", "这次修改的内容是什么"])
