@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.consent import ACTION_LABELS
 from bot.texts import beijing_time
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ VERSION_NOT_TEXT = "version 应为文字形式的协议版本号，例如 \"2022
 
 def key_reused(action: str, version: str) -> str:
     """An Idempotency-Key sent again with another request."""
-    done = {"accept": "同意", "decline": "不同意", "withdraw": "撤回同意"}.get(action, action)
+    done = ACTION_LABELS.get(action, action)
     return (f"这个 Idempotency-Key 已用于另一个请求（{done}版本 {version}），本次请求没有执行。"
             "每个新的操作请使用新的 Key；重试同一个操作时才沿用原来的 Key。")
 DECLINE_OTHER_VERSION = "只能对当前生效的版本 {current} 表示不同意，不能对版本 {version}。"

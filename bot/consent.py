@@ -150,7 +150,7 @@ RECORD_FIELDS = ("at", "openid", "unionid", "version", "action", "channel", "tex
 
 
 #: How the console names the ledger's actions and channels.
-ACTION_LABELS = {"accept": "同意", "decline": "不同意", "withdraw": "撤回"}
+ACTION_LABELS = {"accept": "同意", "decline": "不同意", "withdraw": "撤回同意"}
 CHANNEL_LABELS = {"official_account": "公众号", "miniprogram": "小程序"}
 #: The console's CSV: the fields under Chinese headings, for the admins who open it in Excel
 #: (the CLI's export keeps the field names and codes, for scripts).

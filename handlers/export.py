@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from bot.agreement import CHINA
+from bot.consent import ACTION_LABELS
 from bot.merchants import STATUSES, changed_by
 from bot.notices import SKIP_REASONS
 from bot.qa_texts import KIND_LABELS
@@ -53,7 +54,7 @@ FIELDS = {
 VALUES = {
     "status": {**CONSENT_STATUS, **STATUSES, "pending": "待发送", "sending": "发送中", "sent": "已发送",
                "failed": "发送失败", "skipped": "未发送"},
-    "action": {"accept": "同意", "decline": "不同意", "withdraw": "撤回同意"},
+    "action": ACTION_LABELS,
     "channel": {"official_account": "公众号", "miniprogram": "小程序", "admin_import": "微拓导入", "template": "模板消息",
                 "custom": "客服消息", "mass": "群发"},
     "reason": SKIP_REASONS,

@@ -78,8 +78,11 @@ class LoginLimits:
         await self._succeeded(keys=self._keys(name, address, device), args=[])
 
     async def clear_account(self, name: str) -> None:
-        """Forget the account's failures (a new password was set: the guessing was at the old one)."""
-        await self._redis.delete(self._keys(name, "")[0])
+        """Forget the account's failures (a new password was set: the guessing was at the
+        old one), those counted per browser too (else the admin's own browser stayed locked)."""
+        devices = [k async for k in self._redis.scan_iter(match=key("admin", "loginfail", "device", name.casefold(), "*"),
+                                                           count=500)]
+        await self._redis.delete(self._keys(name, "")[0], *devices)
 
     async def clear_all(self) -> None:
         """Forget every failure (the demo, whose password changes at every start)."""

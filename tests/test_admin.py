@@ -269,6 +269,20 @@ async def test_login_is_limited_per_address(svc):
     assert entries[0].target == "no…（7 个字符）" and entries[0].actor == "?no…（7 个字符）"
 
 
+async def test_a_new_password_ends_the_lock_out_of_the_admins_own_browser_too(svc):
+    # The new password cleared the account's counter only: the browser's own stayed locked.
+    from bot.admin_accounts import CLI
+
+    own = AdminClient(svc.url)
+    assert (await own.login("vera", PASSWORD)).code == 303  # this browser is remembered
+    assert (await own.post("/admin/logout")).code == 303
+    for _ in range(10):
+        await own.login("vera", "wrong-password")
+    assert (await own.login("vera", PASSWORD)).code == 429
+    await svc.runtime.admins.set_password("vera", PASSWORD + "-new", by=CLI)
+    assert (await own.login("vera", PASSWORD + "-new")).code == 303
+
+
 async def test_a_password_typed_as_the_name_is_not_kept_in_the_audit_log(svc):
     assert (await AdminClient(svc.url).login("MySecretPass!2026", "x")).code == 401
     entry = (await svc.runtime.audit.recent(action="login_failed"))[0]

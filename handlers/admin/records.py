@@ -37,7 +37,8 @@ def chart(days: list[tuple], width: int = 720, height: int = 220) -> dict:
         return round(left + span_x * index, 1)
 
     series = []
-    for key, label, index in (("accept", "同意", 1), ("decline", "不同意", 2), ("withdraw", "撤回", 3)):
+    for key, index in (("accept", 1), ("decline", 2), ("withdraw", 3)):
+        label = ACTION_LABELS[key]
         points = [(x(i), y(row[index])) for i, row in enumerate(days)]
         series.append({"key": key, "label": label, "points": " ".join(f"{px},{py}" for px, py in points),
                        "dots": [(px, py, row[0], row[index]) for (px, py), row in zip(points, days)],
