@@ -17,6 +17,7 @@ from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, IncompleteProfile
 from bot.replies import Reply
 from bot.router import normalize_command
+from bot.uncovered import PRICE
 from bot.validation import (
     ENTITY_TYPES,
     NO_LICENCE,
@@ -53,7 +54,7 @@ _FORM_QUESTIONS = (
     (NO_LICENCE, texts.FORM_NO_LICENCE),
     (re.compile(r"个体"), texts.FORM_INDIVIDUAL_BUSINESS),
     (re.compile(r"信用代码|执照"), texts.FORM_CREDIT_CODE),
-    (re.compile(r"要钱|收费|收钱|多少钱|价格|价钱|免费|付费|费用"), texts.NOT_IN_AGREEMENT_PRICE),
+    (re.compile(PRICE.pattern + "|费用"), texts.NOT_IN_AGREEMENT_PRICE),  # 费用 too: at the form it is the form's
 )
 
 

@@ -12,10 +12,12 @@ import re
 
 from bot.texts import CONTACT, NOT_IN_AGREEMENT_PRICE
 
+#: A question about price, fees or refunds (also the registration form's: 这个要钱吗).
+PRICE = re.compile(r"要钱|收费|收钱|多少钱|价格|价钱|报价|免费|付费|年费|月费|会员费|打折|优惠|退款|退费|发票")
+
 #: (question pattern, words whose presence in the agreement means it does cover the topic, reply)
 TOPICS = (
-    (re.compile(r"要钱|收费|收钱|多少钱|价格|价钱|报价|免费|付费|年费|月费|会员费|打折|优惠|退款|退费|发票"),
-     re.compile(r"价格|收费|付费|退款"), NOT_IN_AGREEMENT_PRICE),
+    (PRICE, re.compile(r"价格|收费|付费|退款"), NOT_IN_AGREEMENT_PRICE),
     (re.compile(r"法院|管辖|仲裁|打官司|适用.{0,6}法律|(哪里|哪儿|哪个地方).{0,4}(起诉|告)"),
      re.compile(r"法院|管辖|仲裁"),
      "《微拓软件服务使用协议》中没有约定争议由哪个法院管辖、适用哪里的法律或仲裁。" + CONTACT),
