@@ -142,6 +142,7 @@ class Runtime:
         self._probes: dict[str, asyncio.Future] = {}  # health pings under way (see health)
         #: Indexes made and the seed agreement stored (see prepare).
         self.database_ready = False
+        self._closing = False  # set by close(): the retries stop
         self.audit = Audit(AuditLog(self.db), clock)
         self.terms = Terms(self.versions, self.broadcasts, clock, locks=self.locks, audit=self.audit)
         self.consents = Consents(self.ledger, self.terms, clock)
@@ -279,7 +280,7 @@ class Runtime:
         refuses (data that breaks a unique index), said once and tried again
         every minute (an admin must mend the data; /healthz stays "starting")."""
         wait, refused = DATABASE_RETRY, ""
-        while not self.database_ready:
+        while not self.database_ready and not self._closing:
             await asyncio.sleep(wait)
             try:
                 await self._prepare_database()
@@ -380,10 +381,13 @@ class Runtime:
         return {"mongo": mongo_state, "redis": redis_state, "qa": "ok" if self.answers.ready else "starting"}
 
     async def close(self) -> None:
+        self._closing = True
         retry = getattr(self, "_database_retry", None)
         if retry is not None:
             retry.cancel()
-            await asyncio.gather(retry, return_exceptions=True)
+            # Bounded: a cancel that lands inside the driver's server selection can be
+            # swallowed there, and the retry slept on (a stop, and a test's teardown, hung).
+            await asyncio.wait({retry}, timeout=CLOSE_TIMEOUT + DATABASE_RETRY)
         build = getattr(self, "_qa_build", None)
         if build is not None and not build.done():
             await asyncio.gather(build, return_exceptions=True)
