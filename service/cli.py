@@ -172,7 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     if not config.wechat_token:
         log.warning("未设置 WECHAT_TOKEN：设置之前 /wechat 一律回答 503")
-    if not config.public_url and (config.mongodb_uri or config.host not in ("127.0.0.1", "::1", "localhost")):
+    if not config.public_url and (config.mongodb_uri or not _local(config.host)):
         # Behind nginx the service cannot know the address users reach it at.
         log.warning("未设置 PUBLIC_URL：发给用户的链接（如“导出我的数据”）将指向 %s，公网用户无法打开；"
                     "请设置为用户访问的地址，如 https://bot.example.com", config.base_url)
@@ -302,6 +302,11 @@ async def _serve_until(
         emulator_server.stop()
 
 
+def _local(host: str) -> bool:
+    """Whether the service listens on this machine only (a demo or a service behind nginx here)."""
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
@@ -410,7 +415,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  数据目录：       {config.data_dir.resolve()}",
             "按 Ctrl-C 停止（会一并停止内置数据库等子进程）。",
         ]
-        if config.host not in ("127.0.0.1", "::1", "localhost"):
+        if not _local(config.host):
             # The simulator posts as any user, and the Token above is public: fine on one's own machine only.
             lines.insert(-1, f"注意：演示环境监听 {config.host or '所有地址'}，同一网络中的任何人都能打开模拟器冒充任意用户、"
                          "使用上面公开的 Token 和管理员密码；请只在可信的网络中这样运行。")

@@ -15,10 +15,10 @@ import gc
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Callable
 
 import pymongo.errors
 import redis
-from typing import Callable
 
 from bot import chat, my_account
 from bot.admin_accounts import AdminAccounts
