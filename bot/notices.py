@@ -140,7 +140,7 @@ def audit_entry(notice: Notice, audience_size: int | None) -> dict:
     the CLI alike: what went, to whom and how (a mass send is allowed only a
     few times a month; an important one reaches those who opted out)."""
     audience = notice.audience
-    if audience.get("type") == "openids":
+    if "openids" in audience:  # a notice stored before its list was kept beside it
         audience = {"type": "openids", "count": len(audience["openids"]), "first": audience["openids"][:20]}
     return {
         "category": notice.category, "title": notice.title, "important": notice.important,
@@ -326,7 +326,7 @@ class Broadcasts:
             statuses = audience.get("statuses") or ["pending_review", "active", "suspended"]
             found = [openid for s in statuses for openid in await self._merchants.openids(s)]
             return sorted(set(found))
-        if kind == "openids":
+        if kind == "openids" and "openids" in audience:
             return sorted(set(audience["openids"]))
         if kind == "consented_any_version":
             return await self._ledger.openids_with_action("accept")
@@ -353,7 +353,9 @@ class Broadcasts:
         :attr:`plan_in_background`, only the first chunk is recorded before
         this returns. ``openids``: the audience, if the caller has just read it."""
         notice = await self._get(notice_id)
-        if openids is None:
+        if openids is None and notice.audience.get("type") == "openids":
+            openids = await self.notices.listed(notice)
+        elif openids is None:
             openids = await self.audience(notice.audience)
         await self.notices.planning(notice_id, len(openids), self._clock())
         chunk = max(self.plan_chunk, _batch_size(notice))

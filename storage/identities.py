@@ -14,7 +14,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from storage.mongo import as_datetime
+from storage.mongo import as_datetime, find_in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Identities:
         """Those of ``openids`` that are mini-program users' openids."""
         if not openids:
             return set()
-        return {d["_id"] for d in await self._coll.find({"_id": {"$in": openids}}, {"_id": 1}).to_list(None)}
+        return {d["_id"] for d in await find_in(self._coll, "_id", openids, {"_id": 1})}
 
     async def unlinked(self, openids: list[str]) -> set[str]:
         """Those of ``openids`` that are mini-program openids of no follower

@@ -146,6 +146,9 @@ def epoch_ms(at: dt.datetime) -> int:
 #: How many documents a range in :func:`find_in` may hold per value sought
 #: before it gives way to ``$in``.
 SPREAD = 4
+#: Values sought by one query at most: a query is a document, bound like any
+#: other by MongoDB's 16 MB (600,000 openids in one ``$in`` were refused).
+IN_MAX = 10_000
 
 
 async def find_in(coll, key: str, values: list[str], projection: dict | None = None) -> list[dict]:
@@ -158,9 +161,14 @@ async def find_in(coll, key: str, values: list[str], projection: dict | None = N
     reads the range from the least to the greatest value and keeps the values
     sought: exact for a broadcast's batches (consecutive openids of a sorted
     audience); values spread across a range holding more than :data:`SPREAD`
-    documents each fall back to ``$in``.
+    documents each fall back to ``$in``. More than :data:`IN_MAX` values are
+    sought :data:`IN_MAX` at a time.
     """
     wanted = set(values)
+    if len(wanted) > IN_MAX:
+        ordered = sorted(wanted)
+        return [d for start in range(0, len(ordered), IN_MAX)
+                for d in await find_in(coll, key, ordered[start : start + IN_MAX], projection)]
     if not wanted:
         return []
     if projection is not None:

@@ -26,6 +26,13 @@ CATEGORIES = {
 }
 JOB_STATUSES = ("queued", "sending", "paused", "cancelled", "done")
 
+#: An explicit openid list is kept beside its notice, this many openids to a
+#: document: inside the notice, MongoDB's 16 MB limit on a document held only
+#: some 400,000 openids, and a longer list could not be sent.
+LIST_CHUNK = 10_000
+#: The openids of a stored list that its notice itself shows.
+LIST_SHOWN = 20
+
 
 @dataclasses.dataclass(frozen=True)
 class Notice:
@@ -65,6 +72,7 @@ class Notices:
 
     def __init__(self, db: AsyncDatabase) -> None:
         self._coll = db["notices"]
+        self._lists = db["notice_lists"]
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_indexes(
@@ -90,6 +98,9 @@ class Notices:
         if category not in CATEGORIES:
             raise ValueError(f"unknown notice category {category!r}")
         notice_id = str(ObjectId())
+        if audience.get("type") == "openids":
+            # The list first: a notice never exists without all of its recipients.
+            audience = await self._store_list(notice_id, audience["openids"])
         await self._coll.insert_one(
             {
                 "_id": notice_id,
@@ -111,6 +122,26 @@ class Notices:
             }
         )
         return notice_id
+
+    async def _store_list(self, notice_id: str, openids: list[str]) -> dict:
+        """Keep an explicit list in :data:`LIST_CHUNK` parts; returns the
+        audience the notice stores: its size and first openids."""
+        listed = sorted(set(openids))
+        parts = [{"_id": _part_id(notice_id, n), "openids": listed[start : start + LIST_CHUNK]}
+                 for n, start in enumerate(range(0, len(listed), LIST_CHUNK))]
+        if parts:
+            await self._lists.insert_many(parts)
+        return {"type": "openids", "count": len(listed), "first": listed[:LIST_SHOWN]}
+
+    async def listed(self, notice: Notice) -> list[str]:
+        """The openids of a notice to an explicit list, sorted."""
+        if "openids" in notice.audience:  # stored inside the notice before notice_lists
+            return sorted(set(notice.audience["openids"]))
+        # The parts' ids sort in order: a range on _id, which nx-27017 also reads from its index.
+        parts = await self._lists.find(
+            {"_id": {"$gte": _part_id(notice.id, 0), "$lte": _part_id(notice.id, 999_999)}}
+        ).sort("_id", ASCENDING).to_list(None)
+        return [openid for part in parts for openid in part["openids"]]
 
     async def get(self, notice_id: str) -> Notice | None:
         doc = await self._coll.find_one({"_id": notice_id})
@@ -195,6 +226,10 @@ _KNOWN = {"_id", "category", "title", "body", "important", "audience", "channel"
           "created_at", "created_by", "started_at", "finished_at", "planning_at", "planning_ms",
           "resumed_at", "paused_at", "paused_seconds", "paused_by", "settled_at"}
 
+
+
+def _part_id(notice_id: str, n: int) -> str:
+    return f"{notice_id}/{n:06d}"
 
 
 def _flag(value: object) -> bool:

@@ -75,3 +75,41 @@ async def test_the_cli_merchant_list_has_every_merchant(make_service, small_page
     assert len(await repo.list("pending_review", limit=None)) == 7
     assert len(await repo.list(limit=5)) == 5
 
+
+
+async def test_an_openid_list_larger_than_a_document_is_kept_and_sought_in_parts(make_service):
+    # 600,000 openids were one 24 MB notice document and one $in: MongoDB's 16 MB
+    # limit refused both, and `notice send --audience openids:FILE` ended in a traceback.
+    svc = await make_service()
+    rt = svc.runtime
+    listed = [f"o{i:027d}" for i in range(600_000)]
+    await rt.followers.subscribed(listed[123_456], rt.clock())
+    assert await rt.mini.identities.known(listed) == set()
+    assert set(await rt.followers.many(listed)) == {listed[123_456]}
+    notice_id = await rt.notices.create(
+        category="service", title="名单", body="正文", important=False,
+        audience={"type": "openids", "openids": list(reversed(listed))}, channel="auto",
+        created_at=rt.clock(), created_by="test",
+    )
+    notice = await rt.notices.get(notice_id)
+    assert notice.audience == {"type": "openids", "count": 600_000, "first": listed[:20]}
+    assert await rt.notices.listed(notice) == listed
+
+
+async def test_a_listed_notice_is_planned_from_its_parts(make_service, monkeypatch):
+    from storage import notices
+
+    monkeypatch.setattr(notices, "LIST_CHUNK", 3)
+    monkeypatch.setattr(mongo, "IN_MAX", 2)
+    svc = await make_service()
+    rt = svc.runtime
+    listed = [f"o-part{i}" for i in range(8)]
+    for openid in listed:
+        await rt.followers.subscribed(openid, rt.clock())
+    assert sorted(await rt.followers.many(listed + ["o-nobody"])) == listed
+    notice_id = await rt.broadcasts.send(
+        category="service", title="分批", body="正文", important=False,
+        audience={"type": "openids", "openids": listed + listed[:2]}, by="test",
+    )
+    assert sorted(await rt.deliveries.openids(notice_id, ("pending",))) == listed
+    assert (await rt.notices.get(notice_id)).total == 8
