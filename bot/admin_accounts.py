@@ -63,12 +63,12 @@ def allowed(role: str | None, permission: str) -> bool:
 
 
 class AdminRefused(BotError):
-    status = 400
+    kind = "bad_request"
     code = "admin_refused"
 
 
 class Forbidden(BotError):
-    status = 403
+    kind = "forbidden"
     code = "forbidden"
 
 
@@ -78,12 +78,12 @@ def _masked(name: str) -> str:
 
 
 class LoginFailed(BotError):
-    status = 401
+    kind = "unauthenticated"
     code = "login_failed"
 
 
 class LoginLocked(BotError):
-    status = 429
+    kind = "too_many"
     code = "login_locked"
 
     def __init__(self, seconds: int) -> None:
@@ -180,7 +180,7 @@ class AdminAccounts:
         """Check a log-in; returns the admin, a new session token and the id of
         the device (browser) to remember.
 
-        Raises :class:`LoginLocked` (429) while the account or address is
+        Raises :class:`LoginLocked` (too many attempts) while the account or address is
         locked, even for the right password, and :class:`LoginFailed` for a
         wrong name or password (one message for both). ``device``: the id this
         browser got at an earlier log-in of ``name`` (from a signed cookie); its

@@ -57,7 +57,7 @@ class InvalidAgreement(BotError):
     """An agreement file or draft that cannot be published as it is."""
 
     code = "invalid_agreement"
-    status = 422
+    kind = "invalid"
 
 
 @dataclasses.dataclass(frozen=True)

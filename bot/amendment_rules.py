@@ -24,7 +24,7 @@ PUBLISHABLE_REASONS = ("routine", "new_feature", "legal")
 class AmendmentRefused(BotError):
     """Publication refused; ``rule`` names the rule, ``message`` says why."""
 
-    status = 422
+    kind = "invalid"
 
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message, code=f"amendment_{rule}")

@@ -24,7 +24,7 @@ STATUSES = ("none", "accepted", "outdated", "declined", "withdrawn")
 class ConsentRefused(BotError):
     """A consent action that cannot be taken (e.g. a version not in force)."""
 
-    status = 409
+    kind = "conflict"
     code = "consent_refused"
 
 

@@ -59,14 +59,14 @@ MERCHANT_HEADINGS = {
 
 
 class DraftNotFound(BotError):
-    status = 404
+    kind = "not_found"
     code = "draft_not_found"
 
 
 class DraftChanged(BotError):
     """Another admin saved the draft after this one opened it."""
 
-    status = 409
+    kind = "conflict"
     code = "draft_changed"
 
 
@@ -78,7 +78,7 @@ def draft_stamp(draft) -> str:
 class ConfirmationNeeded(BotError):
     """A large audience not yet confirmed; the form asks for the count."""
 
-    status = 409
+    kind = "conflict"
     code = "confirmation_needed"
 
 

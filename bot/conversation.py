@@ -89,7 +89,7 @@ class OutageLog:
 class ReplayedPush(BotError):
     """A signed push whose timestamp and nonce came before with another body."""
 
-    status = 403
+    kind = "forbidden"
     code = "replayed_push"
 
 

@@ -82,33 +82,33 @@ ENTITY_FIELDS = ("entity_type", "entity_name", "credit_code")
 
 
 class ReasonRequired(BotError):
-    """A status change without its reason: the form is incomplete (422), nothing refused by the rules."""
+    """A status change without its reason: the form is incomplete, nothing refused by the rules."""
 
-    status = 422
+    kind = "invalid"
     code = "reason_required"
 
 
 class UnknownStatus(BotError):
-    """A status that does not exist (422): the input is wrong, no rule refused it."""
+    """A status that does not exist: the input is wrong, no rule refused it."""
 
-    status = 422
+    kind = "invalid"
     code = "bad_status"
 
 
 class AccountRefused(BotError):
     """An account change that the rules do not allow; the message says why."""
 
-    status = 409
+    kind = "conflict"
     code = "account_refused"
 
 
 class NoAccount(BotError):
-    status = 404
+    kind = "not_found"
     code = "no_account"
 
 
 class AlreadyClosed(BotError):
-    status = 409
+    kind = "conflict"
     code = "already_closed"
 
 
@@ -117,7 +117,7 @@ REASON_LIMIT = 500
 
 
 class IncompleteProfile(BotError):
-    status = 422
+    kind = "invalid"
     code = "incomplete_profile"
 
 

@@ -60,12 +60,12 @@ LINK_CHECK_SECONDS = 0.3
 
 
 class Unauthorized(BotError):
-    status = 401
+    kind = "unauthenticated"
     code = "unauthorized"
 
 
 class LoginFailed(BotError):
-    status = 401
+    kind = "unauthenticated"
     code = "invalid_code"
 
 
@@ -73,12 +73,12 @@ class LoginRefused(BotError):
     """WeChat refuses this user (40226, a risky account): a new code would not help,
     so not 401, which a mini-program answers by logging in again, for ever."""
 
-    status = 403
+    kind = "forbidden"
     code = "user_blocked"
 
 
 class RateLimited(BotError):
-    status = 429
+    kind = "too_many"
     code = "rate_limited"
 
     def __init__(self, message: str, retry_after: int, code: str | None = None) -> None:
@@ -87,7 +87,7 @@ class RateLimited(BotError):
 
 
 class LoginUnavailable(BotError):
-    status = 503
+    kind = "unavailable"
     code = "login_unavailable"
 
 

@@ -37,7 +37,7 @@ from storage.redis_store import RedisUnavailable
 
 
 class ConsentRequired(BotError):
-    status = 403
+    kind = "forbidden"
     code = "consent_required"
 
 
@@ -133,7 +133,7 @@ async def set_preferences(services: Services, openid: str, changes: dict[str, bo
 class ChangedSince(BotError):
     """The record changed since the version the client names (``If-Match``)."""
 
-    status = 412
+    kind = "precondition_failed"
     code = "profile_changed"
 
 
@@ -145,9 +145,9 @@ async def save_registration(services: Services, openid: str, body: dict,
     may have shown (its ETag); a record changed since (in chat, say) is not
     overwritten. With no record yet there is nothing to overwrite. ``create_only``:
     the client found no record; one made since (a registration in chat) is not overwritten.
-    Raises :class:`ConsentRequired` (403), :class:`InvalidFields` (422),
-    :class:`ChangedSince` (412) or :class:`~bot.merchants.AccountRefused`
-    (409, e.g. suspended).
+    Raises :class:`ConsentRequired`, :class:`InvalidFields`,
+    :class:`ChangedSince` or :class:`~bot.merchants.AccountRefused`
+    (e.g. suspended).
     """
     async with as_person(services, openid) as openid:
         state = await services.consents.fresh_state(openid)  # as chat's consent gate reads it
@@ -163,7 +163,7 @@ async def save_registration(services: Services, openid: str, body: dict,
 
 
 async def registration(services: Services, openid: str) -> Merchant:
-    """The user's merchant record; :class:`~bot.merchants.NoAccount` (404) if none."""
+    """The user's merchant record; :class:`~bot.merchants.NoAccount` if none."""
     merchant = await services.merchants.get(openid)
     if merchant is None:
         raise NoAccount(api_texts.NOT_REGISTERED)

@@ -62,10 +62,11 @@ CATEGORY_BY_NAME = {
 
 
 class NoticeRefused(BotError):
-    """A notice or an action on one refused: 409, or 422 when the notice as
-    written is malformed (its codes in :attr:`MALFORMED`)."""
+    """A notice or an action on one refused: a conflict with the job's state,
+    or ``invalid`` when the notice as written is malformed (its codes in
+    :attr:`MALFORMED`)."""
 
-    status = 409
+    kind = "conflict"
     code = "notice_refused"
     MALFORMED = frozenset({"bad_category", "bad_channel", "bad_audience", "bad_important", "empty_notice",
                            "title_too_long", "body_too_long"})
@@ -73,11 +74,11 @@ class NoticeRefused(BotError):
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message, code)
         if self.code in self.MALFORMED:
-            self.status = 422
+            self.kind = "invalid"
 
 
 class NoticeNotFound(BotError):
-    status = 404
+    kind = "not_found"
     code = "notice_not_found"
 
 

@@ -19,7 +19,7 @@ BUSY = "另一项操作正在进行，请稍后重试。"
 
 
 class Busy(BotError):
-    status = 409
+    kind = "conflict"
     code = "busy"
 
 

@@ -41,7 +41,7 @@ LOAD_BUDGET = 5.0
 
 
 class VersionNotFound(BotError):
-    status = 404
+    kind = "not_found"
     code = "version_not_found"
 
     def __init__(self, message: str, code: str | None = None, withdrawn: bool = False) -> None:

@@ -16,9 +16,9 @@ from bot.traditional import simplified
 
 
 class Invalid(BotError):
-    """A value that fails validation; ``field`` names it (for the API's 422)."""
+    """A value that fails validation; ``field`` names it (for the API's error)."""
 
-    status = 422
+    kind = "invalid"
     code = "invalid_field"
 
     def __init__(self, message: str, field: str = "") -> None:

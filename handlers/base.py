@@ -13,6 +13,7 @@ import pymongo
 import tornado.web
 
 from bot.errors import BotError
+from wechat.protocol import ProtocolError
 
 _MESSAGES = {
     400: "请求格式不正确",
@@ -24,6 +25,26 @@ _MESSAGES = {
     500: "服务器内部错误",
     503: "服务暂时不可用",
 }
+
+#: The HTTP status of each kind of domain error (:data:`bot.errors.KINDS`).
+HTTP_STATUS = {
+    "bad_request": 400,
+    "invalid": 422,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "precondition_failed": 412,
+    "too_large": 413,
+    "too_many": 429,
+    "unavailable": 503,
+}
+
+
+def http_status(exc: BotError | ProtocolError) -> int:
+    """The status a refusal is answered with: a domain error's by its kind; a
+    WeChat push refused by the protocol layer carries its own."""
+    return exc.status if isinstance(exc, ProtocolError) else HTTP_STATUS[exc.kind]
 
 
 T = TypeVar("T")
@@ -170,7 +191,7 @@ class BaseHandler(tornado.web.RequestHandler):
         name_allowed_methods(self, status_code)
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, BotError):
-            self.set_status(exc.status)
+            self.set_status(http_status(exc))
             self.write_json({"error": {"code": exc.code, "message": exc.message}})
             return
         code, message = error_message(status_code)

@@ -24,7 +24,7 @@ from tornado import httputil
 from tornado.log import access_log
 
 from bot.errors import BotError
-from handlers.base import JSON_TYPE, BaseHandler, declared_length, error_message, json_bytes
+from handlers.base import JSON_TYPE, BaseHandler, declared_length, error_message, http_status, json_bytes
 from service.runtime import Runtime
 from wechat.protocol import MAX_BODY, ProtocolError, too_large
 
@@ -63,7 +63,7 @@ class WeChatHandler(BaseHandler):
                 raise _not_configured()
             echostr = self.runtime.endpoint.verify_url(query_of(self.request))
         except ProtocolError as exc:
-            self.send_error_json(exc.status, exc.code, exc.message)
+            self.send_error_json(http_status(exc), exc.code, exc.message)
             return
         self.set_header("Content-Type", _TEXT_TYPE)
         self.finish(echostr)
@@ -136,7 +136,7 @@ class PushDelegate(httputil.HTTPMessageDelegate):
         # Answered at once, before the rest of any body; Tornado then closes
         # the connection rather than read a body nobody wants (and says so).
         self._refused = True
-        self._error(exc.status, exc.code, exc.message, close=True)
+        self._error(http_status(exc), exc.code, exc.message, close=True)
 
     async def _answer(self, body: bytes) -> None:
         try:
@@ -146,7 +146,7 @@ class PushDelegate(httputil.HTTPMessageDelegate):
             reply = await self._runtime.conversation.respond(opened.inbound)
             payload = endpoint.seal(reply, opened, query).encode("utf-8")
         except (ProtocolError, BotError) as exc:  # BotError: a replayed push, for one
-            self._error(exc.status, exc.code, exc.message)
+            self._error(http_status(exc), exc.code, exc.message)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - as RequestHandler: logged, JSON 500
             log.exception("Uncaught exception answering %s", self._summary())
             self._error(500, *error_message(500))

@@ -148,3 +148,26 @@ def _run_schemathesis(document: dict, base_url: str, token: str, known: dict) ->
             except Exception as exc:  # noqa: BLE001 - collect every operation's failure
                 failures.append(f"{label}: {exc}")
     return failures, calls
+
+
+def test_every_domain_error_has_a_kind_the_handlers_map_to_a_status():
+    # The domain names what went wrong; HTTP statuses live in handlers alone.
+    import importlib
+    import pkgutil
+
+    import bot
+    from bot.errors import KINDS, BotError
+    from handlers.base import HTTP_STATUS
+
+    for module in pkgutil.walk_packages(bot.__path__, "bot."):
+        importlib.import_module(module.name)
+    found, seen = [BotError], []
+    while found:
+        cls = found.pop()
+        seen.append(cls)
+        found += cls.__subclasses__()
+    assert len(seen) > 30
+    assert set(HTTP_STATUS) == set(KINDS)
+    for cls in seen:
+        assert cls.kind in KINDS, cls
+        assert "status" not in vars(cls), cls

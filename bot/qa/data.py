@@ -33,7 +33,7 @@ class QADataError(BotError):
     """A Q&A data file that is missing or malformed."""
 
     code = "invalid_qa_data"
-    status = 422
+    kind = "invalid"
 
 
 def fold(text: str) -> str:

@@ -38,7 +38,7 @@ TARGETS = {"top1": 0.90, "abstain_recall": 0.90, "false_abstain": 0.05}
 
 class QuestionFileError(BotError):
     code = "invalid_question_file"
-    status = 422
+    kind = "invalid"
 
 
 def read_questions(path: Path) -> list[tuple[str, tuple[str, ...]]]:

@@ -6,6 +6,7 @@ import tornado.web
 
 from bot.admin_accounts import LoginFailed, LoginLocked
 from handlers.admin.base import SESSION_COOKIE, AdminHandler
+from handlers.base import http_status
 
 #: Remembers the browsers an admin logged in from (see AdminAccounts.authenticate).
 DEVICE_COOKIE = "wb_admin_device"
@@ -33,7 +34,7 @@ class LoginHandler(AdminHandler):
             _, token, device = await self.runtime.admins.authenticate(
                 name, password, self.request.remote_ip or "", self._device(name))
         except (LoginLocked, LoginFailed) as exc:
-            self.page("login.html", http_status=exc.status, next=target, name=name, error=exc.message)
+            self.page("login.html", http_status=http_status(exc), next=target, name=name, error=exc.message)
             return
         self.set_signed_cookie(SESSION_COOKIE, token, expires_days=None, httponly=True, samesite="Lax")
         self.set_signed_cookie(DEVICE_COOKIE, f"{name.casefold()}|{device}", expires_days=DEVICE_DAYS, httponly=True,

@@ -15,7 +15,7 @@ import tornado.web
 from bot.admin_accounts import PERMISSIONS, ROLES, Actor, allowed
 from bot.agreement import CHINA, typed_utc
 from bot.errors import BotError
-from handlers.base import budget_requests, name_allowed_methods
+from handlers.base import budget_requests, http_status, name_allowed_methods
 from storage.admin_users import AdminUser
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
@@ -174,9 +174,9 @@ class AdminHandler(tornado.web.RequestHandler):
         message = _STATUS_TEXT.get(status_code, "请求失败")
         detail = ""
         if isinstance(exc, BotError):
-            self.set_status(exc.status)
-            status_code = exc.status
-            message, detail = _STATUS_TEXT.get(exc.status, "请求失败"), exc.message
+            status_code = http_status(exc)
+            self.set_status(status_code)
+            message, detail = _STATUS_TEXT.get(status_code, "请求失败"), exc.message
         elif isinstance(exc, tornado.web.HTTPError) and "xsrf" in (exc.log_message or "").lower():
             detail = "表单已过期或来源不明（缺少或不匹配的 xsrf 令牌）。请刷新页面后重新提交。"
         elif isinstance(exc, tornado.web.MissingArgumentError):

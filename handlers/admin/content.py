@@ -17,6 +17,7 @@ from bot.consent import CHANNEL_LABELS
 from bot.notices import BODY_LIMIT, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, TITLE_LIMIT, WECHAT_ERRORS, notice_text
 from bot.terms_diff import side_by_side
 from handlers.admin.base import AdminHandler
+from handlers.base import http_status
 from storage.notices import CATEGORIES
 
 AUDIENCES = {"all": "所有关注者", "merchants": "商家（可按状态）", "consented_any_version": "曾同意协议的用户",
@@ -58,9 +59,9 @@ class TermsVersionHandler(AdminHandler):
         try:
             withdrawn, notice_id = await self.console.withdraw_version(self.actor, version, reason)
         except BotError as exc:
-            if exc.status == 403:
+            if exc.kind == "forbidden":
                 raise
-            await self._show(version, error=exc.message, status=exc.status, reason=reason)
+            await self._show(version, error=exc.message, status=http_status(exc), reason=reason)
             return
         self.done(f"/admin/notices/{notice_id}", f"已撤回版本 {withdrawn.version}，撤回通知正在发送")
 
@@ -138,7 +139,7 @@ class TermsPublishHandler(AdminHandler):
             saved = await self.console.save_version_draft(self.actor, form, draft_id, seen)
             self.done(f"/admin/terms/new?draft={saved}", "草稿已保存")
         except BotError as exc:
-            await self._form(form, draft_id or "", error=exc.message, status=exc.status)
+            await self._form(form, draft_id or "", error=exc.message, status=http_status(exc))
 
     async def _form(self, form: VersionForm, draft_id: str, error: str = "", status: int = 200, preview=None) -> None:
         now = self.runtime.clock()
@@ -217,7 +218,7 @@ class NoticeComposeHandler(AdminHandler):
                 preview = await self.console.preview_notice(self.actor, form)
             except BotError:
                 pass
-            await self._form(form, draft_id or "", preview=preview, error=exc.message, status=exc.status)
+            await self._form(form, draft_id or "", preview=preview, error=exc.message, status=http_status(exc))
 
     async def _form(self, form: NoticeForm, draft_id: str, preview=None, error: str = "", status: int = 200) -> None:
         self.page("notice_compose.html", http_status=status, form=form, draft_id=draft_id, preview=preview, error=error,
@@ -305,7 +306,7 @@ class QAFileHandler(AdminHandler):
             await self.console.save_qa_file(self.actor, name, text)
         except BotError as exc:
             _, shipped = await self.console.qa_file(self.actor, name)
-            self.page("qa_file.html", http_status=exc.status, name=name, label=QA_FILES[name], text=text, shipped=shipped,
+            self.page("qa_file.html", http_status=http_status(exc), name=name, label=QA_FILES[name], text=text, shipped=shipped,
                       error=exc.message)
             return
         self.done(f"/admin/qa/{name}", "已保存，问答索引将在几秒内重新加载")

@@ -12,6 +12,7 @@ from bot.errors import BotError
 from bot.merchants import STATUSES, TRANSITIONS, NoAccount, changed_by, profile_stamp
 from bot.validation import ENTITY_TYPES
 from handlers.admin.base import AdminHandler
+from handlers.base import http_status
 
 PAGE = 200
 
@@ -57,9 +58,9 @@ class MerchantHandler(AdminHandler):
             await self.console.set_merchant_status(self.actor, openid, status, reason,
                                                    seen=self.get_argument("seen", "") or None)
         except BotError as exc:
-            if exc.status == 403:
+            if exc.kind == "forbidden":
                 raise
-            await self._show(openid, error=exc.message, status=exc.status, reason=reason)
+            await self._show(openid, error=exc.message, status=http_status(exc), reason=reason)
             return
         # The same status again is an action of its own (允许重新注册, 退回修改).
         same = TRANSITIONS.get((status, status)) if before is not None and before.status == status else None
@@ -91,7 +92,7 @@ class AdminsHandler(AdminHandler):
         try:
             await self.runtime.admins.create(name, role, self.get_argument("password", "", strip=False), by=self.actor)
         except BotError as exc:
-            await self._show(error=exc.message, status=exc.status, name=name)
+            await self._show(error=exc.message, status=http_status(exc), name=name)
             return
         self.done("/admin/users", f"已创建管理员 {name}")
 

@@ -12,7 +12,7 @@ from bot import api_texts
 from bot.errors import BotError
 from bot.mini_sessions import ApiUser, RateLimited
 from bot.validation import Invalid
-from handlers.base import BaseHandler, budget_requests, json_object
+from handlers.base import BaseHandler, budget_requests, http_status, json_object
 from service.runtime import Runtime
 from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
@@ -47,12 +47,12 @@ MAX_PAGE = 100
 
 
 class BadRequest(BotError):
-    status = 400
+    kind = "bad_request"
     code = "bad_request"
 
 
 class TooLarge(BotError):
-    status = 413  # as /wechat answers
+    kind = "too_large"  # 413, as /wechat answers
     code = "body_too_large"
 
 
@@ -145,16 +145,16 @@ class ApiHandler(BaseHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, BotError):
-            self.set_status(exc.status)
+            self.set_status(http_status(exc))
             error: dict = {"code": exc.code, "message": exc.message}
             if isinstance(exc, Invalid) and exc.field:
                 error["field"] = exc.field
                 error["errors"] = getattr(exc, "errors", None) or [{"field": exc.field, "message": exc.message}]
             if isinstance(exc, RateLimited):
                 self.set_header("Retry-After", str(exc.retry_after))
-            elif exc.status == 503:  # WeChat unavailable at log-in: as storage's 503s say
+            elif exc.kind == "unavailable":  # WeChat unavailable at log-in: as storage's 503s say
                 self.set_header("Retry-After", "5")
-            if exc.status == 401:
+            if exc.kind == "unauthenticated":
                 self.set_header("WWW-Authenticate", 'Bearer realm="wetoop"')
             self.set_header("Cache-Control", "no-store")
             self.write_json({"error": error})
