@@ -139,6 +139,32 @@ def _check_not_reverting(draft: AgreementVersion, latest: AgreementVersion, olde
     )
 
 
+def check_withdrawal(version: AgreementVersion, published: list[AgreementVersion]) -> None:
+    """Refuse withdrawing ``version`` while a later version, not withdrawn,
+    carries its changes without naming them (it was drafted from it): the
+    withdrawal's notice tells users the changes will not take effect, and
+    they would, with the later version, whose summary says nothing of them.
+    ``published``: every version not withdrawn, ``version`` among them."""
+    before = [v for v in published if v.effective_at < version.effective_at]
+    if not before:
+        return
+    base = _units(max(before, key=lambda v: v.effective_at))
+    own = _units(version)
+    changed = [k for k in own.keys() | base.keys() if own.get(k) != base.get(k)]
+    for later in sorted((v for v in published if v.effective_at > version.effective_at), key=lambda v: v.effective_at):
+        theirs = _units(later)
+        carried = sorted(k for k in changed if theirs.get(k) == own.get(k) and not _named(k, later.changes))
+        if carried:
+            raise AmendmentRefused(
+                "carried",
+                f"稍后生效的版本 {later.version} 包含版本 {version.version} 对{places(carried)}的修改，"
+                f"而 {later.version} 的修改摘要没有写明：撤回 {version.version} 后，用户会被告知这些修改不会生效，"
+                f"它们却会随 {later.version} 生效。请先撤回 {later.version}"
+                f"（wetoop-bot terms withdraw {later.version} --reason …，或管理后台该版本的页面），再撤回 {version.version}；"
+                "需要时再以当前生效的版本为基础起草、发布新版本。",
+            )
+
+
 def undoes(draft: AgreementVersion, published: list[AgreementVersion]) -> tuple[AgreementVersion, list] | None:
     """When ``draft`` is closer to an older published version than to the
     latest one (it was drafted from it): that version, and the places of the

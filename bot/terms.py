@@ -288,6 +288,7 @@ class Terms:
                     "in_force", f"版本 {version.version} 已于 {amendment_rules.show(version.effective_at)} 生效，"
                     "已生效的版本不能撤回；如需修改，请发布新的版本",
                 )
+            amendment_rules.check_withdrawal(version, await self.versions())
             title, body = check_text(_notice_title(f"《{version.title}》修改撤回通知", version), texts.amendment_withdrawn(version, reason))
             if not await self._repo.withdraw(version.version, now, by, reason):
                 raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile

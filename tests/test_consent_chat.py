@@ -403,6 +403,56 @@ async def test_a_scheduled_version_can_be_withdrawn_so_a_legal_change_applies_at
     assert progress.notice.category == "amendment" and progress.notice.important
 
 
+def _rewritten(version, section: int, clause: int, text: str):
+    """``version`` with one clause's text replaced."""
+    sections = list(version.sections)
+    target = sections[section - 1]
+    clauses = list(target.clauses)
+    clauses[clause - 1] = text
+    sections[section - 1] = dataclasses.replace(target, clauses=tuple(clauses))
+    return dataclasses.replace(version, sections=tuple(sections))
+
+
+async def test_a_version_whose_changes_a_later_one_carries_is_not_withdrawn_before_it(make_service, clock):
+    # Withdrawn, its changes were announced as not taking effect, and took effect
+    # with the later version drafted from it, whose summary said nothing of them.
+    from bot.amendment_rules import AmendmentRefused
+
+    svc = await make_service(clock=clock)
+    terms = svc.runtime.terms
+    v7 = amendment("2026-12-09")  # changes 1.6
+    await terms.publish(v7, reason="routine", effective_at=clock.now + dt.timedelta(days=7), by="t")
+    v8 = dataclasses.replace(_rewritten(v7, 2, 1, "联系人信息变更后应及时更新。"), version="2026-12-10",
+                             changes=("第2节第1款：联系人信息应及时更新",))
+    await terms.publish(v8, reason="routine", effective_at=clock.now + dt.timedelta(days=8), by="t")
+    with pytest.raises(AmendmentRefused) as refused:
+        await terms.withdraw("2026-12-09", reason="暂不修改", by="t")
+    assert refused.value.code == "amendment_carried"
+    assert "第1.6条" in refused.value.message and "terms withdraw 2026-12-10" in refused.value.message
+    assert [v.version for v in await terms.pending()] == ["2026-12-09", "2026-12-10"]
+    # Withdrawn in that order, both go.
+    await terms.withdraw("2026-12-10", reason="暂不修改", by="t")
+    await terms.withdraw("2026-12-09", reason="暂不修改", by="t")
+    assert await terms.pending() == []
+
+
+def test_a_later_version_that_names_the_change_or_lacks_it_lets_it_be_withdrawn():
+    from bot.amendment_rules import check_withdrawal
+
+    seed = load_seed()
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+
+    def published(draft, days: int):
+        return draft.published("routine", start, start + dt.timedelta(days=days))
+
+    v7 = published(amendment("v7"), 7)
+    named = published(dataclasses.replace(_rewritten(amendment("v8"), 2, 1, "新"), changes=("1.6 简化", "2.1 新")), 8)
+    fresh = published(dataclasses.replace(_rewritten(seed, 2, 1, "新"), version="v8b", changes=("2.1 新",)), 8)
+    base = dataclasses.replace(seed, effective_at=start - dt.timedelta(days=300))
+    check_withdrawal(v7, [base, v7, named])
+    check_withdrawal(v7, [base, v7, fresh])
+
+
 async def test_legal_amendment_applies_at_once(make_service, clock):
     svc = await make_service(clock=clock)
     await svc.wechat.ask("o-legal", "同意")
