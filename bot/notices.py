@@ -419,7 +419,10 @@ class Broadcasts:
             await self.queue.add(notice.id, openids[start : start + size], urgent=urgent)
 
     async def pause(self, notice_id: str) -> Notice:
-        await self._get(notice_id)
+        notice = await self._get(notice_id)
+        if notice.version is not None and notice.status in ("queued", "sending"):
+            # Paused, it could stay so past the version's effective date, nobody told.
+            raise NoticeRefused(self._amendment_notice(notice, "暂停"), code="amendment_notice")
         if not await self.notices.transition(notice_id, ("queued", "sending"), "paused", self._clock()):
             raise NoticeRefused(await self._cannot(notice_id, "暂停"))
         return await self._get(notice_id)
@@ -471,16 +474,17 @@ class Broadcasts:
             raise NoticeRefused(await self._cannot(notice_id, "取消"))  # nothing left to cancel, nor to pause
         if notice.version is not None:
             # The agreement promises notice of every change to whoever accepted a version.
-            raise NoticeRefused(
-                f"通知 {notice_id} 是版本 {notice.version} 发布或撤回时自动发出的条款修改通知，"
-                "协议要求告知每位已同意协议的用户，不能取消（可以暂停后再继续）。如版本有误：尚未生效的可以撤回"
-                "（管理后台的版本页面，或 wetoop-bot terms withdraw），已生效的请发布更正的新版本。",
-                code="amendment_notice",
-            )
+            raise NoticeRefused(self._amendment_notice(notice, "取消"), code="amendment_notice")
         if not await self.notices.transition(notice_id, ("queued", "sending", "paused"), "cancelled", self._clock()):
             raise NoticeRefused(await self._cannot(notice_id, "取消"))
         await self._skip_cancelled(notice_id)
         return await self._get(notice_id)
+
+    @staticmethod
+    def _amendment_notice(notice: Notice, action: str) -> str:
+        return (f"通知 {notice.id} 是版本 {notice.version} 发布或撤回时自动发出的条款修改通知，"
+                f"协议要求在修改生效前告知每位已同意协议的用户，不能{action}。如版本有误：尚未生效的可以撤回"
+                "（管理后台的版本页面，或 wetoop-bot terms withdraw），已生效的请发布更正的新版本。")
 
     async def _skip_cancelled(self, notice_id: str) -> None:
         """Record the pending recipients of a cancelled job as skipped, except

@@ -628,8 +628,9 @@ async def test_pause_resume_cancel(svc):
     assert {"notice_pause", "notice_resume", "notice_cancel"} <= set(actions)
 
 
-async def test_the_amendment_notice_of_a_version_cannot_be_cancelled(svc):
-    # The agreement promises notice of every change to whoever accepted a version.
+async def test_the_amendment_notice_of_a_version_cannot_be_cancelled_nor_paused(svc):
+    # The agreement promises notice of every change to whoever accepted a version;
+    # paused, the notice stayed so past the version's effective date, nobody told.
     from tests.test_consent_chat import amendment
 
     await followers(svc, "o-a")
@@ -638,11 +639,15 @@ async def test_the_amendment_notice_of_a_version_cannot_be_cancelled(svc):
                                                           effective_at=None, by="t")
     owner = await logged_in(svc, "olga")
     page = text(await owner.get(f"/admin/notices/{notice_id}"))
-    assert "不能取消" in page and f"/admin/notices/{notice_id}/cancel" not in page
-    refused = await owner.post(f"/admin/notices/{notice_id}/cancel")
-    assert refused.code == 409 and "条款修改通知" in text(refused) and "尚未生效的可以撤回" in text(refused)
-    assert (await svc.runtime.notices.get(notice_id)).status != "cancelled"
-    assert (await owner.post(f"/admin/notices/{notice_id}/pause")).code == 303  # pausing stays possible
+    assert "不能暂停或取消" in page and f"/admin/notices/{notice_id}/cancel" not in page
+    assert f"/admin/notices/{notice_id}/pause" not in page
+    for action in ("cancel", "pause"):
+        refused = await owner.post(f"/admin/notices/{notice_id}/{action}")
+        assert refused.code == 409 and "条款修改通知" in text(refused) and "尚未生效的可以撤回" in text(refused)
+    assert (await svc.runtime.notices.get(notice_id)).status in ("queued", "sending")
+    # Paused by WeChat (its quota), it is resumed as any other.
+    assert await svc.runtime.notices.transition(notice_id, ("queued", "sending"), "paused", svc.runtime.clock(), by="quota")
+    assert f"/admin/notices/{notice_id}/resume" in text(await owner.get(f"/admin/notices/{notice_id}"))
     assert (await owner.post(f"/admin/notices/{notice_id}/resume")).code == 303
     # Once done, cancelling is refused for that, without a hint to pause (refused too).
     await svc.runtime.worker(concurrency=2).run_until_idle(30)
