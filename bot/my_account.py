@@ -229,6 +229,10 @@ async def record_consent(
                 # A retry repeats its request; another request under its key
                 # would be answered "recorded: false" and silently dropped.
                 raise Invalid(api_texts.key_reused(earlier.action, earlier.version), "Idempotency-Key")
+            if earlier is not None:
+                # A retry of a request that was recorded (its reply lost): recorded once.
+                # Checked again, a withdrawal's retry found nothing left to withdraw (409).
+                return await services.consents.fresh_state(openid), False
             asked = await _key_without_record(services, origin)
             if asked is not None:
                 if asked != (action, version):

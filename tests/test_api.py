@@ -364,6 +364,24 @@ async def test_a_key_whose_request_changed_nothing_is_remembered_too(api):
     assert (other.status, other.error()["field"]) == (422, "Idempotency-Key")
 
 
+async def test_a_withdrawal_retried_under_its_key_is_recorded_once_not_refused(api):
+    # The retry found nothing left to withdraw and said 409: the app told the user
+    # their withdrawal failed, though it was recorded.
+    token = await api.token()
+    assert (await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token)).status == 200
+    key = {"Idempotency-Key": "tap-withdraw-01"}
+    withdraw = {"version": "2022-05-22", "action": "withdraw"}
+    first = await api.call("POST", "/consents", withdraw, token, headers=key)
+    assert first.status == 200 and first.body["recorded"] is True
+    for _ in range(2):
+        retry = await api.call("POST", "/consents", withdraw, token, headers=key)
+        assert retry.status == 200, retry.body
+        assert retry.body["recorded"] is False and retry.body["consent"]["status"] == "withdrawn"
+    assert [r.action for r in await api.svc.runtime.ledger.history(mp_openid("alice"))] == ["accept", "withdraw"]
+    again = await api.call("POST", "/consents", withdraw, token, headers={"Idempotency-Key": "tap-withdraw-02"})
+    assert (again.status, again.error()["code"]) == (409, "nothing_to_withdraw")  # a new request is checked
+
+
 # -- registration ------------------------------------------------------------------------
 
 
