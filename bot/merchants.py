@@ -164,6 +164,7 @@ class MerchantAccounts:
         """Register (a new or a closed account) or change a profile.
 
         Returns the record and what happened: ``"registered"``, ``"updated"``,
+        ``"unchanged"`` (the same answers as stored: nothing written),
         ``"resubmitted"`` (an active account whose entity changed goes back
         to review) or ``"corrected"`` (an account returned for correction is
         submitted again). A suspended account cannot be changed, nor one closed
@@ -225,6 +226,9 @@ class MerchantAccounts:
                 entry = StatusEntry("pending_review", at, by, "按退回意见修改资料，重新提交审核")
                 await self.repo.update(openid, "pending_review", profile=profile, entry=entry)
                 return await self._reload(openid), "corrected"
+            if stored_profile(existing.profile()) == stored_profile(profile):
+                # Nothing to write: the record, and the stamp another device holds as its ETag, stay.
+                return existing, "unchanged"
             await self.repo.update(openid, existing.status, profile=profile)
         except StatusChanged:
             raise AccountRefused("账户状态刚刚发生了变化，请回复“我的账户”查看后重试。", code="status_changed") from None

@@ -32,7 +32,7 @@ from bot.validation import (
     parse_entity_type,
     parse_phone,
 )
-from storage.merchants import Merchant
+from storage.merchants import Merchant, stored_profile
 from storage.redis_store import RedisUnavailable
 
 
@@ -139,7 +139,7 @@ class ChangedSince(BotError):
 
 async def save_registration(services: Services, openid: str, body: dict,
                             seen: list[str] | None = None, create_only: bool = False) -> tuple[Merchant, str]:
-    """Register or change the profile: ``(record, "registered"|"updated"|"resubmitted")``.
+    """Register or change the profile: ``(record, "registered"|"updated"|"unchanged"|"resubmitted")``.
 
     ``seen``: the :func:`~bot.merchants.profile_stamp` values of the record the client
     may have shown (its ETag); a record changed since (in chat, say) is not
@@ -155,9 +155,13 @@ async def save_registration(services: Services, openid: str, body: dict,
             raise ConsentRequired(api_texts.consent_required(state.current.title, state.current.version))
         existing = await services.merchants.get(openid)
         profile = parse_profile(body, existing)
-        if seen is not None and existing is not None and profile_stamp(existing) not in seen:
+        # The record as this request would make it overwrites nothing: a retry of a
+        # request that was saved (its reply lost) is answered, not refused as a change.
+        same = (existing is not None and existing.status != "closed"
+                and stored_profile(existing.profile()) == stored_profile(profile))
+        if seen is not None and existing is not None and profile_stamp(existing) not in seen and not same:
             raise ChangedSince(api_texts.PROFILE_CHANGED)
-        if create_only and existing is not None and existing.status != "closed":
+        if create_only and existing is not None and existing.status != "closed" and not same:
             raise ChangedSince(api_texts.PROFILE_EXISTS)
         return await services.merchants.save_profile(openid, profile)
 

@@ -534,6 +534,8 @@ def registered(outcome: str, status_label: str, chat: bool = True) -> str:
     if outcome == "corrected":
         text = f"资料已修改并重新提交审核，当前状态：{status_label}。我们会尽快审核，结果会以通知告知您。"
         return text + ("回复“我的账户”随时查看。" if chat else "")
+    if outcome == "unchanged":
+        return f"资料与已保存的相同，无需更新，当前状态：{status_label}。" + ("回复“我的账户”查看。" if chat else "")
     return f"资料已更新，当前状态：{status_label}。" + ("回复“我的账户”查看。" if chat else "")
 
 

@@ -570,6 +570,36 @@ async def test_if_none_match_keeps_a_registration_made_meanwhile_in_chat(api):
     assert made.status == 201 and made.body["outcome"] == "registered"
 
 
+async def test_a_saved_registration_retried_is_answered_and_an_unchanged_one_keeps_its_etag(api):
+    # The retry the 503 message advises met 412 "changed elsewhere" for the app's own
+    # save; and a save of the same answers moved the ETag, so the other device got 412.
+    token = await api.token("retry")
+    await api.accepted(token)
+    created = await api.call("PUT", "/me/registration", ENTERPRISE, token, headers={"If-None-Match": "*"})
+    assert created.status == 201
+    again = await api.call("PUT", "/me/registration", ENTERPRISE, token, headers={"If-None-Match": "*"})
+    assert again.status == 200 and again.body["outcome"] == "unchanged", again.body
+    assert again.headers["Etag"] == created.headers["Etag"]
+    etag = created.headers["Etag"]
+    changed = {**ENTERPRISE, "contact_name": "赵六"}
+    saved = await api.call("PUT", "/me/registration", changed, token, headers={"If-Match": etag})
+    assert saved.status == 200 and saved.body["outcome"] == "updated"
+    retried = await api.call("PUT", "/me/registration", changed, token, headers={"If-Match": etag})
+    assert retried.status == 200 and retried.body["outcome"] == "unchanged" and "无需更新" in retried.body["message"]
+    assert retried.headers["Etag"] == saved.headers["Etag"]
+    # Another request with the stale tag, changing something, is still refused.
+    stale = await api.call("PUT", "/me/registration", {**changed, "phone": "13900000000"}, token, headers={"If-Match": etag})
+    assert (stale.status, stale.error()["code"]) == (412, "profile_changed")
+    # The same answers confirmed in chat write nothing: the app's tag still holds.
+    before = await api.svc.runtime.merchants.get(mp_openid("retry"))
+    _record, outcome = await api.svc.runtime.merchants.save_profile(mp_openid("retry"), changed)
+    assert outcome == "unchanged"
+    assert (await api.svc.runtime.merchants.get(mp_openid("retry"))).updated_at == before.updated_at
+    ok = await api.call("PUT", "/me/registration", {**changed, "phone": "13900000000"}, token,
+                        headers={"If-Match": saved.headers["Etag"]})
+    assert ok.status == 200 and ok.body["outcome"] == "updated"
+
+
 async def test_registration_changes_follow_the_account_rules(api):
     token = await api.token()
     await api.accepted(token)

@@ -258,7 +258,10 @@ PATHS = {
             "record the form was filled from), a record changed since, in chat say, is not overwritten (412); "
             "with If-None-Match: * (a first registration, the app having found no record), a record made "
             "meanwhile, in chat say, is not overwritten either (412)",
-            _json(_obj(registration=_ref("Registration"), outcome={"enum": ["updated", "resubmitted"]}, message=STR),
+            _json(_obj(registration=_ref("Registration"), outcome={"enum": ["updated", "unchanged", "resubmitted"],
+                                                               "description": "unchanged: the same as stored, nothing "
+                                                               "written (the ETag stays; a retry of a saved request "
+                                                               "answers so too)"}, message=STR),
                   headers=_ETAG),
             400, 403, 409, 412, 422, body=_ref("RegistrationInput"),
             params=[{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}},
