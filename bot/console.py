@@ -20,6 +20,7 @@ from bot.admin_accounts import Actor
 from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
 from bot.amendment_rules import parse_effective_at
 from bot.audit import Audit
+from bot.consent import ConsentState, Consents
 from bot.errors import BotError
 from bot.merchants import (
     STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change, unknown_status,
@@ -33,6 +34,7 @@ from bot.qa.units import examples_lost_warning, unplaced_examples, units_of
 from bot.serial import one_at_a_time
 from bot.terms import Terms
 from bot.terms_diff import Row, side_by_side
+from bot.texts import CONSENT_STATUS
 from bot.validation import ENTITY_TYPES
 from storage.admin_drafts import Draft, Drafts
 from storage.admin_stats import AdminStats
@@ -182,8 +184,10 @@ class Console:
     def __init__(self, *, broadcasts: Broadcasts, terms: Terms, merchants: MerchantAccounts, followers: Followers,
                  drafts: Drafts, stats: AdminStats, consent_view: ConsentView, audit: Audit, qa_override_dir: Path,
                  clock: Callable[[], dt.datetime], locks: UserLocks | None = None,
-                 submit_tokens: SubmitTokens | None = None, identities: Identities | None = None) -> None:
+                 submit_tokens: SubmitTokens | None = None, identities: Identities | None = None,
+                 consents: Consents | None = None) -> None:
         self.locks = locks
+        self.consents = consents
         self.identities = identities
         self.submit_tokens = submit_tokens
         self.broadcasts = broadcasts
@@ -458,6 +462,8 @@ class Console:
             actor.require("merchant_review" if review else "merchant_suspend")
             if seen is not None and existing is not None and profile_stamp(existing) != seen:
                 raise AccountRefused("商家资料在您打开页面后有更新，请核对页面上的最新资料后再操作。", code="profile_changed")
+            if status == "active" and existing is not None and existing.status != "active":
+                await self._require_consent(openid)
             # The change is made only from the status the permission was decided on:
             # else an editor's 审核通过 landing after an owner's 暂停 would reinstate.
             merchant = await self.merchants.set_status(openid, status, reason, by=actor.recorded_as,
@@ -466,6 +472,22 @@ class Console:
                                 before={"status": existing.status if existing else None},
                                 after={"status": merchant.status, "reason": reason.strip()}, address=actor.address)
         return merchant
+
+    async def merchant_consent(self, openid: str) -> ConsentState | None:
+        """The merchant's consent to the version in force, for the admins reviewing them."""
+        return None if self.consents is None else await self.consents.fresh_state(openid)
+
+    async def _require_consent(self, openid: str) -> None:
+        """Refuse making active a merchant who does not accept the agreement
+        (declined, withdrew, never chose): the agreement has them stop using the
+        service, and the approval notice would tell them to start. One who
+        accepted an older version is asked again by chat and the API anyway."""
+        state = await self.merchant_consent(openid)
+        if state is not None and state.status in ("none", "declined", "withdrawn"):
+            raise AccountRefused(
+                f"该用户目前{CONSENT_STATUS[state.status]}（现行版本 {state.current.version}），不能设为已生效："
+                "协议要求不同意协议的用户停止使用服务。请待用户同意现行版本后再操作。", code="consent_missing",
+            )
 
     # -- Q&A data ------------------------------------------------------------------
 

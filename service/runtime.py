@@ -189,7 +189,7 @@ class Runtime:
             broadcasts=self.broadcasts, terms=self.terms, merchants=self.merchants, followers=self.followers,
             drafts=Drafts(self.db), stats=AdminStats(self.db), consent_view=self.consent_view, audit=self.audit,
             qa_override_dir=Path(config.data_dir) / "qa", clock=clock, locks=self.locks,
-            submit_tokens=SubmitTokens(self.redis), identities=Identities(self.db),
+            submit_tokens=SubmitTokens(self.redis), identities=Identities(self.db), consents=self.consents,
         )
 
         # The mini-program API: its own WeChat client (login), sessions, identities, inbox read-state.

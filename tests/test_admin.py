@@ -807,6 +807,10 @@ async def test_a_new_draft_starts_from_the_latest_published_version(make_service
 
 
 async def register(svc, openid: str, name: str) -> None:
+    """A merchant who accepted the agreement and registered (as chat and the API require)."""
+    from bot.consent import Origin
+
+    await svc.runtime.consents.accept(openid, Origin("official_account"))
     await svc.runtime.merchants.save_profile(
         openid, {"entity_type": "individual", "entity_name": name, "contact_name": name, "phone": "13812345678"}
     )
@@ -827,6 +831,26 @@ async def test_a_credit_code_on_another_account_is_pointed_out_for_review(svc):
     assert "如因违规终止服务，请先暂停再注销" in text(await owner.get("/admin/merchants/o-copy"))  # what closing does
     assert "也登记在另外 1 个账户上" in page and "南宁市真实贸易有限公司" in page and "/admin/merchants/o-real" in page
     assert "也登记在另外" not in text(await editor.get("/admin/merchants/o-alone"))
+
+
+async def test_a_merchant_who_declined_the_agreement_is_not_approved_and_the_page_says_why(svc):
+    # Approved, a merchant who had declined was told 现在可以使用商家服务, while chat and the
+    # API refused them for want of consent; nothing on the page showed it.
+    from bot.consent import Origin
+
+    await register(svc, "o-no", "王五小店")
+    await svc.runtime.consents.decline("o-no", Origin("official_account"))
+    editor = await logged_in(svc, "eddie")
+    page = text(await editor.get("/admin/merchants/o-no"))
+    assert "协议" in page and "不同意" in page and "不能审核通过或恢复" in page
+    refused = await editor.post("/admin/merchants/o-no", {"status": "active", "reason": "资料齐全"})
+    assert refused.code == 409 and "该用户目前不同意" in text(refused)
+    assert (await svc.runtime.merchants.get("o-no")).status == "pending_review"
+    # Once they accept the version in force, approval goes through.
+    await svc.runtime.consents.accept("o-no", Origin("official_account"))
+    page = text(await editor.get("/admin/merchants/o-no"))
+    assert "已同意当前版本" in page and "不能审核通过" not in page
+    assert (await editor.post("/admin/merchants/o-no", {"status": "active", "reason": "资料齐全"})).code == 303
 
 
 async def test_merchants_review_suspend_reinstate_and_export(svc):

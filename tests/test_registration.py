@@ -834,7 +834,13 @@ async def test_merchants_cli(tmp_path):
     runtime = Runtime(Config(data_dir=tmp_path), embedded.url("mongo"), embedded.url("redis"))
     try:
         await runtime.prepare()
-        await runtime.merchants.save_profile("o-cli", {"entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13812345678"})
+        from bot.consent import Origin
+
+        for openid in ("o-cli", "o-co1", "o-co2"):  # registered after accepting, as chat and the API require
+            await runtime.consents.accept(openid, Origin("official_account"))
+        for openid in ("o-cli", "o-declined"):
+            await runtime.merchants.save_profile(openid, {"entity_type": "individual", "entity_name": "张三", "contact_name": "张三", "phone": "13812345678"})
+        await runtime.consents.decline("o-declined", Origin("official_account"))
         for openid, name in (("o-co1", "南宁市甲贸易有限公司"), ("o-co2", "南宁市乙贸易有限公司")):  # one code, two accounts
             await runtime.merchants.save_profile(openid, {"entity_type": "enterprise", "entity_name": name, "credit_code": CODE,
                                                           "contact_name": "王五", "phone": "13812345678"})
@@ -865,6 +871,9 @@ def _runs_in(proc: Path, data_dir: Path) -> bool:
 def _merchants_cli_checks(tmp_path) -> None:
     assert "没有符合条件" in run_cli("merchants", "list", "--status", "active", "--data-dir", str(tmp_path)).stdout
 
+    # One who declined the agreement since registering is not approved (the notice would say 可以使用).
+    declined = run_cli("merchants", "set-status", "o-declined", "active", "--reason", "资料齐全", "--data-dir", str(tmp_path))
+    assert declined.returncode == 2 and "该用户目前不同意" in declined.stderr and "不能设为已生效" in declined.stderr
     ok = run_cli("merchants", "set-status", "o-cli", "active", "--reason", "资料齐全", "--data-dir", str(tmp_path))
     assert ok.returncode == 0 and "已生效" in ok.stdout and "也登记在" not in ok.stderr
     # A credit code on another account: said, as the console's page says it (approved unwarned).

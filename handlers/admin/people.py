@@ -9,6 +9,7 @@ from bot.admin_accounts import ROLES
 from bot.console import MERCHANT_HEADINGS, merchant_row
 from bot.spreadsheet import ExcelCsv
 from bot.errors import BotError
+from bot.texts import CONSENT_STATUS
 from bot.merchants import STATUSES, TRANSITIONS, NoAccount, changed_by, profile_stamp
 from bot.validation import ENTITY_TYPES
 from handlers.admin.base import AdminHandler
@@ -74,8 +75,9 @@ class MerchantHandler(AdminHandler):
         history = await self.runtime.merchants.repo.history(openid)
         moves = await self.runtime.merchants.moves(merchant)
         sharing = await self.runtime.merchants.sharing_credit_code(merchant)
+        consent = await self.console.merchant_consent(openid)
         self.page("merchant.html", http_status=status, m=merchant, history=history, moves=moves, statuses=STATUSES,
-                  sharing=sharing, changed_by=changed_by,
+                  sharing=sharing, changed_by=changed_by, consent=consent, consent_labels=CONSENT_STATUS,
                   kinds=ENTITY_TYPES, error=error, reason=reason, seen=profile_stamp(merchant))
 
 
