@@ -302,6 +302,10 @@ class Broadcasts:
         check_audience(audience)
         if important is None:
             important = category in IMPORTANT_BY_DEFAULT
+        elif not important and category == "amendment":
+            # Chat promises that notices of changes to the agreement reach those who opted out.
+            raise NoticeRefused("条款修改通知必须标为重要：协议的修改须告知每位用户，包括退订了通知的用户。",
+                                code="bad_important")
         if channel == "mass":
             check_mass_text(message_text(category, title, body, important))
         openids = None

@@ -435,6 +435,24 @@ NOTICE = {"category": "service", "title": "系统维护", "body": "今晚 23:00 
           "audience_type": "all", "channel": "auto"}
 
 
+async def test_an_amendment_notice_is_always_important(svc):
+    # Sent as not important, it skipped users who had opted out, though chat tells them
+    # that notices of changes to the agreement arrive whatever they opted out of.
+    from bot.notices import NoticeRefused
+
+    await followers(svc, "o-a")
+    owner = await logged_in(svc, "olga")
+    refused = await owner.post("/admin/notices/new", {**NOTICE, "category": "amendment", "important": "no", "action": "send"})
+    assert refused.code == 422 and "条款修改通知必须标为重要" in text(refused)
+    with pytest.raises(NoticeRefused):
+        await svc.runtime.broadcasts.send(category="amendment", title="t", body="b", important=False,
+                                          audience={"type": "all"}, by="t")
+    assert await svc.runtime.db["notices"].count_documents({}) == 0
+    notice_id = await svc.runtime.broadcasts.send(category="amendment", title="t", body="b", important=None,
+                                                  audience={"type": "all"}, by="t")
+    assert (await svc.runtime.notices.get(notice_id)).important
+
+
 async def followers(svc, *openids):
     for openid in openids:
         await svc.runtime.followers.subscribed(openid, svc.runtime.clock())
