@@ -53,6 +53,8 @@ def key_reused(action: str, version: str) -> str:
     done = ACTION_LABELS.get(action, action)
     return (f"这个 Idempotency-Key 已用于另一个请求（{done}版本 {version}），本次请求没有执行。"
             "每个新的操作请使用新的 Key；重试同一个操作时才沿用原来的 Key。")
+DECLINE_UPCOMING = ("版本 {version} 尚未生效（将于 {at} 生效），生效后才能对它表示不同意；在此之前现行版本 {current} 继续有效。"
+                    "如现在就不再同意现行版本，请撤回同意。")
 DECLINE_OTHER_VERSION = "只能对当前生效的版本 {current} 表示不同意，不能对版本 {version}。"
 WITHDRAW_OTHER_VERSION = "您同意的是版本 {accepted}，不能撤回对版本 {version} 的同意。"
 SECTION_NOT_FOUND = "版本 {version} 没有第 {number} 节（共 {count} 节）。"

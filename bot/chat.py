@@ -235,6 +235,8 @@ async def decline(chat: Chat) -> Reply:
     # accepted the version in force has seen it: their 不同意 is of that one).
     if not state.accepted and (shown := await _version_changed_since_asked(chat, state, "不同意")) is not None:
         return shown
+    if state.accepted and (pending := await chat.services.terms.pending()):
+        return Reply(texts.decline_upcoming(state.current, pending[0]))
     state, added = await chat.services.consents.decline(chat.openid, await origin(chat), state=state)
     chat.forget_consent()
     await _pop_resume(chat)  # the pending action will not happen
@@ -290,8 +292,11 @@ async def consent_status(chat: Chat) -> Reply:
     """Which version the user accepted, and when (or that they have not)."""
     state = await chat.consent()
     latest = state.latest
-    return Reply(texts.consent_status(state.status, state.current, latest.version if latest else None,
-                                      latest.at if latest else None))
+    text = texts.consent_status(state.status, state.current, latest.version if latest else None,
+                                latest.at if latest else None)
+    if state.accepted:  # what they will be asked about next
+        text = texts.with_upcoming(text, await chat.services.terms.pending())
+    return Reply(text)
 
 
 async def what_declining_does(chat: Chat) -> Reply:

@@ -290,6 +290,18 @@ def declined(version: "AgreementVersion", again: bool = False) -> str:
     )
 
 
+def decline_upcoming(current: "AgreementVersion", upcoming: "AgreementVersion") -> str:
+    """不同意 from one who accepted the version in force while a newer one waits
+    to take effect: nothing is recorded (a refusal of the version they accepted
+    would end their service at once, and say nothing of the new one)."""
+    return (
+        f"您已同意现行的《{current.title}》（版本 {current.version}），在新版本生效前它继续有效，服务照常。\n"
+        f"新版本 {upcoming.version} 将于 {beijing_time(upcoming.effective_at)} 生效。如您不同意新版本："
+        "它生效后我们会请您确认，届时回复“不同意”即可，需要同意协议的服务随之停止；在此之前可随时回复“导出我的数据”导出您的数据。\n"
+        "如现在就不再同意现行版本，请回复“撤回同意”。"
+    )
+
+
 def withdrawn(version: str) -> str:
     return (
         f"已记录：您撤回了对协议（版本 {version}）的同意。\n"

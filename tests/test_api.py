@@ -364,6 +364,22 @@ async def test_a_key_whose_request_changed_nothing_is_remembered_too(api):
     assert (other.status, other.error()["field"]) == (422, "Idempotency-Key")
 
 
+async def test_declining_a_version_not_yet_in_force_says_when_it_can_be(api):
+    import datetime as dt
+
+    from tests.test_consent_chat import amendment
+
+    token = await api.token()
+    assert (await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token)).status == 200
+    runtime = api.svc.runtime
+    await runtime.terms.publish(amendment("2026-12-30"), reason="routine",
+                                effective_at=runtime.clock() + dt.timedelta(days=8), by="t")
+    refused = await api.call("POST", "/consents", {"version": "2026-12-30", "action": "decline"}, token)
+    assert (refused.status, refused.error()["code"]) == (409, "consent_refused")
+    assert "尚未生效" in refused.error()["message"] and "2022-05-22 继续有效" in refused.error()["message"]
+    assert [r.action for r in await runtime.ledger.history(mp_openid("alice"))] == ["accept"]
+
+
 async def test_a_withdrawal_retried_under_its_key_is_recorded_once_not_refused(api):
     # The retry found nothing left to withdraw and said 409: the app told the user
     # their withdrawal failed, though it was recorded.

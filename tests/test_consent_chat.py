@@ -453,6 +453,27 @@ def test_a_later_version_that_names_the_change_or_lacks_it_lets_it_be_withdrawn(
     check_withdrawal(v7, [base, v7, fresh])
 
 
+async def test_declining_while_a_new_version_waits_keeps_the_accepted_one(make_service, clock):
+    # 不同意 was recorded as a refusal of the version the user had accepted: cut off at
+    # once, their objection to the new version recorded nowhere.
+    svc = await make_service(clock=clock)
+    await svc.wechat.ask("o-obj", "同意")
+    await svc.runtime.terms.publish(amendment("2026-12-09"), reason="routine",
+                                    effective_at=clock.now + dt.timedelta(days=7), by="t")
+    reply = await svc.wechat.ask("o-obj", "不同意")
+    assert "继续有效" in reply and "2026-12-09" in reply and "撤回同意" in reply, reply
+    assert [r.action for r in await ledger(svc, "o-obj")] == ["accept"]
+    assert (await svc.runtime.consents.state("o-obj")).accepted
+    status = await svc.wechat.ask("o-obj", "同意状态")
+    assert "现行版本" in status and "即将生效" in status and "2026-12-09" in status
+    # Once it is in force, 不同意 is recorded against it.
+    clock.advance(days=7, seconds=1)
+    await svc.runtime.terms.refresh()
+    await svc.wechat.ask("o-obj", "条款")
+    assert "已记录：您不同意" in await svc.wechat.ask("o-obj", "不同意")
+    assert [(r.action, r.version) for r in await ledger(svc, "o-obj")] == [("accept", "2022-05-22"), ("decline", "2026-12-09")]
+
+
 async def test_legal_amendment_applies_at_once(make_service, clock):
     svc = await make_service(clock=clock)
     await svc.wechat.ask("o-legal", "同意")
