@@ -346,8 +346,10 @@ def consent_needed_after_update(current: "AgreementVersion", previous: str, chan
 
 def amendment_notice(version: "AgreementVersion") -> str:
     if version.published_at is not None and version.effective_at <= version.published_at:
-        # A new feature or a legal change, in force at publication.
-        when = f"已于 {_date(version.effective_at)} 更新为版本 {version.version}（即时生效）"
+        # A new feature or a legal change, in force at publication: the ground the agreement allows for it, said.
+        ground = {"new_feature": "因新功能上线", "legal": "因法律法规要求"}.get(version.reason or "", "")
+        when = (f"已于 {_date(version.effective_at)} 更新为版本 {version.version}"
+                f"（{ground + '，' if ground else ''}即时生效）")
     else:
         when = f"将于 {beijing_time(version.effective_at)} 更新为版本 {version.version}"
     lines = [
@@ -369,7 +371,7 @@ REREGISTER_CHAT_HINT = "：回复“注册”即可重新提交资料。"
 
 def amendment_withdrawn(version: "AgreementVersion", reason: str) -> str:
     return (
-        f"《{version.title}》版本 {version.version}（原定 {_date(version.effective_at)} 生效）的修改已撤回，"
+        f"《{version.title}》版本 {version.version}（原定 {beijing_time(version.effective_at)} 生效）的修改已撤回，"
         f"不会生效。原因：{reason}\n{WITHDRAWN_CHAT_HINT}"
     )
 

@@ -391,6 +391,7 @@ async def test_a_scheduled_version_can_be_withdrawn_so_a_legal_change_applies_at
     await svc.runtime.worker(concurrency=2).run_until_idle(30)
     told = await sent_to(emulator, "o-wd")
     assert any("已撤回" in t and "与即将发布的法律修订合并" in t for t in told)
+    assert any("原定 2026-12-08 10:00 生效" in t for t in told), told  # the time, not the day alone
     clock.advance(days=8)
     assert (await terms.current()).version == "2026-11-26-legal"
     # Its identifier stays taken, and a version in force cannot be withdrawn.
@@ -485,6 +486,7 @@ async def test_legal_amendment_applies_at_once(make_service, clock):
     notice = await svc.runtime.notices.get(notice_id)
     assert notice.title == "《微拓软件服务使用协议》修改通知（版本 2026-12-01-legal）"
     assert "已于" in notice.body and "即时生效" in notice.body and "将于" not in notice.body
+    assert "因法律法规要求" in notice.body  # the ground that lets it skip the week's notice
 
 
 async def test_asking_again_lists_the_changes_of_every_version_since_the_one_accepted(make_service, clock):
