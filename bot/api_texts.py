@@ -44,6 +44,7 @@ CLOSED = "您的商家账户已注销，商家资料已删除，协议同意记�
 QUESTION_MISSING = "请输入问题（参数 q）。"
 
 ACTION_UNKNOWN = "action 只能是 accept（同意）、decline（不同意）或 withdraw（撤回同意）。"
+NAME_MISSING = "请填写名称：个人填写姓名，企业填写营业执照上的企业名称。"
 VERSION_MISSING = "请提供要操作的协议版本号 version。"
 VERSION_NOT_TEXT = "version 应为文字形式的协议版本号，例如 \"2022-05-22\"。"
 

@@ -76,6 +76,9 @@ def parse_profile(body: dict, existing: Merchant | None) -> dict:
     entity_type = profile["entity_type"]
     if entity_type is not None:
         profile["entity_name"] = field("entity_name", lambda text: parse_entity_name(text, entity_type))
+    elif not isinstance(body.get("entity_name"), str) or not body["entity_name"].strip():
+        # Its rules depend on the type; that it is missing does not (else said only after the type is mended).
+        errors.append(Invalid(api_texts.NAME_MISSING, "entity_name"))
     if entity_type == "enterprise":
         profile["credit_code"] = field("credit_code", parse_credit_code)
     if entity_type == "individual":

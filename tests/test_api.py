@@ -485,6 +485,9 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
 
     reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_type": "partnership"}, token)
     assert reply.error()["field"] == "entity_type"
+    # An empty form names every field it lacks, the name too (said only once the type was mended).
+    empty = await api.call("PUT", "/me/registration", {}, token)
+    assert [e["field"] for e in empty.error()["errors"]] == ["entity_type", "entity_name", "contact_name", "phone"]
     assert "请回复" not in reply.error()["message"]  # chat's wording stays in chat
     reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "contact_name": "李四😀"}, token)
     assert reply.error()["field"] == "contact_name" and "表情" in reply.error()["message"]
