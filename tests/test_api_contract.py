@@ -171,3 +171,26 @@ def test_every_domain_error_has_a_kind_the_handlers_map_to_a_status():
     for cls in seen:
         assert cls.kind in KINDS, cls
         assert "status" not in vars(cls), cls
+
+
+def test_each_operation_lists_its_error_codes_and_each_code_exists():
+    # A front end branches on error.code (log in again, call wx.login again, …): the
+    # contract named two codes by way of example and none per operation.
+    import re
+    from pathlib import Path
+
+    from handlers.api.spec import ERROR_CODES, PATHS
+
+    root = Path(__file__).resolve().parent.parent
+    source = "".join(p.read_text(encoding="utf-8") for d in ("bot", "handlers") for p in (root / d).rglob("*.py")
+                     if p.name != "spec.py")
+    for code in ERROR_CODES:
+        # Raised somewhere (a code= or a class's code), or an HTTP status's own (not_found, method_not_allowed).
+        assert re.search(rf'code ?= ?"{code}"|"code": "{code}"|, "{code}", ', source) or code in ("not_found", "method_not_allowed"), code
+    listed = {code for ops in PATHS.values() for op in ops.values() for response in op["responses"].values()
+              for code in response.get("x-error-codes", [])}
+    assert listed <= set(ERROR_CODES)
+    assert {"invalid_code", "code_used", "invalid_token", "account_suspended", "nothing_corrected",
+            "profile_changed", "nothing_to_withdraw", "consent_required"} <= listed
+    put = PATHS["/me/registration"]["put"]["responses"]
+    assert "nothing_corrected" in put["409"]["x-error-codes"] and "ETag" in put["201"]["headers"]

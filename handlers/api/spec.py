@@ -47,11 +47,50 @@ PAGE_FIELDS = {"total": {"type": "integer", "minimum": 0}, "limit": {"type": "in
                "offset": {"type": "integer", "minimum": 0},
                "next_offset": {"type": ["integer", "null"], "description": "null on the last page"}}
 
+#: Every ``error.code`` a client may meet, and what to do about it: the
+#: operations list theirs by status (``codes`` of :func:`_op`).
+ERROR_CODES = {
+    "bad_json": "the body is not a JSON object",
+    "bad_text": "text that is not valid Unicode (a lone surrogate)",
+    "bad_request": "a malformed query string or header",
+    "body_too_large": "the body is over 16 KiB",
+    "unauthorized": "no bearer token: log in (POST /session)",
+    "invalid_token": "the session ended (expired, logged out): log in again (wx.login, POST /session)",
+    "invalid_code": "WeChat refused the wx.login code: call wx.login again for a new one",
+    "code_used": "the wx.login code was used already: call wx.login again",
+    "user_blocked": "WeChat refuses this user (a risky account): a new code would not help",
+    "rate_limited": "too many requests from this user or address: wait Retry-After seconds",
+    "too_frequent": "WeChat says log-ins come too often: wait Retry-After seconds",
+    "login_unavailable": "WeChat's log-in did not answer: retry after Retry-After seconds",
+    "wechat_unavailable": "WeChat did not answer: retry after Retry-After seconds",
+    "service_unavailable": "storage briefly unavailable: retry after Retry-After seconds (a write retried is recorded once)",
+    "invalid_field": "a field failed validation: error.field names it, error.errors lists every one",
+    "not_found": "no such path",
+    "method_not_allowed": "the path does not take this method (the Allow header lists those it takes)",
+    "version_not_found": "no such agreement version (or it was withdrawn: the message says when and why)",
+    "section_not_found": "the version has no such section",
+    "notice_not_found": "no such notice in this user's inbox",
+    "consent_required": "the version in force must be accepted first (POST /consents)",
+    "consent_refused": "a consent action on a version it does not apply to (only the version in force is accepted or declined)",
+    "nothing_to_withdraw": "no acceptance to withdraw",
+    "no_account": "no merchant record: register (PUT /me/registration)",
+    "already_closed": "the account is closed already",
+    "account_suspended": "the account is suspended (or was closed while suspended): it cannot be changed or registered again; the message gives the reason",
+    "nothing_corrected": "sent back unchanged after the reviewer returned it: change what the reviewer asked (registration.returned_reason)",
+    "status_changed": "an admin changed the account meanwhile: read it again (GET /me/registration)",
+    "profile_changed": "If-Match names an older record, or If-None-Match: * found one: read it again before saving",
+    "account_refused": "another change the account rules refuse (the message says why)",
+}
+_COMMON_CODES = {400: ["bad_json", "bad_text", "bad_request"], 401: ["unauthorized", "invalid_token"],
+                 413: ["body_too_large"], 429: ["rate_limited"], 503: ["service_unavailable"]}
+
 SCHEMAS = {
     "Error": _obj(
         error=_obj(
             ["code", "message"],
-            code={"type": "string", "description": "stable English code, e.g. invalid_field, rate_limited"},
+            code={"type": "string",
+                  "description": "stable English code; each operation's responses list theirs (x-error-codes). "
+                  + "; ".join(f"{code}: {meaning}" for code, meaning in ERROR_CODES.items())},
             message={"type": "string", "description": "for the user, in Simplified Chinese"},
             field={"type": "string", "description": "the field that failed (422)"},
             errors={"type": "array", "items": _obj(field=STR, message=STR)},
@@ -160,19 +199,30 @@ def _errors(*codes: int) -> dict:
 
 
 def _op(summary: str, ok: dict, *errors: int, auth: bool = True, body: dict | None = None, params=None,
-        ok_status: str = "200", extra_ok: dict | None = None, described: dict | None = None) -> dict:
-    """``described``: status -> what it means for this operation, where the shared words do not fit."""
-    codes = set(errors) | {400, 429, 503}
+        ok_status: str = "200", extra_ok: dict | None = None, described: dict | None = None,
+        codes: dict | None = None) -> dict:
+    """``described``: status -> what it means for this operation, where the shared words do not fit.
+    ``codes``: status -> the ``error.code`` values this operation answers with it (see :data:`ERROR_CODES`)."""
+    statuses = set(errors) | {400, 429, 503}
     if auth:
-        codes.add(401)
-    op: dict = {"summary": summary, "responses": {ok_status: ok, **(extra_ok or {}), **_errors(*sorted(codes))}}
+        statuses.add(401)
+    if body is not None:
+        statuses.add(413)
+    op: dict = {"summary": summary, "responses": {ok_status: ok, **(extra_ok or {}), **_errors(*sorted(statuses))}}
     for status, description in (described or {}).items():
         op["responses"][str(status)] = {**op["responses"][str(status)], "description": description}
+    for status in statuses:
+        listed = [*_COMMON_CODES.get(status, []), *(codes or {}).get(status, [])]
+        if status == 400 and body is None:
+            listed = ["bad_request", "bad_text"]
+        if listed:
+            response = op["responses"][str(status)]
+            response["description"] += "; error.code: " + ", ".join(listed)
+            response["x-error-codes"] = listed
     if not auth:
         op["security"] = []
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-        op["responses"].update(_errors(413))
     if params:
         op["parameters"] = params
     return op
@@ -193,6 +243,8 @@ PATHS = {
             "Log in: exchange a wx.login() code (jscode2session) for our token",
             _json(_obj(token=STR, token_type={"const": "Bearer"}, expires_in=INT, user=_ref("UserState"))),
             400, 401, 403, 422, auth=False,
+            codes={401: ["invalid_code", "code_used"], 403: ["user_blocked"], 422: ["invalid_field"],
+                   429: ["too_frequent"], 503: ["login_unavailable", "wechat_unavailable"]},
             body={"type": "object", "properties": {"code": {"type": "string", "minLength": 1, "maxLength": 128}}, "required": ["code"],
                   "example": {"code": "081Kq4Ga1Mh1vG0KQOGa1Kq4Ga1Kq4Gk"}},
             described={403: "WeChat refuses this user (user_blocked): a new code would not help, so no 401"},
@@ -204,6 +256,7 @@ PATHS = {
         "delete": _op(
             "Close the merchant account (personal fields erased, consent ledger kept)",
             _json(_obj(registration=_ref("Registration"), message=STR)), 404, 409,
+            codes={404: ["no_account"], 409: ["already_closed", "status_changed"]},
         ),
     },
     "/terms": {
@@ -219,11 +272,14 @@ PATHS = {
         )
     },
     "/terms/{version}": {
-        "get": _op("One version in full", _json(_ref("Version")), 404, auth=False, params=[_VERSION])
+        "get": _op("One version in full (ETag; If-None-Match answers 304 when unchanged)", _json(_ref("Version")), 404,
+                   auth=False, params=[_VERSION], codes={404: ["version_not_found"]},
+                   extra_ok={"304": {"description": "not modified (If-None-Match named its ETag)"}})
     },
     "/terms/{version}/sections/{n}": {
         "get": _op(
             "One section of one version", _json(_obj(version=STR, section=_ref("Section"))), 404, auth=False,
+            codes={404: ["version_not_found", "section_not_found"]},
             params=[_VERSION, {**_path_param("n", {"type": "integer", "minimum": 1, "maximum": 999}), "example": 1}],
         )
     },
@@ -231,6 +287,7 @@ PATHS = {
         "post": _op(
             "Accept, decline or withdraw one exact version",
             _json(_obj(recorded=BOOL, consent=_ref("ConsentState"))), 400, 409, 422,
+            codes={409: ["consent_refused", "nothing_to_withdraw"], 422: ["invalid_field"]},
             body={
                 "type": "object",
                 "properties": {"version": TEXT, "action": {"enum": ["accept", "decline", "withdraw"]}},
@@ -247,12 +304,12 @@ PATHS = {
         "get": _op(
             "Consent state and the user's ledger records, oldest first, a page at a time",
             _json(_obj(consent=_ref("ConsentState"), history={"type": "array", "items": _ref("ConsentRecord")},
-                       **PAGE_FIELDS)), 422, params=PAGE_PARAMS,
+                       **PAGE_FIELDS)), 422, params=PAGE_PARAMS, codes={422: ["invalid_field"]},
         )
     },
     "/me/registration": {
         "get": _op("The merchant record (its ETag: send it back as If-Match when changing it)",
-                   _json(_obj(registration=_ref("Registration")), headers=_ETAG), 404),
+                   _json(_obj(registration=_ref("Registration")), headers=_ETAG), 404, codes={404: ["no_account"]}),
         "put": _op(
             "Register, or change the profile (same rules as the chat dialog). With If-Match (the ETag of the "
             "record the form was filled from), a record changed since, in chat say, is not overwritten (412); "
@@ -264,22 +321,24 @@ PATHS = {
                                                                "answers so too)"}, message=STR),
                   headers=_ETAG),
             400, 403, 409, 412, 422, body=_ref("RegistrationInput"),
+            codes={403: ["consent_required"], 409: ["account_suspended", "nothing_corrected", "status_changed", "account_refused"],
+                   412: ["profile_changed"], 422: ["invalid_field"]},
             params=[{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}},
                     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"const": "*"}}],
             extra_ok={"201": _json(_obj(registration=_ref("Registration"), outcome={"const": "registered"}, message=STR),
-                                   "registered")},
+                                   "registered", headers=_ETAG)},
         ),
     },
     "/me/notices": {
         "get": _op(
             "The inbox: notices delivered to the user, newest first, a page at a time",
             _json(_obj(notices={"type": "array", "items": _ref("Notice")}, unread={"type": "integer", "minimum": 0},
-                       **PAGE_FIELDS)), 422, params=PAGE_PARAMS,
+                       **PAGE_FIELDS)), 422, params=PAGE_PARAMS, codes={422: ["invalid_field"]},
         )
     },
     "/me/notices/{id}/read": {
         "post": _op(
-            "Mark a notice read", _json(_obj(notice=_ref("Notice"))), 404,
+            "Mark a notice read", _json(_obj(notice=_ref("Notice"))), 404, codes={404: ["notice_not_found"]},
             params=[_path_param("id", {"type": "string", "pattern": NOTICE_PATTERN})],
         )
     },
@@ -287,6 +346,7 @@ PATHS = {
         "get": _op("Notice categories on or off", _json(_ref("Preferences"))),
         "put": _op(
             "Turn categories on or off (important notices always arrive)", _json(_ref("Preferences")), 400, 422,
+            codes={422: ["invalid_field"]},
             body={**_obj(preferences={"type": "object", "additionalProperties": BOOL, "minProperties": 1,
                                       "propertyNames": {"enum": [*CATEGORIES, *CATEGORIES.values()]},
                                       "description": "category code or its Chinese name -> on/off"}),
@@ -314,7 +374,7 @@ PATHS = {
                 )},
                 version=STR,
             )),
-            422,
+            422, codes={422: ["invalid_field"]},
             params=[{"name": "q", "in": "query", "required": True, "schema": {**TEXT, "maxLength": 200}}],
         )
     },
