@@ -234,13 +234,13 @@ def test_dev_set_covers_every_clause():
 
 
 def test_examples_are_not_the_measured_questions(qa):
-    blind = [item for name in ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl", "round3.jsonl", "round4.jsonl", "round5.jsonl", "round6.jsonl") for item in _questions(DEFAULT_DATA_DIR / name)]
+    blind = [item for name in ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl", "round3.jsonl", "round4.jsonl", "round5.jsonl", "round6.jsonl", "round7.jsonl") for item in _questions(DEFAULT_DATA_DIR / name)]
     measured = {item["q"] for item in _questions(DEV) + _questions(HOLDOUT) + blind}
     examples = {q for entry in qa.data.clauses for q in entry.examples} | set(qa.data.out_of_scope)
     assert not measured & examples
 
 
-@pytest.mark.parametrize("name, floor", [("round3.jsonl", 0.95), ("round4.jsonl", 0.90), ("round5.jsonl", 0.87), ("round6.jsonl", 0.90), ("blind4.jsonl", 0.86), ("holdout.jsonl", 0.95)])
+@pytest.mark.parametrize("name, floor", [("round3.jsonl", 0.95), ("round4.jsonl", 0.90), ("round5.jsonl", 0.87), ("round6.jsonl", 0.90), ("round7.jsonl", 0.93), ("blind4.jsonl", 0.86), ("holdout.jsonl", 0.95)])
 def test_later_question_sets_keep_their_figures(qa, name, floor):
     # A lexicon edit that mends one question must not quietly cost others
     # (data/qa/README.md: each round's change was kept only if no set got worse).
