@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Iterable
 
 from bot.agreement import CHINA, REASONS, AgreementVersion, typed_utc
@@ -165,6 +166,20 @@ def check_withdrawal(version: AgreementVersion, published: list[AgreementVersion
             )
 
 
+def unnamed_changes_warning(base: AgreementVersion, draft: AgreementVersion) -> str:
+    """A warning (or "") when ``draft`` changes places of ``base``'s text that
+    no line of its ``changes`` names (第2.2条, 2.2, 第2节 …): users are told of
+    the changes the summary lists, in the amendment notice and when asked to
+    consent again. Said, not refused: a summary may well say 全文措辞调整."""
+    ours, theirs = _units(draft), _units(base)
+    unnamed = sorted(k for k in ours.keys() | theirs.keys()
+                     if ours.get(k) != theirs.get(k) and not _named(k, draft.changes))
+    if not unnamed or not draft.changes:
+        return ""
+    return (f"注意：与版本 {base.version} 相比，{places(unnamed)}有修改，但修改摘要（changes）没有提到。"
+            "用户在修改通知和重新确认时只会看到 changes 中写的修改，请核对摘要是否完整。")
+
+
 def undoes(draft: AgreementVersion, published: list[AgreementVersion]) -> tuple[AgreementVersion, list] | None:
     """When ``draft`` is closer to an older published version than to the
     latest one (it was drafted from it): that version, and the places of the
@@ -220,7 +235,30 @@ def _named(unit: tuple[int, int], changes: Iterable[str]) -> bool:
     else:
         pattern = (rf"(?<![\d.]){section}\.{number}(?![\d])|第{section}节第{number}[款条]"
                    rf"|第{section}节(?!第)")
-    return any(re.search(pattern, line) for line in changes)
+    return any(re.search(pattern, _folded(line)) for line in changes)
+
+
+_NUMERALS = {c: i for i, c in enumerate("零一二三四五六七八九十")}
+
+
+def _folded(line: str) -> str:
+    """A line of ``changes`` as :func:`_named` reads it: full-width forms and
+    spaces gone (第 4 节, ４．１), Chinese numbers as digits (第四节, 第十二条)."""
+    line = re.sub(r"\s+", "", unicodedata.normalize("NFKC", line))
+
+    def digits(match: re.Match) -> str:
+        text = match.group(1)
+        if text == "十":
+            value = 10
+        elif text.startswith("十"):
+            value = 10 + _NUMERALS[text[1]]
+        elif len(text) == 3 or text.endswith("十"):
+            value = _NUMERALS[text[0]] * 10 + (_NUMERALS[text[2]] if len(text) == 3 else 0)
+        else:
+            value = _NUMERALS[text[0]]
+        return f"第{value}{match.group(2)}"
+
+    return re.sub(r"第([一二三四五六七八九十]{1,3})([节款条段])", digits, line)
 
 
 def show(value: dt.datetime) -> str:

@@ -18,7 +18,7 @@ from typing import Callable
 
 from bot.admin_accounts import Actor
 from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
-from bot.amendment_rules import parse_effective_at
+from bot.amendment_rules import parse_effective_at, unnamed_changes_warning
 from bot.audit import Audit
 from bot.consent import ConsentState, Consents
 from bot.errors import BotError
@@ -396,17 +396,18 @@ class Console:
         actor.require("publish")
         return await self.terms.withdraw(version_id, reason=reason, by=actor.name, address=actor.address)
 
-    async def preview_version(self, actor: Actor, form: VersionForm) -> tuple[AgreementVersion, AgreementVersion, list[Row], str]:
+    async def preview_version(self, actor: Actor, form: VersionForm
+                              ) -> tuple[AgreementVersion, AgreementVersion, list[Row], str, str]:
         """What the drafted version changes, before it is published: ``(the
         latest published version, the draft, side-by-side rows around each
-        change, what it does to the Q&A's examples or "")``. Its text must
-        parse, as for saving."""
+        change, what it does to the Q&A's examples or "", the changes its
+        summary does not name or "")``. Its text must parse, as for saving."""
         actor.require("draft")
         draft = form.draft()
         base = (await self.terms.versions())[-1]
         # Reads and parses the Q&A files: off the event loop.
         lost = await asyncio.to_thread(examples_lost_warning, base, draft, self.qa_override_dir)
-        return base, draft, side_by_side(base, draft, context=2), lost
+        return base, draft, side_by_side(base, draft, context=2), lost, unnamed_changes_warning(base, draft)
 
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot import terms_diff
 from bot.agreement import CHINA, REASONS, AgreementVersion, InvalidAgreement, parse_toml, typed_utc
-from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show
+from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show, unnamed_changes_warning
 from bot.consent import RECORD_FIELDS, record_row
 from bot.file_problems import os_problem
 from bot.periods import check_period
@@ -135,9 +135,10 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
         latest = (await runtime.terms.versions())[-1]
         published = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args),
                                                 address="localhost")
-        warning = examples_lost_warning(latest, draft, Path(runtime.config.data_dir) / "qa")
-        if warning:
-            print(warning, file=sys.stderr)
+        for warning in (unnamed_changes_warning(latest, draft),
+                        examples_lost_warning(latest, draft, Path(runtime.config.data_dir) / "qa")):
+            if warning:
+                print(warning, file=sys.stderr)
         return published
 
     version, notice_id = with_runtime(args, work)
@@ -172,13 +173,16 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
 
     async def work_and_warn(runtime):
         old, new = await work(runtime)
-        return old, new, examples_lost_warning(old, new, Path(runtime.config.data_dir) / "qa")
+        # The summary names what a draft changes from the version it follows (not from any older one).
+        return old, new, [unnamed_changes_warning(old, new) if args.new in files else "",
+                          examples_lost_warning(old, new, Path(runtime.config.data_dir) / "qa")]
 
-    old, new, warning = with_runtime(args, work_and_warn)
+    old, new, warnings = with_runtime(args, work_and_warn)
     output = terms_diff.unified(old, new)
     print(output if output else f"版本 {old.version} 与 {new.version} 的条款文本相同。")
-    if warning:
-        print(warning, file=sys.stderr)
+    for warning in warnings:
+        if warning:
+            print(warning, file=sys.stderr)
     return 0
 
 

@@ -743,6 +743,8 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     dropping = await editor.post("/admin/terms/new", {"toml": reworded, "reason": "routine", "effective_at": "",
                                                       "action": "preview"})
     assert "问答将不再使用条款 5.1 的" in text(dropping), text(dropping)
+    assert "changes-unnamed" not in text(preview)  # 第 4 节 names what it changed
+    assert "第5.1条有修改，但修改摘要（changes）没有提到" in text(dropping)  # 5.1 is not in it
     unreadable = await editor.post("/admin/terms/new", {"toml": "version = ", "reason": "routine", "action": "preview"})
     assert unreadable.code == 422 and "不是有效的 TOML" in text(unreadable)
     later = now.astimezone(console_module.CHINA) + __import__("datetime").timedelta(days=8)

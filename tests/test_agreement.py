@@ -358,3 +358,15 @@ def test_a_diff_shows_a_change_of_summary_alone():
     diff = terms_diff.unified(seed, changed)
     assert "+第1节摘要 " in diff and "（更新）" in diff
     assert terms_diff.unified(seed, seed) == ""
+
+
+def test_a_summary_names_a_clause_however_it_is_written():
+    # "第 4 节：补充一句" did not count as naming 4.1: a rightly named change was warned
+    # of, and a draft's reverting check would have refused it.
+    from bot.amendment_rules import _named
+
+    for line in ("第 4 节：补充", "第四节：补充", "4.1 补充", "４．１ 补充", "第4节第1款：补充", "第四节第一条：补充"):
+        assert _named((4, 1), [line]), line
+    assert _named((12, 3), ["第十二节第三款：调整"])
+    for line in ("第 5 节：补充", "14.1 补充", "第四十节：补充", "第4节第2款"):
+        assert not _named((4, 1), [line]), line

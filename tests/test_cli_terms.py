@@ -52,6 +52,12 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     assert "+5.2 您可以随时停止使用我们的服务,尽管我们对此表示非常遗憾,我们会提前通知您。" in preview.stdout
     missing = cli(data_dir, "terms", "diff", "2022-05-22", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2 and "文件或目录不存在" in missing.stderr
+    assert "没有提到" not in preview.stderr  # the summary names 5.2
+    # A summary naming another clause than the one changed: said (users see only the summary).
+    misnamed = tmp_path / "misnamed.toml"
+    misnamed.write_text(edited.replace("第5节第2款：明确停止服务前的通知", "第2节第1款：明确停止服务前的通知"), encoding="utf-8")
+    warned = cli(data_dir, "terms", "diff", "2022-05-22", str(misnamed))
+    assert warned.returncode == 0 and "第5.2条有修改，但修改摘要（changes）没有提到" in warned.stderr, warned.stderr
 
     # A routine change effective tomorrow breaks the 7-day rule: exit 2, the rule's reason.
     too_soon = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "routine")
