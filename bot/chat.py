@@ -287,6 +287,21 @@ async def near_consent(chat: Chat) -> Reply:
     return Reply(texts.consent_exact_words(_choice_meant(chat.message.text)))
 
 
+@router.command("同意", "不同意", "我同意", "我不同意", args=r"(?:版本\s*)?([0-9a-z][0-9a-z._-]{0,63})")
+async def choice_of_a_version(chat: Chat) -> Reply:
+    """同意 2026-v5: a choice naming a version. Not recorded (only the exact word
+    is), but answered as to that version, not by the Q&A."""
+    word = "不同意" if "不" in chat.message.text.split()[0][:3] else "同意"
+    terms = chat.services.terms
+    current = await terms.current()
+    try:
+        named = await terms.get(chat.args[0])
+    except VersionNotFound as exc:
+        return Reply(f"{exc.message}。现行版本是 {current.version}。" + texts.consent_exact_words(word))
+    pending = {v.version: v for v in await terms.pending()}
+    return Reply(texts.choice_of_a_version(word, named, current, named.version in pending))
+
+
 @router.command(*own_questions.STATUS_WORDS, args=f"[{re.escape(TRAILING_PUNCTUATION.strip())}]*")
 async def consent_status(chat: Chat) -> Reply:
     """Which version the user accepted, and when (or that they have not)."""

@@ -238,6 +238,18 @@ def consent_exact_words(word: str) -> str:
     )
 
 
+def choice_of_a_version(word: str, named: "AgreementVersion", current: "AgreementVersion", pending: bool) -> str:
+    """``word`` (同意/不同意) followed by a version: what applies to that version."""
+    if pending:
+        return (f"版本 {named.version} 尚未生效（将于 {beijing_time(named.effective_at)} 生效），现在还不能对它作出选择；"
+                f"它生效后我们会请您确认。现行版本是 {current.version}，回复“条款”查看。")
+    if named.version != current.version:
+        return (f"版本 {named.version} 已不是现行版本，只能对现行版本 {current.version} 作出选择。"
+                f"回复“条款”阅读现行版本，单独回复“{word}”即可记录您的选择。")
+    return (f"版本 {named.version} 就是现行版本。为确保是您明确的意思，请单独回复“{word}”"
+            "（不加其他文字或标点）或点击菜单，我们会记录您对该版本的选择。")
+
+
 def accepted(version: "AgreementVersion") -> str:
     return f"已记录：您同意了《{version.title}》（版本 {version.version}）。感谢您的信任！回复“撤回同意”可随时撤回。"
 

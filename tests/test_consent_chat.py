@@ -475,6 +475,21 @@ async def test_declining_while_a_new_version_waits_keeps_the_accepted_one(make_s
     assert [(r.action, r.version) for r in await ledger(svc, "o-obj")] == [("accept", "2022-05-22"), ("decline", "2026-12-09")]
 
 
+async def test_a_choice_naming_a_version_is_answered_as_to_that_version(make_service, clock):
+    # 同意 2026-v5 went to the Q&A ("没有找到…最接近：协议前言").
+    svc = await make_service(clock=clock)
+    await svc.runtime.terms.publish(amendment("2026-12-09"), reason="routine",
+                                    effective_at=clock.now + dt.timedelta(days=7), by="t")
+    pending = await svc.wechat.ask("o-named", "同意 2026-12-09")
+    assert "尚未生效" in pending and "现行版本是 2022-05-22" in pending, pending
+    current = await svc.wechat.ask("o-named", "同意版本2022-05-22")
+    assert "就是现行版本" in current and "单独回复“同意”" in current, current
+    unknown = await svc.wechat.ask("o-named", "不同意 2019-v1")
+    assert "没有版本为" in unknown and "单独回复“不同意”" in unknown, unknown
+    assert await ledger(svc, "o-named") == []  # nothing recorded by any of them
+    assert "已记录" in await svc.wechat.ask("o-named", "同意")
+
+
 async def test_legal_amendment_applies_at_once(make_service, clock):
     svc = await make_service(clock=clock)
     await svc.wechat.ask("o-legal", "同意")
