@@ -164,7 +164,10 @@ async def carried_away(ledger: AsyncCollection, among: list[str] | None = None) 
     """The openids named by copies' ``copied_from`` in the ``consents``
     collection ``ledger`` (of ``among`` only, if given: by its index)."""
     if among is None:
-        return set(await ledger.distinct("copied_from", {"copied_from": {"$exists": True}}))
+        # Grouped rather than distinct(): its answer is one document, at most 16 MB.
+        cursor = await ledger.aggregate([{"$match": {"copied_from": {"$exists": True}}},
+                                         {"$group": {"_id": "$copied_from"}}], allowDiskUse=True)
+        return {doc["_id"] async for doc in cursor}
     found: set[str] = set()
     for start in range(0, len(among), 1000):
         found |= set(await ledger.distinct("copied_from", {"copied_from": {"$in": among[start:start + 1000]}}))

@@ -167,21 +167,28 @@ class Deliveries:
         skipped: dict[str, int] = {}
         failed: dict[str, int] = {}
         if by_status["skipped"] or by_status["failed"]:
-            cursor = self._coll.find(
-                {"notice_id": notice_id, "status": {"$in": ["skipped", "failed"]}}, {"status": 1, "reason": 1, "errcode": 1}
-            )
-            async for doc in cursor:
-                if doc["status"] == "skipped":
-                    reason = doc.get("reason") or "unknown"
-                    skipped[reason] = skipped.get(reason, 0) + 1
-                else:
-                    code = str(doc["errcode"]) if doc.get("errcode") is not None else (doc.get("reason") or "unknown")
-                    failed[code] = failed.get(code, 0) + 1
+            # Grouped by the database: read record by record, a broadcast that skipped
+            # 97,000 cost the event loop half a second on each poll of its progress page.
+            # One field a group: nx-27017 does not evaluate a compound _id.
+            base = {"notice_id": notice_id}
+            for reason, n in await self._grouped({**base, "status": "skipped"}, "reason"):
+                skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
+            for code, n in await self._grouped({**base, "status": "failed"}, "errcode"):
+                if code is not None:
+                    failed[str(code)] = failed.get(str(code), 0) + n
+                    continue
+                for reason, m in await self._grouped({**base, "status": "failed", "errcode": {"$exists": False}}, "reason"):
+                    failed[reason or "unknown"] = failed.get(reason or "unknown", 0) + m
             recorded = sum(by_status.values())
             by_status["skipped"], by_status["failed"] = sum(skipped.values()), sum(failed.values())
             rest = sum(n for status, n in by_status.items() if status != "pending")
             by_status["pending"] = max(0, recorded - rest)
         return {"by_status": by_status, "skipped_by_reason": skipped, "failed_by_code": failed}
+
+    async def _grouped(self, match: dict, field: str) -> list[tuple[object, int]]:
+        """``(value of field, how many)`` of the records matching ``match``."""
+        pipeline = [{"$match": match}, {"$group": {"_id": f"${field}", "n": {"$sum": 1}}}]
+        return [(row["_id"], int(row["n"])) async for row in await self._coll.aggregate(pipeline)]
 
     async def unfinished(self, notice_id: str) -> bool:
         """Whether any recipient is still pending or being sent."""
