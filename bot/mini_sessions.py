@@ -375,14 +375,19 @@ class MiniSessions:
             return False
         return True
 
-    async def backfill_unionids(self, openids: list[str], concurrency: int = 8) -> dict[str, int]:
+    async def backfill_unionids(self, openids: list[str], concurrency: int = 8,
+                                progress: Callable[[int, dict[str, int]], None] | None = None) -> dict[str, int]:
         """Ask ``user/info`` for the unionid of followers who have none (they
         followed before it was asked for) and link each one found, as a new
         follow does. Returns ``{"found", "none", "failed", "apart"}`` counts
-        (``apart``: mini-program users left apart, both holding a merchant record)."""
+        (``apart``: mini-program users left apart, both holding a merchant record;
+        ``stopped``: 1 when the first :data:`BACKFILL_CHUNK` answered and none had a
+        unionid, as for an account not bound to the open platform: asking the rest,
+        some 20 minutes for 100,000, would find none either). ``progress`` is told how
+        many were asked after each chunk."""
         if self.official is None:
             raise ValueError("no official-account client")
-        counts = {"found": 0, "none": 0, "failed": 0, "apart": 0}
+        counts = {"found": 0, "none": 0, "failed": 0, "apart": 0, "stopped": 0}
         gate = asyncio.Semaphore(concurrency)
 
         async def one(openid: str) -> None:
@@ -398,13 +403,22 @@ class MiniSessions:
                 counts["apart"] += await self.link_follower(openid, unionid)
             counts["found" if unionid else "none"] += 1
 
-        for start in range(0, len(openids), 1000):  # bounded memory for a large audience
-            await asyncio.gather(*(one(openid) for openid in openids[start:start + 1000]))
+        for start in range(0, len(openids), BACKFILL_CHUNK):  # bounded memory for a large audience
+            await asyncio.gather(*(one(openid) for openid in openids[start:start + BACKFILL_CHUNK]))
+            if progress is not None:
+                progress(min(start + BACKFILL_CHUNK, len(openids)), counts)
+            if counts["found"] == 0 and counts["none"] >= BACKFILL_CHUNK and start + BACKFILL_CHUNK < len(openids):
+                counts["stopped"] = 1
+                break
         return counts
 
     async def export(self, subject: str) -> list[dict]:
         """The mini-program identities of a person, for their data export."""
         return [user.to_export() for user in await self.identities.of_subject(subject)]
+
+
+#: Followers asked at a time by :meth:`MiniSessions.backfill_unionids`.
+BACKFILL_CHUNK = 1000
 
 
 def _login_error(exc: WeChatAPIError) -> BotError:

@@ -1209,7 +1209,7 @@ async def test_a_move_cut_short_is_finished_by_the_upkeep_even_after_a_chat_regi
     assert await runtime.mini.finish_joins() == 0
 
 
-async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api, backing, tmp_path):
+async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api, backing, tmp_path, monkeypatch):
     from tests.test_cli import BIN, clean_env
 
     async def backfill(env) -> tuple[int, str, str]:
@@ -1241,12 +1241,19 @@ async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api
     code, out, err = await backfill(env)
     assert code == 0, err
     assert "已查询 2 位" in out and "找到并关联 1 位" in out and "未提供 unionid 1 位" in out
+    assert "已查询 2 / 2" in err  # progress as it goes (some 20 minutes for 100,000)
     assert (await runtime.followers.get("oa-pam")).unionid == EmulatorState.unionid_for_user("pam")
     me = await api.call("GET", "/me", token=token)
     assert me.body["linked_official_account"] is True  # the same session now acts as the follower
     assert await runtime.followers.without_unionid() == ["oa-quinn"]
     code, _out, err = await backfill({**env, "WECHAT_APPID": "", "WECHAT_SECRET": ""})
     assert code == 2 and "WECHAT_APPID" in err
+    # A first chunk with no unionid at all (an account not bound to the open platform): the rest not asked.
+    from bot import mini_sessions
+
+    monkeypatch.setattr(mini_sessions, "BACKFILL_CHUNK", 1)
+    counts = await runtime.mini.backfill_unionids(["oa-quinn", "oa-nobody-1", "oa-nobody-2"])
+    assert counts["stopped"] == 1 and counts["found"] + counts["none"] + counts["failed"] == 1
 
 
 async def test_following_without_a_unionid_or_with_wechat_down_still_welcomes(api, emulator):
