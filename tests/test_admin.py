@@ -1053,6 +1053,13 @@ async def test_qa_overrides_are_checked_then_saved(svc):
     assert '"小铺"' in target.read_text(encoding="utf-8")
     assert "小铺" in text(await editor.get("/admin/qa/lexicon.toml"))
     assert (await svc.runtime.audit.recent(action="qa_edit"))[0].after["text"].startswith("[synonyms]")
+    # A large file saved: the audit page shows the start of it (each save made the page megabytes), the CSV all.
+    big = '[synonyms]\n' + "".join(f'"词{i:05d}" = ["商家"]\n' for i in range(3000))
+    assert (await editor.post("/admin/qa/lexicon.toml", {"text": big})).code == 303
+    owner = await logged_in(svc, "olga")
+    audit_page = text(await owner.get("/admin/audit?action=qa_edit"))
+    assert "此处只显示开头" in audit_page and "词02999" not in audit_page and len(audit_page) < 60_000
+    assert "词02999" in text(await owner.get("/admin/audit.csv?action=qa_edit"))
     await svc.runtime.answers.answer("你好")
     await svc.runtime.answers.answer("火星上能开店吗")
     await asyncio.sleep(0.2)

@@ -86,7 +86,21 @@ class AuditHandler(AdminHandler):
         entries = await self.runtime.audit.recent(**filters, limit=PAGE + 1, skip=(page - 1) * PAGE)
         self.page("audit.html", entries=entries[:PAGE], more=len(entries) > PAGE, page=page, actions=ACTIONS,
                   query={k: self.get_argument(k, "") for k in ("actor", "action", "since", "until")},
-                  dumps=lambda v: "" if v is None else json.dumps(v, ensure_ascii=False, indent=1, default=str))
+                  dumps=_bounded_json)
+
+
+#: Characters of an entry's before or after the audit page shows: a Q&A file
+#: saved whole, each save on the page, made it megabytes. The CSV keeps all.
+SHOWN_CHARS = 2_000
+
+
+def _bounded_json(value) -> str:
+    if value is None:
+        return ""
+    text = json.dumps(value, ensure_ascii=False, indent=1, default=str)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return text[:SHOWN_CHARS] + f"\n…（共 {len(text):,} 个字符，此处只显示开头；完整内容见“导出 CSV”）"
 
 
 class AuditCsvHandler(AdminHandler):
