@@ -329,9 +329,19 @@ class Console:
                                 after={"status": notice.status}, address=actor.address)
         return notice
 
-    async def recent_notices(self, actor: Actor, limit: int = 50) -> list[Notice]:
+    async def recent_notices(self, actor: Actor, limit: int = 50, skip: int = 0,
+                             category: str | None = None) -> list[Notice]:
+        """Notices newest first, a page at a time (a day of merchant reviews, each
+        with its notice, pushed a paused broadcast off a single page)."""
         actor.require("read")
-        return await self.stats.recent_notices(limit)
+        if category and category not in CATEGORIES:
+            raise BotError(f"未知的通知类别 {category}", code="bad_category")
+        return await self.stats.recent_notices(limit, skip, category or None)
+
+    async def unfinished_notices(self, actor: Actor) -> list[Notice]:
+        """Broadcasts still to finish (queued, sending, paused), however many came after."""
+        actor.require("read")
+        return await self.stats.unfinished_notices()
 
     # -- drafts ---------------------------------------------------------------------
 

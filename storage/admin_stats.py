@@ -29,6 +29,15 @@ class AdminStats:
         cursor = self._db["consents"].find({"at": {"$gte": since}}, {"action": 1, "at": 1, "copied_from": 1})
         return [(as_datetime(doc["at"]), doc["action"]) async for doc in cursor if "copied_from" not in doc]
 
-    async def recent_notices(self, limit: int = 50) -> list[Notice]:
-        docs = await self._db["notices"].find({}).sort("created_at", DESCENDING).limit(limit).to_list(None)
+    async def recent_notices(self, limit: int = 50, skip: int = 0, category: str | None = None) -> list[Notice]:
+        """Notices newest first, a page at a time, of one category if given."""
+        query = {"category": category} if category else {}
+        docs = await (self._db["notices"].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+                      .skip(skip).limit(limit).to_list(None))
+        return [_notice(d) for d in docs]
+
+    async def unfinished_notices(self) -> list[Notice]:
+        """Broadcasts queued, sending or paused, whatever their age, newest first."""
+        docs = await (self._db["notices"].find({"status": {"$in": ["queued", "sending", "paused"]}})
+                      .sort("created_at", DESCENDING).limit(200).to_list(None))
         return [_notice(d) for d in docs]

@@ -453,6 +453,32 @@ async def test_an_amendment_notice_is_always_important(svc):
     assert (await svc.runtime.notices.get(notice_id)).important
 
 
+async def test_the_notice_list_pages_and_keeps_unfinished_broadcasts_in_sight(svc, monkeypatch):
+    # Only the latest 50 were listed: a day of merchant reviews (a notice each)
+    # pushed a paused broadcast off the page, with no way to page or filter.
+    from handlers.admin import content
+
+    monkeypatch.setattr(content, "NOTICE_PAGE", 5)
+    await followers(svc, "o-a")
+    broadcasts = svc.runtime.broadcasts
+    paused = await broadcasts.send(category="service", title="暂停的广播", body="b", audience={"type": "all"}, by="t")
+    await broadcasts.pause(paused)
+    for i in range(7):
+        await broadcasts.send(category="admin", title=f"审核结果{i}", body="b", audience={"type": "openids", "openids": ["o-a"]},
+                              by="t")
+    await svc.runtime.worker(concurrency=2).run_until_idle(30)  # the reviews' notices done, the broadcast paused
+    owner = await logged_in(svc, "olga")
+    first = text(await owner.get("/admin/notices"))
+    assert "未完成的发送" in first and "暂停的广播" in first and "审核结果6" in first and "审核结果1" not in first
+    assert "page=2" in first
+    second = text(await owner.get("/admin/notices?page=2"))
+    assert "审核结果1" in second and "审核结果0" in second and "未完成的发送" not in second
+    service_only = text(await owner.get("/admin/notices?category=service"))
+    assert "暂停的广播" in service_only and "审核结果" not in service_only
+    assert (await owner.get("/admin/notices?category=nope")).code == 400
+    assert "没有更多通知" in text(await owner.get("/admin/notices?page=99"))
+
+
 async def followers(svc, *openids):
     for openid in openids:
         await svc.runtime.followers.subscribed(openid, svc.runtime.clock())

@@ -156,9 +156,21 @@ class NoticesHandler(AdminHandler):
     nav = "notices"
 
     async def get(self) -> None:
-        notices = await self.console.recent_notices(self.actor)
+        category = self.get_argument("category", "").strip()[:32]
+        try:
+            page = min(max(1, int(self.get_argument("page", "1"))), NOTICE_PAGES)
+        except ValueError:
+            page = 1
+        found = await self.console.recent_notices(self.actor, NOTICE_PAGE + 1, (page - 1) * NOTICE_PAGE, category)
+        unfinished = await self.console.unfinished_notices(self.actor) if page == 1 and not category else []
         drafts = await self.console.open_drafts(self.actor, "notice")
-        self.page("notices.html", notices=notices, drafts=drafts, categories=CATEGORIES, labels=JOB_LABELS)
+        self.page("notices.html", notices=found[:NOTICE_PAGE], more=len(found) > NOTICE_PAGE, page=page,
+                  category=category, unfinished=unfinished, drafts=drafts, categories=CATEGORIES, labels=JOB_LABELS)
+
+
+#: Notices a page of the list, and the furthest page (skips are 8-byte integers in MongoDB).
+NOTICE_PAGE = 50
+NOTICE_PAGES = 100_000
 
 
 class NoticeComposeHandler(AdminHandler):
