@@ -56,7 +56,7 @@ class DashboardHandler(AdminHandler):
 
     async def get(self) -> None:
         board = await self.console.dashboard(self.actor)
-        self.page("dashboard.html", board=board, chart=chart(board.days), statuses=STATUSES)
+        self.page("dashboard.html", board=board, chart=chart(board.days) if board else None, statuses=STATUSES)
 
 
 def _audit_filters(handler: AdminHandler) -> dict:
