@@ -482,8 +482,9 @@ class Console:
     # -- merchants ------------------------------------------------------------------
 
     async def search_merchants(self, actor: Actor, query: str = "", status: str | None = None,
-                               limit: int = 100_000) -> list[Merchant]:
-        """Merchants whose openid, name, credit code, contact, phone or email contains ``query``."""
+                               limit: int | None = None) -> list[Merchant]:
+        """Merchants whose openid, name, credit code, contact, phone or email contains
+        ``query``; all of them, read a page at a time (``limit``: at most that many)."""
         actor.require("read")
         if status and status not in STATUSES:
             raise BotError(unknown_status(status), code="bad_status")

@@ -879,6 +879,22 @@ async def test_a_credit_code_on_another_account_is_pointed_out_for_review(svc):
     assert "也登记在另外" not in text(await editor.get("/admin/merchants/o-alone"))
 
 
+async def test_the_merchant_list_pages_and_puts_the_longest_waiting_review_first(svc, monkeypatch):
+    # It showed the first 200 by openid with no page 2: the rest of the review queue out of reach.
+    from handlers.admin import people
+
+    monkeypatch.setattr(people, "PAGE", 2)
+    for openid, name in (("o-z", "最早提交"), ("o-b", "第二个"), ("o-a", "最晚提交")):
+        await register(svc, openid, name)
+        await asyncio.sleep(0.01)
+    editor = await logged_in(svc, "eddie")
+    first = text(await editor.get("/admin/merchants?status=pending_review"))
+    assert "第 1 / 2 页" in first and first.index("最早提交") < first.index("第二个") and "最晚提交" not in first
+    second = text(await editor.get("/admin/merchants?status=pending_review&page=2"))
+    assert "最晚提交" in second and "最早提交" not in second
+    assert "最早提交" in text(await editor.get("/admin/merchants?page=99"))  # by openid; past the end: the last page
+
+
 async def test_a_merchant_who_declined_the_agreement_is_not_approved_and_the_page_says_why(svc):
     # Approved, a merchant who had declined was told 现在可以使用商家服务, while chat and the
     # API refused them for want of consent; nothing on the page showed it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 
 import tornado.escape
 
@@ -24,7 +26,14 @@ class MerchantsHandler(AdminHandler):
     async def get(self) -> None:
         query, status = self.get_argument("q", "").strip()[:100], self.get_argument("status", "").strip()
         found = await self.console.search_merchants(self.actor, query, status or None)
-        self.page("merchants.html", merchants=found[:PAGE], total=len(found), q=query, status=status,
+        if status == "pending_review":  # the review queue: who waits longest first
+            found.sort(key=lambda m: m.created_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
+        try:
+            page = min(max(1, int(self.get_argument("page", "1"))), max(1, -(-len(found) // PAGE)))
+        except ValueError:
+            page = 1
+        self.page("merchants.html", merchants=found[(page - 1) * PAGE:page * PAGE], total=len(found), page=page,
+                  pages=max(1, -(-len(found) // PAGE)), q=query, status=status,
                   statuses=STATUSES, kinds=ENTITY_TYPES)
 
 
