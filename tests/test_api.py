@@ -663,10 +663,13 @@ async def test_registration_changes_follow_the_account_rules(api):
     assert (again.status, again.error()["code"]) == (409, "account_suspended")
     assert "暂停期间注销" in again.error()["message"]
     assert (await merchants.get(mp_openid("alice"))).status == "closed"
+    # Said by the record itself, before the app offers a form that would be refused.
+    assert (await api.call("GET", "/me/registration", token=token)).body["registration"]["reregistration_barred"] is True
     bob = await api.token("bob")
     await api.accepted(bob)
     await api.call("PUT", "/me/registration", ENTERPRISE, bob)
     await api.call("DELETE", "/me", token=bob)
+    assert (await api.call("GET", "/me/registration", token=bob)).body["registration"]["reregistration_barred"] is False
     assert (await api.call("PUT", "/me/registration", ENTERPRISE, bob)).body["outcome"] == "registered"
 
 

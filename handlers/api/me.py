@@ -93,8 +93,10 @@ class RegistrationHandler(ApiHandler):
     async def get(self) -> None:
         merchant = await my_account.registration(self.services, self.user.openid)
         reason = await self.services.merchants.status_reason(merchant)
+        # Said before the form is offered: a registration would be refused (account_suspended).
+        barred = merchant.status == "closed" and await self.services.merchants.barred_from_registering(merchant.openid)
         self.set_header("ETag", f'"{profile_stamp(merchant)}"')
-        self.write_json({"registration": render.registration(merchant, reason)})
+        self.write_json({"registration": render.registration(merchant, reason, barred)})
 
     async def put(self) -> None:
         # If-Match: the ETag(s) of the record the form was filled from; "*" or none: no check.

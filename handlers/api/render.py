@@ -71,15 +71,17 @@ def consent_state(state: ConsentState, upcoming: AgreementVersion | None) -> dic
     }
 
 
-def registration(merchant: Merchant, reason: str | None = None) -> dict:
+def registration(merchant: Merchant, reason: str | None = None, barred: bool = False) -> dict:
     """``reason``: :meth:`~bot.merchants.MerchantAccounts.status_reason`, given as
-    ``suspension_reason`` or ``returned_reason`` by the status (null otherwise)."""
+    ``suspension_reason`` or ``returned_reason`` by the status (null otherwise);
+    ``barred``: a closed account that may not register again."""
     return {
         **{field: getattr(merchant, field) for field in PROFILE_FIELDS},
         "status": merchant.status,
         "status_label": STATUSES[merchant.status],
         "suspension_reason": reason if merchant.status == "suspended" else None,
         "returned_reason": reason if merchant.status == "pending_review" else None,
+        "reregistration_barred": barred and merchant.status == "closed",
         "created_at": iso(merchant.created_at),
         "updated_at": iso(merchant.updated_at),
     }

@@ -122,7 +122,8 @@ SCHEMAS = {
     ),
     "ConsentRecord": _obj(
         version=STR, action={"enum": ["accept", "decline", "withdraw"]}, at=STR, channel=STR, text_sha256=STR,
-        message_id=NSTR,
+        message_id={"type": ["string", "null"], "description": "what made the choice: the Idempotency-Key sent with "
+                    "it, or in chat msg:<official-account openid>:<MsgId>"},
     ),
     "Registration": _obj(
         entity_type={"enum": ["individual", "enterprise", None]},
@@ -132,6 +133,8 @@ SCHEMAS = {
         suspension_reason={"type": ["string", "null"], "description": "why a suspended account is suspended (GET only)"},
         returned_reason={"type": ["string", "null"], "description": "why an account in review was returned for "
                          "correction (退回修改), until the merchant submits the form again (GET only)"},
+        reregistration_barred={"type": "boolean", "description": "a closed account that may not register again "
+                               "(closed while suspended: the suspension stands); false otherwise (GET only)"},
         created_at=TIME, updated_at=TIME,
     ),
     "RegistrationInput": {
@@ -142,7 +145,9 @@ SCHEMAS = {
                             "description": "individual/enterprise (个人/企业 accepted)"},
             "entity_name": STR,
             "credit_code": {"type": "string", "description": "enterprise only (GB 32100-2015)"},
-            "adult": {"type": "boolean", "description": "individuals confirm they are 18 or older"},
+            "adult": {"type": "boolean", "description": "individuals confirm they are 18 or older: required when "
+                      "registering as an individual or changing to one; a record that is already an individual's "
+                      "may leave it out"},
             "contact_name": STR,
             "phone": STR,
             "email": {"type": ["string", "null"]},
@@ -163,6 +168,10 @@ SCHEMAS = {
         note=STR,
     ),
 }
+# Only on some records, so not required as _obj makes every property.
+SCHEMAS["ConsentRecord"]["properties"]["copied_from"] = {
+    "type": "string", "description": "on a record copied from the user's mini-program openid once they were "
+    "known as a follower of the official account (the same person, by unionid): that openid"}
 
 
 def _json(schema: dict, description: str = "OK", headers: dict | None = None) -> dict:
@@ -379,7 +388,23 @@ PATHS = {
         )
     },
     "/me/export": {
-        "get": _op("Everything held about the user (JSON)", _json({"type": "object", "required": ["openid", "consents"]}))
+        "get": _op("Everything held about the user (JSON)", _json({
+            "type": "object", "required": ["openid", "consents"],
+            "properties": {
+                "openid": STR, "exported_at": TIME,
+                "follower": {"type": ["object", "null"], "description": "as a follower of the official account"},
+                "consent_status": {"type": "object"},
+                "consents": {"type": "array", "description": "every consent ledger record"},
+                "merchant": {"type": ["object", "null"], "description": "the merchant record and its status history"},
+                "preferences": {"type": "object", "description": "category -> \"on\" or \"off\" (as the "
+                                "chat export words it; /me/preferences answers booleans)"},
+                "deliveries": {"type": "array", "description": "notices sent or skipped: notice, category, status, "
+                               "channel, at, errcode"},
+                "miniprogram_logins": {"type": "array"}, "notice_reads": {"type": "array"},
+                "questions": {"type": "array", "description": "questions asked about the agreement"},
+                "dialog_drafts": {"type": "array", "description": "forms left unfinished in chat"},
+            },
+        }))
     },
     "/openapi.json": {
         "get": _op("This document", _json({"type": "object"}), auth=False)
