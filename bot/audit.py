@@ -37,6 +37,7 @@ ACTIONS = {
     "merchant_status": "变更商家状态",
     "qa_edit": "修改问答数据",
     "export": "导出数据",
+    "consents_import": "导入同意记录",
 }
 
 #: The CSV's headings, in Chinese as on the page (admins open it in Excel).

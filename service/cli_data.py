@@ -17,6 +17,7 @@ from bot import terms_diff
 from bot.agreement import CHINA, REASONS, AgreementVersion, InvalidAgreement, parse_toml, typed_utc
 from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show, unnamed_changes_warning
 from bot.consent import RECORD_FIELDS, record_row
+from bot.consent_import import import_consents, parse_lines
 from bot.file_problems import os_problem
 from bot.periods import check_period
 from bot.qa.units import examples_lost_warning
@@ -72,6 +73,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--output", type=Path, help="写入文件（默认标准输出）")
     add_data_dir_flag(export)
     export.set_defaults(func=cmd_consents_export)
+
+    imported = consents_sub.add_parser(
+        "import", help="导入在别处作出的同意记录（JSON Lines，每行 openid、version、action、at，可选 ref）",
+        description="每行一条：{\"openid\": …, \"version\": \"2022-05-22\", \"action\": \"accept\", "
+                    "\"at\": \"2024-03-01T10:00:00+08:00\", \"ref\": \"contract-001\"}。同意或拒绝只能针对当时生效的版本；"
+                    "任何一行有误则不导入任何记录；同一行（或同一 ref）重复导入不会重复记录。",
+    )
+    imported.add_argument("file", type=Path, help="JSON Lines 文件")
+    add_by_flag(imported)
+    add_data_dir_flag(imported)
+    imported.set_defaults(func=cmd_consents_import)
 
     user_export = sub.add_parser("export", help="导出一位用户的全部数据（JSON）")
     user_export.add_argument("--openid", required=True, help="用户的 openid（公众号或小程序的）")
@@ -187,6 +199,29 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
 
 
 # -- consents and user data --------------------------------------------------------
+
+
+def cmd_consents_import(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UsageError(f"无法读取 {args.file}：{os_problem(exc)}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.file} 不是 UTF-8 编码的文本") from None
+    rows = parse_lines(text)
+
+    async def work(runtime):
+        result = await import_consents(runtime.ledger, await runtime.terms.versions(), rows, by=actor_of(args),
+                                       source=args.file.name, now=runtime.clock())
+        await runtime.consent_view.refresh(result.openids)  # the dashboard's per-user view
+        await runtime.audit.record(actor_of(args), "consents_import", args.file.name, address="localhost",
+                                   after={"lines": len(rows), "added": result.added, "already": result.already})
+        return result
+
+    result = with_runtime(args, work)
+    print(f"已导入 {result.added} 条同意记录" + (f"，{result.already} 条此前已导入" if result.already else "")
+          + f"（{len(result.openids)} 位用户）。")
+    return 0
 
 
 def cmd_consents_export(args: argparse.Namespace) -> int:

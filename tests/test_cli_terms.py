@@ -265,3 +265,42 @@ def test_diff_and_publish_say_which_qa_examples_a_reworded_clause_drops(data_dir
     # A change that keeps every anchor says nothing of the kind.
     quiet = cli(data_dir, "terms", "diff", "2022-05-22", "2022-05-22")
     assert "示例问题" not in quiet.stderr
+
+
+def test_consents_given_elsewhere_are_imported_once_under_the_ledgers_rules(data_dir, tmp_path):
+    # The ledger had an admin_import channel that nothing could write.
+    lines = [
+        {"openid": "o-paper-1", "version": "2022-05-22", "action": "accept", "at": "2024-03-01T10:00:00+08:00",
+         "ref": "合同-001"},
+        {"openid": "o-paper-2", "version": "2022-05-22", "action": "accept", "at": "2024-03-02 09:30"},
+    ]
+    good = tmp_path / "paper.jsonl"
+    good.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n", encoding="utf-8")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in [
+        {**lines[0], "ref": "ok-1"},
+        {"openid": "o-paper-3", "version": "2022-05-22", "action": "accept", "at": "2099-01-01"},
+        {"openid": "o-paper-4", "version": "1999-01-01", "action": "accept", "at": "2024-03-01"},
+        {"openid": "bad openid", "version": "2022-05-22", "action": "maybe", "at": "x"},
+    ]), encoding="utf-8")
+    refused = cli(data_dir, "consents", "import", str(bad))
+    assert refused.returncode == 2 and "第 2 行" in refused.stderr and "将来" in refused.stderr, refused.stderr
+    assert "第 3 行" in refused.stderr and "第 4 行" in refused.stderr and "没有导入任何记录" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # "ref": "合同-001" has characters refs may not hold: said, nothing written either.
+    mixed = cli(data_dir, "consents", "import", str(good))
+    assert mixed.returncode == 2 and "ref" in mixed.stderr
+    good.write_text(good.read_text(encoding="utf-8").replace("合同-001", "contract-001"), encoding="utf-8")
+    done = cli(data_dir, "consents", "import", str(good), "--by", "olga")
+    assert done.returncode == 0 and "已导入 2 条" in done.stdout, done.stderr
+    again = cli(data_dir, "consents", "import", str(good))
+    assert again.returncode == 0 and "已导入 0 条" in again.stdout and "2 条此前已导入" in again.stdout
+    exported = cli(data_dir, "consents", "export", "--format", "jsonl").stdout
+    imported = [json.loads(line) for line in exported.splitlines() if '"o-paper-' in line]
+    assert sorted(r["openid"] for r in imported) == ["o-paper-1", "o-paper-2"]
+    assert all(r["channel"] == "admin_import" for r in imported)
+    first = next(r for r in imported if r["openid"] == "o-paper-1")
+    assert first["message_id"] == "contract-001" and first["at"].startswith("2024-03-01T10:00:00")
+    assert '"action": "accept"' in cli(data_dir, "export", "--openid", "o-paper-1").stdout
+    missing = cli(data_dir, "consents", "import", str(tmp_path / "none.jsonl"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

@@ -1,0 +1,119 @@
+"""Consents given elsewhere (on paper, in an earlier system), recorded by an admin.
+
+The ledger's third channel, ``admin_import`` (``wetoop-bot consents import``).
+The rules are the ledger's: a choice is of one exact version, and an
+acceptance or refusal only of the version in force when it was made; nothing
+is dated in the future. Every line is checked before anything is written: a
+file with one bad line records nothing. Each record is bound to its line's id
+(``ref``, else a hash of the line): importing a file again adds nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import re
+
+from bot.agreement import AgreementVersion, typed_utc
+from bot.errors import BotError
+from bot.inbound import OPENID
+from storage.consents import ACTIONS, ConsentLedger, ConsentRecord
+
+#: The errors a refusal lists before it says how many more there are.
+SHOWN_ERRORS = 20
+_REF = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+class ImportRefused(BotError):
+    kind = "invalid"
+    code = "bad_import"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportResult:
+    added: int
+    #: Lines recorded by an earlier import (the same ``ref`` or line).
+    already: int
+    openids: list[str]
+
+
+def parse_lines(text: str) -> list[dict]:
+    """The objects of a JSON Lines text (blank lines skipped); ImportRefused names a bad line."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise ImportRefused(f"第 {number} 行不是 JSON：{line[:60]}") from None
+        if not isinstance(row, dict):
+            raise ImportRefused(f"第 {number} 行应为对象，如 " + _EXAMPLE)
+        rows.append({**row, "__line": number})
+    if not rows:
+        raise ImportRefused("文件中没有记录。每行一条，如 " + _EXAMPLE)
+    return rows
+
+
+_EXAMPLE = '{"openid": "o…", "version": "2022-05-22", "action": "accept", "at": "2024-03-01T10:00:00+08:00", "ref": "合同-001"}'
+
+
+async def import_consents(ledger: ConsentLedger, versions: list[AgreementVersion], rows: list[dict], *,
+                          by: str, source: str, now: dt.datetime) -> ImportResult:
+    """Record ``rows`` (from :func:`parse_lines`) against ``versions`` (the
+    published ones, not withdrawn, by effective time); ImportRefused lists
+    every bad line and nothing is written."""
+    errors: list[str] = []
+    records: list[ConsentRecord] = []
+    for row in rows:
+        number = row.pop("__line", len(records) + len(errors) + 1)
+        problem, record = _record(row, versions, by=by, source=source, now=now, line=number)
+        if problem:
+            errors.append(f"第 {number} 行：{problem}")
+        else:
+            records.append(record)
+    if errors:
+        shown = errors[:SHOWN_ERRORS] + ([f"……共 {len(errors)} 行有误"] if len(errors) > SHOWN_ERRORS else [])
+        raise ImportRefused("\n".join(shown) + "\n没有导入任何记录。")
+    added = 0
+    for record in records:
+        added += await ledger.append(record)
+    return ImportResult(added, len(records) - added, sorted({r.openid for r in records}))
+
+
+def _record(row: dict, versions: list[AgreementVersion], *, by: str, source: str, now: dt.datetime,
+            line: int) -> tuple[str, ConsentRecord | None]:
+    openid, action, named, at, ref = (row.get(k) for k in ("openid", "action", "version", "at", "ref"))
+    if not isinstance(openid, str) or not OPENID.fullmatch(openid):
+        return "openid 缺失或格式不对（字母、数字、- 和 _，最长 64 个字符）", None
+    if action not in ACTIONS:
+        return f"action 应为 {'、'.join(ACTIONS)} 之一", None
+    version = next((v for v in versions if isinstance(named, str) and v.version.casefold() == named.strip().casefold()), None)
+    if version is None:
+        return f"没有已发布的版本 {named!r}", None
+    try:
+        when = typed_utc(dt.datetime.fromisoformat(at)) if isinstance(at, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        return "at 应为 ISO 8601 时间（作出选择的时间，不带时区时按北京时间）", None
+    if when > now:
+        return "at 晚于现在：不能记录将来的选择", None
+    in_force = [v for v in versions if v.effective_at <= when]
+    if action in ("accept", "decline") and (not in_force or in_force[-1].version != version.version):
+        held = in_force[-1].version if in_force else "（无）"
+        return f"{when.isoformat()} 时生效的是版本 {held}，只能同意或拒绝当时生效的版本", None
+    if action == "withdraw" and version.effective_at > when:
+        return f"版本 {version.version} 在 {when.isoformat()} 时尚未生效，不能撤回对它的同意", None
+    if ref is not None and (not isinstance(ref, str) or not _REF.fullmatch(ref)):
+        return "ref 应为 1 到 64 位字母、数字或 _.:-", None
+    canonical = json.dumps({"openid": openid, "version": version.version, "action": action, "at": when.isoformat()},
+                           sort_keys=True)
+    message_id = ref or hashlib.sha256(canonical.encode()).hexdigest()[:24]
+    return "", ConsentRecord(
+        openid=openid, version=version.version, text_sha256=version.text_sha256, action=action,
+        channel="admin_import", at=when, message_id=message_id,
+        meta={"source": source, "line": line, "imported_by": by, "imported_at": now.isoformat()},
+    )
