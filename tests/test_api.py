@@ -380,6 +380,17 @@ async def test_declining_a_version_not_yet_in_force_says_when_it_can_be(api):
     assert [r.action for r in await runtime.ledger.history(mp_openid("alice"))] == ["accept"]
 
 
+async def test_an_api_consent_records_where_the_request_came_from(api):
+    # The ledger kept "the request's metadata" for chat (message type, time) but only
+    # "via api" for the mini-program: nothing to show later from where it was made.
+    token = await api.token()
+    reply = await api.call("POST", "/consents", {"version": "2022-05-22", "action": "accept"}, token,
+                           headers={"User-Agent": "Mozilla/5.0 MiniProgramEnv/Android"})
+    assert reply.status == 200
+    [record] = await api.svc.runtime.ledger.history(mp_openid("alice"))
+    assert record.meta["address"] == "127.0.0.1" and record.meta["user_agent"].endswith("MiniProgramEnv/Android")
+
+
 async def test_a_withdrawal_retried_under_its_key_is_recorded_once_not_refused(api):
     # The retry found nothing left to withdraw and said 409: the app told the user
     # their withdrawal failed, though it was recorded.

@@ -60,7 +60,10 @@ class ConsentsHandler(ApiHandler):
             channel="miniprogram",
             message_id=f"{self.user.miniprogram_openid}:{key}" if key else None,
             unionid=self.user.unionid,
-            meta={"via": "api", "miniprogram_openid": self.user.miniprogram_openid},
+            # What the request was, as proof of the choice: from where and which client.
+            meta={"via": "api", "miniprogram_openid": self.user.miniprogram_openid,
+                  "address": self.request.remote_ip or "",
+                  "user_agent": self.request.headers.get("User-Agent", "")[:200]},
         )
         state, recorded = await my_account.record_consent(
             self.services, self.user.openid, body.get("version"), body.get("action"), origin
