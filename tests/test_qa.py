@@ -491,3 +491,17 @@ def test_english_words_in_a_question_count_as_their_chinese_twins(qa, mixed, twi
     # privacy, data: the question abstained (the lexicon knew copyright, logo, app …).
     got, expected = qa.answer(mixed), qa.answer(twin)
     assert got.kind == "answer" and got.refs == expected.refs, (got.kind, got.refs, expected.refs)
+
+
+def test_a_question_that_is_an_example_is_answered_with_its_clause(tmp_path):
+    # An admin added an unanswered question as 5.2's example in the console: asked word
+    # for word, it was still refused (answers never rest on the examples alone).
+    from bot.agreement import load_seed
+    from bot.qa.engine import QA
+
+    (tmp_path / "examples.toml").write_text('[clauses."5.2"]\nexamples = ["不想干了怎么办"]\n', encoding="utf-8")
+    qa = QA.build(load_seed(), override_dir=tmp_path)
+    for asked in ("不想干了怎么办", "不想干了，怎么办？", " 不想干了 怎么办 "):
+        answer = qa.answer(asked)
+        assert (answer.kind, answer.refs) == ("answer", ("5.2",)), (asked, answer)
+    assert qa.answer("不想干了怎么办呢").kind == "abstain"  # other words: the usual rules

@@ -9,12 +9,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import re
 from pathlib import Path
 
 from bot import qa_texts
 from bot.agreement import AgreementVersion
 from bot.qa.analyzer import Analyzer
-from bot.qa.data import DEFAULT_DATA_DIR, QAData, load_data
+from bot.qa.data import DEFAULT_DATA_DIR, QAData, fold, load_data
 from bot.qa.index import Index
 from bot.qa.quote import quote
 from bot.qa.units import PREAMBLE, Unit, attach_examples, units_of
@@ -64,6 +65,13 @@ class QA:
             reject_terms=[analyzer.terms(q) for q in data.out_of_scope],
             settings=data.settings,
         )
+        # A question that is one of a clause's examples, word for word, is answered with
+        # it: an admin who adds an unanswered question as an example expects that, though
+        # answers otherwise never rest on the examples alone (min_own_coverage).
+        self._examples: dict[str, int] = {}
+        for unit, questions in enumerate(examples):
+            for question in questions:
+                self._examples.setdefault(_example_key(question), unit)
         self._sentence_terms = [[frozenset(terms) for terms in unit] for unit in sentence_terms]
         self._section_titles = {0: ""} | {s.number: s.title for s in version.sections}
 
@@ -116,6 +124,9 @@ class QA:
             title = self.version.title
             return Answer(ABSTAIN, qa_texts.vague(title), (), 0.0, qa_texts.vague(title, chat=False))
         scores, best, confident = self.judge(groups)
+        exact = self._examples.get(_example_key(question))
+        if exact is not None:
+            best, confident = exact, True
         if not confident:
             return self._abstain(scores, scores[best])
         unit = self.units[best]
@@ -163,6 +174,11 @@ class QA:
         text = qa_texts.abstain(self.version.title, titled)
         refs = tuple(PREAMBLE if s == 0 else str(s) for s in nearest)
         return Answer(ABSTAIN, _fit(text), refs, score, _fit(qa_texts.abstain(self.version.title, titled, chat=False)))
+
+
+def _example_key(text: str) -> str:
+    """A question as compared with the examples: folded, without spaces or punctuation."""
+    return re.sub(r"[\W_]+", "", fold(text))
 
 
 def _fit(text: str) -> str:
