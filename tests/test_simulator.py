@@ -257,6 +257,8 @@ async def test_menu_push_cli(make_service, emulator, backing, tmp_path):
     env = dict(
         MONGODB_URI=backing.database_uri(svc.runtime.db.name), REDIS_URL=backing.redis_url,
         WECHAT_APPID=APPID, WECHAT_SECRET=SECRET, WECHAT_API_BASE=emulator.base,
+        # Not ./var: a demo running there lent its WeChat account to the run without one.
+        DATA_DIR=str(tmp_path),
     )
 
     async def cli(*args, **extra) -> subprocess.CompletedProcess:
