@@ -337,8 +337,11 @@ class Console:
                            draft_id: str | None, seen: str | None, on_created=None) -> str:
         preview = await self.preview_notice(actor, form)
         if preview.large and confirmed_size != preview.audience_size:
+            # A number typed that is not the count is said to be wrong (the audience may have grown meanwhile).
+            wrong = f"您填写的人数 {confirmed_size} 与当前受众人数不符。" if confirmed_size is not None else ""
             raise ConfirmationNeeded(
-                f"该通知将发送给 {preview.audience_size} 人，超过 {LARGE_AUDIENCE} 人，请在确认框中填写人数 {preview.audience_size} 后再发送。"
+                f"{wrong}该通知将发送给 {preview.audience_size} 人，超过 {LARGE_AUDIENCE} 人，"
+                f"请在确认框中填写人数 {preview.audience_size} 后再发送。"
             )
         if draft_id:
             await self._open_draft(draft_id, "notice", seen=seen, doing="发送")

@@ -708,7 +708,7 @@ async def test_large_audience_needs_confirmation(svc, monkeypatch):
     assert response.code == 409
     assert "请在确认框中填写人数 3" in text(response) and 'name="confirm_size"' in text(response)
     wrong = await owner.post("/admin/notices/new", {**NOTICE, "action": "send", "confirm_size": "2"})
-    assert wrong.code == 409
+    assert wrong.code == 409 and "您填写的人数 2 与当前受众人数不符" in text(wrong)
     odd = await owner.post("/admin/notices/new", {**NOTICE, "action": "send", "confirm_size": "፩"})
     assert odd.code == 409  # a digit to str.isdigit(), no number to int()
     assert not await svc.runtime.console.stats.recent_notices()
