@@ -728,7 +728,8 @@ async def _dialog_word_without_dialog(chat: Chat, word: str) -> Reply:
         if unfinished:
             await chat.services.dialogs.clear_draft(chat.openid, REGISTRATION.name)
         if pending:
-            return Reply(texts.pending_cancelled(pending))
+            # The draft went too: said, as the dialog's own 取消 says what was not kept.
+            return Reply(texts.pending_cancelled(pending) + (f"\n{texts.DRAFT_DISCARDED}" if unfinished else ""))
         if unfinished:
             return Reply(texts.DRAFT_DISCARDED)
     elif unfinished:

@@ -586,6 +586,16 @@ async def test_state_expires_after_30_minutes_and_resume_is_offered(service):
     assert await service.wechat.ask("o-back", "上一步") == texts.NO_DIALOG_OPEN.format(word="上一步")
     assert (await service.wechat.ask("o-back", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)  # nothing to resume
 
+    # A draft left, then consent withdrawn: 注册 waits for consent, and 取消 drops both, saying so
+    # (the draft went unsaid).
+    await chat(service, "o-back", "企业", "南宁市测试贸易有限公司")
+    await service.runtime.redis.delete(key("dialog", "o-back"))
+    await service.wechat.ask("o-back", "撤回同意")
+    await service.wechat.ask("o-back", "注册")
+    dropped = await service.wechat.ask("o-back", "取消")
+    assert "已取消“注册”" in dropped and texts.DRAFT_DISCARDED in dropped, dropped
+    assert await service.runtime.services.dialogs.load_draft("o-back", "registration") is None
+
 
 # -- one message at a time, retries once --------------------------------------------------------------
 
