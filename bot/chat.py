@@ -155,7 +155,8 @@ async def terms_section(chat: Chat) -> Reply:
         return Reply(texts.no_such_version(version_id, exc))
     number, clause = section_and_clause(place)
     section = version.section(number) if number is not None else None
-    shown = place.strip("第节款条")[:12]  # "没有第 4.9 款", not "没有第 第4.9款 款"
+    shown = place.strip("第节款条")  # "没有第 4.9 款", not "没有第 第4.9款 款"
+    shown = shown if len(shown) <= 12 else shown[:12] + "…"  # cut, and seen to be
     if section is None:
         return Reply(texts.no_such_section(version, shown, cite, unit="节" if clause is None else "款"))
     if clause is not None:
