@@ -67,6 +67,15 @@ class AdminRefused(BotError):
     code = "admin_refused"
 
 
+class NoAdmin(AdminRefused):
+    """No admin account of that name."""
+
+    kind = "not_found"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="no_admin")
+
+
 class Forbidden(BotError):
     kind = "forbidden"
     code = "forbidden"
@@ -270,7 +279,7 @@ class AdminAccounts:
     async def _get(self, name: str) -> AdminUser:
         user = await self.users.get(name)
         if user is None:
-            raise AdminRefused(f"没有名为 {name} 的管理员", code="no_admin")
+            raise NoAdmin(f"没有名为 {name} 的管理员")
         return user
 
     async def _keep_an_owner(self, name: str) -> None:

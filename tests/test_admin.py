@@ -351,6 +351,10 @@ async def test_owner_revokes_and_disables(svc):
     assert (await AdminClient(svc.url).login("vera")).code == 401
     assert (await AdminClient(svc.url).login("vera", "a-new-password-1")).code == 303
     assert (await svc.runtime.admins.users.get("vera")).password_hash.startswith("$argon2id$")
+    # No such admin: not found (it said 400, as for a bad request).
+    for action in ("disable", "enable", "revoke", "role"):
+        missing = await owner.post(f"/admin/users/nobody/{action}", {"role": "viewer"})
+        assert missing.code == 404 and "没有名为 nobody 的管理员" in text(missing), action
     # The last owner cannot be demoted.
     response = await owner.post("/admin/users/olga/role", {"role": "viewer"})
     assert response.code == 400 and "至少要保留一位" in text(response)
