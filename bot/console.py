@@ -390,8 +390,14 @@ class Console:
     # -- drafts ---------------------------------------------------------------------
 
     async def open_drafts(self, actor: Actor, kind: str) -> list[Draft]:
+        """Open drafts of ``kind``; a version draft whose version id was published
+        since (from another form, or the CLI) is left out: it can no longer be."""
         actor.require("read")
-        return await self.drafts.open(kind)
+        drafts = await self.drafts.open(kind)
+        if kind != "version" or not drafts:
+            return drafts
+        taken = {v.version.casefold() for v in await self.terms.versions() + await self.terms.withdrawn()}
+        return [d for d in drafts if (d.title.split() or [""])[0].casefold() not in taken]
 
     async def draft(self, actor: Actor, draft_id: str, kind: str) -> Draft:
         actor.require("read")

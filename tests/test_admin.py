@@ -749,6 +749,23 @@ async def draft_toml(svc, version: str = "2026-12-20") -> str:
     return toml.replace(first_clause, first_clause + "（补充说明。）", 1)
 
 
+async def test_a_version_draft_published_from_elsewhere_leaves_the_draft_list(svc):
+    # An editor's draft stayed under 草稿 after the owner published that version from
+    # another form (or the CLI): it can no longer be published.
+    toml = await draft_toml(svc)
+    editor = await logged_in(svc, "eddie")
+    saved = await editor.post("/admin/terms/new", {"toml": toml, "reason": "routine", "effective_at": "", "action": "save"})
+    assert saved.code == 303
+    assert len(await svc.runtime.console.open_drafts(CLI, "version")) == 1
+    draft_id = re.search(r"draft=([0-9a-f]{24})", saved.headers["Location"]).group(1)
+    assert f"draft={draft_id}" in text(await editor.get("/admin/terms"))
+    from bot.agreement import parse_toml
+
+    await svc.runtime.terms.publish(parse_toml(toml), reason="legal", effective_at=None, by="cli")
+    assert await svc.runtime.console.open_drafts(CLI, "version") == []
+    assert f"draft={draft_id}" not in text(await editor.get("/admin/terms"))
+
+
 async def test_publishing_follows_the_shared_seven_day_rule(svc):
     toml = await draft_toml(svc)
     owner = await logged_in(svc, "olga")
