@@ -149,9 +149,8 @@ def check_withdrawal(version: AgreementVersion, published: list[AgreementVersion
     before = [v for v in published if v.effective_at < version.effective_at]
     if not before:
         return
-    base = _units(max(before, key=lambda v: v.effective_at))
     own = _units(version)
-    changed = [k for k in own.keys() | base.keys() if own.get(k) != base.get(k)]
+    changed = _differing(own, _units(max(before, key=lambda v: v.effective_at)))
     for later in sorted((v for v in published if v.effective_at > version.effective_at), key=lambda v: v.effective_at):
         theirs = _units(later)
         carried = sorted(k for k in changed if theirs.get(k) == own.get(k) and not _named(k, later.changes))
@@ -171,9 +170,7 @@ def unnamed_changes_warning(base: AgreementVersion, draft: AgreementVersion) -> 
     no line of its ``changes`` names (第2.2条, 2.2, 第2节 …): users are told of
     the changes the summary lists, in the amendment notice and when asked to
     consent again. Said, not refused: a summary may well say 全文措辞调整."""
-    ours, theirs = _units(draft), _units(base)
-    unnamed = sorted(k for k in ours.keys() | theirs.keys()
-                     if ours.get(k) != theirs.get(k) and not _named(k, draft.changes))
+    unnamed = [k for k in _differing(_units(draft), _units(base)) if not _named(k, draft.changes)]
     if not unnamed or not draft.changes:
         return ""
     return (f"注意：与版本 {base.version} 相比，{places(unnamed)}有修改，但修改摘要（changes）没有提到。"
@@ -193,8 +190,7 @@ def undoes(draft: AgreementVersion, published: list[AgreementVersion]) -> tuple[
     units = _units(draft)
 
     def distance(version: AgreementVersion) -> int:
-        theirs = _units(version)
-        return sum(units.get(k) != theirs.get(k) for k in units.keys() | theirs.keys())
+        return len(_differing(units, _units(version)))
 
     older = [v for v in published if v is not latest]
     base = min(older, key=lambda v: (distance(v), -v.effective_at.timestamp()))
@@ -202,10 +198,13 @@ def undoes(draft: AgreementVersion, published: list[AgreementVersion]) -> tuple[
         return None
     base_units, latest_units = _units(base), _units(latest)
     # Places where the latest version changed the base's text and the draft has the base's (or none).
-    undone = [k for k in base_units.keys() | latest_units.keys()
-              if base_units.get(k) != latest_units.get(k) and units.get(k) != latest_units.get(k)
-              and units.get(k) == base_units.get(k)]
-    return (base, sorted(undone)) if undone else None
+    undone = [k for k in _differing(base_units, latest_units) if units.get(k) == base_units.get(k)]
+    return (base, undone) if undone else None
+
+
+def _differing(ours: dict, theirs: dict) -> list[tuple[int, int]]:
+    """The places (see :func:`_units`) whose text differs between two versions' units, in order."""
+    return sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
 
 
 def _units(version: AgreementVersion) -> dict[tuple[int, int], str]:
