@@ -141,6 +141,11 @@ def missing_fields(profile: dict) -> list[str]:
     return [f for f in required if not profile.get(f)]
 
 
+def holds(merchant: Merchant, profile: dict) -> bool:
+    """Whether ``merchant``'s record already holds ``profile``'s answers: saving them writes nothing."""
+    return stored_profile(merchant.profile()) == stored_profile(profile)
+
+
 def profile_stamp(merchant: Merchant | None) -> str:
     """What someone saw of a merchant record (the time of its last change, as
     text; "" for no record), to refuse a change based on an older one."""
@@ -177,7 +182,7 @@ class MerchantAccounts:
         existing = await self.repo.get(openid)
         if (seen is not None and profile_stamp(existing) != seen and existing is not None
                 and existing.status not in ("closed", "suspended")
-                and stored_profile(existing.profile()) == stored_profile(profile)):
+                and holds(existing, profile)):
             # The same answers sent again: their first submission was saved though
             # its reply said otherwise (the database stalled as it answered).
             return existing, ("registered" if seen == profile_stamp(None) else "updated")
@@ -215,7 +220,7 @@ class MerchantAccounts:
                 await self.repo.update(openid, "active", profile=profile, entry=entry)
                 return await self._reload(openid), "resubmitted"
             returned = await self.returned_reason(openid) if existing.status == "pending_review" else None
-            if returned is not None and stored_profile(existing.profile()) == stored_profile(profile):
+            if returned is not None and holds(existing, profile):
                 # Sent back as it was returned: no correction to record, and the reason still stands.
                 raise AccountRefused(
                     f"您的资料与退回时相同，尚未按审核意见修改（审核意见：{returned}）。请修改相应项目后再提交；"
@@ -226,7 +231,7 @@ class MerchantAccounts:
                 entry = StatusEntry("pending_review", at, by, "按退回意见修改资料，重新提交审核")
                 await self.repo.update(openid, "pending_review", profile=profile, entry=entry)
                 return await self._reload(openid), "corrected"
-            if stored_profile(existing.profile()) == stored_profile(profile):
+            if holds(existing, profile):
                 # Nothing to write: the record, and the stamp another device holds as its ETag, stay.
                 return existing, "unchanged"
             await self.repo.update(openid, existing.status, profile=profile)

@@ -18,7 +18,7 @@ from bot import api_texts, texts
 from bot.agreement import VERSION_MAX, VERSION_RE
 from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
-from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, profile_stamp
+from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, holds, profile_stamp
 from bot.registration import REGISTRATION
 from bot.serial import one_at_a_time
 from bot.services import Services
@@ -32,7 +32,7 @@ from bot.validation import (
     parse_entity_type,
     parse_phone,
 )
-from storage.merchants import Merchant, stored_profile
+from storage.merchants import Merchant
 from storage.redis_store import RedisUnavailable
 
 
@@ -161,7 +161,7 @@ async def save_registration(services: Services, openid: str, body: dict,
         # The record as this request would make it overwrites nothing: a retry of a
         # request that was saved (its reply lost) is answered, not refused as a change.
         same = (existing is not None and existing.status != "closed"
-                and stored_profile(existing.profile()) == stored_profile(profile))
+                and holds(existing, profile))
         if seen is not None and existing is not None and profile_stamp(existing) not in seen and not same:
             raise ChangedSince(api_texts.PROFILE_CHANGED)
         if create_only and existing is not None and existing.status != "closed" and not same:
