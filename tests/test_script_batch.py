@@ -21,9 +21,9 @@ return {KEYS[1], ARGV[1]}
 """
 
 
-def _client(url: str, name: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=True, client_name=name, socket_timeout=1.0,
-                                   socket_connect_timeout=1.0)
+def _client(url: str, name: str, timeout: float = 1.0) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, decode_responses=True, client_name=name, socket_timeout=timeout,
+                                   socket_connect_timeout=timeout)
 
 
 async def _connections(url: str, name: str) -> int:
@@ -109,15 +109,17 @@ async def test_a_call_that_timed_out_leaves_no_reply_behind_for_the_next(backing
     # The server answers a timed-out call later: read by the next call on the
     # same connection, it would hand every later caller its neighbour's reply.
     # (Closed, the connection takes the late call with it.)
-    client = _client(backing.redis_url, f"batch-{uuid.uuid4().hex[:8]}")  # socket_timeout 1 s
+    # Margins of 2.5 s each way: a CI machine that stalls a second must
+    # neither fail the calls meant to succeed nor let the late one in time.
+    client = _client(backing.redis_url, f"batch-{uuid.uuid4().hex[:8]}", timeout=2.5)
     admin = redis_store.connect(backing.redis_url)
     try:
         echo = ScriptBatch(client).script(ECHO)
         await echo(keys=["wb:test:warm"], args=["warm"])  # loaded
-        await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        await admin.execute_command("CLIENT", "PAUSE", 5000, "ALL")
         with pytest.raises(redis_store.RedisUnavailable):
             await echo(keys=["wb:test:late"], args=["late"])
-        await asyncio.sleep(1.0)  # the pause ends; the late reply went to a connection now closed
+        await asyncio.sleep(3.0)  # the pause ends; the late reply went to a connection now closed
         results = await asyncio.gather(*(echo(keys=[f"wb:test:n{i}"], args=[str(i)]) for i in range(3)))
         assert results == [[f"wb:test:n{i}", str(i)] for i in range(3)]
     finally:
