@@ -357,7 +357,10 @@ async def test_a_long_notice_at_a_low_rate_sends_each_piece_in_its_turn(make_ser
         emulator.state.rate_limit = None
     assert (await svc.runtime.broadcasts.progress(notice_id)).sent == 2
     assert [len(await emulator.messages(o)) for o in ("o-slow1", "o-slow2")] == [2, 2]
-    assert emulator.state.errors.get("45009", 0) == 0
+    # Sent at once, the second piece of each message met 45009: two at least.
+    # One may still meet it when a send reserved a second after the last one
+    # reaches the emulator's sliding window a little closer (a busy machine).
+    assert emulator.state.errors.get("45009", 0) <= 1
 
 
 async def test_temporary_errors_are_retried(svc, emulator):
