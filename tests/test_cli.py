@@ -337,8 +337,9 @@ def test_a_redis_mistake_that_waiting_cannot_mend_stops_serve_with_one_line(tmp_
     from storage.embedded import free_port
 
     port = free_port()
+    # Its own directory: started in the checkout, it left a pid file there.
     valkey = subprocess.Popen([get_binary_path(), "--port", str(port), "--requirepass", "pw", "--save", ""],
-                              stdout=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, cwd=tmp_path)
     try:
         time.sleep(0.3)
         started = time.monotonic()
