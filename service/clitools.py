@@ -139,7 +139,9 @@ def load_config(args: argparse.Namespace) -> Config:
         if value is not None:
             changes[field] = value
     config = config.replace(**changes) if changes else config
-    if not config.wechat_appid:
+    if not any(getattr(config, field) for field in ("wechat_token", "wechat_appid", "wechat_secret", "wechat_aes_key")):
+        # Only with no WeChat setting at all: a Token or key given for the
+        # service is never replaced by the demo's published ones.
         config = config.replace(**running_demo_settings(config.data_dir))
     return config
 
@@ -156,13 +158,20 @@ def write_demo_settings(config: Config) -> Path:
 
 
 def _running_demo(data_dir: Path) -> dict:
-    """What the demo running on ``data_dir`` recorded (``pid`` and its settings); {} if none runs."""
+    """What the demo running on ``data_dir`` recorded (``pid`` and its settings);
+    {} if none runs. A file left by a killed demo, whose pid may now belong to
+    something else, is no running demo."""
     try:
         saved = json.loads((Path(data_dir) / "run" / DEMO_SETTINGS).read_text(encoding="utf-8"))
-        os.kill(int(saved["pid"]), 0)
+        pid = int(saved["pid"])
+        os.kill(pid, 0)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no file, unreadable, or its demo is gone
         return {}
-    return saved
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # no /proc (not Linux): trust the pid
+        return saved
+    return saved if b"demo" in command and any(b"wetoop" in part for part in command) else {}
 
 
 def running_demo_settings(data_dir: Path) -> dict:
@@ -172,16 +181,9 @@ def running_demo_settings(data_dir: Path) -> dict:
 
 
 def running_demo_pid(data_dir: Path) -> int | None:
-    """The process id of another demo running on ``data_dir``, if one is (a
-    file left by a killed demo whose pid now belongs to something else is not one)."""
+    """The process id of another demo running on ``data_dir``, if one is."""
     pid = _running_demo(data_dir).get("pid")
-    if not pid or int(pid) == os.getpid():
-        return None
-    try:
-        command = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
-    except OSError:  # no /proc (not Linux): trust the pid
-        return int(pid)
-    return int(pid) if b"demo" in command and any(b"wetoop" in part for part in command) else None
+    return int(pid) if pid and int(pid) != os.getpid() else None
 
 
 def remove_demo_settings(path: Path) -> None:

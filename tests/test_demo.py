@@ -158,3 +158,46 @@ def test_a_settings_file_left_by_a_killed_demo_does_not_block_the_next(tmp_path)
     run.mkdir()
     (run / "demo-wechat.json").write_text(json.dumps({"pid": os.getppid()}), encoding="utf-8")  # alive, no demo
     assert running_demo_pid(tmp_path) is None
+
+
+def _demo_settings_file(data_dir, pid: int) -> None:
+    run = data_dir / "run"
+    run.mkdir(exist_ok=True)
+    (run / "demo-wechat.json").write_text(json.dumps({
+        "pid": pid, "wechat_token": "wetoopdemo", "wechat_appid": "wxd0000000000demo", "wechat_secret": "demo",
+        "wechat_api_base": "http://127.0.0.1:9",
+    }), encoding="utf-8")
+
+
+def _config(monkeypatch, data_dir, **environ):
+    import argparse
+
+    from service.clitools import load_config
+
+    for key in ("WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_AES_KEY", "WECHAT_API_BASE", "WETOOP_CONFIG"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    return load_config(argparse.Namespace(config=None, host=None, port=None, data_dir=str(data_dir)))
+
+
+def test_a_service_takes_a_running_demos_wechat_settings_only_when_it_has_none(tmp_path, monkeypatch):
+    # `serve` on a data directory with the file of a demo killed long ago
+    # (its pid now another process's) signed pushes with the demo's published
+    # Token, and did so even with the operator's own WECHAT_TOKEN set.
+    import os
+    import subprocess
+    import sys
+
+    _demo_settings_file(tmp_path, os.getppid())  # alive, no demo
+    assert _config(monkeypatch, tmp_path).wechat_token is None
+    # A running demo (a process started as one, standing in for it here).
+    demo = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "wetoop-bot", "demo"])
+    try:
+        _demo_settings_file(tmp_path, demo.pid)
+        assert _config(monkeypatch, tmp_path).wechat_token == "wetoopdemo"  # a CLI command beside the demo
+        given = _config(monkeypatch, tmp_path, WECHAT_TOKEN="prodToken123")
+        assert (given.wechat_token, given.wechat_appid) == ("prodToken123", None)
+    finally:
+        demo.kill()
+        demo.wait()
