@@ -201,6 +201,14 @@ class Conversation:
             log.exception("handler failed for %s", inbound.dedupe_key)
             return Reply(texts.INTERNAL_ERROR)
 
+    async def url_checked(self, push_nonce: str) -> None:
+        """Remember the signed query of a URL check as used (see
+        :meth:`wechat.protocol.Endpoint.verify_url`)."""
+        try:
+            await self.gate.url_checked(push_nonce)
+        except RedisUnavailable:  # as for pushes: without Redis there is no replay check
+            self._outage.warning("gate", "Redis unavailable; a URL check's signature not remembered")
+
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout``) for background deliveries, e.g. at shutdown;
         stop storing late replies (their claims and locks expire by themselves)."""

@@ -26,7 +26,7 @@ from tornado.log import access_log
 from bot.errors import BotError
 from handlers.base import JSON_TYPE, BaseHandler, declared_length, error_message, http_status, json_bytes
 from service.runtime import Runtime
-from wechat.protocol import MAX_BODY, ProtocolError, too_large
+from wechat.protocol import MAX_BODY, ProtocolError, push_nonce, too_large
 
 if TYPE_CHECKING:
     from handlers.app import ServiceApp
@@ -57,14 +57,16 @@ class WeChatHandler(BaseHandler):
     def initialize(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def get(self) -> None:
+    async def get(self) -> None:
         try:
             if self.runtime.endpoint is None:
                 raise _not_configured()
-            echostr = self.runtime.endpoint.verify_url(query_of(self.request))
+            query = query_of(self.request)
+            echostr = self.runtime.endpoint.verify_url(query)
         except ProtocolError as exc:
             self.send_error_json(http_status(exc), exc.code, exc.message)
             return
+        await self.runtime.conversation.url_checked(push_nonce(query))
         self.set_header("Content-Type", _TEXT_TYPE)
         self.finish(echostr)
 

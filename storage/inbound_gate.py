@@ -25,6 +25,9 @@ from storage.reply_cache import CLAIM_TTL, PENDING, REPLY_TTL, Claim, parse_clai
 from storage.redis_store import key
 from storage.script_batch import ScriptBatch
 
+#: What a URL check's nonce is remembered with: no body's digest.
+URL_CHECK = "url-check"
+
 #: Seconds a push's nonce is remembered: a timestamp is accepted within 5
 #: minutes either side of now (wechat.protocol.MAX_SKEW), so 10 cover it.
 PUSH_TTL = 600
@@ -89,6 +92,7 @@ class InboundGate:
 
     def __init__(self, redis: aioredis.Redis, touch_every: int) -> None:
         # Batched: many messages open and finish in the same loop turn under load.
+        self._redis = redis
         batch = ScriptBatch(redis)
         self._open = batch.script(_OPEN)
         self._finish = batch.script(_FINISH)
@@ -128,6 +132,11 @@ class InboundGate:
             dialog_known=locked,
             touch_due=int(result[3]) == 1,
         )
+
+    async def url_checked(self, push_nonce: str) -> None:
+        """Remember ``push_nonce`` as a URL check's: a push signed by the same
+        query is then refused as a replay."""
+        await self._redis.set(key("push", push_nonce), URL_CHECK, nx=True, ex=PUSH_TTL)
 
     async def finish(self, delivery: str, reply: dict, openid: str, lock_token: str | None) -> None:
         """Store the reply of ``delivery`` and release the lock ``lock_token``."""

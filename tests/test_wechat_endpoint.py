@@ -104,6 +104,19 @@ async def test_a_signed_query_reused_with_another_body_is_refused(service):
     assert again.code == 200 and service.wechat.reply(again)["Content"] == texts.HELP
 
 
+async def test_a_url_checks_query_cannot_sign_a_push(service):
+    # The URL check's signature is a plaintext push's: seen in a log, it
+    # signed one push of anyone's making (a consent for any openid).
+    query = {k: v for k, v in service.wechat.query().items()}
+    checked = await fetch(service.url + "/wechat?" + urlencode({**query, "echostr": "hello"}))
+    assert checked.code == 200 and checked.body == b"hello"
+    forged = await service.wechat.post(text_xml("o-victim", "同意"), query=query)
+    assert forged.code == 403 and error_of(forged)["code"] == "replayed_push"
+    assert await service.runtime.ledger.history("o-victim") == []
+    # WeChat's console may check the URL more than once.
+    assert (await fetch(service.url + "/wechat?" + urlencode({**query, "echostr": "again"}))).body == b"again"
+
+
 async def test_a_safe_mode_query_cannot_sign_a_plaintext_push(service):
     query, body = service.wechat.envelope(text_xml("o-victim", "帮助"), "safe")
     assert (await service.wechat.post(body, query=query)).code == 200

@@ -92,7 +92,9 @@ class Endpoint:
     def verify_url(self, query: Mapping[str, str]) -> str:
         """Answer the console's URL check: the ``echostr`` if the signature holds
         and its timestamp is fresh (a verification URL copied from a log would
-        otherwise make the service echo anything, for ever)."""
+        otherwise make the service echo anything, for ever). The same signature
+        signs a plaintext push: the caller remembers its :func:`push_nonce` as
+        used, or the URL, seen in a log, could sign one push of anyone's making."""
         self._check_query_signature(query)
         self._check_fresh(query)
         return query.get("echostr", "")
@@ -109,8 +111,7 @@ class Endpoint:
         if len(body) > MAX_BODY:
             raise too_large()
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
-        push = {"push_nonce": f"{query.get('timestamp', '')}:{query.get('nonce', '')}",
-                "push_digest": hashlib.sha1(body).hexdigest()}
+        push = {"push_nonce": push_nonce(query), "push_digest": hashlib.sha1(body).hexdigest()}
         plaintext_accepted, encrypted_accepted = MODES[self.mode]
         if encrypted:
             if not encrypted_accepted and self._crypto is not None:
@@ -173,6 +174,12 @@ class Endpoint:
             raise ProtocolError(400, "bad_ciphertext", "无法解密消息") from None
         self._check_fresh(query)
         return parse(plain.encode("utf-8") if isinstance(plain, str) else plain, **push)
+
+
+def push_nonce(query: Mapping[str, str]) -> str:
+    """What identifies a signed query (its timestamp and nonce), remembered so
+    that it signs one body only (:mod:`storage.inbound_gate`)."""
+    return f"{query.get('timestamp', '')}:{query.get('nonce', '')}"
 
 
 def _text(body: bytes) -> str:
