@@ -12,6 +12,7 @@ import time
 import re
 import subprocess
 import sys
+import uuid
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -163,6 +164,21 @@ async def test_anonymous_requests_go_to_the_login_form(svc):
     login = await client.get("/admin/login")
     assert login.code == 200 and "登录管理后台" in text(login)
     assert await svc.runtime.admins.list() and not await svc.runtime.console.stats.recent_notices()
+
+
+@pytest.mark.parametrize("target, lands", [
+    ("/admin/notices?page=2", "/admin/notices?page=2"),
+    ("//evil.example/admin", "/admin"), ("https://evil.example/admin", "/admin"), ("/admin\\@evil.example", "/admin"),
+    # A line break passed the check, then failed the redirect: 500 after the session was made.
+    ("/admin\r\nSet-Cookie: x=1", "/admin"), ("/admin\nx", "/admin"), ("/admin\tx", "/admin"),
+])
+async def test_login_goes_back_to_a_console_page_only(svc, target, lands):
+    name = f"nx{uuid.uuid4().hex[:8]}"
+    await svc.runtime.admins.create(name, "viewer", PASSWORD, by=CLI)
+    client = AdminClient(svc.url)
+    response = await client.post("/admin/login", {"name": name, "password": PASSWORD, "next": target})
+    assert response.code == 303 and response.headers["Location"] == lands
+    assert "x" not in client.cookies
 
 
 async def test_a_role_too_low_gets_403(svc):

@@ -14,8 +14,10 @@ DEVICE_DAYS = 90
 
 
 def safe_next(target: str) -> str:
-    """Only our own console pages are redirect targets (no open redirect)."""
-    if target.startswith("/admin") and not target.startswith("//") and "\\" not in target and "/login" not in target:
+    """Only our own console pages are redirect targets (no open redirect; no
+    space or control character, which a browser drops or a header refuses)."""
+    if (target.startswith("/admin") and not target.startswith("//") and "\\" not in target and "/login" not in target
+            and all(c.isprintable() and not c.isspace() for c in target)):
         return target
     return "/admin"
 
