@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _qa_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qa-data", type=Path, default=None, help="问答数据目录（默认 data/qa）")
     parser.add_argument("--override", type=Path, help="覆盖目录：其中同名的数据文件扩展或替换默认数据")
-    parser.add_argument("--cache-dir", type=Path, help="jieba 词典缓存目录（默认系统临时目录）")
+    parser.add_argument("--cache-dir", type=Path, help="jieba 词典缓存目录（默认 ~/.cache/wetoop-bot/jieba；他人可写的目录不会使用）")
 
 
 def _defaults(args: argparse.Namespace) -> None:

@@ -505,3 +505,26 @@ def test_a_question_that_is_an_example_is_answered_with_its_clause(tmp_path):
         answer = qa.answer(asked)
         assert (answer.kind, answer.refs) == ("answer", ("5.2",)), (asked, answer)
     assert qa.answer("不想干了怎么办呢").kind == "abstain"  # other words: the usual rules
+
+
+def test_jiebas_cache_is_never_read_from_a_directory_another_user_can_write(tmp_path, monkeypatch):
+    # The CLI's default was a directory of a fixed name in /tmp, used whoever
+    # had made it: another local user could replace the cache jieba loads
+    # (with marshal) and change every answer.
+    import os
+
+    from bot.qa.analyzer import default_cache_dir, private_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    assert default_cache_dir() == tmp_path / "home-cache" / "wetoop-bot" / "jieba"
+    own = private_dir(tmp_path / "own")
+    assert own == tmp_path / "own" and own.stat().st_mode & 0o077 == 0
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert private_dir(shared) != shared
+    if os.getuid() == 0:  # only root can give a directory away
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o755)
+        os.chown(theirs, 65534, -1)
+        assert private_dir(theirs) != theirs

@@ -27,6 +27,8 @@ from bot.validation import TRAILING_PUNCTUATION
 if TYPE_CHECKING:
     import jieba
 
+log = logging.getLogger(__name__)
+
 #: One word of a question: its terms, and how much it counts (single characters less).
 Group = tuple[tuple[str, ...], float]
 
@@ -153,7 +155,27 @@ def _is_word(token: str) -> bool:
 
 
 def default_cache_dir() -> Path:
-    return Path(tempfile.gettempdir()) / f"wetoop-bot-jieba-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    """The user's own cache (``$XDG_CACHE_HOME``, else ``~/.cache``): a
+    directory of a fixed name in the shared temporary directory could be made
+    first by another local user, who could then replace the cache jieba loads."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "wetoop-bot" / "jieba"
+
+
+def private_dir(path: Path) -> Path:
+    """``path``, made if missing, when only this user can write it; else a new
+    private temporary directory (jieba's cache is loaded with ``marshal``,
+    never to be read from a file someone else could have written)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        status = path.stat()
+        if hasattr(os, "getuid") and (status.st_uid != os.getuid() or status.st_mode & 0o022):
+            raise PermissionError(f"{path} may be written by another user")
+        return path
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="wetoop-bot-jieba-"))
+        log.warning("jieba cache not kept in %s (%s): using %s", path, exc, fallback)
+        return fallback
 
 
 def load_tokenizer(min_word_freq: int, cache_dir: Path | None = None) -> jieba.Tokenizer:
@@ -161,8 +183,7 @@ def load_tokenizer(min_word_freq: int, cache_dir: Path | None = None) -> jieba.T
     using (and filling) jieba's cache in ``cache_dir``."""
     import jieba  # here: importing it costs 0.2 s that commands answering no question skip
 
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = private_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
     source = Path(jieba.__file__).resolve().parent / jieba.DEFAULT_DICT_NAME
     if min_word_freq > 1:
         dictionary = _pruned(source, min_word_freq, cache_dir)

@@ -84,7 +84,7 @@ class QA:
         cache_dir: Path | None = None,
     ) -> "QA":
         """Read the data files (``override_dir``'s merged in, see :mod:`bot.qa.data`),
-        load jieba (its cache in ``cache_dir``, default a temporary directory) and index
+        load jieba (its cache in ``cache_dir``, default the user's cache directory) and index
         ``version``'s clauses. Raises :class:`bot.qa.data.QADataError`."""
         data = load_data(Path(data_dir), Path(override_dir) if override_dir is not None else None)
         analyzer = Analyzer.load(data.lexicon, data.settings, cache_dir)
