@@ -219,6 +219,11 @@ def make_app(runtime: Runtime, **settings) -> ServiceApp:
     # not global, or /wechat and the JSON API would need tokens).
     settings.setdefault("cookie_secret", admin.cookie_secret(runtime.config))
     settings.setdefault("xsrf_cookie_kwargs", {"httponly": True, "samesite": "Strict"})
+    if runtime.config.base_url.startswith("https://"):
+        # A __Host- cookie cannot be set by a sibling subdomain or over plain
+        # http: planted there, an _xsrf cookie would let another site's form
+        # pass the check (it compares the form's token with the cookie only).
+        settings.setdefault("xsrf_cookie_name", "__Host-xsrf")
     return ServiceApp(
         routes,
         default_handler_class=NotFoundHandler,

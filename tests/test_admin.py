@@ -65,9 +65,9 @@ class AdminClient:
         return await self.request("POST", path, form, xsrf)
 
     async def xsrf(self) -> str:
-        if "_xsrf" not in self.cookies:
+        if not {"_xsrf", "__Host-xsrf"} & set(self.cookies):
             await self.get("/admin/login")
-        return self.cookies["_xsrf"]
+        return self.cookies.get("__Host-xsrf") or self.cookies["_xsrf"]
 
     async def login(self, name: str, password: str = PASSWORD) -> HTTPResponse:
         return await self.post("/admin/login", {"name": name, "password": password, "next": "/admin"})
@@ -340,8 +340,15 @@ async def test_cookie_is_secure_behind_https(make_service, tmp_path):
     await svc.runtime.admins.create("vera", "viewer", PASSWORD, by=CLI)
     client = AdminClient(svc.url)
     form = await client.get("/admin/login")
-    xsrf = next(h for h in form.headers.get_list("Set-Cookie") if h.startswith("_xsrf="))
+    xsrf = next(h for h in form.headers.get_list("Set-Cookie") if "xsrf=" in h)
     assert "Secure" in xsrf and "HttpOnly" in xsrf  # Tornado's own cookie was left out
+    # Named so that a sibling subdomain or plain http cannot plant it (an
+    # _xsrf cookie planted so let another site's form pass the check).
+    assert xsrf.startswith("__Host-xsrf=") and "Path=/" in xsrf and "Domain" not in xsrf
+    planted = AdminClient(svc.url)
+    planted.cookies["_xsrf"] = client.cookies["__Host-xsrf"]
+    assert (await planted.post("/admin/login", {"name": "vera", "password": PASSWORD, "next": "/admin",
+                                                "_xsrf": client.cookies["__Host-xsrf"]}, xsrf=False)).code == 403
     response = await client.login("vera")
     cookies = [h for h in response.headers.get_list("Set-Cookie") if h.startswith(("wb_admin=", "wb_admin_device="))]
     assert len(cookies) == 2 and all("Secure" in c and "HttpOnly" in c for c in cookies)
