@@ -198,7 +198,7 @@ def parse_toml(text: str) -> AgreementVersion:
         return tuple(string(v, f"{where}[{i + 1}]") for i, v in enumerate(value))
 
     version = string(doc.get("version"), "version")
-    if version and not VERSION_RE.match(version):
+    if version and not VERSION_RE.fullmatch(version):  # match() lets "$" pass a trailing newline
         problems.append(f"version 只能包含字母、数字、点、连字符和下划线（最多 {VERSION_MAX} 个字符），例如 2026-12-01")
     elif version and re.fullmatch(r"\d+(?:\.\d+)*", version):
         # Chat reads "条款 4.1" as clause 4.1: such a version could never be asked for.

@@ -223,7 +223,7 @@ async def record_consent(
     version = version.strip()
     if len(version) > VERSION_MAX:  # no version is that long; the refusal would quote it whole
         raise Invalid(api_texts.VERSION_TOO_LONG.format(limit=VERSION_MAX), "version")
-    if not VERSION_RE.match(version):  # no version has such characters (a NUL would be quoted back)
+    if not VERSION_RE.fullmatch(version):  # no version has such characters (a NUL would be quoted back)
         raise Invalid(api_texts.VERSION_MALFORMED, "version")
     with contextlib.suppress(VersionNotFound):  # the id as published: chat and GET /terms/{v} take any case
         version = (await services.terms.get(version)).version

@@ -130,6 +130,17 @@ def test_a_version_id_without_a_digit_is_refused():
     assert "需要包含数字" in info.value.message
 
 
+def test_a_version_id_ending_in_a_line_break_is_refused():
+    # The pattern's "$" matched before a final newline: "2026-12-01\n" was a
+    # version no one could name in chat or the API.
+    from bot.agreement import InvalidAgreement, parse_toml
+
+    text = load_seed().to_toml().replace('version = "2022-05-22"', 'version = "2026-12-01\\n"', 1)
+    with pytest.raises(InvalidAgreement) as info:
+        parse_toml(text)
+    assert "version 只能包含字母" in info.value.message
+
+
 def test_a_version_id_that_differs_only_in_case_is_refused():
     # Chat reads 条款 2026-12-V4 without case: two such ids could not be told
     # apart, and withdrawing one withdrew the other.
