@@ -254,9 +254,24 @@ async def _version_changed_since_asked(chat: Chat, state: ConsentState, choice: 
     # can differ from the one asked about (and the Redis read is spared otherwise).
     if state.current.effective_at <= services.clock() - dt.timedelta(seconds=PROMPT_TTL):
         return None
-    asked = await chat.version_asked()
-    if asked is None or asked == state.current.version:
+    try:
+        asked = await chat.version_asked()
+    except RedisUnavailable:
+        return None  # taken for the version in force, as asked_to_accept says
+    if asked == state.current.version:
         return None
+    if asked is None:
+        # Not remembered (Redis lost its data, or the prompt could not be
+        # noted): the version in force is the only one they can have been
+        # shown if they followed since it took effect; else they are shown it.
+        follower = await services.followers.get(chat.openid)
+        since = follower.subscribed_at if follower is not None else None
+        if since is not None and since > state.current.effective_at:
+            return None
+        if state.status != "outdated":
+            await chat.asked_to_accept(state.current.version)
+            return Reply(texts.consent_unconfirmed(state.current, choice))
+        asked = state.latest.version  # shown the version they accepted, at least
     await chat.asked_to_accept(state.current.version)
     changed = await services.terms.since(asked)
     if state.status == "outdated" and asked == state.latest.version:

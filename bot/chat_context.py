@@ -57,11 +57,9 @@ class Chat:
             pass  # the 同意 is then taken for the version in force, as before
 
     async def version_asked(self) -> str | None:
-        """The version the user was last asked to accept, if remembered."""
-        try:
-            return await self.services.dialogs.prompted(self.openid)
-        except RedisUnavailable:
-            return None
+        """The version the user was last asked to accept, if remembered
+        (raises ``RedisUnavailable``: not knowing is not "not asked")."""
+        return await self.services.dialogs.prompted(self.openid)
 
     def forget_consent(self) -> None:
         """Drop the remembered state after the user changed it."""

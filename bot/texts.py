@@ -347,6 +347,17 @@ def superseded_before_consent(current: "AgreementVersion", asked: str, changed: 
     return "\n".join(lines)
 
 
+def consent_unconfirmed(current: "AgreementVersion", choice: str = "同意") -> str:
+    """A 同意 (or 不同意: ``choice``) when which version the user was shown is not known."""
+    lines = [
+        f"请确认您的选择针对的版本：《{current.title}》现行版本为 {current.version}"
+        f"（{_date(current.effective_at)} 起生效），您的“{choice}”尚未记录。要点：",
+        *[f"· {line}" for line in current.summary],
+        consent_prompt(current),
+    ]
+    return "\n".join(lines)
+
+
 def consent_needed(version: "AgreementVersion") -> str:
     return f"此功能需要您先同意《{version.title}》（版本 {version.version}）。\n" + consent_prompt(version)
 

@@ -165,6 +165,8 @@ async def test_accept_records_the_version_another_process_made_effective_a_momen
     assert "2022-05-22" in await service.wechat.ask("o-fresh", "条款")  # the cache is warm
     other = Terms(runtime.versions, runtime.broadcasts, runtime.clock, locks=runtime.locks)
     await other.publish(amendment("2026-11-20"), reason="legal", effective_at=None, by="cli")
+    # Not shown that version yet: it is shown (nothing recorded), then accepted.
+    assert "您的“同意”尚未记录" in await service.wechat.ask("o-fresh", "同意")
     assert "2026-11-20" in await service.wechat.ask("o-fresh", "同意")
     assert [r.version for r in await ledger(service, "o-fresh")] == ["2026-11-20"]
 
@@ -584,6 +586,29 @@ async def test_a_choice_about_a_version_replaced_since_the_request_is_asked_agai
     second = await svc.wechat.ask("o-late", choice)
     assert second.startswith(recorded) and "版本 2026-12-01-legal" in second, second
     assert [(r.action, r.version) for r in await svc.runtime.ledger.history("o-late")] == [(action, "2026-12-01-legal")]
+
+
+async def test_a_choice_whose_request_redis_forgot_is_not_taken_for_a_version_never_shown(make_service, clock):
+    # Which version a user was asked about lives in Redis: with that key gone
+    # (FLUSHALL, a Redis without persistence restarted), 同意 was recorded for
+    # a version that took effect after the follow and was never shown.
+    from storage.redis_store import key
+
+    svc = await make_service(clock=clock)
+    await svc.wechat.post(event_xml("o-forgot", "subscribe"))
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+                                    effective_at=None, by="t")
+    await svc.runtime.redis.delete(key("prompted", "o-forgot"))
+    shown = await svc.wechat.ask("o-forgot", "同意")
+    assert "“同意”尚未记录" in shown and "版本 2026-12-01-legal" in shown, shown
+    assert await svc.runtime.ledger.history("o-forgot") == []
+    assert (await svc.wechat.ask("o-forgot", "同意")).startswith("已记录：您同意了")
+    # One who followed after it took effect can have been shown no other.
+    clock.advance(seconds=5)
+    await svc.wechat.post(event_xml("o-since", "subscribe"))
+    await svc.runtime.redis.delete(key("prompted", "o-since"))
+    assert (await svc.wechat.ask("o-since", "同意")).startswith("已记录：您同意了")
+    assert [r.version for r in await svc.runtime.ledger.history("o-since")] == ["2026-12-01-legal"]
 
 
 async def test_a_refusal_by_one_who_accepted_the_version_in_force_elsewhere_is_recorded(make_service, clock):

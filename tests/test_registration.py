@@ -490,6 +490,7 @@ async def test_an_amendment_in_force_stops_the_confirmation_until_accepted(servi
     assert "2026-11-26" in done and (await service.runtime.merchants.get("o-amend")) is not None
     # Held by the gate, then the dialog cancelled: 同意 no longer confirms
     # (it said "当前没有正在填写的内容，“确认”无需操作" after the consent).
+    await service.wechat.post(event_xml("o-held", "subscribe"))  # shown the version in force
     await accepted(service, "o-held")
     await chat(service, "o-held", *ENTERPRISE)
     again = dataclasses.replace(changed, clauses=(changed.clauses[0] + "（再修订）", *changed.clauses[1:]))
