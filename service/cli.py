@@ -345,6 +345,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     the chat simulator (with the menu of ``data/menu.json`` pushed at start) and
     the admin console. Ctrl-C stops all of it, the embedded servers included."""
     config = load_config(args)
+    given = [name for name, value in (("MONGODB_URI", config.mongodb_uri), ("REDIS_URL", config.redis_url)) if value]
+    if given:
+        # In a shell with the service's settings loaded, the demo made its
+        # owner account in the real database and its worker took the real
+        # notices, "sending" them to its own emulator.
+        raise UsageError(
+            f"演示环境只使用内置数据库，但当前设置了 {'、'.join(given)}（服务的生产配置？）："
+            "请在没有加载服务配置的终端中运行，或先 unset " + " ".join(given) + "。"
+        )
     make_data_dir(config)
     other = running_demo_pid(config.data_dir)
     if other is not None:
