@@ -176,6 +176,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Behind nginx the service cannot know the address users reach it at.
         log.warning("未设置 PUBLIC_URL：发给用户的链接（如“导出我的数据”）将指向 %s，公网用户无法打开；"
                     "请设置为用户访问的地址，如 https://bot.example.com", config.base_url)
+    if not config.cookie_secret and config.mongodb_uri:
+        # External databases mean a host of several, perhaps: each would make its own.
+        log.warning("未设置 COOKIE_SECRET：使用本机生成的密钥（%s）；多台主机运行时请为每台设置相同的 COOKIE_SECRET，"
+                    "否则在一台主机登录的管理后台、生成的导出链接在其他主机上无效",
+                    Path(config.data_dir) / "run" / "cookie_secret")
     if config.safe_mode and not config.wechat_appid:
         # WeChat's encrypted envelope ends with the AppID, checked on every push.
         log.warning("设置了 WECHAT_AES_KEY 却未设置 WECHAT_APPID：加密推送将被拒绝（%s）",

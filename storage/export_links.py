@@ -45,15 +45,22 @@ class ExportLinks:
     async def take(self, token: str) -> dict | str | None:
         """The document behind ``token`` (or, for a link from before snapshots,
         its openid), removing it so it works only once."""
-        value = await self._redis.getdel(_key(token))
-        if value is None or not value.startswith(_SNAPSHOT):
-            return value
-        raw = base64.b64decode(value[len(_SNAPSHOT):])
-        try:
-            opened = AESGCM(self._cipher_key(token)).decrypt(raw[:12], raw[12:], None)
-        except InvalidTag:  # sealed under another secret (COOKIE_SECRET changed): as if expired
+        value = await self._redis.get(_key(token))
+        if value is None:
             return None
-        return json.loads(opened)
+        opened = None
+        if value.startswith(_SNAPSHOT):
+            raw = base64.b64decode(value[len(_SNAPSHOT):])
+            try:
+                opened = json.loads(AESGCM(self._cipher_key(token)).decrypt(raw[:12], raw[12:], None))
+            except InvalidTag:
+                # Sealed under another secret (COOKIE_SECRET changed, or a host
+                # with its own): as if expired here, and left for the host that
+                # can open it (taken first, it was lost to the user there too).
+                return None
+        if not await self._redis.delete(_key(token)):
+            return None  # taken by another request meanwhile: once only
+        return value if opened is None else opened
 
     def _cipher_key(self, token: str) -> bytes:
         return hmac.new(self._secret, b"wetoop-export-snapshot:" + token.encode(), hashlib.sha256).digest()

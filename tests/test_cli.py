@@ -449,6 +449,22 @@ async def test_risky_settings_are_warned_about(tmp_path):
         service.kill()
 
 
+async def test_external_databases_without_a_cookie_secret_are_warned_about(tmp_path, backing):
+    # Each host made its own secret, silently: a console log-in and an export
+    # link worked only on the host that made them.
+    port = free_port()
+    env = {"WECHAT_TOKEN": TOKEN, "DATA_DIR": str(tmp_path), "PORT": str(port), "PUBLIC_URL": "https://bot.example.com",
+           "MONGODB_URI": backing.database_uri("wetoop_test_secret"), "REDIS_URL": _own_redis(backing)}
+    for secret, warned in ((None, True), ("s" * 40, False)):
+        service = Running(["serve", "--no-worker"], env if secret is None else {**env, "COOKIE_SECRET": secret})
+        try:
+            await service.wait_healthy(f"http://127.0.0.1:{port}")
+            assert await service.stop(signal.SIGTERM) == 0
+            assert ("未设置 COOKIE_SECRET" in service.proc.stderr.read()) == warned
+        finally:
+            service.kill()
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 async def test_embedded_servers_that_die_are_started_again(tmp_path, processes):
     port = free_port()

@@ -720,6 +720,22 @@ async def test_export_link_opened_in_wechats_browser_shows_the_data_and_carries_
     assert gone.code == 404 and "重新发送“导出我的数据”" in gone.body.decode()
 
 
+async def test_an_export_link_opened_on_a_host_with_another_secret_still_works_where_it_was_made(service):
+    # Hosts without a shared COOKIE_SECRET each seal with their own: a link
+    # opened on the wrong one was used up there, and lost on the right one too.
+    import secrets
+
+    from storage.export_links import ExportLinks
+
+    here = ExportLinks(service.runtime.redis, "a" * 40)
+    there = ExportLinks(service.runtime.redis, "b" * 40)
+    token = secrets.token_urlsafe(24)
+    await here.create(token, "o-hosts", {"openid": "o-hosts"}, ttl=60)
+    assert await there.take(token) is None
+    assert await here.take(token) == {"openid": "o-hosts"}
+    assert await here.take(token) is None  # once
+
+
 async def test_unknown_export_link_is_404(service):
     response = await AsyncHTTPClient().fetch(service.url + "/export/" + "x" * 32, raise_error=False)
     assert response.code == 404 and "error" in json.loads(response.body)
