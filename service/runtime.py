@@ -263,6 +263,9 @@ class Runtime:
             log.warning("Redis unavailable at start-up (%s): dialogs and notices wait for it; "
                         "check REDIS_URL if it stays so (a TLS URL, rediss://, to a server without TLS never answers)",
                         exc)
+            return
+        for problem in await redis_store.keeping_problems(self.redis):
+            log.warning("Redis 的配置会丢失数据：%s（通知队列和发送记录需要 maxmemory-policy noeviction 和持久化，见 README）", problem)
 
     async def _prepare_database(self) -> None:
         await mongo.ensure_indexes(

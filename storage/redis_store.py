@@ -101,6 +101,25 @@ class _Pipeline(aioredis.client.Pipeline):
             raise converted from exc
 
 
+async def keeping_problems(client: aioredis.Redis) -> list[str]:
+    """How the server's settings would lose data the service keeps there (an
+    evicting policy, no persistence); [] when fine or not readable (managed
+    services often refuse CONFIG)."""
+    try:
+        found = await client.config_get("maxmemory-policy")
+        found.update(await client.config_get("appendonly"))
+        found.update(await client.config_get("save"))
+    except (redis.ResponseError, *RedisUnavailable):
+        return []
+    problems = []
+    policy = found.get("maxmemory-policy")
+    if policy and policy != "noeviction":
+        problems.append(f"maxmemory-policy 为 {policy}，内存满时会删除键")
+    if found.get("appendonly") == "no" and not (found.get("save") or "").strip():
+        problems.append("既没有开启 AOF（appendonly no），也没有 RDB 快照（save 为空），重启后数据全部丢失")
+    return problems
+
+
 def connect(url: str) -> aioredis.Redis:
     """An asyncio client for ``url``; connects on first use.
 

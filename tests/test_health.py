@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 
+import pymongo
 import pytest
 import redis
 from tornado.httpclient import AsyncHTTPClient
@@ -307,3 +308,40 @@ def test_embedded_servers_stopped_by_an_operator_still_stop_at_once(tmp_path):
     servers.stop()
     assert time.monotonic() - started < STOP_TIMEOUT - 1
     assert all(proc.poll() is not None for proc in procs)
+
+
+async def test_a_redis_that_would_lose_the_services_data_is_warned_about(tmp_path, backing, caplog):
+    # The README says Redis must keep its data (noeviction, persistence); a
+    # managed Redis evicting by default started without a word.
+    import logging
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from service.config import Config
+    from service.runtime import Runtime
+    from storage.redis_store import keeping_problems
+
+    port = free_port()
+    proc = start_valkey(port, tmp_path)  # no AOF, no snapshots
+    client = aioredis.Redis(port=port, decode_responses=True)
+    try:
+        await client.config_set("maxmemory-policy", "allkeys-lru")
+        problems = await keeping_problems(client)
+        assert len(problems) == 2 and "allkeys-lru" in problems[0] and "appendonly no" in problems[1]
+        caplog.set_level(logging.WARNING)
+        database = f"wetoop_test_{uuid.uuid4().hex[:10]}"
+        runtime = Runtime(Config(data_dir=tmp_path), backing.mongodb_uri, f"redis://127.0.0.1:{port}/0", database=database)
+        try:
+            await runtime.prepare(qa=False)
+        finally:
+            await runtime.close()
+            with pymongo.MongoClient(backing.mongodb_uri) as mongo:
+                mongo.drop_database(database)
+        assert any("Redis 的配置会丢失数据" in r.getMessage() and "allkeys-lru" in r.getMessage() for r in caplog.records)
+        # The embedded server keeps everything: nothing to say.
+        assert await keeping_problems(aioredis.Redis.from_url(backing.redis_url)) == []
+    finally:
+        await client.aclose()
+        proc.terminate()
+        proc.wait()
