@@ -29,7 +29,7 @@ from service.clitools import (
     UsageError, add_data_dir_flag, add_global_flags_everywhere, data_dir_path, load_config, positive_int,
     speak_chinese_in_argparse, make_data_dir, remove_demo_settings, running_demo_pid, start_embedded, write_demo_settings,
 )
-from service.config import Config, ConfigError
+from service.config import Config, ConfigError, file_value
 from storage.embedded import EmbeddedError
 from storage.mongo import MongoUnavailable, brief
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=_log_level(args.verbose),
+        level=_log_level(args.verbose, getattr(args, "config", None)),
         # The pid: with --processes N each worker's lines are told apart.
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
@@ -152,11 +152,12 @@ def _port(text: str) -> int:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def _log_level(verbose: bool) -> int:
-    """-v, else LOG_LEVEL (a wrong value is said and WARNING used), else WARNING."""
+def _log_level(verbose: bool, toml_path: str | None = None) -> int:
+    """-v, else LOG_LEVEL of the environment or the TOML file (a wrong value is
+    said and WARNING used), else WARNING."""
     if verbose:
         return logging.INFO
-    named = os.environ.get("LOG_LEVEL", "").strip().upper()
+    named = (os.environ.get("LOG_LEVEL") or file_value("LOG_LEVEL", toml_path) or "").strip().upper()
     if named in LOG_LEVELS:
         return getattr(logging, named)
     if named:

@@ -44,6 +44,7 @@ KEYS = (
     "SIMULATOR",
     "TRUST_PROXY",
     "COOKIE_SECRET",
+    "LOG_LEVEL",  # read by the CLI before the rest (logging starts first)
 )
 
 
@@ -126,6 +127,20 @@ def load(environ: Mapping[str, str] | None = None, toml_path: str | None = None)
         if environ.get(key, "") != "":
             values[key] = environ[key]
     return validate(_from_values(values))
+
+
+def file_value(name: str, toml_path: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """``name`` as the TOML file (``toml_path`` or ``WETOOP_CONFIG``) gives it,
+    for what is read before the configuration (None: not given, or a file
+    :func:`load` will refuse with its own message)."""
+    environ = os.environ if environ is None else environ
+    path = toml_path or environ.get("WETOOP_CONFIG")
+    if not path:
+        return None
+    try:
+        return _read_toml(path).get(name)
+    except ConfigError:
+        return None
 
 
 def _read_toml(path: str) -> dict[str, str]:
@@ -244,6 +259,14 @@ def validate(config: Config) -> Config:
         public = urlsplit(config.public_url)
         if public.scheme not in ("http", "https") or not public.netloc:
             raise ConfigError(f"PUBLIC_URL 必须是 http:// 或 https:// 开头的网址，收到的是 {config.public_url!r}")
+        if public.path not in ("", "/") or public.query or public.fragment:
+            # Pages and redirects name their paths from the root (/admin ...).
+            raise ConfigError(f"PUBLIC_URL 只能是站点地址（如 https://bot.example.com），服务不支持挂在子路径下，收到的是 {config.public_url!r}")
+    if bool(config.miniprogram_appid) != bool(config.miniprogram_secret):
+        # One without the other: every log-in answered 503 "请稍后再试", the cause said nowhere.
+        given, missing = (("MINIPROGRAM_APPID", "MINIPROGRAM_SECRET") if config.miniprogram_appid
+                          else ("MINIPROGRAM_SECRET", "MINIPROGRAM_APPID"))
+        raise ConfigError(f"设置了 {given} 却没有设置 {missing}：小程序登录需要两者（小程序后台“开发管理 - 开发设置”）")
     if config.cookie_secret is not None and len(config.cookie_secret) < 32:
         raise ConfigError("COOKIE_SECRET 至少需要 32 个字符（建议用 python -c 'import secrets; print(secrets.token_urlsafe(48))' 生成）")
     if config.mongodb_uri is not None:

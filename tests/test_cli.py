@@ -69,6 +69,9 @@ def test_a_mongodb_srv_name_that_does_not_resolve_exits_2_with_one_line(tmp_path
         ({"WECHAT_TOKEN": "has spaces"}, "WECHAT_TOKEN"),
         ({"WECHAT_ENCRYPT_MODE": "strict"}, "WECHAT_ENCRYPT_MODE"),
         ({"WECHAT_ENCRYPT_MODE": "safe"}, "WECHAT_AES_KEY"),  # safe mode without a key
+        # One without the other: every mini-program log-in was a 503 "请稍后再试".
+        ({"MINIPROGRAM_APPID": "wx0123456789abcdef"}, "MINIPROGRAM_SECRET"),
+        ({"PUBLIC_URL": "https://example.com/bot"}, "子路径"),  # pages and redirects name paths from the root
     ],
 )
 def test_invalid_configuration_exits_2_with_one_line(tmp_path, env, needle):
@@ -432,6 +435,11 @@ def test_the_log_level_is_set_by_log_level(tmp_path):
     wrong = subprocess.run([str(BIN), "terms", "list"], env=clean_env(LOG_LEVEL="loud"), cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 0 and "LOG_LEVEL 必须是" in wrong.stderr and " INFO [" not in wrong.stderr
+    # The README's table says a TOML file may give the same keys: it was "未知的配置项".
+    (tmp_path / "wetoop.toml").write_text('LOG_LEVEL = "INFO"\n', encoding="utf-8")
+    filed = subprocess.run([str(BIN), "terms", "list", "--config", "wetoop.toml"], env=clean_env(), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert filed.returncode == 0 and " INFO [" in filed.stderr, filed.stderr
 
 
 async def test_risky_settings_are_warned_about(tmp_path):
