@@ -58,7 +58,7 @@ from storage.notices import Notice, Notices
 from storage.preferences import Preferences
 from storage.rate_limit import SharedRateLimit
 from storage.redis_store import RedisUnavailable
-from storage.work_queue import RECLAIM_IDLE_MS, WorkQueue
+from storage.work_queue import RECLAIM_IDLE_MS, WorkQueue, queue_lost
 from wechat.api import WeChatAPI, WeChatAPIError, retrying
 
 log = logging.getLogger(__name__)
@@ -226,8 +226,12 @@ class DeliveryWorker:
             except (*RedisUnavailable, *MongoUnavailable) as exc:
                 self._storage_down(exc)
                 await asyncio.sleep(1.0)
-            except Exception:
-                log.exception("worker %s failed on a batch", consumer)
+            except Exception as exc:  # noqa: BLE001 - the worker keeps going
+                if queue_lost(exc):  # made again next turn; upkeep plans what MongoDB says is unsent
+                    log.warning("worker %s: Redis lost the notice queue (FLUSHALL, or a restart without its files); "
+                                "it is made again and unfinished notices are planned again", consumer)
+                else:
+                    log.exception("worker %s failed on a batch", consumer)
                 await asyncio.sleep(1.0)
 
     def _storage_down(self, exc: BaseException) -> None:
@@ -515,8 +519,8 @@ class DeliveryWorker:
             batch.lost = True
             # This worker stalled (frozen, starved) past the stale time and another
             # took those recipients over: it sends them, not this one.
-            log.warning("notice %s: %d recipients were taken over while this worker stalled; left to their taker",
-                        notice.id, len(channels) - len(ours))
+            log.warning("notice %s: %d recipients were taken over while this worker stalled (or Redis lost its "
+                        "journal of sends); left to their taker", notice.id, len(channels) - len(ours))
             channels = {openid: channels[openid] for openid in ours}
             if not channels:
                 return outcomes

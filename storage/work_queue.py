@@ -78,6 +78,8 @@ class WorkQueue:
         self._presence = redis.register_script(_PRESENCE)
 
     async def ensure_group(self) -> None:
+        """Make the consumer group (and streams) if missing: at start, and
+        again after Redis lost them (see :func:`queue_lost`)."""
         for stream in self._streams.values():
             try:
                 await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -160,3 +162,9 @@ def _text(value) -> str:
 
 def _entry(tag: str, entry_id: str, fields: dict) -> tuple[str, str, list[str]]:
     return f"{tag}/{entry_id}", fields.get("notice", ""), json.loads(fields.get("openids") or "[]")
+
+
+def queue_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the streams' consumer group is gone (Redis wiped
+    or restarted without its files): :meth:`WorkQueue.ensure_group` mends it."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")

@@ -1615,3 +1615,22 @@ async def test_no_eta_while_no_worker_sends_the_job(make_service, emulator):
     progress = await svc.runtime.broadcasts.progress(notice)
     assert progress.workers == 0 and progress.pending > 0, progress.to_json()
     assert progress.eta_seconds is None and progress.to_json()["eta_seconds"] is None
+
+
+async def test_a_queue_redis_lost_is_recognised_and_made_again(svc):
+    # After a FLUSHALL the worker's next read met NOGROUP and logged it as a
+    # failed batch with a traceback; it is said plainly and the group made again.
+    import uuid
+
+    from storage.work_queue import WorkQueue, queue_lost
+
+    name = uuid.uuid4().hex[:8]
+    queue = WorkQueue(svc.runtime.redis, stream=f"wb:test:{name}:n", urgent=f"wb:test:{name}:u")
+    await queue.ensure_group()
+    await svc.runtime.redis.delete(f"wb:test:{name}:n", f"wb:test:{name}:u")
+    with pytest.raises(Exception) as lost:
+        await queue.read("c-1", count=1, block_ms=10)
+    assert queue_lost(lost.value) and not queue_lost(ValueError("NOGROUP"))
+    await queue.ensure_group()
+    assert await queue.read("c-1", count=1, block_ms=10) == []
+    await svc.runtime.redis.delete(f"wb:test:{name}:n", f"wb:test:{name}:u")
