@@ -21,7 +21,7 @@ from handlers import admin, api, simulator
 from handlers.api.base import MAX_BODY as API_MAX_BODY
 from handlers.base import NotFoundHandler, declared_length
 from handlers.export import ExportHandler
-from handlers.health import HealthHandler, IndexHandler, LiveHandler
+from handlers.health import HealthHandler, IndexHandler, LiveHandler, ReadyHandler
 from handlers.wechat import PushDelegate, WeChatHandler
 from service.runtime import Runtime
 from wechat.protocol import too_large
@@ -208,6 +208,7 @@ def make_app(runtime: Runtime, **settings) -> ServiceApp:
         (r"/", IndexHandler, {"runtime": runtime}),
         (r"/healthz", HealthHandler, {"runtime": runtime}),
         (r"/livez", LiveHandler),
+        (r"/readyz", ReadyHandler, {"runtime": runtime}),
         (r"/export/([A-Za-z0-9_-]{16,64})", ExportHandler, {"runtime": runtime}),
     ]
     routes += api.routes(runtime)

@@ -27,11 +27,28 @@ class HealthHandler(BaseHandler):
         await self.get()
 
 
+class ReadyHandler(BaseHandler):
+    """``/readyz``: 200 once this process can answer (its Q&A index built),
+    whatever its databases; 503 ``starting`` before. For a load balancer's
+    membership: a database down is down for every process alike, and taking
+    them all out would silence chat, which answers questions without them."""
+
+    def initialize(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def get(self) -> None:
+        state = self.runtime.qa_state()
+        self.set_status(200 if state == "ok" else 503)
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"status": state})
+
+    head = get
+
+
 class LiveHandler(BaseHandler):
     """``/livez``: 200 while this process answers, whatever its databases: for a
-    liveness probe (restart when it fails). ``/healthz`` is for readiness: with
-    Redis down every process reports 503 at once, and a probe that restarted
-    them all would mend nothing (chat still answers then)."""
+    liveness probe (restart when it fails). ``/healthz`` (every store checked)
+    is for monitoring; ``/readyz`` for a load balancer (see there)."""
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -47,7 +64,7 @@ class IndexHandler(BaseHandler):
         self.runtime = runtime
 
     def get(self) -> None:
-        links = {"health": "/healthz", "admin": "/admin/", "api": "/api/v1/", "wechat": "/wechat"}
+        links = {"health": "/healthz", "ready": "/readyz", "admin": "/admin/", "api": "/api/v1/", "wechat": "/wechat"}
         if self.runtime.config.simulator:
             links["simulator"] = "/simulator"
         self.write_json({"service": "wetoop-bot", "description": "微拓公众号与小程序后端", "links": links})

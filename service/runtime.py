@@ -377,11 +377,16 @@ class Runtime:
         )
         if mongo_state == "ok" and not self.database_ready:
             mongo_state = "starting"  # answering, but its indexes are not made yet (_retry_database)
+        return {"mongo": mongo_state, "redis": redis_state, "qa": self.qa_state()}
+
+    def qa_state(self) -> str:
+        """``ok`` once the Q&A index is built, else ``starting`` (a build that
+        failed, the database being down at start-up, is tried again here)."""
         if not self.answers.ready:
             build = getattr(self, "_qa_build", None)
             if build is None or build.done():
                 self._build_qa()
-        return {"mongo": mongo_state, "redis": redis_state, "qa": "ok" if self.answers.ready else "starting"}
+        return "ok" if self.answers.ready else "starting"
 
     async def close(self) -> None:
         self._closing = True

@@ -21,6 +21,11 @@ async def health(svc) -> tuple[int, dict]:
     return response.code, json.loads(response.body)
 
 
+async def ready(svc) -> tuple[int, dict]:
+    response = await AsyncHTTPClient().fetch(svc.url + "/readyz", raise_error=False, request_timeout=10)
+    return response.code, json.loads(response.body)
+
+
 def start_valkey(port: int, data_dir) -> subprocess.Popen:
     proc = subprocess.Popen(
         [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""],
@@ -61,6 +66,9 @@ async def test_redis_down_then_back(make_service, backing, tmp_path, monkeypatch
         live = await AsyncHTTPClient().fetch(svc.url + "/livez", raise_error=False)
         assert live.code == 200 and json.loads(live.body) == {"status": "ok"}
         assert (await AsyncHTTPClient().fetch(svc.url + "/livez", method="HEAD", raise_error=False)).code == 200
+        # A load balancer asks /readyz: Redis down for every process alike, taking them
+        # all out (as /healthz's 503 did) silenced chat, which answers questions without it.
+        assert await ready(svc) == (200, {"status": "ok"})
         proc = start_valkey(port, tmp_path)
         assert await health(svc) == (200, {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"})
     finally:
@@ -101,10 +109,12 @@ async def test_healthz_says_starting_until_the_qa_index_is_built(backing, caplog
     svc = types.SimpleNamespace(url=f"http://127.0.0.1:{sockets[0].getsockname()[1]}")
     try:
         assert await health(svc) == (503, {"status": "starting", "mongo": "ok", "redis": "ok", "qa": "starting"})
+        assert await ready(svc) == (503, {"status": "starting"})  # not yet for a load balancer
         deadline = time.monotonic() + 20
         while (answer := await health(svc))[0] != 200 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert answer == (200, {"status": "ok", "mongo": "ok", "redis": "ok", "qa": "ok"})
+        assert await ready(svc) == (200, {"status": "ok"})
         # Its 503 is what /healthz is for, not an error of the service: logged as a warning.
         logged = [r for r in caplog.records if r.name == "tornado.access" and "/healthz" in r.getMessage()
                   and r.getMessage().startswith("503")]
