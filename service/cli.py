@@ -51,11 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     speak_chinese_in_argparse()
     parser = _parser()
     args = parser.parse_args(argv)
+    level = _log_level(args.verbose, getattr(args, "config", None))
     logging.basicConfig(
-        level=_log_level(args.verbose, getattr(args, "config", None)),
+        level=level,
         # The pid: with --processes N each worker's lines are told apart.
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
+    for library in QUIET_LIBRARIES:
+        # At DEBUG they log what must not reach a log: URLs with access tokens and
+        # AppSecrets (urllib3), every command with its documents (PyMongo).
+        logging.getLogger(library).setLevel(max(level, logging.INFO))
     try:
         return args.func(args) or 0
     except (ConfigError, UsageError) as exc:
@@ -150,6 +155,8 @@ def _port(text: str) -> int:
 
 #: LOG_LEVEL's values (-v is INFO).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Libraries kept at INFO when LOG_LEVEL is DEBUG (see main).
+QUIET_LIBRARIES = ("urllib3", "pymongo", "asyncio")
 
 
 def _log_level(verbose: bool, toml_path: str | None = None) -> int:

@@ -280,6 +280,11 @@ async def test_menu_push_cli(make_service, emulator, backing, tmp_path):
     shown = await cli("menu", "show")
     assert json.loads(shown.stdout) == emulator.state.menu
     assert "注意" not in pushed.stderr  # every key of the shipped menu has its handler
+    # At DEBUG urllib3 logged each URL whole (the access token, jscode2session's
+    # AppSecret) and PyMongo every command with its documents: libraries stay at INFO.
+    debug = await cli("menu", "push", LOG_LEVEL="DEBUG")
+    assert debug.returncode == 0, debug.stderr
+    assert "access_token=" not in debug.stderr and "pymongo.command" not in debug.stderr, debug.stderr[:2000]
 
     # A key the bot does not handle (a typo) is pushed, with a warning naming it.
     typo = tmp_path / "typo.json"
