@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,6 +26,8 @@ from handlers.health import HealthHandler, IndexHandler, LiveHandler, ReadyHandl
 from handlers.wechat import PushDelegate, WeChatHandler
 from service.runtime import Runtime
 from wechat.protocol import too_large
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,7 +191,49 @@ class _Server(tornado.httpserver.HTTPServer):
         peer = getattr(context, "_orig_remote_ip", None)
         if self.trusted and peer and _within(peer, self.trusted):
             delegate = tornado.httpserver._ProxyAdapter(delegate, request_conn)  # what xheaders=True adds
+        elif peer and peer not in _UNTRUSTED_PROXIES_SEEN and _private(peer):
+            delegate = _UntrustedProxyCheck(delegate, peer)
         return delegate
+
+
+#: Private peers already warned about (a proxy left out of TRUST_PROXY); bounded.
+_UNTRUSTED_PROXIES_SEEN: set[str] = set()
+
+
+class _UntrustedProxyCheck(httputil.HTTPMessageDelegate):
+    """Warns, once per peer, of proxy headers from a private address not in
+    ``TRUST_PROXY``: a proxy left out of it makes every user one address (the
+    per-address limits become the whole service's) and silently so. Public
+    peers are not warned about: anyone can send the headers."""
+
+    def __init__(self, delegate: httputil.HTTPMessageDelegate, peer: str) -> None:
+        self.delegate = delegate
+        self.peer = peer
+
+    def headers_received(self, start_line, headers):
+        if ("X-Real-Ip" in headers or "X-Forwarded-For" in headers) and len(_UNTRUSTED_PROXIES_SEEN) < 100:
+            if self.peer not in _UNTRUSTED_PROXIES_SEEN:
+                _UNTRUSTED_PROXIES_SEEN.add(self.peer)
+                log.warning("%s 发来 X-Real-IP/X-Forwarded-For，但不在 TRUST_PROXY 中：这些头被忽略，所有用户都记为 %s；"
+                            "如果它是您的反向代理，请把它加入 TRUST_PROXY", self.peer, self.peer)
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        self.delegate.on_connection_close()
+
+
+def _private(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_private
 
 
 def _within(address: str, networks: tuple) -> bool:

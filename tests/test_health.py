@@ -130,14 +130,19 @@ async def test_healthz_says_starting_until_the_qa_index_is_built(backing, caplog
     (("10.0.0.5/32",), "127.0.0.1"),  # a proxy elsewhere: this direct client's header is ignored
     ((), "127.0.0.1"),  # TRUST_PROXY=0
 ])
-async def test_the_client_address_comes_from_a_trusted_proxy_only(trusted, seen):
+async def test_the_client_address_comes_from_a_trusted_proxy_only(trusted, seen, caplog):
     # Tornado's xheaders believed X-Real-IP from anyone: a client reaching the
     # port directly escaped every per-address limit by naming a new address.
+    import logging
+
     import tornado.httpclient
     import tornado.netutil
     import tornado.web
 
+    from handlers import app as app_module
     from handlers.app import make_server
+
+    app_module._UNTRUSTED_PROXIES_SEEN.clear()
 
     class Echo(tornado.web.RequestHandler):
         def get(self) -> None:
@@ -152,8 +157,13 @@ async def test_the_client_address_comes_from_a_trusted_proxy_only(trusted, seen)
             headers={"X-Real-IP": "203.0.113.7", "X-Forwarded-Proto": "https"})
         scheme = "https" if seen != "127.0.0.1" else "http"
         assert response.body.decode() == f"{seen} {scheme}"
+        # A private peer sending proxy headers, not trusted: a proxy left out of
+        # TRUST_PROXY (every user became its one address, silently). Said once.
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING and "TRUST_PROXY" in r.getMessage()]
+        assert len(warned) == (0 if trusted == ("127.0.0.0/8", "::1/128") else 1)
     finally:
         server.stop()
+        app_module._UNTRUSTED_PROXIES_SEEN.clear()
 
 
 async def test_a_stopping_server_lets_requests_in_flight_finish():
