@@ -150,7 +150,7 @@ class AdminAccounts:
         if not NAME_PATTERN.match(name):
             raise AdminRefused("用户名须为 2 到 32 位英文字母、数字或 _ . -", code="bad_name")
         _check_role(role)
-        _check_password(password)
+        _check_password(password, name)
         # Log-in limits count a name case-blind: "VI" beside "vi" would share
         # their lock, and the audit log would show two look-alike actors.
         same = next((u.name for u in await self.users.list() if u.name.casefold() == name.casefold()), None)
@@ -259,7 +259,7 @@ class AdminAccounts:
     async def set_password(self, name: str, password: str, by: Actor) -> None:
         """A new password; the admin's sessions end."""
         by.require("manage_admins")
-        _check_password(password)
+        _check_password(password, name)
         await self._get(name)
         digest = await asyncio.to_thread(_hasher.hash, password)
         await self.users.update(name, self._clock(), password_hash=digest)
@@ -293,11 +293,17 @@ def _check_role(role: str) -> None:
         raise AdminRefused(f"未知的角色 {role}，可选：{'、'.join(f'{k}（{v}）' for k, v in ROLES.items())}", code="bad_role")
 
 
-def _check_password(password: str) -> None:
+def _check_password(password: str, name: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AdminRefused(f"密码至少需要 {MIN_PASSWORD} 个字符", code="weak_password")
     if len(password) > MAX_PASSWORD:  # the forms cut at 1,024: a longer one was stored cut, unlike what was typed
         raise AdminRefused(f"密码最多 {MAX_PASSWORD} 个字符，您输入了 {len(password)} 个", code="long_password")
+    # The first guesses of anyone who knows the name (aaaaaaaaaa, alicealice, alice12345).
+    if len(set(password)) < 4:
+        raise AdminRefused("密码过于简单：至少需要 4 个不同的字符", code="weak_password")
+    folded = name.casefold()
+    if folded == password.casefold() or (len(folded) >= 4 and folded in password.casefold()):
+        raise AdminRefused("密码不能包含用户名", code="weak_password")
 
 
 def _verify(digest: str, password: str) -> bool:

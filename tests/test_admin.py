@@ -202,14 +202,14 @@ async def test_a_role_too_low_gets_403(svc):
 
 async def test_post_without_xsrf_token_is_refused(svc):
     owner = await logged_in(svc, "olga")
-    response = await owner.post("/admin/users", {"name": "mallory", "role": "owner", "password": "x" * 12}, xsrf=False)
+    response = await owner.post("/admin/users", {"name": "mallory", "role": "owner", "password": PASSWORD}, xsrf=False)
     assert response.code == 403
     assert "xsrf" in text(response)
-    forged = await owner.post("/admin/users", {"name": "mallory", "role": "owner", "password": "x" * 12, "_xsrf": "2|00|00|00"})
+    forged = await owner.post("/admin/users", {"name": "mallory", "role": "owner", "password": PASSWORD, "_xsrf": "2|00|00|00"})
     assert forged.code == 403
     assert await svc.runtime.admins.users.get("mallory") is None
     # The same form with the token works.
-    assert (await owner.post("/admin/users", {"name": "mallory", "role": "viewer", "password": "x" * 12})).code == 303
+    assert (await owner.post("/admin/users", {"name": "mallory", "role": "viewer", "password": PASSWORD})).code == 303
     assert (await svc.runtime.admins.users.get("mallory")).role == "viewer"
 
 
@@ -368,6 +368,11 @@ async def test_owner_revokes_and_disables(svc):
     assert (await owner.post("/admin/users/vera/enable")).code == 303
     short = await owner.post("/admin/users/vera/password", {"password": "short"})
     assert short.code == 400 and "至少需要 10 个字符" in text(short)
+    # Long enough, and the first guesses of anyone who knows the name: refused.
+    for weak, said in (("aaaaaaaaaaaa", "至少需要 4 个不同的字符"), ("veraveravera", "不能包含用户名"),
+                       ("VERA-is-the-best", "不能包含用户名")):
+        refused = await owner.post("/admin/users/vera/password", {"password": weak})
+        assert refused.code == 400 and said in text(refused), weak
     huge = await owner.post("/admin/users/vera/password", {"password": "p" * 200_000})  # was cut to 1,024 and kept
     assert huge.code == 400 and "最多 128 个字符，您输入了 200000 个" in text(huge)
     assert (await owner.post("/admin/users/vera/password", {"password": "a-new-password-1"})).code == 303
