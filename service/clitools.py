@@ -202,15 +202,6 @@ def start_embedded(config: Config) -> EmbeddedServers:
     names = tuple(
         name for name, url in (("mongo", config.mongodb_uri), ("redis", config.redis_url)) if not url
     )
-    if len(names) == 1:
-        # A real Redis beside an embedded MongoDB (or the reverse) is a setting
-        # left out: such a worker took the real notice queue and acknowledged
-        # it against a database that held none of its notices.
-        given, missing = ("REDIS_URL", "MONGODB_URI") if names == ("mongo",) else ("MONGODB_URI", "REDIS_URL")
-        raise UsageError(
-            f"设置了 {given} 却没有设置 {missing}：请同时设置两者（使用外部数据库），"
-            "或都不设置（使用数据目录中的内置数据库）"
-        )
     try:
         _refuse_a_file(config)
         return EmbeddedServers(config.data_dir, names).start()

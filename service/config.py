@@ -236,6 +236,17 @@ def _flag(name: str, text: str) -> bool:
     raise ConfigError(f"{name} 必须是 1 或 0（开或关），收到的是 {text!r}")
 
 
+#: Settings given together or not at all, and why.
+_PAIRS = (
+    # A real Redis beside an embedded MongoDB (or the reverse): such a worker
+    # took the real notice queue and acknowledged it against a database that
+    # held none of its notices.
+    ("mongodb_uri", "redis_url", "请同时设置两者（使用外部数据库），或都不设置（使用数据目录中的内置数据库）"),
+    # One without the other: every log-in answered 503 "请稍后再试", the cause said nowhere.
+    ("miniprogram_appid", "miniprogram_secret", "小程序登录需要两者（小程序后台“开发管理 - 开发设置”）"),
+)
+
+
 def validate(config: Config) -> Config:
     """Check every value; return ``config`` unchanged or raise :class:`ConfigError`."""
     if not 0 <= config.port <= 65535:
@@ -262,17 +273,16 @@ def validate(config: Config) -> Config:
         if public.path not in ("", "/") or public.query or public.fragment:
             # Pages and redirects name their paths from the root (/admin ...).
             raise ConfigError(f"PUBLIC_URL 只能是站点地址（如 https://bot.example.com），服务不支持挂在子路径下，收到的是 {config.public_url!r}")
-    if bool(config.miniprogram_appid) != bool(config.miniprogram_secret):
-        # One without the other: every log-in answered 503 "请稍后再试", the cause said nowhere.
-        given, missing = (("MINIPROGRAM_APPID", "MINIPROGRAM_SECRET") if config.miniprogram_appid
-                          else ("MINIPROGRAM_SECRET", "MINIPROGRAM_APPID"))
-        raise ConfigError(f"设置了 {given} 却没有设置 {missing}：小程序登录需要两者（小程序后台“开发管理 - 开发设置”）")
     if config.cookie_secret is not None and len(config.cookie_secret) < 32:
         raise ConfigError("COOKIE_SECRET 至少需要 32 个字符（建议用 python -c 'import secrets; print(secrets.token_urlsafe(48))' 生成）")
     if config.mongodb_uri is not None:
         _check_mongodb_uri(config.mongodb_uri)
     if config.redis_url is not None:
         _check_redis_url(config.redis_url)
+    for first, second, why in _PAIRS:
+        if bool(getattr(config, first)) != bool(getattr(config, second)):
+            given, missing = (first, second) if getattr(config, first) else (second, first)
+            raise ConfigError(f"设置了 {given.upper()} 却没有设置 {missing.upper()}：{why}")
     return config
 
 
