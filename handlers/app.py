@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,6 +29,9 @@ from service.runtime import Runtime
 from wechat.protocol import too_large
 
 log = logging.getLogger(__name__)
+
+#: An export link's path, its token kept out of the access log.
+_EXPORT_TOKEN = re.compile(r"(/export/)[A-Za-z0-9_-]+")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,12 +65,14 @@ class ServiceApp(tornado.web.Application):
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         self.done(handler.request)  # called when each request finishes
-        if handler.get_status() == 503:
-            # A store down or starting (/healthz, an API or console request during an
-            # outage): said and logged as such, not an error of the service.
-            access_log.warning("%d %s %.2fms", 503, handler._request_summary(), 1000.0 * handler.request.request_time())
-            return
-        super().log_request(handler)
+        status = handler.get_status()
+        # A 503 is a store down or starting (/healthz, an API or console request
+        # during an outage): said and logged as such, not an error of the service.
+        method = access_log.info if status < 400 else access_log.warning if status < 500 or status == 503 else access_log.error
+        # An export link's token is the user's data for a day: a 404 on a host
+        # that cannot open it (another COOKIE_SECRET) left it usable in that log.
+        summary = _EXPORT_TOKEN.sub(r"\1…", handler._request_summary())
+        method("%d %s %.2fms", status, summary, 1000.0 * handler.request.request_time())
 
     def done(self, request: httputil.HTTPServerRequest) -> None:
         self._answering.discard(request)
