@@ -123,6 +123,7 @@ class DeliveryWorker:
         self._ending: set[asyncio.Task] = set()  # batches sent, their outcomes being written
         #: When the sending tasks found storage unreachable (logged once an outage, not per task and try).
         self._waiting_since: float | None = None
+        self._queue_lost_said = -60.0  # when the lost queue was last said (once a minute, not once a reader)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; Redis or MongoDB outages are waited out.
@@ -228,8 +229,10 @@ class DeliveryWorker:
                 await asyncio.sleep(1.0)
             except Exception as exc:  # noqa: BLE001 - the worker keeps going
                 if queue_lost(exc):  # made again next turn; upkeep plans what MongoDB says is unsent
-                    log.warning("worker %s: Redis lost the notice queue (FLUSHALL, or a restart without its files); "
-                                "it is made again and unfinished notices are planned again", consumer)
+                    if time.monotonic() - self._queue_lost_said >= 60:
+                        self._queue_lost_said = time.monotonic()
+                        log.warning("worker %s: Redis lost the notice queue (FLUSHALL, or a restart without its files); "
+                                    "it is made again and unfinished notices are planned again", self.name)
                 else:
                     log.exception("worker %s failed on a batch", consumer)
                 await asyncio.sleep(1.0)

@@ -1617,20 +1617,27 @@ async def test_no_eta_while_no_worker_sends_the_job(make_service, emulator):
     assert progress.eta_seconds is None and progress.to_json()["eta_seconds"] is None
 
 
-async def test_a_queue_redis_lost_is_recognised_and_made_again(svc):
-    # After a FLUSHALL the worker's next read met NOGROUP and logged it as a
-    # failed batch with a traceback; it is said plainly and the group made again.
-    import uuid
+async def test_a_worker_whose_queue_redis_lost_says_so_once_and_goes_on(svc, emulator, caplog):
+    # After a FLUSHALL each of a worker's readers logged "failed on a batch"
+    # with NOGROUP's traceback (then the same line once per reader).
+    import logging
 
-    from storage.work_queue import WorkQueue, queue_lost
+    from tests.test_faults import eventually
 
-    name = uuid.uuid4().hex[:8]
-    queue = WorkQueue(svc.runtime.redis, stream=f"wb:test:{name}:n", urgent=f"wb:test:{name}:u")
-    await queue.ensure_group()
-    await svc.runtime.redis.delete(f"wb:test:{name}:n", f"wb:test:{name}:u")
-    with pytest.raises(Exception) as lost:
-        await queue.read("c-1", count=1, block_ms=10)
-    assert queue_lost(lost.value) and not queue_lost(ValueError("NOGROUP"))
-    await queue.ensure_group()
-    assert await queue.read("c-1", count=1, block_ms=10) == []
-    await svc.runtime.redis.delete(f"wb:test:{name}:n", f"wb:test:{name}:u")
+    caplog.set_level(logging.WARNING, logger="bot.delivery_worker")
+    stop = asyncio.Event()
+    worker = asyncio.create_task(svc.runtime.worker(concurrency=4).run(stop))
+    try:
+        await asyncio.sleep(0.3)  # the readers wait on the streams
+        queue = svc.runtime.queue
+        await svc.runtime.redis.delete(*queue._streams.values())
+        await asyncio.sleep(1.5)
+        await active_users(svc, "o-after-wipe")
+        notice = await send(svc, audience={"type": "openids", "openids": ["o-after-wipe"]})
+        assert (await eventually(lambda: done_progress(svc, notice), 20)).sent == 1
+    finally:
+        stop.set()
+        await worker
+    said = [r for r in caplog.records if "lost the notice queue" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
