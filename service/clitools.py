@@ -95,7 +95,7 @@ def require_wechat_account(config: Config, doing: str) -> None:
     """:class:`UsageError` unless ``config`` names the official account (``doing`` says what needs it)."""
     if not (config.wechat_appid and config.wechat_secret):
         raise UsageError(
-            f"{doing}需要公众号的 WECHAT_APPID 和 WECHAT_SECRET（公众号的 AppID 与 AppSecret；演示环境运行时自动使用它的设置）"
+            f"{doing}需要公众号的 WECHAT_APPID 和 WECHAT_SECRET（公众号的 AppID 与 AppSecret；同一数据目录上的演示环境运行时，没有设置任何 WECHAT_ 项的命令会使用它的设置）"
         )
 
 
