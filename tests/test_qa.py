@@ -522,7 +522,13 @@ def test_jiebas_cache_is_never_read_from_a_directory_another_user_can_write(tmp_
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    assert private_dir(shared) != shared
+    instead = private_dir(shared)
+    assert instead != shared and instead.stat().st_mode & 0o077 == 0
+    # Without a home directory nothing is made there (root with HOME=/nonexistent made it).
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "nonexistent"))
+    assert default_cache_dir() is None and private_dir(None).is_dir()
+    assert not (tmp_path / "nonexistent").exists()
     if os.getuid() == 0:  # only root can give a directory away
         theirs = tmp_path / "theirs"
         theirs.mkdir(mode=0o755)

@@ -12,10 +12,12 @@ starting together may share the directory. The lexicon's words are added after l
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -154,28 +156,35 @@ def _is_word(token: str) -> bool:
 # -- the tokenizer and its cache ------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """The user's own cache (``$XDG_CACHE_HOME``, else ``~/.cache``): a
-    directory of a fixed name in the shared temporary directory could be made
-    first by another local user, who could then replace the cache jieba loads."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "wetoop-bot" / "jieba"
+def default_cache_dir() -> Path | None:
+    """The user's own cache (``$XDG_CACHE_HOME``, else ``~/.cache``; None
+    without a home directory): a directory of a fixed name in the shared
+    temporary directory could be made first by another local user, who could
+    then replace the cache jieba loads."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "wetoop-bot" / "jieba"
+    home = Path.home()
+    return home / ".cache" / "wetoop-bot" / "jieba" if home.is_dir() else None
 
 
-def private_dir(path: Path) -> Path:
-    """``path``, made if missing, when only this user can write it; else a new
-    private temporary directory (jieba's cache is loaded with ``marshal``,
-    never to be read from a file someone else could have written)."""
+def private_dir(path: Path | None) -> Path:
+    """``path``, made if missing, when only this user can write it; else (or
+    for None) a private temporary directory removed at exit (jieba's cache is
+    loaded with ``marshal``, never to be read from a file someone else could
+    have written)."""
     try:
+        if path is None:
+            raise FileNotFoundError("没有用户主目录")
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         status = path.stat()
         if hasattr(os, "getuid") and (status.st_uid != os.getuid() or status.st_mode & 0o022):
-            raise PermissionError(f"{path} may be written by another user")
+            raise PermissionError("其他用户可以写入该目录")
         return path
     except OSError as exc:
-        fallback = Path(tempfile.mkdtemp(prefix="wetoop-bot-jieba-"))
-        log.warning("jieba cache not kept in %s (%s): using %s", path, exc, fallback)
-        return fallback
+        fallback = tempfile.mkdtemp(prefix="wetoop-bot-jieba-")
+        atexit.register(shutil.rmtree, fallback, ignore_errors=True)  # 5 MB a run, left behind otherwise
+        log.warning("jieba 词典缓存未使用 %s（%s）：本次使用临时目录 %s", path, exc, fallback)
+        return Path(fallback)
 
 
 def load_tokenizer(min_word_freq: int, cache_dir: Path | None = None) -> jieba.Tokenizer:
