@@ -165,11 +165,16 @@ def check_withdrawal(version: AgreementVersion, published: list[AgreementVersion
             )
 
 
-def unnamed_changes_warning(base: AgreementVersion, draft: AgreementVersion) -> str:
+def changes_warning(base: AgreementVersion, draft: AgreementVersion) -> str:
     """A warning (or "") when ``draft`` changes places of ``base``'s text that
     no line of its ``changes`` names (第2.2条, 2.2, 第2节 …): users are told of
     the changes the summary lists, in the amendment notice and when asked to
-    consent again. Said, not refused: a summary may well say 全文措辞调整."""
+    consent again; or when it changes none at all (only the key points):
+    everyone would be asked to accept the same text again. Said, not
+    refused: a summary may well say 全文措辞调整."""
+    if draft.text_sha256 == base.text_sha256:
+        return (f"注意：条款全文与版本 {base.version} 相同（只改了要点）：发布后，"
+                f"已同意版本 {base.version} 的用户也需要重新同意内容未变的条款。")
     unnamed = [k for k in _differing(_units(draft), _units(base)) if not _named(k, draft.changes)]
     if not unnamed or not draft.changes:
         return ""

@@ -18,7 +18,7 @@ from typing import Callable
 
 from bot.admin_accounts import Actor
 from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
-from bot.amendment_rules import parse_effective_at, unnamed_changes_warning
+from bot.amendment_rules import changes_warning, parse_effective_at
 from bot.audit import Audit
 from bot.consent import ConsentState, Consents
 from bot.errors import BotError
@@ -467,7 +467,7 @@ class Console:
         base = (await self.terms.versions())[-1]
         # Reads and parses the Q&A files: off the event loop.
         lost = await asyncio.to_thread(examples_lost_warning, base, draft, self.qa_override_dir)
-        return base, draft, side_by_side(base, draft, context=2), lost, unnamed_changes_warning(base, draft)
+        return base, draft, side_by_side(base, draft, context=2), lost, changes_warning(base, draft)
 
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot import terms_diff
 from bot.agreement import CHINA, REASONS, AgreementVersion, InvalidAgreement, parse_toml, typed_utc
-from bot.amendment_rules import PUBLISHABLE_REASONS, parse_effective_at, show, unnamed_changes_warning
+from bot.amendment_rules import PUBLISHABLE_REASONS, changes_warning, parse_effective_at, show
 from bot.consent import RECORD_FIELDS, record_row
 from bot.consent_import import import_consents, parse_lines
 from bot.file_problems import os_problem
@@ -147,7 +147,7 @@ def cmd_terms_publish(args: argparse.Namespace) -> int:
         latest = (await runtime.terms.versions())[-1]
         published = await runtime.terms.publish(draft, reason=args.reason, effective_at=effective_at, by=actor_of(args),
                                                 address="localhost")
-        for warning in (unnamed_changes_warning(latest, draft),
+        for warning in (changes_warning(latest, draft),
                         examples_lost_warning(latest, draft, Path(runtime.config.data_dir) / "qa")):
             if warning:
                 print(warning, file=sys.stderr)
@@ -186,7 +186,7 @@ def cmd_terms_diff(args: argparse.Namespace) -> int:
     async def work_and_warn(runtime):
         old, new = await work(runtime)
         # The summary names what a draft changes from the version it follows (not from any older one).
-        return old, new, [unnamed_changes_warning(old, new) if args.new in files else "",
+        return old, new, [changes_warning(old, new) if args.new in files else "",
                           examples_lost_warning(old, new, Path(runtime.config.data_dir) / "qa")]
 
     old, new, warnings = with_runtime(args, work_and_warn)

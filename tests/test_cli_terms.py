@@ -58,6 +58,14 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     misnamed.write_text(edited.replace("第5节第2款：明确停止服务前的通知", "第2节第1款：明确停止服务前的通知"), encoding="utf-8")
     warned = cli(data_dir, "terms", "diff", "2022-05-22", str(misnamed))
     assert warned.returncode == 0 and "第5.2条有修改，但修改摘要（changes）没有提到" in warned.stderr, warned.stderr
+    # The same text, its key points reworded: everyone who accepted would be asked again for nothing new.
+    repointed = tmp_path / "repointed.toml"
+    repointed.write_text(shown.stdout.replace('version = "2022-05-22"', 'version = "2027-01-16"')
+                         .replace("changes = []", 'changes = ["要点措辞调整"]').replace("并保管好登录码", "并妥善保管登录码"),
+                         encoding="utf-8")
+    same = cli(data_dir, "terms", "diff", "2022-05-22", str(repointed))
+    assert same.returncode == 0 and "条款全文与版本 2022-05-22 相同" in same.stderr, same.stderr
+    assert "条款全文" not in warned.stderr
 
     # A routine change effective tomorrow breaks the 7-day rule: exit 2, the rule's reason.
     too_soon = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "routine")
