@@ -365,7 +365,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # notices, "sending" them to its own emulator.
         raise UsageError(
             f"演示环境只使用内置数据库，但当前设置了 {'、'.join(given)}（服务的生产配置？）："
-            "请在没有加载服务配置的终端中运行，或先 unset " + " ".join(given) + "。"
+            "请在没有加载服务配置的终端中运行（或先 unset " + " ".join(given) + "），且不要用 --config 指定服务的配置文件。"
         )
     make_data_dir(config)
     other = running_demo_pid(config.data_dir)
