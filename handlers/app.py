@@ -234,22 +234,23 @@ class _UntrustedProxyCheck(httputil.HTTPMessageDelegate):
         self.delegate.on_connection_close()
 
 
-def _private(address: str) -> bool:
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The peer's address (an IPv4 one mapped into IPv6 as IPv4); None for a unix socket's peer."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return False
-    return (getattr(ip, "ipv4_mapped", None) or ip).is_private
+        return None
+    return getattr(ip, "ipv4_mapped", None) or ip
+
+
+def _private(address: str) -> bool:
+    ip = _ip(address)
+    return ip is not None and ip.is_private
 
 
 def _within(address: str, networks: tuple) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:  # a unix socket's peer
-        return False
-    if getattr(ip, "ipv4_mapped", None):
-        ip = ip.ipv4_mapped
-    return any(ip.version == n.version and ip in n for n in networks)
+    ip = _ip(address)
+    return ip is not None and any(ip.version == n.version and ip in n for n in networks)
 
 
 def make_app(runtime: Runtime, **settings) -> ServiceApp:

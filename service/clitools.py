@@ -125,7 +125,9 @@ def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
 #: settings (the emulator's address, the random secret), so that commands run
 #: beside it (``worker``, ``menu``) talk to the same emulator.
 DEMO_SETTINGS = "demo-wechat.json"
-DEMO_FIELDS = ("wechat_token", "wechat_appid", "wechat_secret", "wechat_aes_key", "wechat_api_base")
+#: The settings that name an official account: with none of them, a running demo's are used.
+WECHAT_ACCOUNT_FIELDS = ("wechat_token", "wechat_appid", "wechat_secret", "wechat_aes_key")
+DEMO_FIELDS = (*WECHAT_ACCOUNT_FIELDS, "wechat_api_base")
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -139,7 +141,7 @@ def load_config(args: argparse.Namespace) -> Config:
         if value is not None:
             changes[field] = value
     config = config.replace(**changes) if changes else config
-    if not any(getattr(config, field) for field in ("wechat_token", "wechat_appid", "wechat_secret", "wechat_aes_key")):
+    if not any(getattr(config, field) for field in WECHAT_ACCOUNT_FIELDS):
         # Only with no WeChat setting at all: a Token or key given for the
         # service is never replaced by the demo's published ones.
         config = config.replace(**running_demo_settings(config.data_dir))
