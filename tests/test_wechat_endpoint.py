@@ -182,6 +182,30 @@ async def test_forged_msg_signature_is_refused(service):
     assert response.code == 403
 
 
+async def test_signatures_are_compared_in_constant_time(service, monkeypatch):
+    # wechatpy compares with != , which stops at the first wrong character.
+    import hmac
+
+    compared, compare = [], hmac.compare_digest
+
+    def recording(a, b):
+        compared.append((a, b))
+        return compare(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    ts, nonce = str(int(time.time())), "ct-1"
+    forged = {"signature": "0" * 40, "timestamp": ts, "nonce": nonce}
+    assert (await service.wechat.post(text_xml("o-alice", "帮助"), query=forged)).code == 403
+    assert compared == [(sign(TOKEN, ts, nonce).encode(), b"0" * 40)]
+    query, body = service.wechat.envelope(text_xml("o-alice", "帮助"), "safe")
+    query["msg_signature"] = "f" * 40
+    assert (await service.wechat.post(body, query=query)).code == 403
+    assert compared[-1][1] == b"f" * 40 and len(compared) == 3  # the query's signature, then msg_signature
+    # A signature that is not ASCII is refused, not a 500 (compare_digest refuses such strings).
+    forged["signature"] = "签" * 40
+    assert (await service.wechat.post(text_xml("o-alice", "帮助"), query=forged)).code == 403
+
+
 async def test_ciphertext_from_another_key_is_refused(service):
     from tests.wx import WeChatServer
 
