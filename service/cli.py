@@ -283,6 +283,8 @@ async def _serve_until(
                         "（wetoop-bot worker）")
         with_worker = False
     worker = asyncio.create_task(runtime.worker(IN_PROCESS_SENDERS).run(worker_stop)) if with_worker else None
+    # Said once by a service of several processes (they share the account).
+    checking = asyncio.create_task(runtime.check_wechat()) if supervisor.first_worker() else None
     views = asyncio.create_task(runtime.keep_up(worker_stop))
     if ready is not None:
         await ready(runtime)
@@ -296,7 +298,9 @@ async def _serve_until(
     else:
         print(f"wetoop-bot 已启动：http://{_display_host(config.host)}:{port}/", flush=True)
     await stop.wait()
-    await asyncio.gather(settling, warming, return_exceptions=True)
+    if checking is not None:
+        checking.cancel()  # WeChat not answering must not hold the stop
+    await asyncio.gather(settling, warming, *filter(None, [checking]), return_exceptions=True)
     server.stop()
     # Requests being answered and the worker's sends in flight finish side by
     # side (each within its own grace), not one after the other: in sequence

@@ -210,7 +210,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 # task, so that upkeep goes on taking over dead workers' batches.
                 runtime.broadcasts.plan_in_background = True
                 print(f"通知发送进程已启动（并发 {args.concurrency}）。按 Ctrl-C 停止。", flush=True)
+                checking = asyncio.create_task(runtime.check_wechat())
                 await runtime.worker(args.concurrency).run(stop)
+                checking.cancel()  # WeChat not answering must not hold the stop
+                await asyncio.gather(checking, return_exceptions=True)
             finally:
                 stop.set()
                 if ticking is not None:

@@ -27,7 +27,7 @@ from bot.console import Console
 from bot.answers import Answers
 from bot.consent import Consents
 from bot.dialogs import DialogEngine
-from bot.delivery_worker import DeliveryWorker, WorkerDeps
+from bot.delivery_worker import ACCOUNT_ERRORS, DeliveryWorker, WorkerDeps
 from bot.merchants import MerchantAccounts, tell_merchants_through
 from bot.notices import Broadcasts, load_templates
 from bot.preferences import NoticePreferences
@@ -71,7 +71,7 @@ from storage.reply_cache import ReplyCache
 from storage.submit_tokens import SubmitTokens
 from storage.consent_keys import ConsentKeys
 from storage.work_queue import WorkQueue
-from wechat.api import WeChatAPI
+from wechat.api import WeChatAPI, WeChatAPIError
 from wechat.client import SharedTokenClient
 from wechat.miniprogram import MiniProgramAPI, MiniProgramClient
 from wechat.protocol import Endpoint
@@ -88,6 +88,8 @@ VIEW_EVERY = 60.0
 DATABASE_RETRY = 1.0
 #: ... and when it answers but refuses them (data breaking a unique index).
 DATABASE_REFUSED_RETRY = 60.0
+#: Seconds the start-up check of the WeChat account waits for an access token.
+WECHAT_CHECK_TIMEOUT = 10.0
 
 
 class Runtime:
@@ -266,6 +268,30 @@ class Runtime:
             return
         for problem in await redis_store.keeping_problems(self.redis):
             log.warning("Redis 的配置会丢失数据：%s（通知队列和发送记录需要 maxmemory-policy noeviction 和持久化，见 README）", problem)
+
+    async def check_wechat(self) -> str | None:
+        """Ask for the account's access token once, at start-up: a wrong AppID
+        or AppSecret, or this server's IP missing from the account's whitelist,
+        is said now, not when the first notice is paused for it. Never refuses
+        to start (WeChat may be briefly unreachable). Returns what was logged."""
+        if self.wechat is None:
+            return None
+        try:
+            await asyncio.wait_for(self.wechat.access_token(), WECHAT_CHECK_TIMEOUT)
+            return None
+        except asyncio.TimeoutError:
+            code, message = None, f"{WECHAT_CHECK_TIMEOUT:.0f} 秒内没有回答"
+        except WeChatAPIError as exc:
+            code, message = exc.code, exc.message
+        if code in ACCOUNT_ERRORS:
+            said = (f"微信拒绝了公众号的接口凭据：{ACCOUNT_ERRORS[code]}（{code}）。通知、菜单推送和 unionid 查询都会失败，"
+                    "请检查 WECHAT_APPID、WECHAT_SECRET 以及公众号后台的 IP 白名单")
+            log.error(said)
+        else:
+            said = (f"启动时未能取得微信接口的 access_token（{code if code is not None else '超时'}：{message}）："
+                    "通知会在能取得时发送；若一直如此，请检查网络和 WECHAT_API_BASE")
+            log.warning(said)
+        return said
 
     async def _prepare_database(self) -> None:
         await mongo.ensure_indexes(

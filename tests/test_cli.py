@@ -238,6 +238,17 @@ class Running:
         assert self.proc.poll() is not None, "did not stop in time"
         return self.proc.returncode
 
+    async def said(self, text: str, timeout: float = 20) -> str:
+        """The first line of the process's stderr containing ``text`` (the lines
+        before it are read and dropped)."""
+        async def find() -> str:
+            while line := await asyncio.to_thread(self.proc.stderr.readline):
+                if text in line:
+                    return line
+            raise AssertionError(f"exited without saying {text!r}")
+
+        return await asyncio.wait_for(find(), timeout)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -577,6 +588,32 @@ async def test_several_processes_serve_and_stop_together(tmp_path):
         assert f"embedded redis (pid {redis_pid}) exited with -9" in log, log[-2000:]
     finally:
         service.kill()
+
+
+async def test_wrong_wechat_credentials_are_said_at_start_up(tmp_path, emulator):
+    # They were said only when the first notice was paused for them.
+    from tests.conftest import APPID, SECRET
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_SECRET": "not-" + SECRET,
+           "WECHAT_API_BASE": emulator.base, "DATA_DIR": str(tmp_path), "PORT": str(port)}
+    service = Running(["serve"], env)
+    try:
+        await service.wait_healthy(url)
+        line = await service.said("微信拒绝了公众号的接口凭据")
+        assert "AppSecret 无效（40125）" in line and "WECHAT_SECRET" in line, line
+        assert (await AsyncHTTPClient().fetch(url + "/healthz", raise_error=False)).code == 200  # still serving
+        assert await service.stop(signal.SIGTERM) == 0
+    finally:
+        service.kill()
+    worker = Running(["worker"], {**env, "WECHAT_APPID": "wx-not-ours", "WECHAT_SECRET": SECRET})
+    try:
+        line = await worker.said("微信拒绝了公众号的接口凭据")
+        assert "AppID 无效（40013）" in line, line
+        assert await worker.stop(signal.SIGTERM) == 0
+    finally:
+        worker.kill()
 
 
 async def test_a_stopping_service_drains_requests_while_its_sends_in_flight_finish(tmp_path, emulator):
