@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import time
+from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
 
@@ -207,6 +208,11 @@ def test_a_service_takes_a_running_demos_wechat_settings_only_when_it_has_none(t
     # A running demo (a process started as one, standing in for it here).
     demo = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "wetoop-bot", "demo"])
     try:
+        # Popen returns when the exec began; the kernel fills the command line
+        # in a moment later (read empty once, under load).
+        cmdline, deadline = Path(f"/proc/{demo.pid}/cmdline"), time.monotonic() + 10
+        while b"demo" not in cmdline.read_bytes().split(b"\0") and time.monotonic() < deadline:
+            time.sleep(0.01)
         _demo_settings_file(tmp_path, demo.pid)
         assert _config(monkeypatch, tmp_path).wechat_token == "wetoopdemo"  # a CLI command beside the demo
         given = _config(monkeypatch, tmp_path, WECHAT_TOKEN="prodToken123")
