@@ -155,20 +155,23 @@ def write_demo_settings(config: Config) -> Path:
     values = {field: getattr(config, field) for field in DEMO_FIELDS}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"pid": os.getpid(), **values}, fh)
+        json.dump({"pid": os.getpid(), "data_dir": str(Path(config.data_dir).resolve()), **values}, fh)
     return path
 
 
 def _running_demo(data_dir: Path) -> dict:
-    """What the demo running on ``data_dir`` recorded (``pid`` and its settings);
-    {} if none runs. A file left by a killed demo, whose pid may now belong to
-    something else, is no running demo."""
+    """What the demo running on ``data_dir`` recorded (``pid``, its data
+    directory and its settings); {} if none runs. A file left by a killed demo,
+    whose pid may now belong to something else, or copied from another data
+    directory, is no running demo."""
     try:
         saved = json.loads((Path(data_dir) / "run" / DEMO_SETTINGS).read_text(encoding="utf-8"))
         pid = int(saved["pid"])
         os.kill(pid, 0)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no file, unreadable, or its demo is gone
         return {}
+    if "data_dir" in saved and saved["data_dir"] != str(Path(data_dir).resolve()):
+        return {}  # the file copied from another data directory, whose demo may still run
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:  # no /proc (not Linux): trust the pid

@@ -174,12 +174,12 @@ def test_a_settings_file_left_by_a_killed_demo_does_not_block_the_next(tmp_path)
     assert running_demo_pid(tmp_path) is None
 
 
-def _demo_settings_file(data_dir, pid: int) -> None:
+def _demo_settings_file(data_dir, pid: int, written_in=None) -> None:
     run = data_dir / "run"
     run.mkdir(exist_ok=True)
     (run / "demo-wechat.json").write_text(json.dumps({
-        "pid": pid, "wechat_token": "wetoopdemo", "wechat_appid": "wxd0000000000demo", "wechat_secret": "demo",
-        "wechat_api_base": "http://127.0.0.1:9",
+        "pid": pid, "data_dir": str((written_in or data_dir).resolve()), "wechat_token": "wetoopdemo",
+        "wechat_appid": "wxd0000000000demo", "wechat_secret": "demo", "wechat_api_base": "http://127.0.0.1:9",
     }), encoding="utf-8")
 
 
@@ -217,6 +217,9 @@ def test_a_service_takes_a_running_demos_wechat_settings_only_when_it_has_none(t
         assert _config(monkeypatch, tmp_path).wechat_token == "wetoopdemo"  # a CLI command beside the demo
         given = _config(monkeypatch, tmp_path, WECHAT_TOKEN="prodToken123")
         assert (given.wechat_token, given.wechat_appid) == ("prodToken123", None)
+        # The file copied from another data directory, whose demo still runs.
+        _demo_settings_file(tmp_path, demo.pid, written_in=tmp_path / "elsewhere")
+        assert _config(monkeypatch, tmp_path).wechat_token is None
     finally:
         demo.kill()
         demo.wait()
