@@ -94,7 +94,8 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     if ("?" in value or value.endswith(_QUESTION_ENDS) or _QUESTION_PHRASES.search(plain)
             or (_ABOUT_THE_FORM.search(plain) and _ASKING.search(plain))):
         raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
-    if _ABOUT_THE_FORM.search(plain) and _SPEAKING.match(plain):  # 我们还没有营业执照, 没有联系人
+    if _ABOUT_THE_FORM.search(plain) and _SPEAKING.match(plain) and not _BUSINESS_NAME.search(plain):
+        # 我们还没有营业执照, 没有联系人; not 我爱填字游戏工作室, which ends as a business's name does.
         raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
     if plain == texts.EXAMPLE_COMPANY_NAME:
         raise Invalid(f"“{value}”是微拓自己的公司名称（提示中的示例），请输入您的{label}。", field)
@@ -139,6 +140,9 @@ _QUESTION_PHRASES = re.compile(r"怎么(填|写|弄)|什么是|是什么|填什�
 _ABOUT_THE_FORM = re.compile(r"填|营业执照|执照|注册|信用代码|手机|邮箱|联系人|法人|名称|姓名|名字")
 _ASKING = re.compile(r"^(为什么|为啥|怎么|如何|请问|能不能|可不可以|可以|是不是|有没有|是否|要不要|需不需要|需要|必须|一定要)|谁|什么|哪")
 _SPEAKING = re.compile(r"(我|我们|你|您|还没)|(没有|不填|不用填)(联系人|营业执照|执照|名称|名字|姓名|邮箱|手机)$")
+#: A business's name by its ending, saying nothing of wanting or not having
+#: (我要注册公司, 还没有营业执照的店 are sentences): one such is a name whatever words it holds.
+_BUSINESS_NAME = re.compile(r"^[^没不要想还]*(有限公司|工作室|商行|店|厂|中心|合作社|事务所|经营部|门市部|馆|坊)$")
 #: Sentences typed where a name goes: the user speaking of themselves or of the
 #: form (我要改邮箱, 我不知道). Not 我的/我爱/我是 (我的钢铁网, 我爱我家, 我是大厨 are companies).
 _SENTENCE_START = re.compile(r"(我|你|您)(要改|想改|要修改|想修改|不想|不知道|不会|不要|不填|也不)|我们?(先|要|想)问|不知道$|以后再|先不|等一下|稍等")

@@ -189,7 +189,8 @@ def test_a_sentence_or_a_traditional_command_word_is_no_name():
         assert why in refused.value.message, (bad, refused.value.message)
     for bad, why in (("有限公司", "完整"), ("我不知道叫什么", "一句话"), ("什么是信用代码", "问题"),
                      ("为什么要填名称", "问题"), ("请问需要营业执照", "问题"), ("如何注册公司", "问题"),
-                     ("我们还没有营业执照", "一句话"), ("我先问问老板", "一句话"),
+                     ("我们还没有营业执照", "一句话"), ("我先问问老板", "一句话"), ("我要注册公司", "一句话"),
+                     ("我还没有注册公司", "一句话"), ("我没有营业执照的店", "一句话"),
                      ('=HYPERLINK("x")', "符号"), ("<b>南宁公司</b>", "网页标记")):
         with pytest.raises(Invalid) as refused:
             parse_entity_name(bad, "enterprise")
@@ -199,7 +200,8 @@ def test_a_sentence_or_a_traditional_command_word_is_no_name():
                  "夜色酒吧", "悦读书吧", "我的钢铁网", "我是大厨私房菜馆", "不知道先生咖啡馆", "如何文化传媒有限公司",
                  "怎么样餐饮管理有限公司", "一定要幸福婚纱摄影", "100%鲜榨果汁店", "C#编程培训工作室", "+1健身工作室",
                  '南宁市"好运来"餐饮店', "南宁]]>测试贸易有限公司", "ACME Co., Ltd.", "南宁市停车收费管理有限公司",
-                 "你好饭团餐饮店", "请问茶馆", "有没有书店", "没有名字的小店", "南宁市注册会计师事务所"):
+                 "你好饭团餐饮店", "请问茶馆", "有没有书店", "没有名字的小店", "南宁市注册会计师事务所",
+                 "我爱填字游戏工作室", "我们的手机维修店"):
         assert parse_entity_name(good, "enterprise") == good
     for good in ("李想", "陳大文", "欧阳娜娜", "李呀呀", "买买提·吐尔逊", "O'Brien", "Jean-Luc"):
         assert parse_contact_name(good) == good
