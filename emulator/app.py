@@ -12,7 +12,7 @@ WeChat endpoints (errors are HTTP 200 ``{"errcode": N, "errmsg": "..."}``):
   Missing appid/secret answer 41002/41004.
 * ``/cgi-bin/message/custom/send``, ``/cgi-bin/message/template/send``,
   ``/cgi-bin/message/mass/send``, ``/cgi-bin/menu/create``, ``/cgi-bin/menu/get``,
-  ``/cgi-bin/menu/delete``, ``/cgi-bin/user/info``: all need ``?access_token=``
+  ``/cgi-bin/menu/delete``, ``/cgi-bin/user/info``, ``/cgi-bin/user/info/batchget``: all need ``?access_token=``
   (41001 missing, 40001 unknown or replaced, 42001 expired). Code choices
   beyond WeChat's documentation are in `emulator.validate`.
 * ``GET /sns/jscode2session`` (mini-program login, no access token). A valid
@@ -190,6 +190,11 @@ class _UserInfoHandler(_ApiHandler):
         self.write_json(self.state.user_info(self.get_query_argument("openid", None)))
 
 
+class _UserInfoBatchHandler(_ApiHandler):
+    def post(self) -> None:
+        self.write_json(self.state.user_info_batch(self.json_body()))
+
+
 class _JsCodeHandler(_ApiHandler):
     needs_token = False
 
@@ -325,6 +330,7 @@ _ROUTES = [
     (r"/cgi-bin/menu/get", _MenuGetHandler),
     (r"/cgi-bin/menu/delete", _MenuDeleteHandler),
     (r"/cgi-bin/user/info", _UserInfoHandler),
+    (r"/cgi-bin/user/info/batchget", _UserInfoBatchHandler),
     (r"/sns/jscode2session", _JsCodeHandler),
     (r"/_emulator/messages", _MessagesControl),
     (r"/_emulator/users", _UsersControl),

@@ -26,6 +26,8 @@ from emulator.errors import ApiError
 log = logging.getLogger(__name__)
 
 _JS_CODE_RE = re.compile(r"[A-Za-z0-9-]{1,128}")
+#: Users ``user/info/batchget`` answers for at most, as WeChat documents.
+USER_BATCH = 100
 
 Listener = Callable[[dict], Any]
 
@@ -229,6 +231,16 @@ class EmulatorState:
         if unionid:
             info["unionid"] = unionid
         return info
+
+    def user_info_batch(self, body: Any) -> dict:
+        """The ``user/info/batchget`` answer: at most :data:`USER_BATCH` users a
+        request, each as ``user/info`` gives it; one openid that is not valid
+        refuses the whole request (40003), as ``user/info`` refuses it."""
+        users = body.get("user_list") if isinstance(body, dict) else None
+        if (not isinstance(users, list) or not 0 < len(users) <= USER_BATCH
+                or not all(isinstance(u, dict) for u in users)):
+            raise ApiError(47001)  # WeChat's code for the over-long list is not documented
+        return {"user_info_list": [self.user_info(u.get("openid")) for u in users]}
 
     # -- mini-program login ----------------------------------------------------
 

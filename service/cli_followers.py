@@ -26,7 +26,7 @@ def cmd_backfill_unionid(args: argparse.Namespace) -> int:
     async def work(runtime):
         openids = await runtime.followers.without_unionid()
 
-        def progress(asked: int, counts: dict) -> None:  # some 20 minutes for 100,000: said as it goes
+        def progress(asked: int, counts: dict) -> None:  # said as it goes (a large account has 100,000s)
             print(f"已查询 {asked} / {len(openids)}：找到 {counts['found']}，无 unionid {counts['none']}，"
                   f"失败 {counts['failed']}", file=sys.stderr, flush=True)
 

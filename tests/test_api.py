@@ -1252,9 +1252,15 @@ async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api
         WECHAT_API_BASE=api.emulator.base,
         DATA_DIR=str(tmp_path),  # not ./var: a demo running there would lend its WeChat account
     )
+    async def batch_calls() -> int:
+        stats = json.loads((await AsyncHTTPClient().fetch(api.emulator.base + "/_emulator/stats")).body)
+        return stats["calls"].get("/cgi-bin/user/info/batchget", 0)
+
+    before = await batch_calls()
     code, out, err = await backfill(env)
     assert code == 0, err
     assert "已查询 2 位" in out and "找到并关联 1 位" in out and "未提供 unionid 1 位" in out
+    assert await batch_calls() == before + 1  # 100 a call, not one call each (some 20 minutes for 100,000)
     assert "已查询 2 / 2" in err  # progress as it goes (some 20 minutes for 100,000)
     assert (await runtime.followers.get("oa-pam")).unionid == EmulatorState.unionid_for_user("pam")
     me = await api.call("GET", "/me", token=token)
@@ -1262,6 +1268,9 @@ async def test_followers_from_before_the_unionid_are_backfilled_from_the_cli(api
     assert await runtime.followers.without_unionid() == ["oa-quinn"]
     code, _out, err = await backfill({**env, "WECHAT_APPID": "", "WECHAT_SECRET": ""})
     assert code == 2 and "WECHAT_APPID" in err
+    # One openid WeChat refuses (40003) refuses its whole batch: the others are asked one by one.
+    counts = await runtime.mini.backfill_unionids(["oa-pam", "oa-quinn", "not an openid"])
+    assert (counts["found"], counts["none"], counts["failed"]) == (1, 1, 1), counts
     # A first chunk with no unionid at all (an account not bound to the open platform): the rest not asked.
     from bot import mini_sessions
 

@@ -476,6 +476,29 @@ async def test_user_info(emu):
     assert code == 400
 
 
+async def test_user_info_batch(emu):
+    client = emu.wechat()
+    unionid = emu.state.unionid_for_user("alice")
+    await emu.post("/_emulator/users", {"openid": ALICE, "unionid": unionid})
+    await emu.post("/_emulator/users", {"openid": BOB, "subscribed": False})
+    infos = await asyncio.to_thread(client.user.get_batch, [ALICE, BOB])
+    assert infos == [await asyncio.to_thread(client.user.get, o) for o in (ALICE, BOB)]
+    assert infos[0]["unionid"] == unionid and infos[1] == {"subscribe": 0, "openid": BOB}
+    # One openid that is none refuses the whole request, as user/info refuses it.
+    with pytest.raises(WeChatClientException) as caught:
+        await asyncio.to_thread(client.user.get_batch, [ALICE, "not an openid"])
+    assert caught.value.errcode == 40003
+    # At most 100 a request; an empty or malformed list is refused.
+    for users in ([ALICE] * 101, []):
+        with pytest.raises(WeChatClientException) as caught:
+            await asyncio.to_thread(client.user.get_batch, users)
+        assert caught.value.errcode == 47001
+    token = await emu.token()
+    for body in ({"user_list": "x"}, {"user_list": [ALICE]}, {}):
+        refused = await emu.post("/cgi-bin/user/info/batchget", body, access_token=token)
+        assert refused["errcode"] == 47001, (body, refused)
+
+
 # -- mini-program login -------------------------------------------------------------------
 
 
