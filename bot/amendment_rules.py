@@ -201,9 +201,12 @@ def undoes(draft: AgreementVersion, published: list[AgreementVersion]) -> tuple[
     base = min(older, key=lambda v: (distance(v), -v.effective_at.timestamp()))
     if distance(base) >= distance(latest):
         return None
-    base_units, latest_units = _units(base), _units(latest)
-    # Places where the latest version changed the base's text and the draft has the base's (or none).
-    undone = [k for k in _differing(base_units, latest_units) if units.get(k) == base_units.get(k)]
+    # Places where the draft differs from the latest version with an older
+    # version's text (or none, as in one without it): not only the base's. A draft
+    # from a withdrawn version sits between published ones, and took back a
+    # change in force since the base unseen.
+    older_units = [_units(v) for v in older]
+    undone = [k for k in _differing(units, _units(latest)) if any(u.get(k) == units.get(k) for u in older_units)]
     return (base, undone) if undone else None
 
 

@@ -241,6 +241,34 @@ def test_a_draft_made_from_an_older_version_is_refused_unless_it_names_what_it_u
     check("legal", later, draft=again, published=[seed, first])
 
 
+def test_a_draft_between_two_published_versions_names_every_change_it_undoes():
+    # Drafted from a withdrawn version (the seed's 1.1 changed, as the next
+    # published version then did with 1.6 too), only what the latest changed
+    # was counted as undone: 1.6 went back to the seed's text unsaid.
+    seed = load_seed()
+    first = seed.sections[0]
+
+    def with_clauses(base, version, changes, **clauses):
+        texts = list(first.clauses)
+        for number, text in clauses.items():
+            texts[int(number[1:]) - 1] = text
+        return dataclasses.replace(base, version=version, changes=changes,
+                                   sections=(dataclasses.replace(first, clauses=tuple(texts)),) + base.sections[1:])
+
+    second = with_clauses(seed, "2026-12-09", ("第1.1条、第1.6条：调整",), c1="新的第1.1条。", c6="新的第1.6条。"
+                          ).published("legal", NOW, NOW)
+    six = second.sections[5]
+    third = dataclasses.replace(second, version="2026-12-10", changes=("第6.1条：调整",), sections=(
+        second.sections[:5] + (dataclasses.replace(six, clauses=("新的第6.1条。",) + six.clauses[1:]),) + second.sections[6:])
+    ).published("legal", NOW + dt.timedelta(minutes=1), NOW + dt.timedelta(minutes=1))
+    stale = with_clauses(seed, "2026-12-20", ("第6.1条：恢复原文",), c1="新的第1.1条。")
+    with pytest.raises(AmendmentRefused) as info:
+        check("legal", NOW + dt.timedelta(hours=1), draft=stale, published=[seed, second, third])
+    assert info.value.rule == "reverts" and "第1.6条" in info.value.message, info.value.message
+    check("legal", NOW + dt.timedelta(hours=1), draft=dataclasses.replace(stale, changes=("第6.1条、第1.6条：恢复原文",)),
+          published=[seed, second, third])
+
+
 def test_rewording_what_the_latest_version_added_is_no_undoing():
     # Closeness by text sets took a draft from v2 that reworded v2's new clause 6.2
     # for one closer to the seed (which has no 6.2), and refused it.
