@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import shutil
 import tempfile
@@ -83,6 +84,29 @@ class ConfirmationNeeded(BotError):
 
     kind = "conflict"
     code = "confirmation_needed"
+
+
+class WarningsUnconfirmed(BotError):
+    """A version whose warnings (changes its summary does not name, Q&A examples
+    it drops) the admin has not seen: shown with the preview, published once
+    confirmed (``acknowledged``: :func:`warnings_key` of the same warnings)."""
+
+    kind = "conflict"
+    code = "warnings_unconfirmed"
+
+    def __init__(self, key: str) -> None:
+        super().__init__("发布前请核对下面预览中的提示（与 wetoop-bot terms publish 给出的相同）；"
+                         "确认无误后，请再点一次“发布”。")
+        self.key = key
+
+
+def warnings_key(draft: AgreementVersion, warnings: list[str]) -> str:
+    """What identifies the warnings an admin confirmed, for the text they were
+    shown for ("" when there are none): the draft edited since is asked again."""
+    if not warnings:
+        return ""
+    seen = [draft.text_sha256, *draft.changes, *warnings]
+    return hashlib.sha256("\n".join(seen).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,16 +489,25 @@ class Console:
         actor.require("draft")
         draft = form.draft()
         base = (await self.terms.versions())[-1]
+        lost, unnamed = await self._version_warnings(base, draft)
+        return base, draft, side_by_side(base, draft, context=2), lost, unnamed
+
+    async def _version_warnings(self, base: AgreementVersion, draft: AgreementVersion) -> tuple[str, str]:
+        """What publishing ``draft`` after ``base`` warns of, as ``terms publish``
+        does: the Q&A examples it drops, the changes its summary does not name."""
         # Reads and parses the Q&A files: off the event loop.
         lost = await asyncio.to_thread(examples_lost_warning, base, draft, self.qa_override_dir)
-        return base, draft, side_by_side(base, draft, context=2), lost, changes_warning(base, draft)
+        return lost, changes_warning(base, draft)
 
 
 
     async def publish_version(self, actor: Actor, form: VersionForm, draft_id: str | None = None,
-                              seen: str | None = None) -> tuple[AgreementVersion, str]:
+                              seen: str | None = None, acknowledged: str = "") -> tuple[AgreementVersion, str]:
         """Publish through :meth:`Terms.publish` (and so the shared amendment
-        rules); ``seen`` as for :meth:`send_notice`."""
+        rules); ``seen`` as for :meth:`send_notice`. A draft with warnings is
+        published only once they were shown (:class:`WarningsUnconfirmed`):
+        the CLI prints them after publishing; a console that published at
+        once showed them to nobody who had not previewed."""
         actor.require("publish")
         if draft_id:
             await self._open_draft(draft_id, "version", seen=seen, doing="发布")
@@ -482,6 +515,9 @@ class Console:
         if not form.effective_at.strip():
             raise BotError("请填写生效时间（或填 now 表示立即，仅限新功能或法律原因）", code="effective_at_required")
         effective_at = parse_effective_at(form.effective_at)
+        key = warnings_key(draft, [w for w in await self._version_warnings((await self.terms.versions())[-1], draft) if w])
+        if key and key != acknowledged.strip():
+            raise WarningsUnconfirmed(key)
         version, notice_id = await self.terms.publish(draft, reason=form.reason, effective_at=effective_at,
                                                       by=actor.name, address=actor.address)
         if draft_id:

@@ -335,12 +335,13 @@ class MerchantAccounts:
             moves = []
         return moves
 
-    async def sharing_credit_code(self, merchant: Merchant) -> list[Merchant]:
+    async def sharing_credit_code(self, merchant: Merchant) -> tuple[list[Merchant], int]:
         """Other accounts with ``merchant``'s credit code: a duplicate, or someone
-        registering a company not theirs (the reviewer is told, in the console and the CLI)."""
+        registering a company not theirs (the reviewer is told, in the console and
+        the CLI). The first 20 of them, and how many there are."""
         if not merchant.credit_code:
-            return []
-        return [m for m in await self.repo.with_credit_code(merchant.credit_code) if m.openid != merchant.openid]
+            return [], 0
+        return await self.repo.with_credit_code(merchant.credit_code, besides=merchant.openid)
 
     async def barred_from_registering(self, openid: str) -> bool:
         """Whether the account's user may not register it again: it was closed

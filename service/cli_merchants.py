@@ -54,13 +54,14 @@ def cmd_set_status(args: argparse.Namespace) -> int:
         # was decided on (a change in chat meanwhile is not overwritten), audited.
         merchant = await runtime.console.set_merchant_status(
             dataclasses.replace(CLI, name=actor_of(args)), args.openid, args.status, args.reason)
-        sharing = [] if merchant.status == "closed" else await runtime.merchants.sharing_credit_code(merchant)
+        sharing = ([], 0) if merchant.status == "closed" else await runtime.merchants.sharing_credit_code(merchant)
         return before, merchant, sharing
 
-    before, merchant, sharing = with_runtime(args, work)
+    before, merchant, (sharing, sharing_total) = with_runtime(args, work)
     if sharing:  # as the console's merchant page says it
         others = "、".join(f"{m.openid}（{m.entity_name or '已注销'}，{STATUSES[m.status]}）" for m in sharing[:5])
-        print(f"注意：统一社会信用代码 {merchant.credit_code} 也登记在另外 {len(sharing)} 个账户上：{others}",
+        more = "等" if sharing_total > min(len(sharing), 5) else ""
+        print(f"注意：统一社会信用代码 {merchant.credit_code} 也登记在另外 {sharing_total} 个账户上：{others}{more}",
               file=sys.stderr)
     if before is not None and before.status == merchant.status:  # an action of its own (允许重新注册, 退回修改)
         print(f"商家 {merchant.openid}：已{TRANSITIONS[(merchant.status, merchant.status)]}（原因：{args.reason.strip()}），并已通知商家")

@@ -140,10 +140,16 @@ class Merchants:
         """Every merchant with ``status``, by openid (a broadcast's audience)."""
         return [d["openid"] for d in await read_all(self._coll, {"status": status}, {"openid": 1}, "openid")]
 
-    async def with_credit_code(self, credit_code: str, limit: int = 20) -> list[Merchant]:
-        """Records registered with ``credit_code`` (closed ones hold none)."""
-        docs = await self._coll.find({"credit_code": exactly(credit_code)}).sort("openid", ASCENDING).limit(limit).to_list(None)
-        return [_merchant(d) for d in docs]
+    async def with_credit_code(self, credit_code: str, limit: int = 20, besides: str | None = None
+                               ) -> tuple[list[Merchant], int]:
+        """Records registered with ``credit_code`` (closed ones hold none), other
+        than ``besides``'s: the first ``limit`` by openid, and how many there are."""
+        query: dict = {"credit_code": exactly(credit_code)}
+        if besides is not None:
+            query["openid"] = {"$ne": besides}
+        docs = await self._coll.find(query).sort("openid", ASCENDING).limit(limit).to_list(None)
+        total = len(docs) if len(docs) < limit else await self._coll.count_documents(query)
+        return [_merchant(d) for d in docs], total
 
     async def list(self, status: str | None = None, limit: int | None = 1000) -> list[Merchant]:
         """Merchants by openid, at most ``limit`` (``None``: all of them)."""

@@ -873,6 +873,32 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert "已于" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4") and "撤回" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4")
 
 
+async def test_publishing_in_the_console_shows_the_warnings_the_cli_prints_first(svc):
+    # Published at once (preview not pressed), a change its summary did not name
+    # reached users unannounced: the CLI warned, the console said nothing.
+    toml = await draft_toml(svc)
+    reworded = toml.replace("我们可能会增加或删除功能", "我们可能会增加（例如直播带货）或删除功能")  # 5.1, not named
+    owner = await logged_in(svc, "olga")
+    fields = {"toml": reworded, "reason": "legal", "effective_at": "now", "action": "publish"}
+    asked = await owner.post("/admin/terms/new", fields)
+    page = text(asked)
+    assert asked.code == 409 and "发布前请核对" in page, page
+    assert "第5.1条有修改，但修改摘要（changes）没有提到" in page and "问答将不再使用条款 5.1 的" in page
+    assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22"]
+    key = re.search(r'name="acknowledged" value="([0-9a-f]+)"', page).group(1)
+    # Confirmed for another text (edited since): asked again, for what it says now.
+    edited = await owner.post("/admin/terms/new", {**fields, "toml": reworded.replace("直播带货", "短视频"),
+                                                   "acknowledged": key})
+    assert edited.code == 409 and "短视频" in text(edited)
+    assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22"]
+    published = await owner.post("/admin/terms/new", {**fields, "acknowledged": key})
+    assert published.code == 303, text(published)
+    assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22", "2026-12-20"]
+    # A version with nothing to warn of is published at once, as before.
+    clean = (await draft_toml(svc, "2026-12-21")).replace("第 4 节：补充一句", "第 4 节：再补充一句")
+    assert (await owner.post("/admin/terms/new", {**fields, "toml": clean})).code == 303
+
+
 async def test_a_new_draft_starts_from_the_latest_published_version(make_service, clock, tmp_path):
     # With two versions pending, the form started from the nearer one: publishing
     # an edit of it would have undone the later one's changes.
@@ -926,6 +952,11 @@ async def test_a_credit_code_on_another_account_is_pointed_out_for_review(svc):
     assert "如因违规终止服务，请先暂停再注销" in text(await owner.get("/admin/merchants/o-copy"))  # what closing does
     assert "也登记在另外 1 个账户上" in page and "南宁市真实贸易有限公司" in page and "/admin/merchants/o-real" in page
     assert "也登记在另外" not in text(await editor.get("/admin/merchants/o-alone"))
+    # Many of them: all counted (it said 20, the first 20 it listed), 20 listed.
+    for n in range(24):
+        await svc.runtime.merchants.save_profile(f"o-many{n:02d}", {**company, "entity_name": f"南宁市冒名{n:02d}贸易有限公司"})
+    page = text(await editor.get("/admin/merchants/o-copy"))
+    assert "也登记在另外 25 个账户上" in page and page.count("/admin/merchants/o-many") == 20 and "）等。" in page, page
 
 
 async def test_the_merchant_list_pages_and_puts_the_longest_waiting_review_first(svc, monkeypatch):

@@ -10,7 +10,7 @@ import tornado.web
 from bot import amendment_rules
 from bot.agreement import REASONS
 from bot.amendment_rules import IMMEDIATE_REASONS, MIN_NOTICE, PUBLISHABLE_REASONS, earliest_shown
-from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, draft_stamp
+from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, WarningsUnconfirmed, draft_stamp, warnings_key
 from bot.errors import BotError
 from bot.merchants import STATUSES
 from bot.consent import CHANNEL_LABELS
@@ -130,7 +130,8 @@ class TermsPublishHandler(AdminHandler):
         seen = self.seen_stamp()
         try:
             if action == "publish":
-                version, notice_id = await self.console.publish_version(self.actor, form, draft_id, seen)
+                version, notice_id = await self.console.publish_version(
+                    self.actor, form, draft_id, seen, acknowledged=self.text("acknowledged", "", 64))
                 self.done(f"/admin/notices/{notice_id}", f"已发布版本 {version.version}，条款修改通知正在发送")
                 return
             if action == "preview":
@@ -138,15 +139,21 @@ class TermsPublishHandler(AdminHandler):
                 return
             saved = await self.console.save_version_draft(self.actor, form, draft_id, seen)
             self.done(f"/admin/terms/new?draft={saved}", "草稿已保存")
+        except WarningsUnconfirmed as exc:  # shown with the preview, whose warnings they are
+            await self._form(form, draft_id or "", error=exc.message, status=http_status(exc),
+                             preview=await self.console.preview_version(self.actor, form))
         except BotError as exc:
             await self._form(form, draft_id or "", error=exc.message, status=http_status(exc))
 
     async def _form(self, form: VersionForm, draft_id: str, error: str = "", status: int = 200, preview=None) -> None:
         now = self.runtime.clock()
         latest = (await self.runtime.terms.versions())[-1]
+        # Publishing after this page confirms the warnings it shows, and only those.
+        acknowledged = warnings_key(preview[1], [w for w in preview[3:] if w]) if preview else ""
         self.page("terms_publish.html", http_status=status, form=form, draft_id=draft_id, error=error, reasons=REASONS,
                   publishable=PUBLISHABLE_REASONS, immediate=IMMEDIATE_REASONS, min_days=MIN_NOTICE.days,
-                  earliest=earliest_shown("routine", now), now=now, latest=latest, preview=preview)
+                  earliest=earliest_shown("routine", now), now=now, latest=latest, preview=preview,
+                  acknowledged=acknowledged)
 
 
 # -- notices ------------------------------------------------------------------------

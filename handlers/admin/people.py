@@ -83,10 +83,10 @@ class MerchantHandler(AdminHandler):
             raise NoAccount(f"没有 openid 为 {openid} 的商家")
         history = await self.runtime.merchants.repo.history(openid)
         moves = await self.runtime.merchants.moves(merchant)
-        sharing = await self.runtime.merchants.sharing_credit_code(merchant)
+        sharing, sharing_total = await self.runtime.merchants.sharing_credit_code(merchant)
         consent = await self.console.merchant_consent(openid)
         self.page("merchant.html", http_status=status, m=merchant, history=history, moves=moves, statuses=STATUSES,
-                  sharing=sharing, changed_by=changed_by, consent=consent, consent_labels=CONSENT_STATUS,
+                  sharing=sharing, sharing_total=sharing_total, changed_by=changed_by, consent=consent, consent_labels=CONSENT_STATUS,
                   kinds=ENTITY_TYPES, error=error, reason=reason, seen=profile_stamp(merchant))
 
 
