@@ -669,6 +669,7 @@ async def test_registration_changes_follow_the_account_rules(api):
     # an owner reinstates), while an account closed in good standing may return.
     closed = await api.call("DELETE", "/me", token=token)
     assert closed.status == 200 and "暂停期间注销" in closed.body["message"]
+    assert closed.body["registration"]["reregistration_barred"] is True  # as its message says (it said false)
     assert "重新提交" not in closed.body["message"]  # no invitation to what would be refused
     again = await api.call("PUT", "/me/registration", ENTERPRISE, token)
     assert (again.status, again.error()["code"]) == (409, "account_suspended")
@@ -679,7 +680,7 @@ async def test_registration_changes_follow_the_account_rules(api):
     bob = await api.token("bob")
     await api.accepted(bob)
     await api.call("PUT", "/me/registration", ENTERPRISE, bob)
-    await api.call("DELETE", "/me", token=bob)
+    assert (await api.call("DELETE", "/me", token=bob)).body["registration"]["reregistration_barred"] is False
     assert (await api.call("GET", "/me/registration", token=bob)).body["registration"]["reregistration_barred"] is False
     assert (await api.call("PUT", "/me/registration", ENTERPRISE, bob)).body["outcome"] == "registered"
 

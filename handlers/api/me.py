@@ -44,7 +44,7 @@ class MeHandler(ApiHandler):
     async def delete(self) -> None:
         merchant = await my_account.close(self.services, self.user.openid)
         barred = await self.services.merchants.barred_from_registering(merchant.openid)
-        self.write_json({"registration": render.registration(merchant),
+        self.write_json({"registration": render.registration(merchant, barred=barred),
                          "message": texts.CLOSED_BARRED if barred else api_texts.CLOSED})
 
 

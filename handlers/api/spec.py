@@ -134,7 +134,7 @@ SCHEMAS = {
         returned_reason={"type": ["string", "null"], "description": "why an account in review was returned for "
                          "correction (退回修改), until the merchant submits the form again (GET only)"},
         reregistration_barred={"type": "boolean", "description": "a closed account that may not register again "
-                               "(closed while suspended: the suspension stands); false otherwise (GET only)"},
+                               "(closed while suspended: the suspension stands); false otherwise"},
         created_at=TIME, updated_at=TIME,
     ),
     "RegistrationInput": {
