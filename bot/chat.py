@@ -380,7 +380,10 @@ async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
         return reply
     await chat.asked_to_accept(state.current.version)
     prompt = texts.reconsent(state.current, state.latest.version, await chat.services.terms.since(state.latest.version))
-    return Reply(prompt if reply is None else f"{prompt}\n\n{reply.text}")
+    if reply is None:
+        return Reply(prompt)
+    # A reply that asks too (同意状态) asks once, after the changes.
+    return Reply(f"{prompt}\n\n{reply.text.replace(texts.consent_prompt(state.current), '').rstrip()}")
 
 
 # -- the user's own data -----------------------------------------------------------
