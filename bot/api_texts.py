@@ -111,6 +111,17 @@ def consent_status(status: str, current, version: str | None, at) -> str:
     return f"您尚未同意《{current.title}》（版本 {current.version}）。" + ask
 
 
+def with_upcoming(text: str, upcoming: "list[AgreementVersion]") -> str:
+    """``text`` followed by the versions published to take effect later, as
+    chat tells an accepted user (``bot.texts.with_upcoming``), without chat's commands."""
+    lines = [text]
+    for version in upcoming:
+        lines += ["", f"【即将生效】版本 {version.version} 将于 {beijing_time(version.effective_at)} 生效。修改摘要：",
+                  *[f"· {line}" for line in version.changes],
+                  "届时我们会请您重新确认；可在小程序中提前阅读新版本。"]
+    return "\n".join(lines)
+
+
 def what_declining_does(place: str | None, sentence: str | None) -> str:
     """What follows from not agreeing, as chat says it (``bot.texts.what_declining_does``)."""
     quote = f"\n协议第{place}款：“{sentence}”" if place and sentence else ""

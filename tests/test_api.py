@@ -903,7 +903,12 @@ async def test_qa_answers_questions_about_the_users_own_consent_from_their_recor
     assert declining.body["kind"] == "declining", declining.body
     assert declining.body["refs"] == ["7.1"] and declining.body["references"][0]["kind"] == "clause"
     assert "不同意" in declining.body["text"] and "协议第7.1款" in declining.body["text"]
-    for reply in (before, after, declining):
+    # With a version published to take effect later: told of it, as chat tells it (the API said nothing).
+    await api.svc.runtime.terms.publish(amended("2026-12-31"), reason="routine",
+                                        effective_at=api.svc.runtime.clock() + dt.timedelta(days=8), by="test")
+    upcoming = await api.call("GET", "/qa?q=" + "我同意了吗", token=token)
+    assert "【即将生效】版本 2026-12-31" in upcoming.body["text"] and "届时我们会请您重新确认" in upcoming.body["text"]
+    for reply in (before, after, declining, upcoming):
         assert "回复" not in reply.body["text"], reply.body  # no chat commands
     # "我同意了" says yes in chat; here it is no question about the record.
     assert (await api.call("GET", "/qa?q=" + "我同意了", token=token)).body["kind"] != "consent_status"

@@ -42,6 +42,8 @@ class QAHandler(ApiHandler):
             kind, refs = asked, ()
             text = api_texts.consent_status(state.status, state.current, latest.version if latest else None,
                                             latest.at if latest else None)
+            if state.accepted:  # what they will be asked about next, as chat says
+                text = api_texts.with_upcoming(text, await self.services.terms.pending())
         elif asked == own_questions.CHOICE:
             # "同意" typed here: the quote of 前言.3 (…即表示您已同意…) would let the user believe they had chosen.
             kind, refs, text = asked, (), api_texts.CONSENT_CHOICE_NOT_RECORDED
