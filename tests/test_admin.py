@@ -787,6 +787,9 @@ async def test_a_version_draft_published_from_elsewhere_leaves_the_draft_list(sv
     assert len(await svc.runtime.console.open_drafts(CLI, "version")) == 1
     draft_id = re.search(r"draft=([0-9a-f]{24})", saved.headers["Location"]).group(1)
     assert f"draft={draft_id}" in text(await editor.get("/admin/terms"))
+    # A viewer sees that it exists, with no link to a form it may not open (403).
+    viewer = text(await (await logged_in(svc, "vera")).get("/admin/terms"))
+    assert "2026-12-20" in viewer.split("草稿", 1)[1] and f"draft={draft_id}" not in viewer
     from bot.agreement import parse_toml
 
     await svc.runtime.terms.publish(parse_toml(toml), reason="legal", effective_at=None, by="cli")
