@@ -27,7 +27,7 @@ from bot.merchants import (
     STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change, unknown_status,
 )
 from bot.notices import (
-    CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, audit_entry, check_audience, check_text, notice_text,
+    CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, audit_entry, check_audience, check_important, check_text, notice_text,
     unknown_recipients, unknown_recipients_warning,
 )
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
@@ -305,7 +305,7 @@ class Console:
         form.check()
         audience = form.audience()
         size = len(await self.broadcasts.audience(audience))
-        important = form.important_flag()
+        important = check_important(form.category, form.important_flag())  # what sending would refuse, said now
         sample = Notice(id="preview", category=form.category, title=form.title.strip(), body=form.body.strip(),
                         important=important, audience={}, channel=form.channel, status="queued", total=size,
                         created_at=None, created_by=actor.name)

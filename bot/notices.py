@@ -300,12 +300,7 @@ class Broadcasts:
             raise NoticeRefused(f"未知的发送渠道 {channel}，可选：{', '.join(CHANNELS)}", code="bad_channel")
         title, body = check_text(title, body)
         check_audience(audience)
-        if important is None:
-            important = category in IMPORTANT_BY_DEFAULT
-        elif not important and category == "amendment":
-            # Chat promises that notices of changes to the agreement reach those who opted out.
-            raise NoticeRefused("条款修改通知必须标为重要：协议的修改须告知每位用户，包括退订了通知的用户。",
-                                code="bad_important")
+        important = check_important(category, important)
         if channel == "mass":
             check_mass_text(message_text(category, title, body, important))
         openids = None
@@ -677,6 +672,18 @@ def _batch_size(notice: Notice) -> int:
 #: The longest title and body a notice may have, wherever it is written.
 TITLE_LIMIT = 64
 BODY_LIMIT = 1500
+
+
+def check_important(category: str, important: bool | None) -> bool:
+    """The 重要 flag a notice of ``category`` goes with (``None``: the category's
+    default); an amendment notice marked not important is refused."""
+    if important is None:
+        return category in IMPORTANT_BY_DEFAULT
+    if not important and category == "amendment":
+        # Chat promises that notices of changes to the agreement reach those who opted out.
+        raise NoticeRefused("条款修改通知必须标为重要：协议的修改须告知每位用户，包括退订了通知的用户。",
+                            code="bad_important")
+    return important
 
 
 def check_text(title: str, body: str) -> tuple[str, str]:

@@ -476,6 +476,9 @@ async def test_an_amendment_notice_is_always_important(svc):
     owner = await logged_in(svc, "olga")
     refused = await owner.post("/admin/notices/new", {**NOTICE, "category": "amendment", "important": "no", "action": "send"})
     assert refused.code == 422 and "条款修改通知必须标为重要" in text(refused)
+    # Said by the preview too (it showed a normal one, "已退订该类通知的用户会被跳过").
+    preview = await owner.post("/admin/notices/new", {**NOTICE, "category": "amendment", "important": "no", "action": "preview"})
+    assert preview.code == 422 and "条款修改通知必须标为重要" in text(preview) and "会被跳过" not in text(preview)
     with pytest.raises(NoticeRefused):
         await svc.runtime.broadcasts.send(category="amendment", title="t", body="b", important=False,
                                           audience={"type": "all"}, by="t")
