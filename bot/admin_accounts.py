@@ -125,9 +125,16 @@ class Actor:
 CLI = Actor("cli", "owner", "localhost")
 
 
-def generate_password() -> str:
-    """A random password good enough for a first log-in (demo, CLI without a prompt)."""
-    return secrets.token_urlsafe(12)
+def generate_password(name: str = "") -> str:
+    """A random password good enough for a first log-in (demo, CLI without a
+    prompt), for the admin ``name``: one that the policy takes."""
+    while True:
+        password = secrets.token_urlsafe(12)
+        try:
+            _check_password(password, name)
+        except AdminRefused:  # by chance the name in it, or too few different characters
+            continue
+        return password
 
 
 class AdminAccounts:
@@ -301,8 +308,9 @@ def _check_password(password: str, name: str) -> None:
     # The first guesses of anyone who knows the name (aaaaaaaaaa, alicealice, alice12345).
     if len(set(password)) < 4:
         raise AdminRefused("密码过于简单：至少需要 4 个不同的字符", code="weak_password")
+    # Names of three letters and more (bob, amy); two (li) are in too many good passwords.
     folded = name.casefold()
-    if folded == password.casefold() or (len(folded) >= 4 and folded in password.casefold()):
+    if folded == password.casefold() or (len(folded) >= 3 and folded in password.casefold()):
         raise AdminRefused("密码不能包含用户名", code="weak_password")
 
 

@@ -409,7 +409,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from wechat.menu import DEFAULT_MENU, MenuFileError, load_menu
 
         # A fresh random password at every start, printed once in the banner.
-        admin["password"] = generate_password()
+        admin["password"] = generate_password(DEMO_ADMIN)
         await runtime.admins.create_or_reset(DEMO_ADMIN, "owner", admin["password"])
         await runtime.admins.limits.clear_all()  # a lock-out from the last run's password would greet the new one
 

@@ -73,7 +73,7 @@ def read_password() -> str:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    password = generate_password() if args.generate_password else read_password()
+    password = generate_password(args.name) if args.generate_password else read_password()
     user = with_runtime(args, lambda runtime: runtime.admins.create(args.name, args.role, password, by=CLI),
                         new_install=True)  # the first admin, before the service ever ran
     print(f"已创建管理员 {user.name}（{ROLES[user.role]}）。")
@@ -118,7 +118,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
-    password = generate_password() if args.generate_password else read_password()
+    password = generate_password(args.name) if args.generate_password else read_password()
     with_runtime(args, lambda runtime: runtime.admins.set_password(args.name, password, by=CLI))
     print(f"已重设 {args.name} 的密码，其会话已全部注销。")
     if args.generate_password:

@@ -373,6 +373,22 @@ async def test_owner_revokes_and_disables(svc):
                        ("VERA-is-the-best", "不能包含用户名")):
         refused = await owner.post("/admin/users/vera/password", {"password": weak})
         assert refused.code == 400 and said in text(refused), weak
+    from bot.admin_accounts import AdminRefused, _check_password
+
+    with pytest.raises(AdminRefused):  # a name of three letters too (bobbob123456 was taken)
+        _check_password("bobbob123456", "bob")
+    _check_password("li-and-a-long-one", "li")  # two letters are in too many good passwords
+    # --generate-password never makes one the policy refuses (the name in it by chance).
+    import secrets
+
+    from bot.admin_accounts import generate_password
+
+    drawn = iter(["xxBOBxxxxxxxxxxx", "aaaaaaaaaaaaaaaa", "Good-Random-0123"])
+    original, secrets.token_urlsafe = secrets.token_urlsafe, lambda n: next(drawn)
+    try:
+        assert generate_password("bob") == "Good-Random-0123"
+    finally:
+        secrets.token_urlsafe = original
     huge = await owner.post("/admin/users/vera/password", {"password": "p" * 200_000})  # was cut to 1,024 and kept
     assert huge.code == 400 and "最多 128 个字符，您输入了 200000 个" in text(huge)
     assert (await owner.post("/admin/users/vera/password", {"password": "a-new-password-1"})).code == 303
