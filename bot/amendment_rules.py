@@ -93,7 +93,7 @@ def check_publication(
         )
     if effective_at > published_at + MAX_AHEAD:
         raise AmendmentRefused(
-            "too_far", f"生效时间 {_show(effective_at)} 太远：最晚为公布后一年内（{_show(published_at + MAX_AHEAD)} 之前）"
+            "too_far", f"生效时间 {_show(effective_at)} 太远：最晚为公布后 {MAX_AHEAD.days} 天内（{_show(published_at + MAX_AHEAD)} 之前）"
         )
     if published:
         latest = max(published, key=lambda v: v.effective_at)

@@ -820,7 +820,7 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     toml = await draft_toml(svc)
     owner = await logged_in(svc, "olga")
     form = await owner.get("/admin/terms/new")
-    assert form.code == 200 and "7 天" in text(form)
+    assert form.code == 200 and "7 天" in text(form) and "最晚为发布后 366 天内" in text(form)
     now = svc.runtime.clock()
     soon = now.astimezone(console_module.CHINA) + __import__("datetime").timedelta(days=3)
     refused = await owner.post("/admin/terms/new", {"toml": toml, "reason": "routine",

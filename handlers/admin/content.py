@@ -152,6 +152,7 @@ class TermsPublishHandler(AdminHandler):
         acknowledged = warnings_key(preview[1], [w for w in preview[3:] if w]) if preview else ""
         self.page("terms_publish.html", http_status=status, form=form, draft_id=draft_id, error=error, reasons=REASONS,
                   publishable=PUBLISHABLE_REASONS, immediate=IMMEDIATE_REASONS, min_days=MIN_NOTICE.days,
+                  max_days=amendment_rules.MAX_AHEAD.days,
                   earliest=earliest_shown("routine", now), now=now, latest=latest, preview=preview,
                   acknowledged=acknowledged)
 
