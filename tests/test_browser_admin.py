@@ -120,6 +120,16 @@ async def test_owner_logs_in_sends_a_notice_and_watches_it_finish(make_service, 
                 await phone.goto(svc.url + "/admin")
                 assert await phone.is_visible("label.menu-button")
                 assert not await phone.is_visible("nav.nav")
+                # A long unbroken word (a reason, a name) made a merchant's page wider than the phone.
+                from bot.validation import credit_code_check_char
+
+                word = "W" * 90
+                await svc.runtime.merchants.save_profile("o-wide", {
+                    "entity_type": "enterprise", "entity_name": word + "有限公司", "contact_name": "王五",
+                    "phone": "13812345678", "credit_code": "91450100MA5K00000" + credit_code_check_char("91450100MA5K00000")})
+                await svc.runtime.merchants.set_status("o-wide", "suspended", "=HYPERLINK(" + word + ")", by="test")
+                await phone.goto(svc.url + "/admin/merchants/o-wide")
+                assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
                 assert not offsite, offsite
             finally:
                 await browser.close()
