@@ -89,6 +89,9 @@ VERSION_MALFORMED = "version 格式不对：协议版本号以字母或数字开
 VERSION_TOO_LONG = "version 过长（协议版本号最多 {limit} 个字符），例如 \"2022-05-22\"。"
 
 
+#: PUT /me/registration with an If-None-Match other than *.
+IF_NONE_MATCH_STAR = "If-None-Match 只支持 *（仅在没有注册记录时注册）；修改已有记录请用 If-Match 带上其 ETag。"
+
 #: A consent choice typed into the Q&A (同意, 我不同意 …): recorded by the app's buttons only.
 CONSENT_CHOICE_NOT_RECORDED = ("问答不会记录您的选择。同意、不同意或撤回同意，请使用小程序中的对应按钮；"
                                "选择前可先阅读协议全文。")

@@ -598,6 +598,10 @@ async def test_if_none_match_keeps_a_registration_made_meanwhile_in_chat(api):
     await api.accepted(fresh)
     made = await api.call("PUT", "/me/registration", individual, fresh, headers={"If-None-Match": "*"})
     assert made.status == 201 and made.body["outcome"] == "registered"
+    # Any other If-None-Match is refused, not taken for no condition (an ETag there wrote over a record).
+    for value in ('"etag"', "{}"):
+        odd = await api.call("PUT", "/me/registration", individual, fresh, headers={"If-None-Match": value})
+        assert (odd.status, odd.error()["code"]) == (400, "bad_request") and "If-Match" in odd.error()["message"], value
 
 
 async def test_a_saved_registration_retried_is_answered_and_an_unchanged_one_keeps_its_etag(api):

@@ -6,6 +6,7 @@ import re
 
 from bot import api_texts, my_account, texts
 from bot.consent import Origin
+from bot.errors import BotError
 from bot.merchants import STATUSES, profile_stamp
 from bot.preferences import category_from_name
 from bot.mini_sessions import ApiUser
@@ -106,7 +107,10 @@ class RegistrationHandler(ApiHandler):
         tags = [t.strip().removeprefix("W/").strip('"') for t in self.request.headers.get("If-Match", "").split(",")]
         seen = None if not any(tags) or "*" in tags else [t for t in tags if t]
         # If-None-Match: * : register only, the app having found no record (RFC 9110 13.1.2).
-        create_only = self.request.headers.get("If-None-Match", "").strip() == "*"
+        none_match = self.request.headers.get("If-None-Match", "").strip()
+        if none_match not in ("", "*"):  # an ETag there would be taken for "no condition"
+            raise BotError(api_texts.IF_NONE_MATCH_STAR, code="bad_request")
+        create_only = none_match == "*"
         merchant, outcome = await my_account.save_registration(self.services, self.user.openid, self.json_body(), seen,
                                                                 create_only=create_only)
         self.set_status(201 if outcome == "registered" else 200)

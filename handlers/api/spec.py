@@ -41,7 +41,7 @@ PAGE_PARAMS = [
     {"name": "limit", "in": "query", "required": False, "description": "items a page, 1-100 (default 50)",
      "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
     {"name": "offset", "in": "query", "required": False, "description": "items to skip (the previous page's next_offset)",
-     "schema": {"type": "integer", "minimum": 0, "default": 0}},
+     "schema": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}},
 ]
 PAGE_FIELDS = {"total": {"type": "integer", "minimum": 0}, "limit": {"type": "integer", "minimum": 1},
                "offset": {"type": "integer", "minimum": 0},
@@ -65,7 +65,7 @@ ERROR_CODES = {
     "wechat_unavailable": "WeChat did not answer: retry after Retry-After seconds",
     "service_unavailable": "storage briefly unavailable: retry after Retry-After seconds (a write retried is recorded once)",
     "invalid_field": "a field failed validation: error.field names it, error.errors lists every one",
-    "not_found": "no such path",
+    "not_found": "no such path (also a path parameter of another form: /sections/abc)",
     "method_not_allowed": "the path does not take this method (the Allow header lists those it takes)",
     "version_not_found": "no such agreement version (or it was withdrawn: the message says when and why)",
     "section_not_found": "the version has no such section",
@@ -122,8 +122,9 @@ SCHEMAS = {
     ),
     "ConsentRecord": _obj(
         version=STR, action={"enum": ["accept", "decline", "withdraw"]}, at=STR, channel=STR, text_sha256=STR,
-        message_id={"type": ["string", "null"], "description": "what made the choice: the Idempotency-Key sent with "
-                    "it, or in chat msg:<official-account openid>:<MsgId>"},
+        message_id={"type": ["string", "null"], "description": "what made the choice: from the mini-program "
+                    "<mini-program openid>:<the Idempotency-Key sent with it>, in chat "
+                    "msg:<official-account openid>:<MsgId>"},
     ),
     "Registration": _obj(
         entity_type={"enum": ["individual", "enterprise", None]},
@@ -153,6 +154,9 @@ SCHEMAS = {
             "email": {"type": ["string", "null"]},
         },
         "required": ["entity_type", "entity_name", "contact_name", "phone"],
+        # Registering as an individual needs adult (the prose above: a record already an individual's may leave it out).
+        "if": {"properties": {"entity_type": {"enum": ["individual", "个人"]}}, "required": ["entity_type"]},
+        "then": {"required": ["adult"]},
         "example": {
             "entity_type": "enterprise", "entity_name": "南宁市示例贸易有限公司", "credit_code": "91450103MA5L2K3R0W",
             "contact_name": "王五", "phone": "13812345678", "email": "wangwu@example.com",
@@ -282,13 +286,13 @@ PATHS = {
     },
     "/terms/{version}": {
         "get": _op("One version in full (ETag; If-None-Match answers 304 when unchanged)", _json(_ref("Version")), 404,
-                   auth=False, params=[_VERSION], codes={404: ["version_not_found"]},
+                   auth=False, params=[_VERSION], codes={404: ["version_not_found", "not_found"]},
                    extra_ok={"304": {"description": "not modified (If-None-Match named its ETag)"}})
     },
     "/terms/{version}/sections/{n}": {
         "get": _op(
             "One section of one version", _json(_obj(version=STR, section=_ref("Section"))), 404, auth=False,
-            codes={404: ["version_not_found", "section_not_found"]},
+            codes={404: ["version_not_found", "section_not_found", "not_found"]},
             params=[_VERSION, {**_path_param("n", {"type": "integer", "minimum": 1, "maximum": 999}), "example": 1}],
         )
     },
@@ -299,7 +303,8 @@ PATHS = {
             codes={409: ["consent_refused", "nothing_to_withdraw"], 422: ["invalid_field"]},
             body={
                 "type": "object",
-                "properties": {"version": TEXT, "action": {"enum": ["accept", "decline", "withdraw"]}},
+                "properties": {"version": {"type": "string", "pattern": VERSION_PATTERN},
+                               "action": {"enum": ["accept", "decline", "withdraw"]}},
                 "required": ["version", "action"],
                 "example": {"version": "2022-05-22", "action": "accept"},
             },
@@ -322,8 +327,9 @@ PATHS = {
         "put": _op(
             "Register, or change the profile (same rules as the chat dialog). With If-Match (the ETag of the "
             "record the form was filled from), a record changed since, in chat say, is not overwritten (412); "
-            "with If-None-Match: * (a first registration, the app having found no record), a record made "
-            "meanwhile, in chat say, is not overwritten either (412)",
+            "with If-None-Match: * (a first registration, the app having found no record, or a closed one: "
+            "registering again), a record made meanwhile, in chat say, is not overwritten either (412); "
+            "If-None-Match with any other value is refused (400)",
             _json(_obj(registration=_ref("Registration"), outcome={"enum": ["updated", "unchanged", "resubmitted"],
                                                                "description": "unchanged: the same as stored, nothing "
                                                                "written (the ETag stays; a retry of a saved request "
@@ -333,7 +339,8 @@ PATHS = {
             codes={403: ["consent_required"], 409: ["account_suspended", "nothing_corrected", "status_changed", "account_refused"],
                    412: ["profile_changed"], 422: ["invalid_field"]},
             params=[{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}},
-                    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"const": "*"}}],
+                    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"const": "*"},
+                     "description": "only * (RFC 9110: create only); any other value is refused (400)"}],
             extra_ok={"201": _json(_obj(registration=_ref("Registration"), outcome={"const": "registered"}, message=STR),
                                    "registered", headers=_ETAG)},
         ),
@@ -347,7 +354,7 @@ PATHS = {
     },
     "/me/notices/{id}/read": {
         "post": _op(
-            "Mark a notice read", _json(_obj(notice=_ref("Notice"))), 404, codes={404: ["notice_not_found"]},
+            "Mark a notice read", _json(_obj(notice=_ref("Notice"))), 404, codes={404: ["notice_not_found", "not_found"]},
             params=[_path_param("id", {"type": "string", "pattern": NOTICE_PATTERN})],
         )
     },
@@ -358,7 +365,8 @@ PATHS = {
             codes={422: ["invalid_field"]},
             body={**_obj(preferences={"type": "object", "additionalProperties": BOOL, "minProperties": 1,
                                       "propertyNames": {"enum": [*CATEGORIES, *CATEGORIES.values()]},
-                                      "description": "category code or its Chinese name -> on/off"}),
+                                      "description": "category code or its Chinese name -> on/off; a "
+                                      "category named twice (other and 其他) is refused (422)"}),
                   "example": {"preferences": {"service": False}}},
         ),
     },
