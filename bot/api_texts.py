@@ -89,6 +89,10 @@ VERSION_MALFORMED = "version 格式不对：协议版本号以字母或数字开
 VERSION_TOO_LONG = "version 过长（协议版本号最多 {limit} 个字符），例如 \"2022-05-22\"。"
 
 
+#: A credit code sent with an individual's registration (it was dropped unsaid).
+CODE_OF_INDIVIDUAL = ("个人注册不填写统一社会信用代码：请去掉该字段；如以企业或个体工商户注册，"
+                      "请选择主体类型“企业”。")
+
 #: PUT /me/registration with an If-None-Match other than *.
 IF_NONE_MATCH_STAR = "If-None-Match 只支持 *（仅在没有注册记录时注册）；修改已有记录请用 If-Match 带上其 ETag。"
 

@@ -83,6 +83,8 @@ def parse_profile(body: dict, existing: Merchant | None) -> dict:
         profile["credit_code"] = field("credit_code", parse_credit_code)
     if entity_type == "individual":
         _check_adult(body.get("adult"), existing, errors)
+        if isinstance(body.get("credit_code"), str) and body["credit_code"].strip():  # was dropped without a word
+            errors.append(Invalid(api_texts.CODE_OF_INDIVIDUAL, "credit_code"))
     profile["contact_name"] = field("contact_name", parse_contact_name)
     profile["phone"] = field("phone", parse_phone)
     profile["email"] = field("email", parse_email, optional=True)

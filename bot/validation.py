@@ -251,7 +251,14 @@ def _person(text: str, field: str, label: str, example: str) -> str:
         raise Invalid(f"{label}不能包含数字，请按证件上的写法输入。例如：{example}", field)
     if _NOT_IN_PERSONS.search(simplified(value)):
         raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
+    if _ORGANISATION_NAME.search(simplified(value)):  # a company's name where a person's goes
+        hint = "（以企业注册请选择主体类型“企业”）" if field == "entity_name" else ""
+        raise Invalid(f"“{value}”看起来是企业或商户的名称，不是{label}。请输入{label}，例如：{example}{hint}", field)
     return value
+
+
+#: How an organisation's name ends, and no person's does.
+_ORGANISATION_NAME = re.compile(r"(公司|集团|工作室|商行|事务所|合作社|经营部|门市部)$")
 
 
 # -- unified social credit code (GB 32100-2015) -------------------------------------

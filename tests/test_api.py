@@ -496,6 +496,11 @@ async def test_registration_validation_names_fields_with_the_chat_messages(api):
 
     reply = await api.call("PUT", "/me/registration", {**ENTERPRISE, "entity_type": "partnership"}, token)
     assert reply.error()["field"] == "entity_type"
+    # An individual's form with a credit code: said, not dropped unsaid (it answered 201, credit_code null).
+    person = {**ENTERPRISE, "entity_type": "individual", "entity_name": "张三", "adult": True}
+    reply = await api.call("PUT", "/me/registration", person, token)
+    assert reply.status == 422 and [e["field"] for e in reply.error()["errors"]] == ["credit_code"], reply.body
+    assert "个人注册不填写统一社会信用代码" in reply.error()["errors"][0]["message"]
     # An empty form names every field it lacks, the name too (said only once the type was mended).
     empty = await api.call("PUT", "/me/registration", {}, token)
     assert [e["field"] for e in empty.error()["errors"]] == ["entity_type", "entity_name", "contact_name", "phone"]

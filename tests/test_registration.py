@@ -205,6 +205,12 @@ def test_a_sentence_or_a_traditional_command_word_is_no_name():
         assert parse_entity_name(good, "enterprise") == good
     for good in ("李想", "陳大文", "欧阳娜娜", "李呀呀", "买买提·吐尔逊", "O'Brien", "Jean-Luc"):
         assert parse_contact_name(good) == good
+    # A company's name where a person's goes (个人 step 2, a contact): no one's name.
+    for company in ("南宁市小明网络科技有限公司", "小明工作室"):
+        for parse in (lambda t: parse_entity_name(t, "individual"), parse_contact_name):
+            with pytest.raises(Invalid) as refused:
+                parse(company)
+            assert "企业或商户的名称" in refused.value.message
 
 
 async def test_a_question_inside_registration_is_answered_and_the_step_asked_again(service):

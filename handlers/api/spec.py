@@ -145,7 +145,7 @@ SCHEMAS = {
             "entity_type": {"enum": ["individual", "enterprise", "个人", "企业", "公司"],
                             "description": "individual/enterprise (个人/企业 accepted)"},
             "entity_name": STR,
-            "credit_code": {"type": "string", "description": "enterprise only (GB 32100-2015)"},
+            "credit_code": {"type": "string", "description": "enterprise only (GB 32100-2015); sent with an individual's, refused (422)"},
             "adult": {"type": "boolean", "description": "individuals confirm they are 18 or older: required when "
                       "registering as an individual or changing to one; a record that is already an individual's "
                       "may leave it out"},
