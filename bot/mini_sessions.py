@@ -94,6 +94,7 @@ class LoginUnavailable(BotError):
 #: WeChat's jscode2session errors -> what the API answers.
 _LOGIN_ERRORS: dict[int, tuple[type[BotError], str, str]] = {
     40029: (LoginFailed, "invalid_code", api_texts.CODE_INVALID),
+    41008: (LoginFailed, "invalid_code", api_texts.CODE_INVALID),  # "missing code": the app's, not our credentials
     40163: (LoginFailed, "code_used", api_texts.CODE_USED),
     40226: (LoginRefused, "user_blocked", api_texts.USER_RISKY),
 }

@@ -432,7 +432,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  公众号消息接口： {base}/wechat   （Token：{config.wechat_token}；明文、兼容、安全模式均可，"
             f"EncodingAESKey：{config.wechat_aes_key}）",
             f"  健康检查：       {base}/healthz",
-            f"  小程序 API：     {base}/api/v1/   （接口文档：{base}/api/v1/openapi.json；登录 code 可用任意字母数字，如 alice-1）",
+            f"  小程序 API：     {base}/api/v1/   （接口文档：{base}/api/v1/openapi.json；登录 code 形如“用户名-序号”，如 alice-1：同一用户名即同一用户，每个 code 只能用一次）",
             f"  微信 API 模拟器：{config.wechat_api_base}/   （已发出的消息：{config.wechat_api_base}/_emulator/messages）",
             "  通知发送：       服务进程内的 worker 已运行"
             + ("（安全通告、条款修改通知以模板消息发送，其他以客服消息发送）" if config.notice_templates == str(DEMO_TEMPLATES) else ""),

@@ -151,7 +151,9 @@ async def test_login_errors_map_wechat_codes(api, emulator):
     assert (busy.status, busy.error()["code"]) == (429, "too_frequent")
     assert int(busy.headers["Retry-After"]) > 0
     # A user WeChat refuses (40226): not 401, which the app answers by logging in again, and again.
-    for fault, status, code in (({"errcode": 40226}, 403, "user_blocked"), ({"errcode": -1}, 503, "wechat_unavailable")):
+    # 41008 (WeChat found no code): the code's fault, not our credentials' (logged as an error).
+    for fault, status, code in (({"errcode": 40226}, 403, "user_blocked"), ({"errcode": -1}, 503, "wechat_unavailable"),
+                                ({"errcode": 41008}, 401, "invalid_code")):
         await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="POST",
                                       body=json.dumps({"path": "/sns/jscode2session", **fault}))
         refused = await api.call("POST", "/session", {"code": f"bob-{code}"})
