@@ -888,7 +888,9 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     # ... and its link opens it (it was a 404), to read, compare or draft from.
     page = await owner.get("/admin/terms/v/2026-12-20")
     assert page.code == 200 and "已撤回" in text(page) and "与法律修订合并" in text(page)
-    assert (await owner.get("/admin/terms/diff?old=2022-05-22&new=2026-12-20")).code == 200
+    compared = await owner.get("/admin/terms/diff?old=2022-05-22&new=2026-12-20")
+    # Selected in the lists as it is compared (only versions in effect were listed: 比较 compared others).
+    assert compared.code == 200 and '<option value="2026-12-20" selected>2026-12-20（已撤回）</option>' in text(compared)
     from_withdrawn = text(await owner.get("/admin/terms/new?from=2026-12-20"))
     assert "（补充说明。）" in from_withdrawn and "较早的版本" not in from_withdrawn  # it undoes nothing
     # Chat still says it was withdrawn.

@@ -87,7 +87,10 @@ class TermsDiffHandler(AdminHandler):
         full = self.get_argument("full", "") == "1"
         rows = side_by_side(old, new, context=None if full else 2)
         changed = sum(1 for row in rows if row.tag != "equal")
-        self.page("terms_diff.html", old=old, new=new, rows=rows, names=names, full=full, changed=changed)
+        # Withdrawn versions too (their pages link here): the lists showed another version selected.
+        withdrawn = [v.version for v in await terms.withdrawn()]
+        self.page("terms_diff.html", old=old, new=new, rows=rows, names=names + withdrawn, withdrawn=set(withdrawn),
+                  full=full, changed=changed)
 
 
 class TermsPublishHandler(AdminHandler):
