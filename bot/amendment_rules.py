@@ -82,7 +82,7 @@ def check_publication(
         shown = _show_seconds if _show(effective_at) == _show(published_at) else _show
         raise AmendmentRefused(
             "retroactive",
-            f"生效时间 {shown(effective_at)} 早于发布时间 {shown(published_at)}：协议修改不具有追溯力"
+            f"生效时间 {shown(effective_at)}早于发布时间 {shown(published_at)}：协议修改不具有追溯力"
             + ("；如要立即生效，请使用 now" if shown is _show_seconds and reason in IMMEDIATE_REASONS else ""),
         )
     if effective_at < earliest_effective(reason, published_at):

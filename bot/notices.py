@@ -641,6 +641,11 @@ WECHAT_ERRORS = {
 }
 
 
+def error_meaning(code: str) -> str:
+    """What WeChat's ``code`` (or another reason a send failed) means for an admin."""
+    return WECHAT_ERRORS.get(code) or "未收录的微信错误码：请查阅微信公众平台的全局返回码说明"
+
+
 def explain(labels: dict[str, str], key: str) -> str:
     """``key`` explained for an admin: ``说明（key）``, or ``key`` if unknown."""
     return f"{labels[key]}（{key}）" if key in labels else key

@@ -674,6 +674,14 @@ async def test_delivery_report_lists_failures_by_wechat_code(svc, emulator):
     assert progress["failed_by_code"] == {"43004": 1} and progress["failed_labels"] == {"43004": "用户未关注公众号"}
     page = text(await owner.get(f"/admin/notices/{notice_id}"))
     assert "43004" in page and "用户未关注公众号" in page and "用户已退订该类通知" in page
+    # A code no list here has: said so (the cell was empty).
+    await AsyncHTTPClient().fetch(emulator.base + "/_emulator/faults", method="POST", body=json.dumps(
+        {"path": "/cgi-bin/message/custom/send", "errcode": 99999, "times": 1}))
+    again = (await owner.post("/admin/notices/new", {**NOTICE, "action": "send"})).headers["Location"].split("/")[3]
+    await svc.runtime.worker(concurrency=1).run_until_idle(20)
+    progress = json.loads((await owner.get(f"/admin/notices/{again}/progress")).body)
+    assert progress["failed_labels"] == {"99999": "未收录的微信错误码：请查阅微信公众平台的全局返回码说明"}, progress
+    assert "未收录的微信错误码" in text(await owner.get(f"/admin/notices/{again}"))
 
 
 async def test_two_admins_saving_one_draft_the_later_stale_form_is_refused(svc):

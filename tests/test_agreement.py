@@ -179,7 +179,7 @@ def test_a_time_earlier_within_the_same_minute_is_shown_to_the_second():
     published = NOW + dt.timedelta(seconds=26)
     with pytest.raises(AmendmentRefused) as info:
         check_publication(amended(), reason="legal", effective_at=NOW, published_at=published, published=[load_seed()])
-    assert "10:00:00（北京时间） 早于发布时间 2026-12-01 10:00:26" in info.value.message and "now" in info.value.message
+    assert "10:00:00（北京时间）早于发布时间 2026-12-01 10:00:26" in info.value.message and "now" in info.value.message
 
 
 def test_published_versions_are_immutable():

@@ -14,7 +14,7 @@ from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, Warni
 from bot.errors import BotError
 from bot.merchants import STATUSES
 from bot.consent import CHANNEL_LABELS
-from bot.notices import BODY_LIMIT, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, TITLE_LIMIT, WECHAT_ERRORS, notice_text
+from bot.notices import BODY_LIMIT, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, TITLE_LIMIT, error_meaning, notice_text
 from bot.terms_diff import side_by_side
 from handlers.admin.base import AdminHandler
 from handlers.base import http_status
@@ -262,7 +262,7 @@ class NoticeHandler(AdminHandler):
     async def get(self, notice_id: str) -> None:
         progress = await self.runtime.broadcasts.progress(notice_id)
         self.page("notice.html", p=progress, data=progress.to_json(), categories=CATEGORIES, labels=JOB_LABELS,
-                  skip_reasons=SKIP_REASONS, audiences=AUDIENCES, wechat_errors=WECHAT_ERRORS,
+                  skip_reasons=SKIP_REASONS, audiences=AUDIENCES, error_meaning=error_meaning,
                   text=notice_text(progress.notice), no_worker=NO_WORKER, paused_by=PAUSED_BY)
 
 
@@ -276,7 +276,7 @@ class NoticeProgressHandler(AdminHandler):
     async def get(self, notice_id: str) -> None:
         data = (await self.runtime.broadcasts.progress(notice_id)).to_json()
         data["status_label"] = JOB_LABELS[data["status"]]
-        data["failed_labels"] = {code: WECHAT_ERRORS.get(code, "") for code in data["failed_by_code"]}
+        data["failed_labels"] = {code: error_meaning(code) for code in data["failed_by_code"]}
         data["skipped_labels"] = {reason: SKIP_REASONS.get(reason, reason) for reason in data["skipped_by_reason"]}
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(tornado.escape.json_encode(data))
