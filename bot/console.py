@@ -19,7 +19,7 @@ from typing import Callable
 
 from bot.admin_accounts import Actor
 from bot.agreement import CHINA, AgreementVersion, beijing_iso, parse_toml
-from bot.amendment_rules import changes_warning, parse_effective_at
+from bot.amendment_rules import AmendmentRefused, changes_warning, parse_effective_at
 from bot.audit import Audit
 from bot.consent import ConsentState, Consents
 from bot.errors import BotError
@@ -33,7 +33,7 @@ from bot.notices import (
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import examples_lost_warning, unplaced_examples, units_of
 from bot.serial import one_at_a_time
-from bot.terms import Terms
+from bot.terms import Terms, VersionNotFound
 from bot.terms_diff import Row, side_by_side
 from bot.texts import CONSENT_STATUS
 from bot.validation import ENTITY_TYPES
@@ -214,6 +214,8 @@ DASHBOARD_WAIT = 5.0
 
 #: Seconds a second submission of one compose form waits for the first one's notice.
 DUPLICATE_WAIT = 10
+#: How long after a version is published the same form sent again is taken as a repeat of it.
+REPEAT_WINDOW = dt.timedelta(minutes=2)
 
 
 class Console:
@@ -509,20 +511,48 @@ class Console:
         the CLI prints them after publishing; a console that published at
         once showed them to nobody who had not previewed."""
         actor.require("publish")
+        draft = form.draft()
+        repeated = await self._just_published(draft)
+        if repeated is not None:
+            return repeated
         if draft_id:
             await self._open_draft(draft_id, "version", seen=seen, doing="发布")
-        draft = form.draft()
         if not form.effective_at.strip():
             raise BotError("请填写生效时间（或填 now 表示立即，仅限新功能或法律原因）", code="effective_at_required")
         effective_at = parse_effective_at(form.effective_at)
         key = warnings_key(draft, [w for w in await self._version_warnings((await self.terms.versions())[-1], draft) if w])
         if key and key != acknowledged.strip():
             raise WarningsUnconfirmed(key)
-        version, notice_id = await self.terms.publish(draft, reason=form.reason, effective_at=effective_at,
-                                                      by=actor.name, address=actor.address)
+        try:
+            version, notice_id = await self.terms.publish(draft, reason=form.reason, effective_at=effective_at,
+                                                          by=actor.name, address=actor.address)
+        except AmendmentRefused as exc:
+            # Both sends of a double click passed the check above: the second lost the race.
+            repeated = await self._just_published(draft) if exc.rule == "immutable" else None
+            if repeated is None:
+                raise
+            return repeated
         if draft_id:
             await self.drafts.close(draft_id, "published", version.version, actor.name, self._clock())
         return version, notice_id
+
+    async def _just_published(self, draft: AgreementVersion) -> tuple[AgreementVersion, str] | None:
+        """The version and notice of ``draft`` published moments ago (the same
+        text and changes, within :data:`REPEAT_WINDOW`): a form sent twice (a
+        double click) is answered as the first was, not with 已发布的版本不可修改."""
+        try:
+            existing = await self.terms.get(draft.version)
+        except VersionNotFound:  # not published (or withdrawn): no repeat
+            return None
+        if (existing.text_sha256 != draft.text_sha256 or tuple(existing.changes) != tuple(draft.changes)
+                or existing.published_at is None or self._clock() - existing.published_at > REPEAT_WINDOW):
+            return None
+        for _ in range(DUPLICATE_WAIT * 5):  # the first request stores the version, then creates its notice
+            notice_id = await self.broadcasts.notices.first_about_version(existing.version)
+            if notice_id is not None:
+                return existing, notice_id
+            await asyncio.sleep(0.2)
+        return None
 
     # -- merchants ------------------------------------------------------------------
 

@@ -147,6 +147,12 @@ class Notices:
         doc = await self._coll.find_one({"_id": notice_id})
         return _notice(doc) if doc else None
 
+    async def first_about_version(self, version: str) -> str | None:
+        """The id of the first amendment notice about ``version`` (its publication's), if any."""
+        doc = await self._coll.find_one({"category": "amendment", "version": version}, {"_id": 1},
+                                        sort=[("created_at", 1)])
+        return doc["_id"] if doc else None
+
     async def planning(self, notice_id: str, total: int, at: dt.datetime) -> None:
         """The planner is alive and recording ``total`` recipients."""
         await self._coll.update_one(

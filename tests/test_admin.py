@@ -928,7 +928,14 @@ async def test_publishing_in_the_console_shows_the_warnings_the_cli_prints_first
     assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22", "2026-12-20"]
     # A version with nothing to warn of is published at once, as before.
     clean = (await draft_toml(svc, "2026-12-21")).replace("第 4 节：补充一句", "第 4 节：再补充一句")
-    assert (await owner.post("/admin/terms/new", {**fields, "toml": clean})).code == 303
+    # Sent twice at once (a double click): one version, one notice, and both answered as published
+    # (the second said 已发布的版本不可修改).
+    first, second = await asyncio.gather(owner.post("/admin/terms/new", {**fields, "toml": clean}),
+                                         owner.post("/admin/terms/new", {**fields, "toml": clean}))
+    assert (first.code, second.code) == (303, 303), (text(first), text(second))
+    assert first.headers["Location"] == second.headers["Location"]
+    assert [v.version for v in await svc.runtime.terms.versions()][-1] == "2026-12-21"
+    assert await svc.runtime.db["notices"].count_documents({"category": "amendment", "version": "2026-12-21"}) == 1
 
 
 async def test_a_new_draft_starts_from_the_latest_published_version(make_service, clock, tmp_path):
