@@ -88,6 +88,13 @@ def test_a_long_clause_is_quoted_by_its_relevant_sentence_not_whole(qa):
     assert sum(map(len, pieces)) < len(clause) / 2
 
 
+@pytest.mark.parametrize("question", ["协议修改了什么时候生效", "修改协议会对以前的事情生效吗"])
+def test_a_sentence_is_quoted_with_the_one_that_qualifies_it(qa, question):
+    # 7.1 quoted "……会在公布一周或更长时间后方始生效。" alone: read as true of every change.
+    quoted = "".join(_quoted(qa.answer(question).text))
+    assert "公布一周或更长时间后方始生效。但是,对服务新功能的特别修改或由于法律原因所作的修改将立即生效" in quoted, quoted
+
+
 def test_questions_with_command_words_are_answered_from_the_agreement(qa):
     answer = qa.answer("使用你们的服务就等于同意协议了吗")
     assert answer.kind == "answer" and answer.refs == ("前言.3",)

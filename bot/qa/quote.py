@@ -15,6 +15,8 @@ from typing import Callable
 from bot.qa_texts import ELLIPSIS
 
 _PAUSE = re.compile(r"(?<=[,，、])")
+#: How a sentence that qualifies the one before it begins.
+_QUALIFYING = ("但是", "但", "然而", "不过", "除非")
 
 
 def quote(
@@ -33,11 +35,17 @@ def quote(
     scores = [sum(weight(t) for t in terms) for terms in found]
     best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
     chosen = [best]
-    # A second sentence when it holds words of the question the best one lacks, and fits.
-    others = sorted(
-        (i for i in range(len(sentences)) if i != best and found[i] - found[best]),
-        key=lambda i: (-sum(weight(t) for t in found[i] - found[best]), i),
-    )
+    # The sentence after it when it qualifies it (但是, 对新功能……的修改将立即生效):
+    # quoted alone, "修改会在公布一周后方始生效" read as true of every change.
+    qualifier = best + 1 < len(sentences) and sentences[best + 1].lstrip().startswith(_QUALIFYING)
+    if qualifier and len(sentences[best]) + len(sentences[best + 1]) <= max_chars:
+        others = [best + 1]
+    else:
+        # A second sentence when it holds words of the question the best one lacks, and fits.
+        others = sorted(
+            (i for i in range(len(sentences)) if i != best and found[i] - found[best]),
+            key=lambda i: (-sum(weight(t) for t in found[i] - found[best]), i),
+        )
     for i in others:
         if len(sentences[best]) + len(sentences[i]) <= max_chars:
             chosen.append(i)
