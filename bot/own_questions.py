@@ -44,6 +44,17 @@ _ASKS_WHAT_DECLINING_DOES = re.compile(
 )
 
 
+#: A user changing their mind, or asking whether they may (同意了还能反悔吗, 我不想同意了,
+#: 撤回同意后我的商家账户会怎样, 不同意能注册吗): the same answer, which says how to
+#: withdraw and what stops. 后悔 alone is no such question (买了后悔了能退款吗).
+_CHANGING_MIND = re.compile(
+    r".*同意.*(?:反悔|后悔).*|.*(?:反悔|后悔).*同意.*|.*(?:不想|不再|不愿意?)(?:再)?同意.*"
+    r"|.*(?:撤回|取消|撤销)(?:了)?同意(?:了)?(?:之后|以后|后|的话).+"
+    r"|.*同意(?:了|之后|以后|后)?(?:还)?(?:能|可以|能不能|可不可以)(?:撤回|取消|撤销|收回).*"
+    r"|.*(?:能|可以|能不能|可不可以)(?:撤回|取消|撤销|收回)同意.*"
+    r"|(?:我)?(?:不同意|没同意|拒绝)(?:协议|条款)?(?:的话)?(?:还)?(?:能|可以|能不能|可不可以)(?:注册|开店|做商家).*"
+)
+
 #: Chat's command for the same (its router takes them first); the app has no commands.
 STATUS_WORDS = ("同意状态", "我的同意")
 
@@ -57,6 +68,8 @@ def asked(text: str) -> str | None:
         return DECLINING
     if words in NEAR_CONSENT:
         return CHOICE
+    if _CHANGING_MIND.fullmatch(words):
+        return DECLINING
     return None
 
 

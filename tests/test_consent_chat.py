@@ -297,7 +297,10 @@ async def test_the_status_says_which_choice_was_made_last(make_service, clock):
 
 
 @pytest.mark.parametrize("question", ["不同意会怎样？", "如果我不同意呢", "不同意协议的话会有什么后果", "拒绝条款还能用吗", "撤回同意会怎么样",
-                                      "撤回同意后还能用吗"])
+                                      "撤回同意后还能用吗",
+                                      # Changing one's mind (they got "回复同意", the preamble, a 3.2 quote, "not covered"):
+                                      "同意了还能反悔吗", "我不想同意了", "我之前点了同意，现在后悔了",
+                                      "撤回同意后我的商家账户会怎样", "不同意能注册吗", "可以撤回同意吗"])
 async def test_asking_what_declining_does_says_what_follows_and_quotes_the_agreement(service, question):
     reply = await service.wechat.ask("o-whatif", question)
     assert reply.startswith("是否同意由您决定") and "导出我的数据" in reply, reply
