@@ -12,7 +12,7 @@ import logging
 import re
 
 from bot import own_questions, texts
-from bot.own_questions import NEAR_CONSENT
+from bot.own_questions import NEAR_CONSENT, own_answer
 from bot.places import BARE_PLACE, CLOSE, OPEN, PLACE, PREAMBLE_WORDS, section_and_clause
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
@@ -321,18 +321,7 @@ async def choice_of_a_version(chat: Chat) -> Reply:
 @router.command(*own_questions.STATUS_WORDS, args=f"[{re.escape(TRAILING_PUNCTUATION.strip())}]*")
 async def consent_status(chat: Chat) -> Reply:
     """Which version the user accepted, and when (or that they have not)."""
-    state = await chat.consent()
-    latest = state.latest
-    text = texts.consent_status(state.status, state.current, latest.version if latest else None,
-                                latest.at if latest else None)
-    if state.accepted:  # what they will be asked about next
-        text = texts.with_upcoming(text, await chat.services.terms.pending())
-    return Reply(text)
-
-
-async def what_declining_does(chat: Chat) -> Reply:
-    found = own_questions.declining_sentence(await chat.services.terms.current())
-    return Reply(texts.what_declining_does(*(found or (None, None))))
+    return Reply(await own_answer(chat, own_questions.STATUS_WORDS[0]))
 
 
 def _choice_meant(text: str) -> str:
@@ -410,7 +399,7 @@ _CATEGORY_NAMED = "[“\"'「]?(" + "|".join(map(re.escape, _FULL_NAMES)) + ")[�
 THROUGH_DIALOGS = {
     normalize_command(w)
     for w in ("帮助", "条款", "协议", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据", "通知设置", "退订", "订阅",
-              *OPT_OUT_WORDS, *OPT_IN_WORDS)
+              *OPT_OUT_WORDS, *OPT_IN_WORDS, *own_questions.STATUS_WORDS)
 }
 
 
@@ -639,11 +628,9 @@ async def free_text(chat: Chat) -> Reply:
         pending = await _pop_resume(chat)
         if pending:
             return Reply(texts.pending_cancelled(pending))
-    asked = own_questions.asked(chat.message.text)
-    if asked == own_questions.OWN_CONSENT:
-        return await consent_status(chat)
-    if asked == own_questions.DECLINING:
-        return await what_declining_does(chat)
+    own = await own_answer(chat, chat.message.text)
+    if own is not None:
+        return Reply(own)
     if _ASKS_ACCOUNT_STATUS.search(bare):
         # 为什么被退回 / 为什么被暂停: the user's own record says why, not the agreement.
         why = await _own_account_reason(chat)

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import re
 
+from typing import TYPE_CHECKING
+
+from bot import texts
 from bot.agreement import AgreementVersion
 from bot.router import normalize_command
 from bot.validation import TRAILING_PUNCTUATION
+
+if TYPE_CHECKING:
+    from bot.chat_context import Chat
 
 #: The kinds :func:`asked` returns.
 OWN_CONSENT = "consent_status"
@@ -81,4 +87,23 @@ def declining_sentence(version: AgreementVersion) -> tuple[str, str] | None:
             sentence = next((s for s in clause.split("。") if "不同意" in s), None)
             if sentence:
                 return f"{section.number}.{number}", sentence.strip() + "。"
+    return None
+
+
+async def own_answer(chat: "Chat", text: str) -> str | None:
+    """Chat's answer to ``text`` when it asks about the user's own consent
+    (their record) or what declining does; None for any other question.
+    Asked outside a dialog and at a dialog's step alike."""
+    kind = asked(text)
+    if kind == OWN_CONSENT:
+        state = await chat.consent()
+        latest = state.latest
+        answer = texts.consent_status(state.status, state.current, latest.version if latest else None,
+                                      latest.at if latest else None)
+        if state.accepted:  # what they will be asked about next
+            answer = texts.with_upcoming(answer, await chat.services.terms.pending())
+        return answer
+    if kind == DECLINING:
+        found = declining_sentence(await chat.services.terms.current())
+        return texts.what_declining_does(*(found or (None, None)))
     return None

@@ -15,6 +15,7 @@ from bot.chat_context import Chat
 from bot.dialogs import Dialog, Step, Stop, dialog_context
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, IncompleteProfile
+from bot.own_questions import own_answer
 from bot.replies import Reply
 from bot.router import normalize_command
 from bot.uncovered import PRICE
@@ -102,6 +103,9 @@ async def _answer(chat: Chat, question: str) -> str | None:
     step's own message says what was wrong instead). Asked of the Q&A either
     way, so that it is in the question log admins review (the form's
     questions as answered, not among the unanswered ones)."""
+    own = await own_answer(chat, question)  # 我同意了吗 from their record, as outside the dialog (it quoted 前言.3)
+    if own is not None:
+        return own
     answers = chat.services.answers
     asked = normalize_command(question)
     specific = next((reply for pattern, reply in _FORM_QUESTIONS if pattern.search(asked)), None)

@@ -91,7 +91,8 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     # A question typed at this step, or the credit code sent again, is no name.
     # Not by its first words: 如何文化, 怎么样餐饮 are companies' names.
     plain = simplified(value).lower()
-    if ("?" in value or value.endswith(_QUESTION_ENDS) or _QUESTION_PHRASES.search(plain)
+    if ("?" in value or value.endswith(_QUESTION_ENDS) or plain.rstrip(TRAILING_PUNCTUATION).endswith(_ASKING_ENDS)
+            or _QUESTION_PHRASES.search(plain)
             or (_ABOUT_THE_FORM.search(plain) and _ASKING.search(plain))):
         raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
     if _ABOUT_THE_FORM.search(plain) and _SPEAKING.match(plain) and not _BUSINESS_NAME.search(plain):
@@ -107,7 +108,7 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
     if re.fullmatch(r"[0-9A-Z]{18}", value.upper()) and sum(c.isdigit() for c in value) >= 8:
         raise Invalid(f"这看起来是统一社会信用代码，不是{label}。请输入{label}，例如：{example}", field)
-    if simplified(value.rstrip(TRAILING_PUNCTUATION)) in _BOT_WORDS:
+    if simplified(value.rstrip(TRAILING_PUNCTUATION).rstrip("吧啊呀了嘛")) in _BOT_WORDS:  # 撤回同意吧
         raise Invalid(f"“{value}”是公众号的指令或菜单项，不是{label}。请输入{label}，例如：{example}", field)
     return value
 
@@ -154,6 +155,7 @@ _NOT_NAMES = frozenset((
     "好吧", "行吧", "知道了", "你好", "您好", "你猜", "不清楚", "我也不清楚", "我没有",
     "我自己", "自己", "就是我", "我本人", "本人", "同上", "同前", "老板", "老板娘", "店主", "负责人", "null", "none", "n/a", "空",
     "公司名称", "企业名称", "名称", "姓名", "名字", "真实姓名", "联系人", "联系人姓名", "营业执照上的名字",
+    "人工客服", "客服", "人工", "转人工", "在吗", "在不在",
 ))
 #: What a company's name ends with, sent alone ("公司" and "企业" are the entity type's words).
 _BARE_COMPANY_WORDS = frozenset(("有限公司", "有限责任公司", "股份有限公司", "集团", "集团有限公司", "个体户",
@@ -177,7 +179,8 @@ _QUESTION_ENDS = ("吗", "呢", "嘛")
 #: Words that end a question without 吗 (统一社会信用代码是什么, 没有营业执照怎么办, 在哪里看):
 #: at a step they are no answer, nor a code of 11 characters.
 _ASKING_ENDS = ("是什么", "什么意思", "是啥", "啥意思", "怎么办", "咋办", "怎么填", "咋填", "怎么写", "在哪", "在哪里",
-                "在哪儿", "哪里看", "哪看", "哪里找", "多少钱", "怎么收费", "怎么查", "哪里查")
+                "在哪儿", "哪里看", "哪看", "哪里找", "多少钱", "怎么收费", "怎么查", "哪里查", "怎样", "咋样", "归谁",
+                "是谁")
 #: Beginnings of one ("为什么要手机号"); not 什么 alone (什么值得买 is a company).
 _QUESTION_STARTS = ("为什么", "为啥", "怎么", "怎样", "如何", "请问", "能不能", "可不可以", "是不是", "有没有",
                     "是否", "要不要", "需不需要", "必须要", "一定要")
@@ -238,6 +241,8 @@ def _person(text: str, field: str, label: str, example: str) -> str:
     if said:
         text = said.group(1)
     value = _name(text, field, label, 2, 30, example)
+    if is_question(value):  # 不同意会怎样, 怎么注销: no one's name (a company may be 如何文化; a person is not)
+        raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
     plain = simplified(value.rstrip(TRAILING_PUNCTUATION).lower())  # 企業 and 跳過 are 企业 and 跳过
     if plain in _ENTITY_WORDS:  # the previous step's answer, sent again after 上一步
         raise Invalid(f"“{value}”是主体类型，不是{label}。请输入{label}，例如：{example}", field)

@@ -213,6 +213,22 @@ def test_a_sentence_or_a_traditional_command_word_is_no_name():
             assert "企业或商户的名称" in refused.value.message
 
 
+async def test_questions_and_requests_at_a_name_step_are_not_saved_as_names(service):
+    # 不同意会怎样 became the name, 怎么注销 the contact; 我同意了吗 quoted 前言.3 (使用即同意).
+    await accepted(service, "o-namestep")
+    replies = await chat(service, "o-namestep", "注册", "个人", "不同意会怎样")
+    assert replies[-1].startswith("是否同意由您决定") and "还没有完成" in replies[-1], replies[-1]
+    assert "您已于" in (await chat(service, "o-namestep", "我同意了吗"))[-1]  # from their record
+    status = (await chat(service, "o-namestep", "同意状态"))[-1]
+    assert "您已于" in status and "不能作为这一步的内容" not in status, status
+    for said in ("版权归谁", "人工客服", "撤回同意吧"):
+        reply = (await chat(service, "o-namestep", said))[-1]
+        assert "真实姓名" in reply and "年满" not in reply, (said, reply)  # still asked for the name
+    replies = await chat(service, "o-namestep", "张三", "是", "怎么注销")
+    assert "联系人" in replies[-1] and "手机" not in replies[-1].rsplit("\n", 1)[-1], replies[-1]
+    assert (await service.runtime.services.dialogs.load("o-namestep")).data["answers"].get("contact_name") is None
+
+
 async def test_a_question_inside_registration_is_answered_and_the_step_asked_again(service):
     # A question at a step got "not a name … reply 取消 to ask first": the answer
     # cost the user everything typed. It is answered, and the dialog goes on.
