@@ -16,8 +16,9 @@ BARE_PLACE = re.compile(r"第?\d+[.,、]\d+款?|第(?:\d+|[一二三四五六七
 #: or 99999, to be told the range rather than answered by the Q&A. Anything else
 #: (条款是什么意思) is a question.
 PLACE = r"(-?\d+(?:[.,、]\d+)?|第?(?:\d+(?:[.,、]\d+)?|[一二三四五六七八九十]+)[节款条]?)"
-#: Before the place, "条款：4" as well as "条款 4"; after it, the full stop a keyboard adds.
-OPEN, CLOSE = r"[:：]?\s*", r"[。.!！]?"
+#: Before the place, "条款：4" and "条款，4" (a phone keyboard's comma) as well as "条款 4";
+#: after it, the full stop a keyboard adds.
+OPEN, CLOSE = r"[:：,，、]?\s*", r"[。.!！]?"
 #: The preamble's names.
 PREAMBLE_WORDS = r"(?:前言|序言|引言)"
 _NAMED = re.compile(r"(?:条款|协议)" + OPEN + PLACE + CLOSE)

@@ -810,6 +810,7 @@ async def test_an_upcoming_version_shows_its_time_unless_it_is_midnight(service)
     # As phones type them.
     ("条款 4.2。", "4.2 "),
     ("条款：4", "第4节"),
+    ("条款，2", "第2节"),  # a phone keyboard's comma (it went to the Q&A: "没有找到")
     ("条款 第4.2款", "4.2 "),
     ("条款 4,2", "4.2 "),
     ("条款 4、2", "4.2 "),
