@@ -127,7 +127,10 @@ def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
 DEMO_SETTINGS = "demo-wechat.json"
 #: The settings that name an official account: with none of them, a running demo's are used.
 WECHAT_ACCOUNT_FIELDS = ("wechat_token", "wechat_appid", "wechat_secret", "wechat_aes_key")
-DEMO_FIELDS = (*WECHAT_ACCOUNT_FIELDS, "wechat_api_base")
+#: What a command joined to a running demo takes from it: its account, and how its
+#: notices go (a worker with other templates sent the demo's security notices as
+#: customer-service messages, skipping those outside 48 hours; another rate broke its pace).
+DEMO_FIELDS = (*WECHAT_ACCOUNT_FIELDS, "wechat_api_base", "notice_templates", "notice_rate")
 
 
 def load_config(args: argparse.Namespace) -> Config:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient
 
+from service.cli import DEMO_TEMPLATES
 from storage.embedded import free_port
 from tests.test_admin import AdminClient
 from tests.test_cli import BIN, Running, alive, clean_env, descendants, wait_dead
@@ -180,6 +181,7 @@ def _demo_settings_file(data_dir, pid: int, written_in=None) -> None:
     (run / "demo-wechat.json").write_text(json.dumps({
         "pid": pid, "data_dir": str((written_in or data_dir).resolve()), "wechat_token": "wetoopdemo",
         "wechat_appid": "wxd0000000000demo", "wechat_secret": "demo", "wechat_api_base": "http://127.0.0.1:9",
+        "notice_templates": str(DEMO_TEMPLATES), "notice_rate": 10.0,
     }), encoding="utf-8")
 
 
@@ -214,7 +216,10 @@ def test_a_service_takes_a_running_demos_wechat_settings_only_when_it_has_none(t
         while b"demo" not in cmdline.read_bytes().split(b"\0") and time.monotonic() < deadline:
             time.sleep(0.01)
         _demo_settings_file(tmp_path, demo.pid)
-        assert _config(monkeypatch, tmp_path).wechat_token == "wetoopdemo"  # a CLI command beside the demo
+        joined = _config(monkeypatch, tmp_path)
+        assert joined.wechat_token == "wetoopdemo"  # a CLI command beside the demo
+        # ... sends its notices as the demo does (a worker sent security notices without its templates).
+        assert (joined.notice_templates, joined.notice_rate) == (str(DEMO_TEMPLATES), 10.0)
         given = _config(monkeypatch, tmp_path, WECHAT_TOKEN="prodToken123")
         assert (given.wechat_token, given.wechat_appid) == ("prodToken123", None)
         # The file copied from another data directory, whose demo still runs.
