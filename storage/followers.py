@@ -139,6 +139,15 @@ class Followers:
                 if existing:
                     ids = [d["_id"] for d in await find_in(self._coll, "openid", existing, {"_id": 1})]
                     await self._coll.update_many({"_id": {"$in": ids}}, {"$set": {"last_interaction_at": at}})
+                    # Only a follower can write to an official account: one recorded as gone
+                    # before writing (a notice refused with 43004) follows again. Times compared
+                    # here: nx-27017 stores a datetime written by $set as text.
+                    marked = await self._coll.find({"_id": {"$in": ids}, "unsubscribed_at": {"$exists": True}},
+                                                   {"unsubscribed_at": 1}).to_list(None)
+                    back = [d["_id"] for d in marked if (as_datetime(d["unsubscribed_at"]) or at) < at]
+                    if back:
+                        await self._coll.update_many({"_id": {"$in": back}},
+                                                     {"$set": {"subscribed": True, "subscribed_at": at}})
             except MongoUnavailable as exc:
                 log.warning("last interactions not written, kept for later: %s", exc)
                 for openid, t in batch.items():

@@ -533,6 +533,25 @@ async def test_permanent_errors_are_recorded_not_retried(svc, emulator):
     assert (await svc.runtime.followers.get("o-gone")).subscribed
 
 
+async def test_a_follower_refused_as_gone_who_writes_again_follows_again(svc, emulator):
+    # One 43004 silenced a user for good though they kept chatting (only a follower can write to an account).
+    now = svc.runtime.clock()
+    for openid in ("o-back", "o-left"):
+        await svc.runtime.followers.subscribed(openid, now - dt.timedelta(minutes=10))
+    refused = now - dt.timedelta(minutes=5)
+    await svc.runtime.followers.unfollowed_before(["o-back"], refused)
+    await svc.runtime.followers.unsubscribed("o-left", svc.runtime.clock() + dt.timedelta(minutes=5))  # a real unfollow, later
+    assert not (await svc.runtime.followers.get("o-back")).subscribed
+    await svc.wechat.ask("o-back", "通知设置")
+    await svc.wechat.ask("o-left", "通知设置")  # a message older than the unfollow changes nothing
+    await svc.runtime.followers.flush()
+    assert (await svc.runtime.followers.get("o-back")).subscribed
+    assert not (await svc.runtime.followers.get("o-left")).subscribed
+    again = await send(svc, audience={"type": "openids", "openids": ["o-back"]})
+    await run_worker(svc)
+    assert (await svc.runtime.broadcasts.progress(again)).sent == 1
+
+
 async def test_template_job_finish_event_updates_the_delivery(make_service, emulator, tmp_path, clock):
     templates = tmp_path / "t.json"
     templates.write_text(json.dumps({"service": {"template_id": "TPL", "fields": {"first": "{title}"}}}))
