@@ -567,7 +567,7 @@ async def change_subscription(chat: Chat) -> Reply:
     label = CATEGORIES[category]
     if on:
         return Reply(texts.opted_in(label, changed))
-    return Reply(texts.opted_out(label, category in IMPORTANT_BY_DEFAULT, changed))
+    return Reply(texts.opted_out(label, category in IMPORTANT_BY_DEFAULT, changed, always_important=category == "amendment"))
 
 
 def _dialog_command(text: str) -> str | None:

@@ -35,7 +35,7 @@ def category_from_name(name: str) -> str:
 
 def _plain(name: str) -> str:
     """A category's name as typed (“服务公告”。, 服務公告 in Traditional), as the names are written."""
-    return simplified(fold(name)).strip(" “”\"'「」《》『』。.!！:：")
+    return simplified(fold(name)).strip(" “”\"'「」《》『』。.!！:：?？~～")
 
 
 class NoticePreferences:

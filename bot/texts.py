@@ -711,8 +711,10 @@ def unknown_category(names: list[str]) -> str:
 UNKNOWN_CATEGORY_EXAMPLE = "例如：退订 服务公告"
 
 
-def opted_out(name: str, mostly_important: bool = False, changed: bool = True) -> str:
+def opted_out(name: str, mostly_important: bool = False, changed: bool = True, always_important: bool = False) -> str:
     done = f"已退订“{name}”" if changed else f"您此前已退订“{name}”"
+    if always_important:  # amendment notices: none is ever sent not important
+        return f"{done}，但“{name}”总是标为“重要”（协议的修改须告知每位用户），仍会送达。回复“订阅 {name}”可恢复。"
     if mostly_important:
         # Security and amendment notices are marked important unless an admin says otherwise.
         return (f"{done}，但这类通知通常标为“重要”，仍会送达；只有未标为重要的“{name}”不再发给您。"

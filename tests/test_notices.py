@@ -1341,6 +1341,10 @@ async def test_chat_preferences(svc):
     # Security notices are important unless an admin says otherwise: the reply says they still come.
     security = await svc.wechat.ask("o-pref", "退订 安全通告")
     assert "已退订“安全通告”，但这类通知通常标为“重要”，仍会送达" in security
+    # Amendment notices are always important: no "only those not marked important" (there are none).
+    amendment = await svc.wechat.ask("o-pref", "退订 条款修改通知")
+    assert "总是标为“重要”" in amendment and "只有未标为重要" not in amendment, amendment
+    assert "已退订“管理消息”" in await svc.wechat.ask("o-pref", "退订 管理消息？")  # a question mark, as phones add
     assert (await svc.runtime.preferences.settings("o-pref"))["service"] is True
     # As phones type them: a full stop after, the name in quotes.
     assert "已退订“其他”" in await svc.wechat.ask("o-pref", "退订其他。")
