@@ -47,7 +47,8 @@ RESUME_STEP = "resume"
 #: What people type for the dialog's own words: "取消注册" ends the dialog, it is no name.
 SYNONYMS = {
     **dict.fromkeys(("取消注册", "退出注册", "不注册了", "取消修改", "不改了", "取消注销", "不注销了",
-                     "退出", "算了", "算了吧", "放弃", "不填了", "不弄了"), CANCEL),
+                     "退出", "算了", "算了吧", "放弃", "不填了", "不弄了", "我不想注册了", "不想注册了", "我不注册了",
+                     "我不想注册", "不想注册", "我不想改了", "不想改了", "我不想注销了", "不想注销了"), CANCEL),
     **dict.fromkeys(("返回", "返回上一步", "上一个", "后退"), BACK),
     **dict.fromkeys(("重新填写", "重填", "重来"), RESTART),
     # At a summary people confirm in words of their own ("好的" stays a reply, no confirmation).

@@ -567,7 +567,7 @@ async def test_form_answers_typed_before_consenting_are_told_to_consent_first_an
     assert await service.runtime.services.dialogs.load("o-changed-mind") is None
     assert "无需操作" in await service.wechat.ask("o-changed-mind", "取消")  # nothing left to cancel
     # Said as 取消注册, 算了 or 退出 too (they were answered by the Q&A, and 同意 then registered).
-    for i, word in enumerate(("取消注册", "算了", "退出。", "算了吧")):
+    for i, word in enumerate(("取消注册", "算了", "退出。", "算了吧", "我不想注册了")):  # the last got "回复注册即可开始"
         openid = f"o-changed-{i}"
         assert "需要您先同意" in await service.wechat.ask(openid, "注册")
         assert "已取消“注册”" in await service.wechat.ask(openid, word)
