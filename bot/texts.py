@@ -75,6 +75,8 @@ def welcome(version: "AgreementVersion", accepted: bool) -> str:
 def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion]") -> str:
     """The version in force, and every version published to take effect later."""
     lines = [f"《{current.title}》版本 {current.version}（自 {_date(current.effective_at)} 起生效）", ""]
+    if current.changes:  # "回复“条款”查看修改" (the re-consent prompt, amendment notices) shows them here
+        lines += ["本版本的修改摘要：", *[f"· {line}" for line in current.changes], ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
     lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”" + ("；回复“条款 前言”阅读协议前言。" if current.preamble else "。")]
     return with_upcoming("\n".join(lines), upcoming)

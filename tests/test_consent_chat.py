@@ -291,6 +291,10 @@ async def test_the_status_says_which_choice_was_made_last(make_service, clock):
     clock.advance(days=7, seconds=1)
     outdated = await svc.wechat.ask("o-st", "我同意了吗")
     assert "您于 2026-12-01 10:00 同意的是版本 2022-05-22；协议已更新为版本 2026-12-09，您尚未同意新版本" in outdated, outdated
+    # "回复“条款”查看修改": 条款 shows them (it showed the section summaries only).
+    overview = await svc.wechat.ask("o-st", "条款")
+    changes = (await svc.runtime.terms.current()).changes
+    assert changes and "本版本的修改摘要：" in overview and all(line in overview for line in changes), overview
     assert outdated.count("请回复“同意”") == 1, outdated  # the amendment's prompt and the status's: asked once
     # A question about consent in general still gets the agreement's words.
     assert "根据《微拓软件服务使用协议》" in await svc.wechat.ask("o-st", "注册的时候协议没细看就点了，这样也算我同意了吗")
