@@ -497,6 +497,20 @@ async def close_account(chat: Chat) -> Reply:
     return Reply(texts.CLOSE_CONFIRM)
 
 
+async def _answer_mid_dialog(chat: Chat) -> str | None:
+    """A question asked while a choice waits: from the user's record (我同意了吗),
+    else the agreement's clause, if one answers it."""
+    own = await own_answer(chat, chat.message.text)
+    if own is not None:
+        return own
+    try:
+        answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel)
+    except Exception:  # noqa: BLE001 - the choice is asked again all the same
+        log.warning("answering a question during a closure failed", exc_info=True)
+        return None
+    return answer.text if answer.kind == "answer" else None
+
+
 @router.command("确认注销", exact=True)
 async def confirm_close_unasked(chat: Chat) -> Reply:
     """确认注销 with no closure asked for (the dialog's own answer is handled below):
@@ -513,7 +527,9 @@ async def close_account_confirm(chat: Chat):
         await chat.services.dialogs.clear(chat.openid)
         return Reply(texts.CLOSE_CANCELLED)
     if word != "确认注销":
-        return Reply(texts.CLOSE_CHOICE)
+        # A question before deciding (注销后我的数据还在吗) is answered, then the choice asked again.
+        answer = await _answer_mid_dialog(chat) if is_question(chat.message.text) else None
+        return Reply(f"{answer}\n\n{texts.CLOSE_CHOICE}" if answer else texts.CLOSE_CHOICE)
     asked_at = (chat.dialog.data or {}).get("status") if chat.dialog is not None else None
     await chat.services.dialogs.clear(chat.openid)
     merchant = await chat.services.merchants.get(chat.openid)

@@ -711,6 +711,11 @@ async def test_closure_erases_profile_and_keeps_the_ledger(service):
     confirm = await service.wechat.ask("o-bye", "注销账户")
     assert "导出我的数据" in confirm and "确认注销" in confirm and "保留" in confirm
     assert await service.wechat.ask("o-bye", "好的") == texts.CLOSE_CHOICE
+    # A question before deciding is answered, and the choice asked again (it got the choice alone).
+    asked = await service.wechat.ask("o-bye", "等一下，我停止使用后你们还能用我上传的图片吗？")
+    assert asked.startswith("根据《") and asked.endswith(texts.CLOSE_CHOICE), asked
+    assert "您已于" in await service.wechat.ask("o-bye", "我同意了吗")
+    assert (await service.runtime.merchants.get("o-bye")).status == "pending_review"
     assert await service.wechat.ask("o-bye", "取消") == texts.CLOSE_CANCELLED
     assert (await service.runtime.merchants.get("o-bye")).status == "pending_review"
 
