@@ -57,6 +57,7 @@ from storage.mongo import MongoUnavailable, epoch_ms
 from storage.notices import Notice, Notices
 from storage.preferences import Preferences
 from storage.rate_limit import SharedRateLimit
+from storage.recent_opt_outs import RecentOptOuts
 from storage.redis_store import RedisUnavailable
 from storage.work_queue import RECLAIM_IDLE_MS, WorkQueue, queue_lost
 from wechat.api import WeChatAPI, WeChatAPIError, retrying
@@ -92,6 +93,11 @@ STOP_GRACE = 5.0
 UNMARK_WITHIN = 30.0
 
 
+#: Seconds subtracted from a batch's read time when asking for the opt-outs made
+#: since: hosts' clocks differ (an opt-out counted twice is harmless).
+CLOCK_MARGIN = 5.0
+
+
 @dataclasses.dataclass
 class WorkerDeps:
     broadcasts: Broadcasts
@@ -107,6 +113,8 @@ class WorkerDeps:
     templates: dict
     clock: Callable[[], dt.datetime]
     identities: Identities | None = None
+    #: Opt-outs made since a batch was read (:mod:`storage.recent_opt_outs`).
+    recent_opt_outs: RecentOptOuts | None = None
 
 
 class DeliveryWorker:
@@ -381,6 +389,7 @@ class DeliveryWorker:
     async def _about(self, openids: list[str]) -> "_About":
         """What the rules need to know of these recipients, read at once."""
         deps = self.deps
+        read_at = time.time()
         followers, seen, opted_out = await asyncio.gather(
             deps.followers.many(openids), deps.activity.last_seen_many(openids), deps.preferences.opted_out_many(openids)
         )
@@ -390,7 +399,7 @@ class DeliveryWorker:
             unknown = [o for o in openids if o not in followers]
             for openid in await deps.identities.unlinked(unknown):
                 followers[openid] = _MINI_PROGRAM_ONLY
-        return _About(followers, seen, opted_out)
+        return _About(followers, seen, opted_out, read_at)
 
     async def _send_batch(self, batch: "_Batch", notice: Notice, todo: list[str], about: "_About") -> None:
         deps = self.deps
@@ -413,6 +422,10 @@ class DeliveryWorker:
                 batch.left = self._stop.is_set()
                 break
             window = todo[start : start + step]
+            if not current.important and deps.recent_opt_outs is not None:
+                # Opted out since the batch was read (seconds ago, or more while paused).
+                for openid, categories in (await deps.recent_opt_outs.since(about.read_at - CLOCK_MARGIN)).items():
+                    opted_out[openid] = opted_out.get(openid, set()) | categories
             if notice.channel == "mass":
                 await self._mass(batch, current, window, followers, opted_out)
             else:
@@ -694,6 +707,7 @@ class _About:
     followers: dict
     seen: dict[str, dt.datetime]
     opted_out: dict[str, set[str]]
+    read_at: float = 0.0  # when (time.time()), for the opt-outs made since
 
 
 class _Batch:

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from bot import texts
 from bot.notices import CATEGORY_BY_NAME, IMPORTANT_BY_DEFAULT
 from bot.traditional import simplified
 from bot.validation import Invalid, fold
 from storage.notices import CATEGORIES
 from storage.preferences import Preferences
+from storage.recent_opt_outs import RecentOptOuts
+
+log = logging.getLogger(__name__)
 
 
 #: Words for every category at once (退订 全部, 订阅所有通知).
@@ -39,8 +44,12 @@ def _plain(name: str) -> str:
 
 
 class NoticePreferences:
-    def __init__(self, repo: Preferences) -> None:
+    """``recent``: where opt-outs are also noted for broadcasts under way
+    (:mod:`storage.recent_opt_outs`); None where nothing sends."""
+
+    def __init__(self, repo: Preferences, recent: RecentOptOuts | None = None) -> None:
         self.repo = repo
+        self.recent = recent
 
     async def settings(self, openid: str) -> dict[str, bool]:
         """Category -> on (True) or off, for every category."""
@@ -58,6 +67,11 @@ class NoticePreferences:
             await self.repo.opt_in(openid, category)
         else:
             await self.repo.opt_out(openid, category)
+        if self.recent is not None:
+            try:
+                await self.recent.noted(openid, category, out=not on)
+            except Exception as exc:  # noqa: BLE001 - stored all the same; only a batch in hand may miss it
+                log.warning("opt-out of %s not noted for broadcasts under way (Redis): %s", openid, exc)
 
     async def replace(self, openid: str, settings: dict[str, bool]) -> None:
         """Set several categories at once (the API's PUT)."""

@@ -67,6 +67,7 @@ from storage.notices import Notices
 from storage.preferences import Preferences
 from storage.qa_log import QALog
 from storage.rate_limit import SharedRateLimit
+from storage.recent_opt_outs import RecentOptOuts
 from storage.reply_cache import ReplyCache
 from storage.submit_tokens import SubmitTokens
 from storage.consent_keys import ConsentKeys
@@ -133,7 +134,7 @@ class Runtime:
         self.consent_view = ConsentView(self.db)
         self.notices = Notices(self.db)
         self.deliveries = Deliveries(self.db)
-        self.preferences = NoticePreferences(Preferences(self.db))
+        self.preferences = NoticePreferences(Preferences(self.db), RecentOptOuts(self.redis))
         self.queue = WorkQueue(self.redis)
         self.journal = DeliveryJournal(self.redis)
         self.merchants = MerchantAccounts(Merchants(self.db), clock)
@@ -373,6 +374,7 @@ class Runtime:
             templates=self.templates,
             clock=self.clock,
             identities=self.mini.identities,
+            recent_opt_outs=self.preferences.recent,
         )
         return DeliveryWorker(deps, concurrency=concurrency)
 

@@ -131,6 +131,29 @@ async def test_opt_out_respected_for_ordinary_and_ignored_for_important(svc, emu
     assert len(await texts_to(emulator, "o-in")) == 2
 
 
+async def test_an_opt_out_made_while_a_broadcast_holds_the_user_is_respected(make_service, emulator):
+    # Opt-outs were read once with the batch: 退订 seconds before one's turn still let the notice through.
+    svc = await make_service(notice_rate=4)
+    users = [f"o-mid{i:02d}" for i in range(12)]
+    await active_users(svc, *users)
+    ordinary = await send(svc, audience={"type": "openids", "openids": users})
+    important = await send(svc, title="紧急", important=True, audience={"type": "openids", "openids": users[-1:]})
+    worker = asyncio.ensure_future(svc.runtime.worker(concurrency=1).run_until_idle(60))
+    try:
+        for _ in range(100):  # the batch is read and sending has begun
+            if await texts_to(emulator, users[0]):
+                break
+            await asyncio.sleep(0.1)
+        assert not await texts_to(emulator, users[-1])
+        assert "已退订“服务公告”" in await svc.wechat.ask(users[-1], "退订 服务公告")
+        await worker
+    finally:
+        worker.cancel()
+    assert (await deliveries(svc, ordinary))[users[-1]] == "skipped"
+    assert (await deliveries(svc, important))[users[-1]] == "sent"  # important ones still arrive
+    assert [t.splitlines()[0] for t in await texts_to(emulator, users[-1])] == ["【重要】【服务公告】紧急"]
+
+
 async def test_security_and_amendment_are_important_by_default(svc):
     security = await send(svc, category="security", audience={"type": "openids", "openids": ["o-x"]})
     service = await send(svc, category="service", audience={"type": "openids", "openids": ["o-x"]})
