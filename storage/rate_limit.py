@@ -29,6 +29,16 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local n, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit, span = tonumber(ARGV[4]), tonumber(ARGV[5])
+-- The slowest rate a caller reserved with in the last minute paces everyone
+-- (KEYS[5]: its interval): a process given a higher NOTICE_RATE does not push
+-- the shared schedule past another's.
+local floor = tonumber(redis.call('GET', KEYS[5]) or '0')
+if interval >= floor then
+  redis.call('SET', KEYS[5], ARGV[2], 'PX', 60000)
+else
+  interval = floor
+  limit = math.max(1, math.ceil(1000 / floor - 1e-9))
+end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local start = math.max(now, tat - burst)
@@ -92,7 +102,9 @@ class SharedRateLimit:
     is over (45009), and senders that all back off together lose far more
     than the few that went early. A reservation of more messages than a
     second holds goes at once, in a second of its own: callers reserve a
-    message at a time where that matters (a long notice's pieces).
+    message at a time where that matters (a long notice's pieces). Callers
+    given different rates (processes with different ``NOTICE_RATE``) all go at
+    the lowest one that reserved within the last minute.
     """
 
     def __init__(self, redis: aioredis.Redis, rate: float, name: str = "notices") -> None:
@@ -111,7 +123,7 @@ class SharedRateLimit:
             return
         wait_us = int(await self._reserve(
             keys=[key("rate", self._name), key("rate", self._name, "sent"), key("rate", self._name, "seq"),
-                  key("rate", self._name, "sent", "total")],
+                  key("rate", self._name, "sent", "total"), key("rate", self._name, "slowest")],
             args=[n, f"{self._interval_ms:.6f}", f"{self._burst_ms:.3f}", self._per_second, f"{SPAN_MS:.3f}"],
         ))
         if wait_us > 0:

@@ -40,6 +40,19 @@ async def test_two_limiters_share_one_rate(redis):
     assert 0.3 <= elapsed < 1.0, elapsed
 
 
+async def test_limiters_given_different_rates_go_at_the_lowest(redis):
+    # A worker started without the demo's NOTICE_RATE=10 sent at its own 100 a second.
+    name = fresh_name()
+    slow, fast = SharedRateLimit(redis, 10, name), SharedRateLimit(redis, 1000, name)
+    await slow.acquire(1)
+    started = time.time()
+    for _ in range(12):
+        await fast.acquire(1)
+    elapsed = time.time() - started
+    # At 10 a second (100 ms of burst), 12 take about a second; at 1,000 a second, 12 ms.
+    assert elapsed >= 0.8, elapsed
+
+
 async def test_a_small_caller_is_not_passed_over_by_a_greedy_one(redis):
     name = fresh_name()
     greedy, modest = SharedRateLimit(redis, 50, name), SharedRateLimit(redis, 50, name)  # 20 ms a message
