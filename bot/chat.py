@@ -321,7 +321,7 @@ async def choice_of_a_version(chat: Chat) -> Reply:
 @router.command(*own_questions.STATUS_WORDS, args=f"[{re.escape(TRAILING_PUNCTUATION.strip())}]*")
 async def consent_status(chat: Chat) -> Reply:
     """Which version the user accepted, and when (or that they have not)."""
-    return Reply(await own_answer(chat, own_questions.STATUS_WORDS[0]))
+    return Reply(await own_questions.consent_status_text(chat))
 
 
 def _choice_meant(text: str) -> str:

@@ -94,15 +94,15 @@ class WarningsUnconfirmed(BotError):
     kind = "conflict"
     code = "warnings_unconfirmed"
 
-    def __init__(self, key: str) -> None:
+    def __init__(self) -> None:
         super().__init__("发布前请核对下面预览中的提示（与 wetoop-bot terms publish 给出的相同）；"
                          "确认无误后，请再点一次“发布”。")
-        self.key = key
 
 
 def warnings_key(draft: AgreementVersion, warnings: list[str]) -> str:
-    """What identifies the warnings an admin confirmed, for the text they were
-    shown for ("" when there are none): the draft edited since is asked again."""
+    """What identifies the warnings (those not "") an admin confirmed, for the text
+    they were shown for ("" when there are none): the draft edited since is asked again."""
+    warnings = [w for w in warnings if w]
     if not warnings:
         return ""
     seen = [draft.text_sha256, *draft.changes, *warnings]
@@ -520,9 +520,9 @@ class Console:
         if not form.effective_at.strip():
             raise BotError("请填写生效时间（或填 now 表示立即，仅限新功能或法律原因）", code="effective_at_required")
         effective_at = parse_effective_at(form.effective_at)
-        key = warnings_key(draft, [w for w in await self._version_warnings((await self.terms.versions())[-1], draft) if w])
+        key = warnings_key(draft, list(await self._version_warnings((await self.terms.versions())[-1], draft)))
         if key and key != acknowledged.strip():
-            raise WarningsUnconfirmed(key)
+            raise WarningsUnconfirmed()
         try:
             version, notice_id = await self.terms.publish(draft, reason=form.reason, effective_at=effective_at,
                                                           by=actor.name, address=actor.address)

@@ -10,7 +10,6 @@ mini-program's ``/api/v1/qa`` share; each words the answer for its screen.
 from __future__ import annotations
 
 import re
-
 from typing import TYPE_CHECKING
 
 from bot import texts
@@ -96,14 +95,19 @@ async def own_answer(chat: "Chat", text: str) -> str | None:
     Asked outside a dialog and at a dialog's step alike."""
     kind = asked(text)
     if kind == OWN_CONSENT:
-        state = await chat.consent()
-        latest = state.latest
-        answer = texts.consent_status(state.status, state.current, latest.version if latest else None,
-                                      latest.at if latest else None)
-        if state.accepted:  # what they will be asked about next
-            answer = texts.with_upcoming(answer, await chat.services.terms.pending())
-        return answer
+        return await consent_status_text(chat)
     if kind == DECLINING:
         found = declining_sentence(await chat.services.terms.current())
         return texts.what_declining_does(*(found or (None, None)))
     return None
+
+
+async def consent_status_text(chat: "Chat") -> str:
+    """Which version the user accepted, and when (or that they have not)."""
+    state = await chat.consent()
+    latest = state.latest
+    answer = texts.consent_status(state.status, state.current, latest.version if latest else None,
+                                  latest.at if latest else None)
+    if state.accepted:  # what they will be asked about next
+        answer = texts.with_upcoming(answer, await chat.services.terms.pending())
+    return answer

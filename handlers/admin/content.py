@@ -152,7 +152,7 @@ class TermsPublishHandler(AdminHandler):
         now = self.runtime.clock()
         latest = (await self.runtime.terms.versions())[-1]
         # Publishing after this page confirms the warnings it shows, and only those.
-        acknowledged = warnings_key(preview[1], [w for w in preview[3:] if w]) if preview else ""
+        acknowledged = warnings_key(preview[1], list(preview[3:])) if preview else ""
         self.page("terms_publish.html", http_status=status, form=form, draft_id=draft_id, error=error, reasons=REASONS,
                   publishable=PUBLISHABLE_REASONS, immediate=IMMEDIATE_REASONS, min_days=MIN_NOTICE.days,
                   max_days=amendment_rules.MAX_AHEAD.days,
