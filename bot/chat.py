@@ -17,7 +17,7 @@ from bot.places import BARE_PLACE, CLOSE, OPEN, PLACE, PREAMBLE_WORDS, section_a
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, ConsentState, Origin
-from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, amending, control_word
+from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, amending, bare_word, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notices import IMPORTANT_BY_DEFAULT
@@ -395,10 +395,16 @@ _FULL_NAMES = sorted({*CATEGORIES.values(), *CATEGORIES, "其它", "全部通知
 _CATEGORY_NAMED = "[“\"'「]?(" + "|".join(map(re.escape, _FULL_NAMES)) + ")[”\"'」]?了?吧?[。.!！~～]*"
 
 
+#: 我的账户 and the other ways people name their account (账号 as often as 账户).
+MY_ACCOUNT_WORDS = ("我的账户", "我的帐户", "我的账号", "我的帐号", "账户", "帐户", "账号", "帐号",
+                    "我的资料", "我的信息", "查看资料", "账户信息", "账号信息")
+#: 注销账户 and its other wordings.
+CLOSE_WORDS = ("注销账户", "注销帐户", "注销账号", "注销帐号", "注销", "我要注销", "申请注销")
+
 #: Commands that still work in the middle of a dialog (the dialog stays where it was).
 THROUGH_DIALOGS = {
     normalize_command(w)
-    for w in ("帮助", "条款", "协议", "同意", "不同意", "撤回同意", "我的账户", "导出我的数据", "通知设置", "退订", "订阅",
+    for w in ("帮助", "条款", "协议", "同意", "不同意", "撤回同意", *MY_ACCOUNT_WORDS, "导出我的数据", "通知设置", "退订", "订阅",
               *OPT_OUT_WORDS, *OPT_IN_WORDS, *own_questions.STATUS_WORDS)
 }
 
@@ -466,7 +472,7 @@ async def edit_profile(chat: Chat) -> Reply:
                                             context={"seen": profile_stamp(merchant)})
 
 
-@router.command("我的账户", "我的帐户", "账户", "帐户")
+@router.command(*MY_ACCOUNT_WORDS)
 @router.menu(MENU_ACCOUNT)
 async def my_account(chat: Chat) -> Reply:
     merchant = await chat.services.merchants.get(chat.openid)
@@ -482,7 +488,7 @@ async def my_account(chat: Chat) -> Reply:
     return Reply(texts.account_overview(lines, merchant.status, STATUSES[merchant.status], reason, barred, consent))
 
 
-@router.command("注销账户", "注销帐户", "注销")
+@router.command(*CLOSE_WORDS)
 async def close_account(chat: Chat) -> Reply:
     merchant = await chat.services.merchants.get(chat.openid)
     if merchant is None:
@@ -518,6 +524,11 @@ async def confirm_close_unasked(chat: Chat) -> Reply:
     return Reply(texts.NO_CLOSURE_ASKED)
 
 
+#: What confirms a closure once asked: 确认注销 as the prompt says, and 确认 / 确定
+#: typed alone (the question was explicit); not 好的, 是 or 提交, which read as a nod.
+CLOSE_CONFIRMATIONS = frozenset(("确认注销", "确定注销", "确认", "确定"))
+
+
 @router.state("close_account")
 async def close_account_confirm(chat: Chat):
     if _dialog_command(chat.message.text) in THROUGH_DIALOGS:  # 条款 2 as well as 帮助, as in registration
@@ -526,7 +537,7 @@ async def close_account_confirm(chat: Chat):
     if word == CANCEL:
         await chat.services.dialogs.clear(chat.openid)
         return Reply(texts.CLOSE_CANCELLED)
-    if word != "确认注销":
+    if bare_word(chat.message.text) not in CLOSE_CONFIRMATIONS:
         # A question before deciding (注销后我的数据还在吗) is answered, then the choice asked again.
         answer = await _answer_mid_dialog(chat) if is_question(chat.message.text) else None
         return Reply(f"{answer}\n\n{texts.CLOSE_CHOICE}" if answer else texts.CLOSE_CHOICE)

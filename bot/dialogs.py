@@ -56,11 +56,15 @@ SYNONYMS = {
 }
 
 
+def bare_word(text: str) -> str:
+    """``text`` folded as a command, without the punctuation around it."""
+    return normalize_command(text).strip(TRAILING_PUNCTUATION)
+
+
 def control_word(text: str) -> str:
-    """``text`` folded as a command, without the punctuation around it, its
-    synonyms made the word itself: inside a dialog "取消。" and "算了" are
-    取消 (outside, "同意？" must stay a question)."""
-    word = normalize_command(text).strip(TRAILING_PUNCTUATION)
+    """:func:`bare_word` with synonyms made the word itself: inside a dialog
+    "取消。" and "算了" are 取消 (outside, "同意？" must stay a question)."""
+    word = bare_word(text)
     return SYNONYMS.get(word, word)
 
 

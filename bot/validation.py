@@ -358,6 +358,9 @@ def _phone_problem(value: str) -> str:
         return "请填写手机号码。"
     if not (value.isascii() and value.isdigit()):
         return "手机号码只能包含数字。"
+    if value.startswith("0") and len(value) >= 10:
+        # An area code (0771 …): a landline, told as such rather than "不能以 07 开头".
+        return "这像是固定电话号码，联系方式需要填写手机号码。"
     if len(value) != 11:
         return f"手机号码应为 11 位，您输入了 {len(value)} 位。"
     return f"手机号码不能以 {value[:2]} 开头。"

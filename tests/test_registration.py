@@ -131,6 +131,11 @@ def test_credit_code_and_phone_rules():
         with pytest.raises(Invalid) as refused:
             parse_phone(bad)
         assert refused.value.message.startswith("手机号码") and why in refused.value.message
+    # A landline is said to be one (it was "不能以 07 开头", which read as a rule about area codes).
+    for landline in ("0771-5512345", "010 8888 6666", "(0771)55123456"):
+        with pytest.raises(Invalid) as refused:
+            parse_phone(landline)
+        assert "固定电话" in refused.value.message and "不能以 0" not in refused.value.message, refused.value.message
 
 
 def test_a_question_or_a_credit_code_is_no_name():
@@ -735,6 +740,25 @@ async def test_closure_erases_profile_and_keeps_the_ledger(service):
     assert "状态：已注销" in overview and "未填写" not in overview  # no blank form of erased fields
     # A closed account may register again.
     assert (await service.wechat.ask("o-bye", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
+
+
+async def test_account_and_closure_in_the_words_people_use(service):
+    await register_enterprise(service, "o-words")
+    # 账号 as often as 账户: these went to the agreement's Q&A (我的信息 quoted 7.6, the contact page).
+    for words in ("我的账号", "我的信息", "账号信息"):
+        assert "状态：待审核" in await service.wechat.ask("o-words", words), words
+    assert await service.wechat.ask("o-words", "注销账号") == texts.CLOSE_CONFIRM
+    # A nod is not a closure: the data goes for good.
+    for nod in ("好的", "是", "提交"):
+        assert await service.wechat.ask("o-words", nod) == texts.CLOSE_CHOICE, nod
+    assert (await service.runtime.merchants.get("o-words")).status == "pending_review"
+    # 确认 typed alone, after the explicit question, is the confirmation (it was refused).
+    assert await service.wechat.ask("o-words", "确认。") == texts.CLOSED
+    assert (await service.runtime.merchants.get("o-words")).status == "closed"
+    # In the middle of registering, 我的账号 is answered and the form waits (it was "another command").
+    await chat(service, "o-words", "注册", "个人")
+    mid = await service.wechat.ask("o-words", "我的账号")
+    assert "状态：已注销" in mid and "商家注册还没有完成" in mid, mid
 
 
 async def test_export_asked_before_closure_keeps_what_closure_erases(service):
