@@ -453,7 +453,11 @@ async def remind_open_dialog(chat: Chat, call_next) -> Reply | None:
         return reply
     if still is None or not still.name.startswith(f"{REGISTRATION.name}:"):
         return reply
-    return Reply(reply.text + "\n\n" + texts.dialog_waiting(REGISTRATION.title, bool(still.data.get("amending"))))
+    declined = False
+    if _dialog_command(chat.message.text) in ("不同意", "撤回同意"):  # the form then cannot be sent as it stands
+        with contextlib.suppress(Exception):  # the reminder without it, if the record cannot be read
+            declined = not (await chat.consent()).accepted
+    return Reply(reply.text + "\n\n" + texts.dialog_waiting(REGISTRATION.title, bool(still.data.get("amending")), declined))
 
 
 @router.command("修改资料")

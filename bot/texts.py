@@ -433,7 +433,12 @@ def _subject(title: str) -> str:
     return title.removesuffix("注册")
 
 
-def dialog_waiting(title: str, amending: bool = False) -> str:
+def dialog_waiting(title: str, amending: bool = False, declined: bool = False) -> str:
+    """Where an open dialog stands, after a command answered in its middle; ``declined``
+    when that command was 不同意 or 撤回同意 (the form can no longer be sent as it stands)."""
+    if declined:
+        what = f"{_subject(title)}资料修改" if amending else title
+        return f"（您的{what}还没有完成，提交需要您同意协议：回复“同意”后可继续，回复“取消”退出。）"
     if amending:  # 修改资料 of a saved record: 取消 keeps it as it was
         return f"（您的{_subject(title)}资料修改还没有完成：回复内容继续修改，回复“取消”保持原资料不变。）"
     return f"（您的{title}还没有完成：回复内容继续填写，回复“取消”退出。）"

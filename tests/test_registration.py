@@ -761,6 +761,18 @@ async def test_account_and_closure_in_the_words_people_use(service):
     assert "状态：已注销" in mid and "商家注册还没有完成" in mid, mid
 
 
+async def test_declining_in_the_middle_of_registering_says_what_the_form_now_needs(service):
+    await accepted(service, "o-no")
+    await chat(service, "o-no", *ENTERPRISE)  # at the summary
+    declined = await service.wechat.ask("o-no", "不同意")
+    # It said "回复内容继续填写", as if the form could still be sent.
+    assert "已记录" in declined and "提交需要您同意协议" in declined and "继续填写" not in declined, declined
+    assert "需要您先同意" in await service.wechat.ask("o-no", "确认")
+    assert await service.runtime.merchants.get("o-no") is None
+    # Another command in the middle still gets the usual reminder.
+    assert "回复内容继续填写" in await service.wechat.ask("o-no", "帮助")
+
+
 async def test_export_asked_before_closure_keeps_what_closure_erases(service):
     # The bot suggests exporting before 确认注销; the link may be opened after it.
     from tornado.httpclient import AsyncHTTPClient
