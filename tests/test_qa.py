@@ -241,13 +241,13 @@ def test_dev_set_covers_every_clause():
 
 
 def test_examples_are_not_the_measured_questions(qa):
-    blind = [item for name in ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl", "round3.jsonl", "round4.jsonl", "round5.jsonl", "round6.jsonl", "round7.jsonl") for item in _questions(DEFAULT_DATA_DIR / name)]
+    blind = [item for name in ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl", "round3.jsonl", "round4.jsonl", "round5.jsonl", "round6.jsonl", "round7.jsonl", "review.jsonl") for item in _questions(DEFAULT_DATA_DIR / name)]
     measured = {item["q"] for item in _questions(DEV) + _questions(HOLDOUT) + blind}
     examples = {q for entry in qa.data.clauses for q in entry.examples} | set(qa.data.out_of_scope)
     assert not measured & examples
 
 
-@pytest.mark.parametrize("name, floor", [("round3.jsonl", 0.95), ("round4.jsonl", 0.90), ("round5.jsonl", 0.87), ("round6.jsonl", 0.90), ("round7.jsonl", 0.93), ("blind4.jsonl", 0.86), ("holdout.jsonl", 0.95)])
+@pytest.mark.parametrize("name, floor", [("round3.jsonl", 0.95), ("round4.jsonl", 0.90), ("round5.jsonl", 0.87), ("round6.jsonl", 0.90), ("round7.jsonl", 0.93), ("blind4.jsonl", 0.86), ("holdout.jsonl", 0.95), ("review.jsonl", 1.0)])
 def test_later_question_sets_keep_their_figures(qa, name, floor):
     # A lexicon edit that mends one question must not quietly cost others
     # (data/qa/README.md: each round's change was kept only if no set got worse).
@@ -438,6 +438,14 @@ def test_ask_prints_the_reply_a_user_would_get(capsys, qa, cache_dir):
     assert "问题不能为空" in capsys.readouterr().err
     assert cli.main(["ask", "图片" * 101, "--cache-dir", str(cache_dir)]) == 2
     assert "问题太长了，请控制在 200 个字以内" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item", _questions(DEFAULT_DATA_DIR / "review.jsonl"), ids=lambda item: item["q"])
+async def test_a_reviewers_misses_are_answered_in_chat_with_their_clauses(service, item):
+    # 我被人侵权了咋整 quoted 3.2 (we close repeat infringers' accounts), not 3.3 (how to tell us);
+    # 你们会把我的数据卖给别人吗 and 账号可以转让吗 found nothing (data/qa/review.jsonl).
+    reply = await service.wechat.ask("o-review", item["q"])
+    assert reply.startswith("根据《微拓软件服务使用协议》") and f"第{item['expected'][0]}款" in reply, reply
 
 
 async def test_a_question_too_long_is_refused_in_chat_and_the_app_alike(service):
