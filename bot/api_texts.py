@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.consent import ACTION_LABELS
-from bot.texts import beijing_time
+from bot.texts import beijing_date, beijing_time, change_summary
 
 if TYPE_CHECKING:
     from bot.agreement import AgreementVersion, Section
@@ -127,6 +127,22 @@ def with_upcoming(text: str, upcoming: "list[AgreementVersion]") -> str:
                   *[f"· {line}" for line in version.changes],
                   "届时我们会请您重新确认；可在小程序中提前阅读新版本。"]
     return "\n".join(lines)
+
+
+def what_changed(current: "AgreementVersion", previous: "AgreementVersion | None",
+                 upcoming: "list[AgreementVersion]") -> str:
+    """What the agreement's amendments changed, as chat says it (``bot.texts.what_changed``), without chat's commands."""
+    date = beijing_date(current.effective_at)
+    if previous is None:
+        text = f"《{current.title}》自版本 {current.version}（{date} 起生效）以来没有修改过。"
+    else:
+        text = "\n".join([
+            f"《{current.title}》最近一次修改：版本 {current.version}，自 {date} 起生效（此前为版本 {previous.version}）。",
+            *(change_summary(current) if current.changes else []),
+            "",
+            f"可在小程序中阅读现行版本全文，并与修改前的版本 {previous.version} 对照。",
+        ])
+    return with_upcoming(text, upcoming)
 
 
 def what_declining_does(place: str | None, sentence: str | None) -> str:

@@ -1,9 +1,11 @@
-"""Questions about the asker's own consent, answered from their record, not the agreement.
+"""Questions about the asker's own consent and the product's own record, answered from them, not the agreement.
 
 "我同意了吗" is answered with the user's own consent (version and time, or
-none), and "不同意会怎样" with what follows from declining and the
-agreement's own sentence on it; the Q&A would quote whichever clause it
-ranks first. One place for both, which chat (:mod:`bot.chat`) and the
+none), "不同意会怎样" with what follows from declining and the agreement's
+own sentence on it, and "协议最近改了什么" with what the latest published
+version changed (or that none changed the agreement since the first); the
+Q&A would quote whichever clause it ranks first (7.1, how amendments work,
+for the last). One place for all, which chat (:mod:`bot.chat`) and the
 mini-program's ``/api/v1/qa`` share; each words the answer for its screen.
 """
 
@@ -19,11 +21,13 @@ from bot.validation import TRAILING_PUNCTUATION
 
 if TYPE_CHECKING:
     from bot.chat_context import Chat
+    from bot.terms import Terms
 
 #: The kinds :func:`asked` returns.
 OWN_CONSENT = "consent_status"
 DECLINING = "declining"
 CHOICE = "consent_choice"
+CHANGES = "changes"
 
 #: A consent choice in words (同意, 我不同意, 撤回同意 …). Chat records one only
 #: when it is the exact word alone (and says so to these near misses); the app
@@ -60,12 +64,27 @@ _CHANGING_MIND = re.compile(
     r"|(?:我)?(?:不同意|没同意|拒绝)(?:协议|条款)?(?:的话)?(?:还)?(?:能|可以|能不能|可不可以)(?:注册|开店|做商家).*"
 )
 
+#: A user asking what the agreement's amendments changed ("协议最近改了什么", "条款有什么变化",
+#: "这次修改的内容是什么"): the published versions answer it. A question about the rule
+#: itself ("协议修改了什么时候生效", "协议会改吗") is left to the Q&A (7.1): the whole
+#: message must be the question, so 改了什么 followed by 时候生效 does not match.
+_WHEN = r"(?:最近|近期|最新|这次|本次|上次|上一次|新版|新|刚刚|刚)"
+_ASKS_WHAT_CHANGED = re.compile(
+    rf"{_WHEN}?(?:本|这个|你们的?|微拓的?|服务|用户|使用)?(?:协议|条款)(?:内容)?{_WHEN}?(?:都|又|具体)?(?:"
+    r"(?:修改|更新|更改|改动|变更|变动|调整|修订|改|变)(?:了|过)?(?:哪些|什么|啥|哪里|哪儿|哪)"
+    r"(?:内容|地方|条款|东西|部分|条|方面)?"
+    r"|有(?:什么|哪些|啥)(?:新的)?(?:变化|变动|更新|修改|改动|不同|调整|区别)"
+    r"|(?:的)?(?:修改|更新|变更|改动|变化)(?:的)?(?:内容|摘要|地方)?(?:是|有)(?:什么|哪些|啥)"
+    r")(?:吗|呢|啊|呀|啦|了)?"
+    rf"|{_WHEN}(?:的)?(?:修改|更新|变更|改动)(?:的)?(?:内容|摘要|地方)?(?:是|有)(?:什么|哪些|啥)(?:吗|呢|啊|呀)?"
+)
+
 #: Chat's command for the same (its router takes them first); the app has no commands.
 STATUS_WORDS = ("同意状态", "我的同意")
 
 
 def asked(text: str) -> str | None:
-    """:data:`OWN_CONSENT`, :data:`DECLINING`, :data:`CHOICE`, or None for any other question."""
+    """:data:`OWN_CONSENT`, :data:`DECLINING`, :data:`CHOICE`, :data:`CHANGES`, or None for any other question."""
     words = normalize_command(text).rstrip(TRAILING_PUNCTUATION).replace(" ", "")
     if words in STATUS_WORDS or _ASKS_OWN_CONSENT.fullmatch(words):
         return OWN_CONSENT
@@ -75,7 +94,18 @@ def asked(text: str) -> str | None:
         return CHOICE
     if _CHANGING_MIND.fullmatch(words):
         return DECLINING
+    if _ASKS_WHAT_CHANGED.fullmatch(words):
+        return CHANGES
     return None
+
+
+async def amendments(terms: "Terms") -> tuple[AgreementVersion, AgreementVersion | None, list[AgreementVersion]]:
+    """The version in force, the one it replaced (None when it is the first
+    published: nothing was ever amended before it) and the versions
+    published to take effect later, the next first."""
+    current, versions = await terms.current(), await terms.versions()
+    earlier = [v for v in versions if v.effective_at < current.effective_at]
+    return current, (earlier[-1] if earlier else None), await terms.pending()
 
 
 def declining_sentence(version: AgreementVersion) -> tuple[str, str] | None:
@@ -91,7 +121,8 @@ def declining_sentence(version: AgreementVersion) -> tuple[str, str] | None:
 
 async def own_answer(chat: "Chat", text: str) -> str | None:
     """Chat's answer to ``text`` when it asks about the user's own consent
-    (their record) or what declining does; None for any other question.
+    (their record), what declining does or what the amendments changed; None
+    for any other question.
     Asked outside a dialog and at a dialog's step alike."""
     kind = asked(text)
     if kind == OWN_CONSENT:
@@ -99,6 +130,8 @@ async def own_answer(chat: "Chat", text: str) -> str | None:
     if kind == DECLINING:
         found = declining_sentence(await chat.services.terms.current())
         return texts.what_declining_does(*(found or (None, None)))
+    if kind == CHANGES:
+        return texts.what_changed(*await amendments(chat.services.terms))
     return None
 
 

@@ -35,10 +35,14 @@ CONTINUED = "（未完，见下一条消息）"
 CONTACT = "如需人工帮助，请访问微拓官网的联系信息页与我们联系。"
 
 
-def _date(value) -> str:
+def beijing_date(value) -> str:
+    """A moment's date in Beijing."""
     from bot.agreement import CHINA
 
     return value.astimezone(CHINA).strftime("%Y-%m-%d")
+
+
+_date = beijing_date
 
 
 def beijing_time(value) -> str:
@@ -76,9 +80,31 @@ def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion
     """The version in force, and every version published to take effect later."""
     lines = [f"《{current.title}》版本 {current.version}（自 {_date(current.effective_at)} 起生效）", ""]
     if current.changes:  # "回复“条款”查看修改" (the re-consent prompt, amendment notices) shows them here
-        lines += ["本版本的修改摘要：", *[f"· {line}" for line in current.changes], ""]
+        lines += [*change_summary(current), ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
     lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”" + ("；回复“条款 前言”阅读协议前言。" if current.preamble else "。")]
+    return with_upcoming("\n".join(lines), upcoming)
+
+
+def change_summary(version: "AgreementVersion") -> list[str]:
+    """The lines of ``version``'s change summary as 条款 shows them for the version in force."""
+    return ["本版本的修改摘要：", *[f"· {line}" for line in version.changes]]
+
+
+def what_changed(current: "AgreementVersion", previous: "AgreementVersion | None",
+                 upcoming: "list[AgreementVersion]") -> str:
+    """Asked what the agreement's amendments changed: the version in force's
+    change summary (as 条款 shows it) and where to compare it with the one it
+    replaced, or that it was never changed; then the versions to come."""
+    if previous is None:
+        lines = [f"《{current.title}》自版本 {current.version}（{_date(current.effective_at)} 起生效）以来没有修改过。",
+                 "回复“条款”查看各节摘要。"]
+    else:
+        lines = [f"《{current.title}》最近一次修改：版本 {current.version}，自 {_date(current.effective_at)} 起生效"
+                 f"（此前为版本 {previous.version}）。",
+                 *(change_summary(current) if current.changes else []),
+                 "",
+                 f"回复“条款”查看现行版本各节摘要；回复“条款 {previous.version} N”可阅读修改前的第 N 节，与现行版本对照。"]
     return with_upcoming("\n".join(lines), upcoming)
 
 

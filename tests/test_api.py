@@ -925,6 +925,21 @@ async def test_qa_answers_questions_about_the_users_own_consent_from_their_recor
     assert (await api.call("GET", "/qa?q=" + "我同意了", token=token)).body["kind"] != "consent_status"
 
 
+async def test_qa_answers_what_the_amendments_changed_from_the_published_versions(api):
+    # As chat does: "协议最近改了什么" quoted 7.1 (how amendments work), not what changed.
+    token = await api.token()
+    never = await api.call("GET", "/qa?q=" + quote("协议最近改了什么"), token=token)
+    assert never.body["kind"] == "changes" and never.body["refs"] == [], never.body
+    assert never.body["text"] == "《微拓软件服务使用协议》自版本 2022-05-22（2022-05-22 起生效）以来没有修改过。"
+    rule = await api.call("GET", "/qa?q=" + quote("协议修改了什么时候生效"), token=token)
+    assert rule.body["kind"] == "answer" and rule.body["refs"] == ["7.1"], rule.body
+    await api.svc.runtime.terms.publish(amended("2026-12-31"), reason="legal", effective_at=None, by="test")
+    changed = await api.call("GET", "/qa?q=" + quote("条款有什么变化"), token=token)
+    assert changed.body["kind"] == "changes", changed.body
+    assert "最近一次修改：版本 2026-12-31" in changed.body["text"] and "· 第 1 节措辞调整" in changed.body["text"]
+    assert "修改前的版本 2022-05-22" in changed.body["text"] and "回复" not in changed.body["text"], changed.body
+
+
 async def test_qa_says_a_choice_typed_as_a_question_is_not_recorded(api):
     # "同意" typed into the Q&A quoted 前言.3 (…即表示您已同意…): as if the choice were made.
     token = await api.token()

@@ -312,6 +312,33 @@ async def test_asking_what_declining_does_says_what_follows_and_quotes_the_agree
     assert await ledger(service, "o-whatif") == []
 
 
+WHAT_CHANGED = ["协议最近改了什么", "条款有什么变化", "最近协议更新了哪些内容", "协议改了哪些地方", "这次修改的内容是什么？"]
+
+
+async def test_asking_what_changed_answers_from_the_published_versions(make_service, clock):
+    # "协议最近改了什么" quoted 7.1 (how amendments work), whatever had been published.
+    svc = await make_service(clock=clock)
+    for question in WHAT_CHANGED:
+        reply = await svc.wechat.ask("o-changed", question)
+        assert reply.startswith("《微拓软件服务使用协议》自版本 2022-05-22（2022-05-22 起生效）以来没有修改过。"), (question, reply)
+    # A question about the rule itself is still the agreement's: 7.1 with its 但是… sentence.
+    rule = await svc.wechat.ask("o-changed", "协议修改了什么时候生效")
+    assert "第7.1款" in rule and "但是,对服务新功能的特别修改或由于法律原因所作的修改将立即生效" in rule, rule
+    await svc.runtime.terms.publish(amendment("2026-12-09", changes=("第1节第6款：简化表述",)), reason="routine",
+                                    effective_at=clock.now + dt.timedelta(days=7), by="test")
+    coming = await svc.wechat.ask("o-changed", "协议最近改了什么")
+    assert "以来没有修改过" in coming and "【即将生效】版本 2026-12-09" in coming and "· 第1节第6款：简化表述" in coming, coming
+    clock.advance(days=7, seconds=1)
+    overview = await svc.wechat.ask("o-changed", "条款")
+    summary = "\n".join(texts.change_summary(await svc.runtime.terms.current()))
+    assert summary in overview  # the change summary as 条款 shows it, reused
+    for question in WHAT_CHANGED:
+        reply = await svc.wechat.ask("o-changed", question)
+        assert reply.startswith("《微拓软件服务使用协议》最近一次修改：版本 2026-12-09，自 2026-12-08 起生效（此前为版本 2022-05-22）。"), reply
+        assert summary in reply and "回复“条款 2022-05-22 N”可阅读修改前的第 N 节" in reply, reply
+    assert "第7.1款" in await svc.wechat.ask("o-changed", "协议修改了什么时候生效")
+
+
 async def test_feature_needing_consent_asks_first_and_carries_on(make_service):
     router = Router()
     router.include(product_chat.router)

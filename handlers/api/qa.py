@@ -11,7 +11,8 @@ from storage.redis_store import RedisUnavailable
 class QAHandler(ApiHandler):
     """GET: the quoted clause and its references, or the abstention with the
     nearest sections; a question about the user's own consent ("我同意了吗")
-    or about declining ("不同意会怎样") is answered as chat answers it.
+    or about declining ("不同意会怎样"), and one about what the amendments
+    changed ("协议最近改了什么"), is answered as chat answers it.
 
     With Redis down no session can be checked; the agreement is public, so
     questions about it are still answered (as chat answers them then), only
@@ -47,6 +48,10 @@ class QAHandler(ApiHandler):
         elif asked == own_questions.CHOICE:
             # "同意" typed here: the quote of 前言.3 (…即表示您已同意…) would let the user believe they had chosen.
             kind, refs, text = asked, (), api_texts.CONSENT_CHOICE_NOT_RECORDED
+        elif asked == own_questions.CHANGES:
+            # From the published versions, as chat answers it (the Q&A quoted 7.1, how amendments work).
+            current, previous, upcoming = await own_questions.amendments(self.services.terms)
+            kind, refs, text = asked, (), api_texts.what_changed(current, previous, upcoming)
         elif asked == own_questions.DECLINING:
             found = own_questions.declining_sentence(version)
             kind, refs = asked, (found[0],) if found else ()

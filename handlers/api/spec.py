@@ -375,15 +375,17 @@ PATHS = {
             "Ask a question about the agreement",
             _json(_obj(
                 question=STR, kind={"enum": ["answer", "abstain", "smalltalk", "consent_status", "declining", "consent_choice",
-                                             "place"],
+                                             "place", "changes"],
                                     "description": "consent_status: the user asked about their own consent "
                                     "(我同意了吗, 同意状态), answered from their record; declining: what follows "
                                     "from not agreeing, quoting the agreement's sentence on it (its place in refs); consent_choice: a "
                                     "choice typed as a question (同意, 我不同意), which only POST /consents records; place: "
                                     "a place in the agreement asked for (7.1, 条款 4.1, 第三节, 前言), its text quoted "
-                                    "(refs empty when the agreement has no such place)"},
+                                    "(refs empty when the agreement has no such place); changes: what the amendments changed "
+                                    "(协议最近改了什么), from the published versions: the version in force's change summary "
+                                    "and the one it replaced, or that the agreement was never changed; then any to come"},
                 text={**STR, "description": "the quoted clause, the abstention with the nearest sections, or the "
-                      "answer from the user's record (consent_status, declining), worded for the mini-program: "
+                      "answer from the user's record (consent_status, declining) or the published versions (changes), worded for the mini-program: "
                       "no chat commands"}, refs=STRS,
                 references={"type": "array", "items": _obj(
                     ref=STR, kind={"enum": ["clause", "section", "preamble"]},
