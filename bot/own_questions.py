@@ -124,14 +124,21 @@ async def own_answer(chat: "Chat", text: str) -> str | None:
     (their record), what declining does or what the amendments changed; None
     for any other question.
     Asked outside a dialog and at a dialog's step alike."""
-    kind = asked(text)
-    if kind == OWN_CONSENT:
+    if asked(text) == OWN_CONSENT:
         return await consent_status_text(chat)
+    return await published_answer(chat.services.terms, text)
+
+
+async def published_answer(terms: "Terms", text: str) -> str | None:
+    """Chat's answer to ``text`` when the published versions answer it, whoever
+    asks (what declining does, what the amendments changed); None otherwise.
+    ``wetoop-bot ask`` shows these as chat words them."""
+    kind = asked(text)
     if kind == DECLINING:
-        found = declining_sentence(await chat.services.terms.current())
+        found = declining_sentence(await terms.current())
         return texts.what_declining_does(*(found or (None, None)))
     if kind == CHANGES:
-        return texts.what_changed(*await amendments(chat.services.terms))
+        return texts.what_changed(*await amendments(terms))
     return None
 
 

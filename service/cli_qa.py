@@ -169,7 +169,22 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(f"“{typed}”是公众号指令{'' if word == typed else f'（{word}）'}，用户发送它会收到该指令的回复，而不是问答的回答。"
               "可用指令见 README 的“In chat”一节，或在公众号中回复“帮助”。")
         return 0
-    current = with_runtime(args, lambda runtime: runtime.terms.current())
+    from bot import own_questions
+
+    kind = own_questions.asked(args.question)
+    if kind in (own_questions.OWN_CONSENT, own_questions.CHOICE):
+        # Answered from the asking user's record (or a choice only the exact word records): no Q&A answer to show.
+        print(f"“{args.question.strip()}”问的是用户自己的同意情况，公众号按发问用户的同意记录回答"
+              "（同意了哪个版本、何时同意），不经过问答。")
+        return 0
+
+    async def read(runtime):
+        return await runtime.terms.current(), await own_questions.published_answer(runtime.terms, args.question)
+
+    current, published = with_runtime(args, read)
+    if published is not None:  # what declining does, what the amendments changed: from the published versions
+        print(published)
+        return 0
     override = args.override or _default_override(args)
     qa = QA.build(current, args.qa_data, override, args.cache_dir)
     answer = respond(qa, args.question, current.canonical_text())  # as chat answers it

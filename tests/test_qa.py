@@ -434,6 +434,14 @@ def test_ask_prints_the_reply_a_user_would_get(capsys, qa, cache_dir):
     # A command gets the command's reply in chat, not the Q&A's: said so.
     assert cli.main(["ask", "条款 4", "--cache-dir", str(cache_dir)]) == 0
     assert "是公众号指令（条款）" in capsys.readouterr().out
+    # Questions chat answers from the published versions get that answer here too (it quoted 7.1) …
+    assert cli.main(["ask", "协议最近改了什么", "--cache-dir", str(cache_dir)]) == 0
+    assert "以来没有修改过" in capsys.readouterr().out
+    assert cli.main(["ask", "不同意会怎样", "--cache-dir", str(cache_dir)]) == 0
+    assert capsys.readouterr().out.strip().startswith(texts.what_declining_does(None, None).split("\n")[0])
+    # … and one chat answers from the asker's record is said to be one.
+    assert cli.main(["ask", "我同意了吗", "--cache-dir", str(cache_dir)]) == 0
+    assert "按发问用户的同意记录回答" in capsys.readouterr().out
     assert cli.main(["ask", "  ", "--cache-dir", str(cache_dir)]) == 2
     assert "问题不能为空" in capsys.readouterr().err
     assert cli.main(["ask", "图片" * 101, "--cache-dir", str(cache_dir)]) == 2
