@@ -631,18 +631,22 @@ class Console:
 
         return await asyncio.to_thread(read)
 
-    async def save_qa_file(self, actor: Actor, name: str, text: str) -> None:
+    async def save_qa_file(self, actor: Actor, name: str, text: str) -> bool:
         """Check the override against the shipped data (as the index would load
         it), then replace the file atomically; the index reloads within seconds.
-        Empty text removes the override."""
+        Empty text removes the override. False when ``text`` is what the file
+        holds: nothing is written or audited (the audit listed saves that changed nothing)."""
         actor.require("qa_edit")
         _check_qa_name(name)
         before, _ = await self.qa_file(actor, name)
         text = text.replace("\r\n", "\n")
+        if text == before or (not text.strip() and not before):
+            return False
         # Parsing and file writes are blocking: off the event loop.
         await asyncio.to_thread(self._check_and_write, name, text, await self.terms.current())
         await self.audit.record(actor.name, "qa_edit", name, before={"text": before}, after={"text": text},
                                 address=actor.address)
+        return True
 
     def _check_and_write(self, name: str, text: str, version: AgreementVersion) -> None:
         with tempfile.TemporaryDirectory() as scratch:

@@ -1241,6 +1241,10 @@ async def test_qa_overrides_are_checked_then_saved(svc):
     assert '"小铺"' in target.read_text(encoding="utf-8")
     assert "小铺" in text(await editor.get("/admin/qa/lexicon.toml"))
     assert (await svc.runtime.audit.recent(action="qa_edit"))[0].after["text"].startswith("[synonyms]")
+    # Saved again unchanged (with a browser's line endings): said so, and no entry in the audit.
+    again = await editor.post("/admin/qa/lexicon.toml", {"text": '[synonyms]\r\n"小铺" = ["商家"]\r\n'})
+    assert again.code == 303 and "内容没有变化" in text(await editor.get("/admin/qa/lexicon.toml"))
+    assert len(await svc.runtime.audit.recent(action="qa_edit")) == 1
     # A large file saved: the audit page shows the start of it (each save made the page megabytes), the CSV all.
     big = '[synonyms]\n' + "".join(f'"词{i:05d}" = ["商家"]\n' for i in range(3000))
     assert (await editor.post("/admin/qa/lexicon.toml", {"text": big})).code == 303

@@ -326,10 +326,10 @@ class QAFileHandler(AdminHandler):
     async def post(self, name: str) -> None:
         text = self.text("text", "", 500_000)
         try:
-            await self.console.save_qa_file(self.actor, name, text)
+            changed = await self.console.save_qa_file(self.actor, name, text)
         except BotError as exc:
             _, shipped = await self.console.qa_file(self.actor, name)
             self.page("qa_file.html", http_status=http_status(exc), name=name, label=QA_FILES[name], text=text, shipped=shipped,
                       error=exc.message)
             return
-        self.done(f"/admin/qa/{name}", "已保存，问答索引将在几秒内重新加载")
+        self.done(f"/admin/qa/{name}", "已保存，问答索引将在几秒内重新加载" if changed else "内容没有变化，无需保存")
