@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from typing import AsyncIterator
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.mongo import as_datetime, filter_query
+from storage.mongo import as_datetime, exactly, filter_query
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,10 @@ class AuditLog:
         return entry_id
 
     def _query(self, actor: str | None, action: str | None, since: dt.datetime | None, until: dt.datetime | None) -> dict:
-        return filter_query({"actor": actor, "action": action}, since, until)
+        query = filter_query({"action": action}, since, until)
+        if actor:
+            query.update(actor_filter(actor))
+        return query
 
     async def recent(self, *, actor: str | None = None, action: str | None = None, since: dt.datetime | None = None,
                      until: dt.datetime | None = None, limit: int = 200, skip: int = 0) -> list[AuditEntry]:
@@ -70,6 +74,20 @@ class AuditLog:
         """Oldest first, streamed (exports)."""
         async for doc in self._coll.find(self._query(actor, action, since, until)).sort([("at", ASCENDING), ("_id", ASCENDING)]):
             yield _entry(doc)
+
+
+def actor_filter(actor: str) -> dict:
+    """The find filter for an actor as an admin types it: ``cli:NAME`` (or a
+    console admin's name) exactly; a kind alone (``cli``, no colon) also every
+    ``cli:NAME``, since the CLI records ``--by NAME`` after a colon and
+    "everything done from the command line" is what ``cli`` is asked for.
+
+    Admin names cannot hold a colon, so a bare name gains nothing but its own
+    entries. The prefix is an anchored, escaped ``$regex``: MongoDB serves it
+    from the ``(actor, at)`` index, and nx-27017 matches it the same."""
+    if ":" in actor:
+        return {"actor": exactly(actor)}
+    return {"$or": [{"actor": exactly(actor)}, {"actor": {"$regex": "^" + re.escape(actor + ":")}}]}
 
 
 def _entry(doc: dict) -> AuditEntry:

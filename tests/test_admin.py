@@ -731,6 +731,39 @@ async def test_pause_resume_cancel(svc):
     assert {"notice_pause", "notice_resume", "notice_cancel"} <= set(actions)
 
 
+async def test_the_audit_filter_cli_takes_in_every_cli_name(svc, backing, tmp_path):
+    # The CLI records ``--by NAME`` as cli:NAME; filtering by 操作人 cli found only
+    # the entries made without --by. cli:NAME stays exact, and a name is no prefix.
+    from tests.test_cli import clean_env
+
+    paper = tmp_path / "paper.jsonl"
+    paper.write_text(json.dumps({"openid": "o-paper", "version": "2022-05-22", "action": "accept",
+                                 "at": "2024-03-01T10:00:00+08:00"}) + "\n", encoding="utf-8")
+    imported = subprocess.run(
+        [str(BIN), "consents", "import", str(paper), "--by", "ann"], capture_output=True, text=True, timeout=60,
+        env=clean_env(MONGODB_URI=backing.database_uri(svc.runtime.db.name), REDIS_URL=backing.redis_url,
+                      DATA_DIR=str(tmp_path)))
+    assert imported.returncode == 0, imported.stderr
+    await svc.runtime.audit.record("cli:bob", "notice_send", "n-bob")
+    await svc.runtime.audit.record("cxi:zed", "notice_send", "n-zed")  # "c.i" must not match it as a regex would
+    await svc.runtime.admins.create("clinton", "owner", PASSWORD, by=CLI)
+    await logged_in(svc, "clinton")  # his log-in: actor "clinton", not a cli:* one
+    owner = await logged_in(svc, "olga")
+
+    async def actors(query: str) -> set[str]:
+        export = await owner.get(f"/admin/audit.csv?{query}")
+        assert export.code == 200, text(export)
+        return {row["管理员"] for row in csv.DictReader(io.StringIO(export.body.decode("utf-8-sig")))}
+
+    assert await actors("actor=cli") == {"cli", "cli:ann", "cli:bob"}
+    assert await actors("actor=cli&action=consents_import") == {"cli:ann"}
+    assert await actors("actor=cli:ann") == {"cli:ann"}
+    assert await actors("actor=clinton") == {"clinton"}
+    assert await actors("actor=c.i") == set()
+    page = text(await owner.get("/admin/audit?actor=cli"))
+    assert "cli:ann" in page and "cli:bob" in page and "n-zed" not in page
+
+
 async def test_the_amendment_notice_of_a_version_cannot_be_cancelled_nor_paused(svc):
     # The agreement promises notice of every change to whoever accepted a version;
     # paused, the notice stayed so past the version's effective date, nobody told.
