@@ -49,6 +49,20 @@ class VersionNotFound(BotError):
         self.withdrawn = withdrawn  # the message then says when and why
 
 
+class AlreadyWithdrawn(BotError):
+    """Withdrawing a version that is withdrawn already: a conflict with its
+    state (it exists, for the record), not a version that is not there."""
+
+    kind = "conflict"
+    code = "version_already_withdrawn"
+
+    def __init__(self, withdrawal: dict) -> None:
+        super().__init__(
+            f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回"
+            f"（原因：{withdrawal['reason']}），无需再次撤回；它不会生效。"
+        )
+
+
 class Terms:
     """The agreement's versions and their publication."""
 
@@ -277,10 +291,15 @@ class Terms:
         version and the id of the notice telling everyone who was told of it.
         """
         reason = reason.strip()
-        if not reason:
-            raise amendment_rules.AmendmentRefused("reason", "请写明撤回的原因（会告知用户）")
         async with one_at_a_time(self._locks, "terms:publication"):
             self._invalidate()
+            # Before the reason: a second click, or a script run again, is told it
+            # is done already, not asked for a reason nor told "no such version".
+            withdrawal = await self._repo.withdrawal(version_id)
+            if withdrawal is not None:
+                raise AlreadyWithdrawn(withdrawal)
+            if not reason:
+                raise amendment_rules.AmendmentRefused("reason", "请写明撤回的原因（会告知用户）")
             version = await self.get(version_id)
             now = self._clock()
             if version.effective_at <= now:
@@ -290,8 +309,9 @@ class Terms:
                 )
             amendment_rules.check_withdrawal(version, await self.versions())
             title, body = check_text(_notice_title(f"《{version.title}》修改撤回通知", version), texts.amendment_withdrawn(version, reason))
-            if not await self._repo.withdraw(version.version, now, by, reason):
-                raise VersionNotFound(f"没有版本为 {version_id} 的协议")  # withdrawn meanwhile
+            if not await self._repo.withdraw(version.version, now, by, reason):  # withdrawn meanwhile (another process)
+                raise AlreadyWithdrawn(await self._repo.withdrawal(version.version) or
+                                       {"version": version.version, "at": now, "reason": "—"})
             self._invalidate()
         after = {"version": version.version, "reason": reason}
         return version, await self._tell_everyone(version, title, body, by, ("version_withdraw", after, address))

@@ -920,6 +920,9 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert no_reason.code == 422 and "撤回的原因" in text(no_reason)
     withdrawn = await owner.post("/admin/terms/v/2026-12-20", {"reason": "与法律修订合并"})
     assert withdrawn.code == 303 and withdrawn.headers["Location"].startswith("/admin/notices/")
+    # Sent again (a second tab, a double click): a conflict saying when it was withdrawn (it was a 404).
+    twice = await owner.post("/admin/terms/v/2026-12-20", {"reason": "再撤一次"})
+    assert twice.code == 409 and "已于" in text(twice) and "无需再次撤回" in text(twice), (twice.code, text(twice))
     in_force = await owner.post("/admin/terms/v/2022-05-22", {"reason": "x"})
     assert in_force.code == 422 and "已生效的版本不能撤回" in text(in_force)
     assert "撤回此版本" not in text(await owner.get("/admin/terms/v/2022-05-22"))

@@ -101,6 +101,10 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     withdrawn = cli(data_dir, "terms", "withdraw", "2027-01-15", "--reason", "改为明年再议")
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert "已撤回版本 2027-01-15" in withdrawn.stdout
+    # Withdrawn again (a script run twice): a conflict that says when, not "no such version".
+    twice = cli(data_dir, "terms", "withdraw", "2027-01-15", "--reason", "再撤一次")
+    assert twice.returncode == 2 and "Traceback" not in twice.stderr
+    assert "版本 2027-01-15 已于" in twice.stderr and "无需再次撤回" in twice.stderr and "改为明年再议" in twice.stderr
     listed = cli(data_dir, "terms", "list").stdout
     assert any("2027-01-15" in line and "已撤回" in line for line in listed.splitlines())
     # Shown, a withdrawn version is printed (to fix and publish again) with a note
