@@ -27,7 +27,7 @@ from bot.merchants import (
     STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change, unknown_status,
 )
 from bot.notices import (
-    CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, NoticeRefused, audit_entry, check_audience, check_important, check_text, notice_text,
+    CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, Controlled, NoticeRefused, audit_entry, check_audience, check_important, check_text, notice_text,
     unknown_recipients, unknown_recipients_warning,
 )
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
@@ -387,17 +387,19 @@ class Console:
             await self.drafts.close(draft_id, "published", notice_id, actor.name, self._clock())
         return notice_id
 
-    async def control_notice(self, actor: Actor, notice_id: str, action: str) -> Notice:
-        """Pause, resume or cancel a broadcast."""
+    async def control_notice(self, actor: Actor, notice_id: str, action: str) -> Controlled:
+        """Pause, resume or cancel a broadcast; a repeat changes nothing and is
+        not audited (``Controlled.already`` says so)."""
         actor.require("broadcast")
         if action not in ("pause", "resume", "cancel"):
             raise NoticeRefused(f"未知的操作 {action}")
         before = await self.broadcasts.progress(notice_id)
-        notice = await getattr(self.broadcasts, action)(notice_id)
-        await self.audit.record(actor.name, f"notice_{action}", notice_id,
-                                before={"status": before.notice.status, "sent": before.sent, "pending": before.pending},
-                                after={"status": notice.status}, address=actor.address)
-        return notice
+        done = await getattr(self.broadcasts, action)(notice_id)
+        if done.changed:
+            await self.audit.record(actor.name, f"notice_{action}", notice_id,
+                                    before={"status": before.notice.status, "sent": before.sent, "pending": before.pending},
+                                    after={"status": done.notice.status}, address=actor.address)
+        return done
 
     async def recent_notices(self, actor: Actor, limit: int = 50, skip: int = 0,
                              category: str | None = None) -> list[Notice]:

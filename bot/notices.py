@@ -417,14 +417,19 @@ class Broadcasts:
         for start in range(0, len(openids), size):
             await self.queue.add(notice.id, openids[start : start + size], urgent=urgent)
 
-    async def pause(self, notice_id: str) -> Notice:
+    async def pause(self, notice_id: str) -> Controlled:
+        """Pause a job. One paused already (by an admin, or by WeChat's quota)
+        is no error: :attr:`Controlled.already` says so. A finished or
+        cancelled one, or an amendment notice, raises :class:`NoticeRefused`."""
         notice = await self._get(notice_id)
+        if notice.status == "paused":
+            return Controlled(notice, already=_already(notice, "pause"))
         if notice.version is not None and notice.status in ("queued", "sending"):
             # Paused, it could stay so past the version's effective date, nobody told.
             raise NoticeRefused(self._amendment_notice(notice, "暂停"), code="amendment_notice")
         if not await self.notices.transition(notice_id, ("queued", "sending"), "paused", self._clock()):
-            raise NoticeRefused(await self._cannot(notice_id, "暂停"))
-        return await self._get(notice_id)
+            return await self._unchanged(notice_id, "pause")
+        return Controlled(await self._get(notice_id))
 
     async def pause_for_wechat(self, notice_id: str, by: str) -> bool:
         """Pause a job whose sends WeChat refuses for the whole account: its call
@@ -445,18 +450,24 @@ class Broadcasts:
         for notice in await self.notices.paused_by("quota"):
             if notice.paused_at is not None and notice.paused_at < midnight:
                 try:
-                    await self.resume(notice.id)
+                    if not (await self.resume(notice.id)).changed:
+                        continue  # resumed meanwhile (by an admin, another worker)
                 except NoticeRefused:
-                    continue  # resumed or cancelled meanwhile (by an admin, another worker)
+                    continue  # cancelled meanwhile
                 resumed.append(notice.id)
         return resumed
 
-    async def resume(self, notice_id: str) -> Notice:
+    async def resume(self, notice_id: str) -> Controlled:
+        """Resume a paused job. One queued or sending already is no error
+        (:attr:`Controlled.already`); a finished or cancelled one raises
+        :class:`NoticeRefused`."""
         paused = await self._get(notice_id)
+        if paused.status in ("queued", "sending"):
+            return Controlled(paused, already=_already(paused, "resume"))
         back = "sending" if paused.started_at is not None else "queued"  # paused before any worker began
         now = self._clock()
         if not await self.notices.transition(notice_id, ("paused",), back, now):
-            raise NoticeRefused(await self._cannot(notice_id, "继续"))
+            return await self._unchanged(notice_id, "resume")
         if back == "sending" and paused.paused_at is not None:
             await self.notices.add_pause(notice_id, max(0.0, (now - paused.paused_at).total_seconds()))
         notice = await self._get(notice_id)
@@ -465,19 +476,33 @@ class Broadcasts:
         else:
             await self.enqueue_pending(notice)
             await self.finish_if_complete(notice_id)
-        return await self._get(notice_id)
+        return Controlled(await self._get(notice_id))
 
-    async def cancel(self, notice_id: str) -> Notice:
+    async def cancel(self, notice_id: str) -> Controlled:
+        """Cancel a job. One cancelled already is no error
+        (:attr:`Controlled.already`); a finished one, or an amendment notice,
+        raises :class:`NoticeRefused`."""
         notice = await self._get(notice_id)
-        if notice.status in ("done", "cancelled"):
-            raise NoticeRefused(await self._cannot(notice_id, "取消"))  # nothing left to cancel, nor to pause
+        if notice.status == "cancelled":
+            return Controlled(notice, already=_already(notice, "cancel"))
+        if notice.status == "done":
+            raise NoticeRefused(_cannot(notice, "cancel"))  # nothing left to cancel
         if notice.version is not None:
             # The agreement promises notice of every change to whoever accepted a version.
             raise NoticeRefused(self._amendment_notice(notice, "取消"), code="amendment_notice")
         if not await self.notices.transition(notice_id, ("queued", "sending", "paused"), "cancelled", self._clock()):
-            raise NoticeRefused(await self._cannot(notice_id, "取消"))
+            return await self._unchanged(notice_id, "cancel")
         await self._skip_cancelled(notice_id)
-        return await self._get(notice_id)
+        return Controlled(await self._get(notice_id))
+
+    async def _unchanged(self, notice_id: str, action: str) -> Controlled:
+        """After a transition that found the job in another state than read just
+        before (a worker finished it, another admin got there first): the job
+        already as asked, or :class:`NoticeRefused` saying why it cannot be."""
+        notice = await self._get(notice_id)
+        if notice.status in _ALREADY[action]:
+            return Controlled(notice, already=_already(notice, action))
+        raise NoticeRefused(_cannot(notice, action))
 
     @staticmethod
     def _amendment_notice(notice: Notice, action: str) -> str:
@@ -616,9 +641,46 @@ class Broadcasts:
             raise NoticeNotFound(f"没有编号为 {notice_id} 的通知")
         return notice
 
-    async def _cannot(self, notice_id: str, action: str) -> str:
-        notice = await self._get(notice_id)
-        return f"通知 {notice_id} 当前状态为“{JOB_LABELS[notice.status]}”，不能{action}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Controlled:
+    """What :meth:`Broadcasts.pause`, ``resume`` or ``cancel`` did: the job as
+    it now is and, when the call changed nothing because the job was in that
+    state already (a repeat, or someone else first), the sentence saying so.
+    A repeat is no error: the admin's wish holds (the console and CLI say it)."""
+
+    notice: Notice
+    already: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return not self.already
+
+
+#: The states in which pause, resume or cancel has nothing left to do.
+_ALREADY = {"pause": ("paused",), "resume": ("queued", "sending"), "cancel": ("cancelled",)}
+#: The actions as the messages name them.
+_ACTION_NAMES = {"pause": "暂停", "resume": "继续发送", "cancel": "取消"}
+
+
+def _already(notice: Notice, action: str) -> str:
+    if action == "pause":
+        return f"通知 {notice.id} 已处于暂停状态，无需再次暂停。"
+    if action == "cancel":
+        return f"通知 {notice.id} 已取消，无需再次取消。"
+    return f"通知 {notice.id} 没有暂停（当前状态为“{JOB_LABELS[notice.status]}”），无需继续发送。"
+
+
+def _cannot(notice: Notice, action: str) -> str:
+    """Why ``action`` is impossible for ``notice`` in its present state (finished or cancelled)."""
+    name = _ACTION_NAMES[action]
+    if notice.status == "done":
+        return f"通知 {notice.id} 已发送完毕（状态“已完成”），不能{name}。"
+    if notice.status == "cancelled":
+        again = "；如仍需发送，请重新发送一条通知" if action == "resume" else ""
+        return f"通知 {notice.id} 已取消，不能{name}{again}。"
+    return f"通知 {notice.id} 当前状态为“{JOB_LABELS[notice.status]}”，不能{name}。"
 
 
 def _in_inbox(delivery: Delivery) -> bool:

@@ -178,13 +178,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_control(args: argparse.Namespace) -> int:
     async def work(runtime):
         before = await runtime.notices.get(args.id)
-        notice = await getattr(runtime.broadcasts, args.action)(args.id)  # refuses an unknown id
-        await runtime.audit.record(actor_of(args), f"notice_{args.action}", args.id, before={"status": before.status},
-                                   after={"status": notice.status}, address="localhost")
-        return notice
+        done = await getattr(runtime.broadcasts, args.action)(args.id)  # refuses an unknown id
+        if done.changed:  # a repeat changed nothing: nothing to audit
+            await runtime.audit.record(actor_of(args), f"notice_{args.action}", args.id, before={"status": before.status},
+                                       after={"status": done.notice.status}, address="localhost")
+        return done
 
-    notice = with_runtime(args, work)
-    print(f"通知 {notice.id} 当前状态：{JOB_LABELS[notice.status]}")
+    done = with_runtime(args, work)
+    print(done.already or f"通知 {done.notice.id} 当前状态：{JOB_LABELS[done.notice.status]}")
     return 0
 
 

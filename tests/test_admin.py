@@ -792,6 +792,24 @@ async def test_the_amendment_notice_of_a_version_cannot_be_cancelled_nor_paused(
     assert late.code == 409 and "已完成" in text(late) and "暂停" not in text(late), text(late)
 
 
+async def test_a_repeated_notice_control_is_said_not_refused(svc):
+    # A second tab's 暂停 on a paused notice was a 409 error page; the same rule
+    # as the CLI's (bot.notices): said on the notice's page, nothing audited again.
+    await followers(svc, "o-a", "o-b")
+    notice_id = await svc.runtime.broadcasts.send(category="service", title="维护", body="b", audience={"type": "all"}, by="t")
+    owner = await logged_in(svc, "olga")
+    assert (await owner.post(f"/admin/notices/{notice_id}/pause")).code == 303
+    again = await owner.post(f"/admin/notices/{notice_id}/pause")
+    assert again.code == 303 and again.headers["Location"] == f"/admin/notices/{notice_id}", text(again)
+    assert f"通知 {notice_id} 已处于暂停状态，无需再次暂停。" in text(await owner.get(again.headers["Location"]))
+    assert len(await svc.runtime.audit.recent(action="notice_pause")) == 1
+    assert (await owner.post(f"/admin/notices/{notice_id}/cancel")).code == 303
+    twice = await owner.post(f"/admin/notices/{notice_id}/cancel")
+    assert twice.code == 303 and "已取消，无需再次取消" in text(await owner.get(twice.headers["Location"]))
+    refused = await owner.post(f"/admin/notices/{notice_id}/resume")
+    assert refused.code == 409 and "已取消，不能继续发送" in text(refused)
+
+
 async def test_large_audience_needs_confirmation(svc, monkeypatch):
     monkeypatch.setattr(console_module, "LARGE_AUDIENCE", 2)
     await followers(svc, "o-a", "o-b", "o-c")

@@ -1550,6 +1550,46 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert "失败原因（微信错误码或其他原因）：发送中断" in shown and "（interrupted） 1" in shown, shown
 
 
+async def test_notice_controls_repeated_are_no_error_impossible_ones_are(make_service, emulator, backing):
+    # Pausing a paused notice, resuming one that runs, cancelling a cancelled one
+    # exited 2 as errors: the admin's wish already holds. Resuming a cancelled or
+    # finished notice, or pausing a finished one, stays an error.
+    from tests.test_cli import clean_env
+
+    svc = await make_service()
+    await active_users(svc, "o-k1", "o-k2")
+    env = clean_env(MONGODB_URI=backing.database_uri(svc.runtime.db.name), REDIS_URL=backing.redis_url)
+
+    def cli(*args):
+        return subprocess.run([str(BIN), "notice", *args], env=env, capture_output=True, text=True, timeout=60)
+
+    queued = await send(svc, audience={"type": "openids", "openids": ["o-k1", "o-k2"]})
+    running = cli("resume", queued)
+    assert running.returncode == 0, running.stderr
+    assert f"通知 {queued} 没有暂停（当前状态为“排队中”），无需继续发送。" in running.stdout
+    assert cli("pause", queued).returncode == 0
+    again = cli("pause", queued, "--by", "olga")
+    assert again.returncode == 0, again.stderr
+    assert f"通知 {queued} 已处于暂停状态，无需再次暂停。" in again.stdout
+    assert len(await svc.runtime.audit.recent(action="notice_pause")) == 1  # a repeat changes nothing to audit
+    assert cli("cancel", queued).returncode == 0
+    cancelled_again = cli("cancel", queued)
+    assert cancelled_again.returncode == 0 and f"通知 {queued} 已取消，无需再次取消。" in cancelled_again.stdout
+    for action in ("resume", "pause"):
+        refused = cli(action, queued)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert f"通知 {queued} 已取消，不能" in refused.stderr, refused.stderr
+    assert "请重新发送一条通知" in cli("resume", queued).stderr
+
+    finished = await send(svc, audience={"type": "openids", "openids": ["o-k1"]})
+    await run_worker(svc)
+    assert (await svc.runtime.notices.get(finished)).status == "done"
+    for action, name in (("pause", "暂停"), ("resume", "继续发送"), ("cancel", "取消")):
+        refused = cli(action, finished)
+        assert refused.returncode == 2, (action, refused.stdout)
+        assert f"通知 {finished} 已发送完毕（状态“已完成”），不能{name}。" in refused.stderr, refused.stderr
+
+
 async def test_a_send_in_flight_when_cancelled_ends_sent_without_the_cancel_reason(svc):
     # Cancelling skips what is pending; a send already in flight then records
     # "sent". It was sent: no reason "cancelled" may stay on it.

@@ -287,8 +287,8 @@ class NoticeControlHandler(AdminHandler):
     mongo_budget = BROADCAST_BUDGET
 
     async def post(self, notice_id: str, action: str) -> None:
-        await self.console.control_notice(self.actor, notice_id, action)
-        label = {"pause": "已暂停", "resume": "已继续发送", "cancel": "已取消"}[action]
+        done = await self.console.control_notice(self.actor, notice_id, action)
+        label = done.already or {"pause": "已暂停", "resume": "已继续发送", "cancel": "已取消"}[action]
         self.done(f"/admin/notices/{notice_id}", label)
 
 
