@@ -28,7 +28,7 @@ from bot.merchants import (
 )
 from bot.notices import (
     CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, Controlled, NoticeRefused, audit_entry, check_audience, check_important, check_text, notice_text,
-    unknown_recipients, unknown_recipients_warning,
+    openids_from_lines, unknown_recipients, unknown_recipients_warning,
 )
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import examples_lost_warning, unplaced_examples, units_of
@@ -146,7 +146,7 @@ class NoticeForm:
             if self.statuses:
                 audience["statuses"] = list(self.statuses)
         elif self.audience_type == "openids":
-            openids = sorted({line.strip() for line in self.openids.replace(",", "\n").splitlines() if line.strip()})
+            openids = sorted(set(openids_from_lines(self.openids.splitlines(), "openid 列表", commas=True)))
             audience = {"type": "openids", "openids": openids}
         else:
             audience = {"type": self.audience_type}

@@ -790,6 +790,37 @@ def check_mass_text(text: str) -> None:
 UNFOLLOWED = 43004
 
 
+#: Bad entries of an openid list shown with their line: enough to see what is
+#: wrong and find them, not a screenful for a file that is wrong throughout.
+SHOWN_BAD_LINES = 5
+
+
+def openids_from_lines(lines: list[str], source: str, commas: bool = False) -> list[str]:
+    """The openids of a list as an admin wrote it, one a line (blank lines
+    skipped; with ``commas`` several on a line too, as the console's box takes
+    them), in order. :class:`NoticeRefused` when an entry is no openid, naming
+    the first lines that hold one (counted from 1, as an editor shows them) and
+    how many lines do: ``source`` says which list ("openid 文件 ids.txt")."""
+    openids: list[str] = []
+    bad: list[tuple[int, str]] = []
+    for number, line in enumerate(lines, start=1):
+        for entry in line.split(",") if commas else [line]:
+            entry = entry.strip()
+            if not entry:
+                continue
+            if OPENID.fullmatch(entry):
+                openids.append(entry)
+            else:
+                bad.append((number, entry))
+    if bad:
+        shown = "、".join(f"第 {number} 行 {entry[:40]!r}" for number, entry in bad[:SHOWN_BAD_LINES])
+        lines_bad = len({number for number, _ in bad})
+        more = f" 等（只列出前 {SHOWN_BAD_LINES} 处）" if len(bad) > SHOWN_BAD_LINES else ""
+        raise NoticeRefused(f"{source}中有 {lines_bad} 行不是有效的 openid（只能由字母、数字、- 和 _ 组成，最长 64 个字符）："
+                            f"{shown}{more}。", code="bad_audience")
+    return openids
+
+
 def check_audience(audience: dict) -> None:
     """Raise :class:`NoticeRefused` for an audience that is not well formed."""
     kind = audience.get("type") if isinstance(audience, dict) else None

@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.file_problems import os_problem
 from bot.notices import (
     CHANNELS, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain,
-    unknown_recipients, unknown_recipients_warning,
+    openids_from_lines, unknown_recipients, unknown_recipients_warning,
 )
 from bot.merchants import status_code
 from bot.preferences import category_from_name
@@ -103,7 +103,7 @@ def parse_audience(text: str) -> dict:
             raise UsageError(f"无法读取 openid 文件 {rest}：{os_problem(exc)}") from None
         except UnicodeDecodeError:
             raise UsageError(f"openid 文件 {rest} 不是 UTF-8 编码的文本") from None
-        audience = {"type": "openids", "openids": [line.strip() for line in lines if line.strip()]}
+        audience = {"type": "openids", "openids": openids_from_lines(lines, f"openid 文件 {rest} ")}
     else:
         raise UsageError(f"无法识别的受众 {text!r}：可用 {_AUDIENCES}")
     check_audience(audience)

@@ -651,7 +651,7 @@ async def test_a_malformed_or_empty_compose_is_refused_not_guessed(svc):
     assert maybe.code == 422 and "重要" in text(maybe)
     odd = await owner.post("/admin/notices/new", {**NOTICE, "audience_type": "openids", "openids": "o-a\nnot an openid",
                                                    "action": "send"})
-    assert odd.code == 422 and "openid 只能由" in text(odd)
+    assert odd.code == 422 and "openid 列表中有 1 行不是有效的 openid" in text(odd) and "第 2 行" in text(odd)
     # Merchants that are suspended: there are none. Nothing is sent to nobody.
     nobody = await owner.post("/admin/notices/new", {**NOTICE, "audience_type": "merchants", "statuses": "suspended",
                                                       "action": "send"})

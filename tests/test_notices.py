@@ -1550,6 +1550,34 @@ async def test_notice_cli(make_service, emulator, backing, tmp_path):
     assert "失败原因（微信错误码或其他原因）：发送中断" in shown and "（interrupted） 1" in shown, shown
 
 
+async def test_an_openids_file_with_bad_lines_names_them_by_number(make_service, backing, tmp_path):
+    # The refusal quoted bad entries without saying where they were: in a file of
+    # thousands, the admin had to search for each. Nothing is sent nor stored.
+    from tests.test_cli import clean_env
+
+    svc = await make_service()
+    env = clean_env(MONGODB_URI=backing.database_uri(svc.runtime.db.name), REDIS_URL=backing.redis_url)
+    ids = tmp_path / "ids.txt"
+
+    def send_to_file():
+        return subprocess.run([str(BIN), "notice", "send", "--category", "admin", "--title", "t", "--body", "b",
+                               "--audience", f"openids:{ids}"], env=env, capture_output=True, text=True, timeout=60)
+
+    # Line 3 is blank (counted, as an editor counts it); lines 2, 4 and 6 are bad.
+    ids.write_text("o-ok1\no bad\n\no-ok2,o-ok3\no-ok4\n用户甲\n", encoding="utf-8")
+    refused = send_to_file()
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert f"openid 文件 {ids} 中有 3 行不是有效的 openid" in refused.stderr, refused.stderr
+    assert "第 2 行 'o bad'、第 4 行 'o-ok2,o-ok3'、第 6 行 '用户甲'" in refused.stderr, refused.stderr
+    # Many bad lines: the first few, and how many there are.
+    ids.write_text("".join(f"bad {i}\n" for i in range(1, 41)), encoding="utf-8")
+    many = send_to_file()
+    assert many.returncode == 2 and "第 1 行 'bad 1'" in many.stderr and "第 5 行 'bad 5'" in many.stderr
+    assert "第 6 行" not in many.stderr and "中有 40 行" in many.stderr and "只列出前 5 处" in many.stderr, many.stderr
+    assert await svc.runtime.db["notices"].count_documents({}) == 0
+    assert await svc.runtime.audit.recent(action="notice_send") == []
+
+
 async def test_notice_controls_repeated_are_no_error_impossible_ones_are(make_service, emulator, backing):
     # Pausing a paused notice, resuming one that runs, cancelling a cancelled one
     # exited 2 as errors: the admin's wish already holds. Resuming a cancelled or
