@@ -642,7 +642,6 @@ class Broadcasts:
         return notice
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Controlled:
     """What :meth:`Broadcasts.pause`, ``resume`` or ``cancel`` did: the job as
