@@ -47,6 +47,10 @@ PERMISSIONS = {
 #: Held while a change could leave no enabled owner (bot.serial).
 OWNERS_LOCK = "admin:owners"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
+#: Names records already give to others: the command line (``cli``) and the
+#: merchant themself (``user``). An admin named so would read as them in the
+#: audit log and a merchant's history.
+RESERVED_NAMES = frozenset(("cli", "user"))
 MIN_PASSWORD = 10
 MAX_PASSWORD = 128
 _hasher = PasswordHasher()
@@ -156,6 +160,8 @@ class AdminAccounts:
         name = name.strip()
         if not NAME_PATTERN.match(name):
             raise AdminRefused("用户名须为 2 到 32 位英文字母、数字或 _ . -", code="bad_name")
+        if name.casefold() in RESERVED_NAMES:
+            raise AdminRefused(f"用户名 {name} 是保留名称（审计日志中 cli 表示命令行操作，user 表示商家本人），请换一个", code="bad_name")
         _check_role(role)
         _check_password(password, name)
         # Log-in limits count a name case-blind: "VI" beside "vi" would share

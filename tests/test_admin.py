@@ -1423,6 +1423,10 @@ def test_cli_creates_and_manages_admins(backing, tmp_path):
         # Log-in limits count names case-blind: ROOT would share root's lock.
         upper = run_cli(backing, tmp_path, "create-user", "ROOT", "--role", "viewer", ADMIN_PASSWORD="a-long-password")
         assert upper.returncode == 2 and "管理员 root 已存在（用户名不区分大小写）" in upper.stderr
+        # An admin named cli (or user) would read as the command line (the merchant) in the audit log.
+        for reserved in ("cli", "User"):
+            taken = run_cli(backing, tmp_path, "create-user", reserved, "--role", "viewer", ADMIN_PASSWORD="a-long-password")
+            assert taken.returncode == 2 and "是保留名称" in taken.stderr, taken.stderr
         short = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer", ADMIN_PASSWORD="short")
         assert short.returncode == 2 and "至少需要 10 个字符" in short.stderr
         no_tty = run_cli(backing, tmp_path, "create-user", "kid", "--role", "viewer")
