@@ -20,7 +20,7 @@ from bot.consent import ConsentRefused, ConsentState, Origin
 from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, amending, bare_word, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
-from bot.notices import IMPORTANT_BY_DEFAULT
+from bot.notice_checks import IMPORTANT_BY_DEFAULT
 from bot.preferences import categories_from_name, settings_text
 from bot.answers import with_hint
 from bot.registration import REGISTRATION, means_no_email, profile_answers

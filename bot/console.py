@@ -26,9 +26,11 @@ from bot.errors import BotError
 from bot.merchants import (
     STATUSES, AccountRefused, MerchantAccounts, UnknownStatus, profile_stamp, refuse_no_change, unknown_status,
 )
+from bot.notice_checks import (
+    IMPORTANT_BY_DEFAULT, NoticeRefused, check_audience, check_important, check_text, openids_from_lines,
+)
 from bot.notices import (
-    CHANNELS, IMPORTANT_BY_DEFAULT, Broadcasts, Controlled, NoticeRefused, audit_entry, check_audience, check_important, check_text, notice_text,
-    openids_from_lines, unknown_recipients, unknown_recipients_warning,
+    CHANNELS, Broadcasts, Controlled, audit_entry, notice_text, unknown_recipients, unknown_recipients_warning,
 )
 from bot.qa.data import DEFAULT_DATA_DIR, QADataError, load_data
 from bot.qa.units import examples_lost_warning, unplaced_examples, units_of

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from bot import texts
-from bot.notices import CATEGORY_BY_NAME, IMPORTANT_BY_DEFAULT
+from bot.notice_checks import IMPORTANT_BY_DEFAULT
+from bot.notices import CATEGORY_BY_NAME
 from bot.traditional import simplified
 from bot.validation import Invalid, fold
 from storage.notices import CATEGORIES

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from bot import amendment_rules, texts
 from bot.agreement import AgreementVersion, load_seed
 from bot.errors import BotError
-from bot.notices import TITLE_LIMIT, NoticeRefused, check_text
+from bot.notice_checks import TITLE_LIMIT, NoticeRefused, check_text
 from bot.serial import one_at_a_time
 from storage.agreements import AgreementVersions, VersionExists
 from storage.locks import UserLocks

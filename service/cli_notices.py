@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from bot.file_problems import os_problem
+from bot.notice_checks import check_audience, openids_from_lines
 from bot.notices import (
-    CHANNELS, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, audit_entry, check_audience, explain,
-    openids_from_lines, unknown_recipients, unknown_recipients_warning,
+    CHANNELS, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, WECHAT_ERRORS, audit_entry, explain, unknown_recipients, unknown_recipients_warning,
 )
 from bot.merchants import status_code
 from bot.preferences import category_from_name

@@ -306,7 +306,7 @@ def check_aes_key(key: str) -> bytes:
 
 
 def _check_templates(path: str) -> None:
-    from bot.notices import load_templates
+    from bot.notice_checks import load_templates
 
     try:
         load_templates(path)  # which also checks every field's pattern
@@ -316,7 +316,7 @@ def _check_templates(path: str) -> None:
         raise ConfigError(f"NOTICE_TEMPLATES 文件 {path} {json_problem(exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"NOTICE_TEMPLATES 文件 {path} 不是 UTF-8 编码的文本") from None
-    except ValueError as exc:  # the file's own rules (bot.notices.load_templates), in Chinese
+    except ValueError as exc:  # the file's own rules (bot.notice_checks.load_templates), in Chinese
         raise ConfigError(f"NOTICE_TEMPLATES 文件 {path} 有误：{exc}") from None
 
 

@@ -29,7 +29,8 @@ from bot.consent import Consents
 from bot.dialogs import DialogEngine
 from bot.delivery_worker import ACCOUNT_ERRORS, DeliveryWorker, WorkerDeps
 from bot.merchants import MerchantAccounts, tell_merchants_through
-from bot.notices import Broadcasts, load_templates
+from bot.notice_checks import load_templates
+from bot.notices import Broadcasts
 from bot.preferences import NoticePreferences
 from bot.registration import REGISTRATION
 from bot.conversation import DEFAULT_DEADLINE, Conversation

@@ -486,7 +486,7 @@ NOTICE = {"category": "service", "title": "系统维护", "body": "今晚 23:00 
 async def test_an_amendment_notice_is_always_important(svc):
     # Sent as not important, it skipped users who had opted out, though chat tells them
     # that notices of changes to the agreement arrive whatever they opted out of.
-    from bot.notices import NoticeRefused
+    from bot.notice_checks import NoticeRefused
 
     await followers(svc, "o-a")
     owner = await logged_in(svc, "olga")

@@ -20,7 +20,8 @@ from bot import delivery_worker
 from bot.delivery_worker import PAY_SECONDS, WINDOW
 from storage.redis_store import key
 from storage.work_queue import RECLAIM_IDLE_MS
-from bot.notices import NO_WORKER, PLANNER_SILENT, NoticeRefused
+from bot.notice_checks import NoticeRefused
+from bot.notices import NO_WORKER, PLANNER_SILENT
 from storage.delivery_journal import OURS
 from tests.conftest import APPID, SECRET
 from tests.wx import event_xml
@@ -192,7 +193,7 @@ async def test_audiences(svc):
     ],
 )
 async def test_bad_notices_are_refused(svc, kwargs, needle):
-    from bot.notices import NoticeRefused
+    from bot.notice_checks import NoticeRefused
 
     kwargs.setdefault("audience", {"type": "all"})
     with pytest.raises(NoticeRefused) as info:
@@ -775,7 +776,7 @@ async def test_pause_resume_and_cancel(make_service, emulator):
     sent_to = collections.Counter(m["touser"] for m in await emulator.messages())
     assert sum(sent_to.values()) == final.sent and max(sent_to.values()) == 1
 
-    from bot.notices import NoticeRefused
+    from bot.notice_checks import NoticeRefused
 
     with pytest.raises(NoticeRefused):
         await broadcasts.resume(notice)

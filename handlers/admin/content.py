@@ -14,7 +14,8 @@ from bot.console import LARGE_AUDIENCE, QA_FILES, NoticeForm, VersionForm, Warni
 from bot.errors import BotError
 from bot.merchants import STATUSES
 from bot.consent import CHANNEL_LABELS
-from bot.notices import BODY_LIMIT, JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, TITLE_LIMIT, error_meaning, notice_text
+from bot.notice_checks import BODY_LIMIT, TITLE_LIMIT
+from bot.notices import JOB_LABELS, NO_WORKER, PAUSED_BY, SKIP_REASONS, error_meaning, notice_text
 from bot.terms_diff import side_by_side
 from handlers.admin.base import AdminHandler
 from handlers.base import http_status

@@ -9,7 +9,7 @@ from bot.agreement import REASONS, AgreementVersion, Section
 from bot.consent import ConsentState
 from bot.inbox import InboxItem
 from bot.merchants import STATUSES
-from bot.notices import IMPORTANT_BY_DEFAULT
+from bot.notice_checks import IMPORTANT_BY_DEFAULT
 from storage.consents import ConsentRecord
 from storage.merchants import PROFILE_FIELDS, Merchant
 from storage.notices import CATEGORIES
