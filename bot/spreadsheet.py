@@ -13,9 +13,15 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def safe_cell(value: object) -> object:
     """``value``, with a text that Excel would run as a formula (a name such as
-    ``=HYPERLINK(...)`` typed by a user) prefixed with ``'`` so it shows as text."""
+    ``=HYPERLINK(...)`` typed by a user) prefixed with ``'`` so it shows as text,
+    and a text of digits that Excel would read as a number wrapped as ``="…"``."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and (len(value) >= 12 or value[0] == "0" and len(value) > 1):
+        # A credit code of 18 digits (914403001922038216) showed as 9.14403E+17
+        # and was saved back as …038000 (Excel keeps 15 digits); a leading 0 was
+        # dropped. ="…" is the one form Excel keeps as text; digits alone run nothing.
+        return f'="{value}"'
     return value
 
 

@@ -1089,6 +1089,8 @@ async def test_a_merchant_who_declined_the_agreement_is_not_approved_and_the_pag
 
 
 async def test_merchants_review_suspend_reinstate_and_export(svc):
+    from bot.consent import Origin
+
     await register(svc, "o-m1", "张三小店")
     await register(svc, "o-m2", "李四商行")
     editor = await logged_in(svc, "eddie")
@@ -1129,6 +1131,15 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     export = await owner.get("/admin/merchants.csv?status=pending_review")
     rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
     assert [r["主体名称"] for r in rows if r["openid"] == "o-m3"] == ["'=HYPERLINK(\"http://x.cn\",\"点\")"]
+    # A credit code of digits alone stays text (Excel showed 9.14403E+17 and kept 15 digits).
+    await svc.runtime.consents.accept("o-m4", Origin("official_account"))
+    await svc.runtime.merchants.save_profile("o-m4", {"entity_type": "enterprise", "entity_name": "华为技术有限公司",
+                                                      "credit_code": "914403001922038216", "contact_name": "任正非",
+                                                      "phone": "13800138000"})
+    export = await owner.get("/admin/merchants.csv?status=pending_review")
+    rows = list(csv.DictReader(io.StringIO(export.body.decode("utf-8-sig"))))
+    assert [r["统一社会信用代码"] for r in rows if r["openid"] == "o-m4"] == ['="914403001922038216"']
+    assert [r["手机"] for r in rows if r["openid"] == "o-m4"] == ["13800138000"]  # 11 digits show whole
     assert (await owner.get("/admin/merchants/o-none")).code == 404
     entry = (await svc.runtime.audit.recent(action="merchant_status"))[0]
     assert entry.before == {"status": "suspended"} and entry.after["status"] == "active"
