@@ -93,7 +93,8 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
     plain = simplified(value).lower()
     if ("?" in value or value.endswith(_QUESTION_ENDS) or plain.rstrip(TRAILING_PUNCTUATION).endswith(_ASKING_ENDS)
             or _QUESTION_PHRASES.search(plain)
-            or (_ABOUT_THE_FORM.search(plain) and _ASKING.search(plain))):
+            # Not a business's name by its ending: 南宁市哪吒手机维修有限公司 holds 哪 and 手机.
+            or (_ABOUT_THE_FORM.search(plain) and _ASKING.search(plain) and not _BUSINESS_NAME.search(plain))):
         raise Invalid(f"这看起来是一个问题，不是{label}。请输入{label}，例如：{example}", field)
     if _ABOUT_THE_FORM.search(plain) and _SPEAKING.match(plain) and not _BUSINESS_NAME.search(plain):
         # 我们还没有营业执照, 没有联系人; not 我爱填字游戏工作室, which ends as a business's name does.
@@ -104,6 +105,8 @@ def _name(text: str, field: str, label: str, low: int, high: int, example: str) 
         raise Invalid(f"请输入完整的{label}（与证件一致），不能只写“{value}”。例如：{example}", field)
     if plain in _NOT_NAMES:
         raise Invalid(f"“{value}”不是{label}。请输入{label}，例如：{example}", field)
+    if len(value) >= 3 and len(set(plain.replace(" ", ""))) == 1:  # aaaa, 哈哈哈哈: a key held down
+        raise Invalid(f"“{value}”不像是{label}。请按证件上的写法输入，例如：{example}", field)
     if _SENTENCE_START.match(plain):
         raise Invalid(f"“{value}”看起来是一句话，不是{label}。请只输入{label}本身，例如：{example}", field)
     if re.fullmatch(r"[0-9A-Z]{18}", value.upper()) and sum(c.isdigit() for c in value) >= 8:
@@ -156,6 +159,13 @@ _NOT_NAMES = frozenset((
     "我自己", "自己", "就是我", "我本人", "本人", "同上", "同前", "老板", "老板娘", "店主", "负责人", "null", "none", "n/a", "空",
     "公司名称", "企业名称", "名称", "姓名", "名字", "真实姓名", "联系人", "联系人姓名", "营业执照上的名字",
     "人工客服", "客服", "人工", "转人工", "在吗", "在不在",
+    # The form's other labels, typed to pick a field (修改 → 邮箱) or copied from the prompt.
+    "手机", "手机号", "手机号码", "电话", "电话号码", "联系电话", "邮箱", "电子邮箱", "邮箱地址", "邮件", "e-mail", "email",
+    "微信", "微信号", "qq", "统一社会信用代码", "社会信用代码", "信用代码", "营业执照", "营业执照上的名称",
+    "身份证上的名字", "身份证上的姓名", "主体类型", "成年", "已成年", "未成年",
+    # Yes and no, and "not yet": answers to another step.
+    "是", "是的", "对", "对的", "没错", "否", "不是", "暂时没有", "还没有", "还没想好", "没想好", "不知道叫啥",
+    "没有公司名", "跟营业执照一样", "和营业执照一样", "同营业执照", "哈哈", "哈哈哈",
 ))
 #: What a company's name ends with, sent alone ("公司" and "企业" are the entity type's words).
 _BARE_COMPANY_WORDS = frozenset(("有限公司", "有限责任公司", "股份有限公司", "集团", "集团有限公司", "个体户",
@@ -290,7 +300,7 @@ def _typed_value(text: str) -> str:
 
 #: The form's labels, as people copy them from a template or a message ("姓名：张三").
 _FIELD_LABEL = re.compile(
-    r"^\s*(?:真实姓名|姓名|名字|企业名称|公司名称|单位名称|主体名称|商户名称|名称|联系人姓名|联系人|"
+    r"^\s*(?:真实姓名|姓名|名字|企业名称|公司名称|单位名称|主体名称|商户名称|名称|联系人姓名|联系人|联络人|"
     r"手机号码|手机号|手机|联系电话|电话号码|电话|电子邮箱|邮箱地址|邮箱|e-?mail|"
     r"统一社会信用代码|社会信用代码|信用代码)\s*:\s*",
     re.IGNORECASE,
@@ -301,7 +311,10 @@ def without_label(value: str) -> str:
     """``value`` without a leading form label and its colon (folded text:
     the full-width colon is ``:`` by then). A label with nothing after it is
     the label alone ("姓名：" is 姓名, which no step takes for a value)."""
-    rest = _FIELD_LABEL.sub("", value, count=1)
+    # Matched on the Simplified text (聯繫人：, 手機：), cut from what was typed:
+    # the mapping is a character for a character.
+    label = _FIELD_LABEL.match(simplified(value))
+    rest = value[label.end():] if label else value
     return rest if rest.strip() else value.rstrip(": ")
 
 

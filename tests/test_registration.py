@@ -366,6 +366,29 @@ async def test_a_name_typed_with_its_label_is_stored_without_it(service):
     await chat(service, "o-label", "注册", "个人", "姓名：张三", "是", "联系人：李四", "手机：13912345678", "跳过", "确认")
     merchant = await service.runtime.merchants.get("o-label")
     assert (merchant.entity_name, merchant.contact_name, merchant.phone) == ("张三", "李四", "13912345678")
+    # Labels in Traditional characters too (聯繫人：張忠謀 was "a sentence", 手機：… "only digits").
+    await accepted(service, "o-label-tw")
+    await chat(service, "o-label-tw", "註冊", "個人", "姓名：張忠謀", "是", "聯繫人：張忠謀", "手機：13912345678", "郵箱：a@b.cn", "確認")
+    merchant = await service.runtime.merchants.get("o-label-tw")
+    assert (merchant.contact_name, merchant.phone, merchant.email) == ("張忠謀", "13912345678", "a@b.cn")
+
+
+def test_the_forms_own_labels_and_answers_are_no_names():
+    # 修改 → 名称 → 邮箱 stored 邮箱 as the legal name; 手机号码, 是的, 暂时没有, aaaa were names too.
+    from bot.validation import parse_contact_name, parse_entity_name
+
+    for typed in ("邮箱", "手机号码", "电话", "微信", "统一社会信用代码", "成年", "是的", "aaaa", "哈哈哈哈"):
+        with pytest.raises(Invalid):
+            parse_contact_name(typed)
+        with pytest.raises(Invalid):
+            parse_entity_name(typed, "individual")
+    for typed in ("暂时没有", "还没想好", "没有公司名", "跟营业执照一样", "营业执照上的名称", "aaaa", "哈哈哈哈"):
+        with pytest.raises(Invalid):
+            parse_entity_name(typed, "enterprise")
+    # A registered name ending as a business's does is one, whatever words it holds (it was "a question").
+    for name in ("南宁市哪吒手机维修有限公司", "谁家手机店"):
+        assert parse_entity_name(name, "enterprise") == name
+    assert parse_contact_name("丽丽") == "丽丽"  # two alike are a name
 
 
 def test_stickers_examples_and_placeholders_are_no_details():
