@@ -19,7 +19,7 @@ from bot.agreement import VERSION_MAX, VERSION_RE
 from bot.consent import ConsentRefused, Consents, ConsentState, Origin
 from bot.errors import BotError
 from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, holds, profile_stamp
-from bot.registration import REGISTRATION
+from bot.registration import REGISTRATION, means_no_email
 from bot.serial import one_at_a_time
 from bot.services import Services
 from bot.terms import VersionNotFound
@@ -85,9 +85,12 @@ def parse_profile(body: dict, existing: Merchant | None) -> dict:
         _check_adult(body.get("adult"), existing, errors)
         if isinstance(body.get("credit_code"), str) and body["credit_code"].strip():  # was dropped without a word
             errors.append(Invalid(api_texts.CODE_OF_INDIVIDUAL, "credit_code"))
-    profile["contact_name"] = field("contact_name", parse_contact_name)
+    # As chat takes them (one rule for both): an individual's 同上 / 本人 names
+    # the registrant, and 跳过 / 没有 leaves the e-mail out.
+    registrant = profile.get("entity_name") if entity_type == "individual" else None
+    profile["contact_name"] = field("contact_name", lambda text: parse_contact_name(text, registrant))
     profile["phone"] = field("phone", parse_phone)
-    profile["email"] = field("email", parse_email, optional=True)
+    profile["email"] = field("email", lambda text: "" if means_no_email(text) else parse_email(text), optional=True)
     if errors:
         raise InvalidFields(errors)
     return profile

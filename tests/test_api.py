@@ -469,6 +469,19 @@ async def test_registration_needs_consent_then_registers(api):
     assert me.body["registration"] == {"status": "pending_review", "status_label": "待审核"}
 
 
+async def test_registration_takes_同上_and_跳过_as_chat_does(api):
+    # Chat stored the registrant for 同上 and no e-mail for 跳过; the API refused both (one rule, two answers).
+    token = await api.token("dora")
+    await api.accepted(token)
+    form = {"entity_type": "individual", "entity_name": "张三", "adult": True, "contact_name": "同上",
+            "phone": "13812345678", "email": "跳过"}
+    created = await api.call("PUT", "/me/registration", form, token)
+    assert created.status == 201, created.body
+    assert {k: created.body["registration"][k] for k in ("contact_name", "email")} == {"contact_name": "张三", "email": None}
+    enterprise = await api.call("PUT", "/me/registration", {**ENTERPRISE, "contact_name": "同上"}, token)
+    assert enterprise.status == 422 and enterprise.error()["code"] == "invalid_field"  # a company is no person
+
+
 async def test_registration_validation_names_fields_with_the_chat_messages(api):
     token = await api.token()
     await api.accepted(token)

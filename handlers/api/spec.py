@@ -149,9 +149,9 @@ SCHEMAS = {
             "adult": {"type": "boolean", "description": "individuals confirm they are 18 or older: required when "
                       "registering as an individual or changing to one; a record that is already an individual's "
                       "may leave it out"},
-            "contact_name": STR,
+            "contact_name": {"type": "string", "description": "an individual's 同上 or 本人 stands for entity_name, as in chat"},
             "phone": STR,
-            "email": {"type": ["string", "null"]},
+            "email": {"type": ["string", "null"], "description": "null, \"\" or a word for none (跳过, 没有, as in chat): no e-mail"},
         },
         "required": ["entity_type", "entity_name", "contact_name", "phone"],
         # Registering as an individual needs adult (the prose above: a record already an individual's may leave it out).
