@@ -409,7 +409,8 @@ THROUGH_DIALOGS = {
 }
 
 
-@router.command("注册", "商家注册")
+@router.command("注册", "商家注册", "我要注册", "我想注册", "申请注册", "注册商家", "注册账号", "注册账户", "注册帐号",
+                "注册帐户", "商家入驻", "我要入驻", "申请入驻", "入驻")
 @router.menu(MENU_REGISTER)
 async def register(chat: Chat) -> Reply:
     prompt = await require_consent(chat, "注册")

@@ -176,7 +176,7 @@ async def test_consent_said_in_a_sentence_is_not_recorded_and_the_reply_says_how
         reply = await service.wechat.ask("o-sentence", sentence)
         assert "请单独回复“同意”" in reply
     assert await ledger(service, "o-sentence") == []
-    assert "回复“注册”即可开始注册" in await service.wechat.ask("o-sentence", "我要注册")
+    assert "需要您先同意" in await service.wechat.ask("o-sentence", "我要注册")  # the command, consent first
     # A refusal in a sentence is pointed to 不同意 (and 撤回同意 for one who accepted), never to 同意.
     for sentence in ("我不同意协议", "我不同意了", "我不想同意了"):
         reply = await service.wechat.ask("o-sentence", sentence)

@@ -765,6 +765,15 @@ async def test_closure_erases_profile_and_keeps_the_ledger(service):
     assert (await service.wechat.ask("o-bye", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
 
 
+async def test_registering_in_the_words_people_use(service):
+    # 我要注册 quoted clause 2.1 from the Q&A instead of starting the form.
+    await accepted(service, "o-join")
+    for words in ("我要注册", "注册商家", "我要入驻"):
+        assert (await service.wechat.ask("o-join", words)).startswith(texts.PROMPT_ENTITY_TYPE), words
+        await service.wechat.ask("o-join", "取消")
+    assert "需要您先同意" in await service.wechat.ask("o-new", "我想注册")  # consent first, as for 注册
+
+
 async def test_account_and_closure_in_the_words_people_use(service):
     await register_enterprise(service, "o-words")
     # 账号 as often as 账户: these went to the agreement's Q&A (我的信息 quoted 7.6, the contact page).
