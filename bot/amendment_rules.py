@@ -111,6 +111,8 @@ def check_publication(
         if not draft.changes:
             raise AmendmentRefused("changes", "修订版本必须在 changes 中写明本次修改的摘要")
         _check_not_reverting(draft, latest, [v for v in published if v is not latest])
+        if effective_at < published_at + MIN_NOTICE:
+            _check_exception_named(draft, latest, reason)
         if list(draft.changes) == list(latest.changes):
             # A draft starts as a copy of the latest version: its summary of
             # changes, left as it was, would tell every user of the wrong ones.
@@ -118,6 +120,21 @@ def check_publication(
                 "changes", f"修改摘要（changes）与版本 {latest.version} 的完全相同，像是复制后没有更新；"
                 "请写明本次修改了什么（它会写进发给所有用户的条款修改通知）"
             )
+
+
+def _check_exception_named(draft: AgreementVersion, latest: AgreementVersion, reason: str) -> None:
+    """A version taking effect within the week (new_feature, legal) may change
+    only what its ``changes`` names: the exception is for those changes, and a
+    routine edit carried along unnamed (say, from a withdrawn routine version)
+    would apply at once without the week's notice, and without users being told."""
+    unnamed = [k for k in _differing(_units(draft), _units(latest)) if not _named(k, draft.changes)]
+    if unnamed:
+        raise AmendmentRefused(
+            "unnamed_change",
+            f"{REASONS[reason]}的修改可以立即生效，但只限于修改摘要（changes）写明的修改：与版本 {latest.version} 相比，"
+            f"{places(unnamed)}有修改却没有写在 changes 中。请在 changes 中逐条写明（例如“{_label(unnamed[0])}：……”），"
+            f"或把这些修改作为常规修改（routine）另行发布，公布 7 天后生效",
+        )
 
 
 def _check_not_reverting(draft: AgreementVersion, latest: AgreementVersion, older: list[AgreementVersion]) -> None:

@@ -524,6 +524,8 @@ class Console:
         if not form.effective_at.strip():
             raise BotError("请填写生效时间（或填 now 表示立即，仅限新功能或法律原因）", code="effective_at_required")
         effective_at = parse_effective_at(form.effective_at)
+        # Refused first: warnings to confirm about a draft the rules refuse only delay the refusal.
+        await self.terms.check(draft, reason=form.reason, effective_at=effective_at)
         key = warnings_key(draft, list(await self._version_warnings((await self.terms.versions())[-1], draft)))
         if key and key != acknowledged.strip():
             raise WarningsUnconfirmed()

@@ -236,6 +236,16 @@ class Terms:
             )
         raise VersionNotFound(f"没有版本为 {version} 的协议")
 
+    async def check(self, draft: AgreementVersion, *, reason: str, effective_at: dt.datetime | None) -> None:
+        """Raise :class:`~bot.amendment_rules.AmendmentRefused` if ``draft`` could
+        not be published now (:meth:`publish` checks again, under its lock): a
+        console asks to confirm warnings only about a draft that can be published."""
+        now = self._clock()
+        amendment_rules.check_publication(
+            draft, reason=reason, effective_at=effective_at or now, published_at=now, published=await self._read(),
+            withdrawn=await self._repo.withdrawn(),
+        )
+
     async def publish(
         self, draft: AgreementVersion, *, reason: str, effective_at: dt.datetime | None, by: str,
         address: str = "",

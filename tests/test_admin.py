@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -965,7 +966,16 @@ async def test_publishing_in_the_console_shows_the_warnings_the_cli_prints_first
     toml = await draft_toml(svc)
     reworded = toml.replace("我们可能会增加或删除功能", "我们可能会增加（例如直播带货）或删除功能")  # 5.1, not named
     owner = await logged_in(svc, "olga")
-    fields = {"toml": reworded, "reason": "legal", "effective_at": "now", "action": "publish"}
+    # Taking effect at once, a change not named is refused outright: the legal exception is for named changes.
+    at_once = await owner.post("/admin/terms/new", {"toml": reworded, "reason": "legal", "effective_at": "now",
+                                                    "action": "publish"})
+    assert at_once.code == 422 and "第5.1条有修改却没有写在 changes 中" in text(at_once), text(at_once)
+    from bot.agreement import CHINA
+
+    def in_days(days: int) -> str:
+        return (dt.datetime.now(CHINA) + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+
+    fields = {"toml": reworded, "reason": "routine", "effective_at": in_days(8), "action": "publish"}
     asked = await owner.post("/admin/terms/new", fields)
     page = text(asked)
     assert asked.code == 409 and "发布前请核对" in page, page
@@ -981,11 +991,13 @@ async def test_publishing_in_the_console_shows_the_warnings_the_cli_prints_first
     assert published.code == 303, text(published)
     assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22", "2026-12-20"]
     # A version with nothing to warn of is published at once, as before.
-    clean = (await draft_toml(svc, "2026-12-21")).replace("第 4 节：补充一句", "第 4 节：再补充一句")
+    # (From the version just published, pending: a draft of the one in force would undo its 5.1.)
+    clean = (reworded.replace('version = "2026-12-20"', 'version = "2026-12-21"')
+             .replace("第 4 节：补充一句", "第 4 节：再补充一句").replace("（补充说明。）", "（补充说明，再补充。）"))
     # Sent twice at once (a double click): one version, one notice, and both answered as published
     # (the second said 已发布的版本不可修改).
-    first, second = await asyncio.gather(owner.post("/admin/terms/new", {**fields, "toml": clean}),
-                                         owner.post("/admin/terms/new", {**fields, "toml": clean}))
+    later = {**fields, "toml": clean, "effective_at": in_days(9)}
+    first, second = await asyncio.gather(owner.post("/admin/terms/new", later), owner.post("/admin/terms/new", later))
     assert (first.code, second.code) == (303, 303), (text(first), text(second))
     assert first.headers["Location"] == second.headers["Location"]
     assert [v.version for v in await svc.runtime.terms.versions()][-1] == "2026-12-21"

@@ -114,6 +114,15 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     assert "已于" in gone.stderr and "撤回" in gone.stderr and "改为明年再议" in gone.stderr
     again = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "2027-03-15", "--reason", "routine")
     assert again.returncode == 2 and "曾发布并已撤回" in again.stderr
+    # Its routine change carried into a legal version taking effect now, unnamed,
+    # applied at once with no week's notice and no word to users: refused.
+    smuggled = tmp_path / "smuggled.toml"
+    smuggled.write_text(edited.replace('version = "2027-01-15"', 'version = "2026-12-01-legal"')
+                        .replace("第5节第2款：明确停止服务前的通知", "第3节第1款：依法补充个人信息保护说明")
+                        .replace("使用我们的服务即表示您同意", "使用我们的服务即表示您知悉并同意"), encoding="utf-8")
+    refused = cli(data_dir, "terms", "publish", str(smuggled), "--effective-at", "now", "--reason", "legal")
+    assert refused.returncode == 2 and "第5.2条有修改却没有写在 changes 中" in refused.stderr, refused.stderr
+    assert "2026-12-01-legal" not in cli(data_dir, "terms", "list").stdout
     # Both are in the audit log, from the one place that writes them (bot.terms).
     logged = _audit_entries(data_dir)
     assert [(e["action"], e["target"], e["actor"]) for e in logged] == [

@@ -103,7 +103,7 @@ async def test_terms_n_out_of_range(service, command):
 
 async def test_long_section_continues_through_customer_service(make_service, emulator, clock):
     svc = await make_service(clock=clock)
-    await svc.runtime.terms.publish(amendment("2026-12-02", long_section=True), reason="new_feature", effective_at=None, by="test")
+    await svc.runtime.terms.publish(amendment("2026-12-02", changes=("第1节第6款：简化表述", "第8节：新增附加说明"), long_section=True), reason="new_feature", effective_at=None, by="test")
     passive = await svc.wechat.ask("o-long", "条款 8")
     assert passive.endswith(texts.CONTINUED) and len(passive.encode()) <= 2048
     rest = await sent_to(emulator, "o-long")
@@ -117,7 +117,7 @@ async def test_long_section_continues_through_customer_service(make_service, emu
 async def test_the_rest_of_a_long_reply_survives_a_busy_wechat(make_service, emulator, clock):
     # One -1 on the first continuation used to end the reply there, silently.
     svc = await make_service(clock=clock)
-    await svc.runtime.terms.publish(amendment("2026-12-02", long_section=True), reason="new_feature", effective_at=None, by="test")
+    await svc.runtime.terms.publish(amendment("2026-12-02", changes=("第1节第6款：简化表述", "第8节：新增附加说明"), long_section=True), reason="new_feature", effective_at=None, by="test")
     await emulator.post("/_emulator/faults", {"path": "/cgi-bin/message/custom/send", "errcode": -1, "times": 1})
     passive = await svc.wechat.ask("o-busy", "条款 8")
     assert passive.endswith(texts.CONTINUED)
@@ -545,12 +545,12 @@ async def test_asking_again_lists_the_changes_of_every_version_since_the_one_acc
     svc = await make_service(clock=clock)
     await svc.wechat.ask("o-two-legal", "同意")
     terms = svc.runtime.terms
-    await terms.publish(amendment("2026-12-01-a", changes=("第6节：依法调整",)), reason="legal", effective_at=None, by="t")
+    await terms.publish(amendment("2026-12-01-a", changes=("第1节第6款：依法调整",)), reason="legal", effective_at=None, by="t")
     clock.advance(minutes=1)
-    await terms.publish(amendment("2026-12-01-b", changes=("第2节：依法补充实名要求",), long_section=True), reason="legal",
+    await terms.publish(amendment("2026-12-01-b", changes=("第8节：依法补充实名要求",), long_section=True), reason="legal",
                         effective_at=None, by="t")
     reply = await svc.wechat.ask("o-two-legal", "我的账户")
-    assert "第6节：依法调整" in reply and "第2节：依法补充实名要求" in reply  # the first was left out
+    assert "第1节第6款：依法调整" in reply and "第8节：依法补充实名要求" in reply  # the first was left out
     assert "版本 2026-12-01-a（" in reply and "版本 2026-12-01-b（" in reply
 
 
@@ -566,7 +566,7 @@ def test_a_prompt_is_remembered_longer_than_a_version_may_be_published_ahead():
 async def test_a_consent_after_declining_a_replaced_version_is_asked_again(make_service, clock):
     svc = await make_service(clock=clock)
     assert "版本 2022-05-22" in await svc.wechat.ask("o-decl", "不同意")
-    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第1节第6款：依法调整",)), reason="legal",
                                     effective_at=None, by="t")
     again = await svc.wechat.ask("o-decl", "同意")
     assert "针对版本 2022-05-22" in again and await svc.runtime.ledger.latest("o-decl") is not None
@@ -579,7 +579,7 @@ async def test_one_who_accepted_the_old_version_and_answers_a_notice_with_consen
     svc = await make_service(clock=clock)
     await svc.wechat.post(event_xml("o-frank", "subscribe"))
     await svc.wechat.ask("o-frank", "同意")
-    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第1节第6款：依法调整",)), reason="legal",
                                     effective_at=None, by="t")
     reply = await svc.wechat.ask("o-frank", "同意")
     assert reply.startswith("《微拓软件服务使用协议》已更新") and "您此前同意的是版本 2022-05-22" in reply
@@ -612,10 +612,10 @@ async def test_a_choice_about_a_version_replaced_since_the_request_is_asked_agai
     svc = await make_service(clock=clock)
     welcome = svc.wechat.reply(await svc.wechat.post(event_xml("o-late", "subscribe")))["Content"]
     assert "版本 2022-05-22" in welcome
-    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第1节第6款：依法调整",)), reason="legal",
                                     effective_at=None, by="t")
     first = await svc.wechat.ask("o-late", choice)
-    assert "针对版本 2022-05-22" in first and "第6节：依法调整" in first and "版本 2026-12-01-legal" in first
+    assert "针对版本 2022-05-22" in first and "第1节第6款：依法调整" in first and "版本 2026-12-01-legal" in first
     assert f"“{choice}”尚未记录" in first
     assert await svc.runtime.ledger.history("o-late") == []
     second = await svc.wechat.ask("o-late", choice)
@@ -631,7 +631,7 @@ async def test_a_choice_whose_request_redis_forgot_is_not_taken_for_a_version_ne
 
     svc = await make_service(clock=clock)
     await svc.wechat.post(event_xml("o-forgot", "subscribe"))
-    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第1节第6款：依法调整",)), reason="legal",
                                     effective_at=None, by="t")
     await svc.runtime.redis.delete(key("prompted", "o-forgot"))
     shown = await svc.wechat.ask("o-forgot", "同意")
@@ -653,7 +653,7 @@ async def test_a_refusal_by_one_who_accepted_the_version_in_force_elsewhere_is_r
 
     svc = await make_service(clock=clock)
     await svc.wechat.post(event_xml("o-both-ways", "subscribe"))
-    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第6节：依法调整",)), reason="legal",
+    await svc.runtime.terms.publish(amendment("2026-12-01-legal", changes=("第1节第6款：依法调整",)), reason="legal",
                                     effective_at=None, by="t")
     await svc.runtime.consents.accept("o-both-ways", Origin(channel="miniprogram", message_id="tap-1"))
     reply = await svc.wechat.ask("o-both-ways", "不同意")
