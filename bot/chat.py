@@ -17,7 +17,7 @@ from bot.places import BARE_PLACE, CLOSE, OPEN, PLACE, PREAMBLE_WORDS, section_a
 from bot.agreement import AgreementVersion
 from bot.chat_context import Chat
 from bot.consent import ConsentRefused, ConsentState, Origin
-from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, amending, bare_word, control_word
+from bot.dialogs import BACK, CANCEL, CONFIRM, DIALOG_WORDS, RESTART, RESUME, RESUME_STEP, amending, bare_word, control_word
 from bot.gate import require_consent
 from bot.merchants import STATUSES, AccountRefused, profile_stamp
 from bot.notice_checks import IMPORTANT_BY_DEFAULT
@@ -682,6 +682,12 @@ async def free_text(chat: Chat) -> Reply:
         # 注册 asked for consent first; 个人, a phone number … typed next answer a form not begun
         # (they got the Q&A's clauses, and the details landed in the admins' question log).
         return Reply(texts.waiting_for_consent(waiting))
+    if (waiting is None and not chat.state_unknown and control_word(chat.message.text) not in DIALOG_WORDS
+            and _dialog_word(chat.message.text) and await _unfinished_registration(chat)):
+        # A phone number, a credit code … for a registration whose dialog ended
+        # (IDLE_TTL): the draft offered back, not the Q&A's "no clause answers this".
+        offer = await register(chat)
+        return Reply(f"{texts.DIALOG_TIMED_OUT}\n\n{offer.text}")
     for_the_form = waiting is not None and not is_question(chat.message.text)  # 王秀英, not 手机会公开吗
     answer = await chat.services.answers.answer(chat.message.text, chat.openid, chat.message.channel,
                                                 unanswered_too=not for_the_form)
@@ -771,8 +777,18 @@ async def _dialog_word_without_dialog(chat: Chat, word: str) -> Reply:
         if unfinished:
             return Reply(texts.DRAFT_DISCARDED)
     elif unfinished:
-        return await register(chat)  # offers to resume the draft (继续) or start again
+        offer = await register(chat)  # offers to resume the draft (继续) or start again
+        if word == RESUME and await _at_resume_offer(chat):
+            # 继续 asked for it already: resumed at once (it was offered, to be answered 继续 again).
+            return await chat.services.engine.handle(chat, REGISTRATION)
+        return offer
     return Reply(texts.NO_DIALOG_OPEN.format(word=word))
+
+
+async def _at_resume_offer(chat: Chat) -> bool:
+    """Whether the user's registration now waits at its resume offer (``chat.dialog`` loaded)."""
+    chat.dialog = await chat.services.dialogs.load(chat.openid)
+    return chat.dialog is not None and chat.dialog.name == f"{REGISTRATION.name}:{RESUME_STEP}"
 
 
 async def _registration_hint(chat: Chat) -> str:

@@ -249,6 +249,8 @@ def pending_cancelled(command: str) -> str:
 NO_DIALOG_OPEN = "当前没有正在填写的内容，“{word}”无需操作。回复“帮助”查看可用指令。"
 #: Added to a reply that found no clause when a registration was left unfinished.
 UNFINISHED_REGISTRATION = "您有一份未完成的商家注册资料（保存 7 天），回复“注册”可继续填写。"
+#: An answer for a registration step sent after its dialog ended (30 minutes without a message).
+DIALOG_TIMED_OUT = "您的商家注册已超过 30 分钟没有回复，填写已暂停，刚才发送的内容没有保存。"
 
 
 def command_hint(question: str) -> str | None:
