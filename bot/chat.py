@@ -344,6 +344,23 @@ async def _pop_resume(chat: Chat) -> str | None:
         return None
 
 
+#: Commands after which one held for consent still runs on 同意: reading the
+#: agreement, or one's consent, is on the way to agreeing.
+_KEEP_HELD = {normalize_command(w) for w in ("同意", "条款", "协议", "帮助", *own_questions.STATUS_WORDS)}
+
+
+@router.middleware
+async def forget_held_command(chat: Chat, call_next) -> Reply | None:
+    """A command held for consent (注册 asked for 同意 first) is dropped when the
+    user turns to another command: it ran on a 同意 many messages later, after
+    撤回同意 and 导出我的数据, unasked."""
+    if chat.message.kind == "text" and chat.message.text:
+        word = router.command_of(chat.message.text)
+        if word is not None and word not in _KEEP_HELD:
+            await _pop_resume(chat)
+    return await call_next(chat)
+
+
 @router.middleware
 async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
     """A user whose acceptance is of an older version is asked again, once per

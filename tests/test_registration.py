@@ -602,6 +602,19 @@ async def test_form_answers_typed_before_consenting_are_told_to_consent_first_an
         assert texts.PROMPT_ENTITY_TYPE not in await service.wechat.ask(openid, "同意")
 
 
+async def test_a_command_held_for_consent_is_dropped_when_the_user_turns_to_another(service):
+    # 注册 (held for consent), then 撤回同意 and 导出我的数据, and a 同意 much later opened the form unasked.
+    assert "需要您先同意" in await service.wechat.ask("o-drift", "注册")
+    await service.wechat.ask("o-drift", "导出我的数据")
+    later = await service.wechat.ask("o-drift", "同意")
+    assert "已记录" in later and texts.PROMPT_ENTITY_TYPE not in later
+    # Reading the agreement, or one's consent, on the way to agreeing keeps it.
+    assert "需要您先同意" in await service.wechat.ask("o-reads", "注册")
+    await service.wechat.ask("o-reads", "条款 2")
+    await service.wechat.ask("o-reads", "同意状态")
+    assert texts.PROMPT_ENTITY_TYPE in await service.wechat.ask("o-reads", "同意")
+
+
 # -- expiry and resume -------------------------------------------------------------------------------
 
 
