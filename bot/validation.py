@@ -401,7 +401,8 @@ def hide_contacts(text: str) -> str:
 
 
 def parse_email(text: str) -> str:
-    value = _typed_value(text)
+    # A Chinese keyboard's full stop for the dot (zhang@qq。com): NFKC leaves 。 as it is.
+    value = _typed_value(text).replace("。", ".")
     if len(value) > 254:
         raise Invalid(f"邮箱地址过长（最多 254 个字符，您输入了 {len(value)} 个）。", "email")
     if not _EMAIL.fullmatch(value):

@@ -354,6 +354,7 @@ def test_a_value_typed_with_its_forms_label_is_the_value():
     assert parse_entity_name("企业名称：南宁市示例贸易有限公司", "enterprise") == "南宁市示例贸易有限公司"
     assert parse_phone("手机号：138 1234 5678") == "13812345678"
     assert parse_email("邮箱：Wang@Example.com") == "wang@example.com"
+    assert parse_email("zhang@qq。com") == "zhang@qq.com"  # a Chinese keyboard's full stop for the dot
     assert parse_credit_code("统一社会信用代码：" + CODE) == CODE
     for label in ("姓名：", "联系人:"):  # the label alone is no name
         with pytest.raises(Invalid) as refused:
