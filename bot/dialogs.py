@@ -261,6 +261,11 @@ class DialogEngine:
         if editing and following != SUMMARY:
             # A change that makes another question apply asks it before the summary.
             return await self._goto(chat, dialog, following, answers, history, editing=True)
+        if editing:
+            # Back at the summary: 上一步 walks the form from its last step, as after
+            # filling it in order (the edit's detour made it go between the summary
+            # and the item changed, for ever).
+            history = [s.name for s in dialog.applicable(answers)]
         return await self._goto(chat, dialog, following, answers, history)
 
     def current_prompt(self, chat: Chat, dialog: Dialog) -> str:

@@ -1285,6 +1285,16 @@ async def test_back_skips_steps_that_no_longer_apply(service):
     assert not any(r.startswith(texts.PROMPT_CREDIT_CODE) for r in replies), replies  # not an individual's question
 
 
+async def test_back_after_an_edit_walks_the_form_not_between_the_summary_and_the_item(service):
+    # 修改 → 2 (名称) → a new name, then 上一步 went to the name, and 上一步 again to the summary, for ever.
+    await accepted(service, "o-walk")
+    await chat(service, "o-walk", *ENTERPRISE)
+    replies = await chat(service, "o-walk", "修改", "2", "南宁市新名称贸易有限公司", "上一步", "上一步", "上一步")
+    assert "南宁市新名称贸易有限公司" in replies[2] and "确认" in replies[2]  # the summary
+    assert replies[3].startswith(texts.PROMPT_EMAIL), replies[3]  # the form's last step
+    assert replies[4].startswith(texts.PROMPT_PHONE) and replies[5].startswith(texts.PROMPT_CONTACT_NAME), replies[4:]
+
+
 async def test_control_words_with_punctuation_are_still_control_words(service):
     await accepted(service, "o-punct")
     replies = await chat(service, "o-punct", "注册", "企业", "上一步。")
