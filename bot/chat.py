@@ -26,7 +26,7 @@ from bot.answers import with_hint
 from bot.registration import REGISTRATION, means_no_email, profile_answers
 from bot.replies import Reply
 from bot.router import PASS, Router, normalize_command
-from bot.terms import VersionNotFound
+from bot.terms import VersionNotFound, withdrawal_text
 from bot.validation import (
     STATEMENT_END, TRAILING_PUNCTUATION, Invalid, is_entity_type, is_question, parse_credit_code, parse_email,
     parse_phone, parse_yes_no,
@@ -150,7 +150,7 @@ _VERSION_ALONE = r"([0-9A-Za-z._-]*\d[0-9A-Za-z._-]*)"
 async def terms_section(chat: Chat) -> Reply:
     version_id, place = chat.args
     try:
-        version, cite = await _version_named(chat, version_id)
+        version, cite, note = await _version_named(chat, version_id)
     except VersionNotFound as exc:
         return Reply(texts.no_such_version(version_id, exc))
     number, clause = section_and_clause(place)
@@ -162,8 +162,8 @@ async def terms_section(chat: Chat) -> Reply:
     if clause is not None:
         if not 1 <= clause <= len(section.clauses):
             return Reply(texts.no_such_clause(section, shown, cite))
-        return Reply(texts.terms_clause(version, section, clause, cite))
-    return Reply(texts.terms_section(version, section))
+        return Reply(note + texts.terms_clause(version, section, clause, cite))
+    return Reply(note + texts.terms_section(version, section))
 
 
 @router.command("条款", "协议", args=OPEN + rf"(?:{_VERSION}\s+)?{PREAMBLE_WORDS}" + CLOSE)
@@ -172,18 +172,26 @@ async def terms_preamble(chat: Chat) -> Reply:
     which the Q&A quotes as 前言.N and no section holds."""
     (version_id,) = chat.args
     try:
-        version, cite = await _version_named(chat, version_id)
+        version, cite, note = await _version_named(chat, version_id)
     except VersionNotFound as exc:
         return Reply(texts.no_such_version(version_id, exc))
-    return Reply(texts.terms_preamble(version, cite))
+    return Reply(note + texts.terms_preamble(version, cite))
 
 
-async def _version_named(chat: Chat, version_id: str | None) -> tuple[AgreementVersion, str]:
-    """The version a command names (the one in force when none), and how replies
-    cite it in commands ("" for the one in force); VersionNotFound for none such."""
+async def _version_named(chat: Chat, version_id: str | None) -> tuple[AgreementVersion, str, str]:
+    """The version a command names (the one in force when none), how replies
+    cite it in commands ("" for the one in force), and the note that goes
+    before a withdrawn one's text ("" for others); VersionNotFound for none such."""
     current = await chat.services.terms.current()
-    version = await chat.services.terms.get(version_id) if version_id else current
-    return version, "" if version.version == current.version else f"{version.version} "
+    version, note = await _readable(chat, version_id) if version_id else (current, "")
+    return version, "" if version.version == current.version else f"{version.version} ", note
+
+
+async def _readable(chat: Chat, version_id: str) -> tuple[AgreementVersion, str]:
+    """A version a user asks to read (:meth:`Terms.readable`), and the note
+    that goes before a withdrawn one's text ("" for others)."""
+    version, withdrawal = await chat.services.terms.readable(version_id)
+    return version, texts.withdrawn_note(withdrawal_text(withdrawal)) if withdrawal else ""
 
 
 @router.command("条款", "协议", args=OPEN + _VERSION_ALONE + CLOSE)
@@ -193,12 +201,12 @@ async def terms_of_version(chat: Chat) -> Reply:
     terms = chat.services.terms
     current = await terms.current()
     try:
-        version = await terms.get(version_id)
+        version, note = await _readable(chat, version_id)
     except VersionNotFound as exc:
         return Reply(texts.no_such_version(version_id, exc))
     if version.version == current.version:
         return Reply(texts.terms_overview(current, await terms.pending()))
-    return Reply(texts.version_overview(version, current))
+    return Reply(note + texts.version_overview(version, current))
 
 
 # -- consent -----------------------------------------------------------------------

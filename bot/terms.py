@@ -63,6 +63,12 @@ class AlreadyWithdrawn(BotError):
         )
 
 
+def withdrawal_text(withdrawal: dict) -> str:
+    """When and why a version was withdrawn, as users and admins read it."""
+    return (f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回，不会生效"
+            f"（原因：{withdrawal['reason']}）。")
+
+
 class Terms:
     """The agreement's versions and their publication."""
 
@@ -230,11 +236,21 @@ class Terms:
                 return candidate
         withdrawal = await self._repo.withdrawal(version)
         if withdrawal is not None:
-            raise VersionNotFound(
-                f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回，不会生效"
-                f"（原因：{withdrawal['reason']}）。", withdrawn=True,
-            )
+            raise VersionNotFound(withdrawal_text(withdrawal), withdrawn=True)
         raise VersionNotFound(f"没有版本为 {version} 的协议")
+
+    async def readable(self, version: str) -> tuple[AgreementVersion, dict | None]:
+        """A version as users may read it: a published one, or one withdrawn
+        with its withdrawal (when, by whom, why): everyone was told of it by an
+        amendment notice, so its text stays readable, said to be withdrawn.
+        :class:`VersionNotFound` for one never published."""
+        try:
+            return await self.get(version), None
+        except VersionNotFound as exc:
+            if not exc.withdrawn:
+                raise
+            found = await self.get(version, withdrawn_too=True)
+            return found, await self._repo.withdrawal(found.version)
 
     async def check(self, draft: AgreementVersion, *, reason: str, effective_at: dt.datetime | None) -> None:
         """Raise :class:`~bot.amendment_rules.AmendmentRefused` if ``draft`` could

@@ -183,6 +183,11 @@ def version_overview(version: "AgreementVersion", current: "AgreementVersion") -
     return "\n".join(lines)
 
 
+def withdrawn_note(withdrawal: str) -> str:
+    """Before a withdrawn version's text: ``withdrawal`` says when and why (VersionNotFound's message)."""
+    return f"【已撤回】{withdrawal}以下是撤回前公布的内容，仅供查阅。\n\n"
+
+
 def no_such_version(asked: str, refusal: "Exception | None" = None) -> str:
     """``refusal``: the lookup's :class:`~bot.terms.VersionNotFound` (a withdrawn version says when and why)."""
     if refusal is not None and getattr(refusal, "withdrawn", False):

@@ -956,8 +956,11 @@ async def test_publishing_follows_the_shared_seven_day_rule(svc):
     assert compared.code == 200 and '<option value="2026-12-20" selected>2026-12-20（已撤回）</option>' in text(compared)
     from_withdrawn = text(await owner.get("/admin/terms/new?from=2026-12-20"))
     assert "（补充说明。）" in from_withdrawn and "较早的版本" not in from_withdrawn  # it undoes nothing
-    # Chat still says it was withdrawn.
-    assert "已于" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4") and "撤回" in await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4")
+    # Chat says it was withdrawn, and shows what everyone was told of (it showed nothing but that).
+    read = await svc.wechat.ask("o-withdrawn", "条款 2026-12-20 4")
+    assert read.startswith("【已撤回】版本 2026-12-20 已于") and "与法律修订合并" in read and "（补充说明。）" in read, read
+    assert (await svc.wechat.ask("o-withdrawn", "条款 2026-12-20")).startswith("【已撤回】")
+    assert "没有版本为 2099-01-01" in await svc.wechat.ask("o-withdrawn", "条款 2099-01-01 4")
 
 
 async def test_publishing_in_the_console_shows_the_warnings_the_cli_prints_first(svc):

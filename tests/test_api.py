@@ -256,6 +256,13 @@ async def test_terms_current_upcoming_version_and_section(api):
         missing = await api.call("GET", f"/terms/2022-05-22/sections/{n}")
         assert (missing.status, missing.error()["code"]) == (404, "section_not_found")
     assert (await api.call("GET", "/terms/2022-05-22/sections/abc")).status == 404
+    assert full.body["withdrawn"] is None
+    # A withdrawn version stays readable, said to be withdrawn (it was a 404: everyone had been told of it).
+    await runtime.terms.withdraw("2027-01-20", reason="与下一版合并", by="test")
+    gone = await api.call("GET", "/terms/2027-01-20")
+    assert gone.status == 200 and gone.body["version"] == "2027-01-20", gone.body
+    assert gone.body["withdrawn"]["reason"] == "与下一版合并" and "不会生效" in gone.body["withdrawn"]["message"]
+    assert "2027-01-20" not in [v["version"] for v in (await api.call("GET", "/terms")).body["versions"]]
 
 
 # -- consent -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from bot.consent import ConsentState
 from bot.inbox import InboxItem
 from bot.merchants import STATUSES
 from bot.notice_checks import IMPORTANT_BY_DEFAULT
+from bot.terms import withdrawal_text
 from storage.consents import ConsentRecord
 from storage.merchants import PROFILE_FIELDS, Merchant
 from storage.notices import CATEGORIES
@@ -54,6 +55,13 @@ def version_full(version: AgreementVersion) -> dict:
         "preamble": list(version.preamble),
         "sections": [section_full(s) for s in version.sections],
     }
+
+
+def withdrawal(withdrawn: dict | None) -> dict | None:
+    """When and why a version was withdrawn (``None``: it was not)."""
+    if withdrawn is None:
+        return None
+    return {"at": iso(withdrawn["at"]), "reason": withdrawn["reason"], "message": withdrawal_text(withdrawn)}
 
 
 def consent_record(record: ConsentRecord) -> dict:

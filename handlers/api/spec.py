@@ -119,6 +119,9 @@ SCHEMAS = {
     "Version": _obj(
         version=STR, title=STR, summary=STRS, changes=STRS, reason=NSTR, reason_label=NSTR, published_at=TIME,
         effective_at=TIME, text_sha256=STR, preamble=STRS, sections={"type": "array", "items": _ref("Section")},
+        withdrawn={"oneOf": [{"type": "null"}, _obj(at=TIME, reason=STR, message=STR)],
+                   "description": "a version withdrawn before it took effect (it never will): when, why, and the "
+                   "sentence saying so; its text stays readable, as everyone was sent its amendment notice"},
     ),
     "ConsentRecord": _obj(
         version=STR, action={"enum": ["accept", "decline", "withdraw"]}, at=STR, channel=STR, text_sha256=STR,

@@ -30,12 +30,14 @@ class TermsHandler(ApiHandler):
 
 
 class VersionHandler(ApiHandler):
-    """GET: one version in full (preamble, sections, clauses)."""
+    """GET: one version in full (preamble, sections, clauses); a withdrawn one
+    too, with ``withdrawn`` saying when and why (``null`` for others)."""
 
     public = True
 
     async def get(self, version: str) -> None:
-        self.write_json(render.version_full(await self.services.terms.get(version)))
+        found, withdrawal = await self.services.terms.readable(version)
+        self.write_json({**render.version_full(found), "withdrawn": render.withdrawal(withdrawal)})
 
 
 class SectionHandler(ApiHandler):
