@@ -19,16 +19,24 @@ import re
 from bot.agreement import AgreementVersion, typed_utc
 from bot.errors import BotError
 from bot.inbound import OPENID
+from bot.notice_checks import SHOWN_BAD_LINES
 from storage.consents import ACTIONS, ConsentLedger, ConsentRecord
 
-#: The errors a refusal lists before it says how many more there are.
-SHOWN_ERRORS = 20
 _REF = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class ImportRefused(BotError):
     kind = "invalid"
     code = "bad_import"
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One non-blank line of the file: its object, or why it holds none."""
+
+    number: int
+    row: dict | None
+    problem: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,44 +47,53 @@ class ImportResult:
     openids: list[str]
 
 
-def parse_lines(text: str) -> list[dict]:
-    """The objects of a JSON Lines text (blank lines skipped); ImportRefused names a bad line."""
-    rows = []
+def parse_lines(text: str) -> list[Line]:
+    """The lines of a JSON Lines text (blank lines skipped), numbered from 1 as
+    an editor shows them; a line that holds no JSON object carries its problem
+    (:func:`import_consents` names it beside the other bad lines). ImportRefused
+    for a file with no line at all."""
+    lines = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError:
-            raise ImportRefused(f"第 {number} 行不是 JSON：{line[:60]}") from None
+            lines.append(Line(number, None, f"第 {number} 行不是 JSON：{line[:60]}"))
+            continue
         if not isinstance(row, dict):
-            raise ImportRefused(f"第 {number} 行应为对象，如 " + _EXAMPLE)
-        rows.append({**row, "__line": number})
-    if not rows:
+            lines.append(Line(number, None, f"第 {number} 行应为对象，如 " + _EXAMPLE))
+            continue
+        lines.append(Line(number, row))
+    if not lines:
         raise ImportRefused("文件中没有记录。每行一条，如 " + _EXAMPLE)
-    return rows
+    return lines
 
 
 _EXAMPLE = '{"openid": "o…", "version": "2022-05-22", "action": "accept", "at": "2024-03-01T10:00:00+08:00", "ref": "合同-001"}'
 
 
-async def import_consents(ledger: ConsentLedger, versions: list[AgreementVersion], rows: list[dict], *,
+async def import_consents(ledger: ConsentLedger, versions: list[AgreementVersion], lines: list[Line], *,
                           by: str, source: str, now: dt.datetime) -> ImportResult:
-    """Record ``rows`` (from :func:`parse_lines`) against ``versions`` (the
-    published ones, not withdrawn, by effective time); ImportRefused lists
-    every bad line and nothing is written."""
+    """Record ``lines`` (from :func:`parse_lines`) against ``versions`` (the
+    published ones, not withdrawn, by effective time); ImportRefused says how
+    many lines are bad and names the first :data:`SHOWN_BAD_LINES` of them, be
+    they no JSON or against a rule, and nothing is written."""
     errors: list[str] = []
     records: list[ConsentRecord] = []
-    for row in rows:
-        number = row.pop("__line", len(records) + len(errors) + 1)
-        problem, record = _record(row, versions, by=by, source=source, now=now, line=number)
+    for line in lines:
+        if line.row is None:
+            errors.append(line.problem)
+            continue
+        problem, record = _record(line.row, versions, by=by, source=source, now=now, line=line.number)
         if problem:
-            errors.append(f"第 {number} 行：{problem}")
+            errors.append(f"第 {line.number} 行：{problem}")
         else:
             records.append(record)
     if errors:
-        shown = errors[:SHOWN_ERRORS] + ([f"……共 {len(errors)} 行有误"] if len(errors) > SHOWN_ERRORS else [])
-        raise ImportRefused("\n".join(shown) + "\n没有导入任何记录。")
+        more = f"（只列出前 {SHOWN_BAD_LINES} 行）" if len(errors) > SHOWN_BAD_LINES else ""
+        raise ImportRefused(f"{source} 中有 {len(errors)} 行有误{more}：\n" + "\n".join(errors[:SHOWN_BAD_LINES])
+                            + "\n没有导入任何记录。")
     added = 0
     for record in records:
         added += await ledger.append(record)

@@ -208,14 +208,14 @@ def cmd_consents_import(args: argparse.Namespace) -> int:
         raise UsageError(f"无法读取 {args.file}：{os_problem(exc)}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{args.file} 不是 UTF-8 编码的文本") from None
-    rows = parse_lines(text)
+    lines = parse_lines(text)
 
     async def work(runtime):
-        result = await import_consents(runtime.ledger, await runtime.terms.versions(), rows, by=actor_of(args),
+        result = await import_consents(runtime.ledger, await runtime.terms.versions(), lines, by=actor_of(args),
                                        source=args.file.name, now=runtime.clock())
         await runtime.consent_view.refresh(result.openids)  # the dashboard's per-user view
         await runtime.audit.record(actor_of(args), "consents_import", args.file.name, address="localhost",
-                                   after={"lines": len(rows), "added": result.added, "already": result.already})
+                                   after={"lines": len(lines), "added": result.added, "already": result.already})
         return result
 
     result = with_runtime(args, work)

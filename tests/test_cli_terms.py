@@ -325,3 +325,28 @@ def test_consents_given_elsewhere_are_imported_once_under_the_ledgers_rules(data
     assert '"action": "accept"' in cli(data_dir, "export", "--openid", "o-paper-1").stdout
     missing = cli(data_dir, "consents", "import", str(tmp_path / "none.jsonl"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_consents_import_names_every_bad_line_be_it_no_json_or_against_a_rule(data_dir, tmp_path):
+    # The first line that was no JSON stopped the check: the other such lines,
+    # and every rule the valid ones broke, went unsaid until that one was fixed.
+    good = {"openid": "o-lines-1", "version": "2022-05-22", "action": "accept", "at": "2024-03-01T10:00:00+08:00"}
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join([
+        "not json", json.dumps(good), "{bad", json.dumps({**good, "openid": "o-lines-2", "version": "1999-01-01"}),
+        "", "[1]",
+    ]), encoding="utf-8")
+    refused = cli(data_dir, "consents", "import", str(mixed))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "mixed.jsonl 中有 4 行有误：" in refused.stderr, refused.stderr
+    assert "第 1 行不是 JSON" in refused.stderr and "第 3 行不是 JSON" in refused.stderr
+    assert "第 4 行：没有" in refused.stderr and "第 6 行应为对象" in refused.stderr
+    assert "第 2 行" not in refused.stderr and "没有导入任何记录" in refused.stderr
+    # Many: the first five, and how many there are (as the CLI's other lists).
+    many = tmp_path / "many.jsonl"
+    many.write_text("\n".join(f"line {n}" for n in range(1, 9)), encoding="utf-8")
+    listed = cli(data_dir, "consents", "import", str(many))
+    assert listed.returncode == 2 and "有 8 行有误（只列出前 5 行）" in listed.stderr, listed.stderr
+    assert "第 5 行不是 JSON" in listed.stderr and "第 6 行" not in listed.stderr
+    exported = cli(data_dir, "consents", "export", "--format", "jsonl").stdout
+    assert "o-lines-" not in exported
