@@ -17,6 +17,7 @@ import json
 import re
 
 from bot.agreement import AgreementVersion, typed_utc
+from bot.amendment_rules import show
 from bot.errors import BotError
 from bot.inbound import OPENID
 from bot.notice_checks import SHOWN_BAD_LINES
@@ -120,10 +121,12 @@ def _record(row: dict, versions: list[AgreementVersion], *, by: str, source: str
         return "at 晚于现在：不能记录将来的选择", None
     in_force = [v for v in versions if v.effective_at <= when]
     if action in ("accept", "decline") and (not in_force or in_force[-1].version != version.version):
-        held = in_force[-1].version if in_force else "（无）"
-        return f"{when.isoformat()} 时生效的是版本 {held}，只能同意或拒绝当时生效的版本", None
+        held = f"生效的是版本 {in_force[-1].version}" if in_force else "还没有生效的版本"
+        later = f"（版本 {version.version} 自 {show(version.effective_at)}起生效）" if version.effective_at > when else ""
+        return f"{show(when)}时{held}，只能同意或拒绝当时生效的版本{later}", None
     if action == "withdraw" and version.effective_at > when:
-        return f"版本 {version.version} 在 {when.isoformat()} 时尚未生效，不能撤回对它的同意", None
+        return (f"版本 {version.version} 在 {show(when)}时尚未生效（自 {show(version.effective_at)}起生效），"
+                "不能撤回对它的同意"), None
     if ref is not None and (not isinstance(ref, str) or not _REF.fullmatch(ref)):
         return "ref 应为 1 到 64 位字母、数字或 _.:-", None
     canonical = json.dumps({"openid": openid, "version": version.version, "action": action, "at": when.isoformat()},

@@ -350,3 +350,18 @@ def test_consents_import_names_every_bad_line_be_it_no_json_or_against_a_rule(da
     assert "第 5 行不是 JSON" in listed.stderr and "第 6 行" not in listed.stderr
     exported = cli(data_dir, "consents", "export", "--format", "jsonl").stdout
     assert "o-lines-" not in exported
+
+
+def test_consents_import_shows_times_in_beijing_time(data_dir, tmp_path):
+    # The admin typed Beijing time and reads it everywhere else: the refusal showed UTC (2022-05-01T02:00:00+00:00).
+    early = tmp_path / "early.jsonl"
+    early.write_text("\n".join(json.dumps(line) for line in [
+        {"openid": "o-early-1", "version": "2022-05-22", "action": "accept", "at": "2022-05-01 10:00"},
+        {"openid": "o-early-2", "version": "2022-05-22", "action": "withdraw", "at": "2022-05-01T10:30:00+08:00"},
+    ]), encoding="utf-8")
+    refused = cli(data_dir, "consents", "import", str(early))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "第 1 行：2022-05-01 10:00（北京时间）时还没有生效的版本，只能同意或拒绝当时生效的版本" in refused.stderr, refused.stderr
+    assert "版本 2022-05-22 自 2022-05-22 00:00（北京时间）起生效" in refused.stderr
+    assert "第 2 行：版本 2022-05-22 在 2022-05-01 10:30（北京时间）时尚未生效" in refused.stderr
+    assert "+00:00" not in refused.stderr and "02:00" not in refused.stderr
