@@ -21,6 +21,7 @@ from bot.amendment_rules import show
 from bot.errors import BotError
 from bot.inbound import OPENID
 from bot.notice_checks import SHOWN_BAD_LINES
+from bot.terms import Terms
 from storage.consents import ACTIONS, ConsentLedger, ConsentRecord
 
 _REF = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -74,19 +75,22 @@ def parse_lines(text: str) -> list[Line]:
 _EXAMPLE = '{"openid": "o…", "version": "2022-05-22", "action": "accept", "at": "2024-03-01T10:00:00+08:00", "ref": "合同-001"}'
 
 
-async def import_consents(ledger: ConsentLedger, versions: list[AgreementVersion], lines: list[Line], *,
+async def import_consents(ledger: ConsentLedger, terms: Terms, lines: list[Line], *,
                           by: str, source: str, now: dt.datetime) -> ImportResult:
-    """Record ``lines`` (from :func:`parse_lines`) against ``versions`` (the
-    published ones, not withdrawn, by effective time); ImportRefused says how
+    """Record ``lines`` (from :func:`parse_lines`) against the versions
+    published (a withdrawn one never took effect); ImportRefused says how
     many lines are bad and names the first :data:`SHOWN_BAD_LINES` of them, be
     they no JSON or against a rule, and nothing is written."""
+    versions = await terms.versions()
+    # Withdrawn versions are few: looked up once, for the lines that name one.
+    withdrawn = {v.version.casefold(): (v, await terms.withdrawal(v.version)) for v in await terms.withdrawn()}
     errors: list[str] = []
     records: list[ConsentRecord] = []
     for line in lines:
         if line.row is None:
             errors.append(line.problem)
             continue
-        problem, record = _record(line.row, versions, by=by, source=source, now=now, line=line.number)
+        problem, record = _record(line.row, versions, withdrawn, by=by, source=source, now=now, line=line.number)
         if problem:
             errors.append(f"第 {line.number} 行：{problem}")
         else:
@@ -101,7 +105,7 @@ async def import_consents(ledger: ConsentLedger, versions: list[AgreementVersion
     return ImportResult(added, len(records) - added, sorted({r.openid for r in records}))
 
 
-def _record(row: dict, versions: list[AgreementVersion], *, by: str, source: str, now: dt.datetime,
+def _record(row: dict, versions: list[AgreementVersion], withdrawn: dict, *, by: str, source: str, now: dt.datetime,
             line: int) -> tuple[str, ConsentRecord | None]:
     openid, action, named, at, ref = (row.get(k) for k in ("openid", "action", "version", "at", "ref"))
     if not isinstance(openid, str) or not OPENID.fullmatch(openid):
@@ -110,6 +114,11 @@ def _record(row: dict, versions: list[AgreementVersion], *, by: str, source: str
         return f"action 应为 {'、'.join(ACTIONS)} 之一", None
     version = next((v for v in versions if isinstance(named, str) and v.version.casefold() == named.strip().casefold()), None)
     if version is None:
+        gone, withdrawal = withdrawn.get(named.strip().casefold(), (None, None)) if isinstance(named, str) else (None, None)
+        if gone is not None and withdrawal is not None:
+            published = f"于 {show(gone.published_at)}发布、" if gone.published_at else "曾发布，"
+            return (f"版本 {gone.version} {published}于 {show(withdrawal['at'])}撤回，从未生效："
+                    "不能记录对它的同意、拒绝或撤回"), None
         return f"没有已发布的版本 {named!r}", None
     try:
         when = typed_utc(dt.datetime.fromisoformat(at)) if isinstance(at, str) else None

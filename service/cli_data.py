@@ -211,7 +211,7 @@ def cmd_consents_import(args: argparse.Namespace) -> int:
     lines = parse_lines(text)
 
     async def work(runtime):
-        result = await import_consents(runtime.ledger, await runtime.terms.versions(), lines, by=actor_of(args),
+        result = await import_consents(runtime.ledger, runtime.terms, lines, by=actor_of(args),
                                        source=args.file.name, now=runtime.clock())
         await runtime.consent_view.refresh(result.openids)  # the dashboard's per-user view
         await runtime.audit.record(actor_of(args), "consents_import", args.file.name, address="localhost",

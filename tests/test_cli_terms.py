@@ -365,3 +365,34 @@ def test_consents_import_shows_times_in_beijing_time(data_dir, tmp_path):
     assert "版本 2022-05-22 自 2022-05-22 00:00（北京时间）起生效" in refused.stderr
     assert "第 2 行：版本 2022-05-22 在 2022-05-01 10:30（北京时间）时尚未生效" in refused.stderr
     assert "+00:00" not in refused.stderr and "02:00" not in refused.stderr
+
+
+def _withdrawn_version(data_dir, tmp_path, version: str) -> None:
+    """Publish ``version`` (a routine change of the version in force, years
+    ahead) and withdraw it, whatever the module's other tests published."""
+    listed = cli(data_dir, "terms", "list").stdout
+    current = next(re.search(r"\d{4}-\d{2}-\d{2}\S*", line).group(0) for line in listed.splitlines() if "当前" in line)
+    shown = cli(data_dir, "terms", "show", current).stdout
+    draft = tmp_path / f"{version}.toml"
+    draft.write_text(re.sub(r"(?m)^changes = \[.*?\]$", 'changes = ["第6节第1款：明确企业须接受补充条款"]',
+                            shown.replace(f'version = "{current}"', f'version = "{version}"')
+                            .replace("该企业必须接受本条款", "该企业必须接受本条款及其补充条款"), flags=re.S),
+                     encoding="utf-8")
+    published = cli(data_dir, "terms", "publish", str(draft), "--effective-at", f"{version}T00:00:00+08:00",
+                    "--reason", "routine")
+    assert published.returncode == 0, published.stderr
+    withdrawn = cli(data_dir, "terms", "withdraw", version, "--reason", "暂缓修改")
+    assert withdrawn.returncode == 0, withdrawn.stderr
+
+
+def test_consents_import_says_a_withdrawn_version_never_took_effect(data_dir, tmp_path):
+    # It said 没有已发布的版本 '2027-08-08', as if the admin had mistyped it.
+    _withdrawn_version(data_dir, tmp_path, "2027-08-08")
+    lines = tmp_path / "withdrawn.jsonl"
+    lines.write_text(json.dumps({"openid": "o-gone-1", "version": "2027-08-08", "action": "accept",
+                                 "at": "2024-03-01 10:00"}), encoding="utf-8")
+    refused = cli(data_dir, "consents", "import", str(lines))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert re.search(r"第 1 行：版本 2027-08-08 于 \d{4}-\d\d-\d\d \d\d:\d\d（北京时间）发布、"
+                     r"于 \d{4}-\d\d-\d\d \d\d:\d\d（北京时间）撤回，从未生效", refused.stderr), refused.stderr
+    assert "没有已发布的版本" not in refused.stderr
