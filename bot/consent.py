@@ -116,9 +116,10 @@ class Consents:
         Raises :class:`ConsentRefused` when there is no acceptance to withdraw.
         """
         state = state or await self.state(openid)
-        if state.status not in ("accepted", "outdated") or state.latest is None:
+        accepted = acceptance_to_withdraw(state.latest)
+        if accepted is None:
             raise ConsentRefused(texts.NOTHING_TO_WITHDRAW, code="nothing_to_withdraw")
-        withdrawn = await self.terms.get(state.latest.version)
+        withdrawn = await self.terms.get(accepted.version)
         await self._append(openid, "withdraw", withdrawn, origin)
         return await self.state(openid), withdrawn.version
 
@@ -135,6 +136,14 @@ class Consents:
             meta=origin.meta,
         )
         return await self.ledger.append(record)
+
+
+def acceptance_to_withdraw(latest: ConsentRecord | None) -> ConsentRecord | None:
+    """The acceptance a withdrawal takes back: ``latest``, the user's last
+    choice, when it accepted a version (the one in force or an older one);
+    ``None`` when there is nothing to withdraw (no choice yet, a refusal, a
+    withdrawal). Chat, the API and ``consents import`` all ask this."""
+    return latest if latest is not None and latest.action == "accept" else None
 
 
 def _status(latest: ConsentRecord | None, current: AgreementVersion) -> str:

@@ -2,8 +2,9 @@
 
 The ledger's third channel, ``admin_import`` (``wetoop-bot consents import``).
 The rules are the ledger's: a choice is of one exact version, and an
-acceptance or refusal only of the version in force when it was made; nothing
-is dated in the future. Every line is checked before anything is written: a
+acceptance or refusal only of the version in force when it was made, a
+withdrawal only of an acceptance that stands then (chat's and the API's rule);
+nothing is dated in the future. Every line is checked before anything is written: a
 file with one bad line records nothing. Each record is bound to its line's id
 (``ref``, else a hash of the line): importing a file again adds nothing.
 """
@@ -18,6 +19,7 @@ import re
 
 from bot.agreement import AgreementVersion, typed_utc
 from bot.amendment_rules import show
+from bot.consent import ACTION_LABELS, acceptance_to_withdraw
 from bot.errors import BotError
 from bot.inbound import OPENID
 from bot.notice_checks import SHOWN_BAD_LINES
@@ -84,17 +86,19 @@ async def import_consents(ledger: ConsentLedger, terms: Terms, lines: list[Line]
     versions = await terms.versions()
     # Withdrawn versions are few: looked up once, for the lines that name one.
     withdrawn = {v.version.casefold(): (v, await terms.withdrawal(v.version)) for v in await terms.withdrawn()}
-    errors: list[str] = []
+    problems: list[tuple[int, str]] = []
     records: list[ConsentRecord] = []
     for line in lines:
         if line.row is None:
-            errors.append(line.problem)
+            problems.append((line.number, line.problem))
             continue
         problem, record = _record(line.row, versions, withdrawn, by=by, source=source, now=now, line=line.number)
         if problem:
-            errors.append(f"第 {line.number} 行：{problem}")
+            problems.append((line.number, f"第 {line.number} 行：{problem}"))
         else:
             records.append(record)
+    problems += [(number, f"第 {number} 行：{problem}") for number, problem in await _withdrawals_refused(ledger, records)]
+    errors = [problem for _number, problem in sorted(problems)]
     if errors:
         more = f"（只列出前 {SHOWN_BAD_LINES} 行）" if len(errors) > SHOWN_BAD_LINES else ""
         raise ImportRefused(f"{source} 中有 {len(errors)} 行有误{more}：\n" + "\n".join(errors[:SHOWN_BAD_LINES])
@@ -103,6 +107,45 @@ async def import_consents(ledger: ConsentLedger, terms: Terms, lines: list[Line]
     for record in records:
         added += await ledger.append(record)
     return ImportResult(added, len(records) - added, sorted({r.openid for r in records}))
+
+
+async def _withdrawals_refused(ledger: ConsentLedger, records: list[ConsentRecord]) -> list[tuple[int, str]]:
+    """The withdrawals among ``records`` with no acceptance to take back, by
+    the rule chat and the API follow (:func:`acceptance_to_withdraw`), each
+    with its line and why. The user's last choice before one is read off the
+    ledger and the file's other lines together, by time (a line at the same
+    time as a recorded choice comes after it, and after the file's earlier lines)."""
+    withdrawing = sorted({r.openid for r in records if r.action == "withdraw"})
+    if not withdrawing:
+        return []
+    in_file = {r.message_id for r in records}
+    choices: dict[str, list[tuple[tuple, ConsentRecord]]] = {}
+    for openid, history in (await ledger.histories(withdrawing)).items():
+        # A line imported before is in the ledger too: counted once, as the line.
+        choices[openid] = [((r.at, 0, 0), r) for r in history
+                           if not (r.channel == "admin_import" and r.message_id in in_file)]
+    for record in records:
+        if record.openid in withdrawing:
+            choices.setdefault(record.openid, []).append(((record.at, 1, record.meta["line"]), record))
+    refused = []
+    for record in records:
+        if record.action != "withdraw":
+            continue
+        own = (record.at, 1, record.meta["line"])
+        before = [choice for choice in choices[record.openid] if choice[0] < own]
+        latest = max(before, key=lambda choice: choice[0])[1] if before else None
+        accepted = acceptance_to_withdraw(latest)
+        if latest is None:
+            why = f"用户 {record.openid} 在 {show(record.at)}之前没有同意过任何版本（账本和本文件中都没有），无可撤回"
+        elif accepted is None:
+            why = (f"用户 {record.openid} 在此之前最后的选择是{ACTION_LABELS[latest.action]}"
+                   f"（{show(latest.at)}），没有有效的同意可撤回")
+        elif accepted.version != record.version:
+            why = f"用户 {record.openid} 当时同意的是版本 {accepted.version}，不能撤回对版本 {record.version} 的同意"
+        else:
+            continue
+        refused.append((record.meta["line"], why))
+    return refused
 
 
 def _record(row: dict, versions: list[AgreementVersion], withdrawn: dict, *, by: str, source: str, now: dt.datetime,

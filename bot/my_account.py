@@ -16,7 +16,7 @@ from typing import AsyncIterator
 
 from bot import api_texts, texts
 from bot.agreement import VERSION_MAX, VERSION_RE
-from bot.consent import ConsentRefused, Consents, ConsentState, Origin
+from bot.consent import ConsentRefused, Consents, ConsentState, Origin, acceptance_to_withdraw
 from bot.errors import BotError
 from bot.merchants import FIELD_LABELS, AlreadyClosed, NoAccount, holds, profile_stamp
 from bot.registration import REGISTRATION, means_no_email
@@ -286,12 +286,13 @@ async def _record_consent(
         if version != state.current.version:
             raise ConsentRefused(api_texts.DECLINE_OTHER_VERSION.format(current=state.current.version, version=version))
         return await consents.decline(openid, origin, state=state)
-    if state.latest is not None and state.status in ("accepted", "outdated") and state.latest.version != version:
+    accepted = acceptance_to_withdraw(state.latest)
+    if accepted is None:
+        raise ConsentRefused(api_texts.NOTHING_TO_WITHDRAW, code="nothing_to_withdraw")  # chat's names 条款
+    if accepted.version != version:
         raise ConsentRefused(
-            api_texts.WITHDRAW_OTHER_VERSION.format(accepted=state.latest.version, version=version),
+            api_texts.WITHDRAW_OTHER_VERSION.format(accepted=accepted.version, version=version),
             code="nothing_to_withdraw",
         )
-    if state.latest is None or state.status not in ("accepted", "outdated"):
-        raise ConsentRefused(api_texts.NOTHING_TO_WITHDRAW, code="nothing_to_withdraw")  # chat's names 条款
     new_state, _withdrawn = await consents.withdraw(openid, origin, state=state)
     return new_state, True

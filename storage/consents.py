@@ -97,6 +97,16 @@ class ConsentLedger:
         docs = await self._coll.find({"openid": openid}).sort("at", ASCENDING).to_list(None)
         return [_record(doc) for doc in docs]
 
+    async def histories(self, openids: list[str]) -> dict[str, list[ConsentRecord]]:
+        """:meth:`history` of each of ``openids`` (none for a user with no record),
+        a thousand users a query rather than one query each."""
+        found: dict[str, list[ConsentRecord]] = {}
+        for start in range(0, len(openids), 1000):
+            query = {"openid": {"$in": openids[start:start + 1000]}}
+            async for doc in self._coll.find(query).sort("at", ASCENDING):
+                found.setdefault(doc["openid"], []).append(_record(doc))
+        return found
+
     async def latest(self, openid: str) -> ConsentRecord | None:
         docs = await self._coll.find({"openid": openid}).sort("at", DESCENDING).limit(1).to_list(1)
         return _record(docs[0]) if docs else None

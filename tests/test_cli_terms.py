@@ -396,3 +396,44 @@ def test_consents_import_says_a_withdrawn_version_never_took_effect(data_dir, tm
     assert re.search(r"第 1 行：版本 2027-08-08 于 \d{4}-\d\d-\d\d \d\d:\d\d（北京时间）发布、"
                      r"于 \d{4}-\d\d-\d\d \d\d:\d\d（北京时间）撤回，从未生效", refused.stderr), refused.stderr
     assert "没有已发布的版本" not in refused.stderr
+
+
+def test_consents_import_withdraws_only_an_acceptance_that_stands(data_dir, tmp_path):
+    # A withdrawal with nothing to withdraw was recorded, which chat and the API refuse (nothing_to_withdraw).
+    def jsonl(name, *rows):
+        path = tmp_path / name
+        path.write_text("\n".join(json.dumps({"version": "2022-05-22", **dict(zip(("openid", "action", "at"), row))})
+                                  for row in rows), encoding="utf-8")
+        return str(path)
+
+    earlier = jsonl("earlier.jsonl", ("o-wd-2", "accept", "2024-03-01 10:00"), ("o-wd-2", "withdraw", "2024-03-02 10:00"),
+                    ("o-wd-4", "accept", "2024-03-01 10:00"), ("o-wd-5", "decline", "2024-03-01 10:00"))
+    done = cli(data_dir, "consents", "import", earlier)
+    assert done.returncode == 0 and "已导入 4 条" in done.stdout, done.stderr
+    # Imported again, its withdrawal still follows its acceptance (the ledger's copy of a line counts once).
+    again = cli(data_dir, "consents", "import", earlier)
+    assert again.returncode == 0 and "4 条此前已导入" in again.stdout, again.stderr
+
+    refused = cli(data_dir, "consents", "import", jsonl(
+        "later.jsonl",
+        ("o-wd-1", "withdraw", "2024-03-02 10:00"),  # nothing at all
+        ("o-wd-3", "withdraw", "2024-03-02 10:00"),  # accepted only later, further down the file
+        ("o-wd-3", "accept", "2024-03-05 10:00"),
+        ("o-wd-4", "withdraw", "2024-03-02 10:00"),  # the acceptance imported before stands: fine
+        ("o-wd-5", "withdraw", "2024-03-02 10:00"),  # refused
+        ("o-wd-2", "withdraw", "2024-03-03 10:00"),  # withdrawn already
+    ))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "later.jsonl 中有 4 行有误" in refused.stderr, refused.stderr
+    assert "第 1 行：用户 o-wd-1 在 2024-03-02 10:00（北京时间）之前没有同意过任何版本" in refused.stderr
+    assert "第 2 行：用户 o-wd-3 在 2024-03-02 10:00（北京时间）之前没有同意过任何版本" in refused.stderr
+    assert "第 5 行：用户 o-wd-5 在此之前最后的选择是不同意（2024-03-01 10:00（北京时间））" in refused.stderr
+    assert "第 6 行：用户 o-wd-2 在此之前最后的选择是撤回同意" in refused.stderr
+    assert "第 3 行" not in refused.stderr and "第 4 行" not in refused.stderr
+    # In the same file, after the acceptance it takes back: recorded.
+    fine = cli(data_dir, "consents", "import", jsonl("fine.jsonl", ("o-wd-3", "accept", "2024-03-05 10:00"),
+                                                     ("o-wd-3", "withdraw", "2024-03-06 10:00"),
+                                                     ("o-wd-4", "withdraw", "2024-03-02 10:00")))
+    assert fine.returncode == 0 and "已导入 3 条" in fine.stdout, fine.stderr
+    other = cli(data_dir, "consents", "import", jsonl("other.jsonl", ("o-wd-4", "withdraw", "2024-03-07 10:00")))
+    assert other.returncode == 2 and "最后的选择是撤回同意" in other.stderr, other.stderr
