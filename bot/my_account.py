@@ -215,9 +215,10 @@ async def record_consent(
 ) -> tuple[ConsentState, bool]:
     """Accept, decline or withdraw, naming the exact version: ``(state, recorded)``.
 
-    Accepting anything but the version in force is refused with the reason
-    (:meth:`bot.consent.Consents.accept`); declining names the version in
-    force, withdrawing the version accepted.
+    A version not published (or withdrawn) raises VersionNotFound, whatever
+    the action. Accepting anything but the version in force is refused with
+    the reason (:meth:`bot.consent.Consents.accept`); declining names the
+    version in force, withdrawing the version accepted.
     """
     if action not in CONSENT_ACTIONS:
         raise Invalid(api_texts.ACTION_UNKNOWN, "action")
@@ -275,6 +276,11 @@ async def _record_consent(
     # The version named is checked against the versions as stored now, not
     # the cache (a version another process made effective a moment ago).
     state = await consents.fresh_state(openid)
+    if version != state.current.version:
+        # A version never published, or withdrawn before it took effect, is not
+        # there to choose: VersionNotFound (404, as GET /terms/{v}; a withdrawn
+        # one's message says when), not a conflict with the user's choices.
+        await consents.terms.get(version)
     if action == "accept":
         return await consents.accept(openid, origin, version=version, state=state)
     if action == "decline":

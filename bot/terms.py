@@ -65,7 +65,7 @@ class AlreadyWithdrawn(BotError):
 
 def withdrawal_text(withdrawal: dict) -> str:
     """When and why a version was withdrawn, as users and admins read it."""
-    return (f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回，不会生效"
+    return (f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回，从未生效"
             f"（原因：{withdrawal['reason']}）。")
 
 

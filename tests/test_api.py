@@ -16,6 +16,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from bot import api_texts, texts
 from bot.agreement import load_seed
+from bot.amendment_rules import show
 from bot.mini_sessions import Limits
 from bot.validation import Invalid, parse_phone
 from emulator.app import EmulatorState
@@ -312,8 +313,8 @@ async def test_consent_to_anything_but_the_current_version_is_refused(api):
     upcoming = await api.call("POST", "/consents", {"version": "2026-12-31", "action": "accept"}, token)
     assert (upcoming.status, upcoming.error()["code"]) == (409, "consent_refused")
     assert "尚未生效" in upcoming.error()["message"] and "2022-05-22" in upcoming.error()["message"]
-    unknown = await api.call("POST", "/consents", {"version": "1999-01-01", "action": "accept"}, token)
-    assert unknown.status == 409 and "2022-05-22" in unknown.error()["message"]
+    older = await api.call("POST", "/consents", {"version": "2022-05-22-old", "action": "accept"}, token)
+    assert (older.status, older.error()["code"]) == (404, "version_not_found")
     decline_other = await api.call("POST", "/consents", {"version": "2026-12-31", "action": "decline"}, token)
     assert decline_other.status == 409
 
@@ -332,6 +333,29 @@ async def test_consent_to_anything_but_the_current_version_is_refused(api):
         if body.get("version") == "-abc1":  # said as the rule it breaks: it must start with a letter or digit
             assert "以字母或数字开头" in reply.error()["message"], reply.error()
     assert await runtime.ledger.history(mp_openid("alice")) == []
+
+
+async def test_consent_to_a_version_not_there_is_404_and_a_withdrawn_one_says_when_it_was_withdrawn(api):
+    # Both were 409 consent_refused "只能同意当前生效的版本…", as if 9999 were an older version
+    # (GET /terms/9999 answers 404 version_not_found).
+    runtime = api.svc.runtime
+    await runtime.terms.publish(amended("2026-12-30"), reason="routine",
+                                effective_at=runtime.clock() + dt.timedelta(days=8), by="test")
+    await runtime.terms.withdraw("2026-12-30", reason="暂不修改", by="test")
+    token = await api.token()
+    for action in ("accept", "decline", "withdraw"):
+        missing = await api.call("POST", "/consents", {"version": "9999", "action": action}, token)
+        assert (missing.status, missing.error()["code"]) == (404, "version_not_found"), (action, missing.body)
+        assert missing.error()["message"] == (await api.call("GET", "/terms/9999")).error()["message"]
+        gone = await api.call("POST", "/consents", {"version": "2026-12-30", "action": action}, token)
+        assert (gone.status, gone.error()["code"]) == (404, "version_not_found"), (action, gone.body)
+        withdrawn_at = show((await runtime.terms.withdrawal("2026-12-30"))["at"])
+        assert f"版本 2026-12-30 已于 {withdrawn_at}" in gone.error()["message"], gone.error()
+        assert "撤回，从未生效" in gone.error()["message"] and "暂不修改" in gone.error()["message"]
+    assert await runtime.ledger.history(mp_openid("alice")) == []
+    # The operation's document says so.
+    spec = (await api.call("GET", "/openapi.json")).body
+    assert "version_not_found" in spec["paths"]["/consents"]["post"]["responses"]["404"]["x-error-codes"]
 
 
 async def test_idempotency_key_records_a_repeated_request_once(api):

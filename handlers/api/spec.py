@@ -302,8 +302,8 @@ PATHS = {
     "/consents": {
         "post": _op(
             "Accept, decline or withdraw one exact version",
-            _json(_obj(recorded=BOOL, consent=_ref("ConsentState"))), 400, 409, 422,
-            codes={409: ["consent_refused", "nothing_to_withdraw"], 422: ["invalid_field"]},
+            _json(_obj(recorded=BOOL, consent=_ref("ConsentState"))), 400, 404, 409, 422,
+            codes={404: ["version_not_found"], 409: ["consent_refused", "nothing_to_withdraw"], 422: ["invalid_field"]},
             body={
                 "type": "object",
                 "properties": {"version": {"type": "string", "pattern": VERSION_PATTERN},
