@@ -262,7 +262,7 @@ async def test_terms_current_upcoming_version_and_section(api):
     await runtime.terms.withdraw("2027-01-20", reason="与下一版合并", by="test")
     gone = await api.call("GET", "/terms/2027-01-20")
     assert gone.status == 200 and gone.body["version"] == "2027-01-20", gone.body
-    assert gone.body["withdrawn"]["reason"] == "与下一版合并" and "不会生效" in gone.body["withdrawn"]["message"]
+    assert gone.body["withdrawn"]["reason"] == "与下一版合并" and "从未生效" in gone.body["withdrawn"]["message"]
     assert "2027-01-20" not in [v["version"] for v in (await api.call("GET", "/terms")).body["versions"]]
 
 
