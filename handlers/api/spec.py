@@ -269,11 +269,13 @@ PATHS = {
     },
     "/me": {
         "get": _op("The user's state: consent, registration, unread notices", _json(_ref("UserState"))),
-        "delete": _op(
+        "delete": {**_op(
             "Close the merchant account (personal fields erased, consent ledger kept)",
             _json(_obj(registration=_ref("Registration"), message=STR)), 404, 409,
             codes={404: ["no_account"], 409: ["already_closed", "status_changed"]},
-        ),
+        ), "description": "Closes at once: the app asks the user to confirm first, and offers GET /me/export "
+            "before it (chat's 注销账户 asks 确认注销 and offers 导出我的数据 in its own words). Closed while "
+            "suspended, the account cannot be registered again by its user (reregistration_barred)."},
     },
     "/terms": {
         "get": _op(
