@@ -397,7 +397,7 @@ async def ask_again_after_amendment(chat: Chat, call_next) -> Reply | None:
     if reply is None:
         return Reply(prompt)
     # A reply that asks too (同意状态) asks once, after the changes.
-    return Reply(f"{prompt}\n\n{reply.text.replace(texts.consent_prompt(state.current), '').rstrip()}")
+    return Reply(f"{prompt}\n\n{texts.without_consent_prompt(reply.text, state.current).rstrip()}")
 
 
 # -- the user's own data -----------------------------------------------------------

@@ -53,11 +53,19 @@ def beijing_time(value) -> str:
     return local.strftime("%Y-%m-%d" if (local.hour, local.minute) == (0, 0) else "%Y-%m-%d %H:%M")
 
 
-def consent_prompt(version: "AgreementVersion") -> str:
-    return (
-        f"请回复“同意”接受《{version.title}》（版本 {version.version}），或回复“不同意”。"
-        "回复“条款”可先阅读各节摘要。"
-    )
+def consent_prompt(version: "AgreementVersion", first: str | None = "阅读各节摘要") -> str:
+    """Ask for 同意 or 不同意; ``first``: what 条款 shows them before they choose
+    (None when the message has said how to read the agreement already: once is enough)."""
+    ask = f"请回复“同意”接受《{version.title}》（版本 {version.version}），或回复“不同意”。"
+    return ask + (f"回复“条款”可先{first}。" if first else "")
+
+
+def without_consent_prompt(text: str, version: "AgreementVersion") -> str:
+    """``text`` with its consent prompt (whichever ``first``) taken out: for a
+    reply shown under another prompt, which asks once."""
+    for first in ("阅读各节摘要", "查看修改"):
+        text = text.replace(consent_prompt(version, first), "")
+    return text
 
 
 def welcome(version: "AgreementVersion", accepted: bool) -> str:
@@ -71,8 +79,8 @@ def welcome(version: "AgreementVersion", accepted: bool) -> str:
     ]
     if accepted:
         lines.append(f"您已同意当前版本（{version.version}），无需再次确认。")
-    else:
-        lines.append(consent_prompt(version))
+    else:  # the line above says how to read it
+        lines.append(consent_prompt(version, first=None))
     return "\n".join(lines)
 
 
@@ -302,7 +310,7 @@ def consent_status(status: str, current: "AgreementVersion", version: str | None
                 "回复“撤回同意”可随时撤回，回复“导出我的数据”可查看同意记录。")
     if status == "outdated":
         return (f"您{when}同意的是版本 {version}；协议已更新为版本 {current.version}，您尚未同意新版本。"
-                "回复“条款”查看修改。" + consent_prompt(current))
+                + consent_prompt(current, first="查看修改"))
     if status == "declined":
         return f"您{when}选择了不同意（版本 {version}）。" + consent_prompt(current)
     if status == "withdrawn":

@@ -59,6 +59,7 @@ async def test_follow_welcomes_with_summary_and_prompt(service):
         assert line in text
     assert "回复“条款”" in text and "条款 N" in text
     assert "回复“同意”" in text and "“不同意”" in text and "2022-05-22" in text
+    assert text.count("回复“条款”") == 1, text  # how to read it, said once (the prompt said it again)
 
 
 async def test_terms_lists_sections_with_summaries(service):
@@ -296,6 +297,10 @@ async def test_the_status_says_which_choice_was_made_last(make_service, clock):
     changes = (await svc.runtime.terms.current()).changes
     assert changes and "本版本的修改摘要：" in overview and all(line in overview for line in changes), overview
     assert outdated.count("请回复“同意”") == 1, outdated  # the amendment's prompt and the status's: asked once
+    assert outdated.count("回复“条款”") == 1, outdated
+    again = await svc.wechat.ask("o-st", "同意状态")  # the status alone, the amendment's prompt shown already
+    assert again.startswith("您于 2026-12-01 10:00 同意的是版本 2022-05-22") and again.count("回复“条款”") == 1, again
+    assert again.endswith("回复“条款”可先查看修改。"), again
     # A question about consent in general still gets the agreement's words.
     assert "根据《微拓软件服务使用协议》" in await svc.wechat.ask("o-st", "注册的时候协议没细看就点了，这样也算我同意了吗")
 
