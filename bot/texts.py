@@ -275,9 +275,10 @@ def command_hint(question: str) -> str | None:
 
 
 def consent_exact_words(word: str) -> str:
+    """A near miss of ``word`` (同意, 不同意 or 撤回同意: 我同意, 同意。): what it was not taken for, and what is."""
     return (
-        f"您的消息没有被记录为您的选择：为确保是您明确的意思，只有单独回复“{word}”"
-        "（不加其他文字或标点）或点击菜单才会被记录。回复“条款”可先阅读协议。"
+        f"这条消息不会被记录为{word}：为确保这是您明确的意思，请单独回复“{word}”"
+        "（不加其他文字或标点），或点击菜单中的对应项。回复“条款”可先阅读协议。"
     )
 
 

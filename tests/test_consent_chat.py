@@ -219,6 +219,8 @@ async def test_a_near_miss_of_a_consent_reply_says_what_to_reply(service, text, 
     # Not a choice (only the exact words count), and not a quoted clause either.
     reply = await service.wechat.ask("o-near", text)
     assert reply == texts.consent_exact_words(word)
+    # What it is not taken for, and the exact reply that is (it said 没有被记录为您的选择).
+    assert reply.startswith(f"这条消息不会被记录为{word}：") and f"请单独回复“{word}”（" in reply, reply
     assert await ledger(service, "o-near") == []
 
 
@@ -279,7 +281,7 @@ async def test_asking_whether_one_accepted_gets_ones_own_status(service, questio
 
 async def test_the_status_says_which_choice_was_made_last(make_service, clock):
     svc = await make_service(clock=clock)
-    assert "没有被记录" in await svc.wechat.ask("o-st", "我同意了")  # a yes, not a question: only 同意 counts
+    assert "不会被记录为同意" in await svc.wechat.ask("o-st", "我同意了")  # a yes, not a question: only 同意 counts
     await svc.wechat.ask("o-st", "不同意")
     assert "选择了不同意（版本 2022-05-22）。请回复“同意”" in await svc.wechat.ask("o-st", "我同意了吗")
     await svc.wechat.ask("o-st", "同意")
