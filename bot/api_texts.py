@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.consent import ACTION_LABELS
-from bot.texts import beijing_date, beijing_time, change_summary
+from bot.texts import beijing_date, beijing_time, change_summary, upcoming_consent
 
 if TYPE_CHECKING:
     from bot.agreement import AgreementVersion, Section
@@ -118,19 +118,19 @@ def consent_status(status: str, current, version: str | None, at) -> str:
     return f"您尚未同意《{current.title}》（版本 {current.version}）。" + ask
 
 
-def with_upcoming(text: str, upcoming: "list[AgreementVersion]") -> str:
+def with_upcoming(text: str, upcoming: "list[AgreementVersion]", accepted: bool | None = None) -> str:
     """``text`` followed by the versions published to take effect later, as
-    chat tells an accepted user (``bot.texts.with_upcoming``), without chat's commands."""
+    chat says it (``bot.texts.with_upcoming``), without chat's commands."""
     lines = [text]
     for version in upcoming:
         lines += ["", f"【即将生效】版本 {version.version} 将于 {beijing_time(version.effective_at)} 生效。修改摘要：",
                   *[f"· {line}" for line in version.changes],
-                  "届时我们会请您重新确认；可在小程序中提前阅读新版本。"]
+                  upcoming_consent(accepted) + "可在小程序中提前阅读新版本。"]
     return "\n".join(lines)
 
 
 def what_changed(current: "AgreementVersion", previous: "AgreementVersion | None",
-                 upcoming: "list[AgreementVersion]") -> str:
+                 upcoming: "list[AgreementVersion]", accepted: bool | None = None) -> str:
     """What the agreement's amendments changed, as chat says it (``bot.texts.what_changed``), without chat's commands."""
     date = beijing_date(current.effective_at)
     if previous is None:
@@ -142,7 +142,7 @@ def what_changed(current: "AgreementVersion", previous: "AgreementVersion | None
             "",
             f"可在小程序中阅读现行版本全文，并与修改前的版本 {previous.version} 对照。",
         ])
-    return with_upcoming(text, upcoming)
+    return with_upcoming(text, upcoming, accepted)
 
 
 def what_declining_does(place: str | None, sentence: str | None) -> str:

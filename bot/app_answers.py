@@ -47,7 +47,7 @@ async def app_answer(services: "Services", question: str, openid: str | None) ->
         text = api_texts.consent_status(state.status, state.current, latest.version if latest else None,
                                         latest.at if latest else None)
         if state.accepted:  # what they will be asked about next, as chat says
-            text = api_texts.with_upcoming(text, await services.terms.pending())
+            text = api_texts.with_upcoming(text, await services.terms.pending(), accepted=True)
         return AppAnswer(asked, text, (), version)
     if asked == own_questions.CHOICE:
         # "同意" typed here: the quote of 前言.3 (…即表示您已同意…) would let the user believe they had chosen.
@@ -55,7 +55,8 @@ async def app_answer(services: "Services", question: str, openid: str | None) ->
     if asked == own_questions.CHANGES:
         # From the published versions, as chat answers it (the Q&A quoted 7.1, how amendments work).
         current, previous, upcoming = await own_questions.amendments(services.terms)
-        return AppAnswer(asked, api_texts.what_changed(current, previous, upcoming), (), version)
+        accepted = (await services.consents.state(openid)).accepted if upcoming and openid is not None else None
+        return AppAnswer(asked, api_texts.what_changed(current, previous, upcoming, accepted), (), version)
     if asked == own_questions.DECLINING:
         found = own_questions.declining_sentence(version)
         return AppAnswer(asked, api_texts.what_declining_does(*(found or (None, None))),

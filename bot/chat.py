@@ -92,10 +92,11 @@ async def welcome(chat: Chat) -> Reply:
         state = await chat.consent()
         current, accepted = state.current, state.accepted
     except MongoUnavailable:
-        current, accepted = await services.terms.current(), False
+        current, accepted = await services.terms.current(), None
     if not accepted:
         await chat.asked_to_accept(current.version)
-    return Reply(texts.with_upcoming(texts.welcome(current, accepted=accepted), await services.terms.pending()))
+    welcome = texts.welcome(current, accepted=bool(accepted))
+    return Reply(texts.with_upcoming(welcome, await services.terms.pending(), accepted))
 
 
 @router.event("unsubscribe")
@@ -138,7 +139,13 @@ async def unknown_menu_item(chat: Chat) -> Reply:
 @router.menu(MENU_TERMS)
 async def terms_overview(chat: Chat) -> Reply:
     terms = chat.services.terms
-    return Reply(texts.terms_overview(await terms.current(), await terms.pending()))
+    return Reply(await _overview(chat, await terms.current()))
+
+
+async def _overview(chat: Chat, current: AgreementVersion) -> str:
+    """条款: the version in force and those to come, which say what they ask of this user."""
+    pending = await chat.services.terms.pending()
+    return texts.terms_overview(current, pending, await chat.accepted_or_unknown() if pending else None)
 
 
 _VERSION = r"([0-9A-Za-z][0-9A-Za-z._-]*)"
@@ -205,7 +212,7 @@ async def terms_of_version(chat: Chat) -> Reply:
     except VersionNotFound as exc:
         return Reply(texts.no_such_version(version_id, exc))
     if version.version == current.version:
-        return Reply(texts.terms_overview(current, await terms.pending()))
+        return Reply(await _overview(chat, current))
     return Reply(note + texts.version_overview(version, current))
 
 
@@ -222,7 +229,7 @@ async def accept(chat: Chat) -> Reply:
     state, added = await services.consents.accept(chat.openid, await origin(chat), state=state)
     chat.forget_consent()
     text = texts.accepted(state.current) if added else texts.already_accepted(state.current)
-    text = texts.with_upcoming(text, await services.terms.pending())
+    text = texts.with_upcoming(text, await services.terms.pending(), accepted=True)
     resume = await _pop_resume(chat)
     word = _dialog_command(resume) if resume else None
     if chat.dialog is not None and word is not None and word not in THROUGH_DIALOGS:

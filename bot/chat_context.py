@@ -9,6 +9,7 @@ from bot.inbound import Inbound
 from bot.replies import Reply
 from bot.services import Services
 from storage.dialog_state import DialogState
+from storage.mongo import MongoUnavailable
 from storage.redis_store import RedisUnavailable
 
 if TYPE_CHECKING:
@@ -47,6 +48,14 @@ class Chat:
         if isinstance(self._consent, BaseException):
             raise self._consent
         return self._consent
+
+    async def accepted_or_unknown(self) -> bool | None:
+        """Whether the user accepted the version in force; None when their
+        state cannot be read (a reply that only reads the agreement goes out anyway)."""
+        try:
+            return (await self.consent()).accepted
+        except MongoUnavailable:
+            return None
 
     async def asked_to_accept(self, version: str) -> None:
         """Note that the reply asks the user to accept ``version``: a 同意 that

@@ -124,21 +124,24 @@ async def own_answer(chat: "Chat", text: str) -> str | None:
     (their record), what declining does or what the amendments changed; None
     for any other question.
     Asked outside a dialog and at a dialog's step alike."""
-    if asked(text) == OWN_CONSENT:
+    kind = asked(text)
+    if kind == OWN_CONSENT:
         return await consent_status_text(chat)
-    return await published_answer(chat.services.terms, text)
+    accepted = await chat.accepted_or_unknown() if kind == CHANGES else None  # what the versions to come ask of them
+    return await published_answer(chat.services.terms, text, accepted)
 
 
-async def published_answer(terms: "Terms", text: str) -> str | None:
+async def published_answer(terms: "Terms", text: str, accepted: bool | None = None) -> str | None:
     """Chat's answer to ``text`` when the published versions answer it, whoever
     asks (what declining does, what the amendments changed); None otherwise.
-    ``wetoop-bot ask`` shows these as chat words them."""
+    ``wetoop-bot ask`` shows these as chat words them (``accepted``: whether
+    the asker accepted the version in force, None when not known)."""
     kind = asked(text)
     if kind == DECLINING:
         found = declining_sentence(await terms.current())
         return texts.what_declining_does(*(found or (None, None)))
     if kind == CHANGES:
-        return texts.what_changed(*await amendments(terms))
+        return texts.what_changed(*await amendments(terms), accepted)
     return None
 
 
@@ -149,5 +152,5 @@ async def consent_status_text(chat: "Chat") -> str:
     answer = texts.consent_status(state.status, state.current, latest.version if latest else None,
                                   latest.at if latest else None)
     if state.accepted:  # what they will be asked about next
-        answer = texts.with_upcoming(answer, await chat.services.terms.pending())
+        answer = texts.with_upcoming(answer, await chat.services.terms.pending(), accepted=True)
     return answer

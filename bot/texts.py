@@ -84,14 +84,16 @@ def welcome(version: "AgreementVersion", accepted: bool) -> str:
     return "\n".join(lines)
 
 
-def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion]") -> str:
-    """The version in force, and every version published to take effect later."""
+def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion]",
+                   accepted: bool | None = None) -> str:
+    """The version in force, and every version published to take effect later
+    (``accepted``: as :func:`with_upcoming`)."""
     lines = [f"《{current.title}》版本 {current.version}（自 {_date(current.effective_at)} 起生效）", ""]
     if current.changes:  # "回复“条款”查看修改" (the re-consent prompt, amendment notices) shows them here
         lines += [*change_summary(current), ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
     lines += ["", "回复“条款 N”阅读第 N 节全文，例如“条款 1”" + ("；回复“条款 前言”阅读协议前言。" if current.preamble else "。")]
-    return with_upcoming("\n".join(lines), upcoming)
+    return with_upcoming("\n".join(lines), upcoming, accepted)
 
 
 def change_summary(version: "AgreementVersion") -> list[str]:
@@ -100,10 +102,11 @@ def change_summary(version: "AgreementVersion") -> list[str]:
 
 
 def what_changed(current: "AgreementVersion", previous: "AgreementVersion | None",
-                 upcoming: "list[AgreementVersion]") -> str:
+                 upcoming: "list[AgreementVersion]", accepted: bool | None = None) -> str:
     """Asked what the agreement's amendments changed: the version in force's
     change summary (as 条款 shows it) and where to compare it with the one it
-    replaced, or that it was never changed; then the versions to come."""
+    replaced, or that it was never changed; then the versions to come
+    (``accepted``: as :func:`with_upcoming`)."""
     if previous is None:
         lines = [f"《{current.title}》自版本 {current.version}（{_date(current.effective_at)} 起生效）以来没有修改过。",
                  "回复“条款”查看各节摘要。"]
@@ -113,24 +116,39 @@ def what_changed(current: "AgreementVersion", previous: "AgreementVersion | None
                  *(change_summary(current) if current.changes else []),
                  "",
                  f"回复“条款”查看现行版本各节摘要；回复“条款 {previous.version} N”可阅读修改前的第 N 节，与现行版本对照。"]
-    return with_upcoming("\n".join(lines), upcoming)
+    return with_upcoming("\n".join(lines), upcoming, accepted)
 
 
-def _upcoming(version: "AgreementVersion") -> list[str]:
+def upcoming_consent(accepted: bool | None) -> str:
+    """What a version to come asks of the reader: only an acceptance of the
+    version in force is asked again when it takes effect (the middleware
+    ``ask_again_after_amendment``); anyone else's 同意 after that is to the new
+    version (one given before is to the version in force, and its reply, with
+    ``accepted``, says they will be asked again). ``accepted`` None: the
+    reader's consent is not known (the CLI, a database that is down)."""
+    if accepted:
+        return "届时我们会请您重新确认。"
+    if accepted is None:
+        return "已同意现行版本的，届时我们会请您重新确认；其他情况下，生效后同意即是同意新版本。"
+    return "生效后，同意即是同意新版本。"
+
+
+def _upcoming(version: "AgreementVersion", accepted: bool | None) -> list[str]:
     return [
         f"【即将生效】版本 {version.version} 将于 {beijing_time(version.effective_at)} 生效。修改摘要：",
         *[f"· {line}" for line in version.changes],
-        f"届时我们会请您重新确认。回复“条款 {version.version} N”可提前阅读新版第 N 节。",
+        f"{upcoming_consent(accepted)}回复“条款 {version.version} N”可提前阅读新版第 N 节。",
     ]
 
 
-def with_upcoming(text: str, upcoming: "list[AgreementVersion]") -> str:
+def with_upcoming(text: str, upcoming: "list[AgreementVersion]", accepted: bool | None = None) -> str:
     """``text`` followed by the versions published to take effect later: who
     accepts or follows during a notice period is told of them too (the
-    amendment notice went to those who had accepted before)."""
+    amendment notice went to those who had accepted before). ``accepted``:
+    whether the reader accepted the version in force (see :func:`upcoming_consent`)."""
     lines = [text]
     for version in upcoming:
-        lines += ["", *_upcoming(version)]
+        lines += ["", *_upcoming(version, accepted)]
     return "\n".join(lines)
 
 

@@ -963,6 +963,12 @@ async def test_qa_answers_questions_about_the_users_own_consent_from_their_recor
                                         effective_at=api.svc.runtime.clock() + dt.timedelta(days=8), by="test")
     upcoming = await api.call("GET", "/qa?q=" + "我同意了吗", token=token)
     assert "【即将生效】版本 2026-12-31" in upcoming.body["text"] and "届时我们会请您重新确认" in upcoming.body["text"]
+    # Asked what changes: asked again only if they accepted the version in force (bob never did).
+    bob = await api.token("bob")
+    for who, says, not_said in ((token, "届时我们会请您重新确认", "同意即是同意新版本"),
+                                (bob, "生效后，同意即是同意新版本", "届时")):
+        changes = (await api.call("GET", "/qa?q=" + "协议最近改了什么", token=who)).body["text"]
+        assert "【即将生效】版本 2026-12-31" in changes and says in changes and not_said not in changes, changes
     for reply in (before, after, declining, upcoming):
         assert "回复" not in reply.body["text"], reply.body  # no chat commands
     # "我同意了" says yes in chat; here it is no question about the record.

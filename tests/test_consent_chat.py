@@ -697,6 +697,30 @@ async def test_who_accepts_or_follows_during_a_notice_period_is_told_of_the_comi
     assert "【即将生效】版本 2026-12-09" in accepted and "届时我们会请您重新确认" in accepted
 
 
+async def test_only_one_who_accepted_the_version_in_force_is_told_they_will_be_asked_again(make_service, clock):
+    # Everyone was told 届时我们会请您重新确认: one who never accepted, or withdrew, is asked
+    # nothing again; their 同意 after the switch is to the new version.
+    svc = await make_service(clock=clock)
+    await svc.runtime.terms.publish(amendment("2026-12-09", changes=("第1节第6款：简化表述",)), reason="routine",
+                                    effective_at=clock.now + dt.timedelta(days=8), by="t")
+    again, new = "届时我们会请您重新确认", "生效后，同意即是同意新版本"
+    welcome = svc.wechat.reply(await svc.wechat.post(event_xml("o-never", "subscribe")))["Content"]
+    for text in (welcome, await svc.wechat.ask("o-never", "条款"), await svc.wechat.ask("o-never", "协议最近改了什么")):
+        assert "【即将生效】版本 2026-12-09" in text and again not in text and new in text, text
+    await svc.wechat.ask("o-never", "同意")
+    for text in (await svc.wechat.ask("o-never", "条款"), await svc.wechat.ask("o-never", "协议最近改了什么"),
+                 await svc.wechat.ask("o-never", "同意状态")):
+        assert again in text and new not in text, text
+    await svc.wechat.ask("o-never", "撤回同意")
+    withdrawn = await svc.wechat.ask("o-never", "条款")
+    assert again not in withdrawn and new in withdrawn, withdrawn
+    # Once that version is in force, 同意 is to it (shown its changes first: the last prompt was for the old one).
+    clock.advance(days=8, seconds=1)
+    assert "版本 2026-12-09" in await svc.wechat.ask("o-never", "同意")
+    assert "已记录：您同意了" in await svc.wechat.ask("o-never", "同意")
+    assert [(r.action, r.version) for r in await ledger(svc, "o-never")][-1] == ("accept", "2026-12-09")
+
+
 # -- the user's own data -------------------------------------------------------------------------
 
 
@@ -888,7 +912,7 @@ async def test_hints_under_another_versions_text_lead_back_to_that_version(make_
     assert "回复“条款 3”阅读整节" in await svc.wechat.ask("o-cite", "条款 3.1")  # the version in force: as before
 
 
-async def test_terms_shows_every_upcoming_version(make_service, clock):
+async def test_terms_shows_every_upcoming_version(make_service, clock, emulator):
     svc = await make_service(clock=clock)
     await svc.runtime.terms.publish(
         amendment("2026-12-09"), reason="routine", effective_at=clock.now + dt.timedelta(days=7), by="test"
@@ -897,7 +921,9 @@ async def test_terms_shows_every_upcoming_version(make_service, clock):
         amendment("2026-12-11", changes=("新增附加说明一节",), long_section=True), reason="routine",
         effective_at=clock.now + dt.timedelta(days=9), by="test",
     )
-    overview = await svc.wechat.ask("o-two", "条款")
+    # Over 2048 bytes with both: the rest follows by customer service.
+    passive = await svc.wechat.ask("o-two", "条款")
+    overview = "\n".join(p.removesuffix(texts.CONTINUED) for p in [passive, *await sent_to(emulator, "o-two")])
     assert "版本 2026-12-09 将于" in overview and "第1节第6款：简化表述" in overview
     assert "版本 2026-12-11 将于" in overview and "新增附加说明一节" in overview  # the later one was hidden
 
