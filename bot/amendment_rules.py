@@ -93,7 +93,7 @@ def check_publication(
         )
     if effective_at > published_at + MAX_AHEAD:
         raise AmendmentRefused(
-            "too_far", f"生效时间 {_show(effective_at)} 太远：最晚为公布后 {MAX_AHEAD.days} 天内（{_show(published_at + MAX_AHEAD)} 之前）"
+            "too_far", f"生效时间 {_show(effective_at)}太远：最晚为公布后 {MAX_AHEAD.days} 天内（{_show(published_at + MAX_AHEAD)}之前）"
         )
     if published:
         latest = max(published, key=lambda v: v.effective_at)
@@ -286,7 +286,8 @@ def _folded(line: str) -> str:
 
 
 def show(value: dt.datetime) -> str:
-    """A time as admins read it (Beijing time)."""
+    """A time as admins read it (Beijing time): ``2026-11-28 20:31（北京时间）``.
+    It ends in a full-width bracket, so no space follows it (已于 …（北京时间）撤回)."""
     return _show(value)
 
 

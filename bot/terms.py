@@ -58,14 +58,14 @@ class AlreadyWithdrawn(BotError):
 
     def __init__(self, withdrawal: dict) -> None:
         super().__init__(
-            f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回"
+            f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])}撤回"
             f"（原因：{withdrawal['reason']}），无需再次撤回；它不会生效。"
         )
 
 
 def withdrawal_text(withdrawal: dict) -> str:
     """When and why a version was withdrawn, as users and admins read it."""
-    return (f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])} 撤回，从未生效"
+    return (f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])}撤回，从未生效"
             f"（原因：{withdrawal['reason']}）。")
 
 
@@ -330,7 +330,7 @@ class Terms:
             now = self._clock()
             if version.effective_at <= now:
                 raise amendment_rules.AmendmentRefused(
-                    "in_force", f"版本 {version.version} 已于 {amendment_rules.show(version.effective_at)} 生效，"
+                    "in_force", f"版本 {version.version} 已于 {amendment_rules.show(version.effective_at)}生效，"
                     "已生效的版本不能撤回；如需修改，请发布新的版本",
                 )
             amendment_rules.check_withdrawal(version, await self.versions())

@@ -120,7 +120,7 @@ def cmd_terms_show(args: argparse.Namespace) -> int:
     version, withdrawal = with_runtime(args, work)
     sys.stdout.write(version.to_toml())
     if withdrawal is not None:  # readable, to fix and publish again, but say what it is
-        print(f"注意：版本 {version.version} 已于 {show(withdrawal['at'])} 撤回，不会生效"
+        print(f"注意：版本 {version.version} 已于 {show(withdrawal['at'])}撤回，不会生效"
               f"（原因：{withdrawal['reason']}）；以它为基础重新发布时请换一个版本号。", file=sys.stderr)
     return 0
 

@@ -98,6 +98,7 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     # A version not yet in force can be withdrawn (users are told); one in force cannot.
     in_force = cli(data_dir, "terms", "withdraw", "2022-05-22", "--reason", "试试")
     assert in_force.returncode == 2 and "已生效的版本不能撤回" in in_force.stderr
+    assert "（北京时间）生效，" in in_force.stderr, in_force.stderr  # no space after the bracket
     withdrawn = cli(data_dir, "terms", "withdraw", "2027-01-15", "--reason", "改为明年再议")
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert "已撤回版本 2027-01-15" in withdrawn.stdout
@@ -105,13 +106,14 @@ def test_show_prints_the_publish_format_and_publish_reads_it(data_dir, tmp_path)
     twice = cli(data_dir, "terms", "withdraw", "2027-01-15", "--reason", "再撤一次")
     assert twice.returncode == 2 and "Traceback" not in twice.stderr
     assert "版本 2027-01-15 已于" in twice.stderr and "无需再次撤回" in twice.stderr and "改为明年再议" in twice.stderr
+    assert "（北京时间）撤回（原因" in twice.stderr, twice.stderr
     listed = cli(data_dir, "terms", "list").stdout
     assert any("2027-01-15" in line and "已撤回" in line for line in listed.splitlines())
     # Shown, a withdrawn version is printed (to fix and publish again) with a note
     # on stderr; published again, it is refused (not "no such version").
     gone = cli(data_dir, "terms", "show", "2027-01-15")
     assert gone.returncode == 0 and 'version = "2027-01-15"' in gone.stdout
-    assert "已于" in gone.stderr and "撤回" in gone.stderr and "改为明年再议" in gone.stderr
+    assert "已于" in gone.stderr and "（北京时间）撤回，不会生效" in gone.stderr and "改为明年再议" in gone.stderr
     again = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "2027-03-15", "--reason", "routine")
     assert again.returncode == 2 and "曾发布并已撤回" in again.stderr
     # Its routine change carried into a legal version taking effect now, unnamed,
@@ -200,6 +202,11 @@ def test_bad_effective_at_and_reason(data_dir, tmp_path):
     assert refused.returncode == 2 and "协议标题（title）或修改摘要（changes）过长" in refused.stderr, refused.stderr
     far = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "9999-12-31T23:59:59-12:00", "--reason", "legal")
     assert far.returncode == 2 and "超出范围" in far.stderr and "Traceback" not in far.stderr
+    later = tmp_path / "later.toml"
+    later.write_text(dataclasses.replace(seed, version="2026-12-31-far", changes=("文字修订",)).to_toml(), encoding="utf-8")
+    too_far = cli(data_dir, "terms", "publish", str(later), "--effective-at", "2099-01-01", "--reason", "routine")
+    assert too_far.returncode == 2 and "2099-01-01 00:00（北京时间）太远" in too_far.stderr, too_far.stderr
+    assert "（北京时间）之前）" in too_far.stderr and "（北京时间） " not in too_far.stderr, too_far.stderr
     bad_reason = cli(data_dir, "terms", "publish", str(draft), "--effective-at", "now", "--reason", "whim")
     assert bad_reason.returncode == 2
 
