@@ -164,7 +164,7 @@ def _audit_entries(data_dir) -> list[dict]:
         (("consents", "export", "--output", "/no/such/dir/consents.csv"), "无法写入 /no/such/dir/consents.csv：文件或目录不存在"),
         (("export", "--openid", "o-nobody"), "没有 openid 为 o-nobody 的用户"),
         (("export", "--openid", " "), "不能为空"),
-        (("consents", "export", "--since", "2026-11-28", "--until", "2026-11-01"), "应早于--until"),  # was an empty file
+        (("consents", "export", "--since", "2026-11-28", "--until", "2026-11-01"), "wetoop-bot: --since（2026-11-28）应早于 --until（2026-11-01）："),  # was an empty file
         (("consents", "export", "--version", "nope"), "没有版本"),  # was "0 records"
     ],
 )
