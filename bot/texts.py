@@ -454,10 +454,17 @@ RETURNED_CHAT_HINT = "请回复“修改资料”按意见修改并确认（在�
 REREGISTER_CHAT_HINT = "：回复“注册”即可重新提交资料。"
 
 
+def sentence(text: str) -> str:
+    """``text`` (an admin's reason) ended as a sentence: 。 added unless it ends
+    in a sentence's punctuation already, inside closing quotes or brackets too (…。”)."""
+    text = text.rstrip()
+    return text if text.rstrip("”’」』）)\"'")[-1:] in ("。", "！", "？", "!", "?", ".", "…") else text + "。"
+
+
 def amendment_withdrawn(version: "AgreementVersion", reason: str) -> str:
     return (
         f"《{version.title}》版本 {version.version}（原定 {beijing_time(version.effective_at)} 生效）的修改已撤回，"
-        f"不会生效。原因：{reason}\n{WITHDRAWN_CHAT_HINT}"
+        f"不会生效。原因：{sentence(reason)}\n{WITHDRAWN_CHAT_HINT}"
     )
 
 

@@ -437,6 +437,8 @@ async def test_a_scheduled_version_can_be_withdrawn_so_a_legal_change_applies_at
     await svc.runtime.worker(concurrency=2).run_until_idle(30)
     told = await sent_to(emulator, "o-wd")
     assert any("已撤回" in t and "与即将发布的法律修订合并" in t for t in told)
+    # The admin's reason is ended as a sentence before the hint on the next line.
+    assert any("原因：与即将发布的法律修订合并。\n回复“条款”查看现行协议。" in t for t in told), told
     assert any("原定 2026-12-08 10:00 生效" in t for t in told), told  # the time, not the day alone
     clock.advance(days=8)
     assert (await terms.current()).version == "2026-11-26-legal"
@@ -937,3 +939,10 @@ def test_every_kind_of_logged_question_has_a_label_on_the_export_page():
     from handlers.export import VALUES
 
     assert {ANSWER, ABSTAIN, SMALLTALK, FORM_HELP} <= set(VALUES["kind"])
+
+
+@pytest.mark.parametrize("reason, said", [("发现措辞需要调整", "发现措辞需要调整。"), ("已合并。", "已合并。"),
+                                          ("为什么要撤回？", "为什么要撤回？"), ("见“公告。”", "见“公告。”"), ("（见公告）", "（见公告）。")])
+def test_a_withdrawal_reason_is_ended_once(reason, said):
+    version = dataclasses.replace(load_seed(), version="2026-12-09")
+    assert f"原因：{said}\n" in texts.amendment_withdrawn(version, reason)
