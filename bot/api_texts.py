@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.consent import ACTION_LABELS
-from bot.texts import beijing_date, beijing_time, change_summary, upcoming_consent
+from bot.texts import beijing_date, beijing_when, change_summary, upcoming_consent
 
 if TYPE_CHECKING:
     from bot.agreement import AgreementVersion, Section
@@ -54,7 +54,7 @@ def key_reused(action: str, version: str) -> str:
     done = ACTION_LABELS.get(action, action)
     return (f"这个 Idempotency-Key 已用于另一个请求（{done}版本 {version}），本次请求没有执行。"
             "每个新的操作请使用新的 Key；重试同一个操作时才沿用原来的 Key。")
-DECLINE_UPCOMING = ("版本 {version} 尚未生效（将于 {at} 生效），生效后才能对它表示不同意；在此之前现行版本 {current} 继续有效。"
+DECLINE_UPCOMING = ("版本 {version} 尚未生效（将于{at}生效），生效后才能对它表示不同意；在此之前现行版本 {current} 继续有效。"
                     "如现在就不再同意现行版本，请撤回同意。")
 DECLINE_OTHER_VERSION = "只能对当前生效的版本 {current} 表示不同意，不能对版本 {version}。"
 WITHDRAW_OTHER_VERSION = "您同意的是版本 {accepted}，不能撤回对版本 {version} 的同意。"
@@ -104,7 +104,7 @@ CONSENT_CHOICE_NOT_RECORDED = ("问答不会记录您的选择。同意、不同
 def consent_status(status: str, current, version: str | None, at) -> str:
     """The user's own consent, asked in the Q&A ("我同意了吗"): as chat says
     it (``bot.texts.consent_status``), without chat's commands."""
-    when = f"于 {beijing_time(at)} " if at is not None else ""
+    when = f"于{beijing_when(at)}" if at is not None else ""
     ask = f"您可以在小程序中阅读《{current.title}》（版本 {current.version}）后选择同意或不同意。"
     if status == "accepted":
         return (f"您已{when}同意《{current.title}》（版本 {current.version}，即现行版本）。"
@@ -123,7 +123,7 @@ def with_upcoming(text: str, upcoming: "list[AgreementVersion]", accepted: bool 
     chat says it (``bot.texts.with_upcoming``), without chat's commands."""
     lines = [text]
     for version in upcoming:
-        lines += ["", f"【即将生效】版本 {version.version} 将于 {beijing_time(version.effective_at)} 生效。修改摘要：",
+        lines += ["", f"【即将生效】版本 {version.version} 将于{beijing_when(version.effective_at)}生效。修改摘要：",
                   *[f"· {line}" for line in version.changes],
                   upcoming_consent(accepted) + "可在小程序中提前阅读新版本。"]
     return "\n".join(lines)

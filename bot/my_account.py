@@ -288,7 +288,7 @@ async def _record_consent(
         if upcoming:
             # Not yet in force: the version accepted holds until then (chat's 不同意 says the same).
             raise ConsentRefused(api_texts.DECLINE_UPCOMING.format(
-                version=version, at=texts.beijing_time(upcoming[0].effective_at), current=state.current.version))
+                version=version, at=texts.beijing_when(upcoming[0].effective_at), current=state.current.version))
         if version != state.current.version:
             raise ConsentRefused(api_texts.DECLINE_OTHER_VERSION.format(current=state.current.version, version=version))
         return await consents.decline(openid, origin, state=state)

@@ -53,6 +53,19 @@ def beijing_time(value) -> str:
     return local.strftime("%Y-%m-%d" if (local.hour, local.minute) == (0, 0) else "%Y-%m-%d %H:%M")
 
 
+def beijing_when(value) -> str:
+    """:func:`beijing_time` to stand between two Chinese words (将于{…}生效):
+    `` 2026-12-05 `` for a day, `` 2026-12-05 20:45（北京时间）`` for a time of
+    day, which users outside China would misread unmarked (the CLI and the
+    console say it too); no space after the full-width bracket."""
+    from bot.agreement import CHINA
+
+    local = value.astimezone(CHINA)
+    if (local.hour, local.minute) == (0, 0):
+        return f" {beijing_time(value)} "
+    return f" {beijing_time(value)}（北京时间）"
+
+
 def consent_prompt(version: "AgreementVersion", first: str | None = "阅读各节摘要") -> str:
     """Ask for 同意 or 不同意; ``first``: what 条款 shows them before they choose
     (None when the message has said how to read the agreement already: once is enough)."""
@@ -135,7 +148,7 @@ def upcoming_consent(accepted: bool | None) -> str:
 
 def _upcoming(version: "AgreementVersion", accepted: bool | None) -> list[str]:
     return [
-        f"【即将生效】版本 {version.version} 将于 {beijing_time(version.effective_at)} 生效。修改摘要：",
+        f"【即将生效】版本 {version.version} 将于{beijing_when(version.effective_at)}生效。修改摘要：",
         *[f"· {line}" for line in version.changes],
         f"{upcoming_consent(accepted)}回复“条款 {version.version} N”可提前阅读新版第 N 节。",
     ]
@@ -200,7 +213,7 @@ def no_such_section(version: "AgreementVersion", asked: str, cite: str = "", uni
 def version_overview(version: "AgreementVersion", current: "AgreementVersion") -> str:
     """A version other than the one in force (past or upcoming), section by section."""
     if version.effective_at > current.effective_at:
-        when = f"将于 {beijing_time(version.effective_at)} 生效"
+        when = f"将于{beijing_when(version.effective_at)}生效"
     else:
         when = f"自 {_date(version.effective_at)} 起生效，已由版本 {current.version} 取代"
     lines = [f"《{version.title}》版本 {version.version}（{when}）", ""]
@@ -303,7 +316,7 @@ def consent_exact_words(word: str) -> str:
 def choice_of_a_version(word: str, named: "AgreementVersion", current: "AgreementVersion", pending: bool) -> str:
     """``word`` (同意/不同意) followed by a version: what applies to that version."""
     if pending:
-        return (f"版本 {named.version} 尚未生效（将于 {beijing_time(named.effective_at)} 生效），现在还不能对它作出选择；"
+        return (f"版本 {named.version} 尚未生效（将于{beijing_when(named.effective_at)}生效），现在还不能对它作出选择；"
                 f"它生效后我们会请您确认。现行版本是 {current.version}，回复“条款”查看。")
     if named.version != current.version:
         return (f"版本 {named.version} 已不是现行版本，只能对现行版本 {current.version} 作出选择。"
@@ -323,7 +336,7 @@ def already_accepted(version: "AgreementVersion") -> str:
 def consent_status(status: str, current: "AgreementVersion", version: str | None, at: dt.datetime | None) -> str:
     """The user's own consent: ``status`` (see ``bot.consent.STATUSES``) and
     their latest choice (its version and time), if any."""
-    when = f"于 {beijing_time(at)} " if at is not None else ""
+    when = f"于{beijing_when(at)}" if at is not None else ""
     if status == "accepted":
         return (f"您已{when}同意《{current.title}》（版本 {current.version}，即现行版本）。"
                 "回复“撤回同意”可随时撤回，回复“导出我的数据”可查看同意记录。")
@@ -370,7 +383,7 @@ def decline_upcoming(current: "AgreementVersion", upcoming: "AgreementVersion") 
     would end their service at once, and say nothing of the new one)."""
     return (
         f"您已同意现行的《{current.title}》（版本 {current.version}），在新版本生效前它继续有效，服务照常。\n"
-        f"新版本 {upcoming.version} 将于 {beijing_time(upcoming.effective_at)} 生效。如您不同意新版本："
+        f"新版本 {upcoming.version} 将于{beijing_when(upcoming.effective_at)}生效。如您不同意新版本："
         "它生效后我们会请您确认，届时回复“不同意”即可，需要同意协议的服务随之停止；在此之前可随时回复“导出我的数据”导出您的数据。\n"
         "如现在就不再同意现行版本，请回复“撤回同意”。"
     )
@@ -436,7 +449,7 @@ def amendment_notice(version: "AgreementVersion") -> str:
         when = (f"已于 {_date(version.effective_at)} 更新为版本 {version.version}"
                 f"（{ground + '，' if ground else ''}即时生效）")
     else:
-        when = f"将于 {beijing_time(version.effective_at)} 更新为版本 {version.version}"
+        when = f"将于{beijing_when(version.effective_at)}更新为版本 {version.version}"
     lines = [
         f"《{version.title}》{when}。修改摘要：",
         *[f"· {line}" for line in version.changes],
@@ -463,7 +476,7 @@ def sentence(text: str) -> str:
 
 def amendment_withdrawn(version: "AgreementVersion", reason: str) -> str:
     return (
-        f"《{version.title}》版本 {version.version}（原定 {beijing_time(version.effective_at)} 生效）的修改已撤回，"
+        f"《{version.title}》版本 {version.version}（原定{beijing_when(version.effective_at)}生效）的修改已撤回，"
         f"不会生效。原因：{sentence(reason)}\n{WITHDRAWN_CHAT_HINT}"
     )
 

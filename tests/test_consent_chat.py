@@ -293,7 +293,7 @@ async def test_the_status_says_which_choice_was_made_last(make_service, clock):
     )
     clock.advance(days=7, seconds=1)
     outdated = await svc.wechat.ask("o-st", "我同意了吗")
-    assert "您于 2026-12-01 10:00 同意的是版本 2022-05-22；协议已更新为版本 2026-12-09，您尚未同意新版本" in outdated, outdated
+    assert "您于 2026-12-01 10:00（北京时间）同意的是版本 2022-05-22；协议已更新为版本 2026-12-09，您尚未同意新版本" in outdated, outdated
     # "回复“条款”查看修改": 条款 shows them (it showed the section summaries only).
     overview = await svc.wechat.ask("o-st", "条款")
     changes = (await svc.runtime.terms.current()).changes
@@ -301,7 +301,7 @@ async def test_the_status_says_which_choice_was_made_last(make_service, clock):
     assert outdated.count("请回复“同意”") == 1, outdated  # the amendment's prompt and the status's: asked once
     assert outdated.count("回复“条款”") == 1, outdated
     again = await svc.wechat.ask("o-st", "同意状态")  # the status alone, the amendment's prompt shown already
-    assert again.startswith("您于 2026-12-01 10:00 同意的是版本 2022-05-22") and again.count("回复“条款”") == 1, again
+    assert again.startswith("您于 2026-12-01 10:00（北京时间）同意的是版本 2022-05-22") and again.count("回复“条款”") == 1, again
     assert again.endswith("回复“条款”可先查看修改。"), again
     # A question about consent in general still gets the agreement's words.
     assert "根据《微拓软件服务使用协议》" in await svc.wechat.ask("o-st", "注册的时候协议没细看就点了，这样也算我同意了吗")
@@ -439,7 +439,7 @@ async def test_a_scheduled_version_can_be_withdrawn_so_a_legal_change_applies_at
     assert any("已撤回" in t and "与即将发布的法律修订合并" in t for t in told)
     # The admin's reason is ended as a sentence before the hint on the next line.
     assert any("原因：与即将发布的法律修订合并。\n回复“条款”查看现行协议。" in t for t in told), told
-    assert any("原定 2026-12-08 10:00 生效" in t for t in told), told  # the time, not the day alone
+    assert any("原定 2026-12-08 10:00（北京时间）生效" in t for t in told), told  # the time, not the day alone
     clock.advance(days=8)
     assert (await terms.current()).version == "2026-11-26-legal"
     # Its identifier stays taken, and a version in force cannot be withdrawn.
@@ -857,7 +857,13 @@ async def test_an_upcoming_version_shows_its_time_unless_it_is_midnight(service)
     day = (runtime.clock().astimezone(CHINA) + dt.timedelta(days=9)).date()
     at = dt.datetime.combine(day, dt.time(9, 30), CHINA)
     await runtime.terms.publish(amendment("2027-09-09"), reason="routine", effective_at=at, by="test")
-    assert f"将于 {day:%Y-%m-%d} 09:30 生效" in await service.wechat.ask("o-when", "条款")
+    # A time of day says it is Beijing time, as the CLI and the console do; a day alone needs nothing.
+    assert f"将于 {day:%Y-%m-%d} 09:30（北京时间）生效" in await service.wechat.ask("o-when", "条款")
+    assert f"（将于 {day:%Y-%m-%d} 09:30（北京时间）生效）" in await service.wechat.ask("o-when", "条款 2027-09-09")
+    await runtime.terms.withdraw("2027-09-09", reason="改期", by="test")
+    midnight = dt.datetime.combine(day, dt.time(0, 0), CHINA)
+    await runtime.terms.publish(amendment("2027-09-10"), reason="routine", effective_at=midnight, by="test")
+    assert f"将于 {day:%Y-%m-%d} 生效" in await service.wechat.ask("o-when", "条款")
 
 
 @pytest.mark.parametrize("command, needle", [
