@@ -115,6 +115,22 @@ async def test_long_section_continues_through_customer_service(make_service, emu
         assert f"8.{i + 1} {clause}" in whole
 
 
+async def test_a_long_clause_continues_after_a_whole_sentence(make_service, emulator, clock):
+    # One clause over 2048 bytes was cut at the byte limit: "…行为承担（未完，见下一条消息）" / "责任。…".
+    svc = await make_service(clock=clock)
+    long_clause = "".join(f"第{i}项：商家应对其在平台上发布的内容和经营行为承担全部法律责任。" for i in range(1, 40))
+    version = amendment("2026-12-02", changes=("第1节第6款：简化表述", "第8节：新增附加说明"))
+    version = dataclasses.replace(version, sections=version.sections + (Section(8, "附加说明", "新增的附加说明。", (long_clause,)),))
+    await svc.runtime.terms.publish(version, reason="new_feature", effective_at=None, by="test")
+    passive = await svc.wechat.ask("o-long-clause", "条款 8")
+    rest = await sent_to(emulator, "o-long-clause")
+    pieces = [passive, *rest]
+    assert len(pieces) >= 2 and all(len(p.encode()) <= 2048 for p in pieces)
+    assert all(p.endswith("责任。" + texts.CONTINUED) for p in pieces[:-1]), pieces
+    assert all(p.startswith("第") for p in rest), rest
+    assert long_clause in "".join(p.removesuffix(texts.CONTINUED) for p in pieces)
+
+
 async def test_the_rest_of_a_long_reply_survives_a_busy_wechat(make_service, emulator, clock):
     # One -1 on the first continuation used to end the reply there, silently.
     svc = await make_service(clock=clock)
