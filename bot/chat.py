@@ -213,7 +213,7 @@ async def terms_of_version(chat: Chat) -> Reply:
         return Reply(texts.no_such_version(version_id, exc))
     if version.version == current.version:
         return Reply(await _overview(chat, current))
-    return Reply(note + texts.version_overview(version, current))
+    return Reply(note + texts.version_overview(version, current, withdrawn=bool(note)))
 
 
 # -- consent -----------------------------------------------------------------------

@@ -210,9 +210,11 @@ def no_such_section(version: "AgreementVersion", asked: str, cite: str = "", uni
             f"请回复“条款 {cite}1”到“条款 {cite}{len(version.sections)}”。")
 
 
-def version_overview(version: "AgreementVersion", current: "AgreementVersion") -> str:
-    """A version other than the one in force (past or upcoming), section by section."""
-    if version.effective_at > current.effective_at:
+def version_overview(version: "AgreementVersion", current: "AgreementVersion", withdrawn: bool = False) -> str:
+    """A version other than the one in force (past, upcoming or withdrawn), section by section."""
+    if withdrawn:  # never took effect (withdrawn_note, above it, says when and why)
+        when = f"原定{beijing_when(version.effective_at)}生效，已撤回"
+    elif version.effective_at > current.effective_at:
         when = f"将于{beijing_when(version.effective_at)}生效"
     else:
         when = f"自 {_date(version.effective_at)} 起生效，已由版本 {current.version} 取代"

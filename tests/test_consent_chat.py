@@ -447,7 +447,8 @@ async def test_a_scheduled_version_can_be_withdrawn_so_a_legal_change_applies_at
     _version, notice_id = await terms.withdraw("2026-12-09", reason="与即将发布的法律修订合并", by="t")
     assert (await terms.upcoming()) is None
     asked = await svc.wechat.ask("o-wd", "条款 2026-12-09")
-    assert "已于 2026-12-01 10:00（北京时间）撤回，不会生效" in asked, asked  # no space after the bracket
+    assert "已于 2026-12-01 10:00（北京时间）撤回，从未生效" in asked, asked  # no space after the bracket
+    assert "原定 2026-12-08 10:00（北京时间）生效，已撤回" in asked and "将于" not in asked, asked  # its text, marked
     await terms.publish(legal, reason="legal", effective_at=None, by="t")
     assert (await terms.current()).version == "2026-11-26-legal"
     await svc.runtime.worker(concurrency=2).run_until_idle(30)
