@@ -677,35 +677,35 @@ ALREADY_CLOSED = "您的微拓商家账户已经注销，无需重复操作。�
 def status_notice(status: str, before: str, reason: str) -> tuple[str, str]:
     """The notice telling a merchant that an admin changed their account: (title, body)."""
     if status == "active" and before == "pending_review":
-        return "商家账户审核通过", f"您的微拓商家账户已审核通过，现在可以使用商家服务。审核意见：{reason}"
+        return "商家账户审核通过", f"您的微拓商家账户已审核通过，现在可以使用商家服务。审核意见：{sentence(reason)}"
     if status == "active":
-        return "商家账户已恢复", f"您的微拓商家账户已恢复正常，可以继续使用商家服务。说明：{reason}"
+        return "商家账户已恢复", f"您的微拓商家账户已恢复正常，可以继续使用商家服务。说明：{sentence(reason)}"
     if status == "pending_review" and before == "suspended":
-        return "商家账户已恢复", f"您的微拓商家账户已恢复，注册资料等待审核，审核通过后即可使用商家服务。说明：{reason}"
+        return "商家账户已恢复", f"您的微拓商家账户已恢复，注册资料等待审核，审核通过后即可使用商家服务。说明：{sentence(reason)}"
     if status == "suspended":
         return "商家账户已暂停", (
-            f"您的微拓商家账户已被暂停。原因：{reason}\n暂停期间不能使用商家服务，您仍可以阅读协议、导出数据"
+            f"您的微拓商家账户已被暂停。原因：{sentence(reason)}\n暂停期间不能使用商家服务，您仍可以阅读协议、导出数据"
             + SUSPENDED_CHAT_HINT + "如有异议，请联系我们。"
         )
     if status == before == "pending_review":
         return "商家注册资料需要修改", (
-            f"您提交的微拓商家注册资料需要修改后才能通过审核。审核意见：{reason}\n" + RETURNED_CHAT_HINT
+            f"您提交的微拓商家注册资料需要修改后才能通过审核。审核意见：{sentence(reason)}\n" + RETURNED_CHAT_HINT
         )
     if status == "closed" and before == "closed":
         return "商家账户可以重新注册", (
-            f"您的微拓商家账户此前在暂停期间注销，现已允许重新注册{REREGISTER_CHAT_HINT}说明：{reason}"
+            f"您的微拓商家账户此前在暂停期间注销，现已允许重新注册{REREGISTER_CHAT_HINT}说明：{sentence(reason)}"
         )
     if status == "closed":
         return "商家账户已注销", (
-            f"您的微拓商家账户已被注销。原因：{reason}\n商家资料已删除，同意记录依法保留；"
+            f"您的微拓商家账户已被注销。原因：{sentence(reason)}\n商家资料已删除，同意记录依法保留；"
             "如有异议，请联系我们。"
         )
-    return "商家账户状态变更", f"您的微拓商家账户状态已变更。说明：{reason}"
+    return "商家账户状态变更", f"您的微拓商家账户状态已变更。说明：{sentence(reason)}"
 
 
 def suspended(reason: str) -> str:
     return (
-        f"您的商家账户已被暂停。原因：{reason}\n"
+        f"您的商家账户已被暂停。原因：{sentence(reason)}\n"
         "暂停期间不能使用商家服务，您仍然可以：\n"
         "· 回复“条款”阅读协议；\n"
         "· 回复“导出我的数据”导出您的数据；\n"
@@ -745,17 +745,17 @@ def account_overview(lines: list[str], status: str, status_label: str, reason: s
         text += "\n回复“修改资料”修改，回复“注销账户”注销。"
     elif status == "closed":
         if reason:
-            text += f"\n注销原因：{reason}"
+            text += f"\n注销原因：{sentence(reason)}"
         text += "\n" + (REREGISTRATION_BARRED if barred else "回复“注册”可重新注册。")
     return text
 
 
 def closed_by_us(reason: str) -> str:
-    return f"您的微拓商家账户已由微拓注销，原因：{reason}\n商家资料已删除，同意记录依法保留。如有异议：{CONTACT}"
+    return f"您的微拓商家账户已由微拓注销，原因：{sentence(reason)}\n商家资料已删除，同意记录依法保留。如有异议：{CONTACT}"
 
 
 def returned_for_correction(reason: str) -> str:
-    return f"您的注册资料已被退回修改，原因：{reason}\n请回复“修改资料”按要求修改并确认，资料将重新提交审核。"
+    return f"您的注册资料已被退回修改，原因：{sentence(reason)}\n请回复“修改资料”按要求修改并确认，资料将重新提交审核。"
 
 
 NO_CLOSURE_ASKED = "您还没有申请注销，没有需要确认的事项。如需注销商家账户，请先回复“注销账户”。"

@@ -36,8 +36,9 @@ def split_text(text: str, limit: int = MAX_TEXT_BYTES, suffix: str = "") -> list
                 current = ""
                 break
             # A line too long for any piece: what of it fits after ``current``, cut at a
-            # sentence end (below earlier lines, a comma is no better than a line break).
-            head, line = _cut(line, budget - _size(current), sentences_only=bool(current))
+            # sentence end, else a comma, else a character (a notice's title line kept
+            # with its body: alone, it was one more message to send).
+            head, line = _cut(line, budget - _size(current))
             pieces.append(current + head)
             current = ""
         current += line
@@ -51,10 +52,9 @@ def _size(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def _cut(text: str, budget: int, sentences_only: bool = False) -> tuple[str, str]:
+def _cut(text: str, budget: int) -> tuple[str, str]:
     """``text`` cut into a head of at most ``budget`` bytes and the rest, at the
-    best place (see :func:`split_text`); with ``sentences_only``, at a sentence
-    end or nowhere (an empty head)."""
+    best place (see :func:`split_text`)."""
     fits = 0  # how many characters fit
     out = 0
     for char in text:
@@ -66,8 +66,6 @@ def _cut(text: str, budget: int, sentences_only: bool = False) -> tuple[str, str
         cut = _after_last(text, fits, ends)
         if cut:
             return text[:cut], text[cut:]
-        if sentences_only:
-            return "", text
     return text[:fits], text[fits:]
 
 

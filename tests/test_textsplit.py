@@ -46,12 +46,14 @@ def test_a_sentence_keeps_its_closing_quote():
     assert all(p.endswith("。”") for p in pieces[:-1]) and "".join(pieces) == text
 
 
-def test_below_earlier_lines_a_long_line_waits_for_a_sentence_end():
-    # A comma's cut is no better than the line break above it.
+def test_below_earlier_lines_a_long_line_is_cut_at_its_best_place_that_fits():
+    # Not before it: a notice's title line alone was one more message to send.
     first = "第一行。\n"
     text = first + "，".join(["商家应对其经营行为承担责任"] * 20) + "。"
     pieces = split_text(text, limit=200)
-    assert pieces[0] == "第一行。" and all(len(p.encode()) <= 200 for p in pieces)
+    assert pieces[0].startswith(first) and pieces[0].endswith("责任，") and all(len(p.encode()) <= 200 for p in pieces)
+    unpunctuated = split_text("【服务公告】标题\n\n" + "长" * 800, limit=2048)
+    assert len(unpunctuated) == 2 and unpunctuated[0].startswith("【服务公告】标题\n\n长")
 
 
 @settings(max_examples=200, deadline=None)
