@@ -45,7 +45,7 @@ def test_no_code_path_updates_or_deletes_the_ledger():
     source = inspect.getsource(consents_module)
     assert not re.search(r"\.(update|delete|replace|find_one_and|bulk_write|drop)", source)
     public = {name for name, _ in inspect.getmembers(ConsentLedger, inspect.isfunction) if not name.startswith("_")}
-    assert public == {"append", "carried_away", "carry", "ensure_indexes", "history", "latest", "newest",
+    assert public == {"append", "carried_away", "carry", "ensure_indexes", "histories", "history", "latest", "newest",
                       "of_message", "openids_with_action", "scan"}
     # Nor does any other module that reaches the collection itself.
     root = Path(consents_module.__file__).parents[1]
