@@ -576,7 +576,7 @@ async def close_account_confirm(chat: Chat):
         return Reply(texts.CLOSE_CANCELLED)
     if bare_word(chat.message.text) not in CLOSE_CONFIRMATIONS:
         # A question before deciding (注销后我的数据还在吗) is answered, then the choice asked again.
-        answer = await _answer_mid_dialog(chat) if is_question(chat.message.text) else None
+        answer = await _answer_mid_dialog(chat) if own_questions.is_asking(chat.message.text) else None
         return Reply(f"{answer}\n\n{texts.CLOSE_CHOICE}" if answer else texts.CLOSE_CHOICE)
     asked_at = (chat.dialog.data or {}).get("status") if chat.dialog is not None else None
     await chat.services.dialogs.clear(chat.openid)

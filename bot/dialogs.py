@@ -26,7 +26,8 @@ from bot import texts
 from bot.chat_context import Chat
 from bot.replies import Reply
 from bot.router import normalize_command
-from bot.validation import TRAILING_PUNCTUATION, Invalid, is_question
+from bot.own_questions import is_asking
+from bot.validation import TRAILING_PUNCTUATION, Invalid
 from storage.dialog_state import DialogState
 
 CANCEL = "取消"
@@ -313,7 +314,7 @@ class DialogEngine:
         """The reply to text the step cannot take: a question is answered
         (:attr:`Dialog.answer`) and the step asked again; anything else gets
         ``refusal`` (what was wrong) before the prompt."""
-        if dialog.answer is not None and is_question(chat.message.text):
+        if dialog.answer is not None and is_asking(chat.message.text):
             answer = await dialog.answer(chat, chat.message.text)
             if answer:
                 kept = bool(chat.dialog and chat.dialog.data.get("answers"))

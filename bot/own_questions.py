@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from bot import texts
 from bot.agreement import AgreementVersion
 from bot.router import normalize_command
-from bot.validation import TRAILING_PUNCTUATION
+from bot.validation import TRAILING_PUNCTUATION, is_question
 
 if TYPE_CHECKING:
     from bot.chat_context import Chat
@@ -81,6 +81,13 @@ _ASKS_WHAT_CHANGED = re.compile(
 
 #: Chat's command for the same (its router takes them first); the app has no commands.
 STATUS_WORDS = ("同意状态", "我的同意")
+
+
+def is_asking(text: str) -> bool:
+    """Whether ``text`` asks something, a question of its form (:func:`is_question`)
+    or one of the questions answered here (协议最近改了什么, 条款有什么变化 carry no
+    question mark): at a dialog's step it is answered, not refused as a value."""
+    return is_question(text) or asked(text) is not None
 
 
 def asked(text: str) -> str | None:

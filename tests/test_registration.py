@@ -779,6 +779,15 @@ async def test_closure_erases_profile_and_keeps_the_ledger(service):
     assert (await service.wechat.ask("o-bye", "注册")).startswith(texts.PROMPT_ENTITY_TYPE)
 
 
+async def test_what_changed_asked_at_a_step_is_answered_and_the_step_asked_again(service):
+    # At the e-mail step, 协议最近改了什么 (no question mark) was refused as 邮箱格式不正确.
+    await accepted(service, "o-ask-changes")
+    await chat(service, "o-ask-changes", "注册", "个人", "张三", "是", "李四", "13812345678")
+    reply = await service.wechat.ask("o-ask-changes", "协议最近改了什么")
+    assert "以来没有修改过" in reply and reply.rstrip().endswith("（回复“上一步”返回，回复“取消”退出）"), reply
+    assert "邮箱格式不正确" not in reply
+
+
 async def test_registering_in_the_words_people_use(service):
     # 我要注册 quoted clause 2.1 from the Q&A instead of starting the form.
     await accepted(service, "o-join")
