@@ -237,12 +237,14 @@ class DialogEngine:
             return await self._choose(chat, dialog, word, answers, history)
 
         step = dialog.step(step_name)
-        if word in (CONFIRM, EDIT, RESUME, RESTART) and word not in step.takes:
+        keep = word == CONFIRM and word not in step.takes and step.name in answers
+        if word in (CONFIRM, EDIT, RESUME, RESTART) and word not in step.takes and not keep:
             # A control word is never an answer (确认 is no contact name): say where we are.
             return Reply(texts.dialog_word_not_answer(chat.message.text.strip()[:20], step.label) + "\n\n"
                          + self._prompt(dialog, step_name, answers, editing=bool(state.data.get("editing"))))
         try:
-            value = step.parse(chat.message.text, answers)
+            # 确认 at a step already answered (上一步 shows it as 当前填写) keeps that answer.
+            value = answers[step.name] if keep else step.parse(chat.message.text, answers)
             step.check(value)
         except Invalid as exc:
             return await self._answered(chat, dialog, self._prompt(dialog, step_name, answers,

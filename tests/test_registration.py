@@ -1250,8 +1250,11 @@ async def test_cancelling_a_profile_change_keeps_the_profile_and_control_words_a
     # "፩" is a digit to str.isdigit() and no number to int(): asked again, no fault.
     assert "请回复 1 到 6 之间的编号" in await service.wechat.ask("o-amend", "፩")
     await chat(service, "o-amend", "联系人")
-    refused = await service.wechat.ask("o-amend", "确认")  # at the contact-name step
+    refused = await service.wechat.ask("o-amend", "修改")  # at the contact-name step
     assert "是操作指令，不能作为联系人" in refused
+    # 确认 there keeps the name it shows (当前填写), not a contact called 确认.
+    kept = await service.wechat.ask("o-amend", "确认")
+    assert "联系人：王五" in kept and "是操作指令" not in kept, kept
     cancelled = await service.wechat.ask("o-amend", "取消")
     assert "已取消修改" in cancelled and "保持不变" in cancelled and "没有保存" not in cancelled
     assert (await service.runtime.merchants.get("o-amend")).contact_name == "王五"
@@ -1302,6 +1305,11 @@ async def test_back_after_an_edit_walks_the_form_not_between_the_summary_and_the
     assert "南宁市新名称贸易有限公司" in replies[2] and "确认" in replies[2]  # the summary
     assert replies[3].startswith(texts.PROMPT_EMAIL), replies[3]  # the form's last step
     assert replies[4].startswith(texts.PROMPT_PHONE) and replies[5].startswith(texts.PROMPT_CONTACT_NAME), replies[4:]
+    # 确认 at a step that shows its answer (当前填写) keeps it (it was "确认是操作指令，不能作为联系人姓名").
+    kept = await chat(service, "o-walk", "确认", "确认", "确认", "确认")
+    assert kept[0].startswith(texts.PROMPT_PHONE) and kept[1].startswith(texts.PROMPT_EMAIL), kept
+    assert "南宁市新名称贸易有限公司" in kept[2] and "已提交" in kept[3], kept
+    assert (await service.runtime.merchants.get("o-walk")).contact_name == "王五"
 
 
 async def test_control_words_with_punctuation_are_still_control_words(service):
