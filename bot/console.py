@@ -195,7 +195,7 @@ class Dashboard:
     followers: int
     merchants: dict[str, int]
     current: AgreementVersion
-    upcoming: AgreementVersion | None
+    upcoming: list[AgreementVersion]  # every version to come, the next first
     accepted: int
     share: float | None
     days: list[tuple[dt.date, int, int, int]]  # day, accepts, declines, withdrawals
@@ -294,7 +294,7 @@ class Console:
             followers=len(followers),
             merchants={status: by_status.get(status, 0) for status in STATUSES},
             current=current,
-            upcoming=await self.terms.upcoming(),
+            upcoming=await self.terms.pending(),
             accepted=accepted,
             share=(accepted / len(followers)) if followers else None,
             days=[(day, *values) for day, values in counts.items()],
@@ -497,6 +497,19 @@ class Console:
         base = (await self.terms.versions())[-1]
         lost, unnamed = await self._version_warnings(base, draft)
         return base, draft, side_by_side(base, draft, context=2), lost, unnamed
+
+    async def version_refusal(self, form: VersionForm) -> str:
+        """Why publishing ``form`` now would be refused ("" when it would not, or
+        when no 生效时间 is filled in yet): said with the preview, which showed
+        the diff alone and let 发布 find the 7-day rule."""
+        if not form.effective_at.strip():
+            return ""
+        try:
+            draft = form.draft()
+            await self.terms.check(draft, reason=form.reason, effective_at=parse_effective_at(form.effective_at))
+        except BotError as exc:
+            return f"按当前的生效时间和修改原因，发布将被拒绝：{exc.message}"
+        return ""
 
     async def _version_warnings(self, base: AgreementVersion, draft: AgreementVersion) -> tuple[str, str]:
         """What publishing ``draft`` after ``base`` warns of, as ``terms publish``

@@ -223,6 +223,7 @@ async def test_login_is_limited_per_account(svc):
     locked = await client.login("olga", PASSWORD)
     assert locked.code == 429
     assert "登录失败次数过多" in text(locked) and "分钟后再试" in text(locked)
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60  # as the API's 429s say it
     assert "wb_admin" not in client.cookies
     # From another address the account is still locked (the counter is per account).
     await svc.runtime.redis.delete(key("admin", "loginfail", "addr", "127.0.0.1"))
@@ -856,6 +857,39 @@ async def draft_toml(svc, version: str = "2026-12-20") -> str:
     return toml.replace(first_clause, first_clause + "（补充说明。）", 1)
 
 
+async def test_the_console_says_before_publishing_what_publishing_would_refuse(svc):
+    # 预览修改 showed the diff alone; only 发布 met the 7-day rule. An unknown action was ignored silently.
+    owner = await logged_in(svc, "olga")
+    toml = await draft_toml(svc)
+    soon = await owner.post("/admin/terms/new", {"toml": toml, "reason": "routine", "effective_at": "now",
+                                                  "action": "preview"})
+    assert soon.code == 200 and "发布将被拒绝" in text(soon) and "7 天" in text(soon) and "补充说明" in text(soon)
+    fine = await owner.post("/admin/terms/new", {"toml": toml, "reason": "legal", "effective_at": "now",
+                                                  "action": "preview"})
+    assert fine.code == 200 and "发布将被拒绝" not in text(fine)
+    for path in ("/admin/terms/new", "/admin/notices/new"):
+        odd = await owner.post(path, {"toml": toml, "title": "T", "body": "B", "action": "draft"})
+        assert odd.code == 400 and "未知的操作：draft" in text(odd), path
+    assert [v.version for v in await svc.runtime.terms.versions()] == ["2022-05-22"]
+    # Every version to come is on the overview (it named the next one only).
+    from bot.agreement import CHINA
+
+    for version, days in (("2026-12-30", 8), ("2026-12-31", 9)):
+        toml = (await draft_toml(svc, version)).replace("第 4 节：补充一句", f"第 4 节：补充一句（{version}）")
+        toml = toml.replace("（补充说明。）", f"（补充说明 {version}。）")
+        if version == "2026-12-31":  # drafted on the one before, not undoing it
+            previous = await svc.runtime.terms.get("2026-12-30")
+            toml = previous.to_toml().replace('version = "2026-12-30"', 'version = "2026-12-31"').replace(
+                "第 4 节：补充一句（2026-12-30）", "第 4 节：补充一句（2026-12-31）").replace(
+                "（补充说明 2026-12-30。）", "（补充说明 2026-12-31。）")
+        at = (dt.datetime.now(CHINA) + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+        published = await owner.post("/admin/terms/new", {"toml": toml, "reason": "routine", "effective_at": at,
+                                                          "action": "publish"})
+        assert published.code == 303, text(published)
+    board = text(await owner.get("/admin"))
+    assert "版本 2026-12-30 将于" in board and "版本 2026-12-31 将于" in board
+
+
 async def test_a_version_draft_published_from_elsewhere_leaves_the_draft_list(svc):
     # An editor's draft stayed under 草稿 after the owner published that version from
     # another form (or the CLI): it can no longer be published.
@@ -1156,6 +1190,9 @@ async def test_merchants_review_suspend_reinstate_and_export(svc):
     assert [r["统一社会信用代码"] for r in rows if r["openid"] == "o-m4"] == ['="914403001922038216"']
     assert [r["手机"] for r in rows if r["openid"] == "o-m4"] == ["13800138000"]  # 11 digits show whole
     assert (await owner.get("/admin/merchants/o-none")).code == 404
+    # The notices a status change sent name their creator as the audit log does (they showed admin:olga).
+    notices = text(await owner.get("/admin/notices"))
+    assert "<td>olga</td>" in notices and "admin:" not in notices
     entry = (await svc.runtime.audit.recent(action="merchant_status"))[0]
     assert entry.before == {"status": "suspended"} and entry.after["status"] == "active"
     # Closed while suspended: the page offers the owner 允许重新注册, and only then.

@@ -36,6 +36,8 @@ class LoginHandler(AdminHandler):
             _, token, device = await self.runtime.admins.authenticate(
                 name, password, self.request.remote_ip or "", self._device(name))
         except (LoginLocked, LoginFailed) as exc:
+            if isinstance(exc, LoginLocked):  # as the API's 429s say it, for scripts and proxies
+                self.set_header("Retry-After", str(max(1, exc.seconds)))
             self.page("login.html", http_status=http_status(exc), next=target, name=name, error=exc.message)
             return
         self.set_signed_cookie(SESSION_COOKIE, token, expires_days=None, httponly=True, samesite="Lax")

@@ -127,6 +127,9 @@ class AdminHandler(tornado.web.RequestHandler):
             roles=ROLES,
             can=lambda permission: self.admin is not None and allowed(self.admin.role, permission),
             local=local_time,
+            # Who made a record, as the audit log names them (rvowner, cli:NAME): notices
+            # a merchant's status change sent are made as admin:NAME (the history's form).
+            who=lambda by: (by or "").removeprefix("admin:"),
             nav=getattr(self, "nav", ""),
             flash=self._flash(),
             tojson=lambda value: json.dumps(value, ensure_ascii=False, default=str),

@@ -131,6 +131,9 @@ class TermsPublishHandler(AdminHandler):
                            effective_at=self.text("effective_at", "", 64).strip())
         draft_id = self.get_argument("draft", "") or None
         action = self.get_argument("action", "save")
+        if action not in ("publish", "preview", "save"):
+            await self._form(form, draft_id or "", error=f"未知的操作：{action[:20]}", status=400)
+            return
         seen = self.seen_stamp()
         try:
             if action == "publish":
@@ -139,7 +142,8 @@ class TermsPublishHandler(AdminHandler):
                 self.done(f"/admin/notices/{notice_id}", f"已发布版本 {version.version}，条款修改通知正在发送")
                 return
             if action == "preview":
-                await self._form(form, draft_id or "", preview=await self.console.preview_version(self.actor, form))
+                preview = await self.console.preview_version(self.actor, form)
+                await self._form(form, draft_id or "", preview=preview, error=await self.console.version_refusal(form))
                 return
             saved = await self.console.save_version_draft(self.actor, form, draft_id, seen)
             self.done(f"/admin/terms/new?draft={saved}", "草稿已保存")
@@ -220,6 +224,9 @@ class NoticeComposeHandler(AdminHandler):
                 f"openid 名单过长：{lines:,} 行、{len(form.openids):,} 个字符，网页一次最多 {OPENIDS_CHARS:,} 个字符"
                 f"（约 {OPENIDS_CHARS // 30:,} 个 openid）。请分批发送，或用命令行发送整份名单："
                 "wetoop-bot notice send … --audience openids:名单文件"))
+            return
+        if action not in ("preview", "send", "save"):
+            await self._form(form, draft_id or "", status=400, error=f"未知的操作：{action[:20]}")
             return
         seen = self.seen_stamp()
         try:
