@@ -130,6 +130,13 @@ async def test_owner_logs_in_sends_a_notice_and_watches_it_finish(make_service, 
                 await svc.runtime.merchants.set_status("o-wide", "suspended", "=HYPERLINK(" + word + ")", by="test")
                 await phone.goto(svc.url + "/admin/merchants/o-wide")
                 assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
+                # 管理员: a card a row (the 创建 column was a character wide, the buttons off-screen).
+                await phone.goto(svc.url + "/admin/users")
+                for label in ("修改", "注销会话", "重设密码"):
+                    box = await phone.locator(f"table button:has-text('{label}')").first.bounding_box()
+                    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (label, box)
+                created = await phone.locator("table td[data-label=创建]").first.bounding_box()
+                assert created is not None and created["width"] > 200, created
                 assert not offsite, offsite
             finally:
                 await browser.close()
