@@ -127,13 +127,13 @@ def _check_exception_named(draft: AgreementVersion, latest: AgreementVersion, re
     only what its ``changes`` names: the exception is for those changes, and a
     routine edit carried along unnamed (say, from a withdrawn routine version)
     would apply at once without the week's notice, and without users being told."""
-    unnamed = [k for k in _differing(_units(draft), _units(latest)) if not _named(k, draft.changes)]
+    unnamed = _unnamed(latest, draft)
     if unnamed:
         raise AmendmentRefused(
             "unnamed_change",
             f"{REASONS[reason]}的修改可以立即生效，但只限于修改摘要（changes）写明的修改：与版本 {latest.version} 相比，"
             f"{places(unnamed)}有修改却没有写在 changes 中。请在 changes 中逐条写明（例如“{_label(unnamed[0])}：……”），"
-            f"或把这些修改作为常规修改（routine）另行发布，公布 7 天后生效",
+            f"或把这些修改作为常规修改（routine）另行发布，公布 {MIN_NOTICE.days} 天后生效",
         )
 
 
@@ -192,7 +192,7 @@ def changes_warning(base: AgreementVersion, draft: AgreementVersion) -> str:
     if draft.text_sha256 == base.text_sha256:
         return (f"注意：条款全文与版本 {base.version} 相同（只改了要点）：发布后，"
                 f"已同意版本 {base.version} 的用户也需要重新同意内容未变的条款。")
-    unnamed = [k for k in _differing(_units(draft), _units(base)) if not _named(k, draft.changes)]
+    unnamed = _unnamed(base, draft)
     if not unnamed or not draft.changes:
         return ""
     return (f"注意：与版本 {base.version} 相比，{places(unnamed)}有修改，但修改摘要（changes）没有提到。"
@@ -225,6 +225,11 @@ def undoes(draft: AgreementVersion, published: list[AgreementVersion]) -> tuple[
     older_units = [_units(v) for v in older]
     undone = [k for k in _differing(units, _units(latest)) if any(u.get(k) == units.get(k) for u in older_units)]
     return (base, undone) if undone else None
+
+
+def _unnamed(base: AgreementVersion, draft: AgreementVersion) -> list[tuple[int, int]]:
+    """The places where ``draft``'s text differs from ``base``'s that no line of its ``changes`` names."""
+    return [k for k in _differing(_units(draft), _units(base)) if not _named(k, draft.changes)]
 
 
 def _differing(ours: dict, theirs: dict) -> list[tuple[int, int]]:

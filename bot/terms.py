@@ -44,9 +44,16 @@ class VersionNotFound(BotError):
     kind = "not_found"
     code = "version_not_found"
 
-    def __init__(self, message: str, code: str | None = None, withdrawn: bool = False) -> None:
+    def __init__(self, message: str, code: str | None = None, withdrawal: dict | None = None) -> None:
         super().__init__(message, code=code)
-        self.withdrawn = withdrawn  # the message then says when and why
+        self.withdrawal = withdrawal  # a withdrawn version's: when, by whom, why (the message says it)
+        self.withdrawn = withdrawal is not None
+
+
+def withdrawal_text(withdrawal: dict) -> str:
+    """When and why a version was withdrawn, as users and admins read it."""
+    return (f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])}撤回，从未生效"
+            f"（原因：{withdrawal['reason']}）。")
 
 
 class AlreadyWithdrawn(BotError):
@@ -61,12 +68,6 @@ class AlreadyWithdrawn(BotError):
             f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])}撤回"
             f"（原因：{withdrawal['reason']}），无需再次撤回；它不会生效。"
         )
-
-
-def withdrawal_text(withdrawal: dict) -> str:
-    """When and why a version was withdrawn, as users and admins read it."""
-    return (f"版本 {withdrawal['version']} 已于 {amendment_rules.show(withdrawal['at'])}撤回，从未生效"
-            f"（原因：{withdrawal['reason']}）。")
 
 
 class Terms:
@@ -236,7 +237,7 @@ class Terms:
                 return candidate
         withdrawal = await self._repo.withdrawal(version)
         if withdrawal is not None:
-            raise VersionNotFound(withdrawal_text(withdrawal), withdrawn=True)
+            raise VersionNotFound(withdrawal_text(withdrawal), withdrawal=withdrawal)
         raise VersionNotFound(f"没有版本为 {version} 的协议")
 
     async def readable(self, version: str) -> tuple[AgreementVersion, dict | None]:
@@ -247,10 +248,9 @@ class Terms:
         try:
             return await self.get(version), None
         except VersionNotFound as exc:
-            if not exc.withdrawn:
+            if exc.withdrawal is None:
                 raise
-            found = await self.get(version, withdrawn_too=True)
-            return found, await self._repo.withdrawal(found.version)
+            return await self.get(version, withdrawn_too=True), exc.withdrawal
 
     async def check(self, draft: AgreementVersion, *, reason: str, effective_at: dt.datetime | None) -> None:
         """Raise :class:`~bot.amendment_rules.AmendmentRefused` if ``draft`` could

@@ -113,11 +113,7 @@ def cmd_terms_list(args: argparse.Namespace) -> int:
 
 
 def cmd_terms_show(args: argparse.Namespace) -> int:
-    async def work(runtime):
-        version = await runtime.terms.get(args.version, withdrawn_too=True)
-        return version, await runtime.terms.withdrawal(version.version)
-
-    version, withdrawal = with_runtime(args, work)
+    version, withdrawal = with_runtime(args, lambda runtime: runtime.terms.readable(args.version))
     sys.stdout.write(version.to_toml())
     if withdrawal is not None:  # readable, to fix and publish again, but say what it is
         print(f"注意：版本 {version.version} 已于 {show(withdrawal['at'])}撤回，不会生效"
