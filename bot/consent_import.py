@@ -21,8 +21,8 @@ from bot.agreement import AgreementVersion, typed_utc
 from bot.amendment_rules import show
 from bot.consent import ACTION_LABELS, acceptance_to_withdraw
 from bot.errors import BotError
+from bot.file_problems import SHOWN_BAD_LINES
 from bot.inbound import OPENID
-from bot.notice_checks import SHOWN_BAD_LINES
 from bot.terms import Terms
 from storage.consents import ACTIONS, ConsentLedger, ConsentRecord
 

@@ -11,6 +11,11 @@ import json
 import re
 import tomllib
 
+#: The bad lines a refusal of a list an admin wrote names (an openid list,
+#: consents to import), before it says how many there are: enough to see what is
+#: wrong and find them, not a screenful for a file that is wrong throughout.
+SHOWN_BAD_LINES = 5
+
 _OS_ERRORS = {
     errno.ENOENT: "文件或目录不存在",
     errno.EISDIR: "这是一个目录，不是文件",

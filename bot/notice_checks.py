@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from bot.errors import BotError
+from bot.file_problems import SHOWN_BAD_LINES
 from bot.inbound import OPENID
 from bot.merchants import STATUS_CHOICES, STATUSES
 from storage.notices import CATEGORIES
@@ -126,11 +127,6 @@ def check_mass_text(text: str) -> None:
             f"当前 {size} 字节：请缩短正文，或不用群发（客服消息会自动分条）",
             code="body_too_long",
         )
-
-
-#: Bad entries of an openid list shown with their line: enough to see what is
-#: wrong and find them, not a screenful for a file that is wrong throughout.
-SHOWN_BAD_LINES = 5
 
 
 def openids_from_lines(lines: list[str], source: str, commas: bool = False) -> list[str]:

@@ -42,9 +42,6 @@ def beijing_date(value) -> str:
     return value.astimezone(CHINA).strftime("%Y-%m-%d")
 
 
-_date = beijing_date
-
-
 def beijing_time(value) -> str:
     """A moment in Beijing time: the date, and the time unless it is midnight."""
     from bot.agreement import CHINA
@@ -101,7 +98,7 @@ def terms_overview(current: "AgreementVersion", upcoming: "list[AgreementVersion
                    accepted: bool | None = None) -> str:
     """The version in force, and every version published to take effect later
     (``accepted``: as :func:`with_upcoming`)."""
-    lines = [f"《{current.title}》版本 {current.version}（自 {_date(current.effective_at)} 起生效）", ""]
+    lines = [f"《{current.title}》版本 {current.version}（自 {beijing_date(current.effective_at)} 起生效）", ""]
     if current.changes:  # "回复“条款”查看修改" (the re-consent prompt, amendment notices) shows them here
         lines += [*change_summary(current), ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in current.sections]
@@ -121,10 +118,10 @@ def what_changed(current: "AgreementVersion", previous: "AgreementVersion | None
     replaced, or that it was never changed; then the versions to come
     (``accepted``: as :func:`with_upcoming`)."""
     if previous is None:
-        lines = [f"《{current.title}》自版本 {current.version}（{_date(current.effective_at)} 起生效）以来没有修改过。",
+        lines = [f"《{current.title}》自版本 {current.version}（{beijing_date(current.effective_at)} 起生效）以来没有修改过。",
                  "回复“条款”查看各节摘要。"]
     else:
-        lines = [f"《{current.title}》最近一次修改：版本 {current.version}，自 {_date(current.effective_at)} 起生效"
+        lines = [f"《{current.title}》最近一次修改：版本 {current.version}，自 {beijing_date(current.effective_at)} 起生效"
                  f"（此前为版本 {previous.version}）。",
                  *(change_summary(current) if current.changes else []),
                  "",
@@ -171,7 +168,7 @@ def _changes_since(versions: "list[AgreementVersion]") -> list[str]:
         return [f"· {line}" for line in versions[0].changes]
     lines: list[str] = []
     for version in versions:
-        lines.append(f"版本 {version.version}（{_date(version.effective_at)} 起生效）：")
+        lines.append(f"版本 {version.version}（{beijing_date(version.effective_at)} 起生效）：")
         lines += [f"· {line}" for line in version.changes]
     return lines
 
@@ -217,7 +214,7 @@ def version_overview(version: "AgreementVersion", current: "AgreementVersion", w
     elif version.effective_at > current.effective_at:
         when = f"将于{beijing_when(version.effective_at)}生效"
     else:
-        when = f"自 {_date(version.effective_at)} 起生效，已由版本 {current.version} 取代"
+        when = f"自 {beijing_date(version.effective_at)} 起生效，已由版本 {current.version} 取代"
     lines = [f"《{version.title}》版本 {version.version}（{when}）", ""]
     lines += [f"{s.number}. {s.title}：{s.summary}" for s in version.sections]
     lines += ["", f"回复“条款 {version.version} N”阅读此版本第 N 节全文；回复“条款”查看当前版本。"]
@@ -404,7 +401,7 @@ NOTHING_TO_WITHDRAW = "您目前没有有效的同意记录，无需撤回。回
 def reconsent(current: "AgreementVersion", previous: str, changed: "list[AgreementVersion]") -> str:
     """``changed``: every version that took effect since ``previous``, up to ``current``."""
     lines = [
-        f"《{current.title}》已更新：版本 {current.version} 自 {_date(current.effective_at)} 起生效"
+        f"《{current.title}》已更新：版本 {current.version} 自 {beijing_date(current.effective_at)} 起生效"
         f"（您此前同意的是版本 {previous}）。修改摘要：",
         *_changes_since(changed),
         consent_prompt(current),
@@ -417,7 +414,7 @@ def superseded_before_consent(current: "AgreementVersion", asked: str, changed: 
     """A 同意 (or 不同意: ``choice``) to the version the user was asked about, after a newer one took effect."""
     lines = [
         f"您收到的同意请求是针对版本 {asked} 的；此后《{current.title}》版本 {current.version} "
-        f"已于 {_date(current.effective_at)} 生效，您的“{choice}”尚未记录。修改摘要：",
+        f"已于 {beijing_date(current.effective_at)} 生效，您的“{choice}”尚未记录。修改摘要：",
         *_changes_since(changed),
         consent_prompt(current),
     ]
@@ -428,7 +425,7 @@ def consent_unconfirmed(current: "AgreementVersion", choice: str = "同意") -> 
     """A 同意 (or 不同意: ``choice``) when which version the user was shown is not known."""
     lines = [
         f"请确认您的选择针对的版本：《{current.title}》现行版本为 {current.version}"
-        f"（{_date(current.effective_at)} 起生效），您的“{choice}”尚未记录。要点：",
+        f"（{beijing_date(current.effective_at)} 起生效），您的“{choice}”尚未记录。要点：",
         *[f"· {line}" for line in current.summary],
         consent_prompt(current),
     ]
@@ -448,7 +445,7 @@ def amendment_notice(version: "AgreementVersion") -> str:
     if version.published_at is not None and version.effective_at <= version.published_at:
         # A new feature or a legal change, in force at publication: the ground the agreement allows for it, said.
         ground = {"new_feature": "因新功能上线", "legal": "因法律法规要求"}.get(version.reason or "", "")
-        when = (f"已于 {_date(version.effective_at)} 更新为版本 {version.version}"
+        when = (f"已于 {beijing_date(version.effective_at)} 更新为版本 {version.version}"
                 f"（{ground + '，' if ground else ''}即时生效）")
     else:
         when = f"将于{beijing_when(version.effective_at)}更新为版本 {version.version}"
